@@ -1,0 +1,69 @@
+"""Attention Atlas core: models, tokens, attention, rollout/flow, predictions, charts.
+
+Everything here is UI-free and importable from a notebook::
+
+    from core import load_model, run_attention, EMBEDDED_MODEL
+    result = run_attention(load_model(EMBEDDED_MODEL), "The cat sat on the mat.")
+"""
+
+from core.attention import AttentionResult, run_attention
+from core.compare import Comparison, WordAlignment, align_words, compare_replacement
+from core.errors import (
+    AtlasError,
+    EmptyReplacementError,
+    EmptyTextError,
+    InvalidModelNameError,
+    ModelLoadError,
+    ModelNotFoundError,
+    NoMaskedLMHeadError,
+    NoMaskError,
+    NotAModelError,
+    OfflineError,
+    PositionOutOfRangeError,
+    TruncationWarning,
+    UnsupportedModelError,
+)
+from core.export import attention_csv, attention_data, attention_json
+from core.models import EMBEDDED_MODEL, PRESETS, LoadedModel, ModelKind, Preset, load_model
+from core.predictions import Prediction, predict_masked
+from core.tokens import Token, word_groups
+from core.transforms import drop_positions, mean_of_heads, merge_groups, select_heads
+
+__all__ = [
+    "EMBEDDED_MODEL",
+    "PRESETS",
+    "AtlasError",
+    "AttentionResult",
+    "Comparison",
+    "EmptyReplacementError",
+    "EmptyTextError",
+    "InvalidModelNameError",
+    "LoadedModel",
+    "ModelKind",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "NoMaskError",
+    "NoMaskedLMHeadError",
+    "NotAModelError",
+    "OfflineError",
+    "PositionOutOfRangeError",
+    "Prediction",
+    "Preset",
+    "Token",
+    "TruncationWarning",
+    "UnsupportedModelError",
+    "WordAlignment",
+    "align_words",
+    "attention_csv",
+    "attention_data",
+    "attention_json",
+    "compare_replacement",
+    "drop_positions",
+    "load_model",
+    "mean_of_heads",
+    "merge_groups",
+    "predict_masked",
+    "run_attention",
+    "select_heads",
+    "word_groups",
+]

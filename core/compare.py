@@ -1,0 +1,204 @@
+"""Before/after comparison of replacing one word, aligned word by word."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.attention import AttentionResult, run_attention
+from core.errors import EmptyReplacementError, PositionOutOfRangeError
+from core.models import LoadedModel
+from core.predictions import Prediction
+from core.tokens import Token
+from core.transforms import merge_groups
+
+
+@dataclass(frozen=True)
+class WordAlignment:
+    """Units shared by two tokenizations: each word or special token, matched before/after.
+
+    `before[u]` and `after[u]` are the token positions of unit `u` in each input. The replaced
+    word (and anything whose tokenization changed with it) forms the single unit `replaced`.
+    """
+
+    labels: list[str]
+    before: list[list[int]]
+    after: list[list[int]]
+    replaced: int
+
+
+@dataclass(frozen=True, eq=False)
+class Comparison:
+    """Attention and predictions before and after replacing one word."""
+
+    before: AttentionResult
+    after: AttentionResult
+    word_index: int
+    original_word: str
+    replacement: str
+    alignment: WordAlignment
+
+    @property
+    def before_words(self) -> np.ndarray:
+        """Word-level attention before, `[layers, heads, units, units]`."""
+        return merge_groups(self.before.attentions, self.alignment.before)
+
+    @property
+    def after_words(self) -> np.ndarray:
+        """Word-level attention after, `[layers, heads, units, units]`."""
+        return merge_groups(self.after.attentions, self.alignment.after)
+
+    @property
+    def difference(self) -> np.ndarray:
+        """After minus before on the word alignment, `[layers, heads, units, units]`."""
+        return self.after_words - self.before_words
+
+    @property
+    def before_predictions(self) -> list[list[Prediction]]:
+        return self.before.predictions
+
+    @property
+    def after_predictions(self) -> list[list[Prediction]]:
+        return self.after.predictions
+
+
+def word_span(tokens: list[Token], word_index: int) -> tuple[int, int]:
+    """Character span `[start, end)` of a word in the first segment's text."""
+    pieces = [t for t in tokens if t.word_index == word_index]
+    if not pieces:
+        words = max((t.word_index for t in tokens if t.word_index is not None), default=-1) + 1
+        raise PositionOutOfRangeError(
+            f"Word {word_index} does not exist: the text has words 0 to {words - 1}."
+        )
+    if any(t.segment != 0 for t in pieces):
+        raise PositionOutOfRangeError("Only words of the first sentence can be replaced.")
+    return min(t.start for t in pieces), max(t.end for t in pieces)
+
+
+def align_words(
+    before: list[Token], after: list[Token], span: tuple[int, int], new_length: int
+) -> WordAlignment:
+    """Match words of two tokenizations of a text where `span` was replaced.
+
+    Words outside the span are matched by their character span (shifted by the length
+    change); special tokens by their order. Whatever does not match joins the replaced unit.
+    """
+    start, end = span
+    shift = new_length - (end - start)
+
+    def key_before(group: list[Token]) -> tuple | None:
+        s, e = group[0].start, group[-1].end
+        if e <= start:
+            return ("word", s, e)
+        if s >= end:
+            return ("word", s + shift, e + shift)
+        return None
+
+    def key_after(group: list[Token]) -> tuple | None:
+        s, e = group[0].start, group[-1].end
+        return None if start <= s < start + new_length or s < start < e else ("word", s, e)
+
+    before_units = _units(before, key_before)
+    after_units = _units(after, key_after)
+    after_by_key = {key: positions for key, positions, _ in after_units if key is not None}
+    matched_after = set()
+    labels: list[str] = []
+    before_groups: list[list[int]] = []
+    after_groups: list[list[int]] = []
+    replaced = -1
+    replaced_before: list[int] = []
+    for key, positions, label in before_units:
+        if key is not None and key in after_by_key:
+            matched_after.add(key)
+            labels.append(label)
+            before_groups.append(positions)
+            after_groups.append(after_by_key[key])
+        elif replaced < 0:
+            replaced = len(labels)
+            labels.append(label)
+            before_groups.append(positions)
+            after_groups.append([])
+            replaced_before = positions
+        else:
+            replaced_before.extend(positions)
+    if replaced < 0:
+        raise PositionOutOfRangeError("The replaced word was not found in the text.")
+    replaced_after = [
+        p for key, positions, _ in after_units if key not in matched_after for p in positions
+    ]
+    after_groups[replaced] = sorted(replaced_after)
+    before_groups[replaced] = sorted(replaced_before)
+    labels[replaced] = "→".join(
+        [_label(before, before_groups[replaced]), _label(after, after_groups[replaced])]
+    )
+    return WordAlignment(labels, before_groups, after_groups, replaced)
+
+
+def _units(tokens: list[Token], key_of) -> list[tuple[tuple | None, list[int], str]]:
+    units: list[tuple[tuple | None, list[int], str]] = []
+    specials = 0
+    current: list[Token] = []
+
+    def close() -> None:
+        if current:
+            positions = [t.index for t in current]
+            units.append((key_of(current), positions, _label(tokens, positions)))
+            current.clear()
+
+    for token in tokens:
+        if token.word_index is None:
+            close()
+            units.append((("special", specials), [token.index], token.text))
+            specials += 1
+        elif current and current[-1].word_index != token.word_index:
+            close()
+            current.append(token)
+        else:
+            current.append(token)
+    close()
+    return units
+
+
+def _label(tokens: list[Token], positions: list[int]) -> str:
+    """Pieces of one word glued together, separate words separated by a space."""
+    words: list[str] = []
+    previous: int | None = None
+    for i in positions:
+        token = tokens[i]
+        if words and token.word_index is not None and token.word_index == previous:
+            words[-1] += token.text
+        else:
+            words.append(token.text)
+        previous = token.word_index
+    return " ".join(words) or "∅"
+
+
+def compare_replacement(
+    model: LoadedModel, text: str, word_index: int, replacement: str, *, top_k: int = 5
+) -> Comparison:
+    """Attention and predictions before and after replacing word `word_index` of `text`.
+
+    Words are numbered as `Token.word_index` of `run_attention(model, text)`. The replacement
+    may be several words or tokenize into a different number of pieces; `alignment` maps both
+    inputs onto shared word units so a difference can be drawn.
+    """
+    if replacement is None or not replacement.strip():
+        raise EmptyReplacementError("Type a replacement word (it is empty).")
+    replacement = replacement.strip()
+    if not isinstance(word_index, int) or word_index < 0:
+        raise PositionOutOfRangeError(f"Word index must be 0 or more, not {word_index!r}.")
+    before = run_attention(model, text, top_k=top_k)
+    span = word_span(before.tokens, word_index)
+    new_text = before.text[: span[0]] + replacement + before.text[span[1] :]
+    after = run_attention(model, new_text, top_k=top_k)
+    # Truncation may have cut different amounts; alignment works on the kept tokens.
+    alignment = align_words(before.tokens, after.tokens, span, len(replacement))
+    return Comparison(
+        before=before,
+        after=after,
+        word_index=word_index,
+        original_word=before.text[span[0] : span[1]],
+        replacement=replacement,
+        alignment=alignment,
+    )

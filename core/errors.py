@@ -1,0 +1,59 @@
+"""Typed exceptions raised by `core`.
+
+Every error a person can cause derives from `AtlasError` (a `ValueError`), and its message is
+written for that person: the UI shows `str(error)` as is.
+"""
+
+from __future__ import annotations
+
+
+class AtlasError(ValueError):
+    """Base class of every input or model error raised by `core`."""
+
+
+class EmptyTextError(AtlasError):
+    """The text is empty, whitespace only, or has nothing the tokenizer can read."""
+
+
+class NoMaskError(AtlasError):
+    """Masked-word prediction was asked for a text without a mask token."""
+
+
+class NoMaskedLMHeadError(AtlasError):
+    """The model has no trained masked-language-model head, so it cannot fill masks."""
+
+
+class PositionOutOfRangeError(AtlasError, IndexError):
+    """A token, word, layer or head index is outside the input or the model."""
+
+
+class EmptyReplacementError(AtlasError):
+    """The replacement word for a comparison is empty."""
+
+
+class ModelLoadError(AtlasError):
+    """A model could not be loaded (base class of the more specific load errors)."""
+
+
+class InvalidModelNameError(ModelLoadError):
+    """The name is neither an existing local directory nor a valid Hub model id."""
+
+
+class ModelNotFoundError(ModelLoadError):
+    """The Hub has no model under this id (or it is private or gated)."""
+
+
+class OfflineError(ModelLoadError):
+    """The Hub cannot be reached and the model is not in the local cache."""
+
+
+class NotAModelError(ModelLoadError):
+    """A local directory exists but holds no loadable transformer checkpoint."""
+
+
+class UnsupportedModelError(ModelLoadError):
+    """The checkpoint is a model, but not a kind whose attention `core` can show."""
+
+
+class TruncationWarning(UserWarning):
+    """The input was longer than the model's maximum and its end was dropped."""

