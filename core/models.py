@@ -354,6 +354,10 @@ def load_model(
     name = name_or_path.strip()
     if source == "hub" and not _cached_locally(location) and not _hub_reachable():
         raise OfflineError(_offline_message(name))
+    if source == "local" and not (Path(location) / "config.json").is_file():
+        raise NotAModelError(
+            f"The directory '{name}' has no config.json: it is not a saved transformers model."
+        )
     config = _load_config(location, source, name)
     kind = detect_kind(config)
 

@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+
+from core import EmptyReplacementError, PositionOutOfRangeError, compare_replacement
+
+
+def test_replacement_with_more_pieces_is_aligned_by_word(embedded):
+    comparison = compare_replacement(embedded, "The cat sat on the mat.", 1, "hippopotamus")
+    alignment = comparison.alignment
+    assert comparison.original_word == "cat"
+    assert alignment.labels == [
+        "[CLS]",
+        "the",
+        "cat→hippopotamus",
+        "sat",
+        "on",
+        "the",
+        "mat",
+        ".",
+        "[SEP]",
+    ]
+    assert len(alignment.after[alignment.replaced]) > 1
+    # Every other unit maps one token to one token with the same text.
+    for unit, (b, a) in enumerate(zip(alignment.before, alignment.after, strict=True)):
+        if unit != alignment.replaced:
+            assert [comparison.before.labels[i] for i in b] == [
+                comparison.after.labels[i] for i in a
+            ]
+    layers, heads, units, _ = comparison.difference.shape
+    assert (layers, heads, units) == (6, 12, 9)
+    np.testing.assert_allclose(comparison.before_words.sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(comparison.after_words.sum(-1), 1.0, atol=1e-5)
+    assert np.abs(comparison.difference).max() > 0
+
+
+def test_multi_word_replacement(embedded):
+    comparison = compare_replacement(embedded, "The cat sat on the mat.", 5, "big red rug")
+    assert comparison.alignment.labels[6] == "mat→big red rug"
+    assert len(comparison.alignment.after[6]) == 3
+    assert comparison.after.text == "The cat sat on the big red rug."
+
+
+def test_same_word_gives_zero_difference(embedded):
+    comparison = compare_replacement(embedded, "The cat sat.", 1, "cat")
+    np.testing.assert_array_equal(comparison.difference, 0)
+
+
+def test_predictions_before_and_after(loaded_tiny):
+    comparison = compare_replacement(loaded_tiny("bert"), "the cat sat on the [MASK]", 1, "dog")
+    assert len(comparison.before_predictions) == len(comparison.after_predictions) == 1
+    assert comparison.before_predictions != comparison.after_predictions
+
+
+def test_replacing_a_word_in_a_roberta_sentence(loaded_tiny):
+    comparison = compare_replacement(loaded_tiny("roberta"), "the cat sat on the mat", 4, "a")
+    assert comparison.original_word == "the"
+    assert comparison.after.text == "the cat sat on a mat"
+    assert comparison.difference.shape[-1] == len(comparison.alignment.labels)
+
+
+@pytest.mark.parametrize("replacement", ["", "   ", None])
+def test_empty_replacement(embedded, replacement):
+    with pytest.raises(EmptyReplacementError):
+        compare_replacement(embedded, "The cat sat.", 1, replacement)
+
+
+@pytest.mark.parametrize("word_index", [-1, 3, 99])
+def test_word_index_out_of_range(embedded, word_index):
+    with pytest.raises(PositionOutOfRangeError):
+        compare_replacement(embedded, "The cat sat", word_index, "dog")

@@ -1,0 +1,148 @@
+import json
+
+import pytest
+import torch
+
+from core import (
+    EMBEDDED_MODEL,
+    PRESETS,
+    InvalidModelNameError,
+    ModelKind,
+    NotAModelError,
+    OfflineError,
+    UnsupportedModelError,
+    load_model,
+)
+from core.models import _hub_reachable, detect_kind, resolve_source
+
+
+def test_embedded_model_loads_offline(embedded):
+    assert embedded.name == EMBEDDED_MODEL
+    assert embedded.source == "embedded"
+    assert embedded.kind is ModelKind.ENCODER  # all-MiniLM-L6-v2 ships no masked-word head
+    assert (embedded.num_layers, embedded.num_heads, embedded.max_length) == (6, 12, 512)
+    assert embedded.model.config._attn_implementation == "eager"
+    assert not embedded.model.training
+
+
+@pytest.mark.parametrize(
+    ("family", "kind"),
+    [
+        ("bert", ModelKind.MASKED_LM),
+        ("roberta", ModelKind.MASKED_LM),
+        ("distilbert", ModelKind.MASKED_LM),
+        ("albert", ModelKind.MASKED_LM),
+        ("bert-encoder", ModelKind.ENCODER),
+        ("gpt2", ModelKind.CAUSAL_LM),
+        ("bart", ModelKind.ENCODER_DECODER),
+    ],
+)
+def test_kind_is_detected_and_attention_is_eager(loaded_tiny, family, kind):
+    model = loaded_tiny(family)
+    assert model.kind is kind
+    assert model.source == "local"
+    assert model.model.config._attn_implementation == "eager"
+    assert model.num_layers >= 1 and model.num_heads >= 1
+    assert model.device == torch.device("cpu")
+
+
+def test_roberta_max_length_leaves_out_padding_offset(loaded_tiny):
+    roberta = loaded_tiny("roberta")
+    positions = roberta.model.config.max_position_embeddings
+    assert roberta.max_length == positions - roberta.model.config.pad_token_id - 1
+
+
+def test_masked_lm_checkpoint_without_trained_head_is_an_encoder(tmp_path, tiny_model_path):
+    # A config that claims nothing about its head, with only base-model weights saved.
+    from transformers import AutoModel
+
+    base = AutoModel.from_pretrained(str(tiny_model_path("bert-encoder")))
+    base.config.architectures = None
+    base.save_pretrained(tmp_path)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json"):
+        source = tiny_model_path("bert-encoder") / name
+        if source.exists():
+            (tmp_path / name).write_bytes(source.read_bytes())
+    model = load_model(str(tmp_path))
+    assert model.kind is ModelKind.ENCODER
+
+
+def test_presets_include_seed_models_and_embedded():
+    for name in (
+        EMBEDDED_MODEL,
+        "bert-base-uncased",
+        "roberta-base",
+        "distilbert-base-uncased",
+        "albert-base-v2",
+        "huawei-noah/TinyBERT_General_4L_312D",
+        "EdwinXhen/TinyBert_6Layer_MLM",
+    ):
+        assert name in PRESETS
+        assert PRESETS[name].description
+    assert not PRESETS[EMBEDDED_MODEL].needs_download
+    assert PRESETS["bert-base-uncased"].needs_download
+
+
+@pytest.mark.parametrize("name", ["", "   ", "bad name!", "a/b/c?", "foo..bar", "x--y"])
+def test_invalid_names_are_refused(name):
+    with pytest.raises((InvalidModelNameError, NotAModelError)):
+        load_model(name)
+
+
+def test_path_traversal_is_not_a_model():
+    with pytest.raises(NotAModelError):
+        load_model("../../etc")
+
+
+def test_local_directory_that_is_not_a_model(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(NotAModelError, match=r"config\.json"):
+        load_model(str(tmp_path))
+
+
+def test_missing_local_path(tmp_path):
+    with pytest.raises(NotAModelError):
+        load_model(str(tmp_path / "does-not-exist"))
+
+
+def test_unknown_model_type_is_unsupported(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "no-such-architecture"}))
+    with pytest.raises(UnsupportedModelError):
+        load_model(str(tmp_path))
+
+
+def test_unknown_hub_id_offline_says_so_and_suggests_embedded():
+    with pytest.raises(OfflineError, match=EMBEDDED_MODEL):
+        load_model("no-such-user/no-such-model-xyz")
+
+
+def test_unreachable_network_is_detected_before_downloading(monkeypatch):
+    # Not in offline mode, but the endpoint refuses connections: the probe answers at once
+    # instead of transformers retrying for ~20 s.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    assert _hub_reachable() is False
+    with pytest.raises(OfflineError, match="offline"):
+        load_model("bert-base-uncased")
+
+
+def test_resolve_source():
+    assert resolve_source(EMBEDDED_MODEL)[1] == "embedded"
+    assert resolve_source("bert-base-uncased") == ("bert-base-uncased", "hub")
+    assert resolve_source("huawei-noah/TinyBERT_General_4L_312D")[1] == "hub"
+
+
+def test_detect_kind_from_flags():
+    class Config:
+        model_type = "gpt2"
+        architectures = None
+        is_encoder_decoder = False
+        is_decoder = False
+
+    assert detect_kind(Config()) is ModelKind.CAUSAL_LM
+    Config.model_type = "bert"
+    assert detect_kind(Config()) is ModelKind.MASKED_LM
+    Config.architectures = ["BertModel"]
+    assert detect_kind(Config()) is ModelKind.ENCODER
+    Config.is_encoder_decoder = True
+    assert detect_kind(Config()) is ModelKind.ENCODER_DECODER

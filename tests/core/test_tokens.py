@@ -1,0 +1,80 @@
+import pytest
+
+from core import run_attention, word_groups
+from core.tokens import clean_token_text, count_masks, normalize_masks
+
+# Words that the tiny tokenizers (and real ones) split into several pieces.
+SENTENCE = "the hippopotamus was extraordinarily unbelievable and the cat slept"
+WORDS = SENTENCE.split()
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "distilbert", "albert", "gpt2"])
+def test_word_pieces_are_grouped_into_words(loaded_tiny, family):
+    result = run_attention(loaded_tiny(family), SENTENCE)
+    content = [t for t in result.tokens if not t.is_special]
+    assert {t.word_index for t in content} == set(range(len(WORDS)))
+    assert len(content) > len(WORDS), "the test sentence must split some word into pieces"
+    for word_index, word in enumerate(WORDS):
+        pieces = [t.text for t in content if t.word_index == word_index]
+        # SentencePiece may emit the space marker as a piece of its own, shown as "␣".
+        assert "".join(pieces).replace("␣", "").lower() == word
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "albert", "gpt2"])
+def test_display_text_has_no_tokenizer_markers(loaded_tiny, family):
+    result = run_attention(loaded_tiny(family), SENTENCE)
+    for token in result.tokens:
+        if not token.is_special:
+            assert not token.text.startswith(("##", "Ġ", "▁")), token
+            assert token.text.strip() == token.text and token.text
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "albert", "gpt2"])
+def test_repeated_words_stay_separate_entries(loaded_tiny, family):
+    result = run_attention(loaded_tiny(family), "I saw the cat and the cat saw me")
+    words = [
+        "".join(result.tokens[i].text for i in group).replace("␣", "").lower()
+        for group in word_groups(result.tokens)
+        if not result.tokens[group[0]].is_special
+    ]
+    assert words == "i saw the cat and the cat saw me".split()
+    the = [t for t in result.tokens if t.text == "the"]
+    assert len(the) == 2 and the[0].index != the[1].index
+    assert the[0].word_index != the[1].word_index
+    assert [t.index for t in result.tokens] == list(range(len(result.tokens)))
+
+
+def test_special_tokens_are_flagged_but_masks_are_content(embedded):
+    result = run_attention(embedded, "The [MASK] sat.")
+    flags = [(t.text, t.is_special, t.is_mask) for t in result.tokens]
+    assert flags[0] == ("[CLS]", True, False)
+    assert flags[-1] == ("[SEP]", True, False)
+    assert ("[MASK]", False, True) in flags
+    assert result.mask_positions == [2]
+    assert result.special_positions == [0, len(flags) - 1]
+
+
+def test_word_groups_keep_specials_alone(embedded):
+    result = run_attention(embedded, "unbelievably good")
+    groups = word_groups(result.tokens)
+    assert groups[0] == [0] and groups[-1] == [len(result.tokens) - 1]
+    assert len(groups) == 4
+    assert sum(len(g) for g in groups) == len(result.tokens)
+
+
+def test_mask_spellings_are_normalised():
+    assert normalize_masks("a [mask] b <MASK> c", "<mask>") == "a <mask> b <mask> c"
+    assert normalize_masks("a <mask> b", "[MASK]") == "a [MASK] b"
+    assert normalize_masks("a <mask> b", None) == "a <mask> b"
+    assert count_masks("[MASK][mask]<mask> mask") == 3
+
+
+def test_clean_token_text_without_decoder():
+    class NoDecode:
+        def convert_tokens_to_string(self, tokens):
+            raise ValueError
+
+    assert clean_token_text("##ing", NoDecode()) == "ing"
+    assert clean_token_text("Ġcat", NoDecode()) == "cat"
+    assert clean_token_text("▁cat", NoDecode()) == "cat"
+    assert clean_token_text("▁", NoDecode()) == "␣"
