@@ -1,7 +1,73 @@
-"""Attention Atlas: entrypoint (router + shared sidebar)."""
+"""Attention Atlas: the router and the sidebar every page shares."""
 
 import streamlit as st
 
-st.set_page_config(page_title="Attention Atlas", layout="wide")
-st.title("Attention Atlas")
-st.write("The dashboard is under construction; `core` is usable from Python today.")
+from core import PRESETS
+from pages import _shared as shared
+
+st.set_page_config(page_title="Attention Atlas", page_icon="🔭", layout="wide")
+shared.init_state()
+
+PAGES = [
+    st.Page("pages/attention.py", title="Attention", icon="🔍", url_path="attention", default=True),
+    st.Page("pages/overview.py", title="Model overview", icon="🗺️", url_path="overview"),
+    st.Page("pages/masked.py", title="Masked prediction", icon="🎭", url_path="masked"),
+    st.Page("pages/compare.py", title="Compare", icon="⚖️", url_path="compare"),
+]
+
+
+def model_picker() -> None:
+    names = list(PRESETS)
+    current = st.session_state["model"]
+    choice_index = names.index(current) if current in names else len(names)
+    st.session_state.setdefault("w_model_choice", [*names, shared.CUSTOM_CHOICE][choice_index])
+    choice = st.selectbox(
+        "Model",
+        [*names, shared.CUSTOM_CHOICE],
+        key="w_model_choice",
+        format_func=lambda n: n if n == shared.CUSTOM_CHOICE else shared.model_label(n),
+        help="Presets marked 'download' need the network the first time; the embedded model "
+        "works offline.",
+    )
+    if choice == shared.CUSTOM_CHOICE:
+        st.session_state.setdefault("w_custom_model", "" if current in names else current)
+        custom = st.text_input(
+            "Hub id or local directory",
+            key="w_custom_model",
+            placeholder="e.g. bert-large-cased or /path/to/checkpoint",
+        ).strip()
+        if custom:
+            st.session_state["model"] = custom
+        else:
+            st.caption("Type a model id, then press Enter.")
+    else:
+        st.session_state["model"] = choice
+        st.caption(PRESETS[choice].description)
+
+
+with st.sidebar:
+    st.header("Attention Atlas")
+    model_picker()
+    st.text_area(
+        "Text",
+        key=shared.widget_key("text"),
+        on_change=shared.sync,
+        args=("text",),
+        height=110,
+        help="Use [MASK] (or <mask>) where the model should predict a word.",
+    )
+    st.text_input(
+        "Second sentence (optional)",
+        key=shared.widget_key("pair"),
+        on_change=shared.sync,
+        args=("pair",),
+        help="For sentence-pair inputs: [CLS] A [SEP] B [SEP].",
+    )
+    st.subheader("Display")
+    shared.bound(st.toggle, "Hide special tokens", "hide_special")
+    shared.bound(st.toggle, "Merge word pieces into words", "merge_words")
+
+shared.show_url_problems()
+navigation = st.navigation(PAGES)
+navigation.run()
+shared.write_query_params()

@@ -24,6 +24,7 @@ from core.errors import (
     UnsupportedModelError,
 )
 from core.export import attention_csv, attention_data, attention_json
+from core.head_stats import STAT_DESCRIPTIONS, head_statistics
 from core.models import EMBEDDED_MODEL, PRESETS, LoadedModel, ModelKind, Preset, load_model
 from core.predictions import Prediction, predict_masked
 from core.tokens import Token, word_groups
@@ -32,6 +33,7 @@ from core.transforms import drop_positions, mean_of_heads, merge_groups, select_
 __all__ = [
     "EMBEDDED_MODEL",
     "PRESETS",
+    "STAT_DESCRIPTIONS",
     "AtlasError",
     "AttentionResult",
     "Comparison",
@@ -59,6 +61,7 @@ __all__ = [
     "attention_json",
     "compare_replacement",
     "drop_positions",
+    "head_statistics",
     "load_model",
     "mean_of_heads",
     "merge_groups",

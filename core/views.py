@@ -1,0 +1,71 @@
+"""Preparing a matrix for display: hiding special tokens and merging word pieces."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.tokens import Token, word_groups
+from core.transforms import drop_positions, merge_groups
+
+
+@dataclass(frozen=True)
+class DisplayMatrix:
+    """What a view draws: `matrix` `[..., m, m]` over `labels`, each unit covering `groups[u]`
+    (token positions of the input), plus the caption notes saying what was changed."""
+
+    matrix: np.ndarray
+    labels: list[str]
+    groups: list[list[int]]
+    notes: list[str]
+
+    def unit_of(self, position: int) -> int | None:
+        """Display unit that holds input position `position` (None if it was hidden)."""
+        return next((u for u, g in enumerate(self.groups) if position in g), None)
+
+
+def prepare_display(
+    matrix: np.ndarray,
+    tokens: Sequence[Token],
+    *,
+    hide_special: bool = False,
+    merge_words: bool = False,
+) -> DisplayMatrix:
+    """Apply the display options to `matrix` `[..., n, n]` over `tokens`.
+
+    Merging sums over keys and averages over queries within a word; hiding drops special
+    tokens from both axes and renormalises each row over what is left. Rows that are NaN
+    (not computed, e.g. flow limited to some tokens) stay NaN.
+    """
+    tokens = list(tokens)
+    groups = word_groups(tokens) if merge_words else [[t.index] for t in tokens]
+    labels = [_group_label(tokens, g) for g in groups]
+    notes: list[str] = []
+    nan_rows = np.isnan(matrix).all(axis=-1)
+    values = np.nan_to_num(matrix)
+    if merge_words:
+        values = merge_groups(values, groups)
+        nan_rows = merge_groups(nan_rows[..., None] * np.ones_like(matrix), groups)[..., 0] > 0
+        notes.append(
+            "Word pieces merged into words: attention to a word is the sum over its pieces, "
+            "attention from a word is the mean over its pieces."
+        )
+    if hide_special:
+        special = [u for u, g in enumerate(groups) if all(tokens[i].is_special for i in g)]
+        if special and len(special) < len(groups):
+            values, keep = drop_positions(values, special, renormalize=True)
+            nan_rows = nan_rows[..., keep]
+            groups = [groups[u] for u in keep]
+            labels = [labels[u] for u in keep]
+            notes.append(
+                "Special tokens hidden; each row is renormalised to sum to 1 over the tokens shown."
+            )
+    values = values.astype(np.float64)
+    values[nan_rows] = np.nan
+    return DisplayMatrix(values, labels, groups, notes)
+
+
+def _group_label(tokens: list[Token], group: list[int]) -> str:
+    return "".join(tokens[i].text for i in group).replace("␣", "") or tokens[group[0]].text

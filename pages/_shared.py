@@ -1,0 +1,206 @@
+"""State, caches and small widgets shared by the pages. UI layer only: no computation here."""
+
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+import core
+from core import EMBEDDED_MODEL, PRESETS, AtlasError, AttentionResult, LoadedModel
+
+DEFAULT_TEXT = "The cat sat on the mat because it was tired."
+CUSTOM_CHOICE = "Other: Hub id or local directory…"
+MAX_URL_TEXT = 1500
+"""Longer texts are left out of the URL (browsers and proxies cut long links)."""
+
+# Session state keys that make up a view; they are mirrored in the URL query string.
+STATE_DEFAULTS: dict[str, Any] = {
+    "model": EMBEDDED_MODEL,
+    "text": DEFAULT_TEXT,
+    "pair": "",
+    "layer": 0,
+    "head": "mean",
+    "method": "raw",
+    "token": 0,
+    "hide_special": False,
+    "merge_words": False,
+}
+QUERY_KEYS = ("model", "text", "pair", "layer", "head", "method", "token")
+METHODS = ("raw", "rollout", "flow")
+
+
+# ---------------------------------------------------------------- caches
+@st.cache_resource(max_entries=3, show_spinner=False)
+def cached_model(name: str) -> LoadedModel:
+    return core.load_model(name)
+
+
+@st.cache_data(max_entries=12, show_spinner=False)
+def cached_attention(model_name: str, text: str, pair: str) -> AttentionResult:
+    with warnings.catch_warnings():
+        # Truncation is reported on the result (`dropped_tokens`) and shown by the page.
+        warnings.simplefilter("ignore", core.TruncationWarning)
+        return core.run_attention(cached_model(model_name), text, pair or None, top_k=10)
+
+
+@st.cache_data(max_entries=12, show_spinner=False)
+def cached_rollout(model_name: str, text: str, pair: str):
+    return core.attention_rollout(cached_attention(model_name, text, pair).attentions)
+
+
+@st.cache_data(max_entries=12, show_spinner=False)
+def cached_head_stats(model_name: str, text: str, pair: str):
+    result = cached_attention(model_name, text, pair)
+    return core.head_statistics(result.attentions, result.tokens)
+
+
+# ---------------------------------------------------------------- state
+def init_state() -> None:
+    """Seed the session from the URL once, then from defaults."""
+    if st.session_state.get("_state_ready"):
+        return
+    params = st.query_params
+    for key, default in STATE_DEFAULTS.items():
+        raw = params.get(key)
+        value = default
+        if raw is not None:
+            value = _parse_param(key, raw, default)
+        st.session_state.setdefault(key, value)
+    st.session_state["_state_ready"] = True
+
+
+def _parse_param(key: str, raw: str, default: Any) -> Any:
+    if key in ("layer", "token"):
+        try:
+            return int(raw)
+        except ValueError:
+            st.session_state.setdefault("_url_problems", []).append(
+                f"Ignored '{key}={raw[:40]}' in the link: it must be a whole number."
+            )
+            return default
+    if key == "method" and raw not in METHODS:
+        st.session_state.setdefault("_url_problems", []).append(
+            f"Ignored 'method={raw[:40]}' in the link: use raw, rollout or flow."
+        )
+        return default
+    return raw
+
+
+def write_query_params() -> None:
+    """Mirror the view's state in the URL so it can be shared and survives a reload."""
+    values = {key: str(st.session_state.get(key, STATE_DEFAULTS[key])) for key in QUERY_KEYS}
+    if len(values["text"]) + len(values["pair"]) > MAX_URL_TEXT:
+        values.pop("text")
+        values.pop("pair")
+    if not values.get("pair"):
+        values.pop("pair", None)
+    current = {key: st.query_params.get(key) for key in QUERY_KEYS}
+    if any(current.get(k) != v for k, v in values.items()) or any(
+        current.get(k) is not None and k not in values for k in QUERY_KEYS
+    ):
+        st.query_params.from_dict(values)
+
+
+def widget_key(key: str) -> str:
+    """Key for a page widget bound to the persistent state `key`.
+
+    Page widgets lose their state when another page is shown; the persistent key keeps it
+    (and lets other pages, e.g. the overview grid, change it).
+    """
+    wkey = f"w_{key}"
+    st.session_state[wkey] = st.session_state[key]
+    return wkey
+
+
+def sync(key: str) -> None:
+    st.session_state[key] = st.session_state[f"w_{key}"]
+
+
+def bound(widget: Callable[..., Any], label: str, key: str, **kwargs: Any) -> Any:
+    """Render `widget` bound to persistent state `key`; returns its value."""
+    return widget(label, key=widget_key(key), on_change=sync, args=(key,), **kwargs)
+
+
+# ---------------------------------------------------------------- loading
+def model_label(name: str) -> str:
+    preset = PRESETS.get(name)
+    if preset is None:
+        return name
+    if not preset.needs_download:
+        return f"{name} (embedded, offline)"
+    return f"{name} (download ≈{preset.download_mb} MB)"
+
+
+def load_current_model(name: str | None = None) -> LoadedModel | None:
+    """The selected model, loaded with a spinner; shows the error and returns None on failure."""
+    name = name or st.session_state["model"]
+    preset = PRESETS.get(name)
+    if preset is not None and preset.needs_download:
+        what = f"Loading {name} (downloads ≈{preset.download_mb} MB the first time)…"
+    else:
+        what = f"Loading {name}…"
+    try:
+        with st.spinner(what):
+            return cached_model(name)
+    except AtlasError as error:
+        st.error(str(error))
+    except Exception as error:  # a model's own code can fail in any way
+        st.error(f"Could not load '{name}': {type(error).__name__}: {error}")
+    return None
+
+
+def current_result(model: LoadedModel) -> AttentionResult | None:
+    """Attention for the sidebar text on `model`; shows the error and returns None on failure."""
+    try:
+        with st.spinner("Running the model…"):
+            result = cached_attention(
+                model.name, st.session_state["text"], st.session_state["pair"]
+            )
+    except AtlasError as error:
+        st.error(str(error))
+        return None
+    if result.dropped_tokens:
+        st.warning(
+            f"The input is longer than {model.name} can read ({model.max_length} tokens): "
+            f"the last {result.dropped_tokens} tokens were dropped."
+        )
+    return result
+
+
+def clamp_state(key: str, upper: int) -> int:
+    """Keep an index from the URL or another model within `0..upper-1`, saying so if needed."""
+    value = st.session_state.get(key, 0)
+    if not isinstance(value, int) or not 0 <= value < upper:
+        st.warning(f"{key.capitalize()} {value} does not exist here; showing {key} 0 instead.")
+        value = 0
+        st.session_state[key] = value
+    return value
+
+
+def show_url_problems() -> None:
+    for problem in st.session_state.pop("_url_problems", []):
+        st.warning(problem)
+
+
+class LRU(OrderedDict):
+    """A tiny bounded cache for per-session results (e.g. flow matrices)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def put(self, key: Any, value: Any) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+def session_lru(name: str, size: int = 8) -> LRU:
+    if name not in st.session_state:
+        st.session_state[name] = LRU(size)
+    return st.session_state[name]

@@ -1,0 +1,83 @@
+"""Model overview: every layer × head as a thumbnail, and a sortable table of head statistics."""
+
+import streamlit as st
+
+from core import charts
+from core.head_stats import STAT_DESCRIPTIONS
+from pages import _shared as shared
+
+THUMBNAIL_SIZE = 24
+
+st.title("Model overview")
+with st.expander("What am I looking at?"):
+    st.markdown(
+        "Each small square is one attention head: rows are queries, columns are keys, as on the "
+        "Attention page. Heads with a diagonal stripe just below the diagonal look at the "
+        "previous token; a bright first column means attention parked on [CLS]. Click a head "
+        "(or pick it below) to open it on the Attention page. The table measures the same "
+        "patterns per head; click a column header to sort."
+    )
+
+model = shared.load_current_model()
+if model is None:
+    st.stop()
+result = shared.current_result(model)
+if result is None:
+    st.stop()
+
+n = len(result.tokens)
+thumbnails = charts.pool_matrix(result.attentions, THUMBNAIL_SIZE)
+if n > THUMBNAIL_SIZE:
+    st.caption(
+        f"{n} tokens: each thumbnail is averaged down to {THUMBNAIL_SIZE}×{THUMBNAIL_SIZE} blocks."
+    )
+current = (st.session_state.get("layer", 0), st.session_state.get("head"))
+selected = current if isinstance(current[1], int) else None
+
+
+def open_head(layer: int, head: int) -> None:
+    st.session_state["layer"] = int(layer)
+    st.session_state["head"] = int(head)
+    st.session_state["method"] = "raw"
+    st.switch_page("pages/attention.py")
+
+
+grid, table = st.columns([3, 2])
+with grid:
+    event = st.altair_chart(
+        charts.head_grid(thumbnails, selected=selected),
+        theme="streamlit",
+        on_select="rerun",
+        key="head_grid",
+    )
+    picked = (event or {}).get("selection", {}).get("head") or []
+    if picked:
+        open_head(picked[0]["layer"], picked[0]["head"])
+    pick_layer, pick_head, go = st.columns([1, 1, 1], vertical_alignment="bottom")
+    layer = pick_layer.selectbox("Layer", range(result.num_layers), key="overview_layer")
+    head = pick_head.selectbox("Head", range(result.num_heads), key="overview_head")
+    if go.button("Open on the Attention page"):
+        open_head(layer, head)
+
+with table:
+    stats = shared.cached_head_stats(model.name, st.session_state["text"], st.session_state["pair"])
+    st.dataframe(
+        stats,
+        hide_index=True,
+        column_config={
+            name: st.column_config.NumberColumn(name.replace("_", " "), help=text, format="%.3f")
+            for name, text in STAT_DESCRIPTIONS.items()
+        },
+        height=520,
+    )
+    st.caption(
+        "Averaged over the query rows of the words (special-token rows left out). "
+        "Sort by 'to previous' to find previous-token heads."
+    )
+    st.download_button(
+        "Head statistics as CSV",
+        data=stats.to_csv(index=False),
+        file_name="head_statistics.csv",
+        mime="text/csv",
+        on_click="ignore",
+    )
