@@ -1,0 +1,124 @@
+import numpy as np
+import pytest
+
+from core import EMBEDDED_MODEL, load_model, run_attention
+from tests.pages.conftest import assert_clean, start, table_with
+
+TEXT = "The cat sat on the mat because it was tired."
+
+
+@pytest.fixture(scope="module")
+def expected():
+    return run_attention(load_model(EMBEDDED_MODEL), TEXT)
+
+
+def heatmap(at):
+    return table_with(at, 0, {"q", "k", "v"})
+
+
+def test_default_run_draws_three_views(expected):
+    at = start()
+    assert_clean(at)
+    assert not at.error
+    assert len(at.get("vega_lite_chart")) == 3
+    n = len(expected.tokens)
+    table = heatmap(at)
+    assert table.num_rows == n * n
+    # Mean of heads of layer 0, cell by cell (values rounded to 5 significant digits).
+    matrix = np.zeros((n, n))
+    matrix[table["q"].to_numpy(), table["k"].to_numpy()] = table["v"].to_numpy()
+    np.testing.assert_allclose(matrix, expected.attentions[0].mean(0), rtol=1e-4)
+
+
+def test_changing_layer_head_and_method_changes_the_data(expected):
+    at = start()
+    first = heatmap(at)["v"].to_numpy()
+    at.selectbox(key="w_layer").set_value(3).run()
+    assert_clean(at)
+    layer3 = heatmap(at)["v"].to_numpy()
+    assert not np.allclose(first, layer3)
+    at.selectbox(key="w_head").set_value(5).run()
+    n = len(expected.tokens)
+    table = heatmap(at)
+    matrix = np.zeros((n, n))
+    matrix[table["q"].to_numpy(), table["k"].to_numpy()] = table["v"].to_numpy()
+    np.testing.assert_allclose(matrix, expected.attentions[3, 5], rtol=1e-4, atol=1e-9)
+    assert at.query_params["layer"] == "3" and at.query_params["head"] == "5"
+
+
+def test_query_parameters_restore_the_view(expected):
+    at = start(layer=4, head=7, token=2)
+    assert_clean(at)
+    assert at.selectbox(key="w_layer").value == 4
+    assert at.selectbox(key="w_head").value == 7
+    assert at.selectbox(key="w_token").value == 2
+    n = len(expected.tokens)
+    table = heatmap(at)
+    matrix = np.zeros((n, n))
+    matrix[table["q"].to_numpy(), table["k"].to_numpy()] = table["v"].to_numpy()
+    np.testing.assert_allclose(matrix, expected.attentions[4, 7], rtol=1e-4, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [{"layer": 99}, {"layer": "abc"}, {"head": 40}, {"token": 500}, {"method": "magic"}],
+)
+def test_bad_query_parameters_warn_and_fall_back(query):
+    at = start(**query)
+    assert_clean(at)
+    assert at.warning, "a bad link parameter must be reported"
+    assert len(at.get("vega_lite_chart")) == 3
+
+
+def test_empty_text_shows_an_error_and_keeps_the_text():
+    at = start()
+    at.text_area(key="w_text").set_value("   ").run()
+    assert_clean(at)
+    assert any("empty" in e.value for e in at.error)
+    assert at.text_area(key="w_text").value == "   "
+    at.text_area(key="w_text").set_value("A new sentence works again.").run()
+    assert not at.error and len(at.get("vega_lite_chart")) == 3
+
+
+def test_hide_special_tokens_renormalises_rows(expected):
+    at = start()
+    at.toggle(key="w_hide_special").set_value(True).run()
+    assert_clean(at)
+    table = heatmap(at)
+    n = len(expected.tokens) - 2
+    assert table.num_rows == n * n
+    sums = np.bincount(table["q"].to_numpy(), weights=table["v"].to_numpy())
+    np.testing.assert_allclose(sums, 1.0, atol=1e-3)
+    assert any("renormalised" in c.value for c in at.caption)
+
+
+def test_merge_word_pieces():
+    at = start(text="Unbelievably good")
+    at.toggle(key="w_merge_words").set_value(True).run()
+    assert_clean(at)
+    # [CLS] unbelievably good [SEP]: the five pieces of "unbelievably" become one row.
+    assert heatmap(at).num_rows == 4 * 4
+    assert any("merged" in c.value for c in at.caption)
+
+
+def test_rollout_and_flow(expected):
+    at = start(method="rollout", layer=5)
+    assert_clean(at)
+    from core import attention_rollout
+
+    n = len(expected.tokens)
+    table = heatmap(at)
+    matrix = np.zeros((n, n))
+    matrix[table["q"].to_numpy(), table["k"].to_numpy()] = table["v"].to_numpy()
+    np.testing.assert_allclose(matrix, attention_rollout(expected.attentions)[5], rtol=1e-4)
+
+    at = start(method="flow", layer=1)
+    assert_clean(at)
+    assert heatmap(at).num_rows == n * n
+
+
+def test_tiny_masked_lm_by_path(tiny_model_path):
+    at = start(model=tiny_model_path("roberta"), text="the cat sat on the mat")
+    assert_clean(at)
+    assert not at.error
+    assert len(at.get("vega_lite_chart")) == 3
