@@ -59,6 +59,21 @@ def cached_head_stats(model_name: str, text: str, pair: str):
 
 
 # ---------------------------------------------------------------- state
+def ensure_router() -> None:
+    """Make sure the entrypoint (sidebar, state, navigation) runs around this page.
+
+    A folder named `pages/` makes Streamlit start in its legacy multipage mode, in which the
+    first request of a fresh server for a page URL (e.g. a shared link to /overview) runs the
+    page file alone. `st.navigation` leaves that mode for good; this does it early and reruns
+    through the entrypoint.
+    """
+    if "_state_ready" not in st.session_state:
+        from streamlit.runtime.pages_manager import PagesManager
+
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def init_state() -> None:
     """Seed the session from the URL once, then from defaults."""
     if st.session_state.get("_state_ready"):

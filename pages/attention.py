@@ -8,6 +8,8 @@ from core import charts
 from core.views import prepare_display
 from pages import _shared as shared
 
+shared.ensure_router()
+
 HELP = """
 **Rows are queries, columns are keys.** Row *i* shows how the token on the left spreads its
 attention over every token of the input: each row sums to 1. The line view draws the same

@@ -8,6 +8,8 @@ from core import PRESETS, AtlasError, charts
 from core.tokens import word_groups
 from pages import _shared as shared
 
+shared.ensure_router()
+
 st.title("Compare")
 with st.expander("What am I looking at?"):
     st.markdown(

@@ -7,6 +7,8 @@ from core import PRESETS, AtlasError, ModelKind, charts
 from core.images import gallery_zip
 from pages import _shared as shared
 
+shared.ensure_router()
+
 GALLERY_THUMBNAIL = 48
 
 st.title("Masked prediction")

@@ -6,6 +6,8 @@ from core import charts
 from core.head_stats import STAT_DESCRIPTIONS
 from pages import _shared as shared
 
+shared.ensure_router()
+
 THUMBNAIL_SIZE = 24
 
 st.title("Model overview")
