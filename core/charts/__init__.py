@@ -1,0 +1,40 @@
+"""Altair chart builders for attention data.
+
+Pure functions: numpy arrays and label lists in, Altair charts out. No Streamlit here; the pages
+render the results with ``st.altair_chart(chart, theme="streamlit")``.
+
+Conventions shared by every builder:
+
+* Tokens are identified by integer position, never by their text, so duplicate tokens stay
+  apart. Per-cell data holds only numbers; the token texts travel once per chart as the value
+  of a variable parameter (a JSON array of strings named ``tok_<hash>``) that axis
+  ``labelExpr`` and tooltip ``calculate`` transforms index with a position. Token text is
+  therefore data, never spliced into a Vega expression, so HTML, quotes or ``${...}`` in
+  user-typed tokens are shown literally.
+* Values are rounded to 5 significant digits (float64, so the JSON is short and exact-looking);
+  tooltips show 4 decimals.
+* No colours for text or backgrounds are fixed: marks use Vega schemes or the theme's colours
+  so the charts read in light and dark themes.
+* Data frames are passed to Altair as-is, so inside Streamlit they travel as typed Arrow tables.
+  Altair's default data transformer refuses more than 5000 rows, so outside Streamlit (tests,
+  exports) serialise with :func:`spec_dict`.
+"""
+
+from core.charts._common import round_sig, spec_dict
+from core.charts.bars import attention_bars, prediction_bars
+from core.charts.grid import head_grid, pool_matrix
+from core.charts.heatmaps import attention_heatmap, layer_head_profile
+from core.charts.lines import head_view_lines, prune_edges
+
+__all__ = [
+    "attention_bars",
+    "attention_heatmap",
+    "head_grid",
+    "head_view_lines",
+    "layer_head_profile",
+    "pool_matrix",
+    "prediction_bars",
+    "prune_edges",
+    "round_sig",
+    "spec_dict",
+]

@@ -1,0 +1,514 @@
+"""Specs of the chart builders: marks, encodings, params, inline data and label handling."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import numpy as np
+import pytest
+
+from core.charts import (
+    attention_bars,
+    attention_heatmap,
+    head_grid,
+    head_view_lines,
+    layer_head_profile,
+    pool_matrix,
+    prediction_bars,
+    prune_edges,
+    round_sig,
+    spec_dict,
+)
+
+HOSTILE = ["</script><b>x</b>", "\"'\\", "${x}", "🙂 emoji", "עברית", "a\nb", "{{x}}"]
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def rows_with(spec: dict[str, Any], *fields: str) -> list[dict[str, Any]]:
+    """The one inline dataset whose rows have exactly `fields`."""
+    found = [
+        rows
+        for rows in spec["datasets"].values()
+        if rows and set(rows[0]) == set(fields) and all(set(r) == set(fields) for r in rows)
+    ]
+    assert len(found) == 1, f"expected one dataset with fields {fields}, found {len(found)}"
+    return found[0]
+
+
+def params_by_name(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {p["name"]: p for p in spec.get("params", [])}
+
+
+def label_params(spec: dict[str, Any], stem: str = "tok") -> dict[str, list[Any]]:
+    return {
+        name: p["value"]
+        for name, p in params_by_name(spec).items()
+        if name.startswith(f"{stem}_") and "select" not in p
+    }
+
+
+def layers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return spec.get("layer", [spec])
+
+
+def expressions(node: Any) -> list[str]:
+    """Every Vega expression string in a spec (labelExpr, calculate, filter, expr, test)."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in {"labelExpr", "calculate", "expr", "test", "filter"} and isinstance(
+                value, str
+            ):
+                found.append(value)
+            else:
+                found.extend(expressions(value))
+    elif isinstance(node, list):
+        for item in node:
+            found.extend(expressions(item))
+    return found
+
+
+def attention(n: int, seed: int = 0, heads: int | None = None) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    a = rng.random((n, n) if heads is None else (heads, n, n))
+    return a / a.sum(-1, keepdims=True)
+
+
+# --- rounding --------------------------------------------------------------------------------
+
+
+def test_round_sig_keeps_five_significant_digits_and_short_reprs():
+    values = np.array([0.002340312345, 123456.7, -0.5000049, 0.0, np.nan, np.inf, 1.23456789e-7])
+    out = round_sig(values)
+    assert [repr(float(v)) for v in out[[0, 1, 2, 3, 6]]] == [
+        "0.0023403",
+        "123460.0",
+        "-0.5",
+        "0.0",
+        "1.2346e-07",
+    ]
+    assert np.isnan(out[4]) and np.isinf(out[5])
+    assert out.dtype == np.float64 and out.shape == values.shape
+
+
+# --- attention_heatmap -----------------------------------------------------------------------
+
+
+def test_heatmap_spec_encodings_and_params():
+    labels = ["[CLS]", "the", "cat", "[SEP]"]
+    spec = spec_dict(attention_heatmap(attention(4), labels, title="L0 H1"))
+    (heat,) = layers(spec)
+    assert heat["mark"]["type"] == "rect"
+    enc = heat["encoding"]
+    assert (enc["x"]["field"], enc["x"]["type"]) == ("k", "ordinal")
+    assert (enc["y"]["field"], enc["y"]["type"]) == ("q", "ordinal")
+    assert (enc["color"]["field"], enc["color"]["type"]) == ("v", "quantitative")
+    assert enc["x"]["scale"]["domain"] == [0, 1, 2, 3]
+    assert enc["y"]["scale"]["domain"] == [0, 1, 2, 3]
+    assert [t["field"] for t in enc["tooltip"]] == ["q", "query", "k", "key", "v"]
+    assert enc["tooltip"][-1]["format"] == ".4f"
+    assert enc["color"]["scale"]["scheme"] == "viridis"
+    assert enc["color"]["scale"]["domainMin"] == 0
+    assert spec["title"] == "L0 H1"
+
+    params = params_by_name(spec)
+    assert params["cell"]["select"] == {
+        "type": "point",
+        "fields": ["q", "k"],
+        "on": "click",
+        "clear": "dblclick",
+    }
+    (tok_name,) = label_params(spec)
+    assert label_params(spec)[tok_name] == labels
+    assert enc["x"]["axis"]["labelExpr"] == f"{tok_name}[datum.value]"
+    assert enc["y"]["axis"]["labelExpr"] == f"{tok_name}[datum.value]"
+    assert enc["x"]["axis"]["labelOverlap"] == "greedy"
+    assert enc["x"]["axis"]["labelLimit"] > 0
+
+
+def test_heatmap_data_is_one_numeric_row_per_drawn_cell():
+    m = attention(5, seed=3)
+    m[1, 2] = np.nan
+    causal = np.triu(np.ones((5, 5), dtype=bool), 1)
+    spec = spec_dict(attention_heatmap(m, list("abcde"), empty_mask=causal))
+    rows = rows_with(spec, "q", "k", "v")
+    expected = {(q, k) for q in range(5) for k in range(q + 1) if (q, k) != (1, 2)}
+    assert {(r["q"], r["k"]) for r in rows} == expected
+    assert len(rows) == 15  # the lower triangle; (1, 2) NaN lies in the masked part anyway
+    by_cell = {(r["q"], r["k"]): r["v"] for r in rows}
+    assert by_cell[(3, 1)] == pytest.approx(m[3, 1], rel=1e-4)
+    assert all(isinstance(r[f], (int, float)) for r in rows for f in ("q", "k", "v"))
+
+    m[4, 0] = np.nan
+    rows = rows_with(
+        spec_dict(attention_heatmap(m, list("abcde"), empty_mask=causal)), "q", "k", "v"
+    )
+    assert len(rows) == 14 and (4, 0) not in {(r["q"], r["k"]) for r in rows}
+
+
+def test_heatmap_duplicate_tokens_stay_separate_positions():
+    labels = ["the", "cat", "the"]
+    spec = spec_dict(attention_heatmap(attention(3), labels))
+    rows = rows_with(spec, "q", "k", "v")
+    assert sorted({r["q"] for r in rows}) == [0, 1, 2]
+    assert sorted({r["k"] for r in rows}) == [0, 1, 2]
+    assert len(rows) == 9
+    assert list(label_params(spec).values()) == [labels]
+
+
+def test_heatmap_separate_key_labels_and_selected_row_outline():
+    m = attention(3)[:2]  # 2 queries x 3 keys
+    spec = spec_dict(attention_heatmap(m, ["q0", "q1"], ["k0", "k1", "k2"], selected=1))
+    heat, outline = layers(spec)
+    assert sorted(label_params(spec).values()) == [["k0", "k1", "k2"], ["q0", "q1"]]
+    assert heat["encoding"]["y"]["scale"]["domain"] == [0, 1]
+    assert heat["encoding"]["x"]["scale"]["domain"] == [0, 1, 2]
+    assert outline["mark"] == {"type": "rect", "filled": False, "strokeWidth": 2}
+    assert outline["encoding"]["y"]["field"] == "q"
+    assert outline["encoding"]["x2"] == {"value": "width"}
+    assert spec["datasets"][outline["data"]["name"]] == [{"q": 1}]
+    assert len(rows_with(spec, "q", "k", "v")) == 6
+
+
+def test_heatmap_diverging_domain_is_symmetric_around_zero():
+    diff = np.array([[0.1, -0.3], [0.25, 0.0]])
+    spec = spec_dict(attention_heatmap(diff, ["a", "b"], diverging=True, value_label="Δ"))
+    scale = layers(spec)[0]["encoding"]["color"]["scale"]
+    assert scale["domain"] == [-0.3, 0.3]
+    assert scale["domainMid"] == 0
+    assert scale["scheme"] == "blueorange"
+    assert layers(spec)[0]["encoding"]["color"]["title"] == "Δ"
+
+    fixed = spec_dict(attention_heatmap(diff, ["a", "b"], diverging=True, domain=(-0.1, 0.5)))
+    assert layers(fixed)[0]["encoding"]["color"]["scale"]["domain"] == [-0.5, 0.5]
+
+
+def test_heatmap_rejects_mismatched_inputs():
+    with pytest.raises(ValueError, match="labels"):
+        attention_heatmap(attention(3), ["a", "b"])
+    with pytest.raises(ValueError, match="empty_mask"):
+        attention_heatmap(attention(3), list("abc"), empty_mask=np.zeros((2, 2), bool))
+    with pytest.raises(ValueError, match="selected"):
+        attention_heatmap(attention(3), list("abc"), selected=3)
+
+
+def test_heatmap_512_spec_stays_compact():
+    n = 512
+    m = attention(n, seed=7)
+    spec = spec_dict(attention_heatmap(m, [f"tok{i}" for i in range(n)], selected=5))
+    rows = rows_with(spec, "q", "k", "v")
+    assert len(rows) == n * n
+    compact = json.dumps(spec, separators=(",", ":"))
+    size = len(compact.encode("utf-8"))
+    print(f"\n512x512 heatmap spec JSON: {size} bytes ({size / (n * n):.1f} per cell)")
+    # ~32 bytes per cell: {"q":511,"k":511,"v":0.0019531}, no strings per cell.
+    assert size < 34 * n * n
+    assert all(len(repr(r["v"])) <= 12 for r in rows[:2000])
+
+    causal = np.triu(np.ones((n, n), dtype=bool), 1)
+    half = spec_dict(attention_heatmap(m, [f"tok{i}" for i in range(n)], empty_mask=causal))
+    assert len(rows_with(half, "q", "k", "v")) == n * (n + 1) // 2
+
+
+# --- prune_edges / head_view_lines ------------------------------------------------------------
+
+
+EDGES = np.array(
+    [
+        [0.5, 0.3, 0.2, 0.0],
+        [0.1, 0.1, 0.7, 0.1],
+        [0.25, 0.25, 0.25, 0.25],
+        [0.0, 0.0, 0.05, 0.95],
+    ]
+)
+
+
+def edge_set(df) -> set[tuple[int, int, int]]:
+    return {
+        (int(h), int(s), int(d)) for h, s, d in zip(df["head"], df["src"], df["dst"], strict=True)
+    }
+
+
+def test_prune_edges_threshold_and_top_k():
+    every = prune_edges(EDGES)
+    assert len(every) == 13  # the three zero weights are dropped
+    assert list(every.columns) == ["head", "src", "dst", "w"]
+
+    assert edge_set(prune_edges(EDGES, threshold=0.3)) == {
+        (0, 0, 0),
+        (0, 0, 1),
+        (0, 1, 2),
+        (0, 3, 3),
+    }
+    # Ties go to the lower key position.
+    assert edge_set(prune_edges(EDGES, top_k=1)) == {(0, 0, 0), (0, 1, 2), (0, 2, 0), (0, 3, 3)}
+    assert edge_set(prune_edges(EDGES, top_k=2)) == {
+        (0, 0, 0),
+        (0, 0, 1),
+        (0, 1, 2),
+        (0, 1, 0),
+        (0, 2, 0),
+        (0, 2, 1),
+        (0, 3, 3),
+        (0, 3, 2),
+    }
+    both = prune_edges(EDGES, top_k=2, threshold=0.2)
+    assert edge_set(both) == {(0, 0, 0), (0, 0, 1), (0, 1, 2), (0, 2, 0), (0, 2, 1), (0, 3, 3)}
+    w = dict(zip(zip(both["src"], both["dst"], strict=True), both["w"], strict=True))
+    assert w[(1, 2)] == 0.7
+
+
+def test_prune_edges_per_head_with_head_ids():
+    weights = np.stack([EDGES, EDGES.T])
+    df = prune_edges(weights, top_k=1, head_ids=[3, 9])
+    assert sorted(set(df["head"])) == [3, 9]
+    assert edge_set(df[df["head"] == 9]) == {(9, 0, 0), (9, 1, 0), (9, 2, 1), (9, 3, 3)}
+    with pytest.raises(ValueError, match="head_ids"):
+        prune_edges(weights, head_ids=[1])
+
+
+def test_head_view_lines_spec():
+    labels = ["the", "cat", "the", "[SEP]"]
+    weights = np.stack([EDGES, EDGES.T])
+    spec = spec_dict(head_view_lines(weights, labels, [2, 5], top_k=2, selected=1))
+    lines, left, right = layers(spec)
+
+    assert lines["mark"]["type"] == "rule"
+    enc = lines["encoding"]
+    assert (enc["y"]["field"], enc["y2"]["field"]) == ("src", "dst")
+    assert enc["x"] == {"value": 0} and enc["x2"] == {"value": "width"}
+    assert (enc["opacity"]["field"], enc["opacity"]["type"]) == ("w", "quantitative")
+    assert (enc["color"]["field"], enc["color"]["type"]) == ("head", "nominal")
+    assert enc["color"]["legend"]["orient"] == "top"
+    edge_rows = rows_with(spec, "head", "src", "dst", "w")
+    assert len(edge_rows) == len(prune_edges(weights, top_k=2)) == 16
+    assert {r["head"] for r in edge_rows} == {2, 5}
+    (line_filter,) = [t["filter"] for t in lines["transform"] if "filter" in t]
+    assert "hover.src" in line_filter and "token.src" in line_filter
+
+    params = params_by_name(spec)
+    assert params["token"]["select"]["fields"] == ["src"]
+    assert params["token"]["select"]["on"] == "click"
+    assert params["token"]["value"] == [{"src": 1}]
+    assert params["hover"]["select"]["fields"] == ["src"]
+    assert params["hover"]["select"]["on"] == "pointerover"
+    (tok_name,) = label_params(spec)
+    assert label_params(spec)[tok_name] == labels
+
+    assert left["mark"]["type"] == "rect"
+    axis_left = left["encoding"]["y"]["axis"]
+    axis_right = right["encoding"]["y"]["axis"]
+    assert (axis_left["orient"], axis_right["orient"]) == ("left", "right")
+    assert axis_left["values"] == axis_right["values"] == [0, 1, 2, 3]
+    assert axis_left["labelExpr"] == f"{tok_name}[datum.value]"
+    assert spec["resolve"] == {"axis": {"y": "independent"}}
+    assert spec["height"] == 4 * 18
+
+
+def test_head_view_lines_single_head_has_no_legend_and_no_preselection():
+    spec = spec_dict(head_view_lines(EDGES, list("abcd"), [7], threshold=0.2))
+    lines = layers(spec)[0]
+    assert lines["encoding"]["color"]["legend"] is None
+    assert "value" not in params_by_name(spec)["token"]
+    assert len(rows_with(spec, "head", "src", "dst", "w")) == 9  # weights >= 0.2
+
+
+# --- attention_bars --------------------------------------------------------------------------
+
+
+def test_attention_bars_spec_and_data():
+    m = attention(3, seed=2)
+    spec = spec_dict(attention_bars(m[1], m[:, 1], ["the", "cat", "the"], 1))
+    assert spec["mark"]["type"] == "bar"
+    enc = spec["encoding"]
+    assert (enc["x"]["field"], enc["xOffset"]["field"], enc["y"]["field"]) == (
+        "pos",
+        "direction",
+        "v",
+    )
+    assert enc["color"]["field"] == "direction"
+    assert enc["tooltip"][-1]["format"] == ".4f"
+    assert "datum.value === 1" in enc["x"]["axis"]["labelFontWeight"]["expr"]
+    rows = rows_with(spec, "pos", "direction", "v")
+    assert len(rows) == 6
+    out = {r["pos"]: r["v"] for r in rows if r["direction"] == "attends to"}
+    inc = {r["pos"]: r["v"] for r in rows if r["direction"] == "attended by"}
+    assert out == {i: pytest.approx(m[1, i], rel=1e-4) for i in range(3)}
+    assert inc == {i: pytest.approx(m[i, 1], rel=1e-4) for i in range(3)}
+    assert params_by_name(spec)["token"]["select"]["fields"] == ["pos"]
+
+
+# --- pool_matrix / head_grid -----------------------------------------------------------------
+
+
+def test_pool_matrix_is_exact_when_small():
+    a = np.arange(9, dtype=np.float32).reshape(3, 3)
+    out = pool_matrix(a, 3)
+    assert out.dtype == np.float64 and np.array_equal(out, a)
+    assert np.array_equal(pool_matrix(a, 10), a)
+    out[0, 0] = 99
+    assert a[0, 0] == 0  # a copy, not a view
+
+
+def test_pool_matrix_block_means():
+    a = np.arange(16, dtype=np.float64).reshape(4, 4)
+    assert np.array_equal(pool_matrix(a, 2), [[2.5, 4.5], [10.5, 12.5]])
+
+    # 5 is not divisible by 2: blocks are rows/cols [0, 2) and [2, 5).
+    b = np.arange(25, dtype=np.float64).reshape(5, 5)
+    expected = [
+        [b[:2, :2].mean(), b[:2, 2:].mean()],
+        [b[2:, :2].mean(), b[2:, 2:].mean()],
+    ]
+    assert np.allclose(pool_matrix(b, 2), expected)
+    assert pool_matrix(np.ones((7, 7)), 3).shape == (3, 3)
+
+
+def test_pool_matrix_leading_axes_and_nan():
+    stack = np.stack([np.full((4, 4), 1.0), np.full((4, 4), 3.0)]).reshape(1, 2, 4, 4)
+    assert np.array_equal(pool_matrix(stack, 2), np.array([[[[1, 1], [1, 1]], [[3, 3], [3, 3]]]]))
+    c = np.array([[1.0, np.nan, 5.0, 5.0], [3.0, np.nan, 5.0, 5.0]] + [[np.nan] * 4] * 2)
+    out = pool_matrix(c, 2)
+    assert out[0, 0] == 2.0 and out[0, 1] == 5.0  # NaN left out of the block mean
+    assert np.isnan(out[1, 0]) and np.isnan(out[1, 1])  # all-NaN block
+    with pytest.raises(ValueError):
+        pool_matrix(c, 0)
+
+
+def test_head_grid_spec_data_and_selection():
+    thumbs = np.random.default_rng(0).random((3, 4, 2, 2))
+    thumbs[2, 3, 1, 1] = np.nan
+    spec = spec_dict(head_grid(thumbs, selected=(1, 2), head_labels=["h0", "h1", "h2", "h3"]))
+    cells, outline = layers(spec)
+    assert cells["mark"]["type"] == "rect"
+    rows = rows_with(spec, "layer", "head", "r", "c", "v")
+    assert len(rows) == 3 * 4 * 2 * 2 - 1
+    assert {(r["layer"], r["head"]) for r in rows} == {(a, b) for a in range(3) for b in range(4)}
+    enc = cells["encoding"]
+    assert [enc[c]["field"] for c in ("x", "x2", "y", "y2", "color")] == ["x", "x2", "y", "y2", "v"]
+    calcs = {t["as"]: t["calculate"] for t in cells["transform"]}
+    assert calcs["x"] == "datum.head * 3 + datum.c"  # m=2, gap=1
+    assert calcs["y"] == "datum.layer * 3 + datum.r"
+    assert enc["opacity"]["condition"][0]["param"] == "head"
+
+    params = params_by_name(spec)
+    assert params["head"]["select"] == {
+        "type": "point",
+        "fields": ["layer", "head"],
+        "on": "click",
+        "clear": "dblclick",
+    }
+    assert sorted(label_params(spec).values()) == [["0", "1", "2"], ["h0", "h1", "h2", "h3"]]
+    box = spec["datasets"][outline["data"]["name"]]
+    assert box == [{"x": 5.5, "x2": 8.5, "y": 2.5, "y2": 5.5}]
+    assert outline["mark"]["filled"] is False
+    # Whole pixels per cell: 44 px thumbnails of m=2 -> 22 px per cell; 4*3-1 cells wide.
+    assert (spec["width"], spec["height"]) == (11 * 22, 8 * 22)
+
+
+# --- prediction_bars / layer_head_profile ------------------------------------------------------
+
+
+def test_prediction_bars_best_first_with_percent_labels():
+    spec = spec_dict(prediction_bars(["dog", "cat", "the", "cat"], [0.1, 0.5, 0.05, 0.2]))
+    bars, percents = layers(spec)
+    assert bars["mark"]["type"] == "bar"
+    rows = rows_with(spec, "rank", "p", "token")
+    assert [(r["rank"], r["token"], r["p"]) for r in rows] == [
+        (0, "cat", 0.5),
+        (1, "cat", 0.2),
+        (2, "dog", 0.1),
+        (3, "the", 0.05),
+    ]
+    enc = bars["encoding"]
+    assert (enc["y"]["field"], enc["x"]["field"]) == ("rank", "p")
+    assert enc["x"]["axis"]["format"] == "%"
+    assert {t["field"]: t.get("format") for t in enc["tooltip"]}["p"] == ".2%"
+    assert label_params(spec)[enc["y"]["axis"]["labelExpr"].split("[")[0]] == [
+        "cat",
+        "cat",
+        "dog",
+        "the",
+    ]
+    (prob_name, probs) = next(iter(label_params(spec, "prob").items()))
+    assert probs == [0.5, 0.2, 0.1, 0.05]
+    assert (
+        percents["encoding"]["y"]["axis"]["labelExpr"] == f"format({prob_name}[datum.value], '.1%')"
+    )
+    assert percents["encoding"]["y"]["axis"]["orient"] == "right"
+
+
+def test_layer_head_profile_spec():
+    weights = np.random.default_rng(1).random((2, 3, 4))
+    spec = spec_dict(layer_head_profile(weights, ["[CLS]", "a", "[MASK]", "a"], title="mask"))
+    assert spec["mark"]["type"] == "rect"
+    rows = rows_with(spec, "layer", "head", "k", "v")
+    assert len(rows) == 24
+    assert {(r["layer"], r["head"], r["k"]): r["v"] for r in rows}[(1, 2, 3)] == pytest.approx(
+        weights[1, 2, 3], rel=1e-4
+    )
+    enc = spec["encoding"]
+    assert (enc["x"]["field"], enc["y"]["field"]) == ("k", "row")
+    assert enc["y"]["scale"]["domain"] == list(range(6))
+    assert enc["y"]["axis"]["labelExpr"] == (
+        "'L' + floor(datum.value / 3) + ' H' + (datum.value % 3)"
+    )
+    calcs = {t["as"]: t["calculate"] for t in spec["transform"]}
+    assert calcs["row"] == "datum.layer * 3 + datum.head"
+    assert params_by_name(spec)["head"]["select"]["fields"] == ["layer", "head"]
+    assert list(label_params(spec).values()) == [["[CLS]", "a", "[MASK]", "a"]]
+
+
+# --- hostile token text ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hostile_specs() -> dict[str, dict[str, Any]]:
+    n = len(HOSTILE)
+    m = attention(n, seed=5)
+    return {
+        "heatmap": spec_dict(attention_heatmap(m, HOSTILE, selected=0)),
+        "lines": spec_dict(head_view_lines(m, HOSTILE, [0], top_k=2)),
+        "bars": spec_dict(attention_bars(m[0], m[:, 0], HOSTILE, 0)),
+        "predictions": spec_dict(prediction_bars(HOSTILE, np.linspace(0.4, 0.1, n))),
+        "profile": spec_dict(layer_head_profile(m[None, :3], HOSTILE)),
+        "grid": spec_dict(head_grid(m[None, None], head_labels=[HOSTILE[0]])),
+    }
+
+
+@pytest.mark.parametrize("name", ["heatmap", "lines", "bars", "predictions", "profile", "grid"])
+def test_hostile_labels_round_trip_as_data_only(hostile_specs, name):
+    spec = hostile_specs[name]
+    text = json.dumps(spec)
+    back = json.loads(text)
+    assert back == spec
+    label_values = [v for v in label_params(back).values()]
+    if name == "grid":
+        assert [HOSTILE[0]] in label_values
+    else:
+        assert HOSTILE in label_values
+    if name == "predictions":
+        assert [r["token"] for r in rows_with(back, "rank", "p", "token")] == HOSTILE
+    # No expression contains token text: expressions only index the label arrays.
+    exprs = expressions(back)
+    assert exprs
+    for expr in exprs:
+        for label in HOSTILE:
+            assert label not in expr
+        assert "<" not in expr and "${" not in expr
+        assert re.fullmatch(r"[\w\s.\[\]()+\-*/%<>=!?:|&,'\"#]*", expr.replace("<=", ""))
+
+
+def test_hostile_labels_never_reach_per_cell_data(hostile_specs):
+    spec = hostile_specs["heatmap"]
+    rows = rows_with(spec, "q", "k", "v")
+    assert all(isinstance(v, (int, float)) for r in rows for v in r.values())
+
+
+def test_prediction_bars_rejects_non_finite_scores():
+    with pytest.raises(ValueError, match="finite"):
+        prediction_bars(["a", "b"], [0.5, float("nan")])
