@@ -145,11 +145,26 @@ if selected_unit is None:
     caption.append(f"The selected token '{tokens[token].text}' is hidden.")
 
 st.subheader("Matrix")
+
+
+def select_clicked_row() -> None:
+    """A click on a heatmap cell selects its row's token in every view."""
+    cells = st.session_state["heatmap"].selection.get("cell") or []
+    groups = st.session_state.get("_heatmap_groups", [])
+    if cells and cells[0].get("q") is not None and cells[0]["q"] < len(groups):
+        st.session_state["token"] = groups[cells[0]["q"]][0]
+
+
+st.session_state["_heatmap_groups"] = view.groups
 st.altair_chart(
     charts.attention_heatmap(
         view.matrix, view.labels, selected=selected_unit, title=f"{what} (rows: from, columns: to)"
     ),
     theme="streamlit",
+    width="content",
+    on_select=select_clicked_row,
+    selection_mode="cell",
+    key="heatmap",
 )
 st.caption(" ".join(caption))
 
@@ -174,6 +189,7 @@ with left:
             weights, view.labels, ids, top_k=top_k, threshold=threshold, selected=selected_unit
         ),
         theme="streamlit",
+        width="content",
     )
     st.caption(
         f"{len(edges)} lines: the {top_k} strongest per token with weight ≥ {threshold:.2f}. "

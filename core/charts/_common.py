@@ -126,9 +126,14 @@ def add_params(chart: alt.TopLevelMixin, params: list[alt.Parameter]) -> alt.Top
     return chart.add_params(*unique.values())
 
 
+# Streamlit fits charts without an explicit autosize into their width *including* axes and
+# legend, which squeezes a heatmap's cells to nothing; "pad" keeps the plot size we set.
+PAD = alt.AutoSizeParams(type="pad", contains="padding")
+
+
 def heat_size(n: int) -> int:
-    """Default side in px of a heatmap axis with `n` cells: 16 px per cell within 160..640."""
-    return int(min(640, max(160, 16 * n)))
+    """Default side in px of a heatmap axis with `n` cells: 22 px per cell within 220..680."""
+    return int(min(680, max(220, 22 * n)))
 
 
 def color_scale(

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from core.charts._common import (
+    PAD,
     add_params,
     check_labels,
     color_scale,
@@ -187,6 +188,7 @@ def head_grid(
     chart = alt.layer(*layers).properties(
         width=(n_heads * stride - gap) * px_per_cell,
         height=(n_layers * stride - gap) * px_per_cell,
+        autosize=PAD,
     )
     if title:
         chart = chart.properties(title=title)

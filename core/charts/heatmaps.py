@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from core.charts._common import (
+    PAD,
     add_params,
     check_labels,
     color_scale,
@@ -130,7 +131,7 @@ def attention_heatmap(
         )
         layers.append(outline)
     chart = alt.layer(*layers).properties(
-        width=width or heat_size(nk), height=height or heat_size(nq)
+        width=width or heat_size(nk), height=height or heat_size(nq), autosize=PAD
     )
     if title:
         chart = chart.properties(title=title)
@@ -218,7 +219,7 @@ def layer_head_profile(
             ],
         )
         .add_params(head_sel, tok_param)
-        .properties(height=max(row_height * n_rows, 60), width=width or heat_size(nk))
+        .properties(height=max(row_height * n_rows, 60), width=width or heat_size(nk), autosize=PAD)
     )
     if title:
         chart = chart.properties(title=title)

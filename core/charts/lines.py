@@ -12,6 +12,7 @@ import pandas as pd
 from core.charts._common import (
     HEAD_SCHEME,
     LABEL_LIMIT_PX,
+    PAD,
     add_params,
     check_labels,
     labels_param,
@@ -229,7 +230,7 @@ def head_view_lines(
     chart = (
         alt.layer(lines, left, right)
         .resolve_axis(y="independent")
-        .properties(width=width, height=max(row_height * n, row_height))
+        .properties(width=width, height=max(row_height * n, row_height), autosize=PAD)
     )
     if title:
         chart = chart.properties(title=title)
