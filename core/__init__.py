@@ -24,9 +24,16 @@ from core.errors import (
     UnsupportedModelError,
 )
 from core.export import attention_csv, attention_data, attention_json
+from core.flow import ComputationCancelled, FlowCancelled, attention_flow
 from core.head_stats import STAT_DESCRIPTIONS, head_statistics
 from core.models import EMBEDDED_MODEL, PRESETS, LoadedModel, ModelKind, Preset, load_model
 from core.predictions import Prediction, predict_masked
+from core.rollout import (
+    InvalidAttentionError,
+    InvalidSelectionError,
+    attention_rollout,
+    residual_attention,
+)
 from core.tokens import Token, word_groups
 from core.transforms import drop_positions, mean_of_heads, merge_groups, select_heads
 
@@ -37,9 +44,13 @@ __all__ = [
     "AtlasError",
     "AttentionResult",
     "Comparison",
+    "ComputationCancelled",
     "EmptyReplacementError",
     "EmptyTextError",
+    "FlowCancelled",
+    "InvalidAttentionError",
     "InvalidModelNameError",
+    "InvalidSelectionError",
     "LoadedModel",
     "ModelKind",
     "ModelLoadError",
@@ -58,7 +69,9 @@ __all__ = [
     "align_words",
     "attention_csv",
     "attention_data",
+    "attention_flow",
     "attention_json",
+    "attention_rollout",
     "compare_replacement",
     "drop_positions",
     "head_statistics",
@@ -66,6 +79,7 @@ __all__ = [
     "mean_of_heads",
     "merge_groups",
     "predict_masked",
+    "residual_attention",
     "run_attention",
     "select_heads",
     "word_groups",
