@@ -69,3 +69,32 @@ def prepare_display(
 
 def _group_label(tokens: list[Token], group: list[int]) -> str:
     return "".join(tokens[i].text for i in group).replace("␣", "") or tokens[group[0]].text
+
+
+def block_edges(n: int, size: int) -> np.ndarray:
+    """Start positions of the `min(n, size)` blocks `pool_matrix` averages over, plus `n`.
+
+    Block `b` covers positions `[edges[b], edges[b + 1])`, exactly as `core.charts.pool_matrix`
+    cuts an axis of length `n` into `size` blocks.
+    """
+    blocks = min(n, size)
+    return np.array([b * n // blocks for b in range(blocks + 1)])
+
+
+def block_labels(labels: Sequence[str], size: int) -> list[str]:
+    """Axis labels for a pooled overview: "first…last (i–j)" for each block of positions."""
+    edges = block_edges(len(labels), size)
+    result = []
+    for start, stop in zip(edges[:-1], edges[1:], strict=True):
+        if stop - start == 1:
+            result.append(f"{labels[start]} ({start})")
+        else:
+            result.append(f"{labels[start]}…{labels[stop - 1]} ({start}–{stop - 1})")
+    return result
+
+
+def window(n: int, center: int, width: int) -> tuple[int, int]:
+    """A `[start, stop)` range of at most `width` positions of `0..n-1`, centred on `center`."""
+    width = max(1, min(width, n))
+    start = min(max(0, center - width // 2), n - width)
+    return start, start + width

@@ -7,6 +7,7 @@ import core
 from core import charts
 from core.views import prepare_display
 from pages import _shared as shared
+from pages import _views as views
 
 shared.ensure_router()
 
@@ -147,31 +148,29 @@ if selected_unit is None:
 st.subheader("Matrix")
 
 
-def select_clicked_row() -> None:
+def select_row(row: int) -> None:
     """A click on a heatmap cell selects its row's token in every view."""
-    cells = st.session_state["heatmap"].selection.get("cell") or []
     groups = st.session_state.get("_heatmap_groups", [])
-    if cells and cells[0].get("q") is not None and cells[0]["q"] < len(groups):
-        st.session_state["token"] = groups[cells[0]["q"]][0]
+    if 0 <= row < len(groups):
+        st.session_state["token"] = groups[row][0]
 
 
 st.session_state["_heatmap_groups"] = view.groups
-st.altair_chart(
-    charts.attention_heatmap(
-        view.matrix, view.labels, selected=selected_unit, title=f"{what} (rows: from, columns: to)"
-    ),
-    theme="streamlit",
-    width="content",
-    on_select=select_clicked_row,
-    selection_mode="cell",
+shown_rows = views.show_matrix(
+    view.matrix,
+    view.labels,
     key="heatmap",
+    title=f"{what} (rows: from, columns: to)",
+    selected=selected_unit,
+    on_pick=select_row,
 )
 st.caption(" ".join(caption))
 
 left, right = st.columns([1, 1])
 with left:
     st.subheader("Line view")
-    top_k = st.slider("Strongest edges per token", 1, 20, value=5 if len(view.labels) > 40 else 20)
+    long_input = len(view.labels) > views.DETAIL_LIMIT
+    top_k = st.slider("Strongest edges per token", 1, 20, value=3 if long_input else 20)
     threshold = st.slider("Minimum weight", 0.0, 0.5, 0.0, 0.01)
     if stack is not None:
         lines_view = prepare_display(
@@ -183,17 +182,29 @@ with left:
         weights, ids = lines_view.matrix, stack_heads
     else:
         weights, ids = view.matrix[None], [head if isinstance(head, int) else 0]
+    line_labels = view.labels
+    line_selected = selected_unit
+    window_note = ""
+    if shown_rows is not None:
+        # A long input draws the detail window's tokens only: thousands of rows of text
+        # would not be readable anyway.
+        start, stop = shown_rows
+        weights = weights[:, start:stop, start:stop]
+        line_labels = [f"{i}·{view.labels[i]}" for i in range(start, stop)]
+        in_window = selected_unit is not None and start <= selected_unit < stop
+        line_selected = selected_unit - start if in_window else None
+        window_note = f" Tokens {start}–{stop - 1} (the detail window) only."
     edges = charts.prune_edges(weights, top_k=top_k, threshold=threshold, head_ids=ids)
     st.altair_chart(
         charts.head_view_lines(
-            weights, view.labels, ids, top_k=top_k, threshold=threshold, selected=selected_unit
+            weights, line_labels, ids, top_k=top_k, threshold=threshold, selected=line_selected
         ),
         theme="streamlit",
         width="content",
     )
     st.caption(
-        f"{len(edges)} lines: the {top_k} strongest per token with weight ≥ {threshold:.2f}. "
-        "Hover or click a token on the left to keep only its lines."
+        f"{len(edges)} lines: the {top_k} strongest per token with weight ≥ {threshold:.2f}."
+        f"{window_note} Hover or click a token on the left to keep only its lines."
     )
 with right:
     st.subheader("Selected token")

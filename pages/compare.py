@@ -7,6 +7,7 @@ import core
 from core import PRESETS, AtlasError, charts
 from core.tokens import word_groups
 from pages import _shared as shared
+from pages import _views as views
 
 shared.ensure_router()
 
@@ -81,32 +82,26 @@ with replace_tab:
             layer, head = layer_head_pickers(result.num_layers, result.num_heads, "replace")
             before, after = st.columns(2)
             with before:
-                st.altair_chart(
-                    charts.attention_heatmap(
-                        head_matrix(comparison.before.attentions, layer, head),
-                        comparison.before.labels,
-                        title="Before",
-                    ),
-                    theme="streamlit",
+                views.show_matrix(
+                    head_matrix(comparison.before.attentions, layer, head),
+                    comparison.before.labels,
+                    key="before",
+                    title="Before",
                 )
             with after:
-                st.altair_chart(
-                    charts.attention_heatmap(
-                        head_matrix(comparison.after.attentions, layer, head),
-                        comparison.after.labels,
-                        title=f"After: {comparison.original_word} → {comparison.replacement}",
-                    ),
-                    theme="streamlit",
+                views.show_matrix(
+                    head_matrix(comparison.after.attentions, layer, head),
+                    comparison.after.labels,
+                    key="after",
+                    title=f"After: {comparison.original_word} → {comparison.replacement}",
                 )
-            st.altair_chart(
-                charts.attention_heatmap(
-                    head_matrix(comparison.difference, layer, head),
-                    comparison.alignment.labels,
-                    title="Difference (after − before), word level",
-                    value_label="change",
-                    diverging=True,
-                ),
-                theme="streamlit",
+            views.show_matrix(
+                head_matrix(comparison.difference, layer, head),
+                comparison.alignment.labels,
+                key="difference",
+                title="Difference (after − before), word level",
+                value_label="change",
+                diverging=True,
             )
             st.caption(
                 "Word level: attention to a word is summed over its pieces, attention from a word "
@@ -175,9 +170,9 @@ with models_tab:
                 st.columns(2), [(model.name, result), (other.name, other_result)], strict=True
             ):
                 with column:
-                    st.altair_chart(
-                        charts.attention_heatmap(
-                            head_matrix(res.attentions, layer, head), res.labels, title=name
-                        ),
-                        theme="streamlit",
+                    views.show_matrix(
+                        head_matrix(res.attentions, layer, head),
+                        res.labels,
+                        key=f"model_{name}",
+                        title=name,
                     )

@@ -46,3 +46,30 @@ def test_nan_rows_survive():
     view = prepare_display(m, _tokens(), hide_special=True)
     assert np.isnan(view.matrix[0]).all()
     assert not np.isnan(view.matrix[1:]).any()
+
+
+def test_block_edges_match_pool_matrix():
+    from core.charts import pool_matrix
+    from core.views import block_edges
+
+    n, size = 10, 4
+    edges = block_edges(n, size)
+    assert list(edges) == [0, 2, 5, 7, 10]
+    values = np.arange(n * n, dtype=float).reshape(n, n)
+    pooled = pool_matrix(values, size)
+    for b in range(size):
+        block = values[edges[b] : edges[b + 1], edges[1] : edges[2]]
+        assert pooled[b, 1] == block.mean()
+    assert list(block_edges(3, 8)) == [0, 1, 2, 3]
+
+
+def test_block_labels_and_window():
+    from core.views import block_labels, window
+
+    labels = ["[CLS]", "a", "b", "c", "d", "[SEP]"]
+    assert block_labels(labels, 3) == ["[CLS]…a (0–1)", "b…c (2–3)", "d…[SEP] (4–5)"]
+    assert block_labels(labels[:2], 3) == ["[CLS] (0)", "a (1)"]
+    assert window(100, 50, 20) == (40, 60)
+    assert window(100, 3, 20) == (0, 20)
+    assert window(100, 99, 20) == (80, 100)
+    assert window(5, 2, 20) == (0, 5)

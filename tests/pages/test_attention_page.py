@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from core import EMBEDDED_MODEL, load_model, run_attention
+from core import EMBEDDED_MODEL, TruncationWarning, load_model, run_attention
 from tests.pages.conftest import assert_clean, start, table_with
 
 TEXT = "The cat sat on the mat because it was tired."
@@ -122,3 +122,25 @@ def test_tiny_masked_lm_by_path(tiny_model_path):
     assert_clean(at)
     assert not at.error
     assert len(at.get("vega_lite_chart")) == 3
+
+
+def test_full_length_input_gets_overview_and_detail_not_the_whole_matrix():
+    text = " ".join(["The quick brown fox jumps over the lazy dog."] * 60)
+    at = start(text=text, token=200)
+    assert_clean(at)
+    assert any("were dropped" in w.value for w in at.warning)
+    overview = table_with(at, 0, {"q", "k", "v"})
+    detail = table_with(at, 1, {"q", "k", "v"})
+    assert overview.num_rows == 64 * 64
+    assert detail.num_rows == 48 * 48
+    # The detail window is centred on the selected token and holds exact (rounded) weights.
+    with pytest.warns(TruncationWarning):
+        result = run_attention(load_model(EMBEDDED_MODEL), text)
+    start_row = 200 - 24
+    expected = result.attentions[0].mean(0)[start_row : start_row + 48, start_row : start_row + 48]
+    matrix = np.zeros((48, 48))
+    matrix[detail["q"].to_numpy(), detail["k"].to_numpy()] = detail["v"].to_numpy()
+    np.testing.assert_allclose(matrix, expected, rtol=1e-4, atol=1e-9)
+    # The line view draws the window only, with the strongest 3 edges per token.
+    lines = table_with(at, 2, {"src", "dst", "w"})
+    assert lines.num_rows <= 48 * 3
