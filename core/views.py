@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -85,7 +86,7 @@ def block_labels(labels: Sequence[str], size: int) -> list[str]:
     """Axis labels for a pooled overview: "first…last (i–j)" for each block of positions."""
     edges = block_edges(len(labels), size)
     result = []
-    for start, stop in zip(edges[:-1], edges[1:], strict=True):
+    for start, stop in itertools.pairwise(edges):
         if stop - start == 1:
             result.append(f"{labels[start]} ({start})")
         else:
@@ -98,3 +99,15 @@ def window(n: int, center: int, width: int) -> tuple[int, int]:
     width = max(1, min(width, n))
     start = min(max(0, center - width // 2), n - width)
     return start, start + width
+
+
+def thumbnail_size(
+    layers: int, heads: int, n: int, *, budget: int = 40_000, largest: int = 48
+) -> int:
+    """Side of each head's thumbnail so an all-heads grid stays within `budget` cells.
+
+    Short inputs are drawn whole (side `n`); long ones are averaged down, e.g. 144 heads of a
+    512-token input get 16×16 thumbnails (36,864 cells instead of 37.7 million).
+    """
+    fitting = int((budget / max(1, layers * heads)) ** 0.5)
+    return max(4, min(n, largest, fitting))

@@ -5,11 +5,11 @@ import streamlit as st
 import core
 from core import PRESETS, AtlasError, ModelKind, charts
 from core.images import gallery_zip
+from core.views import thumbnail_size
 from pages import _shared as shared
 
 shared.ensure_router()
 
-GALLERY_THUMBNAIL = 48
 
 st.title("Masked prediction")
 with st.expander("What am I looking at?"):
@@ -107,17 +107,12 @@ for number, position in enumerate(positions):
 
 st.subheader("Gallery: every head for this sentence")
 n = len(tokens)
-st.altair_chart(
-    charts.head_grid(charts.pool_matrix(result.attentions, GALLERY_THUMBNAIL)), theme="streamlit"
-)
+size = thumbnail_size(result.num_layers, result.num_heads, n, budget=80_000)
+st.altair_chart(charts.head_grid(charts.pool_matrix(result.attentions, size)), theme="streamlit")
+shrunk = f", averaged down to {size}×{size}" if n > size else ""
 st.caption(
-    f"{result.num_layers} layers × {result.num_heads} heads"
-    + (
-        f", averaged down to {GALLERY_THUMBNAIL}×{GALLERY_THUMBNAIL}"
-        if n > GALLERY_THUMBNAIL
-        else ""
-    )
-    + ". The ZIP holds one full-resolution PNG per head (Attention_Layer1_Head1.png, …)."
+    f"{result.num_layers} layers × {result.num_heads} heads{shrunk}. The ZIP holds one "
+    "full-resolution PNG per head (Attention_Layer1_Head1.png, …)."
 )
 st.download_button(
     "Download all heads as PNG images (ZIP)",

@@ -4,11 +4,11 @@ import streamlit as st
 
 from core import charts
 from core.head_stats import STAT_DESCRIPTIONS
+from core.views import thumbnail_size
 from pages import _shared as shared
 
 shared.ensure_router()
 
-THUMBNAIL_SIZE = 24
 
 st.title("Model overview")
 with st.expander("What am I looking at?"):
@@ -28,11 +28,10 @@ if result is None:
     st.stop()
 
 n = len(result.tokens)
-thumbnails = charts.pool_matrix(result.attentions, THUMBNAIL_SIZE)
-if n > THUMBNAIL_SIZE:
-    st.caption(
-        f"{n} tokens: each thumbnail is averaged down to {THUMBNAIL_SIZE}×{THUMBNAIL_SIZE} blocks."
-    )
+size = thumbnail_size(result.num_layers, result.num_heads, n)
+thumbnails = charts.pool_matrix(result.attentions, size)
+if n > size:
+    st.caption(f"{n} tokens: each thumbnail is averaged down to {size}×{size} blocks.")
 current = (st.session_state.get("layer", 0), st.session_state.get("head"))
 selected = current if isinstance(current[1], int) else None
 

@@ -35,7 +35,6 @@ def test_previous_token_head_is_recognised():
 
 
 def test_special_rows_are_left_out_and_special_share_counted():
-    n = 3
     attention = np.array([[1.0, 0, 0], [0.5, 0.5, 0], [0.25, 0.25, 0.5]])
     stats = head_statistics(attention[None, None], _tokens(["[CLS]", "x", "y"], special={0}))
     # Content rows 1 and 2 send 0.5 and 0.25 to [CLS].

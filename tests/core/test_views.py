@@ -73,3 +73,12 @@ def test_block_labels_and_window():
     assert window(100, 3, 20) == (0, 20)
     assert window(100, 99, 20) == (80, 100)
     assert window(5, 2, 20) == (0, 5)
+
+
+def test_thumbnail_size_keeps_the_grid_small():
+    from core.views import thumbnail_size
+
+    assert thumbnail_size(12, 12, 512) == 16
+    assert thumbnail_size(6, 12, 512) == 23
+    assert thumbnail_size(6, 12, 13) == 13
+    assert 12 * 12 * thumbnail_size(12, 12, 512) ** 2 <= 40_000
