@@ -21,6 +21,9 @@ OVERVIEW_BLOCKS = 64
 """The overview of a long input averages it down to at most this many blocks per side."""
 WINDOW = 48
 """Default side of the detail window."""
+EXPORT_CELL_LIMIT = 4_000_000
+"""Larger exports (hundreds of MB of text) are left to notebooks: one click could exhaust a
+shared server's memory."""
 
 
 def _detail_labels(labels: list[str], start: int, stop: int) -> list[str]:
@@ -153,4 +156,35 @@ def _heatmap(
         on_select=picked,
         selection_mode="cell",
         key=key,
+    )
+
+
+def export_buttons(
+    name: str, *, csv: Callable[[], str], json: Callable[[], str], cells: int = 0
+) -> None:
+    """CSV and JSON download buttons; the data is only built when a button is clicked.
+
+    `cells` is the number of values exported; above `EXPORT_CELL_LIMIT` the buttons are
+    replaced by a note.
+    """
+    if cells > EXPORT_CELL_LIMIT:
+        st.caption(
+            f"{name}: {cells:,} values are too many to download here. Export one layer on the "
+            "Attention page, or use `core.run_attention` in a notebook."
+        )
+        return
+    left, right = st.columns(2)
+    left.download_button(
+        f"{name} as CSV",
+        data=csv,
+        file_name=f"{name.lower().replace(' ', '_')}.csv",
+        mime="text/csv",
+        on_click="ignore",
+    )
+    right.download_button(
+        f"{name} as JSON",
+        data=json,
+        file_name=f"{name.lower().replace(' ', '_')}.json",
+        mime="application/json",
+        on_click="ignore",
     )

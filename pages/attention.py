@@ -254,10 +254,9 @@ with export_right:
         on_click="ignore",
     )
 if method == "raw":
-    st.download_button(
-        "All layers and heads as JSON",
-        data=lambda: core.attention_json(result.labels, result.attentions),
-        file_name="attention_all_layers.json",
-        mime="application/json",
-        on_click="ignore",
+    views.export_buttons(
+        "All layers and heads",
+        csv=lambda: core.attention_csv(result.labels, result.attentions),
+        json=lambda: core.attention_json(result.labels, result.attentions),
+        cells=result.attentions.size,
     )

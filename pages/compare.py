@@ -107,6 +107,13 @@ with replace_tab:
                 "Word level: attention to a word is summed over its pieces, attention from a word "
                 "is averaged; the replaced word is one unit."
             )
+            views.export_buttons(
+                "Difference",
+                csv=lambda: core.attention_csv(comparison.alignment.labels, comparison.difference),
+                json=lambda: core.attention_json(
+                    comparison.alignment.labels, comparison.difference, method="difference"
+                ),
+            )
             if comparison.before_predictions:
                 st.subheader("Predictions before and after")
                 for number, (old, new) in enumerate(

@@ -1,5 +1,8 @@
 """Masked prediction: what the model guesses for each mask, and which tokens the mask reads."""
 
+import json
+
+import pandas as pd
 import streamlit as st
 
 import core
@@ -7,6 +10,7 @@ from core import PRESETS, AtlasError, ModelKind, charts
 from core.images import gallery_zip
 from core.views import thumbnail_size
 from pages import _shared as shared
+from pages import _views as views
 
 shared.ensure_router()
 
@@ -104,6 +108,18 @@ for number, position in enumerate(positions):
             ),
             theme="streamlit",
         )
+
+if predictions:
+    rows = [
+        {"mask": m + 1, "position": pos, "rank": r + 1, "token": p.token, "score": p.score}
+        for m, (pos, ranked) in enumerate(zip(positions, predictions, strict=False))
+        for r, p in enumerate(ranked)
+    ]
+    views.export_buttons(
+        "Predictions",
+        csv=lambda: pd.DataFrame(rows).to_csv(index=False),
+        json=lambda: json.dumps(rows),
+    )
 
 st.subheader("Gallery: every head for this sentence")
 n = len(tokens)

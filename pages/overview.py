@@ -2,10 +2,12 @@
 
 import streamlit as st
 
+import core
 from core import charts
 from core.head_stats import STAT_DESCRIPTIONS
 from core.views import thumbnail_size
 from pages import _shared as shared
+from pages import _views as views
 
 shared.ensure_router()
 
@@ -75,10 +77,14 @@ with table:
         "Averaged over the query rows of the words (special-token rows left out). "
         "Sort by 'to previous' to find previous-token heads."
     )
-    st.download_button(
-        "Head statistics as CSV",
-        data=stats.to_csv(index=False),
-        file_name="head_statistics.csv",
-        mime="text/csv",
-        on_click="ignore",
+    views.export_buttons(
+        "Head statistics",
+        csv=lambda: stats.to_csv(index=False),
+        json=lambda: stats.to_json(orient="records"),
+    )
+    views.export_buttons(
+        "All heads",
+        csv=lambda: core.attention_csv(result.labels, result.attentions),
+        json=lambda: core.attention_json(result.labels, result.attentions),
+        cells=result.attentions.size,
     )
