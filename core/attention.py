@@ -1,15 +1,32 @@
-"""Capturing every head's attention for a text."""
+"""Capturing every head's attention for a text.
+
+Encoders give one self-attention stack. Causal language models give one (lower-triangular)
+stack plus next-token predictions. Encoder-decoder models give three stacks: encoder
+self-attention, decoder self-attention and cross attention (decoder queries, encoder keys).
+"""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
+from core.errors import (
+    EmptyTextError,
+    PositionOutOfRangeError,
+    TruncationWarning,
+    UnsupportedModelError,
+)
 from core.inference import encode, forward
 from core.models import LoadedModel, ModelKind
 from core.predictions import Prediction, top_predictions
-from core.tokens import Token
+from core.tokens import Token, tokens_from_ids
+
+STACKS = ("encoder", "decoder", "cross")
+MAX_GENERATED_TARGET = 40
+"""Tokens generated greedily when an encoder-decoder model is given no target text."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -17,7 +34,10 @@ class AttentionResult:
     """Attention of every head for one input.
 
     `attentions[l, h, i, j]` is the weight query position `i` puts on key position `j` in head
-    `h` of layer `l`: float32 `[layers, heads, seq, seq]`, exactly the model's weights.
+    `h` of layer `l`: float32 `[layers, heads, seq, seq]`, exactly the model's weights. For an
+    encoder-decoder model this is the encoder's self-attention; the decoder's self-attention
+    `[layers, heads, t, t]` and the cross attention `[layers, heads, t, seq]` come with their
+    own `decoder_tokens`.
     """
 
     model_name: str
@@ -31,6 +51,19 @@ class AttentionResult:
     """Tokens cut off because the input exceeded the model's maximum length."""
     predictions: list[list[Prediction]] = field(default_factory=list)
     """Top predictions for each mask in the text (masked-LM models only), from the same pass."""
+    model_kind: ModelKind = ModelKind.ENCODER
+    next_token: list[Prediction] = field(default_factory=list)
+    """Causal LMs: the most likely next tokens after the text, from the same pass."""
+    generated_from: int | None = None
+    """Causal LMs after `generate_with_attention`: positions from here on were generated."""
+    target_text: str | None = None
+    decoder_tokens: list[Token] | None = None
+    decoder_attentions: np.ndarray | None = None
+    cross_attentions: np.ndarray | None = None
+    target_generated: bool = False
+    """Encoder-decoder models: True when no target was given and it was generated greedily."""
+    dropped_target_tokens: int = 0
+    """Encoder-decoder models: target tokens cut off beyond the model's maximum length."""
 
     @property
     def labels(self) -> list[str]:
@@ -56,21 +89,59 @@ class AttentionResult:
     def truncated(self) -> bool:
         return self.dropped_tokens > 0
 
+    @property
+    def stacks(self) -> tuple[str, ...]:
+        """Names of the attention stacks this result holds (see `stack`)."""
+        return STACKS if self.decoder_attentions is not None else ("encoder",)
+
+    def stack(self, name: str = "encoder") -> tuple[np.ndarray, list[Token], list[Token]]:
+        """`(attentions [layers, heads, q, k], query tokens, key tokens)` of one stack.
+
+        "encoder" is the (self-)attention of every model kind; "decoder" and "cross" exist
+        for encoder-decoder models only.
+        """
+        if name == "encoder":
+            return self.attentions, self.tokens, self.tokens
+        if name not in STACKS or self.decoder_attentions is None or self.decoder_tokens is None:
+            raise PositionOutOfRangeError(
+                f"This result has no '{name}' attention: it has {', '.join(self.stacks)}."
+            )
+        if name == "decoder":
+            return self.decoder_attentions, self.decoder_tokens, self.decoder_tokens
+        return self.cross_attentions, self.decoder_tokens, self.tokens
+
+    def is_causal(self, name: str = "encoder") -> bool:
+        """Whether a stack's queries only see earlier keys (its upper triangle is not data)."""
+        return name == "decoder" or (name == "encoder" and self.model_kind is ModelKind.CAUSAL_LM)
+
 
 def run_attention(
-    model: LoadedModel, text: str, text_pair: str | None = None, *, top_k: int = 5
+    model: LoadedModel,
+    text: str,
+    text_pair: str | None = None,
+    *,
+    target_text: str | None = None,
+    top_k: int = 5,
 ) -> AttentionResult:
     """Run `text` (and an optional second sentence) through `model` once.
 
-    Returns the attention of every layer and head and, for masked-LM models, the `top_k`
-    predictions of each mask in the text from the same forward pass.
+    Returns the attention of every layer and head and, from the same forward pass, the
+    `top_k` predictions of each mask (masked LMs) or of the next token (causal LMs). For
+    encoder-decoder models `text` is the source and `target_text` the decoder's input; without
+    a target one is generated greedily and `target_generated` says so.
     """
+    if model.kind is ModelKind.ENCODER_DECODER:
+        return _run_encoder_decoder(model, text, target_text)
     encoded = encode(model, text, text_pair)
     output = forward(model, encoded.inputs)
     predictions: list[list[Prediction]] = []
+    next_token: list[Prediction] = []
     masks = [t.index for t in encoded.tokens if t.is_mask]
     if masks and model.kind is ModelKind.MASKED_LM and output.logits is not None:
         predictions = top_predictions(output.logits, masks, model.tokenizer, top_k)
+    if model.kind is ModelKind.CAUSAL_LM and output.logits is not None:
+        last = len(encoded.tokens) - 1
+        next_token = top_predictions(output.logits, [last], model.tokenizer, top_k)[0]
     return AttentionResult(
         model_name=model.name,
         text=encoded.text,
@@ -80,4 +151,120 @@ def run_attention(
         segment_b_start=encoded.segment_b_start,
         dropped_tokens=encoded.dropped_tokens,
         predictions=predictions,
+        model_kind=model.kind,
+        next_token=next_token,
+    )
+
+
+def _stack(attentions) -> np.ndarray:
+    if not attentions or any(a is None for a in attentions):
+        raise UnsupportedModelError("The model did not return attention weights.")
+    return torch.stack([a[0] for a in attentions]).to(torch.float32).cpu().numpy()
+
+
+def _run_encoder_decoder(
+    model: LoadedModel, source: str, target_text: str | None
+) -> AttentionResult:
+    encoded = encode(model, source)
+    network, tokenizer = model.model, model.tokenizer
+    generated = target_text is None or not target_text.strip()
+    dropped_target = 0
+    with torch.inference_mode():
+        if generated:
+            # The decoder's input is its own greedy output, start token included.
+            decoder_ids = network.generate(
+                **encoded.inputs,
+                max_new_tokens=MAX_GENERATED_TARGET,
+                do_sample=False,
+                num_beams=1,
+            )
+        else:
+            full = len(tokenizer(text_target=target_text, verbose=False).input_ids)
+            dropped_target = max(0, full - model.max_length)
+            if dropped_target:
+                warnings.warn(
+                    f"The target has {full} tokens but {model.name} reads at most "
+                    f"{model.max_length}: the last {dropped_target} were dropped.",
+                    TruncationWarning,
+                    stacklevel=3,
+                )
+            labels = tokenizer(
+                text_target=target_text,
+                return_tensors="pt",
+                truncation=True,
+                max_length=model.max_length,
+            ).input_ids.to(model.device)
+            if labels.shape[-1] == 0:
+                raise EmptyTextError("The target text has no tokens the model can read.")
+            # Exactly what the decoder sees in training: the target shifted right.
+            decoder_ids = network.prepare_decoder_input_ids_from_labels(labels=labels)
+        output = network(**encoded.inputs, decoder_input_ids=decoder_ids, output_attentions=True)
+    decoder_tokens = tokens_from_ids(decoder_ids[0].tolist(), tokenizer)
+    return AttentionResult(
+        model_name=model.name,
+        text=encoded.text,
+        text_pair=None,
+        tokens=encoded.tokens,
+        attentions=_stack(output.encoder_attentions),
+        dropped_tokens=encoded.dropped_tokens,
+        model_kind=model.kind,
+        target_text=tokenizer.decode(decoder_ids[0], skip_special_tokens=True)
+        if generated
+        else target_text,
+        decoder_tokens=decoder_tokens,
+        decoder_attentions=_stack(output.decoder_attentions),
+        cross_attentions=_stack(output.cross_attentions),
+        target_generated=generated,
+        dropped_target_tokens=dropped_target,
+    )
+
+
+def predict_next(model: LoadedModel, text: str, top_k: int = 5) -> list[Prediction]:
+    """The `top_k` most likely tokens to follow `text` (causal language models)."""
+    if model.kind is not ModelKind.CAUSAL_LM:
+        raise UnsupportedModelError(
+            f"{model.name} is a {model.kind.value} model, not a causal language model: it does "
+            "not predict the next token. Try 'gpt2' or 'distilgpt2'."
+        )
+    return run_attention(model, text, top_k=top_k).next_token
+
+
+def generate_with_attention(
+    model: LoadedModel, prompt: str, max_new_tokens: int = 8
+) -> AttentionResult:
+    """Greedily extend `prompt` and return the attention over prompt + generated tokens.
+
+    Rows from `generated_from` on are the generated tokens: each shows what that token
+    attended to in the prompt and in the tokens generated before it.
+    """
+    if model.kind is not ModelKind.CAUSAL_LM:
+        raise UnsupportedModelError(f"{model.name} is not a causal language model.")
+    if not 1 <= max_new_tokens <= 64:
+        raise PositionOutOfRangeError("Generate between 1 and 64 tokens.")
+    encoded = encode(model, prompt)
+    room = model.max_length - len(encoded.tokens)
+    if room < 1:
+        raise PositionOutOfRangeError(
+            f"The prompt already fills the model's {model.max_length} positions."
+        )
+    with torch.inference_mode():
+        sequence = model.model.generate(
+            **encoded.inputs,
+            max_new_tokens=min(max_new_tokens, room),
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=model.tokenizer.eos_token_id,
+        )
+    output = forward(model, {"input_ids": sequence})
+    tokens = tokens_from_ids(sequence[0].tolist(), model.tokenizer)
+    return AttentionResult(
+        model_name=model.name,
+        text=model.tokenizer.decode(sequence[0]),
+        text_pair=None,
+        tokens=tokens,
+        attentions=output.attentions,
+        dropped_tokens=encoded.dropped_tokens,
+        model_kind=model.kind,
+        next_token=top_predictions(output.logits, [len(tokens) - 1], model.tokenizer, 5)[0],
+        generated_from=len(encoded.tokens),
     )

@@ -117,8 +117,15 @@ def _word_and_sequence_ids(
     try:
         return encoding.word_ids(0), encoding.sequence_ids(0)
     except (ValueError, AttributeError):
-        pass
-    # Slow tokenizers keep no alignment: rebuild words from the piece markers.
+        # Slow tokenizers keep no alignment: rebuild words from the piece markers.
+        return _words_from_markers(raws, special_ids, ids)
+
+
+def _words_from_markers(
+    raws: list[str], special_ids: set[int], ids: list[int]
+) -> tuple[list[int | None], list[int | None]]:
+    """Word ids from piece markers: WordPiece continues a word with `##`, BPE and
+    SentencePiece start one with `Ġ` / `▁`."""
     wordpiece = any(raw.startswith("##") for raw in raws)
     words: list[int | None] = []
     current = -1
@@ -170,3 +177,29 @@ def word_groups(tokens: list[Token]) -> list[list[int]]:
 def group_label(tokens: list[Token], group: list[int]) -> str:
     """Readable text of a group of pieces: WordPiece pieces glued, others joined as decoded."""
     return "".join(tokens[i].text for i in group) if len(group) > 1 else tokens[group[0]].text
+
+
+def tokens_from_ids(ids: list[int], tokenizer: Any) -> list[Token]:
+    """Tokens of a sequence the model produced itself (no source text, so no offsets).
+
+    Words are rebuilt from the piece markers (`##`, `Ġ`, `▁`).
+    """
+    raws: list[str] = tokenizer.convert_ids_to_tokens(ids)
+    special_ids = set(tokenizer.all_special_ids)
+    content_specials = {tokenizer.mask_token_id, tokenizer.unk_token_id} - {None}
+    words, _ = _words_from_markers(raws, special_ids - content_specials, ids)
+    tokens = [
+        Token(
+            text=raw
+            if token_id in special_ids and token_id not in content_specials
+            else clean_token_text(raw, tokenizer),
+            index=index,
+            word_index=word,
+            is_special=token_id in special_ids and token_id not in content_specials,
+            raw=raw,
+            token_id=token_id,
+            is_mask=token_id == tokenizer.mask_token_id,
+        )
+        for index, (token_id, raw, word) in enumerate(zip(ids, raws, words, strict=True))
+    ]
+    return _renumber_words(tokens)
