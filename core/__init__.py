@@ -6,7 +6,13 @@ Everything here is UI-free and importable from a notebook::
     result = run_attention(load_model(EMBEDDED_MODEL), "The cat sat on the mat.")
 """
 
-from core.attention import AttentionResult, run_attention
+from core.attention import (
+    STACKS,
+    AttentionResult,
+    generate_with_attention,
+    predict_next,
+    run_attention,
+)
 from core.compare import Comparison, WordAlignment, align_words, compare_replacement
 from core.errors import (
     AtlasError,
@@ -40,6 +46,7 @@ from core.transforms import drop_positions, mean_of_heads, merge_groups, select_
 __all__ = [
     "EMBEDDED_MODEL",
     "PRESETS",
+    "STACKS",
     "STAT_DESCRIPTIONS",
     "AtlasError",
     "AttentionResult",
@@ -74,11 +81,13 @@ __all__ = [
     "attention_rollout",
     "compare_replacement",
     "drop_positions",
+    "generate_with_attention",
     "head_statistics",
     "load_model",
     "mean_of_heads",
     "merge_groups",
     "predict_masked",
+    "predict_next",
     "residual_attention",
     "run_attention",
     "select_heads",
