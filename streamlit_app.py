@@ -17,13 +17,34 @@ PAGES = [
 
 
 def model_picker() -> None:
-    names = list(PRESETS)
+    from core.deploy import shown_name
+
+    # Runs first on every page, before any model or result is allocated.
+    shared.limit_memory_fragmentation()
+    policy, problem = shared.read_deploy_policy()
+    if problem:
+        shared.show_error(problem)
+    names = list(PRESETS) if policy.offers_any_model else list(policy.allowed_models or ())
+    options = [*names, shared.CUSTOM_CHOICE] if policy.offers_any_model else names
     current = st.session_state["model"]
+    if not policy.offers_any_model and current not in names:
+        # A shared link may name a model this deployment does not offer: say so, show another.
+        if current != shared.STATE_DEFAULTS["model"]:
+            st.session_state.setdefault("_url_problems", []).append(
+                shared.plain(
+                    f"'{shown_name(current)}' is not offered by this public "
+                    f"deployment; showing {names[0]} instead."
+                )
+            )
+        current = st.session_state["model"] = names[0]
+        st.session_state["w_model_choice"] = current
     choice_index = names.index(current) if current in names else len(names)
-    st.session_state.setdefault("w_model_choice", [*names, shared.CUSTOM_CHOICE][choice_index])
+    if st.session_state.get("w_model_choice", options[choice_index]) not in options:
+        st.session_state["w_model_choice"] = options[choice_index]
+    st.session_state.setdefault("w_model_choice", options[choice_index])
     choice = st.selectbox(
         "Model",
-        [*names, shared.CUSTOM_CHOICE],
+        options,
         key="w_model_choice",
         format_func=lambda n: n if n == shared.CUSTOM_CHOICE else shared.model_label(n),
         help="Presets marked 'download' need the network the first time; the embedded model "
@@ -32,9 +53,11 @@ def model_picker() -> None:
     if choice == shared.CUSTOM_CHOICE:
         st.session_state.setdefault("w_custom_model", "" if current in names else current)
         custom = st.text_input(
-            "Hub id or local directory",
+            "Hub id" if policy.public else "Hub id or local directory",
             key="w_custom_model",
-            placeholder="e.g. bert-large-cased or /path/to/checkpoint",
+            placeholder="e.g. bert-large-cased"
+            if policy.public
+            else "e.g. bert-large-cased or /path/to/checkpoint",
         ).strip()
         if custom:
             st.session_state["model"] = custom
@@ -42,7 +65,15 @@ def model_picker() -> None:
             st.caption("Type a model id, then press Enter.")
     else:
         st.session_state["model"] = choice
-        st.caption(PRESETS[choice].description)
+        preset = PRESETS.get(choice)
+        if preset is not None:
+            st.caption(preset.description)
+    if not policy.offers_any_model:
+        st.caption(
+            "This public deployment offers these models only; typing other Hub ids or local "
+            "directories is turned off. Run Attention Atlas on your own machine to analyse any "
+            "model."
+        )
 
 
 with st.sidebar:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -39,10 +40,22 @@ class ForwardOutput:
     """`[seq, vocab]` for models with a language-model head, else None."""
 
 
+_LONE_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _readable(text: str) -> str:
+    """`text` with unpaired UTF-16 surrogates (from broken copy-paste or JSON) replaced by U+FFFD.
+
+    The tokenizers cannot encode them and would raise a TypeError; one character for one keeps
+    character offsets valid.
+    """
+    return _LONE_SURROGATES.sub("\ufffd", text)
+
+
 def _check_text(text: str, what: str = "text") -> str:
     if text is None or not str(text).strip():
         raise EmptyTextError(f"The {what} is empty: type a sentence to analyse.")
-    return str(text)
+    return _readable(str(text))
 
 
 def encode(model: LoadedModel, text: str, text_pair: str | None = None) -> Encoded:
@@ -56,7 +69,7 @@ def encode(model: LoadedModel, text: str, text_pair: str | None = None) -> Encod
     if text_pair is not None and not text_pair.strip():
         text_pair = None
     if text_pair is not None:
-        text_pair = normalize_masks(text_pair, tokenizer.mask_token)
+        text_pair = normalize_masks(_readable(text_pair), tokenizer.mask_token)
 
     full_length = len(tokenizer(text, text_pair, truncation=False, verbose=False)["input_ids"])
     dropped = max(0, full_length - model.max_length)
@@ -97,11 +110,21 @@ def forward(model: LoadedModel, inputs: dict[str, Any]) -> ForwardOutput:
     Runs under `torch.inference_mode()`; the shared model is not modified.
     """
     network = model.model
-    with torch.inference_mode():
-        if model.kind is ModelKind.ENCODER_DECODER:
-            output = network.get_encoder()(**inputs, output_attentions=True)
-        else:
-            output = network(**inputs, output_attentions=True)
+    try:
+        with torch.inference_mode():
+            if model.kind is ModelKind.ENCODER_DECODER:
+                output = network.get_encoder()(**inputs, output_attentions=True)
+            else:
+                output = network(**inputs, output_attentions=True)
+    except Exception as exc:
+        # A checkpoint that passed the config checks can still want other inputs (pixels,
+        # audio features) or misreport its length limit, and its own code can fail in any way;
+        # say so instead of a traceback.
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise UnsupportedModelError(
+            f"{model.name} could not run on this text ({type(exc).__name__}: {detail}). It may "
+            "not be a text model, or it needs inputs Attention Atlas does not provide."
+        ) from exc
     attentions = getattr(output, "attentions", None)
     if not attentions or any(a is None for a in attentions):
         raise UnsupportedModelError(

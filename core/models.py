@@ -172,10 +172,14 @@ def resolve_source(name_or_path: str) -> tuple[str, str]:
     if name == EMBEDDED_MODEL:
         return str(embedded_model_path()), "embedded"
     expanded = Path(os.path.expanduser(name))
-    if expanded.is_dir():
+    try:
+        is_dir, exists = expanded.is_dir(), expanded.exists()
+    except OSError:  # a name longer than the filesystem allows names nothing on disk
+        is_dir = exists = False
+    if is_dir:
         return str(expanded.resolve()), "local"
     looks_like_path = name.startswith((".", "/", "~", "\\")) or name.count("/") > 1 or "\\" in name
-    if looks_like_path or expanded.exists():
+    if looks_like_path or exists:
         raise NotAModelError(
             f"'{name}' is not a directory holding a model. Give a directory with config.json "
             "and weights, or a Hub id like 'bert-base-uncased'."
@@ -214,7 +218,7 @@ def _load_config(location: str, source: str, name: str):
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(location, trust_remote_code=False)
+        config = AutoConfig.from_pretrained(location, trust_remote_code=False)
     except ValueError as exc:
         # transformers raises ValueError for configs it does not know (custom code, other libs).
         raise UnsupportedModelError(
@@ -227,6 +231,34 @@ def _load_config(location: str, source: str, name: str):
                 f"The directory '{name}' has no config.json: it is not a saved transformers model."
             ) from exc
         raise _classify_hub_error(exc, name) from exc
+    _require_text_transformer(config, name)
+    return config
+
+
+def _require_text_transformer(config: Any, name: str) -> None:
+    """Refuse configs of models that do not read tokens through attention heads.
+
+    Vision, audio or convolutional checkpoints would otherwise fail late and obscurely (no
+    tokenizer, or a forward pass that wants pixels), after their weights were downloaded.
+    """
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    has_vocabulary = isinstance(getattr(text_config, "vocab_size", None), int)
+    has_heads = any(
+        isinstance(getattr(text_config, attribute, None), int)
+        for attribute in (
+            "num_attention_heads",
+            "n_head",
+            "num_heads",
+            "encoder_attention_heads",
+        )
+    )
+    if not (has_vocabulary and has_heads):
+        architecture = ", ".join(getattr(config, "architectures", None) or []) or "no architecture"
+        raise UnsupportedModelError(
+            f"'{name}' is a {config.model_type} model ({architecture}), not a transformer that "
+            "reads text: Attention Atlas shows the attention heads of text models such as BERT, "
+            "RoBERTa or GPT-2."
+        )
 
 
 def _classify_hub_error(exc: BaseException, name: str) -> ModelLoadError:
@@ -337,6 +369,29 @@ def _count(config: Any, *names: str) -> int:
     )
 
 
+def _locate(name_or_path: str) -> tuple[str, str, str]:
+    """`(location, source, name)`, failing fast when the Hub is unreachable or a dir is empty."""
+    location, source = resolve_source(name_or_path)
+    name = name_or_path.strip()
+    if source == "hub" and not _cached_locally(location) and not _hub_reachable():
+        raise OfflineError(_offline_message(name))
+    if source == "local" and not (Path(location) / "config.json").is_file():
+        raise NotAModelError(
+            f"The directory '{name}' has no config.json: it is not a saved transformers model."
+        )
+    return location, source, name
+
+
+def load_config(name_or_path: str) -> Any:
+    """The checkpoint's transformers config alone: config.json, a few KB, never the weights.
+
+    Accepts what `load_model` accepts and raises the same errors, so a deployment can judge a
+    model (e.g. its size) before downloading it.
+    """
+    location, source, name = _locate(name_or_path)
+    return _load_config(location, source, name)
+
+
 def load_model(
     name_or_path: str,
     *,
@@ -350,14 +405,7 @@ def load_model(
     available unless `device` says otherwise. Remote code is never trusted.
     Raises a `ModelLoadError` subclass with a message for people.
     """
-    location, source = resolve_source(name_or_path)
-    name = name_or_path.strip()
-    if source == "hub" and not _cached_locally(location) and not _hub_reachable():
-        raise OfflineError(_offline_message(name))
-    if source == "local" and not (Path(location) / "config.json").is_file():
-        raise NotAModelError(
-            f"The directory '{name}' has no config.json: it is not a saved transformers model."
-        )
+    location, source, name = _locate(name_or_path)
     config = _load_config(location, source, name)
     kind = detect_kind(config)
 

@@ -34,12 +34,20 @@ METHODS = ("raw", "rollout", "flow")
 
 
 # ---------------------------------------------------------------- caches
-@st.cache_resource(max_entries=3, show_spinner=False)
+# Two models at most (the compare page shows two side by side): the two largest presets take
+# ≈1.2 GB resident, half of a 2.7 GB Community Cloud machine (bench/preset_memory.py).
+@st.cache_resource(max_entries=2, show_spinner=False)
 def cached_model(name: str) -> LoadedModel:
-    return core.load_model(name)
+    from core.deploy import load_model_for
+
+    # Every page loads through here, so the deployment's allowlist, size cap, weight format and
+    # token cap hold for all of them; a refused name raises and is never cached.
+    return load_model_for(deploy_policy(), name)
 
 
-@st.cache_data(max_entries=12, show_spinner=False)
+# max_size bounds memory, not just the count: one entry is layers × heads × n² floats (19 MB for
+# 256 tokens on the embedded model, 151 MB for 512 on BERT-base; bench/preset_memory.py).
+@st.cache_data(max_entries=12, max_size="256MB", ttl="1h", show_spinner=False)
 def cached_attention(model_name: str, text: str, pair: str) -> AttentionResult:
     with warnings.catch_warnings():
         # Truncation is reported on the result (`dropped_tokens`) and shown by the page.
@@ -152,38 +160,144 @@ def model_label(name: str) -> str:
 
 def load_current_model(name: str | None = None) -> LoadedModel | None:
     """The selected model, loaded with a spinner; shows the error and returns None on failure."""
+    from core.deploy import check_model_allowed, shown_name
+
     name = name or st.session_state["model"]
     preset = PRESETS.get(name)
     if preset is not None and preset.needs_download:
         what = f"Loading {name} (downloads ≈{preset.download_mb} MB the first time)…"
     else:
-        what = f"Loading {name}…"
+        what = f"Loading {shown_name(name)}…"
     try:
-        with st.spinner(what):
+        # Checked here too so a refused name never shows a loading spinner.
+        check_model_allowed(deploy_policy(), name)
+        with st.spinner(plain(what)):
             return cached_model(name)
     except AtlasError as error:
-        st.error(str(error))
+        show_error(str(error))
     except Exception as error:  # a model's own code can fail in any way
-        st.error(f"Could not load '{name}': {type(error).__name__}: {error}")
+        show_error(f"Could not load '{shown_name(name)}': {type(error).__name__}: {error}")
     return None
 
 
 def current_result(model: LoadedModel) -> AttentionResult | None:
-    """Attention for the sidebar text on `model`; shows the error and returns None on failure."""
+    """Attention for the sidebar text on `model`; shows the error and returns None on failure.
+
+    Text beyond the deployment's token cap is truncated, not refused: the visitor still sees
+    the start of a pasted paragraph, the warning says how much was left out, and the cost is
+    bounded by the tokens kept. Only text beyond the character cap is refused, because the
+    tokenizer would spend seconds on it before truncating.
+    """
+    from core.deploy import check_text_length
+
+    text, pair = st.session_state["text"], st.session_state["pair"]
     try:
+        check_text_length(deploy_policy(), text, pair)
         with st.spinner("Running the model…"):
-            result = cached_attention(
-                model.name, st.session_state["text"], st.session_state["pair"]
-            )
+            result = cached_attention(model.name, text, pair)
     except AtlasError as error:
-        st.error(str(error))
+        show_error(str(error))
         return None
     if result.dropped_tokens:
-        st.warning(
-            f"The input is longer than {model.name} can read ({model.max_length} tokens): "
-            f"the last {result.dropped_tokens} tokens were dropped."
-        )
+        own_limit = model.extra.get("model_max_length", model.max_length)
+        if model.max_length < own_limit:
+            st.warning(
+                f"This public deployment reads at most {model.max_length} tokens per text "
+                f"({plain(model.name)} itself reads {own_limit}): the last {result.dropped_tokens} "
+                "tokens were dropped. Your text is unchanged; shorten it to see all of it."
+            )
+        else:
+            st.warning(
+                f"The input is longer than {plain(model.name)} can read "
+                f"({model.max_length} tokens): the last {result.dropped_tokens} tokens were "
+                "dropped."
+            )
     return result
+
+
+# ---------------------------------------------------------------- deployment
+def plain(text: str) -> str:
+    """`text` with Markdown, LaTeX and colour-directive syntax escaped, on one line.
+
+    Error messages quote what a visitor typed (a model name from a shared link, say), and
+    st.error renders Markdown: unescaped, `[Log in](https://…)` in a link would show as a link.
+    """
+    import re
+
+    one_line = re.sub(r"[\x00-\x1f\x7f]+", " ", text)
+    return re.sub(r"([\\`*_{}\[\]()<>#+!|$~:&])", r"\\\1", one_line)
+
+
+def show_error(message: str) -> None:
+    st.error(plain(message))
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def limit_memory_fragmentation() -> None:
+    """Make glibc give freed memory back to the system; once per process, Linux only.
+
+    Every script run is a thread, and a run allocates tens of MB for a moment (activations,
+    chart data). With glibc's defaults each thread may get its own heap arena and freed large
+    blocks stay in them, so under many concurrent visitors the server's RSS climbs although
+    nothing leaks (bench/soak.py, "Many users at once" in bench/RESULTS.md: with st.cache_data
+    holding under 80 MB, RSS stayed 480 MB higher after the visitors left). Two arenas and a
+    fixed mmap threshold (large blocks mapped and unmapped on their own) keep it in check.
+    MALLOC_ARENA_MAX and MALLOC_MMAP_THRESHOLD_ in the environment do the same, but Community
+    Cloud cannot set them before Python starts; when MALLOC_ARENA_MAX is set, it wins. Cached as
+    a resource so it runs once.
+    """
+    import ctypes
+    import os
+    import sys
+
+    if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to tune
+        return
+    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
+    mallopt(m_arena_max, 2)
+    mallopt(m_mmap_threshold, 128 * 1024)
+    mallopt(m_trim_threshold, 128 * 1024)
+
+
+def read_deploy_policy() -> tuple[core.deploy.DeployPolicy, str | None]:
+    """The deployment policy from the environment and st.secrets, and a problem to show.
+
+    Read on every call (a few dictionary lookups) so it never goes stale. A setting that cannot
+    be read yields the strict public policy: a typo must not turn a public deployment's limits
+    off.
+    """
+    import os
+
+    from core.deploy import DeployConfigError, DeployPolicy, policy_from_env
+
+    try:
+        return policy_from_env(os.environ, _secrets()), None
+    except DeployConfigError as error:
+        return DeployPolicy.strict(), f"{error} Running with the strict public settings."
+
+
+def deploy_policy() -> core.deploy.DeployPolicy:
+    return read_deploy_policy()[0]
+
+
+def _secrets() -> dict[str, Any] | None:
+    import os
+
+    from streamlit import config
+
+    from core.deploy import DeployConfigError
+
+    # st.secrets raises on access when no secrets file exists, which is the normal case locally.
+    if st.secrets.load_if_toml_exists():
+        return st.secrets.to_dict()
+    unreadable = [path for path in config.get_option("secrets.files") if os.path.isfile(path)]
+    if unreadable:
+        raise DeployConfigError(f"The secrets file {unreadable[0]} is not valid TOML.")
+    return None
 
 
 def clamp_state(key: str, upper: int) -> int:

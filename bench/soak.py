@@ -1,0 +1,551 @@
+"""Soak test: many visitors at once on one `streamlit run` server, for minutes.
+
+Run by hand (≈6 minutes; everything stays on 127.0.0.1 and the script stops by itself):
+
+    python bench/soak.py                      # 10 visitors, 5 minutes, public mode, prints a report
+    python bench/soak.py --write              # … and puts it in bench/RESULTS.md
+    python bench/soak.py --clients 4 --duration 60 --warmup 20   # a quick check
+    python bench/soak.py --server-env MALLOC_ARENA_MAX=16       # glibc's allocator defaults
+
+It starts `streamlit run streamlit_app.py` on a free port of 127.0.0.1 with the public-deploy
+policy on (ATLAS_PUBLIC=1: presets only, 256-token cap), then runs N simulated visitors
+concurrently. Each visitor speaks Streamlit's own websocket protocol (the protobuf messages the
+browser sends and receives) instead of driving a headless browser: ten Chromiums rendering Vega
+charts would eat this 2-core machine and measure the browsers, not the server. A visitor:
+
+1. opens a random page as a new session (a fresh websocket, like a new browser tab);
+2. then, with a think time of 0.2–1.0 s between actions, alternately types a new text into the
+   sidebar (a never-seen sentence of 4–60 words, sometimes with [MASK], one in ten ≈300 words,
+   beyond the token cap) and moves to the next page (attention → overview → masked → compare);
+3. leaves after 12 actions and comes back as a new session, until the time is up.
+
+A request is one script run, from the message sent to `script_finished`. Errors are any
+exception element, any st.error (every text is valid, so none is expected), an attention page
+without its charts or not showing the text just typed, a run that does not finish within 60 s,
+or a dropped connection. The server's resident memory (RSS, /proc) and what st.cache_data holds
+(/_stcore/metrics) are sampled every 5 s. Under load RSS swings by hundreds of MB with the runs
+in flight, so growth is measured at rest: the visitors pause (connected) for 25 s after the
+warm-up (first model load, caches filling) and again for 25 s at the end, before leaving.
+
+`--server-env MALLOC_ARENA_MAX=16` runs the server with glibc's default allocator settings
+(the app only tunes them when that variable is unset), for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import websockets
+from streamlit.proto.Alert_pb2 import Alert
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "RESULTS.md"
+SECTION = "## Many users at once"
+PAGES = ("attention", "overview", "masked", "compare")
+ACTIONS_PER_SESSION = 12
+REQUEST_TIMEOUT = 60.0
+QUIET = 25.0
+"""Seconds the visitors pause after the warm-up (and wait after leaving) so RSS can be taken at
+rest: under load it swings by hundreds of MB with the runs in flight."""
+WORDS = tuple(
+    " ".join(
+        [
+            "the a cat dog bird sat ran flew on under over mat tree house river because it was",
+            "tired happy hungry and but then quickly slowly small large red green old new city",
+            "garden morning night rain sun bright dark teacher student book letter wrote read",
+            "found lost near far behind every some many people children music played loud quiet",
+            "window door kitchen table chair ocean mountain train station ticket coffee bread",
+        ]
+    ).split()
+)
+
+
+# ---------------------------------------------------------------- the server
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def start_server(port: int, log_path: Path, extra_env: dict[str, str]) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        **extra_env,
+        "ATLAS_PUBLIC": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "streamlit_app.py",
+        "--server.address=127.0.0.1",
+        f"--server.port={port}",
+        "--server.headless=true",
+        "--server.fileWatcherType=none",
+        "--browser.gatherUsageStats=false",
+    ]
+    log = log_path.open("w")
+    # Its own session, so stopping it by its pid also stops anything it started.
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def wait_healthy(port: int, server: subprocess.Popen, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {server.returncode}")
+        health = f"http://127.0.0.1:{port}/_stcore/health"
+        with contextlib.suppress(OSError), urllib.request.urlopen(health, timeout=2) as answer:
+            if answer.status == 200:
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"streamlit did not answer /_stcore/health within {timeout:.0f} s")
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    if server.poll() is not None:
+        return
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=15)
+
+
+# ---------------------------------------------------------------- visitors
+@dataclass
+class Stats:
+    started: float = field(default_factory=time.monotonic)
+    times: dict[str, list[tuple[float, float]]] = field(
+        default_factory=lambda: {p: [] for p in PAGES}
+    )
+    """Per page: (seconds since the start, page time) of every completed request."""
+    errors: list[str] = field(default_factory=list)
+    sessions: int = 0
+    texts: int = 0
+    texts_seen: int = 0
+    """Attention pages whose charts showed the visitor's latest text (proof the typing took)."""
+
+    @property
+    def requests(self) -> int:
+        return sum(len(t) for t in self.times.values())
+
+    def page_times(self, page: str | None = None, after: float = 0.0) -> list[float]:
+        pages = PAGES if page is None else (page,)
+        return [d for p in pages for t, d in self.times[p] if t >= after]
+
+
+class RunFailed(Exception):
+    """A script run that ended in an error the visitor would see."""
+
+
+class Visitor:
+    def __init__(
+        self,
+        number: int,
+        url: str,
+        stats: Stats,
+        seed: int,
+        quiet: tuple[tuple[float, float], ...],
+    ) -> None:
+        self.number = number
+        self.quiet = quiet
+        """Windows of seconds (since the start) in which the visitor stays connected, idle."""
+        self.url = url
+        self.stats = stats
+        self.rng = random.Random(seed)
+        self.texts = 0
+        self.marker: str | None = None
+
+    def new_text(self) -> str:
+        self.texts += 1
+        self.stats.texts += 1
+        roll = self.rng.random()
+        count = 300 if roll < 0.1 else self.rng.randint(4, 60)
+        words = [self.rng.choice(WORDS) for _ in range(count)]
+        if roll > 0.7:
+            words[self.rng.randrange(len(words))] = "[MASK]"
+        # The visitor number and counter make every text new to the server's caches, and let
+        # the visitor check that the charts show this text.
+        self.marker = f'"visitor","{self.number}","text","{self.texts}"'
+        return f"Visitor {self.number} text {self.texts}: " + " ".join(words) + "."
+
+    async def run(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            try:
+                await self.session(deadline)
+            except (OSError, websockets.ConnectionClosed, TimeoutError) as error:
+                self.stats.errors.append(f"connection: {type(error).__name__}: {error}")
+                await asyncio.sleep(1.0)
+
+    async def session(self, deadline: float) -> None:
+        async with websockets.connect(
+            self.url,
+            subprotocols=[websockets.Subprotocol("streamlit")],
+            max_size=64 * 2**20,
+            open_timeout=30,
+            close_timeout=5,
+        ) as ws:
+            self.stats.sessions += 1
+            self.query, self.pages, self.text_widget, self.marker = "", {}, "", None
+            page = self.rng.choice(PAGES)
+            await self.request(ws, page, page_name="" if page == "attention" else page)
+            for action in range(ACTIONS_PER_SESSION):
+                await asyncio.sleep(self.rng.uniform(0.2, 1.0))
+                elapsed = time.monotonic() - self.stats.started
+                for start, end in self.quiet:
+                    if start <= elapsed < end:
+                        await asyncio.sleep(end - elapsed)
+                if time.monotonic() >= deadline:
+                    return
+                if action % 2 == 0 and self.text_widget:
+                    await self.request(ws, page, text=self.new_text())
+                else:
+                    page = PAGES[(PAGES.index(page) + 1) % len(PAGES)]
+                    await self.request(ws, page, page_hash=self.pages.get(page, ""))
+
+    async def request(
+        self,
+        ws: websockets.ClientConnection,
+        page: str,
+        *,
+        page_name: str = "",
+        page_hash: str = "",
+        text: str | None = None,
+    ) -> None:
+        message = BackMsg()
+        state = message.rerun_script
+        state.query_string = self.query
+        state.page_script_hash = page_hash
+        state.page_name = page_name
+        state.context_info.timezone = "UTC"
+        if text is not None:
+            widget = state.widget_states.widgets.add()
+            widget.id = self.text_widget
+            widget.string_value = text
+        started = time.perf_counter()
+        await ws.send(message.SerializeToString())
+        try:
+            charts = await asyncio.wait_for(self.receive_run(ws), REQUEST_TIMEOUT)
+            # Three views, four for long texts (the heatmap becomes an overview plus a detail).
+            if page == "attention" and len(charts) not in (3, 4):
+                raise RunFailed(f"attention page drew {len(charts)} charts instead of 3 or 4")
+            if page == "attention" and self.marker is not None:
+                if not any(self.marker in spec.replace(" ", "") for spec in charts):
+                    raise RunFailed("the charts do not show the text just typed")
+                self.stats.texts_seen += 1
+        except RunFailed as error:
+            self.stats.errors.append(f"{page}: {error}")
+        except TimeoutError:
+            self.stats.errors.append(f"{page}: no answer within {REQUEST_TIMEOUT:.0f} s")
+            raise
+        else:
+            finished = time.perf_counter()
+            self.stats.times[page].append(
+                (time.monotonic() - self.stats.started, finished - started)
+            )
+
+    async def receive_run(self, ws: websockets.ClientConnection) -> list[str]:
+        """Read messages until the run finishes; returns the Vega-Lite specs drawn."""
+        charts: list[str] = []
+        problems: list[str] = []
+        while True:
+            message = ForwardMsg()
+            message.ParseFromString(await ws.recv())
+            kind = message.WhichOneof("type")
+            if kind == "navigation":
+                self.pages = {
+                    p.url_pathname or "attention": p.page_script_hash
+                    for p in message.navigation.app_pages
+                }
+            elif kind == "page_info_changed":
+                self.query = message.page_info_changed.query_string
+            elif kind == "delta" and message.delta.WhichOneof("type") == "new_element":
+                element = message.delta.new_element
+                what = element.WhichOneof("type")
+                if what == "vega_lite_chart":
+                    charts.append(element.vega_lite_chart.spec)
+                elif what == "text_area" and element.text_area.label == "Text":
+                    self.text_widget = element.text_area.id
+                elif what == "exception":
+                    problems.append(f"exception {element.exception.type}")
+                elif what == "alert" and element.alert.format == Alert.ERROR:
+                    problems.append(f"st.error: {element.alert.body[:120]}")
+            elif kind == "session_event" and message.session_event.WhichOneof("type"):
+                problems.append(f"session event {message.session_event.WhichOneof('type')}")
+            elif kind == "script_finished":
+                status = message.script_finished
+                if status == ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                    charts = []  # the run that counts follows
+                    continue
+                if status != ForwardMsg.FINISHED_SUCCESSFULLY:
+                    problems.append(f"script finished with status {status}")
+                if problems:
+                    raise RunFailed("; ".join(problems))
+                return charts
+
+
+# ---------------------------------------------------------------- the run
+@dataclass
+class Samples:
+    points: list[tuple[float, float]] = field(default_factory=list)
+    """(seconds since the start, server RSS in MB)."""
+    caches: list[tuple[float, float, int]] = field(default_factory=list)
+    """(seconds, st.cache_data in MB, sessions) from the server's /_stcore/metrics."""
+
+    def at(self, second: float) -> float:
+        """RSS of the first sample at or after `second` (the last one if none)."""
+        return next((mb for t, mb in self.points if t >= second), self.points[-1][1])
+
+    def median(self, start: float, end: float) -> float:
+        return statistics.median(mb for t, mb in self.points if start <= t <= end)
+
+
+def server_metrics(port: int) -> tuple[float, int]:
+    """(MB held by st.cache_data, sessions held) from Streamlit's OpenMetrics endpoint."""
+    url = f"http://127.0.0.1:{port}/_stcore/metrics"
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        text = answer.read().decode()
+    cached = sessions = 0.0
+    for line in text.splitlines():
+        if line.startswith("cache_memory_bytes{") and "st_cache_data" in line:
+            cached += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("active_sessions "):
+            sessions = float(line.rsplit(" ", 1)[1])
+    return cached / 2**20, int(sessions)
+
+
+async def sample_rss(
+    pid: int, port: int, samples: Samples, started: float, stop: asyncio.Event
+) -> None:
+    while True:
+        now = time.monotonic() - started
+        samples.points.append((now, rss_mb(pid)))
+        with contextlib.suppress(OSError):
+            cached, sessions = await asyncio.to_thread(server_metrics, port)
+            samples.caches.append((now, cached, sessions))
+        if stop.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 5.0)
+
+
+async def soak(
+    port: int, pid: int, clients: int, duration: float, warmup: float, idle_tail: float
+) -> tuple[Stats, Samples]:
+    stats, samples = Stats(), Samples()
+    started = stats.started
+    # `duration` seconds of load, a pause after the warm-up and one before leaving.
+    deadline = started + duration + 2 * QUIET
+    stop = asyncio.Event()
+    sampler = asyncio.create_task(sample_rss(pid, port, samples, started, stop))
+    url = f"ws://127.0.0.1:{port}/_stcore/stream"
+    quiet = ((warmup, warmup + QUIET), (duration + QUIET, duration + 2 * QUIET))
+    visitors = [Visitor(n, url, stats, seed=n, quiet=quiet) for n in range(clients)]
+    tasks = [asyncio.create_task(v.run(deadline)) for v in visitors]
+    # Visitors stop at the deadline; the last request may take up to its own timeout.
+    done, pending = await asyncio.wait(tasks, timeout=duration + 2 * QUIET + REQUEST_TIMEOUT + 30)
+    for task in pending:
+        task.cancel()
+        stats.errors.append("a visitor had to be cancelled after the deadline")
+    for task in done:
+        if task.exception() is not None:
+            stats.errors.append(f"visitor crashed: {task.exception()!r}")
+    # Optionally keep sampling after the visitors left, past server.disconnectedSessionTTL
+    # (120 s), to see what memory their sessions held.
+    await asyncio.sleep(idle_tail)
+    stop.set()
+    await sampler
+    return stats, samples
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def report(
+    stats: Stats,
+    samples: Samples,
+    args: argparse.Namespace,
+    rss_idle: float,
+    log_errors: int,
+) -> str:
+    rss = dict(samples.points)
+    load_end = args.duration + QUIET
+    # At rest, in the same state (visitors connected, idle): the last 10 s of the pauses after
+    # the warm-up and before leaving (runs in flight when a pause starts take up to ≈12 s).
+    warm = samples.median(args.warmup + QUIET - 10, args.warmup + QUIET)
+    end = samples.median(load_end + QUIET - 10, load_end + QUIET)
+    growth = (end - warm) / warm * 100
+    # Under load single samples swing by hundreds of MB; medians of a minute less so.
+    first = samples.median(args.warmup + QUIET, args.warmup + QUIET + 60)
+    last = samples.median(load_end - 60, load_end)
+
+    def times(page: str | None, label: str) -> str:
+        every, after = stats.page_times(page), stats.page_times(page, args.warmup)
+        return (
+            f"| {label} | {len(every)} | {percentile(every, 50):.2f} s / "
+            f"{percentile(every, 95):.2f} s | {percentile(after, 50):.2f} s / "
+            f"{percentile(after, 95):.2f} s |"
+        )
+
+    lines = [
+        SECTION,
+        "",
+        f"`python bench/soak.py` on {time.strftime('%Y-%m-%d')}: one `streamlit run` server "
+        f"(public mode: presets only, 256-token cap) and {args.clients} concurrent simulated "
+        f"visitors for {args.duration / 60:g} minutes on {os.cpu_count()} CPU cores, all on "
+        "127.0.0.1. Visitors speak Streamlit's websocket protocol directly (cheaper than "
+        f"{args.clients} headless Chromiums on this machine, which would measure the browsers): "
+        "each opens a random page, then alternately types a new, never-seen text (4–60 words, "
+        "some with [MASK], one in ten ≈300 words, over the cap) and moves to the next page, "
+        "0.2–1.0 s apart, reconnecting as a new session every 12 actions. After the warm-up "
+        f"and at the end the visitors pause for {QUIET:g} s, staying connected: RSS is "
+        "compared at those two moments of rest, in the same state, because under load it "
+        "swings by hundreds of MB with the runs in flight. The model is the "
+        "embedded all-MiniLM-L6-v2. A page time runs from the request to `script_finished` "
+        "(server work plus delivery, not browser rendering).",
+        "",
+        "| Measure | Value |",
+        "| --- | --- |",
+        f"| Requests completed | {stats.requests} ({stats.requests / args.duration:.1f}/s "
+        "under load) |",
+        f"| Sessions opened | {stats.sessions} |",
+        f"| Texts typed / attention pages checked to show the latest text | {stats.texts} / "
+        f"{stats.texts_seen} |",
+        f"| Errors | {len(stats.errors)} |",
+        f"| Server log lines with a traceback or error | {log_errors} |",
+        f"| Machine load average (1 min) before / after | {args.load_before:.2f} / "
+        f"{os.getloadavg()[0]:.2f} |",
+        f"| Server RSS idle (before any visitor) | {rss_idle:.0f} MB |",
+        f"| Server RSS at rest after the warm-up ({args.warmup:g} s of load) | {warm:.0f} MB |",
+        f"| Server RSS at rest at the end ({args.duration:g} s of load) | {end:.0f} MB |",
+        f"| Growth at rest after warm-up (target ≤ 10 %) | {growth:+.1f} % |",
+        f"| Server RSS under load: median of the first / last minute | {first:.0f} MB / "
+        f"{last:.0f} MB ({(last - first) / first * 100:+.1f} %) |",
+        f"| Server RSS maximum | {max(mb for _, mb in samples.points):.0f} MB |",
+        "",
+        f"| Page | Runs | p50 / p95, whole run | p50 / p95 after warm-up ({args.warmup:g} s) |",
+        "| --- | --- | --- | --- |",
+        times(None, "all pages"),
+        *(times(page, page) for page in PAGES),
+        "",
+        *(
+            [f"Server environment added: {' '.join(args.server_env)}.", ""]
+            if args.server_env
+            else []
+        ),
+        "Every 30 s: server RSS / st.cache_data held (pickled size, from /_stcore/metrics) / "
+        "sessions connected: "
+        + ", ".join(
+            f"{t:.0f} s {rss.get(t, float('nan')):.0f} MB / {cached:.0f} MB / {sessions}"
+            for t, cached, sessions in samples.caches
+            if round(t) % 30 < 5
+        )
+        + f" (visitors idle from {args.warmup:g} to {args.warmup + QUIET:g} s and from "
+        f"{load_end:g} s; they left at {load_end + QUIET:g} s).",
+    ]
+    if stats.errors:
+        counts: dict[str, int] = {}
+        for error in stats.errors:
+            counts[error] = counts.get(error, 0) + 1
+        lines += ["", "Errors:", ""]
+        lines += [f"- {n} × {error}" for error, n in sorted(counts.items(), key=lambda e: -e[1])]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(text: str) -> None:
+    """Replace this benchmark's section of RESULTS.md (or append it); others stay as they are."""
+    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    lines = current.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
+    if start is None:
+        RESULTS.write_text(current.rstrip("\n") + "\n\n" + text)
+        return
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    tail = "".join(lines[end:])
+    RESULTS.write_text("".join(lines[:start]) + text + ("\n" + tail if tail else ""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument("--duration", type=float, default=300.0, help="seconds of load")
+    parser.add_argument("--warmup", type=float, default=60.0, help="seconds before RSS counts")
+    parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
+    parser.add_argument(
+        "--idle-tail",
+        type=float,
+        default=5.0,
+        help="seconds to keep sampling RSS after the visitors left",
+    )
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the server, e.g. MALLOC_ARENA_MAX=2",
+    )
+    args = parser.parse_args()
+
+    args.load_before = os.getloadavg()[0]
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        log_path = Path(tmp) / "streamlit.log"
+        extra_env = dict(item.split("=", 1) for item in args.server_env)
+        server = start_server(port, log_path, extra_env)
+        try:
+            wait_healthy(port, server)
+            rss_idle = rss_mb(server.pid)
+            stats, samples = asyncio.run(
+                soak(port, server.pid, args.clients, args.duration, args.warmup, args.idle_tail)
+            )
+        finally:
+            stop_server(server)
+        log = log_path.read_text(errors="replace")
+    log_errors = sum(1 for line in log.splitlines() if "Traceback" in line or " ERROR " in line)
+    text = report(stats, samples, args, rss_idle, log_errors)
+    print(text)
+    if log_errors:
+        print("Server log excerpt:\n" + "\n".join(log.splitlines()[-40:]), file=sys.stderr)
+    if args.write:
+        write_section(text)
+
+
+if __name__ == "__main__":
+    main()

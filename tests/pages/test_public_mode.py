@@ -1,0 +1,182 @@
+"""Public-deploy mode in the real app: allowlist, caps and refusals, each seen by a visitor."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import streamlit as st
+import torch
+from safetensors.torch import load_file
+from streamlit.testing.v1 import AppTest
+from transformers import BertConfig
+
+from core import EMBEDDED_MODEL, PRESETS
+from core.deploy import SETTINGS
+from pages._shared import CUSTOM_CHOICE, model_label
+from tests.fake_hub import serve_fake_hub
+from tests.pages.conftest import APP, assert_clean, start, table_with
+
+
+def messages(at: AppTest, kind: str) -> str:
+    # Errors are Markdown-escaped for display; compare against the words.
+    return " | ".join(element.value for element in at.get(kind)).replace("\\", "")
+
+
+def clear_caches() -> None:
+    # Models and results are cached per process under the policy they were made with.
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def deploy(monkeypatch):
+    """Factory: `deploy(ATLAS_PUBLIC=1, ...)` sets exactly these settings for the app."""
+
+    def configure(**settings: object) -> None:
+        for key in SETTINGS:
+            monkeypatch.delenv(key, raising=False)
+        for key, value in settings.items():
+            monkeypatch.setenv(key, str(value))
+        clear_caches()
+
+    yield configure
+    clear_caches()
+
+
+def model_options(at: AppTest) -> list[str]:
+    return list(at.selectbox(key="w_model_choice").options)
+
+
+def labels(names) -> list[str]:
+    """The picker's option labels for `names`."""
+    return [model_label(name) for name in names]
+
+
+def test_private_install_offers_any_model(deploy):
+    deploy()
+    at = start()
+    assert_clean(at)
+    assert CUSTOM_CHOICE in model_options(at)
+
+
+def test_public_mode_offers_only_the_presets_and_says_why(deploy):
+    deploy(ATLAS_PUBLIC=1)
+    at = start()
+    assert_clean(at)
+    assert not at.error
+    assert model_options(at) == labels(PRESETS)
+    assert any("offers these models only" in c.value for c in at.caption)
+    assert len(at.get("vega_lite_chart")) == 3  # the embedded model loads under the policy
+
+
+def test_public_mode_can_be_turned_on_by_secrets(deploy):
+    deploy()
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.secrets["ATLAS_PUBLIC"] = True
+    at.secrets["ATLAS_ALLOWED_MODELS"] = [EMBEDDED_MODEL]
+    at.run()
+    assert_clean(at)
+    assert model_options(at) == labels([EMBEDDED_MODEL])
+
+
+@pytest.mark.parametrize("name", ["../../etc", "bert-large-cased", "/tmp"])
+def test_a_link_to_a_model_off_the_list_falls_back_with_a_warning(deploy, name):
+    deploy(ATLAS_PUBLIC=1)
+    at = start(model=name, text="The cat sat.")
+    assert_clean(at)
+    assert f"'{name}' is not offered by this public deployment" in messages(at, "warning")
+    assert at.selectbox(key="w_model_choice").value == EMBEDDED_MODEL
+    assert len(at.get("vega_lite_chart")) == 3
+    assert at.text_area(key="w_text").value == "The cat sat."
+
+
+def test_the_second_model_box_of_compare_is_refused_too(deploy):
+    deploy(ATLAS_PUBLIC=1)
+    at = start()
+    at.switch_page("pages/compare.py").run()
+    at.selectbox(key="second_model").set_value(CUSTOM_CHOICE).run()
+    at.text_input(key="second_custom").set_value("../../etc").run()
+    assert_clean(at)
+    assert "not one of the models this public deployment offers" in messages(at, "error")
+
+
+def test_with_any_model_allowed_local_paths_are_still_refused(deploy, tiny_model_path):
+    deploy(ATLAS_PUBLIC=1, ATLAS_ALLOWED_MODELS="any")
+    at = start()
+    at.selectbox(key="w_model_choice").set_value(CUSTOM_CHOICE).run()
+    assert at.text_input(key="w_custom_model").label == "Hub id"
+    at.text_input(key="w_custom_model").set_value(str(tiny_model_path("bert"))).run()
+    assert_clean(at)
+    assert "looks like a path on the server" in messages(at, "error")
+
+
+def test_a_model_over_the_size_cap_is_refused_before_download(deploy, monkeypatch, tmp_path):
+    deploy(ATLAS_PUBLIC=1, ATLAS_ALLOWED_MODELS="any", ATLAS_MAX_PARAMETERS="150M")
+    large = BertConfig(
+        hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096
+    )
+    with serve_fake_hub(
+        {"acme/bert-large": {"config.json": large.to_json_string().encode()}}
+    ) as hub:
+        hub.activate(monkeypatch, tmp_path)
+        at = start()
+        at.selectbox(key="w_model_choice").set_value(CUSTOM_CHOICE).run()
+        at.text_input(key="w_custom_model").set_value("acme/bert-large").run()
+    assert_clean(at)
+    assert "has 335M parameters; this deployment loads models up to 150M" in messages(at, "error")
+    assert hub.requested_weights() == []
+
+
+def test_token_cap_truncates_with_a_warning_and_keeps_the_text(deploy):
+    deploy(ATLAS_PUBLIC=1, ATLAS_MAX_TOKENS=16)
+    text = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen " * 2
+    at = start(text=text)
+    assert_clean(at)
+    warning = messages(at, "warning")
+    assert "reads at most 16 tokens per text" in warning and "reads 512" in warning
+    assert table_with(at, 0, {"q", "k", "v"}).num_rows == 16 * 16
+    assert "the last 14 tokens were dropped" in warning
+    assert at.text_area(key="w_text").value == text
+
+
+def test_character_cap_refuses_and_keeps_the_text(deploy):
+    deploy(ATLAS_PUBLIC=1, ATLAS_MAX_CHARS=100)
+    at = start()
+    long_text = "word " * 40
+    at.text_area(key="w_text").set_value(long_text).run()
+    assert_clean(at)
+    assert "200 characters long" in messages(at, "error")
+    assert at.text_area(key="w_text").value == long_text
+    at.text_area(key="w_text").set_value("Short again.").run()
+    assert not at.error and len(at.get("vega_lite_chart")) == 3
+
+
+def test_pickle_weights_are_refused_in_public_mode(deploy, tiny_model_path, tmp_path):
+    directory = tmp_path / "pickle-bert"
+    shutil.copytree(tiny_model_path("bert"), directory)
+    torch.save(load_file(str(directory / "model.safetensors")), directory / "pytorch_model.bin")
+    (directory / "model.safetensors").unlink()
+    deploy(ATLAS_PUBLIC=1, ATLAS_ALLOWED_MODELS=f"{directory},presets")
+    at = start(model=directory)
+    assert_clean(at)
+    assert "has no safetensors weights" in messages(at, "error")
+
+
+def test_an_allowlisted_local_model_works_in_public_mode(deploy, tiny_model_path):
+    path = str(tiny_model_path("bert"))
+    deploy(ATLAS_PUBLIC=1, ATLAS_ALLOWED_MODELS=path)
+    at = start(model=path)
+    assert_clean(at)
+    assert not at.error
+    assert model_options(at) == labels([path])
+    assert len(at.get("vega_lite_chart")) == 3
+
+
+def test_an_unreadable_setting_falls_back_to_the_strict_policy(deploy):
+    deploy(ATLAS_MAX_TOKENS="lots")
+    at = start()
+    assert_clean(at)
+    assert "ATLAS_MAX_TOKENS='lots' is not a number" in messages(at, "error")
+    assert "strict public settings" in messages(at, "error")
+    assert model_options(at) == labels(PRESETS)
