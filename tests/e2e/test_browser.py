@@ -1,0 +1,113 @@
+"""The real app in a real browser: every page draws its charts without an exception box.
+
+These catch what AppTest cannot: the frontend failing to draw a chart the server sent (a bad
+Vega-Lite spec, an Arrow table the browser cannot read, a chart too large to render), pages
+that only break when served over HTTP, and long inputs end to end. Screenshots of every page
+go to ``artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.e2e.harness import (
+    ERROR,
+    EXCEPTION,
+    SCREENSHOTS,
+    WARNING,
+    full_page_screenshot,
+    long_text,
+    start_counting_runs,
+    wait_for_charts,
+    wait_for_next_run,
+    wait_for_run,
+)
+
+pytestmark = pytest.mark.e2e
+
+SHORT_TEXT = "The cat sat on the mat because it was tired."
+
+
+def open_page(page, url: str) -> list[str]:
+    """Load `url`, wait for the run and for its charts; returns uncaught JavaScript errors."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url)
+    wait_for_run(page)
+    return errors
+
+
+def assert_no_failure(page, js_errors: list[str], blocked: list[str]) -> None:
+    exceptions = page.locator(EXCEPTION).all_inner_texts()
+    assert not exceptions, exceptions
+    alerts = page.locator(ERROR).all_inner_texts()
+    assert not alerts, alerts
+    assert not js_errors, js_errors
+    # The app works offline: nothing may be fetched from outside (such requests were aborted).
+    assert not blocked, blocked
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "title"),
+    [
+        ("attention", "/", "Attention"),
+        ("overview", "/overview", "Model overview"),
+        ("masked", "/masked", "Masked prediction"),
+    ],
+)
+def test_page_draws_its_charts(page, app, blocked_requests, name, path, title):
+    errors = open_page(page, app.url(path, text=SHORT_TEXT))
+    state = wait_for_charts(page)
+    full_page_screenshot(page, SCREENSHOTS / f"{name}.png")
+    assert page.get_by_role("heading", name=title).first.is_visible()
+    assert state["drawn"] >= 1
+    assert_no_failure(page, errors, blocked_requests)
+
+
+def test_compare_draws_after_a_replacement(page, app, blocked_requests):
+    errors = open_page(page, app.url("/compare", text=SHORT_TEXT))
+    # Nothing to compare until a replacement is typed.
+    assert page.get_by_text("Type a replacement word to compare").is_visible()
+    start_counting_runs(page)
+    replacement = page.get_by_label("Replacement")
+    replacement.fill("dog")
+    replacement.press("Enter")
+    wait_for_next_run(page)
+    state = wait_for_charts(page, minimum=3)
+    full_page_screenshot(page, SCREENSHOTS / "compare.png")
+    # Before, after and the word-level difference.
+    assert state["drawn"] >= 3
+    assert page.get_by_text("→ dog").first.is_visible()
+    assert_no_failure(page, errors, blocked_requests)
+
+
+def test_long_input_is_truncated_to_512_tokens_with_a_warning(page, app, blocked_requests):
+    # 600 tokens: longer than the 512 the embedded model reads, and too long for the URL the
+    # app writes back (it still reads it from the link).
+    text = long_text(600)
+    assert len(text) > 1500
+    errors = open_page(page, app.url("/", text=text))
+    warnings = page.locator(WARNING).all_inner_texts()
+    assert any(
+        re.search(r"longer than .* \(512 tokens\): the last 88 tokens were dropped", w)
+        for w in warnings
+    ), warnings
+    state = wait_for_charts(page, timeout=180)
+    full_page_screenshot(page, SCREENSHOTS / "attention-512-tokens.png")
+    assert state["drawn"] >= 1
+    assert_no_failure(page, errors, blocked_requests)
+
+
+def test_local_model_directory_predicts_masks(page, app, blocked_requests, tiny_model_path):
+    model = tiny_model_path("bert")
+    text = "The cat sat on the [MASK] because it was tired."
+    errors = open_page(page, app.url("/masked", model=model, text=text))
+    # Prediction bars and the attention profile of the mask, then the gallery.
+    state = wait_for_charts(page, minimum=3)
+    full_page_screenshot(page, SCREENSHOTS / "masked-local-model.png")
+    assert state["drawn"] >= 3
+    assert page.get_by_text("Mask 1: position 6").is_visible()
+    assert not [w for w in page.locator(WARNING).all_inner_texts() if "masked-word head" in w]
+    assert_no_failure(page, errors, blocked_requests)
