@@ -33,6 +33,7 @@ from core.export import attention_csv, attention_data, attention_json
 from core.flow import ComputationCancelled, FlowCancelled, attention_flow
 from core.head_stats import STAT_DESCRIPTIONS, head_statistics
 from core.models import EMBEDDED_MODEL, PRESETS, LoadedModel, ModelKind, Preset, load_model
+from core.neuron import NeuronView, NeuronViewUnsupportedError, neuron_view, supports_neuron_view
 from core.predictions import Prediction, predict_masked
 from core.rollout import (
     InvalidAttentionError,
@@ -62,6 +63,8 @@ __all__ = [
     "ModelKind",
     "ModelLoadError",
     "ModelNotFoundError",
+    "NeuronView",
+    "NeuronViewUnsupportedError",
     "NoMaskError",
     "NoMaskedLMHeadError",
     "NotAModelError",
@@ -86,10 +89,12 @@ __all__ = [
     "load_model",
     "mean_of_heads",
     "merge_groups",
+    "neuron_view",
     "predict_masked",
     "predict_next",
     "residual_attention",
     "run_attention",
     "select_heads",
+    "supports_neuron_view",
     "word_groups",
 ]
