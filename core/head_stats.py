@@ -39,37 +39,49 @@ def head_statistics(
     layers, heads, n, _ = attentions.shape
     if len(tokens) != n:
         raise ValueError(f"{len(tokens)} tokens for attention over {n} positions.")
-    weights = attentions.astype(np.float64, copy=False)
     special = np.array([t.is_special for t in tokens])
     punctuation = np.array([not t.is_special and is_punctuation(t.text) for t in tokens])
     rows = ~special if content_queries_only and (~special).any() else np.ones(n, dtype=bool)
-
     positions = np.arange(n)
+    # The first token has no previous and the last no next: average over those that do.
+    chosen_rows = {
+        "to_previous": rows & (positions > 0),
+        "to_next": rows & (positions < n - 1),
+    }
     distance = np.abs(positions[:, None] - positions[None, :]).astype(np.float64)
+
+    columns: dict[str, np.ndarray] = {name: np.empty((layers, heads)) for name in STAT_DESCRIPTIONS}
+    # One layer at a time: the float64 temporaries of a whole 512-token BERT-base stack would
+    # take 300 MB each and several seconds; per layer they are 25 MB.
+    for layer in range(layers):
+        per_query = _per_query(attentions[layer].astype(np.float64), distance, special, punctuation)
+        for name, values in per_query.items():
+            chosen = chosen_rows.get(name, rows)
+            columns[name][layer] = values[:, chosen].mean(-1) if chosen.any() else np.nan
+    layer_ids, head_ids = np.meshgrid(np.arange(layers), np.arange(heads), indexing="ij")
+    frame = {"layer": layer_ids.ravel(), "head": head_ids.ravel()}
+    frame.update({name: values.ravel() for name, values in columns.items()})
+    return pd.DataFrame(frame)
+
+
+def _per_query(
+    weights: np.ndarray, distance: np.ndarray, special: np.ndarray, punctuation: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Each statistic per head and query row: `weights` `[heads, n, n]` -> `[heads, n]` each."""
+    heads = weights.shape[0]
     with np.errstate(divide="ignore", invalid="ignore"):
         plogp = np.where(weights > 0, weights * np.log2(weights), 0.0)
-    per_query = {
+    no_row = np.zeros((heads, 1))
+    return {
         "entropy": -plogp.sum(-1),
-        "mean_distance": (weights * distance).sum(-1),
+        "mean_distance": np.einsum("hqk,qk->hq", weights, distance),
         "to_special": weights[..., special].sum(-1),
         "to_self": np.diagonal(weights, axis1=-2, axis2=-1),
         "to_previous": np.concatenate(
-            [np.zeros((layers, heads, 1)), np.diagonal(weights, offset=-1, axis1=-2, axis2=-1)],
-            axis=-1,
+            [no_row, np.diagonal(weights, offset=-1, axis1=-2, axis2=-1)], axis=-1
         ),
         "to_next": np.concatenate(
-            [np.diagonal(weights, offset=1, axis1=-2, axis2=-1), np.zeros((layers, heads, 1))],
-            axis=-1,
+            [np.diagonal(weights, offset=1, axis1=-2, axis2=-1), no_row], axis=-1
         ),
         "to_punctuation": weights[..., punctuation].sum(-1),
     }
-    # The first token has no previous and the last no next: average over those that do.
-    has_previous = rows & (positions > 0)
-    has_next = rows & (positions < n - 1)
-    masks = {"to_previous": has_previous, "to_next": has_next}
-    layer_ids, head_ids = np.meshgrid(np.arange(layers), np.arange(heads), indexing="ij")
-    frame = {"layer": layer_ids.ravel(), "head": head_ids.ravel()}
-    for name, values in per_query.items():
-        chosen = masks.get(name, rows)
-        frame[name] = values[..., chosen].mean(-1).ravel() if chosen.any() else np.nan
-    return pd.DataFrame(frame)

@@ -7,10 +7,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import streamlit as st
 
 import core
 from core import EMBEDDED_MODEL, PRESETS, AtlasError, AttentionResult, LoadedModel
+from pages._store import ResultStore
 
 DEFAULT_TEXT = "The cat sat on the mat because it was tired."
 CUSTOM_CHOICE = "Other: Hub id or local directory…"
@@ -45,25 +48,46 @@ def cached_model(name: str) -> LoadedModel:
     return load_model_for(deploy_policy(), name)
 
 
-# max_size bounds memory, not just the count: one entry is layers × heads × n² floats (19 MB for
-# 256 tokens on the embedded model, 151 MB for 512 on BERT-base; bench/preset_memory.py).
-@st.cache_data(max_entries=12, max_size="256MB", ttl="1h", show_spinner=False)
+@st.cache_resource(show_spinner=False)
+def result_store() -> ResultStore:
+    """One store per server process for attention results and what is derived from them.
+
+    A 512-token result of a 12 × 12 model is 151 MB; the budget keeps about four of those on a
+    private install and leaves a public one (texts capped at 256 tokens) room for its visitors
+    on a 2.7 GB Community Cloud machine.
+    """
+    megabytes = 320 if deploy_policy().public else 640
+    return ResultStore(max_bytes=megabytes * 2**20, ttl_seconds=3600)
+
+
 def cached_attention(model_name: str, text: str, pair: str) -> AttentionResult:
-    with warnings.catch_warnings():
-        # Truncation is reported on the result (`dropped_tokens`) and shown by the page.
-        warnings.simplefilter("ignore", core.TruncationWarning)
-        return core.run_attention(cached_model(model_name), text, pair or None, top_k=10)
+    """`run_attention` for (model, text, pair), shared by every session (read-only arrays)."""
+
+    def compute() -> AttentionResult:
+        with warnings.catch_warnings():
+            # Truncation is reported on the result (`dropped_tokens`) and shown by the page.
+            warnings.simplefilter("ignore", core.TruncationWarning)
+            return core.run_attention(cached_model(model_name), text, pair or None, top_k=10)
+
+    return result_store().get(("attention", model_name, text, pair), compute)
 
 
-@st.cache_data(max_entries=12, show_spinner=False)
-def cached_rollout(model_name: str, text: str, pair: str):
-    return core.attention_rollout(cached_attention(model_name, text, pair).attentions)
+def cached_rollout(model_name: str, text: str, pair: str) -> np.ndarray:
+    """Rollout `[layers, n, n]` of the cached result."""
+    return result_store().get(
+        ("rollout", model_name, text, pair),
+        lambda: core.attention_rollout(cached_attention(model_name, text, pair).attentions),
+    )
 
 
-@st.cache_data(max_entries=12, show_spinner=False)
-def cached_head_stats(model_name: str, text: str, pair: str):
-    result = cached_attention(model_name, text, pair)
-    return core.head_statistics(result.attentions, result.tokens)
+def cached_head_stats(model_name: str, text: str, pair: str) -> pd.DataFrame:
+    """`head_statistics` of the cached result, one row per (layer, head)."""
+
+    def compute() -> pd.DataFrame:
+        result = cached_attention(model_name, text, pair)
+        return core.head_statistics(result.attentions, result.tokens)
+
+    return result_store().get(("head_stats", model_name, text, pair), compute)
 
 
 # ---------------------------------------------------------------- state

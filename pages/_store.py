@@ -1,0 +1,127 @@
+"""A process-wide, memory-bounded store for per-text results, shared by every session.
+
+`st.cache_data` pickles what it returns and unpickles a fresh copy on every hit: for one
+512-token result of a 12 × 12 model (151 MB of attention) that is 0.75 s on every rerun, more
+than everything else the Attention page does. Results are read-only, so sessions can share one
+object instead: the store hands out the same object and bounds what it holds by bytes, not
+entries, because one entry weighs anything from 100 kB to 300 MB. Arrays are made read-only
+when stored, so a page that tried to modify a shared result would fail loudly in the tests
+instead of corrupting another visitor's view.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+
+
+def _arrays(value: Any, depth: int = 0) -> list[np.ndarray]:
+    """The numpy arrays inside `value`: itself, dataclass fields, dict values, list items."""
+    if depth > 3:
+        return []
+    if isinstance(value, np.ndarray):
+        return [value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        children: Any = [getattr(value, f.name) for f in dataclasses.fields(value)]
+    elif isinstance(value, dict):
+        children = value.values()
+    elif isinstance(value, list | tuple):
+        children = value
+    else:
+        return []
+    return [array for child in children for array in _arrays(child, depth + 1)]
+
+
+def freeze(value: T) -> T:
+    """Make every array inside `value` read-only; returns `value`."""
+    for array in _arrays(value):
+        array.flags.writeable = False
+    return value
+
+
+def size_of(value: Any) -> int:
+    """Bytes held by the arrays or the DataFrame inside `value`; the rest is small beside them."""
+    if hasattr(value, "memory_usage") and hasattr(value, "columns"):  # a DataFrame
+        return int(value.memory_usage(deep=True).sum())
+    return sum(array.nbytes for array in _arrays(value)) + 1024
+
+
+class ResultStore:
+    """A thread-safe LRU of computed results bounded by total bytes and by age.
+
+    `get(key, compute)` returns the stored value or computes it once: visitors asking for the
+    same key at the same time wait for the first computation instead of repeating it.
+    Exceptions are not stored, so a failed computation is retried next time.
+    """
+
+    def __init__(self, max_bytes: int, ttl_seconds: float = 3600.0) -> None:
+        self.max_bytes = max_bytes
+        self.ttl_seconds = ttl_seconds
+        self._entries: OrderedDict[Hashable, tuple[Any, int, float]] = OrderedDict()
+        self._pending: dict[Hashable, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def bytes_held(self) -> int:
+        with self._lock:
+            return sum(size for _, size, _ in self._entries.values())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return self._lookup(key) is not None
+
+    def _lookup(self, key: Hashable) -> tuple[Any] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            value, _, stored_at = entry
+            if time.monotonic() - stored_at > self.ttl_seconds:
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return (value,)
+
+    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
+        found = self._lookup(key)
+        if found is not None:
+            return found[0]
+        with self._lock:
+            pending = self._pending.setdefault(key, threading.Lock())
+        with pending:
+            found = self._lookup(key)  # another thread may have finished it meanwhile
+            if found is not None:
+                return found[0]
+            try:
+                value = freeze(compute())
+                self._put(key, value)
+            finally:
+                with self._lock:
+                    self._pending.pop(key, None)
+        return value
+
+    def _put(self, key: Hashable, value: Any) -> None:
+        size = size_of(value)
+        with self._lock:
+            self._entries[key] = (value, size, time.monotonic())
+            self._entries.move_to_end(key)
+            held = sum(entry_size for _, entry_size, _ in self._entries.values())
+            # The newest entry always stays, even alone over the budget: the page needs it.
+            while held > self.max_bytes and len(self._entries) > 1:
+                _, (_, evicted, _) = self._entries.popitem(last=False)
+                held -= evicted
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
