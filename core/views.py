@@ -82,6 +82,20 @@ def block_edges(n: int, size: int) -> np.ndarray:
     return np.array([b * n // blocks for b in range(blocks + 1)])
 
 
+def pool_keys(weights: np.ndarray, size: int) -> np.ndarray:
+    """Average the last axis of `[..., k]` down to at most `size` blocks (as `block_edges`).
+
+    Returns float64 `[..., min(k, size)]`; used where one query's attention over a long input
+    is drawn per head (the mask profile), which pools keys but keeps every head.
+    """
+    values = np.asarray(weights, dtype=np.float64)
+    k = values.shape[-1]
+    if k <= size:
+        return values.copy()
+    edges = block_edges(k, size)
+    return np.add.reduceat(values, edges[:-1], axis=-1) / np.diff(edges)
+
+
 def block_labels(labels: Sequence[str], size: int) -> list[str]:
     """Axis labels for a pooled overview: "first…last (i–j)" for each block of positions."""
     edges = block_edges(len(labels), size)

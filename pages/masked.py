@@ -8,7 +8,7 @@ import streamlit as st
 import core
 from core import PRESETS, AtlasError, ModelKind, charts
 from core.images import gallery_zip
-from core.views import thumbnail_size
+from core.views import block_labels, pool_keys, thumbnail_size
 from pages import _shared as shared
 from pages import _views as views
 
@@ -100,14 +100,25 @@ for number, position in enumerate(positions):
         elif can_predict:
             st.caption("No prediction for this position.")
     with right:
+        profile, profile_labels = result.attentions[:, :, position, :], result.labels
+        if len(profile_labels) > views.DETAIL_LIMIT:
+            # One cell per head and key would be 70,000 cells at 512 tokens: average the keys
+            # into blocks; the exact row is in the exports and on the Attention page.
+            profile = pool_keys(profile, views.OVERVIEW_BLOCKS)
+            profile_labels = block_labels(profile_labels, views.OVERVIEW_BLOCKS)
         st.altair_chart(
             charts.layer_head_profile(
-                result.attentions[:, :, position, :],
-                result.labels,
+                profile,
+                profile_labels,
                 title=f"Attention of position {position} in every layer and head",
             ),
             theme="streamlit",
         )
+        if len(result.labels) > views.DETAIL_LIMIT:
+            st.caption(
+                f"Keys averaged into {profile.shape[-1]} blocks of about "
+                f"{len(result.labels) / profile.shape[-1]:.0f} tokens."
+            )
 
 if predictions:
     rows = [
@@ -123,8 +134,12 @@ if predictions:
 
 st.subheader("Gallery: every head for this sentence")
 n = len(tokens)
-size = thumbnail_size(result.num_layers, result.num_heads, n, budget=80_000)
-st.altair_chart(charts.head_grid(charts.pool_matrix(result.attentions, size)), theme="streamlit")
+size = thumbnail_size(result.num_layers, result.num_heads, n, budget=250_000, largest=40)
+st.altair_chart(
+    charts.head_grid(charts.pool_matrix(result.attentions, size), max_width=640),
+    theme="streamlit",
+    width="content",
+)
 shrunk = f", averaged down to {size}×{size}" if n > size else ""
 st.caption(
     f"{result.num_layers} layers × {result.num_heads} heads{shrunk}. The ZIP holds one "

@@ -11,6 +11,11 @@ from pages import _views as views
 
 shared.ensure_router()
 
+GRID_WIDTH = 640
+"""px for the heads of one layer side by side; Streamlit does not shrink charts to fit."""
+THUMBNAIL_PIXELS = 250_000
+"""The thumbnails are PNG images: 144 heads of 40 × 40 cells stay under 0.5 MB."""
+
 
 st.title("Model overview")
 with st.expander("What am I looking at?"):
@@ -30,7 +35,7 @@ if result is None:
     st.stop()
 
 n = len(result.tokens)
-size = thumbnail_size(result.num_layers, result.num_heads, n)
+size = thumbnail_size(result.num_layers, result.num_heads, n, budget=THUMBNAIL_PIXELS, largest=40)
 thumbnails = charts.pool_matrix(result.attentions, size)
 if n > size:
     st.caption(f"{n} tokens: each thumbnail is averaged down to {size}×{size} blocks.")
@@ -45,11 +50,13 @@ def open_head(layer: int, head: int) -> None:
     st.switch_page("pages/attention.py")
 
 
-grid, table = st.columns([3, 2])
+# The grid takes the page's width (twelve heads side by side); the table goes below it.
+grid, table = st.container(), st.container()
 with grid:
     event = st.altair_chart(
-        charts.head_grid(thumbnails, selected=selected),
+        charts.head_grid(thumbnails, selected=selected, max_width=GRID_WIDTH),
         theme="streamlit",
+        width="content",
         on_select="rerun",
         key="head_grid",
     )

@@ -10,12 +10,13 @@ import pandas as pd
 
 from core.charts._common import (
     PAD,
+    SEQUENTIAL_SCHEME,
     add_params,
     check_labels,
-    color_scale,
     labels_param,
     round_sig,
 )
+from core.charts._raster import png_data_url
 
 
 def pool_matrix(matrix: np.ndarray, size: int) -> np.ndarray:
@@ -56,24 +57,28 @@ def head_grid(
     head_labels: Sequence[str] | None = None,
     selected: tuple[int, int] | None = None,
     thumb_px: int = 44,
+    max_width: int | None = None,
     title: str = "",
 ) -> alt.LayerChart:
     """Every head's attention as a small heatmap: rows = layers, columns = heads.
 
     Args:
         thumbnails: `[layers, heads, m, m]`, e.g. ``pool_matrix(attentions, 24)``. NaN cells
-            are not drawn.
+            are drawn light grey.
         layer_labels, head_labels: axis labels; default ``0..layers-1`` / ``0..heads-1``.
         selected: ``(layer, head)`` to outline.
-        thumb_px: px per thumbnail side.
+        thumb_px: px per thumbnail side (rounded to whole pixels per cell).
+        max_width: shrink the thumbnails so the heads fit this many px (Streamlit does not
+            scale charts down; a wider grid would be cut off). At least 1 px per cell.
 
-    One rect view (not a facet): thumbnail `(l, h)` occupies columns ``h*(m+gap) ..`` and rows
-    ``l*(m+gap) ..`` of a shared grid, which renders far faster than 144 facet cells.
+    Each thumbnail is one PNG image mark (viridis on one scale, 0 to the largest weight of all
+    heads, shown as the legend): 144 items instead of tens of thousands of rects, which is what
+    keeps the grid quick to draw at 512 tokens. Exact values are on the Attention page and in
+    the exports.
 
-    Data: ``layer``, ``head``, ``r`` (query block), ``c`` (key block), ``v`` per cell.
-    Selection: point param ``"head"`` over ``layer`` and ``head`` (click; double-click clears)
-    -> Streamlit returns ``{"head": [{"layer": 3, "head": 7}]}``. Other heads dim while a
-    head is selected.
+    Data: ``layer``, ``head``, ``url`` (PNG data URL) per head. Selection: point param
+    ``"head"`` over ``layer`` and ``head`` (click; double-click clears) -> Streamlit returns
+    ``{"head": [{"layer": 3, "head": 7}]}``. Other heads dim while a head is selected.
     """
     t = np.asarray(thumbnails, dtype=np.float64)
     if t.ndim != 4 or t.shape[2] != t.shape[3]:
@@ -89,107 +94,91 @@ def head_grid(
         n_heads,
         "head_labels",
     )
-    gap = max(1, round(m * 0.15))
-    stride = m + gap
-
-    keep = np.isfinite(t)
-    li, hi, ri, ci = np.nonzero(keep)
+    finite = t[np.isfinite(t)]
+    vmax = float(round_sig(finite.max())) if finite.size and finite.max() > 0 else 1.0
+    if max_width is not None:
+        thumb_px = min(thumb_px, int(max_width / n_heads * 6 / 7))
+    # Whole pixels per cell: the browser would blur a small image scaled up.
+    px_per_cell = max(1, thumb_px // m if max_width is not None else round(thumb_px / m))
+    side = m * px_per_cell
+    gap = max(3, side // 6)
     data = pd.DataFrame(
         {
-            "layer": li.astype(np.int16),
-            "head": hi.astype(np.int16),
-            "r": ri.astype(np.int16),
-            "c": ci.astype(np.int16),
-            "v": round_sig(t[keep]),
+            "layer": np.repeat(np.arange(n_layers, dtype=np.int16), n_heads),
+            "head": np.tile(np.arange(n_heads, dtype=np.int16), n_layers),
+            "url": [
+                png_data_url(t[layer, head], vmax, px_per_cell)
+                for layer in range(n_layers)
+                for head in range(n_heads)
+            ],
         }
     )
     layer_param = labels_param(layer_tokens)
     head_param = labels_param(head_tokens)
-
-    x_scale = alt.Scale(domain=[0, n_heads * stride - gap], nice=False, zero=False)
-    y_scale = alt.Scale(domain=[0, n_layers * stride - gap], nice=False, zero=False, reverse=True)
-    centre = m / 2
-    x_axis = alt.Axis(
-        title="head",
-        orient="top",
-        values=[h * stride + centre for h in range(n_heads)],
-        labelExpr=f"{head_param.name}[round((datum.value - {centre}) / {stride})]",
-        grid=False,
-        ticks=False,
-        domain=False,
-        labelOverlap="greedy",
+    padding = gap / (side + gap)
+    x = alt.X(
+        "head:O",
+        scale=alt.Scale(domain=list(range(n_heads)), paddingInner=padding, paddingOuter=0),
+        axis=alt.Axis(
+            title="head",
+            orient="top",
+            labelExpr=f"{head_param.name}[datum.value]",
+            ticks=False,
+            domain=False,
+            labelAngle=0,
+            labelOverlap="greedy",
+        ),
     )
-    y_axis = alt.Axis(
-        title="layer",
-        values=[layer * stride + centre for layer in range(n_layers)],
-        labelExpr=f"{layer_param.name}[round((datum.value - {centre}) / {stride})]",
-        grid=False,
-        ticks=False,
-        domain=False,
-        labelOverlap="greedy",
+    y = alt.Y(
+        "layer:O",
+        scale=alt.Scale(domain=list(range(n_layers)), paddingInner=padding, paddingOuter=0),
+        axis=alt.Axis(
+            title="layer",
+            labelExpr=f"{layer_param.name}[datum.value]",
+            ticks=False,
+            domain=False,
+            labelOverlap="greedy",
+        ),
     )
     head_sel = alt.selection_point(
         name="head", fields=["layer", "head"], on="click", clear="dblclick"
     )
-    values = data["v"].to_numpy()
-    cells = (
+    images = (
         alt.Chart(data)
-        .mark_rect()
-        .transform_calculate(
-            x=f"datum.head * {stride} + datum.c",
-            y=f"datum.layer * {stride} + datum.r",
-        )
-        .transform_calculate(x2="datum.x + 1", y2="datum.y + 1")
+        .mark_image(width=side, height=side)
         .encode(
-            x=alt.X("x:Q", scale=x_scale, axis=x_axis),
-            x2="x2:Q",
-            y=alt.Y("y:Q", scale=y_scale, axis=y_axis),
-            y2="y2:Q",
-            color=alt.Color(
-                "v:Q",
-                scale=color_scale(values, diverging=False, domain=None, scheme=None),
-                title="attention",
-            ),
+            x=x,
+            y=y,
+            url="url:N",
             opacity=alt.when(head_sel).then(alt.value(1.0)).otherwise(alt.value(0.3)),
-            tooltip=[
-                alt.Tooltip("layer:O", title="layer"),
-                alt.Tooltip("head:O", title="head"),
-                alt.Tooltip("r:O", title="query block"),
-                alt.Tooltip("c:O", title="key block"),
-                alt.Tooltip("v:Q", title="mean attention", format=".4f"),
-            ],
+            tooltip=[alt.Tooltip("layer:O", title="layer"), alt.Tooltip("head:O", title="head")],
         )
         .add_params(head_sel)
     )
-    layers: list[alt.Chart] = [cells]
+    # Two invisible points carry the colour scale, so the legend states what the colours mean.
+    legend = (
+        alt.Chart(pd.DataFrame({"v": [0.0, vmax]}))
+        .mark_point(opacity=0)
+        .encode(
+            color=alt.Color(
+                "v:Q",
+                scale=alt.Scale(scheme=SEQUENTIAL_SCHEME, domain=[0.0, vmax]),
+                title="attention",
+            )
+        )
+    )
+    layers: list[alt.Chart] = [images, legend]
     if selected is not None:
         sel_layer, sel_head = (int(i) for i in selected)
         if not (0 <= sel_layer < n_layers and 0 <= sel_head < n_heads):
             raise ValueError(f"selected={selected} outside the {n_layers}x{n_heads} grid")
-        pad = gap / 2
-        box = {
-            "x": sel_head * stride - pad,
-            "x2": sel_head * stride + m + pad,
-            "y": sel_layer * stride - pad,
-            "y2": sel_layer * stride + m + pad,
-        }
         layers.append(
-            alt.Chart(alt.InlineData(values=[box]))
-            .mark_rect(filled=False, strokeWidth=2)
-            .encode(
-                x=alt.X("x:Q", scale=x_scale, axis=x_axis),
-                x2="x2:Q",
-                y=alt.Y("y:Q", scale=y_scale, axis=y_axis),
-                y2="y2:Q",
-            )
+            alt.Chart(pd.DataFrame({"layer": [sel_layer], "head": [sel_head]}))
+            .mark_rect(filled=False, strokeWidth=2, color="#e45756")
+            .encode(x=x, y=y)
         )
-    # Whole pixels per cell: fractional cell edges show anti-aliasing seams between rects.
-    px_per_cell = max(1, round(thumb_px / m))
-    chart = alt.layer(*layers).properties(
-        width=(n_heads * stride - gap) * px_per_cell,
-        height=(n_layers * stride - gap) * px_per_cell,
-        autosize=PAD,
-    )
+    step = side + gap
+    chart = alt.layer(*layers).properties(width=alt.Step(step), height=alt.Step(step), autosize=PAD)
     if title:
         chart = chart.properties(title=title)
     return add_params(chart, [layer_param, head_param])

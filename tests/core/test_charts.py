@@ -383,17 +383,16 @@ def test_head_grid_spec_data_and_selection():
     thumbs = np.random.default_rng(0).random((3, 4, 2, 2))
     thumbs[2, 3, 1, 1] = np.nan
     spec = spec_dict(head_grid(thumbs, selected=(1, 2), head_labels=["h0", "h1", "h2", "h3"]))
-    cells, outline = layers(spec)
-    assert cells["mark"]["type"] == "rect"
-    rows = rows_with(spec, "layer", "head", "r", "c", "v")
-    assert len(rows) == 3 * 4 * 2 * 2 - 1
-    assert {(r["layer"], r["head"]) for r in rows} == {(a, b) for a in range(3) for b in range(4)}
-    enc = cells["encoding"]
-    assert [enc[c]["field"] for c in ("x", "x2", "y", "y2", "color")] == ["x", "x2", "y", "y2", "v"]
-    calcs = {t["as"]: t["calculate"] for t in cells["transform"]}
-    assert calcs["x"] == "datum.head * 3 + datum.c"  # m=2, gap=1
-    assert calcs["y"] == "datum.layer * 3 + datum.r"
+    images, legend, outline = layers(spec)
+    assert images["mark"]["type"] == "image"
+    rows = rows_with(spec, "layer", "head", "url")
+    assert [(r["layer"], r["head"]) for r in rows] == [(a, b) for a in range(3) for b in range(4)]
+    assert all(r["url"].startswith("data:image/png;base64,") for r in rows)
+    enc = images["encoding"]
+    assert (enc["x"]["field"], enc["y"]["field"], enc["url"]["field"]) == ("head", "layer", "url")
     assert enc["opacity"]["condition"][0]["param"] == "head"
+    # Whole pixels per cell: 44 px thumbnails of m=2 -> 22 px per cell, 44 px images.
+    assert (images["mark"]["width"], images["mark"]["height"]) == (44, 44)
 
     params = params_by_name(spec)
     assert params["head"]["select"] == {
@@ -403,11 +402,28 @@ def test_head_grid_spec_data_and_selection():
         "clear": "dblclick",
     }
     assert sorted(label_params(spec).values()) == [["0", "1", "2"], ["h0", "h1", "h2", "h3"]]
-    box = spec["datasets"][outline["data"]["name"]]
-    assert box == [{"x": 5.5, "x2": 8.5, "y": 2.5, "y2": 5.5}]
+    vmax = float(round_sig(np.nanmax(thumbs)))
+    assert legend["encoding"]["color"]["scale"]["domain"] == [0.0, vmax]
+    assert spec["datasets"][outline["data"]["name"]] == [{"layer": 1, "head": 2}]
     assert outline["mark"]["filled"] is False
-    # Whole pixels per cell: 44 px thumbnails of m=2 -> 22 px per cell; 4*3-1 cells wide.
-    assert (spec["width"], spec["height"]) == (11 * 22, 8 * 22)
+
+
+def test_head_grid_images_hold_the_thumbnail_pixels():
+    import base64
+    import io
+
+    from PIL import Image
+
+    thumbs = np.zeros((1, 2, 2, 2))
+    thumbs[0, 1] = [[1.0, 0.0], [np.nan, 0.5]]
+    rows = rows_with(spec_dict(head_grid(thumbs, thumb_px=4)), "layer", "head", "url")
+    png = base64.b64decode(rows[1]["url"].split(",", 1)[1])
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    assert pixels.shape == (4, 4, 3)  # 2 px per cell
+    assert tuple(pixels[0, 0]) == (253, 231, 37)  # the largest weight: viridis' yellow end
+    assert tuple(pixels[0, 2]) == (68, 1, 84)  # zero: viridis' purple end
+    assert tuple(pixels[2, 0]) == (235, 235, 235)  # NaN: light grey
+    assert tuple(pixels[2, 2]) == (33, 145, 140)  # half: the middle stop
 
 
 # --- prediction_bars / layer_head_profile ------------------------------------------------------

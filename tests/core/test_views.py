@@ -82,3 +82,17 @@ def test_thumbnail_size_keeps_the_grid_small():
     assert thumbnail_size(6, 12, 512) == 23
     assert thumbnail_size(6, 12, 13) == 13
     assert 12 * 12 * thumbnail_size(12, 12, 512) ** 2 <= 40_000
+
+
+def test_pool_keys_averages_key_blocks_and_keeps_heads():
+    from core.views import block_edges, pool_keys
+
+    weights = np.random.default_rng(1).random((2, 3, 10))
+    pooled = pool_keys(weights, 4)
+    edges = block_edges(10, 4)
+    assert pooled.shape == (2, 3, 4)
+    for b in range(4):
+        np.testing.assert_allclose(
+            pooled[..., b], weights[..., edges[b] : edges[b + 1]].mean(-1), atol=1e-12
+        )
+    np.testing.assert_array_equal(pool_keys(weights, 10), weights)
