@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -11,7 +12,7 @@ from core.errors import EmptyReplacementError, PositionOutOfRangeError
 from core.models import LoadedModel
 from core.predictions import Prediction
 from core.tokens import Token
-from core.transforms import merge_groups
+from core.transforms import merge_groups, select_heads
 
 
 @dataclass(frozen=True)
@@ -39,20 +40,37 @@ class Comparison:
     replacement: str
     alignment: WordAlignment
 
-    @property
+    # Merging a whole [layers, heads, n, n] stack takes about a second at 512 tokens, so each
+    # word-level stack is computed once per object. `cached_property` stores the value in the
+    # instance's `__dict__` directly, which a frozen dataclass (without slots) allows.
+    @cached_property
     def before_words(self) -> np.ndarray:
         """Word-level attention before, `[layers, heads, units, units]`."""
         return merge_groups(self.before.attentions, self.alignment.before)
 
-    @property
+    @cached_property
     def after_words(self) -> np.ndarray:
         """Word-level attention after, `[layers, heads, units, units]`."""
         return merge_groups(self.after.attentions, self.alignment.after)
 
-    @property
+    @cached_property
     def difference(self) -> np.ndarray:
         """After minus before on the word alignment, `[layers, heads, units, units]`."""
         return self.after_words - self.before_words
+
+    def difference_for(self, layer: int, head: int | None) -> np.ndarray:
+        """After minus before for one layer and one head (None: mean of heads), `[units, units]`.
+
+        Equal to `difference[layer, head]` (or `difference[layer].mean(0)`), but merges only the
+        chosen `[n, n]` slices, so a page showing one head never pays for the whole stack.
+        Averaging the heads before merging is the same as after: merging is linear.
+        """
+        heads = None if head is None else [head]
+        before = select_heads(self.before.attentions, layer, heads).mean(axis=0)
+        after = select_heads(self.after.attentions, layer, heads).mean(axis=0)
+        return merge_groups(after, self.alignment.after) - merge_groups(
+            before, self.alignment.before
+        )
 
     @property
     def before_predictions(self) -> list[list[Prediction]]:
@@ -194,6 +212,15 @@ def compare_replacement(
     after = run_attention(model, new_text, top_k=top_k)
     # Truncation may have cut different amounts; alignment works on the kept tokens.
     alignment = align_words(before.tokens, after.tokens, span, len(replacement))
+    if not alignment.after[alignment.replaced]:
+        # The tokenizer dropped every character (NUL, zero-width space, …), so the replaced
+        # word has no tokens after and no word-level difference exists. (Truncation cannot
+        # cause this: the replacement starts where the kept original word started.) Refused
+        # here rather than when `.difference` is first read, so callers get the message at once.
+        # repr() shows the invisible characters as escapes.
+        raise EmptyReplacementError(
+            f"{replacement[:40]!r} has no characters the model's tokenizer can read; type a word."
+        )
     return Comparison(
         before=before,
         after=after,

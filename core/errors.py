@@ -28,7 +28,7 @@ class PositionOutOfRangeError(AtlasError, IndexError):
 
 
 class EmptyReplacementError(AtlasError):
-    """The replacement word for a comparison is empty."""
+    """The replacement word for a comparison is empty or has nothing the tokenizer can read."""
 
 
 class ModelLoadError(AtlasError):

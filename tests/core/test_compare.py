@@ -68,3 +68,31 @@ def test_empty_replacement(embedded, replacement):
 def test_word_index_out_of_range(embedded, word_index):
     with pytest.raises(PositionOutOfRangeError):
         compare_replacement(embedded, "The cat sat", word_index, "dog")
+
+
+@pytest.mark.parametrize(("layer", "head"), [(0, 0), (3, 11), (-1, 5), (2, None), (-1, None)])
+def test_difference_for_one_head_equals_that_slice_of_the_difference(embedded, layer, head):
+    comparison = compare_replacement(embedded, "The cat sat on the mat.", 1, "hippopotamus")
+    expected = (
+        comparison.difference[layer].mean(axis=0)
+        if head is None
+        else comparison.difference[layer, head]
+    )
+    shown = comparison.difference_for(layer, head)
+    units = len(comparison.alignment.labels)
+    assert shown.shape == (units, units)
+    np.testing.assert_allclose(shown, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(("layer", "head"), [(6, 0), (0, 12), (0, -1)])
+def test_difference_for_a_missing_layer_or_head(embedded, layer, head):
+    comparison = compare_replacement(embedded, "The cat sat.", 1, "dog")
+    with pytest.raises(PositionOutOfRangeError):
+        comparison.difference_for(layer, head)
+
+
+def test_word_level_stacks_are_computed_once(embedded):
+    comparison = compare_replacement(embedded, "The cat sat.", 1, "dog")
+    assert comparison.difference is comparison.difference
+    assert comparison.before_words is comparison.before_words
+    assert comparison.after_words is comparison.after_words
