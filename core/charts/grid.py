@@ -149,8 +149,9 @@ def head_grid(
         .encode(
             x=x,
             y=y,
-            url="url:N",
-            opacity=alt.when(head_sel).then(alt.value(1.0)).otherwise(alt.value(0.3)),
+            # Channel objects, not shorthand or alt.value() dicts: see core/charts/lines.py.
+            url=alt.Url("url:N"),
+            opacity=alt.OpacityValue(0.3, condition=[{"param": head_sel.name, "value": 1.0}]),
             tooltip=[alt.Tooltip("layer:O", title="layer"), alt.Tooltip("head:O", title="head")],
         )
         .add_params(head_sel)

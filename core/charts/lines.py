@@ -143,6 +143,9 @@ def head_view_lines(
         return f"{focus} !== null && indexof({focus}, {position}) >= 0"
 
     y_scale = alt.Scale(domain=[-0.5, n - 0.5], reverse=True, nice=False, zero=False)
+    # Channel objects (alt.XValue, alt.Y2, …) rather than alt.value() dicts or shorthand
+    # strings: Altair wraps each of those through from_dict, which rebuilds a lookup table of
+    # every schema class: ~15 ms each, 154 ms -> 52 ms for this chart with debug mode off.
 
     lines = (
         alt.Chart(edges)
@@ -151,8 +154,8 @@ def head_view_lines(
         .transform_calculate(**{"from": f"{tok_param.name}[datum.src]"})
         .transform_calculate(to=f"{tok_param.name}[datum.dst]")
         .encode(
-            x=alt.value(0),
-            x2=alt.value("width"),
+            x=alt.XValue(0),
+            x2=alt.X2Value("width"),
             y=alt.Y("src:Q", scale=y_scale, axis=None),
             y2=alt.Y2("dst:Q"),
             color=alt.Color(
@@ -187,8 +190,8 @@ def head_view_lines(
         .transform_calculate(y0="datum.src - 0.5", y1="datum.src + 0.5")
         .transform_calculate(token=f"{tok_param.name}[datum.src]")
         .encode(
-            x=alt.value(-LABEL_LIMIT_PX),
-            x2=alt.value(0),
+            x=alt.XValue(-LABEL_LIMIT_PX),
+            x2=alt.X2Value(0),
             y=alt.Y(
                 "y0:Q",
                 scale=y_scale,
@@ -201,10 +204,10 @@ def head_view_lines(
                 ),
                 title=None,
             ),
-            y2="y1:Q",
-            opacity=alt.when(is_focused("datum.src"))
-            .then(alt.value(0.18))
-            .otherwise(alt.value(0.0)),
+            y2=alt.Y2("y1"),
+            opacity=alt.OpacityValue(
+                0.0, condition=[{"test": is_focused("datum.src"), "value": 0.18}]
+            ),
             tooltip=[alt.Tooltip("src:O", title="#"), alt.Tooltip("token:N", title="token")],
         )
         .add_params(hover, token)
@@ -214,8 +217,8 @@ def head_view_lines(
         .mark_rect(opacity=0)
         .transform_calculate(y0="datum.dst - 0.5", y1="datum.dst + 0.5")
         .encode(
-            x=alt.value("width"),
-            x2=alt.value("width"),
+            x=alt.XValue("width"),
+            x2=alt.X2Value("width"),
             y=alt.Y(
                 "y0:Q",
                 scale=y_scale,
@@ -224,7 +227,7 @@ def head_view_lines(
                 ),
                 title=None,
             ),
-            y2="y1:Q",
+            y2=alt.Y2("y1"),
         )
     )
     chart = (
