@@ -10,11 +10,14 @@ from typing import Any
 import numpy as np
 
 
-def _as_layers_heads(attentions: np.ndarray) -> np.ndarray:
-    """`[layers, heads, n, n]` view of a 4-D array, or of a 3-D `[layers, n, n]` as one head."""
+def _as_layers_heads(attentions: np.ndarray, square: bool = True) -> np.ndarray:
+    """`[layers, heads, q, k]` view of a 4-D array, or of a 3-D `[layers, q, k]` as one head.
+
+    Self-attention must be square (`q == k`); cross attention (`square=False`) need not.
+    """
     if attentions.ndim == 3:
-        return attentions[:, None]
-    if attentions.ndim != 4 or attentions.shape[-1] != attentions.shape[-2]:
+        attentions = attentions[:, None]
+    if attentions.ndim != 4 or (square and attentions.shape[-1] != attentions.shape[-2]):
         raise ValueError("Expected attention of shape [layers, heads, n, n] or [layers, n, n].")
     return attentions
 
@@ -27,15 +30,20 @@ def attention_data(
     head_ids: Sequence[int] | None = None,
     method: str = "raw",
     decimals: int | None = 6,
+    key_labels: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The seed API's layout: `{"tokens": [...], "layers": [{"layerIndex", "heads": [...]}]}`.
 
     `attentions` is `[layers, heads, n, n]` (or `[layers, n, n]` for rollout, exported as one
-    head). `layer_ids`/`head_ids` give the original indices when a subset is exported.
+    head). `layer_ids`/`head_ids` give the original indices when a subset is exported. Cross
+    attention `[layers, heads, q, k]` passes the `k` source tokens as `key_labels`; they are
+    exported as `"keyTokens"` (and `"tokens"` are then the `q` target tokens).
     """
-    array = _as_layers_heads(np.asarray(attentions))
-    if len(labels) != array.shape[-1]:
-        raise ValueError(f"{len(labels)} labels for {array.shape[-1]} positions.")
+    array = _as_layers_heads(np.asarray(attentions), square=key_labels is None)
+    if len(labels) != array.shape[-2]:
+        raise ValueError(f"{len(labels)} labels for {array.shape[-2]} positions.")
+    if key_labels is not None and len(key_labels) != array.shape[-1]:
+        raise ValueError(f"{len(key_labels)} key labels for {array.shape[-1]} positions.")
     if decimals is not None:
         array = np.round(array.astype(np.float64), decimals)
     layer_ids = list(layer_ids) if layer_ids is not None else list(range(array.shape[0]))
@@ -50,11 +58,14 @@ def attention_data(
         }
         for li in range(array.shape[0])
     ]
-    return {
+    data: dict[str, Any] = {
         "method": method,
         "tokens": [{"text": text, "index": i} for i, text in enumerate(labels)],
-        "layers": layers,
     }
+    if key_labels is not None:
+        data["keyTokens"] = [{"text": text, "index": i} for i, text in enumerate(key_labels)]
+    data["layers"] = layers
+    return data
 
 
 def attention_json(labels: Sequence[str], attentions: np.ndarray, **options: Any) -> str:
@@ -68,16 +79,21 @@ def attention_csv(
     *,
     layer_ids: Sequence[int] | None = None,
     head_ids: Sequence[int] | None = None,
+    key_labels: Sequence[str] | None = None,
 ) -> str:
-    """Long-format CSV: one row per (layer, head, query, key) with both tokens and the weight."""
-    array = _as_layers_heads(np.asarray(attentions))
-    layers, heads, n, _ = array.shape
+    """Long-format CSV: one row per (layer, head, query, key) with both tokens and the weight.
+
+    Cross attention `[layers, heads, q, k]` passes the `k` source tokens as `key_labels`.
+    """
+    array = _as_layers_heads(np.asarray(attentions), square=key_labels is None)
+    layers, heads, n, k = array.shape
     layer_ids = np.asarray(layer_ids if layer_ids is not None else range(layers))
     head_ids = np.asarray(head_ids if head_ids is not None else range(heads))
-    grid = np.indices((layers, heads, n, n)).reshape(4, -1)
+    grid = np.indices((layers, heads, n, k)).reshape(4, -1)
     import pandas as pd
 
     label_array = np.asarray(labels, dtype=object)
+    key_array = label_array if key_labels is None else np.asarray(key_labels, dtype=object)
     frame = pd.DataFrame(
         {
             "layer": layer_ids[grid[0]],
@@ -85,7 +101,7 @@ def attention_csv(
             "query_index": grid[2],
             "query_token": label_array[grid[2]],
             "key_index": grid[3],
-            "key_token": label_array[grid[3]],
+            "key_token": key_array[grid[3]],
             "weight": array.reshape(-1),
         }
     )

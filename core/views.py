@@ -15,12 +15,22 @@ from core.transforms import drop_positions, merge_groups
 @dataclass(frozen=True)
 class DisplayMatrix:
     """What a view draws: `matrix` `[..., m, m]` over `labels`, each unit covering `groups[u]`
-    (token positions of the input), plus the caption notes saying what was changed."""
+    (token positions of the input), plus the caption notes saying what was changed.
+
+    Cross attention (`prepare_cross_display`) is `[..., m, p]`: rows are `labels`/`groups` of
+    the target, columns `key_labels`/`key_groups` of the source. For self-attention those two
+    are None: the columns are the rows' tokens."""
 
     matrix: np.ndarray
     labels: list[str]
     groups: list[list[int]]
     notes: list[str]
+    key_labels: list[str] | None = None
+    key_groups: list[list[int]] | None = None
+
+    @property
+    def column_labels(self) -> list[str]:
+        return self.labels if self.key_labels is None else self.key_labels
 
     def unit_of(self, position: int) -> int | None:
         """Display unit that holds input position `position` (None if it was hidden)."""
@@ -66,6 +76,111 @@ def prepare_display(
     values = values.astype(np.float64)
     values[nan_rows] = np.nan
     return DisplayMatrix(values, labels, groups, notes)
+
+
+def prepare_cross_display(
+    matrix: np.ndarray,
+    query_tokens: Sequence[Token],
+    key_tokens: Sequence[Token],
+    *,
+    hide_special: bool = False,
+    merge_words: bool = False,
+) -> DisplayMatrix:
+    """`prepare_display` for a `[..., q, k]` matrix whose rows and columns are different texts.
+
+    Cross attention has target (decoder) tokens as queries and source tokens as keys, so each
+    axis is merged and hidden with its own tokens: keys summed and queries averaged within a
+    word, special tokens dropped (rows renormalised over the keys shown). A side that would
+    lose every unit keeps its special tokens.
+    """
+    query_tokens, key_tokens = list(query_tokens), list(key_tokens)
+    q_groups = _groups(query_tokens, merge_words)
+    k_groups = _groups(key_tokens, merge_words)
+    values = np.nan_to_num(np.asarray(matrix, dtype=np.float64))
+    notes: list[str] = []
+    if merge_words:
+        # [..., q, k] -> [..., m, p]: mean over a word's query pieces, sum over its key pieces.
+        values = _membership(q_groups, len(query_tokens), mean=True) @ values
+        values = values @ _membership(k_groups, len(key_tokens), mean=False).T
+        notes.append(
+            "Word pieces merged into words: attention to a word is the sum over its pieces, "
+            "attention from a word is the mean over its pieces."
+        )
+    if hide_special:
+        keep_q = _shown_units(q_groups, query_tokens)
+        keep_k = _shown_units(k_groups, key_tokens)
+        if len(keep_q) < len(q_groups) or len(keep_k) < len(k_groups):
+            values = values[..., keep_q, :][..., keep_k]
+            sums = values.sum(axis=-1, keepdims=True)
+            values = np.divide(values, sums, out=np.zeros_like(values), where=sums > 0)
+            q_groups = [q_groups[u] for u in keep_q]
+            k_groups = [k_groups[u] for u in keep_k]
+            notes.append(
+                "Special tokens hidden; each row is renormalised to sum to 1 over the tokens shown."
+            )
+    return DisplayMatrix(
+        values,
+        [_group_label(query_tokens, g) for g in q_groups],
+        q_groups,
+        notes,
+        key_labels=[_group_label(key_tokens, g) for g in k_groups],
+        key_groups=k_groups,
+    )
+
+
+def _groups(tokens: list[Token], merge_words: bool) -> list[list[int]]:
+    return word_groups(tokens) if merge_words else [[t.index] for t in tokens]
+
+
+def _membership(groups: list[list[int]], n: int, *, mean: bool) -> np.ndarray:
+    """`[units, n]`: 1 (or 1/size with `mean`) where position `j` belongs to unit `u`."""
+    membership = np.zeros((len(groups), n), dtype=np.float64)
+    for unit, positions in enumerate(groups):
+        membership[unit, positions] = 1.0 / len(positions) if mean else 1.0
+    return membership
+
+
+def _shown_units(groups: list[list[int]], tokens: list[Token]) -> list[int]:
+    shown = [u for u, g in enumerate(groups) if not all(tokens[i].is_special for i in g)]
+    return shown or list(range(len(groups)))
+
+
+def causal_display_mask(
+    groups: Sequence[Sequence[int]], key_groups: Sequence[Sequence[int]] | None = None
+) -> np.ndarray:
+    """bool `[m, p]`: display cells a causal model cannot see, to be left empty.
+
+    A cell is hidden when every key position of its column unit comes after every query
+    position of its row unit (merged words and hidden tokens keep the input's order, so this is
+    the upper triangle above the diagonal of units).
+    """
+    columns = groups if key_groups is None else key_groups
+    last_query = np.array([max(g) for g in groups], dtype=np.int64)
+    first_key = np.array([min(g) for g in columns], dtype=np.int64)
+    return first_key[None, :] > last_query[:, None]
+
+
+def blank_causal(attentions: np.ndarray) -> np.ndarray:
+    """float64 copy of `[..., n, n]` with NaN where the key comes after the query.
+
+    A causal model never computes those cells; NaN keeps them out of pooled thumbnails' means
+    and leaves them undrawn, instead of zeros that look like measured "no attention".
+    """
+    n = attentions.shape[-1]
+    future = np.triu(np.ones((n, n), dtype=bool), 1)
+    return np.where(future, np.nan, np.asarray(attentions, dtype=np.float64))
+
+
+def pad_square(matrix: np.ndarray) -> np.ndarray:
+    """`[..., m, p]` padded with NaN (drawn empty) at the bottom or right to `[..., s, s]`.
+
+    `s = max(m, p)`: the all-heads grid draws square thumbnails; cross attention has `m` target
+    rows and `p` source columns.
+    """
+    m, p = matrix.shape[-2:]
+    side = max(m, p)
+    padding = [(0, 0)] * (matrix.ndim - 2) + [(0, side - m), (0, side - p)]
+    return np.pad(np.asarray(matrix, dtype=np.float64), padding, constant_values=np.nan)
 
 
 def _group_label(tokens: list[Token], group: list[int]) -> str:

@@ -21,9 +21,9 @@ from core.charts._common import (
 
 def attention_bars(
     outgoing: np.ndarray,
-    incoming: np.ndarray,
+    incoming: np.ndarray | None,
     labels: Sequence[str],
-    selected: int,
+    selected: int | None,
     *,
     title: str = "",
     value_label: str = "attention",
@@ -33,29 +33,36 @@ def attention_bars(
 
     Args:
         outgoing: `[n]`, attention from `selected` to each position (its row).
-        incoming: `[n]`, attention from each position to `selected` (its column).
+        incoming: `[n]`, attention from each position to `selected` (its column); None
+            draws only the outgoing bars (cross attention: the selected target token is not
+            one of the source tokens on the axis, so nothing there "attends to" it).
         labels: `n` token texts.
-        selected: the token's position; its axis label is bold.
+        selected: the token's position; its axis label is bold. None when it is not on the
+            axis.
 
     Data: ``pos`` (int), ``direction`` ("attends to" | "attended by"), ``v`` (float).
     Selection: point param ``"token"`` over ``pos`` (click) -> ``{"token": [{"pos": 2}]}``.
     """
     out = np.asarray(outgoing, dtype=np.float64).ravel()
-    inc = np.asarray(incoming, dtype=np.float64).ravel()
     n = out.shape[0]
-    if inc.shape[0] != n:
-        raise ValueError(f"outgoing has {n} values, incoming {inc.shape[0]}")
+    series = [out]
+    directions = ["attends to"]
+    if incoming is not None:
+        inc = np.asarray(incoming, dtype=np.float64).ravel()
+        if inc.shape[0] != n:
+            raise ValueError(f"outgoing has {n} values, incoming {inc.shape[0]}")
+        series.append(inc)
+        directions.append("attended by")
     tokens = check_labels(labels, n, "labels")
-    if not 0 <= selected < n:
+    if selected is not None and not 0 <= selected < n:
         raise ValueError(f"selected={selected} outside 0..{n - 1}")
 
-    directions = ["attends to", "attended by"]
     positions = np.arange(n, dtype=position_dtype(n))
     data = pd.DataFrame(
         {
-            "pos": np.concatenate([positions, positions]),
+            "pos": np.tile(positions, len(series)),
             "direction": np.repeat(directions, n),
-            "v": round_sig(np.concatenate([out, inc])),
+            "v": round_sig(np.concatenate(series)),
         }
     )
     data = data[np.isfinite(data["v"])]
@@ -73,7 +80,9 @@ def attention_bars(
                     tok_param,
                     title="token",
                     label_angle=-90,
-                    font_weight_expr=f"datum.value === {int(selected)} ? 'bold' : 'normal'",
+                    font_weight_expr=None
+                    if selected is None
+                    else f"datum.value === {int(selected)} ? 'bold' : 'normal'",
                 ),
             ),
             xOffset=alt.XOffset("direction:N", sort=directions),

@@ -30,6 +30,7 @@ def attention_heatmap(
     value_label: str = "attention",
     diverging: bool = False,
     empty_mask: np.ndarray | None = None,
+    causal: bool = False,
     selected: int | None = None,
     domain: tuple[float, float] | None = None,
     scheme: str | None = None,
@@ -50,6 +51,10 @@ def attention_heatmap(
         diverging: for signed data (differences): diverging scheme, domain symmetric around 0.
         empty_mask: bool `[q, k]`, True for cells to leave undrawn (e.g. a causal upper
             triangle), so the background shows instead of a misleading colour.
+        causal: also leave undrawn every cell whose key comes after its query (`k > q`), the
+            positions a causal model cannot see: zero there is not a measurement, and drawn
+            as the colour of zero it would read as "looked, found nothing". Rows and columns
+            must be the same positions (use `empty_mask` with `causal_mask` for windows).
         selected: query position whose row gets an outline.
         domain: fixed colour domain, e.g. to compare several heatmaps on one scale.
         scheme: Vega colour scheme overriding the default.
@@ -76,6 +81,8 @@ def attention_heatmap(
         if mask.shape != m.shape:
             raise ValueError(f"empty_mask shape {mask.shape} != matrix shape {m.shape}")
         keep &= ~mask
+    if causal:
+        keep &= ~causal_mask(range(nq), range(nk))
     q_idx, k_idx = np.nonzero(keep)
     values = round_sig(m[keep])
     data = pd.DataFrame(
@@ -136,6 +143,20 @@ def attention_heatmap(
     if title:
         chart = chart.properties(title=title)
     return add_params(chart, [q_param, k_param])
+
+
+def causal_mask(query_positions: Sequence[int], key_positions: Sequence[int]) -> np.ndarray:
+    """bool `[q, k]`: True where key `j` comes after query `i` in the input.
+
+    Compares `key_positions[j] > query_positions[i]`, the cells a causal model cannot see.
+
+    For a window or pooled view pass the input positions its rows and columns stand for, e.g.
+    the last position a query unit covers and the first a key unit covers: a cell is masked
+    only when none of its keys is visible to any of its queries.
+    """
+    q = np.asarray(list(query_positions), dtype=np.int64)
+    k = np.asarray(list(key_positions), dtype=np.int64)
+    return k[None, :] > q[:, None]
 
 
 def layer_head_profile(

@@ -528,3 +528,105 @@ def test_hostile_labels_never_reach_per_cell_data(hostile_specs):
 def test_prediction_bars_rejects_non_finite_scores():
     with pytest.raises(ValueError, match="finite"):
         prediction_bars(["a", "b"], [0.5, float("nan")])
+
+
+# --- causal masks, outgoing-only bars, neuron view -------------------------------------------
+
+
+def test_causal_heatmap_omits_cells_above_the_diagonal():
+    from core.charts import causal_mask
+
+    m = attention(6, seed=4)
+    spec = spec_dict(attention_heatmap(m, list("abcdef"), causal=True))
+    rows = rows_with(spec, "q", "k", "v")
+    assert len(rows) == 6 * 7 // 2
+    assert all(r["k"] <= r["q"] for r in rows)
+    # Not drawn means absent from the data, not a cell of value 0 or null.
+    assert all(isinstance(r["v"], float) for r in rows)
+    assert {(r["q"], r["k"]) for r in rows} == {(q, k) for q in range(6) for k in range(q + 1)}
+    # Same as the explicit mask; positions let a window keep its place in the input.
+    same = spec_dict(
+        attention_heatmap(m, list("abcdef"), empty_mask=causal_mask(range(6), range(6)))
+    )
+    assert rows_with(same, "q", "k", "v") == rows
+    np.testing.assert_array_equal(
+        causal_mask([3, 4], [2, 3, 4, 5]),
+        [[False, False, True, True], [False, False, False, True]],
+    )
+
+
+def test_attention_bars_without_incoming_draw_one_direction():
+    m = attention(3)[:2]  # a cross-attention row set: 2 targets x 3 sources
+    spec = spec_dict(attention_bars(m[1], None, ["s0", "s1", "s2"], None))
+    rows = rows_with(spec, "pos", "direction", "v")
+    assert [r["direction"] for r in rows] == ["attends to"] * 3
+    assert [r["v"] for r in rows] == pytest.approx(m[1], rel=1e-4)
+    axis = spec["encoding"]["x"]["axis"]
+    assert "labelFontWeight" not in axis
+    with pytest.raises(ValueError, match="incoming"):
+        attention_bars(m[1], np.ones(2), ["s0", "s1", "s2"], None)
+
+
+def _neuron_arrays(n: int = 5, d: int = 8, masked_from: int | None = 3):
+    rng = np.random.default_rng(11)
+    q, keys = rng.normal(size=d), rng.normal(size=(n, d))
+    products = q * keys
+    scores = products.sum(-1) / np.sqrt(d)
+    masked = np.zeros(n, dtype=bool) if masked_from is None else np.arange(n) >= masked_from
+    scores = np.where(masked, -np.inf, scores)
+    weights = np.where(masked, 0.0, np.exp(scores - scores.max()))
+    return q, keys, products, scores, weights / weights.sum(), masked
+
+
+def test_neuron_view_chart_data_per_panel():
+    from core.charts import neuron_view_chart
+
+    q, keys, products, scores, weights, masked = _neuron_arrays()
+    spec = spec_dict(
+        neuron_view_chart(q, keys, products, scores, weights, list("abcde"), query=2, masked=masked)
+    )
+    query_rows = rows_with(spec, "d", "query")
+    assert [r["query"] for r in query_rows] == pytest.approx(q, rel=1e-4)
+    key_rows = rows_with(spec, "k", "d", "key")
+    assert len(key_rows) == 5 * 8  # every key vector, masked ones too: they exist
+    product_rows = rows_with(spec, "k", "d", "product")
+    assert len(product_rows) == 3 * 8  # masked keys never meet the query
+    assert {r["k"] for r in product_rows} == {0, 1, 2}
+    by_cell = {(r["k"], r["d"]): r["product"] for r in product_rows}
+    assert by_cell[(1, 4)] == pytest.approx(products[1, 4], rel=1e-4)
+    bars = rows_with(spec, "k", "score", "weight")
+    assert [r["k"] for r in bars] == [0, 1, 2]
+    assert [r["score"] for r in bars] == pytest.approx(scores[:3], rel=1e-4)
+    assert [r["weight"] for r in bars] == pytest.approx(weights[:3], rel=1e-4)
+    assert sum(r["weight"] for r in bars) == pytest.approx(1.0, rel=1e-4)
+    # Token texts travel once, as a parameter; the query's label is bold.
+    assert list(label_params(spec).values()) == [list("abcde")]
+    assert "datum.value === 2" in json.dumps(spec)
+    assert spec["resolve"]["scale"]["color"] == "independent"
+
+
+def test_neuron_view_chart_without_mask_and_with_hostile_labels():
+    from core.charts import neuron_view_chart
+
+    q, keys, products, scores, weights, _ = _neuron_arrays(n=len(HOSTILE), masked_from=None)
+    spec = spec_dict(neuron_view_chart(q, keys, products, scores, weights, HOSTILE, query=0))
+    assert len(rows_with(spec, "k", "score", "weight")) == len(HOSTILE)
+    for expr in expressions(spec):
+        assert all(label not in expr for label in HOSTILE)
+
+
+def test_neuron_view_chart_rejects_mismatched_inputs():
+    from core.charts import neuron_view_chart
+
+    q, keys, products, scores, weights, _ = _neuron_arrays()
+    labels = list("abcde")
+    with pytest.raises(ValueError, match="key_vectors"):
+        neuron_view_chart(q, keys[:, :4], products, scores, weights, labels, query=0)
+    with pytest.raises(ValueError, match="products"):
+        neuron_view_chart(q, keys, products[:4], scores, weights, labels, query=0)
+    with pytest.raises(ValueError, match="scores"):
+        neuron_view_chart(q, keys, products, scores[:4], weights, labels, query=0)
+    with pytest.raises(ValueError, match="query"):
+        neuron_view_chart(q, keys, products, scores, weights, labels, query=5)
+    with pytest.raises(ValueError, match="labels"):
+        neuron_view_chart(q, keys, products, scores, weights, labels[:4], query=0)

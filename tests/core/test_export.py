@@ -39,3 +39,20 @@ def test_csv_long_format_round_trips():
 def test_label_count_must_match():
     with pytest.raises(ValueError):
         attention_data(["a"], np.ones((1, 1, 2, 2)))
+
+
+def test_cross_attention_exports_target_rows_and_source_keys():
+    cross = np.random.default_rng(0).random((2, 3, 2, 4))  # [layers, heads, target, source]
+    data = attention_data(["t0", "t1"], cross, key_labels=["s0", "s1", "s2", "s3"])
+    assert [t["text"] for t in data["tokens"]] == ["t0", "t1"]
+    assert [t["text"] for t in data["keyTokens"]] == ["s0", "s1", "s2", "s3"]
+    assert np.asarray(data["layers"][1]["heads"][2]["attention"]).shape == (2, 4)
+    frame = pd.read_csv(io.StringIO(attention_csv(["t0", "t1"], cross, key_labels=list("abcd"))))
+    assert len(frame) == 2 * 3 * 2 * 4
+    last = frame.iloc[-1]
+    assert (last["query_token"], last["key_token"]) == ("t1", "d")
+    assert last["weight"] == pytest.approx(cross[1, 2, 1, 3], rel=1e-6)
+    with pytest.raises(ValueError):
+        attention_data(["t0", "t1"], cross)  # not square: needs its key labels
+    with pytest.raises(ValueError, match="key labels"):
+        attention_data(["t0", "t1"], cross, key_labels=["s0"])

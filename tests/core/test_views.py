@@ -96,3 +96,68 @@ def test_pool_keys_averages_key_blocks_and_keeps_heads():
             pooled[..., b], weights[..., edges[b] : edges[b + 1]].mean(-1), atol=1e-12
         )
     np.testing.assert_array_equal(pool_keys(weights, 10), weights)
+
+
+def _cross_tokens():
+    # target: <s> dog ##s </s>   source: [CLS] play ##ing ball [SEP]
+    spec = [("<s>", None, True), ("dog", 0, False), ("s", 0, False), ("</s>", None, True)]
+    target = [
+        Token(text=t, index=i, word_index=w, is_special=s) for i, (t, w, s) in enumerate(spec)
+    ]
+    return target, _tokens()
+
+
+def test_cross_display_keeps_rows_and_columns_apart():
+    from core.views import prepare_cross_display
+
+    target, source = _cross_tokens()
+    m = np.random.default_rng(5).dirichlet(np.ones(5), size=4)  # [4 target, 5 source]
+    plain = prepare_cross_display(m, target, source)
+    np.testing.assert_allclose(plain.matrix, m)
+    assert plain.labels == ["<s>", "dog", "s", "</s>"]
+    assert plain.column_labels == ["[CLS]", "play", "ing", "ball", "[SEP]"]
+
+    view = prepare_cross_display(m, target, source, hide_special=True, merge_words=True)
+    assert view.matrix.shape == (1, 2)
+    assert view.labels == ["dogs"] and view.column_labels == ["playing", "ball"]
+    assert view.groups == [[1, 2]] and view.key_groups == [[1, 2], [3]]
+    row = (m[1] + m[2]) / 2  # mean over the target pieces, sum over the source pieces
+    expected = np.array([row[1] + row[2], row[3]])
+    np.testing.assert_allclose(view.matrix[0], expected / expected.sum())
+    assert len(view.notes) == 2
+    # Self-attention views have no separate columns.
+    assert (
+        prepare_display(_matrix(), _tokens()).column_labels
+        == prepare_display(_matrix(), _tokens()).labels
+    )
+
+
+def test_causal_display_mask_follows_merged_and_hidden_units():
+    from core.views import causal_display_mask
+
+    np.testing.assert_array_equal(
+        causal_display_mask([[0], [1], [2]]), np.triu(np.ones((3, 3), dtype=bool), 1)
+    )
+    # Units [1, 2] and [3]: the merged word sees its own second piece, so only (0, 1) is empty.
+    np.testing.assert_array_equal(
+        causal_display_mask([[1, 2], [3]]), np.array([[False, True], [False, False]])
+    )
+    # A window: query units 5..6 against key units 4..7.
+    mask = causal_display_mask([[5], [6]], [[4], [5], [6], [7]])
+    np.testing.assert_array_equal(mask, [[False, False, True, True], [False, False, False, True]])
+
+
+def test_blank_causal_and_pad_square():
+    from core.views import blank_causal, pad_square
+
+    a = np.random.default_rng(2).random((2, 3, 4, 4)).astype(np.float32)
+    blank = blank_causal(a)
+    assert blank.dtype == np.float64 and blank.shape == a.shape
+    upper = np.triu(np.ones((4, 4), dtype=bool), 1)
+    assert np.isnan(blank[..., upper]).all()
+    np.testing.assert_allclose(blank[..., ~upper], a[..., ~upper])
+
+    padded = pad_square(np.ones((2, 3, 2, 5)))
+    assert padded.shape == (2, 3, 5, 5)
+    assert (padded[..., :2, :] == 1).all() and np.isnan(padded[..., 2:, :]).all()
+    assert pad_square(np.ones((3, 3))).shape == (3, 3)
