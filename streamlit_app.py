@@ -79,12 +79,17 @@ def model_picker() -> None:
 with st.sidebar:
     st.header("Attention Atlas")
     model_picker()
+    # The browser stops typing and pasting at the deployment's character cap (None: no cap) and
+    # the server cuts longer values a client sends; text longer than the cap can then only come
+    # from a link, which current_result refuses with a message, keeping the text.
+    max_chars = shared.deploy_policy().max_chars
     st.text_area(
         "Text",
         key=shared.widget_key("text"),
         on_change=shared.sync,
         args=("text",),
         height=110,
+        max_chars=max_chars,
         help="Use [MASK] (or <mask>) where the model should predict a word.",
     )
     st.text_input(
@@ -93,7 +98,19 @@ with st.sidebar:
         on_change=shared.sync,
         args=("pair",),
         help="For sentence-pair inputs: [CLS] A [SEP] B [SEP].",
+        max_chars=max_chars,
     )
+    if shared.is_encoder_decoder(st.session_state["model"]):
+        st.text_input(
+            "Target text (decoder)",
+            key=shared.widget_key("target"),
+            on_change=shared.sync,
+            args=("target",),
+            placeholder="empty: the model writes its own",
+            max_chars=max_chars,
+            help="What the decoder reads (e.g. a translation or summary of the text). Leave it "
+            "empty to let the model generate one greedily; the pages then show what it wrote.",
+        )
     st.subheader("Display")
     shared.bound(st.toggle, "Hide special tokens", "hide_special")
     shared.bound(st.toggle, "Merge word pieces into words", "merge_words")

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import streamlit as st
+from altair.utils.schemapi import disable_debug_mode
 
 import core
 from core import EMBEDDED_MODEL, PRESETS, AtlasError, AttentionResult, LoadedModel
 from pages._store import ResultStore
+
+# Altair validates every schema object as it is created ("debug mode"), which costs a quarter of
+# the Attention page's run at 512 tokens. The builders' specs are validated in full by the unit
+# tests (tests/core/test_charts.py) and Altair still validates each finished chart here.
+disable_debug_mode()
 
 DEFAULT_TEXT = "The cat sat on the mat because it was tired."
 CUSTOM_CHOICE = "Other: Hub id or local directory…"
@@ -31,8 +36,10 @@ STATE_DEFAULTS: dict[str, Any] = {
     "token": 0,
     "hide_special": False,
     "merge_words": False,
+    "target": "",
+    "stack": "encoder",
 }
-QUERY_KEYS = ("model", "text", "pair", "layer", "head", "method", "token")
+QUERY_KEYS = ("model", "text", "pair", "layer", "head", "method", "token", "target", "stack")
 METHODS = ("raw", "rollout", "flow")
 
 
@@ -60,34 +67,45 @@ def result_store() -> ResultStore:
     return ResultStore(max_bytes=megabytes * 2**20, ttl_seconds=3600)
 
 
-def cached_attention(model_name: str, text: str, pair: str) -> AttentionResult:
-    """`run_attention` for (model, text, pair), shared by every session (read-only arrays)."""
+def cached_attention(model_name: str, text: str, pair: str, target: str = "") -> AttentionResult:
+    """`run_attention` for (model, text, pair), shared by every session (read-only arrays).
+
+    `target` is an encoder-decoder model's decoder text; "" generates it greedily.
+    """
 
     def compute() -> AttentionResult:
         with warnings.catch_warnings():
             # Truncation is reported on the result (`dropped_tokens`) and shown by the page.
             warnings.simplefilter("ignore", core.TruncationWarning)
-            return core.run_attention(cached_model(model_name), text, pair or None, top_k=10)
+            return core.run_attention(
+                cached_model(model_name), text, pair or None, target_text=target or None, top_k=10
+            )
 
-    return result_store().get(("attention", model_name, text, pair), compute)
+    return result_store().get(("attention", model_name, text, pair, target), compute)
 
 
-def cached_rollout(model_name: str, text: str, pair: str) -> np.ndarray:
-    """Rollout `[layers, n, n]` of the cached result."""
+def cached_rollout(
+    model_name: str, text: str, pair: str, target: str = "", stack: str = "encoder"
+) -> np.ndarray:
+    """Rollout `[layers, n, n]` of one self-attention stack of the cached result."""
     return result_store().get(
-        ("rollout", model_name, text, pair),
-        lambda: core.attention_rollout(cached_attention(model_name, text, pair).attentions),
+        ("rollout", model_name, text, pair, target, stack),
+        lambda: core.attention_rollout(
+            cached_attention(model_name, text, pair, target).stack(stack)[0]
+        ),
     )
 
 
-def cached_head_stats(model_name: str, text: str, pair: str) -> pd.DataFrame:
-    """`head_statistics` of the cached result, one row per (layer, head)."""
+def cached_head_stats(
+    model_name: str, text: str, pair: str, target: str = "", stack: str = "encoder"
+) -> pd.DataFrame:
+    """`head_statistics` of one self-attention stack of the cached result, a row per head."""
 
     def compute() -> pd.DataFrame:
-        result = cached_attention(model_name, text, pair)
-        return core.head_statistics(result.attentions, result.tokens)
+        attentions, tokens, _ = cached_attention(model_name, text, pair, target).stack(stack)
+        return core.head_statistics(attentions, tokens)
 
-    return result_store().get(("head_stats", model_name, text, pair), compute)
+    return result_store().get(("head_stats", model_name, text, pair, target, stack), compute)
 
 
 # ---------------------------------------------------------------- state
@@ -121,17 +139,24 @@ def init_state() -> None:
 
 
 def _parse_param(key: str, raw: str, default: Any) -> Any:
+    # Problems quote the link, which anyone can write, and st.warning renders Markdown: the
+    # quoted value is escaped with plain() (`![](…)` would make browsers fetch an image).
     if key in ("layer", "token"):
         try:
             return int(raw)
         except ValueError:
             st.session_state.setdefault("_url_problems", []).append(
-                f"Ignored '{key}={raw[:40]}' in the link: it must be a whole number."
+                f"Ignored '{key}={plain(raw[:40])}' in the link: it must be a whole number."
             )
             return default
     if key == "method" and raw not in METHODS:
         st.session_state.setdefault("_url_problems", []).append(
-            f"Ignored 'method={raw[:40]}' in the link: use raw, rollout or flow."
+            f"Ignored 'method={plain(raw[:40])}' in the link: use raw, rollout or flow."
+        )
+        return default
+    if key == "stack" and raw not in core.STACKS:
+        st.session_state.setdefault("_url_problems", []).append(
+            f"Ignored 'stack={plain(raw[:40])}' in the link: use encoder, decoder or cross."
         )
         return default
     return raw
@@ -140,11 +165,16 @@ def _parse_param(key: str, raw: str, default: Any) -> Any:
 def write_query_params() -> None:
     """Mirror the view's state in the URL so it can be shared and survives a reload."""
     values = {key: str(st.session_state.get(key, STATE_DEFAULTS[key])) for key in QUERY_KEYS}
-    if len(values["text"]) + len(values["pair"]) > MAX_URL_TEXT:
+    if len(values["text"]) + len(values["pair"]) + len(values["target"]) > MAX_URL_TEXT:
         values.pop("text")
         values.pop("pair")
-    if not values.get("pair"):
-        values.pop("pair", None)
+        values.pop("target")
+    # Defaults stay out of the link, so links of other models look as they always did.
+    for key in ("pair", "target"):
+        if not values.get(key):
+            values.pop(key, None)
+    if values.get("stack") == STATE_DEFAULTS["stack"]:
+        values.pop("stack")
     current = {key: st.query_params.get(key) for key in QUERY_KEYS}
     if any(current.get(k) != v for k, v in values.items()) or any(
         current.get(k) is not None and k not in values for k in QUERY_KEYS
@@ -215,13 +245,28 @@ def current_result(model: LoadedModel) -> AttentionResult | None:
     from core.deploy import check_text_length
 
     text, pair = st.session_state["text"], st.session_state["pair"]
+    target = current_target(model)
     try:
-        check_text_length(deploy_policy(), text, pair)
+        check_text_length(deploy_policy(), text, pair + target)
         with st.spinner("Running the model…"):
-            result = cached_attention(model.name, text, pair)
+            result = cached_attention(model.name, text, pair, target)
     except AtlasError as error:
         show_error(str(error))
         return None
+    if result.target_generated:
+        generated = result.target_text.strip() if result.target_text else ""
+        st.info(
+            f"Target generated greedily: “{plain(generated) or '(special tokens only)'}”. "
+            "Type a target text (decoder) in the sidebar to see the attention for your own."
+        )
+    if result.dropped_target_tokens:
+        st.warning(
+            f"The target text is longer than {plain(model.name)} can read "
+            f"({model.max_length} tokens): the last {result.dropped_target_tokens} target "
+            "tokens were dropped."
+        )
+    if pair and model.kind is core.ModelKind.ENCODER_DECODER:
+        st.caption("Encoder-decoder models read the text only; the second sentence is not used.")
     if result.dropped_tokens:
         own_limit = model.extra.get("model_max_length", model.max_length)
         if model.max_length < own_limit:
@@ -237,6 +282,44 @@ def current_result(model: LoadedModel) -> AttentionResult | None:
                 "dropped."
             )
     return result
+
+
+def current_target(model: LoadedModel) -> str:
+    """The sidebar's decoder target for an encoder-decoder `model`, "" for any other model.
+
+    Other models ignore a target, so it must not split their cache entries; blank means
+    "generate greedily", the same entry as "".
+    """
+    target = st.session_state.get("target", "")
+    if model.kind is not core.ModelKind.ENCODER_DECODER or not target.strip():
+        return ""
+    return target
+
+
+def is_encoder_decoder(name: str) -> bool:
+    """Whether model `name` is encoder-decoder, from its preset or its config (a few KB).
+
+    The sidebar asks before the page has loaded the model. A name that cannot be read (refused,
+    missing, offline) answers False; the page reports the problem when it loads the model.
+    """
+    preset = PRESETS.get(name)
+    if preset is not None:
+        return preset.kind is core.ModelKind.ENCODER_DECODER
+    return _config_is_encoder_decoder(name)
+
+
+# Failures are cached too (as False), for a short while: an unreachable Hub id would otherwise
+# cost the sidebar the loader's network timeout on every rerun.
+@st.cache_data(max_entries=32, ttl="10m", show_spinner=False)
+def _config_is_encoder_decoder(name: str) -> bool:
+    from core.deploy import check_model_allowed
+    from core.models import detect_kind, load_config
+
+    try:
+        check_model_allowed(deploy_policy(), name)
+        return detect_kind(load_config(name)) is core.ModelKind.ENCODER_DECODER
+    except Exception:  # any failure is the page's to report, with the loader's message
+        return False
 
 
 # ---------------------------------------------------------------- deployment
@@ -328,32 +411,16 @@ def clamp_state(key: str, upper: int) -> int:
     """Keep an index from the URL or another model within `0..upper-1`, saying so if needed."""
     value = st.session_state.get(key, 0)
     if not isinstance(value, int) or not 0 <= value < upper:
-        st.warning(f"{key.capitalize()} {value} does not exist here; showing {key} 0 instead.")
+        # The value may come from a link: escaped, so Markdown in it cannot draw an image.
+        st.warning(
+            f"{key.capitalize()} {plain(str(value))} does not exist here; showing {key} 0 instead."
+        )
         value = 0
         st.session_state[key] = value
     return value
 
 
 def show_url_problems() -> None:
+    # Problems are queued already escaped with plain(); escaping again would show backslashes.
     for problem in st.session_state.pop("_url_problems", []):
         st.warning(problem)
-
-
-class LRU(OrderedDict):
-    """A tiny bounded cache for per-session results (e.g. flow matrices)."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def put(self, key: Any, value: Any) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.size:
-            self.popitem(last=False)
-
-
-def session_lru(name: str, size: int = 8) -> LRU:
-    if name not in st.session_state:
-        st.session_state[name] = LRU(size)
-    return st.session_state[name]

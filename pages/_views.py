@@ -14,6 +14,7 @@ import streamlit as st
 
 from core import charts
 from core.views import block_edges, block_labels, window
+from pages import _shared as shared
 
 DETAIL_LIMIT = 80
 """Largest matrix side drawn cell by cell."""
@@ -42,18 +43,36 @@ def show_matrix(
     diverging: bool = False,
     value_label: str = "attention",
     on_pick: Callable[[int], None] | None = None,
+    empty_mask: np.ndarray | None = None,
 ) -> tuple[int, int] | None:
     """Draw `matrix` `[q, k]`; returns the query window `[start, stop)` when it was cut.
 
     `on_pick(row)` is called with the matrix row of a clicked cell, so the page can select it.
+    `empty_mask` bool `[q, k]` marks cells to leave undrawn (a causal model's future keys).
     """
     key_labels = labels if key_labels is None else key_labels
     q, k = matrix.shape
     if max(q, k) <= DETAIL_LIMIT:
-        _heatmap(matrix, labels, key_labels, key, title, selected, diverging, value_label, on_pick)
+        _heatmap(
+            matrix,
+            labels,
+            key_labels,
+            key,
+            title,
+            selected,
+            diverging,
+            value_label,
+            on_pick,
+            empty_mask,
+        )
         return None
 
     overview = charts.pool_matrix(matrix, OVERVIEW_BLOCKS)
+    overview_empty = None
+    if empty_mask is not None:
+        # A block is empty only when all of its cells are: a block straddling the diagonal
+        # still averages the keys the model could see.
+        overview_empty = charts.pool_matrix(empty_mask.astype(np.float64), OVERVIEW_BLOCKS) == 1
     row_edges, col_edges = block_edges(q, OVERVIEW_BLOCKS), block_edges(k, OVERVIEW_BLOCKS)
     center_key = f"{key}_center"
 
@@ -74,6 +93,7 @@ def show_matrix(
             title=f"{title}: overview of all {q}×{k} (block means)",
             diverging=diverging,
             value_label=value_label,
+            empty_mask=overview_empty,
             width=min(640, 10 * overview.shape[1]),
             height=min(640, 10 * overview.shape[0]),
         ),
@@ -121,6 +141,7 @@ def show_matrix(
         diverging,
         value_label,
         pick_in_window if on_pick else None,
+        None if empty_mask is None else empty_mask[row_start:row_stop, col_start:col_stop],
     )
     return row_start, row_stop
 
@@ -135,6 +156,7 @@ def _heatmap(
     diverging: bool,
     value_label: str,
     on_pick: Callable[[int], None] | None,
+    empty_mask: np.ndarray | None = None,
 ) -> None:
     def picked() -> None:
         cells = st.session_state[key].selection.get("cell") or []
@@ -150,6 +172,7 @@ def _heatmap(
             selected=selected,
             diverging=diverging,
             value_label=value_label,
+            empty_mask=empty_mask,
         ),
         theme="streamlit",
         width="content",
@@ -157,6 +180,47 @@ def _heatmap(
         selection_mode="cell",
         key=key,
     )
+
+
+STACK_LABELS = {"encoder": "Encoder", "decoder": "Decoder", "cross": "Cross"}
+STACK_CAPTIONS = {
+    "encoder": "Encoder self-attention: source tokens attend to source tokens.",
+    "decoder": "Decoder self-attention: target tokens attend to earlier target tokens (causal).",
+    "cross": "Cross attention: target tokens (rows) attend to source tokens (columns).",
+}
+CROSS_NO_ROLLOUT = (
+    "Rollout and flow are not offered for cross attention: it maps target tokens to source "
+    "tokens, so it is not a square matrix that chains through the layers (rollout multiplies "
+    "each layer's token-to-token matrix into the next; flow needs paths from one token list "
+    "back to the same list), and they are undefined. Raw weights are shown."
+)
+
+
+def stack_selector(stacks: tuple[str, ...]) -> str:
+    """Encoder / Decoder / Cross control for encoder-decoder results; returns the stack shown.
+
+    Other models have one stack and get no control (the state is reset to "encoder", so a link
+    from an encoder-decoder model does not leave it pointing at a stack that is not there).
+    """
+    if len(stacks) < 2:
+        st.session_state["stack"] = "encoder"
+        return "encoder"
+    if st.session_state.get("stack") not in stacks:
+        st.session_state["stack"] = "encoder"
+    choice = shared.bound(
+        st.segmented_control,
+        "Attention stack",
+        "stack",
+        options=list(stacks),
+        format_func=STACK_LABELS.get,
+        required=True,
+        help="Encoder-decoder models attend three ways: within the source (encoder), within "
+        "the target (decoder) and from the target to the source (cross).",
+    )
+    if choice not in stacks:
+        choice = st.session_state["stack"] = "encoder"
+    st.caption(STACK_CAPTIONS[choice])
+    return choice
 
 
 def export_buttons(

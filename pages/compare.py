@@ -22,9 +22,20 @@ with st.expander("What am I looking at?"):
     )
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
-def cached_comparison(model_name: str, text: str, word_index: int, replacement: str):
-    return core.compare_replacement(shared.cached_model(model_name), text, word_index, replacement)
+def cached_comparison(
+    model_name: str, text: str, word_index: int, replacement: str
+) -> core.Comparison:
+    """`compare_replacement`, kept in the shared result store (bounded in bytes).
+
+    One comparison holds two attention results (302 MB for a 12 × 12 model at 512 tokens):
+    st.cache_data would unpickle a copy of them on every rerun of this page.
+    """
+    return shared.result_store().get(
+        ("comparison", model_name, text, word_index, replacement),
+        lambda: core.compare_replacement(
+            shared.cached_model(model_name), text, word_index, replacement
+        ),
+    )
 
 
 def head_matrix(attentions: np.ndarray, layer: int, head) -> np.ndarray:
@@ -68,7 +79,13 @@ with replace_tab:
     word_index = pick.selectbox(
         "Word to replace", list(labels), format_func=lambda w: f"{labels[w]} (word {w})"
     )
-    replacement = typed.text_input("Replacement", key="replacement", placeholder="e.g. dog")
+    # The deployment's character cap holds for the replacement as for the sidebar's text.
+    replacement = typed.text_input(
+        "Replacement",
+        key="replacement",
+        placeholder="e.g. dog",
+        max_chars=shared.deploy_policy().max_chars,
+    )
     if not replacement.strip():
         st.info("Type a replacement word to compare.")
     else:
@@ -76,7 +93,8 @@ with replace_tab:
             with st.spinner("Running both sentences…"):
                 comparison = cached_comparison(model.name, text, word_index, replacement)
         except AtlasError as error:
-            st.error(str(error))
+            # Messages quote the replacement, which may hold Markdown: shown escaped.
+            shared.show_error(str(error))
             comparison = None
         if comparison is not None:
             layer, head = layer_head_pickers(result.num_layers, result.num_heads, "replace")
@@ -95,8 +113,10 @@ with replace_tab:
                     key="after",
                     title=f"After: {comparison.original_word} → {comparison.replacement}",
                 )
+            # Only the shown head is merged to word level: the whole stack takes seconds at
+            # 512 tokens and is built only if the difference is downloaded.
             views.show_matrix(
-                head_matrix(comparison.difference, layer, head),
+                comparison.difference_for(layer, head if isinstance(head, int) else None),
                 comparison.alignment.labels,
                 key="difference",
                 title="Difference (after − before), word level",
@@ -107,12 +127,15 @@ with replace_tab:
                 "Word level: attention to a word is summed over its pieces, attention from a word "
                 "is averaged; the replaced word is one unit."
             )
+            units = len(comparison.alignment.labels)
             views.export_buttons(
                 "Difference",
                 csv=lambda: core.attention_csv(comparison.alignment.labels, comparison.difference),
                 json=lambda: core.attention_json(
                     comparison.alignment.labels, comparison.difference, method="difference"
                 ),
+                # Counted from the shapes, so the full difference is not built to count it.
+                cells=result.num_layers * result.num_heads * units * units,
             )
             if comparison.before_predictions:
                 st.subheader("Predictions before and after")
@@ -140,18 +163,30 @@ with replace_tab:
                 st.caption("Add a [MASK] to the text to compare predictions too.")
 
 with models_tab:
-    names = [n for n in PRESETS if n != model.name]
+    # The same choice the sidebar offers: a public deployment's allowlist, without the free-text
+    # box, so a visitor is never offered a model that would only be refused.
+    policy = shared.deploy_policy()
+    offered = list(PRESETS) if policy.offers_any_model else list(policy.allowed_models or ())
+    names = [n for n in offered if n != model.name]
     other_choice = st.selectbox(
         "Second model",
-        [*names, shared.CUSTOM_CHOICE],
+        [*names, shared.CUSTOM_CHOICE] if policy.offers_any_model else names,
         format_func=lambda n: n if n == shared.CUSTOM_CHOICE else shared.model_label(n),
         key="second_model",
         index=None,
         placeholder="Choose a model to compare with",
     )
+    if not policy.offers_any_model:
+        st.caption(
+            "This public deployment offers these models only."
+            if names
+            else "This public deployment offers no other model to compare with."
+        )
     other_name = other_choice or ""
     if other_choice == shared.CUSTOM_CHOICE:
-        other_name = st.text_input("Hub id or local directory", key="second_custom").strip()
+        # Public mode refuses local paths, so it does not ask for them (as in the sidebar).
+        label = "Hub id" if policy.public else "Hub id or local directory"
+        other_name = st.text_input(label, key="second_custom").strip()
     if other_name:
         other = shared.load_current_model(other_name)
         other_result = None
@@ -159,7 +194,7 @@ with models_tab:
             try:
                 other_result = shared.cached_attention(other.name, text, st.session_state["pair"])
             except AtlasError as error:
-                st.error(str(error))
+                shared.show_error(str(error))
         if other_result is not None:
             layers = min(result.num_layers, other_result.num_layers)
             heads = min(result.num_heads, other_result.num_heads)

@@ -5,7 +5,7 @@ import streamlit as st
 import core
 from core import charts
 from core.head_stats import STAT_DESCRIPTIONS
-from core.views import thumbnail_size
+from core.views import blank_causal, pad_square, thumbnail_size
 from pages import _shared as shared
 from pages import _views as views
 
@@ -34,9 +34,24 @@ result = shared.current_result(model)
 if result is None:
     st.stop()
 
-n = len(result.tokens)
-size = thumbnail_size(result.num_layers, result.num_heads, n, budget=THUMBNAIL_PIXELS, largest=40)
-thumbnails = charts.pool_matrix(result.attentions, size)
+target = shared.current_target(model)
+stack_name = views.stack_selector(result.stacks)
+cross = stack_name == "cross"
+attentions, query_tokens, key_tokens = result.stack(stack_name)
+layer_count, head_count = attentions.shape[:2]
+n = max(len(query_tokens), len(key_tokens))
+size = thumbnail_size(layer_count, head_count, n, budget=THUMBNAIL_PIXELS, largest=40)
+# Cells a causal model cannot see stay empty (NaN), in the thumbnails' block means too.
+thumbnails = charts.pool_matrix(
+    blank_causal(attentions) if result.is_causal(stack_name) else attentions, size
+)
+if cross:
+    # Target rows × source columns; the grid's thumbnails are square, the rest stays empty.
+    thumbnails = pad_square(thumbnails)
+    st.caption(
+        f"Each thumbnail: {len(query_tokens)} target tokens (rows) × {len(key_tokens)} source "
+        "tokens (columns); the grey rest of the square is padding."
+    )
 if n > size:
     st.caption(f"{n} tokens: each thumbnail is averaged down to {size}×{size} blocks.")
 current = (st.session_state.get("layer", 0), st.session_state.get("head"))
@@ -64,34 +79,47 @@ with grid:
     if picked:
         open_head(picked[0]["layer"], picked[0]["head"])
     pick_layer, pick_head, go = st.columns([1, 1, 1], vertical_alignment="bottom")
-    layer = pick_layer.selectbox("Layer", range(result.num_layers), key="overview_layer")
-    head = pick_head.selectbox("Head", range(result.num_heads), key="overview_head")
+    layer = pick_layer.selectbox("Layer", range(layer_count), key="overview_layer")
+    head = pick_head.selectbox("Head", range(head_count), key="overview_head")
     if go.button("Open on the Attention page"):
         open_head(layer, head)
 
 with table:
-    stats = shared.cached_head_stats(model.name, st.session_state["text"], st.session_state["pair"])
-    st.dataframe(
-        stats,
-        hide_index=True,
-        column_config={
-            name: st.column_config.NumberColumn(name.replace("_", " "), help=text, format="%.3f")
-            for name, text in STAT_DESCRIPTIONS.items()
-        },
-        height=520,
-    )
-    st.caption(
-        "Averaged over the query rows of the words (special-token rows left out). "
-        "Sort by 'to previous' to find previous-token heads."
-    )
-    views.export_buttons(
-        "Head statistics",
-        csv=lambda: stats.to_csv(index=False),
-        json=lambda: stats.to_json(orient="records"),
-    )
+    if cross:
+        st.info(
+            "The head statistics describe self-attention (distance, previous and next token, "
+            "itself); cross attention relates two different texts. Choose Encoder or Decoder."
+        )
+    else:
+        stats = shared.cached_head_stats(
+            model.name, st.session_state["text"], st.session_state["pair"], target, stack_name
+        )
+        st.dataframe(
+            stats,
+            hide_index=True,
+            column_config={
+                name: st.column_config.NumberColumn(
+                    name.replace("_", " "), help=text, format="%.3f"
+                )
+                for name, text in STAT_DESCRIPTIONS.items()
+            },
+            height=520,
+        )
+        st.caption(
+            "Averaged over the query rows of the words (special-token rows left out). "
+            "Sort by 'to previous' to find previous-token heads."
+        )
+        views.export_buttons(
+            "Head statistics",
+            csv=lambda: stats.to_csv(index=False),
+            json=lambda: stats.to_json(orient="records"),
+        )
+    # Cross attention exports its target tokens as rows and its source tokens as keys.
+    row_labels = [t.text for t in query_tokens]
+    key_labels = [t.text for t in key_tokens] if cross else None
     views.export_buttons(
         "All heads",
-        csv=lambda: core.attention_csv(result.labels, result.attentions),
-        json=lambda: core.attention_json(result.labels, result.attentions),
-        cells=result.attentions.size,
+        csv=lambda: core.attention_csv(row_labels, attentions, key_labels=key_labels),
+        json=lambda: core.attention_json(row_labels, attentions, key_labels=key_labels),
+        cells=attentions.size,
     )

@@ -15,7 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from transformers import BertConfig, ResNetConfig
 
-from core import EMBEDDED_MODEL
+from core import EMBEDDED_MODEL, AtlasError
 from pages._shared import CUSTOM_CHOICE
 from tests.fake_hub import serve_fake_hub
 from tests.pages.conftest import APP, assert_clean, chart_specs, start, table_with
@@ -231,15 +231,54 @@ def test_the_same_word_as_the_replacement_changes_nothing():
     assert difference.size and (abs(difference) < 1e-6).all()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/compare.py: a replacement the tokenizer drops (NUL) leaves an empty word unit "
-    "and Comparison.difference raises ValueError on the compare page (lead to fix)",
-)
-def test_a_replacement_with_nothing_readable():
+@pytest.mark.parametrize("replacement", ["\x00", "\u200b"], ids=["NUL", "zero-width space"])
+def test_a_replacement_with_nothing_readable(replacement):
     at = on_compare()
-    at.text_input(key="replacement").set_value("\x00").run()
+    at.text_input(key="replacement").set_value(replacement).run()
     assert_clean(at)
+    error = messages(at, "error").replace("\\", "")  # shown Markdown-escaped
+    assert "no characters the model's tokenizer can read" in error, error
+    assert len(at.get("vega_lite_chart")) == 0
+    assert at.text_input(key="replacement").value == replacement
+    at.text_input(key="replacement").set_value("dog").run()
+    assert_clean(at)
+    assert not at.error, messages(at, "error")
+    assert len(at.get("vega_lite_chart")) == 3
+
+
+MARKDOWN_ERROR = "[Log in](https://evil.example/a) ![x](https://evil.example/pixel.png)"
+
+
+def assert_shown_literally(at: AppTest) -> None:
+    error = messages(at, "error")
+    assert "\\[Log in\\]\\(https\\://evil.example/a\\)" in error, error
+    assert "![x](" not in error, error
+
+
+def test_compare_page_errors_are_shown_literally(monkeypatch):
+    # Messages may quote what a visitor typed, so the page escapes them like the others do.
+    def refuse(*args, **kwargs):
+        raise AtlasError(MARKDOWN_ERROR)
+
+    monkeypatch.setattr("core.compare_replacement", refuse)
+    at = on_compare()
+    # A replacement no other test uses, so no cached comparison answers instead.
+    at.text_input(key="replacement").set_value("escaped-error-check").run()
+    assert_clean(at)
+    assert_shown_literally(at)
+
+
+def test_masked_page_errors_are_shown_literally(monkeypatch, tiny_model_path):
+    def refuse(*args, **kwargs):
+        raise AtlasError(MARKDOWN_ERROR)
+
+    monkeypatch.setattr("core.predict_masked", refuse)
+    # A text no other test uses, so no cached prediction answers instead.
+    at = start(model=tiny_model_path("roberta"), text="the escaped error check")
+    at.switch_page("pages/masked.py").run()
+    at.pills(key="mask_word").set_value(2).run()
+    assert_clean(at)
+    assert_shown_literally(at)
 
 
 # ---------------------------------------------------------------- the URL
@@ -385,12 +424,7 @@ def test_a_hub_model_that_is_not_a_text_transformer(model_box, hub):
     assert_model_recovers(at)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="URL values are echoed unescaped in st.warning (pages/attention.py head warning, "
-    "pages/_shared.py clamp_state and _parse_param); wrap them in shared.plain() (lead to fix)",
-)
-@pytest.mark.parametrize("key", ["head", "layer", "method"])
+@pytest.mark.parametrize("key", ["head", "layer", "method", "token"])
 def test_url_values_echoed_in_warnings_are_not_markdown(key):
     # Unescaped, `![](…)` makes every visitor's browser fetch an image from another site.
     at = start(**{key: "![x](https://evil.example/pixel.png)"})

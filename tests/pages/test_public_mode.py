@@ -91,14 +91,53 @@ def test_a_link_to_a_model_off_the_list_falls_back_with_a_warning(deploy, name):
     assert at.text_area(key="w_text").value == "The cat sat."
 
 
+def test_the_second_model_of_compare_comes_from_the_allowlist(deploy):
+    deploy(ATLAS_PUBLIC=1, ATLAS_ALLOWED_MODELS=f"{EMBEDDED_MODEL},bert-base-uncased")
+    at = start()
+    at.switch_page("pages/compare.py").run()
+    assert_clean(at)
+    # The model shown is left out, and there is no free-text box to type another model into.
+    assert list(at.selectbox(key="second_model").options) == labels(["bert-base-uncased"])
+    assert any("offers these models only" in c.value for c in at.caption)
+
+
+def test_with_only_one_model_compare_offers_no_second(deploy):
+    deploy(ATLAS_PUBLIC=1, ATLAS_ALLOWED_MODELS=EMBEDDED_MODEL)
+    at = start()
+    at.switch_page("pages/compare.py").run()
+    assert_clean(at)
+    assert list(at.selectbox(key="second_model").options) == []
+    assert any("offers no other model" in c.value for c in at.caption)
+
+
 def test_the_second_model_box_of_compare_is_refused_too(deploy):
-    deploy(ATLAS_PUBLIC=1)
+    deploy(ATLAS_PUBLIC=1, ATLAS_ALLOWED_MODELS="any")
     at = start()
     at.switch_page("pages/compare.py").run()
     at.selectbox(key="second_model").set_value(CUSTOM_CHOICE).run()
+    assert at.text_input(key="second_custom").label == "Hub id"
     at.text_input(key="second_custom").set_value("../../etc").run()
     assert_clean(at)
-    assert "not one of the models this public deployment offers" in messages(at, "error")
+    assert "looks like a path on the server" in messages(at, "error")
+
+
+def test_masked_page_offers_only_allowed_masked_lm_presets(deploy):
+    deploy(ATLAS_PUBLIC=1, ATLAS_ALLOWED_MODELS=f"{EMBEDDED_MODEL},roberta-base")
+    at = start(text="The [MASK] sat.")
+    at.switch_page("pages/masked.py").run()
+    assert_clean(at)
+    assert "no masked-word head" in messages(at, "warning")
+    assert [b.label for b in at.button if b.key.startswith("use_")] == labels(["roberta-base"])
+
+
+def test_masked_page_without_an_allowed_masked_lm_says_so(deploy):
+    deploy(ATLAS_PUBLIC=1, ATLAS_ALLOWED_MODELS=EMBEDDED_MODEL)
+    at = start(text="The [MASK] sat.")
+    at.switch_page("pages/masked.py").run()
+    assert_clean(at)
+    assert "offers no masked-LM model" in messages(at, "warning")
+    assert not [b for b in at.button if b.key.startswith("use_")]
+    assert len(at.get("vega_lite_chart")) == 2  # the mask's attention and the gallery
 
 
 def test_with_any_model_allowed_local_paths_are_still_refused(deploy, tiny_model_path):
@@ -140,16 +179,35 @@ def test_token_cap_truncates_with_a_warning_and_keeps_the_text(deploy):
     assert at.text_area(key="w_text").value == text
 
 
-def test_character_cap_refuses_and_keeps_the_text(deploy):
+def test_character_cap_refuses_a_link_and_keeps_the_text(deploy):
     deploy(ATLAS_PUBLIC=1, ATLAS_MAX_CHARS=100)
-    at = start()
     long_text = "word " * 40
-    at.text_area(key="w_text").set_value(long_text).run()
+    at = start(text=long_text)
     assert_clean(at)
     assert "200 characters long" in messages(at, "error")
     assert at.text_area(key="w_text").value == long_text
     at.text_area(key="w_text").set_value("Short again.").run()
     assert not at.error and len(at.get("vega_lite_chart")) == 3
+
+
+def test_character_cap_limits_the_sidebar_boxes(deploy):
+    deploy(ATLAS_PUBLIC=1, ATLAS_MAX_CHARS=100)
+    at = start()
+    assert at.text_area(key="w_text").max_chars == 100
+    assert at.text_input(key="w_pair").max_chars == 100
+    # The browser refuses a longer paste; the server cuts what a client sends anyway.
+    long_text = "word " * 40
+    at.text_area(key="w_text").set_value(long_text).run()
+    assert_clean(at)
+    assert at.text_area(key="w_text").value == long_text[:100]
+    assert not at.error and len(at.get("vega_lite_chart")) == 3
+
+
+def test_a_private_install_has_no_character_cap(deploy):
+    deploy()
+    at = start()
+    assert not at.text_area(key="w_text").max_chars
+    assert not at.text_input(key="w_pair").max_chars
 
 
 def test_pickle_weights_are_refused_in_public_mode(deploy, tiny_model_path, tmp_path):
