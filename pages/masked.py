@@ -15,6 +15,9 @@ from pages import _views as views
 
 shared.ensure_router()
 
+PROFILE_WIDTH = 400
+"""px of the key axis of the mask profile, so its legend stays inside its column."""
+
 
 st.title("Masked prediction")
 with st.expander("What am I looking at?"):
@@ -198,8 +201,11 @@ for number, position in enumerate(positions):
                 profile,
                 profile_labels,
                 title=f"Attention of position {position} in every layer and head",
+                # The column is two thirds of the page: room for the head labels and legend.
+                width=min(PROFILE_WIDTH, 22 * profile.shape[-1]),
             ),
             theme="streamlit",
+            width="content",
         )
         if len(result.labels) > views.DETAIL_LIMIT:
             st.caption(
