@@ -13,6 +13,8 @@ from altair.utils.schemapi import disable_debug_mode
 
 import core
 from core import EMBEDDED_MODEL, PRESETS, AtlasError, AttentionResult, LoadedModel
+from core.charts import pool_matrix
+from core.views import blank_causal
 from pages._store import ResultStore
 
 # Altair validates every schema object as it is created ("debug mode"), which costs a quarter of
@@ -59,11 +61,13 @@ def cached_model(name: str) -> LoadedModel:
 def result_store() -> ResultStore:
     """One store per server process for attention results and what is derived from them.
 
-    A 512-token result of a 12 × 12 model is 151 MB; the budget keeps about four of those on a
-    private install and leaves a public one (texts capped at 256 tokens) room for its visitors
-    on a 2.7 GB Community Cloud machine.
+    A 512-token result of a 12 × 12 model is 151 MB: the private budget keeps about four. A
+    public deployment reads at most 256 tokens (≤ 38 MB per result) and shares a 2.7 GB
+    Community Cloud machine with two cached models (≈1.2 GB); its budget is small enough that
+    the store is full within the first minute of traffic, so memory plateaus early instead of
+    creeping up for as long as new texts arrive (bench/soak.py).
     """
-    megabytes = 320 if deploy_policy().public else 640
+    megabytes = 128 if deploy_policy().public else 640
     return ResultStore(max_bytes=megabytes * 2**20, ttl_seconds=3600)
 
 
@@ -106,6 +110,24 @@ def cached_head_stats(
         return core.head_statistics(attentions, tokens)
 
     return result_store().get(("head_stats", model_name, text, pair, target, stack), compute)
+
+
+def cached_thumbnails(
+    model_name: str, text: str, pair: str, target: str, stack: str, size: int
+) -> np.ndarray:
+    """Every head of one stack block-averaged to at most `size` × `size`: `[layers, heads, s, s']`.
+
+    Cells a causal stack cannot see stay empty (NaN) in the block means too.
+    """
+
+    def compute() -> np.ndarray:
+        result = cached_attention(model_name, text, pair, target)
+        attentions = result.stack(stack)[0]
+        if result.is_causal(stack):
+            attentions = blank_causal(attentions)
+        return pool_matrix(attentions, size)
+
+    return result_store().get(("thumbnails", model_name, text, pair, target, stack, size), compute)
 
 
 # ---------------------------------------------------------------- state

@@ -9,7 +9,7 @@ import streamlit as st
 import core
 from core import PRESETS, AtlasError, ModelKind, charts
 from core.images import gallery_zip
-from core.views import blank_causal, block_labels, pool_keys, thumbnail_size
+from core.views import block_labels, pool_keys, thumbnail_size
 from pages import _shared as shared
 from pages import _views as views
 
@@ -234,7 +234,9 @@ size = thumbnail_size(result.num_layers, result.num_heads, n, budget=250_000, la
 st.altair_chart(
     charts.head_grid(
         # A causal model's later tokens stay empty, as on the other pages.
-        charts.pool_matrix(blank_causal(result.attentions) if causal else result.attentions, size),
+        shared.cached_thumbnails(
+            model.name, text, pair, shared.current_target(model), "encoder", size
+        ),
         max_width=640,
     ),
     theme="streamlit",

@@ -5,7 +5,7 @@ import streamlit as st
 import core
 from core import charts
 from core.head_stats import STAT_DESCRIPTIONS
-from core.views import blank_causal, pad_square, thumbnail_size
+from core.views import pad_square, thumbnail_size
 from pages import _shared as shared
 from pages import _views as views
 
@@ -41,9 +41,8 @@ attentions, query_tokens, key_tokens = result.stack(stack_name)
 layer_count, head_count = attentions.shape[:2]
 n = max(len(query_tokens), len(key_tokens))
 size = thumbnail_size(layer_count, head_count, n, budget=THUMBNAIL_PIXELS, largest=40)
-# Cells a causal model cannot see stay empty (NaN), in the thumbnails' block means too.
-thumbnails = charts.pool_matrix(
-    blank_causal(attentions) if result.is_causal(stack_name) else attentions, size
+thumbnails = shared.cached_thumbnails(
+    model.name, st.session_state["text"], st.session_state["pair"], target, stack_name, size
 )
 if cross:
     # Target rows × source columns; the grid's thumbnails are square, the rest stays empty.
