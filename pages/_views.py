@@ -85,7 +85,7 @@ def show_matrix(
                 int((col_edges[block_k] + col_edges[block_k + 1]) // 2),
             )
 
-    st.altair_chart(
+    shared.show_chart(
         charts.attention_heatmap(
             overview,
             block_labels(labels, OVERVIEW_BLOCKS),
@@ -163,7 +163,7 @@ def _heatmap(
         if on_pick is not None and cells and cells[0].get("q") is not None:
             on_pick(int(cells[0]["q"]))
 
-    st.altair_chart(
+    shared.show_chart(
         charts.attention_heatmap(
             matrix,
             labels,

@@ -174,14 +174,17 @@ else:
 # Keys after the query are masked in a causal stack: left empty, not drawn as zeros.
 empty = causal_display_mask(view.groups) if causal else None
 selected_unit = view.unit_of(token)
-caption = [f"{model.name} · {what} · {len(view.labels)} tokens."]
+caption = [f"{shared.plain(model.name)} · {what} · {len(view.labels)} tokens."]
 if cross:
-    caption = [f"{model.name} · {what} · {len(view.labels)} × {len(view.column_labels)} tokens."]
+    caption = [
+        f"{shared.plain(model.name)} · {what} · {len(view.labels)} × {len(view.column_labels)} "
+        "tokens."
+    ]
 if causal:
     caption.append("Empty cells: later tokens, which a causal model cannot attend to.")
 caption += view.notes
 if selected_unit is None:
-    caption.append(f"The selected token '{tokens[token].text}' is hidden.")
+    caption.append(f"The selected token '{shared.plain(tokens[token].text)}' is hidden.")
 
 
 # A view is a few hundred kB (n × d products); bounded by count and size like every cache here.
@@ -223,7 +226,7 @@ def show_neuron_view() -> None:
     except core.AtlasError as error:
         shared.show_error(str(error))
         return
-    st.altair_chart(
+    shared.show_chart(
         charts.neuron_view_chart(
             found.query_vector,
             found.key_vectors,
@@ -306,7 +309,7 @@ with left:
             line_selected = selected_unit - start if in_window else None
             window_note = f" Tokens {start}–{stop - 1} (the detail window) only."
         edges = charts.prune_edges(weights, top_k=top_k, threshold=threshold, head_ids=ids)
-        st.altair_chart(
+        shared.show_chart(
             charts.head_view_lines(
                 weights, line_labels, ids, top_k=top_k, threshold=threshold, selected=line_selected
             ),
@@ -328,7 +331,7 @@ with right:
             # The selected token cannot see later tokens, nor earlier ones see it: no bars.
             outgoing = np.where(empty[selected_unit], np.nan, outgoing)
             incoming = np.where(empty[:, selected_unit], np.nan, incoming)
-        st.altair_chart(
+        shared.show_chart(
             charts.attention_bars(
                 outgoing, incoming, view.column_labels, None if cross else selected_unit
             ),
@@ -336,13 +339,13 @@ with right:
         )
         if cross:
             st.caption(
-                f"'{view.labels[selected_unit]}' (target): the attention it pays to each "
-                "source token."
+                f"'{shared.plain(view.labels[selected_unit])}' (target): the attention it pays "
+                "to each source token."
             )
         else:
             st.caption(
-                f"'{view.labels[selected_unit]}': the attention it pays to each token, and the "
-                "attention each token pays to it."
+                f"'{shared.plain(view.labels[selected_unit])}': the attention it pays to each "
+                "token, and the attention each token pays to it."
             )
 
 neuron_box = st.expander("Neuron view (query · key)", key="neuron_open", on_change="rerun")

@@ -142,23 +142,18 @@ with replace_tab:
                 for number, (old, new) in enumerate(
                     zip(comparison.before_predictions, comparison.after_predictions, strict=True)
                 ):
-                    col_old, col_new = st.columns(2)
-                    col_old.altair_chart(
-                        charts.prediction_bars(
-                            [p.token for p in old],
-                            [p.score for p in old],
-                            title=f"Mask {number + 1} before",
-                        ),
-                        theme="streamlit",
-                    )
-                    col_new.altair_chart(
-                        charts.prediction_bars(
-                            [p.token for p in new],
-                            [p.score for p in new],
-                            title=f"Mask {number + 1} after",
-                        ),
-                        theme="streamlit",
-                    )
+                    for column, ranked, when in zip(
+                        st.columns(2), (old, new), ("before", "after"), strict=True
+                    ):
+                        with column:
+                            shared.show_chart(
+                                charts.prediction_bars(
+                                    [p.token for p in ranked],
+                                    [p.score for p in ranked],
+                                    title=f"Mask {number + 1} {when}",
+                                ),
+                                theme="streamlit",
+                            )
             else:
                 st.caption("Add a [MASK] to the text to compare predictions too.")
 

@@ -183,7 +183,7 @@ for number, position in enumerate(positions):
     with left:
         if predictions:
             ranked = predictions[number][:top_k]
-            st.altair_chart(
+            shared.show_chart(
                 charts.prediction_bars([p.token for p in ranked], [p.score for p in ranked]),
                 theme="streamlit",
             )
@@ -196,7 +196,7 @@ for number, position in enumerate(positions):
             # into blocks; the exact row is in the exports and on the Attention page.
             profile = pool_keys(profile, views.OVERVIEW_BLOCKS)
             profile_labels = block_labels(profile_labels, views.OVERVIEW_BLOCKS)
-        st.altair_chart(
+        shared.show_chart(
             charts.layer_head_profile(
                 profile,
                 profile_labels,
@@ -231,7 +231,7 @@ if causal:
 st.subheader("Gallery: every head for this sentence")
 n = len(tokens)
 size = thumbnail_size(result.num_layers, result.num_heads, n, budget=250_000, largest=40)
-st.altair_chart(
+shared.show_chart(
     charts.head_grid(
         # A causal model's later tokens stay empty, as on the other pages.
         shared.cached_thumbnails(

@@ -67,7 +67,7 @@ def open_head(layer: int, head: int) -> None:
 # The grid takes the page's width (twelve heads side by side); the table goes below it.
 grid, table = st.container(), st.container()
 with grid:
-    event = st.altair_chart(
+    event = shared.show_chart(
         charts.head_grid(thumbnails, selected=selected, max_width=GRID_WIDTH),
         theme="streamlit",
         width="content",

@@ -1,0 +1,77 @@
+"""Every chart the pages send is a valid Vega-Lite spec.
+
+The server skips Altair's own schema validation for speed (`pages._shared.show_chart`); this
+module validates what the pages actually send instead, for each kind of view.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import jsonschema
+import pytest
+from altair.utils.schemapi import validate_jsonschema
+from altair.vegalite.v6.schema import load_schema
+
+from tests.e2e.harness import long_text
+from tests.pages.conftest import assert_clean, chart_specs, start
+
+TEXT = "The cat sat on the [MASK] because it was tired."
+SCHEMA = load_schema()
+
+
+def validate(spec: dict) -> None:
+    validate_jsonschema(spec, SCHEMA)
+
+
+def page_specs(page: str | None, **query) -> list[dict]:
+    at = start(**query)
+    if page:
+        at.switch_page(page).run()
+    assert_clean(at)
+    if page == "pages/compare.py":
+        at.text_input(key="replacement").set_value("dog").run()
+        assert_clean(at)
+    specs = chart_specs(at)
+    assert specs, "the view drew no chart"
+    return specs
+
+
+VIEWS = {
+    "attention, mean of heads": (None, {}),
+    "attention, all heads": (None, {"head": "all"}),
+    "attention, rollout": (None, {"method": "rollout"}),
+    "attention, long input": (None, {"text": long_text(120)}),
+    "overview": ("pages/overview.py", {}),
+    "masked": ("pages/masked.py", {}),
+    "compare": ("pages/compare.py", {}),
+}
+
+
+@pytest.mark.parametrize("view", list(VIEWS))
+def test_embedded_model_views_send_valid_specs(view):
+    page, query = VIEWS[view]
+    for spec in page_specs(page, **{"text": TEXT, **query}):
+        validate(spec)
+
+
+@pytest.mark.parametrize(
+    ("family", "page", "query"),
+    [
+        ("bert", "pages/masked.py", {}),
+        ("gpt2", None, {}),
+        ("gpt2", "pages/masked.py", {}),
+        ("bart", None, {"stack": "cross"}),
+        ("bart", "pages/overview.py", {"stack": "decoder"}),
+    ],
+)
+def test_model_family_views_send_valid_specs(tiny_model_path, family, page, query):
+    for spec in page_specs(page, model=tiny_model_path(family), text=TEXT, **query):
+        validate(spec)
+
+
+def test_the_check_rejects_an_invalid_spec():
+    spec = copy.deepcopy(page_specs(None, text=TEXT)[0])
+    spec["width"] = "as wide as you like"  # a number, "container" or a step
+    with pytest.raises(jsonschema.ValidationError):
+        validate(spec)
