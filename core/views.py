@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.charts.grid import pool_matrix
 from core.tokens import Token, word_groups
 from core.transforms import drop_positions, merge_groups
 
@@ -201,14 +202,10 @@ def pool_keys(weights: np.ndarray, size: int) -> np.ndarray:
     """Average the last axis of `[..., k]` down to at most `size` blocks (as `block_edges`).
 
     Returns float64 `[..., min(k, size)]`; used where one query's attention over a long input
-    is drawn per head (the mask profile), which pools keys but keeps every head.
+    is drawn per head (the mask profile), which pools keys but keeps every head. NaN cells are
+    left out of a block's mean, as in `pool_matrix`, which does the work on a one-row matrix.
     """
-    values = np.asarray(weights, dtype=np.float64)
-    k = values.shape[-1]
-    if k <= size:
-        return values.copy()
-    edges = block_edges(k, size)
-    return np.add.reduceat(values, edges[:-1], axis=-1) / np.diff(edges)
+    return pool_matrix(np.asarray(weights)[..., None, :], size)[..., 0, :]
 
 
 def block_labels(labels: Sequence[str], size: int) -> list[str]:
