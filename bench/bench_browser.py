@@ -978,10 +978,10 @@ def _bertviz(raw, warm) -> list[str]:
     return lines
 
 
-def write_section(text: str, path: Path = RESULTS) -> None:
-    """Replace this benchmark's section of RESULTS.md (or append it), leaving the rest alone."""
+def write_section(text: str, path: Path = RESULTS, section: str = SECTION) -> None:
+    """Replace one benchmark's section of RESULTS.md (or append it), leaving the rest alone."""
     existing = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(section)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(existing):
         updated = pattern.sub(lambda _: text + "\n", existing, count=1)
     else:

@@ -135,9 +135,11 @@ def show_chart(chart: Any, **kwargs: Any) -> Any:
     """`st.altair_chart(chart, **kwargs)` without Altair's validation of the finished spec.
 
     Altair checks every chart against the whole Vega-Lite JSON schema when Streamlit converts
-    it: 0.48 s of a 0.92 s run of the Attention page at 128 tokens, profiled in the real
-    server. The specs every builder makes are validated in full by tests/core/test_charts.py,
-    and those the pages send by tests/pages/test_chart_specs.py, so the server skips it.
+    it: 0.13 s of the 0.40 s the Attention page's four charts take at 512 tokens
+    (bench/bench_server.py; a cProfile of the real server had shown far more, inflated by the
+    profiler's per-call cost on jsonschema's many small calls). The specs every builder makes
+    are validated in full by tests/core/test_charts.py, and those the pages send by
+    tests/pages/test_chart_specs.py, so the server skips it.
     """
     # Streamlit calls `chart.to_dict()`; an instance attribute takes precedence over the
     # method (SchemaBase would store a normal assignment as a chart property).

@@ -1,12 +1,12 @@
 """A process-wide, memory-bounded store for per-text results, shared by every session.
 
 `st.cache_data` pickles what it returns and unpickles a fresh copy on every hit: for one
-512-token result of a 12 × 12 model (151 MB of attention) that is 0.75 s on every rerun, more
-than everything else the Attention page does. Results are read-only, so sessions can share one
-object instead: the store hands out the same object and bounds what it holds by bytes, not
-entries, because one entry weighs anything from 100 kB to 300 MB. Arrays are made read-only
-when stored, so a page that tried to modify a shared result would fail loudly in the tests
-instead of corrupting another visitor's view.
+512-token result of a 12 × 12 model (151 MB of attention) that is 0.13 s on every rerun
+(bench/bench_server.py) and a second 151 MB in memory while the run lasts. Results are
+read-only, so sessions can share one object instead: the store hands out the same object and bounds
+what it holds by bytes, not entries, because one entry weighs anything from 100 kB to 300 MB.
+Arrays are made read-only when stored, so a page that tried to modify a shared result would fail
+loudly in the tests instead of corrupting another visitor's view.
 """
 
 from __future__ import annotations

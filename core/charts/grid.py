@@ -38,7 +38,7 @@ def pool_matrix(matrix: np.ndarray, size: int) -> np.ndarray:
     flat = a.reshape(-1, n, k)
     pooled = np.empty((flat.shape[0], min(n, size), min(k, size)))
     # A few matrices at a time: a whole 512-token BERT-base stack in float64 with its NaN
-    # masks would be several 300 MB temporaries (2-3 s); chunks keep them around 16 MB.
+    # masks would be several 300 MB temporaries; chunks keep them around 16 MB.
     step = max(1, 2**21 // max(1, n * k))
     for start in range(0, flat.shape[0], step):
         pooled[start : start + step] = _pool_chunk(flat[start : start + step], size)
