@@ -72,7 +72,12 @@ def in_process() -> list[tuple[str, float]]:
         Token(text=f"w{i}", index=i, word_index=i, is_special=i in (0, n - 1)) for i in range(n)
     ]
     result = core.AttentionResult(
-        model_name="bert-base shape", text="", text_pair=None, tokens=tokens, attentions=attentions
+        model_name="bert-base shape",
+        text="",
+        text_pair=None,
+        tokens=tokens,
+        attention_stacks={core.families.SELF: attentions},
+        stack_specs=core.families.EncoderFamily.stacks,
     )
     rows: list[tuple[str, float]] = []
 

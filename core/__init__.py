@@ -7,7 +7,6 @@ Everything here is UI-free and importable from a notebook::
 """
 
 from core.attention import (
-    STACKS,
     AttentionResult,
     generate_with_attention,
     predict_next,
@@ -16,31 +15,49 @@ from core.attention import (
 from core.compare import Comparison, WordAlignment, align_words, compare_replacement
 from core.errors import (
     AtlasError,
+    ComputationCancelled,
+    DeployConfigError,
     EmptyReplacementError,
     EmptyTextError,
+    FlowCancelled,
+    InvalidAttentionError,
     InvalidModelNameError,
+    InvalidSelectionError,
+    MethodUnsupportedError,
     ModelLoadError,
+    ModelNotAllowedError,
     ModelNotFoundError,
+    ModelTooLargeError,
+    NeuronViewUnsupportedError,
     NoMaskedLMHeadError,
     NoMaskError,
     NotAModelError,
     OfflineError,
     PositionOutOfRangeError,
+    TextTooLongError,
     TruncationWarning,
+    UnsafeWeightsError,
     UnsupportedModelError,
 )
 from core.export import attention_csv, attention_data, attention_json
-from core.flow import ComputationCancelled, FlowCancelled, attention_flow
+from core.families import STACKS, Family, StackSpec, detect_family, family_for_kind
+from core.flow import attention_flow
 from core.head_stats import STAT_DESCRIPTIONS, head_statistics
-from core.models import EMBEDDED_MODEL, PRESETS, LoadedModel, ModelKind, Preset, load_model
-from core.neuron import NeuronView, NeuronViewUnsupportedError, neuron_view, supports_neuron_view
-from core.predictions import Prediction, predict_masked
-from core.rollout import (
-    InvalidAttentionError,
-    InvalidSelectionError,
-    attention_rollout,
-    residual_attention,
+from core.kinds import ModelKind
+from core.methods import (
+    Method,
+    MethodRequest,
+    MethodResult,
+    compute_method,
+    get_method,
+    list_methods,
+    method_names,
+    run_method,
 )
+from core.models import EMBEDDED_MODEL, PRESETS, LoadedModel, Preset, load_model
+from core.neuron import NeuronView, neuron_view, supports_neuron_view
+from core.predictions import Prediction, predict_masked
+from core.rollout import attention_rollout, residual_attention
 from core.tokens import Token, word_groups
 from core.transforms import drop_positions, mean_of_heads, merge_groups, select_heads
 
@@ -53,16 +70,24 @@ __all__ = [
     "AttentionResult",
     "Comparison",
     "ComputationCancelled",
+    "DeployConfigError",
     "EmptyReplacementError",
     "EmptyTextError",
+    "Family",
     "FlowCancelled",
     "InvalidAttentionError",
     "InvalidModelNameError",
     "InvalidSelectionError",
     "LoadedModel",
+    "Method",
+    "MethodRequest",
+    "MethodResult",
+    "MethodUnsupportedError",
     "ModelKind",
     "ModelLoadError",
+    "ModelNotAllowedError",
     "ModelNotFoundError",
+    "ModelTooLargeError",
     "NeuronView",
     "NeuronViewUnsupportedError",
     "NoMaskError",
@@ -72,8 +97,11 @@ __all__ = [
     "PositionOutOfRangeError",
     "Prediction",
     "Preset",
+    "StackSpec",
+    "TextTooLongError",
     "Token",
     "TruncationWarning",
+    "UnsafeWeightsError",
     "UnsupportedModelError",
     "WordAlignment",
     "align_words",
@@ -83,17 +111,24 @@ __all__ = [
     "attention_json",
     "attention_rollout",
     "compare_replacement",
+    "compute_method",
+    "detect_family",
     "drop_positions",
+    "family_for_kind",
     "generate_with_attention",
+    "get_method",
     "head_statistics",
+    "list_methods",
     "load_model",
     "mean_of_heads",
     "merge_groups",
+    "method_names",
     "neuron_view",
     "predict_masked",
     "predict_next",
     "residual_attention",
     "run_attention",
+    "run_method",
     "select_heads",
     "supports_neuron_view",
     "word_groups",

@@ -19,32 +19,33 @@ from core.errors import (
     TruncationWarning,
     UnsupportedModelError,
 )
-from core.inference import encode, forward
+from core.families import CROSS, DECODER_SELF, SELF, StackSpec
+from core.inference import encode, forward, guarded
 from core.models import LoadedModel, ModelKind
 from core.predictions import Prediction, top_predictions
 from core.tokens import Token, tokens_from_ids
 
-STACKS = ("encoder", "decoder", "cross")
 MAX_GENERATED_TARGET = 40
 """Tokens generated greedily when an encoder-decoder model is given no target text."""
 
 
 @dataclass(frozen=True, eq=False)
 class AttentionResult:
-    """Attention of every head for one input.
+    """Attention of every head for one input, one array per stack of the model's family.
 
-    `attentions[l, h, i, j]` is the weight query position `i` puts on key position `j` in head
-    `h` of layer `l`: float32 `[layers, heads, seq, seq]`, exactly the model's weights. For an
-    encoder-decoder model this is the encoder's self-attention; the decoder's self-attention
-    `[layers, heads, t, t]` and the cross attention `[layers, heads, t, seq]` come with their
-    own `decoder_tokens`.
+    `attention_stacks[name][l, h, i, j]` is the weight query position `i` puts on key position
+    `j` in head `h` of layer `l`: float32 `[layers, heads, q, k]`, exactly the model's weights.
+    Every family has the "self" stack over the text's `tokens` (`attentions`); encoder-decoder
+    models add "decoder_self" `[layers, heads, t, t]` and "cross" `[layers, heads, t, seq]`,
+    whose queries are the `decoder_tokens`. `stack(name)` gives any of them with its tokens.
     """
 
     model_name: str
     text: str
     text_pair: str | None
     tokens: list[Token]
-    attentions: np.ndarray
+    attention_stacks: dict[str, np.ndarray]
+    stack_specs: tuple[StackSpec, ...]
     segment_b_start: int | None = None
     """Index of the first token of the second sentence of a pair, else None."""
     dropped_tokens: int = 0
@@ -58,12 +59,23 @@ class AttentionResult:
     """Causal LMs after `generate_with_attention`: positions from here on were generated."""
     target_text: str | None = None
     decoder_tokens: list[Token] | None = None
-    decoder_attentions: np.ndarray | None = None
-    cross_attentions: np.ndarray | None = None
     target_generated: bool = False
     """Encoder-decoder models: True when no target was given and it was generated greedily."""
     dropped_target_tokens: int = 0
     """Encoder-decoder models: target tokens cut off beyond the model's maximum length."""
+
+    @property
+    def attentions(self) -> np.ndarray:
+        """The "self" stack over the text, `[layers, heads, seq, seq]`."""
+        return self.attention_stacks[SELF]
+
+    @property
+    def decoder_attentions(self) -> np.ndarray | None:
+        return self.attention_stacks.get(DECODER_SELF)
+
+    @property
+    def cross_attentions(self) -> np.ndarray | None:
+        return self.attention_stacks.get(CROSS)
 
     @property
     def labels(self) -> list[str]:
@@ -92,27 +104,29 @@ class AttentionResult:
     @property
     def stacks(self) -> tuple[str, ...]:
         """Names of the attention stacks this result holds (see `stack`)."""
-        return STACKS if self.decoder_attentions is not None else ("encoder",)
+        return tuple(spec.name for spec in self.stack_specs if spec.name in self.attention_stacks)
 
-    def stack(self, name: str = "encoder") -> tuple[np.ndarray, list[Token], list[Token]]:
-        """`(attentions [layers, heads, q, k], query tokens, key tokens)` of one stack.
+    def stack_spec(self, name: str = SELF) -> StackSpec:
+        """Label, description, causality and squareness of one stack."""
+        for spec in self.stack_specs:
+            if spec.name == name and name in self.attention_stacks:
+                return spec
+        raise PositionOutOfRangeError(
+            f"This result has no '{name}' attention: it has {', '.join(self.stacks)}."
+        )
 
-        "encoder" is the (self-)attention of every model kind; "decoder" and "cross" exist
-        for encoder-decoder models only.
-        """
-        if name == "encoder":
+    def stack(self, name: str = SELF) -> tuple[np.ndarray, list[Token], list[Token]]:
+        """`(attentions [layers, heads, q, k], query tokens, key tokens)` of one stack."""
+        self.stack_spec(name)
+        if name == SELF:
             return self.attentions, self.tokens, self.tokens
-        if name not in STACKS or self.decoder_attentions is None or self.decoder_tokens is None:
-            raise PositionOutOfRangeError(
-                f"This result has no '{name}' attention: it has {', '.join(self.stacks)}."
-            )
-        if name == "decoder":
-            return self.decoder_attentions, self.decoder_tokens, self.decoder_tokens
-        return self.cross_attentions, self.decoder_tokens, self.tokens
+        assert self.decoder_tokens is not None  # the family yields them with these stacks
+        keys = self.tokens if name == CROSS else self.decoder_tokens
+        return self.attention_stacks[name], self.decoder_tokens, keys
 
-    def is_causal(self, name: str = "encoder") -> bool:
+    def is_causal(self, name: str = SELF) -> bool:
         """Whether a stack's queries only see earlier keys (its upper triangle is not data)."""
-        return name == "decoder" or (name == "encoder" and self.model_kind is ModelKind.CAUSAL_LM)
+        return self.stack_spec(name).causal
 
 
 def run_attention(
@@ -147,19 +161,14 @@ def run_attention(
         text=encoded.text,
         text_pair=encoded.text_pair,
         tokens=encoded.tokens,
-        attentions=output.attentions,
+        attention_stacks=output.stacks,
+        stack_specs=model.family.stacks,
         segment_b_start=encoded.segment_b_start,
         dropped_tokens=encoded.dropped_tokens,
         predictions=predictions,
         model_kind=model.kind,
         next_token=next_token,
     )
-
-
-def _stack(attentions) -> np.ndarray:
-    if not attentions or any(a is None for a in attentions):
-        raise UnsupportedModelError("The model did not return attention weights.")
-    return torch.stack([a[0] for a in attentions]).to(torch.float32).cpu().numpy()
 
 
 def _run_encoder_decoder(
@@ -169,7 +178,7 @@ def _run_encoder_decoder(
     network, tokenizer = model.model, model.tokenizer
     generated = target_text is None or not target_text.strip()
     dropped_target = 0
-    with torch.inference_mode():
+    with guarded(model), torch.inference_mode():
         if generated:
             # The decoder's input is its own greedy output, start token included.
             decoder_ids = network.generate(
@@ -198,22 +207,21 @@ def _run_encoder_decoder(
                 raise EmptyTextError("The target text has no tokens the model can read.")
             # Exactly what the decoder sees in training: the target shifted right.
             decoder_ids = network.prepare_decoder_input_ids_from_labels(labels=labels)
-        output = network(**encoded.inputs, decoder_input_ids=decoder_ids, output_attentions=True)
+    output = forward(model, encoded.inputs, decoder_input_ids=decoder_ids)
     decoder_tokens = tokens_from_ids(decoder_ids[0].tolist(), tokenizer)
     return AttentionResult(
         model_name=model.name,
         text=encoded.text,
         text_pair=None,
         tokens=encoded.tokens,
-        attentions=_stack(output.encoder_attentions),
+        attention_stacks=output.stacks,
+        stack_specs=model.family.stacks,
         dropped_tokens=encoded.dropped_tokens,
         model_kind=model.kind,
         target_text=tokenizer.decode(decoder_ids[0], skip_special_tokens=True)
         if generated
         else target_text,
         decoder_tokens=decoder_tokens,
-        decoder_attentions=_stack(output.decoder_attentions),
-        cross_attentions=_stack(output.cross_attentions),
         target_generated=generated,
         dropped_target_tokens=dropped_target,
     )
@@ -247,7 +255,7 @@ def generate_with_attention(
         raise PositionOutOfRangeError(
             f"The prompt already fills the model's {model.max_length} positions."
         )
-    with torch.inference_mode():
+    with guarded(model), torch.inference_mode():
         sequence = model.model.generate(
             **encoded.inputs,
             max_new_tokens=min(max_new_tokens, room),
@@ -262,7 +270,8 @@ def generate_with_attention(
         text=model.tokenizer.decode(sequence[0]),
         text_pair=None,
         tokens=tokens,
-        attentions=output.attentions,
+        attention_stacks=output.stacks,
+        stack_specs=model.family.stacks,
         dropped_tokens=encoded.dropped_tokens,
         model_kind=model.kind,
         next_token=top_predictions(output.logits, [len(tokens) - 1], model.tokenizer, 5)[0],

@@ -30,7 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import AtlasError, ModelLoadError, UnsupportedModelError
+from core.errors import (
+    DeployConfigError,
+    ModelLoadError,
+    ModelNotAllowedError,
+    ModelTooLargeError,
+    TextTooLongError,
+    UnsafeWeightsError,
+    UnsupportedModelError,
+)
 from core.models import PRESETS, LoadedModel, load_config, load_model
 
 ENV_PUBLIC = "ATLAS_PUBLIC"
@@ -66,26 +74,6 @@ _PRESETS_WORD = "presets"
 _SUFFIXES = {"": 1, "k": 1_000, "m": 1_000_000, "b": 1_000_000_000, "g": 1_000_000_000}
 _AMOUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmbg]?)\s*$", re.IGNORECASE)
 _NAME_SHOWN = 80
-
-
-class DeployConfigError(AtlasError):
-    """A deployment setting (environment variable or secret) has a value we cannot read."""
-
-
-class ModelNotAllowedError(ModelLoadError):
-    """The deployment does not offer this model (allowlist, or a local path in public mode)."""
-
-
-class ModelTooLargeError(ModelLoadError):
-    """The model has more parameters than the deployment allows."""
-
-
-class UnsafeWeightsError(ModelLoadError):
-    """Only safetensors weights may be loaded, and the checkpoint has none."""
-
-
-class TextTooLongError(AtlasError):
-    """The text is longer than the deployment accepts."""
 
 
 @dataclass(frozen=True)
@@ -266,11 +254,11 @@ def estimate_parameters(config: Any) -> int:
     """
     import torch
 
-    from core.models import _model_class, detect_kind
+    from core.families import detect_family
 
     try:
         with torch.device("meta"):
-            network = _model_class(detect_kind(config)).from_config(config)
+            network = detect_family(config).auto_class().from_config(config)
     except Exception as exc:  # any architecture's own constructor can fail in its own way
         raise UnsupportedModelError(
             f"Cannot work out the size of this '{getattr(config, 'model_type', '?')}' model from "

@@ -57,3 +57,47 @@ class UnsupportedModelError(ModelLoadError):
 
 class TruncationWarning(UserWarning):
     """The input was longer than the model's maximum and its end was dropped."""
+
+
+class InvalidAttentionError(AtlasError):
+    """The attention array is not a ``[layers, heads, n, n]`` stack of row-stochastic maps."""
+
+
+class InvalidSelectionError(AtlasError):
+    """A head, token, layer or row index passed alongside the attentions is not usable."""
+
+
+class ComputationCancelled(AtlasError):
+    """A long computation was stopped because its progress callback returned ``False``."""
+
+
+class FlowCancelled(ComputationCancelled):
+    """:func:`core.attention_flow` was stopped by its ``progress`` callback."""
+
+
+class NeuronViewUnsupportedError(AtlasError):
+    """The model's attention is not one whose query and key vectors the neuron view can read."""
+
+
+class MethodUnsupportedError(AtlasError):
+    """An attribution method cannot be computed for this model or stack (the message says why)."""
+
+
+class DeployConfigError(AtlasError):
+    """A deployment setting (environment variable or secret) has a value we cannot read."""
+
+
+class ModelNotAllowedError(ModelLoadError):
+    """The deployment does not offer this model (allowlist, or a local path in public mode)."""
+
+
+class ModelTooLargeError(ModelLoadError):
+    """The model has more parameters than the deployment allows."""
+
+
+class UnsafeWeightsError(ModelLoadError):
+    """Only safetensors weights may be loaded, and the checkpoint has none."""
+
+
+class TextTooLongError(AtlasError):
+    """The text is longer than the deployment accepts."""

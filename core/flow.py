@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from core._maxflow import FLOW_ATOL, LayeredFlow
+from core.errors import ComputationCancelled, FlowCancelled
 from core.rollout import (
     InvalidSelectionError,
     _check_indices,
@@ -36,14 +37,6 @@ __all__ = [
 ]
 
 _CHECK_INTERVAL = 0.1  # seconds
-
-
-class ComputationCancelled(Exception):
-    """A long computation was stopped because its progress callback returned ``False``."""
-
-
-class FlowCancelled(ComputationCancelled):
-    """:func:`attention_flow` was stopped by its ``progress`` callback."""
 
 
 def _layer_index(layer: int, layers: int) -> int:

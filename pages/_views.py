@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import streamlit as st
 
+import core
 from core import charts
 from core.views import block_edges, block_labels, window
 from pages import _shared as shared
@@ -182,12 +183,6 @@ def _heatmap(
     )
 
 
-STACK_LABELS = {"encoder": "Encoder", "decoder": "Decoder", "cross": "Cross"}
-STACK_CAPTIONS = {
-    "encoder": "Encoder self-attention: source tokens attend to source tokens.",
-    "decoder": "Decoder self-attention: target tokens attend to earlier target tokens (causal).",
-    "cross": "Cross attention: target tokens (rows) attend to source tokens (columns).",
-}
 CROSS_NO_ROLLOUT = (
     "Rollout and flow are not offered for cross attention: it maps target tokens to source "
     "tokens, so it is not a square matrix that chains through the layers (rollout multiplies "
@@ -196,30 +191,31 @@ CROSS_NO_ROLLOUT = (
 )
 
 
-def stack_selector(stacks: tuple[str, ...]) -> str:
+def stack_selector(result: core.AttentionResult) -> str:
     """Encoder / Decoder / Cross control for encoder-decoder results; returns the stack shown.
 
     Other models have one stack and get no control (the state is reset to "encoder", so a link
     from an encoder-decoder model does not leave it pointing at a stack that is not there).
     """
+    stacks = result.stacks
     if len(stacks) < 2:
-        st.session_state["stack"] = "encoder"
-        return "encoder"
+        st.session_state["stack"] = core.families.SELF
+        return core.families.SELF
     if st.session_state.get("stack") not in stacks:
-        st.session_state["stack"] = "encoder"
+        st.session_state["stack"] = core.families.SELF
     choice = shared.bound(
         st.segmented_control,
         "Attention stack",
         "stack",
         options=list(stacks),
-        format_func=STACK_LABELS.get,
+        format_func=lambda name: result.stack_spec(name).label,
         required=True,
         help="Encoder-decoder models attend three ways: within the source (encoder), within "
         "the target (decoder) and from the target to the source (cross).",
     )
     if choice not in stacks:
-        choice = st.session_state["stack"] = "encoder"
-    st.caption(STACK_CAPTIONS[choice])
+        choice = st.session_state["stack"] = core.families.SELF
+    st.caption(result.stack_spec(choice).description)
     return choice
 
 

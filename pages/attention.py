@@ -43,7 +43,7 @@ if result is None:
     st.stop()
 
 target = shared.current_target(model)
-stack_name = views.stack_selector(result.stacks)
+stack_name = views.stack_selector(result)
 cross = stack_name == "cross"
 # Rows are the stack's queries: the text's tokens, or the target's for decoder and cross.
 attentions, tokens, key_tokens = result.stack(stack_name)
@@ -162,7 +162,7 @@ else:
     what = f"attention flow after layer {layer}"
 
 if len(result.stacks) > 1:
-    what = f"{views.STACK_LABELS[stack_name].lower()} {what}"
+    what = f"{result.stack_spec(stack_name).label.lower()} {what}"
 display_options = {
     "hide_special": st.session_state["hide_special"],
     "merge_words": st.session_state["merge_words"],
@@ -202,7 +202,7 @@ def cached_neuron_view(
 
 def show_neuron_view() -> None:
     """Query and key vectors, their products, scores and softmax for the selected head and token."""
-    if stack_name != "encoder":
+    if stack_name != core.families.SELF:
         st.info(
             "The neuron view reads the encoder's self-attention: choose the Encoder stack above."
         )
@@ -365,7 +365,7 @@ else:
 # Cross attention exports its target tokens as rows and its source tokens as keys.
 export_labels = [t.text for t in tokens]
 export_keys = [t.text for t in key_tokens] if cross else None
-file_stem = "attention" if stack_name == "encoder" else f"attention_{stack_name}"
+file_stem = "attention" if stack_name == core.families.SELF else f"attention_{stack_name}"
 file_stem = f"{file_stem}_{method}"
 with export_left:
     st.download_button(

@@ -235,7 +235,7 @@ shared.show_chart(
     charts.head_grid(
         # A causal model's later tokens stay empty, as on the other pages.
         shared.cached_thumbnails(
-            model.name, text, pair, shared.current_target(model), "encoder", size
+            model.name, text, pair, shared.current_target(model), core.families.SELF, size
         ),
         max_width=640,
     ),

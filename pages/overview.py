@@ -35,7 +35,7 @@ if result is None:
     st.stop()
 
 target = shared.current_target(model)
-stack_name = views.stack_selector(result.stacks)
+stack_name = views.stack_selector(result)
 cross = stack_name == "cross"
 attentions, query_tokens, key_tokens = result.stack(stack_name)
 layer_count, head_count = attentions.shape[:2]

@@ -11,6 +11,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
+import core
 import core._maxflow as maxflow_engine
 from core.flow import ComputationCancelled, FlowCancelled, attention_flow
 from core.rollout import (
@@ -413,8 +414,8 @@ def test_progress_returning_none_or_true_continues():
 
 def test_cancel_exception_hierarchy():
     assert issubclass(FlowCancelled, ComputationCancelled)
-    assert issubclass(ComputationCancelled, Exception)
-    assert not issubclass(ComputationCancelled, ValueError)
+    # A cancelled computation is shown to people like any other AtlasError.
+    assert issubclass(ComputationCancelled, core.AtlasError)
 
 
 # ----------------------------------------------------------------------------- validation

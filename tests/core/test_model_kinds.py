@@ -32,7 +32,7 @@ def test_causal_attention_is_lower_triangular_and_exact(loaded_tiny, gpt2_refere
     np.testing.assert_array_equal(result.attentions, expected)
     upper = np.triu(np.ones(result.attentions.shape[-2:], dtype=bool), k=1)
     assert (result.attentions[..., upper] == 0).all()
-    assert result.is_causal("encoder")
+    assert result.is_causal("self")
     # Next-token predictions from the same pass match the model's own last-position logits.
     probabilities = output.logits[0, -1].softmax(-1)
     top = probabilities.topk(5)
@@ -75,7 +75,7 @@ def test_generation_limits(loaded_tiny):
 def test_encoder_decoder_returns_three_stacks_exactly(loaded_tiny, tiny_model_path, family):
     source, target = "the cat sat on the mat", "a dog ran home"
     result = run_attention(loaded_tiny(family), source, target_text=target)
-    assert result.stacks == ("encoder", "decoder", "cross")
+    assert result.stacks == ("self", "decoder_self", "cross")
     assert not result.target_generated and result.target_text == target
 
     path = str(tiny_model_path(family))
@@ -89,8 +89,8 @@ def test_encoder_decoder_returns_three_stacks_exactly(loaded_tiny, tiny_model_pa
             output_attentions=True,
         )
     for name, expected in [
-        ("encoder", output.encoder_attentions),
-        ("decoder", output.decoder_attentions),
+        ("self", output.encoder_attentions),
+        ("decoder_self", output.decoder_attentions),
         ("cross", output.cross_attentions),
     ]:
         attentions, queries, keys = result.stack(name)
@@ -98,7 +98,7 @@ def test_encoder_decoder_returns_three_stacks_exactly(loaded_tiny, tiny_model_pa
         assert attentions.shape[-2:] == (len(queries), len(keys))
     _, target_tokens, source_tokens = result.stack("cross")
     assert len(target_tokens) == labels.shape[-1] and len(source_tokens) == len(result.tokens)
-    assert result.is_causal("decoder") and not result.is_causal("cross")
+    assert result.is_causal("decoder_self") and not result.is_causal("cross")
 
 
 @pytest.mark.parametrize("target", [None, "", "   "])
@@ -118,9 +118,9 @@ def test_long_target_is_truncated_and_reported(loaded_tiny):
 
 def test_unknown_stack(embedded):
     result = run_attention(embedded, "hello there")
-    assert result.stacks == ("encoder",)
+    assert result.stacks == ("self",)
     with pytest.raises(PositionOutOfRangeError, match="decoder"):
-        result.stack("decoder")
+        result.stack("decoder_self")
 
 
 def test_empty_source_for_encoder_decoder(loaded_tiny):

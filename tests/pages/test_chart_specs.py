@@ -62,7 +62,7 @@ def test_embedded_model_views_send_valid_specs(view):
         ("gpt2", None, {}),
         ("gpt2", "pages/masked.py", {}),
         ("bart", None, {"stack": "cross"}),
-        ("bart", "pages/overview.py", {"stack": "decoder"}),
+        ("bart", "pages/overview.py", {"stack": "decoder_self"}),
     ],
 )
 def test_model_family_views_send_valid_specs(tiny_model_path, family, page, query):

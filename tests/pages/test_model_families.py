@@ -66,13 +66,13 @@ def test_switching_stacks_changes_the_heatmap(tiny_model_path, loaded, family):
     assert control.options == ["Encoder", "Decoder", "Cross"]
     assert heatmap(at).num_rows == source * source
 
-    control.set_value("decoder").run()
+    control.set_value("decoder_self").run()
     assert_clean(at)
     table = heatmap(at)
     # The decoder only looks back: its lower triangle, diagonal included.
     assert table.num_rows == target * (target + 1) // 2
     assert (table["k"].to_numpy() <= table["q"].to_numpy()).all()
-    assert at.query_params["stack"] == "decoder"
+    assert at.query_params["stack"] == "decoder_self"
 
     stack_controls(at)[0].set_value("cross").run()
     assert_clean(at)
@@ -167,7 +167,7 @@ def test_overview_shows_each_stack(tiny_model_path):
     assert any("cross attention relates two different texts" in i.value for i in at.info)
     assert not at.dataframe  # head statistics are for self-attention
     assert at.get("vega_lite_chart")  # the grid is still drawn
-    stack_controls(at)[0].set_value("decoder").run()
+    stack_controls(at)[0].set_value("decoder_self").run()
     assert_clean(at)
     assert len(at.dataframe[0].value) == 2 * 4
 

@@ -1,0 +1,110 @@
+"""Methods that read the attention weights alone: raw, rollout (Abnar & Zuidema) and flow."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.flow import attention_flow
+from core.methods.base import Method, MethodRequest, MethodResult, Parameter
+from core.methods.registry import register
+from core.rollout import attention_rollout
+
+
+def _compute_raw(request: MethodRequest) -> MethodResult:
+    attentions, queries, keys = request.result.stack(request.stack)
+    square = attentions.shape[-1] == attentions.shape[-2]
+    return MethodResult(
+        method="raw",
+        stack=request.stack,
+        tokens=queries,
+        key_tokens=keys,
+        per_layer=attentions.mean(axis=1, dtype=np.float64),
+        per_head=attentions,
+        rollout=attention_rollout(attentions) if square else None,
+        layers_computed=tuple(range(attentions.shape[0])),
+    )
+
+
+def _compute_rollout(request: MethodRequest) -> MethodResult:
+    attentions, queries, keys = request.result.stack(request.stack)
+    rolled = attention_rollout(attentions)
+    return MethodResult(
+        method="rollout",
+        stack=request.stack,
+        tokens=queries,
+        key_tokens=keys,
+        per_layer=rolled,
+        rollout=rolled,
+        layers_computed=tuple(range(attentions.shape[0])),
+        accumulated=True,
+    )
+
+
+def _compute_flow(request: MethodRequest) -> MethodResult:
+    attentions, queries, keys = request.result.stack(request.stack)
+    layer_count, _, n, _ = attentions.shape
+    layers = tuple(range(layer_count)) if request.layers is None else request.layers
+    flows = np.full((layer_count, n, n), np.nan)
+    total_layers = len(layers)
+
+    def per_layer_progress(index: int):
+        if request.progress is None:
+            return None
+
+        def report(done: int, total: int) -> bool | None:
+            # One bar for all requested layers: each layer is an equal share of the work.
+            return request.progress(index * total + done, total_layers * total)
+
+        return report
+
+    for index, layer in enumerate(layers):
+        flows[layer] = attention_flow(
+            attentions, layer=layer, rows=request.rows, progress=per_layer_progress(index)
+        )
+    return MethodResult(
+        method="flow",
+        stack=request.stack,
+        tokens=queries,
+        key_tokens=keys,
+        per_layer=flows,
+        rollout=flows,
+        layers_computed=tuple(sorted(layer % layer_count for layer in layers)),
+        accumulated=True,
+    )
+
+
+RAW = register(
+    Method(
+        name="raw",
+        label="raw",
+        help="The weights each head computes: row i is how token i spreads its attention over "
+        "every token, and each row sums to 1. The layer view is the mean of its heads.",
+        compute=_compute_raw,
+        square_only=False,
+        has_heads=True,
+    )
+)
+ROLLOUT = register(
+    Method(
+        name="rollout",
+        label="rollout",
+        help="Attention rollout (Abnar & Zuidema 2020): the heads' mean with the residual "
+        "connection as half of each layer, multiplied down through the layers. Row i of layer "
+        "l says which input tokens position i is made of after layer l.",
+        compute=_compute_rollout,
+    )
+)
+FLOW = register(
+    Method(
+        name="flow",
+        label="flow",
+        help="Attention flow (Abnar & Zuidema 2020): the layers as a network of pipes with the "
+        "residual-mixed attention as capacities; the maximum flow from position i to each input "
+        "token, normalised per row. Exact, one max-flow problem per token pair.",
+        compute=_compute_flow,
+        parameters=(
+            Parameter("layers", "Layer", "Flow is computed for the chosen layer only."),
+            Parameter("rows", "Tokens", "Rows (receiving tokens) to compute; others are empty."),
+        ),
+    )
+)

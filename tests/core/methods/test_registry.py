@@ -1,0 +1,100 @@
+"""The method registry: entries, availability per stack, and the raw/rollout/flow methods."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import core
+from core.families import CROSS, DECODER_SELF, SELF
+from core.methods import MethodRequest, get_method, method_names, register, run_method
+from core.methods.base import Method
+
+TEXT = "The cat sat on the mat because it was tired."
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return core.load_model(core.EMBEDDED_MODEL)
+
+
+def test_registry_lists_the_attention_methods_first():
+    assert method_names()[:3] == ("raw", "rollout", "flow")
+    for name in method_names():
+        method = get_method(name)
+        assert method.name == name and method.label and method.help
+
+
+def test_unknown_method_names_the_known_ones():
+    with pytest.raises(core.MethodUnsupportedError, match="raw"):
+        get_method("attention_magic")
+
+
+def test_a_name_registers_once():
+    with pytest.raises(ValueError, match="already"):
+        register(get_method("raw"))
+
+
+def test_list_methods_on_the_embedded_model(minilm):
+    assert {"raw", "rollout", "flow"} <= set(core.list_methods(minilm))
+
+
+def test_raw_is_the_model_attention_exactly(minilm):
+    scores = core.compute_method(minilm, TEXT, "raw")
+    result = core.run_attention(minilm, TEXT)
+    np.testing.assert_array_equal(scores.per_head, result.attentions)
+    np.testing.assert_allclose(scores.per_layer, result.attentions.mean(axis=1), atol=1e-7)
+    np.testing.assert_allclose(scores.rollout, core.attention_rollout(result.attentions))
+    assert [t.text for t in scores.tokens] == result.labels
+
+
+def test_rollout_and_flow_equal_the_pure_functions(minilm):
+    result = core.run_attention(minilm, TEXT)
+    rollout = core.compute_method(minilm, TEXT, "rollout")
+    np.testing.assert_array_equal(rollout.per_layer, core.attention_rollout(result.attentions))
+    assert rollout.accumulated and rollout.per_head is None
+    flow = core.compute_method(minilm, TEXT, "flow", layers=(2,), rows=(1, 3))
+    np.testing.assert_allclose(
+        flow.per_layer[2], core.attention_flow(result.attentions, layer=2, rows=[1, 3])
+    )
+    assert flow.layers_computed == (2,)
+    assert np.isnan(flow.per_layer[0]).all()
+
+
+def test_flow_progress_covers_every_requested_layer(minilm):
+    seen: list[tuple[int, int]] = []
+    core.compute_method(
+        minilm, "A cat.", "flow", layers=(0, 1), progress=lambda d, t: seen.append((d, t))
+    )
+    assert seen[-1][0] == seen[-1][1]
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_flow_cancel_is_an_atlas_error(minilm):
+    with pytest.raises(core.AtlasError):
+        core.compute_method(minilm, TEXT, "flow", layers=(5,), progress=lambda d, t: False)
+
+
+def test_cross_attention_offers_raw_only(tiny_model_path):
+    bart = core.load_model(str(tiny_model_path("bart")))
+    assert core.list_methods(bart, CROSS) == ["raw"]
+    assert {"rollout", "flow"} <= set(core.list_methods(bart, DECODER_SELF))
+    result = core.run_attention(bart, TEXT, target_text="Le chat.")
+    with pytest.raises(core.MethodUnsupportedError, match="target tokens to source tokens"):
+        run_method("rollout", MethodRequest(result=result, model=bart, stack=CROSS))
+    raw = run_method("raw", MethodRequest(result=result, model=bart, stack=CROSS))
+    assert raw.per_layer.shape[1:] == (len(result.decoder_tokens), len(result.tokens))
+
+
+def test_methods_that_need_the_model_say_so_without_it():
+    method = Method(
+        name="needs_model",
+        label="needs model",
+        help="",
+        compute=lambda request: None,
+        needs=core.methods.Needs.FORWARD,
+    )
+    spec = core.families.EncoderFamily.stacks[0]
+    assert "needs the model" in method.reason_unavailable(None, spec)
+    assert get_method("raw").reason_unavailable(None, spec) is None
+    assert spec.name == SELF
