@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import threading
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -33,6 +34,17 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_
 # Models whose learned positions start after the padding index, so two positions are unusable.
 _PADDING_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "longformer", "mpnet"}
 _FALLBACK_MAX_LENGTH = 512
+
+LOADING_LOCK = threading.RLock()
+"""Held while transformers reads a config, builds a tokenizer or a model.
+
+Loading is not thread-safe: transformers' lazy `__getattr__` imports can fail half-way on a cold
+start ("cannot import name 'AutoConfig'"), and `from_pretrained` flips process-wide switches (the
+default dtype, whether to initialise weights) that a second load in another thread sees, so
+concurrent first loads came back with the wrong head or parameter count. Loading is rare and
+cached by the UI, so one load at a time costs little. Reentrant: `load_model` reads the config
+under the same lock. Code that builds models from configs itself (e.g. a size estimate on the
+meta device) takes it too."""
 
 
 class ModelKind(str, Enum):
@@ -215,10 +227,11 @@ def _offline_message(name: str) -> str:
 
 
 def _load_config(location: str, source: str, name: str):
-    from transformers import AutoConfig
-
     try:
-        config = AutoConfig.from_pretrained(location, trust_remote_code=False)
+        with LOADING_LOCK:
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(location, trust_remote_code=False)
     except ValueError as exc:
         # transformers raises ValueError for configs it does not know (custom code, other libs).
         raise UnsupportedModelError(
@@ -309,10 +322,11 @@ def detect_kind(config: Any) -> ModelKind:
         return ModelKind.CAUSAL_LM
     if architectures:
         return ModelKind.ENCODER
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
-    )
+    with LOADING_LOCK:  # a lazy transformers import: see LOADING_LOCK
+        from transformers.models.auto.modeling_auto import (
+            MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+            MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+        )
 
     if config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
         return ModelKind.MASKED_LM
@@ -322,12 +336,13 @@ def detect_kind(config: Any) -> ModelKind:
 
 
 def _model_class(kind: ModelKind):
-    from transformers import (
-        AutoModel,
-        AutoModelForCausalLM,
-        AutoModelForMaskedLM,
-        AutoModelForSeq2SeqLM,
-    )
+    with LOADING_LOCK:  # a lazy transformers import: see LOADING_LOCK
+        from transformers import (
+            AutoModel,
+            AutoModelForCausalLM,
+            AutoModelForMaskedLM,
+            AutoModelForSeq2SeqLM,
+        )
 
     return {
         ModelKind.MASKED_LM: AutoModelForMaskedLM,
@@ -406,6 +421,17 @@ def load_model(
     Raises a `ModelLoadError` subclass with a message for people.
     """
     location, source, name = _locate(name_or_path)
+    with LOADING_LOCK:
+        return _load_model_locked(location, source, name, device, safetensors_only)
+
+
+def _load_model_locked(
+    location: str,
+    source: str,
+    name: str,
+    device: str | torch.device | None,
+    safetensors_only: bool,
+) -> LoadedModel:
     config = _load_config(location, source, name)
     kind = detect_kind(config)
 
@@ -462,7 +488,8 @@ def load_model(
 
 
 def _cached_locally(repo_id: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
+    with LOADING_LOCK:  # a lazy import too: see LOADING_LOCK
+        from huggingface_hub import try_to_load_from_cache
 
     try:
         return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
