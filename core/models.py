@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import socket
 import threading
@@ -24,6 +25,7 @@ from core.errors import (
     ModelNotFoundError,
     NotAModelError,
     OfflineError,
+    UnsafePickleError,
     UnsupportedModelError,
 )
 
@@ -455,6 +457,15 @@ def _load_model_locked(
             output_loading_info=True,
             **({"use_safetensors": True} if safetensors_only else {}),
         )
+    except pickle.UnpicklingError as exc:
+        # torch's message advises re-running with weights_only=False, i.e. trusting the file:
+        # never show that advice to a visitor, in any mode.
+        raise UnsafePickleError(
+            f"'{name}' stores its weights in a pickle file (pytorch_model.bin) that PyTorch's safe "
+            "loader refused: it holds objects other than tensors, and opening it fully could "
+            "run code. Attention Atlas never does that. Use a checkpoint with safetensors "
+            "weights (model.safetensors) instead."
+        ) from None
     except (OSError, ValueError, TypeError, RuntimeError) as exc:
         if source == "hub":
             raise _classify_hub_error(exc, name) from exc
