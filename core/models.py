@@ -457,7 +457,7 @@ def _load_model_locked(
             output_loading_info=True,
             **({"use_safetensors": True} if safetensors_only else {}),
         )
-    except pickle.UnpicklingError as exc:
+    except pickle.UnpicklingError:
         # torch's message advises re-running with weights_only=False, i.e. trusting the file:
         # never show that advice to a visitor, in any mode.
         raise UnsafePickleError(
