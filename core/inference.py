@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core import admission
 from core.errors import EmptyTextError, TruncationWarning, UnsupportedModelError
 from core.models import LoadedModel, ModelKind
 from core.tokens import Token, build_tokens, normalize_masks
@@ -107,8 +108,16 @@ def encode(model: LoadedModel, text: str, text_pair: str | None = None) -> Encod
 def forward(model: LoadedModel, inputs: dict[str, Any]) -> ForwardOutput:
     """One forward pass returning every layer's attention and, if there is an LM head, logits.
 
-    Runs under `torch.inference_mode()`; the shared model is not modified.
+    Runs under `torch.inference_mode()`; the shared model is not modified. Takes a slot of the
+    process-wide admission limit (`core.admission`), so it may wait behind other visitors' work
+    and raise `ServerBusyError`.
     """
+    # Outside the try below, which would turn the busy error into "could not run".
+    with admission.slot("forward pass"):
+        return _forward_admitted(model, inputs)
+
+
+def _forward_admitted(model: LoadedModel, inputs: dict[str, Any]) -> ForwardOutput:
     network = model.model
     try:
         with torch.inference_mode():
