@@ -142,6 +142,8 @@ class Visitor:
         stats: Stats,
         seed: int,
         quiet: tuple[tuple[float, float], ...] = (),
+        long_share: float = 0.1,
+        actions: int = ACTIONS_PER_SESSION,
     ) -> None:
         self.number = number
         self.quiet = quiet
@@ -150,6 +152,10 @@ class Visitor:
         self.stats = stats
         self.rng = random.Random(seed)
         self.texts = 0
+        self.long_share = long_share
+        self.actions = actions
+        """Actions per session before the visitor leaves and comes back as a new session."""
+        """Share of texts of ≈300 words, beyond the 256-token cap."""
         self.marker: str | None = None
         self.session_id = ""
         self.query = ""
@@ -162,7 +168,7 @@ class Visitor:
         self.texts += 1
         self.stats.texts += 1
         roll = self.rng.random()
-        count = 300 if roll < 0.1 else self.rng.randint(4, 60)
+        count = 300 if roll < self.long_share else self.rng.randint(4, 60)
         words = [self.rng.choice(WORDS) for _ in range(count)]
         if roll > 0.7:
             words[self.rng.randrange(len(words))] = "[MASK]"
@@ -195,7 +201,7 @@ class Visitor:
         """One session's actions: a random page, then texts and pages in turn."""
         page = self.rng.choice(PAGES)
         await self.request(ws, page, page_name="" if page == "attention" else page)
-        for action in range(ACTIONS_PER_SESSION):
+        for action in range(self.actions):
             await asyncio.sleep(self.rng.uniform(0.2, 1.0))
             elapsed = time.monotonic() - self.stats.started
             for start, end in self.quiet:
@@ -456,9 +462,13 @@ async def soak(
     warmup: float,
     idle_tail: float,
     pause: float = QUIET,
+    long_share: float = 0.1,
+    actions: int = ACTIONS_PER_SESSION,
 ) -> tuple[Stats, Samples]:
     """`clients` visitors for `duration` s of load, pausing `pause` s (connected, idle) after
-    `warmup` s and again before leaving; RSS is sampled until `idle_tail` s after they left."""
+    `warmup` s and again before leaving; RSS is sampled until `idle_tail` s after they left.
+    `long_share` of the texts typed are ≈300 words long (cut at the token cap); a visitor comes
+    back as a new session every `actions` actions."""
     stats, samples = Stats(), Samples()
     started = stats.started
     # `duration` seconds of load, a pause after the warm-up and one before leaving.
@@ -467,7 +477,10 @@ async def soak(
     sampler = asyncio.create_task(sample_rss(pid, port, samples, started, stop))
     url = f"ws://127.0.0.1:{port}/_stcore/stream"
     quiet = ((warmup, warmup + pause), (duration + pause, duration + 2 * pause)) if pause else ()
-    visitors = [Visitor(n, url, stats, seed=n, quiet=quiet) for n in range(clients)]
+    visitors = [
+        Visitor(n, url, stats, seed=n, quiet=quiet, long_share=long_share, actions=actions)
+        for n in range(clients)
+    ]
     tasks = [asyncio.create_task(v.run(deadline)) for v in visitors]
     # Visitors stop at the deadline; the last request may take up to its own timeout.
     done, pending = await asyncio.wait(tasks, timeout=duration + 2 * pause + REQUEST_TIMEOUT + 30)

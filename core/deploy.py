@@ -42,27 +42,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# The budget errors live in core.errors; `X as X` re-exports them for callers of this module.
 from core.errors import (
     AtlasError,
-    BudgetExceededError,
-    ExportTooLargeError,
-    FlowTimeExceededError,
-    FlowTooLargeError,
-    InsufficientMemoryError,
     ModelLoadError,
-    ResultTooLargeError,
     UnsupportedModelError,
 )
+from core.errors import BudgetExceededError as BudgetExceededError
+from core.errors import ExportTooLargeError as ExportTooLargeError
+from core.errors import FlowTimeExceededError as FlowTimeExceededError
+from core.errors import FlowTooLargeError as FlowTooLargeError
+from core.errors import InsufficientMemoryError as InsufficientMemoryError
+from core.errors import ResultTooLargeError as ResultTooLargeError
 from core.models import LOADING_LOCK, PRESETS, LoadedModel, load_config, load_model
-
-__all__ = [  # the budget errors live in core.errors; re-exported for the callers of this module
-    "BudgetExceededError",
-    "ExportTooLargeError",
-    "FlowTimeExceededError",
-    "FlowTooLargeError",
-    "InsufficientMemoryError",
-    "ResultTooLargeError",
-]
 
 ENV_PUBLIC = "ATLAS_PUBLIC"
 ENV_ALLOWED_MODELS = "ATLAS_ALLOWED_MODELS"
@@ -724,6 +716,13 @@ def load_model_for(policy: DeployPolicy, name: str) -> LoadedModel:
         parameters = check_model_size(policy, config, name)
     if not policy.public:
         # Public deployments are bounded by their caps; a private one by the machine.
+        if parameters is None:
+            try:
+                parameters = estimate_parameters(config)
+            except UnsupportedModelError:
+                # Some architectures cannot be built from their config alone; a private
+                # install still loads them, checking the memory of the result only.
+                parameters = 0
         check_memory(policy, config, name, parameters=parameters)
     try:
         model = load_model(name, safetensors_only=policy.safetensors_only)
