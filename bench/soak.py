@@ -6,6 +6,8 @@ Run by hand (≈6 minutes; everything stays on 127.0.0.1 and the script stops by
     python bench/soak.py --write              # … and puts it in bench/RESULTS.md
     python bench/soak.py --clients 4 --duration 60 --warmup 20   # a quick check
     python bench/soak.py --server-env MALLOC_ARENA_MAX=16       # glibc's allocator defaults
+    python bench/soak.py --clients 20 --write                   # issue 12's 20-visitor target
+    python bench/soak.py --heavy --clients 3 --duration 120 --write   # fair CPU, see below
 
 It starts `streamlit run streamlit_app.py` on a free port of 127.0.0.1 with the public-deploy
 policy on (ATLAS_PUBLIC=1: presets only, 256-token cap), then runs N simulated visitors
@@ -27,8 +29,19 @@ or a dropped connection. The server's resident memory (RSS, /proc) and what st.c
 in flight, so growth is measured at rest: the visitors pause (connected) for 25 s after the
 warm-up (first model load, caches filling) and again for 25 s at the end, before leaving.
 
+After the visitors leave, RSS is sampled for `--idle-tail` seconds (default 60): memory that
+does not come back then is held by something that outlived the sessions.
+
 `--server-env MALLOC_ARENA_MAX=16` runs the server with glibc's default allocator settings
 (the app only tunes them when that variable is unset), for comparison.
+
+`--heavy` measures fair CPU instead: one server with `ATLAS_MAX_TOKENS=512`, `--clients`
+ordinary visitors for `--duration` seconds alone, then the same again with one heavy visitor
+beside them, who does the heaviest things the deployment allows, over and over: a new 512-token
+text on the attention page opened by a link with `method=flow` (the flow the page starts for
+it), every download button on that page and on the overview page fetched (the file is built on
+the server when asked for). The report compares the ordinary visitors' p95 page time without
+and with the heavy one (target: at most 2×).
 """
 
 from __future__ import annotations
@@ -41,7 +54,9 @@ import random
 import statistics
 import sys
 import time
+import urllib.parse
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +75,11 @@ SECTION = "## Many users at once"
 PAGES = ("attention", "overview", "masked", "compare")
 ACTIONS_PER_SESSION = 12
 REQUEST_TIMEOUT = 60.0
+HEAVY_REQUEST_TIMEOUT = 600.0
+"""A 512-token flow or a large export may take minutes on a loaded machine; it is not an error."""
+HEAVY_TOKENS = 512
+LEAVE_TAIL = 60.0
+"""Seconds after the visitors left within which RSS should have come back (issue 12)."""
 QUIET = 25.0
 """Seconds the visitors pause after the warm-up (and wait after leaving) so RSS can be taken at
 rest: under load it swings by hundreds of MB with the runs in flight."""
@@ -77,11 +97,12 @@ WORDS = tuple(
 
 
 # ---------------------------------------------------------------- the server
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory of `pid` in MB; `field="VmHWM"` gives its peak since it started."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
+    raise RuntimeError(f"no {field} for process {pid}")
 
 
 # ---------------------------------------------------------------- visitors
@@ -112,13 +133,17 @@ class RunFailed(Exception):
 
 
 class Visitor:
+    request_timeout = REQUEST_TIMEOUT
+
     def __init__(
         self,
         number: int,
         url: str,
         stats: Stats,
         seed: int,
-        quiet: tuple[tuple[float, float], ...],
+        quiet: tuple[tuple[float, float], ...] = (),
+        long_share: float = 0.1,
+        actions: int = ACTIONS_PER_SESSION,
     ) -> None:
         self.number = number
         self.quiet = quiet
@@ -127,13 +152,23 @@ class Visitor:
         self.stats = stats
         self.rng = random.Random(seed)
         self.texts = 0
+        self.long_share = long_share
+        self.actions = actions
+        """Actions per session before the visitor leaves and comes back as a new session."""
+        """Share of texts of ≈300 words, beyond the 256-token cap."""
         self.marker: str | None = None
+        self.session_id = ""
+        self.query = ""
+        self.pages: dict[str, str] = {}
+        self.text_widget = ""
+        self.downloads: dict[str, str] = {}
+        """Deferred download buttons of the last run: label -> file id."""
 
     def new_text(self) -> str:
         self.texts += 1
         self.stats.texts += 1
         roll = self.rng.random()
-        count = 300 if roll < 0.1 else self.rng.randint(4, 60)
+        count = 300 if roll < self.long_share else self.rng.randint(4, 60)
         words = [self.rng.choice(WORDS) for _ in range(count)]
         if roll > 0.7:
             words[self.rng.randrange(len(words))] = "[MASK]"
@@ -160,21 +195,25 @@ class Visitor:
         ) as ws:
             self.stats.sessions += 1
             self.query, self.pages, self.text_widget, self.marker = "", {}, "", None
-            page = self.rng.choice(PAGES)
-            await self.request(ws, page, page_name="" if page == "attention" else page)
-            for action in range(ACTIONS_PER_SESSION):
-                await asyncio.sleep(self.rng.uniform(0.2, 1.0))
-                elapsed = time.monotonic() - self.stats.started
-                for start, end in self.quiet:
-                    if start <= elapsed < end:
-                        await asyncio.sleep(end - elapsed)
-                if time.monotonic() >= deadline:
-                    return
-                if action % 2 == 0 and self.text_widget:
-                    await self.request(ws, page, text=self.new_text())
-                else:
-                    page = PAGES[(PAGES.index(page) + 1) % len(PAGES)]
-                    await self.request(ws, page, page_hash=self.pages.get(page, ""))
+            await self.visit(ws, deadline)
+
+    async def visit(self, ws: websockets.ClientConnection, deadline: float) -> None:
+        """One session's actions: a random page, then texts and pages in turn."""
+        page = self.rng.choice(PAGES)
+        await self.request(ws, page, page_name="" if page == "attention" else page)
+        for action in range(self.actions):
+            await asyncio.sleep(self.rng.uniform(0.2, 1.0))
+            elapsed = time.monotonic() - self.stats.started
+            for start, end in self.quiet:
+                if start <= elapsed < end:
+                    await asyncio.sleep(end - elapsed)
+            if time.monotonic() >= deadline:
+                return
+            if action % 2 == 0 and self.text_widget:
+                await self.request(ws, page, text=self.new_text())
+            else:
+                page = PAGES[(PAGES.index(page) + 1) % len(PAGES)]
+                await self.request(ws, page, page_hash=self.pages.get(page, ""))
 
     async def request(
         self,
@@ -198,7 +237,7 @@ class Visitor:
         started = time.perf_counter()
         await ws.send(message.SerializeToString())
         try:
-            charts = await asyncio.wait_for(self.receive_run(ws), REQUEST_TIMEOUT)
+            charts = await asyncio.wait_for(self.receive_run(ws), self.request_timeout)
             # Three views, four for long texts (the heatmap becomes an overview plus a detail).
             if page == "attention" and len(charts) not in (3, 4):
                 raise RunFailed(f"attention page drew {len(charts)} charts instead of 3 or 4")
@@ -209,7 +248,7 @@ class Visitor:
         except RunFailed as error:
             self.stats.errors.append(f"{page}: {error}")
         except TimeoutError:
-            self.stats.errors.append(f"{page}: no answer within {REQUEST_TIMEOUT:.0f} s")
+            self.stats.errors.append(f"{page}: no answer within {self.request_timeout:.0f} s")
             raise
         else:
             finished = time.perf_counter()
@@ -221,11 +260,14 @@ class Visitor:
         """Read messages until the run finishes; returns the Vega-Lite specs drawn."""
         charts: list[str] = []
         problems: list[str] = []
+        self.downloads = {}
         while True:
             message = ForwardMsg()
             message.ParseFromString(await ws.recv())
             kind = message.WhichOneof("type")
-            if kind == "navigation":
+            if kind == "new_session":
+                self.session_id = message.new_session.initialize.session_id
+            elif kind == "navigation":
                 self.pages = {
                     p.url_pathname or "attention": p.page_script_hash
                     for p in message.navigation.app_pages
@@ -239,6 +281,9 @@ class Visitor:
                     charts.append(element.vega_lite_chart.spec)
                 elif what == "text_area" and element.text_area.label == "Text":
                     self.text_widget = element.text_area.id
+                elif what == "download_button" and element.download_button.deferred_file_id:
+                    button = element.download_button
+                    self.downloads[button.label] = button.deferred_file_id
                 elif what == "exception":
                     problems.append(f"exception {element.exception.type}")
                 elif what == "alert" and element.alert.format == Alert.ERROR:
@@ -257,6 +302,81 @@ class Visitor:
                 return charts
 
 
+class HeavyVisitor(Visitor):
+    """One visitor doing the heaviest things the deployment allows, over and over.
+
+    A new session opens the attention page from a link carrying a new `HEAVY_TOKENS`-token
+    text and `method=flow` (so the page starts a flow for it), fetches every download the page
+    offers, moves to the overview page and fetches its downloads too. Its page times and
+    downloads are kept apart from the ordinary visitors' (`Stats`), which are what is measured.
+    """
+
+    request_timeout = HEAVY_REQUEST_TIMEOUT
+
+    def __init__(self, url: str, http: str, stats: Stats, seed: int) -> None:
+        super().__init__(-1, url, stats, seed)
+        self.http = http
+        self.download_bytes = 0
+        self.download_count = 0
+        self.download_seconds: list[float] = []
+
+    def heavy_text(self) -> str:
+        # Common one-piece words: about one token each, so this reaches the token cap.
+        self.texts += 1
+        words = [self.rng.choice(WORDS) for _ in range(HEAVY_TOKENS + 40)]
+        return f"Heavy text {self.texts}: " + " ".join(words) + "."
+
+    async def visit(self, ws: websockets.ClientConnection, deadline: float) -> None:
+        self.query = urllib.parse.urlencode(
+            {"text": self.heavy_text(), "method": "flow", "layer": "-1"}
+        )
+        await self.request(ws, "attention")
+        await self.fetch_downloads(ws)
+        if time.monotonic() < deadline and "overview" in self.pages:
+            await self.request(ws, "overview", page_hash=self.pages["overview"])
+            await self.fetch_downloads(ws)
+
+    async def fetch_downloads(self, ws: websockets.ClientConnection) -> None:
+        """Ask for every deferred download of the last run, as a browser click does, and read
+        the file from the URL the server answers with."""
+        for label, file_id in list(self.downloads.items()):
+            message = BackMsg()
+            request = message.backend_operation_request
+            request.request_id = str(uuid.uuid4())
+            request.session_id = self.session_id
+            request.deferred_file.file_id = file_id
+            started = time.perf_counter()
+            await ws.send(message.SerializeToString())
+            try:
+                url = await asyncio.wait_for(
+                    self.receive_download(ws, request.request_id), HEAVY_REQUEST_TIMEOUT
+                )
+                size = await asyncio.to_thread(self.read, url)
+            except (RunFailed, OSError) as error:
+                self.stats.errors.append(f"download {label}: {error}")
+                continue
+            self.download_seconds.append(time.perf_counter() - started)
+            self.download_bytes += size
+            self.download_count += 1
+
+    async def receive_download(self, ws: websockets.ClientConnection, request_id: str) -> str:
+        while True:
+            message = ForwardMsg()
+            message.ParseFromString(await ws.recv())
+            if message.WhichOneof("type") != "backend_operation_response":
+                continue
+            answer = message.backend_operation_response
+            if answer.request_id != request_id:
+                continue
+            if answer.error_msg:
+                raise RunFailed(answer.error_msg)
+            return answer.deferred_file.url
+
+    def read(self, url: str) -> int:
+        with urllib.request.urlopen(urllib.parse.urljoin(self.http, url), timeout=600) as answer:
+            return sum(len(chunk) for chunk in iter(lambda: answer.read(2**20), b""))
+
+
 # ---------------------------------------------------------------- the run
 @dataclass
 class Samples:
@@ -264,6 +384,14 @@ class Samples:
     """(seconds since the start, server RSS in MB)."""
     caches: list[tuple[float, float, int]] = field(default_factory=list)
     """(seconds, st.cache_data in MB, sessions) from the server's /_stcore/metrics."""
+    left_at: float = float("nan")
+    """Seconds since the start when the last visitor had left."""
+    peak: float = 0.0
+    """The server's peak RSS in MB (VmHWM) when the visitors left."""
+
+    def after_leaving(self, seconds: float) -> list[float]:
+        """RSS samples from the moment the visitors left to `seconds` later."""
+        return [mb for t, mb in self.points if self.left_at <= t <= self.left_at + seconds]
 
     def at(self, second: float) -> float:
         """RSS of the first sample at or after `second` (the last one if none)."""
@@ -290,45 +418,125 @@ def server_metrics(port: int) -> tuple[float, int]:
 async def sample_rss(
     pid: int, port: int, samples: Samples, started: float, stop: asyncio.Event
 ) -> None:
+    """RSS every second (the 60 s after leaving needs that resolution), metrics every 5 s."""
+    tick = 0
     while True:
         now = time.monotonic() - started
         samples.points.append((now, rss_mb(pid)))
-        with contextlib.suppress(OSError):
-            cached, sessions = await asyncio.to_thread(server_metrics, port)
-            samples.caches.append((now, cached, sessions))
+        if tick % 5 == 0:
+            with contextlib.suppress(OSError):
+                cached, sessions = await asyncio.to_thread(server_metrics, port)
+                samples.caches.append((now, cached, sessions))
+        tick += 1
         if stop.is_set():
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 5.0)
+            await asyncio.wait_for(stop.wait(), 1.0)
+
+
+async def one_visit(port: int) -> None:
+    """One session opening the attention page once, then leaving: loads the model."""
+    stats = Stats()
+    visitor = Visitor(0, f"ws://127.0.0.1:{port}/_stcore/stream", stats, seed=0)
+    async with websockets.connect(
+        visitor.url, subprotocols=[websockets.Subprotocol("streamlit")], max_size=64 * 2**20
+    ) as ws:
+        await visitor.request(ws, "attention")
+    if stats.errors:
+        raise RuntimeError(f"the first visit failed: {stats.errors}")
+
+
+def loaded_rss(app_port: int, pid: int, settle: float = 5.0) -> float:
+    """RSS with the model loaded and one visit done, `settle` seconds after it left: the floor
+    the server should come back to when no one is visiting."""
+    asyncio.run(one_visit(app_port))
+    time.sleep(settle)
+    return rss_mb(pid)
 
 
 async def soak(
-    port: int, pid: int, clients: int, duration: float, warmup: float, idle_tail: float
+    port: int,
+    pid: int,
+    clients: int,
+    duration: float,
+    warmup: float,
+    idle_tail: float,
+    pause: float = QUIET,
+    long_share: float = 0.1,
+    actions: int = ACTIONS_PER_SESSION,
 ) -> tuple[Stats, Samples]:
+    """`clients` visitors for `duration` s of load, pausing `pause` s (connected, idle) after
+    `warmup` s and again before leaving; RSS is sampled until `idle_tail` s after they left.
+    `long_share` of the texts typed are ≈300 words long (cut at the token cap); a visitor comes
+    back as a new session every `actions` actions."""
     stats, samples = Stats(), Samples()
     started = stats.started
     # `duration` seconds of load, a pause after the warm-up and one before leaving.
-    deadline = started + duration + 2 * QUIET
+    deadline = started + duration + 2 * pause
     stop = asyncio.Event()
     sampler = asyncio.create_task(sample_rss(pid, port, samples, started, stop))
     url = f"ws://127.0.0.1:{port}/_stcore/stream"
-    quiet = ((warmup, warmup + QUIET), (duration + QUIET, duration + 2 * QUIET))
-    visitors = [Visitor(n, url, stats, seed=n, quiet=quiet) for n in range(clients)]
+    quiet = ((warmup, warmup + pause), (duration + pause, duration + 2 * pause)) if pause else ()
+    visitors = [
+        Visitor(n, url, stats, seed=n, quiet=quiet, long_share=long_share, actions=actions)
+        for n in range(clients)
+    ]
     tasks = [asyncio.create_task(v.run(deadline)) for v in visitors]
     # Visitors stop at the deadline; the last request may take up to its own timeout.
-    done, pending = await asyncio.wait(tasks, timeout=duration + 2 * QUIET + REQUEST_TIMEOUT + 30)
+    done, pending = await asyncio.wait(tasks, timeout=duration + 2 * pause + REQUEST_TIMEOUT + 30)
     for task in pending:
         task.cancel()
         stats.errors.append("a visitor had to be cancelled after the deadline")
     for task in done:
         if task.exception() is not None:
             stats.errors.append(f"visitor crashed: {task.exception()!r}")
-    # Optionally keep sampling after the visitors left, past server.disconnectedSessionTTL
-    # (120 s), to see what memory their sessions held.
+    samples.left_at = time.monotonic() - started
+    samples.peak = rss_mb(pid, "VmHWM")
+    # Keep sampling after the visitors left: what does not come back was held by something
+    # that outlived their sessions.
     await asyncio.sleep(idle_tail)
     stop.set()
     await sampler
     return stats, samples
+
+
+async def fair_cpu(
+    port: int, clients: int, duration: float, warmup: float
+) -> tuple[Stats, Stats, Stats, HeavyVisitor]:
+    """Ordinary visitors alone for `duration` s, then with one `HeavyVisitor` for `duration` s.
+
+    Returns the ordinary visitors' stats without and with the heavy one, the heavy one's own
+    stats, and the heavy visitor (downloads).
+    """
+    url = f"ws://127.0.0.1:{port}/_stcore/stream"
+
+    async def phase(seconds: float, heavy: HeavyVisitor | None, seed: int) -> Stats:
+        stats = Stats()
+        deadline = time.monotonic() + seconds
+        visitors = [Visitor(n, url, stats, seed=seed + n) for n in range(clients)]
+        tasks = [asyncio.create_task(v.run(deadline)) for v in visitors]
+        heavy_task = asyncio.create_task(heavy.run(deadline)) if heavy else None
+        await asyncio.wait(tasks, timeout=seconds + REQUEST_TIMEOUT + 30)
+        if heavy_task is not None:
+            # Its last flow may run on for minutes: leaving stops it, as a closed tab does.
+            heavy_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heavy_task
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+                stats.errors.append("a visitor had to be cancelled after the deadline")
+            elif task.exception() is not None:
+                stats.errors.append(f"visitor crashed: {task.exception()!r}")
+        return stats
+
+    await phase(warmup, None, seed=1000)  # first loads, caches, allocator arenas
+    alone = await phase(duration, None, seed=2000)
+    heavy_stats = Stats()
+    heavy = HeavyVisitor(url, f"http://127.0.0.1:{port}/", heavy_stats, seed=7)
+    beside = await phase(duration, heavy, seed=2000)
+    await asyncio.sleep(5.0)  # let the heavy visitor's cancelled run notice and stop
+    return alone, beside, heavy_stats, heavy
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -345,8 +553,11 @@ def report(
     args: argparse.Namespace,
     rss_idle: float,
     log_errors: int,
+    rss_loaded: float = float("nan"),
 ) -> str:
     rss = dict(samples.points)
+    tail = samples.after_leaving(LEAVE_TAIL)
+    rss_after = tail[-1] if tail else float("nan")
     load_end = args.duration + QUIET
     # At rest, in the same state (visitors connected, idle): the last 10 s of the pauses after
     # the warm-up and before leaving (runs in flight when a pause starts take up to ≈12 s).
@@ -399,7 +610,13 @@ def report(
         f"| Growth at rest after warm-up (target ≤ 10 %) | {growth:+.1f} % |",
         f"| Server RSS under load: median of the first / last minute | {first:.0f} MB / "
         f"{last:.0f} MB ({(last - first) / first * 100:+.1f} %) |",
-        f"| Server RSS maximum | {max(mb for _, mb in samples.points):.0f} MB |",
+        f"| Server RSS maximum sampled (every 1 s) / peak (VmHWM) | "
+        f"{max(mb for _, mb in samples.points):.0f} MB / {samples.peak:.0f} MB |",
+        f"| Server RSS with the model loaded after one visit (before the soak) | "
+        f"{rss_loaded:.0f} MB |",
+        f"| Server RSS {LEAVE_TAIL:g} s after the visitors left (target ≤ 900 MB) / lowest "
+        f"in those {LEAVE_TAIL:g} s | {rss_after:.0f} MB / {min(tail, default=float('nan')):.0f} "
+        "MB |",
         "",
         f"| Page | Runs | p50 / p95, whole run | p50 / p95 after warm-up ({args.warmup:g} s) |",
         "| --- | --- | --- | --- |",
@@ -411,6 +628,7 @@ def report(
             if args.server_env
             else []
         ),
+        *([args.note, ""] if args.note else []),
         "Every 30 s: server RSS / st.cache_data held (pickled size, from /_stcore/metrics) / "
         "sessions connected: "
         + ", ".join(
@@ -419,11 +637,66 @@ def report(
             if round(t) % 30 < 5
         )
         + f" (visitors idle from {args.warmup:g} to {args.warmup + QUIET:g} s and from "
-        f"{load_end:g} s; they left at {load_end + QUIET:g} s).",
+        f"{load_end:g} s; they left at {samples.left_at:.0f} s). After they left, every 10 s: "
+        + ", ".join(
+            f"{t - samples.left_at:.0f} s {mb:.0f} MB"
+            for t, mb in samples.points
+            if t >= samples.left_at and round(t - samples.left_at) % 10 == 0
+        )
+        + ".",
     ]
     if stats.errors:
         counts: dict[str, int] = {}
         for error in stats.errors:
+            counts[error] = counts.get(error, 0) + 1
+        lines += ["", "Errors:", ""]
+        lines += [f"- {n} × {error}" for error, n in sorted(counts.items(), key=lambda e: -e[1])]
+    return "\n".join(lines) + "\n"
+
+
+def heavy_report(
+    alone: Stats,
+    beside: Stats,
+    heavy_stats: Stats,
+    heavy: HeavyVisitor,
+    args: argparse.Namespace,
+    log_errors: int,
+) -> str:
+    p95_alone, p95_beside = percentile(alone.page_times(), 95), percentile(beside.page_times(), 95)
+    heavy_times = heavy_stats.page_times()
+    lines = [
+        "### Fair CPU: one heavy visitor beside ordinary ones",
+        "",
+        f"`python bench/soak.py --heavy --clients {args.clients} --duration {args.duration:g}` "
+        f"on {time.strftime('%Y-%m-%d %H:%M')} UTC, {os.cpu_count()} CPU cores, server with "
+        f"ATLAS_PUBLIC=1 and ATLAS_MAX_TOKENS={HEAVY_TOKENS}. {args.clients} ordinary visitors "
+        f"(as above) for {args.duration:g} s alone, then {args.duration:g} s with one heavy "
+        f"visitor beside them (after a {args.warmup:g} s warm-up). The heavy visitor opens the "
+        f"attention page from a link with a new {HEAVY_TOKENS}-token text and `method=flow`, "
+        "fetches every download of that page and of the overview page, and starts again.",
+        "",
+        "| Measure | Without the heavy visitor | With it |",
+        "| --- | --- | --- |",
+        f"| Ordinary page runs | {alone.requests} | {beside.requests} |",
+        f"| Ordinary p50 / p95 page time | {percentile(alone.page_times(), 50):.2f} s / "
+        f"{p95_alone:.2f} s | {percentile(beside.page_times(), 50):.2f} s / {p95_beside:.2f} s |",
+        f"| p95 ratio (target ≤ 2×) | | {p95_beside / p95_alone:.2f}× |",
+        f"| Ordinary errors | {len(alone.errors)} | {len(beside.errors)} |",
+        f"| Heavy visitor: page runs, p50 / max | | {len(heavy_times)}, "
+        f"{percentile(heavy_times, 50):.1f} s / {max(heavy_times, default=float('nan')):.1f} s |",
+        f"| Heavy visitor: downloads, total size, p50 time | | {heavy.download_count}, "
+        f"{heavy.download_bytes / 1e6:.0f} MB, {percentile(heavy.download_seconds, 50):.1f} s |",
+        f"| Heavy visitor: errors | | {len(heavy_stats.errors)} |",
+        f"| Server log lines with a traceback or error | {log_errors} | |",
+        f"| Machine load average (1 min) before / after | {args.load_before:.2f} / "
+        f"{os.getloadavg()[0]:.2f} | |",
+    ]
+    if args.note:
+        lines += ["", args.note]
+    errors = [*alone.errors, *beside.errors, *(f"heavy: {e}" for e in heavy_stats.errors)]
+    if errors:
+        counts: dict[str, int] = {}
+        for error in errors:
             counts[error] = counts.get(error, 0) + 1
         lines += ["", "Errors:", ""]
         lines += [f"- {n} × {error}" for error, n in sorted(counts.items(), key=lambda e: -e[1])]
@@ -443,6 +716,12 @@ def write_section(text: str) -> None:
     RESULTS.write_text("".join(lines[:start]) + text + ("\n" + tail if tail else ""))
 
 
+def count_log_errors(app) -> int:
+    """Lines of the server log with a traceback or an error."""
+    log = app.log.read_text(errors="replace")
+    return sum(1 for line in log.splitlines() if "Traceback" in line or " ERROR " in line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=10)
@@ -452,9 +731,15 @@ def main() -> None:
     parser.add_argument(
         "--idle-tail",
         type=float,
-        default=5.0,
+        default=LEAVE_TAIL,
         help="seconds to keep sampling RSS after the visitors left",
     )
+    parser.add_argument(
+        "--heavy",
+        action="store_true",
+        help="fair CPU: ordinary visitors' page times without and with one heavy visitor",
+    )
+    parser.add_argument("--note", default="", help="a sentence added to the report")
     parser.add_argument(
         "--server-env",
         action="append",
@@ -466,14 +751,24 @@ def main() -> None:
 
     args.load_before = os.getloadavg()[0]
     extra_env = dict(item.split("=", 1) for item in args.server_env)
+    if args.heavy:
+        extra_env.setdefault("ATLAS_MAX_TOKENS", str(HEAVY_TOKENS))
+        with running_app(env={"ATLAS_PUBLIC": "1", **extra_env}) as app:
+            alone, beside, heavy_stats, heavy = asyncio.run(
+                fair_cpu(app.port, args.clients, args.duration, args.warmup)
+            )
+        text = heavy_report(alone, beside, heavy_stats, heavy, args, count_log_errors(app))
+        print(text)
+        return
     with running_app(env={"ATLAS_PUBLIC": "1", **extra_env}) as app:
         rss_idle = rss_mb(app.pid)
+        rss_loaded = loaded_rss(app.port, app.pid)
         stats, samples = asyncio.run(
             soak(app.port, app.pid, args.clients, args.duration, args.warmup, args.idle_tail)
         )
     log = app.log.read_text(errors="replace")
-    log_errors = sum(1 for line in log.splitlines() if "Traceback" in line or " ERROR " in line)
-    text = report(stats, samples, args, rss_idle, log_errors)
+    log_errors = count_log_errors(app)
+    text = report(stats, samples, args, rss_idle, log_errors, rss_loaded)
     print(text)
     if log_errors:
         print("Server log excerpt:\n" + "\n".join(log.splitlines()[-40:]), file=sys.stderr)

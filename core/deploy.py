@@ -16,6 +16,17 @@ Settings (environment variables win over secrets of the same name):
 ``ATLAS_MAX_CHARS``         Characters accepted per text (public default 20,000).
 ``ATLAS_MAX_PARAMETERS``    Largest model, e.g. ``150M`` or ``1.5B`` (public default 150M).
 ``ATLAS_SAFETENSORS_ONLY``  Load only ``*.safetensors`` weights (always on in public mode).
+``ATLAS_MAX_RESULT_BYTES``  Largest attention result of one text, e.g. ``160M`` (public default
+                            160M), checked from the config before any weights load.
+``ATLAS_MAX_FLOW_ROWS``     Attention-flow rows per request (public default 16).
+``ATLAS_MAX_FLOW_SECONDS``  Seconds one attention flow may run before it is stopped (public 30).
+``ATLAS_MAX_EXPORT_CELLS``  Numbers in one download (public default 2M).
+``ATLAS_MAX_MASKS``         Masked positions whose predictions are drawn per text (public 8).
+
+Without ``ATLAS_PUBLIC`` none of these budgets applies unless set, but a model whose weights
+plus one result would not fit in the memory available is refused (`check_memory`). In every
+mode a config with an absurd number of layers, heads or experts is refused arithmetically
+(`check_attention_shape`) before anything is built from it.
 
 Remote code (``trust_remote_code``) is never enabled, public or not: there is no setting for it.
 """
@@ -25,11 +36,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.errors import BudgetExceededError as BudgetExceededError
+
+# The budget errors live in core.errors; `X as X` re-exports them for callers of this module.
 from core.errors import (
     DeployConfigError,
     ModelLoadError,
@@ -39,6 +54,12 @@ from core.errors import (
     UnsafeWeightsError,
     UnsupportedModelError,
 )
+from core.errors import ExportTooLargeError as ExportTooLargeError
+from core.errors import FlowTimeExceededError as FlowTimeExceededError
+from core.errors import FlowTooLargeError as FlowTooLargeError
+from core.errors import InsufficientMemoryError as InsufficientMemoryError
+from core.errors import ResultTooLargeError as ResultTooLargeError
+from core.loading_lock import LOADING_LOCK
 from core.models import PRESETS, LoadedModel, load_config, load_model
 
 ENV_PUBLIC = "ATLAS_PUBLIC"
@@ -47,6 +68,11 @@ ENV_MAX_TOKENS = "ATLAS_MAX_TOKENS"
 ENV_MAX_CHARS = "ATLAS_MAX_CHARS"
 ENV_MAX_PARAMETERS = "ATLAS_MAX_PARAMETERS"
 ENV_SAFETENSORS_ONLY = "ATLAS_SAFETENSORS_ONLY"
+ENV_MAX_RESULT_BYTES = "ATLAS_MAX_RESULT_BYTES"
+ENV_MAX_FLOW_ROWS = "ATLAS_MAX_FLOW_ROWS"
+ENV_MAX_FLOW_SECONDS = "ATLAS_MAX_FLOW_SECONDS"
+ENV_MAX_EXPORT_CELLS = "ATLAS_MAX_EXPORT_CELLS"
+ENV_MAX_MASKS = "ATLAS_MAX_MASKS"
 SETTINGS = (
     ENV_PUBLIC,
     ENV_ALLOWED_MODELS,
@@ -54,6 +80,11 @@ SETTINGS = (
     ENV_MAX_CHARS,
     ENV_MAX_PARAMETERS,
     ENV_SAFETENSORS_ONLY,
+    ENV_MAX_RESULT_BYTES,
+    ENV_MAX_FLOW_ROWS,
+    ENV_MAX_FLOW_SECONDS,
+    ENV_MAX_EXPORT_CELLS,
+    ENV_MAX_MASKS,
 )
 
 PUBLIC_MAX_TOKENS = 256
@@ -65,6 +96,34 @@ PUBLIC_MAX_PARAMETERS = 150_000_000
 """Above the largest preset (roberta-base, 125M); a 340M model needs ≈1.4 GB on its own."""
 MIN_TOKENS = 16
 """Below this a sentence pair no longer fits beside its special tokens."""
+PUBLIC_MAX_RESULT_BYTES = 160_000_000
+"""One text's attention, `layers × heads × tokens² × 4` bytes: BERT-base at 512 tokens is 151 MB
+and fits (an operator may raise the token cap to 512); a 100-layer × 64-head model at 256 tokens
+(1.7 GB, 4 GB at the peak of its forward pass) does not."""
+PUBLIC_MAX_FLOW_ROWS = 16
+"""Each flow row of an n-token text is n maximum-flow problems: at 256 tokens a row took ≈8 s of
+CPU (852 s for 41 % of a full flow), so 16 rows is already minutes at the top of the cap; the
+time budget below stops it sooner."""
+PUBLIC_MAX_FLOW_SECONDS = 30
+"""A flow is stopped after this long: half a minute of one core, then the visitor picks fewer
+rows or a shorter text."""
+PUBLIC_MAX_EXPORT_CELLS = 2_000_000
+"""One "all layers and heads" CSV of 3.98 M cells added 536 MB at peak for a 144 MB file
+(≈135 bytes a cell): 2 M cells bounds one download near 270 MB. MiniLM at 166 tokens, or one
+layer of any preset at 256, fits."""
+PUBLIC_MAX_MASKS = 8
+"""Each masked position draws its own prediction chart; 254 masks drew 509 charts (35.6 MB of
+specs) in 34 s."""
+MAX_LAYERS = 256
+"""Twice the deepest published text transformers (≈130 layers). Checked before the model is
+built on the meta device, which costs per module: 266 s and 5.5 GB for 100,000 layers, ≈2 s
+for 1,000."""
+MAX_HEADS = 256
+"""Twice the most heads per layer of published text transformers (128)."""
+MAX_EXPERTS = 1_024
+"""Mixture-of-experts configs build one module per expert and layer on the meta device too."""
+BYTES_PER_ATTENTION_WEIGHT = 4
+"""Attention is kept as float32 whatever the model's own dtype."""
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -89,6 +148,16 @@ class DeployPolicy:
     """Characters accepted per text; longer text is refused before tokenizing."""
     max_parameters: int | None = None
     safetensors_only: bool = False
+    max_result_bytes: int | None = None
+    """Largest attention result of one text at `max_tokens`, from the config (`result_bytes`)."""
+    max_flow_rows: int | None = None
+    """Attention-flow rows one request may ask for (`check_flow_request`)."""
+    max_flow_seconds: int | None = None
+    """Seconds one attention flow may run (`flow_progress_with_budget`)."""
+    max_export_cells: int | None = None
+    """Numbers one download may hold (`check_export_cells`)."""
+    max_masks: int | None = None
+    """Masked positions whose predictions are drawn per text (`masks_allowed`)."""
 
     @classmethod
     def strict(cls) -> DeployPolicy:
@@ -100,6 +169,11 @@ class DeployPolicy:
             max_chars=PUBLIC_MAX_CHARS,
             max_parameters=PUBLIC_MAX_PARAMETERS,
             safetensors_only=True,
+            max_result_bytes=PUBLIC_MAX_RESULT_BYTES,
+            max_flow_rows=PUBLIC_MAX_FLOW_ROWS,
+            max_flow_seconds=PUBLIC_MAX_FLOW_SECONDS,
+            max_export_cells=PUBLIC_MAX_EXPORT_CELLS,
+            max_masks=PUBLIC_MAX_MASKS,
         )
 
     @property
@@ -140,6 +214,17 @@ def policy_from_env(
             values, ENV_MAX_PARAMETERS, PUBLIC_MAX_PARAMETERS if public else None
         ),
         safetensors_only=safetensors_only,
+        max_result_bytes=_amount(
+            values, ENV_MAX_RESULT_BYTES, PUBLIC_MAX_RESULT_BYTES if public else None
+        ),
+        max_flow_rows=_amount(values, ENV_MAX_FLOW_ROWS, PUBLIC_MAX_FLOW_ROWS if public else None),
+        max_flow_seconds=_amount(
+            values, ENV_MAX_FLOW_SECONDS, PUBLIC_MAX_FLOW_SECONDS if public else None
+        ),
+        max_export_cells=_amount(
+            values, ENV_MAX_EXPORT_CELLS, PUBLIC_MAX_EXPORT_CELLS if public else None
+        ),
+        max_masks=_amount(values, ENV_MAX_MASKS, PUBLIC_MAX_MASKS if public else None),
     )
 
 
@@ -256,8 +341,10 @@ def estimate_parameters(config: Any) -> int:
 
     from core.families import detect_family
 
+    check_attention_shape(config)  # 100,000 layers took 266 s and 5.5 GB on the meta device
     try:
-        with torch.device("meta"):
+        # Building a model flips the same process-wide switches as loading one.
+        with LOADING_LOCK, torch.device("meta"):
             network = detect_family(config).auto_class().from_config(config)
     except Exception as exc:  # any architecture's own constructor can fail in its own way
         raise UnsupportedModelError(
@@ -291,6 +378,299 @@ def check_model_size(policy: DeployPolicy, config: Any, name: str) -> int:
     return count
 
 
+# ---------------------------------------------------------------- sizes from the config alone
+@dataclass(frozen=True)
+class AttentionShape:
+    """Layers and heads of the attention a model returns, read from its config."""
+
+    layers: int
+    heads: int
+    decoder_layers: int = 0
+    """Encoder-decoder models only; 0 otherwise."""
+    decoder_heads: int = 0
+
+    def result_bytes(self, tokens: int) -> int:
+        """Bytes of one text's attention at `tokens` tokens, float32.
+
+        Encoder (or decoder-only) `[layers, heads, n, n]`; for encoder-decoder models also the
+        decoder's self-attention `[decoder_layers, decoder_heads, m, m]` and its cross-attention
+        `[decoder_layers, decoder_heads, m, n]`, counted with a target as long as the source
+        (m = n), the most a visitor can ask for.
+        """
+        if tokens < 1:
+            raise ValueError(f"tokens must be positive, not {tokens}")
+        squares = self.layers * self.heads + 2 * self.decoder_layers * self.decoder_heads
+        return squares * tokens * tokens * BYTES_PER_ATTENTION_WEIGHT
+
+
+def _config_count(config: Any, *names: str) -> int | None:
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def attention_shape(config: Any) -> AttentionShape:
+    """The attention layout of the model `config` describes: arithmetic, nothing is built.
+
+    Reads the same attributes `core.load_model` does. Raises `UnsupportedModelError` when a
+    count is missing.
+    """
+    text_config = config
+    if not getattr(config, "is_encoder_decoder", False) and hasattr(config, "get_text_config"):
+        text_config = config.get_text_config()
+    if getattr(config, "is_encoder_decoder", False):
+        layers = _config_count(config, "encoder_layers", "num_layers", "num_hidden_layers")
+        heads = _config_count(config, "encoder_attention_heads", "num_heads", "num_attention_heads")
+        decoder_layers = _config_count(config, "decoder_layers", "num_decoder_layers") or layers
+        decoder_heads = (
+            _config_count(config, "decoder_attention_heads", "num_heads", "num_attention_heads")
+            or heads
+        )
+    else:
+        layers = _config_count(text_config, "num_hidden_layers", "n_layer", "num_layers")
+        heads = _config_count(text_config, "num_attention_heads", "n_head", "num_heads")
+        decoder_layers = decoder_heads = 0
+    if layers is None or heads is None:
+        raise UnsupportedModelError(
+            f"Cannot work out the size of this '{getattr(config, 'model_type', '?')}' model: its "
+            "config does not say how many layers and heads it has, so it is not loaded."
+        )
+    return AttentionShape(layers, heads, decoder_layers or 0, decoder_heads or 0)
+
+
+def check_attention_shape(config: Any, name: str = "This model") -> AttentionShape:
+    """Refuse configs no real text transformer has: more than `MAX_LAYERS` layers, `MAX_HEADS`
+    heads or `MAX_EXPERTS` experts. Arithmetic only, so a hostile config is refused in
+    microseconds rather than built (even on the meta device, which costs time and memory per
+    module). Raises `ModelTooLargeError`; returns the shape."""
+    shape = attention_shape(config)
+    experts = _config_count(
+        config, "num_experts", "num_local_experts", "moe_num_experts", "n_routed_experts"
+    )
+    layers = max(shape.layers, shape.decoder_layers)
+    heads = max(shape.heads, shape.decoder_heads)
+    if layers > MAX_LAYERS or heads > MAX_HEADS or (experts or 0) > MAX_EXPERTS:
+        raise ModelTooLargeError(
+            f"{_quoted(name)} declares {layers:,} layers of {heads:,} heads"
+            + (f" and {experts:,} experts" if experts else "")
+            + f"; Attention Atlas shows models of up to {MAX_LAYERS:,} layers and {MAX_HEADS:,} "
+            "heads, and real text transformers have far fewer. Its config is not used."
+        )
+    return shape
+
+
+def _quoted(name: str) -> str:
+    return "This model" if name == "This model" else f"'{shown_name(name)}'"
+
+
+def config_max_tokens(config: Any) -> int:
+    """Tokens the model of `config` can read: its position table, or 512 when it has none
+    (relative positions, as in T5), the fallback `core.load_model` uses too."""
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return _config_count(text_config, "max_position_embeddings", "n_positions") or 512
+
+
+def tokens_for(policy: DeployPolicy, config: Any, max_tokens: int | None = None) -> int:
+    """Most tokens one text can have on the model of `config`: `max_tokens` if given, else
+    `policy.max_tokens`, never more than the model's own limit."""
+    cap = max_tokens if max_tokens is not None else policy.max_tokens
+    own = config_max_tokens(config)
+    return own if cap is None else min(cap, own)
+
+
+def result_bytes(config: Any, tokens: int) -> int:
+    """Bytes of one text's attention at `tokens` tokens (see `AttentionShape.result_bytes`)."""
+    return attention_shape(config).result_bytes(tokens)
+
+
+def format_bytes(count: float) -> str:
+    if count >= 1e9:
+        return f"{count / 1e9:.1f} GB"
+    return f"{count / 1e6:.0f} MB"
+
+
+def check_result_size(
+    policy: DeployPolicy, config: Any, max_tokens: int | None = None, name: str = "This model"
+) -> int:
+    """Raise `ResultTooLargeError` if one text's attention would exceed
+    `policy.max_result_bytes`. Reads only the config: call it before any weights load.
+
+    `max_tokens` (default `policy.max_tokens`) is bounded by the model's own limit.
+    Returns the size in bytes at that many tokens.
+    """
+    shape = check_attention_shape(config, name)
+    tokens = tokens_for(policy, config, max_tokens)
+    size = shape.result_bytes(tokens)
+    if policy.max_result_bytes is not None and size > policy.max_result_bytes:
+        raise ResultTooLargeError(
+            f"{_quoted(name)} has {shape.layers} layers × {shape.heads} heads"
+            + (
+                f" (and a decoder of {shape.decoder_layers} × {shape.decoder_heads})"
+                if shape.decoder_layers
+                else ""
+            )
+            + f": the attention of one {tokens}-token text would take {format_bytes(size)}, and "
+            f"this deployment allows {format_bytes(policy.max_result_bytes)} per text on a "
+            "machine every visitor shares. Pick a smaller model."
+        )
+    return size
+
+
+# ---------------------------------------------------------------- memory (private mode)
+MEMINFO = Path("/proc/meminfo")
+CGROUP = Path("/sys/fs/cgroup")
+
+
+def available_memory_bytes(meminfo: Path = MEMINFO, cgroup: Path = CGROUP) -> int | None:
+    """Memory this process can still take: the kernel's MemAvailable, or what is left under
+    the container's cgroup limit if that is lower. None when neither can be read.
+
+    cgroup v2 (`memory.max`, `memory.current`) and v1 (`memory/memory.limit_in_bytes`,
+    `memory/memory.usage_in_bytes`) are read; an unlimited cgroup ("max", or v1's huge
+    sentinel) does not count.
+    """
+    candidates: list[int] = []
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                candidates.append(int(line.split()[1]) * 1024)
+                break
+    except (OSError, ValueError, IndexError):
+        pass
+    for limit_file, usage_file in (
+        (cgroup / "memory.max", cgroup / "memory.current"),
+        (cgroup / "memory" / "memory.limit_in_bytes", cgroup / "memory" / "memory.usage_in_bytes"),
+    ):
+        try:
+            limit_text = limit_file.read_text().strip()
+            if limit_text == "max":
+                continue
+            limit, usage = int(limit_text), int(usage_file.read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit < 2**60:  # cgroup v1 writes ≈2⁶³ for "no limit"
+            candidates.append(max(0, limit - usage))
+    return min(candidates) if candidates else None
+
+
+def parameter_bytes(config: Any) -> int:
+    """Bytes per parameter once loaded: the checkpoint's own dtype (transformers keeps it),
+    float32 when the config does not say."""
+    dtype = getattr(config, "dtype", None)
+    name = str(dtype or "float32").removeprefix("torch.")
+    return {"float16": 2, "bfloat16": 2, "float64": 8, "int8": 1}.get(name, 4)
+
+
+def estimate_memory_bytes(config: Any, parameters: int, tokens: int) -> int:
+    """Memory to load the model of `config` and analyse one `tokens`-token text.
+
+    Weights plus twice one result: the forward pass holds every layer's attention and their
+    stacked float32 copy at the same time.
+    """
+    return parameters * parameter_bytes(config) + 2 * result_bytes(config, tokens)
+
+
+def check_memory(
+    policy: DeployPolicy,
+    config: Any,
+    name: str = "This model",
+    *,
+    parameters: int | None = None,
+    available: int | None = None,
+) -> int:
+    """Raise `InsufficientMemoryError` if the model and one result at the policy's token cap
+    would not fit in the memory available (`available_memory_bytes` unless given).
+
+    A private install has no parameter cap: a config claiming 310B parameters got the server
+    killed by the kernel instead of refused. Returns the estimate in bytes; with no way to read
+    the available memory, nothing is refused.
+    """
+    check_attention_shape(config, name)
+    if parameters is None:
+        parameters = estimate_parameters(config)
+    tokens = tokens_for(policy, config)
+    needed = estimate_memory_bytes(config, parameters, tokens)
+    if available is None:
+        available = available_memory_bytes()
+    if available is not None and needed > available:
+        raise InsufficientMemoryError(
+            f"{_quoted(name)} would need about {format_bytes(needed)} of memory "
+            f"({format_parameters(parameters)} parameters, plus the attention of one "
+            f"{tokens}-token text), but this machine has {format_bytes(available)} available. "
+            "Pick a smaller model, or lower ATLAS_MAX_TOKENS if the attention is what does not "
+            "fit."
+        )
+    return needed
+
+
+# ---------------------------------------------------------------- per-request budgets
+def check_flow_request(policy: DeployPolicy, n_tokens: int, rows: int | None) -> None:
+    """Raise `FlowTooLargeError` if an attention flow of `rows` rows (None: every row) on an
+    `n_tokens`-token text exceeds `policy.max_flow_rows`."""
+    if n_tokens < 1:
+        raise ValueError(f"n_tokens must be positive, not {n_tokens}")
+    if rows is not None and rows < 0:
+        raise ValueError(f"rows must not be negative, not {rows}")
+    asked = n_tokens if rows is None else min(rows, n_tokens)
+    if policy.max_flow_rows is not None and asked > policy.max_flow_rows:
+        raise FlowTooLargeError(
+            f"Attention flow for {asked} rows of a {n_tokens}-token text is more than this "
+            f"deployment computes for one request ({policy.max_flow_rows} rows): each row is "
+            f"{n_tokens} maximum-flow problems on a machine every visitor shares. Pick at most "
+            f"{policy.max_flow_rows} tokens to follow, or use rollout, which is instant."
+        )
+
+
+def check_flow_time(policy: DeployPolicy, elapsed_seconds: float) -> None:
+    """Raise `FlowTimeExceededError` once a flow has run longer than `policy.max_flow_seconds`."""
+    if policy.max_flow_seconds is not None and elapsed_seconds > policy.max_flow_seconds:
+        raise FlowTimeExceededError(
+            f"Attention flow was stopped after {policy.max_flow_seconds} s, the most this "
+            "deployment gives one request. Follow fewer tokens or use a shorter text; rollout "
+            "shows the same mixing of attention instantly."
+        )
+
+
+def flow_progress_with_budget(
+    policy: DeployPolicy,
+    progress: Callable[[int, int], bool | None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Callable[[int, int], bool | None]:
+    """A `progress(done, total)` callback for `core.attention_flow` that raises
+    `FlowTimeExceededError` once `policy.max_flow_seconds` have passed since it was made, and
+    otherwise returns what `progress` returns (the UI's progress bar and Stop button)."""
+    started = clock()
+
+    def report(done: int, total: int) -> bool | None:
+        check_flow_time(policy, clock() - started)
+        return None if progress is None else progress(done, total)
+
+    return report
+
+
+def check_export_cells(policy: DeployPolicy, cells: int) -> None:
+    """Raise `ExportTooLargeError` if a download of `cells` numbers exceeds
+    `policy.max_export_cells`. Call it before building the file."""
+    if cells < 0:
+        raise ValueError(f"cells must not be negative, not {cells}")
+    if policy.max_export_cells is not None and cells > policy.max_export_cells:
+        raise ExportTooLargeError(
+            f"This download would hold {cells:,} numbers; this deployment builds files of up to "
+            f"{policy.max_export_cells:,} on a machine every visitor shares. Download one layer "
+            "or one head, or a shorter text."
+        )
+
+
+def masks_allowed(policy: DeployPolicy, n_masks: int) -> int:
+    """How many of a text's `n_masks` masked positions get their predictions drawn: all of them
+    up to `policy.max_masks`. The page says when some were left out."""
+    if n_masks < 0:
+        raise ValueError(f"n_masks must not be negative, not {n_masks}")
+    return n_masks if policy.max_masks is None else min(n_masks, policy.max_masks)
+
+
 def check_text_length(policy: DeployPolicy, text: str, pair: str = "") -> None:
     """Refuse texts longer than `policy.max_chars` before the tokenizer spends time on them."""
     length = len(text or "") + len(pair or "")
@@ -303,16 +683,33 @@ def check_text_length(policy: DeployPolicy, text: str, pair: str = "") -> None:
 
 
 def load_model_for(policy: DeployPolicy, name: str) -> LoadedModel:
-    """`core.load_model` under `policy`: allowlist, size and weight-format checks first.
+    """`core.load_model` under `policy`: allowlist, size, memory and weight-format checks first.
 
-    The size check reads only the config (a few KB) before any weights are downloaded. With
+    The size checks read only the config (a few KB) before any weights are downloaded: the
+    layer/head counts and the result size (`check_result_size`), the parameter count
+    (`check_model_size`) and, in private mode, the memory available (`check_memory`). With
     `policy.max_tokens`, the returned model reads at most that many tokens (longer input is
     truncated and reported like input beyond the model's own limit); its own limit is kept in
     `extra["model_max_length"]`.
     """
     check_model_allowed(policy, name)
+    # Everything below reads the config alone (a few KB), cheapest check first: arithmetic on
+    # layers, heads and tokens, then parameters on the meta device, then free memory.
+    config = load_config(name)
+    check_result_size(policy, config, name=name)
+    parameters = None
     if policy.max_parameters is not None:
-        check_model_size(policy, load_config(name), name)
+        parameters = check_model_size(policy, config, name)
+    if not policy.public:
+        # Public deployments are bounded by their caps; a private one by the machine.
+        if parameters is None:
+            try:
+                parameters = estimate_parameters(config)
+            except UnsupportedModelError:
+                # Some architectures cannot be built from their config alone; a private
+                # install still loads them, checking the memory of the result only.
+                parameters = 0
+        check_memory(policy, config, name, parameters=parameters)
     try:
         model = load_model(name, safetensors_only=policy.safetensors_only)
     except ModelLoadError as error:

@@ -101,3 +101,37 @@ class UnsafeWeightsError(ModelLoadError):
 
 class TextTooLongError(AtlasError):
     """The text is longer than the deployment accepts."""
+
+
+class UnsafePickleError(ModelLoadError):
+    """The checkpoint's pickle weights hold more than tensors, so PyTorch's safe loader refused
+    them (opening them fully could run code)."""
+
+
+class ResultTooLargeError(ModelLoadError):
+    """The attention of one text would need more memory than the deployment allows; found from
+    the config, before any weights are loaded."""
+
+
+class InsufficientMemoryError(ModelLoadError):
+    """The model and one result would not fit in the memory the machine has available."""
+
+
+class BudgetExceededError(AtlasError):
+    """A request asks for more work than the deployment allows one visitor (base class)."""
+
+
+class FlowTooLargeError(BudgetExceededError):
+    """An attention-flow request asks for more rows than the deployment allows."""
+
+
+class FlowTimeExceededError(BudgetExceededError):
+    """An attention flow ran longer than the deployment allows and was stopped."""
+
+
+class ExportTooLargeError(BudgetExceededError):
+    """A download would hold more cells than the deployment allows."""
+
+
+class ServerBusyError(AtlasError):
+    """Every slot for expensive work stayed taken for longer than a visitor is asked to wait."""

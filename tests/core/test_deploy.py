@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tomllib
 import torch
 from safetensors.torch import load_file
-from transformers import AlbertConfig, BertConfig, DistilBertConfig, RobertaConfig
+from transformers import AlbertConfig, BartConfig, BertConfig, DistilBertConfig, RobertaConfig
 
 import core.deploy
 from core import EMBEDDED_MODEL, PRESETS, load_model, run_attention
@@ -19,20 +21,42 @@ from core.deploy import (
     PUBLIC_MAX_CHARS,
     PUBLIC_MAX_PARAMETERS,
     PUBLIC_MAX_TOKENS,
+    AttentionShape,
     DeployConfigError,
     DeployPolicy,
     ModelNotAllowedError,
     ModelTooLargeError,
     TextTooLongError,
     UnsafeWeightsError,
+    attention_shape,
+    available_memory_bytes,
+    check_attention_shape,
+    check_export_cells,
+    check_flow_request,
+    check_memory,
     check_model_allowed,
     check_model_size,
+    check_result_size,
     check_text_length,
     estimate_parameters,
+    flow_progress_with_budget,
     load_model_for,
+    masks_allowed,
+    parameter_bytes,
     policy_from_env,
+    result_bytes,
 )
-from core.errors import UnsupportedModelError
+from core.errors import (
+    AtlasError,
+    BudgetExceededError,
+    ExportTooLargeError,
+    FlowTimeExceededError,
+    FlowTooLargeError,
+    InsufficientMemoryError,
+    ModelLoadError,
+    ResultTooLargeError,
+    UnsupportedModelError,
+)
 from core.models import load_config
 from tests.fake_hub import serve_fake_hub
 
@@ -355,3 +379,233 @@ def test_every_streamlit_setting_in_config_toml_exists():
     names = {f"{section}.{key}" for section, values in settings.items() for key in values}
     unknown = names - set(config._config_options_template)
     assert not unknown, f"not Streamlit options (typo?): {unknown}"
+
+
+# ---------------------------------------------------------------- budgets (issue 12)
+BUDGET_SETTINGS = {
+    "ATLAS_MAX_RESULT_BYTES": ("max_result_bytes", "160M", 160_000_000),
+    "ATLAS_MAX_FLOW_ROWS": ("max_flow_rows", "16", 16),
+    "ATLAS_MAX_FLOW_SECONDS": ("max_flow_seconds", "30", 30),
+    "ATLAS_MAX_EXPORT_CELLS": ("max_export_cells", "2M", 2_000_000),
+    "ATLAS_MAX_MASKS": ("max_masks", "8", 8),
+}
+# A model of 4.5M parameters whose attention is huge: 100 layers × 64 heads.
+MANY_HEADS = BertConfig(
+    hidden_size=128,
+    num_hidden_layers=100,
+    num_attention_heads=64,
+    intermediate_size=128,
+    vocab_size=1000,
+    architectures=["BertModel"],
+)
+# 100,000 tiny layers: far under the parameter cap, but 266 s and 5.5 GB to build on meta.
+DEEP = BertConfig(
+    hidden_size=4,
+    num_hidden_layers=100_000,
+    num_attention_heads=1,
+    intermediate_size=4,
+    vocab_size=100,
+    architectures=["BertModel"],
+)
+
+
+def test_public_budgets_default_on_and_read_like_the_other_settings():
+    public = policy_from_env({"ATLAS_PUBLIC": "1"})
+    private = policy_from_env({})
+    for field, _, value in BUDGET_SETTINGS.values():
+        assert getattr(public, field) == value
+        assert getattr(private, field) is None
+    assert public.max_result_bytes == core.deploy.PUBLIC_MAX_RESULT_BYTES
+    env = {"ATLAS_PUBLIC": "1", **{key: "none" for key in BUDGET_SETTINGS}}
+    assert all(
+        getattr(policy_from_env(env), field) is None for field, *_ in BUDGET_SETTINGS.values()
+    )
+    for key, (field, raw, value) in BUDGET_SETTINGS.items():
+        assert getattr(policy_from_env({key: raw}), field) == value  # private opt-in
+        with pytest.raises(DeployConfigError, match=key):
+            policy_from_env({"ATLAS_PUBLIC": "1", key: "lots"})
+
+
+def test_result_size_is_layers_heads_and_tokens_squared_from_the_config():
+    assert result_bytes(BERT_LARGE, 256) == 24 * 16 * 256 * 256 * 4
+    # Encoder-decoder: encoder self-attention, decoder self-attention and cross-attention.
+    bart = BartConfig(
+        encoder_layers=3,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=8,
+        d_model=32,
+    )
+    assert attention_shape(bart) == AttentionShape(3, 4, 2, 8)
+    assert result_bytes(bart, 10) == (3 * 4 + 2 * 2 * 8) * 100 * 4
+
+
+def test_a_huge_result_is_refused_from_the_config_before_loading():
+    """Issue 12, item 8: 100 layers × 64 heads is 4.5M parameters but 1.7 GB at 256 tokens."""
+    policy = DeployPolicy.strict()
+    assert estimate_parameters(MANY_HEADS) < policy.max_parameters
+    with pytest.raises(ResultTooLargeError, match=r"100 layers × 64 heads.*256-token.*1\.7 GB"):
+        check_result_size(policy, MANY_HEADS, name="acme/many-heads")
+    # Every preset's shape fits at the public cap, and BERT-base at 512 tokens too.
+    assert check_result_size(policy, BertConfig()) == 12 * 12 * 256 * 256 * 4
+    assert check_result_size(policy, BertConfig(), max_tokens=512) == 12 * 12 * 512 * 512 * 4
+    # The model's own limit bounds the tokens: a 64-position model is sized at 64.
+    small = BertConfig(max_position_embeddings=64)
+    assert check_result_size(DeployPolicy(), small) == 12 * 12 * 64 * 64 * 4
+
+
+def test_a_huge_result_never_downloads_weights(monkeypatch, tmp_path):
+    repos = {"acme/many-heads": {"config.json": MANY_HEADS.to_json_string().encode()}}
+    with serve_fake_hub(repos) as hub:
+        hub.activate(monkeypatch, tmp_path)
+        policy = dataclasses.replace(DeployPolicy.strict(), allowed_models=None)
+        with pytest.raises(ResultTooLargeError):
+            load_model_for(policy, "acme/many-heads")
+    assert hub.requested_weights() == []
+
+
+def test_a_config_with_100000_layers_is_refused_by_arithmetic_not_built(tmp_path):
+    """Issue 12, item 8. Built on the meta device it would pass the parameter cap (a few MB of
+    parameters) after minutes; refused by counting, the error names the layers."""
+    with pytest.raises(ModelTooLargeError, match=r"100,000 layers.*up to 256 layers"):
+        check_model_size(DeployPolicy.strict(), DEEP, "acme/deep")
+    with pytest.raises(ModelTooLargeError, match="100,000 layers"):
+        estimate_parameters(DEEP)
+    # A private install (no caps at all) refuses it too, from a local directory.
+    DEEP.save_pretrained(tmp_path)
+    with pytest.raises(ModelTooLargeError, match="100,000 layers"):
+        load_model_for(DeployPolicy(), str(tmp_path))
+
+
+def test_experts_are_bounded_like_layers():
+    config = BertConfig(architectures=["BertModel"])
+    config.num_local_experts = 100_000
+    with pytest.raises(ModelTooLargeError, match="100,000 experts"):
+        check_attention_shape(config, "acme/moe")
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_available_memory_is_the_lower_of_meminfo_and_the_cgroup_limit(tmp_path):
+    meminfo = _write(tmp_path / "meminfo", "MemTotal: 24000000 kB\nMemAvailable: 2000000 kB\n")
+    no_cgroup = tmp_path / "none"
+    assert available_memory_bytes(meminfo, no_cgroup) == 2_000_000 * 1024
+    v2 = tmp_path / "v2"
+    _write(v2 / "memory.max", "1000000000\n")
+    _write(v2 / "memory.current", "400000000\n")
+    assert available_memory_bytes(meminfo, v2) == 600_000_000
+    _write(v2 / "memory.max", "max\n")
+    assert available_memory_bytes(meminfo, v2) == 2_000_000 * 1024
+    v1 = tmp_path / "v1"
+    _write(v1 / "memory" / "memory.limit_in_bytes", str(2**63 - 4096))  # v1's "no limit"
+    _write(v1 / "memory" / "memory.usage_in_bytes", "5")
+    assert available_memory_bytes(meminfo, v1) == 2_000_000 * 1024
+    _write(v1 / "memory" / "memory.limit_in_bytes", "300")
+    assert available_memory_bytes(meminfo, v1) == 295
+    assert available_memory_bytes(no_cgroup, no_cgroup) is None
+    assert available_memory_bytes() > 0  # this machine's, from /proc
+
+
+def test_private_mode_refuses_a_model_that_does_not_fit_in_memory():
+    parameters = estimate_parameters(BERT_LARGE)
+    needed = check_memory(DeployPolicy(), BERT_LARGE, "big", available=10**12)
+    assert needed == parameters * 4 + 2 * result_bytes(BERT_LARGE, 512)
+    with pytest.raises(InsufficientMemoryError, match=r"'big' would need about 2\.1 GB.*335M"):
+        check_memory(DeployPolicy(), BERT_LARGE, "big", available=500_000_000)
+    # The token cap is what sizes the result: lowered, the same model needs less.
+    capped = DeployPolicy(max_tokens=64)
+    assert check_memory(capped, BERT_LARGE, "big", available=10**12) < needed
+    # Half-precision checkpoints take two bytes a parameter.
+    half = BertConfig(dtype="float16")
+    assert parameter_bytes(half) == 2 and parameter_bytes(BertConfig()) == 4
+
+
+def test_private_mode_refuses_a_310b_config_before_loading(tmp_path, monkeypatch):
+    """Issue 12, item 8: without a parameter cap such a config got the server killed."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("weights must not be loaded for a model that does not fit")
+
+    monkeypatch.setattr(core.deploy, "load_model", forbidden)
+    huge = BertConfig(
+        hidden_size=18432,
+        num_hidden_layers=76,
+        num_attention_heads=96,
+        intermediate_size=73728,
+        architectures=["BertModel"],
+    )
+    huge.save_pretrained(tmp_path)
+    with pytest.raises(InsufficientMemoryError, match=r"310\.\dB parameters"):
+        load_model_for(DeployPolicy(), str(tmp_path))
+
+
+def test_flow_rows_budget():
+    policy = DeployPolicy.strict()
+    check_flow_request(policy, n_tokens=256, rows=16)
+    check_flow_request(policy, n_tokens=10, rows=None)  # every row of a short text
+    with pytest.raises(FlowTooLargeError, match=r"17 rows of a 256-token text.*16 rows"):
+        check_flow_request(policy, n_tokens=256, rows=17)
+    with pytest.raises(FlowTooLargeError, match="256 rows"):
+        check_flow_request(policy, n_tokens=256, rows=None)  # a full flow
+    check_flow_request(DeployPolicy(), n_tokens=512, rows=None)
+    with pytest.raises(ValueError):
+        check_flow_request(policy, n_tokens=0, rows=1)
+
+
+def test_flow_time_budget_stops_through_the_progress_callback():
+    policy = DeployPolicy.strict()
+    now = [100.0]
+    seen: list[tuple[int, int]] = []
+
+    def bar(done: int, total: int) -> bool:
+        seen.append((done, total))
+        return True
+
+    progress = flow_progress_with_budget(policy, bar, clock=lambda: now[0])
+    now[0] += 29.0
+    assert progress(1, 10) is True
+    now[0] += 2.0
+    with pytest.raises(FlowTimeExceededError, match="30 s"):
+        progress(2, 10)
+    assert seen == [(1, 10)]
+    # Without a budget the callback only forwards.
+    assert flow_progress_with_budget(DeployPolicy(), clock=lambda: now[0])(1, 2) is None
+
+
+def test_a_real_flow_is_stopped_by_the_time_budget():
+    from core import attention_flow
+
+    rng = np.random.default_rng(0)
+    attentions = rng.random((2, 2, 12, 12)).astype(np.float32)
+    attentions /= attentions.sum(-1, keepdims=True)
+    ticks = iter(range(0, 10_000, 40))  # every call of the clock is 40 s later
+    policy = DeployPolicy(max_flow_seconds=30)
+    with pytest.raises(FlowTimeExceededError):
+        attention_flow(
+            attentions, progress=flow_progress_with_budget(policy, clock=lambda: next(ticks))
+        )
+
+
+def test_export_cells_budget():
+    policy = DeployPolicy.strict()
+    check_export_cells(policy, 2_000_000)
+    with pytest.raises(ExportTooLargeError, match=r"3,976,200 numbers.*2,000,000"):
+        check_export_cells(policy, 6 * 12 * 235 * 235)
+    check_export_cells(DeployPolicy(), 10**9)
+
+
+def test_masks_drawn_per_text():
+    assert masks_allowed(DeployPolicy.strict(), 254) == 8
+    assert masks_allowed(DeployPolicy.strict(), 3) == 3
+    assert masks_allowed(DeployPolicy(), 254) == 254
+
+
+def test_budget_errors_are_atlas_errors_for_people():
+    for error in (FlowTooLargeError, FlowTimeExceededError, ExportTooLargeError):
+        assert issubclass(error, BudgetExceededError) and issubclass(error, AtlasError)
+    for error in (ResultTooLargeError, InsufficientMemoryError):
+        assert issubclass(error, ModelLoadError)

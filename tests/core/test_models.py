@@ -146,3 +146,48 @@ def test_detect_kind_from_flags():
     assert detect_kind(Config()) is ModelKind.ENCODER
     Config.is_encoder_decoder = True
     assert detect_kind(Config()) is ModelKind.ENCODER_DECODER
+
+
+class _WritesAFileWhenUnpickled:
+    """A pickle payload: unpickling it would call `open(marker, "w")`, i.e. run code."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _pickle_checkpoint(tiny_model_path, directory, payload) -> str:
+    """A copy of the tiny BERT whose only weights are a pytorch_model.bin holding `payload`."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    shutil.copytree(tiny_model_path("bert"), directory)
+    weights = load_file(directory / "model.safetensors")
+    (directory / "model.safetensors").unlink()
+    torch.save({**weights, "extra": payload}, directory / "pytorch_model.bin")
+    return str(directory)
+
+
+@pytest.mark.parametrize("payload", ["date", "code"])
+def test_pickle_weights_refused_by_torch_give_a_clean_message(tmp_path, tiny_model_path, payload):
+    """Issue 12, item 9: no raw UnpicklingError advising `weights_only=False`, and the payload
+    never runs, in private mode too."""
+    import datetime
+
+    from core.deploy import DeployPolicy, load_model_for
+    from core.errors import UnsafePickleError
+
+    marker = tmp_path / "payload-ran"
+    value = datetime.date(2020, 1, 1) if payload == "date" else _WritesAFileWhenUnpickled(marker)
+    path = _pickle_checkpoint(tiny_model_path, tmp_path / "pickled", value)
+    for load in (load_model, lambda name: load_model_for(DeployPolicy(), name)):
+        with pytest.raises(UnsafePickleError) as refused:
+            load(path)
+        message = str(refused.value)
+        assert "safetensors" in message
+        for leaked in ("weights_only", "Unpickl", "add_safe_globals", "site-packages", "GLOBAL"):
+            assert leaked not in message
+    assert not marker.exists()
