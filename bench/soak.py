@@ -639,9 +639,8 @@ def report(
         + f" (visitors idle from {args.warmup:g} to {args.warmup + QUIET:g} s and from "
         f"{load_end:g} s; they left at {samples.left_at:.0f} s). After they left, every 10 s: "
         + ", ".join(
-            f"{t - samples.left_at:.0f} s {mb:.0f} MB"
-            for t, mb in samples.points
-            if t >= samples.left_at and round(t - samples.left_at) % 10 == 0
+            f"{offset} s {samples.at(samples.left_at + offset):.0f} MB"
+            for offset in range(0, int(args.idle_tail) + 1, 10)
         )
         + ".",
     ]
