@@ -240,17 +240,12 @@ def app_run_seconds(model_param: str | None, text: str, repeat: int = 3) -> dict
     are warmed too: they are forward passes, not work beyond them.
     """
     import streamlit as st
-    from streamlit.runtime.pages_manager import PagesManager
     from streamlit.testing.v1 import AppTest
 
-    # As the real server does after its first st.navigation call (see tests/pages/conftest.py).
-    original = PagesManager.__init__
+    from ui.runtime import patch_pages_manager, unpatch_pages_manager
 
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    PagesManager.__init__ = init
+    # As the real server does after its first st.navigation call (ui/runtime.py).
+    patch_pages_manager()
     try:
 
         def session(**query) -> AppTest:
@@ -294,7 +289,7 @@ def app_run_seconds(model_param: str | None, text: str, repeat: int = 3) -> dict
         medians[APPTEST_BASELINE] = apptest_baseline_seconds(repeat)
         return medians
     finally:
-        PagesManager.__init__ = original
+        unpatch_pages_manager()
 
 
 APPTEST_BASELINE = "AppTest baseline (a one-line script)"

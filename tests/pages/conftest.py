@@ -9,6 +9,8 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from ui.runtime import patch_pages_manager, unpatch_pages_manager
+
 APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 
 
@@ -18,6 +20,14 @@ def start(**query) -> AppTest:
     for key, value in query.items():
         at.query_params[key] = str(value)
     return at.run()
+
+
+def on_page(page: str, **query) -> AppTest:
+    """The app opened on `page` (e.g. "pages/overview.py") after a first run with `query`."""
+    at = start(**query)
+    at.switch_page(page).run()
+    assert_clean(at)
+    return at
 
 
 def chart_specs(at: AppTest) -> list[dict]:
@@ -44,19 +54,8 @@ def assert_clean(at: AppTest) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _navigation_mode(monkeypatch):
-    """Run reruns the way the real server does once `st.navigation` has been called.
-
-    A `pages/` folder makes Streamlit start in its legacy multipage mode; the real server leaves
-    it for good on the first `st.navigation` call, but AppTest re-detects the folder before
-    every run and would then execute the page file alone, skipping the entrypoint's sidebar.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
+def _navigation_mode():
+    """Run reruns the way the real server does once `st.navigation` has been called."""
+    patch_pages_manager()
+    yield
+    unpatch_pages_manager()
