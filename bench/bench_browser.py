@@ -162,7 +162,7 @@ def machine() -> dict[str, str]:
         text=True,
     ).stdout.splitlines()
     return {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": str(len(os.sched_getaffinity(0))),
         "cpu": cpu,
         "ram": f"{ram_gb:.1f} GiB",

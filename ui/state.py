@@ -241,11 +241,9 @@ def clamp(view: ViewState, shape: Shape) -> tuple[ViewState, list[str]]:
     changes: dict[str, Any] = {}
     if view.stack not in shape.stacks:
         changes["stack"] = SELF
-        if view.stack != SELF:
-            problems.append(
-                f"This model has no {plain(view.stack.replace('_', ' '))} attention; showing "
-                "its self-attention."
-            )
+        problems.append(
+            _ignored("stack", view.stack, "this model has no such attention", "self-attention")
+        )
     if not 0 <= view.layer < shape.layers:
         changes["layer"] = 0
         problems.append(_index_problem("layer", view.layer, shape.layers, "layer 0"))

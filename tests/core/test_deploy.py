@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import tomllib
 import warnings
 from pathlib import Path
 
 import pytest
-import tomllib
 import torch
 from safetensors.torch import load_file
 from transformers import AlbertConfig, BertConfig, DistilBertConfig, RobertaConfig

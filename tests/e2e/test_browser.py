@@ -111,3 +111,28 @@ def test_local_model_directory_predicts_masks(page, app, blocked_requests, tiny_
     assert page.get_by_text("Mask 1: position 6").is_visible()
     assert not [w for w in page.locator(WARNING).all_inner_texts() if "masked-word head" in w]
     assert_no_failure(page, errors, blocked_requests)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"model": "www.example.org"},
+        {"model": "http://example.org/model"},
+        {"head": "www.example.org"},
+        {"head": "https://example.org/x"},
+        {"layer": "me@example.org"},
+    ],
+    ids=["bare-host-model", "url-model", "bare-host-head", "url-head", "email-layer"],
+)
+def test_addresses_echoed_from_a_link_are_not_links(page, app, blocked_requests, query):
+    """Issue 12, item 7: Streamlit's Markdown links bare addresses by itself; echoes escape it."""
+    open_page(page, app.url("/", text=SHORT_TEXT, **query))
+    alerts = page.locator(f"{ERROR}, {WARNING}")
+    assert alerts.count() >= 1
+    echoed = next(iter(query.values())).split("//")[-1]
+    texts = alerts.all_inner_texts()
+    # The address is shown (the joiners that break the autolink are invisible)...
+    assert any(echoed in text.replace("\u2060", "") for text in texts), texts
+    # ...and never as a link.
+    assert page.locator(f"{ERROR} a, {WARNING} a").count() == 0
+    assert not blocked_requests, blocked_requests

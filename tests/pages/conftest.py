@@ -14,11 +14,16 @@ from ui.runtime import patch_pages_manager, unpatch_pages_manager
 APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 
 
-def start(**query) -> AppTest:
-    """The app from its entrypoint, with optional URL query parameters, after its first run."""
+def start(page: str | None = None, **query) -> AppTest:
+    """The app from its entrypoint, with optional URL query parameters, after its first run.
+
+    `page` (e.g. "pages/overview.py") opens that page first, as a link to it does.
+    """
     at = AppTest.from_file(APP, default_timeout=60)
     for key, value in query.items():
         at.query_params[key] = str(value)
+    if page is not None:
+        at.switch_page(page)
     return at.run()
 
 

@@ -112,7 +112,7 @@ def test_legacy_stack_names_map_to_todays():
         ({"layer": 6}, "layer", 0, "layers 0–5"),
         ({"head": 12}, "head", "mean", "Head 12 does not exist"),
         ({"token": 10}, "token", 0, "Token 10 does not exist"),
-        ({"stack": "cross"}, "stack", "self", "no cross attention"),
+        ({"stack": "cross"}, "stack", "self", "stack=cross"),
         ({"rows": (2, 99)}, "rows", (2,), "rows=2,99"),
         ({"edges": 0}, "edges", 1, "edges=0"),
         ({"threshold": 0.9}, "threshold", 0.0, "threshold=0.9"),
