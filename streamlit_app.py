@@ -32,7 +32,7 @@ def main() -> None:
             st.Page(PAGE_FILES["compare"], title="Compare", icon="⚖️", url_path="compare"),
         ]
     )
-    opened = st.session_state.pop(sidebar.OPEN_PAGE_KEY, None)
+    opened = sidebar.page_to_open()
     if opened in PAGE_FILES:
         st.switch_page(PAGE_FILES[opened])
     navigation.run()

@@ -6,9 +6,11 @@ result store, one key builder), `store` (the byte-bounded store itself), `deploy
 deployment policy from the environment and secrets), `runtime` (process tuning and Streamlit
 workarounds), `text` (Markdown escaping), `widgets` (controls bound to the view state, charts,
 downloads, messages), `matrix` (the heatmap view for inputs of any length), `panels` (the
-Attention page's line view, token bars and neuron view), `flow` (flow with progress and Stop),
-`sidebar` (the model picker, texts and display options) and `page` (what every page does
-first: load the model and the result, then hand the page its state).
+Attention page's controls, line view, token bars, neuron view and exports), `flow` (costly
+methods with progress and Stop), `prediction` (the masked page's parts), `compare` (the
+Compare page's pickers), `exports` (download data built on click from keys), `sidebar` (the
+model picker, texts, display options and view files) and `page` (what every page does first:
+load the model and the result, clamp the view, hand the page its state).
 
 Page scripts in `pages/` only lay out what these give them.
 """

@@ -12,7 +12,7 @@ import streamlit as st
 import core
 from core import charts
 from core.display import LayerView, line_window, token_bars
-from core.families import CROSS, SELF
+from core.families import SELF
 from core.views import DisplayMatrix
 from ui import cache, exports, session
 from ui.page import Page
@@ -235,21 +235,14 @@ def exports_panel(page: Page, stack: str, rows: tuple[int, ...] | None, cells: i
     view = page.view
     stem = file_stem("attention", page.model.name, stack if stack != SELF else "", view.method)
     layer_stem = f"{stem}_layer{view.layer}"
-    export_args = (page.inputs, stack, view.method, view.layer, rows)
-    left, right = st.columns(2)
-    left.download_button(
-        f"Layer {view.layer} as JSON",
-        data=functools.partial(exports.layer_data, *export_args, "json"),
-        file_name=f"{layer_stem}.json",
-        mime="application/json",
-        on_click="ignore",
+    layer_data = functools.partial(
+        exports.layer_data, page.inputs, stack, view.method, view.layer, rows
     )
-    right.download_button(
-        f"Layer {view.layer} as CSV",
-        data=functools.partial(exports.layer_data, *export_args, "csv"),
-        file_name=f"{layer_stem}.csv",
-        mime="text/csv",
-        on_click="ignore",
+    export_buttons(
+        f"Layer {view.layer}",
+        csv=functools.partial(layer_data, "csv"),
+        json=functools.partial(layer_data, "json"),
+        stem=layer_stem,
     )
     if core.get_method(view.method).has_heads:
         export_buttons(
@@ -259,7 +252,3 @@ def exports_panel(page: Page, stack: str, rows: tuple[int, ...] | None, cells: i
             cells=cells,
             stem=f"{file_stem('attention', page.model.name, stack)}_all",
         )
-
-
-def is_cross(stack: str) -> bool:
-    return stack == CROSS

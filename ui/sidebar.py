@@ -170,3 +170,8 @@ def open_view_file() -> None:
     if not problems or view != DEFAULT:
         session.set_view(view)
         st.session_state[OPEN_PAGE_KEY] = view.page
+
+
+def page_to_open() -> str | None:
+    """The page a view file just opened names (once), for the entrypoint to switch to."""
+    return st.session_state.pop(OPEN_PAGE_KEY, None)
