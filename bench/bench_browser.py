@@ -269,7 +269,7 @@ def app_run_seconds(model_param: str | None, text: str, repeat: int = 3) -> dict
                 if page == "pages/compare.py":
                     warm = session().run()
                     warm.switch_page(page).run()
-                    warm.text_input(key="replacement").input(REPLACEMENT).run()
+                    warm.text_input(key="w_replacement").input(REPLACEMENT).run()
                     check(warm)
                 at = session(**query)
                 if page == "pages/attention.py":
@@ -280,7 +280,7 @@ def app_run_seconds(model_param: str | None, text: str, repeat: int = 3) -> dict
                     at.switch_page(page)
                     if page == "pages/compare.py":
                         at.run()
-                        at.text_input(key="replacement").input(REPLACEMENT)
+                        at.text_input(key="w_replacement").input(REPLACEMENT)
                     start = time.perf_counter()
                     at.run()
                 results[name].append(time.perf_counter() - start)

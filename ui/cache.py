@@ -155,7 +155,9 @@ def method_result(
     return _stored(store_key("method", inputs, method, stack, layers, rows), compute)
 
 
-def is_stored(inputs: Inputs, method: str, stack: str, layer: int, rows: tuple[int, ...] | None):
+def is_stored(
+    inputs: Inputs, method: str, stack: str, layer: int, rows: tuple[int, ...] | None
+) -> bool:
     """Whether `method_result` would answer at once (no computation, no progress bar)."""
     layers, rows = method_settings(method, layer, rows)
     return store_key("method", inputs, method, stack, layers, rows) in result_store()

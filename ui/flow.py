@@ -97,7 +97,9 @@ def _rows_in(chunks: list[tuple[int, ...]]) -> int:
     return sum(len(chunk) for chunk in chunks)
 
 
-def _compute(inputs, method, stack, layer, missing) -> None:
+def _compute(
+    inputs: Inputs, method: str, stack: str, layer: int, missing: list[tuple[int, ...]]
+) -> None:
     total_rows = _rows_in(missing)
     bar = st.progress(0.0, text=f"Computing {method}…")
     started = time.monotonic()
@@ -120,7 +122,14 @@ def _compute(inputs, method, stack, layer, missing) -> None:
     bar.empty()
 
 
-def _merge(inputs, method, stack, layer, chunks, missing) -> MethodResult | None:
+def _merge(
+    inputs: Inputs,
+    method: str,
+    stack: str,
+    layer: int,
+    chunks: list[tuple[int, ...]],
+    missing: list[tuple[int, ...]],
+) -> MethodResult | None:
     """One result whose layer holds every finished chunk's rows (the rest NaN)."""
     done = [c for c in chunks if c not in missing]
     if not done:

@@ -107,7 +107,13 @@ def _head_label(head: int | str) -> str:
     return HEAD_LABELS.get(head, str(head)) if isinstance(head, str) else str(head)
 
 
-def line_view(view: DisplayMatrix, layer: LayerView, selected: int | None, rows, tokens) -> None:
+def line_view(
+    view: DisplayMatrix,
+    layer: LayerView,
+    selected: int | None,
+    rows: tuple[int, int] | None,
+    tokens: list[core.Token],
+) -> None:
     """Lines from each token on the left to the tokens it attends to on the right."""
     current = session.view()
     default_edges = 3 if len(view.labels) > LONG_INPUT else MAX_EDGES
@@ -154,7 +160,9 @@ def line_view(view: DisplayMatrix, layer: LayerView, selected: int | None, rows,
     )
 
 
-def selected_token(view: DisplayMatrix, selected: int | None, empty, cross: bool) -> None:
+def selected_token(
+    view: DisplayMatrix, selected: int | None, empty: np.ndarray | None, cross: bool
+) -> None:
     """The selected token's attention out (its row) and in (its column) as bars."""
     if selected is None:
         st.info("Pick a token that is shown (it is hidden by the display options).")

@@ -64,7 +64,9 @@ def top_k_slider(causal: bool) -> int:
     )
 
 
-def positions_and_predictions(page: Page, can_predict: bool, causal: bool):
+def positions_and_predictions(
+    page: Page, can_predict: bool, causal: bool
+) -> tuple[list[int], list[list[core.Prediction]]]:
     """The positions to show and their ranked predictions (empty lists when none)."""
     result = page.result
     if causal:
@@ -94,7 +96,14 @@ def positions_and_predictions(page: Page, can_predict: bool, causal: bool):
     return [chosen], predictions
 
 
-def mask_section(page: Page, number: int, position: int, ranked, causal: bool, top_k: int):
+def mask_section(
+    page: Page,
+    number: int,
+    position: int,
+    ranked: list[core.Prediction],
+    causal: bool,
+    top_k: int,
+) -> None:
     """One mask: its top predictions and how it attends in every layer and head."""
     result = page.result
     if causal:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import core
-from core.families import CROSS, DECODER_SELF, SELF, STACKS
+from core.families import DECODER_SELF, SELF, STACKS
 from ui.text import clip, plain
 
 DEFAULT_TEXT = "The cat sat on the mat because it was tired."
@@ -342,7 +342,3 @@ def from_view_file(data: str | bytes) -> tuple[ViewState, list[str]]:
         return DEFAULT, ["This file is not an Attention Atlas view file."]
     strings = {str(key): str(value) for key, value in params.items()}
     return decode(strings, str(document.get("page", DEFAULT.page)))
-
-
-def is_cross(view: ViewState) -> bool:
-    return view.stack == CROSS

@@ -150,6 +150,7 @@ def test_flow_stop_keeps_the_tokens_computed(expected):
     from ui.cache import Inputs, method_result, result_store
     from ui.flow import CHUNK_ROWS
 
+    result_store().clear()  # no flow rows from other tests: the first run shows Stop
     at = start(method="flow", layer=1)
     assert_clean(at)
     n = len(expected.tokens)
