@@ -161,7 +161,7 @@ def test_a_view_too_long_for_a_link_travels_as_a_file(
         wait_for_next_run(fresh)
         fresh.get_by_role("heading", name="Model overview").first.wait_for()
         wait_for_run(fresh)
-        assert fresh.get_by_label("Text").input_value() == text
+        assert fresh.get_by_role("textbox", name="Text", exact=True).input_value() == text
         assert "layer=2" in fresh.url and "head=5" in fresh.url
     finally:
         fresh.close()

@@ -432,3 +432,10 @@ def test_url_values_echoed_in_warnings_are_not_markdown(key):
     assert_clean(at)
     shown = messages(at, "warning") + messages(at, "error")
     assert "![x](" not in shown, shown
+
+
+@pytest.mark.parametrize("page", ["pages/overview.py", "pages/masked.py", "pages/compare.py"])
+def test_bad_model_shows_an_error_not_a_traceback(page):
+    at = start(page, model="no-such-user/no-such-model")
+    assert at.error
+    assert at.text_area(key="w_text").value

@@ -1,7 +1,5 @@
 """The Model overview page in the real app (AppTest)."""
 
-import pytest
-
 from core import EMBEDDED_MODEL, load_model, run_attention
 from tests.pages.conftest import assert_clean, chart_specs, on_page
 
@@ -26,10 +24,3 @@ def test_overview_button_opens_the_head_on_the_attention_page():
     assert_clean(at)
     assert at.selectbox(key="w_layer").value == 2
     assert at.selectbox(key="w_head").value == 7
-
-
-@pytest.mark.parametrize("page", ["pages/overview.py", "pages/masked.py", "pages/compare.py"])
-def test_bad_model_shows_an_error_not_a_traceback(page):
-    at = on_page(page, model="no-such-user/no-such-model")
-    assert at.error
-    assert at.text_area(key="w_text").value
