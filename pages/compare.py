@@ -33,9 +33,9 @@ def replace_word(page: pages.Page) -> None:
         show_error(str(error))
         return
     result, view = page.result, page.view
-    compare.layer_and_head(result.num_layers, result.num_heads)
-    before = head_matrix(comparison.before.attentions, view.layer, view.head)
-    after = head_matrix(comparison.after.attentions, view.layer, view.head)
+    layer, head = compare.layer_and_head(result.num_layers, result.num_heads)
+    before = head_matrix(comparison.before.attentions, layer, head)
+    after = head_matrix(comparison.after.attentions, layer, head)
     domain = colour_domain(view.colour_scale(), [before, after])
     left, right = st.columns(2)
     with left:
@@ -46,7 +46,7 @@ def replace_word(page: pages.Page) -> None:
     # Only the shown head is merged to word level: the whole stack takes seconds at 512 tokens
     # and is built only if the difference is downloaded.
     show_matrix(
-        comparison.difference_for(view.layer, view.head if isinstance(view.head, int) else None),
+        comparison.difference_for(layer, head if isinstance(head, int) else None),
         comparison.alignment.labels,
         key="difference",
         title="Difference (after − before), word level",
@@ -106,9 +106,7 @@ def two_models(page: pages.Page) -> None:
             f"{other_result.num_layers}×{other_result.num_heads}): pickers cover the layers and "
             "heads both have."
         )
-    compare.layer_and_head(layers, heads)
-    layer = min(view.layer, layers - 1)
-    head = view.head if not isinstance(view.head, int) or view.head < heads else "mean"
+    layer, head = compare.layer_and_head(layers, heads)
     shown = [(page.model.name, result), (other.name, other_result)]
     matrices = [head_matrix(res.attentions, layer, head) for _, res in shown]
     domain = colour_domain(view.colour_scale(), matrices)

@@ -39,28 +39,28 @@ def word_and_replacement(page: Page) -> tuple[int, str]:
     return word, replacement
 
 
-def layer_and_head(layers: int, heads: int) -> None:
-    """Layer and head pickers within `layers` × `heads` (the Attention page's choice)."""
+def layer_and_head(layers: int, heads: int) -> tuple[int, int | str]:
+    """Layer and head pickers within `layers` × `heads` (the Attention page's choice).
+
+    Returns the layer and head shown: the view's, or the nearest both models have.
+    """
     view = session.view()
+    layer = min(view.layer, layers - 1)
+    options = ["mean", *range(heads)]
+    head = view.head if view.head in options else "mean"
     left, right = st.columns(2)
     with left:
-        bound(
-            st.selectbox,
-            "Layer",
-            "layer",
-            value=min(view.layer, layers - 1),
-            options=list(range(layers)),
-        )
-    options = ["mean", *range(heads)]
+        bound(st.selectbox, "Layer", "layer", value=layer, options=list(range(layers)))
     with right:
         bound(
             st.selectbox,
             "Head",
             "head",
-            value=view.head if view.head in options else "mean",
+            value=head,
             options=options,
             format_func=label_from({"mean": "mean of heads"} | {h: str(h) for h in range(heads)}),
         )
+    return layer, head
 
 
 def second_model(page: Page) -> str:
