@@ -162,7 +162,7 @@ def machine() -> dict[str, str]:
         text=True,
     ).stdout.splitlines()
     return {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": str(len(os.sched_getaffinity(0))),
         "cpu": cpu,
         "ram": f"{ram_gb:.1f} GiB",
@@ -240,17 +240,12 @@ def app_run_seconds(model_param: str | None, text: str, repeat: int = 3) -> dict
     are warmed too: they are forward passes, not work beyond them.
     """
     import streamlit as st
-    from streamlit.runtime.pages_manager import PagesManager
     from streamlit.testing.v1 import AppTest
 
-    # As the real server does after its first st.navigation call (see tests/pages/conftest.py).
-    original = PagesManager.__init__
+    from ui.runtime import patch_pages_manager, unpatch_pages_manager
 
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    PagesManager.__init__ = init
+    # As the real server does after its first st.navigation call (ui/runtime.py).
+    patch_pages_manager()
     try:
 
         def session(**query) -> AppTest:
@@ -274,7 +269,7 @@ def app_run_seconds(model_param: str | None, text: str, repeat: int = 3) -> dict
                 if page == "pages/compare.py":
                     warm = session().run()
                     warm.switch_page(page).run()
-                    warm.text_input(key="replacement").input(REPLACEMENT).run()
+                    warm.text_input(key="w_replacement").input(REPLACEMENT).run()
                     check(warm)
                 at = session(**query)
                 if page == "pages/attention.py":
@@ -285,7 +280,7 @@ def app_run_seconds(model_param: str | None, text: str, repeat: int = 3) -> dict
                     at.switch_page(page)
                     if page == "pages/compare.py":
                         at.run()
-                        at.text_input(key="replacement").input(REPLACEMENT)
+                        at.text_input(key="w_replacement").input(REPLACEMENT)
                     start = time.perf_counter()
                     at.run()
                 results[name].append(time.perf_counter() - start)
@@ -294,7 +289,7 @@ def app_run_seconds(model_param: str | None, text: str, repeat: int = 3) -> dict
         medians[APPTEST_BASELINE] = apptest_baseline_seconds(repeat)
         return medians
     finally:
-        PagesManager.__init__ = original
+        unpatch_pages_manager()
 
 
 APPTEST_BASELINE = "AppTest baseline (a one-line script)"

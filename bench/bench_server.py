@@ -62,8 +62,8 @@ def in_process() -> list[tuple[str, float]]:
     from core import charts
     from core.tokens import Token
     from core.views import block_labels, thumbnail_size
-    from pages._store import ResultStore
     from tests.e2e.harness import long_text
+    from ui.store import ResultStore
 
     n = 512
     rng = np.random.default_rng(0)
@@ -118,7 +118,7 @@ def in_process() -> list[tuple[str, float]]:
         for chart in built:
             chart.to_dict(validate=validate)
 
-    disable_debug_mode()  # as the app does (pages/_shared.py)
+    disable_debug_mode()  # as the app does (ui/runtime.py)
     import altair as alt
 
     with alt.data_transformers.disable_max_rows():

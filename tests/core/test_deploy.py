@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import tomllib
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-import tomllib
 import torch
 from safetensors.torch import load_file
 from transformers import AlbertConfig, BartConfig, BertConfig, DistilBertConfig, RobertaConfig

@@ -111,3 +111,57 @@ def test_local_model_directory_predicts_masks(page, app, blocked_requests, tiny_
     assert page.get_by_text("Mask 1: position 6").is_visible()
     assert not [w for w in page.locator(WARNING).all_inner_texts() if "masked-word head" in w]
     assert_no_failure(page, errors, blocked_requests)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"model": "www.example.org"},
+        {"model": "http://example.org/model"},
+        {"head": "www.example.org"},
+        {"head": "https://example.org/x"},
+        {"layer": "me@example.org"},
+    ],
+    ids=["bare-host-model", "url-model", "bare-host-head", "url-head", "email-layer"],
+)
+def test_addresses_echoed_from_a_link_are_not_links(page, app, blocked_requests, query):
+    """Issue 12, item 7: Streamlit's Markdown links bare addresses by itself; echoes escape it."""
+    open_page(page, app.url("/", text=SHORT_TEXT, **query))
+    alerts = page.locator(f"{ERROR}, {WARNING}")
+    assert alerts.count() >= 1
+    echoed = next(iter(query.values())).split("//")[-1]
+    texts = alerts.all_inner_texts()
+    # The address is shown (the joiners that break the autolink are invisible)...
+    assert any(echoed in text.replace("\u2060", "") for text in texts), texts
+    # ...and never as a link.
+    assert page.locator(f"{ERROR} a, {WARNING} a").count() == 0
+    assert not blocked_requests, blocked_requests
+
+
+def test_a_view_too_long_for_a_link_travels_as_a_file(
+    page, app, browser, tmp_path, blocked_requests
+):
+    """A text over 1,500 characters: the page says so, and the downloaded view opens again."""
+    text = long_text(340)
+    assert len(text) > 1500
+    errors = open_page(page, app.url("/overview", text=text, layer=2, head=5))
+    assert page.get_by_text("too long for a link").first.is_visible()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download this view").click()
+    view_file = tmp_path / "view.json"
+    download.value.save_as(view_file)
+    assert_no_failure(page, errors, blocked_requests)
+
+    fresh = browser.new_page()
+    try:
+        fresh.goto(app.url("/"))
+        wait_for_run(fresh)
+        start_counting_runs(fresh)
+        fresh.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(view_file)
+        wait_for_next_run(fresh)
+        fresh.get_by_role("heading", name="Model overview").first.wait_for()
+        wait_for_run(fresh)
+        assert fresh.get_by_role("textbox", name="Text", exact=True).input_value() == text
+        assert "layer=2" in fresh.url and "head=5" in fresh.url
+    finally:
+        fresh.close()

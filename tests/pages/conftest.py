@@ -9,15 +9,30 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from ui.runtime import patch_pages_manager, unpatch_pages_manager
+
 APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 
 
-def start(**query) -> AppTest:
-    """The app from its entrypoint, with optional URL query parameters, after its first run."""
+def start(page: str | None = None, **query) -> AppTest:
+    """The app from its entrypoint, with optional URL query parameters, after its first run.
+
+    `page` (e.g. "pages/overview.py") opens that page first, as a link to it does.
+    """
     at = AppTest.from_file(APP, default_timeout=60)
     for key, value in query.items():
         at.query_params[key] = str(value)
+    if page is not None:
+        at.switch_page(page)
     return at.run()
+
+
+def on_page(page: str, **query) -> AppTest:
+    """The app opened on `page` (e.g. "pages/overview.py") after a first run with `query`."""
+    at = start(**query)
+    at.switch_page(page).run()
+    assert_clean(at)
+    return at
 
 
 def chart_specs(at: AppTest) -> list[dict]:
@@ -44,19 +59,8 @@ def assert_clean(at: AppTest) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _navigation_mode(monkeypatch):
-    """Run reruns the way the real server does once `st.navigation` has been called.
-
-    A `pages/` folder makes Streamlit start in its legacy multipage mode; the real server leaves
-    it for good on the first `st.navigation` call, but AppTest re-detects the folder before
-    every run and would then execute the page file alone, skipping the entrypoint's sidebar.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
+def _navigation_mode():
+    """Run reruns the way the real server does once `st.navigation` has been called."""
+    patch_pages_manager()
+    yield
+    unpatch_pages_manager()

@@ -1,6 +1,6 @@
 """Every chart the pages send is a valid Vega-Lite spec.
 
-The server skips Altair's own schema validation for speed (`pages._shared.show_chart`); this
+The server skips Altair's own schema validation for speed (`ui.widgets.show_chart`); this
 module validates what the pages actually send instead, for each kind of view.
 """
 
@@ -30,7 +30,7 @@ def page_specs(page: str | None, **query) -> list[dict]:
         at.switch_page(page).run()
     assert_clean(at)
     if page == "pages/compare.py":
-        at.text_input(key="replacement").set_value("dog").run()
+        at.text_input(key="w_replacement").set_value("dog").run()
         assert_clean(at)
     specs = chart_specs(at)
     assert specs, "the view drew no chart"

@@ -16,16 +16,17 @@ from streamlit.testing.v1 import AppTest
 from transformers import BertConfig, ResNetConfig
 
 from core import EMBEDDED_MODEL, AtlasError
-from pages._shared import CUSTOM_CHOICE
 from tests.fake_hub import serve_fake_hub
 from tests.pages.conftest import APP, assert_clean, chart_specs, start, table_with
+from ui.deploy import CUSTOM_CHOICE
 
 GOOD_TEXT = "A quiet dog slept by the door."
 HTML_TEXT = "<script>alert('x')</script> <b>bold</b> <img src=x onerror=alert(1)> ${y} \"q\""
 
 
 def messages(at: AppTest, kind: str) -> str:
-    return " | ".join(element.value for element in at.get(kind))
+    # Word joiners (U+2060) keep Markdown from linking addresses; they show nothing.
+    return " | ".join(element.value for element in at.get(kind)).replace("\u2060", "")
 
 
 def assert_recovers(at: AppTest) -> None:
@@ -206,7 +207,7 @@ def on_compare() -> AppTest:
 @pytest.mark.parametrize("replacement", ["", "   "])
 def test_empty_replacement_keeps_asking(replacement):
     at = on_compare()
-    at.text_input(key="replacement").set_value(replacement).run()
+    at.text_input(key="w_replacement").set_value(replacement).run()
     assert_clean(at)
     assert "Type a replacement" in messages(at, "info")
     assert len(at.get("vega_lite_chart")) == 0
@@ -214,17 +215,17 @@ def test_empty_replacement_keeps_asking(replacement):
 
 def test_many_words_as_the_replacement():
     at = on_compare()
-    at.text_input(key="replacement").set_value("big fluffy <b>dog</b> 🍕").run()
+    at.text_input(key="w_replacement").set_value("big fluffy <b>dog</b> 🍕").run()
     assert_clean(at)
     assert not at.error
     assert len(at.get("vega_lite_chart")) == 3
-    assert at.text_input(key="replacement").value == "big fluffy <b>dog</b> 🍕"
+    assert at.text_input(key="w_replacement").value == "big fluffy <b>dog</b> 🍕"
 
 
 def test_the_same_word_as_the_replacement_changes_nothing():
     at = on_compare()
     next(s for s in at.selectbox if s.label == "Word to replace").set_value(1).run()
-    at.text_input(key="replacement").set_value("cat").run()
+    at.text_input(key="w_replacement").set_value("cat").run()
     assert_clean(at)
     assert any("cat → cat" in json.dumps(spec, ensure_ascii=False) for spec in chart_specs(at))
     difference = table_with(at, 2, {"v"})["v"].to_numpy()
@@ -234,13 +235,13 @@ def test_the_same_word_as_the_replacement_changes_nothing():
 @pytest.mark.parametrize("replacement", ["\x00", "\u200b"], ids=["NUL", "zero-width space"])
 def test_a_replacement_with_nothing_readable(replacement):
     at = on_compare()
-    at.text_input(key="replacement").set_value(replacement).run()
+    at.text_input(key="w_replacement").set_value(replacement).run()
     assert_clean(at)
     error = messages(at, "error").replace("\\", "")  # shown Markdown-escaped
     assert "no characters the model's tokenizer can read" in error, error
     assert len(at.get("vega_lite_chart")) == 0
-    assert at.text_input(key="replacement").value == replacement
-    at.text_input(key="replacement").set_value("dog").run()
+    assert at.text_input(key="w_replacement").value == replacement
+    at.text_input(key="w_replacement").set_value("dog").run()
     assert_clean(at)
     assert not at.error, messages(at, "error")
     assert len(at.get("vega_lite_chart")) == 3
@@ -263,7 +264,7 @@ def test_compare_page_errors_are_shown_literally(monkeypatch):
     monkeypatch.setattr("core.compare_replacement", refuse)
     at = on_compare()
     # A replacement no other test uses, so no cached comparison answers instead.
-    at.text_input(key="replacement").set_value("escaped-error-check").run()
+    at.text_input(key="w_replacement").set_value("escaped-error-check").run()
     assert_clean(at)
     assert_shown_literally(at)
 
@@ -276,7 +277,7 @@ def test_masked_page_errors_are_shown_literally(monkeypatch, tiny_model_path):
     # A text no other test uses, so no cached prediction answers instead.
     at = start(model=tiny_model_path("roberta"), text="the escaped error check")
     at.switch_page("pages/masked.py").run()
-    at.pills(key="mask_word").set_value(2).run()
+    at.selectbox(key="w_mask").set_value(2).run()
     assert_clean(at)
     assert_shown_literally(at)
 
@@ -431,3 +432,10 @@ def test_url_values_echoed_in_warnings_are_not_markdown(key):
     assert_clean(at)
     shown = messages(at, "warning") + messages(at, "error")
     assert "![x](" not in shown, shown
+
+
+@pytest.mark.parametrize("page", ["pages/overview.py", "pages/masked.py", "pages/compare.py"])
+def test_bad_model_shows_an_error_not_a_traceback(page):
+    at = start(page, model="no-such-user/no-such-model")
+    assert at.error
+    assert at.text_area(key="w_text").value

@@ -3,6 +3,8 @@ generation and the neuron view, driven from the entrypoint with tiny random chec
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,7 @@ from core import (
     run_attention,
 )
 from tests.pages.conftest import assert_clean, start, table_with
+from ui.session import VIEW_KEY
 
 TEXT = "The cat sat on the mat."
 TARGET = "A dog ran in the park."
@@ -120,7 +123,8 @@ def test_cross_attention_offers_no_rollout_or_flow(tiny_model_path, loaded):
     stack_controls(at)[0].set_value("cross").run()
     assert_clean(at)
     # Rollout was selected: it falls back to the raw weights, and the page says why.
-    assert any("not offered for cross attention" in i.value for i in at.info)
+    assert any("rollout is not offered" in w.value for w in at.warning)
+    assert any("not offered for cross attention" in c.value for c in at.caption)
     assert at.segmented_control(key="w_method").options == ["raw"]
     expected = run_attention(loaded("bart"), TEXT, target_text=TARGET)
     shape = (len(expected.decoder_tokens), len(expected.tokens))
@@ -247,9 +251,8 @@ def test_masked_page_shows_next_token_predictions_for_gpt2(tiny_model_path, load
 def test_generated_tokens_attention_to_the_prompt(tiny_model_path, loaded):
     at = start(model=tiny_model_path("gpt2"), text=TEXT)
     at.switch_page("pages/masked.py").run()
-    at.toggle(key="gen_on").set_value(True).run()
-    at.slider(key="gen_count").set_value(4).run()
-    at.selectbox(key="gen_head").set_value(1).run()
+    at.slider(key="w_generate").set_value(4).run()
+    at.selectbox(key="w_head").set_value(1).run()
     assert_clean(at)
     expected = generate_with_attention(loaded("gpt2"), TEXT, 4)
     start_at = expected.generated_from
@@ -270,7 +273,9 @@ def test_generated_tokens_attention_to_the_prompt(tiny_model_path, loaded):
 
 # ------------------------------------------------------------------ neuron view
 def open_neuron_view(at):
-    at.session_state["neuron_open"] = True
+    """Open the neuron view as a click on its expander does (AppTest cannot click one)."""
+    view = at.session_state[VIEW_KEY]
+    at.session_state[VIEW_KEY] = dataclasses.replace(view, neuron=True)
     return at.run()
 
 

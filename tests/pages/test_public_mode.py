@@ -13,9 +13,9 @@ from transformers import BertConfig
 
 from core import EMBEDDED_MODEL, PRESETS
 from core.deploy import SETTINGS
-from pages._shared import CUSTOM_CHOICE, model_label
 from tests.fake_hub import serve_fake_hub
 from tests.pages.conftest import APP, assert_clean, start, table_with
+from ui.deploy import CUSTOM_CHOICE, model_label
 
 
 def messages(at: AppTest, kind: str) -> str:
@@ -97,7 +97,7 @@ def test_the_second_model_of_compare_comes_from_the_allowlist(deploy):
     at.switch_page("pages/compare.py").run()
     assert_clean(at)
     # The model shown is left out, and there is no free-text box to type another model into.
-    assert list(at.selectbox(key="second_model").options) == labels(["bert-base-uncased"])
+    assert list(at.selectbox(key="w_second_choice").options) == labels(["bert-base-uncased"])
     assert any("offers these models only" in c.value for c in at.caption)
 
 
@@ -106,7 +106,7 @@ def test_with_only_one_model_compare_offers_no_second(deploy):
     at = start()
     at.switch_page("pages/compare.py").run()
     assert_clean(at)
-    assert list(at.selectbox(key="second_model").options) == []
+    assert list(at.selectbox(key="w_second_choice").options) == []
     assert any("offers no other model" in c.value for c in at.caption)
 
 
@@ -114,9 +114,9 @@ def test_the_second_model_box_of_compare_is_refused_too(deploy):
     deploy(ATLAS_PUBLIC=1, ATLAS_ALLOWED_MODELS="any")
     at = start()
     at.switch_page("pages/compare.py").run()
-    at.selectbox(key="second_model").set_value(CUSTOM_CHOICE).run()
-    assert at.text_input(key="second_custom").label == "Hub id"
-    at.text_input(key="second_custom").set_value("../../etc").run()
+    at.selectbox(key="w_second_choice").set_value(CUSTOM_CHOICE).run()
+    assert at.text_input(key="w_second_custom").label == "Hub id"
+    at.text_input(key="w_second_custom").set_value("../../etc").run()
     assert_clean(at)
     assert "looks like a path on the server" in messages(at, "error")
 

@@ -122,6 +122,11 @@ class ResultStore:
                 _, (_, evicted, _) = self._entries.popitem(last=False)
                 held -= evicted
 
+    def values(self) -> list[Any]:
+        """The values held now, oldest first (for tests and diagnostics)."""
+        with self._lock:
+            return [value for value, _, _ in self._entries.values()]
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

@@ -144,3 +144,31 @@ def test_full_length_input_gets_overview_and_detail_not_the_whole_matrix():
     # The line view draws the window only, with the strongest 3 edges per token.
     lines = table_with(at, 2, {"src", "dst", "w"})
     assert lines.num_rows <= 48 * 3
+
+
+def test_flow_stop_keeps_the_tokens_computed(expected):
+    from ui.cache import Inputs, method_result, result_store
+    from ui.flow import CHUNK_ROWS
+
+    result_store().clear()  # no flow rows from other tests: the first run shows Stop
+    at = start(method="flow", layer=1)
+    assert_clean(at)
+    n = len(expected.tokens)
+    assert n > CHUNK_ROWS  # two chunks: one done, one left when Stop is clicked
+    # As if the run was interrupted after the first chunk: only its rows are stored.
+    result_store().clear()
+    first = tuple(range(CHUNK_ROWS))
+    done = method_result(Inputs(EMBEDDED_MODEL, TEXT), "flow", "self", 1, first)
+    at.button(key="flow_stop").click().run()
+    assert_clean(at)
+    assert any(f"Stopped: {CHUNK_ROWS} of {n} tokens done" in i.value for i in at.info)
+    table = heatmap(at)
+    rows = set(table["q"].to_numpy().tolist())
+    assert rows == set(first)
+    matrix = np.full((n, n), np.nan)
+    matrix[table["q"].to_numpy(), table["k"].to_numpy()] = table["v"].to_numpy()
+    np.testing.assert_allclose(matrix[:CHUNK_ROWS], done.per_layer[1, :CHUNK_ROWS], rtol=1e-4)
+    # Continue computes the rest, keeping the stored chunk.
+    at.button(key="flow_continue").click().run()
+    assert_clean(at)
+    assert heatmap(at).num_rows == n * n

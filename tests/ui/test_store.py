@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from pages._store import ResultStore, freeze, size_of
+from ui.store import ResultStore, freeze, size_of
 
 
 def megabytes(count: float) -> np.ndarray:

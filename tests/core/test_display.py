@@ -1,0 +1,152 @@
+"""core.display: what the pages draw, shaped from results (checked against plain numpy)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core import MethodRequest, Prediction, Token, run_method
+from core.attention import AttentionResult
+from core.display import (
+    colour_domain,
+    generated_rows,
+    head_matrix,
+    layer_export,
+    layer_view,
+    line_window,
+    mask_profile,
+    maskable_positions,
+    prediction_rows,
+    replaceable_words,
+    token_bars,
+)
+from core.families import EncoderFamily
+from tests.core.attention_inputs import dirichlet_attention
+
+
+def token(index, text, word=None, special=False, segment=0):
+    return Token(text=text, index=index, word_index=word, is_special=special, segment=segment)
+
+
+TOKENS = [
+    token(0, "[CLS]", special=True),
+    token(1, "em", 0),
+    token(2, "##bed", 0),
+    token(3, "cats", 1),
+    token(4, "[SEP]", special=True),
+    token(5, "dogs", 2, segment=1),
+    token(6, "[SEP]", special=True, segment=1),
+]
+
+
+@pytest.fixture(scope="module")
+def attentions():
+    return dirichlet_attention(np.random.default_rng(0), 3, 4, 5, 0.5)
+
+
+def raw_result(attentions):
+    return AttentionResult(
+        model_name="test",
+        text="x",
+        text_pair=None,
+        tokens=TOKENS[:5],
+        attention_stacks={"self": attentions},
+        stack_specs=EncoderFamily().stacks,
+    )
+
+
+@pytest.fixture(scope="module")
+def raw(attentions):
+    return run_method("raw", MethodRequest(result=raw_result(attentions)))
+
+
+def test_head_matrix(attentions):
+    np.testing.assert_array_equal(head_matrix(attentions, 1, 2), attentions[1, 2])
+    np.testing.assert_allclose(head_matrix(attentions, 1, "mean"), attentions[1].mean(0))
+    np.testing.assert_allclose(head_matrix(attentions, 1, "all"), attentions[1].mean(0))
+
+
+def test_layer_view_for_each_head_choice(raw, attentions):
+    one = layer_view(raw, 2, 3)
+    np.testing.assert_array_equal(one.matrix, attentions[2, 3])
+    assert one.line_heads == [3] and one.what == "layer 2, head 3"
+    every = layer_view(raw, 2, "all")
+    np.testing.assert_allclose(every.matrix, attentions[2].mean(0))
+    assert every.lines.shape == (4, 5, 5) and every.line_heads == [0, 1, 2, 3]
+    mean = layer_view(raw, 0, "mean", "Cross")
+    assert mean.what == "cross layer 0, mean of 4 heads" and mean.lines.shape == (1, 5, 5)
+
+
+def test_layer_view_and_export_of_a_method_without_heads(raw, attentions):
+    rolled = run_method("rollout", MethodRequest(result=raw_result(attentions)))
+    view = layer_view(rolled, 1, 3)  # the head is ignored
+    np.testing.assert_array_equal(view.matrix, rolled.per_layer[1])
+    array, layers, heads = layer_export(rolled, 1)
+    assert array.shape == (1, 1, 5, 5) and layers == [1] and heads == [0]
+
+
+def test_layer_export_of_raw_has_every_head(raw, attentions):
+    array, layers, heads = layer_export(raw, 2)
+    np.testing.assert_array_equal(array[0], attentions[2])
+    assert layers == [2] and heads == [0, 1, 2, 3]
+
+
+def test_colour_domain():
+    a, b = np.array([[0.1, 0.4]]), np.array([[np.nan, 0.8]])
+    assert colour_domain("chart", [a, b]) is None
+    assert colour_domain("fixed", [a]) == (0.0, 1.0)
+    assert colour_domain("shared", [a, b]) == (0.0, 0.8)
+    assert colour_domain("shared", [np.zeros((2, 2))]) == (0.0, 1.0)
+
+
+def test_token_bars_blank_what_a_causal_model_cannot_see():
+    matrix = np.arange(9, dtype=float).reshape(3, 3)
+    empty = np.triu(np.ones((3, 3), bool), 1)
+    out, into = token_bars(matrix, 1, empty)
+    np.testing.assert_array_equal(out, [3, 4, np.nan])
+    np.testing.assert_array_equal(into, [np.nan, 4, 7])
+    out, into = token_bars(matrix, 1, square=False)
+    assert into is None and list(out) == [3, 4, 5]
+
+
+def test_line_window():
+    weights = np.random.default_rng(1).random((2, 10, 10))
+    whole = line_window(weights, list("abcdefghij"), 4, None)
+    assert whole.weights.shape == (2, 10, 10) and whole.selected == 4 and whole.note == ""
+    part = line_window(weights, list("abcdefghij"), 4, (3, 6))
+    np.testing.assert_array_equal(part.weights, weights[:, 3:6, 3:6])
+    assert part.labels == ["3·d", "4·e", "5·f"] and part.selected == 1
+    assert line_window(weights, list("abcdefghij"), 8, (3, 6)).selected is None
+
+
+def test_replaceable_words_and_maskable_positions():
+    assert replaceable_words(TOKENS) == {0: "em##bed", 1: "cats"}
+    assert maskable_positions(TOKENS) == [1, 2, 3, 5]
+
+
+def test_prediction_rows():
+    ranked = [[Prediction("a", 0.5, 1), Prediction("b", 0.25, 2)], [Prediction("c", 0.9, 3)]]
+    rows = prediction_rows([4, 7], ranked)
+    assert rows[1] == {"mask": 1, "position": 4, "rank": 2, "token": "b", "score": 0.25}
+    assert rows[2]["mask"] == 2 and rows[2]["position"] == 7 and len(rows) == 3
+
+
+def test_mask_profile_pools_long_inputs():
+    weights = np.random.default_rng(2).random((2, 3, 100, 100))
+    labels = [str(i) for i in range(100)]
+    profile, shown = mask_profile(weights, 5, labels, limit=200, blocks=10)
+    np.testing.assert_array_equal(profile, weights[:, :, 5, :])
+    assert shown == labels
+    pooled, blocks = mask_profile(weights, 5, labels, limit=80, blocks=10)
+    assert pooled.shape == (2, 3, 10) and len(blocks) == 10
+    np.testing.assert_allclose(pooled[..., 0], weights[:, :, 5, :10].mean(-1))
+
+
+def test_generated_rows():
+    weights = np.random.default_rng(3).random((2, 2, 5, 5))
+    tokens = [token(i, t) for i, t in enumerate("abcde")]
+    matrix, rows, keys = generated_rows(weights, tokens, 3, 1, 0)
+    np.testing.assert_array_equal(matrix, weights[1, 0, 3:, :3])
+    assert rows == ["1·d", "2·e"] and keys == ["a", "b", "c"]
+    mean, _, _ = generated_rows(weights, tokens, 3, 1, "all")
+    np.testing.assert_allclose(mean, weights[1].mean(0)[3:, :3])

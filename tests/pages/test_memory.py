@@ -1,0 +1,50 @@
+"""Issue 12, item 1: a session kept after its visitor left must not keep results alive.
+
+The server keeps a disconnected session (its widget metadata, callbacks and download
+callables) until a new connection arrives after a timeout. Functions a page script defines at
+its top level hold the script's globals, so a page that kept `result` there pinned every
+visitor's last result. Here each page runs in a session that stays alive; once the shared
+store lets go of its entries, every result must be collectable.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+
+from tests.pages.conftest import assert_clean, on_page
+from ui.cache import result_store
+
+PAGE_STEPS = {
+    "pages/attention.py": [],
+    "pages/overview.py": [],
+    "pages/masked.py": [],
+    "pages/compare.py": [("text_input", "w_replacement", "dog")],
+}
+
+
+@pytest.mark.parametrize("page", list(PAGE_STEPS), ids=lambda p: p.split("/")[-1])
+def test_results_are_collectable_while_the_session_lives(page):
+    store = result_store()
+    store.clear()
+    at = on_page(page, text="The cat sat on the [MASK] because it was tired.", head=1)
+    for kind, key, value in PAGE_STEPS[page]:
+        getattr(at, kind)(key=key).set_value(value).run()
+    assert_clean(at)
+    held = [weakref.ref(value) for value in store.values() if _weakrefable(value)]
+    assert held, "the page stored nothing: the test would prove nothing"
+    store.clear()
+    gc.collect()
+    alive = [type(ref()).__name__ for ref in held if ref() is not None]
+    assert not alive, f"still reachable from the kept session: {alive}"
+    assert at.session_state  # the session itself is still there
+
+
+def _weakrefable(value: object) -> bool:
+    try:
+        weakref.ref(value)
+    except TypeError:  # bytes, tuples: not results
+        return False
+    return True

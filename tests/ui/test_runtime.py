@@ -1,0 +1,44 @@
+"""Process tuning and the Streamlit workarounds kept in one place."""
+
+import altair as alt
+import pandas as pd
+import pytest
+from altair.utils.schemapi import SchemaValidationError
+from streamlit.runtime.pages_manager import PagesManager
+
+from ui.runtime import (
+    leave_legacy_pages_mode,
+    patch_pages_manager,
+    skip_final_validation,
+    tune_process,
+    unpatch_pages_manager,
+)
+
+
+def test_tuning_twice_is_harmless():
+    tune_process()
+    tune_process()
+
+
+def test_the_pages_folder_workaround_is_undone_cleanly():
+    original = PagesManager.__init__
+    patch_pages_manager()
+    patch_pages_manager()  # idempotent: one wrapper only
+    assert PagesManager.__init__ is not original
+    unpatch_pages_manager()
+    assert PagesManager.__init__ is original
+    leave_legacy_pages_mode()
+    assert PagesManager.uses_pages_directory is False
+
+
+def test_charts_skip_only_the_final_validation():
+    data = pd.DataFrame({"x": [1, 2]})
+    chart = alt.Chart(data).mark_bar().encode(x="x:Q")
+    expected = chart.to_dict()
+    assert skip_final_validation(chart).to_dict() == expected
+    # An invalid property would fail validation; skipped, the spec is still produced.
+    broken = alt.Chart(data).mark_bar()
+    broken.mark = "not-a-mark"
+    with pytest.raises(SchemaValidationError):
+        broken.to_dict()
+    assert skip_final_validation(broken).to_dict()["mark"] == {"type": "not-a-mark"}

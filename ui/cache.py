@@ -1,0 +1,272 @@
+"""Models and results, cached once per server process with one key builder.
+
+Models live in `st.cache_resource` (two at most). Everything computed from a text lives in one
+byte-bounded `ResultStore` shared by every session, under a key built by `store_key` from the
+`Inputs` of a view (model, text, pair, target) and the few settings the computation reads. The
+functions here take those small, hashable values only, never a result: download buttons and
+callbacks that call them hold strings, so a session that is kept after its visitor left pins
+no arrays (issue 12: results stay collectable).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import core
+from core import AttentionResult, LoadedModel, MethodRequest, MethodResult
+from core.families import SELF
+from core.images import gallery_zip
+from core.views import blank_causal
+from ui.deploy import deploy_policy
+from ui.state import ViewState
+from ui.store import ResultStore
+
+T = TypeVar("T")
+STORE_MEGABYTES_PUBLIC = 128
+STORE_MEGABYTES_PRIVATE = 640
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a forward pass reads: the model's name and the texts (target "" = generate)."""
+
+    model: str
+    text: str
+    pair: str = ""
+    target: str = ""
+
+
+def inputs_of(view: ViewState, model: LoadedModel | None = None) -> Inputs:
+    """The `Inputs` of `view` (on `model`, when given: only encoder-decoders read a target).
+
+    Other models ignore a target, so it must not split their cache entries; a blank target
+    means "generate greedily", the same entry as "".
+    """
+    target = view.target if view.target.strip() else ""
+    if model is not None and model.kind is not core.ModelKind.ENCODER_DECODER:
+        target = ""
+    return Inputs(
+        model=model.name if model else view.model, text=view.text, pair=view.pair, target=target
+    )
+
+
+def store_key(kind: str, inputs: Inputs, *settings: Hashable) -> tuple[Hashable, ...]:
+    """The one key builder of the result store: what, for which inputs, with which settings."""
+    return (kind, inputs, *settings)
+
+
+# Two models at most (the compare page shows two side by side): the two largest presets take
+# ≈1.2 GB resident, half of a 2.7 GB Community Cloud machine (bench/preset_memory.py).
+@st.cache_resource(max_entries=2, show_spinner=False)
+def cached_model(name: str) -> LoadedModel:
+    from core.deploy import load_model_for
+
+    # Every page loads through here, so the deployment's allowlist, size cap, weight format and
+    # token cap hold for all of them; a refused name raises and is never cached.
+    return load_model_for(deploy_policy(), name)
+
+
+@st.cache_resource(show_spinner=False)
+def result_store() -> ResultStore:
+    """One store per server process for attention results and what is derived from them.
+
+    A 512-token result of a 12 × 12 model is 151 MB: the private budget keeps about four. A
+    public deployment reads at most 256 tokens (≤ 38 MB per result) and shares a 2.7 GB
+    machine with two cached models (≈1.2 GB); its budget is small enough that the store is
+    full within the first minute of traffic, so memory plateaus early (bench/soak.py).
+    """
+    megabytes = STORE_MEGABYTES_PUBLIC if deploy_policy().public else STORE_MEGABYTES_PRIVATE
+    return ResultStore(max_bytes=megabytes * 2**20, ttl_seconds=3600)
+
+
+def _stored(key: tuple[Hashable, ...], compute: Callable[[], T]) -> T:
+    return result_store().get(key, compute)
+
+
+def _quietly(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    # Truncation is reported on the result (`dropped_tokens`) and shown by the page.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", core.TruncationWarning)
+        return function(*args, **kwargs)
+
+
+def attention(inputs: Inputs) -> AttentionResult:
+    """`run_attention` for `inputs`, shared by every session (read-only arrays)."""
+    return _stored(
+        store_key("attention", inputs),
+        lambda: _quietly(
+            core.run_attention,
+            cached_model(inputs.model),
+            inputs.text,
+            inputs.pair or None,
+            target_text=inputs.target or None,
+            top_k=10,
+        ),
+    )
+
+
+def method_settings(
+    method: str, layer: int, rows: tuple[int, ...] | None
+) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
+    """The (layers, rows) a method's computation reads, from its registry parameters.
+
+    Methods that are cheap for all layers and rows declare neither, so one entry serves every
+    layer; flow declares both and is computed (and stored) per layer and row set.
+    """
+    declared = {parameter.name for parameter in core.get_method(method).parameters}
+    return (
+        (layer,) if "layers" in declared else None,
+        rows if "rows" in declared else None,
+    )
+
+
+def method_result(
+    inputs: Inputs,
+    method: str,
+    stack: str = SELF,
+    layer: int = 0,
+    rows: tuple[int, ...] | None = None,
+    progress: core.methods.Progress | None = None,
+) -> MethodResult:
+    """Method `method` (a registry name) for one stack of `inputs`' result."""
+    layers, rows = method_settings(method, layer, rows)
+    model = None
+    if core.get_method(method).needs is not core.methods.Needs.ATTENTIONS:
+        model = cached_model(inputs.model)
+
+    def compute() -> MethodResult:
+        request = MethodRequest(
+            result=attention(inputs),
+            model=model,
+            stack=stack,
+            layers=layers,
+            rows=rows,
+            progress=progress,
+        )
+        return core.run_method(method, request)
+
+    return _stored(store_key("method", inputs, method, stack, layers, rows), compute)
+
+
+def is_stored(
+    inputs: Inputs, method: str, stack: str, layer: int, rows: tuple[int, ...] | None
+) -> bool:
+    """Whether `method_result` would answer at once (no computation, no progress bar)."""
+    layers, rows = method_settings(method, layer, rows)
+    return store_key("method", inputs, method, stack, layers, rows) in result_store()
+
+
+def head_stats(inputs: Inputs, stack: str = SELF) -> pd.DataFrame:
+    """`head_statistics` of one self-attention stack, a row per head."""
+
+    def compute() -> pd.DataFrame:
+        attentions, tokens, _ = attention(inputs).stack(stack)
+        return core.head_statistics(attentions, tokens)
+
+    return _stored(store_key("head_stats", inputs, stack), compute)
+
+
+def thumbnails(inputs: Inputs, stack: str, size: int) -> np.ndarray:
+    """Every head of one stack block-averaged to at most `size` × `size`: `[layers, heads, s, s']`.
+
+    Cells a causal stack cannot see stay empty (NaN) in the block means too.
+    """
+    from core.charts import pool_matrix
+
+    def compute() -> np.ndarray:
+        result = attention(inputs)
+        attentions = result.stack(stack)[0]
+        if result.is_causal(stack):
+            attentions = blank_causal(attentions)
+        return pool_matrix(attentions, size)
+
+    return _stored(store_key("thumbnails", inputs, stack, size), compute)
+
+
+def comparison(inputs: Inputs, word: int, replacement: str) -> core.Comparison:
+    """`compare_replacement` of the text's word `word` (two results: kept in the store)."""
+    return _stored(
+        store_key("comparison", inputs, word, replacement),
+        lambda: core.compare_replacement(
+            cached_model(inputs.model), inputs.text, word, replacement
+        ),
+    )
+
+
+def neuron_view(inputs: Inputs, layer: int, head: int, query: int) -> core.NeuronView:
+    """Query and key vectors of one head for one query token (self-attention)."""
+    return _stored(
+        store_key("neuron", inputs, layer, head, query),
+        lambda: _quietly(
+            core.neuron_view,
+            cached_model(inputs.model),
+            inputs.text,
+            layer,
+            head,
+            query,
+            inputs.pair or None,
+        ),
+    )
+
+
+def predictions_at(inputs: Inputs, position: int, top_k: int) -> list[list[core.Prediction]]:
+    """Masked-word predictions with the token at `position` masked."""
+    return _stored(
+        store_key("predict_at", inputs, position, top_k),
+        lambda: core.predict_masked(
+            cached_model(inputs.model), inputs.text, top_k, position=position
+        ),
+    )
+
+
+def gallery(inputs: Inputs) -> bytes:
+    """Every head of the text's self-attention as full-resolution PNGs in one ZIP."""
+
+    def compute() -> bytes:
+        result = attention(inputs)
+        return gallery_zip(result.attentions, result.labels, model_name=inputs.model)
+
+    return _stored(store_key("gallery", inputs), compute)
+
+
+def generation(inputs: Inputs, count: int) -> AttentionResult:
+    """A causal model's greedy continuation of the text (≤ 20 tokens), with its attention."""
+    return _stored(
+        store_key("generation", inputs, count),
+        lambda: _quietly(
+            core.generate_with_attention, cached_model(inputs.model), inputs.text, count
+        ),
+    )
+
+
+def is_encoder_decoder(name: str) -> bool:
+    """Whether model `name` is encoder-decoder, from its preset or its config (a few KB).
+
+    The sidebar asks before the page has loaded the model. A name that cannot be read (refused,
+    missing, offline) answers False; the page reports the problem when it loads the model.
+    """
+    preset = core.PRESETS.get(name)
+    if preset is not None:
+        return preset.kind is core.ModelKind.ENCODER_DECODER
+    return config_is_encoder_decoder(name)
+
+
+# Failures are cached too (as False), for a short while: an unreachable Hub id would otherwise
+# cost the sidebar the loader's network timeout on every rerun.
+@st.cache_data(max_entries=32, ttl="10m", show_spinner=False)
+def config_is_encoder_decoder(name: str) -> bool:
+    from core.deploy import check_model_allowed
+    from core.models import detect_kind, load_config
+
+    try:
+        check_model_allowed(deploy_policy(), name)
+        return detect_kind(load_config(name)) is core.ModelKind.ENCODER_DECODER
+    except Exception:  # any failure is the page's to report, with the loader's message
+        return False

@@ -1,0 +1,83 @@
+"""Download data built on click from small keys: results are fetched from the store then.
+
+A download button keeps its data callable for as long as the session lives; these functions
+take `Inputs` and indices only (bind them with `functools.partial`), so the callable never pins
+a result. Shaping is `core.display`'s; the formats are `core.export`'s.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+
+import core
+from core.display import layer_export, prediction_rows
+from core.families import CROSS
+from ui import cache
+from ui.cache import Inputs
+
+
+def _labels(inputs: Inputs, stack: str) -> tuple[list[str], list[str] | None]:
+    # Cross attention exports its target tokens as rows and its source tokens as keys.
+    _, queries, keys = cache.attention(inputs).stack(stack)
+    return [t.text for t in queries], ([t.text for t in keys] if stack == CROSS else None)
+
+
+def layer_data(
+    inputs: Inputs,
+    stack: str,
+    method: str,
+    layer: int,
+    rows: tuple[int, ...] | None,
+    fmt: str,
+) -> str:
+    """One layer of method `method` as "csv" or "json" (every head for methods with heads)."""
+    scores = cache.method_result(inputs, method, stack, layer, rows)
+    array, layer_ids, head_ids = layer_export(scores, layer)
+    labels, keys = _labels(inputs, stack)
+    options: dict[str, Any] = {"layer_ids": layer_ids, "head_ids": head_ids, "key_labels": keys}
+    if fmt == "csv":
+        return core.attention_csv(labels, array, **options)
+    return core.attention_json(labels, array, method=method, **options)
+
+
+def stack_data(inputs: Inputs, stack: str, fmt: str) -> str:
+    """Every layer and head of one stack's raw attention as "csv" or "json"."""
+    attentions = cache.attention(inputs).stack(stack)[0]
+    labels, keys = _labels(inputs, stack)
+    if fmt == "csv":
+        return core.attention_csv(labels, attentions, key_labels=keys)
+    return core.attention_json(labels, attentions, key_labels=keys)
+
+
+def head_stats_data(inputs: Inputs, stack: str, fmt: str) -> str:
+    stats = cache.head_stats(inputs, stack)
+    return stats.to_csv(index=False) if fmt == "csv" else stats.to_json(orient="records")
+
+
+def difference_data(inputs: Inputs, word: int, replacement: str, fmt: str) -> str:
+    """The word-level difference (after − before) of every layer and head."""
+    comparison = cache.comparison(inputs, word, replacement)
+    labels = comparison.alignment.labels
+    if fmt == "csv":
+        return core.attention_csv(labels, comparison.difference)
+    return core.attention_json(labels, comparison.difference, method="difference")
+
+
+def predictions_data(inputs: Inputs, position: int | None, causal: bool, fmt: str) -> str:
+    """The predictions shown as rows: a causal model's next token, the text's [MASK]s, or
+    the word at `position` masked."""
+    result = cache.attention(inputs)
+    if causal:
+        last = len(result.tokens) - 1
+        positions, predictions = [last], ([result.next_token] if result.next_token else [])
+    elif result.mask_positions:
+        positions, predictions = result.mask_positions, result.predictions
+    elif position is not None:
+        positions, predictions = [position], cache.predictions_at(inputs, position, 10)
+    else:
+        positions, predictions = [], []
+    rows = prediction_rows(positions, predictions)
+    return pd.DataFrame(rows).to_csv(index=False) if fmt == "csv" else json.dumps(rows)

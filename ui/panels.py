@@ -1,0 +1,262 @@
+"""Controls and panels of the attention views: stack, layer/head/method/token, line view,
+token bars, neuron view and exports. Each reads the registry or `core.display` for what it
+shows; none keeps a result beyond the run."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import streamlit as st
+
+import core
+from core import charts
+from core.display import LayerView, line_window, token_bars
+from core.families import SELF
+from core.views import DisplayMatrix
+from ui import cache, exports, session
+from ui.page import Page
+from ui.state import HEADS, MAX_EDGES, MAX_THRESHOLD
+from ui.text import plain
+from ui.widgets import bound, export_buttons, file_stem, label_from, show_chart, show_error
+
+LONG_INPUT = 80
+"""Inputs with more display units than this get fewer line-view edges by default."""
+HEAD_LABELS = {"mean": "mean of heads", "all": "all heads (lines)"}
+
+
+def stack_selector(page: Page) -> str:
+    """Encoder / Decoder / Cross control for models with several stacks; the stack shown."""
+    result = page.result
+    if len(result.stacks) < 2:
+        return SELF
+    labels = {name: result.stack_spec(name).label for name in result.stacks}
+    choice = bound(
+        st.segmented_control,
+        "Attention stack",
+        "stack",
+        options=list(result.stacks),
+        format_func=label_from(labels),
+        required=True,
+        help="Encoder-decoder models attend three ways: within the source (encoder), within "
+        "the target (decoder) and from the target to the source (cross).",
+    )
+    st.caption(result.stack_spec(choice).description)
+    return choice
+
+
+def unavailable_note(page: Page, stack: str) -> str | None:
+    """Why the registry's other methods are not offered for `stack` (None: all are)."""
+    spec = page.result.stack_spec(stack)
+    reasons = {
+        method.label: method.reason_unavailable(page.model, spec)
+        for method in map(core.get_method, core.method_names())
+    }
+    missing = {label: reason for label, reason in reasons.items() if reason}
+    if not missing:
+        return None
+    names = " and ".join(missing)
+    verb = "is" if len(missing) == 1 else "are"
+    return (
+        f"{names} {verb} not offered for {spec.label.lower()} attention: "
+        f"{next(iter(missing.values()))} Raw weights are shown."
+    )
+
+
+def controls(page: Page, stack: str, token_labels: list[str]) -> None:
+    """Layer, head, method and selected-token controls, bound to the view."""
+    attentions = page.result.stack(stack)[0]
+    methods = core.list_methods(page.model, stack)
+    method_help = " ".join(
+        f"{core.get_method(m).label}: {core.get_method(m).help}" for m in methods
+    )
+    layer_column, head_column, method_column, token_column = st.columns([1, 1, 1.2, 2])
+    with layer_column:
+        bound(st.selectbox, "Layer", "layer", options=list(range(attentions.shape[0])))
+    with head_column:
+        bound(
+            st.selectbox,
+            "Head",
+            "head",
+            options=[*HEADS, *range(attentions.shape[1])],
+            format_func=functools.partial(_head_label),
+            disabled=not core.get_method(session.view().method).has_heads,
+            help="Methods without heads combine all heads of every layer.",
+        )
+    with method_column:
+        bound(
+            st.segmented_control,
+            "Method",
+            "method",
+            options=methods,
+            format_func=label_from({m: core.get_method(m).label for m in methods}),
+            required=True,
+            help=method_help,
+        )
+    with token_column:
+        bound(
+            st.selectbox,
+            "Selected token",
+            "token",
+            options=list(range(len(token_labels))),
+            format_func=label_from([f"{i}: {t}" for i, t in enumerate(token_labels)]),
+        )
+
+
+def _head_label(head: int | str) -> str:
+    return HEAD_LABELS.get(head, str(head)) if isinstance(head, str) else str(head)
+
+
+def line_view(
+    view: DisplayMatrix,
+    layer: LayerView,
+    selected: int | None,
+    rows: tuple[int, int] | None,
+    tokens: list[core.Token],
+) -> None:
+    """Lines from each token on the left to the tokens it attends to on the right."""
+    current = session.view()
+    default_edges = 3 if len(view.labels) > LONG_INPUT else MAX_EDGES
+    top_k = bound(
+        st.slider,
+        "Strongest edges per token",
+        "edges",
+        value=current.edges or default_edges,
+        min_value=1,
+        max_value=MAX_EDGES,
+    )
+    threshold = bound(
+        st.slider,
+        "Minimum weight",
+        "threshold",
+        min_value=0.0,
+        max_value=MAX_THRESHOLD,
+        step=0.01,
+    )
+    weights = view.matrix[None]
+    if len(layer.line_heads) > 1:
+        weights = core.views.prepare_display(
+            layer.lines, tokens, hide_special=current.hide_special, merge_words=current.merge_words
+        ).matrix
+    shown = line_window(weights, view.labels, selected, rows)
+    edges = charts.prune_edges(
+        shown.weights, top_k=top_k, threshold=threshold, head_ids=layer.line_heads
+    )
+    show_chart(
+        charts.head_view_lines(
+            shown.weights,
+            shown.labels,
+            layer.line_heads,
+            top_k=top_k,
+            threshold=threshold,
+            selected=shown.selected,
+        ),
+        theme="streamlit",
+        width="content",
+    )
+    st.caption(
+        f"{len(edges)} lines: the {top_k} strongest per token with weight ≥ {threshold:.2f}."
+        f"{shown.note} Hover or click a token on the left to keep only its lines."
+    )
+
+
+def selected_token(
+    view: DisplayMatrix, selected: int | None, empty: np.ndarray | None, cross: bool
+) -> None:
+    """The selected token's attention out (its row) and in (its column) as bars."""
+    if selected is None:
+        st.info("Pick a token that is shown (it is hidden by the display options).")
+        return
+    outgoing, incoming = token_bars(view.matrix, selected, empty, square=not cross)
+    show_chart(
+        charts.attention_bars(outgoing, incoming, view.column_labels, None if cross else selected),
+        theme="streamlit",
+    )
+    label = plain(view.labels[selected])
+    st.caption(
+        f"'{label}' (target): the attention it pays to each source token."
+        if cross
+        else f"'{label}': the attention it pays to each token, and the attention each token "
+        "pays to it."
+    )
+
+
+def neuron_view(page: Page, stack: str) -> None:
+    """Query and key vectors, their products, scores and softmax for one head and token."""
+    view = page.view
+    if stack != SELF:
+        st.info("The neuron view reads the self-attention: choose the Encoder stack above.")
+        return
+    if not isinstance(view.head, int):
+        st.info("Choose one head (not the mean or all heads) to see its query and key vectors.")
+        return
+    try:
+        with st.spinner("Reading the query and key vectors…"):
+            found = cache.neuron_view(page.inputs, view.layer, view.head, view.token)
+    except core.NeuronViewUnsupportedError as error:
+        st.info(plain(str(error)))
+        return
+    except core.AtlasError as error:
+        show_error(str(error))
+        return
+    show_chart(
+        charts.neuron_view_chart(
+            found.query_vector,
+            found.key_vectors,
+            found.products,
+            found.scores,
+            found.weights,
+            found.labels,
+            query=found.query,
+            masked=found.masked,
+        ),
+        theme="streamlit",
+        width="content",
+    )
+    bias = " + T5's relative position bias" if np.any(found.bias) else ""
+    st.caption(
+        f"Layer {view.layer}, head {view.head}, query token {view.token} "
+        f"'{plain(found.labels[view.token])}' ({found.head_dim} dimensions). Each row of "
+        f"products sums to q·k; score = q·k × {found.scale:.4g}{bias}; the softmax of the "
+        "scores is this head's attention row."
+        + (" Later tokens, masked for this query, are left out." if found.masked.any() else "")
+        + " Shows every input token, whatever the display options."
+    )
+
+
+def neuron_panel(page: Page, stack: str) -> None:
+    box = st.expander(
+        "Neuron view (query · key)",
+        key=session.widget_key("neuron"),
+        on_change=session.sync,
+        args=("neuron",),
+    )
+    with box:
+        if box.open:
+            neuron_view(page, stack)
+        else:
+            st.caption("Open to compute the query and key vectors behind one head's attention.")
+
+
+def exports_panel(page: Page, stack: str, rows: tuple[int, ...] | None, cells: int) -> None:
+    """One layer (every head, or the method's matrix) and, for raw weights, everything."""
+    view = page.view
+    stem = file_stem("attention", page.model.name, stack if stack != SELF else "", view.method)
+    layer_stem = f"{stem}_layer{view.layer}"
+    layer_data = functools.partial(
+        exports.layer_data, page.inputs, stack, view.method, view.layer, rows
+    )
+    export_buttons(
+        f"Layer {view.layer}",
+        csv=functools.partial(layer_data, "csv"),
+        json=functools.partial(layer_data, "json"),
+        stem=layer_stem,
+    )
+    if core.get_method(view.method).has_heads:
+        export_buttons(
+            "All layers and heads",
+            csv=functools.partial(exports.stack_data, page.inputs, stack, "csv"),
+            json=functools.partial(exports.stack_data, page.inputs, stack, "json"),
+            cells=cells,
+            stem=f"{file_stem('attention', page.model.name, stack)}_all",
+        )

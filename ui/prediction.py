@@ -1,0 +1,222 @@
+"""Panels of the masked-prediction page: which positions, the bars, the profile, generation,
+the gallery. Layout only; numbers come from `core.display` and the cache."""
+
+from __future__ import annotations
+
+import functools
+
+import streamlit as st
+
+import core
+from core import AtlasError, ModelKind, charts
+from core.display import generated_rows, mask_profile, maskable_positions
+from core.views import thumbnail_size
+from ui import cache, session
+from ui.deploy import deploy_policy, model_label, offered_models
+from ui.matrix import DETAIL_LIMIT, OVERVIEW_BLOCKS, show_matrix
+from ui.page import Page
+from ui.sidebar import CUSTOM_MODE_KEY
+from ui.state import MAX_GENERATE, MAX_TOP_K
+from ui.text import plain
+from ui.widgets import bound, file_stem, label_from, show_chart, show_error
+
+PROFILE_WIDTH = 400
+"""px of the key axis of the mask profile, so its legend stays inside its column."""
+
+
+def no_head_notice(model: core.LoadedModel) -> None:
+    """Say that this model predicts no masked words, and offer the masked-LM presets."""
+    policy = deploy_policy()
+    # Only presets this deployment allows: a button for another would just load a refusal.
+    mlm = [
+        name
+        for name in offered_models(policy)
+        if name in core.PRESETS and core.PRESETS[name].kind is ModelKind.MASKED_LM
+    ]
+    # The name may come from a link or the model box: escaped, so Markdown in it shows as text.
+    missing = f"{plain(model.name)} has no masked-word head ({model.kind.value} model), "
+    if not mlm:
+        st.warning(
+            missing + "so it cannot predict masked words, and this deployment offers no "
+            "masked-LM model. The attention of a word you pick is still shown below."
+        )
+        return
+    st.warning(
+        missing + "so it cannot predict masked words. Switch to a masked-LM model (these need a "
+        "download the first time):"
+    )
+    for column, name in zip(st.columns(len(mlm)), mlm, strict=True):
+        column.button(model_label(name), on_click=switch_model, args=(name,), key=f"use_{name}")
+
+
+def switch_model(name: str) -> None:
+    st.session_state[CUSTOM_MODE_KEY] = False
+    session.update(model=name)
+
+
+def top_k_slider(causal: bool) -> int:
+    return bound(
+        st.slider,
+        "Next-token predictions" if causal else "Predictions per mask",
+        "top_k",
+        min_value=1,
+        max_value=MAX_TOP_K,
+    )
+
+
+def positions_and_predictions(
+    page: Page, can_predict: bool, causal: bool
+) -> tuple[list[int], list[list[core.Prediction]]]:
+    """The positions to show and their ranked predictions (empty lists when none)."""
+    result = page.result
+    if causal:
+        # The next token is predicted from the last position: its bars and its attention take
+        # the place of a mask's (same pass as the attention, so the two agree).
+        return [len(result.tokens) - 1], ([result.next_token] if result.next_token else [])
+    if result.mask_positions:
+        return result.mask_positions, result.predictions
+    st.info("The text has no [MASK]. Pick a word to mask it:")
+    words = maskable_positions(result.tokens)
+    chosen = bound(
+        st.selectbox,
+        "Word to mask",
+        "mask",
+        options=words,
+        placeholder="Type or pick a word",
+        format_func=label_from({i: f"{result.tokens[i].text} ({i})" for i in words}),
+    )
+    if chosen is None:
+        return [], []
+    predictions = []
+    if can_predict:
+        try:
+            predictions = cache.predictions_at(page.inputs, chosen, MAX_TOP_K)
+        except AtlasError as error:
+            show_error(str(error))
+    return [chosen], predictions
+
+
+def mask_section(
+    page: Page,
+    number: int,
+    position: int,
+    ranked: list[core.Prediction],
+    causal: bool,
+    top_k: int,
+) -> None:
+    """One mask: its top predictions and how it attends in every layer and head."""
+    result = page.result
+    if causal:
+        st.subheader(f"Next token after position {position}: {plain(result.tokens[position].text)}")
+    else:
+        st.subheader(f"Mask {number + 1}: position {position}")
+    left, right = st.columns([1, 2])
+    if ranked:
+        shown = ranked[:top_k]
+        with left:
+            show_chart(
+                charts.prediction_bars([p.token for p in shown], [p.score for p in shown]),
+                theme="streamlit",
+            )
+    profile, labels = mask_profile(
+        result.attentions, position, result.labels, DETAIL_LIMIT, OVERVIEW_BLOCKS
+    )
+    with right:
+        show_chart(
+            charts.layer_head_profile(
+                profile,
+                labels,
+                title=f"Attention of position {position} in every layer and head",
+                width=min(PROFILE_WIDTH, 22 * profile.shape[-1]),
+            ),
+            theme="streamlit",
+            width="content",
+        )
+        if len(result.labels) > DETAIL_LIMIT:
+            st.caption(
+                f"Keys averaged into {profile.shape[-1]} blocks of about "
+                f"{len(result.labels) / profile.shape[-1]:.0f} tokens."
+            )
+
+
+def generation(page: Page) -> None:
+    """Greedy continuation of the text; each generated token's attention over the prompt."""
+    st.subheader("Generate a continuation")
+    view, result = page.view, page.result
+    count_column, layer_column, head_column = st.columns(3)
+    with count_column:
+        count = bound(
+            st.slider,
+            "Tokens to generate (0: off)",
+            "generate",
+            min_value=0,
+            max_value=MAX_GENERATE,
+            help="Generates greedily and shows what each new token attends to in the prompt.",
+        )
+    if not count:
+        return
+    with layer_column:
+        bound(st.selectbox, "Layer", "layer", options=list(range(result.num_layers)))
+    with head_column:
+        bound(
+            st.selectbox,
+            "Head",
+            "head",
+            value=view.head if view.head != "all" else "mean",
+            options=["mean", *range(result.num_heads)],
+            format_func=label_from(
+                {"mean": "mean of heads"} | {h: str(h) for h in range(result.num_heads)}
+            ),
+        )
+    try:
+        with st.spinner(f"Generating {count} tokens…"):
+            out = cache.generation(page.inputs, count)
+    except AtlasError as error:
+        show_error(str(error))
+        return
+    start = out.generated_from or len(out.tokens)
+    if start >= len(out.tokens):
+        st.info("The model generated nothing after this text.")
+        return
+    continuation = page.model.tokenizer.decode([t.token_id for t in out.tokens[start:]])
+    st.markdown(f"**Continuation:** {plain(continuation)}")
+    matrix, rows, keys = generated_rows(out.attentions, out.tokens, start, view.layer, view.head)
+    which = f"head {view.head}" if isinstance(view.head, int) else "mean of heads"
+    show_matrix(
+        matrix,
+        rows,
+        key_labels=keys,
+        key="generation",
+        title=f"Generated tokens → prompt, layer {view.layer}, {which}",
+    )
+    st.caption(
+        "Row i: what the i-th generated token attends to in the prompt (the attention it used "
+        "to predict the token after it). The rest of each row goes to the tokens generated "
+        "before it." + (" The continuation is generated from the text only." if view.pair else "")
+    )
+
+
+def gallery(page: Page) -> None:
+    """Every head for this sentence, and all of them as PNGs in a ZIP."""
+    st.subheader("Gallery: every head for this sentence")
+    result = page.result
+    n = len(result.tokens)
+    size = thumbnail_size(result.num_layers, result.num_heads, n, budget=250_000, largest=40)
+    show_chart(
+        # A causal model's later tokens stay empty, as on the other pages.
+        charts.head_grid(cache.thumbnails(page.inputs, core.families.SELF, size), max_width=640),
+        theme="streamlit",
+        width="content",
+    )
+    shrunk = f", averaged down to {size}×{size}" if n > size else ""
+    st.caption(
+        f"{result.num_layers} layers × {result.num_heads} heads{shrunk}. The ZIP holds one "
+        "full-resolution PNG per head (Attention_Layer1_Head1.png, …)."
+    )
+    st.download_button(
+        "Download all heads as PNG images (ZIP)",
+        data=functools.partial(cache.gallery, page.inputs),
+        file_name=f"{file_stem('attention_gallery', page.model.name)}.zip",
+        mime="application/zip",
+        on_click="ignore",
+    )

@@ -1,0 +1,177 @@
+"""The sidebar every page shares: model, texts, display options, and opening a view file."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import PRESETS
+from core.deploy import shown_name
+from ui import cache, session
+from ui.deploy import CUSTOM_CHOICE, model_label, offered_models, read_deploy_policy
+from ui.state import DEFAULT, SCALES, from_view_file
+from ui.text import plain
+from ui.widgets import bound, label_from, show_error
+
+SCALE_LABELS = {
+    "": "page default",
+    "chart": "each chart to its maximum",
+    "shared": "shared by compared charts",
+    "fixed": "fixed 0–1",
+}
+CUSTOM_MODE_KEY = "atlas_custom_model_mode"
+"""The visitor chose "Other" in the model picker: it stays there until they pick a preset."""
+OPEN_PAGE_KEY = "atlas_open_page"
+"""A view file names the page to show; the entrypoint switches to it."""
+
+
+def render() -> None:
+    with st.sidebar:
+        st.header("Attention Atlas")
+        model_picker()
+        texts()
+        display_options()
+        view_file_opener()
+
+
+def model_picker() -> None:
+    policy, problem = read_deploy_policy()
+    if problem:
+        show_error(problem)
+    names = offered_models(policy)
+    options = [*names, CUSTOM_CHOICE] if policy.offers_any_model else names
+    current = session.view().model
+    if not policy.offers_any_model and current not in names:
+        # A shared link may name a model this deployment does not offer: say so, show another.
+        if current != DEFAULT.model:
+            session.report(
+                plain(
+                    f"'{shown_name(current)}' is not offered by this public deployment; "
+                    f"showing {names[0]} instead."
+                )
+            )
+        current = session.update(model=names[0]).model
+    shown = current if current in names else CUSTOM_CHOICE
+    # Once a visitor chose "Other", the picker stays there (also while the id is typed and
+    # after a preset's name is typed into the box).
+    custom_mode = st.session_state.get(CUSTOM_MODE_KEY, False)
+    st.session_state["w_model_choice"] = CUSTOM_CHOICE if custom_mode else shown
+    choice = st.selectbox(
+        "Model",
+        options,
+        key="w_model_choice",
+        on_change=choose_model,
+        format_func=model_label,
+        help="Presets marked 'download' need the network the first time; the embedded model "
+        "works offline.",
+    )
+    if choice == CUSTOM_CHOICE:
+        if "w_custom_model" not in st.session_state:
+            st.session_state["w_custom_model"] = "" if current in names else current
+        custom = st.text_input(
+            "Hub id" if policy.public else "Hub id or local directory",
+            key="w_custom_model",
+            on_change=type_model,
+            placeholder="e.g. bert-large-cased"
+            if policy.public
+            else "e.g. bert-large-cased or /path/to/checkpoint",
+        ).strip()
+        if not custom:
+            st.caption("Type a model id, then press Enter.")
+    else:
+        preset = PRESETS.get(choice)
+        if preset is not None:
+            st.caption(preset.description)
+    if not policy.offers_any_model:
+        st.caption(
+            "This public deployment offers these models only; typing other Hub ids or local "
+            "directories is turned off. Run Attention Atlas on your own machine to analyse any "
+            "model."
+        )
+
+
+def choose_model() -> None:
+    choice = st.session_state["w_model_choice"]
+    st.session_state[CUSTOM_MODE_KEY] = choice == CUSTOM_CHOICE
+    if choice != CUSTOM_CHOICE:
+        session.update(model=choice)
+
+
+def type_model() -> None:
+    typed = st.session_state["w_custom_model"].strip()
+    if typed:
+        session.update(model=typed)
+
+
+def texts() -> None:
+    # The browser stops typing and pasting at the deployment's character cap (None: no cap) and
+    # the server cuts longer values a client sends; text longer than the cap can then only come
+    # from a link, which the page refuses with a message, keeping the text.
+    max_chars = read_deploy_policy()[0].max_chars
+    bound(
+        st.text_area,
+        "Text",
+        "text",
+        height=110,
+        max_chars=max_chars,
+        help="Use [MASK] (or <mask>) where the model should predict a word.",
+    )
+    bound(
+        st.text_input,
+        "Second sentence (optional)",
+        "pair",
+        help="For sentence-pair inputs: [CLS] A [SEP] B [SEP].",
+        max_chars=max_chars,
+    )
+    if cache.is_encoder_decoder(session.view().model):
+        bound(
+            st.text_input,
+            "Target text (decoder)",
+            "target",
+            placeholder="empty: the model writes its own",
+            max_chars=max_chars,
+            help="What the decoder reads (e.g. a translation or summary of the text). Leave it "
+            "empty to let the model generate one greedily; the pages then show what it wrote.",
+        )
+
+
+def display_options() -> None:
+    st.subheader("Display")
+    bound(st.toggle, "Hide special tokens", "hide_special")
+    bound(st.toggle, "Merge word pieces into words", "merge_words")
+    bound(
+        st.selectbox,
+        "Colour scale",
+        "scale",
+        options=["", *SCALES],
+        format_func=label_from(SCALE_LABELS),
+        help="Each chart from 0 to its own maximum, one scale shared by charts shown side by "
+        "side (the default on Compare), or fixed from 0 to 1.",
+    )
+
+
+def view_file_opener() -> None:
+    st.file_uploader(
+        "Open a view file",
+        type=["json"],
+        key="w_view_file",
+        on_change=open_view_file,
+        help="A view downloaded with 'Download this view' (for texts too long for a link).",
+        max_upload_size=1,
+    )
+
+
+def open_view_file() -> None:
+    uploaded = st.session_state.get("w_view_file")
+    if uploaded is None:
+        return
+    view, problems = from_view_file(uploaded.getvalue())
+    for problem in problems:
+        session.report(problem)
+    if not problems or view != DEFAULT:
+        session.set_view(view)
+        st.session_state[OPEN_PAGE_KEY] = view.page
+
+
+def page_to_open() -> str | None:
+    """The page a view file just opened names (once), for the entrypoint to switch to."""
+    return st.session_state.pop(OPEN_PAGE_KEY, None)
