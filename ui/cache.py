@@ -10,6 +10,7 @@ no arrays (issue 12: results stay collectable).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import pandas as pd
 import streamlit as st
 
 import core
-from core import AttentionResult, LoadedModel, MethodRequest, MethodResult
+from core import AttentionResult, LoadedModel, MethodRequest, MethodResult, admission
 from core.families import SELF
 from core.images import gallery_zip
 from core.views import blank_causal
@@ -87,7 +88,26 @@ def result_store() -> ResultStore:
 
 
 def _stored(key: tuple[Hashable, ...], compute: Callable[[], T]) -> T:
-    return result_store().get(key, compute)
+    return result_store().get(key, functools.partial(_admitted, compute))
+
+
+def _admitted(compute: Callable[[], T]) -> T:
+    """`compute()` inside a slot of the process-wide admission limit (`core.admission`).
+
+    Only work that is not stored yet waits for a slot, so a visitor reopening a computed view
+    never queues behind another's flow; one who has to wait is told where they stand.
+    """
+    notice = st.empty()
+
+    def queued(position: int) -> None:
+        ahead = "1 request" if position == 1 else f"{position} requests"
+        notice.info(f"This shared server is busy: {ahead} ahead of yours. It starts shortly…")
+
+    try:
+        with admission.slot("computation", on_queued=queued):
+            return compute()
+    finally:
+        notice.empty()
 
 
 def _quietly(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -14,9 +14,11 @@ import streamlit as st
 
 import core
 from core import MethodResult
+from core.deploy import check_flow_request, flow_progress_with_budget
 from ui import cache, session
 from ui.cache import Inputs
-from ui.widgets import bound, label_from
+from ui.deploy import deploy_policy
+from ui.widgets import bound, label_from, show_error
 
 CHOSEN_BY_DEFAULT_ABOVE = 64
 """Longer inputs compute flow for the chosen tokens only unless asked for all."""
@@ -35,11 +37,15 @@ def chosen_rows(method: str, labels: list[str], token: int) -> tuple[int, ...] |
         return None
     view = session.view()
     n = len(labels)
+    # A public deployment computes a few rows per request: longer texts default to chosen
+    # tokens there, so a link alone never asks for a full flow it would refuse.
+    budget = deploy_policy().max_flow_rows
+    above = CHOSEN_BY_DEFAULT_ABOVE if budget is None else min(CHOSEN_BY_DEFAULT_ABOVE, budget)
     only_some = bound(
         st.toggle,
         f"Compute {core.get_method(method).label} only for chosen tokens",
         "flow_chosen",
-        value=view.flow_chosen if view.flow_chosen is not None else n > CHOSEN_BY_DEFAULT_ABOVE,
+        value=view.flow_chosen if view.flow_chosen is not None else n > above,
         help="Flow solves one maximum-flow problem per token pair; limiting rows is faster.",
     )
     if not only_some:
@@ -60,14 +66,26 @@ def scores(
 ) -> MethodResult | None:
     """`method` for one layer and `rows` (None: all), computed in stoppable chunks.
 
-    Returns the scores with every computed row (others NaN), or None when nothing is computed.
+    Returns the scores with every computed row (others NaN), or None when nothing is computed
+    or the computation was refused or failed (the page then shows why).
     """
+    try:
+        return _scores(inputs, method, stack, layer, rows, n)
+    except core.AtlasError as error:  # a budget, a busy server, a method the model refuses
+        show_error(str(error))
+        return None
+
+
+def _scores(
+    inputs: Inputs, method: str, stack: str, layer: int, rows: tuple[int, ...] | None, n: int
+) -> MethodResult | None:
     if not has_rows(method):
         return cache.method_result(inputs, method, stack, layer)
     wanted = tuple(range(n)) if rows is None else rows
     if not wanted:
         st.info("Choose at least one token.")
         return None
+    check_flow_request(deploy_policy(), n, None if rows is None else len(wanted))
     chunks = [wanted[i : i + CHUNK_ROWS] for i in range(0, len(wanted), CHUNK_ROWS)]
     missing = [c for c in chunks if not cache.is_stored(inputs, method, stack, layer, c)]
     request = (inputs, method, stack, layer, wanted)
@@ -103,10 +121,13 @@ def _compute(
     total_rows = _rows_in(missing)
     bar = st.progress(0.0, text=f"Computing {method}…")
     started = time.monotonic()
+    # One time budget for the whole request (public mode), across its chunks.
+    within_budget = flow_progress_with_budget(deploy_policy())
     done_rows = 0
     for chunk in missing:
 
         def progress(done: int, total: int, before: int = done_rows, size: int = len(chunk)):
+            within_budget(done, total)
             rows_done = before + size * done / max(total, 1)
             elapsed = time.monotonic() - started
             left = elapsed / rows_done * (total_rows - rows_done) if rows_done else None

@@ -74,7 +74,7 @@ def positions_and_predictions(
         # the place of a mask's (same pass as the attention, so the two agree).
         return [len(result.tokens) - 1], ([result.next_token] if result.next_token else [])
     if result.mask_positions:
-        return result.mask_positions, result.predictions
+        return drawn_masks(result.mask_positions, result.predictions)
     st.info("The text has no [MASK]. Pick a word to mask it:")
     words = maskable_positions(result.tokens)
     chosen = bound(
@@ -94,6 +94,26 @@ def positions_and_predictions(
         except AtlasError as error:
             show_error(str(error))
     return [chosen], predictions
+
+
+MAX_MASKS_DRAWN = 16
+"""Masks drawn per text on any deployment: each is a bar chart and a layers × heads profile, so
+a text of 254 masks would send hundreds of charts (issue 12); public mode may allow fewer."""
+
+
+def drawn_masks(
+    positions: list[int], predictions: list[list[core.Prediction]]
+) -> tuple[list[int], list[list[core.Prediction]]]:
+    """The first masks up to the deployment's budget, with a note when some are left out."""
+    from core.deploy import masks_allowed
+
+    allowed = min(masks_allowed(deploy_policy(), len(positions)), MAX_MASKS_DRAWN)
+    if allowed < len(positions):
+        st.caption(
+            f"The text has {len(positions)} masks; the first {allowed} are drawn here. "
+            "`core.predict_masked` in a notebook predicts them all."
+        )
+    return positions[:allowed], predictions[:allowed]
 
 
 def mask_section(

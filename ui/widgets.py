@@ -13,6 +13,7 @@ from typing import Any
 import streamlit as st
 
 from ui import session
+from ui.deploy import deploy_policy
 from ui.runtime import skip_final_validation
 from ui.text import plain
 
@@ -77,7 +78,8 @@ def export_buttons(
     arguments, not closures over arrays. Above `EXPORT_CELL_LIMIT` values the buttons are
     replaced by a note.
     """
-    if cells > EXPORT_CELL_LIMIT:
+    budget = deploy_policy().max_export_cells
+    if cells > (EXPORT_CELL_LIMIT if budget is None else min(budget, EXPORT_CELL_LIMIT)):
         st.caption(
             f"{name}: {cells:,} values are too many to download here. Export one layer on the "
             "Attention page, or use `core.run_attention` in a notebook."

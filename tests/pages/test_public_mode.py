@@ -11,6 +11,8 @@ from safetensors.torch import load_file
 from streamlit.testing.v1 import AppTest
 from transformers import BertConfig
 
+import core.deploy as deploy_module
+import ui.flow
 from core import EMBEDDED_MODEL, PRESETS
 from core.deploy import SETTINGS
 from tests.fake_hub import serve_fake_hub
@@ -238,3 +240,52 @@ def test_an_unreadable_setting_falls_back_to_the_strict_policy(deploy):
     assert "ATLAS_MAX_TOKENS='lots' is not a number" in messages(at, "error")
     assert "strict public settings" in messages(at, "error")
     assert model_options(at) == labels(PRESETS)
+
+
+# ------------------------------------------------------------------ per-request budgets
+LONG_TEXT = " ".join(["The cat sat on the mat because it was tired."] * 4)
+
+
+def test_a_link_alone_starts_no_full_flow_in_public_mode(deploy):
+    # 40+ tokens, above the public flow budget (16 rows): the link opens on chosen tokens.
+    deploy(ATLAS_PUBLIC=1)
+    at = start(text=LONG_TEXT, method="flow", layer=1)
+    assert_clean(at)
+    assert at.toggle(key="w_flow_chosen").value is True
+    assert not at.error
+
+
+def test_a_full_flow_over_the_public_budget_is_refused_with_a_message(deploy):
+    deploy(ATLAS_PUBLIC=1)
+    at = start(text=LONG_TEXT, method="flow", layer=1, flow_chosen="false")
+    assert_clean(at)
+    assert "more than this deployment computes for one request" in messages(at, "error")
+
+
+def test_a_flow_over_the_time_budget_stops_with_a_message(deploy, monkeypatch):
+    deploy(ATLAS_PUBLIC=1, ATLAS_MAX_FLOW_SECONDS=1)
+    ticks = iter(range(0, 10**6, 100))  # a clock on which every step takes 100 s
+
+    def slow_clock_budget(policy, progress=None):
+        return deploy_module.flow_progress_with_budget(policy, progress, clock=lambda: next(ticks))
+
+    monkeypatch.setattr(ui.flow, "flow_progress_with_budget", slow_clock_budget)
+    at = start(text="The dog sat on the rug.", method="flow", layer=5, flow_chosen="false")
+    assert_clean(at)
+    assert "was stopped after 1 s" in messages(at, "error")
+
+
+def test_masks_drawn_are_capped_with_a_note(deploy, tiny_model_path):
+    deploy(ATLAS_PUBLIC=1, ATLAS_ALLOWED_MODELS=str(tiny_model_path("bert")), ATLAS_MAX_MASKS=2)
+    text = "The [MASK] sat on the [MASK] because [MASK] was [MASK]."
+    at = start("pages/masked.py", model=tiny_model_path("bert"), text=text)
+    assert_clean(at)
+    assert "has 4 masks; the first 2 are drawn" in " ".join(c.value for c in at.caption)
+
+
+def test_exports_over_the_public_cell_budget_are_not_offered(deploy):
+    deploy(ATLAS_PUBLIC=1, ATLAS_MAX_EXPORT_CELLS=1000)
+    at = start(text="The cat sat on the mat.")
+    assert_clean(at)
+    captions = " ".join(c.value for c in at.caption)
+    assert "too many to download here" in captions
