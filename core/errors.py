@@ -57,3 +57,27 @@ class UnsupportedModelError(ModelLoadError):
 
 class TruncationWarning(UserWarning):
     """The input was longer than the model's maximum and its end was dropped."""
+
+
+class CorpusError(AtlasError):
+    """A corpus run cannot go ahead (base class of the corpus errors)."""
+
+
+class CorpusFileError(CorpusError):
+    """An uploaded or named corpus file cannot be read as sentences."""
+
+
+class EmptyCorpusError(CorpusError):
+    """The corpus has no sentences, or a sentence is empty."""
+
+
+class CorpusStoreError(CorpusError):
+    """The corpus result store cannot be opened or written (locked, unwritable, not DuckDB)."""
+
+
+class ClusterError(CorpusError):
+    """A Ray cluster was asked for, but Ray is not installed or the cluster cannot be reached."""
+
+
+class ProjectionUnavailableError(CorpusError):
+    """The 2-D embedding method asked for (UMAP, t-SNE) is not installed or unknown."""
