@@ -192,7 +192,7 @@ def _layer_statistics(weights: np.ndarray, batch: TokenBatch, mode: str) -> dict
     width = batch.width
     positions = np.arange(width)
     distance = np.abs(positions[:, None] - positions[None, :]).astype(np.float64)
-    no_row = np.zeros(weights.shape[:2] + (1,))
+    no_row = np.zeros((*weights.shape[:2], 1))
     previous = np.concatenate([no_row, np.diagonal(weights, -1, -2, -1)], axis=-1)
     following = np.concatenate([np.diagonal(weights, 1, -2, -1), no_row], axis=-1)
     self_weight = np.diagonal(weights, 0, -2, -1)
