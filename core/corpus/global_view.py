@@ -2,10 +2,10 @@
 
 Yeh et al. (2023) embed a head's query and key vectors jointly, so that a query lands near the
 keys it attends to. Two transformations leave every attention weight unchanged and make the
-joint picture meaningful (their "normalisation"): adding one vector to every key (a query's
-scores all shift by the same amount, which softmax ignores), so the keys are moved onto the
-queries' centroid; and scaling queries by c and keys by 1/c, with c chosen so both clouds have
-the same mean norm.
+joint picture meaningful (their "normalisation"): scaling queries by c and keys by 1/c, with c
+chosen so both clouds have the same mean norm; then adding one vector to every key (a query's
+scores all shift by the same amount, which softmax ignores) so the keys' centroid is the
+queries'.
 """
 
 from __future__ import annotations
@@ -160,14 +160,17 @@ def query_key_vectors(
 
 
 def normalise_queries_keys(queries: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Keys moved onto the queries' centroid, both scaled to one mean norm (weights unchanged)."""
-    keys = keys - keys.mean(0) + queries.mean(0)
+    """Weight-preserving normalisation of `[m, d]` queries and keys (see the module docstring).
+
+    First queries × c and keys ÷ c with c² = mean key norm / mean query norm (equal mean norms),
+    then keys shifted so their centroid is the queries'.
+    """
     query_norm = np.linalg.norm(queries, axis=1).mean()
     key_norm = np.linalg.norm(keys, axis=1).mean()
     if query_norm > 0 and key_norm > 0:
         scale = np.sqrt(key_norm / query_norm)
         queries, keys = queries * scale, keys / scale
-    return queries, keys
+    return queries, keys - keys.mean(0) + queries.mean(0)
 
 
 def embed_2d(points: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
