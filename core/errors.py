@@ -81,3 +81,7 @@ class ClusterError(CorpusError):
 
 class ProjectionUnavailableError(CorpusError):
     """The 2-D embedding method asked for (UMAP, t-SNE) is not installed or unknown."""
+
+
+class RunInProgressError(CorpusError):
+    """The same corpus run (model, corpus, settings, store) is already going in this process."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ import torch
 
 from core.corpus.statistics import batch_values, check_mode, statistic_descriptions, token_batch
 from core.corpus.store import CorpusStore, RunRecord
-from core.errors import CorpusError, EmptyCorpusError, UnsupportedModelError
+from core.errors import CorpusError, EmptyCorpusError, RunInProgressError, UnsupportedModelError
 from core.models import LoadedModel, ModelKind
 from core.tokens import Token, build_tokens
 
@@ -335,6 +336,11 @@ def sample_frame(run: str, indices: np.ndarray, values: np.ndarray, stride: int)
 # The run.
 # --------------------------------------------------------------------------------------------
 
+# Runs going in this process, by (store file, run id): two sessions adding the same batches to
+# one run's sums would count them twice.
+_ACTIVE_RUNS: set[tuple[str, str]] = set()
+_ACTIVE_RUNS_GUARD = threading.Lock()
+
 
 def _batches(order: np.ndarray, start: int, batch_size: int) -> Iterator[np.ndarray]:
     for begin in range(start, len(order), batch_size):
@@ -376,6 +382,53 @@ def run_corpus(
 
     record = store.run(run)
     if record is not None and record.finished:
+        return CorpusResult.load(store, run)
+    claim = (str(store.path), run)
+    with _ACTIVE_RUNS_GUARD:
+        if claim in _ACTIVE_RUNS:
+            raise RunInProgressError(
+                "This corpus is already being measured with these settings (in another session "
+                "or tab): its results fill in as it runs; open them instead of starting again."
+            )
+        _ACTIVE_RUNS.add(claim)
+    try:
+        return _run(
+            model,
+            texts,
+            store,
+            run,
+            corpus,
+            tokens,
+            mode,
+            statistics,
+            progress,
+            batch_size,
+            ray_address,
+            workers,
+        )
+    finally:
+        with _ACTIVE_RUNS_GUARD:
+            _ACTIVE_RUNS.discard(claim)
+
+
+def _run(
+    model: LoadedModel,
+    texts: list[str],
+    store: CorpusStore,
+    run: str,
+    corpus: str,
+    tokens: int,
+    mode: str,
+    statistics: tuple[str, ...],
+    progress: Progress | None,
+    batch_size: int,
+    ray_address: str | None,
+    workers: int,
+):
+    from core.corpus.result import CorpusResult
+
+    record = store.run(run)
+    if record is not None and record.finished:  # finished by another thread meanwhile
         return CorpusResult.load(store, run)
 
     order, lengths = processing_order(model, texts, tokens)
@@ -439,6 +492,7 @@ def run_corpus(
         pending_sample = []
         last_flush = time.perf_counter()
 
+    saved = done
     try:
         for indices, values, pairs in results:
             accumulator.add(indices, values, pairs)
@@ -452,8 +506,15 @@ def run_corpus(
             keep_going = progress(done, len(texts), rate, left) if progress else None
             if keep_going is False or done >= len(texts) or now - last_flush >= FLUSH_SECONDS:
                 flush()
+                saved = done
             if keep_going is False:
                 break
+    except BaseException:
+        # Keep the batches already measured (the accumulator holds exactly `done` sentences),
+        # so that a failure or an interrupt loses nothing a resume would have to redo.
+        if done > saved:
+            flush()
+        raise
     finally:
         close = getattr(results, "close", None)
         if close is not None:

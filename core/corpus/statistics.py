@@ -271,9 +271,7 @@ def _layer_statistics(
         "to_sep": _Statistic(share["sep"], valid, batch.sep),
         "sep_to_sep": _Statistic(share["sep"], batch.sep, batch.sep),
         "rest_to_sep": _Statistic(share["sep"], not_sep, batch.sep),
-        "to_punctuation": _Statistic(
-            share["clark_punctuation"], valid, batch.clark_punctuation
-        ),
+        "to_punctuation": _Statistic(share["clark_punctuation"], valid, batch.clark_punctuation),
         "entropy": _Statistic(entropy_nats, valid, _ROW_MAX),
         "cls_entropy": _Statistic(entropy_nats, first_row, _ROW_MAX),
         **extras,

@@ -7,7 +7,7 @@ import pytest
 
 from core.corpus import CorpusStore, run_corpus
 from core.corpus.cluster import ray_runtime_env
-from tests.core.corpus.conftest import SENTENCES
+from tests.core.corpus.conftest import SENTENCES, assert_same_examples
 
 ray = pytest.importorskip("ray")  # an optional extra: CI installs requirements-cluster.txt
 
@@ -19,12 +19,6 @@ def local_ray():
     )
     yield
     ray.shutdown()
-
-
-def _examples(result):
-    return result.store.all_examples(result.run_id).sort_values(
-        ["layer", "head", "statistic", "rank"], ignore_index=True
-    )
 
 
 def test_ray_run_equals_single_process_run(tiny_model_path, tmp_path, local_ray):
@@ -47,4 +41,4 @@ def test_ray_run_equals_single_process_run(tiny_model_path, tmp_path, local_ray)
     # Not bit for bit: each actor runs torch on one thread, the driver on several, and float32
     # sums in another order move attention by ~1e-9.
     pd.testing.assert_frame_equal(clustered.head_table, single.head_table, rtol=0, atol=1e-6)
-    pd.testing.assert_frame_equal(_examples(clustered), _examples(single), rtol=0, atol=1e-6)
+    assert_same_examples(clustered, single, atol=1e-6)

@@ -15,7 +15,7 @@ from core.corpus import (
     open_run,
     run_corpus,
 )
-from core.errors import CorpusStoreError, EmptyCorpusError
+from core.errors import CorpusStoreError, EmptyCorpusError, RunInProgressError
 from tests.core.corpus.conftest import SENTENCES
 
 
@@ -46,11 +46,12 @@ def test_stopped_run_resumes_where_it_stopped(loaded_tiny, tmp_path):
 
     resumed_calls = []
     resumed = run_corpus(
-        model, SENTENCES, store=store, batch_size=3, progress=lambda *a: resumed_calls.append(a[0])
+        model, SENTENCES, store=store, batch_size=2, progress=lambda *a: resumed_calls.append(a[0])
     )
-    assert resumed_calls[0] == 7  # continued from 4, not from 0
+    assert resumed_calls[0] == 6  # continued from 4, not from 0
     assert resumed.finished and resumed.done == len(SENTENCES)
     statistics = list(resumed.statistics)
+    # Same batches as the uninterrupted run, so the same numbers.
     pd.testing.assert_frame_equal(
         resumed.head_table[statistics], whole.head_table[statistics], rtol=0, atol=1e-12
     )
@@ -148,3 +149,38 @@ def test_bad_corpora_are_refused(loaded_tiny, store):
     with pytest.raises(ValueError):
         run_corpus(model, SENTENCES, store=store, mode="paper")
     assert np.isfinite(run_corpus(model, SENTENCES[:2], store=store).head_table["to_self"]).all()
+
+
+def test_the_same_run_cannot_go_twice_at_once(loaded_tiny, store):
+    model = loaded_tiny("bert")
+    raised = []
+
+    def start_again(done, total, rate, left):
+        with pytest.raises(RunInProgressError, match="already being measured"):
+            run_corpus(model, SENTENCES, store=store)
+        raised.append(done)
+        return False
+
+    run_corpus(model, SENTENCES, store=store, batch_size=4, progress=start_again)
+    assert raised == [4]
+    # Once it stopped, the run can be resumed.
+    assert run_corpus(model, SENTENCES, store=store).finished
+
+
+def test_a_failing_batch_keeps_the_batches_before_it(loaded_tiny, store, monkeypatch):
+    model = loaded_tiny("bert")
+    real = corpus_run.process_batch
+    calls = []
+
+    def fail_on_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("worker died")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(corpus_run, "process_batch", fail_on_third)
+    monkeypatch.setattr(corpus_run, "FLUSH_SECONDS", 3600.0)  # only the error path saves
+    with pytest.raises(RuntimeError, match="worker died"):
+        run_corpus(model, SENTENCES, store=store, batch_size=2)
+    partial = open_corpus(model.name, SENTENCES, max_tokens=128, store=store)
+    assert partial.done == 4 and (partial.head_table["to_self_n"] == 4).all()
