@@ -4,6 +4,8 @@ Usage (from the repository root):
 
     python bench/bench_corpus.py            # everything (about 15 minutes on 2 busy cores)
     python bench/bench_corpus.py --quick    # fewer inputs, no Ray, no 10,000-sentence run
+    python bench/bench_corpus.py --scale 0.25 --no-memory   # a quarter of the inputs
+    python bench/bench_corpus.py --memory-only              # only the 10,000-sentence run
 
 Models: the embedded MiniLM (6 × 12) and a randomly initialised BERT-base shape (12 layers ×
 12 heads, hidden 768, eager attention, MiniLM's uncased vocabulary; saved to a temporary
@@ -157,6 +159,11 @@ def memory_child(count: int, store: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiply the number of inputs (busy machine)"
+    )
+    parser.add_argument("--no-memory", action="store_true", help="skip the 10,000-sentence run")
+    parser.add_argument("--memory-only", action="store_true", help="only the 10,000-sentence run")
     parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--store", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -175,17 +182,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         ray = not args.quick
-        embedded = load_model(EMBEDDED_MODEL)
-        small = {32: 64, 128: 32} if args.quick else {32: 512, 128: 128}
-        throughput("MiniLM 6×12", embedded, small, scratch, ray)
-        bert = load_model(random_bert_base(scratch / "bert-base"))
-        big = {32: 32, 128: 16} if args.quick else {32: 128, 128: 48}
-        throughput("random BERT-base 12×12", bert, big, scratch, ray)
-        if ray:
-            import ray as ray_module
 
-            ray_module.shutdown()
-        if not args.quick:
+        def scaled(counts: dict[int, int]) -> dict[int, int]:
+            return {t: max(BATCH_SIZE, round(c * args.scale)) for t, c in counts.items()}
+
+        if not args.memory_only:
+            embedded = load_model(EMBEDDED_MODEL)
+            small = {32: 64, 128: 32} if args.quick else {32: 512, 128: 128}
+            throughput("MiniLM 6×12", embedded, scaled(small), scratch, ray)
+            bert = load_model(random_bert_base(scratch / "bert-base"))
+            big = {32: 32, 128: 16} if args.quick else {32: 128, 128: 48}
+            throughput("random BERT-base 12×12", bert, scaled(big), scratch, ray)
+            if ray:
+                import ray as ray_module
+
+                ray_module.shutdown()
+        if not args.quick and not args.no_memory:
             count = 10_000
             child = subprocess.run(
                 [

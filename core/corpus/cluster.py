@@ -21,10 +21,23 @@ IN_FLIGHT_PER_WORKER = 2
 """Batches queued per actor: enough to keep it busy, few enough to bound driver memory."""
 
 
-def ray_runtime_env() -> dict:
-    """The runtime environment workers need to import `core` (pass it to `ray.init`)."""
+def ray_runtime_env(remote: bool = False) -> dict:
+    """The runtime environment workers need to import `core` (pass it to `ray.init`).
+
+    On this machine the repository is put on the workers' PYTHONPATH; for a remote cluster
+    (`remote=True`) Ray uploads it as the job's working directory instead (code and the bundled
+    corpus, not the git history, tests or benchmarks). Models are loaded by name on each
+    worker: a Hub id must be reachable from the cluster, a local path must exist on its nodes.
+    """
+    environment = {"TOKENIZERS_PARALLELISM": "false"}
+    if remote:
+        return {
+            "working_dir": str(REPOSITORY),
+            "excludes": [".git", "tests", "bench", "docs", "*.duckdb"],
+            "env_vars": environment,
+        }
     path = os.pathsep.join(p for p in (str(REPOSITORY), os.environ.get("PYTHONPATH")) if p)
-    return {"env_vars": {"PYTHONPATH": path, "TOKENIZERS_PARALLELISM": "false"}}
+    return {"env_vars": {"PYTHONPATH": path, **environment}}
 
 
 def _ray():
@@ -52,7 +65,7 @@ def connect(address: str, workers: int):
                 log_to_driver=False,
             )
         else:
-            ray.init(address=address, runtime_env=ray_runtime_env(), log_to_driver=False)
+            ray.init(address=address, runtime_env=ray_runtime_env(remote=True), log_to_driver=False)
     except Exception as exc:
         raise ClusterError(
             f"Cannot connect to the Ray cluster at '{address}' ({type(exc).__name__}): check the "
