@@ -30,8 +30,9 @@ ORDER_WINDOW = 256
 """Sentences are run in corpus order, sorted by length only within windows of this many: short
 batches pad less, and a run stopped part-way has seen an unbiased slice of the corpus."""
 MIN_TOKENS = 3
-FLUSH_SECONDS = 1.0
-"""A run writes its state at most this often (and always when it stops or ends)."""
+FLUSH_SECONDS = 10.0
+"""A run writes its state at most this often (and always when it stops, fails or ends): a
+write costs about as much CPU as a batch of short sentences, and a crash loses at most this."""
 
 Progress = Callable[[int, int, float, float], "bool | None"]
 """`progress(done, total, sentences_per_second, seconds_left)`; return False to stop."""

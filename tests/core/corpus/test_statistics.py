@@ -16,10 +16,12 @@ from tests.core.corpus.conftest import SENTENCES
 
 
 def _mean_head_statistics(model, sentences) -> pd.DataFrame:
+    """Mean over sentences of `head_statistics` on each sentence run alone (the self-attention
+    `run_attention` shows; for an encoder-decoder, its encoder, without generating a target)."""
     frames = []
     for sentence in sentences:
-        result = run_attention(model, sentence)
-        frames.append(head_statistics(result.attentions, result.tokens))
+        encoded = encode(model, sentence)
+        frames.append(head_statistics(forward(model, encoded.inputs).attentions, encoded.tokens))
     return pd.concat(frames).groupby(["layer", "head"]).mean().reset_index()
 
 
