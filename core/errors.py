@@ -135,3 +135,31 @@ class ExportTooLargeError(BudgetExceededError):
 
 class ServerBusyError(AtlasError):
     """Every slot for expensive work stayed taken for longer than a visitor is asked to wait."""
+
+
+class CorpusError(AtlasError):
+    """A corpus run cannot go ahead (base class of the corpus errors)."""
+
+
+class CorpusFileError(CorpusError):
+    """An uploaded or named corpus file cannot be read as sentences."""
+
+
+class EmptyCorpusError(CorpusError):
+    """The corpus has no sentences, or a sentence is empty."""
+
+
+class CorpusStoreError(CorpusError):
+    """The corpus result store cannot be opened or written (locked, unwritable, not DuckDB)."""
+
+
+class ClusterError(CorpusError):
+    """A Ray cluster was asked for, but Ray is not installed or the cluster cannot be reached."""
+
+
+class ProjectionUnavailableError(CorpusError):
+    """The 2-D embedding method asked for (UMAP, t-SNE) is not installed or unknown."""
+
+
+class RunInProgressError(CorpusError):
+    """The same corpus run (model, corpus, settings, store) is already going in this process."""

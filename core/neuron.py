@@ -164,6 +164,38 @@ def _attention_modules(model: LoadedModel) -> list[tuple[torch.nn.Module, _Layou
     return found
 
 
+@dataclass(frozen=True, eq=False)
+class QueryKeyProjection:
+    """One self-attention module and the child modules that compute its queries and keys.
+
+    Forward hooks on `query` and `key` see `[batch, seq, heads * head_dim]` outputs; head `h`
+    is the slice `h * head_dim : (h + 1) * head_dim` of the last axis. With `fused` (GPT-2)
+    `query is key` and its output is `[query | key | value]` along the last axis.
+    """
+
+    attention: torch.nn.Module
+    query: torch.nn.Module
+    key: torch.nn.Module
+    fused: bool
+
+
+def query_key_projections(model: LoadedModel) -> list[QueryKeyProjection]:
+    """The query/key projections of every supported self-attention module, in module order.
+
+    Empty when the model's attention is not one `neuron_view` supports. ALBERT's single shared
+    module appears once and runs once per layer, so hooks count calls to tell layers apart.
+    """
+    return [
+        QueryKeyProjection(
+            attention=module,
+            query=getattr(module, layout.query),
+            key=getattr(module, layout.key),
+            fused=layout.fused,
+        )
+        for module, layout in _attention_modules(model)
+    ]
+
+
 def supports_neuron_view(model: LoadedModel) -> bool:
     """True when `neuron_view` knows how to read this model's query and key vectors."""
     return bool(_attention_modules(model))
