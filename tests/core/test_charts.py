@@ -126,7 +126,9 @@ def test_heatmap_spec_encodings_and_params():
     assert label_params(spec)[tok_name] == labels
     assert enc["x"]["axis"]["labelExpr"] == f"{tok_name}[datum.value]"
     assert enc["y"]["axis"]["labelExpr"] == f"{tok_name}[datum.value]"
-    assert enc["x"]["axis"]["labelOverlap"] == "greedy"
+    # Four cells have room for every label: all are drawn, none culled.
+    assert enc["x"]["axis"]["labelOverlap"] is False
+    assert enc["x"]["axis"]["values"] == [0, 1, 2, 3]
     assert enc["x"]["axis"]["labelLimit"] > 0
 
 
@@ -181,7 +183,7 @@ def test_heatmap_diverging_domain_is_symmetric_around_zero():
     assert scale["domain"] == [-0.3, 0.3]
     assert scale["domainMid"] == 0
     assert scale["scheme"] == "blueorange"
-    assert layers(spec)[0]["encoding"]["color"]["title"] == "Δ"
+    assert layers(spec)[0]["encoding"]["color"]["title"] == ["Δ", "±0.3 this chart"]
 
     fixed = spec_dict(attention_heatmap(diff, ["a", "b"], diverging=True, domain=(-0.1, 0.5)))
     assert layers(fixed)[0]["encoding"]["color"]["scale"]["domain"] == [-0.5, 0.5]
@@ -460,9 +462,11 @@ def test_prediction_bars_best_first_with_percent_labels():
 
 def test_layer_head_profile_spec():
     weights = np.random.default_rng(1).random((2, 3, 4))
-    spec = spec_dict(layer_head_profile(weights, ["[CLS]", "a", "[MASK]", "a"], title="mask"))
+    full = spec_dict(layer_head_profile(weights, ["[CLS]", "a", "[MASK]", "a"], title="mask"))
+    spec, layer_rule = layers(full)
+    assert layer_rule["mark"]["type"] == "rule"  # between layer 0 and layer 1
     assert spec["mark"]["type"] == "rect"
-    rows = rows_with(spec, "layer", "head", "k", "v")
+    rows = rows_with(full, "layer", "head", "k", "v")
     assert len(rows) == 24
     assert {(r["layer"], r["head"], r["k"]): r["v"] for r in rows}[(1, 2, 3)] == pytest.approx(
         weights[1, 2, 3], rel=1e-4
@@ -475,8 +479,8 @@ def test_layer_head_profile_spec():
     )
     calcs = {t["as"]: t["calculate"] for t in spec["transform"]}
     assert calcs["row"] == "datum.layer * 3 + datum.head"
-    assert params_by_name(spec)["head"]["select"]["fields"] == ["layer", "head"]
-    assert list(label_params(spec).values()) == [["[CLS]", "a", "[MASK]", "a"]]
+    assert params_by_name(full)["head"]["select"]["fields"] == ["layer", "head"]
+    assert list(label_params(full).values()) == [["[CLS]", "a", "[MASK]", "a"]]
 
 
 # --- hostile token text ------------------------------------------------------------------------
