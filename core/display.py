@@ -144,10 +144,7 @@ def plan_axis(n: int, length: int, *, what: str = "token") -> AxisPlan:
     step = max(1, math.ceil(LABEL_PX * n / max(1, length)))
     note = ""
     if step > 1:
-        note = (
-            f"Every {_ordinal(step)} {what} labelled ({n} {what}s in {length} px); "
-            "hover a cell for its text."
-        )
+        note = f"Every {_ordinal(step)} {what} labelled ({n} in {length} px); hover for the rest."
     return AxisPlan(int(length), list(range(0, n, step)), step, note)
 
 
@@ -227,10 +224,7 @@ def plan_token_bars(
         chosen.discard(ranked[top_n - 1])
         chosen.add(int(selected))
     positions = sorted(chosen)
-    note = (
-        f"The {top_n} tokens with the most attention either way, of {n}, in input order; "
-        "the heatmap and the exports have every token."
-    )
+    note = f"Top {top_n} of {n} tokens by attention either way; the heatmap has all."
     return BarPlan("horizontal", positions, top_n * BAR_PX, note)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -151,6 +152,9 @@ PAD = alt.AutoSizeParams(type="pad", contains="padding")
 # 30 px with two labels.
 FIT_X = alt.AutoSizeParams(type="fit-x", contains="padding")
 
+NOTE_LINE_CHARS = 48
+"""About 300 px of 11 px text: a subtitle line fits the narrowest column the pages use."""
+
 NOTES_KEY = "atlas_notes"
 """Key in a spec's ``usermeta`` holding the notes on what a chart left out or thinned."""
 
@@ -158,12 +162,14 @@ NOTES_KEY = "atlas_notes"
 def finish(chart: alt.TopLevelMixin, title: str, notes: Sequence[str]) -> alt.TopLevelMixin:
     """Set the title, with `notes` as its subtitle and in ``usermeta`` (see `chart_notes`).
 
-    Without notes the title stays a plain string, as before.
+    Without notes the title stays a plain string, as before. Vega does not wrap titles, so the
+    subtitle is broken into lines of at most `NOTE_LINE_CHARS` characters.
     """
     notes = [n for n in notes if n]
     if notes:
+        lines = [line for note in notes for line in textwrap.wrap(note, NOTE_LINE_CHARS)]
         chart = chart.properties(
-            title=alt.TitleParams(text=title or " ", subtitle=notes, anchor="start"),
+            title=alt.TitleParams(text=title or " ", subtitle=lines, anchor="start"),
             usermeta={NOTES_KEY: notes},
         )
     elif title:

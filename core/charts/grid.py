@@ -17,6 +17,10 @@ from core.charts._common import (
     round_sig,
 )
 from core.charts._raster import png_data_url
+from core.display import LEGEND_PX, ScaleMode, scale_title, value_domain
+
+GRID_AXIS_PX = 40
+"""The layer axis (title and numbers) left of the thumbnails."""
 
 
 def pool_matrix(matrix: np.ndarray, size: int) -> np.ndarray:
@@ -73,6 +77,9 @@ def head_grid(
     thumb_px: int = 44,
     max_width: int | None = None,
     title: str = "",
+    scale: ScaleMode = "chart",
+    shared_max: float | None = None,
+    per_head: bool = False,
 ) -> alt.LayerChart:
     """Every head's attention as a small heatmap: rows = layers, columns = heads.
 
@@ -82,12 +89,17 @@ def head_grid(
         layer_labels, head_labels: axis labels; default ``0..layers-1`` / ``0..heads-1``.
         selected: ``(layer, head)`` to outline.
         thumb_px: px per thumbnail side (rounded to whole pixels per cell).
-        max_width: shrink the thumbnails so the heads fit this many px (Streamlit does not
-            scale charts down; a wider grid would be cut off). At least 1 px per cell.
+        max_width: shrink the thumbnails so the whole chart, layer labels and colour legend
+            included, fits this many px (Streamlit does not scale charts down; a wider grid
+            would be cut off). At least 1 px per cell.
+        scale: ``"chart"`` (0 to the largest weight of all heads in the grid), ``"shared"``
+            (0 to `shared_max`, e.g. across two models' grids) or ``"fixed"`` (0 to 1).
+        per_head: scale each thumbnail to its own maximum instead (every head's pattern
+            visible, but colours not comparable between heads); the legend says so.
 
-    Each thumbnail is one PNG image mark (viridis on one scale, 0 to the largest weight of all
-    heads, shown as the legend): 144 items instead of tens of thousands of rects, which is what
-    keeps the grid quick to draw at 512 tokens. Exact values are on the Attention page and in
+    Each thumbnail is one PNG image mark (viridis on the scale the legend shows): 144 items
+    instead of tens of thousands of rects, which is what keeps the grid quick to draw at 512
+    tokens. Exact values are on the Attention page and in
     the exports.
 
     Data: ``layer``, ``head``, ``url`` (PNG data URL) per head. Selection: point param
@@ -108,10 +120,20 @@ def head_grid(
         n_heads,
         "head_labels",
     )
-    finite = t[np.isfinite(t)]
-    vmax = float(round_sig(finite.max())) if finite.size and finite.max() > 0 else 1.0
+    vmax = float(round_sig(value_domain(t, scale, shared=shared_max)[1]))
+    if per_head:
+        finite = np.where(np.isfinite(t), t, 0.0)
+        head_max = finite.max(axis=(2, 3))
+        vmaxes = np.where(head_max > 0, head_max, 1.0)
+        legend_top, legend_title = 1.0, ["attention", "0–each head's max"]
+    else:
+        vmaxes = np.full((n_layers, n_heads), vmax)
+        legend_top = vmax
+        legend_title = scale_title("attention", scale, (0.0, vmax))
     if max_width is not None:
-        thumb_px = min(thumb_px, int(max_width / n_heads * 6 / 7))
+        # The layer labels and the legend sit beside the thumbnails, inside max_width too.
+        room = max(n_heads, max_width - LEGEND_PX - GRID_AXIS_PX)
+        thumb_px = min(thumb_px, int(room / n_heads * 6 / 7))
     # Whole pixels per cell: the browser would blur a small image scaled up.
     px_per_cell = max(1, thumb_px // m if max_width is not None else round(thumb_px / m))
     side = m * px_per_cell
@@ -121,7 +143,7 @@ def head_grid(
             "layer": np.repeat(np.arange(n_layers, dtype=np.int16), n_heads),
             "head": np.tile(np.arange(n_heads, dtype=np.int16), n_layers),
             "url": [
-                png_data_url(t[layer, head], vmax, px_per_cell)
+                png_data_url(t[layer, head], float(vmaxes[layer, head]), px_per_cell)
                 for layer in range(n_layers)
                 for head in range(n_heads)
             ],
@@ -172,13 +194,13 @@ def head_grid(
     )
     # Two invisible points carry the colour scale, so the legend states what the colours mean.
     legend = (
-        alt.Chart(pd.DataFrame({"v": [0.0, vmax]}))
+        alt.Chart(pd.DataFrame({"v": [0.0, legend_top]}))
         .mark_point(opacity=0)
         .encode(
             color=alt.Color(
                 "v:Q",
-                scale=alt.Scale(scheme=SEQUENTIAL_SCHEME, domain=[0.0, vmax]),
-                title="attention",
+                scale=alt.Scale(scheme=SEQUENTIAL_SCHEME, domain=[0.0, legend_top]),
+                title=legend_title,
             )
         )
     )
