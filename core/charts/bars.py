@@ -153,6 +153,12 @@ def attention_bars(
     return finish(chart, title, [plan.note])
 
 
+def percent(value: float) -> str:
+    """A probability bound as a short percentage: "100%", "30%", "4.2%", "0.35%"."""
+    pct = 100 * value
+    return f"{pct:.0f}%" if pct >= 10 else f"{pct:.2g}%"
+
+
 def prediction_bars(
     tokens: Sequence[str],
     scores: Sequence[float],
@@ -202,7 +208,7 @@ def prediction_bars(
     x = alt.X(
         "p:Q",
         # The axis is in percent, so is the scale in its title: "probability (0–100% fixed)".
-        title=f"probability (0–{domain[1]:.0%} {SCALE_WORDS[scale]})",
+        title=f"probability (0–{percent(domain[1])} {SCALE_WORDS[scale]})",
         axis=alt.Axis(format="%"),
         scale=p_scale,
     )

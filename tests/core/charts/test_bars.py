@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from core.charts import attention_bars, chart_notes, prediction_bars
+from core.charts.bars import percent
 from core.display import BAR_PX, LABEL_PX
 
 
@@ -133,3 +134,10 @@ def test_token_bars_without_a_column_keep_the_old_layout(valid_spec):
     spec = valid_spec(attention_bars(out, out, labels(n), 0))
     assert spec["encoding"]["x"]["field"] == "pos" and spec["height"] == 220
     assert "autosize" not in spec
+
+
+@pytest.mark.parametrize(
+    ("top", "text"), [(1.0, "100%"), (0.3, "30%"), (0.042, "4.2%"), (0.0035, "0.35%")]
+)
+def test_probability_bounds_read_as_short_percentages(top, text):
+    assert percent(top) == text
