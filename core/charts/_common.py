@@ -217,10 +217,11 @@ def scaled_color(
     else:
         color = color_scale(values, diverging=diverging, domain=used, scheme=scheme)
     title = scale_title(value_label, mode, used, diverging=diverging)
-    kwargs: dict[str, Any] = {"scale": color, "title": title}
-    if legend is not None:
-        kwargs["legend"] = legend
-    return alt.Color("v:Q", **kwargs)
+    # Gradient legends print 0.00 and 0.02 on top of each other unless told to cull.
+    legend = legend if legend is not None else alt.Legend()
+    legend.labelOverlap = "greedy"
+    legend.labelSeparation = 6
+    return alt.Color("v:Q", scale=color, title=title, legend=legend)
 
 
 def color_scale(

@@ -21,6 +21,8 @@ from core.display import LEGEND_PX, ScaleMode, scale_title, value_domain
 
 GRID_AXIS_PX = 40
 """The layer axis (title and numbers) left of the thumbnails."""
+GRID_LEGEND_PX = LEGEND_PX + 20
+"""The legend beside the grid, with room for its longest title line."""
 
 
 def pool_matrix(matrix: np.ndarray, size: int) -> np.ndarray:
@@ -68,6 +70,17 @@ def _pool_chunk(chunk: np.ndarray, size: int) -> np.ndarray:
     return np.where(counts > 0, pooled, np.nan)
 
 
+def thumbnail_gap(side: int) -> int:
+    """px between thumbnails of `side` px."""
+    return max(3, side // 6)
+
+
+def grid_width(m: int, px_per_cell: int, heads: int) -> int:
+    """px of `heads` thumbnails of `m` cells at `px_per_cell`, with their gaps."""
+    side = m * px_per_cell
+    return heads * (side + thumbnail_gap(side))
+
+
 def head_grid(
     thumbnails: np.ndarray,
     *,
@@ -99,8 +112,7 @@ def head_grid(
 
     Each thumbnail is one PNG image mark (viridis on the scale the legend shows): 144 items
     instead of tens of thousands of rects, which is what keeps the grid quick to draw at 512
-    tokens. Exact values are on the Attention page and in
-    the exports.
+    tokens. Exact values are on the Attention page and in the exports.
 
     Data: ``layer``, ``head``, ``url`` (PNG data URL) per head. Selection: point param
     ``"head"`` over ``layer`` and ``head`` (click; double-click clears) -> Streamlit returns
@@ -125,19 +137,24 @@ def head_grid(
         finite = np.where(np.isfinite(t), t, 0.0)
         head_max = finite.max(axis=(2, 3))
         vmaxes = np.where(head_max > 0, head_max, 1.0)
-        legend_top, legend_title = 1.0, ["attention", "0–each head's max"]
+        legend_top, legend_title = 1.0, ["attention", "0–max per head"]
     else:
         vmaxes = np.full((n_layers, n_heads), vmax)
         legend_top = vmax
         legend_title = scale_title("attention", scale, (0.0, vmax))
+    legend_below = False
     if max_width is not None:
-        # The layer labels and the legend sit beside the thumbnails, inside max_width too.
-        room = max(n_heads, max_width - LEGEND_PX - GRID_AXIS_PX)
+        # The layer labels and the legend sit beside the thumbnails, inside max_width too;
+        # when one pixel per cell does not leave room for the legend, it goes below.
+        room = max(n_heads, max_width - GRID_LEGEND_PX - GRID_AXIS_PX)
+        legend_below = grid_width(m, 1, n_heads) > room
+        if legend_below:
+            room = max(n_heads, max_width - GRID_AXIS_PX)
         thumb_px = min(thumb_px, int(room / n_heads * 6 / 7))
     # Whole pixels per cell: the browser would blur a small image scaled up.
     px_per_cell = max(1, thumb_px // m if max_width is not None else round(thumb_px / m))
     side = m * px_per_cell
-    gap = max(3, side // 6)
+    gap = thumbnail_gap(side)
     data = pd.DataFrame(
         {
             "layer": np.repeat(np.arange(n_layers, dtype=np.int16), n_heads),
@@ -201,6 +218,9 @@ def head_grid(
                 "v:Q",
                 scale=alt.Scale(scheme=SEQUENTIAL_SCHEME, domain=[0.0, legend_top]),
                 title=legend_title,
+                legend=alt.Legend(orient="bottom", direction="horizontal")
+                if legend_below
+                else alt.Legend(),
             )
         )
     )

@@ -214,20 +214,19 @@ def attention_heatmap(
     if pair:
         layers.extend(_segment_layers(nq, nk, int(segment_b_start), x, y))  # type: ignore[arg-type]
     chart = alt.layer(*layers).properties(width=plot_w, height=plot_h, autosize=PAD)
-    if pair:
-        # The strips' colours are their own scale (and legend), not the heat scale.
-        chart = chart.resolve_scale(color="independent")
     chart = finish(chart, title, notes)
     return add_params(chart, [q_param, k_param])
 
 
 def _segment_layers(nq: int, nk: int, b_start: int, x: alt.X, y: alt.Y) -> list[alt.Chart]:
-    """A/B strips beside the y (left) and x (bottom) axes and a dashed rule between A and B.
+    """A/B strips beside the y (left) and x (bottom) axes and dashed rules between A and B.
 
-    The strips are one rect per row/column coloured by sentence, drawn just outside the plot;
-    their legend ("sentence": A, B) takes the theme's text colour.
+    The strips are one rect per row/column filled by sentence, just outside the plot. They use
+    the ``fill`` channel, a scale of its own beside the heat's ``color``, so they get one
+    legend ("sentence": A, B), in the theme's text colour. Every layer repeats the heatmap's
+    `x`/`y` (axes included): a layer with ``axis=None`` would remove the shared axis.
     """
-    color = alt.Color(
+    fill = alt.Fill(
         "sentence:N",
         scale=alt.Scale(domain=["A", "B"], range=SEGMENT_COLORS),
         legend=alt.Legend(title="sentence", orient="top", direction="horizontal"),
@@ -241,7 +240,7 @@ def _segment_layers(nq: int, nk: int, b_start: int, x: alt.X, y: alt.Y) -> list[
     left = (
         alt.Chart(rows)
         .mark_rect()
-        .encode(y=y, x=alt.XValue(-STRIP_PX - 1), x2=alt.X2Value(-1), color=color)
+        .encode(y=y, x=alt.XValue(-STRIP_PX - 1), x2=alt.X2Value(-1), fill=fill)
     )
     bottom = (
         alt.Chart(columns)
@@ -250,21 +249,16 @@ def _segment_layers(nq: int, nk: int, b_start: int, x: alt.X, y: alt.Y) -> list[
             x=x,
             y=alt.YValue(alt.ExprRef(expr="height + 1")),
             y2=alt.Y2Value(alt.ExprRef(expr=f"height + {STRIP_PX + 1}")),
-            color=color,
+            fill=fill,
         )
     )
     boundary = pd.DataFrame({"q": [b_start], "k": [b_start]})
+    rule = alt.Chart(boundary).mark_rule(
+        strokeDash=[4, 3], strokeWidth=1.5, color=SEGMENT_COLORS[1]
+    )
     # bandPosition 0 puts each rule on the edge between the last A and the first B cell.
-    row_rule = (
-        alt.Chart(boundary)
-        .mark_rule(strokeDash=[4, 3], strokeWidth=1.5, color=SEGMENT_COLORS[1])
-        .encode(y=alt.Y("q:O", scale=alt.Scale(domain=list(range(nq))), bandPosition=0, axis=None))
-    )
-    column_rule = (
-        alt.Chart(boundary)
-        .mark_rule(strokeDash=[4, 3], strokeWidth=1.5, color=SEGMENT_COLORS[1])
-        .encode(x=alt.X("k:O", scale=alt.Scale(domain=list(range(nk))), bandPosition=0, axis=None))
-    )
+    row_rule = rule.encode(y=y.copy().to_dict() | {"bandPosition": 0})
+    column_rule = rule.encode(x=x.copy().to_dict() | {"bandPosition": 0})
     return [left, bottom, row_rule, column_rule]
 
 
@@ -341,7 +335,19 @@ def layer_head_profile(
         available = heatmap_plot_width(column_width, legend_below=legend_below) + 60
     plot_w = width or heatmap_side(nk, available)
     x_plan = plan_axis(nk, plot_w, what="key")
-    row_scale = alt.Scale(domain=list(range(n_rows)))
+    row_y = alt.Y(
+        "row:O",
+        scale=alt.Scale(domain=list(range(n_rows))),
+        axis=alt.Axis(
+            title=None,
+            labelExpr=f"'L' + floor(datum.value / {n_heads}) + ' H' + (datum.value % {n_heads})",
+            # Every row has LABEL_PX: every head is labelled.
+            labelOverlap=False,
+            labelFontSize=LABEL_FONT_SIZE,
+            ticks=False,
+            domain=False,
+        ),
+    )
     heat = (
         alt.Chart(data)
         .mark_rect()
@@ -361,21 +367,7 @@ def layer_head_profile(
                     planned=True,
                 ),
             ),
-            y=alt.Y(
-                "row:O",
-                scale=row_scale,
-                axis=alt.Axis(
-                    title=None,
-                    labelExpr=(
-                        f"'L' + floor(datum.value / {n_heads}) + ' H' + (datum.value % {n_heads})"
-                    ),
-                    # Every row has LABEL_PX: every head is labelled.
-                    labelOverlap=False,
-                    labelFontSize=LABEL_FONT_SIZE,
-                    ticks=False,
-                    domain=False,
-                ),
-            ),
+            y=row_y,
             color=scaled_color(
                 data["v"].to_numpy(),
                 value_label=value_label,
@@ -404,7 +396,8 @@ def layer_head_profile(
         layers.append(
             alt.Chart(starts)
             .mark_rule(strokeWidth=1, opacity=0.6)
-            .encode(y=alt.Y("row:O", scale=row_scale, bandPosition=0, axis=None))
+            # The same axis as the cells': a layer with axis None would remove it.
+            .encode(y=row_y.to_dict() | {"bandPosition": 0})
         )
     chart = alt.layer(*layers).properties(
         height=max(row_px * n_rows, 60), width=plot_w, autosize=PAD

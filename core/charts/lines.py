@@ -130,8 +130,10 @@ def head_view_lines(
     ids = [int(i) for i in head_ids]
     if column_width is not None:
         width = max(120, min(width, int(column_width) - 2 * LABEL_LIMIT_PX - 20))
-    # Each legend entry (symbol and a number up to 2 digits) takes about 40 px.
-    legend_columns = max(1, min(len(ids), (width + 2 * LABEL_LIMIT_PX) // 40))
+    # Each legend entry (symbol, a number up to 2 digits, padding) takes about 48 px, and the
+    # legend's title some 60 px: wrap into as many columns as the chart's width holds.
+    total = width + 2 * LABEL_LIMIT_PX if column_width is None else int(column_width)
+    legend_columns = max(1, min(len(ids), (total - 60) // 48))
     tok_param = labels_param(tokens)
     max_w = float(edges["w"].max()) if len(edges) else 1.0
 

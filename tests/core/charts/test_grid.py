@@ -35,8 +35,11 @@ def test_grid_with_its_legend_fits_max_width(valid_spec, max_width):
         head_grid(np.random.default_rng(0).random((12, 12, 16, 16)), max_width=max_width)
     )
     step = spec["width"]["step"]
-    # 12 thumbnails, the layer axis (40 px) and the legend (90 px).
-    assert 12 * step + 40 + 90 <= max_width
+    legend = legend_channel(spec)["legend"]
+    beside = legend.get("orient") != "bottom"
+    # 12 thumbnails, the layer axis (40 px) and, unless it had to go below, the legend.
+    assert 12 * step + 40 + (110 if beside else 0) <= max_width
+    assert beside == (max_width == 640)
 
 
 @pytest.mark.parametrize(
@@ -67,4 +70,4 @@ def test_grid_per_head_scale_brightens_a_weak_head(valid_spec):
     weak_shared = image_pixels(shared[1]["url"])[0, 0]
     weak_own, strong_own = image_pixels(own[1]["url"])[0, 0], image_pixels(own[0]["url"])[0, 0]
     assert tuple(weak_own) == tuple(strong_own) != tuple(weak_shared)
-    assert legend_channel(spec)["title"] == ["attention", "0–each head's max"]
+    assert legend_channel(spec)["title"] == ["attention", "0–max per head"]

@@ -125,14 +125,20 @@ def test_sentence_pair_gets_a_and_b_bands_on_both_axes(valid_spec):
     n, b_start = 9, 5
     spec = valid_spec(attention_heatmap(random_attention(n), labels(n), segment_b_start=b_start))
     heat, left, bottom, row_rule, column_rule = spec["layer"]
-    assert spec["resolve"]["scale"]["color"] == "independent"
+    # The strips use "fill", a scale apart from the heat's "color": one "sentence" legend.
+    assert "resolve" not in spec and "color" not in left["encoding"]
     datasets = spec["datasets"]
     rows = datasets[left["data"]["name"]]
     assert [r["sentence"] for r in rows] == ["A"] * b_start + ["B"] * (n - b_start)
     columns = datasets[bottom["data"]["name"]]
     assert [c["sentence"] for c in columns] == ["A"] * b_start + ["B"] * (n - b_start)
-    assert left["encoding"]["color"]["legend"]["title"] == "sentence"
-    assert left["encoding"]["color"]["scale"]["domain"] == ["A", "B"]
+    assert left["encoding"]["fill"]["legend"]["title"] == "sentence"
+    assert left["encoding"]["fill"]["scale"]["domain"] == ["A", "B"]
+    # Every layer keeps the token axes (one layer with axis None would drop them).
+    for layer in (left, row_rule):
+        assert layer["encoding"]["y"]["axis"] == heat["encoding"]["y"]["axis"]
+    for layer in (bottom, column_rule):
+        assert layer["encoding"]["x"]["axis"] == heat["encoding"]["x"]["axis"]
     # The rules sit on the edge between the last A and the first B row / column.
     assert row_rule["encoding"]["y"]["bandPosition"] == 0
     assert datasets[row_rule["data"]["name"]] == [{"q": b_start, "k": b_start}]
@@ -153,7 +159,8 @@ def test_profile_labels_every_head_of_a_12_by_12_model(valid_spec):
     axis = rect["encoding"]["y"]["axis"]
     assert axis["labelOverlap"] is False
     assert spec["height"] >= 144 * LABEL_PX  # a label's height for each of the 144 rows
-    # A faint rule between consecutive layers.
+    # A faint rule between consecutive layers, keeping the head labels' axis.
+    assert spec["layer"][1]["encoding"]["y"]["axis"] == axis
     rule_rows = spec["datasets"][spec["layer"][1]["data"]["name"]]
     assert [r["row"] for r in rule_rows] == [12 * i for i in range(1, 12)]
 

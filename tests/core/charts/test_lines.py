@@ -13,7 +13,7 @@ def test_line_view_legend_lists_every_head_and_wraps(valid_spec):
     assert legend["values"] == list(range(12))
     assert legend["symbolLimit"] > 12
     assert 1 <= legend["columns"] <= 12
-    assert legend["columns"] * 40 <= 420
+    assert 60 + legend["columns"] * 48 <= 420
     assert spec["width"] + 2 * 110 + 20 <= 420
 
 
