@@ -17,7 +17,7 @@ from core.charts._common import (
     round_sig,
 )
 from core.charts._raster import png_data_url
-from core.display import LEGEND_PX, ScaleMode, scale_title, value_domain
+from core.display import LABEL_PX, LEGEND_PX, ScaleMode, scale_title, value_domain
 
 GRID_AXIS_PX = 40
 """The layer axis (title and numbers) left of the thumbnails."""
@@ -166,6 +166,8 @@ def head_grid(
             ],
         }
     )
+    # Every layer and head number is drawn when a thumbnail leaves room for it.
+    label_overlap: bool | str = False if side + gap >= LABEL_PX else "greedy"
     layer_param = labels_param(layer_tokens)
     head_param = labels_param(head_tokens)
     padding = gap / (side + gap)
@@ -179,7 +181,7 @@ def head_grid(
             ticks=False,
             domain=False,
             labelAngle=0,
-            labelOverlap="greedy",
+            labelOverlap=label_overlap,
         ),
     )
     y = alt.Y(
@@ -190,7 +192,7 @@ def head_grid(
             labelExpr=f"{layer_param.name}[datum.value]",
             ticks=False,
             domain=False,
-            labelOverlap="greedy",
+            labelOverlap=label_overlap,
         ),
     )
     head_sel = alt.selection_point(

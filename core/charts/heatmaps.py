@@ -328,11 +328,11 @@ def layer_head_profile(
     )
     n_rows = n_layers * n_heads
     row_px = max(int(row_height), LABEL_PX)
-    legend_below = column_width is not None and column_width < LEGEND_BELOW_PX
     available = None
     if column_width is not None:
-        # The head labels ("L11 H11") are narrower than token labels.
-        available = heatmap_plot_width(column_width, legend_below=legend_below) + 60
+        # The legend stays beside this tall chart (below, it would be 1000+ px away from the
+        # top rows); the head labels ("L11 H11") are narrower than token labels.
+        available = heatmap_plot_width(column_width, legend_below=False) + 60
     plot_w = width or heatmap_side(nk, available)
     x_plan = plan_axis(nk, plot_w, what="key")
     row_y = alt.Y(
@@ -376,9 +376,7 @@ def layer_head_profile(
                 scheme=None,
                 scale=scale,
                 shared=shared_max,
-                legend=alt.Legend(orient="bottom", direction="horizontal")
-                if legend_below
-                else None,
+                legend=None,
             ),
             tooltip=[
                 alt.Tooltip("layer:O", title="layer"),

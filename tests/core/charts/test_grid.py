@@ -71,3 +71,11 @@ def test_grid_per_head_scale_brightens_a_weak_head(valid_spec):
     weak_own, strong_own = image_pixels(own[1]["url"])[0, 0], image_pixels(own[0]["url"])[0, 0]
     assert tuple(weak_own) == tuple(strong_own) != tuple(weak_shared)
     assert legend_channel(spec)["title"] == ["attention", "0–max per head"]
+
+
+def test_grid_labels_every_layer_and_head_when_thumbnails_leave_room(valid_spec):
+    spec = valid_spec(head_grid(np.random.default_rng(1).random((6, 12, 8, 8)), max_width=424))
+    images = spec["layer"][0]["encoding"]
+    assert spec["width"]["step"] >= 12
+    assert images["x"]["axis"]["labelOverlap"] is False
+    assert images["y"]["axis"]["labelOverlap"] is False

@@ -175,3 +175,11 @@ def test_profile_keys_thin_with_a_note_and_honour_the_scale(valid_spec):
     assert len(values) < 64 and spec["width"] / 64 * (values[1] - values[0]) >= LABEL_PX
     assert chart_notes(chart) and "key" in chart_notes(chart)[0]
     assert rect["encoding"]["color"]["scale"]["domain"] == [0.0, 1.0]
+
+
+def test_profile_keeps_its_legend_beside_in_a_narrow_column(valid_spec):
+    weights = np.random.default_rng(0).random((6, 12, 30))
+    spec = valid_spec(layer_head_profile(weights, labels(30), column_width=424))
+    legend = spec["layer"][0]["encoding"]["color"]["legend"]
+    assert legend.get("orient") is None  # beside: below, it would sit under 864 px of rows
+    assert spec["width"] + 60 + 90 <= 424
