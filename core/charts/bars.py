@@ -132,12 +132,7 @@ def attention_bars(
             token_channel("pos:O", scale=token_scale, axis=token_axis),
             offset_channel("direction:N", sort=directions),
             value_channel("v:Q", title=value_title, scale=value_scale),
-            color=alt.Color(
-                "direction:N",
-                sort=directions,
-                title=None,
-                legend=alt.Legend(orient="top") if horizontal else alt.Undefined,
-            ),
+            color=alt.Color("direction:N", sort=directions, title=None),
             tooltip=[
                 alt.Tooltip("pos:O", title="#"),
                 alt.Tooltip("token:N", title="token"),
