@@ -132,9 +132,9 @@ def attention_heatmap(
     if column_width is not None:
         available = heatmap_plot_width(column_width, legend_below=legend_below)
     plot_w = width or heatmap_side(nk, available)
-    # Square cells where the column allows: the height follows the cell width.
-    plot_h = height or (heat_size(nq) if column_width is None else heatmap_side(nq, None))
+    plot_h = height or heat_size(nq)
     if column_width is not None and height is None and nq == nk:
+        # Square cells: the height follows the width the column allowed.
         plot_h = plot_w
     # A square matrix thinned alike on both axes gets one note about "tokens".
     what_x, what_y = ("token", "token") if nq == nk else ("key", "query")
