@@ -61,7 +61,7 @@ def in_process() -> list[tuple[str, float]]:
     import core
     from core import charts
     from core.tokens import Token
-    from core.views import block_labels, thumbnail_size
+    from core.views import block_labels, pool_matrix, thumbnail_size
     from tests.e2e.harness import long_text
     from ui.store import ResultStore
 
@@ -98,14 +98,14 @@ def in_process() -> list[tuple[str, float]]:
     rows.append(
         (
             f"thumbnails ({size}x{size} per head)",
-            median_seconds(lambda: charts.pool_matrix(attentions, size)),
+            median_seconds(lambda: pool_matrix(attentions, size)),
         )
     )
 
     labels = [t.text for t in tokens]
     layer = attentions[3]
     matrix = layer.mean(0)
-    overview = charts.pool_matrix(matrix, 64)
+    overview = pool_matrix(matrix, 64)
     coarse = block_labels(labels, 64)
 
     def four_charts(validate: bool) -> None:

@@ -39,7 +39,13 @@ from core.errors import (
     UnsafeWeightsError,
     UnsupportedModelError,
 )
-from core.export import attention_csv, attention_data, attention_json
+from core.export import (
+    Provenance,
+    attention_csv,
+    attention_data,
+    attention_json,
+    export_file_name,
+)
 from core.families import STACKS, Family, StackSpec, detect_family, family_for_kind
 from core.flow import attention_flow
 from core.head_stats import STAT_DESCRIPTIONS, head_statistics
@@ -60,6 +66,9 @@ from core.predictions import Prediction, predict_masked
 from core.rollout import attention_rollout, residual_attention
 from core.tokens import Token, word_groups
 from core.transforms import drop_positions, mean_of_heads, merge_groups, select_heads
+from core.version import VERSION
+
+__version__ = VERSION
 
 __all__ = [
     "EMBEDDED_MODEL",
@@ -97,6 +106,7 @@ __all__ = [
     "PositionOutOfRangeError",
     "Prediction",
     "Preset",
+    "Provenance",
     "StackSpec",
     "TextTooLongError",
     "Token",
@@ -114,6 +124,7 @@ __all__ = [
     "compute_method",
     "detect_family",
     "drop_positions",
+    "export_file_name",
     "family_for_kind",
     "generate_with_attention",
     "get_method",

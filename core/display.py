@@ -1,14 +1,29 @@
-"""What the pages draw, shaped from results: head choice, windows, bars, exports, word lists.
+"""Display maths shared by the chart builders and the pages: colour domains, label thinning,
+bar layouts, sentence-pair segments and a selection that never lands on a hidden token.
 
-The page scripts only lay out; every number they show is prepared here (UI-free and tested in
-tests/core/test_display.py). Shapes: `[layers, heads, q, k]` for attention, `[q, k]` for one
-matrix.
+Pure functions on numbers and `core.tokens.Token` lists; nothing here draws.
+
+Colour scales (`ScaleMode`):
+
+* ``"chart"``: 0 to this chart's own maximum (the most contrast inside one chart, but two charts
+  side by side are not comparable),
+* ``"shared"``: 0 to a maximum the caller computed over every compared chart with
+  :func:`shared_max` (the default for comparisons),
+* ``"fixed"``: 0 to 1, the whole range of an attention weight (near-uniform attention then
+  looks cool, as it should).
+
+Signed data (differences) uses the same modes symmetrically around 0.
+
+Also what the pages draw from a method's scores (`layer_view`, `token_bars`, …): shaping that
+used to live in page scripts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -17,6 +32,272 @@ from core.predictions import Prediction
 from core.tokens import Token, word_groups
 from core.transforms import mean_of_heads, select_heads
 from core.views import block_labels, pool_keys
+
+ScaleMode = Literal["chart", "shared", "fixed"]
+SCALE_MODES: tuple[str, ...] = get_args(ScaleMode)
+
+LABEL_PX = 12
+"""px along an axis one token label needs (10 px font plus a pixel either side)."""
+LABEL_FONT_SIZE = 10
+BAR_PX = 22
+"""px per bar (or per row of grouped bars): room for a label beside every bar."""
+AXIS_LABEL_PX = 110
+"""Widest token label on an axis; longer ones end in an ellipsis (the tooltip has all)."""
+LEGEND_PX = 90
+"""A vertical gradient legend with its two-line title."""
+MIN_PLOT_PX = 120
+
+
+# --------------------------------------------------------------------------- colour scales
+
+
+SCALE_WORDS = {"chart": "this chart", "shared": "shared", "fixed": "fixed"}
+"""How a legend or axis title names each scale mode."""
+
+
+def shared_max(matrices: Iterable[np.ndarray], *, absolute: bool = False) -> float:
+    """Largest finite value over all `matrices` (any shapes), for ``scale="shared"``.
+
+    `absolute` takes the largest magnitude instead (differences, drawn symmetric around 0).
+    Returns 1.0 when there is no positive finite value, so a domain is never empty.
+    """
+    best = 0.0
+    for matrix in matrices:
+        values = np.asarray(matrix, dtype=np.float64)
+        values = values[np.isfinite(values)]
+        if values.size:
+            best = max(best, float(np.abs(values).max() if absolute else values.max()))
+    return best if best > 0 else 1.0
+
+
+def check_scale(scale: str, shared: float | None) -> None:
+    """Raise ValueError for an unknown mode, or ``"shared"`` without a usable maximum."""
+    if scale not in SCALE_MODES:
+        raise ValueError(f"scale must be one of {SCALE_MODES}, got {scale!r}")
+    if scale == "shared" and (shared is None or not math.isfinite(shared) or shared <= 0):
+        raise ValueError("scale='shared' needs a positive shared_max (see core.display.shared_max)")
+
+
+def value_domain(
+    values: np.ndarray,
+    scale: ScaleMode,
+    *,
+    shared: float | None = None,
+    diverging: bool = False,
+) -> tuple[float, float]:
+    """The colour (or bar-length) domain for `values` under `scale`.
+
+    Non-negative data gets ``(0, top)``; `diverging` data ``(-top, top)``. `top` is this chart's
+    largest value (magnitude), `shared`, or 1 for ``"fixed"``.
+    """
+    check_scale(scale, shared)
+    if scale == "fixed":
+        top = 1.0
+    elif scale == "shared":
+        top = float(shared)  # type: ignore[arg-type]  # checked above
+    else:
+        top = shared_max([values], absolute=diverging)
+    return (-top, top) if diverging else (0.0, top)
+
+
+def format_bound(value: float) -> str:
+    """A scale bound for a legend: 2 significant digits, no exponent for attention sizes."""
+    if value == 1.0:
+        return "1"
+    return f"{value:.2g}" if abs(value) >= 1e-3 else f"{value:.1e}"
+
+
+def scale_title(
+    value_label: str, scale: ScaleMode, domain: tuple[float, float], *, diverging: bool = False
+) -> list[str]:
+    """Two-line legend title saying what the colours span, e.g. ``["attention", "0–1 fixed"]``.
+
+    Two lines keep a vertical legend narrow.
+    """
+    top = format_bound(domain[1])
+    span = f"±{top}" if diverging else f"0–{top}"
+    return [value_label, f"{span} {SCALE_WORDS[scale]}"]
+
+
+def scale_caption(
+    value_label: str, scale: ScaleMode, domain: tuple[float, float], *, diverging: bool = False
+) -> str:
+    """`scale_title` on one line, for an axis: ``"attention (0–1 fixed)"``."""
+    name, span = scale_title(value_label, scale, domain, diverging=diverging)
+    return f"{name} ({span})"
+
+
+# --------------------------------------------------------------------------- axis labels
+
+
+@dataclass(frozen=True)
+class AxisPlan:
+    """How an axis of `n` positions is drawn in `length` px.
+
+    `values` are the positions that get a label (every `step`-th, always including the first);
+    `note` says what was thinned, or is "" when every position is labelled.
+    """
+
+    length: int
+    values: list[int]
+    step: int
+    note: str
+
+
+def plan_axis(n: int, length: int, *, what: str = "token") -> AxisPlan:
+    """Label every position when `length / n` px leaves `LABEL_PX` per label, else every step-th."""
+    if n < 1:
+        raise ValueError(f"an axis needs at least one position, got {n}")
+    step = max(1, math.ceil(LABEL_PX * n / max(1, length)))
+    note = ""
+    if step > 1:
+        note = f"Every {_ordinal(step)} {what} labelled ({n} in {length} px); hover for the rest."
+    return AxisPlan(int(length), list(range(0, n, step)), step, note)
+
+
+def _ordinal(k: int) -> str:
+    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix}"
+
+
+def heatmap_side(n: int, available: int | None) -> int:
+    """px of a heatmap axis with `n` cells: 22 px a cell within 220..680, capped by `available`.
+
+    `available` is what the column leaves for the plot once labels and legend are placed; a
+    very narrow column still gets `MIN_PLOT_PX`, and the page stacks charts below that.
+    """
+    side = int(min(680, max(220, BAR_PX * n)))
+    if available is not None:
+        side = max(MIN_PLOT_PX, min(side, int(available)))
+    return side
+
+
+def heatmap_plot_width(column_width: int, *, legend_below: bool) -> int:
+    """px left for a heatmap's cells in a column of `column_width` px."""
+    reserved = AXIS_LABEL_PX + 30 + (0 if legend_below else LEGEND_PX)
+    return max(MIN_PLOT_PX, int(column_width) - reserved)
+
+
+LEGEND_BELOW_PX = 520
+"""Columns narrower than this get the colour legend under the chart instead of beside it."""
+
+
+# --------------------------------------------------------------------------- token bars
+
+
+@dataclass(frozen=True)
+class BarPlan:
+    """Layout of one token's attention bars.
+
+    `orientation` is "vertical" (tokens along x, every one labelled) when the column has
+    `LABEL_PX` per token, else "horizontal" (tokens down y, `BAR_PX` a row). `positions` are
+    the token positions drawn, in input order: all of them, or the `top_n` with the most
+    attention either way (the selected token always among them). `note` says what was left out.
+    """
+
+    orientation: Literal["vertical", "horizontal"]
+    positions: list[int]
+    height: int
+    note: str
+
+
+def plan_token_bars(
+    outgoing: np.ndarray,
+    incoming: np.ndarray | None,
+    selected: int | None,
+    column_width: int,
+    *,
+    top_n: int = 30,
+    vertical_height: int = 220,
+) -> BarPlan:
+    """Choose vertical bars, horizontal bars, or the `top_n` strongest tokens (`[n]` inputs)."""
+    out = np.asarray(outgoing, dtype=np.float64).ravel()
+    n = out.shape[0]
+    if top_n < 1:
+        raise ValueError(f"top_n must be >= 1, got {top_n}")
+    plot = max(MIN_PLOT_PX, int(column_width) - 60)
+    if n * LABEL_PX <= plot:
+        return BarPlan("vertical", list(range(n)), vertical_height, "")
+    if n <= top_n:
+        return BarPlan("horizontal", list(range(n)), n * BAR_PX, "")
+    strength = np.nan_to_num(out, nan=0.0)
+    if incoming is not None:
+        inc = np.nan_to_num(np.asarray(incoming, dtype=np.float64).ravel(), nan=0.0)
+        strength = np.maximum(strength, inc)
+    # Stable order: equal strengths keep the earlier token.
+    ranked = [int(i) for i in np.argsort(-strength, kind="stable")]
+    chosen = set(ranked[:top_n])
+    if selected is not None and selected not in chosen:
+        chosen.discard(ranked[top_n - 1])
+        chosen.add(int(selected))
+    positions = sorted(chosen)
+    note = f"Top {top_n} of {n} tokens by attention either way; the heatmap has all."
+    return BarPlan("horizontal", positions, top_n * BAR_PX, note)
+
+
+# --------------------------------------------------------------------------- pairs, selection
+
+
+def segment_b_start(tokens: Sequence[Token], groups: Sequence[Sequence[int]]) -> int | None:
+    """Display unit where the second sentence (segment B) of a pair starts, or None.
+
+    `groups` are the input positions of each display unit (``DisplayMatrix.groups``); special
+    tokens without a segment do not count, so B starts at its first word, not at a separator.
+    """
+    for unit, group in enumerate(groups):
+        if any(tokens[i].segment == 1 and not tokens[i].is_special for i in group):
+            return unit
+    return None
+
+
+def is_shown(token: Token, *, hide_special: bool) -> bool:
+    """Whether `token` has a display unit of its own under the display options.
+
+    Merging words keeps every position inside some unit, so only hiding can hide a token.
+    """
+    return not (hide_special and token.is_special)
+
+
+def first_shown_token(
+    tokens: Sequence[Token], hide_special: bool, merge_words: bool = False
+) -> int:
+    """Input position of the first token the view shows: the default selection.
+
+    With `merge_words` it is the first position of that word. When every token is special,
+    hiding is not applied (as in `core.views.prepare_display`), so 0.
+    """
+    tokens = list(tokens)
+    if not tokens:
+        raise ValueError("no tokens")
+    shown = [t.index for t in tokens if is_shown(t, hide_special=hide_special)]
+    if not shown:
+        return tokens[0].index
+    first = shown[0]
+    if merge_words:
+        group = next(g for g in word_groups(tokens) if first in g)
+        return group[0]
+    return first
+
+
+def shown_selection(
+    tokens: Sequence[Token], position: int, *, hide_special: bool, merge_words: bool = False
+) -> int:
+    """`position` if the view shows it, else the nearest shown token after it (or before it).
+
+    Keeps a selection (from the URL or a click) on a token the charts draw, so the bars panel
+    never turns into "pick a token that is shown".
+    """
+    tokens = list(tokens)
+    if not 0 <= position < len(tokens):
+        return first_shown_token(tokens, hide_special, merge_words)
+    if is_shown(tokens[position], hide_special=hide_special) or all(
+        not is_shown(t, hide_special=hide_special) for t in tokens
+    ):
+        return position
+    after = [t.index for t in tokens[position + 1 :] if is_shown(t, hide_special=hide_special)]
+    before = [t.index for t in tokens[:position] if is_shown(t, hide_special=hide_special)]
+    return after[0] if after else before[-1]
+
 
 Head = int | str
 """A head's number, "mean" (the mean of a layer's heads) or "all" (every head, as lines)."""

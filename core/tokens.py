@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 # Markers tokenizers put on word pieces: WordPiece continuation, byte-level BPE space,
 # SentencePiece space. They are shown stripped.
@@ -198,3 +199,63 @@ def tokens_from_ids(ids: list[int], tokenizer: Any) -> list[Token]:
         for index, (token_id, raw, word) in enumerate(zip(ids, raws, words, strict=True))
     ]
     return _renumber_words(tokens)
+
+
+# --------------------------------------------------------------------------- display labels
+
+PIECE_MARKER = "##"
+"""Prefix of a word piece that continues the word before it, for every tokenizer.
+
+One convention for WordPiece, byte-level BPE and SentencePiece alike: BERT's own ``##``,
+which most readers of attention maps already know, in plain ASCII so it survives any font and
+the CSV exports. "embeddings" reads ``em ##bed ##ding ##s`` and GPT-2's "sat" split as
+``s ##at``. Word-initial pieces, whole words and special tokens are never marked.
+"""
+
+LabelStyle = Literal["clean", "marked", "raw"]
+
+
+def is_continuation(tokens: Sequence[Token], i: int) -> bool:
+    """Whether `tokens[i]` continues the word of `tokens[i - 1]` (same word, not special)."""
+    token = tokens[i]
+    return (
+        i > 0
+        and not token.is_special
+        and token.word_index is not None
+        and tokens[i - 1].word_index == token.word_index
+    )
+
+
+def token_labels(tokens: Sequence[Token], style: LabelStyle = "marked") -> list[str]:
+    """One label per token: ``"clean"`` text, ``"marked"`` (`PIECE_MARKER` on continuation
+    pieces) or ``"raw"`` (the tokenizer's own piece, e.g. ``Ġsat`` / ``▁the`` / ``##ding``)."""
+    tokens = list(tokens)
+    if style == "raw":
+        return [t.raw or t.text for t in tokens]
+    if style == "clean":
+        return [t.text for t in tokens]
+    if style != "marked":
+        raise ValueError(f"style must be 'clean', 'marked' or 'raw', got {style!r}")
+    return [
+        PIECE_MARKER + t.text if is_continuation(tokens, i) else t.text
+        for i, t in enumerate(tokens)
+    ]
+
+
+def unit_labels(
+    tokens: Sequence[Token], groups: Sequence[Sequence[int]], style: LabelStyle = "marked"
+) -> list[str]:
+    """Labels of display units (``DisplayMatrix.groups``): a one-token unit gets its token's
+    label in `style`; a merged word is its pieces joined, with no marker (it is whole)."""
+    tokens = list(tokens)
+    per_token = token_labels(tokens, style)
+    labels = []
+    for group in groups:
+        if len(group) == 1:
+            labels.append(per_token[group[0]])
+        elif style == "raw":
+            labels.append(" ".join(per_token[i] for i in group))
+        else:
+            joined = "".join(tokens[i].text for i in group).replace(VISIBLE_SPACE, "")
+            labels.append(joined or tokens[group[0]].text)
+    return labels

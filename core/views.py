@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.charts.grid import pool_matrix
 from core.tokens import Token, word_groups
 from core.transforms import drop_positions, merge_groups
 
@@ -188,10 +187,55 @@ def _group_label(tokens: list[Token], group: list[int]) -> str:
     return "".join(tokens[i].text for i in group).replace("␣", "") or tokens[group[0]].text
 
 
+def pool_matrix(matrix: np.ndarray, size: int) -> np.ndarray:
+    """Block-average the last two axes of `[..., n, k]` down to at most `size x size`.
+
+    An axis of length <= `size` is kept as is, so the result is exact (a float64 copy) when
+    `n, k <= size`. Otherwise the axis is cut into `size` contiguous blocks whose lengths differ
+    by at most one (block `b` covers ``[b*n//size, (b+1)*n//size)``). NaN cells are left out of
+    a block's mean; an all-NaN block is NaN.
+
+    Returns float64 `[..., min(n, size), min(k, size)]`.
+    """
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    a = np.asarray(matrix)
+    if a.ndim < 2:
+        raise ValueError(f"matrix must have at least 2 axes, got shape {a.shape}")
+    *lead, n, k = a.shape
+    flat = a.reshape(-1, n, k)
+    pooled = np.empty((flat.shape[0], min(n, size), min(k, size)))
+    # A few matrices at a time: a whole 512-token BERT-base stack in float64 with its NaN
+    # masks would be several 300 MB temporaries; chunks keep them around 16 MB.
+    step = max(1, 2**21 // max(1, n * k))
+    for start in range(0, flat.shape[0], step):
+        pooled[start : start + step] = _pool_chunk(flat[start : start + step], size)
+    return pooled.reshape(*lead, *pooled.shape[1:])
+
+
+def _pool_chunk(chunk: np.ndarray, size: int) -> np.ndarray:
+    """`pool_matrix` of `[m, n, k]`."""
+    values = chunk.astype(np.float64)
+    finite = np.isfinite(values)
+    sums = np.where(finite, values, 0.0)
+    counts = finite.astype(np.float64)
+    # Sum values and counts per block on both axes, then divide once, so a block's mean is
+    # over its own non-NaN cells rather than a mean of per-axis means.
+    for axis in (-2, -1):
+        length = values.shape[axis]
+        if length > size:
+            starts = (np.arange(size) * length) // size
+            sums = np.add.reduceat(sums, starts, axis=axis)
+            counts = np.add.reduceat(counts, starts, axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pooled = sums / counts
+    return np.where(counts > 0, pooled, np.nan)
+
+
 def block_edges(n: int, size: int) -> np.ndarray:
     """Start positions of the `min(n, size)` blocks `pool_matrix` averages over, plus `n`.
 
-    Block `b` covers positions `[edges[b], edges[b + 1])`, exactly as `core.charts.pool_matrix`
+    Block `b` covers positions `[edges[b], edges[b + 1])`, exactly as `pool_matrix`
     cuts an axis of length `n` into `size` blocks.
     """
     blocks = min(n, size)

@@ -198,7 +198,7 @@ def thumbnails(inputs: Inputs, stack: str, size: int) -> np.ndarray:
 
     Cells a causal stack cannot see stay empty (NaN) in the block means too.
     """
-    from core.charts import pool_matrix
+    from core.views import pool_matrix
 
     def compute() -> np.ndarray:
         result = attention(inputs)

@@ -15,7 +15,7 @@ import numpy as np
 import streamlit as st
 
 from core import charts
-from core.views import block_edges, block_labels, window
+from core.views import block_edges, block_labels, pool_matrix, window
 from ui import session
 from ui.widgets import show_chart
 
@@ -57,12 +57,12 @@ def show_matrix(
         _heatmap(matrix, labels, key_labels, key, title, selected, groups, 0, empty_mask, options)
         return None
 
-    overview = charts.pool_matrix(matrix, OVERVIEW_BLOCKS)
+    overview = pool_matrix(matrix, OVERVIEW_BLOCKS)
     overview_empty = None
     if empty_mask is not None:
         # A block is empty only when all of its cells are: a block straddling the diagonal
         # still averages the keys the model could see.
-        overview_empty = charts.pool_matrix(empty_mask.astype(np.float64), OVERVIEW_BLOCKS) == 1
+        overview_empty = pool_matrix(empty_mask.astype(np.float64), OVERVIEW_BLOCKS) == 1
     row_edges = tuple(int(e) for e in block_edges(q, OVERVIEW_BLOCKS))
     col_edges = tuple(int(e) for e in block_edges(k, OVERVIEW_BLOCKS))
     center_key = f"{key}_center"

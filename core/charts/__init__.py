@@ -5,6 +5,12 @@ render the results with ``st.altair_chart(chart, theme="streamlit")``.
 
 Conventions shared by every builder:
 
+* Layout: a builder given ``column_width`` (px of the page column) sizes itself to fit it,
+  labels every token that has `core.display.LABEL_PX` px, thins the rest evenly, and says so
+  in its subtitle; :func:`chart_notes` returns those notes for a caption. Colour (and bar
+  length) scales are ``scale="chart" | "shared" | "fixed"`` (see `core.display`), named in
+  the legend or axis title.
+
 * Tokens are identified by integer position, never by their text, so duplicate tokens stay
   apart. Per-cell data holds only numbers; the token texts travel once per chart as the value
   of a variable parameter (a JSON array of strings named ``tok_<hash>``) that axis
@@ -20,9 +26,9 @@ Conventions shared by every builder:
   exports) serialise with :func:`spec_dict`.
 """
 
-from core.charts._common import round_sig, spec_dict
+from core.charts._common import chart_notes, round_sig, spec_dict
 from core.charts.bars import attention_bars, prediction_bars
-from core.charts.grid import head_grid, pool_matrix
+from core.charts.grid import head_grid
 from core.charts.heatmaps import attention_heatmap, causal_mask, layer_head_profile
 from core.charts.lines import head_view_lines, prune_edges
 from core.charts.neuron import neuron_view_chart
@@ -31,11 +37,11 @@ __all__ = [
     "attention_bars",
     "attention_heatmap",
     "causal_mask",
+    "chart_notes",
     "head_grid",
     "head_view_lines",
     "layer_head_profile",
     "neuron_view_chart",
-    "pool_matrix",
     "prediction_bars",
     "prune_edges",
     "round_sig",

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
 import altair as alt
 import numpy as np
+
+from core.display import (
+    LABEL_FONT_SIZE,
+    ScaleMode,
+    heatmap_side,
+    scale_title,
+    value_domain,
+)
 
 SIG_DIGITS = 5
 """Significant digits kept for values sent to the browser."""
@@ -92,17 +101,22 @@ def position_axis(
     orient: str | None = None,
     values: list[int] | None = None,
     font_weight_expr: str | None = None,
+    planned: bool = False,
+    offset: int | None = None,
 ) -> alt.Axis:
     """An axis over token positions whose labels are the texts in `param`.
 
     `values` lists the positions to label; it is needed on quantitative scales, where the
-    default ticks would be round numbers rather than every position.
+    default ticks would be round numbers rather than every position. `planned` says the caller
+    chose `values` so that they fit (`core.display.plan_axis`): every one of them is then drawn,
+    at `LABEL_FONT_SIZE`, instead of Vega culling some. `offset` moves the labels away from the
+    plot (to make room for A/B segment strips).
     """
     kwargs: dict[str, Any] = {
         "title": title,
         "labelExpr": f"{param.name}[datum.value]",
         # At hundreds of tokens greedy culling keeps a readable subset instead of a smear.
-        "labelOverlap": "greedy",
+        "labelOverlap": False if planned else "greedy",
         "labelLimit": LABEL_LIMIT_PX,
         # Flush alignment would shift the first and last labels off their rows.
         "labelFlush": False,
@@ -118,6 +132,10 @@ def position_axis(
         kwargs["values"] = values
     if font_weight_expr is not None:
         kwargs["labelFontWeight"] = alt.ExprRef(expr=font_weight_expr)
+    if planned:
+        kwargs["labelFontSize"] = LABEL_FONT_SIZE
+    if offset is not None:
+        kwargs["offset"] = offset
     return alt.Axis(**kwargs)
 
 
@@ -129,11 +147,81 @@ def add_params(chart: alt.TopLevelMixin, params: list[alt.Parameter]) -> alt.Top
 # Streamlit fits charts without an explicit autosize into their width *including* axes and
 # legend, which squeezes a heatmap's cells to nothing; "pad" keeps the plot size we set.
 PAD = alt.AutoSizeParams(type="pad", contains="padding")
+# Bar charts follow the column's width but keep the height we set: Streamlit's default "fit"
+# also fits the height, title and axes included, which squeezed five prediction bars into
+# 30 px with two labels.
+FIT_X = alt.AutoSizeParams(type="fit-x", contains="padding")
+
+NOTE_LINE_CHARS = 48
+"""About 300 px of 11 px text: a subtitle line fits the narrowest column the pages use."""
+
+NOTES_KEY = "atlas_notes"
+"""Key in a spec's ``usermeta`` holding the notes on what a chart left out or thinned."""
+
+
+def finish(chart: alt.TopLevelMixin, title: str, notes: Sequence[str]) -> alt.TopLevelMixin:
+    """Set the title, with `notes` as its subtitle and in ``usermeta`` (see `chart_notes`).
+
+    Without notes the title stays a plain string, as before. Vega does not wrap titles, so the
+    subtitle is broken into lines of at most `NOTE_LINE_CHARS` characters.
+    """
+    notes = [n for n in notes if n]
+    if notes:
+        lines = [line for note in notes for line in textwrap.wrap(note, NOTE_LINE_CHARS)]
+        chart = chart.properties(
+            title=alt.TitleParams(text=title or " ", subtitle=lines, anchor="start"),
+            usermeta={NOTES_KEY: notes},
+        )
+    elif title:
+        chart = chart.properties(title=title)
+    return chart
+
+
+def chart_notes(chart: alt.TopLevelMixin) -> list[str]:
+    """The notes a builder attached to `chart` (thinned labels, bars left out), or []."""
+    meta = getattr(chart, "usermeta", alt.Undefined)
+    if meta is alt.Undefined or not isinstance(meta, dict):
+        return []
+    return list(meta.get(NOTES_KEY, []))
 
 
 def heat_size(n: int) -> int:
     """Default side in px of a heatmap axis with `n` cells: 22 px per cell within 220..680."""
-    return int(min(680, max(220, 22 * n)))
+    return heatmap_side(n, None)
+
+
+def scaled_color(
+    values: np.ndarray,
+    *,
+    value_label: str,
+    diverging: bool,
+    domain: tuple[float, float] | None,
+    scheme: str | None,
+    scale: ScaleMode,
+    shared: float | None,
+    legend: alt.Legend | None = None,
+) -> alt.Color:
+    """The colour channel over field ``v`` for `scale`, its legend title saying which scale.
+
+    An explicit `domain` wins over `scale` (the older way to fix a domain); its title then
+    says "fixed" with the given bounds.
+    """
+    if domain is None:
+        used = value_domain(values, scale, shared=shared, diverging=diverging)
+        mode: ScaleMode = scale
+    else:
+        used, mode = (float(domain[0]), float(domain[1])), "fixed"
+    if domain is None and scale == "chart" and not diverging:
+        # Left to Vega, as before: 0 to this chart's maximum.
+        color = color_scale(values, diverging=False, domain=None, scheme=scheme)
+    else:
+        color = color_scale(values, diverging=diverging, domain=used, scheme=scheme)
+    title = scale_title(value_label, mode, used, diverging=diverging)
+    # Gradient legends print 0.00 and 0.02 on top of each other unless told to cull.
+    legend = legend if legend is not None else alt.Legend()
+    legend.labelOverlap = "greedy"
+    legend.labelSeparation = 6
+    return alt.Color("v:Q", scale=color, title=title, legend=legend)
 
 
 def color_scale(

@@ -9,13 +9,24 @@ import numpy as np
 import pandas as pd
 
 from core.charts._common import (
+    FIT_X,
     add_params,
     array_param,
     check_labels,
+    finish,
     labels_param,
     position_axis,
     position_dtype,
     round_sig,
+)
+from core.display import (
+    BAR_PX,
+    SCALE_WORDS,
+    BarPlan,
+    ScaleMode,
+    plan_token_bars,
+    scale_caption,
+    value_domain,
 )
 
 
@@ -28,7 +39,11 @@ def attention_bars(
     title: str = "",
     value_label: str = "attention",
     height: int = 220,
-) -> alt.Chart:
+    column_width: int | None = None,
+    scale: ScaleMode = "chart",
+    shared_max: float | None = None,
+    top_n: int = 30,
+) -> alt.LayerChart:
     """Grouped bars: what the selected token attends to, and what attends to it.
 
     Args:
@@ -39,6 +54,18 @@ def attention_bars(
         labels: `n` token texts.
         selected: the token's position; its axis label is bold. None when it is not on the
             axis.
+        height: px of the vertical layout's plot.
+        column_width: px of the column the chart fills. Given, the layout follows
+            `core.display.plan_token_bars`: vertical bars while every token gets
+            `LABEL_PX`, else horizontal bars (`BAR_PX` a token), and beyond `top_n` tokens
+            only the `top_n` with the most attention either way, with a note in the
+            subtitle (`chart_notes`). None keeps the vertical layout for any length.
+        scale: value axis domain, ``"chart"`` (0 to this chart's maximum), ``"shared"`` (0 to
+            `shared_max`) or ``"fixed"`` (0 to 1); the axis title says which.
+        top_n: most tokens drawn once the column is too narrow for all of them.
+
+    Every drawn token is labelled. The chart follows the column's width (autosize
+    ``fit-x``) and keeps its own height.
 
     Data: ``pos`` (int), ``direction`` ("attends to" | "attended by"), ``v`` (float).
     Selection: point param ``"token"`` over ``pos`` (click) -> ``{"token": [{"pos": 2}]}``.
@@ -47,6 +74,7 @@ def attention_bars(
     n = out.shape[0]
     series = [out]
     directions = ["attends to"]
+    inc = None
     if incoming is not None:
         inc = np.asarray(incoming, dtype=np.float64).ravel()
         if inc.shape[0] != n:
@@ -56,37 +84,54 @@ def attention_bars(
     tokens = check_labels(labels, n, "labels")
     if selected is not None and not 0 <= selected < n:
         raise ValueError(f"selected={selected} outside 0..{n - 1}")
+    if column_width is None:
+        plan = BarPlan("vertical", list(range(n)), height, "")
+    else:
+        plan = plan_token_bars(
+            out, inc, selected, column_width, top_n=top_n, vertical_height=height
+        )
+    shown = np.asarray(plan.positions, dtype=np.int64)
 
-    positions = np.arange(n, dtype=position_dtype(n))
     data = pd.DataFrame(
         {
-            "pos": np.tile(positions, len(series)),
-            "direction": np.repeat(directions, n),
-            "v": round_sig(np.concatenate(series)),
+            "pos": np.tile(shown.astype(position_dtype(n)), len(series)),
+            "direction": np.repeat(directions, len(shown)),
+            "v": round_sig(np.concatenate([values[shown] for values in series])),
         }
     )
     data = data[np.isfinite(data["v"])]
+    domain = value_domain(data["v"].to_numpy(), scale, shared=shared_max)
+    value_scale = alt.Scale(domainMin=0) if scale == "chart" else alt.Scale(domain=list(domain))
+    value_title = scale_caption(value_label, scale, domain)
     tok_param = labels_param(tokens)
     token = alt.selection_point(name="token", fields=["pos"], on="click", clear="dblclick")
+    weight_expr = (
+        None if selected is None else f"datum.value === {int(selected)} ? 'bold' : 'normal'"
+    )
+    horizontal = plan.orientation == "horizontal"
+    token_axis = position_axis(
+        tok_param,
+        title="token",
+        label_angle=None if horizontal else -90,
+        font_weight_expr=weight_expr,
+        values=None if column_width is None else plan.positions,
+        planned=column_width is not None,
+    )
+    if len(shown) < n:
+        # Rows are not contiguous: the position tells where in the input each one is.
+        token_axis.labelExpr = f"datum.value + '·' + {tok_param.name}[datum.value]"
+    token_scale = alt.Scale(domain=plan.positions)
+    token_channel = alt.Y if horizontal else alt.X
+    value_channel = alt.X if horizontal else alt.Y
+    offset_channel = alt.YOffset if horizontal else alt.XOffset
     chart = (
         alt.Chart(data)
         .mark_bar()
         .transform_calculate(token=f"{tok_param.name}[datum.pos]")
         .encode(
-            x=alt.X(
-                "pos:O",
-                scale=alt.Scale(domain=list(range(n))),
-                axis=position_axis(
-                    tok_param,
-                    title="token",
-                    label_angle=-90,
-                    font_weight_expr=None
-                    if selected is None
-                    else f"datum.value === {int(selected)} ? 'bold' : 'normal'",
-                ),
-            ),
-            xOffset=alt.XOffset("direction:N", sort=directions),
-            y=alt.Y("v:Q", title=value_label),
+            token_channel("pos:O", scale=token_scale, axis=token_axis),
+            offset_channel("direction:N", sort=directions),
+            value_channel("v:Q", title=value_title, scale=value_scale),
             color=alt.Color("direction:N", sort=directions, title=None),
             tooltip=[
                 alt.Tooltip("pos:O", title="#"),
@@ -96,11 +141,17 @@ def attention_bars(
             ],
         )
         .add_params(token, tok_param)
-        .properties(height=height)
+        .properties(height=plan.height)
     )
-    if title:
-        chart = chart.properties(title=title)
-    return chart
+    if column_width is not None:
+        chart = chart.properties(width=int(column_width), autosize=FIT_X)
+    return finish(chart, title, [plan.note])
+
+
+def percent(value: float) -> str:
+    """A probability bound as a short percentage: "100%", "30%", "4.2%", "0.35%"."""
+    pct = 100 * value
+    return f"{pct:.0f}%" if pct >= 10 else f"{pct:.2g}%"
 
 
 def prediction_bars(
@@ -108,13 +159,26 @@ def prediction_bars(
     scores: Sequence[float],
     *,
     title: str = "",
-    bar_height: int = 22,
+    bar_height: int = BAR_PX,
+    column_width: int | None = None,
+    scale: ScaleMode = "chart",
+    shared_max: float | None = None,
 ) -> alt.LayerChart:
     """Horizontal bars of top-k predictions, best first, probabilities labelled in percent.
 
     Args:
         tokens: `k` predicted token texts (duplicates allowed: rows are by rank).
         scores: `k` probabilities in [0, 1], any order (sorted here, best on top).
+        bar_height: px per bar, at least `core.display.BAR_PX`, so every token is labelled.
+        column_width: px of the column; the chart is that wide (it follows the column anyway
+            when the page stretches it).
+        scale: probability axis, ``"chart"`` (0 to the best score), ``"shared"`` (0 to
+            `shared_max`, e.g. the best score before and after a change, so the two charts
+            compare) or ``"fixed"`` (0–100 %); the axis title says which.
+
+    The plot keeps `k * bar_height` px of height: it uses autosize ``fit-x``, so Streamlit
+    fits only its width (its default "fit" squeezed the height, titles included, into the
+    given height).
 
     Data: ``rank`` (0 = best), ``p`` (probability), ``token`` (text; only k rows).
     """
@@ -134,17 +198,30 @@ def prediction_bars(
     )
     prob_param = array_param("prob", [float(v) for v in data["p"]])
     rank_scale = alt.Scale(domain=list(range(k)))
-    x = alt.X("p:Q", title="probability", axis=alt.Axis(format="%"))
+    domain = value_domain(p, scale, shared=shared_max)
+    p_scale = alt.Scale(domainMin=0) if scale == "chart" else alt.Scale(domain=list(domain))
+    x = alt.X(
+        "p:Q",
+        # The axis is in percent, so is the scale in its title: "probability (0–100% fixed)".
+        title=f"probability (0–{percent(domain[1])} {SCALE_WORDS[scale]})",
+        axis=alt.Axis(format="%"),
+        scale=p_scale,
+    )
     tooltip = [
         alt.Tooltip("rank:O", title="rank"),
         alt.Tooltip("token:N", title="token"),
         alt.Tooltip("p:Q", title="probability", format=".2%"),
     ]
+    rank_values = list(range(k))
     bars = (
         alt.Chart(data)
         .mark_bar()
         .encode(
-            y=alt.Y("rank:O", scale=rank_scale, axis=position_axis(tok_param, title=None)),
+            y=alt.Y(
+                "rank:O",
+                scale=rank_scale,
+                axis=position_axis(tok_param, title=None, values=rank_values, planned=True),
+            ),
             x=x,
             tooltip=tooltip,
         )
@@ -155,6 +232,8 @@ def prediction_bars(
         orient="right",
         title=None,
         labelExpr=f"format({prob_param.name}[datum.value], '.1%')",
+        values=rank_values,
+        labelOverlap=False,
         ticks=False,
         domain=False,
     )
@@ -163,11 +242,13 @@ def prediction_bars(
         .mark_bar(opacity=0)
         .encode(y=alt.Y("rank:O", scale=rank_scale, axis=percent_axis), x=x, tooltip=tooltip)
     )
+    row_px = max(int(bar_height), BAR_PX)
     chart = (
         alt.layer(bars, percents)
         .resolve_axis(y="independent")
-        .properties(height=max(bar_height * k, bar_height))
+        .properties(height=max(row_px * k, row_px), autosize=FIT_X)
     )
-    if title:
-        chart = chart.properties(title=title)
+    if column_width is not None:
+        chart = chart.properties(width=int(column_width))
+    chart = finish(chart, title, [])
     return add_params(chart, [tok_param, prob_param])

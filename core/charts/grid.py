@@ -1,4 +1,4 @@
-"""All layers x heads as one grid of small heatmaps, and the pooling that feeds it."""
+"""All layers x heads as one grid of small heatmaps (pooled by `core.views.pool_matrix`)."""
 
 from __future__ import annotations
 
@@ -17,51 +17,23 @@ from core.charts._common import (
     round_sig,
 )
 from core.charts._raster import png_data_url
+from core.display import LABEL_PX, LEGEND_PX, ScaleMode, scale_title, value_domain
+
+GRID_AXIS_PX = 40
+"""The layer axis (title and numbers) left of the thumbnails."""
+GRID_LEGEND_PX = LEGEND_PX + 20
+"""The legend beside the grid, with room for its longest title line."""
 
 
-def pool_matrix(matrix: np.ndarray, size: int) -> np.ndarray:
-    """Block-average the last two axes of `[..., n, k]` down to at most `size x size`.
-
-    An axis of length <= `size` is kept as is, so the result is exact (a float64 copy) when
-    `n, k <= size`. Otherwise the axis is cut into `size` contiguous blocks whose lengths differ
-    by at most one (block `b` covers ``[b*n//size, (b+1)*n//size)``). NaN cells are left out of
-    a block's mean; an all-NaN block is NaN.
-
-    Returns float64 `[..., min(n, size), min(k, size)]`.
-    """
-    if size < 1:
-        raise ValueError(f"size must be >= 1, got {size}")
-    a = np.asarray(matrix)
-    if a.ndim < 2:
-        raise ValueError(f"matrix must have at least 2 axes, got shape {a.shape}")
-    *lead, n, k = a.shape
-    flat = a.reshape(-1, n, k)
-    pooled = np.empty((flat.shape[0], min(n, size), min(k, size)))
-    # A few matrices at a time: a whole 512-token BERT-base stack in float64 with its NaN
-    # masks would be several 300 MB temporaries; chunks keep them around 16 MB.
-    step = max(1, 2**21 // max(1, n * k))
-    for start in range(0, flat.shape[0], step):
-        pooled[start : start + step] = _pool_chunk(flat[start : start + step], size)
-    return pooled.reshape(*lead, *pooled.shape[1:])
+def thumbnail_gap(side: int) -> int:
+    """px between thumbnails of `side` px."""
+    return max(3, side // 6)
 
 
-def _pool_chunk(chunk: np.ndarray, size: int) -> np.ndarray:
-    """`pool_matrix` of `[m, n, k]`."""
-    values = chunk.astype(np.float64)
-    finite = np.isfinite(values)
-    sums = np.where(finite, values, 0.0)
-    counts = finite.astype(np.float64)
-    # Sum values and counts per block on both axes, then divide once, so a block's mean is
-    # over its own non-NaN cells rather than a mean of per-axis means.
-    for axis in (-2, -1):
-        length = values.shape[axis]
-        if length > size:
-            starts = (np.arange(size) * length) // size
-            sums = np.add.reduceat(sums, starts, axis=axis)
-            counts = np.add.reduceat(counts, starts, axis=axis)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pooled = sums / counts
-    return np.where(counts > 0, pooled, np.nan)
+def grid_width(m: int, px_per_cell: int, heads: int) -> int:
+    """px of `heads` thumbnails of `m` cells at `px_per_cell`, with their gaps."""
+    side = m * px_per_cell
+    return heads * (side + thumbnail_gap(side))
 
 
 def head_grid(
@@ -73,6 +45,9 @@ def head_grid(
     thumb_px: int = 44,
     max_width: int | None = None,
     title: str = "",
+    scale: ScaleMode = "chart",
+    shared_max: float | None = None,
+    per_head: bool = False,
 ) -> alt.LayerChart:
     """Every head's attention as a small heatmap: rows = layers, columns = heads.
 
@@ -82,13 +57,17 @@ def head_grid(
         layer_labels, head_labels: axis labels; default ``0..layers-1`` / ``0..heads-1``.
         selected: ``(layer, head)`` to outline.
         thumb_px: px per thumbnail side (rounded to whole pixels per cell).
-        max_width: shrink the thumbnails so the heads fit this many px (Streamlit does not
-            scale charts down; a wider grid would be cut off). At least 1 px per cell.
+        max_width: shrink the thumbnails so the whole chart, layer labels and colour legend
+            included, fits this many px (Streamlit does not scale charts down; a wider grid
+            would be cut off). At least 1 px per cell.
+        scale: ``"chart"`` (0 to the largest weight of all heads in the grid), ``"shared"``
+            (0 to `shared_max`, e.g. across two models' grids) or ``"fixed"`` (0 to 1).
+        per_head: scale each thumbnail to its own maximum instead (every head's pattern
+            visible, but colours not comparable between heads); the legend says so.
 
-    Each thumbnail is one PNG image mark (viridis on one scale, 0 to the largest weight of all
-    heads, shown as the legend): 144 items instead of tens of thousands of rects, which is what
-    keeps the grid quick to draw at 512 tokens. Exact values are on the Attention page and in
-    the exports.
+    Each thumbnail is one PNG image mark (viridis on the scale the legend shows): 144 items
+    instead of tens of thousands of rects, which is what keeps the grid quick to draw at 512
+    tokens. Exact values are on the Attention page and in the exports.
 
     Data: ``layer``, ``head``, ``url`` (PNG data URL) per head. Selection: point param
     ``"head"`` over ``layer`` and ``head`` (click; double-click clears) -> Streamlit returns
@@ -108,25 +87,42 @@ def head_grid(
         n_heads,
         "head_labels",
     )
-    finite = t[np.isfinite(t)]
-    vmax = float(round_sig(finite.max())) if finite.size and finite.max() > 0 else 1.0
+    vmax = float(round_sig(value_domain(t, scale, shared=shared_max)[1]))
+    if per_head:
+        finite = np.where(np.isfinite(t), t, 0.0)
+        head_max = finite.max(axis=(2, 3))
+        vmaxes = np.where(head_max > 0, head_max, 1.0)
+        legend_top, legend_title = 1.0, ["attention", "0–max per head"]
+    else:
+        vmaxes = np.full((n_layers, n_heads), vmax)
+        legend_top = vmax
+        legend_title = scale_title("attention", scale, (0.0, vmax))
+    legend_below = False
     if max_width is not None:
-        thumb_px = min(thumb_px, int(max_width / n_heads * 6 / 7))
+        # The layer labels and the legend sit beside the thumbnails, inside max_width too;
+        # when one pixel per cell does not leave room for the legend, it goes below.
+        room = max(n_heads, max_width - GRID_LEGEND_PX - GRID_AXIS_PX)
+        legend_below = grid_width(m, 1, n_heads) > room
+        if legend_below:
+            room = max(n_heads, max_width - GRID_AXIS_PX)
+        thumb_px = min(thumb_px, int(room / n_heads * 6 / 7))
     # Whole pixels per cell: the browser would blur a small image scaled up.
     px_per_cell = max(1, thumb_px // m if max_width is not None else round(thumb_px / m))
     side = m * px_per_cell
-    gap = max(3, side // 6)
+    gap = thumbnail_gap(side)
     data = pd.DataFrame(
         {
             "layer": np.repeat(np.arange(n_layers, dtype=np.int16), n_heads),
             "head": np.tile(np.arange(n_heads, dtype=np.int16), n_layers),
             "url": [
-                png_data_url(t[layer, head], vmax, px_per_cell)
+                png_data_url(t[layer, head], float(vmaxes[layer, head]), px_per_cell)
                 for layer in range(n_layers)
                 for head in range(n_heads)
             ],
         }
     )
+    # Every layer and head number is drawn when a thumbnail leaves room for it.
+    label_overlap: bool | str = False if side + gap >= LABEL_PX else "greedy"
     layer_param = labels_param(layer_tokens)
     head_param = labels_param(head_tokens)
     padding = gap / (side + gap)
@@ -140,7 +136,7 @@ def head_grid(
             ticks=False,
             domain=False,
             labelAngle=0,
-            labelOverlap="greedy",
+            labelOverlap=label_overlap,
         ),
     )
     y = alt.Y(
@@ -151,7 +147,7 @@ def head_grid(
             labelExpr=f"{layer_param.name}[datum.value]",
             ticks=False,
             domain=False,
-            labelOverlap="greedy",
+            labelOverlap=label_overlap,
         ),
     )
     head_sel = alt.selection_point(
@@ -172,13 +168,16 @@ def head_grid(
     )
     # Two invisible points carry the colour scale, so the legend states what the colours mean.
     legend = (
-        alt.Chart(pd.DataFrame({"v": [0.0, vmax]}))
+        alt.Chart(pd.DataFrame({"v": [0.0, legend_top]}))
         .mark_point(opacity=0)
         .encode(
             color=alt.Color(
                 "v:Q",
-                scale=alt.Scale(scheme=SEQUENTIAL_SCHEME, domain=[0.0, vmax]),
-                title="attention",
+                scale=alt.Scale(scheme=SEQUENTIAL_SCHEME, domain=[0.0, legend_top]),
+                title=legend_title,
+                legend=alt.Legend(orient="bottom", direction="horizontal")
+                if legend_below
+                else alt.Legend(),
             )
         )
     )

@@ -12,13 +12,28 @@ from core.charts._common import (
     PAD,
     add_params,
     check_labels,
-    color_scale,
+    finish,
     heat_size,
     labels_param,
     position_axis,
     position_dtype,
     round_sig,
+    scaled_color,
 )
+from core.display import (
+    LABEL_FONT_SIZE,
+    LABEL_PX,
+    LEGEND_BELOW_PX,
+    ScaleMode,
+    heatmap_plot_width,
+    heatmap_side,
+    plan_axis,
+)
+
+SEGMENT_COLORS = ["#4c78a8", "#f58518"]
+"""Fill of the A and B strips beside a pair's axes (marks, not text: legible in both themes)."""
+STRIP_PX = 6
+"""Thickness of the A/B strips; the token labels move out by this much plus a gap."""
 
 
 def attention_heatmap(
@@ -37,6 +52,10 @@ def attention_heatmap(
     width: int | None = None,
     height: int | None = None,
     selection_name: str = "cell",
+    column_width: int | None = None,
+    scale: ScaleMode = "chart",
+    shared_max: float | None = None,
+    segment_b_start: int | None = None,
 ) -> alt.LayerChart:
     """Heatmap of a `[q, k]` matrix: rows are queries ("from"), columns are keys ("to").
 
@@ -58,9 +77,22 @@ def attention_heatmap(
         selected: query position whose row gets an outline.
         domain: fixed colour domain, e.g. to compare several heatmaps on one scale.
         scheme: Vega colour scheme overriding the default.
-        width, height: px; default 16 px per cell within 160..640.
+        width, height: px of the plot (cells only); default 22 px per cell within 220..680,
+            and no wider than `column_width` allows.
         selection_name: name of the click selection; give side-by-side heatmaps different
             names if their selections must stay independent.
+        column_width: px of the column the whole chart must fit in (labels and legend
+            included). Below `core.display.LEGEND_BELOW_PX` the legend goes under the chart.
+        scale: colour domain, ``"chart"`` (0 to this matrix's maximum), ``"shared"`` (0 to
+            `shared_max`, e.g. `core.display.shared_max` of every compared matrix) or
+            ``"fixed"`` (0 to 1); the legend title says which. See `core.display`.
+        shared_max: the maximum for ``scale="shared"``.
+        segment_b_start: for a sentence pair, the first row/column of sentence B
+            (`core.display.segment_b_start`): coloured A/B strips run beside both axes, a rule
+            separates the two sentences across the cells, and the legend names them.
+
+    Labels: every row and column is labelled when cells leave `core.display.LABEL_PX` px a
+    label; beyond, every k-th is, and the chart's subtitle (and `chart_notes`) says so.
 
     Data: one row per drawn cell with fields ``q`` (int), ``k`` (int), ``v`` (float, 5
     significant digits). Token texts are looked up client-side into ``query``/``key``.
@@ -95,26 +127,68 @@ def attention_heatmap(
 
     q_param = labels_param(q_tokens)
     k_param = labels_param(k_tokens)
-    heat_scale = color_scale(values, diverging=diverging, domain=domain, scheme=scheme)
+    legend_below = column_width is not None and column_width < LEGEND_BELOW_PX
+    available = None
+    if column_width is not None:
+        available = heatmap_plot_width(column_width, legend_below=legend_below)
+    plot_w = width or heatmap_side(nk, available)
+    plot_h = height or heat_size(nq)
+    if column_width is not None and height is None and nq == nk:
+        # Square cells: the height follows the width the column allowed.
+        plot_h = plot_w
+    # A square matrix thinned alike on both axes gets one note about "tokens".
+    what_x, what_y = ("token", "token") if nq == nk else ("key", "query")
+    x_plan = plan_axis(nk, plot_w, what=what_x)
+    y_plan = plan_axis(nq, plot_h, what=what_y)
+    notes = list(dict.fromkeys(note for note in (x_plan.note, y_plan.note) if note))
+    pair = segment_b_start is not None
+    if pair and not 0 < segment_b_start < min(nq, nk):  # type: ignore[operator]
+        raise ValueError(f"segment_b_start={segment_b_start} outside 1..{min(nq, nk) - 1}")
+    label_offset = STRIP_PX + 2 if pair else None
+    legend = alt.Legend(orient="bottom", direction="horizontal") if legend_below else None
+    heat_color = scaled_color(
+        values,
+        value_label=value_label,
+        diverging=diverging,
+        domain=domain,
+        scheme=scheme,
+        scale=scale,
+        shared=shared_max,
+        legend=legend,
+    )
 
     cell = alt.selection_point(name=selection_name, fields=["q", "k"], on="click", clear="dblclick")
     y = alt.Y(
         "q:O",
         scale=alt.Scale(domain=list(range(nq))),
-        axis=position_axis(q_param, title="query (from)"),
+        axis=position_axis(
+            q_param,
+            title="query (from)",
+            values=y_plan.values,
+            planned=True,
+            offset=label_offset,
+        ),
+    )
+    x = alt.X(
+        "k:O",
+        scale=alt.Scale(domain=list(range(nk))),
+        axis=position_axis(
+            k_param,
+            title="key (to)",
+            label_angle=-90,
+            values=x_plan.values,
+            planned=True,
+            offset=label_offset,
+        ),
     )
     heat = (
         alt.Chart(data)
         .mark_rect()
         .transform_calculate(query=f"{q_param.name}[datum.q]", key=f"{k_param.name}[datum.k]")
         .encode(
-            x=alt.X(
-                "k:O",
-                scale=alt.Scale(domain=list(range(nk))),
-                axis=position_axis(k_param, title="key (to)", label_angle=-90),
-            ),
+            x=x,
             y=y,
-            color=alt.Color("v:Q", scale=heat_scale, title=value_label),
+            color=heat_color,
             tooltip=[
                 alt.Tooltip("q:O", title="query #"),
                 alt.Tooltip("query:N", title="query"),
@@ -137,12 +211,55 @@ def attention_heatmap(
             .encode(y=y, x=alt.value(0), x2=alt.value("width"))
         )
         layers.append(outline)
-    chart = alt.layer(*layers).properties(
-        width=width or heat_size(nk), height=height or heat_size(nq), autosize=PAD
-    )
-    if title:
-        chart = chart.properties(title=title)
+    if pair:
+        layers.extend(_segment_layers(nq, nk, int(segment_b_start), x, y))  # type: ignore[arg-type]
+    chart = alt.layer(*layers).properties(width=plot_w, height=plot_h, autosize=PAD)
+    chart = finish(chart, title, notes)
     return add_params(chart, [q_param, k_param])
+
+
+def _segment_layers(nq: int, nk: int, b_start: int, x: alt.X, y: alt.Y) -> list[alt.Chart]:
+    """A/B strips beside the y (left) and x (bottom) axes and dashed rules between A and B.
+
+    The strips are one rect per row/column filled by sentence, just outside the plot. They use
+    the ``fill`` channel, a scale of its own beside the heat's ``color``, so they get one
+    legend ("sentence": A, B), in the theme's text colour. Every layer repeats the heatmap's
+    `x`/`y` (axes included): a layer with ``axis=None`` would remove the shared axis.
+    """
+    fill = alt.Fill(
+        "sentence:N",
+        scale=alt.Scale(domain=["A", "B"], range=SEGMENT_COLORS),
+        legend=alt.Legend(title="sentence", orient="top", direction="horizontal"),
+    )
+    rows = pd.DataFrame(
+        {"q": np.arange(nq), "sentence": np.where(np.arange(nq) < b_start, "A", "B")}
+    )
+    columns = pd.DataFrame(
+        {"k": np.arange(nk), "sentence": np.where(np.arange(nk) < b_start, "A", "B")}
+    )
+    left = (
+        alt.Chart(rows)
+        .mark_rect()
+        .encode(y=y, x=alt.XValue(-STRIP_PX - 1), x2=alt.X2Value(-1), fill=fill)
+    )
+    bottom = (
+        alt.Chart(columns)
+        .mark_rect()
+        .encode(
+            x=x,
+            y=alt.YValue(alt.ExprRef(expr="height + 1")),
+            y2=alt.Y2Value(alt.ExprRef(expr=f"height + {STRIP_PX + 1}")),
+            fill=fill,
+        )
+    )
+    boundary = pd.DataFrame({"q": [b_start], "k": [b_start]})
+    rule = alt.Chart(boundary).mark_rule(
+        strokeDash=[4, 3], strokeWidth=1.5, color=SEGMENT_COLORS[1]
+    )
+    # bandPosition 0 puts each rule on the edge between the last A and the first B cell.
+    row_rule = rule.encode(y=y.copy().to_dict() | {"bandPosition": 0})
+    column_rule = rule.encode(x=x.copy().to_dict() | {"bandPosition": 0})
+    return [left, bottom, row_rule, column_rule]
 
 
 def causal_mask(query_positions: Sequence[int], key_positions: Sequence[int]) -> np.ndarray:
@@ -165,16 +282,26 @@ def layer_head_profile(
     *,
     title: str = "",
     value_label: str = "attention",
-    row_height: int = 10,
+    row_height: int = LABEL_PX,
     width: int | None = None,
+    column_width: int | None = None,
+    scale: ScaleMode = "chart",
+    shared_max: float | None = None,
 ) -> alt.Chart:
     """For one query position: every head's attention over the keys, one row per head.
 
     Args:
         weights: `[layers, heads, k]`, e.g. ``attentions[:, :, mask_pos, :]``.
         key_labels: `k` token texts.
+        row_height: px per head row; at least `core.display.LABEL_PX`, so every head's
+            ``L{layer} H{head}`` label is drawn (a 12 × 12 model is 144 rows, 1728 px).
+        width: px of the key axis; default 22 px per key within 220..680, no wider than
+            `column_width` allows.
+        column_width: px of the column the chart must fit in, head labels and legend included.
+        scale, shared_max: colour domain, as in `attention_heatmap`.
 
-    Rows are ``L{layer} H{head}`` (layer-major), columns the key positions.
+    Rows are ``L{layer} H{head}`` (layer-major), columns the key positions; a faint rule
+    separates the layers. Keys are labelled like a heatmap's columns (thinned with a note).
 
     Data: ``layer``, ``head``, ``k`` (int) and ``v`` (float) per cell; ``row`` = layer * heads
     + head is derived client-side. Selection: point param ``"head"`` over ``layer`` and
@@ -200,7 +327,28 @@ def layer_head_profile(
         name="head", fields=["layer", "head"], on="click", clear="dblclick"
     )
     n_rows = n_layers * n_heads
-    chart = (
+    row_px = max(int(row_height), LABEL_PX)
+    available = None
+    if column_width is not None:
+        # The legend stays beside this tall chart (below, it would be 1000+ px away from the
+        # top rows); the head labels ("L11 H11") are narrower than token labels.
+        available = heatmap_plot_width(column_width, legend_below=False) + 60
+    plot_w = width or heatmap_side(nk, available)
+    x_plan = plan_axis(nk, plot_w, what="key")
+    row_y = alt.Y(
+        "row:O",
+        scale=alt.Scale(domain=list(range(n_rows))),
+        axis=alt.Axis(
+            title=None,
+            labelExpr=f"'L' + floor(datum.value / {n_heads}) + ' H' + (datum.value % {n_heads})",
+            # Every row has LABEL_PX: every head is labelled.
+            labelOverlap=False,
+            labelFontSize=LABEL_FONT_SIZE,
+            ticks=False,
+            domain=False,
+        ),
+    )
+    heat = (
         alt.Chart(data)
         .mark_rect()
         .transform_calculate(
@@ -211,25 +359,24 @@ def layer_head_profile(
             x=alt.X(
                 "k:O",
                 scale=alt.Scale(domain=list(range(nk))),
-                axis=position_axis(tok_param, title="key", label_angle=-90),
-            ),
-            y=alt.Y(
-                "row:O",
-                scale=alt.Scale(domain=list(range(n_rows))),
-                axis=alt.Axis(
-                    title=None,
-                    labelExpr=(
-                        f"'L' + floor(datum.value / {n_heads}) + ' H' + (datum.value % {n_heads})"
-                    ),
-                    labelOverlap="greedy",
-                    ticks=False,
-                    domain=False,
+                axis=position_axis(
+                    tok_param,
+                    title="key",
+                    label_angle=-90,
+                    values=x_plan.values,
+                    planned=True,
                 ),
             ),
-            color=alt.Color(
-                "v:Q",
-                scale=color_scale(data["v"].to_numpy(), diverging=False, domain=None, scheme=None),
-                title=value_label,
+            y=row_y,
+            color=scaled_color(
+                data["v"].to_numpy(),
+                value_label=value_label,
+                diverging=False,
+                domain=None,
+                scheme=None,
+                scale=scale,
+                shared=shared_max,
+                legend=None,
             ),
             tooltip=[
                 alt.Tooltip("layer:O", title="layer"),
@@ -240,8 +387,17 @@ def layer_head_profile(
             ],
         )
         .add_params(head_sel, tok_param)
-        .properties(height=max(row_height * n_rows, 60), width=width or heat_size(nk), autosize=PAD)
     )
-    if title:
-        chart = chart.properties(title=title)
-    return chart
+    layers: list[alt.Chart] = [heat]
+    if n_layers > 1 and n_heads > 1:
+        starts = pd.DataFrame({"row": np.arange(1, n_layers) * n_heads})
+        layers.append(
+            alt.Chart(starts)
+            .mark_rule(strokeWidth=1, opacity=0.6)
+            # The same axis as the cells': a layer with axis None would remove it.
+            .encode(y=row_y.to_dict() | {"bandPosition": 0})
+        )
+    chart = alt.layer(*layers).properties(
+        height=max(row_px * n_rows, 60), width=plot_w, autosize=PAD
+    )
+    return finish(chart, title, [x_plan.note])

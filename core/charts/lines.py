@@ -86,6 +86,7 @@ def head_view_lines(
     row_height: int = 18,
     width: int = 240,
     title: str = "",
+    column_width: int | None = None,
 ) -> alt.LayerChart:
     """BertViz-style view: queries on the left, keys on the right, one line per kept edge.
 
@@ -97,10 +98,14 @@ def head_view_lines(
         selected: source position pre-selected, so only its lines show until cleared.
         row_height: px per token; the chart is `n * row_height` px tall.
         width: px between the two token columns.
+        column_width: px of the column the chart must fit in, both token columns included;
+            `width` is then narrowed (to no less than 120 px) so it does. The head legend
+            wraps into rows that fit too.
 
     Line opacity is the weight (clamped to [0, 1] unless weights exceed 1); each head has its
-    own colour, with a legend when several heads are shown. Tokens are axis labels, so they
-    follow the theme's text colour and thin out instead of overlapping at large `n`.
+    own colour, with a legend listing every head when several are shown. Tokens are axis
+    labels, so they follow the theme's text colour and thin out instead of overlapping at
+    large `n`.
 
     Data: edges ``head``, ``src``, ``dst``, ``w`` (from :func:`prune_edges`; the page can
     caption ``len(prune_edges(...))`` edges); token rows ``src``/``dst`` (positions only).
@@ -122,6 +127,13 @@ def head_view_lines(
         raise ValueError(f"selected={selected} outside 0..{n - 1}")
 
     edges = prune_edges(w, top_k=top_k, threshold=threshold, head_ids=head_ids)
+    ids = [int(i) for i in head_ids]
+    if column_width is not None:
+        width = max(120, min(width, int(column_width) - 2 * LABEL_LIMIT_PX - 20))
+    # Each legend entry (symbol, a number up to 2 digits, padding) takes about 48 px, and the
+    # legend's title some 60 px: wrap into as many columns as the chart's width holds.
+    total = width + 2 * LABEL_LIMIT_PX if column_width is None else int(column_width)
+    legend_columns = max(1, min(len(ids), (total - 60) // 48))
     tok_param = labels_param(tokens)
     max_w = float(edges["w"].max()) if len(edges) else 1.0
 
@@ -162,7 +174,15 @@ def head_view_lines(
                 "head:N",
                 scale=alt.Scale(scheme=HEAD_SCHEME if n_heads <= 10 else "category20"),
                 title="head",
-                legend=alt.Legend(orient="top") if n_heads > 1 else None,
+                legend=alt.Legend(
+                    orient="top",
+                    columns=legend_columns,
+                    # Vega drops entries past its symbol limit; every head must be listed.
+                    symbolLimit=len(ids) + 1,
+                    values=ids,
+                )
+                if n_heads > 1
+                else None,
             ),
             opacity=alt.Opacity(
                 "w:Q",

@@ -15,7 +15,6 @@ from core.charts import (
     head_grid,
     head_view_lines,
     layer_head_profile,
-    pool_matrix,
     prediction_bars,
     prune_edges,
     round_sig,
@@ -126,7 +125,9 @@ def test_heatmap_spec_encodings_and_params():
     assert label_params(spec)[tok_name] == labels
     assert enc["x"]["axis"]["labelExpr"] == f"{tok_name}[datum.value]"
     assert enc["y"]["axis"]["labelExpr"] == f"{tok_name}[datum.value]"
-    assert enc["x"]["axis"]["labelOverlap"] == "greedy"
+    # Four cells have room for every label: all are drawn, none culled.
+    assert enc["x"]["axis"]["labelOverlap"] is False
+    assert enc["x"]["axis"]["values"] == [0, 1, 2, 3]
     assert enc["x"]["axis"]["labelLimit"] > 0
 
 
@@ -181,7 +182,7 @@ def test_heatmap_diverging_domain_is_symmetric_around_zero():
     assert scale["domain"] == [-0.3, 0.3]
     assert scale["domainMid"] == 0
     assert scale["scheme"] == "blueorange"
-    assert layers(spec)[0]["encoding"]["color"]["title"] == "Δ"
+    assert layers(spec)[0]["encoding"]["color"]["title"] == ["Δ", "±0.3 this chart"]
 
     fixed = spec_dict(attention_heatmap(diff, ["a", "b"], diverging=True, domain=(-0.1, 0.5)))
     assert layers(fixed)[0]["encoding"]["color"]["scale"]["domain"] == [-0.5, 0.5]
@@ -345,40 +346,6 @@ def test_attention_bars_spec_and_data():
 # --- pool_matrix / head_grid -----------------------------------------------------------------
 
 
-def test_pool_matrix_is_exact_when_small():
-    a = np.arange(9, dtype=np.float32).reshape(3, 3)
-    out = pool_matrix(a, 3)
-    assert out.dtype == np.float64 and np.array_equal(out, a)
-    assert np.array_equal(pool_matrix(a, 10), a)
-    out[0, 0] = 99
-    assert a[0, 0] == 0  # a copy, not a view
-
-
-def test_pool_matrix_block_means():
-    a = np.arange(16, dtype=np.float64).reshape(4, 4)
-    assert np.array_equal(pool_matrix(a, 2), [[2.5, 4.5], [10.5, 12.5]])
-
-    # 5 is not divisible by 2: blocks are rows/cols [0, 2) and [2, 5).
-    b = np.arange(25, dtype=np.float64).reshape(5, 5)
-    expected = [
-        [b[:2, :2].mean(), b[:2, 2:].mean()],
-        [b[2:, :2].mean(), b[2:, 2:].mean()],
-    ]
-    assert np.allclose(pool_matrix(b, 2), expected)
-    assert pool_matrix(np.ones((7, 7)), 3).shape == (3, 3)
-
-
-def test_pool_matrix_leading_axes_and_nan():
-    stack = np.stack([np.full((4, 4), 1.0), np.full((4, 4), 3.0)]).reshape(1, 2, 4, 4)
-    assert np.array_equal(pool_matrix(stack, 2), np.array([[[[1, 1], [1, 1]], [[3, 3], [3, 3]]]]))
-    c = np.array([[1.0, np.nan, 5.0, 5.0], [3.0, np.nan, 5.0, 5.0]] + [[np.nan] * 4] * 2)
-    out = pool_matrix(c, 2)
-    assert out[0, 0] == 2.0 and out[0, 1] == 5.0  # NaN left out of the block mean
-    assert np.isnan(out[1, 0]) and np.isnan(out[1, 1])  # all-NaN block
-    with pytest.raises(ValueError):
-        pool_matrix(c, 0)
-
-
 def test_head_grid_spec_data_and_selection():
     thumbs = np.random.default_rng(0).random((3, 4, 2, 2))
     thumbs[2, 3, 1, 1] = np.nan
@@ -460,9 +427,11 @@ def test_prediction_bars_best_first_with_percent_labels():
 
 def test_layer_head_profile_spec():
     weights = np.random.default_rng(1).random((2, 3, 4))
-    spec = spec_dict(layer_head_profile(weights, ["[CLS]", "a", "[MASK]", "a"], title="mask"))
+    full = spec_dict(layer_head_profile(weights, ["[CLS]", "a", "[MASK]", "a"], title="mask"))
+    spec, layer_rule = layers(full)
+    assert layer_rule["mark"]["type"] == "rule"  # between layer 0 and layer 1
     assert spec["mark"]["type"] == "rect"
-    rows = rows_with(spec, "layer", "head", "k", "v")
+    rows = rows_with(full, "layer", "head", "k", "v")
     assert len(rows) == 24
     assert {(r["layer"], r["head"], r["k"]): r["v"] for r in rows}[(1, 2, 3)] == pytest.approx(
         weights[1, 2, 3], rel=1e-4
@@ -475,8 +444,8 @@ def test_layer_head_profile_spec():
     )
     calcs = {t["as"]: t["calculate"] for t in spec["transform"]}
     assert calcs["row"] == "datum.layer * 3 + datum.head"
-    assert params_by_name(spec)["head"]["select"]["fields"] == ["layer", "head"]
-    assert list(label_params(spec).values()) == [["[CLS]", "a", "[MASK]", "a"]]
+    assert params_by_name(full)["head"]["select"]["fields"] == ["layer", "head"]
+    assert list(label_params(full).values()) == [["[CLS]", "a", "[MASK]", "a"]]
 
 
 # --- hostile token text ------------------------------------------------------------------------

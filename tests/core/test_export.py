@@ -1,11 +1,21 @@
 import io
 import json
+import re
+import tomllib
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import core
 from core import attention_csv, attention_data, attention_json
+from core.export import (
+    Provenance,
+    csv_with_provenance,
+    export_file_name,
+    json_with_provenance,
+    read_csv_with_provenance,
+)
 
 
 def test_json_has_the_seed_api_layout():
@@ -56,3 +66,109 @@ def test_cross_attention_exports_target_rows_and_source_keys():
         attention_data(["t0", "t1"], cross)  # not square: needs its key labels
     with pytest.raises(ValueError, match="key labels"):
         attention_data(["t0", "t1"], cross, key_labels=["s0"])
+
+
+# --- provenance and file names ------------------------------------------------------------------
+
+PROVENANCE = Provenance(
+    model="sentence-transformers/all-MiniLM-L6-v2",
+    text='The "cat"\nsat, #1',
+    pair="It slept.",
+    method="rollout",
+    layer=3,
+    head="mean",
+    stack="self",
+    hide_special=True,
+    merge_words=True,
+)
+FIELDS = {
+    "model",
+    "text",
+    "pair",
+    "method",
+    "layer",
+    "head",
+    "stack",
+    "hide_special",
+    "merge_words",
+    "app",
+    "app_version",
+    "numbering",
+}
+
+
+def test_version_matches_pyproject():
+    with open("pyproject.toml", "rb") as handle:
+        assert tomllib.load(handle)["project"]["version"] == core.__version__
+    assert PROVENANCE.app_version == core.__version__
+
+
+def test_json_export_carries_provenance():
+    attention = np.random.default_rng(1).dirichlet(np.ones(2), size=(1, 2, 2))
+    data = json.loads(attention_json(["a", "b"], attention, provenance=PROVENANCE))
+    provenance = data["attention_data"]["provenance"]
+    assert set(provenance) == FIELDS
+    assert provenance["text"] == PROVENANCE.text and provenance["pair"] == "It slept."
+    assert (provenance["layer"], provenance["head"], provenance["method"]) == (3, "mean", "rollout")
+    assert provenance["hide_special"] is True and provenance["merge_words"] is True
+    assert provenance["numbering"] == "0-based layers and heads"
+    # Without provenance the seed API layout is unchanged.
+    assert "provenance" not in attention_data(["a", "b"], attention)
+
+
+def test_csv_export_has_a_provenance_header_pandas_can_skip():
+    attention = np.random.default_rng(2).dirichlet(np.ones(2), size=(1, 1, 2))
+    labels = ["#hash", "b,c"]  # a "#" inside the table must not be read as a comment
+    text = attention_csv(labels, attention, provenance=PROVENANCE)
+    first = text.split("\n", 1)[0]
+    skip = int(first.rsplit("skiprows=", 1)[1].rstrip(")"))
+    frame = pd.read_csv(io.StringIO(text), skiprows=skip)
+    assert list(frame.query_token) == ["#hash", "#hash", "b,c", "b,c"]
+    fields, table = read_csv_with_provenance(text)
+    assert set(fields) == FIELDS
+    assert fields["text"] == PROVENANCE.text  # newline and quotes survive the header
+    assert table == attention_csv(labels, attention)
+    assert read_csv_with_provenance(table) == ({}, table)
+
+
+def test_any_table_can_carry_provenance():
+    rows = [{"mask": 0, "rank": 0, "token": "mat", "score": 0.5}]
+    wrapped = json.loads(json_with_provenance(rows, PROVENANCE))
+    assert wrapped["data"] == rows and wrapped["provenance"]["model"] == PROVENANCE.model
+    fields, table = read_csv_with_provenance(csv_with_provenance("mask,token\n0,mat\n", PROVENANCE))
+    assert fields["method"] == "rollout" and table == "mask,token\n0,mat\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ("sentence-transformers/all-MiniLM-L6-v2", "raw", 3, 7, "self", "csv"),
+            "attention_all-MiniLM-L6-v2_raw_L3_H7.csv",
+        ),
+        (
+            ("facebook/bart-base", "raw", 0, "mean", "cross", ".json"),
+            "attention_bart-base_raw_cross_L0_H-mean.json",
+        ),
+        (
+            ("/home/me/my models/Fancy BERT!!/", "rollout", None, None, "self", "zip"),
+            "attention_Fancy-BERT_rollout_all-layers_all-heads.zip",
+        ),
+        (
+            ("C:\\models\\gpt2", "flow", 11, 0, "decoder_self", "png"),
+            "attention_gpt2_flow_decoder_self_L11_H0.png",
+        ),
+    ],
+)
+def test_export_file_names_are_descriptive_and_safe(args, expected):
+    name = export_file_name(*args)
+    assert name == expected
+    assert re.fullmatch(r"[A-Za-z0-9._-]+", name)
+
+
+def test_export_file_name_of_hostile_input_stays_safe():
+    name = export_file_name(
+        "../../etc/<passwd> ;rm -rf", "raw$(x)", 1, 2, "self", "c/sv", kind="a b"
+    )
+    assert re.fullmatch(r"[A-Za-z0-9._-]+", name)
+    assert ".." not in name.split("_")[1] and "/" not in name

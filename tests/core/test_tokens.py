@@ -1,7 +1,15 @@
 import pytest
 
 from core import run_attention, word_groups
-from core.tokens import clean_token_text, count_masks, normalize_masks
+from core.tokens import (
+    PIECE_MARKER,
+    Token,
+    clean_token_text,
+    count_masks,
+    normalize_masks,
+    token_labels,
+    unit_labels,
+)
 
 # Words that the tiny tokenizers (and real ones) split into several pieces.
 SENTENCE = "the hippopotamus was extraordinarily unbelievable and the cat slept"
@@ -78,3 +86,43 @@ def test_clean_token_text_without_decoder():
     assert clean_token_text("Ġcat", NoDecode()) == "cat"
     assert clean_token_text("▁cat", NoDecode()) == "cat"
     assert clean_token_text("▁", NoDecode()) == "␣"
+
+
+# --- display labels ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "albert", "gpt2"])
+def test_marked_labels_flag_continuation_pieces_the_same_way_for_every_tokenizer(
+    loaded_tiny, family
+):
+    result = run_attention(loaded_tiny(family), SENTENCE)
+    marked = token_labels(result.tokens, "marked")
+    for i, token in enumerate(result.tokens):
+        continues = (
+            i > 0 and not token.is_special and result.tokens[i - 1].word_index == token.word_index
+        )
+        assert marked[i] == (PIECE_MARKER + token.text if continues else token.text)
+    # The sentence splits some words, so some labels are marked, and marking loses no text.
+    assert any(label.startswith(PIECE_MARKER) for label in marked)
+    assert [m.removeprefix(PIECE_MARKER) for m in marked] == [t.text for t in result.tokens]
+
+
+def test_raw_labels_are_the_tokenizers_own_pieces(loaded_tiny):
+    result = run_attention(loaded_tiny("gpt2"), "the cat sat")
+    raw = token_labels(result.tokens, "raw")
+    assert raw == [t.raw for t in result.tokens]
+    assert any(label.startswith("Ġ") for label in raw)
+    with pytest.raises(ValueError, match="style"):
+        token_labels(result.tokens, "fancy")  # type: ignore[arg-type]
+
+
+def test_unit_labels_mark_single_pieces_and_join_merged_words():
+    tokens = [
+        Token(text="[CLS]", index=0, word_index=None, is_special=True),
+        Token(text="play", index=1, word_index=0, is_special=False, raw="play"),
+        Token(text="ing", index=2, word_index=0, is_special=False, raw="##ing"),
+        Token(text="[SEP]", index=3, word_index=None, is_special=True),
+    ]
+    assert unit_labels(tokens, [[0], [1], [2], [3]]) == ["[CLS]", "play", "##ing", "[SEP]"]
+    assert unit_labels(tokens, [[0], [1, 2], [3]]) == ["[CLS]", "playing", "[SEP]"]
+    assert unit_labels(tokens, [[1, 2]], "raw") == ["play ##ing"]

@@ -1,7 +1,8 @@
 import numpy as np
+import pytest
 
 from core.tokens import Token
-from core.views import prepare_display
+from core.views import pool_matrix, prepare_display
 
 
 def _tokens():
@@ -49,8 +50,7 @@ def test_nan_rows_survive():
 
 
 def test_block_edges_match_pool_matrix():
-    from core.charts import pool_matrix
-    from core.views import block_edges
+    from core.views import block_edges, pool_matrix
 
     n, size = 10, 4
     edges = block_edges(n, size)
@@ -161,3 +161,37 @@ def test_blank_causal_and_pad_square():
     assert padded.shape == (2, 3, 5, 5)
     assert (padded[..., :2, :] == 1).all() and np.isnan(padded[..., 2:, :]).all()
     assert pad_square(np.ones((3, 3))).shape == (3, 3)
+
+
+def test_pool_matrix_is_exact_when_small():
+    a = np.arange(9, dtype=np.float32).reshape(3, 3)
+    out = pool_matrix(a, 3)
+    assert out.dtype == np.float64 and np.array_equal(out, a)
+    assert np.array_equal(pool_matrix(a, 10), a)
+    out[0, 0] = 99
+    assert a[0, 0] == 0  # a copy, not a view
+
+
+def test_pool_matrix_block_means():
+    a = np.arange(16, dtype=np.float64).reshape(4, 4)
+    assert np.array_equal(pool_matrix(a, 2), [[2.5, 4.5], [10.5, 12.5]])
+
+    # 5 is not divisible by 2: blocks are rows/cols [0, 2) and [2, 5).
+    b = np.arange(25, dtype=np.float64).reshape(5, 5)
+    expected = [
+        [b[:2, :2].mean(), b[:2, 2:].mean()],
+        [b[2:, :2].mean(), b[2:, 2:].mean()],
+    ]
+    assert np.allclose(pool_matrix(b, 2), expected)
+    assert pool_matrix(np.ones((7, 7)), 3).shape == (3, 3)
+
+
+def test_pool_matrix_leading_axes_and_nan():
+    stack = np.stack([np.full((4, 4), 1.0), np.full((4, 4), 3.0)]).reshape(1, 2, 4, 4)
+    assert np.array_equal(pool_matrix(stack, 2), np.array([[[[1, 1], [1, 1]], [[3, 3], [3, 3]]]]))
+    c = np.array([[1.0, np.nan, 5.0, 5.0], [3.0, np.nan, 5.0, 5.0]] + [[np.nan] * 4] * 2)
+    out = pool_matrix(c, 2)
+    assert out[0, 0] == 2.0 and out[0, 1] == 5.0  # NaN left out of the block mean
+    assert np.isnan(out[1, 0]) and np.isnan(out[1, 1])  # all-NaN block
+    with pytest.raises(ValueError):
+        pool_matrix(c, 0)
