@@ -1,4 +1,10 @@
-"""Exact maximum-flow values on the layered attention graph (the engine behind core.flow).
+"""Baseline for bench/bench_flow.py: the attention-flow solver as it was before issue 15.
+
+A verbatim copy of ``core/_maxflow.py`` at commit dfa6cf8 (scipy's integral Dinic on
+subgraphs with cut generation and hub certificates), kept only so the benchmark can time
+today's solver against it in the same run. Nothing in ``core`` imports it.
+
+Exact maximum-flow values on the layered attention graph (the engine behind core.flow).
 
 Graph of a stack of ``L`` transition matrices ``A_1 .. A_L`` (each ``[n, n]``, rows sum
 to 1): nodes ``(l, i)`` for ``l = 0..L``; for ``l >= 1`` an edge ``(l, i) -> (l-1, j)`` of
