@@ -32,6 +32,10 @@ How:
   - Certificate: that cut's real capacity, summed from the dense matrices, exceeds the
     flow by less than ``2**-60`` per cut edge (the rounding), far below ``FLOW_ATOL``; it
     is computed for every pair and checked, so a solver bug cannot go unnoticed.
+  - Early stop: an explicit cut per sink, ``min(1, sum_k min(A_1[k, j], colsum(A_2)[k]))``
+    (per level-1 node its edge into the sink or all its in-edges; or the source's edges),
+    is what deep layers' flows usually reach. Once the sink holds that much (less
+    ``FLOW_ATOL / 2``), the pair stops: that cut is its certificate.
   - Between pairs only the edges a pair touched are reset, so the dense state is built
     once per stack.
 """
@@ -66,9 +70,10 @@ _MAX_WORKERS = 2
 
 
 @njit(cache=True, nogil=True)
-def _discharge_all(R, FT, rt, dirty, touched, ex, d, cur, head, nxt, count):
+def _discharge_all(R, FT, rt, dirty, touched, ex, d, cur, head, nxt, count, enough):
     """Push-relabel from the initial preflow until no node that can reach the sink has
-    excess; returns the number of inner edges it touched (listed in ``touched``)."""
+    excess, or the sink holds ``enough`` (a known cut's capacity: nothing more can come);
+    returns the number of inner edges it touched (listed in ``touched``)."""
     n = rt.shape[0]
     levels = R.shape[0] + 2
     N = (levels - 1) * n
@@ -165,6 +170,8 @@ def _discharge_all(R, FT, rt, dirty, touched, ex, d, cur, head, nxt, count):
                     head[d[w]] = w
                     top = max(top, d[w])
                 ex[w] += delta
+                if w == N and ex[N] >= enough:
+                    return ntouch
                 if ex[v] == 0:
                     break
             cur[v] = a + 1
@@ -191,8 +198,8 @@ def _cut_capacity(mixed, s, t, d, parked):
 
 
 @njit(cache=True, nogil=True)
-def _solve_pairs(mixed, caps, R, FT, rt, dirty, touched, ex, d, cur, head, nxt, count, src, snk,
-                 value, upper, start, stop):  # fmt: skip
+def _solve_pairs(mixed, caps, bound, tol, R, FT, rt, dirty, touched, ex, d, cur, head, nxt, count,
+                 src, snk, value, upper, start, stop):  # fmt: skip
     """Solve pairs ``start..stop-1`` into ``value`` (flow) and ``upper`` (cut capacity)."""
     levels, n, _ = mixed.shape
     N = (levels - 1) * n
@@ -203,9 +210,14 @@ def _solve_pairs(mixed, caps, R, FT, rt, dirty, touched, ex, d, cur, head, nxt, 
             # The source's edges start saturated (it is never pushed back to).
             ex[(levels - 2) * n + k] = caps[levels - 1, s, k]
             rt[k] = caps[0, k, t]
-        ntouch = _discharge_all(R, FT, rt, dirty, touched, ex, d, cur, head, nxt, count)
+        # Stop as soon as the flow is within tol of the explicit cut bound bound[t].
+        enough = np.int64(np.ceil((bound[t] - tol) * _SCALE))
+        ntouch = _discharge_all(R, FT, rt, dirty, touched, ex, d, cur, head, nxt, count, enough)
         value[p] = ex[N] / _SCALE
-        upper[p] = _cut_capacity(mixed, s, t, d, N + 1)
+        if ex[N] >= enough:
+            upper[p] = bound[t]
+        else:
+            upper[p] = _cut_capacity(mixed, s, t, d, N + 1)
         # Undo: only the touched edges differ from the pristine capacities.
         for x in range(ntouch):
             c = touched[x]
@@ -223,6 +235,10 @@ class _PairSolver:
         self.mixed = np.ascontiguousarray(mixed, dtype=np.float64)
         # Exact: scaling by a power of two, then flooring, never exceeds the real capacity.
         self.caps = np.floor(self.mixed * _SCALE).astype(np.int64)
+        # A cut per sink: per level-1 node, its edge into the sink or all its in-edges;
+        # or the source's edges (capacity 1). Deep in the stack most flows reach it.
+        in_capacity = self.mixed[1].sum(axis=0)
+        self.bound = np.minimum(1.0, np.minimum(self.mixed[0], in_capacity[:, None]).sum(axis=0))
         n_nodes = (levels - 1) * n
         self.R = self.caps[1 : levels - 1].copy()  # residual of inner edges [L-2, n, n]
         self.FT = np.zeros_like(self.R)  # flow, indexed [matrix, head, tail]
@@ -247,9 +263,9 @@ class _PairSolver:
     ) -> None:
         """Pairs ``start..stop-1`` of ``(src, snk)``: flows into ``value``, cuts into ``upper``."""
         _solve_pairs(
-            self.mixed, self.caps, self.R, self.FT, self.rt, self.dirty, self.touched,
-            self.ex, self.d, self.cur, self.head, self.nxt, self.count, src, snk, value,
-            upper, start, stop,
+            self.mixed, self.caps, self.bound, FLOW_ATOL / 2, self.R, self.FT, self.rt,
+            self.dirty, self.touched, self.ex, self.d, self.cur, self.head, self.nxt,
+            self.count, src, snk, value, upper, start, stop,
         )  # fmt: skip
 
 
