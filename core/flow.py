@@ -35,11 +35,12 @@ __all__ = [
     "full_flow_is_fast",
 ]
 
-# Longest input whose full n x n flow (every layer of the embedded 6-layer model, real
-# text) took at most about 10 s in bench/bench_flow.py on the 2-core development VM; see
-# the flow section of bench/RESULTS.md. A page offers the full matrix by default up to
-# here and chosen rows beyond.
-FULL_FLOW_DEFAULT_MAX_TOKENS = 128
+# Longest input whose full n x n flow stays within the 10 s target at every layer of the
+# embedded 6-layer model on real text, measured in CPU seconds on the shared 2-core VM
+# (bench/RESULTS.md, flow section): at 96 tokens at most 11.8 CPU s, i.e. about 6 s on two
+# idle cores (the solver runs two threads); at 128 tokens up to 31.9 CPU s, which misses.
+# A page offers the full matrix by default up to here and chosen rows beyond.
+FULL_FLOW_DEFAULT_MAX_TOKENS = 96
 
 
 class ComputationCancelled(Exception):
