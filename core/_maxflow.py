@@ -58,7 +58,7 @@ FLOW_ATOL = 1e-9
 _SCALE = float(2**60)
 # Seconds of solver work between two calls of ``report`` (progress and Stop).
 _SLICE_SECONDS = 0.1
-# Solver threads (each holds its own dense state: about 25 bytes per inner edge).
+# Solver threads (each holds its own flow state: about 25 bytes per inner edge).
 _MAX_WORKERS = 2
 
 
@@ -230,15 +230,21 @@ def _solve_pairs(mixed, caps, bound, tol, R, FT, rt, dirty, touched, ex, d, cur,
 class _PairSolver:
     """Reusable state for :func:`_solve_pairs` on one stack ``mixed`` ``[L, n, n]``, L >= 3."""
 
-    def __init__(self, mixed: np.ndarray) -> None:
+    def __init__(self, mixed: np.ndarray, share: _PairSolver | None = None) -> None:
         levels, n, _ = mixed.shape
-        self.mixed = np.ascontiguousarray(mixed, dtype=np.float64)
-        # Exact: scaling by a power of two, then flooring, never exceeds the real capacity.
-        self.caps = np.floor(self.mixed * _SCALE).astype(np.int64)
-        # A cut per sink: per level-1 node, its edge into the sink or all its in-edges;
-        # or the source's edges (capacity 1). Deep in the stack most flows reach it.
-        in_capacity = self.mixed[1].sum(axis=0)
-        self.bound = np.minimum(1.0, np.minimum(self.mixed[0], in_capacity[:, None]).sum(axis=0))
+        if share is not None:
+            # Read-only inputs are shared between threads; only the flow state is per solver.
+            self.mixed, self.caps, self.bound = share.mixed, share.caps, share.bound
+        else:
+            self.mixed = np.ascontiguousarray(mixed, dtype=np.float64)
+            # Exact: scaling by a power of two, then flooring, never exceeds the real
+            # capacity.
+            self.caps = np.floor(self.mixed * _SCALE).astype(np.int64)
+            # A cut per sink: per level-1 node, its edge into the sink or all its
+            # in-edges; or the source's edges (capacity 1). Deep stacks' flows often meet it.
+            in_capacity = self.mixed[1].sum(axis=0)
+            into_sink = np.minimum(self.mixed[0], in_capacity[:, None]).sum(axis=0)
+            self.bound = np.minimum(1.0, into_sink)
         n_nodes = (levels - 1) * n
         self.R = self.caps[1 : levels - 1].copy()  # residual of inner edges [L-2, n, n]
         self.FT = np.zeros_like(self.R)  # flow, indexed [matrix, head, tail]
@@ -310,7 +316,8 @@ def max_flows(
     # The kernel releases the GIL, so a second thread with its own state uses a second
     # core; pairs are independent.
     workers = max(1, min(_MAX_WORKERS, os.cpu_count() or 1, src.size))
-    solvers = [_PairSolver(mixed) for _ in range(workers)]
+    solvers = [_PairSolver(mixed)]
+    solvers += [_PairSolver(mixed, share=solvers[0]) for _ in range(workers - 1)]
     done, batch = 0, 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
         while done < src.size:
