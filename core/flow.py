@@ -6,37 +6,42 @@ the head-averaged attention with the residual mixed in (see
 :func:`core.rollout.residual_attention`). ``F_L[i, j]`` is the maximum-flow value from
 ``(L, i)`` to ``(0, j)``; each row is then divided by its sum.
 
-Every unnormalised max-flow value is certified to lie within
-:data:`core._maxflow.FLOW_ATOL` (1e-9) of the exact one: the solver returns the capacity of
-a cut together with a feasible flow at most that far below it. How it gets there quickly
-is described in :mod:`core._maxflow`.
+Every unnormalised max-flow value is certified to lie within :data:`FLOW_ATOL` (1e-9) of
+the exact one: the solver returns a feasible flow at most that far below the capacity of a
+cut. How it gets there quickly is described in :mod:`core._maxflow`.
 """
 
 from __future__ import annotations
 
 import operator
-import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from core._maxflow import FLOW_ATOL, LayeredFlow
+from core._maxflow import FLOW_ATOL, max_flows
 from core.errors import ComputationCancelled, FlowCancelled
 from core.rollout import (
     InvalidSelectionError,
-    _check_indices,
+    check_indices,
     residual_attention,
     validate_attentions,
 )
 
 __all__ = [
     "FLOW_ATOL",
+    "FULL_FLOW_DEFAULT_MAX_TOKENS",
     "ComputationCancelled",
     "FlowCancelled",
     "attention_flow",
+    "full_flow_is_fast",
 ]
 
-_CHECK_INTERVAL = 0.1  # seconds
+# Longest input whose full n x n flow stays within the 10 s target at every layer of the
+# embedded 6-layer model on real text, measured in CPU seconds on the shared 2-core VM
+# (bench/RESULTS.md, flow section): at 96 tokens at most 11.8 CPU s, i.e. about 6 s on two
+# idle cores (the solver runs two threads); at 128 tokens up to 31.9 CPU s, which misses.
+# A page offers the full matrix by default up to here and chosen rows beyond.
+FULL_FLOW_DEFAULT_MAX_TOKENS = 96
 
 
 def _layer_index(layer: int, layers: int) -> int:
@@ -57,6 +62,15 @@ def _layer_index(layer: int, layers: int) -> int:
     return index % layers
 
 
+def full_flow_is_fast(n: int) -> bool:
+    """Whether a full ``n x n`` flow matrix is quick enough to compute by default.
+
+    True up to :data:`FULL_FLOW_DEFAULT_MAX_TOKENS` tokens (measured, see there); longer
+    inputs should offer chosen rows, or the full matrix with progress and Stop.
+    """
+    return 0 <= n <= FULL_FLOW_DEFAULT_MAX_TOKENS
+
+
 def attention_flow(
     attentions: np.ndarray,
     layer: int = -1,
@@ -75,8 +89,8 @@ def attention_flow(
             row still covers all ``n`` input tokens so it can be normalised.
         progress: called as ``progress(done, total)`` while working (``total`` = number of
             (row, token) pairs requested; ``done`` never decreases): once at the start,
-            after each batch of pairs, between solver calls (at most every 0.1 s), and
-            with ``(total, total)`` at the end. Returning ``False`` stops the computation and
+            after each slice of about 0.1 s of solver work, and with ``(total, total)`` at
+            the end. Returning ``False`` stops the computation and
             raises :class:`FlowCancelled`; any other return value continues.
         heads: head indices to average (default: all).
         ignore_tokens: positions whose key columns are removed before mixing in the
@@ -95,28 +109,19 @@ def attention_flow(
     arr = validate_attentions(attentions)
     layers, _, n, _ = arr.shape
     top = _layer_index(layer, layers)
-    sources = np.arange(n) if rows is None else _check_indices(rows, n, "rows")
+    sources = np.arange(n) if rows is None else check_indices(rows, n, "rows")
     mixed = residual_attention(
         arr, heads=heads, ignore_tokens=ignore_tokens, n_layers=top + 1, validated=True
     )
 
     total = int(sources.size) * n
-    state = {"done": 0, "asked": time.monotonic()}
 
     def notify(done: int) -> None:
-        state["done"], state["asked"] = done, time.monotonic()
         if progress is not None and progress(done, total) is False:
             raise FlowCancelled(f"attention flow cancelled after {done} of {total} pairs.")
 
-    def check() -> None:
-        # Between solver calls, only to give Stop a chance: at most every _CHECK_INTERVAL,
-        # so a UI callback is not flooded with identical counts.
-        if time.monotonic() - state["asked"] >= _CHECK_INTERVAL:
-            notify(state["done"])
-
     notify(0)
-    engine = LayeredFlow(mixed, check=check)
-    values, _ = engine.block(0, top + 1, sources, np.arange(n), exact=True, report=notify)
+    values = max_flows(mixed, sources, np.arange(n), report=notify)
     if progress is not None:
         progress(total, total)
 

@@ -27,6 +27,7 @@ __all__ = [
     "InvalidAttentionError",
     "InvalidSelectionError",
     "attention_rollout",
+    "check_indices",
     "residual_attention",
     "validate_attentions",
 ]
@@ -99,7 +100,7 @@ def validate_attentions(attentions: np.ndarray) -> np.ndarray:
     return arr
 
 
-def _check_indices(values: Sequence[int] | np.ndarray, size: int, what: str) -> np.ndarray:
+def check_indices(values: Sequence[int] | np.ndarray, size: int, what: str) -> np.ndarray:
     """Return ``values`` as a sorted int array ``[k]`` after range and duplicate checks."""
     try:
         idx = np.asarray(values)
@@ -162,7 +163,7 @@ def residual_attention(
     if heads is None:
         per_layer = arr[:n_layers].mean(axis=1, dtype=np.float64)
     else:
-        head_idx = _check_indices(heads, n_heads, "heads")
+        head_idx = check_indices(heads, n_heads, "heads")
         if head_idx.size == 0:
             raise InvalidSelectionError("heads must select at least one head.")
         # Index per layer so only the selected heads are ever materialised.
@@ -170,7 +171,7 @@ def residual_attention(
             [arr[layer, head_idx].mean(axis=0, dtype=np.float64) for layer in range(n_layers)]
         )
     if ignore_tokens is not None:
-        ignored = _check_indices(ignore_tokens, n, "ignore_tokens")
+        ignored = check_indices(ignore_tokens, n, "ignore_tokens")
         if ignored.size:
             per_layer[:, :, ignored] = 0.0
             totals = per_layer.sum(axis=-1, keepdims=True)
