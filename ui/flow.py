@@ -20,8 +20,9 @@ from ui.cache import Inputs
 from ui.deploy import deploy_policy
 from ui.widgets import bound, label_from, show_error
 
-CHOSEN_BY_DEFAULT_ABOVE = 64
-"""Longer inputs compute flow for the chosen tokens only unless asked for all."""
+CHOSEN_BY_DEFAULT_ABOVE = core.flow.FULL_FLOW_DEFAULT_MAX_TOKENS
+"""Longer inputs compute flow for the chosen tokens only unless asked for all: up to here the
+full matrix meets the speed target at every layer (bench/RESULTS.md, flow)."""
 CHUNK_ROWS = 8
 """Rows computed between two chances to stop; each chunk is kept once done."""
 STOPPED_KEY = "atlas_stopped"

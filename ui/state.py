@@ -80,7 +80,8 @@ class ViewState:
     threshold: float = 0.0
     """Line view: smallest weight drawn (0–0.5)."""
     flow_chosen: bool | None = None
-    """Flow for chosen tokens only; None: only for inputs over 64 tokens."""
+    """Flow for chosen tokens only; None: only for inputs longer than the full-flow default
+    (`core.flow.FULL_FLOW_DEFAULT_MAX_TOKENS`)."""
     rows: tuple[int, ...] | None = None
     """The tokens flow is computed for when `flow_chosen`; None: the selected token."""
     neuron: bool = False
