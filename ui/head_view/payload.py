@@ -101,7 +101,8 @@ def build_payload(
     total_kept = 0
     for head in range(n_heads):
         queries, keys = np.nonzero(kept[head])
-        milli = np.rint(weights[head, queries, keys].astype(np.float64) * WEIGHT_SCALE).astype(np.int64)
+        values = weights[head, queries, keys].astype(np.float64)
+        milli = np.rint(values * WEIGHT_SCALE).astype(np.int64)
         # A weight that rounds to 0 would be an invisible line: not worth its bytes.
         visible = milli > 0
         queries, keys, milli = queries[visible], keys[visible], milli[visible]
@@ -125,8 +126,15 @@ def build_payload(
         "thr": threshold,
         "ws": WEIGHT_SCALE,
         "edges": edges,
-        "note": _note(int(top_k), threshold, total_kept, n_heads * n_queries * n_keys, scale_max,
-                      scale_kind, causal),
+        "note": _note(
+            int(top_k),
+            threshold,
+            total_kept,
+            n_heads * n_queries * n_keys,
+            scale_max,
+            scale_kind,
+            causal,
+        ),
     }
 
 
@@ -142,7 +150,7 @@ def strongest_lines(weights: np.ndarray, top_k: int, threshold: float) -> np.nda
     lines) or of its column (the key's incoming lines) within its head, and its weight is at
     least `threshold` (and above zero). Lines tied with the k-th largest are all kept.
     """
-    n_heads, n_queries, n_keys = weights.shape
+    _, n_queries, n_keys = weights.shape
     keep = np.zeros(weights.shape, dtype=bool)
     # np.partition on values is several times faster than argpartition at 512 tokens; the
     # k-th largest value of each row/column is the cut.
@@ -223,9 +231,7 @@ def _validated_index(value: Any, length: int, what: str) -> int | None:
     except TypeError as error:
         raise InvalidSelectionError(f"The {what} must be a whole number, not {value!r}.") from error
     if not 0 <= index < length:
-        raise InvalidSelectionError(
-            f"The {what} {index} is outside the input (0 to {length - 1})."
-        )
+        raise InvalidSelectionError(f"The {what} {index} is outside the input (0 to {length - 1}).")
     return index
 
 
@@ -253,9 +259,9 @@ def _validated_piece_marks(
     pair = (
         cross
         and len(piece_marks) == 2
-        and all(not isinstance(side, str | bool | int | np.bool_ | np.integer) for side in piece_marks)
+        and all(isinstance(side, Sequence | np.ndarray) for side in piece_marks)
     )
-    left_marks, right_marks = (piece_marks if pair else (piece_marks, None))
+    left_marks, right_marks = piece_marks if pair else (piece_marks, None)
 
     def side(marks: Any, length: int, name: str) -> list[int] | None:
         if marks is None:
