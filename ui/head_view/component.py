@@ -74,6 +74,10 @@ def head_view(
     click cleared the selection), and `selected` in every other run, so
     ``selected = head_view(..., selected=selected)`` keeps the two in step.
     """
+    # In the run a click started, its token is already in the session state (under the
+    # component's key) before the component is mounted: shipping it, rather than the caller's
+    # `selected` from before the click, keeps the browser from flashing back to the old one.
+    selected = clicked_token(_trigger_before_mount(key), selected)
     payload = build_payload(
         attention,
         left_tokens,
@@ -99,6 +103,15 @@ def head_view(
         on_select_change=_ignore_select,
     )
     return clicked_token(result.get(SELECT_EVENT) if result else None, selected)
+
+
+def _trigger_before_mount(key: str) -> Any:
+    """This run's ``select`` trigger payload, read from the session state before mounting."""
+    try:
+        state = st.session_state.get(key)
+    except Exception:  # no session (bare mode) or a key Streamlit will not present yet
+        return None
+    return state.get(SELECT_EVENT) if isinstance(state, dict) else None
 
 
 def clicked_token(trigger: Any, selected: int | None) -> int | None:

@@ -158,7 +158,9 @@ class HeadView {
     if (!sameShape) this.hover = null;
     if (!sameShape || previous.sel !== payload.sel) {
       // Python is the source of truth for the selection whenever it changes it.
-      this.sel = payload.sel === null ? null : { side: "left", index: payload.sel };
+      // A selection made here by a click keeps the side it was clicked on.
+      const keep = this.sel !== null && payload.sel === this.sel.index && sameShape;
+      if (!keep) this.sel = payload.sel === null ? null : { side: "left", index: payload.sel };
     }
     this.edges = payload.edges.map(
       (flat) => new Edges(flat, payload.ws, this.left.length, this.right.length),
@@ -502,7 +504,7 @@ class HeadView {
           ctx.stroke();
           // BertViz-style strip behind the other side's token, one slot per shown head.
           const other = fromLeft ? e.k[i] : e.q[i];
-          ctx.globalAlpha = alpha * 0.8;
+          ctx.globalAlpha = alpha * 0.6; // lighter than the line, so the label stays readable
           ctx.fillRect(stripX + rank * stripWidth, other * g.row + 1, stripWidth, g.row - 2);
           drawn += 1;
         }
