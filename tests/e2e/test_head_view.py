@@ -53,6 +53,11 @@ class Session:
         self.errors: list[str] = []
         self.page.on("websocket", lambda ws: ws.on("framesent", self._on_sent))
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        # The component's own errors (a script that does not load) only reach the console.
+        self.page.on(
+            "console",
+            lambda message: self.errors.append(message.text) if message.type == "error" else None,
+        )
         self.page.goto(demo.url("/", **query))
         wait_for_run(self.page)
         self.page.wait_for_selector(f"{ROOT}[data-draws]")
