@@ -321,9 +321,10 @@ def report(raw: dict) -> str:
         "(the machine is shared with other sessions: busy).",
         "",
         "Milliseconds from the input event to the frame after its result was painted; median "
-        f"(min–max) of {raw['repeat']}. Embedded model (12 heads), layer {LAYER}, real "
-        "attention; BertViz 1.4.1 given the same layer only. Target: ≤ 300 ms at 128 tokens, "
-        "≤ 800 ms at 512, and no request to the server for hover, legend and head switch.",
+        f"(min–max) of {raw['repeat']} (BertViz: at most 3). Embedded model (12 heads), "
+        f"layer {LAYER}, real attention; BertViz 1.4.1 given the same layer only. "
+        "Target: ≤ 300 ms at 128 tokens, ≤ 800 ms at 512, and no request to the server "
+        "for hover, legend and head switch.",
         "",
         "| view | tokens | hover | legend toggle | head switch | click (drawn) | click → Python |"
         " frames sent (hover / legend / switch) | first draw | shipped |",
