@@ -60,7 +60,7 @@ class Session:
         )
         self.page.goto(demo.url("/", **query))
         wait_for_run(self.page)
-        self.page.wait_for_selector(f"{ROOT}[data-draws]")
+        self.page.wait_for_selector(f"{ROOT}[data-complete]")
         assert not self.page.locator(EXCEPTION).all_inner_texts()
 
     def _on_sent(self, payload) -> None:
@@ -76,8 +76,13 @@ class Session:
         draws = int(self.state()["draws"])
         action()
         self.page.wait_for_function(
-            """(draws) => Number(document.querySelector("[data-testid='stBidiComponentIsolated']")
-                .shadowRoot.querySelector('.hv-root').dataset.draws) > draws""",
+            """(draws) => {
+                const root = document.querySelector("[data-testid='stBidiComponentIsolated']")
+                    .shadowRoot.querySelector('.hv-root');
+                // A large overview is drawn over several frames: wait for the last one.
+                return Number(root.dataset.draws) > draws
+                    && root.dataset.complete === root.dataset.draws;
+            }""",
             arg=draws,
         )
         return self.state()

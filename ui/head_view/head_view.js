@@ -8,6 +8,7 @@
 // to the strongest per token, weights as integers in 1/ws units.
 
 const JOINER = "\u203F"; // ‿ before a word piece that continues the previous token's word
+const MIN_ALPHA = 8; // lines under 8/256 opacity are not drawn: invisible, yet as costly
 const SMOOTH_LINES = 400; // up to this many hover lines are stroked (antialiased) by the canvas
 
 function rowMetrics(count) {
@@ -27,6 +28,24 @@ function parseColour(ctx, colour, fallback) {
   }
   const match = value.match(/[\d.]+/g) || [255, 255, 255];
   return match.slice(0, 3).map(Number);
+}
+
+function strongestFirst(lines) {
+  // (head, edge, alpha) triples reordered by alpha, strongest first: a counting sort on 64
+  // levels, linear in the number of lines.
+  const levels = 64;
+  const counts = new Int32Array(levels + 1);
+  const level = (alpha) => levels - 1 - Math.min(levels - 1, Math.floor(alpha * levels));
+  for (let j = 0; j < lines.length; j += 3) counts[level(lines[j + 2]) + 1] += 1;
+  for (let l = 0; l < levels; l += 1) counts[l + 1] += counts[l];
+  const ordered = new Array(lines.length);
+  for (let j = 0; j < lines.length; j += 3) {
+    const at = 3 * counts[level(lines[j + 2])]++;
+    ordered[at] = lines[j];
+    ordered[at + 1] = lines[j + 1];
+    ordered[at + 2] = lines[j + 2];
+  }
+  return ordered;
 }
 
 function headColours(count, dark) {
@@ -183,6 +202,7 @@ class HeadView {
     );
     const luminance = (0.2126 * background[0] + 0.7152 * background[1] + 0.0722 * background[2]) / 255;
     this.dark = luminance < 0.5;
+    this.background = background;
     this.colours = headColours(this.payload.heads, this.dark);
     this.rgb = this.colours.map((colour) => parseColour(probe, colour, "#808080"));
     this.root.dataset.theme = this.dark ? "dark" : "light";
@@ -444,39 +464,64 @@ class HeadView {
     if (focus && focus === this.hover) colOf(focus.side).children[focus.index]?.classList.add("hv-hover");
   }
 
-  raster(ctx, lines, thickness) {
+  raster(ctx, lines, thickness, progressive) {
     // Canvas 2D strokes cost ~0.1-0.5 microseconds per pixel in Chromium's software
-    // rasteriser: tens of thousands of long lines take seconds. This writes the lines into an
-    // ImageData buffer instead (one pixel per step along the longer axis, premultiplied "over"
-    // blending in integers), ~50x cheaper, then un-premultiplies and puts it once.
-    // `lines` is flat (head, edge, alpha) triples; returns how many were drawn.
-    const g = this.geometry;
+    // rasteriser: tens of thousands of long lines take seconds. The lines are written into an
+    // ImageData buffer instead (one pixel per step along the longer axis, blended in integers
+    // over the theme's background, which the buffer starts as), then put once per frame.
+    // `lines` is flat (head, edge, alpha) triples. `progressive`: draw the strongest lines
+    // first, ~30 ms per frame, so a large overview appears at once and fills in over the next
+    // frames (data-complete says when). Returns how many lines will be drawn.
     const width = this.canvas.width;
     const height = this.canvas.height;
-    const ratio = width / g.width;
     if (!this.image || this.image.width !== width || this.image.height !== height) {
       this.image = ctx.createImageData(width, height);
       this.words = new Uint32Array(this.image.data.buffer);
     }
+    const [r, g, b] = this.background;
+    const little = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+    this.words.fill(little ? (255 << 24) | (b << 16) | (g << 8) | r : (r << 24) | (g << 16) | (b << 8) | 255);
+    const ordered = progressive ? strongestFirst(lines) : lines;
+    const job = { lines: ordered, next: 0, thickness };
+    this.job = job;
+    const step = () => {
+      if (this.job !== job) return; // a newer drawing replaced this one
+      const until = progressive ? performance.now() + 30 : Infinity;
+      job.next = this.rasterLines(job, until);
+      ctx.putImageData(this.image, 0, 0);
+      if (job.next < job.lines.length) {
+        this.jobFrame = requestAnimationFrame(step);
+      } else {
+        this.jobFrame = 0;
+        this.root.dataset.complete = String(this.draws + (this.drawing ? 1 : 0));
+      }
+    };
+    step();
+    return ordered.length / 3;
+  }
+
+  rasterLines(job, until) {
+    const g = this.geometry;
+    const width = this.canvas.width;
+    const ratio = width / g.width;
     const data = this.image.data;
-    const words = this.words;
-    words.fill(0);
+    const lines = job.lines;
     const x0 = g.lineX1 * ratio;
     const dx = (g.lineX2 - g.lineX1) * ratio;
     const rowStride = width * 4;
-    let drawn = 0;
-    for (let j = 0; j < lines.length; j += 3) {
+    let j = job.next;
+    for (; j < lines.length; j += 3) {
+      if ((j & 255) === 0 && performance.now() > until) break;
       const alpha = Math.round(lines[j + 2] * 256);
-      if (alpha < 4) continue; // under 1/64: invisible
+      if (alpha < MIN_ALPHA) continue;
       const h = lines[j];
       const e = this.edges[h];
       const i = lines[j + 1];
       const lane = this.laneOffset(h);
-      const [r, gr, b] = this.rgb[h];
-      const pr = r * alpha;
-      const pg = gr * alpha;
-      const pb = b * alpha;
-      const pa = 255 * alpha;
+      const colour = this.rgb[h];
+      const pr = colour[0] * alpha;
+      const pg = colour[1] * alpha;
+      const pb = colour[2] * alpha;
       const y0 = (e.q[i] * g.row + g.row / 2 + lane) * ratio;
       const dy = (e.k[i] * g.row + g.row / 2 + lane) * ratio - y0;
       const steps = Math.max(1, Math.ceil(Math.max(Math.abs(dx), Math.abs(dy))));
@@ -488,33 +533,28 @@ class HeadView {
       let y = y0;
       for (let s = 0; s <= steps; s += 1) {
         let p = ((y | 0) * width + (x | 0)) << 2;
-        for (let t = 0; t < thickness; t += 1, p += across) {
+        for (let t = 0; t < job.thickness; t += 1, p += across) {
           data[p] += (pr - data[p] * alpha) >> 8;
           data[p + 1] += (pg - data[p + 1] * alpha) >> 8;
           data[p + 2] += (pb - data[p + 2] * alpha) >> 8;
-          data[p + 3] += (pa - data[p + 3] * alpha) >> 8;
         }
         x += sx;
         y += sy;
       }
-      drawn += 1;
     }
-    for (let p = 0; p < words.length; p += 1) {
-      if (words[p] === 0) continue;
-      const q = p << 2;
-      const a = data[q + 3];
-      if (a === 255 || a === 0) continue;
-      const k = 255 / a;
-      data[q] *= k;
-      data[q + 1] *= k;
-      data[q + 2] *= k;
-    }
-    ctx.putImageData(this.image, 0, 0);
-    return drawn;
+    return j;
+  }
+
+  stopRaster() {
+    this.job = null;
+    if (this.jobFrame) cancelAnimationFrame(this.jobFrame);
+    this.jobFrame = 0;
   }
 
   draw() {
     if (!this.payload || !this.geometry) return;
+    this.stopRaster();
+    this.drawing = true;
     const g = this.geometry;
     const ctx = this.canvas.getContext("2d");
     const ratio = window.devicePixelRatio || 1;
@@ -532,9 +572,12 @@ class HeadView {
       const lines = [];
       for (const h of heads) {
         const e = this.edges[h];
-        for (let i = 0; i < e.count; i += 1) lines.push(h, i, Math.min(1, e.w[i] / scaleMax) * damp);
+        for (let i = 0; i < e.count; i += 1) {
+          const alpha = Math.min(1, e.w[i] / scaleMax) * damp;
+          if (Math.round(alpha * 256) >= MIN_ALPHA) lines.push(h, i, alpha);
+        }
       }
-      drawn = this.raster(ctx, lines, 1);
+      drawn = this.raster(ctx, lines, 1, true);
     } else {
       const fromLeft = focus.side === "left";
       const stripWidth = g.labelWidth / Math.max(1, heads.length);
@@ -549,7 +592,7 @@ class HeadView {
         }
       }
       if (lines.length / 3 > SMOOTH_LINES) {
-        drawn = this.raster(ctx, lines, 2);
+        drawn = this.raster(ctx, lines, 2, false);
       } else {
         ctx.lineWidth = 2;
         for (let j = 0; j < lines.length; j += 3) {
@@ -587,9 +630,12 @@ class HeadView {
     root.dataset.lines = String(drawn);
     root.dataset.focus = focus ? `${focus.side}:${focus.index}` : "";
     root.dataset.selected = this.sel ? String(this.sel.index) : "";
+    if (!this.job) root.dataset.complete = String(this.draws);
+    this.drawing = false;
   }
 
   destroy() {
+    this.stopRaster();
     this.resizeObserver.disconnect();
     if (this.frame) cancelAnimationFrame(this.frame);
   }
