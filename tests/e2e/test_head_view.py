@@ -249,3 +249,12 @@ def test_screenshots(session_factory, width, scheme):
         path = SCREENSHOTS / f"head_view-{name}-{width}-{scheme}.png"
         full_page_screenshot(s.page, path)
         assert path.stat().st_size > 10_000
+
+
+def test_hovering_a_token_every_token_attends_to(session_factory):
+    # [CLS] at 128 tokens: over a thousand incoming lines, drawn like the overview.
+    s = session_factory(n=128)
+    hub = s.after(lambda: s.page.locator(f"{ROOT} .hv-right .hv-token").first.hover())
+    assert hub["focus"] == "right:0" and int(hub["lines"]) > 400
+    back = s.after(lambda: s.page.mouse.move(2, 2))
+    assert back["focus"] == ""

@@ -464,14 +464,15 @@ class HeadView {
     if (focus && focus === this.hover) colOf(focus.side).children[focus.index]?.classList.add("hv-hover");
   }
 
-  raster(ctx, lines, thickness, progressive) {
+  raster(ctx, lines, thickness, progressive, after) {
     // Canvas 2D strokes cost ~0.1-0.5 microseconds per pixel in Chromium's software
     // rasteriser: tens of thousands of long lines take seconds. The lines are written into an
     // ImageData buffer instead (one pixel per step along the longer axis, blended in integers
     // over the theme's background, which the buffer starts as), then put once per frame.
     // `lines` is flat (head, edge, alpha) triples. `progressive`: draw the strongest lines
     // first, ~30 ms per frame, so a large overview appears at once and fills in over the next
-    // frames (data-complete says when). Returns how many lines will be drawn.
+    // frames (data-complete says when). `after` runs after every put (what is drawn over the
+    // lines). Returns how many lines will be drawn.
     const width = this.canvas.width;
     const height = this.canvas.height;
     if (!this.image || this.image.width !== width || this.image.height !== height) {
@@ -489,6 +490,7 @@ class HeadView {
       const until = progressive ? performance.now() + 30 : Infinity;
       job.next = this.rasterLines(job, until);
       ctx.putImageData(this.image, 0, 0);
+      if (after) after();
       if (job.next < job.lines.length) {
         this.jobFrame = requestAnimationFrame(step);
       } else {
@@ -591,8 +593,25 @@ class HeadView {
           lines.push(h, items[j], Math.min(1, e.w[items[j]] / scaleMax));
         }
       }
+      // BertViz-style strips behind the other side's tokens, one slot per shown head, lighter
+      // than the lines so the labels stay readable.
+      const rank = new Map(heads.map((h, r) => [h, r]));
+      const strips = () => {
+        for (let j = 0; j < lines.length; j += 3) {
+          const h = lines[j];
+          const e = this.edges[h];
+          const i = lines[j + 1];
+          const other = fromLeft ? e.k[i] : e.q[i];
+          ctx.fillStyle = this.colours[h];
+          ctx.globalAlpha = lines[j + 2] * 0.6;
+          ctx.fillRect(stripX + rank.get(h) * stripWidth, other * g.row + 1, stripWidth, g.row - 2);
+        }
+        ctx.globalAlpha = 1;
+      };
       if (lines.length / 3 > SMOOTH_LINES) {
-        drawn = this.raster(ctx, lines, 2, false);
+        // Hovering a token many others attend to (e.g. [CLS] at 512 tokens): thousands of
+        // lines, drawn like the overview.
+        drawn = this.raster(ctx, lines, 2, true, strips);
       } else {
         ctx.lineWidth = 2;
         for (let j = 0; j < lines.length; j += 3) {
@@ -608,18 +627,7 @@ class HeadView {
           ctx.stroke();
           drawn += 1;
         }
-      }
-      // BertViz-style strips behind the other side's tokens, one slot per shown head, lighter
-      // than the lines so the labels stay readable.
-      const rank = new Map(heads.map((h, r) => [h, r]));
-      for (let j = 0; j < lines.length; j += 3) {
-        const h = lines[j];
-        const e = this.edges[h];
-        const i = lines[j + 1];
-        const other = fromLeft ? e.k[i] : e.q[i];
-        ctx.fillStyle = this.colours[h];
-        ctx.globalAlpha = lines[j + 2] * 0.6;
-        ctx.fillRect(stripX + rank.get(h) * stripWidth, other * g.row + 1, stripWidth, g.row - 2);
+        strips();
       }
     }
     ctx.globalAlpha = 1;
