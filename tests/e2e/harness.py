@@ -311,9 +311,9 @@ def long_text(n_tokens: int, mask: bool = False) -> str:
     [CLS] and [SEP] included. With `mask`, one word near the middle is [MASK]."""
     from transformers import BertTokenizerFast
 
-    from tests.tiny_models import _wordpiece_vocab, corpus
+    from tests.tiny_models import corpus, wordpiece_vocab
 
-    tokenizer = BertTokenizerFast(vocab=dict(_wordpiece_vocab()), do_lower_case=True)
+    tokenizer = BertTokenizerFast(vocab=dict(wordpiece_vocab()), do_lower_case=True)
     budget = n_tokens - 2
     words: list[str] = []
     used = 0
