@@ -47,7 +47,7 @@ from core.export import (
     export_file_name,
 )
 from core.families import STACKS, Family, StackSpec, detect_family, family_for_kind
-from core.flow import attention_flow
+from core.flow import FULL_FLOW_DEFAULT_MAX_TOKENS, attention_flow, full_flow_is_fast
 from core.head_stats import STAT_DESCRIPTIONS, head_statistics
 from core.kinds import ModelKind
 from core.methods import (
@@ -72,6 +72,7 @@ __version__ = VERSION
 
 __all__ = [
     "EMBEDDED_MODEL",
+    "FULL_FLOW_DEFAULT_MAX_TOKENS",
     "PRESETS",
     "STACKS",
     "STAT_DESCRIPTIONS",
@@ -126,6 +127,7 @@ __all__ = [
     "drop_positions",
     "export_file_name",
     "family_for_kind",
+    "full_flow_is_fast",
     "generate_with_attention",
     "get_method",
     "head_statistics",
