@@ -163,6 +163,9 @@ def main() -> None:
         "--scale", type=float, default=1.0, help="multiply the number of inputs (busy machine)"
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the 10,000-sentence run")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (1: CPU times free of spinning)"
+    )
     parser.add_argument("--memory-only", action="store_true", help="only the 10,000-sentence run")
     parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--store", default=None, help=argparse.SUPPRESS)
@@ -171,7 +174,12 @@ def main() -> None:
         memory_child(args.memory_child, args.store)
         return
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     print(f"# bench_corpus {_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs")
+    print(f"arguments: {' '.join(sys.argv[1:]) or '(none)'}")
     print(f"load average at start: {os.getloadavg()}")
     header = (
         "| model | tokens | inputs | sentences/s | forward only /s | beyond forward (wall) "
