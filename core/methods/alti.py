@@ -1,0 +1,116 @@
+"""ALTI, Aggregation of Layer-wise Token-to-token Interactions (Ferrando et al. 2022).
+
+Per layer, the attention block's output for token i (after the residual and, in post-LN
+models, the layer norm) is written as a sum of one vector per input token j,
+y_i = Σ_j T_i(x_j) (+ the biases), with T_i(x_j) = Σ_h α_ij^h f^h(x_j) + [i = j] x_i passed
+through the layer norm's linear part. Token j's contribution is how close T_i(x_j) is to y_i
+in L1 distance: c_ij = max(0, ‖y_i‖₁ − ‖y_i − T_i(x_j)‖₁), rows normalised to sum 1. The
+rollout multiplies the layers' matrices without adding a residual (it is already inside).
+
+Conventions follow the authors' code (mt-upc/transformer-contributions, `ModelWrapper`,
+`normalize_contributions(scaling="min_sum")`, `compute_joint_attention`):
+
+* the layer norm's scale 1/σ_i is the population standard deviation of the pre-norm vector,
+  without the norm's ε (the code adds ε to the vector, which leaves σ unchanged);
+* the norm's bias β and the output projection's bias belong to y_i but to no T_i(x_j);
+* pre-LN models (GPT-2, T5) use the code's pre-LN branch: no norm after the block, x_j is the
+  layer's input (the residual) and the value vectors come from the normed input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from core.families import SELF
+from core.families.layers import LAYER_NORM, LayerParts, unsupported_reason
+from core.methods.base import Method, MethodRequest, MethodResult, Needs
+from core.methods.registry import register
+from core.methods.shared import (
+    as_float64,
+    chain_layers,
+    normalize_rows,
+    read_self_stack,
+    report,
+    row_chunks,
+)
+
+
+def _linear_norm(parts: LayerParts, vectors: torch.Tensor) -> torch.Tensor:
+    """The layer norm without its scale 1/σ and bias: centre (LayerNorm only), times γ."""
+    if parts.norm_kind == LAYER_NORM:
+        vectors = vectors - vectors.mean(dim=-1, keepdim=True)
+    return vectors * parts.norm_weight
+
+
+def alti_layer(parts: LayerParts, x: torch.Tensor, attentions: torch.Tensor) -> np.ndarray:
+    """ALTI contributions of one layer, rows normalised, float64 `[n, n]`.
+
+    `x` `[n, d]` is the layer's input hidden state, `attentions` `[H, n, n]` its weights.
+    """
+    moved = parts.head_outputs(x)  # f^h(x_j): [H, n, d]
+    summed = torch.bmm(attentions, moved).sum(dim=0)  # Σ_j Σ_h α f: [n, d]
+    output_bias = parts.output_bias if parts.output_bias is not None else torch.zeros_like(x[0])
+    before_norm = x + summed + output_bias  # what the norm (or the next sublayer) reads
+    if parts.pre_norm:
+        parts_of_moved, parts_of_self = moved, x
+        scale = torch.ones(x.shape[0], dtype=x.dtype)
+        resultant = before_norm
+    else:
+        parts_of_moved, parts_of_self = _linear_norm(parts, moved), _linear_norm(parts, x)
+        centred = before_norm - before_norm.mean(dim=-1, keepdim=True)
+        scale = centred.pow(2).mean(dim=-1).sqrt()  # σ_i, population std, no ε (as the code)
+        resultant = _linear_norm(parts, before_norm) / scale[:, None]
+        if parts.norm_bias is not None:
+            resultant = resultant + parts.norm_bias
+    n, width = x.shape
+    distances = torch.empty(n, n, dtype=x.dtype)
+    for rows in row_chunks(n, n * width):
+        rows = torch.arange(rows.start, rows.stop)
+        # ‖T_i(x_j) − y_i‖₁ with T_i(x_j) = (Σ_h α_ij^h G^h_j + [i = j] g_i) / σ_i, computed as
+        # ‖Σ_h α G + [i = j] g − σ_i y_i‖₁ / σ_i so the chunk is one [rows, n, d] tensor.
+        vectors = torch.einsum("hij,hjd->ijd", attentions[:, rows], parts_of_moved)
+        vectors[torch.arange(len(rows)), rows] += parts_of_self[rows]
+        vectors -= (scale[rows, None] * resultant[rows])[:, None, :]
+        distances[rows] = vectors.abs().sum(dim=-1) / scale[rows, None]
+    contributions = (resultant.abs().sum(dim=-1)[:, None] - distances).clamp(min=0)
+    return normalize_rows(as_float64(contributions))
+
+
+def _compute(request: MethodRequest) -> MethodResult:
+    reading = read_self_stack(request)
+    layer_count = len(reading.layers)
+    per_layer = []
+    with torch.inference_mode():
+        for index, parts in enumerate(reading.layers):
+            x = reading.run.hidden_states[index].float()
+            per_layer.append(alti_layer(parts, x, reading.run.attentions[index].float()))
+            report(request.progress, index + 1, layer_count, "ALTI")
+    per_layer = np.stack(per_layer)
+    result = request.result
+    return MethodResult(
+        method="alti",
+        stack=request.stack,
+        tokens=result.tokens,
+        key_tokens=result.tokens,
+        per_layer=per_layer,
+        rollout=chain_layers(per_layer),
+        layers_computed=tuple(range(layer_count)),
+        notes=("L1 contributions with residual and layer norm, rows sum to 1.",),
+    )
+
+
+ALTI = register(
+    Method(
+        name="alti",
+        label="ALTI",
+        help="ALTI (Ferrando et al. 2022): how much each token contributes to each output of "
+        "the attention block, residual connection and layer norm included, measured by the L1 "
+        "distance of its part to the whole; rows sum to 1. The rollout chains the layers, so "
+        "row i of the last layer says which input tokens the output at i is made of.",
+        compute=_compute,
+        needs=Needs.FORWARD,
+        unsupported=unsupported_reason,
+        stacks=(SELF,),
+    )
+)
