@@ -22,8 +22,10 @@ Conventions shared by every builder:
 
 from core.charts._common import round_sig, spec_dict
 from core.charts.bars import attention_bars, prediction_bars
+from core.charts.graph import contribution_graph_chart, graph_layout
 from core.charts.grid import head_grid, pool_matrix
 from core.charts.heatmaps import attention_heatmap, causal_mask, layer_head_profile
+from core.charts.lens import logit_lens_chart
 from core.charts.lines import head_view_lines, prune_edges
 from core.charts.neuron import neuron_view_chart
 
@@ -31,9 +33,12 @@ __all__ = [
     "attention_bars",
     "attention_heatmap",
     "causal_mask",
+    "contribution_graph_chart",
+    "graph_layout",
     "head_grid",
     "head_view_lines",
     "layer_head_profile",
+    "logit_lens_chart",
     "neuron_view_chart",
     "pool_matrix",
     "prediction_bars",
