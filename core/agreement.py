@@ -46,7 +46,7 @@ BATCH = 32
 """Variants per forward pass: bounds memory at long inputs."""
 
 
-def _batched_probabilities(
+def batched_probabilities(
     model: LoadedModel, ids: torch.Tensor, extra: dict[str, torch.Tensor], at: int, token: int
 ) -> np.ndarray:
     """Probability of `token` at position `at` for each row of `ids` `[b, n]`."""
@@ -91,7 +91,7 @@ def leave_one_out(model: LoadedModel, text: str, position: int) -> pd.DataFrame:
         variants[torch.arange(len(candidates)), torch.tensor(candidates)] = (
             model.tokenizer.mask_token_id
         )
-        without = _batched_probabilities(model, variants, extra, position, predicted)
+        without = batched_probabilities(model, variants, extra, position, predicted)
         perturbation = "mask"
     else:
         candidates = list(range(position + 1))
@@ -101,7 +101,7 @@ def leave_one_out(model: LoadedModel, text: str, position: int) -> pd.DataFrame:
             prefix = ids[: position + 1]
             keep = [[k for k in range(position + 1) if k != j] for j in candidates]
             variants = torch.stack([prefix[k] for k in keep])
-            without = _batched_probabilities(model, variants, {}, position - 1, predicted)
+            without = batched_probabilities(model, variants, {}, position - 1, predicted)
         perturbation = "remove"
     frame = pd.DataFrame(
         {

