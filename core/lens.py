@@ -9,6 +9,7 @@ the position, a causal LM the token *after* it.
 
 from __future__ import annotations
 
+import operator
 import warnings
 
 import pandas as pd
@@ -24,11 +25,13 @@ LENS_COLUMNS = ("layer", "rank", "token", "token_id", "probability")
 
 def check_position(position: int, n: int) -> int:
     """`position` as an index into `n` tokens (negative counts from the end)."""
-    if not isinstance(position, int) or not -n <= position < n:
-        raise PositionOutOfRangeError(
-            f"Position {position} is outside the {n} tokens (0..{n - 1})."
-        )
-    return position % n
+    try:
+        index = operator.index(position)  # ints and numpy integers, not floats or strings
+    except TypeError:
+        raise PositionOutOfRangeError(f"Position {position!r} is not a token index.") from None
+    if not -n <= index < n:
+        raise PositionOutOfRangeError(f"Position {index} is outside the {n} tokens (0..{n - 1}).")
+    return index % n
 
 
 def logit_lens(model: LoadedModel, text: str, position: int, top_k: int = 5) -> pd.DataFrame:
