@@ -18,7 +18,7 @@ from core.families import SELF
 from core.families.layers import unsupported_reason
 from core.methods.base import Method, MethodRequest, MethodResult, Needs
 from core.methods.registry import register
-from core.methods.shared import as_float64, read_self_stack, report, row_chunks
+from core.methods.shared import as_float64, read_self_stack, report
 
 
 def _compute(request: MethodRequest) -> MethodResult:
@@ -31,12 +31,13 @@ def _compute(request: MethodRequest) -> MethodResult:
             moved = parts.head_outputs(reading.run.hidden_states[index].float())  # [H, n, d]
             # α ≥ 0, so ‖α f‖ = α ‖f‖: no [H, n, n, d] tensor is needed for the heads.
             per_head.append(as_float64(attentions * moved.norm(dim=-1)[:, None, :]))
-            n, width = attentions.shape[-1], moved.shape[-1]
-            layer = np.empty((n, n))
-            for rows in row_chunks(n, n * width):
-                rows = slice(rows.start, rows.stop)
-                summed = torch.einsum("hij,hjd->ijd", attentions[:, rows], moved)
-                layer[rows] = as_float64(summed.norm(dim=-1))
+            # ‖Σ_h α_ij^h f^h_j‖² = Σ_h,k α_ij^h α_ij^k ⟨f^h_j, f^k_j⟩: with each token's
+            # [H, H] Gram matrix the layer norm costs n²H² instead of n²Hd (float64, so the
+            # heads' cancellations keep their digits).
+            moved64, weights64 = moved.double(), attentions.double()
+            gram = torch.einsum("hjd,kjd->jhk", moved64, moved64)
+            squared = torch.einsum("hij,jhk,kij->ij", weights64, gram, weights64)
+            layer = squared.clamp(min=0).sqrt().numpy()
             per_layer.append(layer)
             report(request.progress, index + 1, layer_count, "The attention norms")
     result = request.result
