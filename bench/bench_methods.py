@@ -15,10 +15,11 @@ What is timed (median of `--repeats`, seconds):
 * `forward`: `core.inference.forward`, the one pass every page makes (attentions, logits);
 * each method: `core.run_method` on a request built from that pass, i.e. the method's own
   work including any pass of its own (hidden states, gradients), not the shared pass;
-* `value_zeroing` is n re-runs of every layer (about n forward passes of work): at 512 tokens
-  it is timed on one layer and multiplied by 12, which the output marks as extrapolated;
+* `value_zeroing` is n re-runs of every layer (about n forward passes of work): beyond 256
+  tokens the first `--sample` zeroed tokens of the last layer are timed (stopped through the
+  public progress callback) and scaled to n tokens x 12 layers, marked as extrapolated;
 * `leave_one_out`: `core.leave_one_out` (n - 3 masked variants, batched); at 512 tokens the
-  first 64 variants are timed and scaled to all, also marked.
+  first `--sample` variants are timed and scaled to all, also marked.
 
 Prints a Markdown table and the load average (the machine is shared; say so with results).
 """
@@ -109,10 +110,19 @@ def value_zeroing_sample(model, result, base: float, tokens: int = 10) -> tuple[
     return seconds, f"{done['tokens']} of {n} tokens x 1 of 12 layers timed, scaled (extrapolated)"
 
 
+def show(row: tuple) -> tuple:
+    """Print one result as soon as it is measured (runs are long on a shared machine)."""
+    print(f"n={row[0]} {row[1]}: {row[2]:.3f} s ({row[3]:.1f}x) {row[4]}", flush=True)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 512])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--sample", type=int, default=32, help="variants / zeroed tokens timed beyond 256 tokens"
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     torch.set_num_threads(os.cpu_count() or 1)
@@ -125,17 +135,17 @@ def main() -> None:
         result = core.run_attention(model, text)
         request = MethodRequest(result=result, model=model)
         base = median_time(lambda e=encoded: forward(model, e.inputs), args.repeats)
-        rows.append((n, "forward pass", base, 1.0, ""))
+        rows.append(show((n, "forward pass", base, 1.0, "")))
         for name in METHODS:
             note = ""
             if name == "value_zeroing" and n > 256:
-                seconds, note = value_zeroing_sample(model, result, base)
+                seconds, note = value_zeroing_sample(model, result, base, args.sample)
             else:
                 repeats = 1 if name == "value_zeroing" else args.repeats
                 seconds = median_time(lambda r=request, m=name: run_method(m, r), repeats)
-            rows.append((n, name, seconds, seconds / base, note))
+            rows.append(show((n, name, seconds, seconds / base, note)))
         if n > 256:
-            variants = 32
+            variants = args.sample
             ids = encoded.input_ids.repeat(variants, 1)
             start = time.perf_counter()
             agreement.batched_probabilities(model, ids, {}, n // 2, 0)
@@ -144,9 +154,7 @@ def main() -> None:
         else:
             seconds = median_time(lambda t=text, p=n // 2: core.leave_one_out(model, t, p), 1)
             note = ""
-        rows.append((n, "leave_one_out", seconds, seconds / base, note))
-        for row in rows[-6:]:
-            print(f"n={row[0]} {row[1]}: {row[2]:.3f} s ({row[3]:.1f}x) {row[4]}", flush=True)
+        rows.append(show((n, "leave_one_out", seconds, seconds / base, note)))
     print()
     print(
         f"Run: `python bench/bench_methods.py --sizes {' '.join(map(str, args.sizes))}` on "

@@ -8,7 +8,7 @@ import torch
 from scipy.stats import spearmanr
 
 import core
-from tests.core.methods.conftest import perturb
+from tests.core.methods.references import perturb
 
 MASKED = "The researchers [MASK] attention patterns."
 PLAIN = "The researchers visualized attention patterns"

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import core
-from tests.core.methods.conftest import perturb
+from tests.core.methods.references import perturb
 
 MASKED = "The researchers [MASK] attention patterns."
 PLAIN = "The researchers visualized attention patterns"

@@ -17,6 +17,22 @@ import torch.nn.functional as F
 import core
 
 
+def perturb(network: torch.nn.Module, seed: int = 7) -> None:
+    """Redraw biases, norm weights and projection matrices of `network` in place."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in network.named_parameters():
+            noise = torch.randn(parameter.shape, generator=generator)
+            if "embed" in name or "shared" in name or "relative_attention_bias" in name:
+                continue
+            if name.endswith("bias"):
+                parameter.copy_(0.2 * noise)
+            elif parameter.dim() == 1:  # norm scales (LayerNorm, T5's RMSNorm)
+                parameter.copy_(1.0 + 0.3 * noise)
+            elif parameter.dim() == 2:  # projections: sharper attention, larger values
+                parameter.copy_(0.25 * noise)
+
+
 def layer_modules(model: core.LoadedModel) -> list[torch.nn.Module]:
     """The self-stack layer modules, once per layer (ALBERT's shared one repeated)."""
     network = model.model
