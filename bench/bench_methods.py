@@ -106,7 +106,9 @@ def value_zeroing_sample(model, result, base: float, tokens: int = 10) -> tuple[
     with contextlib.suppress(core.ComputationCancelled):
         run_method("value_zeroing", request)
     elapsed = time.perf_counter() - start
-    seconds = base + (elapsed - base) * n / done["tokens"] * 12
+    # Scaled from the whole elapsed time (the method's own pass included): an upper bound,
+    # robust to the machine's load changing between this and the forward-pass timing.
+    seconds = elapsed * n / done["tokens"] * 12
     return seconds, f"{done['tokens']} of {n} tokens x 1 of 12 layers timed, scaled (extrapolated)"
 
 
