@@ -6,6 +6,7 @@ Everything here is UI-free and importable from a notebook::
     result = run_attention(load_model(EMBEDDED_MODEL), "The cat sat on the mat.")
 """
 
+from core.agreement import explanation_agreement, leave_one_out
 from core.attention import (
     AttentionResult,
     generate_with_attention,
@@ -48,8 +49,10 @@ from core.export import (
 )
 from core.families import STACKS, Family, StackSpec, detect_family, family_for_kind
 from core.flow import FULL_FLOW_DEFAULT_MAX_TOKENS, attention_flow, full_flow_is_fast
+from core.graph import contribution_graph
 from core.head_stats import STAT_DESCRIPTIONS, head_statistics
 from core.kinds import ModelKind
+from core.lens import logit_lens
 from core.methods import (
     Method,
     MethodRequest,
@@ -123,16 +126,20 @@ __all__ = [
     "attention_rollout",
     "compare_replacement",
     "compute_method",
+    "contribution_graph",
     "detect_family",
     "drop_positions",
+    "explanation_agreement",
     "export_file_name",
     "family_for_kind",
     "full_flow_is_fast",
     "generate_with_attention",
     "get_method",
     "head_statistics",
+    "leave_one_out",
     "list_methods",
     "load_model",
+    "logit_lens",
     "mean_of_heads",
     "merge_groups",
     "method_names",

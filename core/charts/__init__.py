@@ -28,8 +28,10 @@ Conventions shared by every builder:
 
 from core.charts._common import chart_notes, round_sig, spec_dict
 from core.charts.bars import attention_bars, prediction_bars
+from core.charts.graph import contribution_graph_chart, graph_layout
 from core.charts.grid import head_grid
 from core.charts.heatmaps import attention_heatmap, causal_mask, layer_head_profile
+from core.charts.lens import logit_lens_chart
 from core.charts.lines import head_view_lines, prune_edges
 from core.charts.neuron import neuron_view_chart
 
@@ -38,9 +40,12 @@ __all__ = [
     "attention_heatmap",
     "causal_mask",
     "chart_notes",
+    "contribution_graph_chart",
+    "graph_layout",
     "head_grid",
     "head_view_lines",
     "layer_head_profile",
+    "logit_lens_chart",
     "neuron_view_chart",
     "prediction_bars",
     "prune_edges",

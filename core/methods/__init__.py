@@ -17,7 +17,16 @@ import warnings
 from core.attention import run_attention
 from core.errors import TruncationWarning
 from core.families import SELF
-from core.methods import attention_only  # noqa: F401  (registers raw, rollout, flow)
+
+# Importing a method module registers it; the order of these imports is the display order.
+# isort: off
+from core.methods import attention_only  # noqa: F401  (raw, rollout, flow)
+from core.methods import attention_norm  # noqa: F401
+from core.methods import alti  # noqa: F401
+from core.methods import value_zeroing  # noqa: F401
+from core.methods import grad_attention  # noqa: F401
+
+# isort: on
 from core.methods.base import (
     Method,
     MethodRequest,

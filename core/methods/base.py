@@ -116,6 +116,8 @@ class Method:
     parameters: tuple[Parameter, ...] = ()
     unsupported: Callable[[LoadedModel], str | None] | None = None
     """Why this model cannot be read by the method (its modules), or None when it can."""
+    stacks: tuple[str, ...] | None = None
+    """The stacks the method reads (None: every stack its `square_only` allows)."""
 
     def reason_unavailable(self, model: LoadedModel | None, stack: StackSpec) -> str | None:
         """Why this method is not offered for `stack` of `model`, or None when it is."""
@@ -124,6 +126,11 @@ class Method:
                 f"{self.label} chains token-to-token maps through the layers; "
                 f"{stack.label.lower()} attention maps target tokens to source tokens, so it "
                 "does not apply."
+            )
+        if self.stacks is not None and stack.name not in self.stacks:
+            return (
+                f"{self.label} reads the layers of the self-attention stack only; it is not "
+                f"implemented for the {stack.label.lower()} attention."
             )
         if self.needs is not Needs.ATTENTIONS:
             if model is None:

@@ -98,3 +98,22 @@ def test_methods_that_need_the_model_say_so_without_it():
     assert "needs the model" in method.reason_unavailable(None, spec)
     assert get_method("raw").reason_unavailable(None, spec) is None
     assert spec.name == SELF
+
+
+def test_a_masked_lm_offers_every_method(tiny_model_path):
+    bert = core.load_model(str(tiny_model_path("bert")))
+    assert core.list_methods(bert) == [
+        "raw",
+        "rollout",
+        "flow",
+        "attention_norm",
+        "alti",
+        "value_zeroing",
+        "grad_attention",
+    ]
+
+
+def test_model_reading_methods_need_the_model(minilm):
+    result = core.run_attention(minilm, TEXT)
+    with pytest.raises(core.MethodUnsupportedError, match="needs the model"):
+        run_method("alti", MethodRequest(result=result))

@@ -1,0 +1,66 @@
+"""The logit lens: what each layer's residual stream would predict if the model stopped there.
+
+For a masked-LM or causal model, the hidden state at one position after each layer is passed
+through the model's final norm (GPT-2's `ln_f`; BERT-like models have none before the head)
+and its own language-model head; the softmax's top tokens per layer form the table. Layer 0 is
+the embeddings, layer L the model's actual prediction. A masked LM predicts the token *at*
+the position, a causal LM the token *after* it.
+"""
+
+from __future__ import annotations
+
+import operator
+import warnings
+
+import pandas as pd
+import torch
+
+from core.errors import PositionOutOfRangeError, TruncationWarning
+from core.families.layers import output_head, self_stack_pass
+from core.inference import encode, guarded
+from core.models import LoadedModel
+
+LENS_COLUMNS = ("layer", "rank", "token", "token_id", "probability")
+
+
+def check_position(position: int, n: int) -> int:
+    """`position` as an index into `n` tokens (negative counts from the end)."""
+    try:
+        index = operator.index(position)  # ints and numpy integers, not floats or strings
+    except TypeError:
+        raise PositionOutOfRangeError(f"Position {position!r} is not a token index.") from None
+    if not -n <= index < n:
+        raise PositionOutOfRangeError(f"Position {index} is outside the {n} tokens (0..{n - 1}).")
+    return index % n
+
+
+def logit_lens(model: LoadedModel, text: str, position: int, top_k: int = 5) -> pd.DataFrame:
+    """Top-`top_k` next (causal) or masked (MLM) tokens at `position` after every layer.
+
+    Returns a DataFrame with columns layer (0 = embeddings … L = output), rank (1 = most
+    likely), token (readable text), token_id and probability (float64), `(L + 1) * top_k`
+    rows. Raises `UnsupportedModelError` for models without a known LM head and
+    `PositionOutOfRangeError` for a position outside the input.
+    """
+    if not isinstance(top_k, int) or top_k < 1:
+        raise PositionOutOfRangeError("top_k must be a positive whole number.")
+    head = output_head(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", TruncationWarning)
+        encoded = encode(model, text)
+    position = check_position(position, len(encoded.tokens))
+    run = self_stack_pass(model, encoded.inputs)
+    rows = []
+    with guarded(model), torch.inference_mode():
+        residual = torch.stack([h[position] for h in run.hidden_states[:-1]])  # [L, d]
+        if head.final_norm is not None:
+            residual = head.final_norm(residual)
+        logits = torch.cat([head.head(residual), run.logits[position][None]])  # [L + 1, V]
+        probabilities = logits.double().softmax(dim=-1)
+        top = probabilities.topk(min(top_k, probabilities.shape[-1]), dim=-1)
+    tokenizer = model.tokenizer
+    for layer, (values, ids) in enumerate(zip(top.values, top.indices, strict=True)):
+        for rank, (value, token_id) in enumerate(zip(values, ids, strict=True), start=1):
+            token_id = int(token_id)
+            rows.append((layer, rank, tokenizer.decode([token_id]), token_id, float(value)))
+    return pd.DataFrame(rows, columns=list(LENS_COLUMNS))
