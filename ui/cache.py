@@ -236,6 +236,22 @@ def neuron_view(inputs: Inputs, layer: int, head: int, query: int) -> core.Neuro
     )
 
 
+def logit_lens(inputs: Inputs, position: int, top_k: int) -> pd.DataFrame:
+    """`core.logit_lens` at `position`: every layer's top-`top_k` tokens there."""
+    return _stored(
+        store_key("logit_lens", inputs, position, top_k),
+        lambda: core.logit_lens(cached_model(inputs.model), inputs.text, position, top_k),
+    )
+
+
+def agreement(inputs: Inputs, position: int) -> pd.DataFrame:
+    """`core.explanation_agreement` at `position`: every method against leave-one-out."""
+    return _stored(
+        store_key("agreement", inputs, position),
+        lambda: core.explanation_agreement(cached_model(inputs.model), inputs.text, position),
+    )
+
+
 def predictions_at(inputs: Inputs, position: int, top_k: int) -> list[list[core.Prediction]]:
     """Masked-word predictions with the token at `position` masked."""
     return _stored(

@@ -37,7 +37,7 @@ SCALES = ("chart", "shared", "fixed")
 """Colour scales: each chart to its own maximum, one scale for compared charts, fixed 0–1."""
 PAGE_SCALES = {"compare": "shared"}
 """A page's default colour scale where it is not "chart"."""
-PAGES = ("attention", "overview", "masked", "compare")
+PAGES = ("attention", "overview", "masked", "compare", "explain")
 LEGACY_STACKS = {"encoder": SELF, "decoder": DECODER_SELF}
 """Stack names of links made before the stacks were named by what they are."""
 MAX_EDGES = 20
@@ -97,6 +97,8 @@ class ViewState:
     """Masked page: predictions shown per mask (1–10)."""
     generate: int = 0
     """Masked page, causal models: tokens to generate (0: off, 1–20)."""
+    graph_threshold: float = 0.04
+    """Explain page: the smallest share of a row an edge of the contribution graph carries."""
 
     def colour_scale(self) -> str:
         """The colour scale in force on this view's page."""
@@ -186,13 +188,11 @@ def _decode_field(key: str, raw: str, problems: list[str]) -> Any:
         return _choice(key, LEGACY_STACKS.get(raw, raw), STACKS, problems)
     if key == "scale":
         return _choice(key, raw, SCALES, problems)
-    if key == "threshold":
+    if key in ("threshold", "graph_threshold"):
         try:
             return float(raw)
         except ValueError:
-            problems.append(
-                f"Ignored {_quoted('threshold', raw)} in the link: it must be a number."
-            )
+            problems.append(f"Ignored {_quoted(key, raw)} in the link: it must be a number.")
             return None
     if key == "rows":
         numbers = [_as_int(key, part, problems) for part in raw.split(",") if part.strip()]
@@ -274,6 +274,11 @@ def clamp(view: ViewState, shape: Shape) -> tuple[ViewState, list[str]]:
     if not 0.0 <= view.threshold <= MAX_THRESHOLD:  # also False for NaN
         changes["threshold"] = 0.0
         problems.append(_ignored("threshold", view.threshold, f"use 0–{MAX_THRESHOLD}", 0))
+    if not 0.0 <= view.graph_threshold <= 1.0:  # also False for NaN
+        changes["graph_threshold"] = DEFAULT.graph_threshold
+        problems.append(
+            _ignored("graph_threshold", view.graph_threshold, "use 0–1", DEFAULT.graph_threshold)
+        )
     if not 1 <= view.top_k <= MAX_TOP_K:
         changes["top_k"] = DEFAULT.top_k
         problems.append(_ignored("top_k", view.top_k, f"use 1–{MAX_TOP_K}", DEFAULT.top_k))

@@ -92,6 +92,7 @@ ROLLOUT = register(
         "connection as half of each layer, multiplied down through the layers. Row i of layer "
         "l says which input tokens position i is made of after layer l.",
         compute=_compute_rollout,
+        accumulated=True,
     )
 )
 FLOW = register(
@@ -102,6 +103,7 @@ FLOW = register(
         "residual-mixed attention as capacities; the maximum flow from position i to each input "
         "token, normalised per row. Exact, one max-flow problem per token pair.",
         compute=_compute_flow,
+        accumulated=True,
         parameters=(
             Parameter("layers", "Layer", "Flow is computed for the chosen layer only."),
             Parameter("rows", "Tokens", "Rows (receiving tokens) to compute; others are empty."),

@@ -113,6 +113,9 @@ class Method:
     """Chains token-to-token maps through the layers, so it needs queries == keys (not cross)."""
     has_heads: bool = False
     """Has a per-head form, so the Head control applies."""
+    accumulated: bool = False
+    """Its per-layer scores already chain the layers (rollout, flow), so they are no per-layer
+    contributions (a contribution graph cannot use them)."""
     parameters: tuple[Parameter, ...] = ()
     unsupported: Callable[[LoadedModel], str | None] | None = None
     """Why this model cannot be read by the method (its modules), or None when it can."""

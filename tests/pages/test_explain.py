@@ -1,0 +1,44 @@
+"""The Explain page: logit lens, agreement with leave-one-out, contribution graph."""
+
+from __future__ import annotations
+
+from tests.pages.conftest import assert_clean, chart_specs, on_page, start
+
+PAGE = "pages/explain.py"
+
+
+def test_an_encoder_without_predictions_says_so():
+    at = on_page(PAGE)
+    assert "predicts no token" in " ".join(i.value for i in at.info)
+    assert not chart_specs(at)
+
+
+def test_masked_lm_explains_its_mask(tiny_model_path):
+    at = on_page(PAGE, model=tiny_model_path("bert"), text="The cat sat on the [MASK].")
+    position = at.selectbox(key="w_token").value
+    assert at.selectbox(key="w_token").options[position].endswith("[MASK]")
+    specs = chart_specs(at)
+    assert len(specs) == 2  # the logit lens and the contribution graph
+    assert not at.error
+    at.toggle(key="explain_agreement").set_value(True).run()
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert {"raw", "rollout", "alti"} <= set(table["method"])
+    assert table["spearman"].between(-1, 1).all()
+
+
+def test_causal_lm_explains_the_next_token_and_the_link_keeps_the_graph(tiny_model_path):
+    at = on_page(
+        PAGE, model=tiny_model_path("gpt2"), text="The cat sat on the mat", graph_threshold=0.1
+    )
+    tokens = at.selectbox(key="w_token").options
+    assert at.selectbox(key="w_token").value == len(tokens) - 1
+    assert at.slider(key="w_graph_threshold").value == 0.1
+    assert len(chart_specs(at)) == 2
+
+
+def test_a_bad_graph_threshold_in_a_link_is_clamped_with_a_message(tiny_model_path):
+    at = start(PAGE, model=tiny_model_path("bert"), text="A [MASK].", graph_threshold=7)
+    assert_clean(at)
+    assert "graph_threshold" in " ".join(w.value for w in at.warning).replace("\\", "")
+    assert at.slider(key="w_graph_threshold").value == 0.04

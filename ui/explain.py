@@ -1,0 +1,177 @@
+"""Parts of the Explain page: which position, the logit lens, the agreement table, the graph.
+
+The computations are `core.logit_lens`, `core.explanation_agreement` and
+`core.contribution_graph`; here they are cached per (inputs, position, settings) in the shared
+store, refused where the deployment's budget says so, and drawn.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import streamlit as st
+
+import core
+from core import AtlasError, ModelKind, charts
+from ui import cache
+from ui.cache import Inputs
+from ui.deploy import deploy_policy
+from ui.page import Page
+from ui.state import DEFAULT
+from ui.widgets import bound, export_buttons, file_stem, label_from, show_chart, show_error
+
+PREDICTING_KINDS = (ModelKind.MASKED_LM, ModelKind.CAUSAL_LM)
+AGREEMENT_MAX_TOKENS_PUBLIC = 64
+"""Leave-one-out runs the model once per token, and every method once: on a shared server the
+agreement table is offered for texts up to this many tokens."""
+GRAPH_COLUMN_PX = 48
+"""px per token column of the contribution graph."""
+
+
+def default_position(page: Page) -> int:
+    """The position explained when the visitor has not chosen one: the first mask of a masked
+    LM's text, the last token of a causal LM's (whose next token is predicted)."""
+    result = page.result
+    if page.model.kind is ModelKind.CAUSAL_LM:
+        return len(result.tokens) - 1
+    return result.mask_positions[0] if result.mask_positions else 1
+
+
+def position_picker(page: Page) -> int:
+    """The position whose prediction is explained (bound to the selected token)."""
+    tokens = page.result.tokens
+    chosen = page.view.token
+    # The default first token ([CLS], or a causal LM's first word) is rarely the prediction
+    # a visitor came to explain: start from the mask or the last token instead.
+    if chosen == DEFAULT.token or tokens[chosen].is_special:
+        chosen = default_position(page)
+    labels = [f"{i}: {t.text}" for i, t in enumerate(tokens)]
+    what = "next token after" if page.model.kind is ModelKind.CAUSAL_LM else "prediction at"
+    return bound(
+        st.selectbox,
+        f"Explain the {what}",
+        "token",
+        value=chosen,
+        options=list(range(len(tokens))),
+        format_func=label_from(labels),
+        help="A masked LM predicts the token at a [MASK] (or the word that is there); a causal "
+        "LM predicts the token after the chosen position.",
+    )
+
+
+def logit_lens_panel(page: Page, position: int) -> None:
+    st.subheader("Logit lens")
+    try:
+        table = cache.logit_lens(page.inputs, position, page.view.top_k)
+    except AtlasError as error:
+        show_error(str(error))
+        return
+    show_chart(charts.logit_lens_chart(table), theme="streamlit", width="content")
+    st.caption(
+        "What each layer's residual stream would predict at this position, read through the "
+        "final norm and the output embedding (layer 0: the embeddings; the last row is the "
+        "model's own prediction)."
+    )
+    export_buttons(
+        "Logit lens",
+        csv=functools.partial(_export, page.inputs, "lens", position, page.view.top_k, "csv"),
+        json=functools.partial(_export, page.inputs, "lens", position, page.view.top_k, "json"),
+        stem=file_stem("logit_lens", page.model.name, f"pos{position}"),
+    )
+
+
+def agreement_panel(page: Page, position: int) -> None:
+    st.subheader("Which explanation agrees with the model?")
+    budget = deploy_policy().public and len(page.result.tokens) > AGREEMENT_MAX_TOKENS_PUBLIC
+    if budget:
+        st.info(
+            f"This shared deployment ranks the methods for texts up to "
+            f"{AGREEMENT_MAX_TOKENS_PUBLIC} tokens (leave-one-out runs the model once per "
+            "token). Shorten the text, or run `core.explanation_agreement` in a notebook."
+        )
+        return
+    if not st.toggle("Rank every method against leave-one-out", key="explain_agreement"):
+        st.caption(
+            "Leave-one-out masks (masked LM) or removes (causal LM) each token in turn and "
+            "measures how much the predicted token's probability drops; each method's input "
+            "attribution is then ranked against those drops (Spearman ρ, top-k overlap)."
+        )
+        return
+    try:
+        with st.spinner("Leaving each token out and computing every method…"):
+            table = cache.agreement(page.inputs, position)
+    except AtlasError as error:
+        show_error(str(error))
+        return
+    st.caption(f"Explaining the prediction '{table.attrs.get('predicted', '?')}'.")
+    shown = table.copy()
+    shown.attrs = {}  # the leave-one-out table rides in attrs, which the browser cannot take
+    st.dataframe(shown, hide_index=True, width="stretch")
+    export_buttons(
+        "Agreement table",
+        csv=functools.partial(_export, page.inputs, "agreement", position, 0, "csv"),
+        json=functools.partial(_export, page.inputs, "agreement", position, 0, "json"),
+        stem=file_stem("agreement", page.model.name, f"pos{position}"),
+    )
+
+
+def graph_panel(page: Page, position: int) -> None:
+    st.subheader("Contribution graph")
+    methods = [m for m in core.list_methods(page.model) if not core.get_method(m).accumulated]
+    method = page.view.method if page.view.method in methods else methods[0]
+    left, right = st.columns(2)
+    with left:
+        method = bound(
+            st.selectbox,
+            "Per-layer contributions from",
+            "method",
+            value=method,
+            options=methods,
+            format_func=label_from({m: core.get_method(m).label for m in methods}),
+        )
+    with right:
+        threshold = bound(
+            st.slider,
+            "Smallest share drawn",
+            "graph_threshold",
+            min_value=0.0,
+            max_value=1.0,
+            step=0.01,
+        )
+    try:
+        scores = cache.method_result(page.inputs, method)
+        graph = core.contribution_graph(scores, position, threshold)
+    except AtlasError as error:
+        show_error(str(error))
+        return
+    labels = [t.text for t in page.result.tokens]
+    show_chart(
+        charts.contribution_graph_chart(graph, labels, column_width=GRAPH_COLUMN_PX),
+        theme="streamlit",
+        width="content",
+    )
+    st.caption(
+        f"{graph.number_of_edges()} edges: the routes into position {position} at the last "
+        f"layer whose share of their row is at least {threshold:.2f} (Ferrando & Voita 2024), "
+        f"from {core.get_method(method).label} contributions."
+    )
+
+
+def _export(inputs: Inputs, kind: str, position: int, top_k: int, form: str) -> str:
+    if kind == "lens":
+        table = cache.logit_lens(inputs, position, top_k)
+    else:
+        table = cache.agreement(inputs, position)
+    return table.to_csv(index=False) if form == "csv" else table.to_json(orient="records")
+
+
+def no_prediction_notice(page: Page) -> bool:
+    """Say so and return True when the model predicts nothing this page could explain."""
+    if page.model.kind in PREDICTING_KINDS:
+        return False
+    st.info(
+        f"{page.model.name} is a {page.model.kind.value} model: it predicts no token, so there "
+        "is no prediction to explain. Pick a masked-LM or causal model in the sidebar; the "
+        "Attention page offers every method for this one."
+    )
+    return True
