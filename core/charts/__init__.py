@@ -28,6 +28,7 @@ Conventions shared by every builder:
 
 from core.charts._common import chart_notes, round_sig, spec_dict
 from core.charts.bars import attention_bars, prediction_bars
+from core.charts.corpus import global_view_chart
 from core.charts.grid import head_grid
 from core.charts.heatmaps import attention_heatmap, causal_mask, layer_head_profile
 from core.charts.lines import head_view_lines, prune_edges
@@ -38,6 +39,7 @@ __all__ = [
     "attention_heatmap",
     "causal_mask",
     "chart_notes",
+    "global_view_chart",
     "head_grid",
     "head_view_lines",
     "layer_head_profile",
