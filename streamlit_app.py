@@ -9,6 +9,7 @@ PAGE_FILES = {
     "overview": "pages/overview.py",
     "masked": "pages/masked.py",
     "compare": "pages/compare.py",
+    "corpus": "pages/corpus.py",
 }
 
 
@@ -30,6 +31,7 @@ def main() -> None:
             st.Page(PAGE_FILES["overview"], title="Model overview", icon="🗺️", url_path="overview"),
             st.Page(PAGE_FILES["masked"], title="Masked prediction", icon="🎭", url_path="masked"),
             st.Page(PAGE_FILES["compare"], title="Compare", icon="⚖️", url_path="compare"),
+            st.Page(PAGE_FILES["corpus"], title="Corpus", icon="📚", url_path="corpus"),
         ]
     )
     opened = sidebar.page_to_open()
