@@ -17,7 +17,6 @@ ABOUT = (
     "sentences where a head's behaviour is strongest; the **global view** embeds the head's "
     "query and key vectors of many tokens in one plane (AttentionViz, Yeh et al. 2023)."
 )
-CHART_WIDTH = 620
 
 
 def render(page: pages.Page) -> None:
@@ -44,7 +43,7 @@ def render(page: pages.Page) -> None:
     with examples:
         corpus.examples(result, page.model, layer, head)
     with global_view:
-        corpus.global_view(result, layer, head, CHART_WIDTH)
+        corpus.global_view(result, layer, head)
     corpus.continue_if_running(run)
 
 

@@ -51,7 +51,7 @@ SOURCE_LABELS = {
     "paste": "Paste sentences",
     "upload": "Upload a file",
 }
-MODE_LABELS = {"default": "Default", "clark": "Clark et al. (2019)"}
+MODE_LABELS = {"default": "Default", "clark": "Clark et al."}
 EXAMPLES_SHOWN = 10
 GLOBAL_POINTS = 1200
 
@@ -124,7 +124,7 @@ def run_settings(view: ViewState, model: LoadedModel, available: int) -> tuple[i
     sentence_limit = min(available, MAX_CORPUS_SENTENCES)
     if policy.max_corpus_sentences is not None:
         sentence_limit = min(sentence_limit, policy.max_corpus_sentences)
-    tokens_column, mode_column, count_column = st.columns([1, 1, 1])
+    tokens_column, mode_column, count_column = st.columns([1, 1.2, 1])
     with tokens_column:
         tokens = bound(
             st.number_input,
@@ -272,7 +272,7 @@ def head_table(result: CorpusResult) -> None:
     statistics = list(result.statistics)
     rows = corpus_head_rows(result.head_table, statistics)
     config = {
-        "labels": st.column_config.TextColumn("labels", width="medium"),
+        "labels": st.column_config.TextColumn("labels", width="large"),
         **{
             name: st.column_config.NumberColumn(name.replace("_", " "), help=text, format="%.3f")
             for name, text in result.statistics.items()
@@ -308,7 +308,7 @@ def head_table(result: CorpusResult) -> None:
 
 def rules(result: CorpusResult) -> None:
     with st.expander("Label rules and thresholds"):
-        st.dataframe(label_rules(result.mode), hide_index=True, width="stretch")
+        st.table(label_rules(result.mode).set_index("label"))
         st.caption("Each rule reads a head's corpus means; a head can carry several labels.")
 
 
@@ -330,9 +330,11 @@ def choose_head(result: CorpusResult, view: ViewState) -> tuple[int, int]:
 
 def examples(result: CorpusResult, model: LoadedModel, layer: int, head: int) -> None:
     """The sentences where a statistic of the head is strongest; a row opens on Attention."""
+    names = list(result.statistics)
     statistic = st.selectbox(
         "Behaviour",
-        list(result.statistics),
+        names,
+        index=names.index("to_previous") if "to_previous" in names else 0,
         key="corpus_statistic",
         format_func=label_from({s: s.replace("_", " ") for s in result.statistics}),
     )
@@ -369,7 +371,7 @@ def open_typical(result: CorpusResult, layer: int, head: int) -> None:
             open_on_attention(result, layer, head, typical[0], 0)
 
 
-def global_view(result: CorpusResult, layer: int, head: int, width: int) -> None:
+def global_view(result: CorpusResult, layer: int, head: int) -> None:
     """The joint 2-D embedding of the head's queries and keys over a sample of the corpus."""
     method_column, colour_column = st.columns(2)
     method = method_column.selectbox(
@@ -390,11 +392,7 @@ def global_view(result: CorpusResult, layer: int, head: int, width: int) -> None
     except AtlasError as error:
         show_error(str(error))
         return
-    show_chart(
-        global_view_chart(frame, colour=colour, width=width, height=int(width * 0.62)),
-        theme="streamlit",
-        width="content",
-    )
+    show_chart(global_view_chart(frame, colour=colour), theme="streamlit", width="stretch")
     st.caption(
         "Queries and keys scaled to the same mean norm and centred together (this changes no "
         "attention weight), so a query lies near the keys it attends to. Hover a point for its "

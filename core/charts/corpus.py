@@ -7,7 +7,7 @@ from typing import Literal
 import altair as alt
 import pandas as pd
 
-from core.charts._common import SEQUENTIAL_SCHEME, finish, round_sig
+from core.charts._common import HEAD_SCHEME, SEQUENTIAL_SCHEME, finish, round_sig
 
 GlobalColour = Literal["role", "position"]
 GLOBAL_COLOURS: tuple[str, ...] = ("role", "position")
@@ -26,8 +26,8 @@ def global_view_chart(
     frame: pd.DataFrame,
     *,
     colour: GlobalColour = "role",
-    width: int = 640,
-    height: int = 460,
+    width: int | None = None,
+    height: int = 420,
     title: str = "",
 ) -> alt.Chart:
     """Scatter of a head's queries and keys in one 2-D embedding (`core.corpus.global_view`).
@@ -39,7 +39,9 @@ def global_view_chart(
             `sentence`.
         colour: "role" colours queries and keys apart; "position" colours by relative position
             (queries and keys then differ by shape).
-        width, height: px of the plot.
+        width: px of the plot; None fills the width of its container (Vega-Lite
+            "container"; Streamlit: `width="stretch"`), so it fits any page column.
+        height: px of the plot.
 
     Hovering a point shows its token, role, position and (clipped) sentence. Token and sentence
     texts are data, shown literally, never part of an expression.
@@ -49,7 +51,7 @@ def global_view_chart(
         raise ValueError(f"global view frame lacks columns {missing}")
     if colour not in GLOBAL_COLOURS:
         raise ValueError(f"colour must be one of {GLOBAL_COLOURS}, not {colour!r}")
-    if width < 50 or height < 50:
+    if (width is not None and width < 50) or height < 50:
         raise ValueError(f"the chart needs at least 50 × 50 px, not {width} × {height}")
     data = pd.DataFrame(
         {
@@ -63,16 +65,24 @@ def global_view_chart(
         }
     )
     roles = alt.Scale(domain=ROLE_ORDER)
+    # Legends go above the plot: beside it they would take width from a narrow page column.
+    legend = alt.Legend(orient="top", direction="horizontal")
     if colour == "role":
-        colour_encoding = alt.Color("role:N", scale=roles, title="vector")
+        colour_encoding = alt.Color(
+            "role:N",
+            scale=alt.Scale(domain=ROLE_ORDER, scheme=HEAD_SCHEME),
+            title="vector",
+            legend=legend,
+        )
         shape_encoding = alt.Shape("role:N", scale=roles, legend=None)
     else:
         colour_encoding = alt.Color(
             "relative_position:Q",
             scale=alt.Scale(scheme=SEQUENTIAL_SCHEME, domain=[0, 1]),
             title="position (0 start, 1 end)",
+            legend=alt.Legend(orient="top", direction="horizontal", gradientLength=160),
         )
-        shape_encoding = alt.Shape("role:N", scale=roles, title="vector")
+        shape_encoding = alt.Shape("role:N", scale=roles, title="vector", legend=legend)
     chart = (
         alt.Chart(data)
         .mark_point(filled=True, size=28, opacity=0.6)
@@ -88,7 +98,7 @@ def global_view_chart(
                 alt.Tooltip("sentence:N", title="sentence"),
             ],
         )
-        .properties(width=width, height=height)
+        .properties(width="container" if width is None else width, height=height)
         .interactive()
     )
     queries = int((data["role"] == "query").sum())

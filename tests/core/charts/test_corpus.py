@@ -45,6 +45,7 @@ def test_position_colouring_keeps_queries_and_keys_apart_by_shape(valid_spec):
     spec = valid_spec(global_view_chart(view_frame(), colour="position"))
     assert spec["encoding"]["color"]["field"] == "relative_position"
     assert spec["encoding"]["shape"]["field"] == "role"
+    assert spec["width"] == "container"  # fills the page column, whatever its width
 
 
 def test_long_sentences_are_clipped_in_the_tooltip(valid_spec):
