@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import streamlit as st
 
 from core import load_model
 from core.corpus import bundled_corpus, run_corpus
@@ -26,7 +27,7 @@ def open_corpus_page(model_path) -> object:
     return at
 
 
-def test_a_run_fills_the_head_table_and_a_row_opens_the_head(store, tiny_model_path):
+def test_a_run_fills_the_head_table_and_an_example_opens_on_attention(store, tiny_model_path):
     path = tiny_model_path("bert")
     at = open_corpus_page(path)
     assert at.button(key="corpus_start").label == "Run"
@@ -70,6 +71,11 @@ def test_a_stopped_run_resumes(store, tiny_model_path):
     resume.click().run()
     assert_clean(at)
     assert (at.dataframe(key="corpus_heads").value["sentences"] == SENTENCES).all()
+    # The head opens with its most typical sentence.
+    at.button(key="corpus_open").click().run()
+    assert_clean(at)
+    assert at.title[0].value == "Attention"
+    assert at.text_area(key="w_text").value in sentences
 
 
 def test_a_bad_upload_gets_a_clear_message(store, tiny_model_path):
@@ -80,3 +86,18 @@ def test_a_bad_upload_gets_a_clear_message(store, tiny_model_path):
     at.run()
     assert_clean(at)
     assert any('no "text" field' in e.value for e in at.error)
+
+
+def test_public_mode_caps_the_sentences_and_says_so(store, tiny_model_path, monkeypatch):
+    path = str(tiny_model_path("bert"))
+    monkeypatch.setenv("ATLAS_PUBLIC", "1")
+    monkeypatch.setenv("ATLAS_ALLOWED_MODELS", path)
+    monkeypatch.setenv("ATLAS_MAX_CORPUS_SENTENCES", "4")
+    st.cache_resource.clear()  # models are cached under the policy they were loaded with
+    try:
+        at = open_corpus_page(path)
+        count = at.number_input(key="w_corpus_sentences")
+        assert (count.value, count.max) == (4, 4)
+        assert any("public deployment measures at most 4 sentences" in c.value for c in at.caption)
+    finally:
+        st.cache_resource.clear()
