@@ -26,9 +26,9 @@ def render(page: pages.Page) -> None:
     tokens, count = corpus.run_settings(page.view, page.model, len(sentences))
     view = page.view
     run = corpus.Run(page.model.name, tuple(sentences[:count]), tokens, view.corpus_mode)
-    result = corpus.run_controls(run, page.model, corpus.stored_result(run))
+    result, running = corpus.run_controls(run, corpus.stored_result(run))
     if result is None or result.done == 0:
-        corpus.continue_if_running(run)
+        corpus.continue_run(run, page.model, running)
         return
 
     st.subheader(f"Heads over {result.done:,} sentences")
@@ -44,7 +44,8 @@ def render(page: pages.Page) -> None:
         corpus.examples(result, page.model, layer, head)
     with global_view:
         corpus.global_view(result, layer, head)
-    corpus.continue_if_running(run)
+    # Last, so that the results above stay on screen while the next chunk is measured.
+    corpus.continue_run(run, page.model, running)
 
 
 pages.run("corpus", render, title="Corpus", about=ABOUT)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 from streamlit import config as streamlit_config
+from streamlit.delta_generator import DeltaGenerator
 
 from core import AtlasError, LoadedModel
 from core.charts import global_view_chart
@@ -188,41 +189,55 @@ def stored_result(run: Run) -> CorpusResult | None:
         return None
 
 
-def run_controls(run: Run, model: LoadedModel, result: CorpusResult | None) -> CorpusResult | None:
-    """Run / Stop / Resume, and one chunk of the run when it is running; the latest result."""
+def run_controls(
+    run: Run, result: CorpusResult | None
+) -> tuple[CorpusResult | None, DeltaGenerator | None]:
+    """Run / Stop / Resume: the stored result, and the progress bar while the run is on.
+
+    The page draws the stored result first and calls `continue_run` with the bar last, so the
+    table stays on screen while the next chunk is measured.
+    """
     if result is not None and result.finished:
         st.caption(
             f"Measured {result.total:,} sentences in {result.seconds:.0f} s; stored, so it "
             "reopens at once."
         )
-        return result
+        return result, None
     if not is_running(run):
         label = "Run" if result is None or result.done == 0 else "Resume"
         if result is not None and result.done:
             st.info(f"Stopped after {result.done:,} of {result.total:,} sentences.")
         st.button(label, type="primary", on_click=_start, args=(run.key,), key="corpus_start")
-        return result
+        return result, None
     st.button(
         "Stop",
         on_click=_stop,
         key="corpus_stop",
         help="Stops after the batch being measured and keeps everything measured so far.",
     )
-    bar = st.progress(0.0 if result is None else result.done / result.total, text="Starting…")
+    done = 0 if result is None else result.done
+    total = len(run.sentences)
+    bar = st.progress(done / total, text=f"{done:,} of {total:,} sentences · measuring…")
+    return result, bar
+
+
+def continue_run(run: Run, model: LoadedModel, bar: DeltaGenerator | None) -> None:
+    """Measure the next chunk of a running run, then rerun the page to show it."""
+    if bar is None:
+        return
     try:
-        result = cache.admitted(functools.partial(_chunk, run, model, bar))
+        cache.admitted(functools.partial(_chunk, run, model, bar))
     except AtlasError as error:
         _stop()
         show_error(str(error))
-        return stored_result(run)
-    if result.finished:
+        return
+    stored = stored_result(run)
+    if stored is None or stored.finished:
         _stop()
-        st.rerun()  # draw the finished page, without Stop
-    bar.empty()
-    return result
+    st.rerun()
 
 
-def _chunk(run: Run, model: LoadedModel, bar) -> CorpusResult:
+def _chunk(run: Run, model: LoadedModel, bar: DeltaGenerator) -> CorpusResult:
     """About `CHUNK_SECONDS` of the run (at least one batch), saved to the store."""
     deadline = time.monotonic() + CHUNK_SECONDS
 
@@ -242,12 +257,6 @@ def _chunk(run: Run, model: LoadedModel, bar) -> CorpusResult:
         progress=progress,
         batch_size=BATCH_SIZE,
     )
-
-
-def continue_if_running(run: Run) -> None:
-    """Start the next chunk (a fresh script run) while the run is on."""
-    if is_running(run):
-        st.rerun()
 
 
 # ---------------------------------------------------------------- results
