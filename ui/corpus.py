@@ -281,7 +281,7 @@ def head_table(result: CorpusResult) -> None:
     statistics = list(result.statistics)
     rows = corpus_head_rows(result.head_table, statistics)
     config = {
-        "labels": st.column_config.TextColumn("labels", width="large"),
+        "labels": st.column_config.TextColumn("labels", width="medium"),
         **{
             name: st.column_config.NumberColumn(name.replace("_", " "), help=text, format="%.3f")
             for name, text in result.statistics.items()
@@ -356,10 +356,10 @@ def examples(result: CorpusResult, model: LoadedModel, layer: int, head: int) ->
         for text in found["sentence"]
     ]
     rows = corpus_example_rows(found, tokens)
-    name = statistic.replace("_", " ")
+    st.caption(f"Strongest first; the number is {statistic.replace('_', ' ')} on that sentence.")
     for index, row in enumerate(rows.itertuples(index=False)):
-        value, text, button = st.columns([1, 9, 2], vertical_alignment="center")
-        value.markdown(f"**{row.value:.3f}**", help=f"{name} on this sentence")
+        value, text, button = st.columns([1.3, 9, 2], vertical_alignment="center")
+        value.markdown(f"**{row.value:.3f}**")
         text.markdown(plain(row.sentence))
         if row.pair:
             text.caption(plain(f"strongest pair (query → key): {row.pair}"))
