@@ -10,6 +10,7 @@ PAGE_FILES = {
     "masked": "pages/masked.py",
     "compare": "pages/compare.py",
     "explain": "pages/explain.py",
+    "corpus": "pages/corpus.py",
 }
 
 
@@ -34,6 +35,7 @@ def main() -> None:
             st.Page(
                 PAGE_FILES["explain"], title="Explain a prediction", icon="🧭", url_path="explain"
             ),
+            st.Page(PAGE_FILES["corpus"], title="Corpus", icon="📚", url_path="corpus"),
         ]
     )
     opened = sidebar.page_to_open()

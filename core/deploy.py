@@ -22,6 +22,7 @@ Settings (environment variables win over secrets of the same name):
 ``ATLAS_MAX_FLOW_SECONDS``  Seconds one attention flow may run before it is stopped (public 30).
 ``ATLAS_MAX_EXPORT_CELLS``  Numbers in one download (public default 2M).
 ``ATLAS_MAX_MASKS``         Masked positions whose predictions are drawn per text (public 8).
+``ATLAS_MAX_CORPUS_SENTENCES`` Sentences one Corpus page run may measure (public 500).
 
 Without ``ATLAS_PUBLIC`` none of these budgets applies unless set, but a model whose weights
 plus one result would not fit in the memory available is refused (`check_memory`). In every
@@ -73,6 +74,7 @@ ENV_MAX_FLOW_ROWS = "ATLAS_MAX_FLOW_ROWS"
 ENV_MAX_FLOW_SECONDS = "ATLAS_MAX_FLOW_SECONDS"
 ENV_MAX_EXPORT_CELLS = "ATLAS_MAX_EXPORT_CELLS"
 ENV_MAX_MASKS = "ATLAS_MAX_MASKS"
+ENV_MAX_CORPUS_SENTENCES = "ATLAS_MAX_CORPUS_SENTENCES"
 SETTINGS = (
     ENV_PUBLIC,
     ENV_ALLOWED_MODELS,
@@ -85,6 +87,7 @@ SETTINGS = (
     ENV_MAX_FLOW_SECONDS,
     ENV_MAX_EXPORT_CELLS,
     ENV_MAX_MASKS,
+    ENV_MAX_CORPUS_SENTENCES,
 )
 
 PUBLIC_MAX_TOKENS = 256
@@ -114,6 +117,9 @@ layer of any preset at 256, fits."""
 PUBLIC_MAX_MASKS = 8
 """Each masked position draws its own prediction chart; 254 masks drew 509 charts (35.6 MB of
 specs) in 34 s."""
+PUBLIC_MAX_CORPUS_SENTENCES = 500
+"""A Corpus page run measures at most this many sentences: 500 sentences of ≤ 64 tokens on the
+embedded model are about a minute of one core; larger corpora are for `python -m core.corpus`."""
 MAX_LAYERS = 256
 """Twice the deepest published text transformers (≈130 layers). Checked before the model is
 built on the meta device, which costs per module: 266 s and 5.5 GB for 100,000 layers, ≈2 s
@@ -158,6 +164,8 @@ class DeployPolicy:
     """Numbers one download may hold (`check_export_cells`)."""
     max_masks: int | None = None
     """Masked positions whose predictions are drawn per text (`masks_allowed`)."""
+    max_corpus_sentences: int | None = None
+    """Sentences one Corpus page run may measure."""
 
     @classmethod
     def strict(cls) -> DeployPolicy:
@@ -174,6 +182,7 @@ class DeployPolicy:
             max_flow_seconds=PUBLIC_MAX_FLOW_SECONDS,
             max_export_cells=PUBLIC_MAX_EXPORT_CELLS,
             max_masks=PUBLIC_MAX_MASKS,
+            max_corpus_sentences=PUBLIC_MAX_CORPUS_SENTENCES,
         )
 
     @property
@@ -225,6 +234,9 @@ def policy_from_env(
             values, ENV_MAX_EXPORT_CELLS, PUBLIC_MAX_EXPORT_CELLS if public else None
         ),
         max_masks=_amount(values, ENV_MAX_MASKS, PUBLIC_MAX_MASKS if public else None),
+        max_corpus_sentences=_amount(
+            values, ENV_MAX_CORPUS_SENTENCES, PUBLIC_MAX_CORPUS_SENTENCES if public else None
+        ),
     )
 
 

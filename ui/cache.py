@@ -88,10 +88,10 @@ def result_store() -> ResultStore:
 
 
 def _stored(key: tuple[Hashable, ...], compute: Callable[[], T]) -> T:
-    return result_store().get(key, functools.partial(_admitted, compute))
+    return result_store().get(key, functools.partial(admitted, compute))
 
 
-def _admitted(compute: Callable[[], T]) -> T:
+def admitted(compute: Callable[[], T]) -> T:
     """`compute()` inside a slot of the process-wide admission limit (`core.admission`).
 
     Only work that is not stored yet waits for a slot, so a visitor reopening a computed view
@@ -280,6 +280,29 @@ def generation(inputs: Inputs, count: int) -> AttentionResult:
             core.generate_with_attention, cached_model(inputs.model), inputs.text, count
         ),
     )
+
+
+def corpus_global_view(
+    model: str, run: str, layer: int, head: int, method: str, max_tokens: int, max_points: int
+) -> pd.DataFrame:
+    """`core.corpus.global_view` of one head over the sentences of stored corpus run `run`."""
+
+    def compute() -> pd.DataFrame:
+        from core.corpus import global_view, open_run
+
+        sentences = open_run(run).sentences()
+        return global_view(
+            cached_model(model),
+            sentences,
+            layer,
+            head,
+            method=method,
+            max_tokens=max_tokens,
+            max_points=max_points,
+        )
+
+    settings = (run, layer, head, method, max_tokens, max_points)
+    return _stored(store_key("corpus_global_view", Inputs(model, ""), *settings), compute)
 
 
 def is_encoder_decoder(name: str) -> bool:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import core
+from core.corpus import BUNDLED_CORPORA, MODES
 from core.families import DECODER_SELF, SELF, STACKS
 from ui.text import clip, plain
 
@@ -37,7 +38,7 @@ SCALES = ("chart", "shared", "fixed")
 """Colour scales: each chart to its own maximum, one scale for compared charts, fixed 0–1."""
 PAGE_SCALES = {"compare": "shared"}
 """A page's default colour scale where it is not "chart"."""
-PAGES = ("attention", "overview", "masked", "compare", "explain")
+PAGES = ("attention", "overview", "masked", "compare", "explain", "corpus")
 LEGACY_STACKS = {"encoder": SELF, "decoder": DECODER_SELF}
 """Stack names of links made before the stacks were named by what they are."""
 MAX_EDGES = 20
@@ -45,6 +46,11 @@ MAX_THRESHOLD = 0.5
 MAX_TOP_K = 10
 MAX_GENERATE = 20
 VIEW_FILE_KIND = "attention-atlas view"
+CORPUS_SOURCES = (*BUNDLED_CORPORA, "paste", "upload")
+"""Where the Corpus page's sentences come from: a bundled corpus, a pasted list, a file."""
+MIN_CORPUS_TOKENS = 8
+MAX_CORPUS_TOKENS = 512
+MAX_CORPUS_SENTENCES = 100_000
 
 Head = int | str
 """A head's number, "mean" or "all"."""
@@ -99,6 +105,15 @@ class ViewState:
     """Masked page, causal models: tokens to generate (0: off, 1–20)."""
     graph_threshold: float = 0.04
     """Explain page: the smallest share of a row an edge of the contribution graph carries."""
+    corpus: str = "austen"
+    """Corpus page: a bundled corpus's name, "paste" or "upload" (`CORPUS_SOURCES`); the
+    Corpus page's examples and global view use `layer` and `head`."""
+    corpus_tokens: int = 64
+    """Corpus page: tokens read per sentence (8–512, capped by the model and deployment)."""
+    corpus_mode: str = "default"
+    """Corpus page: "default" statistics or "clark" (Clark et al. 2019 conventions)."""
+    corpus_sentences: int = 200
+    """Corpus page: how many sentences of the corpus to measure (its first ones)."""
 
     def colour_scale(self) -> str:
         """The colour scale in force on this view's page."""
@@ -169,7 +184,17 @@ def _decode_field(key: str, raw: str, problems: list[str]) -> Any:
     """One parameter's typed value, or None when it cannot be read (a problem is added)."""
     if key in ("model", "text", "pair", "target", "replacement", "second_model"):
         return raw
-    if key in ("layer", "token", "edges", "word", "mask", "top_k", "generate"):
+    if key in (
+        "layer",
+        "token",
+        "edges",
+        "word",
+        "mask",
+        "top_k",
+        "generate",
+        "corpus_tokens",
+        "corpus_sentences",
+    ):
         return _as_int(key, raw, problems)
     if key in ("hide_special", "merge_words", "neuron", "flow_chosen"):
         return _as_bool(key, raw, problems)
@@ -188,6 +213,10 @@ def _decode_field(key: str, raw: str, problems: list[str]) -> Any:
         return _choice(key, LEGACY_STACKS.get(raw, raw), STACKS, problems)
     if key == "scale":
         return _choice(key, raw, SCALES, problems)
+    if key == "corpus":
+        return _choice(key, raw, CORPUS_SOURCES, problems)
+    if key == "corpus_mode":
+        return _choice(key, raw, MODES, problems)
     if key in ("threshold", "graph_threshold"):
         try:
             return float(raw)
@@ -286,6 +315,20 @@ def clamp(view: ViewState, shape: Shape) -> tuple[ViewState, list[str]]:
         changes["generate"] = 0
         problems.append(
             _ignored("generate", view.generate, f"at most {MAX_GENERATE} tokens", "no generation")
+        )
+    if not MIN_CORPUS_TOKENS <= view.corpus_tokens <= MAX_CORPUS_TOKENS:
+        changes["corpus_tokens"] = min(
+            max(view.corpus_tokens, MIN_CORPUS_TOKENS), MAX_CORPUS_TOKENS
+        )
+        rule = f"use {MIN_CORPUS_TOKENS}–{MAX_CORPUS_TOKENS}"
+        problems.append(
+            _ignored("corpus_tokens", view.corpus_tokens, rule, changes["corpus_tokens"])
+        )
+    if not 1 <= view.corpus_sentences <= MAX_CORPUS_SENTENCES:
+        changes["corpus_sentences"] = DEFAULT.corpus_sentences
+        rule = f"use 1–{MAX_CORPUS_SENTENCES:,}"
+        problems.append(
+            _ignored("corpus_sentences", view.corpus_sentences, rule, DEFAULT.corpus_sentences)
         )
     if view.word is not None and shape.words and view.word not in shape.words:
         changes["word"] = None

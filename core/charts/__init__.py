@@ -28,6 +28,7 @@ Conventions shared by every builder:
 
 from core.charts._common import chart_notes, round_sig, spec_dict
 from core.charts.bars import attention_bars, prediction_bars
+from core.charts.corpus import global_view_chart
 from core.charts.graph import contribution_graph_chart, graph_layout
 from core.charts.grid import head_grid
 from core.charts.heatmaps import attention_heatmap, causal_mask, layer_head_profile
@@ -41,6 +42,7 @@ __all__ = [
     "causal_mask",
     "chart_notes",
     "contribution_graph_chart",
+    "global_view_chart",
     "graph_layout",
     "head_grid",
     "head_view_lines",

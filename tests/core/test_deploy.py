@@ -388,6 +388,7 @@ BUDGET_SETTINGS = {
     "ATLAS_MAX_FLOW_SECONDS": ("max_flow_seconds", "30", 30),
     "ATLAS_MAX_EXPORT_CELLS": ("max_export_cells", "2M", 2_000_000),
     "ATLAS_MAX_MASKS": ("max_masks", "8", 8),
+    "ATLAS_MAX_CORPUS_SENTENCES": ("max_corpus_sentences", "500", 500),
 }
 # A model of 4.5M parameters whose attention is huge: 100 layers × 64 heads.
 MANY_HEADS = BertConfig(

@@ -58,6 +58,17 @@ def assert_clean(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
+@pytest.fixture(scope="session")
+def _page_corpus_store(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("corpus_store") / "corpus.duckdb"
+
+
+@pytest.fixture(autouse=True)
+def _corpus_store_outside_the_home_directory(_page_corpus_store, monkeypatch):
+    """The Corpus page opens its store on every run: never the user's cache in a test."""
+    monkeypatch.setenv("ATLAS_CORPUS_STORE", str(_page_corpus_store))
+
+
 @pytest.fixture(autouse=True)
 def _navigation_mode():
     """Run reruns the way the real server does once `st.navigation` has been called."""

@@ -15,11 +15,13 @@ from streamlit.testing.v1 import AppTest
 
 from tests.pages.conftest import assert_clean, on_page, start
 
-ATTENTION, OVERVIEW, MASKED, COMPARE = (
+ATTENTION, OVERVIEW, MASKED, COMPARE, CORPUS, EXPLAIN = (
     "pages/attention.py",
     "pages/overview.py",
     "pages/masked.py",
     "pages/compare.py",
+    "pages/corpus.py",
+    "pages/explain.py",
 )
 TEXT = "The cat sat on the mat because it was tired."
 
@@ -87,6 +89,17 @@ CONTROLS = [
     Control(COMPARE, "text_input", "w_replacement", "dog"),
     Control(COMPARE, "selectbox", "w_layer", 4, prepare=(("text_input", "w_replacement", "dog"),)),
     Control(COMPARE, "selectbox", "w_head", 2, prepare=(("text_input", "w_replacement", "dog"),)),
+    # corpus (its layer and head are the view's, as on the other pages)
+    Control(CORPUS, "segmented_control", "w_corpus", "paste"),
+    Control(CORPUS, "number_input", "w_corpus_tokens", 32),
+    Control(CORPUS, "segmented_control", "w_corpus_mode", "clark"),
+    Control(CORPUS, "number_input", "w_corpus_sentences", 5),
+    # explain
+    Control(
+        EXPLAIN, "selectbox", "w_token", 3, start=(("text", "the [MASK] sat ."),), model="bert"
+    ),
+    Control(EXPLAIN, "slider", "w_graph_threshold", 0.2, model="gpt2"),
+    Control(EXPLAIN, "selectbox", "w_method", "alti", model="gpt2"),
 ]
 
 

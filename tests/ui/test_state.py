@@ -54,6 +54,11 @@ CHANGED = ViewState(
     mask=3,
     top_k=3,
     generate=4,
+    corpus="paste",
+    corpus_tokens=32,
+    corpus_mode="clark",
+    corpus_sentences=50,
+    graph_threshold=0.2,
 )
 
 
@@ -86,6 +91,9 @@ def test_head_choices_parse():
         ({"threshold": "lots"}, "threshold=lots"),
         ({"scale": "loud"}, "scale=loud"),
         ({"rows": "1,x"}, "rows=x"),
+        ({"corpus": "shakespeare"}, "corpus=shakespeare"),
+        ({"corpus_mode": "paper"}, "corpus\\_mode=paper"),
+        ({"corpus_tokens": "many"}, "corpus\\_tokens=many"),
     ],
 )
 def test_unreadable_values_keep_the_default_and_say_so(params, fragment):
@@ -120,6 +128,9 @@ def test_legacy_stack_names_map_to_todays():
         ({"generate": 21}, "generate", 0, "generate=21"),
         ({"word": 7}, "word", None, "word=7"),
         ({"mask": 0}, "mask", None, "mask=0"),
+        ({"corpus_tokens": 2}, "corpus_tokens", 8, "corpus\\_tokens=2"),
+        ({"corpus_tokens": 4096}, "corpus_tokens", 512, "corpus\\_tokens=4096"),
+        ({"corpus_sentences": 0}, "corpus_sentences", 200, "corpus\\_sentences=0"),
     ],
 )
 def test_clamp_falls_back_with_a_message(changes, field, fallback, fragment):

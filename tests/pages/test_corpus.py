@@ -1,0 +1,103 @@
+"""The Corpus page in the real app (AppTest): a run on a tiny model, Stop and resume, uploads."""
+
+from __future__ import annotations
+
+import pytest
+import streamlit as st
+
+from core import load_model
+from core.corpus import bundled_corpus, run_corpus
+from tests.pages.conftest import assert_clean, start
+
+CORPUS = "pages/corpus.py"
+SENTENCES = 6
+TOKENS = 16
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    path = tmp_path / "corpus.duckdb"
+    monkeypatch.setenv("ATLAS_CORPUS_STORE", str(path))
+    return path
+
+
+def open_corpus_page(model_path) -> object:
+    at = start(CORPUS, model=str(model_path), corpus_sentences=SENTENCES, corpus_tokens=TOKENS)
+    assert_clean(at)
+    return at
+
+
+def test_a_run_fills_the_head_table_and_an_example_opens_on_attention(store, tiny_model_path):
+    path = tiny_model_path("bert")
+    at = open_corpus_page(path)
+    assert at.button(key="corpus_start").label == "Run"
+    at.button(key="corpus_start").click().run()
+    assert_clean(at)
+    assert not at.error
+    table = at.dataframe(key="corpus_heads").value
+    model = load_model(str(path))
+    assert len(table) == model.num_layers * model.num_heads
+    assert (table["sentences"] == SENTENCES).all()
+    assert {"to_previous", "to_previous ±", "labels"} <= set(table.columns)
+    assert any("measured" in c.value.lower() for c in at.caption)
+    # The link carries the corpus settings.
+    assert at.query_params["corpus_sentences"] == str(SENTENCES)
+    assert at.query_params["corpus_tokens"] == str(TOKENS)
+
+    at.selectbox(key="w_layer").set_value(1).run()
+    at.selectbox(key="w_head").set_value(1).run()
+    assert at.query_params["layer"] == "1"
+    at.button(key="corpus_example_0").click().run()
+    assert_clean(at)
+    assert at.title[0].value == "Attention"
+    assert at.selectbox(key="w_layer").value == 1
+    assert at.text_area(key="w_text").value in bundled_corpus("austen")[:SENTENCES]
+
+
+def test_a_stopped_run_resumes(store, tiny_model_path):
+    path = tiny_model_path("bert")
+    model = load_model(str(path))
+    sentences = bundled_corpus("austen")[:SENTENCES]
+    stopped = run_corpus(
+        model, sentences, max_tokens=TOKENS, store=store, batch_size=2, progress=lambda *a: False
+    )
+    assert 0 < stopped.done < SENTENCES
+
+    at = open_corpus_page(path)
+    assert any(f"{stopped.done} of {SENTENCES}" in i.value for i in at.info)
+    assert at.dataframe(key="corpus_heads").value["sentences"].max() == stopped.done
+    resume = at.button(key="corpus_start")
+    assert resume.label == "Resume"
+    resume.click().run()
+    assert_clean(at)
+    assert (at.dataframe(key="corpus_heads").value["sentences"] == SENTENCES).all()
+    # The head opens with its most typical sentence.
+    at.button(key="corpus_open").click().run()
+    assert_clean(at)
+    assert at.title[0].value == "Attention"
+    assert at.text_area(key="w_text").value in sentences
+
+
+def test_a_bad_upload_gets_a_clear_message(store, tiny_model_path):
+    at = open_corpus_page(tiny_model_path("bert"))
+    at.segmented_control(key="w_corpus").set_value("upload").run()
+    upload = at.get("file_uploader")[0]
+    upload.set_value(("corpus.jsonl", b'{"sentence": "no text field"}\n', "application/json"))
+    at.run()
+    assert_clean(at)
+    assert any('no "text" field' in e.value for e in at.error)
+
+
+def test_public_mode_caps_the_sentences_and_says_so(store, tiny_model_path, monkeypatch):
+    path = str(tiny_model_path("bert"))
+    monkeypatch.setenv("ATLAS_PUBLIC", "1")
+    monkeypatch.setenv("ATLAS_ALLOWED_MODELS", path)
+    monkeypatch.setenv("ATLAS_MAX_CORPUS_SENTENCES", "4")
+    st.cache_resource.clear()  # models are cached under the policy they were loaded with
+    try:
+        at = open_corpus_page(path)
+        count = at.number_input(key="w_corpus_sentences")
+        assert (count.value, count.max) == (4, 4)
+        assert any("public deployment measures at most 4 sentences" in c.value for c in at.caption)
+    finally:
+        st.cache_resource.clear()

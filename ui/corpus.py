@@ -1,0 +1,417 @@
+"""The Corpus page's parts: the sentences, a run in stoppable chunks, the head table, the
+examples behind a claim and the global view.
+
+A run is measured in chunks of about `CHUNK_SECONDS`, one per script run, each inside an
+admission slot and saved to the corpus store (`core.corpus`) before the next: the page redraws
+the table after every chunk and reruns itself until the corpus is done. Stop (or any click,
+which interrupts the chunk) keeps every measured batch, and the store resumes the run by its key
+(model, corpus, max tokens, mode) whenever it is started again, in this session or another.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+
+import streamlit as st
+from streamlit import config as streamlit_config
+from streamlit.delta_generator import DeltaGenerator
+
+from core import AtlasError, LoadedModel
+from core.charts import global_view_chart
+from core.corpus import (
+    BUNDLED_CORPORA,
+    FILE_TYPES,
+    MODES,
+    CorpusResult,
+    available_projections,
+    bundled_corpus,
+    label_rules,
+    open_corpus,
+    read_sentences,
+    run_corpus,
+)
+from core.corpus.inputs import parse_txt
+from core.corpus.run import encode_sentence
+from core.display import corpus_example_rows, corpus_head_rows
+from ui import cache, session
+from ui.deploy import deploy_policy
+from ui.state import MAX_CORPUS_SENTENCES, MAX_CORPUS_TOKENS, MIN_CORPUS_TOKENS, ViewState
+from ui.text import plain
+from ui.widgets import bound, label_from, show_chart, show_error
+
+CHUNK_SECONDS = 4.0
+"""A chunk of a run lasts about this long: the table refreshes, Stop answers and other
+visitors get the admission slot at least this often."""
+BATCH_SIZE = 8
+RUNNING_KEY = "atlas_corpus_running"
+"""The `Run.key` of the run this session is measuring, while it runs."""
+SOURCE_LABELS = {
+    **{name: f"{name.capitalize()} (bundled)" for name in BUNDLED_CORPORA},
+    "paste": "Paste sentences",
+    "upload": "Upload a file",
+}
+MODE_LABELS = {"default": "Default", "clark": "Clark et al."}
+EXAMPLES_SHOWN = 10
+GLOBAL_POINTS = 1200
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a run measures: the model, the sentences and the settings (its store key)."""
+
+    model: str
+    sentences: tuple[str, ...]
+    max_tokens: int
+    mode: str
+
+    @property
+    def key(self) -> tuple[str, int, int, str]:
+        return (self.model, hash(self.sentences), self.max_tokens, self.mode)
+
+
+# ---------------------------------------------------------------- choosing the sentences
+def upload_megabytes() -> int:
+    """The server's upload limit (`server.maxUploadSize` in .streamlit/config.toml), in MB."""
+    return int(streamlit_config.get_option("server.maxUploadSize"))
+
+
+def corpus_sentences(view: ViewState) -> list[str] | None:
+    """The corpus the visitor chose (all of it), or None with a message or a prompt shown."""
+    bound(
+        st.segmented_control,
+        "Sentences",
+        "corpus",
+        options=list(SOURCE_LABELS),
+        format_func=label_from(SOURCE_LABELS),
+        required=True,
+    )
+    if view.corpus in BUNDLED_CORPORA:
+        st.caption(plain(BUNDLED_CORPORA[view.corpus]))
+        return bundled_corpus(view.corpus)
+    if view.corpus == "paste":
+        text = st.text_area(
+            "Sentences, one per line",
+            key="corpus_paste",
+            height=140,
+            max_chars=deploy_policy().max_chars,
+            placeholder="The cat sat on the mat.\nIt was tired.",
+        )
+        sentences = parse_txt(text)
+        if not sentences:
+            st.info("Paste a few sentences, one per line.")
+        return sentences or None
+    limit = upload_megabytes()
+    uploaded = st.file_uploader(
+        f"A .txt (one sentence per line), .csv (a 'text' column) or .jsonl file, up to {limit} MB",
+        type=[suffix.lstrip(".") for suffix in FILE_TYPES],
+        key="corpus_upload",
+        max_upload_size=limit,
+    )
+    if uploaded is None:
+        return None
+    try:
+        return read_sentences(uploaded.getvalue(), uploaded.name)
+    except AtlasError as error:
+        show_error(str(error))
+        return None
+
+
+def run_settings(view: ViewState, model: LoadedModel, available: int) -> tuple[int, int]:
+    """Max tokens and how many sentences, within the model's and the deployment's limits."""
+    policy = deploy_policy()
+    token_limit = min(MAX_CORPUS_TOKENS, model.max_length)
+    sentence_limit = min(available, MAX_CORPUS_SENTENCES)
+    if policy.max_corpus_sentences is not None:
+        sentence_limit = min(sentence_limit, policy.max_corpus_sentences)
+    tokens_column, mode_column, count_column = st.columns([1, 1.2, 1])
+    with tokens_column:
+        tokens = bound(
+            st.number_input,
+            "Max tokens per sentence",
+            "corpus_tokens",
+            value=min(max(view.corpus_tokens, MIN_CORPUS_TOKENS), token_limit),
+            min_value=min(MIN_CORPUS_TOKENS, token_limit),
+            max_value=token_limit,
+            step=16,
+            help="Longer sentences are cut (special tokens included); the count is shown.",
+        )
+    with mode_column:
+        bound(
+            st.segmented_control,
+            "Statistics",
+            "corpus_mode",
+            options=list(MODES),
+            format_func=label_from(MODE_LABELS),
+            required=True,
+            help="Clark-compatible: every query row counts, [CLS] and [SEP] apart, entropy "
+            'in nats, only "." and "," as punctuation; so numbers compare with the paper.',
+        )
+    with count_column:
+        count = bound(
+            st.number_input,
+            f"Sentences (of {available:,})",
+            "corpus_sentences",
+            value=min(view.corpus_sentences, sentence_limit),
+            min_value=1,
+            max_value=sentence_limit,
+            help="The first this many sentences of the corpus are measured.",
+        )
+    if policy.public:
+        st.caption(
+            f"This public deployment measures at most {sentence_limit:,} sentences of at most "
+            f"{token_limit} tokens per run. Run `python -m core.corpus` on your own machine "
+            "for larger corpora."
+        )
+    return int(tokens), int(count)
+
+
+# ---------------------------------------------------------------- running
+def is_running(run: Run) -> bool:
+    return st.session_state.get(RUNNING_KEY) == run.key
+
+
+def _start(key: tuple) -> None:
+    st.session_state[RUNNING_KEY] = key
+
+
+def _stop() -> None:
+    st.session_state.pop(RUNNING_KEY, None)
+
+
+def stored_result(run: Run) -> CorpusResult | None:
+    """The stored run (finished or stopped) for these settings, instantly; None if new."""
+    try:
+        return open_corpus(run.model, run.sentences, max_tokens=run.max_tokens, mode=run.mode)
+    except AtlasError as error:
+        show_error(str(error))
+        return None
+
+
+def run_controls(
+    run: Run, result: CorpusResult | None
+) -> tuple[CorpusResult | None, DeltaGenerator | None]:
+    """Run / Stop / Resume: the stored result, and the progress bar while the run is on.
+
+    The page draws the stored result first and calls `continue_run` with the bar last, so the
+    table stays on screen while the next chunk is measured.
+    """
+    if result is not None and result.finished:
+        st.caption(
+            f"Measured {result.total:,} sentences in {result.seconds:.0f} s; stored, so it "
+            "reopens at once."
+        )
+        return result, None
+    if not is_running(run):
+        label = "Run" if result is None or result.done == 0 else "Resume"
+        if result is not None and result.done:
+            st.info(f"Stopped after {result.done:,} of {result.total:,} sentences.")
+        st.button(label, type="primary", on_click=_start, args=(run.key,), key="corpus_start")
+        return result, None
+    st.button(
+        "Stop",
+        on_click=_stop,
+        key="corpus_stop",
+        help="Stops after the batch being measured and keeps everything measured so far.",
+    )
+    done = 0 if result is None else result.done
+    total = len(run.sentences)
+    bar = st.progress(done / total, text=f"{done:,} of {total:,} sentences · measuring…")
+    return result, bar
+
+
+def continue_run(run: Run, model: LoadedModel, bar: DeltaGenerator | None) -> None:
+    """Measure the next chunk of a running run, then rerun the page to show it."""
+    if bar is None:
+        return
+    try:
+        cache.admitted(functools.partial(_chunk, run, model, bar))
+    except AtlasError as error:
+        _stop()
+        show_error(str(error))
+        return
+    stored = stored_result(run)
+    if stored is None or stored.finished:
+        _stop()
+    st.rerun()
+
+
+def _chunk(run: Run, model: LoadedModel, bar: DeltaGenerator) -> CorpusResult:
+    """About `CHUNK_SECONDS` of the run (at least one batch), saved to the store."""
+    deadline = time.monotonic() + CHUNK_SECONDS
+
+    def progress(done: int, total: int, rate: float, left: float) -> bool:
+        estimate = f", about {left:.0f} s left" if left < float("inf") else ""
+        bar.progress(
+            done / total,
+            text=f"{done:,} of {total:,} sentences · {rate:.1f} per second{estimate}",
+        )
+        return time.monotonic() < deadline
+
+    return run_corpus(
+        model,
+        list(run.sentences),
+        max_tokens=run.max_tokens,
+        mode=run.mode,
+        progress=progress,
+        batch_size=BATCH_SIZE,
+    )
+
+
+# ---------------------------------------------------------------- results
+def open_on_attention(result: CorpusResult, layer: int, head: int, sentence: int, token: int):
+    """Show sentence `sentence` of the corpus on the Attention page at one head and token."""
+    session.update(
+        model=result.model_name,
+        text=result.sentence(sentence),
+        pair="",
+        target="",
+        layer=int(layer),
+        head=int(head),
+        method="raw",
+        token=max(int(token), 0),
+        page="attention",
+    )
+    st.switch_page("pages/attention.py")
+
+
+def head_table(result: CorpusResult) -> None:
+    """The sortable per-head table; selecting a row opens the head with its typical sentence."""
+    statistics = list(result.statistics)
+    rows = corpus_head_rows(result.head_table, statistics)
+    config = {
+        "labels": st.column_config.TextColumn("labels", width="medium"),
+        **{
+            name: st.column_config.NumberColumn(name.replace("_", " "), help=text, format="%.3f")
+            for name, text in result.statistics.items()
+        },
+        **{
+            f"{name} ±": st.column_config.NumberColumn(
+                "±", help=f"Half-width of the 95 % interval of {name}'s mean.", format="%.3f"
+            )
+            for name in statistics
+        },
+    }
+    event = st.dataframe(
+        rows,
+        hide_index=True,
+        column_config=config,
+        height=420,
+        on_select="rerun",
+        selection_mode="single-row",
+        key="corpus_heads",
+    )
+    st.caption(
+        f"Means over {result.done:,} sentences with the half-width of their 95 % interval (±). "
+        "Click a column header to sort; select a row to open that head on the Attention page "
+        "with its most typical sentence."
+    )
+    selected = (event or {}).get("selection", {}).get("rows") or []
+    if selected:
+        layer, head = (int(v) for v in rows.iloc[selected[0]][["layer", "head"]])
+        typical = result.typical_sentence(layer, head)
+        if typical is not None:
+            open_on_attention(result, layer, head, typical[0], 0)
+
+
+def rules(result: CorpusResult) -> None:
+    with st.expander("Label rules and thresholds"):
+        st.table(label_rules(result.mode).set_index("label"))
+        st.caption("Each rule reads a head's corpus means; a head can carry several labels.")
+
+
+def choose_head(result: CorpusResult, view: ViewState) -> tuple[int, int]:
+    """The head the examples and the global view are about (the view's layer and head)."""
+    layer_column, head_column = st.columns(2)
+    with layer_column:
+        layer = bound(st.selectbox, "Layer", "layer", options=list(range(result.num_layers)))
+    with head_column:
+        head = bound(
+            st.selectbox,
+            "Head",
+            "head",
+            value=view.head if isinstance(view.head, int) else 0,
+            options=list(range(result.num_heads)),
+        )
+    return int(layer), int(head)
+
+
+def examples(result: CorpusResult, model: LoadedModel, layer: int, head: int) -> None:
+    """The sentences where a statistic of the head is strongest; a row opens on Attention."""
+    names = list(result.statistics)
+    statistic = st.selectbox(
+        "Behaviour",
+        names,
+        index=names.index("to_previous") if "to_previous" in names else 0,
+        key="corpus_statistic",
+        format_func=label_from({s: s.replace("_", " ") for s in result.statistics}),
+    )
+    found = result.examples(layer, head, statistic, EXAMPLES_SHOWN)
+    if found.empty:
+        st.info("No example yet: run the corpus first.")
+        return
+    tokens = [
+        [t.text for t in encode_sentence(model, text, result.max_tokens).tokens]
+        for text in found["sentence"]
+    ]
+    rows = corpus_example_rows(found, tokens)
+    st.caption(f"Strongest first; the number is {statistic.replace('_', ' ')} on that sentence.")
+    for index, row in enumerate(rows.itertuples(index=False)):
+        value, text, button = st.columns([1.3, 9, 2], vertical_alignment="center")
+        value.markdown(f"**{row.value:.3f}**")
+        text.markdown(plain(row.sentence))
+        if row.pair:
+            text.caption(plain(f"strongest pair (query → key): {row.pair}"))
+        if button.button("Open", key=f"corpus_example_{index}", help="On the Attention page"):
+            chosen = found.iloc[index]
+            open_on_attention(
+                result, layer, head, int(chosen["sentence_index"]), int(chosen["query"])
+            )
+
+
+def open_typical(result: CorpusResult, layer: int, head: int) -> None:
+    """A button opening the head on the Attention page with its most typical sentence."""
+    if st.button("Open on the Attention page with its most typical sentence", key="corpus_open"):
+        typical = result.typical_sentence(layer, head)
+        if typical is None:
+            st.info("No sentence measured yet.")
+        else:
+            open_on_attention(result, layer, head, typical[0], 0)
+
+
+def global_view(result: CorpusResult, layer: int, head: int) -> None:
+    """The joint 2-D embedding of the head's queries and keys over a sample of the corpus."""
+    method_column, colour_column = st.columns(2)
+    method = method_column.selectbox(
+        "Embedding", available_projections(), key="corpus_projection", format_func=str.upper
+    )
+    colour = colour_column.segmented_control(
+        "Colour by",
+        ["role", "position"],
+        default="role",
+        required=True,
+        key="corpus_colour",
+        format_func=label_from({"role": "query / key", "position": "position"}),
+    )
+    try:
+        frame = cache.corpus_global_view(
+            result.model_name, result.run_id, layer, head, method, result.max_tokens, GLOBAL_POINTS
+        )
+    except AtlasError as error:
+        show_error(str(error))
+        return
+    show_chart(global_view_chart(frame, colour=colour), theme="streamlit", width="stretch")
+    st.caption(
+        "Queries and keys scaled to the same mean norm and centred together (this changes no "
+        "attention weight), so a query lies near the keys it attends to. Hover a point for its "
+        f"token and sentence; scroll to zoom. At most {GLOBAL_POINTS // 2:,} tokens are sampled."
+    )
+
+
+def truncation_note(result: CorpusResult) -> None:
+    if result.truncated:
+        st.caption(
+            f"{result.truncated:,} of {result.done:,} sentences were longer than "
+            f"{result.max_tokens} tokens and were cut."
+        )
