@@ -64,3 +64,9 @@ def _navigation_mode():
     patch_pages_manager()
     yield
     unpatch_pages_manager()
+
+
+def head_view_payload(at: AppTest) -> dict:
+    """The data the page's browser head view (`ui.head_view`) was given in the last run."""
+    [component] = [el for el in at.get("bidi_component") if el.proto.json]
+    return json.loads(json.loads(component.proto.json))
