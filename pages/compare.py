@@ -73,14 +73,15 @@ def replace_word(page: pages.Page) -> None:
         "averaged; the replaced word is one unit."
     )
     units = len(comparison.alignment.labels)
-    data = functools.partial(exports.difference_data, page.inputs, word, replacement)
+    prov = exports.provenance(view, page.inputs, method="difference")
+    data = functools.partial(exports.difference_data, page.inputs, word, replacement, prov)
     export_buttons(
         "Difference",
         csv=functools.partial(data, "csv"),
         json=functools.partial(data, "json"),
         # Counted from the shapes, so the full difference is not built to count it.
         cells=result.num_layers * result.num_heads * units * units,
-        stem=file_stem("difference", page.model.name, f"word{word}", replacement),
+        stem=f"{exports.stem(prov, kind='difference')}_word{word}-{file_stem(replacement)}",
     )
     if not comparison.before_predictions:
         st.caption("Add a [MASK] to the text to compare predictions too.")

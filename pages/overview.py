@@ -10,7 +10,7 @@ from core.head_stats import STAT_DESCRIPTIONS
 from core.views import pad_square, thumbnail_size
 from ui import cache, exports, panels
 from ui import page as pages
-from ui.widgets import bound, export_buttons, file_stem, show_chart
+from ui.widgets import bound, export_buttons, show_chart
 
 GRID_WIDTH = 640
 """px for the heads of one layer side by side; Streamlit does not shrink charts to fit."""
@@ -68,6 +68,7 @@ def render(page: pages.Page) -> None:
     if go.button("Open on the Attention page"):
         pages.open_head(layer, head)
 
+    prov = exports.provenance(view, page.inputs, stack=stack)
     if cross:
         st.info(
             "The head statistics describe self-attention (distance, previous and next token, "
@@ -91,16 +92,16 @@ def render(page: pages.Page) -> None:
         )
         export_buttons(
             "Head statistics",
-            csv=functools.partial(exports.head_stats_data, page.inputs, stack, "csv"),
-            json=functools.partial(exports.head_stats_data, page.inputs, stack, "json"),
-            stem=file_stem("head_statistics", page.model.name, stack),
+            csv=functools.partial(exports.head_stats_data, page.inputs, stack, prov, "csv"),
+            json=functools.partial(exports.head_stats_data, page.inputs, stack, prov, "json"),
+            stem=exports.stem(prov, kind="head-statistics"),
         )
     export_buttons(
         "All heads",
-        csv=functools.partial(exports.stack_data, page.inputs, stack, "csv"),
-        json=functools.partial(exports.stack_data, page.inputs, stack, "json"),
+        csv=functools.partial(exports.stack_data, page.inputs, stack, prov, "csv"),
+        json=functools.partial(exports.stack_data, page.inputs, stack, prov, "json"),
         cells=attentions.size,
-        stem=file_stem("all_heads", page.model.name, stack),
+        stem=exports.stem(prov),
     )
 
 

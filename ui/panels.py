@@ -22,7 +22,7 @@ from ui.layout import COLUMN_PX
 from ui.page import Page
 from ui.state import HEADS, MAX_EDGES, MAX_THRESHOLD
 from ui.text import plain
-from ui.widgets import bound, export_buttons, file_stem, label_from, show_chart, show_error
+from ui.widgets import bound, export_buttons, label_from, show_chart, show_error
 
 LONG_INPUT = 80
 """Inputs with more display units than this get fewer line-view edges by default."""
@@ -309,24 +309,35 @@ def neuron_panel(page: Page, stack: str) -> None:
 
 
 def exports_panel(page: Page, stack: str, rows: tuple[int, ...] | None, cells: int) -> None:
-    """One layer (every head, or the method's matrix) and, for raw weights, everything."""
+    """One layer (every head, or the method's matrix) and, for raw weights, everything.
+
+    Every file carries its provenance (model, text, options, layer, head, method) and is
+    named after it (`core.export_file_name`)."""
     view = page.view
-    stem = file_stem("attention", page.model.name, stack if stack != SELF else "", view.method)
-    layer_stem = f"{stem}_layer{view.layer}"
+    has_heads = core.get_method(view.method).has_heads
+    layer_prov = exports.provenance(
+        view,
+        page.inputs,
+        method=view.method,
+        layer=view.layer,
+        head=None if has_heads else "mean",
+        stack=stack,
+    )
     layer_data = functools.partial(
-        exports.layer_data, page.inputs, stack, view.method, view.layer, rows
+        exports.layer_data, page.inputs, stack, view.method, view.layer, rows, layer_prov
     )
     export_buttons(
         f"Layer {view.layer}",
         csv=functools.partial(layer_data, "csv"),
         json=functools.partial(layer_data, "json"),
-        stem=layer_stem,
+        stem=exports.stem(layer_prov),
     )
-    if core.get_method(view.method).has_heads:
+    if has_heads:
+        all_prov = exports.provenance(view, page.inputs, stack=stack)
         export_buttons(
             "All layers and heads",
-            csv=functools.partial(exports.stack_data, page.inputs, stack, "csv"),
-            json=functools.partial(exports.stack_data, page.inputs, stack, "json"),
+            csv=functools.partial(exports.stack_data, page.inputs, stack, all_prov, "csv"),
+            json=functools.partial(exports.stack_data, page.inputs, stack, all_prov, "json"),
             cells=cells,
-            stem=f"{file_stem('attention', page.model.name, stack)}_all",
+            stem=exports.stem(all_prov),
         )

@@ -128,7 +128,7 @@ def test_masked_page_offers_only_allowed_masked_lm_presets(deploy):
     at = start(text="The [MASK] sat.")
     at.switch_page("pages/masked.py").run()
     assert_clean(at)
-    assert "no masked-word head" in messages(at, "warning")
+    assert "no masked-word head" in messages(at, "info")
     assert [b.label for b in at.button if b.key.startswith("use_")] == labels(["roberta-base"])
 
 
@@ -137,9 +137,9 @@ def test_masked_page_without_an_allowed_masked_lm_says_so(deploy):
     at = start(text="The [MASK] sat.")
     at.switch_page("pages/masked.py").run()
     assert_clean(at)
-    assert "offers no masked-LM model" in messages(at, "warning")
+    assert "offers no masked-LM model" in messages(at, "info")
     assert not [b for b in at.button if b.key.startswith("use_")]
-    assert len(at.get("vega_lite_chart")) == 2  # the mask's attention and the gallery
+    assert len(at.get("vega_lite_chart")) == 1  # the mask's attention (no gallery grid)
 
 
 def test_with_any_model_allowed_local_paths_are_still_refused(deploy, tiny_model_path):
