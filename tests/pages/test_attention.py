@@ -175,3 +175,28 @@ def test_flow_stop_keeps_the_tokens_computed(expected):
     at.button(key="flow_continue").click().run()
     assert_clean(at)
     assert heatmap(at).num_rows == n * n
+
+
+def test_an_example_fills_the_text_says_what_to_look_for_and_travels_as_text():
+    from ui.sidebar import EXAMPLES
+
+    at = start()
+    at.selectbox(key="w_example").set_value("Sentence pair").run()
+    assert_clean(at)
+    text, pair, note = EXAMPLES["Sentence pair"]
+    assert at.text_area(key="w_text").value == text
+    assert at.query_params["text"] == text and at.query_params["pair"] == pair
+    assert "example" not in at.query_params
+    assert any(note == c.value for c in at.sidebar.caption)
+    # A pair: the heatmap carries the A/B bands.
+    assert '"title": "sentence"' in at.get("vega_lite_chart")[0].proto.spec
+
+
+def test_a_click_in_the_head_view_selects_the_token_everywhere():
+    at = start()
+    at.session_state["head_view"] = {"select": {"token": 3}}
+    at.run()
+    assert_clean(at)
+    assert at.selectbox(key="w_token").value == 3
+    assert at.query_params["token"] == "3"
+    assert head_view_payload(at)["sel"] == 3
