@@ -79,7 +79,10 @@ def controls(page: Page, stack: str, token_labels: list[str]) -> None:
     method_help = " ".join(
         f"{core.get_method(m).label}: {core.get_method(m).help}" for m in methods
     )
-    layer_column, head_column, method_column, token_column = st.columns([1, 1, 1.2, 2])
+    # Method gets a row of its own: beside three other controls a 1024 px window cut its
+    # options off ("rollout", "flow").
+    layer_column, head_column, token_column = st.columns([1, 1.3, 2])
+    method_column = st.container()
     with layer_column:
         bound(st.selectbox, "Layer", "layer", options=list(range(attentions.shape[0])))
     with head_column:

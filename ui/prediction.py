@@ -14,13 +14,15 @@ from core.images import gallery_file_name
 from core.views import thumbnail_size
 from ui import cache, exports, session
 from ui.deploy import deploy_policy, model_label, offered_models
-from ui.layout import COLUMN_PX, PAGE_PX
+from ui.layout import PAGE_PX
 from ui.matrix import DETAIL_LIMIT, OVERVIEW_BLOCKS, show_matrix
 from ui.page import Page
 from ui.sidebar import CUSTOM_MODE_KEY
 from ui.state import MAX_GENERATE, MAX_TOP_K
 from ui.text import plain
 from ui.widgets import bound, label_from, show_chart, show_error
+
+PRESETS_PER_ROW = 3
 
 
 def no_head_notice(model: core.LoadedModel) -> None:
@@ -41,8 +43,17 @@ def no_head_notice(model: core.LoadedModel) -> None:
         )
         return
     st.info(missing + "so it predicts no masked words. Switch to a masked-LM model:")
-    for column, name in zip(st.columns(len(mlm)), mlm, strict=True):
-        column.button(model_label(name), on_click=switch_model, args=(name,), key=f"use_{name}")
+    # Three to a row: six in one row cut every label to a few letters at 1024 px.
+    for start in range(0, len(mlm), PRESETS_PER_ROW):
+        row = mlm[start : start + PRESETS_PER_ROW]
+        for column, name in zip(st.columns(PRESETS_PER_ROW), row, strict=False):
+            column.button(
+                model_label(name),
+                on_click=switch_model,
+                args=(name,),
+                key=f"use_{name}",
+                width="stretch",
+            )
 
 
 def switch_model(name: str) -> None:
@@ -126,29 +137,29 @@ def mask_section(
         st.subheader(f"Next token after position {position}: {plain(result.tokens[position].text)}")
     else:
         st.subheader(f"Mask {number + 1}: position {position}")
-    left, right = st.columns(2)
+    # Predictions above the profile, not beside it: at 1024 px with the sidebar open two
+    # columns leave the profile's head labels and legend no room.
     if ranked:
         shown = ranked[:top_k]
-        with left:
-            show_chart(
-                charts.prediction_bars(
-                    [p.token for p in shown],
-                    [p.score for p in shown],
-                    column_width=COLUMN_PX,
-                    scale="fixed" if scale_of(page) == "fixed" else "chart",
-                ),
-                theme="streamlit",
-            )
+        show_chart(
+            charts.prediction_bars(
+                [p.token for p in shown],
+                [p.score for p in shown],
+                column_width=PAGE_PX,
+                scale="fixed" if scale_of(page) == "fixed" else "chart",
+            ),
+            theme="streamlit",
+        )
     profile, labels = mask_profile(
         result.attentions, position, result.labels, DETAIL_LIMIT, OVERVIEW_BLOCKS
     )
-    with right:
+    with st.container():
         show_chart(
             charts.layer_head_profile(
                 profile,
                 labels,
                 title=f"Attention of position {position} in every layer and head",
-                column_width=COLUMN_PX,
+                column_width=PAGE_PX,
                 scale=scale_of(page),
             ),
             theme="streamlit",
