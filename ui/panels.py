@@ -11,7 +11,7 @@ import streamlit as st
 
 import core
 from core import charts
-from core.display import ScaleMode, segment_b_start, token_bars
+from core.display import LEGEND_PX, ScaleMode, segment_b_start, token_bars
 from core.families import CROSS, SELF
 from core.methods import MethodResult
 from core.tokens import is_continuation
@@ -211,12 +211,9 @@ def line_view(
         if clicked is not None and 0 <= clicked < len(shown.groups):
             session.update(token=shown.groups[clicked][0])
         st.rerun()
-    st.caption(
-        f"Lines: the {top_k} strongest per token and head with weight ≥ {threshold:.2f}. "
-        "Hover a token on either side to keep its lines; click one to select it everywhere "
-        "(again to show all lines); click a head in the legend to toggle it, double-click to "
-        "show it alone." + (" Left: target tokens, right: source tokens." if cross else "")
-    )
+    # The component says how many lines it draws and how to use it; only the sides are new.
+    if cross:
+        st.caption("Left: target tokens, right: source tokens.")
 
 
 def selected_token(
@@ -236,7 +233,9 @@ def selected_token(
         incoming,
         view.column_labels,
         None if cross else selected,
-        column_width=COLUMN_PX,
+        # `plan_token_bars` plans the plot as the column less the axis; the legend beside the
+        # bars takes another LEGEND_PX, so vertical bars were chosen with labels 10 px apart.
+        column_width=COLUMN_PX - LEGEND_PX,
         scale=scale if scale != "shared" else "chart",
     )
     show_chart(chart, theme="streamlit")

@@ -22,7 +22,7 @@ from ui.state import MAX_GENERATE, MAX_TOP_K
 from ui.text import plain
 from ui.widgets import bound, label_from, show_chart, show_error
 
-PRESETS_PER_ROW = 3
+PRESETS_PER_ROW = 2
 
 
 def no_head_notice(model: core.LoadedModel) -> None:
@@ -43,7 +43,7 @@ def no_head_notice(model: core.LoadedModel) -> None:
         )
         return
     st.info(missing + "so it predicts no masked words. Switch to a masked-LM model:")
-    # Three to a row: six in one row cut every label to a few letters at 1024 px.
+    # Two to a row: six in one row cut every label to a few letters at 1024 px.
     for start in range(0, len(mlm), PRESETS_PER_ROW):
         row = mlm[start : start + PRESETS_PER_ROW]
         for column, name in zip(st.columns(PRESETS_PER_ROW), row, strict=False):
