@@ -45,7 +45,9 @@ WIDTHS = (1024, 1440)
 # the column it sits in.
 _BOXES = """() => {
     const main = document.querySelector("[data-testid='stMain']");
-    const visible = (el) => el.offsetParent !== null && el.getBoundingClientRect().height > 2;
+    // A collapsed expander keeps its content laid out (and measurable) but not shown.
+    const visible = (el) => el.offsetParent !== null && el.getBoundingClientRect().height > 2
+        && !el.closest('details:not([open])');
     const leaves = [...main.querySelectorAll("[data-testid='stElementContainer']")]
         .filter(visible)
         .filter((el) => !el.querySelector("[data-testid='stElementContainer']"));
