@@ -30,7 +30,7 @@ def messages(at: AppTest, kind: str) -> str:
 
 
 def assert_recovers(at: AppTest) -> None:
-    """The next ordinary input works: the heatmap and the bars (the line view is the head view) of the new sentence, no error."""
+    """The next ordinary input works: heatmap and bars of the new sentence, no error."""
     at.text_area(key="w_text").set_value(GOOD_TEXT).run()
     assert_clean(at)
     assert not at.error, messages(at, "error")
