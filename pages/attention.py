@@ -1,12 +1,15 @@
 """Attention page: one layer's heads (or another method) as heatmap, line view and bars."""
 
+import dataclasses
+
 import streamlit as st
 
 import core
-from core.display import colour_domain, layer_view
+from core.display import layer_view, segment_b_start, shown_selection
 from core.families import CROSS
+from core.tokens import unit_labels
 from core.views import causal_display_mask, prepare_cross_display, prepare_display
-from ui import flow, panels
+from ui import flow, panels, session
 from ui import page as pages
 from ui.matrix import show_matrix
 from ui.text import plain
@@ -37,6 +40,13 @@ def render(page: pages.Page) -> None:
     cross = stack == CROSS
     attentions, tokens, key_tokens = result.stack(stack)
     spec = result.stack_spec(stack)
+    # The selection never rests on a token the display options hide.
+    shown_token = shown_selection(
+        tokens, view.token, hide_special=view.hide_special, merge_words=view.merge_words
+    )
+    if shown_token != view.token:
+        view = session.update(token=shown_token)
+        page = pages.Page(view=view, model=page.model, inputs=page.inputs, result=result)
     note = panels.unavailable_note(page, stack)
     panels.controls(page, stack, [t.text for t in tokens])
     if note:
@@ -51,22 +61,27 @@ def render(page: pages.Page) -> None:
         display = prepare_cross_display(layer.matrix, tokens, key_tokens, **options)
     else:
         display = prepare_display(layer.matrix, tokens, **options)
+    # Word pieces carry a marker on the axes; a cross view's keys come from the source.
+    labels = unit_labels(tokens, display.groups, "marked")
+    key_labels = unit_labels(key_tokens, display.key_groups, "marked") if cross else None
     # Keys after the query are masked in a causal stack: left empty, not drawn as zeros.
     empty = causal_display_mask(display.groups) if spec.causal else None
     selected = display.unit_of(view.token)
 
     st.subheader("Matrix")
     sides = ("target", "source") if cross else ("from", "to")
-    shown_rows = show_matrix(
+    scale = view.colour_scale()
+    show_matrix(
         display.matrix,
-        display.labels,
+        labels,
         key="heatmap",
         title=f"{layer.what} (rows: {sides[0]}, columns: {sides[1]})",
         selected=selected,
-        key_labels=display.key_labels,
+        key_labels=key_labels,
         pick_groups=display.groups,
         empty_mask=empty,
-        domain=colour_domain(view.colour_scale(), [display.matrix]),
+        scale="chart" if scale == "shared" else scale,
+        segment_b_start=None if cross else segment_b_start(tokens, display.groups),
     )
     size = f"{len(display.labels)} × {len(display.column_labels)}" if cross else len(display.labels)
     caption = [f"{plain(page.model.name)} · {layer.what} · {size} tokens."]
@@ -80,16 +95,11 @@ def render(page: pages.Page) -> None:
     left, right = st.columns([1, 1])
     with left:
         st.subheader("Line view")
-        if cross:
-            st.caption(
-                "The line view joins one token list to itself; for cross attention (target → "
-                "source) read the heatmap and the bars."
-            )
-        else:
-            panels.line_view(display, layer, selected, shown_rows, tokens)
+        panels.line_view(page, scores, display, selected, stack)
     with right:
         st.subheader("Selected token")
-        panels.selected_token(display, selected, empty, cross)
+        bars = dataclasses.replace(display, labels=labels, key_labels=key_labels)
+        panels.selected_token(bars, selected, empty, cross, scale)
     panels.neuron_panel(page, stack)
     st.subheader("Export")
     panels.exports_panel(page, stack, rows, attentions.size)

@@ -4,10 +4,12 @@ import functools
 
 import streamlit as st
 
-from core import AtlasError, charts
-from core.display import colour_domain, head_matrix
+from core import AtlasError, AttentionResult, charts
+from core.display import head_matrix, segment_b_start, shared_max
+from core.tokens import token_labels
 from ui import cache, compare, exports
 from ui import page as pages
+from ui.layout import COLUMN_PX
 from ui.matrix import show_matrix
 from ui.widgets import export_buttons, file_stem, show_chart, show_error
 
@@ -18,6 +20,15 @@ ABOUT = (
     "cells gained attention and blue cells lost it. Include a [MASK] in the text to see how "
     "the predictions move. **Two models**: the same text in two models side by side."
 )
+
+
+def marked(result: AttentionResult) -> dict:
+    """`show_matrix`'s axis labels (word pieces marked) and where a pair's sentence B starts."""
+    groups = [[t.index] for t in result.tokens]
+    return {
+        "labels": token_labels(result.tokens, "marked"),
+        "segment_b_start": segment_b_start(result.tokens, groups),
+    }
 
 
 def replace_word(page: pages.Page) -> None:
@@ -36,36 +47,41 @@ def replace_word(page: pages.Page) -> None:
     layer, head = compare.layer_and_head(result.num_layers, result.num_heads)
     before = head_matrix(comparison.before.attentions, layer, head)
     after = head_matrix(comparison.after.attentions, layer, head)
-    domain = colour_domain(view.colour_scale(), [before, after])
-    left, right = st.columns(2)
-    with left:
-        show_matrix(before, comparison.before.labels, key="before", title="Before", domain=domain)
-    with right:
-        title = f"After: {comparison.original_word} → {comparison.replacement}"
-        show_matrix(after, comparison.after.labels, key="after", title=title, domain=domain)
+    # Stacked, not side by side: the server cannot know the window's width, and two heatmaps
+    # in columns are clipped below about 1200 px.
+    scale = view.colour_scale()
+    shared = {"scale": scale, "shared_max": shared_max([before, after])}
+    show_matrix(before, **marked(comparison.before), key="before", title="Before", **shared)
+    title = f"After: {comparison.original_word} → {comparison.replacement}"
+    show_matrix(after, **marked(comparison.after), key="after", title=title, **shared)
+    difference = comparison.difference_for(layer, head if isinstance(head, int) else None)
     # Only the shown head is merged to word level: the whole stack takes seconds at 512 tokens
     # and is built only if the difference is downloaded.
     show_matrix(
-        comparison.difference_for(layer, head if isinstance(head, int) else None),
+        difference,
         comparison.alignment.labels,
         key="difference",
         title="Difference (after − before), word level",
         value_label="change",
         diverging=True,
+        # A difference is signed: fixed 0–1 would hide it, so "fixed" draws it on ±1.
+        scale=scale,
+        shared_max=shared_max([difference], absolute=True),
     )
     st.caption(
         "Word level: attention to a word is summed over its pieces, attention from a word is "
         "averaged; the replaced word is one unit."
     )
     units = len(comparison.alignment.labels)
-    data = functools.partial(exports.difference_data, page.inputs, word, replacement)
+    prov = exports.provenance(view, page.inputs, method="difference")
+    data = functools.partial(exports.difference_data, page.inputs, word, replacement, prov)
     export_buttons(
         "Difference",
         csv=functools.partial(data, "csv"),
         json=functools.partial(data, "json"),
         # Counted from the shapes, so the full difference is not built to count it.
         cells=result.num_layers * result.num_heads * units * units,
-        stem=file_stem("difference", page.model.name, f"word{word}", replacement),
+        stem=f"{exports.stem(prov, kind='difference')}_word{word}-{file_stem(replacement)}",
     )
     if not comparison.before_predictions:
         st.caption("Add a [MASK] to the text to compare predictions too.")
@@ -73,6 +89,8 @@ def replace_word(page: pages.Page) -> None:
     st.subheader("Predictions before and after")
     pairs = zip(comparison.before_predictions, comparison.after_predictions, strict=True)
     for number, (old, new) in enumerate(pairs):
+        # One probability axis for both, so the bars compare.
+        top = max((p.score for p in old + new), default=1.0) or 1.0
         for column, ranked, when in zip(
             st.columns(2), (old, new), ("before", "after"), strict=True
         ):
@@ -82,6 +100,9 @@ def replace_word(page: pages.Page) -> None:
                         [p.token for p in ranked],
                         [p.score for p in ranked],
                         title=f"Mask {number + 1} {when}",
+                        column_width=COLUMN_PX,
+                        scale="fixed" if scale == "fixed" else "shared",
+                        shared_max=top,
                     ),
                     theme="streamlit",
                 )
@@ -109,10 +130,10 @@ def two_models(page: pages.Page) -> None:
     layer, head = compare.layer_and_head(layers, heads)
     shown = [(page.model.name, result), (other.name, other_result)]
     matrices = [head_matrix(res.attentions, layer, head) for _, res in shown]
-    domain = colour_domain(view.colour_scale(), matrices)
-    for column, (label, res), matrix in zip(st.columns(2), shown, matrices, strict=True):
-        with column:
-            show_matrix(matrix, res.labels, key=f"model_{label}", title=label, domain=domain)
+    shared = {"scale": view.colour_scale(), "shared_max": shared_max(matrices)}
+    # Stacked for the same reason as before/after: side by side they clip below ~1200 px.
+    for (label, res), matrix in zip(shown, matrices, strict=True):
+        show_matrix(matrix, **marked(res), key=f"model_{label}", title=label, **shared)
 
 
 def render(page: pages.Page) -> None:

@@ -7,7 +7,7 @@ import streamlit as st
 from core import ModelKind
 from ui import exports, prediction
 from ui import page as pages
-from ui.widgets import export_buttons, file_stem
+from ui.widgets import export_buttons
 
 ABOUT = (
     "Write `[MASK]` (or `<mask>`) in the text, or pick a word below to mask it. The bars are "
@@ -26,7 +26,8 @@ def render(page: pages.Page) -> None:
     causal = page.model.kind is ModelKind.CAUSAL_LM
     if not can_predict and not causal:
         prediction.no_head_notice(page.model)
-    top_k = prediction.top_k_slider(causal)
+    # A model without a head predicts nothing: no slider that would do nothing.
+    top_k = prediction.top_k_slider(causal) if can_predict or causal else 0
     positions, predictions = prediction.positions_and_predictions(page, can_predict, causal)
     if page.view.pair and predictions and not causal:
         st.caption("Predictions use the first sentence only.")
@@ -36,12 +37,13 @@ def render(page: pages.Page) -> None:
             st.caption("No prediction for this position.")
         prediction.mask_section(page, number, position, ranked, causal, top_k)
     if predictions:
-        data = functools.partial(exports.predictions_data, page.inputs, positions[0], causal)
+        prov = exports.provenance(page.view, page.inputs)
+        data = functools.partial(exports.predictions_data, page.inputs, positions[0], causal, prov)
         export_buttons(
             "Predictions",
             csv=functools.partial(data, "csv"),
             json=functools.partial(data, "json"),
-            stem=file_stem("predictions", page.model.name),
+            stem=exports.stem(prov, kind="predictions"),
         )
     if causal:
         prediction.generation(page)

@@ -2,18 +2,25 @@
 
 import functools
 
+import numpy as np
 import streamlit as st
 
 from core import charts
 from core.families import CROSS
 from core.head_stats import STAT_DESCRIPTIONS
-from core.views import pad_square, thumbnail_size
+from core.views import (
+    blank_causal,
+    pad_square,
+    pool_matrix,
+    prepare_cross_display,
+    prepare_display,
+    thumbnail_size,
+)
 from ui import cache, exports, panels
 from ui import page as pages
-from ui.widgets import bound, export_buttons, file_stem, show_chart
+from ui.layout import PAGE_PX
+from ui.widgets import bound, export_buttons, show_chart
 
-GRID_WIDTH = 640
-"""px for the heads of one layer side by side; Streamlit does not shrink charts to fit."""
 THUMBNAIL_PIXELS = 250_000
 """The thumbnails are PNG images: 144 heads of 40 × 40 cells stay under 0.5 MB."""
 ABOUT = (
@@ -25,6 +32,21 @@ ABOUT = (
 )
 
 
+def shown_thumbnails(page: pages.Page, stack: str, size: int) -> np.ndarray:
+    """Thumbnails `[layers, heads, s, s']` of the units the display options show."""
+    view = page.view
+    result = page.result
+    attentions, queries, keys = result.stack(stack)
+    if result.is_causal(stack):
+        attentions = blank_causal(attentions)
+    options = {"hide_special": view.hide_special, "merge_words": view.merge_words}
+    if stack == CROSS:
+        shown = prepare_cross_display(attentions, queries, keys, **options).matrix
+    else:
+        shown = prepare_display(attentions, queries, **options).matrix
+    return pool_matrix(shown, size)
+
+
 def render(page: pages.Page) -> None:
     view = page.view
     stack = panels.stack_selector(page)
@@ -33,7 +55,12 @@ def render(page: pages.Page) -> None:
     layers, heads = attentions.shape[:2]
     n = max(len(queries), len(keys))
     size = thumbnail_size(layers, heads, n, budget=THUMBNAIL_PIXELS, largest=40)
-    thumbnails = cache.thumbnails(page.inputs, stack, size)
+    if view.hide_special or view.merge_words:
+        # The display options hold here as on the other pages: hidden tokens left out,
+        # word pieces merged, before the thumbnails are averaged down.
+        thumbnails = shown_thumbnails(page, stack, size)
+    else:
+        thumbnails = cache.thumbnails(page.inputs, stack, size)
     if cross:
         # Target rows × source columns; the grid's thumbnails are square, the rest stays empty.
         thumbnails = pad_square(thumbnails)
@@ -44,8 +71,23 @@ def render(page: pages.Page) -> None:
     if n > size:
         st.caption(f"{n} tokens: each thumbnail is averaged down to {size}×{size} blocks.")
     selected = (view.layer, view.head) if isinstance(view.head, int) else None
+    own_max = bound(
+        st.toggle,
+        "Scale each thumbnail to its own maximum",
+        "own_max",
+        help="Off: every thumbnail on the colour scale chosen in the sidebar, so heads compare; "
+        "on: each head's pattern at full contrast, whatever its size.",
+    )
+    scale = view.colour_scale()
     event = show_chart(
-        charts.head_grid(thumbnails, selected=selected, max_width=GRID_WIDTH),
+        charts.head_grid(
+            thumbnails,
+            selected=selected,
+            max_width=PAGE_PX,
+            per_head=own_max,
+            # One scale for the whole grid unless "fixed" 0–1 is chosen.
+            scale="fixed" if scale == "fixed" else "chart",
+        ),
         theme="streamlit",
         width="content",
         on_select="rerun",
@@ -68,14 +110,19 @@ def render(page: pages.Page) -> None:
     if go.button("Open on the Attention page"):
         pages.open_head(layer, head)
 
+    prov = exports.provenance(view, page.inputs, stack=stack)
     if cross:
         st.info(
             "The head statistics describe self-attention (distance, previous and next token, "
             "itself); cross attention relates two different texts. Choose Encoder or Decoder."
         )
     else:
-        st.dataframe(
-            cache.head_stats(page.inputs, stack),
+        stats = cache.head_stats(page.inputs, stack)
+        table = st.dataframe(
+            stats,
+            on_select="rerun",
+            selection_mode="single-row",
+            key="head_table",
             hide_index=True,
             column_config={
                 name: st.column_config.NumberColumn(
@@ -85,22 +132,26 @@ def render(page: pages.Page) -> None:
             },
             height=520,
         )
+        rows = table.selection.rows if table is not None else []
+        if rows:
+            picked_row = stats.iloc[rows[0]]
+            pages.open_head(int(picked_row["layer"]), int(picked_row["head"]))
         st.caption(
             "Averaged over the query rows of the words (special-token rows left out). "
-            "Sort by 'to previous' to find previous-token heads."
+            "Sort by 'to previous' to find previous-token heads; click a row to open its head."
         )
         export_buttons(
             "Head statistics",
-            csv=functools.partial(exports.head_stats_data, page.inputs, stack, "csv"),
-            json=functools.partial(exports.head_stats_data, page.inputs, stack, "json"),
-            stem=file_stem("head_statistics", page.model.name, stack),
+            csv=functools.partial(exports.head_stats_data, page.inputs, stack, prov, "csv"),
+            json=functools.partial(exports.head_stats_data, page.inputs, stack, prov, "json"),
+            stem=exports.stem(prov, kind="head-statistics"),
         )
     export_buttons(
         "All heads",
-        csv=functools.partial(exports.stack_data, page.inputs, stack, "csv"),
-        json=functools.partial(exports.stack_data, page.inputs, stack, "json"),
+        csv=functools.partial(exports.stack_data, page.inputs, stack, prov, "csv"),
+        json=functools.partial(exports.stack_data, page.inputs, stack, prov, "json"),
         cells=attentions.size,
-        stem=file_stem("all_heads", page.model.name, stack),
+        stem=exports.stem(prov),
     )
 
 

@@ -24,6 +24,7 @@ import core
 from core import AttentionResult, LoadedModel, MethodRequest, MethodResult, admission
 from core.families import SELF
 from core.images import gallery_zip
+from core.tokens import token_labels
 from core.views import blank_causal
 from ui.deploy import deploy_policy
 from ui.state import ViewState
@@ -262,14 +263,30 @@ def predictions_at(inputs: Inputs, position: int, top_k: int) -> list[list[core.
     )
 
 
-def gallery(inputs: Inputs) -> bytes:
-    """Every head of the text's self-attention as full-resolution PNGs in one ZIP."""
+def gallery(
+    inputs: Inputs,
+    palette: str = "blue",
+    raw_labels: bool = False,
+    provenance: core.Provenance | None = None,
+) -> bytes:
+    """Every head of the text's self-attention as full-resolution PNGs in one ZIP.
+
+    `palette` "blue" (each head to its own maximum) or "cs50" (the exercise's absolute grey);
+    `raw_labels` draws the tokenizer's own pieces (``Ġsat``, ``##ding``) instead of marked text.
+    """
 
     def compute() -> bytes:
         result = attention(inputs)
-        return gallery_zip(result.attentions, result.labels, model_name=inputs.model)
+        labels = token_labels(result.tokens, "raw" if raw_labels else "marked")
+        return gallery_zip(
+            result.attentions,
+            labels,
+            model_name=inputs.model,
+            palette=palette,  # type: ignore[arg-type]  # checked by gallery_zip
+            provenance=provenance,
+        )
 
-    return _stored(store_key("gallery", inputs), compute)
+    return _stored(store_key("gallery", inputs, palette, raw_labels, provenance), compute)
 
 
 def generation(inputs: Inputs, count: int) -> AttentionResult:

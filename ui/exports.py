@@ -7,16 +7,48 @@ a result. Shaping is `core.display`'s; the formats are `core.export`'s.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pandas as pd
 
 import core
 from core.display import layer_export, prediction_rows
-from core.families import CROSS
+from core.export import csv_with_provenance, json_with_provenance
+from core.families import CROSS, SELF
 from ui import cache
 from ui.cache import Inputs
+from ui.state import ViewState
+
+
+def provenance(
+    view: ViewState,
+    inputs: Inputs,
+    *,
+    method: str = "raw",
+    layer: int | None = None,
+    head: int | str | None = None,
+    stack: str = SELF,
+) -> core.Provenance:
+    """What an export of this view was computed from (small: texts and numbers only)."""
+    return core.Provenance(
+        model=inputs.model,
+        text=inputs.text,
+        pair=inputs.pair,
+        method=method,
+        layer=layer,
+        head=head,
+        stack=stack,
+        hide_special=view.hide_special,
+        merge_words=view.merge_words,
+    )
+
+
+def stem(prov: core.Provenance, *, kind: str = "attention") -> str:
+    """`core.export_file_name` of `prov` without its extension (the buttons add it)."""
+    name = core.export_file_name(
+        prov.model, prov.method, prov.layer, prov.head, prov.stack, "csv", kind=kind
+    )
+    return name.removesuffix(".csv")
 
 
 def _labels(inputs: Inputs, stack: str) -> tuple[list[str], list[str] | None]:
@@ -31,42 +63,54 @@ def layer_data(
     method: str,
     layer: int,
     rows: tuple[int, ...] | None,
+    prov: core.Provenance,
     fmt: str,
 ) -> str:
     """One layer of method `method` as "csv" or "json" (every head for methods with heads)."""
     scores = cache.method_result(inputs, method, stack, layer, rows)
     array, layer_ids, head_ids = layer_export(scores, layer)
     labels, keys = _labels(inputs, stack)
-    options: dict[str, Any] = {"layer_ids": layer_ids, "head_ids": head_ids, "key_labels": keys}
+    options: dict[str, Any] = {
+        "layer_ids": layer_ids,
+        "head_ids": head_ids,
+        "key_labels": keys,
+        "provenance": prov,
+    }
     if fmt == "csv":
         return core.attention_csv(labels, array, **options)
     return core.attention_json(labels, array, method=method, **options)
 
 
-def stack_data(inputs: Inputs, stack: str, fmt: str) -> str:
+def stack_data(inputs: Inputs, stack: str, prov: core.Provenance, fmt: str) -> str:
     """Every layer and head of one stack's raw attention as "csv" or "json"."""
     attentions = cache.attention(inputs).stack(stack)[0]
     labels, keys = _labels(inputs, stack)
     if fmt == "csv":
-        return core.attention_csv(labels, attentions, key_labels=keys)
-    return core.attention_json(labels, attentions, key_labels=keys)
+        return core.attention_csv(labels, attentions, key_labels=keys, provenance=prov)
+    return core.attention_json(labels, attentions, key_labels=keys, provenance=prov)
 
 
-def head_stats_data(inputs: Inputs, stack: str, fmt: str) -> str:
+def head_stats_data(inputs: Inputs, stack: str, prov: core.Provenance, fmt: str) -> str:
     stats = cache.head_stats(inputs, stack)
-    return stats.to_csv(index=False) if fmt == "csv" else stats.to_json(orient="records")
+    if fmt == "csv":
+        return csv_with_provenance(stats.to_csv(index=False), prov)
+    return json_with_provenance(stats.to_dict(orient="records"), prov)
 
 
-def difference_data(inputs: Inputs, word: int, replacement: str, fmt: str) -> str:
+def difference_data(
+    inputs: Inputs, word: int, replacement: str, prov: core.Provenance, fmt: str
+) -> str:
     """The word-level difference (after − before) of every layer and head."""
     comparison = cache.comparison(inputs, word, replacement)
     labels = comparison.alignment.labels
     if fmt == "csv":
-        return core.attention_csv(labels, comparison.difference)
-    return core.attention_json(labels, comparison.difference, method="difference")
+        return core.attention_csv(labels, comparison.difference, provenance=prov)
+    return core.attention_json(labels, comparison.difference, method="difference", provenance=prov)
 
 
-def predictions_data(inputs: Inputs, position: int | None, causal: bool, fmt: str) -> str:
+def predictions_data(
+    inputs: Inputs, position: int | None, causal: bool, prov: core.Provenance, fmt: str
+) -> str:
     """The predictions shown as rows: a causal model's next token, the text's [MASK]s, or
     the word at `position` masked."""
     result = cache.attention(inputs)
@@ -80,4 +124,6 @@ def predictions_data(inputs: Inputs, position: int | None, causal: bool, fmt: st
     else:
         positions, predictions = [], []
     rows = prediction_rows(positions, predictions)
-    return pd.DataFrame(rows).to_csv(index=False) if fmt == "csv" else json.dumps(rows)
+    if fmt == "csv":
+        return csv_with_provenance(pd.DataFrame(rows).to_csv(index=False), prov)
+    return json_with_provenance(rows, prov)

@@ -15,8 +15,10 @@ import numpy as np
 import streamlit as st
 
 from core import charts
+from core.display import ScaleMode
 from core.views import block_edges, block_labels, pool_matrix, window
 from ui import session
+from ui.layout import PAGE_PX
 from ui.widgets import show_chart
 
 DETAIL_LIMIT = 80
@@ -41,20 +43,33 @@ def show_matrix(
     value_label: str = "attention",
     pick_groups: Sequence[Sequence[int]] | None = None,
     empty_mask: np.ndarray | None = None,
-    domain: tuple[float, float] | None = None,
+    column_width: int = PAGE_PX,
+    scale: ScaleMode = "chart",
+    shared_max: float | None = None,
+    segment_b_start: int | None = None,
 ) -> tuple[int, int] | None:
     """Draw `matrix` `[q, k]`; returns the query window `[start, stop)` when it was cut.
 
     `empty_mask` bool `[q, k]` marks cells to leave undrawn (a causal model's future keys).
+    `column_width` is the px the chart must fit in (`ui.layout`); `scale` and `shared_max` the
+    colour scale (`core.display.shared_max` of every compared matrix for "shared");
+    `segment_b_start` the first unit of a pair's sentence B (A/B bands, whole matrices only).
     """
     key_labels = labels if key_labels is None else key_labels
     groups: Groups | None = None
     if pick_groups is not None:
         groups = tuple(tuple(group) for group in pick_groups)
     q, k = matrix.shape
-    options = {"diverging": diverging, "value_label": value_label, "domain": domain}
+    options = {
+        "diverging": diverging,
+        "value_label": value_label,
+        "column_width": column_width,
+        "scale": scale,
+        "shared_max": shared_max,
+    }
     if max(q, k) <= DETAIL_LIMIT:
-        _heatmap(matrix, labels, key_labels, key, title, selected, groups, 0, empty_mask, options)
+        whole = {**options, "segment_b_start": segment_b_start}
+        _heatmap(matrix, labels, key_labels, key, title, selected, groups, 0, empty_mask, whole)
         return None
 
     overview = pool_matrix(matrix, OVERVIEW_BLOCKS)
@@ -73,8 +88,6 @@ def show_matrix(
             block_labels(key_labels, OVERVIEW_BLOCKS),
             title=f"{title}: overview of all {q}×{k} (block means)",
             empty_mask=overview_empty,
-            width=min(640, 10 * overview.shape[1]),
-            height=min(640, 10 * overview.shape[0]),
             **options,
         ),
         theme="streamlit",

@@ -11,18 +11,27 @@ import streamlit as st
 
 import core
 from core import charts
-from core.display import LayerView, line_window, token_bars
-from core.families import SELF
+from core.display import LEGEND_PX, ScaleMode, segment_b_start, token_bars
+from core.families import CROSS, SELF
+from core.methods import MethodResult
+from core.tokens import is_continuation
 from core.views import DisplayMatrix
 from ui import cache, exports, session
+from ui.head_view import head_view
+from ui.layout import COLUMN_PX
 from ui.page import Page
 from ui.state import HEADS, MAX_EDGES, MAX_THRESHOLD
 from ui.text import plain
-from ui.widgets import bound, export_buttons, file_stem, label_from, show_chart, show_error
+from ui.widgets import bound, export_buttons, label_from, show_chart, show_error
 
 LONG_INPUT = 80
 """Inputs with more display units than this get fewer line-view edges by default."""
 HEAD_LABELS = {"mean": "mean of heads", "all": "all heads (lines)"}
+HEAD_VIEW_HEIGHT = 640
+"""px the head view of a long input is capped at (it scrolls)."""
+FOCUS_KEY = "atlas_head_view_focus"
+"""Session flag: the head view highlights the selected token (after a click in it); until
+then it draws every line, as BertViz's head view does."""
 
 
 def stack_selector(page: Page) -> str:
@@ -70,7 +79,10 @@ def controls(page: Page, stack: str, token_labels: list[str]) -> None:
     method_help = " ".join(
         f"{core.get_method(m).label}: {core.get_method(m).help}" for m in methods
     )
-    layer_column, head_column, method_column, token_column = st.columns([1, 1, 1.2, 2])
+    # Method gets a row of its own: beside three other controls a 1024 px window cut its
+    # options off ("rollout", "flow").
+    layer_column, head_column, token_column = st.columns([1, 1.3, 2])
+    method_column = st.container()
     with layer_column:
         bound(st.selectbox, "Layer", "layer", options=list(range(attentions.shape[0])))
     with head_column:
@@ -107,19 +119,41 @@ def _head_label(head: int | str) -> str:
     return HEAD_LABELS.get(head, str(head)) if isinstance(head, str) else str(head)
 
 
+def head_view_weights(scores: MethodResult, layer: int) -> tuple[np.ndarray, list[int]]:
+    """`([h, q, k], head ids)` the head view ships for `layer`: every head of the layer when
+    the method has heads (the legend toggles them in the browser), else its one matrix."""
+    if scores.per_head is not None:
+        return scores.per_head[layer], list(range(scores.per_head.shape[1]))
+    return scores.layer_matrix(layer)[None], [0]
+
+
+def continuation_marks(tokens: list[core.Token], groups: list[list[int]]) -> list[bool]:
+    """Per display unit: a single word piece continuing the previous token's word."""
+    return [len(group) == 1 and is_continuation(tokens, group[0]) for group in groups]
+
+
 def line_view(
-    view: DisplayMatrix,
-    layer: LayerView,
+    page: Page,
+    scores: MethodResult,
+    display: DisplayMatrix,
     selected: int | None,
-    rows: tuple[int, int] | None,
-    tokens: list[core.Token],
+    stack: str,
 ) -> None:
-    """Lines from each token on the left to the tokens it attends to on the right."""
-    current = session.view()
-    default_edges = 3 if len(view.labels) > LONG_INPUT else MAX_EDGES
+    """BertViz-style lines in the browser; a click on a token selects it everywhere.
+
+    Hover, the head legend and isolating a head run in the browser without a rerun. The
+    chosen head is shown at first (all heads for "all" and "mean"); cross attention draws
+    target tokens on the left and source tokens on the right.
+    """
+    current = page.view
+    result = page.result
+    _, tokens, key_tokens = result.stack(stack)
+    spec = result.stack_spec(stack)
+    cross = stack == CROSS
+    default_edges = 3 if len(display.labels) > LONG_INPUT else MAX_EDGES
     top_k = bound(
         st.slider,
-        "Strongest edges per token",
+        "Strongest lines per token",
         "edges",
         value=current.edges or default_edges,
         min_value=1,
@@ -133,51 +167,89 @@ def line_view(
         max_value=MAX_THRESHOLD,
         step=0.01,
     )
-    weights = view.matrix[None]
-    if len(layer.line_heads) > 1:
-        weights = core.views.prepare_display(
-            layer.lines, tokens, hide_special=current.hide_special, merge_words=current.merge_words
-        ).matrix
-    shown = line_window(weights, view.labels, selected, rows)
-    edges = charts.prune_edges(
-        shown.weights, top_k=top_k, threshold=threshold, head_ids=layer.line_heads
+    weights, head_ids = head_view_weights(scores, current.layer)
+    # Rows a stopped flow has not computed (NaN) draw no lines.
+    weights = np.nan_to_num(weights, nan=0.0, posinf=0.0, neginf=0.0)
+    options = {"hide_special": current.hide_special, "merge_words": current.merge_words}
+    # Plain unit texts: the component marks word pieces itself (`piece_marks`).
+    if cross:
+        shown = core.views.prepare_cross_display(weights, tokens, key_tokens, **options)
+        key_groups = shown.key_groups or []
+        right: list[str] | None = shown.key_labels
+        marks: list[bool] | tuple[list[bool], list[bool]] = (
+            continuation_marks(tokens, shown.groups),
+            continuation_marks(key_tokens, key_groups),
+        )
+    else:
+        shown = core.views.prepare_display(weights, tokens, **options)
+        right = None
+        marks = continuation_marks(tokens, shown.groups)
+    first = (
+        list(range(len(head_ids)))
+        if not isinstance(current.head, int) or len(head_ids) == 1
+        else [head_ids.index(current.head)]
     )
-    show_chart(
-        charts.head_view_lines(
-            shown.weights,
-            shown.labels,
-            layer.line_heads,
-            top_k=top_k,
-            threshold=threshold,
-            selected=shown.selected,
-        ),
-        theme="streamlit",
-        width="content",
+    focused = selected if st.session_state.get(FOCUS_KEY) else None
+    clicked = head_view(
+        shown.matrix,
+        shown.labels,
+        right,
+        heads=first,
+        selected=focused,
+        key="head_view",
+        height=HEAD_VIEW_HEIGHT if len(shown.labels) > LONG_INPUT else None,
+        causal=spec.causal,
+        segment_b_start=None if cross else segment_b_start(tokens, shown.groups),
+        piece_marks=marks,
+        top_k=top_k,
+        threshold=threshold,
     )
-    st.caption(
-        f"{len(edges)} lines: the {top_k} strongest per token with weight ≥ {threshold:.2f}."
-        f"{shown.note} Hover or click a token on the left to keep only its lines."
-    )
+    if clicked != focused:
+        # A click on a token selects it on the whole page (box, bars, link); a click on the
+        # selected one clears the focus, and every line shows again.
+        st.session_state[FOCUS_KEY] = clicked is not None
+        if clicked is not None and 0 <= clicked < len(shown.groups):
+            session.update(token=shown.groups[clicked][0])
+        st.rerun()
+    # The component says how many lines it draws and how to use it; only the sides are new.
+    if cross:
+        st.caption("Left: target tokens, right: source tokens.")
 
 
 def selected_token(
-    view: DisplayMatrix, selected: int | None, empty: np.ndarray | None, cross: bool
+    view: DisplayMatrix,
+    selected: int | None,
+    empty: np.ndarray | None,
+    cross: bool,
+    scale: ScaleMode = "chart",
 ) -> None:
     """The selected token's attention out (its row) and in (its column) as bars."""
     if selected is None:
         st.info("Pick a token that is shown (it is hidden by the display options).")
         return
     outgoing, incoming = token_bars(view.matrix, selected, empty, square=not cross)
-    show_chart(
-        charts.attention_bars(outgoing, incoming, view.column_labels, None if cross else selected),
-        theme="streamlit",
+    chart = charts.attention_bars(
+        outgoing,
+        incoming,
+        view.column_labels,
+        None if cross else selected,
+        # `plan_token_bars` plans the plot as the column less the axis; the legend beside the
+        # bars takes another LEGEND_PX, so vertical bars were chosen with labels 10 px apart.
+        column_width=COLUMN_PX - LEGEND_PX,
+        scale=scale if scale != "shared" else "chart",
     )
+    show_chart(chart, theme="streamlit")
     label = plain(view.labels[selected])
     st.caption(
-        f"'{label}' (target): the attention it pays to each source token."
-        if cross
-        else f"'{label}': the attention it pays to each token, and the attention each token "
-        "pays to it."
+        " ".join(
+            [
+                f"'{label}' (target): the attention it pays to each source token."
+                if cross
+                else f"'{label}': the attention it pays to each token, and the attention each "
+                "token pays to it.",
+                *map(plain, charts.chart_notes(chart)),
+            ]
+        )
     )
 
 
@@ -239,24 +311,35 @@ def neuron_panel(page: Page, stack: str) -> None:
 
 
 def exports_panel(page: Page, stack: str, rows: tuple[int, ...] | None, cells: int) -> None:
-    """One layer (every head, or the method's matrix) and, for raw weights, everything."""
+    """One layer (every head, or the method's matrix) and, for raw weights, everything.
+
+    Every file carries its provenance (model, text, options, layer, head, method) and is
+    named after it (`core.export_file_name`)."""
     view = page.view
-    stem = file_stem("attention", page.model.name, stack if stack != SELF else "", view.method)
-    layer_stem = f"{stem}_layer{view.layer}"
+    has_heads = core.get_method(view.method).has_heads
+    layer_prov = exports.provenance(
+        view,
+        page.inputs,
+        method=view.method,
+        layer=view.layer,
+        head=None if has_heads else "mean",
+        stack=stack,
+    )
     layer_data = functools.partial(
-        exports.layer_data, page.inputs, stack, view.method, view.layer, rows
+        exports.layer_data, page.inputs, stack, view.method, view.layer, rows, layer_prov
     )
     export_buttons(
         f"Layer {view.layer}",
         csv=functools.partial(layer_data, "csv"),
         json=functools.partial(layer_data, "json"),
-        stem=layer_stem,
+        stem=exports.stem(layer_prov),
     )
-    if core.get_method(view.method).has_heads:
+    if has_heads:
+        all_prov = exports.provenance(view, page.inputs, stack=stack)
         export_buttons(
             "All layers and heads",
-            csv=functools.partial(exports.stack_data, page.inputs, stack, "csv"),
-            json=functools.partial(exports.stack_data, page.inputs, stack, "json"),
+            csv=functools.partial(exports.stack_data, page.inputs, stack, all_prov, "csv"),
+            json=functools.partial(exports.stack_data, page.inputs, stack, all_prov, "json"),
             cells=cells,
-            stem=f"{file_stem('attention', page.model.name, stack)}_all",
+            stem=exports.stem(all_prov),
         )

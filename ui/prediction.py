@@ -9,19 +9,20 @@ import streamlit as st
 
 import core
 from core import AtlasError, ModelKind, charts
-from core.display import generated_rows, mask_profile, maskable_positions
+from core.display import ScaleMode, generated_rows, mask_profile, maskable_positions
+from core.images import gallery_file_name
 from core.views import thumbnail_size
-from ui import cache, session
+from ui import cache, exports, session
 from ui.deploy import deploy_policy, model_label, offered_models
+from ui.layout import PAGE_PX
 from ui.matrix import DETAIL_LIMIT, OVERVIEW_BLOCKS, show_matrix
 from ui.page import Page
 from ui.sidebar import CUSTOM_MODE_KEY
 from ui.state import MAX_GENERATE, MAX_TOP_K
 from ui.text import plain
-from ui.widgets import bound, file_stem, label_from, show_chart, show_error
+from ui.widgets import bound, label_from, show_chart, show_error
 
-PROFILE_WIDTH = 400
-"""px of the key axis of the mask profile, so its legend stays inside its column."""
+PRESETS_PER_ROW = 2
 
 
 def no_head_notice(model: core.LoadedModel) -> None:
@@ -36,17 +37,23 @@ def no_head_notice(model: core.LoadedModel) -> None:
     # The name may come from a link or the model box: escaped, so Markdown in it shows as text.
     missing = f"{plain(model.name)} has no masked-word head ({model.kind.value} model), "
     if not mlm:
-        st.warning(
-            missing + "so it cannot predict masked words, and this deployment offers no "
-            "masked-LM model. The attention of a word you pick is still shown below."
+        st.info(
+            missing + "so it predicts no masked words; this deployment offers no masked-LM "
+            "model. The attention of a word you pick is still shown below."
         )
         return
-    st.warning(
-        missing + "so it cannot predict masked words. Switch to a masked-LM model (these need a "
-        "download the first time):"
-    )
-    for column, name in zip(st.columns(len(mlm)), mlm, strict=True):
-        column.button(model_label(name), on_click=switch_model, args=(name,), key=f"use_{name}")
+    st.info(missing + "so it predicts no masked words. Switch to a masked-LM model:")
+    # Two to a row: six in one row cut every label to a few letters at 1024 px.
+    for start in range(0, len(mlm), PRESETS_PER_ROW):
+        row = mlm[start : start + PRESETS_PER_ROW]
+        for column, name in zip(st.columns(PRESETS_PER_ROW), row, strict=False):
+            column.button(
+                model_label(name),
+                on_click=switch_model,
+                args=(name,),
+                key=f"use_{name}",
+                width="stretch",
+            )
 
 
 def switch_model(name: str) -> None:
@@ -130,24 +137,30 @@ def mask_section(
         st.subheader(f"Next token after position {position}: {plain(result.tokens[position].text)}")
     else:
         st.subheader(f"Mask {number + 1}: position {position}")
-    left, right = st.columns([1, 2])
+    # Predictions above the profile, not beside it: at 1024 px with the sidebar open two
+    # columns leave the profile's head labels and legend no room.
     if ranked:
         shown = ranked[:top_k]
-        with left:
-            show_chart(
-                charts.prediction_bars([p.token for p in shown], [p.score for p in shown]),
-                theme="streamlit",
-            )
+        show_chart(
+            charts.prediction_bars(
+                [p.token for p in shown],
+                [p.score for p in shown],
+                column_width=PAGE_PX,
+                scale="fixed" if scale_of(page) == "fixed" else "chart",
+            ),
+            theme="streamlit",
+        )
     profile, labels = mask_profile(
         result.attentions, position, result.labels, DETAIL_LIMIT, OVERVIEW_BLOCKS
     )
-    with right:
+    with st.container():
         show_chart(
             charts.layer_head_profile(
                 profile,
                 labels,
                 title=f"Attention of position {position} in every layer and head",
-                width=min(PROFILE_WIDTH, 22 * profile.shape[-1]),
+                column_width=PAGE_PX,
+                scale=scale_of(page),
             ),
             theme="streamlit",
             width="content",
@@ -221,22 +234,63 @@ def gallery(page: Page) -> None:
     st.subheader("Gallery: every head for this sentence")
     result = page.result
     n = len(result.tokens)
-    size = thumbnail_size(result.num_layers, result.num_heads, n, budget=250_000, largest=40)
-    show_chart(
-        # A causal model's later tokens stay empty, as on the other pages.
-        charts.head_grid(cache.thumbnails(page.inputs, core.families.SELF, size), max_width=640),
-        theme="streamlit",
-        width="content",
+    if page.model.kind is not ModelKind.MASKED_LM:
+        # The overview page already draws the grid; here only the download is new.
+        st.caption(
+            f"{result.num_layers} layers × {result.num_heads} heads: the grid is on the Model "
+            "overview page."
+        )
+    else:
+        size = thumbnail_size(result.num_layers, result.num_heads, n, budget=250_000, largest=40)
+        show_chart(
+            charts.head_grid(
+                cache.thumbnails(page.inputs, core.families.SELF, size),
+                max_width=PAGE_PX,
+                scale=scale_of(page),
+            ),
+            theme="streamlit",
+            width="content",
+        )
+        if n > size:
+            st.caption(f"Thumbnails averaged down to {size}×{size} blocks.")
+    palette_column, labels_column = st.columns(2)
+    palette = palette_column.radio(
+        "PNG colours",
+        ["blue", "cs50"],
+        format_func=label_from({"blue": "blue, each head to its maximum", "cs50": "CS50 grey"}),
+        horizontal=True,
+        key="gallery_palette",
+        help="CS50's attention exercise draws every head in absolute grey: 0 black, 1 white.",
     )
-    shrunk = f", averaged down to {size}×{size}" if n > size else ""
+    raw = labels_column.toggle(
+        "Raw word pieces",
+        key="gallery_raw",
+        help="Label the images with the tokenizer's own pieces (Ġsat, ##ding).",
+    )
+    prov = exports.provenance(page.view, page.inputs)
+    last = gallery_file_name(
+        result.num_layers - 1,
+        result.num_heads - 1,
+        layers=result.num_layers,
+        heads=result.num_heads,
+    )
+    first = gallery_file_name(0, 0, layers=result.num_layers, heads=result.num_heads)
     st.caption(
-        f"{result.num_layers} layers × {result.num_heads} heads{shrunk}. The ZIP holds one "
-        "full-resolution PNG per head (Attention_Layer1_Head1.png, …)."
+        f"The ZIP holds one full-resolution PNG per head, counted from 0 as everywhere in the "
+        f"app ({first} … {last}), and a provenance.json."
     )
     st.download_button(
         "Download all heads as PNG images (ZIP)",
-        data=functools.partial(cache.gallery, page.inputs),
-        file_name=f"{file_stem('attention_gallery', page.model.name)}.zip",
+        data=functools.partial(cache.gallery, page.inputs, palette, raw, prov),
+        file_name=core.export_file_name(
+            page.model.name, "raw", None, None, core.families.SELF, "zip", kind="gallery"
+        ),
         mime="application/zip",
         on_click="ignore",
     )
+
+
+def scale_of(page: Page) -> ScaleMode:
+    """The view's colour scale for a chart drawn alone ("shared" has nothing to share)."""
+    scale = page.view.colour_scale()
+    return "chart" if scale == "shared" else scale  # type: ignore[return-value]

@@ -18,6 +18,37 @@ SCALE_LABELS = {
     "shared": "shared by compared charts",
     "fixed": "fixed 0–1",
 }
+EXAMPLES: dict[str, tuple[str, str, str]] = {
+    "Coreference": (
+        "The animal didn't cross the street because it was too tired.",
+        "",
+        "Select 'it': in the middle layers some heads point it at 'animal', not 'street'. "
+        "Replace 'tired' by 'wide' on Compare and watch the pull move.",
+    ),
+    "Agreement": (
+        "The keys to the cabinet are on the table.",
+        "",
+        "Select 'are': heads that track subject–verb agreement look past 'cabinet' to 'keys'.",
+    ),
+    "Previous-token heads": (
+        "One two three four five six seven eight nine ten.",
+        "",
+        "On the Model overview, a stripe just below the diagonal marks a head that looks at "
+        "the previous token; sort the table by 'to previous' to find them.",
+    ),
+    "Sentence pair": (
+        "The cat sat on the mat.",
+        "It was very comfortable.",
+        "A/B bands mark the two sentences; late-layer heads often attend across the [SEP].",
+    ),
+    "Word pieces": (
+        "Tokenization splits unbelievably long words into embeddings of pieces.",
+        "",
+        "Continuation pieces carry a ## marker; 'Merge word pieces' joins them into words.",
+    ),
+}
+"""Built-in examples: (text, second sentence, what to look for). Chosen by the text itself,
+so a link carries an example as its text and no separate field."""
 CUSTOM_MODE_KEY = "atlas_custom_model_mode"
 """The visitor chose "Other" in the model picker: it stays there until they pick a preset."""
 OPEN_PAGE_KEY = "atlas_open_page"
@@ -107,6 +138,26 @@ def texts() -> None:
     # the server cuts longer values a client sends; text longer than the cap can then only come
     # from a link, which the page refuses with a message, keeping the text.
     max_chars = read_deploy_policy()[0].max_chars
+    current = session.view()
+    chosen = next(
+        (
+            name
+            for name, (text, pair, _) in EXAMPLES.items()
+            if (text, pair) == (current.text, current.pair)
+        ),
+        None,
+    )
+    st.session_state["w_example"] = chosen
+    st.selectbox(
+        "Example",
+        list(EXAMPLES),
+        key="w_example",
+        placeholder="Pick an example sentence…",
+        on_change=choose_example,
+        help="Sentences that show a known pattern; the note below says what to look for.",
+    )
+    if chosen is not None:
+        st.caption(EXAMPLES[chosen][2])
     bound(
         st.text_area,
         "Text",
@@ -132,6 +183,13 @@ def texts() -> None:
             help="What the decoder reads (e.g. a translation or summary of the text). Leave it "
             "empty to let the model generate one greedily; the pages then show what it wrote.",
         )
+
+
+def choose_example() -> None:
+    name = st.session_state["w_example"]
+    if name in EXAMPLES:
+        text, pair, _ = EXAMPLES[name]
+        session.update(text=text, pair=pair)
 
 
 def display_options() -> None:

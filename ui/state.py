@@ -91,6 +91,8 @@ class ViewState:
     rows: tuple[int, ...] | None = None
     """The tokens flow is computed for when `flow_chosen`; None: the selected token."""
     neuron: bool = False
+    own_max: bool = False
+    """Overview: scale each thumbnail to its own maximum (else the colour scale in force)."""
     """The neuron view is open."""
     word: int | None = None
     """Compare: the word index to replace; None: the first word."""
@@ -196,7 +198,7 @@ def _decode_field(key: str, raw: str, problems: list[str]) -> Any:
         "corpus_sentences",
     ):
         return _as_int(key, raw, problems)
-    if key in ("hide_special", "merge_words", "neuron", "flow_chosen"):
+    if key in ("hide_special", "merge_words", "neuron", "flow_chosen", "own_max"):
         return _as_bool(key, raw, problems)
     if key == "head":
         if raw in HEADS:

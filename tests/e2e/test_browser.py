@@ -58,7 +58,9 @@ def assert_no_failure(page, js_errors: list[str], blocked: list[str]) -> None:
     ],
 )
 def test_page_draws_its_charts(page, app, blocked_requests, name, path, title):
-    errors = open_page(page, app.url(path, text=SHORT_TEXT))
+    # The masked page draws a mask's profile; on a model without a head it has no other chart.
+    text = "The cat sat on the [MASK]." if name == "masked" else SHORT_TEXT
+    errors = open_page(page, app.url(path, text=text))
     state = wait_for_charts(page)
     full_page_screenshot(page, SCREENSHOTS / f"{name}.png")
     assert page.get_by_role("heading", name=title).first.is_visible()

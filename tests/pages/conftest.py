@@ -75,3 +75,32 @@ def _navigation_mode():
     patch_pages_manager()
     yield
     unpatch_pages_manager()
+
+
+def head_view_payload(at: AppTest) -> dict:
+    """The data the page's browser head view (`ui.head_view`) was given in the last run."""
+    [component] = [el for el in at.get("bidi_component") if el.proto.json]
+    return json.loads(json.loads(component.proto.json))
+
+
+def find_all(spec: object, key: str) -> list:
+    """Every value under `key` anywhere in a chart spec (nested dicts and lists)."""
+    found = []
+    if isinstance(spec, dict):
+        for name, value in spec.items():
+            if name == key:
+                found.append(value)
+            found.extend(find_all(value, key))
+    elif isinstance(spec, list):
+        for item in spec:
+            found.extend(find_all(item, key))
+    return found
+
+
+def colour_domains(spec: dict) -> list[list[float]]:
+    """The colour scale domains of a chart (one per colour encoding with a fixed domain)."""
+    return [
+        c["scale"]["domain"]
+        for c in find_all(spec, "color")
+        if isinstance(c, dict) and isinstance(c.get("scale"), dict) and "domain" in c["scale"]
+    ]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from core import EMBEDDED_MODEL, TruncationWarning, load_model, run_attention
-from tests.pages.conftest import assert_clean, start, table_with
+from tests.pages.conftest import assert_clean, head_view_payload, start, table_with
 
 TEXT = "The cat sat on the mat because it was tired."
 
@@ -20,8 +20,11 @@ def test_default_run_draws_three_views(expected):
     at = start()
     assert_clean(at)
     assert not at.error
-    assert len(at.get("vega_lite_chart")) == 3
+    # Heatmap and bars in Vega-Lite; the line view is the browser head view.
+    assert len(at.get("vega_lite_chart")) == 2
     n = len(expected.tokens)
+    payload = head_view_payload(at)
+    assert len(payload["left"]) == n and len(payload["edges"]) == expected.num_heads
     table = heatmap(at)
     assert table.num_rows == n * n
     # Mean of heads of layer 0, cell by cell (values rounded to 5 significant digits).
@@ -67,7 +70,7 @@ def test_bad_query_parameters_warn_and_fall_back(query):
     at = start(**query)
     assert_clean(at)
     assert at.warning, "a bad link parameter must be reported"
-    assert len(at.get("vega_lite_chart")) == 3
+    assert len(at.get("vega_lite_chart")) == 2
 
 
 def test_empty_text_shows_an_error_and_keeps_the_text():
@@ -77,7 +80,7 @@ def test_empty_text_shows_an_error_and_keeps_the_text():
     assert any("empty" in e.value for e in at.error)
     assert at.text_area(key="w_text").value == "   "
     at.text_area(key="w_text").set_value("A new sentence works again.").run()
-    assert not at.error and len(at.get("vega_lite_chart")) == 3
+    assert not at.error and len(at.get("vega_lite_chart")) == 2
 
 
 def test_hide_special_tokens_renormalises_rows(expected):
@@ -121,7 +124,7 @@ def test_tiny_masked_lm_by_path(tiny_model_path):
     at = start(model=tiny_model_path("roberta"), text="the cat sat on the mat")
     assert_clean(at)
     assert not at.error
-    assert len(at.get("vega_lite_chart")) == 3
+    assert len(at.get("vega_lite_chart")) == 2
 
 
 def test_full_length_input_gets_overview_and_detail_not_the_whole_matrix():
@@ -141,9 +144,9 @@ def test_full_length_input_gets_overview_and_detail_not_the_whole_matrix():
     matrix = np.zeros((48, 48))
     matrix[detail["q"].to_numpy(), detail["k"].to_numpy()] = detail["v"].to_numpy()
     np.testing.assert_allclose(matrix, expected, rtol=1e-4, atol=1e-9)
-    # The line view draws the window only, with the strongest 3 edges per token.
-    lines = table_with(at, 2, {"src", "dst", "w"})
-    assert lines.num_rows <= 48 * 3
+    # The head view draws every token, scrolling, with the strongest 3 lines per token.
+    payload = head_view_payload(at)
+    assert len(payload["left"]) == 512 and payload["maxHeight"] == 640
 
 
 def test_flow_stop_keeps_the_tokens_computed(expected):
@@ -172,3 +175,28 @@ def test_flow_stop_keeps_the_tokens_computed(expected):
     at.button(key="flow_continue").click().run()
     assert_clean(at)
     assert heatmap(at).num_rows == n * n
+
+
+def test_an_example_fills_the_text_says_what_to_look_for_and_travels_as_text():
+    from ui.sidebar import EXAMPLES
+
+    at = start()
+    at.selectbox(key="w_example").set_value("Sentence pair").run()
+    assert_clean(at)
+    text, pair, note = EXAMPLES["Sentence pair"]
+    assert at.text_area(key="w_text").value == text
+    assert at.query_params["text"] == text and at.query_params["pair"] == pair
+    assert "example" not in at.query_params
+    assert any(note == c.value for c in at.sidebar.caption)
+    # A pair: the heatmap carries the A/B bands.
+    assert '"title": "sentence"' in at.get("vega_lite_chart")[0].proto.spec
+
+
+def test_a_click_in_the_head_view_selects_the_token_everywhere():
+    at = start()
+    at.session_state["head_view"] = {"select": {"token": 3}}
+    at.run()
+    assert_clean(at)
+    assert at.selectbox(key="w_token").value == 3
+    assert at.query_params["token"] == "3"
+    assert head_view_payload(at)["sel"] == 3

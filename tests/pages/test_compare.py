@@ -1,6 +1,16 @@
 """The Compare page in the real app (AppTest)."""
 
-from tests.pages.conftest import assert_clean, chart_specs, on_page, table_with
+import json
+
+from core.tokens import PIECE_MARKER
+from tests.pages.conftest import (
+    assert_clean,
+    chart_specs,
+    colour_domains,
+    find_all,
+    on_page,
+    table_with,
+)
 
 
 def test_compare_replacement_draws_before_after_and_difference():
@@ -38,3 +48,32 @@ def test_compare_two_models_side_by_side(tiny_model_path):
     specs = chart_specs(at)
     assert len(specs) == 2
     assert any("Shapes differ" in c.value for c in at.caption)
+
+
+def test_compare_before_and_after_share_one_colour_scale_and_mark_word_pieces():
+    at = on_page("pages/compare.py", text="The cat sat on the mat.")
+    at.text_input(key="w_replacement").set_value("hippopotamus").run()
+    assert_clean(at)
+    before, after, difference = chart_specs(at)[:3]
+    # Shared is the Compare page's default: one domain for both, named in the legend.
+    assert colour_domains(before) == colour_domains(after)
+    assert "shared" in json.dumps(before) and "shared" in json.dumps(after)
+    # The difference is signed: its domain is symmetric around 0.
+    [low, high] = colour_domains(difference)[0][:1] + colour_domains(difference)[0][-1:]
+    assert low == -high
+    # "hippopotamus" is several word pieces: the continuations carry the marker.
+    assert PIECE_MARKER not in json.dumps(before) and PIECE_MARKER in json.dumps(after)
+
+
+def test_compare_predictions_before_and_after_share_the_probability_axis(tiny_model_path):
+    at = on_page(
+        "pages/compare.py", model=tiny_model_path("roberta"), text="the cat sat on the <mask>."
+    )
+    at.text_input(key="w_replacement").set_value("dog").run()
+    assert_clean(at)
+    bars = [s for s in chart_specs(at) if "Mask 1" in json.dumps(s.get("title", ""))]
+    assert len(bars) == 2
+    # Both charts run to the best score of the two: one x domain, said in the axis title.
+    domains = [find_all(spec, "domain") for spec in bars]
+    assert domains[0] == domains[1] and domains[0]
+    assert all("shared" in json.dumps(spec) for spec in bars)

@@ -30,11 +30,11 @@ def messages(at: AppTest, kind: str) -> str:
 
 
 def assert_recovers(at: AppTest) -> None:
-    """The next ordinary input works: three views of the new sentence, no error."""
+    """The next ordinary input works: heatmap and bars of the new sentence, no error."""
     at.text_area(key="w_text").set_value(GOOD_TEXT).run()
     assert_clean(at)
     assert not at.error, messages(at, "error")
-    assert len(at.get("vega_lite_chart")) == 3
+    assert len(at.get("vega_lite_chart")) == 2
     assert "quiet" in token_labels(at)
 
 
@@ -112,7 +112,7 @@ def test_hostile_text(session, text, expected):
     kind, fragment = expected
     if kind == "charts":
         assert not at.error, messages(at, "error")
-        assert len(at.get("vega_lite_chart")) == 3
+        assert len(at.get("vega_lite_chart")) == 2
     else:
         assert fragment in messages(at, kind), messages(at, kind)
     # What the visitor typed is still there to fix.
@@ -303,7 +303,7 @@ def test_malformed_query_parameters(query):
     at = start(**query)
     assert_clean(at)
     assert not at.error, messages(at, "error")
-    assert len(at.get("vega_lite_chart")) == 3
+    assert len(at.get("vega_lite_chart")) == 2
     assert_recovers(at)
 
 

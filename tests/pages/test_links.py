@@ -80,6 +80,7 @@ CONTROLS = [
     # overview
     Control(OVERVIEW, "selectbox", "w_layer", 2),
     Control(OVERVIEW, "selectbox", "w_head", 9),
+    Control(OVERVIEW, "toggle", "w_own_max", True),
     # masked
     Control(MASKED, "slider", "w_top_k", 3, start=(("text", "the [MASK] sat ."),), model="bert"),
     Control(MASKED, "selectbox", "w_mask", 2, start=(("text", "the cat sat"),), model="roberta"),

@@ -7,10 +7,13 @@ from tests.pages.conftest import assert_clean, on_page, table_with
 
 def test_masked_page_without_mlm_head_says_so_and_offers_presets():
     at = on_page("pages/masked.py", text="The [MASK] sat on the mat.")
-    assert any("no masked-word head" in w.value for w in at.warning)
+    # One line, not a warning; the presets as buttons.
+    assert any("no masked-word head" in i.value for i in at.info) and not at.warning
     assert any("bert-base-uncased" in b.label for b in at.button)
-    # The mask's attention profile and the gallery are still drawn.
-    assert len(at.get("vega_lite_chart")) == 2
+    # The mask's attention profile is still drawn; the gallery grid (the overview's) is not,
+    # and the predictions slider, which would do nothing, is hidden.
+    assert len(at.get("vega_lite_chart")) == 1
+    assert not at.slider
 
 
 def test_masked_page_predicts_each_mask(tiny_model_path):
@@ -37,3 +40,31 @@ def test_masked_page_masks_a_picked_word(tiny_model_path):
     at.selectbox(key="w_mask").set_value(2).run()
     assert_clean(at)
     assert table_with(at, 0, {"rank", "p"}).num_rows == 5
+
+
+def test_gallery_zip_is_numbered_from_zero_with_provenance(tiny_model_path):
+    import io
+    import json
+    import zipfile
+
+    import core
+    from ui import cache
+    from ui.cache import Inputs
+
+    inputs = Inputs(str(tiny_model_path("bert")), "the cat sat")
+    prov = core.Provenance(model=inputs.model, text=inputs.text)
+    archive = zipfile.ZipFile(io.BytesIO(cache.gallery(inputs, "cs50", True, prov)))
+    names = archive.namelist()
+    result = cache.attention(inputs)
+    assert "attention_L0_H0.png" in names or "attention_L00_H00.png" in names
+    assert not any("Layer1" in name for name in names)
+    assert len([n for n in names if n.endswith(".png")]) == result.num_layers * result.num_heads
+    assert json.loads(archive.read("provenance.json"))["text"] == "the cat sat"
+
+
+def test_masked_page_gallery_caption_counts_from_zero(tiny_model_path):
+    at = on_page("pages/masked.py", model=tiny_model_path("bert"), text="the [MASK] sat .")
+    assert_clean(at)
+    captions = " ".join(c.value for c in at.caption)
+    assert "attention_L0_H0.png" in captions and "Layer1" not in captions
+    assert [r.label for r in at.radio] == ["PNG colours"]

@@ -69,7 +69,7 @@ def test_public_mode_offers_only_the_presets_and_says_why(deploy):
     assert not at.error
     assert model_options(at) == labels(PRESETS)
     assert any("offers these models only" in c.value for c in at.caption)
-    assert len(at.get("vega_lite_chart")) == 3  # the embedded model loads under the policy
+    assert len(at.get("vega_lite_chart")) == 2  # the embedded model loads under the policy
 
 
 def test_public_mode_can_be_turned_on_by_secrets(deploy):
@@ -89,7 +89,7 @@ def test_a_link_to_a_model_off_the_list_falls_back_with_a_warning(deploy, name):
     assert_clean(at)
     assert f"'{name}' is not offered by this public deployment" in messages(at, "warning")
     assert at.selectbox(key="w_model_choice").value == EMBEDDED_MODEL
-    assert len(at.get("vega_lite_chart")) == 3
+    assert len(at.get("vega_lite_chart")) == 2
     assert at.text_area(key="w_text").value == "The cat sat."
 
 
@@ -128,7 +128,7 @@ def test_masked_page_offers_only_allowed_masked_lm_presets(deploy):
     at = start(text="The [MASK] sat.")
     at.switch_page("pages/masked.py").run()
     assert_clean(at)
-    assert "no masked-word head" in messages(at, "warning")
+    assert "no masked-word head" in messages(at, "info")
     assert [b.label for b in at.button if b.key.startswith("use_")] == labels(["roberta-base"])
 
 
@@ -137,9 +137,9 @@ def test_masked_page_without_an_allowed_masked_lm_says_so(deploy):
     at = start(text="The [MASK] sat.")
     at.switch_page("pages/masked.py").run()
     assert_clean(at)
-    assert "offers no masked-LM model" in messages(at, "warning")
+    assert "offers no masked-LM model" in messages(at, "info")
     assert not [b for b in at.button if b.key.startswith("use_")]
-    assert len(at.get("vega_lite_chart")) == 2  # the mask's attention and the gallery
+    assert len(at.get("vega_lite_chart")) == 1  # the mask's attention (no gallery grid)
 
 
 def test_with_any_model_allowed_local_paths_are_still_refused(deploy, tiny_model_path):
@@ -189,7 +189,7 @@ def test_character_cap_refuses_a_link_and_keeps_the_text(deploy):
     assert "200 characters long" in messages(at, "error")
     assert at.text_area(key="w_text").value == long_text
     at.text_area(key="w_text").set_value("Short again.").run()
-    assert not at.error and len(at.get("vega_lite_chart")) == 3
+    assert not at.error and len(at.get("vega_lite_chart")) == 2
 
 
 def test_character_cap_limits_the_sidebar_boxes(deploy):
@@ -202,7 +202,7 @@ def test_character_cap_limits_the_sidebar_boxes(deploy):
     at.text_area(key="w_text").set_value(long_text).run()
     assert_clean(at)
     assert at.text_area(key="w_text").value == long_text[:100]
-    assert not at.error and len(at.get("vega_lite_chart")) == 3
+    assert not at.error and len(at.get("vega_lite_chart")) == 2
 
 
 def test_a_private_install_has_no_character_cap(deploy):
@@ -230,7 +230,7 @@ def test_an_allowlisted_local_model_works_in_public_mode(deploy, tiny_model_path
     assert_clean(at)
     assert not at.error
     assert model_options(at) == labels([path])
-    assert len(at.get("vega_lite_chart")) == 3
+    assert len(at.get("vega_lite_chart")) == 2
 
 
 def test_an_unreadable_setting_falls_back_to_the_strict_policy(deploy):
