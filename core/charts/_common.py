@@ -155,6 +155,10 @@ FIT_X = alt.AutoSizeParams(type="fit-x", contains="padding")
 NOTE_LINE_CHARS = 48
 """About 300 px of 11 px text: a subtitle line fits the narrowest column the pages use."""
 
+TITLE_LINE_CHARS = 56
+"""About 420 px of 13 px bold title text: longer titles are broken into lines, since Vega widens
+the whole chart to fit a title (a 90-character title pushed a heatmap past its column)."""
+
 NOTES_KEY = "atlas_notes"
 """Key in a spec's ``usermeta`` holding the notes on what a chart left out or thinned."""
 
@@ -166,12 +170,17 @@ def finish(chart: alt.TopLevelMixin, title: str, notes: Sequence[str]) -> alt.To
     subtitle is broken into lines of at most `NOTE_LINE_CHARS` characters.
     """
     notes = [n for n in notes if n]
+    text: str | list[str] = title
+    if len(title) > TITLE_LINE_CHARS:
+        text = textwrap.wrap(title, TITLE_LINE_CHARS)
     if notes:
         lines = [line for note in notes for line in textwrap.wrap(note, NOTE_LINE_CHARS)]
         chart = chart.properties(
-            title=alt.TitleParams(text=title or " ", subtitle=lines, anchor="start"),
+            title=alt.TitleParams(text=text or " ", subtitle=lines, anchor="start"),
             usermeta={NOTES_KEY: notes},
         )
+    elif isinstance(text, list):
+        chart = chart.properties(title=alt.TitleParams(text=text, anchor="start"))
     elif title:
         chart = chart.properties(title=title)
     return chart
