@@ -27,6 +27,15 @@ _CAUSAL = StackSpec(
 )
 
 
+def _auto_mapping(name: str) -> Mapping[str, str]:
+    """One of transformers' model-type → class-name tables (e.g. which types have a masked-LM
+    class), for configs that name no architecture."""
+    with LOADING_LOCK:  # a lazy transformers import: see LOADING_LOCK
+        from transformers.models.auto import modeling_auto
+
+        return getattr(modeling_auto, name)
+
+
 class _SingleStack(Family):
     def run(
         self,
@@ -50,10 +59,7 @@ class MaskedLMFamily(_SingleStack):
         return architecture.endswith(("ForMaskedLM", "ForPreTraining"))
 
     def claims_model_type(self, model_type: str) -> bool:
-        with LOADING_LOCK:  # a lazy transformers import: see LOADING_LOCK
-            from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
-
-        return model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+        return model_type in _auto_mapping("MODEL_FOR_MASKED_LM_MAPPING_NAMES")
 
 
 class CausalLMFamily(_SingleStack):
@@ -72,10 +78,7 @@ class CausalLMFamily(_SingleStack):
         return bool(getattr(config, "is_decoder", False))
 
     def claims_model_type(self, model_type: str) -> bool:
-        with LOADING_LOCK:  # a lazy transformers import: see LOADING_LOCK
-            from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
-        return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+        return model_type in _auto_mapping("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES")
 
 
 class EncoderFamily(_SingleStack):
