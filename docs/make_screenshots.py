@@ -11,7 +11,6 @@ Uses the same harness as the end-to-end tests (`tests/e2e/harness.py`): `streaml
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,12 +35,6 @@ SHOTS = (
     ("overview", "/overview", {"text": TEXT}, 1),
     ("masked", "/masked", {"text": "The cat sat on the [MASK] because it was tired."}, 1),
     ("compare", "/compare", {"text": TEXT}, 0),
-    (
-        "corpus",
-        "/corpus",
-        {"corpus_sentences": "100", "corpus_tokens": "48", "layer": "1", "head": "4"},
-        0,
-    ),
 )
 
 
@@ -56,10 +49,7 @@ def main(themes: tuple[str, ...] = THEMES) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for theme in themes:
         # The theme is the server's (`theme.base`): a query parameter only themes embeds.
-        # The Corpus page measures into a fresh store, never the user's cache.
-        store = Path(tempfile.mkdtemp()) / "corpus.duckdb"
-        env = {"STREAMLIT_THEME_BASE": theme, "ATLAS_CORPUS_STORE": str(store)}
-        with running_app(env=env) as app, sync_playwright() as pw:
+        with running_app(env={"STREAMLIT_THEME_BASE": theme}) as app, sync_playwright() as pw:
             browser = launch_browser(pw)
             for width in WIDTHS:
                 for name, path, params, charts in SHOTS:
