@@ -45,25 +45,27 @@ page code stopped keeping results alive (0.7–0.8 GB); with results kept alive 
 
 
 def test_eight_visitors_for_a_minute_without_errors_and_memory_comes_back():
-    with running_app(env={"ATLAS_PUBLIC": "1"}) as app:
-        floor = loaded_rss(app.port, app.pid)
-        # In a thread of its own: Playwright's sync API (the other browser tests) leaves an event
-        # loop running in this one, where asyncio.run() refuses to start.
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            stats, samples = pool.submit(
-                asyncio.run,
-                soak(
-                    app.port,
-                    app.pid,
-                    VISITORS,
-                    SECONDS,
-                    WARMUP,
-                    idle_tail=LEAVE_TAIL,
-                    pause=0.0,
-                    long_share=LONG_SHARE,
-                    actions=ACTIONS,
-                ),
-            ).result()
+    # The visits run in a thread of their own: Playwright's sync API (the other browser tests)
+    # leaves an event loop running in this one, where asyncio.run() refuses to start.
+    with (
+        running_app(env={"ATLAS_PUBLIC": "1"}) as app,
+        concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool,
+    ):
+        floor = pool.submit(loaded_rss, app.port, app.pid).result()
+        stats, samples = pool.submit(
+            asyncio.run,
+            soak(
+                app.port,
+                app.pid,
+                VISITORS,
+                SECONDS,
+                WARMUP,
+                idle_tail=LEAVE_TAIL,
+                pause=0.0,
+                long_share=LONG_SHARE,
+                actions=ACTIONS,
+            ),
+        ).result()
         end_rss = rss_mb(app.pid)
         log_errors = count_log_errors(app)
 

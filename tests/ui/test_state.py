@@ -59,6 +59,7 @@ CHANGED = ViewState(
     corpus_mode="clark",
     corpus_sentences=50,
     graph_threshold=0.2,
+    own_max=True,
 )
 
 
