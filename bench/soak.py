@@ -238,9 +238,10 @@ class Visitor:
         await ws.send(message.SerializeToString())
         try:
             charts = await asyncio.wait_for(self.receive_run(ws), self.request_timeout)
-            # Three views, four for long texts (the heatmap becomes an overview plus a detail).
-            if page == "attention" and len(charts) not in (3, 4):
-                raise RunFailed(f"attention page drew {len(charts)} charts instead of 3 or 4")
+            # The heatmap and the token bars (the line view is a component, not a Vega chart);
+            # three for long texts (the heatmap becomes an overview plus a detail).
+            if page == "attention" and len(charts) not in (2, 3):
+                raise RunFailed(f"attention page drew {len(charts)} charts instead of 2 or 3")
             if page == "attention" and self.marker is not None:
                 if not any(self.marker in spec.replace(" ", "") for spec in charts):
                     raise RunFailed("the charts do not show the text just typed")
