@@ -286,7 +286,13 @@ class Visitor:
                     button = element.download_button
                     self.downloads[button.label] = button.deferred_file_id
                 elif what == "exception":
-                    problems.append(f"exception {element.exception.type}")
+                    # The message and the last frames say where: an intermittent exception
+                    # under load cannot be reproduced afterwards, so the report must carry it.
+                    exception = element.exception
+                    frames = " | ".join(line.strip() for line in exception.stack_trace[-4:])
+                    problems.append(
+                        f"exception {exception.type}: {exception.message[:300]} [{frames[:600]}]"
+                    )
                 elif what == "alert" and element.alert.format == Alert.ERROR:
                     problems.append(f"st.error: {element.alert.body[:120]}")
             elif kind == "session_event" and message.session_event.WhichOneof("type"):

@@ -24,7 +24,7 @@ from core.families import CROSS, DECODER_SELF, SELF, StackSpec
 from core.inference import encode, forward, guarded
 from core.models import LoadedModel, ModelKind
 from core.predictions import Prediction, top_predictions
-from core.tokens import Token, tokens_from_ids
+from core.tokens import Token, tokenize, tokens_from_ids
 
 MAX_GENERATED_TARGET = 40
 """Tokens generated greedily when an encoder-decoder model is given no target text."""
@@ -189,7 +189,7 @@ def _run_encoder_decoder(
                 num_beams=1,
             )
         else:
-            full = len(tokenizer(text_target=target_text, verbose=False).input_ids)
+            full = len(tokenize(tokenizer, text_target=target_text, verbose=False).input_ids)
             dropped_target = max(0, full - model.max_length)
             if dropped_target:
                 warnings.warn(
@@ -198,7 +198,8 @@ def _run_encoder_decoder(
                     TruncationWarning,
                     stacklevel=3,
                 )
-            labels = tokenizer(
+            labels = tokenize(
+                tokenizer,
                 text_target=target_text,
                 return_tensors="pt",
                 truncation=True,

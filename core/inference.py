@@ -16,7 +16,7 @@ from core import admission
 from core.errors import AtlasError, EmptyTextError, TruncationWarning, UnsupportedModelError
 from core.families import SELF, Passes
 from core.models import LoadedModel
-from core.tokens import Token, build_tokens, normalize_masks
+from core.tokens import Token, build_tokens, normalize_masks, tokenize
 
 
 @dataclass(frozen=True)
@@ -80,9 +80,11 @@ def encode(model: LoadedModel, text: str, text_pair: str | None = None) -> Encod
     if text_pair is not None:
         text_pair = normalize_masks(_readable(text_pair), tokenizer.mask_token)
 
-    full_length = len(tokenizer(text, text_pair, truncation=False, verbose=False)["input_ids"])
+    ids = tokenize(tokenizer, text, text_pair, truncation=False, verbose=False)["input_ids"]
+    full_length = len(ids)
     dropped = max(0, full_length - model.max_length)
-    encoding = tokenizer(
+    encoding = tokenize(
+        tokenizer,
         text,
         text_pair,
         return_tensors="pt",

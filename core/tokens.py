@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -12,6 +13,21 @@ from typing import Any, Literal
 _SPACE_MARKERS = ("Ġ", "▁", "Ċ")
 _MASK_SPELLINGS = re.compile(r"\[mask\]|<mask>", re.IGNORECASE)
 VISIBLE_SPACE = "␣"
+_TOKENIZER_LOCK = threading.Lock()
+
+
+def tokenize(tokenizer: Any, *args: Any, **kwargs: Any) -> Any:
+    """`tokenizer(*args, **kwargs)`, one call at a time in the whole process.
+
+    A fast tokenizer keeps its truncation and padding settings on the shared Rust object and
+    every call sets them before it encodes, so two threads (two visitors of one server, one
+    model) can swap them: a call without truncation landing between another's "truncate to
+    256" and its encode returned that text whole (issue 12: a stored result had 308 queries
+    beside the page's 256 tokens). A call takes milliseconds, so serialising them costs little.
+    Every tokenizer call in `core` goes through here.
+    """
+    with _TOKENIZER_LOCK:
+        return tokenizer(*args, **kwargs)
 
 
 @dataclass(frozen=True)

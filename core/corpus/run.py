@@ -17,7 +17,7 @@ from core.corpus.statistics import batch_values, check_mode, statistic_descripti
 from core.corpus.store import CorpusStore, RunRecord
 from core.errors import CorpusError, EmptyCorpusError, RunInProgressError, UnsupportedModelError
 from core.models import LoadedModel, ModelKind
-from core.tokens import Token, build_tokens
+from core.tokens import Token, build_tokens, tokenize
 
 STATISTICS_VERSION = 1
 """Part of every run's key: bump it when a statistic's definition changes."""
@@ -90,7 +90,8 @@ class EncodedSentence:
 def encode_sentence(model: LoadedModel, text: str, max_tokens: int) -> EncodedSentence:
     """Tokens and model inputs of one sentence, cut to `max_tokens` (special tokens included)."""
     tokenizer = model.tokenizer
-    encoding = tokenizer(
+    encoding = tokenize(
+        tokenizer,
         text,
         truncation=True,
         max_length=max_tokens,
@@ -182,7 +183,7 @@ def processing_order(
     lengths = np.empty(len(sentences), dtype=np.int64)
     for start in range(0, len(sentences), 1024):
         chunk = list(sentences[start : start + 1024])
-        ids = model.tokenizer(chunk, truncation=False, verbose=False)["input_ids"]
+        ids = tokenize(model.tokenizer, chunk, truncation=False, verbose=False)["input_ids"]
         lengths[start : start + len(chunk)] = [len(i) for i in ids]
     capped = np.minimum(lengths, max_tokens)
     order = np.concatenate(
