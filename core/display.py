@@ -204,21 +204,41 @@ class BarPlan:
     note: str
 
 
+BAR_AXIS_PX = 60
+"""The value axis's labels and title beside vertical token bars."""
+
+
+def bar_plot_width(column_width: int, *, legend: bool) -> int:
+    """px left for the bars themselves in a column of `column_width` px: the column less the
+    value axis and, when a colour legend sits beside the bars, `LEGEND_PX`."""
+    reserved = BAR_AXIS_PX + (LEGEND_PX if legend else 0)
+    return max(MIN_PLOT_PX, int(column_width) - reserved)
+
+
 def plan_token_bars(
     outgoing: np.ndarray,
     incoming: np.ndarray | None,
     selected: int | None,
     column_width: int,
     *,
+    legend: bool = True,
     top_n: int = 30,
     vertical_height: int = 220,
 ) -> BarPlan:
-    """Choose vertical bars, horizontal bars, or the `top_n` strongest tokens (`[n]` inputs)."""
+    """Choose vertical bars, horizontal bars, or the `top_n` strongest tokens (`[n]` inputs).
+
+    `column_width` is the whole column the chart fills; `legend` says a colour legend sits
+    beside the bars (`core.charts.attention_bars` draws one for its directions), so the plot
+    is planned without it (`bar_plot_width`) and vertical bars are chosen only while every
+    label still gets `LABEL_PX`.
+    """
     out = np.asarray(outgoing, dtype=np.float64).ravel()
     n = out.shape[0]
     if top_n < 1:
         raise ValueError(f"top_n must be >= 1, got {top_n}")
-    plot = max(MIN_PLOT_PX, int(column_width) - 60)
+    if column_width < 1:
+        raise ValueError(f"column_width must be >= 1 px, got {column_width}")
+    plot = bar_plot_width(column_width, legend=legend)
     if n * LABEL_PX <= plot:
         return BarPlan("vertical", list(range(n)), vertical_height, "")
     if n <= top_n:

@@ -11,7 +11,7 @@ import streamlit as st
 
 import core
 from core import charts
-from core.display import LEGEND_PX, ScaleMode, segment_b_start, token_bars
+from core.display import ScaleMode, segment_b_start, token_bars
 from core.families import CROSS, SELF
 from core.methods import MethodResult
 from core.tokens import is_continuation
@@ -233,9 +233,7 @@ def selected_token(
         incoming,
         view.column_labels,
         None if cross else selected,
-        # `plan_token_bars` plans the plot as the column less the axis; the legend beside the
-        # bars takes another LEGEND_PX, so vertical bars were chosen with labels 10 px apart.
-        column_width=COLUMN_PX - LEGEND_PX,
+        column_width=COLUMN_PX,
         scale=scale if scale != "shared" else "chart",
     )
     show_chart(chart, theme="streamlit")

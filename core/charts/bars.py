@@ -55,11 +55,12 @@ def attention_bars(
         selected: the token's position; its axis label is bold. None when it is not on the
             axis.
         height: px of the vertical layout's plot.
-        column_width: px of the column the chart fills. Given, the layout follows
-            `core.display.plan_token_bars`: vertical bars while every token gets
-            `LABEL_PX`, else horizontal bars (`BAR_PX` a token), and beyond `top_n` tokens
-            only the `top_n` with the most attention either way, with a note in the
-            subtitle (`chart_notes`). None keeps the vertical layout for any length.
+        column_width: px of the column the chart fills, its legend included. Given, the
+            layout follows `core.display.plan_token_bars`: vertical bars while every token
+            gets `LABEL_PX` beside the value axis and the legend, else horizontal bars
+            (`BAR_PX` a token), and beyond `top_n` tokens only the `top_n` with the most
+            attention either way, with a note in the subtitle (`chart_notes`). None keeps
+            the vertical layout for any length.
         scale: value axis domain, ``"chart"`` (0 to this chart's maximum), ``"shared"`` (0 to
             `shared_max`) or ``"fixed"`` (0 to 1); the axis title says which.
         top_n: most tokens drawn once the column is too narrow for all of them.
@@ -87,8 +88,9 @@ def attention_bars(
     if column_width is None:
         plan = BarPlan("vertical", list(range(n)), height, "")
     else:
+        # The direction legend sits beside the bars: the planner leaves it its room.
         plan = plan_token_bars(
-            out, inc, selected, column_width, top_n=top_n, vertical_height=height
+            out, inc, selected, column_width, legend=True, top_n=top_n, vertical_height=height
         )
     shown = np.asarray(plan.positions, dtype=np.int64)
 

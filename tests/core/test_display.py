@@ -10,7 +10,11 @@ import pytest
 from core import MethodRequest, Prediction, Token, run_attention, run_method
 from core.attention import AttentionResult
 from core.display import (
+    BAR_AXIS_PX,
     LABEL_PX,
+    LEGEND_PX,
+    MIN_PLOT_PX,
+    bar_plot_width,
     colour_domain,
     corpus_example_rows,
     corpus_head_rows,
@@ -114,6 +118,27 @@ def test_token_bar_plan_keeps_the_selected_token_among_the_top():
     assert "Top 10 of 100" in plan.note
     with pytest.raises(ValueError):
         plan_token_bars(out, None, None, 360, top_n=0)
+
+
+def test_bar_plot_leaves_the_legend_its_room():
+    assert bar_plot_width(272, legend=True) == 272 - BAR_AXIS_PX - LEGEND_PX
+    assert bar_plot_width(272, legend=False) == 272 - BAR_AXIS_PX
+    assert bar_plot_width(100, legend=True) == MIN_PLOT_PX
+
+
+@pytest.mark.parametrize("legend", [True, False])
+def test_vertical_token_bars_keep_a_label_width_each_beside_the_legend(legend):
+    # The Attention page's column: the most tokens that still get LABEL_PX each are vertical,
+    # one more turns the bars horizontal, with or without the legend's room taken out.
+    column = 272
+    fits = bar_plot_width(column, legend=legend) // LABEL_PX
+    flat = np.full(fits + 1, 1.0)
+    assert plan_token_bars(flat[:fits], None, 0, column, legend=legend).orientation == "vertical"
+    assert plan_token_bars(flat, None, 0, column, legend=legend).orientation == "horizontal"
+    if legend:  # the page once subtracted the legend itself; now the planner does
+        assert fits == (column - BAR_AXIS_PX - LEGEND_PX) // LABEL_PX == 10
+    with pytest.raises(ValueError):
+        plan_token_bars(flat, None, 0, 0)
 
 
 def test_segment_b_starts_at_the_first_word_of_the_second_sentence():
