@@ -2,15 +2,21 @@
 
     python docs/make_screenshots.py [light] [dark]   # docs/screenshots/<page>_<width>[_dark].png
 
-Every page at 1024 and 1440 px wide (whole page), light and dark theme.
+Every page (Attention, Model overview, Masked prediction, Compare, Explain, Corpus) at 1024
+and 1440 px wide (whole page), light and dark theme.
 
 Uses the same harness as the end-to-end tests (`tests/e2e/harness.py`): `streamlit run` on
-127.0.0.1, Debian's Chromium through Playwright, the embedded model, no network.
+127.0.0.1, Debian's Chromium through Playwright, no network. Every page shows the embedded
+model except Explain: it needs a model with a language-model head, and no such checkpoint is
+offline, so the script builds a tiny *random* masked-LM checkpoint (`tests/tiny_models.py`;
+its predictions are random). The Corpus shot is taken after a run of the bundled corpus, kept
+in a temporary store that the dark theme's server reopens at once.
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,21 +26,31 @@ from tests.e2e.harness import (  # noqa: E402
     block_external_requests,
     full_page_screenshot,
     launch_browser,
+    open_view,
     running_app,
-    wait_for_charts,
-    wait_for_run,
 )
 
 OUT = REPO / "docs" / "screenshots"
 TEXT = "The cat sat on the mat because it was tired."
+MASKED = "The cat sat on the [MASK] because it was tired."
 WIDTHS = (1024, 1440)
 THEMES = ("light", "dark")
-# (name, page path, query parameters, Vega charts to wait for)
+TINY_MLM = "tiny-mlm"
+"""Stands for the path of the tiny random masked-LM checkpoint in `SHOTS`."""
+# (name, page path, query parameters, Vega charts to wait for, options of `open_view`)
 SHOTS = (
-    ("attention", "/", {"text": TEXT, "layer": "2", "head": "all", "token": "2"}, 2),
-    ("overview", "/overview", {"text": TEXT}, 1),
-    ("masked", "/masked", {"text": "The cat sat on the [MASK] because it was tired."}, 1),
-    ("compare", "/compare", {"text": TEXT}, 0),
+    ("attention", "/", {"text": TEXT, "layer": "2", "head": "all", "token": "2"}, 2, {}),
+    ("overview", "/overview", {"text": TEXT}, 1, {}),
+    ("masked", "/masked", {"text": MASKED}, 1, {}),
+    ("compare", "/compare", {"text": TEXT, "replacement": "dog"}, 3, {}),
+    ("explain", "/explain", {"model": TINY_MLM, "text": MASKED}, 2, {}),
+    (
+        "corpus",
+        "/corpus",
+        {"corpus_sentences": "100", "corpus_tokens": "48", "layer": "2", "head": "3"},
+        0,
+        {"corpus_run": True},
+    ),
 )
 
 
@@ -46,34 +62,33 @@ def shot_name(name: str, width: int, theme: str) -> str:
 def main(themes: tuple[str, ...] = THEMES) -> None:
     from playwright.sync_api import sync_playwright
 
+    from tests.tiny_models import build_tiny_model
+
     OUT.mkdir(parents=True, exist_ok=True)
-    for theme in themes:
-        # The theme is the server's (`theme.base`): a query parameter only themes embeds.
-        with running_app(env={"STREAMLIT_THEME_BASE": theme}) as app, sync_playwright() as pw:
-            browser = launch_browser(pw)
-            for width in WIDTHS:
-                for name, path, params, charts in SHOTS:
-                    take(browser, app, name, path, params, charts, width, theme)
-            browser.close()
+    with tempfile.TemporaryDirectory(prefix="atlas-screenshots-") as scratch:
+        tiny_mlm = str(build_tiny_model("bert", Path(scratch) / "tiny-mlm"))
+        env = {"ATLAS_CORPUS_STORE": str(Path(scratch) / "corpus.duckdb")}
+        for theme in themes:
+            # The theme is the server's (`theme.base`): a query parameter only themes embeds.
+            with (
+                running_app(env={**env, "STREAMLIT_THEME_BASE": theme}) as app,
+                sync_playwright() as pw,
+            ):
+                browser = launch_browser(pw)
+                for width in WIDTHS:
+                    for name, path, params, charts, options in SHOTS:
+                        query = {k: tiny_mlm if v == TINY_MLM else v for k, v in params.items()}
+                        url = app.url(path, **query)
+                        take(browser, url, name, charts, options, width, theme)
+                browser.close()
 
 
-def take(browser, app, name, path, params, charts, width, theme) -> None:
+def take(browser, url: str, name: str, charts: int, options: dict, width: int, theme: str):
     context = browser.new_context(viewport={"width": width, "height": 900})
     block_external_requests(context)
     page = context.new_page()
-    page.goto(app.url(path, **params))
-    wait_for_run(page)
-    if name == "compare":
-        # The compare page waits for a replacement: type one, as a visitor would.
-        field = page.get_by_label("Replacement")
-        field.fill("dog")
-        field.press("Enter")
-        page.wait_for_timeout(500)
-        wait_for_run(page)
-        charts = 3
-    if charts:
-        wait_for_charts(page, charts)
-    page.wait_for_timeout(800)
+    page.set_default_timeout(180_000)
+    open_view(page, url, charts=charts, settle_ms=800, timeout=300, **options)
     target = full_page_screenshot(page, OUT / shot_name(name, width, theme))
     context.close()
     print(f"wrote {target}")

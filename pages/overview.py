@@ -54,7 +54,9 @@ def render(page: pages.Page) -> None:
     attentions, queries, keys = page.result.stack(stack)
     layers, heads = attentions.shape[:2]
     n = max(len(queries), len(keys))
-    size = thumbnail_size(layers, heads, n, budget=THUMBNAIL_PIXELS, largest=40)
+    # At most 40 cells a side, and no more than lets the grid fit the page at 1024 px.
+    largest = min(40, charts.largest_thumbnail(heads, PAGE_PX))
+    size = thumbnail_size(layers, heads, n, budget=THUMBNAIL_PIXELS, largest=largest)
     if view.hide_special or view.merge_words:
         # The display options hold here as on the other pages: hidden tokens left out,
         # word pieces merged, before the thumbnails are averaged down.

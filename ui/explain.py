@@ -16,6 +16,7 @@ from core import AtlasError, ModelKind, charts
 from ui import cache
 from ui.cache import Inputs
 from ui.deploy import deploy_policy
+from ui.layout import PAGE_PX
 from ui.page import Page
 from ui.state import DEFAULT
 from ui.widgets import bound, export_buttons, file_stem, label_from, show_chart, show_error
@@ -24,8 +25,6 @@ PREDICTING_KINDS = (ModelKind.MASKED_LM, ModelKind.CAUSAL_LM)
 AGREEMENT_MAX_TOKENS_PUBLIC = 64
 """Leave-one-out runs the model once per token, and every method once: on a shared server the
 agreement table is offered for texts up to this many tokens."""
-GRAPH_COLUMN_PX = 48
-"""px per token column of the contribution graph."""
 
 
 def default_position(page: Page) -> int:
@@ -66,7 +65,9 @@ def logit_lens_panel(page: Page, position: int) -> None:
     except AtlasError as error:
         show_error(str(error))
         return
-    show_chart(charts.logit_lens_chart(table), theme="streamlit", width="content")
+    show_chart(
+        charts.logit_lens_chart(table, max_width=PAGE_PX), theme="streamlit", width="content"
+    )
     st.caption(
         "What each layer's residual stream would predict at this position, read through the "
         "final norm and the output embedding (layer 0: the embeddings; the last row is the "
@@ -146,7 +147,7 @@ def graph_panel(page: Page, position: int) -> None:
         return
     labels = [t.text for t in page.result.tokens]
     show_chart(
-        charts.contribution_graph_chart(graph, labels, column_width=GRAPH_COLUMN_PX),
+        charts.contribution_graph_chart(graph, labels, max_width=PAGE_PX),
         theme="streamlit",
         width="content",
     )

@@ -241,7 +241,10 @@ def gallery(page: Page) -> None:
             "overview page."
         )
     else:
-        size = thumbnail_size(result.num_layers, result.num_heads, n, budget=250_000, largest=40)
+        largest = min(40, charts.largest_thumbnail(result.num_heads, PAGE_PX))
+        size = thumbnail_size(
+            result.num_layers, result.num_heads, n, budget=250_000, largest=largest
+        )
         show_chart(
             charts.head_grid(
                 cache.thumbnails(page.inputs, core.families.SELF, size),

@@ -30,7 +30,7 @@ from core.charts._common import chart_notes, round_sig, spec_dict
 from core.charts.bars import attention_bars, prediction_bars
 from core.charts.corpus import global_view_chart
 from core.charts.graph import contribution_graph_chart, graph_layout
-from core.charts.grid import head_grid
+from core.charts.grid import head_grid, largest_thumbnail
 from core.charts.heatmaps import attention_heatmap, causal_mask, layer_head_profile
 from core.charts.lens import logit_lens_chart
 from core.charts.lines import head_view_lines, prune_edges
@@ -46,6 +46,7 @@ __all__ = [
     "graph_layout",
     "head_grid",
     "head_view_lines",
+    "largest_thumbnail",
     "layer_head_profile",
     "logit_lens_chart",
     "neuron_view_chart",

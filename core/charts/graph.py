@@ -7,7 +7,21 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from core.charts._common import PAD, SEQUENTIAL_SCHEME, add_params, labels_param, round_sig
+from core.charts._common import (
+    LABEL_LIMIT_PX,
+    PAD,
+    SEQUENTIAL_SCHEME,
+    add_params,
+    finish,
+    labels_param,
+    round_sig,
+)
+from core.display import LABEL_FONT_SIZE, LABEL_PX, LEGEND_PX, plan_axis
+
+GRAPH_TOKEN_PX = 48
+"""px per token column of the graph when the page leaves room for it."""
+GRAPH_RESERVED_PX = LEGEND_PX + 50
+"""Beside the token columns: the layer axis (title and numbers) and the "share" legend."""
 
 
 def graph_layout(graph: nx.DiGraph) -> dict[tuple[int, int], tuple[float, float]]:
@@ -17,21 +31,40 @@ def graph_layout(graph: nx.DiGraph) -> dict[tuple[int, int], tuple[float, float]
     }
 
 
+def graph_token_px(n: int, max_width: int | None, token_px: int = GRAPH_TOKEN_PX) -> int:
+    """px between neighbouring token columns of the graph: `token_px`, or less so that `n`
+    columns, the layer axis and the legend fit `max_width` (None: no limit). At least 1."""
+    if n < 1:
+        raise ValueError(f"the graph needs at least one token, got {n}")
+    if max_width is None:
+        return token_px
+    return max(1, min(token_px, (int(max_width) - GRAPH_RESERVED_PX) // n))
+
+
 def contribution_graph_chart(
     graph: nx.DiGraph,
     tokens: list[str],
     *,
-    column_width: int = 48,
+    token_px: int = GRAPH_TOKEN_PX,
+    max_width: int | None = None,
     layer_height: int = 36,
 ) -> alt.LayerChart:
     """Nodes at (token, layer), edges as lines whose width and colour are their share.
 
     `tokens` are the texts of every input position (the x axis labels; data, never code).
+    Each token gets `token_px` px, or less so that the whole chart (layer axis and legend
+    included) fits `max_width` (Streamlit does not scale charts down; a wider graph ran off
+    the page). Tokens are labelled at 45° while they have room, else upright, and beyond one
+    label per `LABEL_PX` every k-th is, and the subtitle (`chart_notes`) says so.
+
     Data: edges ``x``, ``y``, ``x2``, ``y2``, ``w``, ``layer``; nodes ``x``, ``y`` and
     ``output`` (1 for the explained position).
     """
     layout = graph_layout(graph)
     n = len(tokens)
+    spacing = graph_token_px(n, max_width, token_px)
+    plot_width = spacing * n
+    axis_plan = plan_axis(n, plot_width)
     layer_count = max((data["layer"] for _, data in graph.nodes(data=True)), default=0)
     tok = labels_param([str(t) for t in tokens])
     edges = pd.DataFrame(
@@ -60,10 +93,13 @@ def contribution_graph_chart(
     y_scale = alt.Scale(domain=[-0.5, layer_count + 0.5], nice=False, zero=False)
     x_axis = alt.Axis(
         title=None,
-        values=list(range(n)),
+        values=axis_plan.values,
         labelExpr=f"{tok.name}[datum.value]",
-        labelAngle=-45,
-        labelOverlap="greedy",
+        # Slanted labels need about twice a label's height between them; upright ones one.
+        labelAngle=-45 if spacing >= 2 * LABEL_PX else -90,
+        labelOverlap=False,
+        labelFontSize=LABEL_FONT_SIZE,
+        labelLimit=LABEL_LIMIT_PX,
         grid=False,
         ticks=False,
     )
@@ -99,8 +135,9 @@ def contribution_graph_chart(
         )
     )
     chart = alt.layer(lines, points).properties(
-        width=max(240, column_width * n),
+        width=plot_width if max_width is not None else max(240, plot_width),
         height=max(160, layer_height * (layer_count + 1)),
         autosize=PAD,
     )
+    chart = finish(chart, "", [axis_plan.note])
     return add_params(chart, [tok])

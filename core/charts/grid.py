@@ -36,6 +36,22 @@ def grid_width(m: int, px_per_cell: int, heads: int) -> int:
     return heads * (side + thumbnail_gap(side))
 
 
+def largest_thumbnail(heads: int, max_width: int) -> int:
+    """Most cells a thumbnail's side may have for `head_grid` to fit `max_width` px.
+
+    At one pixel a cell, `heads` thumbnails with their gaps and the layer axis must fit (the
+    legend then goes below); a larger thumbnail cannot shrink further and would run past its
+    column (40-cell thumbnails of 12 heads are 592 px, at 1024 px the page has 560). At least
+    4 cells.
+    """
+    if heads < 1 or max_width < 1:
+        raise ValueError(f"need at least one head and one px, got {heads} heads, {max_width} px")
+    cells = 4
+    while grid_width(cells + 1, 1, heads) + GRID_AXIS_PX <= max_width:
+        cells += 1
+    return cells
+
+
 def head_grid(
     thumbnails: np.ndarray,
     *,
@@ -59,7 +75,8 @@ def head_grid(
         thumb_px: px per thumbnail side (rounded to whole pixels per cell).
         max_width: shrink the thumbnails so the whole chart, layer labels and colour legend
             included, fits this many px (Streamlit does not scale charts down; a wider grid
-            would be cut off). At least 1 px per cell.
+            would be cut off). At least 1 px per cell, so thumbnails of more than
+            `largest_thumbnail(heads, max_width)` cells do not fit: average them down first.
         scale: ``"chart"`` (0 to the largest weight of all heads in the grid), ``"shared"``
             (0 to `shared_max`, e.g. across two models' grids) or ``"fixed"`` (0 to 1).
         per_head: scale each thumbnail to its own maximum instead (every head's pattern

@@ -6,15 +6,27 @@ import altair as alt
 import pandas as pd
 
 from core.charts._common import PAD, SEQUENTIAL_SCHEME, array_param, round_sig
+from core.display import LEGEND_PX
+
+LENS_RESERVED_PX = LEGEND_PX + 60
+"""Beside the cells: the layer axis (title and numbers) and the probability legend."""
+MIN_LENS_CELL_PX = 40
 
 
 def logit_lens_chart(
-    table: pd.DataFrame, *, cell_width: int = 90, cell_height: int = 22
+    table: pd.DataFrame,
+    *,
+    cell_width: int = 90,
+    cell_height: int = 22,
+    max_width: int | None = None,
 ) -> alt.LayerChart:
     """Heatmap of `core.logit_lens` output: one row per layer, one column per rank.
 
-    Cell colour is the probability; the token text is written in the cell. Token texts
-    travel as one array parameter indexed by row number (data, never code).
+    Cell colour is the probability; the token text is written in the cell (cut with an
+    ellipsis where it is wider; the tooltip has all). Token texts travel as one array
+    parameter indexed by row number (data, never code). Cells are `cell_width` px wide, or
+    narrower (down to `MIN_LENS_CELL_PX`) so that the whole chart, axis and legend included,
+    fits `max_width` px.
     """
     required = {"layer", "rank", "token", "probability"}
     if not required <= set(table.columns):
@@ -25,6 +37,9 @@ def logit_lens_chart(
     texts = array_param("lens", [str(t) for t in table["token"]])
     layers = int(data["layer"].max()) + 1 if len(data) else 1
     ranks = int(data["rank"].max()) if len(data) else 1
+    if max_width is not None:
+        room = (int(max_width) - LENS_RESERVED_PX) // max(1, ranks)
+        cell_width = max(MIN_LENS_CELL_PX, min(cell_width, room))
     base = alt.Chart(data).transform_calculate(token=f"{texts.name}[datum.row]")
     y = alt.Y("layer:O", title="layer (0 = embeddings)", sort="descending")
     x = alt.X("rank:O", title="rank", axis=alt.Axis(labelAngle=0))

@@ -2,7 +2,8 @@
 
 Fixtures
 --------
-``app``      (session) the running server (:class:`tests.e2e.harness.App`): ``app.url(path, **q)``.
+``app``      (session) the running server (:class:`tests.e2e.harness.App`): ``app.url(path, **q)``;
+             its Corpus page stores runs in a temporary file.
 ``browser``  (session) headless system Chromium driven by Playwright's sync API.
 ``page``     a fresh browser context and page (so a fresh Streamlit session) per test; on a
              failure it saves ``artifacts/screenshots/failed-<test>.png`` and prints the end of
@@ -73,8 +74,10 @@ def sync_playwright_api():
 
 
 @pytest.fixture(scope="session")
-def app():
-    with running_app() as server:
+def app(tmp_path_factory: pytest.TempPathFactory):
+    # The Corpus page stores its runs: in a temporary file, never the user's cache.
+    store = tmp_path_factory.mktemp("e2e-corpus") / "corpus.duckdb"
+    with running_app(env={"ATLAS_CORPUS_STORE": str(store)}) as server:
         yield server
 
 

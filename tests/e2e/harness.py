@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -280,6 +281,46 @@ def wait_for_charts(page, minimum: int = 1, timeout: float = 120.0, poll: float 
             return state
         time.sleep(poll)
     raise TimeoutError(f"charts not drawn in {timeout:.0f} s: {state}")
+
+
+CORPUS_FINISHED = re.compile(r"^Measured [\d,]+ sentences")
+"""The Corpus page's caption once a run is finished (or reopened from the store)."""
+
+
+def open_view(
+    page,
+    url: str,
+    *,
+    charts: int = 0,
+    tab: str | None = None,
+    corpus_run: bool = False,
+    settle_ms: int = 400,
+    timeout: float = 120.0,
+) -> None:
+    """Load `url` and wait until the view is drawn.
+
+    `corpus_run` presses the Corpus page's Run (unless the run is stored already) and waits
+    for it to finish; `tab` opens a tab afterwards (a hidden tab's charts are not laid out);
+    `charts` waits for at least that many painted Vega charts; `settle_ms` lets Vega lay out
+    once more after its container's width settles.
+    """
+    page.goto(url)
+    wait_for_run(page, timeout)
+    if corpus_run:
+        run = page.get_by_role("button", name="Run", exact=True)
+        finished = page.get_by_text(CORPUS_FINISHED)
+        # The first run may still be drawing: wait for either, then start the run if needed.
+        run.or_(finished).first.wait_for(timeout=timeout * 1000)
+        if run.count():
+            run.click()
+        # A run reruns the page chunk by chunk; it is over when the page says so.
+        page.get_by_text(CORPUS_FINISHED).wait_for(timeout=timeout * 1000)
+        wait_for_run(page, timeout)
+    if tab:
+        page.get_by_role("tab", name=tab).click()
+    if charts:
+        wait_for_charts(page, charts, timeout)
+    page.wait_for_timeout(settle_ms)
 
 
 def full_page_screenshot(page, path: Path) -> Path:

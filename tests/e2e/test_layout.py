@@ -1,44 +1,123 @@
-"""Layout in a real browser: every page, in a few states, at 1024 and 1440 px, light and dark.
+"""Layout in a real browser: every page, in many states, at 1024×768, 1440×900 and 1920×1080,
+light and dark.
 
-Checked on the painted page (Chromium, the real server):
+Checked on the painted page (Chromium, the real server), at each of the three window sizes:
 
-- no chart (Vega canvas or SVG, the head view) is wider than its column or the viewport;
+- no chart (Vega canvas or SVG, the head view) is wider than its column or the viewport, and
+  no element of the main area runs past the viewport;
 - no two elements of a page overlap, and no drawing runs over another element (a line view
   over a caption): the boxes of the main area's element containers and of each drawing are
-  compared pairwise.
+  compared pairwise;
+- the page ran cleanly (no exception, no error box) and drew at least the charts it should.
 
 Vega draws on a canvas, so single axis labels are not in the DOM; that every bar is labelled
 at the planned width is checked on the specs (`tests/core/charts`, `tests/pages`).
 
-The dark theme is the server's (`theme.base`), so it runs on a second server with fewer states.
+States: short text with all heads, a sentence pair, 120 words, 512 tokens, a causal (GPT-2)
+and an encoder-decoder (BART, cross attention) checkpoint, Compare's replacement (also with a
+[MASK], so predictions before and after) and two models, the Explain page and a Corpus run.
+The tiny random checkpoints (`tests/tiny_models.py`) are loaded by path, as a private
+deployment allows.
+
+Time: one browser page per theme serves every state (a state is one navigation, then three
+window sizes by resizing, which reruns nothing on the server); the dark theme is the browser's
+(`prefers-color-scheme`, which Streamlit follows when the server sets no `theme.base`), so
+both themes share one server and its caches.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import pytest
 
 from tests.e2e.harness import (
+    ERROR,
+    EXCEPTION,
+    SCREENSHOTS,
     block_external_requests,
+    full_page_screenshot,
     long_text,
-    running_app,
+    open_view,
     wait_for_charts,
-    wait_for_run,
 )
 
 pytestmark = pytest.mark.e2e
 
+VIEWPORTS = ((1024, 768), (1440, 900), (1920, 1080))
 TEXT = "The cat sat on the mat because it was tired."
-# (id, path, query, charts at least, compare replacement)
+MASKED = "The cat sat on the [MASK] because it was tired."
+SETTLE_MS = 400
+"""Vega lays out once more after its container's width settles (after a load or a resize)."""
+
+
+@dataclass(frozen=True)
+class Tiny:
+    """A tiny random checkpoint of `family` (`tests/tiny_models.py`), passed by its path."""
+
+    family: str
+
+
+@dataclass(frozen=True)
+class State:
+    """One page in one state: the link, what to do after it loads, what it must draw."""
+
+    id: str
+    path: str
+    query: dict = field(default_factory=dict)
+    charts: int = 1
+    """Vega charts at least, on the tab shown."""
+    tab: str | None = None
+    """A tab to open after the run (its content is laid out only once shown)."""
+    corpus_run: bool = False
+    """Press Run (if the corpus is not stored yet) and wait for the run to finish."""
+
+
+BERT, GPT2, BART = Tiny("bert"), Tiny("gpt2"), Tiny("bart")
+CORPUS = {"model": BERT, "corpus_sentences": 24, "corpus_tokens": 24}
 STATES = [
-    ("attention-short", "/", {"text": TEXT, "head": "all", "token": "2"}, 2, None),
-    ("attention-pair", "/", {"text": TEXT, "pair": "It was very comfortable."}, 2, None),
-    ("attention-120", "/", {"text": long_text(120)}, 2, None),
-    ("overview", "/overview", {"text": TEXT}, 1, None),
-    ("masked-no-head", "/masked", {"text": "The cat sat on the [MASK]."}, 1, None),
-    ("compare-replace", "/compare", {"text": TEXT}, 3, "dog"),
+    State("attention-short-all-heads", "/", {"text": TEXT, "head": "all", "token": "2"}, 2),
+    State("attention-pair", "/", {"text": TEXT, "pair": "It was very comfortable."}, 2),
+    State("attention-120", "/", {"text": long_text(120)}, 2),
+    State("attention-512", "/", {"text": long_text(512)}, 3),
+    State("attention-causal", "/", {"model": GPT2, "text": TEXT}, 2),
+    State("attention-seq2seq-cross", "/", {"model": BART, "text": TEXT, "stack": "cross"}, 2),
+    State("overview-short", "/overview", {"text": TEXT}),
+    State("overview-512", "/overview", {"text": long_text(512)}),
+    State("overview-seq2seq-cross", "/overview", {"model": BART, "text": TEXT, "stack": "cross"}),
+    State("masked-no-head", "/masked", {"text": MASKED}),
+    State("masked-mlm", "/masked", {"model": BERT, "text": MASKED}, 3),
+    State("masked-512", "/masked", {"model": BERT, "text": long_text(512, mask=True)}, 3),
+    State("masked-causal", "/masked", {"model": GPT2, "text": TEXT}, 2),
+    State("compare-replace", "/compare", {"text": TEXT, "replacement": "dog"}, 3),
+    State(
+        "compare-replace-mask", "/compare", {"model": BERT, "text": MASKED, "replacement": "dog"}, 5
+    ),
+    State("compare-120", "/compare", {"text": long_text(120), "replacement": "dog"}, 3),
+    State(
+        "compare-two-models",
+        "/compare",
+        {"text": TEXT, "second_model": GPT2},
+        2,
+        tab="Two models",
+    ),
+    State("explain-mlm", "/explain", {"model": BERT, "text": MASKED}, 2),
+    State("explain-causal", "/explain", {"model": GPT2, "text": TEXT}, 2),
+    State("explain-120", "/explain", {"model": BERT, "text": long_text(120, mask=True)}, 2),
+    State("corpus-examples", "/corpus", CORPUS, 0, corpus_run=True),
+    State("corpus-global-view", "/corpus", CORPUS, 1, tab="Global view", corpus_run=True),
 ]
-DARK_STATES = ["attention-short", "compare-replace"]
-WIDTHS = (1024, 1440)
+DARK_STATES = [
+    "attention-short-all-heads",
+    "attention-seq2seq-cross",
+    "overview-short",
+    "masked-mlm",
+    "compare-replace-mask",
+    "compare-two-models",
+    "explain-mlm",
+    "corpus-global-view",
+]
+BY_ID = {state.id: state for state in STATES}
 
 # Boxes of the visible element containers of the main area (nested containers are left to
 # their parents: a column's children lie inside it by construction), and of each chart with
@@ -63,10 +142,8 @@ _BOXES = """() => {
         return {what: el.tagName, chart: box(el), column: box(column),
                 container: leaves.indexOf(own)};
     });
-    const subtitles = [...main.querySelectorAll("[data-testid='stVegaLiteChart']")]
-        .map((el) => el.getAttribute('aria-label') || '');
     return {leaves: leaves.map((el) => ({...box(el), text: el.innerText.slice(0, 40)})),
-            charts, width: window.innerWidth, subtitles};
+            charts, width: window.innerWidth};
 }"""
 
 
@@ -79,8 +156,8 @@ def overlaps(a: dict, b: dict, slack: float = 2.0) -> bool:
     )
 
 
-def check_layout(page) -> list[str]:
-    found = page.evaluate(_BOXES)
+def layout_problems(found: dict) -> list[str]:
+    """What is wrong with the boxes `_BOXES` measured: overflows and overlaps, one line each."""
     problems = []
     for chart in found["charts"]:
         right = chart["chart"]["r"]
@@ -92,6 +169,9 @@ def check_layout(page) -> list[str]:
                 f"({chart['column']['r']:.0f} px)"
             )
     leaves = found["leaves"]
+    for leaf in leaves:
+        if leaf["r"] > found["width"] + 1:
+            problems.append(f"{leaf['text']!r} ends at {leaf['r']:.0f} px, past the viewport")
     for chart in found["charts"]:
         # A drawing that overflows its own element (a line view over the caption below it).
         for index, leaf in enumerate(leaves):
@@ -104,52 +184,125 @@ def check_layout(page) -> list[str]:
     return problems
 
 
-def open_state(browser, app, state, width: int):
-    _, path, query, charts, replacement = state
-    context = browser.new_context(viewport={"width": width, "height": 900})
-    block_external_requests(context)
-    page = context.new_page()
-    page.goto(app.url(path, **query))
-    wait_for_run(page)
-    if replacement:
-        field = page.get_by_label("Replacement")
-        field.fill(replacement)
-        field.press("Enter")
-        page.wait_for_timeout(500)
-        wait_for_run(page)
-    if charts:
-        wait_for_charts(page, charts)
-    page.wait_for_timeout(500)  # Vega lays out once more after the container's width settles
-    return context, page
+def check_layout(page) -> list[str]:
+    return layout_problems(page.evaluate(_BOXES))
 
 
-@pytest.mark.parametrize("width", WIDTHS)
-@pytest.mark.parametrize("state", STATES, ids=[s[0] for s in STATES])
-def test_layout_light(browser, app, state, width):
-    context, page = open_state(browser, app, state, width)
-    try:
-        assert check_layout(page) == []
-    finally:
-        context.close()
+def state_url(app, state: State, models: dict[str, str]) -> str:
+    query = {
+        key: models[value.family] if isinstance(value, Tiny) else value
+        for key, value in state.query.items()
+    }
+    return app.url(state.path, **query)
+
+
+def open_state(page, url: str, state: State) -> None:
+    """Load the state at the narrowest window and wait until it is drawn."""
+    width, height = VIEWPORTS[0]
+    page.set_viewport_size({"width": width, "height": height})
+    open_view(
+        page,
+        url,
+        charts=state.charts,
+        tab=state.tab,
+        corpus_run=state.corpus_run,
+        settle_ms=SETTLE_MS,
+    )
+
+
+def check_state(page, url: str, state: State, theme: str) -> list[str]:
+    """Every problem of `state` at every window size, prefixed with the size."""
+    open_state(page, url, state)
+    failures = page.locator(f"{EXCEPTION}, {ERROR}").all_inner_texts()
+    problems = [f"the page failed: {text[:200]}" for text in failures]
+    for width, height in VIEWPORTS:
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(SETTLE_MS)
+        if state.charts:
+            wait_for_charts(page, state.charts)
+        found = [f"{width}×{height}: {problem}" for problem in check_layout(page)]
+        if found:
+            # What the test saw, for whoever reads the failure.
+            full_page_screenshot(page, SCREENSHOTS / f"layout-{theme}-{state.id}-{width}.png")
+        problems += found
+    return problems
 
 
 @pytest.fixture(scope="module")
-def dark_app():
-    with running_app(env={"STREAMLIT_THEME_BASE": "dark"}) as server:
-        yield server
+def models(tiny_model_path) -> dict[str, str]:
+    return {family: str(tiny_model_path(family)) for family in ("bert", "gpt2", "bart")}
 
 
-@pytest.mark.parametrize("state", [s for s in STATES if s[0] in DARK_STATES], ids=DARK_STATES)
-def test_layout_dark(browser, dark_app, state):
-    context, page = open_state(browser, dark_app, state, 1024)
-    try:
-        background = page.evaluate(
-            "() => getComputedStyle(document.querySelector(\"[data-testid='stApp']\"))"
-            ".backgroundColor"
-        )
-        # The dark theme is on: a dark background (each channel below 100).
-        channels = [int(c) for c in background[background.index("(") + 1 : -1].split(",")[:3]]
-        assert max(channels) < 100, background
-        assert check_layout(page) == []
-    finally:
-        context.close()
+def _themed_page(browser, scheme: str):
+    width, height = VIEWPORTS[0]
+    context = browser.new_context(viewport={"width": width, "height": height}, color_scheme=scheme)
+    block_external_requests(context)
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    return context, page
+
+
+@pytest.fixture(scope="module")
+def light_page(browser):
+    context, page = _themed_page(browser, "light")
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def dark_page(browser):
+    context, page = _themed_page(browser, "dark")
+    yield page
+    context.close()
+
+
+def background_channels(page) -> list[int]:
+    background = page.evaluate(
+        "() => getComputedStyle(document.querySelector(\"[data-testid='stApp']\")).backgroundColor"
+    )
+    return [int(c) for c in background[background.index("(") + 1 : -1].split(",")[:3]]
+
+
+@pytest.mark.parametrize("state", STATES, ids=[s.id for s in STATES])
+def test_layout_light(light_page, app, models, state):
+    problems = check_state(light_page, state_url(app, state, models), state, "light")
+    assert min(background_channels(light_page)) > 150  # the light theme
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("state_id", DARK_STATES)
+def test_layout_dark(dark_page, app, models, state_id):
+    state = BY_ID[state_id]
+    problems = check_state(dark_page, state_url(app, state, models), state, "dark")
+    # The dark theme is on: a dark background (each channel below 100).
+    assert max(background_channels(dark_page)) < 100
+    assert not problems, "\n".join(problems)
+
+
+def test_dark_states_cover_every_page():
+    """The dark theme is checked on every page of the app at least once."""
+    paths = {BY_ID[state_id].path for state_id in DARK_STATES}
+    assert paths == {state.path for state in STATES}
+    assert {"/", "/overview", "/masked", "/compare", "/explain", "/corpus"} <= paths
+
+
+def test_the_checks_catch_an_overflow_and_an_overlap():
+    """The layout checks fail on boxes that break the rules (the browser test would pass
+    vacuously if they could not)."""
+    column = {"x": 300, "y": 0, "r": 560, "b": 900}
+    chart = {"x": 310, "y": 100, "r": 700, "b": 300}
+    found = {
+        "width": 1024,
+        "charts": [{"what": "CANVAS", "chart": chart, "column": column, "container": 0}],
+        "leaves": [
+            {"x": 310, "y": 100, "r": 700, "b": 300, "text": "chart"},
+            {"x": 310, "y": 290, "r": 560, "b": 320, "text": "caption"},
+            {"x": 310, "y": 400, "r": 1100, "b": 420, "text": "wide"},
+        ],
+    }
+    problems = layout_problems(found)
+    assert any("past its column" in p for p in problems)
+    assert any("'wide' ends at 1100 px, past the viewport" in p for p in problems)
+    assert any("drawn over 'caption'" in p for p in problems)
+    assert any("'chart' overlaps 'caption'" in p for p in problems)
+    assert layout_problems({**found, "charts": [], "leaves": found["leaves"][:1]}) == []

@@ -6,9 +6,19 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import core
-from core.charts import contribution_graph_chart, graph_layout, logit_lens_chart, spec_dict
+from core.charts import (
+    chart_notes,
+    contribution_graph_chart,
+    graph_layout,
+    logit_lens_chart,
+    spec_dict,
+)
+from core.charts.graph import GRAPH_RESERVED_PX, graph_token_px
+from core.charts.lens import LENS_RESERVED_PX
+from core.display import LABEL_PX
 from core.methods import MethodResult
 from core.tokens import Token
 
@@ -43,3 +53,51 @@ def test_lens_chart_has_one_cell_per_row():
     spec = spec_dict(logit_lens_chart(table))
     assert len(next(iter(spec["datasets"].values()))) == 4
     assert json.dumps(spec).count(json.dumps(HOSTILE)[1:-1]) == 1
+
+
+def chain_graph(n: int, layers: int = 2):
+    """A contribution graph over `n` tokens where every token keeps to itself."""
+    per_layer = np.tile(np.eye(n), (layers, 1, 1))
+    tokens = [Token(f"t{i}", i, i, False) for i in range(n)]
+    result = MethodResult("alti", "self", tokens, tokens, per_layer)
+    return core.contribution_graph(result, n - 1, 0.0), [t.text for t in tokens]
+
+
+@pytest.mark.parametrize("n", [4, 13, 120])
+def test_graph_fits_the_page_and_says_when_labels_are_thinned(n):
+    graph, labels = chain_graph(n)
+    chart = contribution_graph_chart(graph, labels, max_width=560)
+    spec = spec_dict(chart)
+    assert spec["width"] + GRAPH_RESERVED_PX <= 560
+    assert spec["width"] == graph_token_px(n, 560) * n
+    axis = spec["layer"][0]["encoding"]["x"]["axis"]
+    step = axis["values"][1] - axis["values"][0]
+    # Labels never closer than LABEL_PX (upright), or twice that when slanted.
+    spacing = spec["width"] / n
+    assert spacing * step >= (LABEL_PX if axis["labelAngle"] == -90 else 2 * LABEL_PX)
+    assert axis["labelOverlap"] is False
+    notes = chart_notes(chart)
+    assert (step > 1) == bool(notes) == (n == 120)
+
+
+def test_graph_keeps_its_token_width_where_the_page_has_room():
+    graph, labels = chain_graph(4)
+    assert spec_dict(contribution_graph_chart(graph, labels, max_width=1200))["width"] == 4 * 48
+    assert graph_token_px(100, None) == 48
+
+
+@pytest.mark.parametrize("ranks", [3, 5, 10])
+def test_lens_fits_the_page(ranks):
+    table = pd.DataFrame(
+        {
+            "layer": np.repeat([0, 1], ranks),
+            "rank": np.tile(np.arange(1, ranks + 1), 2),
+            "token": [f"w{i}" for i in range(2 * ranks)],
+            "token_id": np.arange(2 * ranks),
+            "probability": np.linspace(0.9, 0.01, 2 * ranks),
+        }
+    )
+    spec = spec_dict(logit_lens_chart(table, max_width=560))
+    assert spec["width"] + LENS_RESERVED_PX <= 560
+    assert spec["width"] == ranks * min(90, (560 - LENS_RESERVED_PX) // ranks)
+    assert spec_dict(logit_lens_chart(table))["width"] == 90 * ranks

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.charts import head_grid
+from core.charts import head_grid, largest_thumbnail
 
 
 def image_pixels(url: str) -> np.ndarray:
@@ -40,6 +40,21 @@ def test_grid_with_its_legend_fits_max_width(valid_spec, max_width):
     # 12 thumbnails, the layer axis (40 px) and, unless it had to go below, the legend.
     assert 12 * step + 40 + (110 if beside else 0) <= max_width
     assert beside == (max_width == 640)
+
+
+@pytest.mark.parametrize(("heads", "max_width"), [(12, 560), (12, 424), (4, 560), (16, 560)])
+def test_the_largest_thumbnail_that_fits_still_fits(valid_spec, heads, max_width):
+    # 40 cells a side is what the pages ask for at most; 12 heads of 40 did not fit 560 px.
+    cells = largest_thumbnail(heads, max_width)
+    grid = np.random.default_rng(2).random((2, heads, cells, cells))
+    spec = valid_spec(head_grid(grid, max_width=max_width))
+    assert heads * spec["width"]["step"] + 40 <= max_width
+    too_large = np.random.default_rng(2).random((2, heads, cells + 1, cells + 1))
+    spec = valid_spec(head_grid(too_large, max_width=max_width))
+    assert heads * spec["width"]["step"] + 40 > max_width
+    assert largest_thumbnail(12, 560) < 40
+    with pytest.raises(ValueError):
+        largest_thumbnail(0, 560)
 
 
 @pytest.mark.parametrize(
