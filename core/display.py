@@ -221,16 +221,15 @@ def plan_token_bars(
     selected: int | None,
     column_width: int,
     *,
-    legend: bool = True,
+    legend: bool,
     top_n: int = 30,
     vertical_height: int = 220,
 ) -> BarPlan:
     """Choose vertical bars, horizontal bars, or the `top_n` strongest tokens (`[n]` inputs).
 
-    `column_width` is the whole column the chart fills; `legend` says a colour legend sits
-    beside the bars (`core.charts.attention_bars` draws one for its directions), so the plot
-    is planned without it (`bar_plot_width`) and vertical bars are chosen only while every
-    label still gets `LABEL_PX`.
+    `column_width` is the whole column the chart fills; `legend` says whether a colour legend
+    sits beside the bars, in which case the plot is planned without it (`bar_plot_width`):
+    vertical bars are chosen only while every label still gets `LABEL_PX`.
     """
     out = np.asarray(outgoing, dtype=np.float64).ravel()
     n = out.shape[0]

@@ -42,12 +42,13 @@ SHOTS = (
     ("attention", "/", {"text": TEXT, "layer": "2", "head": "all", "token": "2"}, 2, {}),
     ("overview", "/overview", {"text": TEXT}, 1, {}),
     ("masked", "/masked", {"text": MASKED}, 1, {}),
-    ("compare", "/compare", {"text": TEXT, "replacement": "dog"}, 3, {}),
+    ("compare", "/compare", {"text": TEXT, "word": "1", "replacement": "dog"}, 3, {}),
     ("explain", "/explain", {"model": TINY_MLM, "text": MASKED}, 2, {}),
     (
         "corpus",
         "/corpus",
-        {"corpus_sentences": "100", "corpus_tokens": "48", "layer": "2", "head": "3"},
+        # Layer 0, head 2 is the embedded model's previous-token head.
+        {"corpus_sentences": "100", "corpus_tokens": "48", "layer": "0", "head": "2"},
         0,
         {"corpus_run": True},
     ),

@@ -98,7 +98,8 @@ def render(page: pages.Page) -> None:
     picked = (event or {}).get("selection", {}).get("head") or []
     if picked:
         pages.open_head(picked[0]["layer"], picked[0]["head"])
-    pick_layer, pick_head, go = st.columns([1, 1, 1], vertical_alignment="bottom")
+    # The button's column is the widest: at 1024 px a third of the page cut its label.
+    pick_layer, pick_head, go = st.columns([1, 1, 1.4], vertical_alignment="bottom")
     with pick_layer:
         layer = bound(st.selectbox, "Layer", "layer", options=list(range(layers)))
     with pick_head:
@@ -109,7 +110,7 @@ def render(page: pages.Page) -> None:
             value=view.head if isinstance(view.head, int) else 0,
             options=list(range(heads)),
         )
-    if go.button("Open on the Attention page"):
+    if go.button("Open on Attention", help="Open this layer and head on the Attention page"):
         pages.open_head(layer, head)
 
     prov = exports.provenance(view, page.inputs, stack=stack)

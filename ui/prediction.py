@@ -22,8 +22,6 @@ from ui.state import MAX_GENERATE, MAX_TOP_K
 from ui.text import plain
 from ui.widgets import bound, label_from, show_chart, show_error
 
-PRESETS_PER_ROW = 2
-
 
 def no_head_notice(model: core.LoadedModel) -> None:
     """Say that this model predicts no masked words, and offer the masked-LM presets."""
@@ -43,16 +41,16 @@ def no_head_notice(model: core.LoadedModel) -> None:
         )
         return
     st.info(missing + "so it predicts no masked words. Switch to a masked-LM model:")
-    # Two to a row: six in one row cut every label to a few letters at 1024 px.
-    for start in range(0, len(mlm), PRESETS_PER_ROW):
-        row = mlm[start : start + PRESETS_PER_ROW]
-        for column, name in zip(st.columns(PRESETS_PER_ROW), row, strict=False):
-            column.button(
+    # A row that wraps, each button as wide as its label: in fixed columns (two to a row)
+    # the longer names were cut to "huawei-noah/TinyBERT_General_4L_31…" at 1024 px.
+    with st.container(horizontal=True, gap="small"):
+        for name in mlm:
+            st.button(
                 model_label(name),
                 on_click=switch_model,
                 args=(name,),
                 key=f"use_{name}",
-                width="stretch",
+                width="content",
             )
 
 

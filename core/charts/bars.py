@@ -88,9 +88,9 @@ def attention_bars(
     if column_width is None:
         plan = BarPlan("vertical", list(range(n)), height, "")
     else:
-        # The direction legend sits beside the bars: the planner leaves it its room.
+        # The direction legend sits above the bars, so the plot has the column's width.
         plan = plan_token_bars(
-            out, inc, selected, column_width, legend=True, top_n=top_n, vertical_height=height
+            out, inc, selected, column_width, legend=False, top_n=top_n, vertical_height=height
         )
     shown = np.asarray(plan.positions, dtype=np.int64)
 
@@ -134,7 +134,14 @@ def attention_bars(
             token_channel("pos:O", scale=token_scale, axis=token_axis),
             offset_channel("direction:N", sort=directions),
             value_channel("v:Q", title=value_title, scale=value_scale),
-            color=alt.Color("direction:N", sort=directions, title=None),
+            # Above the plot: beside it the legend took a third of a 272 px column and
+            # squeezed horizontal bars into 80 px.
+            color=alt.Color(
+                "direction:N",
+                sort=directions,
+                title=None,
+                legend=alt.Legend(orient="top", direction="horizontal"),
+            ),
             tooltip=[
                 alt.Tooltip("pos:O", title="#"),
                 alt.Tooltip("token:N", title="token"),

@@ -107,13 +107,21 @@ def contribution_graph_chart(
     lines = (
         alt.Chart(edges)
         .mark_rule()
-        .transform_calculate(source=f"{tok.name}[datum.x]", target=f"{tok.name}[datum.x2]")
+        .transform_calculate(
+            source=f"{tok.name}[datum.x]",
+            target=f"{tok.name}[datum.x2]",
+            # The width reads a copy of the share: Vega-Lite merges the legends of channels
+            # on one field, and the width's hidden legend took the colour legend with it.
+            thickness="datum.w",
+        )
         .encode(
             x=alt.X("x:Q", scale=x_scale, axis=x_axis),
             y=alt.Y("y:Q", scale=y_scale, axis=y_axis),
             x2="x2:Q",
             y2="y2:Q",
-            strokeWidth=alt.StrokeWidth("w:Q", scale=alt.Scale(range=[0.5, 6]), legend=None),
+            strokeWidth=alt.StrokeWidth(
+                "thickness:Q", scale=alt.Scale(range=[0.5, 6]), legend=None
+            ),
             color=alt.Color("w:Q", scale=alt.Scale(scheme=SEQUENTIAL_SCHEME), title="share"),
             tooltip=[
                 alt.Tooltip("source:N", title="from"),
@@ -128,8 +136,10 @@ def contribution_graph_chart(
         .mark_circle(size=60, opacity=1)
         .transform_calculate(token=f"{tok.name}[datum.x]")
         .encode(
-            x=alt.X("x:Q", scale=x_scale),
-            y=alt.Y("y:Q", scale=y_scale),
+            # One axis per channel, the edges': a second, default axis merged with it and
+            # dropped every other token label.
+            x=alt.X("x:Q", scale=x_scale, axis=None),
+            y=alt.Y("y:Q", scale=y_scale, axis=None),
             size=alt.Size("output:N", scale=alt.Scale(range=[50, 160]), legend=None),
             tooltip=[alt.Tooltip("token:N", title="token"), alt.Tooltip("y:O", title="layer")],
         )

@@ -111,13 +111,13 @@ def test_plan_axis_keeps_a_label_height_between_labels(n, length, step):
 
 def test_token_bar_plan_keeps_the_selected_token_among_the_top():
     out = np.linspace(1, 0, 100)
-    plan = plan_token_bars(out / out.sum(), None, 99, 360, top_n=10)
+    plan = plan_token_bars(out / out.sum(), None, 99, 360, legend=False, top_n=10)
     assert plan.orientation == "horizontal"
     assert len(plan.positions) == 10 and 99 in plan.positions
     assert plan.positions[:9] == list(range(9))
     assert "Top 10 of 100" in plan.note
     with pytest.raises(ValueError):
-        plan_token_bars(out, None, None, 360, top_n=0)
+        plan_token_bars(out, None, None, 360, legend=False, top_n=0)
 
 
 def test_bar_plot_leaves_the_legend_its_room():
@@ -135,10 +135,10 @@ def test_vertical_token_bars_keep_a_label_width_each_beside_the_legend(legend):
     flat = np.full(fits + 1, 1.0)
     assert plan_token_bars(flat[:fits], None, 0, column, legend=legend).orientation == "vertical"
     assert plan_token_bars(flat, None, 0, column, legend=legend).orientation == "horizontal"
-    if legend:  # the page once subtracted the legend itself; now the planner does
-        assert fits == (column - BAR_AXIS_PX - LEGEND_PX) // LABEL_PX == 10
+    # A legend beside the bars costs the page's column 7 vertical labels.
+    assert fits == (10 if legend else 17)
     with pytest.raises(ValueError):
-        plan_token_bars(flat, None, 0, 0)
+        plan_token_bars(flat, None, 0, 0, legend=False)
 
 
 def test_segment_b_starts_at_the_first_word_of_the_second_sentence():

@@ -8,7 +8,7 @@ import pytest
 
 from core.charts import attention_bars, chart_notes, prediction_bars
 from core.charts.bars import percent
-from core.display import BAR_AXIS_PX, BAR_PX, LABEL_PX, LEGEND_PX
+from core.display import BAR_AXIS_PX, BAR_PX, LABEL_PX
 
 
 def labels(n):
@@ -59,6 +59,15 @@ def test_prediction_bars_fill_a_given_column(valid_spec):
     assert spec["width"] == 340
 
 
+def test_token_bars_put_their_legend_above_the_plot(valid_spec):
+    out = np.full(12, 1 / 12)
+    spec = valid_spec(attention_bars(out, out, labels(12), 0, column_width=272))
+    legend = spec["encoding"]["color"]["legend"]
+    assert legend["orient"] == "top"
+    # So the whole column less the value axis is the plot: 17 tokens of LABEL_PX stand upright.
+    assert spec["encoding"]["x"]["field"] == "pos"
+
+
 def test_short_input_keeps_vertical_bars_with_every_label(valid_spec):
     n = 12
     out = np.random.default_rng(0).dirichlet(np.ones(n))
@@ -73,7 +82,7 @@ def test_short_input_keeps_vertical_bars_with_every_label(valid_spec):
 
 
 def test_medium_input_turns_horizontal_with_a_row_per_token(valid_spec):
-    n = 30  # 30 * 12 px > 210 px of plot in a 360 px column (axis and legend taken out)
+    n = 30  # 30 * 12 px > 300 px of plot in a 360 px column
     out = np.random.default_rng(1).dirichlet(np.ones(n))
     spec = valid_spec(attention_bars(out, out, labels(n), 0, column_width=360))
     enc = spec["encoding"]
@@ -104,12 +113,12 @@ def test_long_input_shows_the_top_tokens_with_a_note(valid_spec, n):
     assert "datum.value + '·'" in spec["encoding"]["y"]["axis"]["labelExpr"]
 
 
-@pytest.mark.parametrize(("n", "token_axis"), [(17, "x"), (18, "y")])
+@pytest.mark.parametrize(("n", "token_axis"), [(25, "x"), (26, "y")])
 def test_vertical_layout_is_chosen_only_when_labels_fit(n, token_axis):
-    # A 360 px column less the value axis and the legend beside the bars leaves 210 px of
-    # plot: 17 labels of LABEL_PX fit, 18 do not.
-    assert 360 - BAR_AXIS_PX - LEGEND_PX == 210
-    assert 17 * LABEL_PX <= 210 < 18 * LABEL_PX
+    # The legend sits above the bars, so a 360 px column less the value axis leaves 300 px
+    # of plot: 25 labels of LABEL_PX fit, 26 do not.
+    assert 360 - BAR_AXIS_PX == 300
+    assert 25 * LABEL_PX <= 300 < 26 * LABEL_PX
     out = np.full(n, 1 / n)
     chart = attention_bars(out, out, labels(n), 0, column_width=360)
     assert getattr(chart.encoding, token_axis).shorthand == "pos:O"

@@ -80,6 +80,18 @@ def test_graph_fits_the_page_and_says_when_labels_are_thinned(n):
     assert (step > 1) == bool(notes) == (n == 120)
 
 
+def test_graph_has_one_axis_per_channel_and_a_colour_legend():
+    graph, labels = chain_graph(13)
+    edges, nodes = spec_dict(contribution_graph_chart(graph, labels, max_width=560))["layer"]
+    # The nodes draw no axis of their own (a merged default axis thinned the labels) ...
+    assert nodes["encoding"]["x"]["axis"] is None and nodes["encoding"]["y"]["axis"] is None
+    assert edges["encoding"]["x"]["axis"]["values"] == list(range(13))
+    # ... and the hidden width legend does not share the colour legend's field.
+    colour, width = edges["encoding"]["color"], edges["encoding"]["strokeWidth"]
+    assert colour["title"] == "share" and "legend" not in colour  # Vega-Lite's default legend
+    assert width["legend"] is None and width["field"] != colour["field"]
+
+
 def test_graph_keeps_its_token_width_where_the_page_has_room():
     graph, labels = chain_graph(4)
     assert spec_dict(contribution_graph_chart(graph, labels, max_width=1200))["width"] == 4 * 48
