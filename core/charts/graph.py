@@ -136,10 +136,10 @@ def contribution_graph_chart(
         .mark_circle(size=60, opacity=1)
         .transform_calculate(token=f"{tok.name}[datum.x]")
         .encode(
-            # One axis per channel, the edges': a second, default axis merged with it and
-            # dropped every other token label.
-            x=alt.X("x:Q", scale=x_scale, axis=None),
-            y=alt.Y("y:Q", scale=y_scale, axis=None),
+            # The same axes as the edges': a default axis merged with theirs dropped every
+            # other token label, and no axis here (None) hid both axes of the chart.
+            x=alt.X("x:Q", scale=x_scale, axis=x_axis),
+            y=alt.Y("y:Q", scale=y_scale, axis=y_axis),
             size=alt.Size("output:N", scale=alt.Scale(range=[50, 160]), legend=None),
             tooltip=[alt.Tooltip("token:N", title="token"), alt.Tooltip("y:O", title="layer")],
         )

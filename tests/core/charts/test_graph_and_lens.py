@@ -83,8 +83,10 @@ def test_graph_fits_the_page_and_says_when_labels_are_thinned(n):
 def test_graph_has_one_axis_per_channel_and_a_colour_legend():
     graph, labels = chain_graph(13)
     edges, nodes = spec_dict(contribution_graph_chart(graph, labels, max_width=560))["layer"]
-    # The nodes draw no axis of their own (a merged default axis thinned the labels) ...
-    assert nodes["encoding"]["x"]["axis"] is None and nodes["encoding"]["y"]["axis"] is None
+    # The nodes carry the edges' axes (a merged default axis thinned the labels, none at all
+    # hid the axes) ...
+    for channel in ("x", "y"):
+        assert nodes["encoding"][channel]["axis"] == edges["encoding"][channel]["axis"]
     assert edges["encoding"]["x"]["axis"]["values"] == list(range(13))
     # ... and the hidden width legend does not share the colour legend's field.
     colour, width = edges["encoding"]["color"], edges["encoding"]["strokeWidth"]
