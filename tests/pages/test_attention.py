@@ -162,7 +162,7 @@ def test_flow_stop_keeps_the_tokens_computed(expected):
     result_store().clear()
     first = tuple(range(CHUNK_ROWS))
     done = method_result(Inputs(EMBEDDED_MODEL, TEXT), "flow", "self", 1, first)
-    at.button(key="flow_stop").click().run()
+    at.button(key="method_stop").click().run()
     assert_clean(at)
     assert any(f"Stopped: {CHUNK_ROWS} of {n} tokens done" in i.value for i in at.info)
     table = heatmap(at)
@@ -172,7 +172,7 @@ def test_flow_stop_keeps_the_tokens_computed(expected):
     matrix[table["q"].to_numpy(), table["k"].to_numpy()] = table["v"].to_numpy()
     np.testing.assert_allclose(matrix[:CHUNK_ROWS], done.per_layer[1, :CHUNK_ROWS], rtol=1e-4)
     # Continue computes the rest, keeping the stored chunk.
-    at.button(key="flow_continue").click().run()
+    at.button(key="method_continue").click().run()
     assert_clean(at)
     assert heatmap(at).num_rows == n * n
 
