@@ -155,7 +155,7 @@ def _compute_agreement(page: Page, position: int, parts: list[str], missing: lis
     """Every missing part, each stored as it finishes, under one progress bar."""
     n = len(page.result.tokens)
     costs = {part: part_cost(part, n) for part in missing}
-    bar = stoppable.ProgressBar("Ranking the methods", sum(costs.values()), unit="passes")
+    bar = stoppable.ProgressBar("the agreement table", sum(costs.values()), unit="passes")
     for part in missing:
         step = f"step {parts.index(part) + 1} of {len(parts)}"
         progress = bar.part(costs[part], what=part_label(part), step=step)

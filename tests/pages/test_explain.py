@@ -42,3 +42,44 @@ def test_a_bad_graph_threshold_in_a_link_is_clamped_with_a_message(tiny_model_pa
     assert_clean(at)
     assert "graph_threshold" in " ".join(w.value for w in at.warning).replace("\\", "")
     assert at.slider(key="w_graph_threshold").value == 0.04
+
+
+def test_the_agreement_shows_progress_and_stop_keeps_the_steps_done(
+    tiny_model_path, progress_texts
+):
+    from ui.cache import LEAVE_ONE_OUT, Inputs, agreement_part, agreement_parts, result_store
+
+    path = str(tiny_model_path("bert"))
+    text = "The cat sat on the [MASK]."
+    at = on_page(PAGE, model=path, text=text)
+    position = at.selectbox(key="w_token").value
+    result_store().clear()
+    at.toggle(key="explain_agreement").set_value(True).run()
+    assert_clean(at)
+    inputs = Inputs(path, text)
+    parts = agreement_parts(inputs)
+    steps = len(parts)
+    assert progress_texts[0] == "Computing the agreement table…"
+    assert f"Leave-one-out (step 1 of {steps})" in progress_texts[1]
+    assert any(
+        t.startswith(f"value zeroing (step {parts.index('value_zeroing') + 1} of")
+        for t in progress_texts
+    )
+    assert len(at.dataframe[0].value) == steps - 1
+    # As if Stop interrupted the run after leave-one-out and raw attention: both stay.
+    result_store().clear()
+    agreement_part(inputs, position, LEAVE_ONE_OUT)
+    agreement_part(inputs, position, "raw")
+    at.button(key="agreement_stop").click().run()
+    assert_clean(at)
+    assert any(f"Stopped: 2 of {steps} steps done" in i.value for i in at.info)
+    assert at.dataframe[0].value["method"].tolist() == ["raw"]
+    downloads = [b.label for b in at.get("download_button")]
+    assert not [label for label in downloads if "Agreement" in label]  # exported once complete
+    progress_texts.clear()
+    at.button(key="agreement_continue").click().run()
+    assert_clean(at)
+    assert "Leave-one-out" not in " ".join(progress_texts)  # the kept steps are not redone
+    assert "raw (step" not in " ".join(progress_texts)
+    assert len(at.dataframe[0].value) == steps - 1
+    assert "Agreement table as CSV" in [b.label for b in at.get("download_button")]
