@@ -135,16 +135,17 @@ def attention(inputs: Inputs) -> AttentionResult:
 
 
 def method_settings(
-    method: str, layer: int, rows: tuple[int, ...] | None
+    method: str, layer: int | None, rows: tuple[int, ...] | None
 ) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
     """The (layers, rows) a method's computation reads, from its registry parameters.
 
     Methods that are cheap for all layers and rows declare neither, so one entry serves every
-    layer; flow declares both and is computed (and stored) per layer and row set.
+    layer; flow declares both and is computed (and stored) per layer and row set. `layer`
+    None asks for every layer (a contribution graph reads them all).
     """
     declared = {parameter.name for parameter in core.get_method(method).parameters}
     return (
-        (layer,) if "layers" in declared else None,
+        (layer,) if "layers" in declared and layer is not None else None,
         rows if "rows" in declared else None,
     )
 
@@ -153,11 +154,12 @@ def method_result(
     inputs: Inputs,
     method: str,
     stack: str = SELF,
-    layer: int = 0,
+    layer: int | None = 0,
     rows: tuple[int, ...] | None = None,
     progress: core.methods.Progress | None = None,
 ) -> MethodResult:
-    """Method `method` (a registry name) for one stack of `inputs`' result."""
+    """Method `method` (a registry name) for one stack of `inputs`' result (`layer` and
+    `rows` as in `method_settings`)."""
     layers, rows = method_settings(method, layer, rows)
     model = None
     if core.get_method(method).needs is not core.methods.Needs.ATTENTIONS:
@@ -178,7 +180,7 @@ def method_result(
 
 
 def is_stored(
-    inputs: Inputs, method: str, stack: str, layer: int, rows: tuple[int, ...] | None
+    inputs: Inputs, method: str, stack: str, layer: int | None, rows: tuple[int, ...] | None
 ) -> bool:
     """Whether `method_result` would answer at once (no computation, no progress bar)."""
     layers, rows = method_settings(method, layer, rows)

@@ -16,7 +16,8 @@ import streamlit as st
 import core
 from core import AtlasError, ModelKind, charts
 from core.deploy import check_agreement_request
-from ui import cache, stoppable
+from core.families import SELF
+from ui import cache, flow, stoppable
 from ui.cache import LEAVE_ONE_OUT, Inputs
 from ui.deploy import deploy_policy
 from ui.page import Page
@@ -186,8 +187,11 @@ def graph_panel(page: Page, position: int) -> None:
             max_value=1.0,
             step=0.01,
         )
+    # Every layer: value zeroing computes them one token at a time, with progress and Stop.
+    scores = flow.scores(page.inputs, method, SELF, None, None, len(page.result.tokens))
+    if scores is None:
+        return
     try:
-        scores = cache.method_result(page.inputs, method)
         graph = core.contribution_graph(scores, position, threshold)
     except AtlasError as error:
         show_error(str(error))
@@ -217,9 +221,18 @@ def no_prediction_notice(page: Page) -> bool:
     """Say so and return True when the model predicts nothing this page could explain."""
     if page.model.kind in PREDICTING_KINDS:
         return False
+    if page.model.kind is ModelKind.ENCODER_DECODER:
+        st.info(
+            f"{page.model.name} is an encoder-decoder model: it predicts the target's tokens in "
+            "its decoder, and this page explains masked-LM and causal predictions only (reading "
+            "a decoder's prediction back through the cross attention into the source is not "
+            "implemented yet). Pick a masked-LM or causal model in the sidebar; the Attention "
+            "page shows this one's three stacks."
+        )
+        return True
     st.info(
-        f"{page.model.name} is a {page.model.kind.value} model: it predicts no token, so there "
-        "is no prediction to explain. Pick a masked-LM or causal model in the sidebar; the "
-        "Attention page offers every method for this one."
+        f"{page.model.name} is an {page.model.kind.value} model: it predicts no token, so "
+        "there is no prediction to explain. Pick a masked-LM or causal model in the sidebar; "
+        "the Attention page offers every method for this one."
     )
     return True

@@ -4,9 +4,10 @@ A method that declares a "layers" parameter costs enough per layer that the page
 one layer shown, with a progress bar and Stop (`ui.stoppable`). Flow also declares "rows": it
 is computed in chunks of rows, each kept in the result store as it finishes, so Stop (or any
 other click, which interrupts the run) keeps every finished chunk, and the page draws the rows
-computed so far. Value zeroing's layer is one piece (each zeroed token moves every row, and
-rows are normalised once all are known): Stop keeps nothing half-made, and Continue starts the
-layer again. Other methods are computed at once.
+computed so far. Value zeroing is one piece (each zeroed token moves every row, and rows are
+normalised once all are known): Stop keeps nothing half-made, and Continue starts it again.
+The Explain page's contribution graph asks for every layer at once (`layer=None`) through the
+same path. Other methods are computed at once.
 """
 
 from __future__ import annotations
@@ -79,9 +80,15 @@ def chosen_rows(method: str, labels: list[str], token: int) -> tuple[int, ...] |
 
 
 def scores(
-    inputs: Inputs, method: str, stack: str, layer: int, rows: tuple[int, ...] | None, n: int
+    inputs: Inputs,
+    method: str,
+    stack: str,
+    layer: int | None,
+    rows: tuple[int, ...] | None,
+    n: int,
 ) -> MethodResult | None:
-    """`method` for one layer and `rows` (None: all), computed in stoppable chunks.
+    """`method` for one layer (None: every layer) and `rows` (None: all), computed in
+    stoppable chunks.
 
     Returns the scores with every computed row (others NaN), or None when nothing is computed
     or the computation was refused or failed (the page then shows why).
@@ -94,7 +101,12 @@ def scores(
 
 
 def _scores(
-    inputs: Inputs, method: str, stack: str, layer: int, rows: tuple[int, ...] | None, n: int
+    inputs: Inputs,
+    method: str,
+    stack: str,
+    layer: int | None,
+    rows: tuple[int, ...] | None,
+    n: int,
 ) -> MethodResult | None:
     if not per_layer_cost(method):
         return cache.method_result(inputs, method, stack, layer)
@@ -113,7 +125,7 @@ def _scores(
     request = (inputs, method, stack, layer, wanted)
     if missing and stoppable.stopped(CONTROL, request):
         done = len(wanted) - _rows_in(missing, n)
-        whole = "" if has_rows(method) else " The layer is computed in one piece: none is kept."
+        whole = "" if has_rows(method) else " It is computed in one piece: nothing was kept."
         st.info(f"Stopped: {done} of {len(wanted)} tokens done.{whole}")
         return _merge(inputs, method, stack, layer, chunks, missing)
     if missing:
@@ -123,7 +135,7 @@ def _scores(
             request,
             help="Stops after the tokens being computed and keeps what is done."
             if has_rows(method)
-            else "Stops now; the layer is computed in one piece, so nothing of it is kept.",
+            else "Stops now; it is computed in one piece, so nothing of it is kept.",
         )
         _compute(inputs, method, stack, layer, missing, n)
     return _merge(inputs, method, stack, layer, chunks, [])
@@ -137,16 +149,20 @@ def _compute(
     inputs: Inputs,
     method: str,
     stack: str,
-    layer: int,
+    layer: int | None,
     missing: list[tuple[int, ...] | None],
     n: int,
 ) -> None:
     label = core.get_method(method).label
-    bar = stoppable.ProgressBar(label, _rows_in(missing, n))
+    # Every layer: the work is each token in each layer, and the bar counts both.
+    layers = 1 if layer is not None else cache.attention(inputs).stack(stack)[0].shape[0]
+    unit = "tokens" if layers == 1 else "tokens × layers"
+    bar = stoppable.ProgressBar(label, _rows_in(missing, n) * layers, unit=unit)
     # One time budget for the whole request (public mode), across its chunks: flow's.
     within_budget = flow_progress_with_budget(deploy_policy()) if method == "flow" else None
     for chunk in missing:
-        progress = bar.part(n if chunk is None else len(chunk), check=within_budget)
+        size = (n if chunk is None else len(chunk)) * layers
+        progress = bar.part(size, check=within_budget)
         cache.method_result(inputs, method, stack, layer, chunk, progress)
     bar.close()
 
@@ -155,7 +171,7 @@ def _merge(
     inputs: Inputs,
     method: str,
     stack: str,
-    layer: int,
+    layer: int | None,
     chunks: list[tuple[int, ...] | None],
     missing: list[tuple[int, ...] | None],
 ) -> MethodResult | None:
@@ -167,9 +183,10 @@ def _merge(
     if len(parts) == 1 and len(chunks) == 1:
         return parts[0]
     per_layer = np.full_like(parts[0].per_layer, np.nan)
+    layers = slice(None) if layer is None else layer
     for chunk, part in zip(done, parts, strict=True):
         rows = list(chunk or ())
-        per_layer[layer, rows] = part.per_layer[layer, rows]
+        per_layer[layers, rows] = part.per_layer[layers, rows]
     first = parts[0]
     return MethodResult(
         method=first.method,

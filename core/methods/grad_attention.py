@@ -32,8 +32,9 @@ from core.models import LoadedModel
 def _unsupported(model: LoadedModel) -> str | None:
     if model.kind is ModelKind.ENCODER_DECODER:
         return (
-            "gradient × attention explains one prediction; for encoder-decoder models that is "
-            "a decoder token, which this method does not trace yet."
+            "explaining an encoder-decoder's prediction means tracing relevance from a decoder "
+            "token back through the cross attention into the encoder, which is not "
+            "implemented yet."
         )
     return None
 
