@@ -13,7 +13,8 @@ to exactly n tokens.
 
 What is timed (median of `--repeats`, seconds):
 
-* `forward`: `core.inference.forward`, the one pass every page makes (attentions, logits);
+* `forward`: `core.inference.forward`, the one pass every page makes (attentions, logits),
+  after one untimed warm-up pass, timed before and again after the methods of each size;
 * each method: `core.run_method` on a request built from that pass, i.e. the method's own
   work including any pass of its own (hidden states, gradients), not the shared pass;
 * `value_zeroing` is n re-runs of every layer: up to 256 tokens it is timed in full; beyond,
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import os
 import statistics
 import sys
@@ -84,13 +86,17 @@ def text_of(n: int) -> str:
     return " ".join(words)
 
 
-def median_time(function, repeats: int) -> float:
+def times_of(function, repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         function()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def median_time(function, repeats: int) -> float:
+    return statistics.median(times_of(function, repeats))
 
 
 def value_zeroing_scaled(model, result, repeats: int) -> tuple[float, float, str]:
@@ -151,8 +157,12 @@ def main() -> None:
         assert len(encoded.tokens) == n, len(encoded.tokens)
         result = core.run_attention(model, text)
         request = MethodRequest(result=result, model=model)
-        base = median_time(lambda e=encoded: forward(model, e.inputs), args.repeats)
-        rows.append(show((n, "forward pass", base, 1.0, f"median of {args.repeats}")))
+        one_pass = functools.partial(forward, model, encoded.inputs)
+        one_pass()  # warm-up: the first pass at a new length allocates and is slower
+        passes = times_of(one_pass, args.repeats)
+        base = statistics.median(passes)
+        first = len(rows)
+        rows.append(show((n, "forward pass", base, 1.0, "")))
         layer_seconds = None  # value zeroing of one layer, when timed for the scaled figure
         for name in METHODS:
             if not measured(name):
@@ -181,6 +191,22 @@ def main() -> None:
                 seconds = median_time(lambda t=text, p=n // 2: core.leave_one_out(model, t, p), 1)
                 note = f"all {n - 3} variants"
             rows.append(show((n, "leave_one_out", seconds, seconds / base, note)))
+        # Timed again after the methods: the ratios use the median of both sets of passes, and
+        # the note gives each, so a change of load during the size shows.
+        again = times_of(one_pass, args.repeats)
+        base = statistics.median(passes + again)
+        rows[first] = (
+            n,
+            "forward pass",
+            base,
+            1.0,
+            f"median of {2 * args.repeats}: {statistics.median(passes):.3f} s before the methods, "
+            f"{statistics.median(again):.3f} s after",
+        )
+        rows[first + 1 :] = [
+            (n_, name, seconds, seconds / base, note)
+            for n_, name, seconds, _, note in rows[first + 1 :]
+        ]
         after = load()
         loads.append((n, before, after))
         print(f"n={n}: load average after {after}", flush=True)

@@ -37,6 +37,7 @@ Remote code (``trust_remote_code``) is never enabled, public or not: there is no
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import time
@@ -691,17 +692,34 @@ def flow_progress_with_budget(
     return report
 
 
-def check_value_zeroing_request(policy: DeployPolicy, n_tokens: int) -> None:
-    """Raise `ValueZeroingTooLargeError` if value zeroing of an `n_tokens`-token text exceeds
-    `policy.max_value_zeroing_tokens`. Call it before the computation starts."""
+def value_zeroing_tokens_allowed(policy: DeployPolicy, layers: int = 1) -> int | None:
+    """Longest text value zeroing of `layers` layers is computed for (None: no cap).
+
+    `policy.max_value_zeroing_tokens` is the cap for one layer (the Attention page's). The work
+    is n re-runs of each layer, each as long as the text, so it grows as layers × n²: for
+    several layers (a contribution graph reads them all) the cap shrinks by √layers, keeping
+    the same work.
+    """
+    if layers < 1:
+        raise ValueError(f"layers must be positive, not {layers}")
+    cap = policy.max_value_zeroing_tokens
+    return None if cap is None else max(1, math.floor(cap / math.sqrt(layers)))
+
+
+def check_value_zeroing_request(policy: DeployPolicy, n_tokens: int, layers: int = 1) -> None:
+    """Raise `ValueZeroingTooLargeError` if value zeroing of `layers` layers of an
+    `n_tokens`-token text is over the deployment's budget (`value_zeroing_tokens_allowed`).
+    Call it before the computation starts."""
     if n_tokens < 1:
         raise ValueError(f"n_tokens must be positive, not {n_tokens}")
-    cap = policy.max_value_zeroing_tokens
+    cap = value_zeroing_tokens_allowed(policy, layers)
     if cap is not None and n_tokens > cap:
+        what = "the layer" if layers == 1 else f"each of the {layers} layers"
+        one = "" if layers == 1 else f" ({policy.max_value_zeroing_tokens} for one layer)"
         raise ValueZeroingTooLargeError(
-            f"Value zeroing re-runs the layer once per token: for this {n_tokens}-token text "
-            f"that is {n_tokens} re-runs, and this deployment computes it for texts of up to "
-            f"{cap} tokens on a machine every visitor shares. Shorten the text, or pick ALTI "
+            f"Value zeroing re-runs {what} once per token: for this {n_tokens}-token text "
+            f"that is more than this deployment computes on a machine every visitor shares; "
+            f"it does so for texts of up to {cap} tokens{one}. Shorten the text, or pick ALTI "
             "or attention norms, which measure contributions in one pass."
         )
 

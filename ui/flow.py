@@ -41,12 +41,13 @@ def per_layer_cost(method: str) -> bool:
     return any(p.name == "layers" for p in core.get_method(method).parameters)
 
 
-def check_budget(method: str, n: int, rows: tuple[int, ...] | None) -> None:
-    """The deployment's budget for `method` on an `n`-token text, checked before it starts."""
+def check_budget(method: str, n: int, rows: tuple[int, ...] | None, layers: int) -> None:
+    """The deployment's budget for `method` on `layers` layers of an `n`-token text, checked
+    before it starts."""
     if method == "flow":
         check_flow_request(deploy_policy(), n, None if rows is None else len(rows))
     elif method == "value_zeroing":
-        check_value_zeroing_request(deploy_policy(), n)
+        check_value_zeroing_request(deploy_policy(), n, layers)
 
 
 def chosen_rows(method: str, labels: list[str], token: int) -> tuple[int, ...] | None:
@@ -120,7 +121,7 @@ def _scores(
         ]
     else:
         wanted, chunks = tuple(range(n)), [None]  # one piece: every row of the layer
-    check_budget(method, n, rows)
+    check_budget(method, n, rows, _layers(inputs, stack, layer))
     missing = [c for c in chunks if not cache.is_stored(inputs, method, stack, layer, c)]
     request = (inputs, method, stack, layer, wanted)
     if missing and stoppable.stopped(CONTROL, request):
@@ -141,6 +142,11 @@ def _scores(
     return _merge(inputs, method, stack, layer, chunks, [])
 
 
+def _layers(inputs: Inputs, stack: str, layer: int | None) -> int:
+    """How many layers a request computes: one, or (`layer` None) all of the stack's."""
+    return 1 if layer is not None else cache.attention(inputs).stack(stack)[0].shape[0]
+
+
 def _rows_in(chunks: list[tuple[int, ...] | None], n: int) -> int:
     return sum(n if chunk is None else len(chunk) for chunk in chunks)
 
@@ -155,7 +161,7 @@ def _compute(
 ) -> None:
     label = core.get_method(method).label
     # Every layer: the work is each token in each layer, and the bar counts both.
-    layers = 1 if layer is not None else cache.attention(inputs).stack(stack)[0].shape[0]
+    layers = _layers(inputs, stack, layer)
     unit = "tokens" if layers == 1 else "tokens × layers"
     bar = stoppable.ProgressBar(label, _rows_in(missing, n) * layers, unit=unit)
     # One time budget for the whole request (public mode), across its chunks: flow's.

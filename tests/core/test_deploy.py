@@ -47,6 +47,7 @@ from core.deploy import (
     parameter_bytes,
     policy_from_env,
     result_bytes,
+    value_zeroing_tokens_allowed,
 )
 from core.errors import (
     AgreementTooLargeError,
@@ -571,6 +572,12 @@ def test_value_zeroing_tokens_budget():
     check_value_zeroing_request(DeployPolicy(), 512)  # private: no cap
     with pytest.raises(ValueError):
         check_value_zeroing_request(policy, 0)
+    # Every layer of twelve: the same work (layers × n²) allows 128 / √12 = 36 tokens.
+    assert value_zeroing_tokens_allowed(policy, 12) == 36
+    check_value_zeroing_request(policy, 36, layers=12)
+    with pytest.raises(ValueZeroingTooLargeError, match=r"each of the 12 layers.*up to 36 tokens"):
+        check_value_zeroing_request(policy, 37, layers=12)
+    assert value_zeroing_tokens_allowed(DeployPolicy(), 12) is None
 
 
 def test_agreement_tokens_budget():
