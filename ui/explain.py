@@ -224,10 +224,10 @@ def no_prediction_notice(page: Page) -> bool:
     if page.model.kind is ModelKind.ENCODER_DECODER:
         st.info(
             f"{page.model.name} is an encoder-decoder model: it predicts the target's tokens in "
-            "its decoder, and this page explains masked-LM and causal predictions only (reading "
-            "a decoder's prediction back through the cross attention into the source is not "
-            "implemented yet). Pick a masked-LM or causal model in the sidebar; the Attention "
-            "page shows this one's three stacks."
+            "its decoder. This page's logit lens and leave-one-out read masked-LM and causal "
+            "models only (a decoder's logit lens through its cross attention is not "
+            "implemented yet); on the Attention page, gradient × attention explains this "
+            "model's next target token on each of its three stacks."
         )
         return True
     st.info(

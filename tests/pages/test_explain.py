@@ -115,5 +115,5 @@ def test_an_encoder_decoder_says_why_it_is_not_explained_here(tiny_model_path):
     at = on_page(PAGE, model=tiny_model_path("bart"), text="The cat sat.", target="A cat.")
     info = " ".join(i.value for i in at.info)
     assert "encoder-decoder model: it predicts the target's tokens in its decoder" in info
-    assert "not implemented yet" in info
+    assert "gradient × attention explains" in info
     assert not chart_specs(at)

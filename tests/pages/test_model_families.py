@@ -130,7 +130,7 @@ def test_cross_attention_offers_no_rollout_or_flow(tiny_model_path, loaded):
     # Rollout was selected: it falls back to the raw weights, and the page says why.
     assert any("rollout is not offered" in w.value for w in at.warning)
     assert any("not offered for cross attention" in c.value for c in at.caption)
-    assert at.segmented_control(key="w_method").options == ["raw"]
+    assert at.segmented_control(key="w_method").options == ["raw", "gradient × attention"]
     expected = run_attention(loaded("bart"), TEXT, target_text=TARGET)
     shape = (len(expected.decoder_tokens), len(expected.tokens))
     np.testing.assert_allclose(
@@ -161,7 +161,6 @@ def test_cross_attention_hides_special_tokens_on_each_side(tiny_model_path, load
 @pytest.mark.parametrize(
     ("stack", "why"),
     [
-        ("self", "tracing relevance from a decoder token"),
         ("decoder_self", "not yet for the decoder attention"),
         ("cross", "cross attention maps target tokens to source tokens"),
     ],
@@ -182,6 +181,27 @@ def test_every_method_a_stack_does_not_offer_is_named_with_its_reason(
     )
     assert why in note
     assert "Raw weights are shown" not in note  # only the fallback warning says what is shown
+
+
+def test_the_encoder_offers_every_method_and_gradient_attention_reads_every_stack(
+    tiny_model_path,
+):
+    at = start(model=tiny_model_path("bart"), text=TEXT, target=TARGET)
+    assert_clean(at)
+    labels = [get_method(m).label for m in method_names()]
+    assert at.segmented_control(key="w_method").options == labels
+    assert not [c.value for c in at.caption if "not offered for" in c.value]
+    for stack in ("decoder_self", "cross"):
+        at = start(
+            model=tiny_model_path("bart"),
+            text=TEXT,
+            target=TARGET,
+            stack=stack,
+            method="grad_attention",
+        )
+        assert_clean(at)
+        assert at.segmented_control(key="w_method").value == "grad_attention"
+        assert heatmap(at).num_rows > 0 and not at.warning
 
 
 def test_decoder_rollout_is_offered(tiny_model_path):
