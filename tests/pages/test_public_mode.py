@@ -279,7 +279,7 @@ def test_value_zeroing_over_the_public_budget_is_refused_before_it_starts(deploy
     deploy(ATLAS_PUBLIC=1, ATLAS_MAX_VALUE_ZEROING_TOKENS=16)
     at = start(text=LONG_TEXT, method="value_zeroing", layer=1)
     assert_clean(at)
-    assert "this deployment computes it for texts of up to 16 tokens" in messages(at, "error")
+    assert "it does so for texts of up to 16 tokens" in messages(at, "error")
     assert not progress_texts  # nothing started
     at = start(text="The dog sat on the rug.", method="value_zeroing", layer=1)
     assert_clean(at)
