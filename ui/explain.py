@@ -86,14 +86,17 @@ def logit_lens_panel(page: Page, position: int) -> None:
 def part_cost(part: str, n: int) -> float:
     """Rough cost of one part of the agreement table in forward passes, for its progress bar.
 
-    From bench/RESULTS.md (Methods): leave-one-out's n variants, batched, cost about n / 5
-    passes and value zeroing's n re-runs of every layer about n / 6; every method also runs
-    the text once (its attention), and the others cost one or two passes more.
+    From bench/RESULTS.md (Methods): each leave-one-out variant is a forward pass (batching
+    saves little on a CPU), value zeroing's n re-runs of every layer's post-attention part
+    come to about 0.6 n passes, ALTI to about 3, and the other methods to one or two passes
+    besides the text's own attention, which every method runs once.
     """
     if part == LEAVE_ONE_OUT:
-        return n / 5
+        return n
     if part == "value_zeroing":
-        return 1 + n / 6
+        return 1 + 0.6 * n
+    if part == "alti":
+        return 4
     return 2
 
 
