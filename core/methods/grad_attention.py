@@ -198,9 +198,10 @@ GRAD_ATTENTION = register(
         name="grad_attention",
         label="gradient × attention",
         help="Gradient-weighted attention (Chefer et al. 2021): each head's attention times "
-        "its gradient for the prediction (the masked or next token's logit; for an encoder, "
-        "the size of the [CLS] output), positive part, heads averaged; the rollout "
-        "accumulates it through the layers (R ← R + ĀR).",
+        "its gradient for the prediction (the masked or next token's logit, an "
+        "encoder-decoder's next target token's; for an encoder, the size of the [CLS] "
+        "output), positive part, heads averaged; the rollout accumulates it through the "
+        "layers (R ← R + ĀR; cross attention by the authors' encoder-decoder rule).",
         compute=_compute,
         needs=Needs.BACKWARD,
         has_heads=True,
