@@ -120,12 +120,13 @@ PUBLIC_MAX_FLOW_SECONDS = 30
 """A flow is stopped after this long: half a minute of one core, then the visitor picks fewer
 rows or a shorter text."""
 PUBLIC_MAX_VALUE_ZEROING_TOKENS = 128
-"""Value zeroing re-runs a layer once per token (n re-runs of one layer, about n / layers
-forward passes, for the one layer the Attention page shows): its cost grows with n², so texts
-beyond this are refused before it starts (timings in bench/RESULTS.md, Methods)."""
+"""Value zeroing re-runs a layer once per token, so one layer's cost grows with n²: on one
+thread one bert-base layer took 3.4 s at 128 tokens and 17.3 s at 256 (bench/RESULTS.md,
+Methods). Longer texts are refused before it starts."""
 PUBLIC_MAX_AGREEMENT_TOKENS = 64
 """The agreement panel runs the model once per token (leave-one-out) and computes every method,
-value zeroing on every layer among them, so it is offered for short texts only."""
+value zeroing on every layer among them: at 64 tokens those two parts took 24 s and 14 s on
+one thread for bert-base (bench/RESULTS.md, Methods), so it is offered for short texts only."""
 PUBLIC_MAX_EXPORT_CELLS = 2_000_000
 """One "all layers and heads" CSV of 3.98 M cells added 536 MB at peak for a 144 MB file
 (≈135 bytes a cell): 2 M cells bounds one download near 270 MB. MiniLM at 166 tokens, or one

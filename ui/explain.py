@@ -86,15 +86,15 @@ def logit_lens_panel(page: Page, position: int) -> None:
 def part_cost(part: str, n: int) -> float:
     """Rough cost of one part of the agreement table in forward passes, for its progress bar.
 
-    From bench/RESULTS.md (Methods): each leave-one-out variant is a forward pass (batching
-    saves little on a CPU), value zeroing's n re-runs of every layer's post-attention part
-    come to about 0.6 n passes, ALTI to about 3, and the other methods to one or two passes
-    besides the text's own attention, which every method runs once.
+    From bench/RESULTS.md (Methods): a leave-one-out variant costs about 0.75 of a forward
+    pass (batching saves little on a CPU), value zeroing's n re-runs of every layer's
+    post-attention part about 0.4 n passes, ALTI about 3, and the other methods one or two
+    passes besides the text's own attention, which every method runs once.
     """
     if part == LEAVE_ONE_OUT:
-        return n
+        return 0.75 * n
     if part == "value_zeroing":
-        return 1 + 0.6 * n
+        return 1 + 0.4 * n
     if part == "alti":
         return 4
     return 2
