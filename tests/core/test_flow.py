@@ -143,6 +143,32 @@ def test_flow_matches_networkx_on_minilm(minilm_attentions):
             assert np.all(np.isnan(got[others]))
 
 
+def test_hub_certified_and_solved_pairs_both_match_networkx():
+    # Deep softmax-like stacks: the solver settles a block's pairs through hub
+    # certificates first and sends the rest to its per-pair max flow. It reports the
+    # settled count before any solving, so the first report tells the two paths apart:
+    # at layer index 4 both paths run (part settled, part solved), at 8 hubs settle all.
+    rng = np.random.default_rng(0)
+    att = softmax_attention(rng, 12, 4, 10)
+    n = 10
+    for layer, all_by_hub in ((4, False), (8, True)):
+        mixed = residual_attention(att, n_layers=layer + 1)
+        reports = []
+        got = max_flows(mixed, np.arange(n), np.arange(n), report=reports.append)
+        # The per-pair solver's first slice is one pair per thread, so a first report of
+        # n pairs or more can only come from the hubs.
+        settled = reports[0]
+        assert n <= settled <= n * n
+        assert (settled == n * n) == all_by_hub
+        assert reports == sorted(reports) and reports[-1] == n * n
+        expected = reference_raw_flow(reference_mixed(att, layer), range(n))
+        np.testing.assert_allclose(got, expected, rtol=0, atol=RAW_TOL)
+        # Fewer sources than a hub needs: every pair solved on its own, same values.
+        rows = [1, 6, 9]
+        alone = max_flows(mixed, np.array(rows), np.arange(n))
+        np.testing.assert_allclose(alone, expected[rows], rtol=0, atol=RAW_TOL)
+
+
 def test_flow_matches_networkx_on_a_larger_random_input():
     """n = 40 with 12 layers (bert-base depth): a few rows against networkx, pair by pair."""
     rng = np.random.default_rng(21)
