@@ -51,6 +51,7 @@ How:
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -387,33 +388,62 @@ def _solve_pairs_threaded(
     upper = np.zeros(src.size)
     if src.size == 0:
         return value
-    # The kernel releases the GIL, so a second thread with its own state uses a second
-    # core; pairs are independent.
+    # The kernel releases the GIL, so each thread with its own state uses its own core;
+    # pairs are independent. Threads take small chunks of pairs from a shared counter
+    # (no thread waits for a slower one), while this thread reports progress every
+    # _SLICE_SECONDS and, if ``report`` raises, lets the workers finish their chunk only.
     workers = max(1, min(_MAX_WORKERS, os.cpu_count() or 1, src.size))
     solvers = [_PairSolver(mixed)]
     solvers += [_PairSolver(mixed, share=solvers[0]) for _ in range(workers - 1)]
-    done, batch = 0, 1
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        while done < src.size:
-            bounds = [
-                (min(src.size, done + w * batch), min(src.size, done + (w + 1) * batch))
-                for w in range(workers)
-            ]
+    lock = threading.Lock()
+    changed = threading.Condition(lock)
+    state = {"next": 0, "done": 0, "stop": False}
+
+    def work(solver: _PairSolver) -> None:
+        chunk = 1
+        while True:
+            with lock:
+                start = state["next"]
+                if state["stop"] or start >= src.size:
+                    return
+                stop = min(src.size, start + chunk)
+                state["next"] = stop
             began = time.perf_counter()
-            list(
-                pool.map(
-                    lambda job: job[0].solve(src, snk, value, upper, *job[1]),
-                    zip(solvers, bounds, strict=True),
-                )
-            )
-            stop = bounds[-1][1]
-            per_pair = (time.perf_counter() - began) / (stop - done) * workers
-            # Size the next slice to about _SLICE_SECONDS so progress and Stop stay
-            # responsive.
-            batch = max(1, min(4 * batch, int(_SLICE_SECONDS / max(per_pair, 1e-7))))
-            done = stop
-            if report is not None:
-                report(done)
+            solver.solve(src, snk, value, upper, start, stop)
+            per_pair = (time.perf_counter() - began) / (stop - start)
+            # Chunks of about a tenth of a slice: short enough to balance the threads
+            # and to stop soon, long enough that taking them costs nothing.
+            chunk = max(1, min(4 * chunk, int(_SLICE_SECONDS / 10 / max(per_pair, 1e-7))))
+            with changed:
+                state["done"] += stop - start
+                changed.notify()
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(work, solver) for solver in solvers]
+        try:
+            reported, deadline = 0, time.perf_counter() + _SLICE_SECONDS
+            while True:
+                with changed:
+                    # Woken by every finished chunk; report once per slice and at the end.
+                    left = deadline - time.perf_counter()
+                    if state["done"] < src.size and left > 0:
+                        changed.wait(left)
+                    done = state["done"]
+                if done < src.size and all(future.done() for future in futures):
+                    break  # a worker failed: its exception is raised below
+                if done < src.size and time.perf_counter() < deadline:
+                    continue
+                deadline = time.perf_counter() + _SLICE_SECONDS
+                if report is not None and done > reported:
+                    report(done)
+                    reported = done
+                if done >= src.size:
+                    break
+        finally:
+            with lock:
+                state["stop"] = True
+            for future in futures:
+                future.result()
     gap = upper - value
     if not np.all(gap <= FLOW_ATOL):
         worst = int(np.argmax(gap))
