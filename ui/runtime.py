@@ -10,6 +10,19 @@ def tune_process() -> None:
     """Everything the server process needs once, before any page allocates: idempotent."""
     _disable_altair_debug_mode()
     limit_memory_fragmentation()
+    _warm_up_flow_solver()
+
+
+@functools.cache
+def _warm_up_flow_solver() -> None:
+    # The flow solver is compiled by numba on first use (about 4.5 s on a fresh machine,
+    # 0.2 s from its on-disk cache): do it in the background while the first page renders,
+    # not when a visitor first asks for attention flow.
+    import threading
+
+    import core
+
+    threading.Thread(target=core.flow.warm_up, name="flow-warm-up", daemon=True).start()
 
 
 @functools.cache

@@ -10,6 +10,8 @@ input (n = 40, 12 layers) covers one row per case. Everything goes through the p
 
 from __future__ import annotations
 
+import threading
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -368,6 +370,28 @@ def test_negative_layer_counts_from_the_end():
     rng = np.random.default_rng(15)
     att = dirichlet_attention(rng, 4, 2, 5, 0.5)
     np.testing.assert_array_equal(attention_flow(att, layer=-3), attention_flow(att, layer=1))
+
+
+def test_warm_up_runs_beside_a_flow():
+    # A server warms the solver up in a background thread while a page may already ask
+    # for a flow: both must finish with the right values.
+    expected = np.array([[0.5, 0.25, 0.25], [1 / 3, 1 / 3, 1 / 3], [1 / 3, 1 / 3, 1 / 3]])
+    third = np.array([[[[0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]]])
+    att = np.concatenate([HAND, third])
+    errors = []
+
+    def warm():
+        try:
+            core.flow.warm_up()
+        except Exception as exc:  # any failure is reported by the assert below
+            errors.append(exc)
+
+    thread = threading.Thread(target=warm)
+    thread.start()
+    got = attention_flow(att)
+    thread.join()
+    assert errors == []
+    np.testing.assert_allclose(got, expected, atol=1e-12)
 
 
 def test_full_flow_default_is_a_token_threshold():
