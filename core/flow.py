@@ -39,9 +39,10 @@ __all__ = [
 
 # Longest input whose full n x n flow stays within the 10 s target at every layer of the
 # embedded 6-layer model on real text, measured in CPU seconds on the shared 2-core VM
-# (bench/RESULTS.md, flow section): at 96 tokens at most 11.8 CPU s, i.e. about 6 s on two
-# idle cores (the solver runs two threads); at 128 tokens up to 31.9 CPU s, which misses.
-# A page offers the full matrix by default up to here and chosen rows beyond.
+# (bench/RESULTS.md, flow section; the solver runs two threads, so two idle cores take
+# about CPU / 2): at 96 tokens at most 7.7 CPU s (about 4 s); at 128 tokens up to 21.8 CPU s
+# at layer index 4 (about 11 s), which misses. A page offers the full matrix by default up
+# to here and chosen rows beyond.
 FULL_FLOW_DEFAULT_MAX_TOKENS = 96
 
 
