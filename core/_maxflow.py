@@ -340,8 +340,9 @@ def max_flows(
             ``A_{q+1}``), rows summing to 1, ``L >= 1``.
         sources: token indices ``[I]`` at level ``L``.
         sinks: token indices ``[J]`` at level 0.
-        report: called with the number of pairs done so far (never decreasing), after the
-            hub certificates and after every slice of about ``_SLICE_SECONDS`` of solver
+        report: called with the number of pairs done so far (never decreasing), during
+            the hub certificates (the pairs they settled so far, as their leg flows
+            progress) and after every slice of about ``_SLICE_SECONDS`` of solver
             work; raising from it stops the computation.
 
     Returns:
@@ -362,7 +363,7 @@ def max_flows(
     out = np.full((sources.size, sinks.size), np.nan)
     pending = np.ones(out.shape, dtype=bool)
     if depth >= _HUB_MIN_DEPTH and sources.size >= _HUB_MIN_SOURCES and sinks.size >= 2:
-        _hub_certify(mixed, sources, sinks, out, pending)
+        _hub_certify(mixed, sources, sinks, out, pending, report)
     certified = out.size - int(pending.sum())
     if report is not None and certified:
         report(certified)
@@ -473,6 +474,7 @@ def _hub_certify(
     sinks: np.ndarray,
     out: np.ndarray,
     pending: np.ndarray,
+    report: Callable[[int], None] | None = None,
 ) -> None:
     """Settle pairs through hubs: fills ``out`` ``[I, J]`` and clears ``pending`` there.
 
@@ -492,6 +494,13 @@ def _hub_certify(
     depth, n, _ = mixed.shape
     hub_level = depth // 2
     bound = _sink_bound(mixed)[sinks]
+
+    def tick(_legs_done: int) -> None:
+        # The legs' own slices pass through here, so progress and Stop reach the caller
+        # during this stage too; the count is the pairs settled so far (never decreasing).
+        if report is not None:
+            report(out.size - int(pending.sum()))
+
     in_capacity = mixed[hub_level].sum(axis=0)  # into the level-`hub_level` nodes
     tokens = np.argsort(-in_capacity, kind="stable")[:_HUB_TOKENS]
     hubs = [np.full(n, 1.0 / n)]
@@ -504,18 +513,18 @@ def _hub_certify(
         cols = np.flatnonzero(pending.any(axis=0))
         if rows.size == 0:
             return
-        up = _hub_leg_up(mixed, hub_level, hub, sources[rows])  # [R]
+        up = _hub_leg_up(mixed, hub_level, hub, sources[rows], tick)  # [R]
         # Try the hub on a few sinks first: if it settles few of them, its down legs
         # (one max flow per sink) would cost more than they save.
         sample = cols[np.linspace(0, cols.size - 1, min(cols.size, _HUB_SAMPLE)).astype(int)]
-        down = _hub_leg_down(mixed, hub_level, hub, sinks[sample])  # [S]
+        down = _hub_leg_down(mixed, hub_level, hub, sinks[sample], tick)  # [S]
         hit = up[:, None] + down[None, :] - hub.sum() >= bound[sample][None, :] - FLOW_ATOL
         if hit.mean() < _HUB_MIN_SHARE:
             continue
         rest = np.setdiff1d(cols, sample)
         lower = np.empty(cols.size)
         lower[np.searchsorted(cols, sample)] = down
-        lower[np.searchsorted(cols, rest)] = _hub_leg_down(mixed, hub_level, hub, sinks[rest])
+        lower[np.searchsorted(cols, rest)] = _hub_leg_down(mixed, hub_level, hub, sinks[rest], tick)
         via_hub = up[:, None] + lower[None, :] - hub.sum()  # [R, C]
         block = np.ix_(rows, cols)
         newly = pending[block] & (via_hub >= bound[cols][None, :] - FLOW_ATOL)
@@ -526,7 +535,11 @@ def _hub_certify(
 
 
 def _hub_leg_up(
-    mixed: np.ndarray, hub_level: int, hub: np.ndarray, sources: np.ndarray
+    mixed: np.ndarray,
+    hub_level: int,
+    hub: np.ndarray,
+    sources: np.ndarray,
+    report: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Max flow ``[R]`` from each top-level source into level ``hub_level``, node ``k``
     passing on at most ``hub[k]``: the stack above the hub with one extra bottom matrix
@@ -535,11 +548,15 @@ def _hub_leg_up(
     into = np.zeros((1, n, n))
     into[0, :, 0] = hub
     stack = np.concatenate([into, mixed[hub_level:]])
-    return max_flows(stack, sources, np.zeros(1, dtype=np.int64))[:, 0]
+    return max_flows(stack, sources, np.zeros(1, dtype=np.int64), report)[:, 0]
 
 
 def _hub_leg_down(
-    mixed: np.ndarray, hub_level: int, hub: np.ndarray, sinks: np.ndarray
+    mixed: np.ndarray,
+    hub_level: int,
+    hub: np.ndarray,
+    sinks: np.ndarray,
+    report: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Max flow ``[S]`` from supplies ``hub`` at level ``hub_level`` to each sink: the stack
     below the hub with one extra top matrix whose row 0 is ``hub``."""
@@ -547,7 +564,7 @@ def _hub_leg_down(
     out_of = np.zeros((1, n, n))
     out_of[0, 0, :] = hub
     stack = np.concatenate([mixed[:hub_level], out_of])
-    return max_flows(stack, np.zeros(1, dtype=np.int64), sinks)[0]
+    return max_flows(stack, np.zeros(1, dtype=np.int64), sinks, report)[0]
 
 
 def _two_layer(mixed: np.ndarray, sources: np.ndarray, sinks: np.ndarray) -> np.ndarray:

@@ -147,9 +147,10 @@ def test_flow_matches_networkx_on_minilm(minilm_attentions):
 
 def test_hub_certified_and_solved_pairs_both_match_networkx():
     # Deep softmax-like stacks: the solver settles a block's pairs through hub
-    # certificates first and sends the rest to its per-pair max flow. It reports the
-    # settled count before any solving, so the first report tells the two paths apart:
-    # at layer index 4 both paths run (part settled, part solved), at 8 hubs settle all.
+    # certificates first and sends the rest to its per-pair max flow. During the hub stage
+    # it reports the pairs settled so far (0 until a hub settles some), so the first
+    # non-zero report is the hubs' count: at layer index 4 part of the block (the rest is
+    # solved pair by pair), at 8 all of it.
     rng = np.random.default_rng(0)
     att = softmax_attention(rng, 12, 4, 10)
     n = 10
@@ -157,9 +158,7 @@ def test_hub_certified_and_solved_pairs_both_match_networkx():
         mixed = residual_attention(att, n_layers=layer + 1)
         reports = []
         got = max_flows(mixed, np.arange(n), np.arange(n), report=reports.append)
-        # The per-pair solver's first slice is one pair per thread, so a first report of
-        # n pairs or more can only come from the hubs.
-        settled = reports[0]
+        settled = next(done for done in reports if done > 0)
         assert n <= settled <= n * n
         assert (settled == n * n) == all_by_hub
         assert reports == sorted(reports) and reports[-1] == n * n
@@ -169,6 +168,21 @@ def test_hub_certified_and_solved_pairs_both_match_networkx():
         rows = [1, 6, 9]
         alone = max_flows(mixed, np.array(rows), np.arange(n))
         np.testing.assert_allclose(alone, expected[rows], rtol=0, atol=RAW_TOL)
+
+
+def test_stop_reaches_the_hub_stage():
+    # At layer index 8 the hubs settle every pair (see above); their leg flows report
+    # progress too, so Stop works before the whole block is settled.
+    att = softmax_attention(np.random.default_rng(0), 12, 4, 10)
+    seen = []
+
+    def stop_on_second_call(done, total):
+        seen.append(done)
+        return len(seen) < 2
+
+    with pytest.raises(FlowCancelled):
+        attention_flow(att, layer=8, progress=stop_on_second_call)
+    assert len(seen) == 2 and seen[1] < 100
 
 
 def test_flow_matches_networkx_on_a_larger_random_input():
