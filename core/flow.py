@@ -40,10 +40,10 @@ __all__ = [
 # Longest input whose full n x n flow stays within the 10 s target at every layer of the
 # embedded 6-layer model on real text, measured in CPU seconds on the shared 2-core VM
 # (bench/RESULTS.md, flow section; the solver runs two threads, so two idle cores take
-# about CPU / 2): at 96 tokens at most 7.7 CPU s (about 4 s); at 128 tokens up to 21.8 CPU s
-# at layer index 4 (about 11 s), which misses. A page offers the full matrix by default up
-# to here and chosen rows beyond.
-FULL_FLOW_DEFAULT_MAX_TOKENS = 96
+# about CPU / 2): at 112 tokens at most 12.6 CPU s (code, layer index 4; about 6.3 s); at
+# 128 tokens up to 21.8 CPU s at layer index 4 (about 11 s), which misses. A page offers
+# the full matrix by default up to here and chosen rows beyond.
+FULL_FLOW_DEFAULT_MAX_TOKENS = 112
 
 
 def _layer_index(layer: int, layers: int) -> int:
@@ -76,7 +76,7 @@ def full_flow_is_fast(n: int) -> bool:
 def warm_up() -> None:
     """Compile (or load from numba's cache) the max-flow solver now, on a tiny input.
 
-    The solver is compiled on first use: measured about 4.5 s the first time on a machine,
+    The solver is compiled on first use: measured 4.5-10 s the first time on a machine,
     0.2 s from the on-disk cache afterwards (bench/RESULTS.md, flow). A server calls this
     once at start, in a background thread, so that the first flow a visitor asks for does
     not pay it; calling it again, or concurrently with a flow, is harmless (numba compiles

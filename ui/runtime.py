@@ -15,7 +15,7 @@ def tune_process() -> None:
 
 @functools.cache
 def _warm_up_flow_solver() -> None:
-    # The flow solver is compiled by numba on first use (about 4.5 s on a fresh machine,
+    # The flow solver is compiled by numba on first use (4.5-10 s on a fresh machine,
     # 0.2 s from its on-disk cache): do it in the background while the first page renders,
     # not when a visitor first asks for attention flow.
     import threading
