@@ -11,6 +11,7 @@ def tune_process() -> None:
     _disable_altair_debug_mode()
     limit_memory_fragmentation()
     _freeze_startup_objects()
+    _warm_up_flow_solver()
 
 
 @functools.cache
@@ -27,6 +28,18 @@ def _freeze_startup_objects() -> None:
 
     gc.collect()
     gc.freeze()
+
+
+@functools.cache
+def _warm_up_flow_solver() -> None:
+    # The flow solver is compiled by numba on first use (4.5-10 s on a fresh machine,
+    # 0.2 s from its on-disk cache): do it in the background while the first page renders,
+    # not when a visitor first asks for attention flow.
+    import threading
+
+    import core
+
+    threading.Thread(target=core.flow.warm_up, name="flow-warm-up", daemon=True).start()
 
 
 @functools.cache
