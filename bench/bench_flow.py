@@ -2,20 +2,23 @@
 
 Usage (from the repository root):
 
-    python bench/bench_flow.py                # the run quoted in bench/RESULTS.md
-    python bench/bench_flow.py --quick        # a smoke run: short inputs, few layers
+    python bench/bench_flow.py --json out.json   # the run quoted in bench/RESULTS.md
+    python bench/bench_flow.py --quick           # a smoke run: short inputs, few layers
 
 Inputs are real attention of real English text of five kinds (prose, a dialogue, a list,
 code-like text, a sentence pair), from the embedded MiniLM (6 layers x 12 heads) and from a
 randomly initialised BertModel with bert-base's shape (12 x 12, eager attention, built here:
-no download) on the same text. Every layer index is timed where the section says so.
+no download) on the same text. Every layer index is timed where the section says so. The
+previous benchmark's synthetic inputs (softmax of Gaussian logits, bert-base shape) are
+timed too, since the solver must stay fast there.
 
 Three solvers, in the same run:
 
 * ours: ``core.flow.attention_flow``;
 * old: the solver before issue 15 (``bench/_flow_baseline.py``), run on the same residual
-  matrices and row-normalised the same way; it is slow on real attention, so it is timed on
-  one row per case (its full 128 x 128 took 351 s at one layer in issue 15);
+  matrices and row-normalised the same way; it is slow on real attention, so for full
+  matrices of real text it is timed on a few rows and the time per row is scaled to n rows
+  (its full 128 x 128 took 351 s at one layer in issue 15);
 * networkx: the layered DiGraph built from the definition and ``nx.maximum_flow_value``
   per pair, on a sample of pairs (a full matrix at n = 128 would take hours); the table
   gives the worst difference on the sampled pairs.
@@ -101,6 +104,19 @@ PAIR = (
     "although a few listeners have started to leave because they are getting wet.",
 )
 KINDS = ("prose", "dialogue", "list", "code", "pair")
+
+
+def bert_like_attention(n: int, seed: int) -> np.ndarray:
+    """The previous benchmark's input: random ``[12, 12, n, n]`` float32 attention.
+
+    Softmax of Gaussian logits, each head with its own temperature (log-uniform in
+    [0.5, 8]) so some heads are peaked and some flat; seeds as in that benchmark.
+    """
+    rng = np.random.default_rng(seed)
+    temperature = np.exp(rng.uniform(np.log(0.5), np.log(8.0), size=(12, 12, 1, 1)))
+    logits = rng.standard_normal((12, 12, n, n)) * temperature
+    weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (weights / weights.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
 class Attention:
@@ -196,6 +212,15 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+JSON_PATH: list[Path | None] = [None]
+
+
+def save(results: dict) -> None:
+    """Write the numbers so far, so that a run cut short still leaves them."""
+    if JSON_PATH[0] is not None:
+        JSON_PATH[0].write_text(json.dumps(results, indent=2))
+
+
 def machine() -> dict[str, str]:
     model = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -255,14 +280,20 @@ def section_rows(att_of, results, n, kinds, model, layers, old_rows, nx_pairs):
                 + f" | {load()} |",
                 flush=True,
             )
+            save(results)
 
 
-def section_full(att_of, results, n, kinds, model, layers, nx_pairs):
-    """Full n x n per kind and layer, with progress: seconds and the longest progress gap."""
+def section_full(att_of, results, n, kinds, model, layers, nx_pairs, old_rows=0):
+    """Full n x n per kind and layer, with progress: seconds and the longest progress gap.
+
+    ``old_rows`` > 0 times the old solver on that many rows and scales its time to n rows
+    (its full matrix on real text takes minutes per layer); 0 leaves it out.
+    """
     print(f"\n## Full n x n, n = {n}, {model}")
-    print("| kind | layer | ours wall (s) | ours cpu (s) | progress calls | longest gap (s) | "
-          "networkx pairs | max diff vs networkx | load |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| kind | layer | ours wall (s) | ours cpu (s) | progress calls | longest gap (s) "
+          "| old cpu (s), scaled from rows | networkx pairs | max diff vs networkx "
+          "| load |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for kind in kinds:
         att = att_of(kind, n, model)
         for layer in layers:
@@ -271,33 +302,78 @@ def section_full(att_of, results, n, kinds, model, layers, nx_pairs):
             def progress(done, total, calls=calls):
                 calls.append(time.perf_counter())
 
-            seconds, _ = wall(
+            load_before = load()
+            seconds, ours = wall(
                 lambda a=att, la=layer, p=progress: attention_flow(a, layer=la, progress=p)
             )
             cpu = CPU[0]
             gaps = np.diff(calls) if len(calls) > 1 else np.zeros(1)
+            old_cpu = old_diff = None
+            if old_rows:
+                rows = np.linspace(0, n - 1, old_rows).astype(int).tolist()
+                _, old = wall(lambda a=att, la=layer, r=rows: old_flow(a, la, r))
+                old_cpu = CPU[0] * n / len(rows)
+                old_diff = float(np.abs(old - ours[rows]).max())
             nx_diff = None
             if nx_pairs:
                 rng = np.random.default_rng(layer)
                 pairs = [tuple(int(x) for x in rng.integers(0, n, 2)) for _ in range(nx_pairs)]
                 ref = networkx_pairs(att, layer, pairs)
-                mixed = residual_attention(att, n_layers=layer + 1)
-                from core._maxflow import max_flows
-
-                got = np.array([max_flows(mixed, [i], [j])[0, 0] for i, j in pairs])
+                raw = raw_ours(att, layer, sorted({i for i, _ in pairs}))
+                where = {i: r for r, i in enumerate(sorted({i for i, _ in pairs}))}
+                got = np.array([raw[where[i], j] for i, j in pairs])
                 nx_diff = float(np.abs(got - ref).max())
             results["full"].append(
                 dict(model=model, n=n, kind=kind, layer=layer, ours_s=seconds, ours_cpu_s=cpu,
                      progress_calls=len(calls), longest_gap_s=float(gaps.max()),
-                     networkx_pairs=nx_pairs, networkx_max_diff=nx_diff, load=load())
+                     old_rows=old_rows, old_cpu_s_scaled=old_cpu, old_max_diff=old_diff,
+                     networkx_pairs=nx_pairs, networkx_max_diff=nx_diff,
+                     load_before=load_before, load=load())
             )  # fmt: skip
             print(
                 f"| {kind} | {layer} | {seconds:.2f} | {cpu:.2f} | {len(calls)} | "
                 f"{gaps.max():.2f} | "
-                f"{nx_pairs or '-'} | " + (f"{nx_diff:.1e}" if nx_diff is not None else "-")
+                + (f"{old_cpu:.1f} ({old_rows} rows)" if old_cpu is not None else "-")
+                + f" | {nx_pairs or '-'} | " + (f"{nx_diff:.1e}" if nx_diff is not None else "-")
                 + f" | {load()} |",
                 flush=True,
             )  # fmt: skip
+            save(results)
+
+
+def section_synthetic(results, quick):
+    """The previous benchmark's inputs, top layer (index 11): full n x n and one row."""
+    print("\n## Synthetic (softmax of Gaussian logits, 12 x 12), top layer: ours vs old")
+    print("| case | ours wall (s) | ours cpu (s) | old wall (s) | old cpu (s) | max diff "
+          "ours vs old | networkx pairs | max diff vs networkx | load |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    cases = [("full", 32), ("full", 64)] if quick else [("full", 32), ("full", 64),
+                                                          ("full", 128), ("row", 512)]  # fmt: skip
+    for what, n in cases:
+        att = bert_like_attention(n, seed=(1000 if what == "full" else 2000) + n)
+        rows = list(range(n)) if what == "full" else [n // 2]
+        ours_s, ours = wall(lambda a=att, r=rows: attention_flow(a, rows=r))
+        ours_cpu = CPU[0]
+        old_s, old = wall(lambda a=att, r=rows: old_flow(a, 11, r))
+        old_cpu = CPU[0]
+        diff = float(np.abs(old - ours[rows]).max())
+        nx_pairs = 4 if n <= 64 else 0
+        nx_diff = None
+        if nx_pairs:
+            pairs = [(rows[0], 0), (rows[-1], n - 1), (rows[len(rows) // 2], 1), (rows[0], n // 2)]
+            ref = networkx_pairs(att, 11, pairs)
+            raw = raw_ours(att, 11, rows)
+            nx_diff = float(np.abs(np.array([raw[rows.index(i), j] for i, j in pairs]) - ref).max())
+        results["synthetic"].append(
+            dict(case=what, n=n, ours_s=ours_s, ours_cpu_s=ours_cpu, old_s=old_s,
+                 old_cpu_s=old_cpu, max_diff_old=diff, networkx_pairs=nx_pairs,
+                 networkx_max_diff=nx_diff, load=load())
+        )  # fmt: skip
+        print(f"| {what} {n} | {ours_s:.3f} | {ours_cpu:.3f} | {old_s:.3f} | {old_cpu:.3f} | "
+              f"{diff:.1e} | {nx_pairs or '-'} | "
+              + (f"{nx_diff:.1e}" if nx_diff is not None else "-") + f" | {load()} |",
+              flush=True)  # fmt: skip
+        save(results)
 
 
 def section_cancel(att_of, results, n, layer, after):
@@ -329,11 +405,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the numbers to this file")
     parser.add_argument("--skip-256", action="store_true", help="leave out the 256 full run")
     args = parser.parse_args()
+    JSON_PATH[0] = args.json
     info = machine()
     print("## Machine")
     for key, val in info.items():
         print(f"- {key}: {val}")
-    results: dict = {"machine": info, "rows": [], "full": [], "cancel": None}
+    results: dict = {"machine": info, "rows": [], "full": [], "synthetic": [], "cancel": None}
     cache: dict = {}
     source = Attention()
 
@@ -342,35 +419,34 @@ def main() -> None:
             cache[kind, n, model] = source(kind, n, model)
         return cache[kind, n, model]
 
-    # Warm numba's cache (a first call after an install compiles the solver).
+    # A first call loads the compiled solver from numba's cache (or compiles it once after
+    # an install or an edit: see bench/RESULTS.md for the cold figure).
     seconds, _ = wall(lambda: attention_flow(att_of("prose", 16), layer=3))
     print(f"\nfirst call (compile or load the solver): {seconds:.1f} s")
     results["first_call_s"] = seconds
     every = range(6)
     if args.quick:
         section_rows(att_of, results, 64, ("prose",), "minilm", every, True, 4)
-        section_full(att_of, results, 32, ("prose", "code"), "minilm", every, 4)
+        section_full(att_of, results, 32, ("prose", "code"), "minilm", every, 4, 2)
+        section_synthetic(results, quick=True)
         section_cancel(att_of, results, 64, 3, 0.3)
     else:
         # Ordered by the targets, so a run cut short still has the important numbers.
         section_rows(att_of, results, 512, ("prose",), "minilm", every, False, 0)
-        section_full(att_of, results, 128, ("prose",), "minilm", every, 4)
-        section_rows(att_of, results, 128, KINDS, "minilm", (2, 3, 5), True, 3)
-        # Where the full matrix meets the 10 s target: FULL_FLOW_DEFAULT_MAX_TOKENS.
-        section_full(att_of, results, 64, ("prose", "code"), "minilm", (2, 3, 4, 5), 0)
-        section_full(att_of, results, 96, ("prose", "code"), "minilm", (2, 3, 4, 5), 0)
+        section_full(att_of, results, 128, KINDS, "minilm", every, 2, 2)
+        section_synthetic(results, quick=False)
+        section_rows(att_of, results, 128, KINDS, "minilm", every, True, 2)
         section_rows(att_of, results, 128, ("prose",), "bert12", (5, 11), True, 2)
-        section_cancel(att_of, results, 256, 3, 2.0)
-        section_full(att_of, results, 128, ("code", "dialogue"), "minilm", (3, 5), 0)
-        section_rows(att_of, results, 512, ("prose",), "bert12", (11,), False, 0)
         section_full(att_of, results, 128, ("prose",), "bert12", (11,), 0)
+        section_rows(att_of, results, 512, ("prose",), "bert12", (11,), False, 0)
+        section_full(att_of, results, 96, ("prose", "code"), "minilm", (3, 4, 5), 0)
+        section_cancel(att_of, results, 256, 3, 2.0)
         if not args.skip_256:
-            section_full(att_of, results, 256, ("prose",), "minilm", (3,), 0)
-        section_rows(att_of, results, 512, ("prose",), "minilm", (5,), True, 0)
+            section_full(att_of, results, 256, ("prose",), "minilm", (2, 3, 4, 5), 0)
+        section_rows(att_of, results, 512, ("prose",), "minilm", (2, 3, 4, 5), True, 0)
     results["machine"]["loadavg_end"] = load()
     print(f"\nload average at the end: {load()}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    save(results)
 
 
 if __name__ == "__main__":

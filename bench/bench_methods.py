@@ -4,6 +4,7 @@ Usage (from the repository root):
 
     python bench/bench_methods.py                 # 128 and 512 tokens
     python bench/bench_methods.py --sizes 128     # one size
+    python bench/bench_methods.py --sizes 256 --only forward value_zeroing_layer
 
 The model is a randomly initialised `BertForMaskedLM` with the bert-base config (12 layers,
 12 heads, hidden 768), eager attention, built in memory with the embedded model's WordPiece
@@ -12,23 +13,28 @@ to exactly n tokens.
 
 What is timed (median of `--repeats`, seconds):
 
-* `forward`: `core.inference.forward`, the one pass every page makes (attentions, logits);
+* `forward`: `core.inference.forward`, the one pass every page makes (attentions, logits),
+  after one untimed warm-up pass, timed before and again after the methods of each size;
 * each method: `core.run_method` on a request built from that pass, i.e. the method's own
   work including any pass of its own (hidden states, gradients), not the shared pass;
-* `value_zeroing` is n re-runs of every layer (about n forward passes of work): beyond 256
-  tokens the first `--sample` zeroed tokens of the last layer are timed (stopped through the
-  public progress callback) and scaled to n tokens x 12 layers, marked as extrapolated;
+* `value_zeroing` is n re-runs of every layer: up to 256 tokens it is timed in full; beyond,
+  one whole layer (the last; every layer has the same shape) is timed, and the method's own
+  pass with hidden states (`own_pass`, timed alone) is subtracted from it, so the estimate is
+  own pass + 12 x (one layer's run - own pass), marked as scaled;
+* `value_zeroing_layer`: value zeroing of one layer (`layers=(11,)`), what the Attention page
+  computes when it is chosen, including the method's own pass;
 * `leave_one_out`: `core.leave_one_out` (n - 3 masked variants, batched); at 512 tokens the
   first `--sample` variants are timed and scaled to all, also marked.
 
-Prints a Markdown table and the load average (the machine is shared; say so with results).
+Prints a Markdown table and the load average before and after each size (the machine is
+shared; say so with results). `--only` restricts the rows measured.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
+import functools
 import os
 import statistics
 import sys
@@ -44,6 +50,7 @@ import core
 from core import agreement
 from core.inference import encode, forward
 from core.methods import MethodRequest, run_method
+from core.methods.shared import read_self_stack
 
 WORDS = ("the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "park", "while")
 METHODS = ("attention_norm", "alti", "grad_attention", "value_zeroing")
@@ -79,37 +86,33 @@ def text_of(n: int) -> str:
     return " ".join(words)
 
 
-def median_time(function, repeats: int) -> float:
+def times_of(function, repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         function()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
 
 
-def value_zeroing_sample(model, result, base: float, tokens: int = 10) -> tuple[float, str]:
-    """Time the first `tokens` zeroed tokens of the last layer, scale to n tokens x 12 layers.
+def median_time(function, repeats: int) -> float:
+    return statistics.median(times_of(function, repeats))
 
-    Stopped through the public progress callback; the method's own pass (about one forward
-    pass, `base`) is counted once, not scaled.
+
+def value_zeroing_scaled(model, result, repeats: int) -> tuple[float, float, str]:
+    """(estimate for every layer, one layer's time, note) from one whole layer, timed.
+
+    Every layer has the same shape, so each costs what the last one does; the method's own
+    pass with hidden states is made once whatever the layers, so it is timed alone and counted
+    once.
     """
-    n = len(result.tokens)
-    done = {"tokens": 0}
-
-    def progress(finished: int, total: int) -> bool:
-        done["tokens"] = finished
-        return finished < tokens
-
-    request = MethodRequest(result=result, model=model, layers=(11,), progress=progress)
-    start = time.perf_counter()
-    with contextlib.suppress(core.ComputationCancelled):
-        run_method("value_zeroing", request)
-    elapsed = time.perf_counter() - start
-    # Scaled from the whole elapsed time (the method's own pass included): an upper bound,
-    # robust to the machine's load changing between this and the forward-pass timing.
-    seconds = elapsed * n / done["tokens"] * 12
-    return seconds, f"{done['tokens']} of {n} tokens x 1 of 12 layers timed, scaled (extrapolated)"
+    request = MethodRequest(result=result, model=model)
+    own_pass = median_time(lambda: read_self_stack(request), repeats)
+    one = MethodRequest(result=result, model=model, layers=(11,))
+    layer = median_time(lambda: run_method("value_zeroing", one), 1)
+    estimate = own_pass + 12 * (layer - own_pass)
+    note = f"scaled: own pass {own_pass:.2f} s + 12 x (one whole layer {layer:.2f} s - own pass)"
+    return estimate, layer, note
 
 
 def show(row: tuple) -> tuple:
@@ -118,51 +121,103 @@ def show(row: tuple) -> tuple:
     return row
 
 
+def load() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 512])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--sample", type=int, default=32, help="variants / zeroed tokens timed beyond 256 tokens"
+        "--sample", type=int, default=64, help="leave-one-out variants timed beyond 256 tokens"
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        help="rows to measure: forward, the method names, value_zeroing_layer, leave_one_out",
     )
     args = parser.parse_args()
+    wanted = set(args.only) if args.only else None
+
+    def measured(name: str) -> bool:
+        return wanted is None or name in wanted
+
     warnings.simplefilter("ignore")
     torch.set_num_threads(os.cpu_count() or 1)
     model = bert_base()
     rows = []
+    loads = []
     for n in args.sizes:
+        before = load()
+        print(f"n={n}: load average before {before}", flush=True)
         text = text_of(n)
         encoded = encode(model, text)
         assert len(encoded.tokens) == n, len(encoded.tokens)
         result = core.run_attention(model, text)
         request = MethodRequest(result=result, model=model)
-        base = median_time(lambda e=encoded: forward(model, e.inputs), args.repeats)
+        one_pass = functools.partial(forward, model, encoded.inputs)
+        one_pass()  # warm-up: the first pass at a new length allocates and is slower
+        passes = times_of(one_pass, args.repeats)
+        base = statistics.median(passes)
+        first = len(rows)
         rows.append(show((n, "forward pass", base, 1.0, "")))
+        layer_seconds = None  # value zeroing of one layer, when timed for the scaled figure
         for name in METHODS:
-            note = ""
+            if not measured(name):
+                continue
             if name == "value_zeroing" and n > 256:
-                seconds, note = value_zeroing_sample(model, result, base, args.sample)
+                seconds, layer_seconds, note = value_zeroing_scaled(model, result, args.repeats)
             else:
                 repeats = 1 if name == "value_zeroing" else args.repeats
                 seconds = median_time(lambda r=request, m=name: run_method(m, r), repeats)
+                note = f"median of {repeats}"
             rows.append(show((n, name, seconds, seconds / base, note)))
-        if n > 256:
-            variants = args.sample
-            ids = encoded.input_ids.repeat(variants, 1)
-            start = time.perf_counter()
-            agreement.batched_probabilities(model, ids, {}, n // 2, 0)
-            seconds = (time.perf_counter() - start) * (n - 3) / variants
-            note = f"first {variants} of {n - 3} variants timed, scaled (extrapolated)"
-        else:
-            seconds = median_time(lambda t=text, p=n // 2: core.leave_one_out(model, t, p), 1)
-            note = ""
-        rows.append(show((n, "leave_one_out", seconds, seconds / base, note)))
+        if measured("value_zeroing_layer"):
+            one = MethodRequest(result=result, model=model, layers=(11,))
+            seconds = layer_seconds or median_time(lambda r=one: run_method("value_zeroing", r), 1)
+            note = "one layer (the Attention page's), own pass included"
+            rows.append(show((n, "value_zeroing_layer", seconds, seconds / base, note)))
+        if measured("leave_one_out"):
+            if n > 256:
+                variants = args.sample
+                ids = encoded.input_ids.repeat(variants, 1)
+                start = time.perf_counter()
+                agreement.batched_probabilities(model, ids, {}, n // 2, 0)
+                seconds = (time.perf_counter() - start) * (n - 3) / variants
+                note = f"first {variants} of {n - 3} variants timed, scaled (extrapolated)"
+            else:
+                seconds = median_time(lambda t=text, p=n // 2: core.leave_one_out(model, t, p), 1)
+                note = f"all {n - 3} variants"
+            rows.append(show((n, "leave_one_out", seconds, seconds / base, note)))
+        # Timed again after the methods: the ratios use the median of both sets of passes, and
+        # the note gives each, so a change of load during the size shows.
+        again = times_of(one_pass, args.repeats)
+        base = statistics.median(passes + again)
+        rows[first] = (
+            n,
+            "forward pass",
+            base,
+            1.0,
+            f"median of {2 * args.repeats}: {statistics.median(passes):.3f} s before the methods, "
+            f"{statistics.median(again):.3f} s after",
+        )
+        rows[first + 1 :] = [
+            (n_, name, seconds, seconds / base, note)
+            for n_, name, seconds, _, note in rows[first + 1 :]
+        ]
+        after = load()
+        loads.append((n, before, after))
+        print(f"n={n}: load average after {after}", flush=True)
     print()
     print(
-        f"Run: `python bench/bench_methods.py --sizes {' '.join(map(str, args.sizes))}` on "
+        f"Run: `python bench/bench_methods.py {' '.join(sys.argv[1:])}` on "
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, "
-        f"load average {os.getloadavg()[0]:.2f} at the end."
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads."
     )
+    for n, before, after in loads:
+        print(f"Load average (1/5/15 min) at {n} tokens: before {before}, after {after}.")
     print()
     print("| tokens | what | seconds | x forward | note |")
     print("| ---: | --- | ---: | ---: | --- |")

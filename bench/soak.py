@@ -163,6 +163,8 @@ class Visitor:
         self.text_widget = ""
         self.downloads: dict[str, str] = {}
         """Deferred download buttons of the last run: label -> file id."""
+        self.notes: list[str] = []
+        """Info and warning boxes of the last run (their text)."""
 
     def new_text(self) -> str:
         self.texts += 1
@@ -262,6 +264,7 @@ class Visitor:
         charts: list[str] = []
         problems: list[str] = []
         self.downloads = {}
+        self.notes = []
         while True:
             message = ForwardMsg()
             message.ParseFromString(await ws.recv())
@@ -295,6 +298,8 @@ class Visitor:
                     )
                 elif what == "alert" and element.alert.format == Alert.ERROR:
                     problems.append(f"st.error: {element.alert.body[:120]}")
+                elif what == "alert":
+                    self.notes.append(element.alert.body)
             elif kind == "session_event" and message.session_event.WhichOneof("type"):
                 problems.append(f"session event {message.session_event.WhichOneof('type')}")
             elif kind == "script_finished":

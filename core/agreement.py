@@ -13,12 +13,17 @@ probability is measured:
 Each method's input attribution for `position` (its last layer's rolled-out row, or for
 methods without a rollout and for raw attention, its last layer's row) is ranked against
 the drops over the same tokens: Spearman's ρ and the overlap of the top-k sets.
+
+The pieces are public so that a caller can keep each as it finishes and stop between them (the
+Explain page does): `leave_one_out`, `method_attribution` per method, then `agreement_table`.
+Each takes a `progress(done, total)` callback; returning False cancels
+(`ComputationCancelled`).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,7 +34,8 @@ from core.errors import MethodUnsupportedError, TruncationWarning
 from core.inference import Encoded, encode, guarded
 from core.kinds import ModelKind
 from core.lens import check_position
-from core.methods import compute_method, get_method, list_methods
+from core.methods import Progress, compute_method, get_method, list_methods
+from core.methods.shared import report
 from core.models import LoadedModel
 
 AGREEMENT_COLUMNS = (
@@ -47,26 +53,39 @@ BATCH = 32
 
 
 def batched_probabilities(
-    model: LoadedModel, ids: torch.Tensor, extra: dict[str, torch.Tensor], at: int, token: int
+    model: LoadedModel,
+    ids: torch.Tensor,
+    extra: dict[str, torch.Tensor],
+    at: int,
+    token: int,
+    progress: Progress | None = None,
 ) -> np.ndarray:
-    """Probability of `token` at position `at` for each row of `ids` `[b, n]`."""
+    """Probability of `token` at position `at` for each row of `ids` `[b, n]`.
+
+    `progress(rows done, rows)` is called after each batch of `BATCH` rows.
+    """
     out = []
+    total = ids.shape[0]
     with guarded(model), torch.inference_mode():
-        for start in range(0, ids.shape[0], BATCH):
+        for start in range(0, total, BATCH):
             chunk = ids[start : start + BATCH]
             inputs = {"input_ids": chunk, "attention_mask": torch.ones_like(chunk)}
             inputs.update({k: v.expand(len(chunk), -1) for k, v in extra.items()})
             logits = model.model(**inputs).logits[:, at].double()
             out.append(logits.softmax(dim=-1)[:, token].cpu().numpy())
+            report(progress, start + len(chunk), total, "Leave-one-out")
     return np.concatenate(out)
 
 
-def leave_one_out(model: LoadedModel, text: str, position: int) -> pd.DataFrame:
+def leave_one_out(
+    model: LoadedModel, text: str, position: int, progress: Progress | None = None
+) -> pd.DataFrame:
     """The leave-one-out ground truth: drop of the predicted token's probability per token.
 
     Columns position, token, probability_without, drop (float64); `df.attrs` holds
     "predicted" (the token's text), "predicted_id", "probability" and "perturbation"
-    ("mask" or "remove"). Raises `MethodUnsupportedError` for models without an LM head.
+    ("mask" or "remove"). `progress(variants done, variants)` follows the batches. Raises
+    `MethodUnsupportedError` for models without an LM head.
     """
     if model.kind not in (ModelKind.MASKED_LM, ModelKind.CAUSAL_LM):
         raise MethodUnsupportedError(
@@ -91,7 +110,7 @@ def leave_one_out(model: LoadedModel, text: str, position: int) -> pd.DataFrame:
         variants[torch.arange(len(candidates)), torch.tensor(candidates)] = (
             model.tokenizer.mask_token_id
         )
-        without = batched_probabilities(model, variants, extra, position, predicted)
+        without = batched_probabilities(model, variants, extra, position, predicted, progress)
         perturbation = "mask"
     else:
         candidates = list(range(position + 1))
@@ -101,7 +120,7 @@ def leave_one_out(model: LoadedModel, text: str, position: int) -> pd.DataFrame:
             prefix = ids[: position + 1]
             keep = [[k for k in range(position + 1) if k != j] for j in candidates]
             variants = torch.stack([prefix[k] for k in keep])
-            without = batched_probabilities(model, variants, {}, position - 1, predicted)
+            without = batched_probabilities(model, variants, {}, position - 1, predicted, progress)
         perturbation = "remove"
     frame = pd.DataFrame(
         {
@@ -121,48 +140,55 @@ def leave_one_out(model: LoadedModel, text: str, position: int) -> pd.DataFrame:
     return frame
 
 
-def method_attribution(model: LoadedModel, text: str, position: int, method: str):
-    """(scores over all input tokens `[n]`, description) of `method` for `position`."""
+def method_attribution(
+    model: LoadedModel, text: str, position: int, method: str, progress: Progress | None = None
+) -> tuple[np.ndarray, str]:
+    """(scores over all input tokens, float64 `[n]`, description) of `method` for `position`.
+
+    The scores are a copy, not a view of the method's `[layers, n, n]` arrays, so keeping them
+    keeps n numbers. `progress` is the method's own (`MethodRequest.progress`), for methods
+    that report.
+    """
     layer_count = model.num_layers
     if method == "flow":  # one max-flow per token pair: compute only the row needed
-        result = compute_method(model, text, method, layers=(layer_count - 1,), rows=(position,))
-        return result.per_layer[-1, position], "flow, last layer"
-    result = compute_method(model, text, method, target=position)
-    if result.rollout is None or method == "raw":
-        return result.per_layer[-1, position], "last layer"
-    if result.accumulated:
-        return result.per_layer[-1, position], "last layer (accumulated)"
-    return result.rollout[-1, position], "rollout, last layer"
+        result = compute_method(
+            model,
+            text,
+            method,
+            layers=(layer_count - 1,),
+            rows=(position,),
+            progress=progress,
+        )
+        row, source = result.per_layer[-1, position], "flow, last layer"
+    else:
+        result = compute_method(model, text, method, target=position, progress=progress)
+        if result.rollout is None or method == "raw":
+            row, source = result.per_layer[-1, position], "last layer"
+        elif result.accumulated:
+            row, source = result.per_layer[-1, position], "last layer (accumulated)"
+        else:
+            row, source = result.rollout[-1, position], "rollout, last layer"
+    return np.array(row, dtype=np.float64), source
 
 
-def explanation_agreement(
-    model: LoadedModel,
-    text: str,
-    position: int,
-    methods: Sequence[str] | None = None,
+def agreement_table(
+    truth: pd.DataFrame,
+    attributions: Mapping[str, tuple[np.ndarray, str]],
     top_k: int = 3,
 ) -> pd.DataFrame:
-    """Each method's attribution ranked against the leave-one-out drops (one row per method).
+    """Rank each method's attribution against the leave-one-out drops (one row per method).
 
-    Columns: method, label, attribution (which row was used), spearman (ρ over the tokens
-    left out, NaN when either side is constant), top_k_overlap (share of the k tokens with
-    the largest drop that are among the method's k largest), k, tokens_compared. The
-    leave-one-out table is in `df.attrs["leave_one_out"]` and the prediction in
-    `df.attrs["predicted"]`, so both export with the table.
+    `truth` is a `leave_one_out` table; `attributions` maps method names to what
+    `method_attribution` returned for the same text and position, in the order of the rows.
+    Columns and attrs as in `explanation_agreement`.
     """
-    truth = leave_one_out(model, text, position)
-    position = truth.attrs["position"]
-    names = list(methods) if methods is not None else list_methods(model)
-    for name in names:
-        get_method(name)  # unknown names fail before any computation
     compared = truth.dropna(subset=["drop"])
     columns = compared["position"].to_numpy()
     drops = compared["drop"].to_numpy()
     k = min(top_k, len(columns))
     true_top = set(columns[np.argsort(-drops, kind="stable")[:k]])
     rows = []
-    for name in names:
-        scores, source = method_attribution(model, text, position, name)
+    for name, (scores, source) in attributions.items():
         picked = np.asarray(scores, dtype=np.float64)[columns]
         if len(columns) > 1 and np.ptp(picked) > 0 and np.ptp(drops) > 0:
             rho = float(spearmanr(picked, drops).statistic)
@@ -176,7 +202,38 @@ def explanation_agreement(
         predicted=truth.attrs["predicted"],
         probability=truth.attrs["probability"],
         perturbation=truth.attrs["perturbation"],
-        position=position,
+        position=truth.attrs["position"],
         leave_one_out=truth,
     )
     return table
+
+
+def explanation_agreement(
+    model: LoadedModel,
+    text: str,
+    position: int,
+    methods: Sequence[str] | None = None,
+    top_k: int = 3,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """Each method's attribution ranked against the leave-one-out drops (one row per method).
+
+    Columns: method, label, attribution (which row was used), spearman (ρ over the tokens
+    left out, NaN when either side is constant), top_k_overlap (share of the k tokens with
+    the largest drop that are among the method's k largest), k, tokens_compared. The
+    leave-one-out table is in `df.attrs["leave_one_out"]` and the prediction in
+    `df.attrs["predicted"]`, so both export with the table. `progress(steps done, steps)`
+    counts leave-one-out and each method as one step.
+    """
+    names = list(methods) if methods is not None else list_methods(model)
+    for name in names:
+        get_method(name)  # unknown names fail before any computation
+    steps = 1 + len(names)
+    truth = leave_one_out(model, text, position)
+    report(progress, 1, steps, "The agreement table")
+    position = truth.attrs["position"]
+    attributions = {}
+    for done, name in enumerate(names, start=2):
+        attributions[name] = method_attribution(model, text, position, name)
+        report(progress, done, steps, "The agreement table")
+    return agreement_table(truth, attributions, top_k)

@@ -20,6 +20,8 @@ Settings (environment variables win over secrets of the same name):
                             160M), checked from the config before any weights load.
 ``ATLAS_MAX_FLOW_ROWS``     Attention-flow rows per request (public default 16).
 ``ATLAS_MAX_FLOW_SECONDS``  Seconds one attention flow may run before it is stopped (public 30).
+``ATLAS_MAX_VALUE_ZEROING_TOKENS`` Longest text value zeroing is computed for (public 128).
+``ATLAS_MAX_AGREEMENT_TOKENS`` Longest text the leave-one-out agreement is computed for (public 64).
 ``ATLAS_MAX_EXPORT_CELLS``  Numbers in one download (public default 2M).
 ``ATLAS_MAX_MASKS``         Masked positions whose predictions are drawn per text (public 8).
 ``ATLAS_MAX_CORPUS_SENTENCES`` Sentences one Corpus page run may measure (public 500).
@@ -35,6 +37,7 @@ Remote code (``trust_remote_code``) is never enabled, public or not: there is no
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import time
@@ -43,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.errors import AgreementTooLargeError as AgreementTooLargeError
 from core.errors import BudgetExceededError as BudgetExceededError
 
 # The budget errors live in core.errors; `X as X` re-exports them for callers of this module.
@@ -60,6 +64,7 @@ from core.errors import FlowTimeExceededError as FlowTimeExceededError
 from core.errors import FlowTooLargeError as FlowTooLargeError
 from core.errors import InsufficientMemoryError as InsufficientMemoryError
 from core.errors import ResultTooLargeError as ResultTooLargeError
+from core.errors import ValueZeroingTooLargeError as ValueZeroingTooLargeError
 from core.loading_lock import LOADING_LOCK
 from core.models import PRESETS, LoadedModel, load_config, load_model
 
@@ -72,6 +77,8 @@ ENV_SAFETENSORS_ONLY = "ATLAS_SAFETENSORS_ONLY"
 ENV_MAX_RESULT_BYTES = "ATLAS_MAX_RESULT_BYTES"
 ENV_MAX_FLOW_ROWS = "ATLAS_MAX_FLOW_ROWS"
 ENV_MAX_FLOW_SECONDS = "ATLAS_MAX_FLOW_SECONDS"
+ENV_MAX_VALUE_ZEROING_TOKENS = "ATLAS_MAX_VALUE_ZEROING_TOKENS"
+ENV_MAX_AGREEMENT_TOKENS = "ATLAS_MAX_AGREEMENT_TOKENS"
 ENV_MAX_EXPORT_CELLS = "ATLAS_MAX_EXPORT_CELLS"
 ENV_MAX_MASKS = "ATLAS_MAX_MASKS"
 ENV_MAX_CORPUS_SENTENCES = "ATLAS_MAX_CORPUS_SENTENCES"
@@ -85,6 +92,8 @@ SETTINGS = (
     ENV_MAX_RESULT_BYTES,
     ENV_MAX_FLOW_ROWS,
     ENV_MAX_FLOW_SECONDS,
+    ENV_MAX_VALUE_ZEROING_TOKENS,
+    ENV_MAX_AGREEMENT_TOKENS,
     ENV_MAX_EXPORT_CELLS,
     ENV_MAX_MASKS,
     ENV_MAX_CORPUS_SENTENCES,
@@ -110,6 +119,14 @@ time budget below stops it sooner."""
 PUBLIC_MAX_FLOW_SECONDS = 30
 """A flow is stopped after this long: half a minute of one core, then the visitor picks fewer
 rows or a shorter text."""
+PUBLIC_MAX_VALUE_ZEROING_TOKENS = 128
+"""Value zeroing re-runs a layer once per token, so one layer's cost grows with n²: on one
+thread one bert-base layer took 3.4 s at 128 tokens and 17.3 s at 256 (bench/RESULTS.md,
+Methods). Longer texts are refused before it starts."""
+PUBLIC_MAX_AGREEMENT_TOKENS = 64
+"""The agreement panel runs the model once per token (leave-one-out) and computes every method,
+value zeroing on every layer among them: at 64 tokens those two parts took 24 s and 14 s on
+one thread for bert-base (bench/RESULTS.md, Methods), so it is offered for short texts only."""
 PUBLIC_MAX_EXPORT_CELLS = 2_000_000
 """One "all layers and heads" CSV of 3.98 M cells added 536 MB at peak for a 144 MB file
 (≈135 bytes a cell): 2 M cells bounds one download near 270 MB. MiniLM at 166 tokens, or one
@@ -160,6 +177,10 @@ class DeployPolicy:
     """Attention-flow rows one request may ask for (`check_flow_request`)."""
     max_flow_seconds: int | None = None
     """Seconds one attention flow may run (`flow_progress_with_budget`)."""
+    max_value_zeroing_tokens: int | None = None
+    """Longest text value zeroing is computed for (`check_value_zeroing_request`)."""
+    max_agreement_tokens: int | None = None
+    """Longest text the leave-one-out agreement is computed for (`check_agreement_request`)."""
     max_export_cells: int | None = None
     """Numbers one download may hold (`check_export_cells`)."""
     max_masks: int | None = None
@@ -180,6 +201,8 @@ class DeployPolicy:
             max_result_bytes=PUBLIC_MAX_RESULT_BYTES,
             max_flow_rows=PUBLIC_MAX_FLOW_ROWS,
             max_flow_seconds=PUBLIC_MAX_FLOW_SECONDS,
+            max_value_zeroing_tokens=PUBLIC_MAX_VALUE_ZEROING_TOKENS,
+            max_agreement_tokens=PUBLIC_MAX_AGREEMENT_TOKENS,
             max_export_cells=PUBLIC_MAX_EXPORT_CELLS,
             max_masks=PUBLIC_MAX_MASKS,
             max_corpus_sentences=PUBLIC_MAX_CORPUS_SENTENCES,
@@ -229,6 +252,14 @@ def policy_from_env(
         max_flow_rows=_amount(values, ENV_MAX_FLOW_ROWS, PUBLIC_MAX_FLOW_ROWS if public else None),
         max_flow_seconds=_amount(
             values, ENV_MAX_FLOW_SECONDS, PUBLIC_MAX_FLOW_SECONDS if public else None
+        ),
+        max_value_zeroing_tokens=_amount(
+            values,
+            ENV_MAX_VALUE_ZEROING_TOKENS,
+            PUBLIC_MAX_VALUE_ZEROING_TOKENS if public else None,
+        ),
+        max_agreement_tokens=_amount(
+            values, ENV_MAX_AGREEMENT_TOKENS, PUBLIC_MAX_AGREEMENT_TOKENS if public else None
         ),
         max_export_cells=_amount(
             values, ENV_MAX_EXPORT_CELLS, PUBLIC_MAX_EXPORT_CELLS if public else None
@@ -660,6 +691,53 @@ def flow_progress_with_budget(
         return None if progress is None else progress(done, total)
 
     return report
+
+
+def value_zeroing_tokens_allowed(policy: DeployPolicy, layers: int = 1) -> int | None:
+    """Longest text value zeroing of `layers` layers is computed for (None: no cap).
+
+    `policy.max_value_zeroing_tokens` is the cap for one layer (the Attention page's). The work
+    is n re-runs of each layer, each as long as the text, so it grows as layers × n²: for
+    several layers (a contribution graph reads them all) the cap shrinks by √layers, keeping
+    the same work.
+    """
+    if layers < 1:
+        raise ValueError(f"layers must be positive, not {layers}")
+    cap = policy.max_value_zeroing_tokens
+    return None if cap is None else max(1, math.floor(cap / math.sqrt(layers)))
+
+
+def check_value_zeroing_request(policy: DeployPolicy, n_tokens: int, layers: int = 1) -> None:
+    """Raise `ValueZeroingTooLargeError` if value zeroing of `layers` layers of an
+    `n_tokens`-token text is over the deployment's budget (`value_zeroing_tokens_allowed`).
+    Call it before the computation starts."""
+    if n_tokens < 1:
+        raise ValueError(f"n_tokens must be positive, not {n_tokens}")
+    cap = value_zeroing_tokens_allowed(policy, layers)
+    if cap is not None and n_tokens > cap:
+        what = "the layer" if layers == 1 else f"each of the {layers} layers"
+        one = "" if layers == 1 else f" ({policy.max_value_zeroing_tokens} for one layer)"
+        raise ValueZeroingTooLargeError(
+            f"Value zeroing re-runs {what} once per token: for this {n_tokens}-token text "
+            f"that is more than this deployment computes on a machine every visitor shares; "
+            f"it does so for texts of up to {cap} tokens{one}. Shorten the text, or pick ALTI "
+            "or attention norms, which measure contributions in one pass."
+        )
+
+
+def check_agreement_request(policy: DeployPolicy, n_tokens: int) -> None:
+    """Raise `AgreementTooLargeError` if the leave-one-out agreement of an `n_tokens`-token
+    text exceeds `policy.max_agreement_tokens`. Call it before the computation starts."""
+    if n_tokens < 1:
+        raise ValueError(f"n_tokens must be positive, not {n_tokens}")
+    cap = policy.max_agreement_tokens
+    if cap is not None and n_tokens > cap:
+        raise AgreementTooLargeError(
+            f"This shared deployment ranks the methods for texts of up to {cap} tokens; this "
+            f"one has {n_tokens} (leave-one-out runs the model once per token, and every "
+            "method is computed). Shorten the text, or run `core.explanation_agreement` in a "
+            "notebook."
+        )
 
 
 def check_export_cells(policy: DeployPolicy, cells: int) -> None:

@@ -129,6 +129,14 @@ class FlowTimeExceededError(BudgetExceededError):
     """An attention flow ran longer than the deployment allows and was stopped."""
 
 
+class ValueZeroingTooLargeError(BudgetExceededError):
+    """A value-zeroing request is for a longer text than the deployment computes it for."""
+
+
+class AgreementTooLargeError(BudgetExceededError):
+    """A leave-one-out agreement request is for a longer text than the deployment allows."""
+
+
 class ExportTooLargeError(BudgetExceededError):
     """A download would hold more cells than the deployment allows."""
 

@@ -34,14 +34,16 @@ __all__ = [
     "FlowCancelled",
     "attention_flow",
     "full_flow_is_fast",
+    "warm_up",
 ]
 
 # Longest input whose full n x n flow stays within the 10 s target at every layer of the
 # embedded 6-layer model on real text, measured in CPU seconds on the shared 2-core VM
-# (bench/RESULTS.md, flow section): at 96 tokens at most 11.8 CPU s, i.e. about 6 s on two
-# idle cores (the solver runs two threads); at 128 tokens up to 31.9 CPU s, which misses.
-# A page offers the full matrix by default up to here and chosen rows beyond.
-FULL_FLOW_DEFAULT_MAX_TOKENS = 96
+# (bench/RESULTS.md, flow section; the solver runs two threads, so two idle cores take
+# about CPU / 2): at 112 tokens at most 12.6 CPU s (code, layer index 4; about 6.3 s); at
+# 128 tokens up to 21.8 CPU s at layer index 4 (about 11 s), which misses. A page offers
+# the full matrix by default up to here and chosen rows beyond.
+FULL_FLOW_DEFAULT_MAX_TOKENS = 112
 
 
 def _layer_index(layer: int, layers: int) -> int:
@@ -69,6 +71,23 @@ def full_flow_is_fast(n: int) -> bool:
     inputs should offer chosen rows, or the full matrix with progress and Stop.
     """
     return 0 <= n <= FULL_FLOW_DEFAULT_MAX_TOKENS
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the max-flow solver now, on a tiny input.
+
+    The solver is compiled on first use: measured 4.5-10 s the first time on a machine,
+    0.2 s from the on-disk cache afterwards (bench/RESULTS.md, flow). A server calls this
+    once at start, in a background thread, so that the first flow a visitor asks for does
+    not pay it; calling it again, or concurrently with a flow, is harmless (numba compiles
+    each kernel once, under its own lock).
+    """
+    # Three layers: the smallest stack the compiled solver handles (its values are
+    # certified inside the solver; a row of a flow matrix sums to 1 after normalising).
+    uniform = np.full((3, 1, 3, 3), 1.0 / 3.0)
+    out = attention_flow(uniform, layer=2)
+    if not np.allclose(out.sum(axis=1), 1.0, rtol=0, atol=1e-12):  # pragma: no cover
+        raise RuntimeError("the max-flow solver gave a wrong value on its warm-up input.")
 
 
 def attention_flow(

@@ -176,10 +176,16 @@ def forward_with_grad(
         ids = inputs["input_ids"]
         embeddings = network.get_input_embeddings()(ids).detach().requires_grad_(True)
         rest = {key: value for key, value in inputs.items() if key != "input_ids"}
+        if decoder_input_ids is not None:
+            # The decoder's first self-attention reads its own embeddings only: they are a
+            # leaf too, so that every attention tensor is in the graph. The decoder's own
+            # embedding module scales them as it would (BART's scaled embeddings).
+            decoder = network.get_decoder().embed_tokens(decoder_input_ids)
+            options = {**options, "decoder_inputs_embeds": decoder.detach().requires_grad_(True)}
         passes = model.family.run(
             network,
             {**rest, "inputs_embeds": embeddings},
-            decoder_input_ids,
+            None,  # the decoder's ids, if any, are in `options` as embeddings
             **options,
         )
         if any(any(a is None for a in layers) for layers in passes.attentions.values()):

@@ -22,6 +22,7 @@ import streamlit as st
 
 import core
 from core import AttentionResult, LoadedModel, MethodRequest, MethodResult, admission
+from core.agreement import agreement_table, method_attribution
 from core.families import SELF
 from core.images import gallery_zip
 from core.tokens import token_labels
@@ -134,16 +135,17 @@ def attention(inputs: Inputs) -> AttentionResult:
 
 
 def method_settings(
-    method: str, layer: int, rows: tuple[int, ...] | None
+    method: str, layer: int | None, rows: tuple[int, ...] | None
 ) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
     """The (layers, rows) a method's computation reads, from its registry parameters.
 
     Methods that are cheap for all layers and rows declare neither, so one entry serves every
-    layer; flow declares both and is computed (and stored) per layer and row set.
+    layer; flow declares both and is computed (and stored) per layer and row set. `layer`
+    None asks for every layer (a contribution graph reads them all).
     """
     declared = {parameter.name for parameter in core.get_method(method).parameters}
     return (
-        (layer,) if "layers" in declared else None,
+        (layer,) if "layers" in declared and layer is not None else None,
         rows if "rows" in declared else None,
     )
 
@@ -152,11 +154,12 @@ def method_result(
     inputs: Inputs,
     method: str,
     stack: str = SELF,
-    layer: int = 0,
+    layer: int | None = 0,
     rows: tuple[int, ...] | None = None,
     progress: core.methods.Progress | None = None,
 ) -> MethodResult:
-    """Method `method` (a registry name) for one stack of `inputs`' result."""
+    """Method `method` (a registry name) for one stack of `inputs`' result (`layer` and
+    `rows` as in `method_settings`)."""
     layers, rows = method_settings(method, layer, rows)
     model = None
     if core.get_method(method).needs is not core.methods.Needs.ATTENTIONS:
@@ -177,7 +180,7 @@ def method_result(
 
 
 def is_stored(
-    inputs: Inputs, method: str, stack: str, layer: int, rows: tuple[int, ...] | None
+    inputs: Inputs, method: str, stack: str, layer: int | None, rows: tuple[int, ...] | None
 ) -> bool:
     """Whether `method_result` would answer at once (no computation, no progress bar)."""
     layers, rows = method_settings(method, layer, rows)
@@ -245,12 +248,55 @@ def logit_lens(inputs: Inputs, position: int, top_k: int) -> pd.DataFrame:
     )
 
 
-def agreement(inputs: Inputs, position: int) -> pd.DataFrame:
-    """`core.explanation_agreement` at `position`: every method against leave-one-out."""
-    return _stored(
-        store_key("agreement", inputs, position),
-        lambda: core.explanation_agreement(cached_model(inputs.model), inputs.text, position),
-    )
+LEAVE_ONE_OUT = "leave_one_out"
+"""The first part of an agreement table; the other parts are named after their methods."""
+
+
+def agreement_parts(inputs: Inputs) -> list[str]:
+    """The parts of the agreement table, in order: leave-one-out, then every method."""
+    return [LEAVE_ONE_OUT, *core.list_methods(cached_model(inputs.model))]
+
+
+def agreement_part(
+    inputs: Inputs,
+    position: int,
+    part: str,
+    progress: core.methods.Progress | None = None,
+) -> Any:
+    """One part of the agreement table at `position`, stored on its own so that a stopped
+    table keeps the parts done: the leave-one-out table (`core.leave_one_out`) or a method's
+    (scores, description) (`method_attribution`)."""
+    model = cached_model(inputs.model)
+    if part == LEAVE_ONE_OUT:
+        compute = functools.partial(core.leave_one_out, model, inputs.text, position, progress)
+    else:
+        compute = functools.partial(
+            method_attribution, model, inputs.text, position, part, progress
+        )
+    return _stored(store_key("agreement_part", inputs, position, part), compute)
+
+
+def is_agreement_part_stored(inputs: Inputs, position: int, part: str) -> bool:
+    """Whether `agreement_part` would answer at once (no computation, no progress bar)."""
+    return store_key("agreement_part", inputs, position, part) in result_store()
+
+
+def agreement(inputs: Inputs, position: int, done_only: bool = False) -> pd.DataFrame | None:
+    """Every method against leave-one-out at `position` (`agreement_table`).
+
+    `done_only`: from the parts stored so far (None without the leave-one-out part); else
+    every part, computing those missing.
+    """
+    parts = agreement_parts(inputs)
+    if done_only:
+        parts = [p for p in parts if is_agreement_part_stored(inputs, position, p)]
+        if LEAVE_ONE_OUT not in parts:
+            return None
+    truth = agreement_part(inputs, position, LEAVE_ONE_OUT)
+    attributions = {
+        part: agreement_part(inputs, position, part) for part in parts if part != LEAVE_ONE_OUT
+    }
+    return agreement_table(truth, attributions)
 
 
 def predictions_at(inputs: Inputs, position: int, top_k: int) -> list[list[core.Prediction]]:

@@ -1,8 +1,10 @@
 """Parts of the Explain page: which position, the logit lens, the agreement table, the graph.
 
-The computations are `core.logit_lens`, `core.explanation_agreement` and
+The computations are `core.logit_lens`, the parts of `core.explanation_agreement` and
 `core.contribution_graph`; here they are cached per (inputs, position, settings) in the shared
-store, refused where the deployment's budget says so, and drawn.
+store, refused where the deployment's budget says so, and drawn. The agreement table is
+computed part by part (leave-one-out, then each method) with a progress bar and Stop
+(`ui.stoppable`): a stopped table keeps the parts done and shows the methods ranked so far.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import streamlit as st
 
 import core
 from core import AtlasError, ModelKind, charts
-from ui import cache
-from ui.cache import Inputs
+from core.deploy import check_agreement_request
+from core.families import SELF
+from ui import cache, flow, stoppable
+from ui.cache import LEAVE_ONE_OUT, Inputs
 from ui.deploy import deploy_policy
 from ui.layout import PAGE_PX
 from ui.page import Page
@@ -22,9 +26,8 @@ from ui.state import DEFAULT
 from ui.widgets import bound, export_buttons, file_stem, label_from, show_chart, show_error
 
 PREDICTING_KINDS = (ModelKind.MASKED_LM, ModelKind.CAUSAL_LM)
-AGREEMENT_MAX_TOKENS_PUBLIC = 64
-"""Leave-one-out runs the model once per token, and every method once: on a shared server the
-agreement table is offered for texts up to this many tokens."""
+AGREEMENT_CONTROL = "agreement"
+"""Names the agreement table's Stop and Continue buttons (`ui.stoppable`)."""
 
 
 def default_position(page: Page) -> int:
@@ -81,15 +84,33 @@ def logit_lens_panel(page: Page, position: int) -> None:
     )
 
 
+def part_cost(part: str, n: int) -> float:
+    """Rough cost of one part of the agreement table in forward passes, for its progress bar.
+
+    From bench/RESULTS.md (Methods): a leave-one-out variant costs about 0.75 of a forward
+    pass (batching saves little on a CPU), value zeroing's n re-runs of every layer's
+    post-attention part about 0.4 n passes, ALTI about 3, and the other methods one or two
+    passes besides the text's own attention, which every method runs once.
+    """
+    if part == LEAVE_ONE_OUT:
+        return 0.75 * n
+    if part == "value_zeroing":
+        return 1 + 0.4 * n
+    if part == "alti":
+        return 4
+    return 2
+
+
+def part_label(part: str) -> str:
+    return "Leave-one-out" if part == LEAVE_ONE_OUT else core.get_method(part).label
+
+
 def agreement_panel(page: Page, position: int) -> None:
     st.subheader("Which explanation agrees with the model?")
-    budget = deploy_policy().public and len(page.result.tokens) > AGREEMENT_MAX_TOKENS_PUBLIC
-    if budget:
-        st.info(
-            f"This shared deployment ranks the methods for texts up to "
-            f"{AGREEMENT_MAX_TOKENS_PUBLIC} tokens (leave-one-out runs the model once per "
-            "token). Shorten the text, or run `core.explanation_agreement` in a notebook."
-        )
+    try:
+        check_agreement_request(deploy_policy(), len(page.result.tokens))
+    except AtlasError as error:
+        st.info(str(error))
         return
     if not st.toggle("Rank every method against leave-one-out", key="explain_agreement"):
         st.caption(
@@ -98,22 +119,53 @@ def agreement_panel(page: Page, position: int) -> None:
             "attribution is then ranked against those drops (Spearman ρ, top-k overlap)."
         )
         return
+    inputs = page.inputs
     try:
-        with st.spinner("Leaving each token out and computing every method…"):
-            table = cache.agreement(page.inputs, position)
+        parts = cache.agreement_parts(inputs)
+        missing = [p for p in parts if not cache.is_agreement_part_stored(inputs, position, p)]
+        request = (inputs, position)
+        if missing and stoppable.stopped(AGREEMENT_CONTROL, request):
+            st.info(
+                f"Stopped: {len(parts) - len(missing)} of {len(parts)} steps done "
+                "(leave-one-out, then each method); the methods done so far are ranked below."
+            )
+        elif missing:
+            stoppable.stop_button(
+                AGREEMENT_CONTROL,
+                request,
+                help="Stops after the step being computed and keeps the steps done.",
+            )
+            _compute_agreement(page, position, parts, missing)
+        table = cache.agreement(inputs, position, done_only=True)
     except AtlasError as error:
         show_error(str(error))
+        return
+    if table is None:
         return
     st.caption(f"Explaining the prediction '{table.attrs.get('predicted', '?')}'.")
     shown = table.copy()
     shown.attrs = {}  # the leave-one-out table rides in attrs, which the browser cannot take
     st.dataframe(shown, hide_index=True, width="stretch")
+    if len(table) < len(parts) - 1:
+        return  # a stopped table: exported once every method is in it
     export_buttons(
         "Agreement table",
-        csv=functools.partial(_export, page.inputs, "agreement", position, 0, "csv"),
-        json=functools.partial(_export, page.inputs, "agreement", position, 0, "json"),
+        csv=functools.partial(_export, inputs, "agreement", position, 0, "csv"),
+        json=functools.partial(_export, inputs, "agreement", position, 0, "json"),
         stem=file_stem("agreement", page.model.name, f"pos{position}"),
     )
+
+
+def _compute_agreement(page: Page, position: int, parts: list[str], missing: list[str]) -> None:
+    """Every missing part, each stored as it finishes, under one progress bar."""
+    n = len(page.result.tokens)
+    costs = {part: part_cost(part, n) for part in missing}
+    bar = stoppable.ProgressBar("the agreement table", sum(costs.values()), unit="passes")
+    for part in missing:
+        step = f"step {parts.index(part) + 1} of {len(parts)}"
+        progress = bar.part(costs[part], what=part_label(part), step=step)
+        cache.agreement_part(page.inputs, position, part, progress)
+    bar.close()
 
 
 def graph_panel(page: Page, position: int) -> None:
@@ -139,8 +191,11 @@ def graph_panel(page: Page, position: int) -> None:
             max_value=1.0,
             step=0.01,
         )
+    # Every layer: value zeroing computes them one token at a time, with progress and Stop.
+    scores = flow.scores(page.inputs, method, SELF, None, None, len(page.result.tokens))
+    if scores is None:
+        return
     try:
-        scores = cache.method_result(page.inputs, method)
         graph = core.contribution_graph(scores, position, threshold)
     except AtlasError as error:
         show_error(str(error))
@@ -170,9 +225,18 @@ def no_prediction_notice(page: Page) -> bool:
     """Say so and return True when the model predicts nothing this page could explain."""
     if page.model.kind in PREDICTING_KINDS:
         return False
+    if page.model.kind is ModelKind.ENCODER_DECODER:
+        st.info(
+            f"{page.model.name} is an encoder-decoder model: it predicts the target's tokens in "
+            "its decoder. This page's logit lens and leave-one-out read masked-LM and causal "
+            "models only (a decoder's logit lens through its cross attention is not "
+            "implemented yet); on the Attention page, gradient × attention explains this "
+            "model's next target token on each of its three stacks."
+        )
+        return True
     st.info(
-        f"{page.model.name} is a {page.model.kind.value} model: it predicts no token, so there "
-        "is no prediction to explain. Pick a masked-LM or causal model in the sidebar; the "
-        "Attention page offers every method for this one."
+        f"{page.model.name} is an {page.model.kind.value} model: it predicts no token, so "
+        "there is no prediction to explain. Pick a masked-LM or causal model in the sidebar; "
+        "the Attention page offers every method for this one."
     )
     return True

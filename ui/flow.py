@@ -1,21 +1,24 @@
-"""Methods with a cost per row (flow): chosen rows, a progress bar in tokens, and Stop.
+"""Costly methods (flow, value zeroing): chosen rows, a progress bar in tokens, and Stop.
 
-A costly method is computed in chunks of rows, each kept in the result store as it finishes:
-Stop (or any other click, which interrupts the run) keeps every finished chunk, and the page
-draws the rows computed so far. Methods without a "rows" parameter are computed at once.
+A method that declares a "layers" parameter costs enough per layer that the page computes the
+one layer shown, with a progress bar and Stop (`ui.stoppable`). Flow also declares "rows": it
+is computed in chunks of rows, each kept in the result store as it finishes, so Stop (or any
+other click, which interrupts the run) keeps every finished chunk, and the page draws the rows
+computed so far. Value zeroing is one piece (each zeroed token moves every row, and rows are
+normalised once all are known): Stop keeps nothing half-made, and Continue starts it again.
+The Explain page's contribution graph asks for every layer at once (`layer=None`) through the
+same path. Other methods are computed at once.
 """
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import streamlit as st
 
 import core
 from core import MethodResult
-from core.deploy import check_flow_request, flow_progress_with_budget
-from ui import cache, session
+from core.deploy import check_flow_request, check_value_zeroing_request, flow_progress_with_budget
+from ui import cache, session, stoppable
 from ui.cache import Inputs
 from ui.deploy import deploy_policy
 from ui.widgets import bound, label_from, show_error
@@ -25,11 +28,26 @@ CHOSEN_BY_DEFAULT_ABOVE = core.flow.FULL_FLOW_DEFAULT_MAX_TOKENS
 full matrix meets the speed target at every layer (bench/RESULTS.md, flow)."""
 CHUNK_ROWS = 8
 """Rows computed between two chances to stop; each chunk is kept once done."""
-STOPPED_KEY = "atlas_stopped"
+CONTROL = "method"
+"""Names the Stop and Continue buttons of the Attention page's method (`ui.stoppable`)."""
 
 
 def has_rows(method: str) -> bool:
     return any(p.name == "rows" for p in core.get_method(method).parameters)
+
+
+def per_layer_cost(method: str) -> bool:
+    """Whether `method` is computed one layer at a time, with progress and Stop."""
+    return any(p.name == "layers" for p in core.get_method(method).parameters)
+
+
+def check_budget(method: str, n: int, rows: tuple[int, ...] | None, layers: int) -> None:
+    """The deployment's budget for `method` on `layers` layers of an `n`-token text, checked
+    before it starts."""
+    if method == "flow":
+        check_flow_request(deploy_policy(), n, None if rows is None else len(rows))
+    elif method == "value_zeroing":
+        check_value_zeroing_request(deploy_policy(), n, layers)
 
 
 def chosen_rows(method: str, labels: list[str], token: int) -> tuple[int, ...] | None:
@@ -63,9 +81,15 @@ def chosen_rows(method: str, labels: list[str], token: int) -> tuple[int, ...] |
 
 
 def scores(
-    inputs: Inputs, method: str, stack: str, layer: int, rows: tuple[int, ...] | None, n: int
+    inputs: Inputs,
+    method: str,
+    stack: str,
+    layer: int | None,
+    rows: tuple[int, ...] | None,
+    n: int,
 ) -> MethodResult | None:
-    """`method` for one layer and `rows` (None: all), computed in stoppable chunks.
+    """`method` for one layer (None: every layer) and `rows` (None: all), computed in
+    stoppable chunks.
 
     Returns the scores with every computed row (others NaN), or None when nothing is computed
     or the computation was refused or failed (the page then shows why).
@@ -78,79 +102,84 @@ def scores(
 
 
 def _scores(
-    inputs: Inputs, method: str, stack: str, layer: int, rows: tuple[int, ...] | None, n: int
+    inputs: Inputs,
+    method: str,
+    stack: str,
+    layer: int | None,
+    rows: tuple[int, ...] | None,
+    n: int,
 ) -> MethodResult | None:
-    if not has_rows(method):
+    if not per_layer_cost(method):
         return cache.method_result(inputs, method, stack, layer)
-    wanted = tuple(range(n)) if rows is None else rows
-    if not wanted:
-        st.info("Choose at least one token.")
-        return None
-    check_flow_request(deploy_policy(), n, None if rows is None else len(wanted))
-    chunks = [wanted[i : i + CHUNK_ROWS] for i in range(0, len(wanted), CHUNK_ROWS)]
+    if has_rows(method):
+        wanted = tuple(range(n)) if rows is None else rows
+        if not wanted:
+            st.info("Choose at least one token.")
+            return None
+        chunks: list[tuple[int, ...] | None] = [
+            wanted[i : i + CHUNK_ROWS] for i in range(0, len(wanted), CHUNK_ROWS)
+        ]
+    else:
+        wanted, chunks = tuple(range(n)), [None]  # one piece: every row of the layer
+    check_budget(method, n, rows, _layers(inputs, stack, layer))
     missing = [c for c in chunks if not cache.is_stored(inputs, method, stack, layer, c)]
     request = (inputs, method, stack, layer, wanted)
-    if missing and st.session_state.get(STOPPED_KEY) == request:
-        if not st.button("Continue computing", key="flow_continue"):
-            st.info(f"Stopped: {len(wanted) - _rows_in(missing)} of {len(wanted)} tokens done.")
-            return _merge(inputs, method, stack, layer, chunks, missing)
-        st.session_state.pop(STOPPED_KEY)
+    if missing and stoppable.stopped(CONTROL, request):
+        done = len(wanted) - _rows_in(missing, n)
+        whole = "" if has_rows(method) else " It is computed in one piece: nothing was kept."
+        st.info(f"Stopped: {done} of {len(wanted)} tokens done.{whole}")
+        return _merge(inputs, method, stack, layer, chunks, missing)
     if missing:
         # A click interrupts this run at its next Streamlit call; the chunks done stay stored.
-        st.button(
-            "Stop",
-            key="flow_stop",
-            on_click=_mark_stopped,
-            args=(request,),
-            help="Stops after the tokens being computed and keeps what is done.",
+        stoppable.stop_button(
+            CONTROL,
+            request,
+            help="Stops after the tokens being computed and keeps what is done."
+            if has_rows(method)
+            else "Stops now; it is computed in one piece, so nothing of it is kept.",
         )
-        _compute(inputs, method, stack, layer, missing)
+        _compute(inputs, method, stack, layer, missing, n)
     return _merge(inputs, method, stack, layer, chunks, [])
 
 
-def _mark_stopped(request: tuple) -> None:
-    st.session_state[STOPPED_KEY] = request
+def _layers(inputs: Inputs, stack: str, layer: int | None) -> int:
+    """How many layers a request computes: one, or (`layer` None) all of the stack's."""
+    return 1 if layer is not None else cache.attention(inputs).stack(stack)[0].shape[0]
 
 
-def _rows_in(chunks: list[tuple[int, ...]]) -> int:
-    return sum(len(chunk) for chunk in chunks)
+def _rows_in(chunks: list[tuple[int, ...] | None], n: int) -> int:
+    return sum(n if chunk is None else len(chunk) for chunk in chunks)
 
 
 def _compute(
-    inputs: Inputs, method: str, stack: str, layer: int, missing: list[tuple[int, ...]]
+    inputs: Inputs,
+    method: str,
+    stack: str,
+    layer: int | None,
+    missing: list[tuple[int, ...] | None],
+    n: int,
 ) -> None:
-    total_rows = _rows_in(missing)
-    bar = st.progress(0.0, text=f"Computing {method}…")
-    started = time.monotonic()
-    # One time budget for the whole request (public mode), across its chunks.
-    within_budget = flow_progress_with_budget(deploy_policy())
-    done_rows = 0
+    label = core.get_method(method).label
+    # Every layer: the work is each token in each layer, and the bar counts both.
+    layers = _layers(inputs, stack, layer)
+    unit = "tokens" if layers == 1 else "tokens × layers"
+    bar = stoppable.ProgressBar(label, _rows_in(missing, n) * layers, unit=unit)
+    # One time budget for the whole request (public mode), across its chunks: flow's.
+    within_budget = flow_progress_with_budget(deploy_policy()) if method == "flow" else None
     for chunk in missing:
-
-        def progress(done: int, total: int, before: int = done_rows, size: int = len(chunk)):
-            within_budget(done, total)
-            rows_done = before + size * done / max(total, 1)
-            elapsed = time.monotonic() - started
-            left = elapsed / rows_done * (total_rows - rows_done) if rows_done else None
-            estimate = f", about {left:.0f} s left" if left is not None else ""
-            bar.progress(
-                min(rows_done / total_rows, 1.0),
-                text=f"{method}: {rows_done:.0f} of {total_rows} tokens done{estimate}",
-            )
-            return True
-
+        size = (n if chunk is None else len(chunk)) * layers
+        progress = bar.part(size, check=within_budget)
         cache.method_result(inputs, method, stack, layer, chunk, progress)
-        done_rows += len(chunk)
-    bar.empty()
+    bar.close()
 
 
 def _merge(
     inputs: Inputs,
     method: str,
     stack: str,
-    layer: int,
-    chunks: list[tuple[int, ...]],
-    missing: list[tuple[int, ...]],
+    layer: int | None,
+    chunks: list[tuple[int, ...] | None],
+    missing: list[tuple[int, ...] | None],
 ) -> MethodResult | None:
     """One result whose layer holds every finished chunk's rows (the rest NaN)."""
     done = [c for c in chunks if c not in missing]
@@ -160,9 +189,10 @@ def _merge(
     if len(parts) == 1 and len(chunks) == 1:
         return parts[0]
     per_layer = np.full_like(parts[0].per_layer, np.nan)
+    layers = slice(None) if layer is None else layer
     for chunk, part in zip(done, parts, strict=True):
-        rows = list(chunk)
-        per_layer[layer, rows] = part.per_layer[layer, rows]
+        rows = list(chunk or ())
+        per_layer[layers, rows] = part.per_layer[layers, rows]
     first = parts[0]
     return MethodResult(
         method=first.method,

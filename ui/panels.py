@@ -55,21 +55,27 @@ def stack_selector(page: Page) -> str:
 
 
 def unavailable_note(page: Page, stack: str) -> str | None:
-    """Why the registry's other methods are not offered for `stack` (None: all are)."""
+    """One line saying which of the registry's methods are not offered for `stack`, and why
+    (methods sharing a reason share its clause); None when every method is offered."""
     spec = page.result.stack_spec(stack)
-    reasons = {
-        method.label: method.reason_unavailable(page.model, spec)
-        for method in map(core.get_method, core.method_names())
-    }
-    missing = {label: reason for label, reason in reasons.items() if reason}
-    if not missing:
+    by_reason: dict[str, list[str]] = {}
+    for method in map(core.get_method, core.method_names()):
+        why = method.why_unavailable(page.model, spec)
+        if why is not None:
+            by_reason.setdefault(why, []).append(method.label)
+    if not by_reason:
         return None
-    names = " and ".join(missing)
-    verb = "is" if len(missing) == 1 else "are"
-    return (
-        f"{names} {verb} not offered for {spec.label.lower()} attention: "
-        f"{next(iter(missing.values()))} Raw weights are shown."
-    )
+    clauses = [
+        f"{_listed(labels)} {'is' if len(labels) == 1 else 'are'} not offered for "
+        f"{spec.label.lower()} attention: {why}"
+        for why, labels in by_reason.items()
+    ]
+    return " ".join(clauses)
+
+
+def _listed(labels: list[str]) -> str:
+    """ "a", "a and b", "a, b and c"."""
+    return labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
 
 
 def controls(page: Page, stack: str, token_labels: list[str]) -> None:

@@ -65,13 +65,13 @@ class EncoderDecoderFamily(Family):
         decoder_input_ids: torch.Tensor | None = None,
         **options: Any,
     ) -> Passes:
-        if decoder_input_ids is None:
+        if decoder_input_ids is None and "decoder_inputs_embeds" not in options:
             # The encoder alone (neuron view, methods of the "self" stack).
             output = network.get_encoder()(**inputs, output_attentions=True, **options)
             return Passes({SELF: output.attentions}, None, output)
-        output = network(
-            **inputs, decoder_input_ids=decoder_input_ids, output_attentions=True, **options
-        )
+        # The decoder's input as ids, or as embeddings in `options` (gradient methods).
+        decoder = {} if decoder_input_ids is None else {"decoder_input_ids": decoder_input_ids}
+        output = network(**inputs, **decoder, output_attentions=True, **options)
         return Passes(
             {
                 SELF: output.encoder_attentions,

@@ -118,26 +118,35 @@ class Method:
     contributions (a contribution graph cannot use them)."""
     parameters: tuple[Parameter, ...] = ()
     unsupported: Callable[[LoadedModel], str | None] | None = None
-    """Why this model cannot be read by the method (its modules), or None when it can."""
+    """Why this model cannot be read by the method (its modules), or None when it can: a
+    sentence that does not name the method (`why_unavailable`)."""
     stacks: tuple[str, ...] | None = None
     """The stacks the method reads (None: every stack its `square_only` allows)."""
 
     def reason_unavailable(self, model: LoadedModel | None, stack: StackSpec) -> str | None:
-        """Why this method is not offered for `stack` of `model`, or None when it is."""
+        """Why this method is not offered for `stack` of `model` (a sentence naming it), or
+        None when it is."""
+        why = self.why_unavailable(model, stack)
+        if why is None:
+            return None
+        return f"{self.label} is not offered for {stack.label.lower()} attention: {why}"
+
+    def why_unavailable(self, model: LoadedModel | None, stack: StackSpec) -> str | None:
+        """The reason of `reason_unavailable` in words that do not name the method, ending in
+        a full stop, so that a page can give one reason for every method it applies to."""
         if self.square_only and not stack.square:
             return (
-                f"{self.label} chains token-to-token maps through the layers; "
-                f"{stack.label.lower()} attention maps target tokens to source tokens, so it "
-                "does not apply."
+                "chaining token-to-token maps through the layers needs a square map, and "
+                f"{stack.label.lower()} attention maps target tokens to source tokens."
             )
         if self.stacks is not None and stack.name not in self.stacks:
             return (
-                f"{self.label} reads the layers of the self-attention stack only; it is not "
-                f"implemented for the {stack.label.lower()} attention."
+                "reading a model's layers is implemented for its self-attention stack (the "
+                f"encoder's) only, not yet for the {stack.label.lower()} attention."
             )
         if self.needs is not Needs.ATTENTIONS:
             if model is None:
-                return f"{self.label} needs the model itself, not only its attention weights."
+                return "this needs the model itself, not only its attention weights."
             if self.unsupported is not None:
                 return self.unsupported(model)
         return None

@@ -92,3 +92,43 @@ def test_agreement_needs_a_prediction(embedded):
 def test_unknown_methods_fail_first(models):
     with pytest.raises(core.MethodUnsupportedError, match="no method"):
         core.explanation_agreement(models["bert"], MASKED, 3, methods=["magic"])
+
+
+def test_leave_one_out_reports_its_batches_and_stops_when_told(models, monkeypatch):
+    monkeypatch.setattr(core.agreement, "BATCH", 2)  # several batches from a short text
+    model = models["bert"]
+    seen = []
+    truth = core.leave_one_out(model, MASKED, 3, progress=lambda d, t: seen.append((d, t)))
+    variants = len(truth)
+    assert variants > 2
+    assert seen == [(min(d, variants), variants) for d in range(2, variants + 2, 2)]
+    with pytest.raises(core.ComputationCancelled, match="Leave-one-out"):
+        core.leave_one_out(model, MASKED, 3, progress=lambda d, t: d < 2)
+
+
+def test_agreement_table_from_its_parts_equals_the_whole(models):
+    model = models["gpt2"]
+    steps = []
+    whole = core.explanation_agreement(
+        model, PLAIN, 4, methods=["raw", "alti"], progress=lambda d, t: steps.append((d, t))
+    )
+    assert steps == [(1, 3), (2, 3), (3, 3)]
+    truth = core.leave_one_out(model, PLAIN, 4)
+    parts = {m: core.agreement.method_attribution(model, PLAIN, 4, m) for m in ("raw", "alti")}
+    scores, _ = parts["alti"]
+    assert scores.base is None and scores.shape == (len(core.run_attention(model, PLAIN).tokens),)
+    table = core.agreement.agreement_table(truth, parts)
+    assert table.equals(whole)
+    assert table.attrs["predicted"] == whole.attrs["predicted"]
+    with pytest.raises(core.ComputationCancelled):
+        core.explanation_agreement(model, PLAIN, 4, methods=["raw"], progress=lambda d, t: False)
+
+
+def test_a_methods_progress_reaches_it_through_the_attribution(models):
+    seen = []
+    core.agreement.method_attribution(
+        models["bert"], MASKED, 3, "value_zeroing", progress=lambda d, t: seen.append((d, t))
+    )
+    n = len(core.run_attention(models["bert"], MASKED).tokens)
+    layers = models["bert"].num_layers
+    assert seen[-1] == (layers * n, layers * n)

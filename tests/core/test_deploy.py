@@ -30,6 +30,7 @@ from core.deploy import (
     UnsafeWeightsError,
     attention_shape,
     available_memory_bytes,
+    check_agreement_request,
     check_attention_shape,
     check_export_cells,
     check_flow_request,
@@ -38,6 +39,7 @@ from core.deploy import (
     check_model_size,
     check_result_size,
     check_text_length,
+    check_value_zeroing_request,
     estimate_parameters,
     flow_progress_with_budget,
     load_model_for,
@@ -45,8 +47,10 @@ from core.deploy import (
     parameter_bytes,
     policy_from_env,
     result_bytes,
+    value_zeroing_tokens_allowed,
 )
 from core.errors import (
+    AgreementTooLargeError,
     AtlasError,
     BudgetExceededError,
     ExportTooLargeError,
@@ -56,6 +60,7 @@ from core.errors import (
     ModelLoadError,
     ResultTooLargeError,
     UnsupportedModelError,
+    ValueZeroingTooLargeError,
 )
 from core.models import load_config
 from tests.fake_hub import serve_fake_hub
@@ -386,6 +391,8 @@ BUDGET_SETTINGS = {
     "ATLAS_MAX_RESULT_BYTES": ("max_result_bytes", "160M", 160_000_000),
     "ATLAS_MAX_FLOW_ROWS": ("max_flow_rows", "16", 16),
     "ATLAS_MAX_FLOW_SECONDS": ("max_flow_seconds", "30", 30),
+    "ATLAS_MAX_VALUE_ZEROING_TOKENS": ("max_value_zeroing_tokens", "128", 128),
+    "ATLAS_MAX_AGREEMENT_TOKENS": ("max_agreement_tokens", "64", 64),
     "ATLAS_MAX_EXPORT_CELLS": ("max_export_cells", "2M", 2_000_000),
     "ATLAS_MAX_MASKS": ("max_masks", "8", 8),
     "ATLAS_MAX_CORPUS_SENTENCES": ("max_corpus_sentences", "500", 500),
@@ -555,6 +562,34 @@ def test_flow_rows_budget():
     check_flow_request(DeployPolicy(), n_tokens=512, rows=None)
     with pytest.raises(ValueError):
         check_flow_request(policy, n_tokens=0, rows=1)
+
+
+def test_value_zeroing_tokens_budget():
+    policy = DeployPolicy.strict()
+    check_value_zeroing_request(policy, 128)
+    with pytest.raises(ValueZeroingTooLargeError, match=r"129-token text.*up to 128 tokens"):
+        check_value_zeroing_request(policy, 129)
+    check_value_zeroing_request(DeployPolicy(), 512)  # private: no cap
+    with pytest.raises(ValueError):
+        check_value_zeroing_request(policy, 0)
+    # Every layer of twelve: the same work (layers × n²) allows 128 / √12 = 36 tokens.
+    assert value_zeroing_tokens_allowed(policy, 12) == 36
+    check_value_zeroing_request(policy, 36, layers=12)
+    with pytest.raises(ValueZeroingTooLargeError, match=r"each of the 12 layers.*up to 36 tokens"):
+        check_value_zeroing_request(policy, 37, layers=12)
+    assert value_zeroing_tokens_allowed(DeployPolicy(), 12) is None
+
+
+def test_agreement_tokens_budget():
+    policy = DeployPolicy.strict()
+    check_agreement_request(policy, 64)
+    with pytest.raises(AgreementTooLargeError, match=r"up to 64 tokens; this one has 65"):
+        check_agreement_request(policy, 65)
+    check_agreement_request(DeployPolicy(), 512)
+    with pytest.raises(ValueError):
+        check_agreement_request(policy, 0)
+    assert issubclass(AgreementTooLargeError, BudgetExceededError)
+    assert issubclass(ValueZeroingTooLargeError, BudgetExceededError)
 
 
 def test_flow_time_budget_stops_through_the_progress_callback():

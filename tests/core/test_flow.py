@@ -10,6 +10,8 @@ input (n = 40, 12 layers) covers one row per case. Everything goes through the p
 
 from __future__ import annotations
 
+import threading
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -141,6 +143,46 @@ def test_flow_matches_networkx_on_minilm(minilm_attentions):
             np.testing.assert_allclose(got[rows], expected, rtol=0, atol=FLOW_TOL)
             others = np.setdiff1d(np.arange(n), rows)
             assert np.all(np.isnan(got[others]))
+
+
+def test_hub_certified_and_solved_pairs_both_match_networkx():
+    # Deep softmax-like stacks: the solver settles a block's pairs through hub
+    # certificates first and sends the rest to its per-pair max flow. During the hub stage
+    # it reports the pairs settled so far (0 until a hub settles some), so the first
+    # non-zero report is the hubs' count: at layer index 4 part of the block (the rest is
+    # solved pair by pair), at 8 all of it.
+    rng = np.random.default_rng(0)
+    att = softmax_attention(rng, 12, 4, 10)
+    n = 10
+    for layer, all_by_hub in ((4, False), (8, True)):
+        mixed = residual_attention(att, n_layers=layer + 1)
+        reports = []
+        got = max_flows(mixed, np.arange(n), np.arange(n), report=reports.append)
+        settled = next(done for done in reports if done > 0)
+        assert n <= settled <= n * n
+        assert (settled == n * n) == all_by_hub
+        assert reports == sorted(reports) and reports[-1] == n * n
+        expected = reference_raw_flow(reference_mixed(att, layer), range(n))
+        np.testing.assert_allclose(got, expected, rtol=0, atol=RAW_TOL)
+        # Fewer sources than a hub needs: every pair solved on its own, same values.
+        rows = [1, 6, 9]
+        alone = max_flows(mixed, np.array(rows), np.arange(n))
+        np.testing.assert_allclose(alone, expected[rows], rtol=0, atol=RAW_TOL)
+
+
+def test_stop_reaches_the_hub_stage():
+    # At layer index 8 the hubs settle every pair (see above); their leg flows report
+    # progress too, so Stop works before the whole block is settled.
+    att = softmax_attention(np.random.default_rng(0), 12, 4, 10)
+    seen = []
+
+    def stop_on_second_call(done, total):
+        seen.append(done)
+        return len(seen) < 2
+
+    with pytest.raises(FlowCancelled):
+        attention_flow(att, layer=8, progress=stop_on_second_call)
+    assert len(seen) == 2 and seen[1] < 100
 
 
 def test_flow_matches_networkx_on_a_larger_random_input():
@@ -342,6 +384,28 @@ def test_negative_layer_counts_from_the_end():
     rng = np.random.default_rng(15)
     att = dirichlet_attention(rng, 4, 2, 5, 0.5)
     np.testing.assert_array_equal(attention_flow(att, layer=-3), attention_flow(att, layer=1))
+
+
+def test_warm_up_runs_beside_a_flow():
+    # A server warms the solver up in a background thread while a page may already ask
+    # for a flow: both must finish with the right values.
+    expected = np.array([[0.5, 0.25, 0.25], [1 / 3, 1 / 3, 1 / 3], [1 / 3, 1 / 3, 1 / 3]])
+    third = np.array([[[[0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]]])
+    att = np.concatenate([HAND, third])
+    errors = []
+
+    def warm():
+        try:
+            core.flow.warm_up()
+        except Exception as exc:  # any failure is reported by the assert below
+            errors.append(exc)
+
+    thread = threading.Thread(target=warm)
+    thread.start()
+    got = attention_flow(att)
+    thread.join()
+    assert errors == []
+    np.testing.assert_allclose(got, expected, atol=1e-12)
 
 
 def test_full_flow_default_is_a_token_threshold():

@@ -104,3 +104,30 @@ def colour_domains(spec: dict) -> list[list[float]]:
         for c in find_all(spec, "color")
         if isinstance(c, dict) and isinstance(c.get("scale"), dict) and "domain" in c["scale"]
     ]
+
+
+@pytest.fixture
+def progress_texts(monkeypatch) -> list[str]:
+    """Every text the app's progress bars showed (they are emptied once the work is done)."""
+    import streamlit
+
+    texts: list[str] = []
+    real = streamlit.progress
+
+    class Recorded:
+        def __init__(self, bar) -> None:
+            self.bar = bar
+
+        def progress(self, value, text=None):
+            texts.append(text)
+            return self.bar.progress(value, text=text)
+
+        def empty(self):
+            return self.bar.empty()
+
+    def recording(value, text=None, **kwargs):
+        texts.append(text)
+        return Recorded(real(value, text=text, **kwargs))
+
+    monkeypatch.setattr(streamlit, "progress", recording)
+    return texts

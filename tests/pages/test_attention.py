@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from core import EMBEDDED_MODEL, TruncationWarning, load_model, run_attention
+from core import EMBEDDED_MODEL, TruncationWarning, compute_method, load_model, run_attention
 from tests.pages.conftest import assert_clean, head_view_payload, start, table_with
 
 TEXT = "The cat sat on the mat because it was tired."
@@ -162,7 +162,7 @@ def test_flow_stop_keeps_the_tokens_computed(expected):
     result_store().clear()
     first = tuple(range(CHUNK_ROWS))
     done = method_result(Inputs(EMBEDDED_MODEL, TEXT), "flow", "self", 1, first)
-    at.button(key="flow_stop").click().run()
+    at.button(key="method_stop").click().run()
     assert_clean(at)
     assert any(f"Stopped: {CHUNK_ROWS} of {n} tokens done" in i.value for i in at.info)
     table = heatmap(at)
@@ -172,8 +172,39 @@ def test_flow_stop_keeps_the_tokens_computed(expected):
     matrix[table["q"].to_numpy(), table["k"].to_numpy()] = table["v"].to_numpy()
     np.testing.assert_allclose(matrix[:CHUNK_ROWS], done.per_layer[1, :CHUNK_ROWS], rtol=1e-4)
     # Continue computes the rest, keeping the stored chunk.
-    at.button(key="flow_continue").click().run()
+    at.button(key="method_continue").click().run()
     assert_clean(at)
+    assert heatmap(at).num_rows == n * n
+
+
+def test_value_zeroing_shows_progress_and_stop_keeps_nothing_half_made(
+    tiny_model_path, progress_texts
+):
+    from ui.cache import result_store
+
+    path = str(tiny_model_path("bert"))
+    model = load_model(path)
+    result_store().clear()  # value zeroing of this text is not stored: the run computes it
+    at = start(model=path, text=TEXT, method="value_zeroing", layer=1)
+    assert_clean(at)
+    n = len(run_attention(model, TEXT).tokens)
+    assert progress_texts[0] == "Computing value zeroing…"
+    assert any(t.startswith(f"value zeroing: {n} of {n} tokens done") for t in progress_texts)
+    expected = compute_method(model, TEXT, "value_zeroing", layers=(1,))
+    table = heatmap(at)
+    matrix = np.full((n, n), np.nan)
+    matrix[table["q"].to_numpy(), table["k"].to_numpy()] = table["v"].to_numpy()
+    np.testing.assert_allclose(matrix, expected.per_layer[1], rtol=1e-4, atol=1e-7)
+    # As if Stop interrupted the layer: it is computed in one piece, so nothing is stored.
+    result_store().clear()
+    at.button(key="method_stop").click().run()
+    assert_clean(at)
+    assert any(f"Stopped: 0 of {n} tokens done" in i.value for i in at.info)
+    assert not at.get("vega_lite_chart")  # nothing half-made is drawn
+    progress_texts.clear()
+    at.button(key="method_continue").click().run()
+    assert_clean(at)
+    assert progress_texts  # computed again, with its progress
     assert heatmap(at).num_rows == n * n
 
 

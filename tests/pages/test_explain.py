@@ -42,3 +42,78 @@ def test_a_bad_graph_threshold_in_a_link_is_clamped_with_a_message(tiny_model_pa
     assert_clean(at)
     assert "graph_threshold" in " ".join(w.value for w in at.warning).replace("\\", "")
     assert at.slider(key="w_graph_threshold").value == 0.04
+
+
+def test_the_agreement_shows_progress_and_stop_keeps_the_steps_done(
+    tiny_model_path, progress_texts
+):
+    from ui.cache import LEAVE_ONE_OUT, Inputs, agreement_part, agreement_parts, result_store
+
+    path = str(tiny_model_path("bert"))
+    text = "The cat sat on the [MASK]."
+    at = on_page(PAGE, model=path, text=text)
+    position = at.selectbox(key="w_token").value
+    result_store().clear()
+    at.toggle(key="explain_agreement").set_value(True).run()
+    assert_clean(at)
+    inputs = Inputs(path, text)
+    parts = agreement_parts(inputs)
+    steps = len(parts)
+    assert progress_texts[0] == "Computing the agreement table…"
+    assert f"Leave-one-out (step 1 of {steps})" in progress_texts[1]
+    assert any(
+        t.startswith(f"value zeroing (step {parts.index('value_zeroing') + 1} of")
+        for t in progress_texts
+    )
+    assert len(at.dataframe[0].value) == steps - 1
+    # As if Stop interrupted the run after leave-one-out and raw attention: both stay.
+    result_store().clear()
+    agreement_part(inputs, position, LEAVE_ONE_OUT)
+    agreement_part(inputs, position, "raw")
+    at.button(key="agreement_stop").click().run()
+    assert_clean(at)
+    assert any(f"Stopped: 2 of {steps} steps done" in i.value for i in at.info)
+    assert at.dataframe[0].value["method"].tolist() == ["raw"]
+    downloads = [b.label for b in at.get("download_button")]
+    assert not [label for label in downloads if "Agreement" in label]  # exported once complete
+    progress_texts.clear()
+    at.button(key="agreement_continue").click().run()
+    assert_clean(at)
+    assert "Leave-one-out" not in " ".join(progress_texts)  # the kept steps are not redone
+    assert "raw (step" not in " ".join(progress_texts)
+    assert len(at.dataframe[0].value) == steps - 1
+    assert "Agreement table as CSV" in [b.label for b in at.get("download_button")]
+
+
+def test_the_graph_from_value_zeroing_computes_every_layer_with_progress(
+    tiny_model_path, progress_texts
+):
+    import core
+    from ui.cache import result_store
+
+    path = str(tiny_model_path("bert"))
+    text = "The cat sat on the [MASK]."
+    result_store().clear()
+    at = on_page(PAGE, model=path, text=text, method="value_zeroing", graph_threshold=0.1)
+    assert at.selectbox(key="w_method").value == "value_zeroing"
+    model = core.load_model(path)
+    n = len(core.run_attention(model, text).tokens)
+    work = n * model.num_layers
+    assert any(
+        t.startswith(f"value zeroing: {work} of {work} tokens × layers") for t in progress_texts
+    )
+    position = at.selectbox(key="w_token").value
+    expected = core.contribution_graph(
+        core.compute_method(model, text, "value_zeroing"), position, 0.1
+    )
+    captions = " ".join(c.value for c in at.caption)
+    assert f"{expected.number_of_edges()} edges" in captions
+    assert not at.error
+
+
+def test_an_encoder_decoder_says_why_it_is_not_explained_here(tiny_model_path):
+    at = on_page(PAGE, model=tiny_model_path("bart"), text="The cat sat.", target="A cat.")
+    info = " ".join(i.value for i in at.info)
+    assert "encoder-decoder model: it predicts the target's tokens in its decoder" in info
+    assert "gradient × attention explains" in info
+    assert not chart_specs(at)

@@ -17,6 +17,7 @@ from core import (
     predict_next,
     run_attention,
 )
+from core.methods import method_names
 from tests.pages.conftest import assert_clean, start, table_with
 from ui.session import VIEW_KEY
 
@@ -129,7 +130,7 @@ def test_cross_attention_offers_no_rollout_or_flow(tiny_model_path, loaded):
     # Rollout was selected: it falls back to the raw weights, and the page says why.
     assert any("rollout is not offered" in w.value for w in at.warning)
     assert any("not offered for cross attention" in c.value for c in at.caption)
-    assert at.segmented_control(key="w_method").options == ["raw"]
+    assert at.segmented_control(key="w_method").options == ["raw", "gradient × attention"]
     expected = run_attention(loaded("bart"), TEXT, target_text=TARGET)
     shape = (len(expected.decoder_tokens), len(expected.tokens))
     np.testing.assert_allclose(
@@ -155,6 +156,52 @@ def test_cross_attention_hides_special_tokens_on_each_side(tiny_model_path, load
     assert table.num_rows == shown_target * shown_source
     matrix = as_matrix(table, (shown_target, shown_source))
     np.testing.assert_allclose(matrix.sum(-1), 1.0, rtol=1e-3)  # rows renormalised
+
+
+@pytest.mark.parametrize(
+    ("stack", "why"),
+    [
+        ("decoder_self", "not yet for the decoder attention"),
+        ("cross", "cross attention maps target tokens to source tokens"),
+    ],
+)
+def test_every_method_a_stack_does_not_offer_is_named_with_its_reason(
+    tiny_model_path, loaded, stack, why
+):
+    at = start(model=tiny_model_path("bart"), text=TEXT, target=TARGET, stack=stack)
+    assert_clean(at)
+    offered = at.segmented_control(key="w_method").options
+    missing = [get_method(m).label for m in method_names() if get_method(m).label not in offered]
+    assert missing  # each stack of an encoder-decoder lacks some method
+    [note] = [c.value for c in at.caption if "not offered for" in c.value]  # one line
+    label = loaded("bart").family.stack_spec(stack).label.lower()
+    names = missing[0] if len(missing) == 1 else f"{', '.join(missing[:-1])} and {missing[-1]}"
+    assert note.startswith(
+        f"{names} {'is' if len(missing) == 1 else 'are'} not offered for {label}"
+    )
+    assert why in note
+    assert "Raw weights are shown" not in note  # only the fallback warning says what is shown
+
+
+def test_the_encoder_offers_every_method_and_gradient_attention_reads_every_stack(
+    tiny_model_path,
+):
+    at = start(model=tiny_model_path("bart"), text=TEXT, target=TARGET)
+    assert_clean(at)
+    labels = [get_method(m).label for m in method_names()]
+    assert at.segmented_control(key="w_method").options == labels
+    assert not [c.value for c in at.caption if "not offered for" in c.value]
+    for stack in ("decoder_self", "cross"):
+        at = start(
+            model=tiny_model_path("bart"),
+            text=TEXT,
+            target=TARGET,
+            stack=stack,
+            method="grad_attention",
+        )
+        assert_clean(at)
+        assert at.segmented_control(key="w_method").value == "grad_attention"
+        assert heatmap(at).num_rows > 0 and not at.warning
 
 
 def test_decoder_rollout_is_offered(tiny_model_path):

@@ -275,6 +275,29 @@ def test_a_flow_over_the_time_budget_stops_with_a_message(deploy, monkeypatch):
     assert "was stopped after 1 s" in messages(at, "error")
 
 
+def test_value_zeroing_over_the_public_budget_is_refused_before_it_starts(deploy, progress_texts):
+    deploy(ATLAS_PUBLIC=1, ATLAS_MAX_VALUE_ZEROING_TOKENS=16)
+    at = start(text=LONG_TEXT, method="value_zeroing", layer=1)
+    assert_clean(at)
+    assert "it does so for texts of up to 16 tokens" in messages(at, "error")
+    assert not progress_texts  # nothing started
+    at = start(text="The dog sat on the rug.", method="value_zeroing", layer=1)
+    assert_clean(at)
+    assert not at.error and progress_texts  # a short text is computed, with its progress
+
+
+def test_the_agreement_over_the_public_budget_says_so(deploy, tiny_model_path):
+    path = str(tiny_model_path("bert"))
+    deploy(ATLAS_PUBLIC=1, ATLAS_ALLOWED_MODELS=path, ATLAS_MAX_AGREEMENT_TOKENS=16)
+    at = start("pages/explain.py", model=path, text=LONG_TEXT.replace("tired", "[MASK]", 1))
+    assert_clean(at)
+    assert "ranks the methods for texts of up to 16 tokens" in messages(at, "info")
+    assert "explain_agreement" not in [t.key for t in at.toggle]  # nothing to turn on
+    at = start("pages/explain.py", model=path, text="The cat sat on the [MASK].")
+    assert_clean(at)
+    assert at.toggle(key="explain_agreement").value is False
+
+
 def test_masks_drawn_are_capped_with_a_note(deploy, tiny_model_path):
     deploy(ATLAS_PUBLIC=1, ATLAS_ALLOWED_MODELS=str(tiny_model_path("bert")), ATLAS_MAX_MASKS=2)
     text = "The [MASK] sat on the [MASK] because [MASK] was [MASK]."

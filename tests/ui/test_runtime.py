@@ -1,5 +1,8 @@
 """Process tuning and the Streamlit workarounds kept in one place."""
 
+import gc
+import weakref
+
 import altair as alt
 import pandas as pd
 import pytest
@@ -18,6 +21,23 @@ from ui.runtime import (
 def test_tuning_twice_is_harmless():
     tune_process()
     tune_process()
+
+
+def test_startup_objects_are_frozen_and_later_cycles_still_collected():
+    tune_process()
+    # The libraries imported before the first run are out of the collector's walk...
+    assert gc.get_freeze_count() > 10_000
+
+    class Node:
+        pass
+
+    # ...and garbage made after it is still found, cycles included.
+    first, second = Node(), Node()
+    first.other, second.other = second, first
+    alive = weakref.ref(first)
+    del first, second
+    gc.collect()
+    assert alive() is None
 
 
 def test_the_pages_folder_workaround_is_undone_cleanly():

@@ -336,3 +336,77 @@ def chefer_relevance(model: core.LoadedModel, text: str, position: int):
         cams.append(cam)
         rolled.append(relevance.clone())
     return torch.stack(cams).double().numpy(), torch.stack(rolled).double().numpy()
+
+
+def chefer_encoder_decoder_relevance(
+    model: core.LoadedModel, text: str, target_text: str, position: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Encoder-decoder relevance after hila-chefer/Transformer-MM-Explainability's DETR
+    `Generator.generate_ours` (rules 6-10, `normalize_self_attention=True`,
+    `apply_self_in_rule_10=True`, no LRP): a private copy of the model with gradients, the
+    decoder run on the target's prefix up to `position`, the one-hot logit backpropagated;
+    encoder `R_ii += cam @ R_ii`; per decoder layer `R_qq += cam @ R_qq`, `R_qi += cam @ R_qi`
+    (both from the old values), then `R_qi += handle_residual(R_qq).T @ cam_qi @
+    handle_residual(R_ii)`. `handle_residual` keeps a row that is the identity's alone as the
+    identity's (the one documented departure from the code, which makes it NaN).
+
+    Returns {stack: (per-layer cams `[L, q, k]`, relevance after each layer `[L, q, k]`)}, the
+    decoder's rows only up to `position`.
+    """
+    import copy
+
+    network = copy.deepcopy(model.model).requires_grad_(True)
+    encoded = core.inference.encode(model, text)
+    decoder_tokens = core.run_attention(model, text, target_text=target_text).decoder_tokens
+    prefix = torch.tensor([[t.token_id for t in decoder_tokens[: position + 1]]])
+    output = network(**encoded.inputs, decoder_input_ids=prefix, output_attentions=True)
+    stacks = {
+        "self": output.encoder_attentions,
+        "decoder_self": output.decoder_attentions,
+        "cross": output.cross_attentions,
+    }
+    for attentions in stacks.values():
+        for attention in attentions:
+            attention.retain_grad()
+    logits = output.logits
+    one_hot = torch.zeros(1, logits.shape[-1])
+    one_hot[0, int(logits[0, position].argmax())] = 1
+    network.zero_grad()
+    torch.sum(one_hot * logits[:, position]).backward()
+
+    def avg_heads(attention):
+        cam = attention.detach()[0]
+        return (attention.grad[0] * cam).clamp(min=0).mean(dim=0)
+
+    def handle_residual(relevance):
+        rest = relevance - torch.eye(relevance.shape[-1])
+        totals = rest.sum(dim=-1, keepdim=True)
+        rest = torch.where(totals > 0, rest / totals, torch.zeros_like(rest))
+        return rest + torch.eye(relevance.shape[-1])
+
+    s, q = len(encoded.tokens), position + 1
+    r_ii, r_qq, r_qi = torch.eye(s), torch.eye(q), torch.zeros(q, s)
+    out: dict[str, tuple[list, list]] = {name: ([], []) for name in stacks}
+    for attention in stacks["self"]:
+        cam = avg_heads(attention)
+        r_ii = r_ii + torch.matmul(cam, r_ii)
+        out["self"][0].append(cam)
+        out["self"][1].append(r_ii.clone())
+    for self_attention, cross_attention in zip(
+        stacks["decoder_self"], stacks["cross"], strict=True
+    ):
+        cam = avg_heads(self_attention)
+        r_qq_add, r_qi_add = torch.matmul(cam, r_qq), torch.matmul(cam, r_qi)
+        r_qq, r_qi = r_qq + r_qq_add, r_qi + r_qi_add
+        cam_qi = avg_heads(cross_attention)
+        r_qi = r_qi + torch.matmul(
+            handle_residual(r_qq).t(), torch.matmul(cam_qi, handle_residual(r_ii))
+        )
+        out["decoder_self"][0].append(cam)
+        out["decoder_self"][1].append(r_qq.clone())
+        out["cross"][0].append(cam_qi)
+        out["cross"][1].append(r_qi.clone())
+    return {
+        name: (torch.stack(cams).double().numpy(), torch.stack(rolled).double().numpy())
+        for name, (cams, rolled) in out.items()
+    }

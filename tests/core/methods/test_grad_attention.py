@@ -64,8 +64,29 @@ def test_the_shared_model_stays_frozen(perturbed_model):
     assert hooks() == before
 
 
-def test_encoder_decoder_models_say_why_not(perturbed_model):
-    bart = perturbed_model("bart")
-    assert "grad_attention" not in core.list_methods(bart)
-    with pytest.raises(core.MethodUnsupportedError, match="decoder token"):
-        core.compute_method(bart, TEXT, "grad_attention")
+@pytest.mark.parametrize("family", ["bart", "t5"])
+@pytest.mark.parametrize("position", [None, 2])
+def test_encoder_decoder_relevance_matches_the_reference(perturbed_model, family, position):
+    model = perturbed_model(family)
+    target_text = "A dog ran in the park."
+    decoder = core.run_attention(model, TEXT, target_text=target_text).decoder_tokens
+    t = len(decoder) - 1 if position is None else position
+    expected = references.chefer_encoder_decoder_relevance(model, TEXT, target_text, t)
+    assert "grad_attention" in core.list_methods(model, "cross")
+    for stack, (cams, rolled) in expected.items():
+        result = core.compute_method(
+            model, TEXT, "grad_attention", stack=stack, target_text=target_text, target=position
+        )
+        shown = (slice(None), *(slice(0, size) for size in cams.shape[1:]))
+        scale = max(1.0, np.abs(rolled).max())
+        np.testing.assert_allclose(result.per_layer[shown], cams, atol=1e-5 * scale)
+        np.testing.assert_allclose(result.rollout[shown], rolled, atol=1e-5 * scale)
+        assert np.abs(cams).sum() > 0 and np.abs(rolled).sum() > 0
+        if stack != "self":  # rows after the target are not run: nothing there
+            assert result.per_layer.shape[1] == len(decoder)
+            assert not result.rollout[:, t + 1 :].any()
+            assert f"at position {t} of the decoder" in result.notes[0]
+    cross = core.compute_method(
+        model, TEXT, "grad_attention", stack="cross", target_text=target_text, target=position
+    )
+    assert cross.rollout[-1, t].sum() > 0  # the cross rule reached the target's row

@@ -75,9 +75,10 @@ def test_flow_cancel_is_an_atlas_error(minilm):
         core.compute_method(minilm, TEXT, "flow", layers=(5,), progress=lambda d, t: False)
 
 
-def test_cross_attention_offers_raw_only(tiny_model_path):
+def test_cross_attention_offers_raw_and_gradient_relevance_only(tiny_model_path):
     bart = core.load_model(str(tiny_model_path("bart")))
-    assert core.list_methods(bart, CROSS) == ["raw"]
+    # Chaining maps needs square stacks; gradient relevance has its own cross rule.
+    assert core.list_methods(bart, CROSS) == ["raw", "grad_attention"]
     assert {"rollout", "flow"} <= set(core.list_methods(bart, DECODER_SELF))
     result = core.run_attention(bart, TEXT, target_text="Le chat.")
     with pytest.raises(core.MethodUnsupportedError, match="target tokens to source tokens"):

@@ -1,0 +1,240 @@
+"""Interaction speed on a loaded Attention page (issue 11, item 3), in headless Chromium.
+
+    python bench/bench_interactions.py [--sizes 128 512] [--repeats 3]
+
+Targets: changing layer, head, method or selected token is painted ≤ 300 ms after the input at
+128 tokens and ≤ 800 ms at 512, on the 12 × 12 model; a page's first load on a warm server
+≤ 2 s. The model is BERT-base-shaped (12 layers × 12 heads, random weights, real WordPiece
+tokenizer, `bench_browser.build_bert_base`), loaded by path.
+
+What is timed, per step, on one browser session of the real app (`streamlit run`):
+
+* *input → painted*: from the browser sending the rerun request the input caused (Chrome's
+  websocket timestamp: the selectbox or button sends it as the option is clicked) to every
+  Vega chart of the page painted and two animation frames after the run's `script_finished`
+  (the head view draws in the page's main thread, so those frames wait out its drawing too);
+* *server*: from that request to `script_finished`; *client*: the rest.
+
+*First load (warm server)*: a new browser context opens the page's link after another visit
+computed the same text (model loaded, result stored), from navigation to everything painted.
+
+Head switches inside the line view, hover and legend toggles run in the browser and are measured
+by `bench/bench_head_view.py` (with BertViz); this script measures what still goes to the
+server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.bench_browser import (  # noqa: E402
+    EXCEPTION,
+    Traffic,
+    _choose,
+    _segment,
+    _wait,
+    block_external_requests,
+    build_bert_base,
+    launch_browser,
+    load_average,
+    machine,
+    running_app,
+    texts_for,
+)
+
+VIEWPORT = {"width": 1440, "height": 900}
+TARGET_MS = {128: 300, 512: 800}
+FIRST_LOAD_TARGET_S = 2.0
+_TWO_FRAMES = "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
+
+
+def _pick_token(index: int):
+    def act(page) -> None:
+        box = page.locator("[data-testid='stSelectbox']").filter(has_text="Selected token").first
+        box.click()
+        page.get_by_role("option", name=f"{index}: ", exact=False).first.click()
+
+    return act
+
+
+def steps(repeat: int) -> list[tuple[str, object]]:
+    """What a visitor does on a loaded page, `repeat` times with other values each time."""
+    plan = []
+    for r in range(repeat):
+        plan += [
+            ("layer", _choose("Layer", str(3 + r))),
+            ("head", _choose("Head", str(5 + r))),
+            ("method", _segment("rollout")),
+            ("method", _segment("raw")),
+            ("selected token", _pick_token(7 + r)),
+        ]
+    return plan
+
+
+def timed_step(page, traffic: Traffic, act, timeout: float) -> dict:
+    page.wait_for_timeout(400)
+    mark = traffic.mark()
+    act(page)
+    run = _wait(page, traffic, mark, time.monotonic() + timeout)
+    if isinstance(run, str):
+        return {"status": run}
+    page.evaluate(_TWO_FRAMES)
+    drawn = time.monotonic()
+    requested, finished, _ = run
+    status = "exception" if page.locator(EXCEPTION).count() else "ok"
+    return {
+        "status": status,
+        "painted_ms": (drawn - requested) * 1000,
+        "server_ms": (finished - requested) * 1000,
+        "client_ms": (drawn - finished) * 1000,
+    }
+
+
+def first_load(browser, app, params: dict, timeout: float, context=None) -> float | str:
+    """Seconds from opening the link to the page painted; a new browser context (nothing in
+    the browser's cache) unless `context` is given (a returning visitor: app assets cached)."""
+    own = context is None
+    if own:
+        context = browser.new_context(viewport=VIEWPORT)
+        block_external_requests(context)
+    page = context.new_page()
+    try:
+        traffic = Traffic(context, page)
+        started = time.monotonic()
+        mark = traffic.mark()
+        page.goto(app.url("/", **params), timeout=timeout * 1000)
+        run = _wait(page, traffic, mark, started + timeout)
+        if isinstance(run, str):
+            return run
+        page.evaluate(_TWO_FRAMES)
+        return time.monotonic() - started
+    finally:
+        page.close()
+        if own:
+            context.close()
+
+
+def measure(browser, app, model: str, n: int, text: str, repeat: int, timeout: float) -> dict:
+    params = {"text": text, "model": model}
+    cold = first_load(browser, app, params, timeout)  # the forward pass: not a target
+    warm = [first_load(browser, app, params, timeout) for _ in range(repeat)]
+    context = browser.new_context(viewport=VIEWPORT)
+    block_external_requests(context)
+    first_load(browser, app, params, timeout, context)  # fills this context's browser cache
+    returning = [first_load(browser, app, params, timeout, context) for _ in range(repeat)]
+    page = context.new_page()
+    rows: dict[str, list[dict]] = {}
+    try:
+        traffic = Traffic(context, page)
+        mark = traffic.mark()
+        page.goto(app.url("/", **params), timeout=timeout * 1000)
+        _wait(page, traffic, mark, time.monotonic() + timeout)
+        for name, act in steps(repeat):
+            try:
+                row = timed_step(page, traffic, act, timeout)
+            except Exception as error:  # one broken step must not end the run
+                row = {"status": f"error: {type(error).__name__}: {str(error)[:100]}"}
+            print(f"  {n} tokens, {name}: {row}", flush=True)
+            rows.setdefault(name, []).append(row)
+    finally:
+        context.close()
+    return {"cold_s": cold, "warm_s": warm, "returning_s": returning, "steps": rows}
+
+
+def _median(rows: list[dict], key: str) -> float | None:
+    values = [r[key] for r in rows if r.get("status") == "ok"]
+    return statistics.median(values) if values else None
+
+
+def report(results: dict[int, dict], args, info: dict) -> str:
+    lines = [
+        "### Interaction speed on the Attention page (issue 11, item 3)",
+        "",
+        f"Run: `python bench/bench_interactions.py --sizes {' '.join(map(str, args.sizes))} "
+        f"--repeats {args.repeats}` on {info['date']}, 2 CPUs, Chromium headless at 1440 × 900, "
+        f"BERT-base-shaped model (12 × 12, random weights) loaded by path. Load average "
+        f"{info['load_start']} at the start, {info['load_end']} at the end.",
+        "",
+        "| tokens | step | input → painted, median (min–max) ms | server ms | client ms | target |"
+        " |",
+        "| ---: | --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for n, result in results.items():
+        target = TARGET_MS.get(n)
+        for name, rows in result["steps"].items():
+            ok = [r["painted_ms"] for r in rows if r.get("status") == "ok"]
+            bad = [r["status"] for r in rows if r.get("status") != "ok"]
+            if ok:
+                spread = f"{statistics.median(ok):.0f} ({min(ok):.0f}–{max(ok):.0f})"
+                verdict = "met" if target and statistics.median(ok) <= target else "missed"
+            else:
+                spread, verdict = "—", "not measured"
+            if bad:
+                spread += f"; {len(bad)} failed: {bad[0]}"
+            server = _median(rows, "server_ms")
+            client = _median(rows, "client_ms")
+            lines.append(
+                f"| {n} | {name} | {spread} | {server:.0f} | {client:.0f} | ≤ {target} | "
+                f"{verdict} |"
+                if server is not None and client is not None
+                else f"| {n} | {name} | {spread} | – | – | ≤ {target} | {verdict} |"
+            )
+    lines += [
+        "",
+        "| tokens | first visit (forward pass included) | warm server, new browser (empty "
+        "cache) | warm server, returning browser (app assets cached) | target ≤ 2 s |",
+        "| ---: | ---: | --- | --- | --- |",
+    ]
+    for n, result in results.items():
+        cold = result["cold_s"]
+        cold_text = f"{cold:.2f} s" if isinstance(cold, float) else str(cold)
+        cells, verdicts = [], []
+        for key in ("warm_s", "returning_s"):
+            times = [w for w in result[key] if isinstance(w, float)]
+            if not times:
+                cells.append("—")
+                verdicts.append("not measured")
+                continue
+            median = statistics.median(times)
+            cells.append(f"{median:.2f} s ({min(times):.2f}–{max(times):.2f})")
+            verdicts.append("met" if median <= FIRST_LOAD_TARGET_S else "missed")
+        verdict = f"new: {verdicts[0]}; returning: {verdicts[1]}"
+        lines.append(f"| {n} | {cold_text} | {cells[0]} | {cells[1]} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 512])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=120.0)
+    args = parser.parse_args()
+    info = {**machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    info["load_start"] = load_average()
+    texts = texts_for(args.sizes)
+    from playwright.sync_api import sync_playwright
+
+    results: dict[int, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="atlas-bert-base-") as directory:
+        model = str(build_bert_base(Path(directory)))
+        with running_app() as app, sync_playwright() as playwright:
+            browser = launch_browser(playwright)
+            for n in args.sizes:
+                results[n] = measure(browser, app, model, n, texts[n], args.repeats, args.timeout)
+            browser.close()
+    info["load_end"] = load_average()
+    print(report(results, args, info))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    main()
