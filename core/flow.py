@@ -38,12 +38,11 @@ __all__ = [
 ]
 
 # Longest input whose full n x n flow stays within the 10 s target at every layer of the
-# embedded 6-layer model on real text, measured in CPU seconds on the shared 2-core VM
-# (bench/RESULTS.md, flow section; the solver runs two threads, so two idle cores take
-# about CPU / 2): at 112 tokens at most 12.6 CPU s (code, layer index 4; about 6.3 s); at
-# 128 tokens up to 21.8 CPU s at layer index 4 (about 11 s), which misses. A page offers
-# the full matrix by default up to here and chosen rows beyond.
-FULL_FLOW_DEFAULT_MAX_TOKENS = 112
+# embedded 6-layer model on real text (bench/RESULTS.md, flow section): on the 2-core VM with
+# nothing else running, a full 128 x 128 took at most 9.3 s (code, layer index 4; five kinds
+# of text, layer indices 3-5), and 256 x 256 up to 114 s, which misses. A page offers the
+# full matrix by default up to here and chosen rows beyond.
+FULL_FLOW_DEFAULT_MAX_TOKENS = 128
 
 
 def _layer_index(layer: int, layers: int) -> int:
