@@ -393,7 +393,7 @@ def measure_view(browser, app, view: View, model_param, text, label, n, timeout)
         mark = traffic.mark()
         page.goto(app.url(view.path, **params), timeout=timeout * 1000)
         if view.type_replacement:
-            run = _wait(page, traffic, mark, started + timeout)
+            run = wait_for_run(page, traffic, mark, started + timeout)
             if isinstance(run, str):
                 result.status = run
                 return result
@@ -401,7 +401,7 @@ def measure_view(browser, app, view: View, model_param, text, label, n, timeout)
             field_.fill(REPLACEMENT)
             mark = traffic.mark()
             field_.press("Enter")
-        run = _wait(page, traffic, mark, started + timeout)
+        run = wait_for_run(page, traffic, mark, started + timeout)
         drawn_at = time.monotonic()
         if isinstance(run, str):
             result.status = run
@@ -426,7 +426,7 @@ def measure_view(browser, app, view: View, model_param, text, label, n, timeout)
         context.close()
 
 
-def _wait(page, traffic: Traffic, mark, deadline: float):
+def wait_for_run(page, traffic: Traffic, mark, deadline: float):
     """Poll until the run after `mark` finished and all its charts are painted; returns
     (requested, finished, charts) or a status string."""
     start = time.monotonic()
@@ -444,7 +444,7 @@ def _wait(page, traffic: Traffic, mark, deadline: float):
     return f"not drawn in {deadline - start:.0f} s"
 
 
-def _choose(label: str, option: str):
+def choose_option(label: str, option: str):
     def act(page) -> None:
         box = page.locator("[data-testid='stSelectbox']").filter(has_text=label).first
         box.click()
@@ -453,7 +453,7 @@ def _choose(label: str, option: str):
     return act
 
 
-def _segment(option: str):
+def click_segment(option: str):
     def act(page) -> None:
         page.locator("[data-testid='stButtonGroup']").first.get_by_text(option, exact=True).click()
 
@@ -462,15 +462,15 @@ def _segment(option: str):
 
 # What a visitor does on a loaded Attention page: each step is one rerun of the same session.
 INTERACTIONS = (
-    ("pick head 3", _choose("Head", "3")),
-    ("pick layer 3", _choose("Layer", "3")),
-    ("mean of heads", _choose("Head", "mean of heads")),
-    ("all heads (lines)", _choose("Head", "all heads (lines)")),
-    ("method rollout", _segment("rollout")),
-    ("method raw", _segment("raw")),
+    ("pick head 3", choose_option("Head", "3")),
+    ("pick layer 3", choose_option("Layer", "3")),
+    ("mean of heads", choose_option("Head", "mean of heads")),
+    ("all heads (lines)", choose_option("Head", "all heads (lines)")),
+    ("method rollout", click_segment("rollout")),
+    ("method raw", click_segment("raw")),
 )
 
-_TWO_FRAMES = "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
+TWO_FRAMES = "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
 
 
 def measure_interactions(browser, app, model_param, text, label, n, timeout) -> list[Measurement]:
@@ -490,7 +490,7 @@ def measure_interactions(browser, app, model_param, text, label, n, timeout) -> 
         params = {"text": text, **({"model": model_param} if model_param else {})}
         mark = traffic.mark()
         page.goto(app.url("/", **params), timeout=timeout * 1000)
-        if isinstance(_wait(page, traffic, mark, time.monotonic() + timeout), str):
+        if isinstance(wait_for_run(page, traffic, mark, time.monotonic() + timeout), str):
             return [Measurement(label, n, "interaction: page load", status="not loaded")]
         for name, act in INTERACTIONS:
             row = Measurement(label, n, f"interaction: {name}")
@@ -498,11 +498,11 @@ def measure_interactions(browser, app, model_param, text, label, n, timeout) -> 
             mark = traffic.mark()
             try:
                 act(page)
-                run = _wait(page, traffic, mark, time.monotonic() + timeout)
+                run = wait_for_run(page, traffic, mark, time.monotonic() + timeout)
                 if isinstance(run, str):
                     row.status = run
                 else:
-                    page.evaluate(_TWO_FRAMES)
+                    page.evaluate(TWO_FRAMES)
                     drawn_at = time.monotonic()
                     requested, finished, row.charts = run
                     row.after_pass_s = drawn_at - requested

@@ -38,23 +38,23 @@ sys.path.insert(0, str(REPO))
 
 from bench.bench_browser import (  # noqa: E402
     EXCEPTION,
+    TWO_FRAMES,
     Traffic,
-    _choose,
-    _segment,
-    _wait,
     block_external_requests,
     build_bert_base,
+    choose_option,
+    click_segment,
     launch_browser,
     load_average,
     machine,
     running_app,
     texts_for,
+    wait_for_run,
 )
 
 VIEWPORT = {"width": 1440, "height": 900}
 TARGET_MS = {128: 300, 512: 800}
 FIRST_LOAD_TARGET_S = 2.0
-_TWO_FRAMES = "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
 
 
 def _pick_token(index: int):
@@ -71,10 +71,10 @@ def steps(repeat: int) -> list[tuple[str, object]]:
     plan = []
     for r in range(repeat):
         plan += [
-            ("layer", _choose("Layer", str(3 + r))),
-            ("head", _choose("Head", str(5 + r))),
-            ("method", _segment("rollout")),
-            ("method", _segment("raw")),
+            ("layer", choose_option("Layer", str(3 + r))),
+            ("head", choose_option("Head", str(5 + r))),
+            ("method", click_segment("rollout")),
+            ("method", click_segment("raw")),
             ("selected token", _pick_token(7 + r)),
         ]
     return plan
@@ -84,10 +84,10 @@ def timed_step(page, traffic: Traffic, act, timeout: float) -> dict:
     page.wait_for_timeout(400)
     mark = traffic.mark()
     act(page)
-    run = _wait(page, traffic, mark, time.monotonic() + timeout)
+    run = wait_for_run(page, traffic, mark, time.monotonic() + timeout)
     if isinstance(run, str):
         return {"status": run}
-    page.evaluate(_TWO_FRAMES)
+    page.evaluate(TWO_FRAMES)
     drawn = time.monotonic()
     requested, finished, _ = run
     status = "exception" if page.locator(EXCEPTION).count() else "ok"
@@ -112,10 +112,10 @@ def first_load(browser, app, params: dict, timeout: float, context=None) -> floa
         started = time.monotonic()
         mark = traffic.mark()
         page.goto(app.url("/", **params), timeout=timeout * 1000)
-        run = _wait(page, traffic, mark, started + timeout)
+        run = wait_for_run(page, traffic, mark, started + timeout)
         if isinstance(run, str):
             return run
-        page.evaluate(_TWO_FRAMES)
+        page.evaluate(TWO_FRAMES)
         return time.monotonic() - started
     finally:
         page.close()
@@ -137,7 +137,7 @@ def measure(browser, app, model: str, n: int, text: str, repeat: int, timeout: f
         traffic = Traffic(context, page)
         mark = traffic.mark()
         page.goto(app.url("/", **params), timeout=timeout * 1000)
-        _wait(page, traffic, mark, time.monotonic() + timeout)
+        wait_for_run(page, traffic, mark, time.monotonic() + timeout)
         for name, act in steps(repeat):
             try:
                 row = timed_step(page, traffic, act, timeout)

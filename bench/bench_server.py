@@ -179,7 +179,7 @@ def browser_floor(repeat: int = 3) -> list[float]:
                     traffic = bb.Traffic(context, page)
                     mark = traffic.mark()
                     page.goto(f"http://127.0.0.1:{port}/")
-                    run = bb._wait(page, traffic, mark, time.monotonic() + 60)
+                    run = bb.wait_for_run(page, traffic, mark, time.monotonic() + 60)
                     if isinstance(run, str):
                         raise RuntimeError(run)
                     times.append(time.monotonic() - run[0])
