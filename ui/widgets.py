@@ -45,7 +45,10 @@ def _lookup(labels: Sequence[str] | dict[Any, str], option: Any) -> str:
 
 
 def show_chart(chart: Any, **kwargs: Any) -> Any:
-    """`st.altair_chart(chart, **kwargs)` without Altair's validation of the finished spec."""
+    """Draw a builder's chart: a plain Vega-Lite spec (`core.charts.Spec`) as it is, an Altair
+    chart without Altair's validation of the finished spec."""
+    if isinstance(chart, dict):
+        return st.vega_lite_chart(chart, **kwargs)
     return st.altair_chart(skip_final_validation(chart), **kwargs)
 
 

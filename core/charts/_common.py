@@ -10,6 +10,7 @@ from typing import Any
 
 import altair as alt
 import numpy as np
+import pandas as pd
 
 from core.display import (
     LABEL_FONT_SIZE,
@@ -56,12 +57,23 @@ def round_sig(values: np.ndarray | Sequence[float], digits: int = SIG_DIGITS) ->
     return a
 
 
-def spec_dict(chart: alt.TopLevelMixin) -> dict[str, Any]:
-    """The chart's Vega-Lite spec as a dict, with its data inlined under ``"datasets"``.
+Spec = dict[str, Any]
+"""A Vega-Lite spec built as a plain dict (no Altair objects): its ``"datasets"`` may hold data
+frames, which Streamlit ships as Arrow tables; `spec_dict` turns them into JSON rows."""
+
+
+def spec_dict(chart: alt.TopLevelMixin | Spec) -> Spec:
+    """The chart's Vega-Lite spec as a JSON-ready dict, its data inlined under ``"datasets"``.
 
     Lifts Altair's 5000-row guard for this one call: a 512-token heatmap has 262k rows by
     design. Streamlit does not need this (it ships data frames as Arrow itself).
     """
+    if isinstance(chart, dict):
+        datasets = {
+            name: rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows
+            for name, rows in chart.get("datasets", {}).items()
+        }
+        return {**chart, "datasets": datasets} if datasets else dict(chart)
     with alt.data_transformers.disable_max_rows():
         return chart.to_dict()
 
@@ -84,8 +96,13 @@ def array_param(stem: str, values: list[Any]) -> alt.Parameter:
     Content-derived names let charts with different arrays be layered or concatenated without
     a parameter-name clash, while identical arrays share one parameter.
     """
+    return alt.param(**array_param_spec(stem, values))
+
+
+def array_param_spec(stem: str, values: list[Any]) -> Spec:
+    """`array_param` as a plain spec: ``{"name": "<stem>_<hash>", "value": values}``."""
     digest = hashlib.sha1(json.dumps(values).encode("utf-8")).hexdigest()[:10]
-    return alt.param(name=f"{stem}_{digest}", value=values)
+    return {"name": f"{stem}_{digest}", "value": values}
 
 
 def position_dtype(n: int) -> type[np.integer]:
@@ -93,8 +110,13 @@ def position_dtype(n: int) -> type[np.integer]:
     return np.int16 if n < np.iinfo(np.int16).max else np.int32
 
 
-def position_axis(
-    param: alt.Parameter,
+def position_axis(param: alt.Parameter, **options: Any) -> alt.Axis:
+    """`axis_spec` for the texts in the variable parameter `param`, as an Altair axis."""
+    return alt.Axis(**axis_spec(param.name, **options))
+
+
+def axis_spec(
+    labels_name: str,
     *,
     title: str | None,
     label_angle: float | None = None,
@@ -103,8 +125,8 @@ def position_axis(
     font_weight_expr: str | None = None,
     planned: bool = False,
     offset: int | None = None,
-) -> alt.Axis:
-    """An axis over token positions whose labels are the texts in `param`.
+) -> Spec:
+    """An axis over token positions whose labels are the texts in parameter `labels_name`.
 
     `values` lists the positions to label; it is needed on quantitative scales, where the
     default ticks would be round numbers rather than every position. `planned` says the caller
@@ -112,9 +134,9 @@ def position_axis(
     at `LABEL_FONT_SIZE`, instead of Vega culling some. `offset` moves the labels away from the
     plot (to make room for A/B segment strips).
     """
-    kwargs: dict[str, Any] = {
+    axis: Spec = {
         "title": title,
-        "labelExpr": f"{param.name}[datum.value]",
+        "labelExpr": f"{labels_name}[datum.value]",
         # At hundreds of tokens greedy culling keeps a readable subset instead of a smear.
         "labelOverlap": False if planned else "greedy",
         "labelLimit": LABEL_LIMIT_PX,
@@ -125,18 +147,18 @@ def position_axis(
         "domain": False,
     }
     if label_angle is not None:
-        kwargs["labelAngle"] = label_angle
+        axis["labelAngle"] = label_angle
     if orient is not None:
-        kwargs["orient"] = orient
+        axis["orient"] = orient
     if values is not None:
-        kwargs["values"] = values
+        axis["values"] = values
     if font_weight_expr is not None:
-        kwargs["labelFontWeight"] = alt.ExprRef(expr=font_weight_expr)
+        axis["labelFontWeight"] = {"expr": font_weight_expr}
     if planned:
-        kwargs["labelFontSize"] = LABEL_FONT_SIZE
+        axis["labelFontSize"] = LABEL_FONT_SIZE
     if offset is not None:
-        kwargs["offset"] = offset
-    return alt.Axis(**kwargs)
+        axis["offset"] = offset
+    return axis
 
 
 def add_params(chart: alt.TopLevelMixin, params: list[alt.Parameter]) -> alt.TopLevelMixin:
@@ -146,7 +168,8 @@ def add_params(chart: alt.TopLevelMixin, params: list[alt.Parameter]) -> alt.Top
 
 # Streamlit fits charts without an explicit autosize into their width *including* axes and
 # legend, which squeezes a heatmap's cells to nothing; "pad" keeps the plot size we set.
-PAD = alt.AutoSizeParams(type="pad", contains="padding")
+PAD_SPEC: Spec = {"type": "pad", "contains": "padding"}
+PAD = alt.AutoSizeParams(**PAD_SPEC)
 # Bar charts follow the column's width but keep the height we set: Streamlit's default "fit"
 # also fits the height, title and axes included, which squeezed five prediction bars into
 # 30 px with two labels.
@@ -164,7 +187,14 @@ NOTES_KEY = "atlas_notes"
 
 
 def finish(chart: alt.TopLevelMixin, title: str, notes: Sequence[str]) -> alt.TopLevelMixin:
-    """Set the title, with `notes` as its subtitle and in ``usermeta`` (see `chart_notes`).
+    """Set the title, with `notes` as its subtitle and in ``usermeta`` (`title_properties`)."""
+    properties = title_properties(title, notes)
+    return chart.properties(**properties) if properties else chart
+
+
+def title_properties(title: str, notes: Sequence[str]) -> Spec:
+    """The ``title`` (and ``usermeta``) of a chart: `notes` as its subtitle and in ``usermeta``
+    (see `chart_notes`).
 
     Without notes the title stays a plain string, as before. Vega does not wrap titles, so the
     subtitle is broken into lines of at most `NOTE_LINE_CHARS` characters.
@@ -175,20 +205,21 @@ def finish(chart: alt.TopLevelMixin, title: str, notes: Sequence[str]) -> alt.To
         text = textwrap.wrap(title, TITLE_LINE_CHARS)
     if notes:
         lines = [line for note in notes for line in textwrap.wrap(note, NOTE_LINE_CHARS)]
-        chart = chart.properties(
-            title=alt.TitleParams(text=text or " ", subtitle=lines, anchor="start"),
-            usermeta={NOTES_KEY: notes},
-        )
-    elif isinstance(text, list):
-        chart = chart.properties(title=alt.TitleParams(text=text, anchor="start"))
-    elif title:
-        chart = chart.properties(title=title)
-    return chart
+        return {
+            "title": {"text": text or " ", "subtitle": lines, "anchor": "start"},
+            "usermeta": {NOTES_KEY: notes},
+        }
+    if isinstance(text, list):
+        return {"title": {"text": text, "anchor": "start"}}
+    return {"title": title} if title else {}
 
 
-def chart_notes(chart: alt.TopLevelMixin) -> list[str]:
+def chart_notes(chart: alt.TopLevelMixin | Spec) -> list[str]:
     """The notes a builder attached to `chart` (thinned labels, bars left out), or []."""
-    meta = getattr(chart, "usermeta", alt.Undefined)
+    if isinstance(chart, dict):
+        meta = chart.get("usermeta", alt.Undefined)
+    else:
+        meta = getattr(chart, "usermeta", alt.Undefined)
     if meta is alt.Undefined or not isinstance(meta, dict):
         return []
     return list(meta.get(NOTES_KEY, []))
@@ -202,14 +233,25 @@ def heat_size(n: int) -> int:
 def scaled_color(
     values: np.ndarray,
     *,
+    legend: alt.Legend | None = None,
+    **options: Any,
+) -> alt.Color:
+    """`color_spec` as an Altair channel."""
+    channel = color_spec(values, legend=None if legend is None else legend.to_dict(), **options)
+    return alt.Color("v:Q", **{k: v for k, v in channel.items() if k not in ("field", "type")})
+
+
+def color_spec(
+    values: np.ndarray,
+    *,
     value_label: str,
     diverging: bool,
     domain: tuple[float, float] | None,
     scheme: str | None,
     scale: ScaleMode,
     shared: float | None,
-    legend: alt.Legend | None = None,
-) -> alt.Color:
+    legend: Spec | None = None,
+) -> Spec:
     """The colour channel over field ``v`` for `scale`, its legend title saying which scale.
 
     An explicit `domain` wins over `scale` (the older way to fix a domain); its title then
@@ -222,24 +264,27 @@ def scaled_color(
         used, mode = (float(domain[0]), float(domain[1])), "fixed"
     if domain is None and scale == "chart" and not diverging:
         # Left to Vega, as before: 0 to this chart's maximum.
-        color = color_scale(values, diverging=False, domain=None, scheme=scheme)
+        color = scale_spec(values, diverging=False, domain=None, scheme=scheme)
     else:
-        color = color_scale(values, diverging=diverging, domain=used, scheme=scheme)
+        color = scale_spec(values, diverging=diverging, domain=used, scheme=scheme)
     title = scale_title(value_label, mode, used, diverging=diverging)
     # Gradient legends print 0.00 and 0.02 on top of each other unless told to cull.
-    legend = legend if legend is not None else alt.Legend()
-    legend.labelOverlap = "greedy"
-    legend.labelSeparation = 6
-    return alt.Color("v:Q", scale=color, title=title, legend=legend)
+    legend = {**(legend or {}), "labelOverlap": "greedy", "labelSeparation": 6}
+    return {"field": "v", "type": "quantitative", "scale": color, "title": title, "legend": legend}
 
 
-def color_scale(
+def color_scale(values: np.ndarray, **options: Any) -> alt.Scale:
+    """`scale_spec` as an Altair scale."""
+    return alt.Scale(**scale_spec(values, **options))
+
+
+def scale_spec(
     values: np.ndarray,
     *,
     diverging: bool,
     domain: tuple[float, float] | None,
     scheme: str | None,
-) -> alt.Scale:
+) -> Spec:
     if diverging:
         # Symmetric around 0 so equal gains and losses get equally strong colours.
         if domain is None:
@@ -247,12 +292,15 @@ def color_scale(
         else:
             bound = float(max(abs(domain[0]), abs(domain[1])))
         bound = bound or 1.0  # an all-zero difference still needs a non-empty domain
-        return alt.Scale(
-            scheme=scheme or DIVERGING_SCHEME, domain=[-bound, bound], domainMid=0, clamp=True
-        )
+        return {
+            "scheme": scheme or DIVERGING_SCHEME,
+            "domain": [-bound, bound],
+            "domainMid": 0,
+            "clamp": True,
+        }
     if domain is not None:
-        return alt.Scale(scheme=scheme or SEQUENTIAL_SCHEME, domain=list(domain), clamp=True)
+        return {"scheme": scheme or SEQUENTIAL_SCHEME, "domain": list(domain), "clamp": True}
     if values.size and float(values.min()) >= 0:
         # Anchoring at 0 keeps "no attention" the same colour in every head.
-        return alt.Scale(scheme=scheme or SEQUENTIAL_SCHEME, domainMin=0)
-    return alt.Scale(scheme=scheme or SEQUENTIAL_SCHEME)
+        return {"scheme": scheme or SEQUENTIAL_SCHEME, "domainMin": 0}
+    return {"scheme": scheme or SEQUENTIAL_SCHEME}

@@ -10,8 +10,12 @@ import pandas as pd
 
 from core.charts._common import (
     PAD,
-    add_params,
+    PAD_SPEC,
+    Spec,
+    array_param_spec,
+    axis_spec,
     check_labels,
+    color_spec,
     finish,
     heat_size,
     labels_param,
@@ -19,6 +23,7 @@ from core.charts._common import (
     position_dtype,
     round_sig,
     scaled_color,
+    title_properties,
 )
 from core.display import (
     LABEL_FONT_SIZE,
@@ -34,6 +39,8 @@ SEGMENT_COLORS = ["#4c78a8", "#f58518"]
 """Fill of the A and B strips beside a pair's axes (marks, not text: legible in both themes)."""
 STRIP_PX = 6
 """Thickness of the A/B strips; the token labels move out by this much plus a gap."""
+HEAT_VIEW = "heat_cells"
+"""Name of the heatmap's cell layer, the view its click selection belongs to."""
 
 
 def attention_heatmap(
@@ -56,7 +63,7 @@ def attention_heatmap(
     scale: ScaleMode = "chart",
     shared_max: float | None = None,
     segment_b_start: int | None = None,
-) -> alt.LayerChart:
+) -> Spec:
     """Heatmap of a `[q, k]` matrix: rows are queries ("from"), columns are keys ("to").
 
     Args:
@@ -94,8 +101,14 @@ def attention_heatmap(
     Labels: every row and column is labelled when cells leave `core.display.LABEL_PX` px a
     label; beyond, every k-th is, and the chart's subtitle (and `chart_notes`) says so.
 
-    Data: one row per drawn cell with fields ``q`` (int), ``k`` (int), ``v`` (float, 5
-    significant digits). Token texts are looked up client-side into ``query``/``key``.
+    Returns the Vega-Lite spec as a plain dict (`Spec`), built without Altair: the page
+    redraws this chart on every change of layer, head or token, and Altair's objects cost
+    ≈ 100 ms per heatmap to build and serialise (bench/RESULTS.md, interaction speed).
+
+    Data: dataset ``"cells"``, one row per drawn cell with fields ``q`` (int), ``k`` (int), ``v``
+    (float, 5 significant digits), as a data frame (`spec_dict` gives JSON rows); datasets
+    ``"query_labels"`` (``q``, ``query``) and ``"key_labels"`` (``k``, ``key``) hold the token
+    texts, joined to the cells client-side for the tooltip.
 
     Selection: point param ``"cell"`` (see `selection_name`) over ``q`` and ``k``; with
     ``on_select="rerun"`` Streamlit returns ``{"cell": [{"q": 3, "k": 5}]}`` after a click.
@@ -115,9 +128,14 @@ def attention_heatmap(
         keep &= ~mask
     if causal:
         keep &= ~causal_mask(range(nq), range(nk))
+    if selected is not None and not 0 <= selected < nq:
+        raise ValueError(f"selected={selected} outside 0..{nq - 1}")
+    pair = segment_b_start is not None
+    if pair and not 0 < segment_b_start < min(nq, nk):  # type: ignore[operator]
+        raise ValueError(f"segment_b_start={segment_b_start} outside 1..{min(nq, nk) - 1}")
     q_idx, k_idx = np.nonzero(keep)
     values = round_sig(m[keep])
-    data = pd.DataFrame(
+    cells = pd.DataFrame(
         {
             "q": q_idx.astype(position_dtype(nq)),
             "k": k_idx.astype(position_dtype(nk)),
@@ -125,8 +143,8 @@ def attention_heatmap(
         }
     )
 
-    q_param = labels_param(q_tokens)
-    k_param = labels_param(k_tokens)
+    q_param = array_param_spec("tok", q_tokens)
+    k_param = array_param_spec("tok", k_tokens)
     legend_below = column_width is not None and column_width < LEGEND_BELOW_PX
     available = None
     if column_width is not None:
@@ -141,12 +159,8 @@ def attention_heatmap(
     x_plan = plan_axis(nk, plot_w, what=what_x)
     y_plan = plan_axis(nq, plot_h, what=what_y)
     notes = list(dict.fromkeys(note for note in (x_plan.note, y_plan.note) if note))
-    pair = segment_b_start is not None
-    if pair and not 0 < segment_b_start < min(nq, nk):  # type: ignore[operator]
-        raise ValueError(f"segment_b_start={segment_b_start} outside 1..{min(nq, nk) - 1}")
     label_offset = STRIP_PX + 2 if pair else None
-    legend = alt.Legend(orient="bottom", direction="horizontal") if legend_below else None
-    heat_color = scaled_color(
+    heat_color = color_spec(
         values,
         value_label=value_label,
         diverging=diverging,
@@ -154,112 +168,169 @@ def attention_heatmap(
         scheme=scheme,
         scale=scale,
         shared=shared_max,
-        legend=legend,
+        legend={"orient": "bottom", "direction": "horizontal"} if legend_below else None,
     )
-
-    cell = alt.selection_point(name=selection_name, fields=["q", "k"], on="click", clear="dblclick")
-    y = alt.Y(
-        "q:O",
-        scale=alt.Scale(domain=list(range(nq))),
-        axis=position_axis(
-            q_param,
+    y = {
+        "field": "q",
+        "type": "ordinal",
+        "scale": {"domain": list(range(nq))},
+        "axis": axis_spec(
+            q_param["name"],
             title="query (from)",
             values=y_plan.values,
             planned=True,
             offset=label_offset,
         ),
-    )
-    x = alt.X(
-        "k:O",
-        scale=alt.Scale(domain=list(range(nk))),
-        axis=position_axis(
-            k_param,
+    }
+    x = {
+        "field": "k",
+        "type": "ordinal",
+        "scale": {"domain": list(range(nk))},
+        "axis": axis_spec(
+            k_param["name"],
             title="key (to)",
             label_angle=-90,
             values=x_plan.values,
             planned=True,
             offset=label_offset,
         ),
-    )
-    heat = (
-        alt.Chart(data)
-        .mark_rect()
-        .transform_calculate(query=f"{q_param.name}[datum.q]", key=f"{k_param.name}[datum.k]")
-        .encode(
-            x=x,
-            y=y,
-            color=heat_color,
-            tooltip=[
-                alt.Tooltip("q:O", title="query #"),
-                alt.Tooltip("query:N", title="query"),
-                alt.Tooltip("k:O", title="key #"),
-                alt.Tooltip("key:N", title="key"),
-                alt.Tooltip("v:Q", title=value_label, format=".4f"),
+    }
+    heat = {
+        # Named so that the click selection, declared at the top level, knows its view.
+        "name": HEAT_VIEW,
+        "data": {"name": "cells"},
+        # No per-cell ARIA description: Vega-Lite builds one by expression for every cell.
+        "mark": {"type": "rect", "aria": False},
+        # Joined by position, not computed per cell: an expression per cell is evaluated by
+        # Streamlit's CSP-safe Vega interpreter, ≈ 1 µs each, on every redraw.
+        "transform": [
+            {
+                "lookup": "q",
+                "from": {"data": {"name": "query_labels"}, "key": "q", "fields": ["query"]},
+            },
+            {
+                "lookup": "k",
+                "from": {"data": {"name": "key_labels"}, "key": "k", "fields": ["key"]},
+            },
+        ],
+        "encoding": {
+            "x": x,
+            "y": y,
+            "color": heat_color,
+            "tooltip": [
+                {"field": "q", "type": "ordinal", "title": "query #"},
+                {"field": "query", "type": "nominal", "title": "query"},
+                {"field": "k", "type": "ordinal", "title": "key #"},
+                {"field": "key", "type": "nominal", "title": "key"},
+                {"field": "v", "type": "quantitative", "title": value_label, "format": ".4f"},
             ],
-        )
-        .add_params(cell)
-    )
-    layers: list[alt.Chart] = [heat]
+        },
+    }
+    layers: list[Spec] = [heat]
+    datasets: dict[str, object] = {
+        "cells": cells,
+        "query_labels": pd.DataFrame({"q": np.arange(nq), "query": q_tokens}),
+        "key_labels": pd.DataFrame({"k": np.arange(nk), "key": k_tokens}),
+    }
     if selected is not None:
-        if not 0 <= selected < nq:
-            raise ValueError(f"selected={selected} outside 0..{nq - 1}")
         # A stroke-only band across the whole row: unlike dimming the other rows it leaves
         # every cell's colour, and so its value, readable.
-        outline = (
-            alt.Chart(alt.InlineData(values=[{"q": int(selected)}]))
-            .mark_rect(filled=False, strokeWidth=2)
-            .encode(y=y, x=alt.value(0), x2=alt.value("width"))
+        layers.append(
+            {
+                "data": {"name": "selected_row"},
+                "mark": {"type": "rect", "filled": False, "strokeWidth": 2},
+                "encoding": {"y": y, "x": {"value": 0}, "x2": {"value": "width"}},
+            }
         )
-        layers.append(outline)
+        datasets["selected_row"] = [{"q": int(selected)}]
     if pair:
-        layers.extend(_segment_layers(nq, nk, int(segment_b_start), x, y))  # type: ignore[arg-type]
-    chart = alt.layer(*layers).properties(width=plot_w, height=plot_h, autosize=PAD)
-    chart = finish(chart, title, notes)
-    return add_params(chart, [q_param, k_param])
+        segment_layers, segment_data = _segment_layers(nq, nk, int(segment_b_start), x, y)  # type: ignore[arg-type]
+        layers.extend(segment_layers)
+        datasets.update(segment_data)
+    params = [
+        {
+            "name": selection_name,
+            "select": {"type": "point", "fields": ["q", "k"], "on": "click", "clear": "dblclick"},
+            "views": [HEAT_VIEW],
+        },
+        # One parameter when rows and columns carry the same texts.
+        *{p["name"]: p for p in (q_param, k_param)}.values(),
+    ]
+    return {
+        "layer": layers,
+        "params": params,
+        "width": plot_w,
+        "height": plot_h,
+        "autosize": PAD_SPEC,
+        **title_properties(title, notes),
+        "datasets": datasets,
+    }
 
 
-def _segment_layers(nq: int, nk: int, b_start: int, x: alt.X, y: alt.Y) -> list[alt.Chart]:
-    """A/B strips beside the y (left) and x (bottom) axes and dashed rules between A and B.
+def _segment_layers(
+    nq: int, nk: int, b_start: int, x: Spec, y: Spec
+) -> tuple[list[Spec], dict[str, object]]:
+    """A/B strips beside the y (left) and x (bottom) axes and dashed rules between A and B;
+    the layers and their datasets.
 
     The strips are one rect per row/column filled by sentence, just outside the plot. They use
     the ``fill`` channel, a scale of its own beside the heat's ``color``, so they get one
     legend ("sentence": A, B), in the theme's text colour. Every layer repeats the heatmap's
-    `x`/`y` (axes included): a layer with ``axis=None`` would remove the shared axis.
+    `x`/`y` (axes included): a layer without them would remove the shared axis.
     """
-    fill = alt.Fill(
-        "sentence:N",
-        scale=alt.Scale(domain=["A", "B"], range=SEGMENT_COLORS),
-        legend=alt.Legend(title="sentence", orient="top", direction="horizontal"),
-    )
-    rows = pd.DataFrame(
-        {"q": np.arange(nq), "sentence": np.where(np.arange(nq) < b_start, "A", "B")}
-    )
-    columns = pd.DataFrame(
-        {"k": np.arange(nk), "sentence": np.where(np.arange(nk) < b_start, "A", "B")}
-    )
-    left = (
-        alt.Chart(rows)
-        .mark_rect()
-        .encode(y=y, x=alt.XValue(-STRIP_PX - 1), x2=alt.X2Value(-1), fill=fill)
-    )
-    bottom = (
-        alt.Chart(columns)
-        .mark_rect()
-        .encode(
-            x=x,
-            y=alt.YValue(alt.ExprRef(expr="height + 1")),
-            y2=alt.Y2Value(alt.ExprRef(expr=f"height + {STRIP_PX + 1}")),
-            fill=fill,
-        )
-    )
-    boundary = pd.DataFrame({"q": [b_start], "k": [b_start]})
-    rule = alt.Chart(boundary).mark_rule(
-        strokeDash=[4, 3], strokeWidth=1.5, color=SEGMENT_COLORS[1]
-    )
-    # bandPosition 0 puts each rule on the edge between the last A and the first B cell.
-    row_rule = rule.encode(y=y.copy().to_dict() | {"bandPosition": 0})
-    column_rule = rule.encode(x=x.copy().to_dict() | {"bandPosition": 0})
-    return [left, bottom, row_rule, column_rule]
+    fill = {
+        "field": "sentence",
+        "type": "nominal",
+        "scale": {"domain": ["A", "B"], "range": SEGMENT_COLORS},
+        "legend": {"title": "sentence", "orient": "top", "direction": "horizontal"},
+    }
+    rows = [{"q": i, "sentence": "A" if i < b_start else "B"} for i in range(nq)]
+    columns = [{"k": i, "sentence": "A" if i < b_start else "B"} for i in range(nk)]
+    rule_mark = {
+        "type": "rule",
+        "strokeDash": [4, 3],
+        "strokeWidth": 1.5,
+        "color": SEGMENT_COLORS[1],
+    }
+    layers = [
+        {
+            "data": {"name": "segment_rows"},
+            "mark": {"type": "rect"},
+            "encoding": {
+                "y": y,
+                "x": {"value": -STRIP_PX - 1},
+                "x2": {"value": -1},
+                "fill": fill,
+            },
+        },
+        {
+            "data": {"name": "segment_columns"},
+            "mark": {"type": "rect"},
+            "encoding": {
+                "x": x,
+                "y": {"value": {"expr": "height + 1"}},
+                "y2": {"value": {"expr": f"height + {STRIP_PX + 1}"}},
+                "fill": fill,
+            },
+        },
+        # bandPosition 0 puts each rule on the edge between the last A and the first B cell.
+        {
+            "data": {"name": "segment_boundary"},
+            "mark": rule_mark,
+            "encoding": {"y": {**y, "bandPosition": 0}},
+        },
+        {
+            "data": {"name": "segment_boundary"},
+            "mark": rule_mark,
+            "encoding": {"x": {**x, "bandPosition": 0}},
+        },
+    ]
+    datasets = {
+        "segment_rows": rows,
+        "segment_columns": columns,
+        "segment_boundary": [{"q": b_start, "k": b_start}],
+    }
+    return layers, datasets
 
 
 def causal_mask(query_positions: Sequence[int], key_positions: Sequence[int]) -> np.ndarray:
