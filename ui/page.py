@@ -47,11 +47,27 @@ def run(name: str, render: Callable[[Page], None], *, title: str, about: str) ->
     st.title(title)
     with st.expander("What am I looking at?"):
         st.markdown(about)
+    session.take_app_rerun()  # this is the whole app's run
+    _page_body(render)
+
+
+@st.fragment
+def _page_body(render: Callable[[Page], None]) -> None:
+    """Everything below the page's title, rerun alone when one of its own controls changes.
+
+    A change of layer, head, method or token then redraws the page's views only, not the
+    sidebar and the page around them (the interaction-speed targets of bench/RESULTS.md). A
+    control that changes what the sidebar shows (the model, say) reruns the whole app.
+    """
+    if session.take_app_rerun():
+        st.rerun(scope="app")
     session.show_problems()
     opened = open_page()
     if opened is not None:
         link_note(opened.view)
         render(opened)
+    # The entrypoint writes the link after a whole run; a fragment's run ends here.
+    session.write_url(session.view())
 
 
 def open_page() -> Page | None:

@@ -16,6 +16,12 @@ from ui.state import Shape, ViewState, clamp, decode, encode
 
 VIEW_KEY = "atlas_view"
 PROBLEMS_KEY = "atlas_problems"
+APP_RERUN_KEY = "atlas_app_rerun"
+SIDEBAR_FIELDS = frozenset(
+    {"model", "text", "pair", "target", "hide_special", "merge_words", "scale", "page"}
+)
+"""View fields drawn outside a page's fragment (the sidebar, the navigation): a change of one
+of them from inside the fragment must rerun the whole app."""
 
 
 def view() -> ViewState:
@@ -31,8 +37,16 @@ def view() -> ViewState:
 
 
 def set_view(new: ViewState) -> ViewState:
+    old = st.session_state.get(VIEW_KEY)
+    if old is not None and any(getattr(old, f) != getattr(new, f) for f in SIDEBAR_FIELDS):
+        st.session_state[APP_RERUN_KEY] = True
     st.session_state[VIEW_KEY] = new
     return new
+
+
+def take_app_rerun() -> bool:
+    """Whether a field drawn outside the page's fragment changed since the last call."""
+    return bool(st.session_state.pop(APP_RERUN_KEY, False))
 
 
 def update(**changes: Any) -> ViewState:
