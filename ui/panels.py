@@ -18,6 +18,7 @@ from core.tokens import is_continuation
 from core.views import DisplayMatrix
 from ui import cache, exports, session
 from ui.head_view import head_view
+from ui.head_view.component import NOT_CLICKED, clicked_in_callback
 from ui.layout import COLUMN_PX
 from ui.page import Page
 from ui.state import HEADS, MAX_EDGES, MAX_THRESHOLD
@@ -209,17 +210,29 @@ def line_view(
         piece_marks=marks,
         top_k=top_k,
         threshold=threshold,
+        on_select=functools.partial(_select_clicked_unit, tuple(g[0] for g in shown.groups)),
     )
-    if clicked != focused:
-        # A click on a token selects it on the whole page (box, bars, link); a click on the
-        # selected one clears the focus, and every line shows again.
-        st.session_state[FOCUS_KEY] = clicked is not None
-        if clicked is not None and 0 <= clicked < len(shown.groups):
-            session.update(token=shown.groups[clicked][0])
+    if clicked != focused:  # a click the callback could not apply (the run was cut short)
+        _apply_click(clicked, tuple(g[0] for g in shown.groups))
         st.rerun()
     # The component says how many lines it draws and how to use it; only the sides are new.
     if cross:
         st.caption("Left: target tokens, right: source tokens.")
+
+
+def _select_clicked_unit(first_tokens: tuple[int, ...]) -> None:
+    """The head view's `on_select`: the clicked token becomes the page's selection before the
+    run draws anything (box, heatmap row, bars, link), so one run shows it everywhere."""
+    clicked = clicked_in_callback("head_view")
+    if clicked is not NOT_CLICKED:
+        _apply_click(clicked, first_tokens)
+
+
+def _apply_click(clicked: int | None, first_tokens: tuple[int, ...]) -> None:
+    # A click on the selected token clears the focus, and every line shows again.
+    st.session_state[FOCUS_KEY] = clicked is not None
+    if clicked is not None and 0 <= clicked < len(first_tokens):
+        session.update(token=first_tokens[clicked])
 
 
 def selected_token(

@@ -8,6 +8,7 @@ go to ``artifacts/screenshots/``.
 
 from __future__ import annotations
 
+import base64
 import re
 
 import pytest
@@ -83,6 +84,58 @@ def test_compare_draws_after_a_replacement(page, app, blocked_requests):
     assert state["drawn"] >= 3
     assert page.get_by_text("→ dog").first.is_visible()
     assert_no_failure(page, errors, blocked_requests)
+
+
+def test_a_view_control_redraws_the_page_in_one_run_and_the_link_follows(
+    page, app, blocked_requests
+):
+    """The page's views rerun alone (`ui.page`'s fragment), so the link must still follow a
+    change; a click on a token in the line view selects it everywhere in that one run."""
+    errors = open_page(page, app.url("/", text=SHORT_TEXT))
+    wait_for_charts(page)
+    runs = watch_runs(page)
+    page.locator("[data-testid='stSelectbox']").filter(has_text="Layer").first.click()
+    page.get_by_role("option", name="3", exact=True).click()
+    page.wait_for_url(re.compile(r"[?&]layer=3(&|$)"))
+    assert page.get_by_text("Layer 3", exact=False).first.is_visible()
+
+    view = page.locator("[data-testid='stBidiComponentIsolated']").first
+    view.locator(".hv-left .hv-token").nth(2).click()  # "cat" ([CLS] the cat …)
+    page.wait_for_url(re.compile(r"[?&]token=2(&|$)"))
+    box = page.locator("[data-testid='stSelectbox']").filter(has_text="Selected token").first
+    assert box.locator("input").first.input_value() == "2: cat"
+    page.wait_for_timeout(1500)  # a second run would have finished by now
+    # One run per change, each of the page's views only: nothing was sent to the sidebar.
+    assert runs == [{"sidebar": False}, {"sidebar": False}], runs
+    assert page.get_by_label("Text", exact=True).input_value() == SHORT_TEXT
+    assert_no_failure(page, errors, blocked_requests)
+
+
+def watch_runs(page) -> list[dict]:
+    """From now on, one entry per script run `page` sees finish: whether the run sent anything
+    to the sidebar (a whole-app run redraws it; a fragment's run does not)."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    runs: list[dict] = []
+    current = {"sidebar": False}
+
+    def received(event: dict) -> None:
+        nonlocal current
+        response = event["response"]
+        if response.get("opcode") != 2:  # Streamlit's messages are binary frames
+            return
+        message = ForwardMsg()
+        message.ParseFromString(base64.b64decode(response["payloadData"]))
+        if message.HasField("delta") and list(message.metadata.delta_path)[:1] == [1]:
+            current["sidebar"] = True  # root container 1 is the sidebar
+        if message.HasField("script_finished"):
+            runs.append(current)
+            current = {"sidebar": False}
+
+    cdp = page.context.new_cdp_session(page)
+    cdp.on("Network.webSocketFrameReceived", received)
+    cdp.send("Network.enable")
+    return runs
 
 
 def test_long_input_is_truncated_to_512_tokens_with_a_warning(page, app, blocked_requests):

@@ -8,7 +8,7 @@ script.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,17 @@ def _ignore_select() -> None:
     """The ``select`` trigger needs a callback to be registered; the return value carries it."""
 
 
+NOT_CLICKED = object()
+"""`clicked_in_callback`'s answer when the run was not started by a click on a token."""
+
+
+def clicked_in_callback(key: str = "head_view") -> Any:
+    """In an `on_select` callback: the token clicked in head view `key` (None when the click
+    cleared the selection), or `NOT_CLICKED`."""
+    trigger = _trigger_before_mount(key)
+    return clicked_token(trigger, None) if isinstance(trigger, dict) else NOT_CLICKED
+
+
 def head_view(
     attention: Any,
     left_tokens: Sequence[str],
@@ -57,6 +68,7 @@ def head_view(
     piece_marks: Sequence[bool] | tuple[Sequence[bool], Sequence[bool]] | None = None,
     top_k: int = DEFAULT_TOP_K,
     threshold: float = DEFAULT_THRESHOLD,
+    on_select: Callable[[], None] | None = None,
 ) -> int | None:
     """Draw BertViz-style attention lines for one layer; return the selected token.
 
@@ -68,7 +80,9 @@ def head_view(
     `colour_scale_max` is the weight drawn at full opacity (default: the layer's maximum).
     `causal` drops lines to later tokens. `segment_b_start` marks sentence B of a pair;
     `piece_marks` flags tokens that continue the previous token's word. Lines: the `top_k`
-    strongest per token and head with weight at least `threshold`.
+    strongest per token and head with weight at least `threshold`. `on_select` runs on a
+    click, before the run it starts (`clicked_in_callback` reads the token): a page that moves
+    its selection there draws every view with it at once, with no second run.
 
     Returns the token the user clicked in the run that the click started (``None`` when the
     click cleared the selection), and `selected` in every other run, so
@@ -100,7 +114,7 @@ def head_view(
     result = _mount()(
         key=key,
         data=payload_json(payload),
-        on_select_change=_ignore_select,
+        on_select_change=on_select or _ignore_select,
     )
     return clicked_token(result.get(SELECT_EVENT) if result else None, selected)
 
