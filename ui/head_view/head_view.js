@@ -94,6 +94,11 @@ class Edges {
   }
 }
 
+/** `value`, or null for a missing one (JSON.stringify would drop undefined array items). */
+function p0(value) {
+  return value === undefined ? null : value;
+}
+
 class HeadView {
   constructor(root, setTriggerValue) {
     this.root = root;
@@ -187,7 +192,22 @@ class HeadView {
     );
     this.readTheme();
     this.buildLegend();
-    this.buildTokens();
+    // A change of layer, head or method keeps the tokens: their elements (2 × 512 at most)
+    // are only rebuilt, and restyled, when the tokens change.
+    const tokens = JSON.stringify([
+      p0(payload.left),
+      p0(payload.right),
+      p0(payload.pieces),
+      p0(payload.rpieces),
+      p0(payload.segB),
+    ]);
+    if (tokens !== this.tokenKey) {
+      this.tokenKey = tokens;
+      this.rowStyle = null;
+      this.buildTokens();
+    } else {
+      this.updateNote();
+    }
     this.layout();
     this.draw();
   }
@@ -372,6 +392,8 @@ class HeadView {
     this.body.style.height = `${height}px`;
     const maxHeight = this.payload.maxHeight;
     this.scroll.style.maxHeight = maxHeight ? `${maxHeight}px` : "";
+    const restyle = this.rowStyle !== row;
+    this.rowStyle = row;
     for (const [col, x] of [
       [this.leftCol, g.leftX],
       [this.rightCol, g.rightX],
@@ -379,6 +401,7 @@ class HeadView {
       col.style.left = `${x}px`;
       col.style.width = `${g.labelWidth}px`;
       col.style.fontSize = `${font}px`;
+      if (!restyle) continue;
       for (const token of col.children) {
         token.style.height = `${row}px`;
         token.style.lineHeight = `${row}px`;
