@@ -1,7 +1,9 @@
-"""Altair chart builders for attention data.
+"""Vega-Lite chart builders for attention data.
 
-Pure functions: numpy arrays and label lists in, Altair charts out. No Streamlit here; the pages
-render the results with ``st.altair_chart(chart, theme="streamlit")``.
+Pure functions: numpy arrays and label lists in, charts out. Most return Altair charts; the
+attention heatmap, which the Attention page redraws on every change of layer, head or token,
+returns its Vega-Lite spec as a plain dict (`Spec`), built without Altair's object model. No
+Streamlit here; the pages render both kinds with ``ui.widgets.show_chart``.
 
 Conventions shared by every builder:
 
@@ -26,7 +28,7 @@ Conventions shared by every builder:
   exports) serialise with :func:`spec_dict`.
 """
 
-from core.charts._common import chart_notes, round_sig, spec_dict
+from core.charts._common import Spec, chart_notes, round_sig, spec_dict
 from core.charts.bars import attention_bars, prediction_bars
 from core.charts.corpus import global_view_chart
 from core.charts.graph import contribution_graph_chart, graph_layout
@@ -37,6 +39,7 @@ from core.charts.lines import head_view_lines, prune_edges
 from core.charts.neuron import neuron_view_chart
 
 __all__ = [
+    "Spec",
     "attention_bars",
     "attention_heatmap",
     "causal_mask",
