@@ -164,6 +164,23 @@ class HeadView {
       });
     }
     this.body.addEventListener("pointerleave", () => this.setHover(null));
+    this.scroll.addEventListener("scroll", () => {
+      const drawn = this.drawnBand;
+      if (!drawn) return;
+      const top = this.scroll.scrollTop;
+      if (top < drawn.top || top + this.scroll.clientHeight > drawn.bottom) this.scheduleDraw();
+    });
+  }
+
+  band() {
+    // The rows worth rasterising, in CSS px: a long input scrolls in a box of `maxHeight`, and
+    // only what is in view, with a screenful of margin either side, is drawn (redrawn when a
+    // scroll leaves it). At 512 tokens that is ~3 of ~7,000 px rows' worth of pixels per line.
+    const height = this.geometry.height;
+    const view = this.scroll.clientHeight;
+    if (!this.payload.maxHeight || view <= 0 || view >= height) return { top: 0, bottom: height };
+    const top = this.scroll.scrollTop;
+    return { top: Math.max(0, top - view), bottom: Math.min(height, top + 2 * view) };
   }
 
   update(payload) {
@@ -504,15 +521,23 @@ class HeadView {
     }
     const [r, g, b] = this.background;
     const little = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
-    this.words.fill(little ? (255 << 24) | (b << 16) | (g << 8) | r : (r << 24) | (g << 16) | (b << 8) | 255);
+    const band = this.band();
+    this.drawnBand = band;
+    const ratio = width / this.geometry.width;
+    const top = Math.max(0, Math.floor(band.top * ratio));
+    const bottom = Math.min(height, Math.ceil(band.bottom * ratio));
+    const background = little
+      ? (255 << 24) | (b << 16) | (g << 8) | r
+      : (r << 24) | (g << 16) | (b << 8) | 255;
+    this.words.fill(background, top * width, bottom * width);
     const ordered = progressive ? strongestFirst(lines) : lines;
-    const job = { lines: ordered, next: 0, thickness };
+    const job = { lines: ordered, next: 0, thickness, top, bottom };
     this.job = job;
     const step = () => {
       if (this.job !== job) return; // a newer drawing replaced this one
       const until = progressive ? performance.now() + 30 : Infinity;
       job.next = this.rasterLines(job, until);
-      ctx.putImageData(this.image, 0, 0);
+      ctx.putImageData(this.image, 0, 0, 0, top, width, bottom - top);
       if (after) after();
       if (job.next < job.lines.length) {
         this.jobFrame = requestAnimationFrame(step);
@@ -534,6 +559,7 @@ class HeadView {
     const x0 = g.lineX1 * ratio;
     const dx = (g.lineX2 - g.lineX1) * ratio;
     const rowStride = width * 4;
+    const { top, bottom } = job;
     let j = job.next;
     for (; j < lines.length; j += 3) {
       if ((j & 255) === 0 && performance.now() > until) break;
@@ -552,11 +578,23 @@ class HeadView {
       const steps = Math.max(1, Math.ceil(Math.max(Math.abs(dx), Math.abs(dy))));
       const sx = dx / steps;
       const sy = dy / steps;
+      // Only the steps whose pixel row is inside the band [top, bottom).
+      let first = 0;
+      let last = steps;
+      if (sy > 0) {
+        first = Math.max(0, Math.ceil((top - y0) / sy));
+        last = Math.min(steps, Math.floor((bottom - 1 - y0) / sy));
+      } else if (sy < 0) {
+        first = Math.max(0, Math.ceil((bottom - 1 - y0) / sy));
+        last = Math.min(steps, Math.floor((top - y0) / sy));
+      } else if (y0 < top || y0 >= bottom) {
+        continue;
+      }
       // The second pixel of a thick line sits across the line's direction.
       const across = Math.abs(dy) > Math.abs(dx) ? 4 : rowStride;
-      let x = x0;
-      let y = y0;
-      for (let s = 0; s <= steps; s += 1) {
+      let x = x0 + sx * first;
+      let y = y0 + sy * first;
+      for (let s = first; s <= last; s += 1) {
         let p = ((y | 0) * width + (x | 0)) << 2;
         for (let t = 0; t < job.thickness; t += 1, p += across) {
           data[p] += (pr - data[p] * alpha) >> 8;
