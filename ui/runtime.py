@@ -16,14 +16,14 @@ def tune_process() -> None:
 
 @functools.cache
 def _freeze_startup_objects() -> None:
-    # Streamlit runs a full garbage collection after every script run (runner.postScriptGC),
-    # and a full collection walks every object the process tracks: with torch, transformers,
-    # Altair and pandas imported that is ≈0.5 M objects and 0.3–0.5 s of CPU on this VM, paid
-    # by every rerun, i.e. by every change of layer, head or token (bench/RESULTS.md,
-    # "Interaction speed"). What is alive at the first run is the imported libraries, which
-    # live as long as the process: frozen, the collector skips them (8 ms instead of 400 ms
-    # with a 12 × 12 model loaded) and still frees everything made after. Models and results
-    # come later and stay collectable.
+    # A full garbage collection walks every object the process tracks: with torch,
+    # transformers, Altair and pandas imported that is ≈0.5 M objects and 0.3–0.5 s of CPU on
+    # this VM. Streamlit runs one after every script run unless `runner.postScriptGC` is off
+    # (it is in .streamlit/config.toml, which a server started from another directory does not
+    # read), and Python runs its own now and then. What is alive at the first run is the
+    # imported libraries, which live as long as the process: frozen, the collector skips them
+    # (8 ms instead of 400 ms with a 12 × 12 model loaded) and still frees everything made
+    # after. Models and results come later and stay collectable.
     import gc
 
     gc.collect()

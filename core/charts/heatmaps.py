@@ -170,31 +170,10 @@ def attention_heatmap(
         shared=shared_max,
         legend={"orient": "bottom", "direction": "horizontal"} if legend_below else None,
     )
-    y = {
-        "field": "q",
-        "type": "ordinal",
-        "scale": {"domain": list(range(nq))},
-        "axis": axis_spec(
-            q_param["name"],
-            title="query (from)",
-            values=y_plan.values,
-            planned=True,
-            offset=label_offset,
-        ),
-    }
-    x = {
-        "field": "k",
-        "type": "ordinal",
-        "scale": {"domain": list(range(nk))},
-        "axis": axis_spec(
-            k_param["name"],
-            title="key (to)",
-            label_angle=-90,
-            values=x_plan.values,
-            planned=True,
-            offset=label_offset,
-        ),
-    }
+    y = _position_channel("q", nq, q_param["name"], "query (from)", y_plan.values, label_offset)
+    x = _position_channel(
+        "k", nk, k_param["name"], "key (to)", x_plan.values, label_offset, label_angle=-90
+    )
     heat = {
         # Named so that the click selection, declared at the top level, knows its view.
         "name": HEAT_VIEW,
@@ -264,6 +243,32 @@ def attention_heatmap(
         "autosize": PAD_SPEC,
         **title_properties(title, notes),
         "datasets": datasets,
+    }
+
+
+def _position_channel(
+    field: str,
+    n: int,
+    labels_name: str,
+    title: str,
+    labelled: list[int],
+    offset: int | None,
+    label_angle: float | None = None,
+) -> Spec:
+    """An ordinal channel over positions ``0..n-1`` of `field`, labelled from parameter
+    `labels_name` at the positions `labelled`."""
+    return {
+        "field": field,
+        "type": "ordinal",
+        "scale": {"domain": list(range(n))},
+        "axis": axis_spec(
+            labels_name,
+            title=title,
+            label_angle=label_angle,
+            values=labelled,
+            planned=True,
+            offset=offset,
+        ),
     }
 
 
