@@ -212,7 +212,9 @@ def line_view(
         threshold=threshold,
         on_select=functools.partial(_select_clicked_unit, tuple(g[0] for g in shown.groups)),
     )
-    if clicked != focused:  # a click the callback could not apply (the run was cut short)
+    if clicked != focused:
+        # Defensive: `_select_clicked_unit` applies every click before the run; a click that
+        # reached the page without it is applied here and the views redrawn.
         _apply_click(clicked, tuple(g[0] for g in shown.groups))
         st.rerun()
     # The component says how many lines it draws and how to use it; only the sides are new.
