@@ -12,6 +12,7 @@ def tune_process() -> None:
     limit_memory_fragmentation()
     _freeze_startup_objects()
     _warm_up_flow_solver()
+    _keep_downloads_for_a_while()
 
 
 @functools.cache
@@ -28,6 +29,41 @@ def _freeze_startup_objects() -> None:
 
     gc.collect()
     gc.freeze()
+
+
+DOWNLOAD_GRACE_SECONDS = 30.0
+"""How long a generated download outlives the last run that still referenced it."""
+
+
+@functools.cache
+def _keep_downloads_for_a_while() -> None:
+    # A download button with a callable builds its file when clicked and answers with a URL
+    # the browser fetches next. Streamlit deletes an unreferenced downloadable file at the
+    # second orphan sweep after it appeared, and *every* session's run ends with a sweep: on a
+    # shared server with several runs a second, the file was sometimes gone before the
+    # browser asked for it (bench/soak.py --heavy: "download Layer 0 as JSON: HTTP Error 404").
+    # Here a file marked for deletion is only deleted once it has been marked for
+    # `DOWNLOAD_GRACE_SECONDS`; media files (images, audio) are not affected.
+    import time
+
+    from streamlit.runtime import media_file_manager
+
+    metadata = getattr(media_file_manager, "MediaFileMetadata", None)
+    if metadata is None or not isinstance(
+        getattr(metadata, "is_marked_for_delete", None), property
+    ):
+        return  # another Streamlit version: leave it as it is
+
+    def mark_for_delete(self) -> None:
+        if getattr(self, "_atlas_marked_at", None) is None:
+            self._atlas_marked_at = time.monotonic()
+
+    def is_marked_for_delete(self) -> bool:
+        marked_at = getattr(self, "_atlas_marked_at", None)
+        return marked_at is not None and time.monotonic() - marked_at >= DOWNLOAD_GRACE_SECONDS
+
+    metadata.mark_for_delete = mark_for_delete
+    metadata.is_marked_for_delete = property(is_marked_for_delete)
 
 
 @functools.cache

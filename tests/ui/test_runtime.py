@@ -62,3 +62,29 @@ def test_charts_skip_only_the_final_validation():
     with pytest.raises(SchemaValidationError):
         broken.to_dict()
     assert skip_final_validation(broken).to_dict()["mark"] == {"type": "not-a-mark"}
+
+
+def test_a_generated_download_survives_other_sessions_sweeps_for_a_while(monkeypatch):
+    """Every run of every session sweeps orphaned files; a file a download button just built
+    must still be there when the browser fetches its URL."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+    from streamlit.runtime.media_file_storage import MediaFileStorageError
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    from ui import runtime
+
+    runtime._keep_downloads_for_a_while()
+    now = [1000.0]
+    monkeypatch.setattr("time.monotonic", lambda: now[0])
+    storage = MemoryMediaFileStorage("/media")
+    manager = MediaFileManager(storage)
+    placeholder = manager.add_deferred(lambda: b"data", "text/csv", "coords", "layer.csv")
+    url = manager.execute_deferred(placeholder)
+    filename = url.rsplit("/", 1)[-1]
+    for _ in range(5):  # five runs of other sessions end within the grace time
+        manager.remove_orphaned_files()
+    assert storage.get_file(filename).content == b"data"
+    now[0] += runtime.DOWNLOAD_GRACE_SECONDS
+    manager.remove_orphaned_files()
+    with pytest.raises(MediaFileStorageError):
+        storage.get_file(filename)
