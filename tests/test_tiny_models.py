@@ -15,6 +15,7 @@ from tests.tiny_models import (
     FAMILIES,
     MAX_POSITIONS,
     MLM_FAMILIES,
+    MODERN_FAMILIES,
     NUM_HEADS,
     NUM_LAYERS,
     SEQ2SEQ_FAMILIES,
@@ -22,6 +23,7 @@ from tests.tiny_models import (
     corpus,
 )
 
+SENTENCEPIECE_FAMILIES = ("llama", "mistral", "phi3", "gemma2", "gemma3")
 SPECIAL_TOKENS = {
     # family: (cls/bos-like first token or None, sep/eos-like last token, mask token or None)
     "bert": ("[CLS]", "[SEP]", "[MASK]"),
@@ -32,6 +34,9 @@ SPECIAL_TOKENS = {
     "gpt2": (None, None, None),
     "bart": ("<s>", "</s>", "<mask>"),
     "t5": (None, "</s>", None),
+    **dict.fromkeys(("llama", "mistral", "phi3"), ("<s>", None, None)),
+    **dict.fromkeys(("qwen2", "qwen3"), (None, None, None)),
+    **dict.fromkeys(("gemma2", "gemma3"), ("<bos>", None, "<mask>")),
 }
 
 
@@ -90,11 +95,15 @@ def test_tokenizes_into_real_pieces_and_groups_words(any_family, tiny_model):
     word_ids = encoding.word_ids()
     assert len(word_ids) == len(ids)
     words = [w for w in word_ids if w is not None]
-    assert len(set(words)) >= 4  # several words, all real
+    # SentencePiece-style tokenizers (Llama, Mistral, Phi-3, Gemma) do not pre-split words, as
+    # the released ones do not: the whole text is one "word" to them, so the app finds words by
+    # the "▁" marker instead.
+    assert len(set(words)) >= (1 if any_family in SENTENCEPIECE_FAMILIES else 4)
     # The designated word is split into >= 2 pieces whose offsets cover exactly that word.
     start = sentence.index(split_word)
-    word_index = encoding.char_to_word(start)
-    pieces = [i for i, w in enumerate(word_ids) if w == word_index]
+    end = start + len(split_word)
+    offsets = encoding["offset_mapping"]
+    pieces = [i for i, (s, e) in enumerate(offsets) if e > s and s < end and e > start]
     assert len(pieces) >= 2, tokenizer.convert_ids_to_tokens(ids)
     spans = [encoding["offset_mapping"][i] for i in pieces]
     assert min(s for s, _ in spans) <= start
@@ -114,7 +123,7 @@ def test_attentions_are_row_stochastic(any_family, tiny_model):
         assert layer.shape == (1, NUM_HEADS, seq, seq)
         torch.testing.assert_close(layer.sum(-1), torch.ones(1, NUM_HEADS, seq))
         assert torch.all(layer >= 0)
-    if any_family in CAUSAL_FAMILIES:
+    if any_family in CAUSAL_FAMILIES + MODERN_FAMILIES:
         upper = torch.triu(torch.ones(seq, seq, dtype=torch.bool), diagonal=1)
         assert torch.all(attentions[0][..., upper] == 0)
 

@@ -53,7 +53,14 @@ MLM_FAMILIES = ("bert", "distilbert", "roberta", "albert")
 ENCODER_FAMILIES = ("bert-encoder",)
 CAUSAL_FAMILIES = ("gpt2",)
 SEQ2SEQ_FAMILIES = ("bart", "t5")
-FAMILIES = MLM_FAMILIES + ENCODER_FAMILIES + CAUSAL_FAMILIES + SEQ2SEQ_FAMILIES
+#: Grouped-query, rotary-position decoders (the architectures people study now): 4 query heads
+#: share 2 key-value heads; Mistral and the Gemmas have a sliding window of 8 tokens (Gemma
+#: alternates windowed and global layers), Gemma soft-caps, Qwen3 and Gemma3 norm q and k,
+#: Phi3 fuses its projections.
+MODERN_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3")
+FAMILIES = MLM_FAMILIES + ENCODER_FAMILIES + CAUSAL_FAMILIES + SEQ2SEQ_FAMILIES + MODERN_FAMILIES
+NUM_KV_HEADS = 2
+SLIDING_WINDOW = 8
 
 #: The ``transformers`` auto class that loads each family.
 AUTO_CLASS_NAMES = {
@@ -61,6 +68,7 @@ AUTO_CLASS_NAMES = {
     **dict.fromkeys(ENCODER_FAMILIES, "AutoModel"),
     **dict.fromkeys(CAUSAL_FAMILIES, "AutoModelForCausalLM"),
     **dict.fromkeys(SEQ2SEQ_FAMILIES, "AutoModelForSeq2SeqLM"),
+    **dict.fromkeys(MODERN_FAMILIES, "AutoModelForCausalLM"),
 }
 
 #: The class ``config.architectures`` names after saving.
@@ -73,6 +81,13 @@ ARCHITECTURES = {
     "gpt2": "GPT2LMHeadModel",
     "bart": "BartForConditionalGeneration",
     "t5": "T5ForConditionalGeneration",
+    "llama": "LlamaForCausalLM",
+    "mistral": "MistralForCausalLM",
+    "qwen2": "Qwen2ForCausalLM",
+    "qwen3": "Qwen3ForCausalLM",
+    "gemma2": "Gemma2ForCausalLM",
+    "gemma3": "Gemma3ForCausalLM",
+    "phi3": "Phi3ForCausalLM",
 }
 
 #: Per family: a sentence and one word of it that the tokenizer splits into >= 2 pieces.
@@ -86,6 +101,9 @@ EXAMPLE_SENTENCES = {
     "gpt2": ("The researchers visualized attention patterns.", "visualized"),
     "albert": ("The researchers visualized attention patterns.", "visualized"),
     "t5": ("The researchers visualized attention patterns.", "visualized"),
+    **dict.fromkeys(
+        MODERN_FAMILIES, ("The researchers visualized attention patterns.", "visualized")
+    ),
 }
 
 # --------------------------------------------------------------------------------------------
@@ -237,6 +255,26 @@ def _byte_level_bpe(special_tokens: tuple[str, ...]) -> tuple[dict[str, int], li
 
 
 @cache
+def _metaspace_bpe(special_tokens: tuple[str, ...]) -> tuple[dict[str, int], list[tuple]]:
+    """Train a SentencePiece-style BPE (``▁`` space marker, ``<0xNN>`` byte fallback pieces),
+    as Llama 2, Mistral, Phi-3 and Gemma use; returns ``(vocab, merges)``."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE(byte_fallback=True, unk_token=special_tokens[0]))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    byte_pieces = [f"<0x{value:02X}>" for value in range(256)]
+    trainer = trainers.BpeTrainer(
+        vocab_size=BPE_VOCAB_SIZE + len(byte_pieces),
+        min_frequency=2,
+        special_tokens=[*special_tokens, *byte_pieces],
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(corpus(), trainer=trainer)
+    model = json.loads(tokenizer.to_str())["model"]
+    return dict(model["vocab"]), [tuple(pair) for pair in model["merges"]]
+
+
+@cache
 def _unigram(special_tokens: tuple[str, ...], lowercase: bool) -> list[tuple[str, float]]:
     """Train a SentencePiece-style Unigram (``▁`` space marker); returns ``[(piece, score)]``."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
@@ -285,6 +323,23 @@ _ROBERTA_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 _GPT2_SPECIALS = ("<|endoftext|>",)
 _ALBERT_SPECIALS = ("<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]")  # AlbertTokenizer: unk_id=1
 _T5_SPECIALS = ("<pad>", "</s>", "<unk>")  # T5Tokenizer: unk_id=2
+_LLAMA_SPECIALS = ("<unk>", "<s>", "</s>")
+_GEMMA_SPECIALS = ("<pad>", "<eos>", "<bos>", "<unk>", "<mask>")
+_QWEN_SPECIALS = ("<|endoftext|>",)
+
+
+def _with_bos(tokenizer):
+    """Prepend the BOS token to every input, as the released Llama and Gemma tokenizers do
+    (their tokenizer.json carries this post-processor; building from vocab alone drops it)."""
+    from tokenizers.processors import TemplateProcessing
+
+    bos = tokenizer.bos_token
+    tokenizer._tokenizer.post_processor = TemplateProcessing(
+        single=f"{bos} $A",
+        pair=f"{bos} $A {bos} $B",
+        special_tokens=[(bos, tokenizer.bos_token_id)],
+    )
+    return tokenizer
 
 
 def build_tokenizer(family: str):
@@ -324,6 +379,21 @@ def build_tokenizer(family: str):
 
         vocab = _unigram(_T5_SPECIALS, lowercase=False)
         return T5Tokenizer(vocab=list(vocab), extra_ids=100, **common)
+    if family in ("llama", "mistral", "phi3"):
+        from transformers import LlamaTokenizer
+
+        vocab, merges = _metaspace_bpe(_LLAMA_SPECIALS)
+        return _with_bos(LlamaTokenizer(vocab=dict(vocab), merges=list(merges), **common))
+    if family in ("gemma2", "gemma3"):
+        from transformers import GemmaTokenizer
+
+        vocab, merges = _metaspace_bpe(_GEMMA_SPECIALS)
+        return _with_bos(GemmaTokenizer(vocab=dict(vocab), merges=list(merges), **common))
+    if family in ("qwen2", "qwen3"):
+        from transformers import Qwen2Tokenizer
+
+        vocab, merges = _byte_level_bpe(_QWEN_SPECIALS)
+        return Qwen2Tokenizer(vocab=dict(vocab), merges=list(merges), **common)
     raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
 
 
@@ -412,7 +482,48 @@ def build_config(family: str, tokenizer):
             eos_token_id=tokenizer.eos_token_id,
             decoder_start_token_id=tokenizer.pad_token_id,
         )
+    if family in MODERN_FAMILIES:
+        return _modern_config(family, vocab_size, special_ids)
     raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
+
+
+def _modern_config(family: str, vocab_size: int, special_ids: dict):
+    """A grouped-query rotary decoder: 4 query heads of width 8 in 2 key-value groups."""
+    import transformers as tf
+
+    shared = {
+        "vocab_size": vocab_size,
+        "hidden_size": HIDDEN_SIZE,
+        "intermediate_size": INTERMEDIATE_SIZE,
+        "num_hidden_layers": NUM_LAYERS,
+        "num_attention_heads": NUM_HEADS,
+        "num_key_value_heads": NUM_KV_HEADS,
+        "head_dim": HIDDEN_SIZE // NUM_HEADS,
+        "max_position_embeddings": MAX_POSITIONS,
+        "tie_word_embeddings": False,
+        **special_ids,
+    }
+    if family == "llama":
+        return tf.LlamaConfig(**shared)
+    if family == "mistral":
+        return tf.MistralConfig(**shared, sliding_window=SLIDING_WINDOW)
+    if family == "qwen2":
+        return tf.Qwen2Config(**shared)
+    if family == "qwen3":
+        return tf.Qwen3Config(**shared)
+    if family == "phi3":
+        shared.pop("head_dim")
+        return tf.Phi3Config(**shared)
+    gemma = {
+        **shared,
+        "sliding_window": SLIDING_WINDOW,
+        "query_pre_attn_scalar": 16,
+        "final_logit_softcapping": 30.0,
+        "layer_types": ["sliding_attention", "full_attention"],
+    }
+    if family == "gemma2":
+        return tf.Gemma2Config(**gemma, attn_logit_softcapping=50.0)
+    return tf.Gemma3TextConfig(**gemma)
 
 
 def model_class(family: str):
@@ -432,11 +543,15 @@ def auto_class(family: str):
     return getattr(transformers, AUTO_CLASS_NAMES[family])
 
 
-def build_tiny_model(family: str, directory: Path, seed: int = SEED) -> Path:
+def build_tiny_model(
+    family: str, directory: Path, seed: int = SEED, dtype: str | None = None
+) -> Path:
     """Build a tiny random ``family`` model and its tokenizer, save both into ``directory``.
 
     Deterministic: the same ``family`` and ``seed`` always produce the same weights and
-    tokenizer. The global torch RNG state is left untouched. Returns ``directory``.
+    tokenizer. ``dtype`` ("bfloat16", "float16", "float64") stores the weights in that dtype, as
+    released modern checkpoints are (bf16), so loading them in their stored dtype can be tested.
+    The global torch RNG state is left untouched. Returns ``directory``.
     """
     import torch
 
@@ -450,6 +565,8 @@ def build_tiny_model(family: str, directory: Path, seed: int = SEED) -> Path:
         torch.manual_seed(seed)
         model = model_class(family)(config)
     model.eval()
+    if dtype is not None:
+        model.to(getattr(torch, dtype))
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
