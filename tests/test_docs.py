@@ -7,6 +7,7 @@ anchor rule). Links inside code are not links and are ignored.
 
 from __future__ import annotations
 
+import inspect
 import re
 import unicodedata
 from pathlib import Path
@@ -141,3 +142,34 @@ def test_anchor_follows_github() -> None:
     assert anchor("Attention rollout and attention flow") == "attention-rollout-and-attention-flow"
     assert anchor("`core.corpus` from Python") == "corecorpus-from-python"
     assert anchor("Layer / head (11)") == "layer--head-11"
+
+
+# The API reference: every public name of `core` is in docs/api.md, each function once with
+# the signature the code has.
+
+API_DOC = REPO / "docs" / "api.md"
+
+
+def signature_text(name: str, function: object) -> str:
+    """`name(params) -> result` as docs/api.md writes it: annotations unquoted."""
+    text = f"{name}{inspect.signature(function)}"  # type: ignore[arg-type]
+    return re.sub(r"(: |-> )'([^']*)'", r"\1\2", text)
+
+
+def test_api_reference_lists_each_function_once_with_its_signature() -> None:
+    import core
+
+    doc = API_DOC.read_text(encoding="utf-8").replace("\\|", "|")
+    problems = []
+    for name in core.__all__:
+        value = getattr(core, name)
+        if inspect.isfunction(value):
+            written = signature_text(name, value)
+            if doc.count(f"`{written}`") != 1:
+                problems.append(f"{written}: written {doc.count(f'`{written}`')} times")
+            rows = doc.count(f"\n| `{name}(")
+            if rows != 1:
+                problems.append(f"{name}: {rows} table rows")
+        elif f"`{name}`" not in doc and f"`{name}," not in doc:
+            problems.append(f"{name}: not in docs/api.md")
+    assert problems == []
