@@ -362,6 +362,17 @@ class CorpusStore:
             finally:
                 cursor.close()
 
+    def release(self) -> None:
+        """Close this process's hold on the file now if no operation is using it (instead of
+        `LINGER_SECONDS` later), e.g. before measuring the file or handing it to another
+        program."""
+        with _OPEN_FILES_GUARD:
+            opened = _OPEN_FILES.get(self.path)
+        if opened is not None:
+            with opened.condition:
+                if opened.users == 0:
+                    opened.close()
+
     def file_bytes(self) -> int:
         """Bytes the store takes on disk now (the file and its write-ahead log)."""
         total = 0
@@ -447,6 +458,7 @@ class CorpusStore:
                     ],
                 )
                 cursor.commit()
+                self._settle(cursor)
             except Exception:
                 cursor.rollback()
                 raise
@@ -496,11 +508,23 @@ class CorpusStore:
                     cursor.execute("INSERT OR REPLACE INTO head_sample SELECT * FROM new_sample")
                     cursor.unregister("new_sample")
                 cursor.commit()
+                self._settle(cursor)
             except Exception:
                 cursor.rollback()
                 raise
         if self.max_bytes is not None and self.file_bytes() > self.max_bytes:
             self.prune(keep=run_id)
+
+    def _settle(self, cursor) -> None:
+        """Under a cap, write the log into the file now, so that `file_bytes` is the size the
+        file keeps (the log's rows take more room once checkpointed into blocks)."""
+        if self.max_bytes is None:
+            return
+        import duckdb
+
+        # Fails while another thread's transaction is open: the file settles when released.
+        with contextlib.suppress(duckdb.Error):
+            cursor.execute("CHECKPOINT")
 
     # -- deleting -----------------------------------------------------------------------------
 
