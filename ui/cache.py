@@ -23,6 +23,7 @@ import streamlit as st
 import core
 from core import AttentionResult, LoadedModel, MethodRequest, MethodResult, admission
 from core.agreement import agreement_table, method_attribution
+from core.corpus import CorpusResult
 from core.families import SELF
 from core.images import gallery_zip
 from core.tokens import token_labels
@@ -346,26 +347,27 @@ def generation(inputs: Inputs, count: int) -> AttentionResult:
 
 
 def corpus_global_view(
-    model: str, run: str, layer: int, head: int, method: str, max_tokens: int, max_points: int
+    result: CorpusResult, layer: int, head: int, method: str, max_points: int
 ) -> pd.DataFrame:
-    """`core.corpus.global_view` of one head over the sentences of stored corpus run `run`."""
+    """`core.corpus.global_view` of one head over the sentences of a stored corpus run (kept
+    under its run id, which is the visitor's own for a visitor's own corpus)."""
 
     def compute() -> pd.DataFrame:
-        from core.corpus import global_view, open_run
+        from core.corpus import global_view
 
-        sentences = open_run(run).sentences()
         return global_view(
-            cached_model(model),
-            sentences,
+            cached_model(result.model_name),
+            result.sentences(),
             layer,
             head,
             method=method,
-            max_tokens=max_tokens,
+            max_tokens=result.max_tokens,
             max_points=max_points,
         )
 
-    settings = (run, layer, head, method, max_tokens, max_points)
-    return _stored(store_key("corpus_global_view", Inputs(model, ""), *settings), compute)
+    settings = (result.run_id, layer, head, method, result.max_tokens, max_points)
+    inputs = Inputs(result.model_name, "")
+    return _stored(store_key("corpus_global_view", inputs, *settings), compute)
 
 
 def is_encoder_decoder(name: str) -> bool:
