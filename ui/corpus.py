@@ -58,7 +58,7 @@ RUNNING_KEY = "atlas_corpus_running"
 OWNER_KEY = "atlas_corpus_owner"
 """This session's owner token: in public mode its own corpora's runs are stored under it."""
 DELETED_KEY = "atlas_corpus_deleted"
-"""How many runs "Delete my corpus runs" removed, shown once after the click."""
+"""How many runs "Delete my corpus runs" removed (or why it could not), shown once."""
 SOURCE_LABELS = {
     **{name: f"{name.capitalize()} (bundled)" for name in BUNDLED_CORPORA},
     "paste": "Paste sentences",
@@ -116,10 +116,13 @@ def store_for(run: Run) -> CorpusStore:
 
 def _delete_own_runs() -> None:
     _stop()
-    store = stores.corpus_store(
-        public=True, shared=False, owner=session_owner(), max_bytes=store_cap()
-    )
-    st.session_state[DELETED_KEY] = store.delete_runs()
+    try:
+        store = stores.corpus_store(
+            public=True, shared=False, owner=session_owner(), max_bytes=store_cap()
+        )
+        st.session_state[DELETED_KEY] = store.delete_runs()
+    except AtlasError as error:
+        st.session_state[DELETED_KEY] = str(error)
 
 
 def privacy_controls() -> None:
@@ -127,7 +130,9 @@ def privacy_controls() -> None:
     if not deploy_policy().public:
         return
     deleted = st.session_state.pop(DELETED_KEY, None)
-    if deleted is not None:
+    if isinstance(deleted, str):
+        show_error(deleted)
+    elif deleted is not None:
         runs = "run" if deleted == 1 else "runs"
         st.success(f"Deleted {deleted} corpus {runs} of yours and their sentences from the server.")
     hours = stores.PUBLIC_CORPUS_RUN_SECONDS // 3600

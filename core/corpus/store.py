@@ -174,7 +174,7 @@ class _OpenFile:
         self.connection = None
         self._lock_fd: int | None = None
         self.generation = 0
-        """Counts the times the file was released, so that a stale linger timer does nothing."""
+        """Changes on every use and release, so that a stale linger timer does nothing."""
 
     def open(self, busy_seconds: float) -> None:
         import duckdb
@@ -269,6 +269,7 @@ class _OpenFile:
         try:
             self.connection = duckdb.connect(str(self.path))
         except duckdb.Error as exc:
+            self.close()  # the next operation opens it afresh, lock file included
             raise self._error(exc) from exc
 
 
@@ -309,7 +310,7 @@ _VISIBLE = "(owner IS NULL OR owner = ?)"
 
 
 class CorpusStore:
-    """A handle on one store file: cheap to create, it opens nothing until an operation.
+    """A handle on one store file: cheap to create, and it holds nothing between operations.
 
     `owner` (any string, e.g. a random token per visitor; None: shared runs) scopes the runs
     this handle makes and sees: they are stored under `scope(run_id)`, and only a handle with
