@@ -384,21 +384,6 @@ def layer_export(scores: MethodResult, layer: int) -> tuple[np.ndarray, list[int
     return scores.layer_matrix(layer)[None, None], [layer], [0]
 
 
-def colour_domain(scale: str, matrices: Sequence[np.ndarray]) -> tuple[float, float] | None:
-    """The colour domain of charts drawn together under colour scale `scale`.
-
-    "chart": None (each chart to its own maximum); "fixed": 0–1; "shared": 0 to the largest
-    value of any of `matrices` (NaN cells left out), so compared charts read alike.
-    """
-    if scale == "fixed":
-        return (0.0, 1.0)
-    if scale == "shared":
-        finite = [float(np.nanmax(m)) for m in matrices if m.size and not np.isnan(m).all()]
-        top = max(finite, default=1.0)
-        return (0.0, top if top > 0 else 1.0)
-    return None
-
-
 def token_bars(
     matrix: np.ndarray, selected: int, empty: np.ndarray | None = None, *, square: bool = True
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -411,39 +396,6 @@ def token_bars(
         if incoming is not None:
             incoming = np.where(empty[:, selected], np.nan, incoming)
     return outgoing, incoming
-
-
-@dataclass(frozen=True)
-class LineWindow:
-    """The line view's slice of a long input: weights `[h, w, w]`, labels, selected row."""
-
-    weights: np.ndarray
-    labels: list[str]
-    selected: int | None
-    note: str
-
-
-def line_window(
-    weights: np.ndarray,
-    labels: Sequence[str],
-    selected: int | None,
-    rows: tuple[int, int] | None,
-) -> LineWindow:
-    """The line view of `weights` `[h, n, n]` limited to the detail window `rows` (or whole).
-
-    A long input draws the detail window's tokens only (thousands of rows of text would not be
-    readable); labels then carry their positions.
-    """
-    if rows is None:
-        return LineWindow(np.asarray(weights), list(labels), selected, "")
-    start, stop = rows
-    inside = selected is not None and start <= selected < stop
-    return LineWindow(
-        weights=np.asarray(weights)[:, start:stop, start:stop],
-        labels=[f"{i}·{labels[i]}" for i in range(start, stop)],
-        selected=selected - start if inside else None,
-        note=f" Tokens {start}–{stop - 1} (the detail window) only.",
-    )
 
 
 def replaceable_words(tokens: Sequence[Token]) -> dict[int, str]:

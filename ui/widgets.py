@@ -57,10 +57,6 @@ def show_error(message: str) -> None:
     st.error(plain(message))
 
 
-def show_warning(message: str) -> None:
-    st.warning(plain(message))
-
-
 def file_stem(*parts: object) -> str:
     """A descriptive file name stem: the parts joined by "_", safe characters only."""
     text = "_".join(str(part) for part in parts if part not in ("", None))

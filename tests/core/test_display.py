@@ -15,7 +15,6 @@ from core.display import (
     LEGEND_PX,
     MIN_PLOT_PX,
     bar_plot_width,
-    colour_domain,
     corpus_example_rows,
     corpus_head_rows,
     first_shown_token,
@@ -23,7 +22,6 @@ from core.display import (
     head_matrix,
     layer_export,
     layer_view,
-    line_window,
     mask_profile,
     maskable_positions,
     plan_axis,
@@ -245,14 +243,6 @@ def test_layer_export_of_raw_has_every_head(raw, attentions):
     assert layers == [2] and heads == [0, 1, 2, 3]
 
 
-def test_colour_domain():
-    a, b = np.array([[0.1, 0.4]]), np.array([[np.nan, 0.8]])
-    assert colour_domain("chart", [a, b]) is None
-    assert colour_domain("fixed", [a]) == (0.0, 1.0)
-    assert colour_domain("shared", [a, b]) == (0.0, 0.8)
-    assert colour_domain("shared", [np.zeros((2, 2))]) == (0.0, 1.0)
-
-
 def test_token_bars_blank_what_a_causal_model_cannot_see():
     matrix = np.arange(9, dtype=float).reshape(3, 3)
     empty = np.triu(np.ones((3, 3), bool), 1)
@@ -261,16 +251,6 @@ def test_token_bars_blank_what_a_causal_model_cannot_see():
     np.testing.assert_array_equal(into, [np.nan, 4, 7])
     out, into = token_bars(matrix, 1, square=False)
     assert into is None and list(out) == [3, 4, 5]
-
-
-def test_line_window():
-    weights = np.random.default_rng(1).random((2, 10, 10))
-    whole = line_window(weights, list("abcdefghij"), 4, None)
-    assert whole.weights.shape == (2, 10, 10) and whole.selected == 4 and whole.note == ""
-    part = line_window(weights, list("abcdefghij"), 4, (3, 6))
-    np.testing.assert_array_equal(part.weights, weights[:, 3:6, 3:6])
-    assert part.labels == ["3·d", "4·e", "5·f"] and part.selected == 1
-    assert line_window(weights, list("abcdefghij"), 8, (3, 6)).selected is None
 
 
 def test_replaceable_words_and_maskable_positions():
