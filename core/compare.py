@@ -8,11 +8,12 @@ from functools import cached_property
 import numpy as np
 
 from core.attention import AttentionResult, run_attention
+from core.display_matrix import merge_groups
 from core.errors import EmptyReplacementError, PositionOutOfRangeError
+from core.layer_views import select_heads
 from core.models import LoadedModel
 from core.predictions import Prediction
 from core.tokens import Token
-from core.transforms import merge_groups, select_heads
 
 
 @dataclass(frozen=True)

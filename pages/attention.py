@@ -5,10 +5,11 @@ import dataclasses
 import streamlit as st
 
 import core
-from core.display import layer_view, segment_b_start, shown_selection
+from core.display_matrix import causal_display_mask, prepare_cross_display, prepare_display
 from core.families import CROSS
+from core.layer_views import layer_view
+from core.selection import segment_b_start, shown_selection
 from core.tokens import unit_labels
-from core.views import causal_display_mask, prepare_cross_display, prepare_display
 from ui import costly, panels, session
 from ui import page as pages
 from ui.matrix import show_matrix

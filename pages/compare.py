@@ -5,7 +5,9 @@ import functools
 import streamlit as st
 
 from core import AtlasError, AttentionResult, charts
-from core.display import head_matrix, segment_b_start, shared_max
+from core.layer_views import head_matrix
+from core.scales import shared_max
+from core.selection import segment_b_start
 from core.tokens import token_labels
 from ui import cache, compare, exports
 from ui import page as pages

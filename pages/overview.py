@@ -6,16 +6,10 @@ import numpy as np
 import streamlit as st
 
 from core import charts
+from core.display_matrix import blank_causal, pad_square, prepare_cross_display, prepare_display
 from core.families import CROSS
 from core.head_stats import STAT_DESCRIPTIONS
-from core.views import (
-    blank_causal,
-    pad_square,
-    pool_matrix,
-    prepare_cross_display,
-    prepare_display,
-    thumbnail_size,
-)
+from core.pooling import pool_matrix, thumbnail_size
 from ui import cache, exports, panels
 from ui import page as pages
 from ui.layout import PAGE_PX

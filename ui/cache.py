@@ -23,10 +23,10 @@ import streamlit as st
 import core
 from core import AttentionResult, LoadedModel, MethodRequest, MethodResult, admission
 from core.agreement import agreement_table, method_attribution
+from core.display_matrix import blank_causal
 from core.families import SELF
 from core.images import gallery_zip
 from core.tokens import token_labels
-from core.views import blank_causal
 from ui.deploy import deploy_policy
 from ui.state import ViewState
 from ui.store import ResultStore
@@ -202,7 +202,7 @@ def thumbnails(inputs: Inputs, stack: str, size: int) -> np.ndarray:
 
     Cells a causal stack cannot see stay empty (NaN) in the block means too.
     """
-    from core.views import pool_matrix
+    from core.pooling import pool_matrix
 
     def compute() -> np.ndarray:
         result = attention(inputs)

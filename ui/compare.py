@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.display import replaceable_words
+from core.masking import replaceable_words
 from ui import session
 from ui.deploy import CUSTOM_CHOICE, deploy_policy, model_label, picker_options
 from ui.page import Page

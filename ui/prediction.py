@@ -1,5 +1,5 @@
 """Panels of the masked-prediction page: which positions, the bars, the profile, generation,
-the gallery. Layout only; numbers come from `core.display` and the cache."""
+the gallery. Layout only; numbers come from `core.masking` and the cache."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import streamlit as st
 
 import core
 from core import AtlasError, ModelKind, charts
-from core.display import ScaleMode, generated_rows, mask_profile, maskable_positions
 from core.images import gallery_file_name
-from core.views import thumbnail_size
+from core.layer_views import generated_rows
+from core.masking import mask_profile, maskable_positions
+from core.pooling import thumbnail_size
+from core.scales import ScaleMode
 from ui import cache, exports, session
 from ui.deploy import deploy_policy, model_label, offered_models
 from ui.layout import PAGE_PX
