@@ -13,7 +13,7 @@ from core.attention import (
     predict_next,
     run_attention,
 )
-from core.compare import Comparison, WordAlignment, align_words, compare_replacement
+from core.compare import Comparison, MaskPair, WordAlignment, align_words, compare_replacement
 from core.display_matrix import drop_positions, merge_groups
 from core.errors import (
     AtlasError,
@@ -93,6 +93,7 @@ __all__ = [
     "InvalidModelNameError",
     "InvalidSelectionError",
     "LoadedModel",
+    "MaskPair",
     "Method",
     "MethodRequest",
     "MethodResult",
