@@ -56,6 +56,28 @@ def test_jsonl_reads_the_text_field():
         (b'{"text": "ok"}\n{broken', "x.jsonl", CorpusFileError, "Line 2 of x.jsonl is not valid"),
         (b'{"sentence": "no text field"}', "x.jsonl", CorpusFileError, 'no "text" field'),
         (b'["a list"]', "x.jsonl", CorpusFileError, 'no "text" field'),
+        # Issue 24: these raised RecursionError and ValueError.
+        pytest.param(
+            b'{"text": "ok"}\n' + b"[" * 100_000,
+            "x.jsonl",
+            CorpusFileError,
+            "Line 2.*too deeply",
+            id="deep",
+        ),
+        pytest.param(
+            b'{"text": "a", "n": ' + b"9" * 5000 + b"}",
+            "x.jsonl",
+            CorpusFileError,
+            "5000 digits",
+            id="huge-number",
+        ),
+        pytest.param(
+            b'{"text": ' + b"[" * 100_000 + b"]",
+            "x.jsonl",
+            CorpusFileError,
+            "too deeply",
+            id="deep-text",
+        ),
         (b"", "x.csv", CorpusFileError, "no header row"),
         (b"\n\n  \n", "x.txt", EmptyCorpusError, "holds no sentences"),
         (b"text\n", "x.csv", EmptyCorpusError, "holds no sentences"),
