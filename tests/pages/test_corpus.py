@@ -94,6 +94,7 @@ def test_a_bad_upload_gets_a_clear_message(store, tiny_model_path):
         (b"[" * 100_000, "nested too deeply"),
         (b'{"text": "a", "n": ' + b"9" * 5000 + b"}", "digits"),
     ],
+    ids=["deep", "huge-number"],
 )
 def test_a_deep_or_huge_json_upload_gets_one_line(store, tiny_model_path, content, message):
     """Issue 24: these raised RecursionError / ValueError into an exception box."""
