@@ -683,13 +683,6 @@ class CorpusStore:
             [run_id, layer, head],
         )
 
-    def sample_indices(self, run_id: str) -> set[int]:
-        with self._cursor() as cursor:
-            rows = cursor.execute(
-                "SELECT DISTINCT sentence_index FROM head_sample WHERE run_id = ?", [run_id]
-            ).fetchall()
-        return {int(r[0]) for r in rows}
-
     def sentences(self, corpus_hash: str, indices: list[int] | None = None) -> list[str]:
         """Texts of a stored corpus, all or the given indices (in that order)."""
         with self._cursor() as cursor:
