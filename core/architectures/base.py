@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from copy import deepcopy
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -233,6 +234,14 @@ class Layer(ABC):
         dtype; the result in the compute dtype)."""
 
     # ------------------------------------------------------------------ shared maths
+    def upcast(self) -> Layer:
+        """This layer, or for a half-precision model an adapter on a float32 copy of its
+        module (for methods that re-run it and compare nearly equal outputs)."""
+        if self.module_dtype() == self.dtype:
+            return self
+        copy = deepcopy(self.module).to(self.dtype)
+        return type(self)(self.architecture, copy, self.index)
+
     def module_dtype(self) -> torch.dtype:
         return next(self.module.parameters()).dtype
 
@@ -383,18 +392,23 @@ class Architecture(ABC):
         language-model head (encoders; an encoder-decoder's head reads the decoder)."""
         return None
 
-    def lens_logits(self, residual: torch.Tensor) -> torch.Tensor:
-        """Logits `[L, vocab]` of intermediate residual vectors `[L, d]`: the final norm, then
-        the head. Raises `UnsupportedModelError` without a head."""
+    def require_unembedding(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """`unembedding()`, or `UnsupportedModelError` saying in one line why there is none."""
         from core.errors import UnsupportedModelError
 
         head = self.unembedding()
         if head is None:
             raise UnsupportedModelError(
-                f"The logit lens needs a language-model head on the {self.label} self stack; "
-                "this model has none (an encoder, or an encoder-decoder whose head reads the "
-                "decoder)."
+                f"The logit lens needs a language-model head that reads the {self.label} self "
+                "stack; this model has none (an encoder, or an encoder-decoder whose head "
+                "reads the decoder)."
             )
+        return head
+
+    def lens_logits(self, residual: torch.Tensor) -> torch.Tensor:
+        """Logits `[L, vocab]` (compute dtype) of intermediate residual vectors `[L, d]`: the
+        final norm, then the head. Raises `UnsupportedModelError` without a head."""
+        head = self.require_unembedding()
         norm = self.final_norm()
         if norm is not None:
             residual = norm(residual.to(next(norm.parameters()).dtype))
