@@ -56,9 +56,12 @@ class AlbertLayer(Layer):
             linear(attention.key, x), self.num_heads
         )
 
+    def output_block(self, context: torch.Tensor) -> torch.Tensor:
+        return self.attention.dense(context)
+
     def finish(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         layer, attention, x = self.module, self.attention, self.to_module(x)
-        attended = attention.LayerNorm(x + attention.dense(self.to_module(context)))
+        attended = attention.LayerNorm(x + self.output_block(self.to_module(context)))
         return layer.full_layer_layer_norm(layer.ff_chunk(attended) + attended).to(self.dtype)
 
 

@@ -51,9 +51,12 @@ class BartEncoderLayer(Layer):
     def scale(self) -> float:
         return self.attention.scaling
 
+    def output_block(self, context: torch.Tensor) -> torch.Tensor:
+        return self.attention.out_proj(context)
+
     def finish(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         layer, x = self.module, self.to_module(x)
-        attended = layer.self_attn_layer_norm(x + self.attention.out_proj(self.to_module(context)))
+        attended = layer.self_attn_layer_norm(x + self.output_block(self.to_module(context)))
         forward = layer.fc2(layer.activation_fn(layer.fc1(attended)))
         return layer.final_layer_norm(attended + forward).to(self.dtype)
 

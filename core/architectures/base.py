@@ -227,6 +227,12 @@ class Layer(ABC):
         return None
 
     @abstractmethod
+    def output_block(self, context: torch.Tensor) -> torch.Tensor:
+        """The model's own modules from the heads' weighted values concatenated `[B, n, H*d_h]`
+        to the attention block's output `[B, n, d]` before the residual (output projection;
+        Gemma's post-attention norm), in the modules' dtype."""
+
+    @abstractmethod
     def finish(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The layer's output `[B, n, d]` from the heads' weighted values concatenated
         `context` `[B, n, H*d_h]` and the layer's input `x` `[B, n, d]`: output projection,
@@ -247,6 +253,10 @@ class Layer(ABC):
 
     def to_module(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor.to(self.module_dtype())
+
+    def attention_output(self, context: torch.Tensor) -> torch.Tensor:
+        """`output_block` called with the modules' dtype, the result in the compute dtype."""
+        return self.output_block(self.to_module(context)).to(self.dtype)
 
     def attention_input(self, x: torch.Tensor) -> torch.Tensor:
         """What the attention reads `[..., n, d]`: the layer input, normed first if pre-LN."""

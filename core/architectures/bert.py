@@ -56,9 +56,12 @@ class BertLayer(Layer):
             linear(inner.key, x), self.num_heads
         )
 
+    def output_block(self, context: torch.Tensor) -> torch.Tensor:
+        return self.attention.output.dense(context)
+
     def finish(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         layer, x = self.module, self.to_module(x)
-        attended = self.attention.output(self.to_module(context), x)  # dense, LayerNorm(· + x)
+        attended = self.attention.output.LayerNorm(self.output_block(self.to_module(context)) + x)
         return layer.output(layer.intermediate(attended), attended).to(self.dtype)
 
 

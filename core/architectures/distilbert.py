@@ -51,9 +51,12 @@ class DistilBertLayer(Layer):
             linear(attention.k_lin, x), self.num_heads
         )
 
+    def output_block(self, context: torch.Tensor) -> torch.Tensor:
+        return self.attention.out_lin(context)
+
     def finish(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         layer, x = self.module, self.to_module(x)
-        attended = layer.sa_layer_norm(self.attention.out_lin(self.to_module(context)) + x)
+        attended = layer.sa_layer_norm(self.output_block(self.to_module(context)) + x)
         return layer.output_layer_norm(layer.ffn(attended) + attended).to(self.dtype)
 
 

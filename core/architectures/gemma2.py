@@ -32,11 +32,12 @@ class Gemma2Layer(RotaryDecoderLayer):
     def softcap(self) -> float | None:
         return self.attention.attn_logit_softcapping
 
+    def output_block(self, context: torch.Tensor) -> torch.Tensor:
+        return self.module.post_attention_layernorm(self.attention.o_proj(context))
+
     def finish(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         layer, x = self.module, self.to_module(x)
-        attended = x + layer.post_attention_layernorm(
-            self.attention.o_proj(self.to_module(context))
-        )
+        attended = x + self.output_block(self.to_module(context))
         forward = layer.post_feedforward_layernorm(
             layer.mlp(layer.pre_feedforward_layernorm(attended))
         )

@@ -84,9 +84,12 @@ class Gpt2Layer(Layer):
     def causal(self) -> bool:
         return True
 
+    def output_block(self, context: torch.Tensor) -> torch.Tensor:
+        return self.attention.c_proj(context)
+
     def finish(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         block, x = self.module, self.to_module(x)
-        attended = self.attention.c_proj(self.to_module(context)) + x
+        attended = self.output_block(self.to_module(context)) + x
         return (attended + block.mlp(block.ln_2(attended))).to(self.dtype)
 
 

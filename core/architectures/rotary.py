@@ -92,9 +92,12 @@ class RotaryDecoderLayer(Layer):
         """The attention module's own window (Qwen2/3 and Gemma set it per layer)."""
         return getattr(self.attention, "sliding_window", None)
 
+    def output_block(self, context: torch.Tensor) -> torch.Tensor:
+        return self.attention.o_proj(context)
+
     def finish(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         layer, x = self.module, self.to_module(x)
-        attended = x + self.attention.o_proj(self.to_module(context))
+        attended = x + self.output_block(self.to_module(context))
         return (attended + layer.mlp(layer.post_attention_layernorm(attended))).to(self.dtype)
 
 

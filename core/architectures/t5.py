@@ -63,9 +63,12 @@ class T5EncoderBlock(Layer):
         with torch.no_grad():
             return first.compute_bias(n, n)[0].to(self.dtype)
 
+    def output_block(self, context: torch.Tensor) -> torch.Tensor:
+        return self.attention.o(context)
+
     def finish(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         x = self.to_module(x)
-        attended = x + self.attention.o(self.to_module(context))
+        attended = x + self.output_block(self.to_module(context))
         return self.feed_forward(attended).to(self.dtype)
 
 
