@@ -13,6 +13,7 @@ import torch
 
 import core
 from core.architectures import (
+    T5,
     Albert,
     Bart,
     Bert,
@@ -26,7 +27,6 @@ from core.architectures import (
     Qwen2,
     Qwen3,
     RotaryDecoder,
-    T5,
 )
 from core.families.layers import self_stack_pass
 from tests.core.methods.references import perturb
