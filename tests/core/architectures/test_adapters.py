@@ -66,15 +66,14 @@ def loaded(tiny_model_path):
 
     def get(family: str):
         if family not in cache:
-            model = core.load_model(str(tiny_model_path(family)))
-            perturb(model.model)
-            cache[family] = (model, *_run(model))
+            model = load_perturbed(tiny_model_path(family))
+            cache[family] = (model, *run_layers(model))
         return cache[family]
 
     return get
 
 
-def _run(model: core.LoadedModel):
+def run_layers(model: core.LoadedModel):
     """(one self-stack pass, each layer module's real output `[n, d]` in layer order)."""
     encoded = core.inference.encode(model, TEXT)
     architecture = model.architecture
@@ -100,6 +99,12 @@ def _run(model: core.LoadedModel):
     return run, layer_outputs
 
 
+def load_perturbed(path) -> core.LoadedModel:
+    model = core.load_model(str(path))
+    perturb(model.model)
+    return model
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_the_registry_picks_the_adapter(loaded, family):
     model, _, _ = loaded(family)
@@ -114,24 +119,53 @@ def test_the_registry_picks_the_adapter(loaded, family):
             assert [layer.kv_group(h) for h in range(4)] == [0, 0, 1, 1]
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_recomputed_attention_is_the_models(loaded, family):
-    """Queries, keys, scale, soft-cap, score bias and masks reproduce the eager attention."""
-    model, run, _ = loaded(family)
-    for index, layer in enumerate(model.architecture.layers):
-        x = run.hidden_states[index]
-        torch.testing.assert_close(
-            layer.attention_weights(x), run.attentions[index].to(layer.dtype), atol=ATOL, rtol=0
-        )
-
-
-@pytest.mark.parametrize("family", FAMILIES)
-def test_the_mask_is_where_the_model_computes_weights(loaded, family):
-    model, run, _ = loaded(family)
+def check_attention(model: core.LoadedModel, run) -> None:
+    """Queries, keys, scale, soft-cap, score bias and masks reproduce the eager attention, and
+    the mask is exactly where the model computes weights."""
     n = run.attentions[0].shape[-1]
     for index, layer in enumerate(model.architecture.layers):
-        computed = (run.attentions[index] > 0).all(dim=0)
-        assert torch.equal(computed, layer.mask(n))
+        x, attentions = run.hidden_states[index], run.attentions[index]
+        recomputed = layer.attention_weights(x)
+        torch.testing.assert_close(recomputed, attentions.to(layer.dtype), atol=ATOL, rtol=0)
+        assert torch.equal((attentions > 0).all(dim=0), layer.mask(n))
+
+
+def check_finish(model: core.LoadedModel, run, outputs) -> None:
+    """The heads' values weighted by the model's own attention, then `finish`, give each
+    layer's real output."""
+    for index, layer in enumerate(model.architecture.layers):
+        x, attentions = run.hidden_states[index].to(layer.dtype), run.attentions[index]
+        context = layer.context(attentions.to(layer.dtype), layer.values(x))
+        finished = layer.finish(context[None], x[None])[0]
+        torch.testing.assert_close(finished, outputs[index].to(layer.dtype), atol=ATOL, rtol=1e-5)
+
+
+def check_decomposition(model: core.LoadedModel, run) -> None:
+    """Σ_h Σ_j α_ij^h f^h(x_j) (+ bias, a post-norm linearised) is the block's output."""
+    for index, layer in enumerate(model.architecture.layers):
+        x = run.hidden_states[index].to(layer.dtype)
+        attentions = run.attentions[index].to(layer.dtype)
+        moved, row_scale, bias = layer.attention_terms(x, attentions)
+        summed = torch.einsum("hij,hjd->id", attentions, moved) + bias
+        block = layer.attention_output(layer.context(attentions, layer.values(x))[None])[0]
+        torch.testing.assert_close(row_scale[:, None] * summed, block, atol=1e-5, rtol=1e-5)
+
+
+def check_lens(model: core.LoadedModel, run, outputs) -> None:
+    """Final norm and head (with soft-cap) applied to the last layer's output give the logits."""
+    logits = model.architecture.lens_logits(outputs[-1])
+    torch.testing.assert_close(logits, run.logits.to(logits.dtype), atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_recomputed_attention_is_the_models(loaded, family):
+    model, run, _ = loaded(family)
+    check_attention(model, run)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_windows_are_the_configured_ones(loaded, family):
+    model, _, _ = loaded(family)
     windows = [layer.window for layer in model.architecture.layers]
     expected = {
         "mistral": [SLIDING_WINDOW] * model.num_layers,
@@ -143,35 +177,18 @@ def test_the_mask_is_where_the_model_computes_weights(loaded, family):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_finish_reproduces_the_layer_output(loaded, family):
-    """The heads' values weighted by the model's own attention, then `finish`, give the layer's
-    real output."""
-    model, run, outputs = loaded(family)
-    for index, layer in enumerate(model.architecture.layers):
-        x, attentions = run.hidden_states[index].to(layer.dtype), run.attentions[index]
-        context = layer.context(attentions.to(layer.dtype), layer.values(x))
-        finished = layer.finish(context[None], x[None])[0]
-        torch.testing.assert_close(finished, outputs[index].to(layer.dtype), atol=ATOL, rtol=1e-5)
+    check_finish(*loaded(family))
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_head_and_token_parts_sum_to_the_attention_block(loaded, family):
-    """Σ_h Σ_j α_ij^h f^h(x_j) (+ bias, post-norm linearised) is the block's output exactly."""
     model, run, _ = loaded(family)
-    for index, layer in enumerate(model.architecture.layers):
-        x = run.hidden_states[index].to(layer.dtype)
-        attentions = run.attentions[index].to(layer.dtype)
-        moved, row_scale, bias = layer.attention_terms(x, attentions)
-        summed = torch.einsum("hij,hjd->id", attentions, moved) + bias
-        block = layer.attention_output(layer.context(attentions, layer.values(x))[None])[0]
-        torch.testing.assert_close(row_scale[:, None] * summed, block, atol=1e-5, rtol=1e-5)
+    check_decomposition(model, run)
 
 
 @pytest.mark.parametrize("family", WITH_LENS)
 def test_the_lens_at_the_last_layer_is_the_models_prediction(loaded, family):
-    """Final norm and head (with soft-cap) applied to the last layer's output give the logits."""
-    model, run, outputs = loaded(family)
-    logits = model.architecture.lens_logits(outputs[-1])
-    torch.testing.assert_close(logits, run.logits.to(logits.dtype), atol=1e-4, rtol=1e-5)
+    check_lens(*loaded(family))
 
 
 @pytest.mark.parametrize("family", sorted(set(FAMILIES) - set(WITH_LENS)))
