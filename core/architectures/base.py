@@ -279,8 +279,11 @@ class Layer(ABC):
     def head_outputs(self, x: torch.Tensor) -> torch.Tensor:
         """f^h(x_j) = v_j^(group of h) W_O^h for every head and token `[H, n, d]`, times the
         post-attention norm's gain when there is one (its linear part, see `attention_terms`)."""
+        return self._moved(self.values(x))
+
+    def _moved(self, values: torch.Tensor) -> torch.Tensor:
         output = self.output_projection().weight.view(self.num_heads, self.head_dim, -1)
-        moved = torch.bmm(self.values(x), output)
+        moved = torch.bmm(values, output)
         post = self.post_attention_norm()
         return moved if post is None else moved * post.gain
 
@@ -303,13 +306,14 @@ class Layer(ABC):
         the sum reproduces the normed output exactly while each part is scaled like the whole.
         """
         x = x.to(self.dtype)
-        moved = self.head_outputs(x)
+        values = self.values(x)
+        moved = self._moved(values)
         output = self.output_projection()
         bias = output.bias if output.bias is not None else torch.zeros_like(x[0])
         post = self.post_attention_norm()
         if post is None:
             return moved, torch.ones(x.shape[0], dtype=x.dtype), bias
-        raw = output(self.context(attentions.to(x.dtype), self.values(x)))
+        raw = output(self.context(attentions.to(x.dtype), values))
         return moved, post.inverse_scale(raw), bias * post.gain
 
     def mask(self, n: int) -> torch.Tensor:
