@@ -10,58 +10,25 @@ from typing import ClassVar
 
 import torch
 
-from core.architectures.base import (
-    Architecture,
-    Layer,
-    Norm,
-    Projection,
-    linear,
-    module_head,
-    split_heads,
-)
+from core.architectures.base import Architecture, Layer, module_head
 from core.errors import UnsupportedModelError
 
 
 class AlbertLayer(Layer):
     pre_norm: ClassVar[bool] = False
-
-    @property
-    def attention(self) -> torch.nn.Module:
-        return self.module.attention
-
-    @property
-    def feed_forward(self) -> torch.nn.Module:
-        return self.module.ffn
-
-    @property
-    def num_heads(self) -> int:
-        return self.attention.num_attention_heads
-
-    @property
-    def head_dim(self) -> int:
-        return self.attention.attention_head_size
-
-    def value_projection(self) -> Projection:
-        return Projection.of_linear(self.attention.value, self.dtype)
-
-    def output_projection(self) -> Projection:
-        return Projection.of_linear(self.attention.dense, self.dtype)
-
-    def norm(self) -> Norm:
-        return Norm.of(self.attention.LayerNorm, self.dtype, centred=True)
-
-    def queries_keys(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        attention = self.attention
-        return split_heads(linear(attention.query, x), self.num_heads), split_heads(
-            linear(attention.key, x), self.num_heads
-        )
-
-    def output_block(self, context: torch.Tensor) -> torch.Tensor:
-        return self.attention.dense(context)
+    attention_path: ClassVar[str] = "attention"
+    feed_forward_path: ClassVar[str] = "ffn"
+    query_path: ClassVar[str] = "query"
+    key_path: ClassVar[str] = "key"
+    value_path: ClassVar[str] = "value"
+    output_path: ClassVar[str] = "dense"
+    norm_path: ClassVar[str] = "attention.LayerNorm"
+    heads_attribute: ClassVar[str] = "num_attention_heads"
+    head_dim_attribute: ClassVar[str] = "attention_head_size"
 
     def finish(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        layer, attention, x = self.module, self.attention, self.to_module(x)
-        attended = attention.LayerNorm(x + self.output_block(self.to_module(context)))
+        layer, x = self.module, self.to_module(x)
+        attended = self.attention.LayerNorm(x + self.output_block(self.to_module(context)))
         return layer.full_layer_layer_norm(layer.ff_chunk(attended) + attended).to(self.dtype)
 
 

@@ -9,50 +9,19 @@ from typing import ClassVar
 
 import torch
 
-from core.architectures.base import Architecture, Layer, Norm, Projection, linear, split_heads
+from core.architectures.base import Architecture, Layer
 
 
 class BartEncoderLayer(Layer):
     pre_norm: ClassVar[bool] = False
-
-    @property
-    def attention(self) -> torch.nn.Module:
-        return self.module.self_attn
-
-    @property
-    def feed_forward(self) -> torch.nn.Module:
-        return self.module.fc1
-
-    @property
-    def num_heads(self) -> int:
-        return self.attention.num_heads
-
-    @property
-    def head_dim(self) -> int:
-        return self.attention.head_dim
-
-    def value_projection(self) -> Projection:
-        return Projection.of_linear(self.attention.v_proj, self.dtype)
-
-    def output_projection(self) -> Projection:
-        return Projection.of_linear(self.attention.out_proj, self.dtype)
-
-    def norm(self) -> Norm:
-        return Norm.of(self.module.self_attn_layer_norm, self.dtype, centred=True)
-
-    def queries_keys(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        attention = self.attention
-        return (
-            split_heads(linear(attention.q_proj, x), self.num_heads),
-            split_heads(linear(attention.k_proj, x), self.num_heads),
-        )
+    attention_path: ClassVar[str] = "self_attn"
+    feed_forward_path: ClassVar[str] = "fc1"
+    output_path: ClassVar[str] = "out_proj"
+    norm_path: ClassVar[str] = "self_attn_layer_norm"
 
     @property
     def scale(self) -> float:
         return self.attention.scaling
-
-    def output_block(self, context: torch.Tensor) -> torch.Tensor:
-        return self.attention.out_proj(context)
 
     def finish(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         layer, x = self.module, self.to_module(x)

@@ -25,6 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import ClassVar
 
 import torch
@@ -139,13 +140,36 @@ def module_head(
 class Layer(ABC):
     """One layer of the "self" stack, as the model-reading methods see it.
 
-    Subclasses (one per architecture) read the layer's modules; the maths shared by every
-    architecture (grouped values, per-head outputs, masks, recomputed attention) lives here.
+    Subclasses (one per architecture) say where the layer's modules are, as dotted paths in
+    class attributes (`attention_path`, `value_path` …), which the default methods read; an
+    architecture whose projections are not plain `nn.Linear` modules (GPT-2's `Conv1D`,
+    Phi-3's fused `qkv_proj`) overrides the method instead. `finish` is always its own. The
+    maths shared by every architecture (grouped values, per-head outputs, masks, recomputed
+    attention) lives here.
     """
 
     pre_norm: ClassVar[bool]
     """True when `norm` is applied to the attention's input (pre-LN), False when it is applied
     after the residual (post-LN: BERT, DistilBERT, ALBERT, BART)."""
+    attention_path: ClassVar[str]
+    """The self-attention module, from the layer module (e.g. "self_attn"; a `ModuleList`'s
+    items are named by their index: "layer.0.SelfAttention")."""
+    feed_forward_path: ClassVar[str]
+    """The feed-forward module, from the layer module."""
+    query_path: ClassVar[str] = "q_proj"
+    key_path: ClassVar[str] = "k_proj"
+    value_path: ClassVar[str] = "v_proj"
+    output_path: ClassVar[str] = "o_proj"
+    """The four `nn.Linear` projections, from the attention module."""
+    norm_path: ClassVar[str]
+    """The norm `norm()` describes, from the layer module."""
+    norm_centred: ClassVar[bool] = True
+    """LayerNorm (True) or RMSNorm (False)."""
+    norm_gain_offset: ClassVar[float] = 0.0
+    """Gemma's RMSNorms scale by (1 + weight)."""
+    heads_attribute: ClassVar[str] = "num_heads"
+    head_dim_attribute: ClassVar[str] = "head_dim"
+    """Attributes (dotted paths) of the attention module holding H and d_h."""
 
     def __init__(self, architecture: Architecture, module: torch.nn.Module, index: int) -> None:
         self.architecture = architecture
@@ -153,22 +177,26 @@ class Layer(ABC):
         self.index = index
         self.dtype = compute_dtype(module)
 
+    def part(self, path: str, within: torch.nn.Module | None = None) -> torch.nn.Module:
+        """The submodule at dotted `path` of `within` (the layer module by default)."""
+        return attrgetter(path)(self.module if within is None else within)
+
     # ------------------------------------------------------------------ modules
     @property
-    @abstractmethod
     def attention(self) -> torch.nn.Module:
         """The layer's self-attention module (the one that computes the weights)."""
+        return self.part(self.attention_path)
 
     @property
-    @abstractmethod
     def feed_forward(self) -> torch.nn.Module:
         """The layer's feed-forward module (MLP)."""
+        return self.part(self.feed_forward_path)
 
     # ------------------------------------------------------------------ shapes
     @property
-    @abstractmethod
     def num_heads(self) -> int:
         """H, the query heads."""
+        return int(attrgetter(self.heads_attribute)(self.attention))
 
     @property
     def num_kv_heads(self) -> int:
@@ -176,31 +204,46 @@ class Layer(ABC):
         return self.num_heads
 
     @property
-    @abstractmethod
     def head_dim(self) -> int:
         """d_h."""
+        return int(attrgetter(self.head_dim_attribute)(self.attention))
 
     # ------------------------------------------------------------------ projections and norms
-    @abstractmethod
     def value_projection(self) -> Projection:
         """x (what the attention reads) → values of every key-value head `[d, K*d_h]`."""
+        return Projection.of_linear(self.part(self.value_path, self.attention), self.dtype)
 
-    @abstractmethod
     def output_projection(self) -> Projection:
         """Heads' weighted values concatenated → attention block output `[H*d_h, d]`."""
+        return Projection.of_linear(self.part(self.output_path, self.attention), self.dtype)
 
-    @abstractmethod
     def norm(self) -> Norm:
         """The norm around the attention block: before it (`pre_norm`) or after the residual."""
+        return self.norm_of(self.part(self.norm_path))
+
+    def norm_of(self, module: torch.nn.Module) -> Norm:
+        """A norm module of this layer, as maths (this architecture's kind of norm)."""
+        return Norm.of(
+            module, self.dtype, centred=self.norm_centred, gain_offset=self.norm_gain_offset
+        )
 
     def post_attention_norm(self) -> Norm | None:
         """A norm applied to the attention block's output alone, before the residual (Gemma)."""
         return None
 
-    @abstractmethod
+    def project_queries_keys(self, read: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Queries `[n, H*d_h]` and keys `[n, K*d_h]` of what the attention reads."""
+        attention = self.attention
+        return (
+            linear(self.part(self.query_path, attention), read),
+            linear(self.part(self.key_path, attention), read),
+        )
+
     def queries_keys(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Queries `[H, n, d_h]` and keys `[K, n, d_h]` as the dot product sees them (after
         q/k norms and rotary positions 0..n-1), from the layer's input `x` `[n, d]`."""
+        queries, keys = self.project_queries_keys(self.attention_input(x))
+        return split_heads(queries, self.num_heads), split_heads(keys, self.num_kv_heads)
 
     # ------------------------------------------------------------------ the attention's rules
     @property
@@ -226,11 +269,11 @@ class Layer(ABC):
         """An additive bias on the scores `[H, n, n]` (T5's relative positions), or None."""
         return None
 
-    @abstractmethod
     def output_block(self, context: torch.Tensor) -> torch.Tensor:
         """The model's own modules from the heads' weighted values concatenated `[B, n, H*d_h]`
         to the attention block's output `[B, n, d]` before the residual (output projection;
         Gemma's post-attention norm), in the modules' dtype."""
+        return self.part(self.output_path, self.attention)(context)
 
     @abstractmethod
     def finish(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

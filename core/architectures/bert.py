@@ -2,7 +2,7 @@
 
 Post-LN: attention (separate query, key, value projections), output dense, LayerNorm of the
 sum with the residual; then the feed-forward block with its own post-LN. Masked-LM heads:
-`cls` (BERT, ELECTRA's `generator_lm_head` is not read) or `lm_head` (the RoBERTa family).
+`cls` (BERT, ELECTRA) or `lm_head` (the RoBERTa family).
 """
 
 from __future__ import annotations
@@ -11,53 +11,20 @@ from typing import ClassVar
 
 import torch
 
-from core.architectures.base import (
-    Architecture,
-    Layer,
-    Norm,
-    Projection,
-    linear,
-    module_head,
-    split_heads,
-)
+from core.architectures.base import Architecture, Layer, module_head
 
 
 class BertLayer(Layer):
     pre_norm: ClassVar[bool] = False
-
-    @property
-    def attention(self) -> torch.nn.Module:
-        return self.module.attention
-
-    @property
-    def feed_forward(self) -> torch.nn.Module:
-        return self.module.intermediate
-
-    @property
-    def num_heads(self) -> int:
-        return self.attention.self.num_attention_heads
-
-    @property
-    def head_dim(self) -> int:
-        return self.attention.self.attention_head_size
-
-    def value_projection(self) -> Projection:
-        return Projection.of_linear(self.attention.self.value, self.dtype)
-
-    def output_projection(self) -> Projection:
-        return Projection.of_linear(self.attention.output.dense, self.dtype)
-
-    def norm(self) -> Norm:
-        return Norm.of(self.attention.output.LayerNorm, self.dtype, centred=True)
-
-    def queries_keys(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        inner = self.attention.self
-        return split_heads(linear(inner.query, x), self.num_heads), split_heads(
-            linear(inner.key, x), self.num_heads
-        )
-
-    def output_block(self, context: torch.Tensor) -> torch.Tensor:
-        return self.attention.output.dense(context)
+    attention_path: ClassVar[str] = "attention"
+    feed_forward_path: ClassVar[str] = "intermediate"
+    query_path: ClassVar[str] = "self.query"
+    key_path: ClassVar[str] = "self.key"
+    value_path: ClassVar[str] = "self.value"
+    output_path: ClassVar[str] = "output.dense"
+    norm_path: ClassVar[str] = "attention.output.LayerNorm"
+    heads_attribute: ClassVar[str] = "self.num_attention_heads"
+    head_dim_attribute: ClassVar[str] = "self.attention_head_size"
 
     def finish(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         layer, x = self.module, self.to_module(x)

@@ -6,53 +6,23 @@ from typing import ClassVar
 
 import torch
 
-from core.architectures.base import (
-    Architecture,
-    Layer,
-    Norm,
-    Projection,
-    linear,
-    module_head,
-    split_heads,
-)
+from core.architectures.base import Architecture, Layer, module_head
 
 
 class DistilBertLayer(Layer):
     pre_norm: ClassVar[bool] = False
-
-    @property
-    def attention(self) -> torch.nn.Module:
-        return self.module.attention
-
-    @property
-    def feed_forward(self) -> torch.nn.Module:
-        return self.module.ffn
-
-    @property
-    def num_heads(self) -> int:
-        return self.attention.n_heads
+    attention_path: ClassVar[str] = "attention"
+    feed_forward_path: ClassVar[str] = "ffn"
+    query_path: ClassVar[str] = "q_lin"
+    key_path: ClassVar[str] = "k_lin"
+    value_path: ClassVar[str] = "v_lin"
+    output_path: ClassVar[str] = "out_lin"
+    norm_path: ClassVar[str] = "sa_layer_norm"
+    heads_attribute: ClassVar[str] = "n_heads"
 
     @property
     def head_dim(self) -> int:
         return self.attention.dim // self.num_heads
-
-    def value_projection(self) -> Projection:
-        return Projection.of_linear(self.attention.v_lin, self.dtype)
-
-    def output_projection(self) -> Projection:
-        return Projection.of_linear(self.attention.out_lin, self.dtype)
-
-    def norm(self) -> Norm:
-        return Norm.of(self.module.sa_layer_norm, self.dtype, centred=True)
-
-    def queries_keys(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        attention = self.attention
-        return split_heads(linear(attention.q_lin, x), self.num_heads), split_heads(
-            linear(attention.k_lin, x), self.num_heads
-        )
-
-    def output_block(self, context: torch.Tensor) -> torch.Tensor:
-        return self.attention.out_lin(context)
 
     def finish(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         layer, x = self.module, self.to_module(x)

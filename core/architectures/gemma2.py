@@ -26,7 +26,7 @@ class Gemma2Layer(RotaryDecoderLayer):
     norm_gain_offset: ClassVar[float] = 1.0
 
     def post_attention_norm(self) -> Norm | None:
-        return self.rms_norm(self.module.post_attention_layernorm)
+        return self.norm_of(self.module.post_attention_layernorm)
 
     @property
     def softcap(self) -> float | None:

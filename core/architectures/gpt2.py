@@ -14,38 +14,24 @@ import torch
 from core.architectures.base import (
     Architecture,
     Layer,
-    Norm,
     Projection,
     cast,
     module_head,
-    split_heads,
 )
 from core.errors import UnsupportedModelError
 
 
 class Gpt2Layer(Layer):
     pre_norm: ClassVar[bool] = True
+    attention_path: ClassVar[str] = "attn"
+    feed_forward_path: ClassVar[str] = "mlp"
+    output_path: ClassVar[str] = "c_proj"
+    norm_path: ClassVar[str] = "ln_1"
 
     def __init__(self, architecture, module, index) -> None:
         super().__init__(architecture, module, index)
         if hasattr(module, "crossattention"):
             raise UnsupportedModelError("GPT-2 blocks with cross-attention are not supported.")
-
-    @property
-    def attention(self) -> torch.nn.Module:
-        return self.module.attn
-
-    @property
-    def feed_forward(self) -> torch.nn.Module:
-        return self.module.mlp
-
-    @property
-    def num_heads(self) -> int:
-        return self.attention.num_heads
-
-    @property
-    def head_dim(self) -> int:
-        return self.attention.head_dim
 
     def _fused(self, part: int) -> Projection:
         """Part 0 (query), 1 (key) or 2 (value) of `c_attn`."""
@@ -59,18 +45,11 @@ class Gpt2Layer(Layer):
         return self._fused(2)
 
     def output_projection(self) -> Projection:
-        projection = self.attention.c_proj
+        projection = self.attention.c_proj  # a Conv1D too: [in, out] already
         return Projection(cast(projection.weight, self.dtype), cast(projection.bias, self.dtype))
 
-    def norm(self) -> Norm:
-        return Norm.of(self.module.ln_1, self.dtype, centred=True)
-
-    def queries_keys(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        read = self.norm()(x)
-        return (
-            split_heads(self._fused(0)(read), self.num_heads),
-            split_heads(self._fused(1)(read), self.num_heads),
-        )
+    def project_queries_keys(self, read: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._fused(0)(read), self._fused(1)(read)
 
     @property
     def scale(self) -> float:
@@ -83,9 +62,6 @@ class Gpt2Layer(Layer):
     @property
     def causal(self) -> bool:
         return True
-
-    def output_block(self, context: torch.Tensor) -> torch.Tensor:
-        return self.attention.c_proj(context)
 
     def finish(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         block, x = self.module, self.to_module(x)

@@ -15,30 +15,15 @@ from typing import ClassVar
 
 import torch
 
-from core.architectures.base import (
-    Architecture,
-    Layer,
-    Norm,
-    Projection,
-    apply_rotary,
-    linear,
-    module_head,
-    split_heads,
-)
+from core.architectures.base import Architecture, Layer, apply_rotary, module_head
 
 
 class RotaryDecoderLayer(Layer):
     pre_norm: ClassVar[bool] = True
-    norm_gain_offset: ClassVar[float] = 0.0
-    """Gemma's RMSNorms scale by (1 + weight)."""
-
-    @property
-    def attention(self) -> torch.nn.Module:
-        return self.module.self_attn
-
-    @property
-    def feed_forward(self) -> torch.nn.Module:
-        return self.module.mlp
+    attention_path: ClassVar[str] = "self_attn"
+    feed_forward_path: ClassVar[str] = "mlp"
+    norm_path: ClassVar[str] = "input_layernorm"
+    norm_centred: ClassVar[bool] = False
 
     @property
     def num_heads(self) -> int:
@@ -48,34 +33,12 @@ class RotaryDecoderLayer(Layer):
     def num_kv_heads(self) -> int:
         return self.architecture.config.num_key_value_heads
 
-    @property
-    def head_dim(self) -> int:
-        return self.attention.head_dim
-
-    def rms_norm(self, module: torch.nn.Module) -> Norm:
-        return Norm.of(module, self.dtype, centred=False, gain_offset=self.norm_gain_offset)
-
-    def value_projection(self) -> Projection:
-        return Projection.of_linear(self.attention.v_proj, self.dtype)
-
-    def output_projection(self) -> Projection:
-        return Projection.of_linear(self.attention.o_proj, self.dtype)
-
-    def norm(self) -> Norm:
-        return self.rms_norm(self.module.input_layernorm)
-
-    def project_queries_keys(self, read: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Queries `[n, H*d_h]` and keys `[n, K*d_h]` of the normed input, before rotary."""
-        return linear(self.attention.q_proj, read), linear(self.attention.k_proj, read)
-
     def queries_keys(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        queries, keys = self.project_queries_keys(self.norm()(x))
-        queries, keys = split_heads(queries, self.num_heads), split_heads(keys, self.num_kv_heads)
-        for name, role in (("q_norm", "queries"), ("k_norm", "keys")):
-            module = getattr(self.attention, name, None)
-            if module is not None:  # Qwen3, Gemma3: an RMSNorm over each head's vector
-                normed = self.rms_norm(module)(queries if role == "queries" else keys)
-                queries, keys = (normed, keys) if role == "queries" else (queries, normed)
+        queries, keys = super().queries_keys(x)
+        attention = self.attention
+        if hasattr(attention, "q_norm"):  # Qwen3, Gemma3: an RMSNorm over each head's vector
+            queries = self.norm_of(attention.q_norm)(queries)
+            keys = self.norm_of(attention.k_norm)(keys)
         cos, sin = self.architecture.rotary(self, x)
         return apply_rotary(queries, cos, sin), apply_rotary(keys, cos, sin)
 
@@ -91,9 +54,6 @@ class RotaryDecoderLayer(Layer):
     def window(self) -> int | None:
         """The attention module's own window (Qwen2/3 and Gemma set it per layer)."""
         return getattr(self.attention, "sliding_window", None)
-
-    def output_block(self, context: torch.Tensor) -> torch.Tensor:
-        return self.attention.o_proj(context)
 
     def finish(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         layer, x = self.module, self.to_module(x)
