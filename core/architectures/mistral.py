@@ -8,9 +8,7 @@ from core.architectures.rotary import RotaryDecoder, RotaryDecoderLayer
 
 
 class MistralLayer(RotaryDecoderLayer):
-    @property
-    def window(self) -> int | None:
-        return getattr(self.architecture.config, "sliding_window", None)
+    window_from_config: ClassVar[bool] = True
 
 
 class Mistral(RotaryDecoder):

@@ -13,6 +13,8 @@ from core.architectures.rotary import RotaryDecoder, RotaryDecoderLayer
 
 
 class Phi3Layer(RotaryDecoderLayer):
+    window_from_config: ClassVar[bool] = True
+
     def _rows(self, part: int) -> slice:
         """Output rows of `qkv_proj` for part 0 (query), 1 (key) or 2 (value)."""
         queries, kv = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
@@ -25,10 +27,6 @@ class Phi3Layer(RotaryDecoderLayer):
     def project_queries_keys(self, read: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         fused = linear(self.attention.qkv_proj, read)
         return fused[..., self._rows(0)], fused[..., self._rows(1)]
-
-    @property
-    def window(self) -> int | None:
-        return getattr(self.architecture.config, "sliding_window", None)
 
 
 class Phi3(RotaryDecoder):

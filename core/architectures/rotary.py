@@ -24,6 +24,9 @@ class RotaryDecoderLayer(Layer):
     feed_forward_path: ClassVar[str] = "mlp"
     norm_path: ClassVar[str] = "input_layernorm"
     norm_centred: ClassVar[bool] = False
+    window_from_config: ClassVar[bool] = False
+    """True when one window from the config holds for every layer (Mistral, Phi-3); else each
+    attention module carries its own (`sliding_window`, set per layer by Qwen2/3 and Gemma)."""
 
     @property
     def num_heads(self) -> int:
@@ -52,8 +55,8 @@ class RotaryDecoderLayer(Layer):
 
     @property
     def window(self) -> int | None:
-        """The attention module's own window (Qwen2/3 and Gemma set it per layer)."""
-        return getattr(self.attention, "sliding_window", None)
+        owner = self.architecture.config if self.window_from_config else self.attention
+        return getattr(owner, "sliding_window", None)
 
     def finish(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         layer, x = self.module, self.to_module(x)
