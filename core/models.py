@@ -154,7 +154,9 @@ class LoadedModel:
 
     def __repr__(self) -> str:
         return (
-            f"LoadedModel(name={self.name!r}, kind={self.kind.value}, layers={self.num_layers}, "
+            f"LoadedModel(name={self.name!r}, kind={self.kind.value}, "
+            f"architecture={self.architecture.name if self.architecture else None}, "
+            f"layers={self.num_layers}, "
             f"heads={self.num_heads}, max_length={self.max_length}, source={self.source})"
         )
 

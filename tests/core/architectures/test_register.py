@@ -13,6 +13,7 @@ from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
 import core
 from core.architectures import Projection, RotaryDecoder, RotaryDecoderLayer
+from core.corpus import query_key_vectors
 from tests.core.architectures.test_adapters import (
     check_attention,
     check_decomposition,
@@ -87,6 +88,8 @@ def test_an_unknown_architecture_keeps_attention_and_says_what_the_rest_needs(to
             core.compute_method(toy_model, TEXT, method)
     with pytest.raises(core.UnsupportedModelError, match="logit lens"):
         core.logit_lens(toy_model, TEXT, -1)
+    with pytest.raises(core.UnsupportedModelError, match="global view"):
+        query_key_vectors(toy_model, [TEXT], 0, 0)
     assert core.compute_method(toy_model, TEXT, "rollout").rollout is not None
 
 
