@@ -12,10 +12,10 @@ methods, the logit lens and the corpus global view ask an `Architecture`, never 
 Conventions. Hidden size `d`; `H` query heads of width `d_h` in `K` key-value groups (`K = H`
 without grouped-query attention; query head `h` reads key-value head `h // (H / K)`). One
 layer's tensors drop the batch dimension: `x` `[n, d]`. Weights are in "x @ W" form whatever the
-module stores (`value_weight` `[d, K*d_h]`, `output_weight` `[H*d_h, d]`). Every tensor an
-adapter returns is in its *compute dtype*: float32 for float32, float16 and bfloat16 models,
-float64 for float64 ones; weights are cast to it. Only `finish` calls the model's own modules,
-with inputs in the modules' dtype.
+module stores (`Projection`: values `[d, K*d_h]`, output `[H*d_h, d]`). Every tensor an adapter
+returns is in its *compute dtype*: float32 for float32, float16 and bfloat16 models, float64 for
+float64 ones; weights are cast to it. Only `output_block`, `finish` and the lens's head call the
+model's own modules, with inputs in the modules' dtype.
 """
 
 from __future__ import annotations
