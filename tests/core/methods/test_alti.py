@@ -7,23 +7,11 @@ import pytest
 
 import core
 from tests.core.methods import references
-from tests.core.methods.conftest import TEXT
+from tests.core.methods.conftest import SELF_STACK_FAMILIES, TEXT
 from tests.tiny_models import MODERN_FAMILIES
 
-FAMILIES = (
-    "bert",
-    "roberta",
-    "albert",
-    "distilbert",
-    "bert-encoder",
-    "gpt2",
-    "bart",
-    "t5",
-    *MODERN_FAMILIES,
-)
 
-
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", SELF_STACK_FAMILIES)
 def test_alti_matches_the_reference(perturbed_model, family):
     model = perturbed_model(family)
     result = core.compute_method(model, TEXT, "alti")
