@@ -4,9 +4,23 @@ Everything here is UI-free and importable from a notebook::
 
     from core import load_model, run_attention, EMBEDDED_MODEL
     result = run_attention(load_model(EMBEDDED_MODEL), "The cat sat on the mat.")
+
+A loaded model carries two adapters: `model.family` (its kind: which head, how a pass runs,
+which attention stacks; `core.families`) and `model.architecture` (how each layer computes:
+projections, norms, masks, soft-caps, the final norm and head; `core.architectures`, None for
+architectures no adapter claims). `register_architecture` adds an adapter.
 """
 
 from core.agreement import explanation_agreement, leave_one_out
+from core.architectures import (
+    Architecture,
+    Layer,
+    detect_architecture,
+    require_architecture,
+    unsupported_reason,
+)
+from core.architectures import register as register_architecture
+from core.architectures import unregister as unregister_architecture
 from core.attention import (
     AttentionResult,
     generate_with_attention,
@@ -80,6 +94,7 @@ __all__ = [
     "PRESETS",
     "STACKS",
     "STAT_DESCRIPTIONS",
+    "Architecture",
     "AtlasError",
     "AttentionResult",
     "Comparison",
@@ -92,6 +107,7 @@ __all__ = [
     "InvalidAttentionError",
     "InvalidModelNameError",
     "InvalidSelectionError",
+    "Layer",
     "LoadedModel",
     "MaskPair",
     "Method",
@@ -129,6 +145,7 @@ __all__ = [
     "compare_replacement",
     "compute_method",
     "contribution_graph",
+    "detect_architecture",
     "detect_family",
     "drop_positions",
     "explanation_agreement",
@@ -148,10 +165,14 @@ __all__ = [
     "neuron_view",
     "predict_masked",
     "predict_next",
+    "register_architecture",
+    "require_architecture",
     "residual_attention",
     "run_attention",
     "run_method",
     "select_heads",
     "supports_neuron_view",
+    "unregister_architecture",
+    "unsupported_reason",
     "word_groups",
 ]
