@@ -18,6 +18,11 @@ go of both files (`release`) and their size on disk is read.
 Reported: the file sizes every `--every` runs, the runs the capped store keeps, each store's
 growth per run and per minute of running, and the run times (the capped store's include
 evicting and rewriting the file).
+
+`--rewrite-mb 200` then times the rewrite at the public cap's size: a store filled to that
+many MB with synthetic shared runs (random statistics, 50 runs), one visitor run in it; the
+time of "Delete my corpus runs" (`delete_runs`, which rewrites the file) and of an eviction
+down to 80 % of a cap 10 % under the file's size (`prune`).
 """
 
 from __future__ import annotations
@@ -53,6 +58,10 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--cap", default="20M", help="the capped store's size cap, e.g. 20M")
     parser.add_argument("--every", type=int, default=10, help="print sizes every N runs")
+    parser.add_argument(
+        "--rewrite-mb", type=int, default=0, help="also time a rewrite at this size"
+    )
+    parser.add_argument("--no-growth", action="store_true", help="only the rewrite timing")
     args = parser.parse_args()
     cap = read_amount({"cap": args.cap}, "cap", None)
 
@@ -61,6 +70,15 @@ def main() -> None:
         f"date {_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
         f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()}"
     )
+    if not args.no_growth:
+        growth(args, cap)
+    if args.rewrite_mb:
+        rewrite(args.rewrite_mb)
+    print(f"\nload average at end {os.getloadavg()}")
+
+
+def growth(args: argparse.Namespace, cap: int | None) -> None:
+    """The pasting visitor's runs into an uncapped and a capped store."""
     model = load_model(EMBEDDED_MODEL)
     pool = bundled_corpus("austen")
     rng = np.random.default_rng(0)
@@ -115,7 +133,53 @@ def main() -> None:
                 f"{per_run:.2f} | {grown / minutes:.1f} | "
                 f"{statistics.median(seconds[name]):.2f} / {max(seconds[name]):.2f} |"
             )
-    print(f"\nload average at end {os.getloadavg()}")
+
+
+def rewrite(megabytes: int) -> None:
+    """Time deleting a visitor's run and evicting old runs in a store of `megabytes` MB."""
+    import duckdb
+
+    from core.corpus import CorpusStore
+    from core.corpus.store import RunRecord
+
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "big.duckdb"
+        CorpusStore(path).release()  # the schema
+        rows = megabytes * MB // 150  # a sample row of 12 random doubles takes ≈ 150 bytes
+        connection = duckdb.connect(str(path))
+        connection.execute(
+            "INSERT INTO runs (run_id, model, corpus_hash, max_tokens, mode, statistics, "
+            "num_layers, num_heads, total, done, truncated, seconds) "
+            "SELECT 'synthetic' || i, 'm', 'h' || i, 32, 'default', 's', 6, 12, 1, 1, 0, 0 "
+            "FROM range(50) t(i)"
+        )
+        connection.execute(
+            "INSERT INTO head_sample SELECT 'synthetic' || (i % 50), i // 50, 0, 0, "
+            "list_transform(range(12), lambda x: random()) FROM range(?) t(i)",
+            [rows],
+        )
+        connection.close()
+        visitor = CorpusStore(path, owner="bench visitor")
+        record = RunRecord(visitor.scope("v"), "m", "v", 32, "default", ("s",), 1, 1, 1, 0, 0, 0)
+        visitor.create_run(record, ["A visitor's sentence."])
+        visitor.release()
+        before = visitor.file_bytes()
+        started = time.perf_counter()
+        visitor.delete_runs()
+        deleted = time.perf_counter() - started
+        visitor.release()
+        after = visitor.file_bytes()
+        capped = CorpusStore(path, max_bytes=int(after * 0.9))
+        started = time.perf_counter()
+        evicted = capped.prune()
+        evicting = time.perf_counter() - started
+        capped.release()
+        print(
+            f"\nrewrite at {before / MB:.0f} MB: delete_runs {deleted:.2f} s "
+            f"({before / MB:.1f} → {after / MB:.1f} MB); prune to 80 % of a "
+            f"{after * 0.9 / MB:.0f} MB cap: {evicted} runs evicted in {evicting:.2f} s "
+            f"(→ {capped.file_bytes() / MB:.1f} MB)"
+        )
 
 
 if __name__ == "__main__":
