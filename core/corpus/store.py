@@ -459,7 +459,6 @@ class CorpusStore:
                     ],
                 )
                 cursor.commit()
-                self._settle(cursor)
             except Exception:
                 cursor.rollback()
                 raise
@@ -509,23 +508,11 @@ class CorpusStore:
                     cursor.execute("INSERT OR REPLACE INTO head_sample SELECT * FROM new_sample")
                     cursor.unregister("new_sample")
                 cursor.commit()
-                self._settle(cursor)
             except Exception:
                 cursor.rollback()
                 raise
-        if self.max_bytes is not None and self.file_bytes() > self.max_bytes:
+        if self.max_bytes is not None:
             self.prune(keep=run_id)
-
-    def _settle(self, cursor) -> None:
-        """Under a cap, write the log into the file now, so that `file_bytes` is the size the
-        file keeps (the log's rows take more room once checkpointed into blocks)."""
-        if self.max_bytes is None:
-            return
-        import duckdb
-
-        # Fails while another thread's transaction is open: the file settles when released.
-        with contextlib.suppress(duckdb.Error):
-            cursor.execute("CHECKPOINT")
 
     # -- deleting -----------------------------------------------------------------------------
 
@@ -552,6 +539,10 @@ class CorpusStore:
         the file is under `EVICT_TO` of the cap; never `keep`. Returns how many were removed."""
         removed = 0
         with _using(self.path, self.busy_seconds, exclusive=True) as opened:
+            if self.max_bytes is not None:
+                # Write the log into the file first (alone, so no transaction is open): its
+                # rows take more room once in blocks, and the file's size is what is capped.
+                opened.connection.execute("CHECKPOINT")
             for _ in range(4):  # each pass evicts on an estimate, then measures the file
                 cursor = opened.connection.cursor()
                 try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -390,3 +391,40 @@ def test_the_command_and_the_app_use_one_store_at_once(tiny_model_path, tmp_path
     rounds, seen = out.split()
     assert app.returncode == 0 and int(rounds) >= 1
     assert seen == "True"  # the app read the command's run while both were going
+
+
+def test_threads_read_while_another_evicts_and_rewrites(loaded_tiny, tmp_path):
+    model = loaded_tiny("bert")
+    path = tmp_path / "corpus.duckdb"
+    writer = CorpusStore(path, max_bytes=4_000_000)  # under two runs: every run evicts
+    reader = CorpusStore(path)
+    done = threading.Event()
+    failures: list[BaseException] = []
+    reads = []
+
+    def read() -> None:
+        while not done.is_set():
+            try:
+                for run in reader.runs()["run_id"]:
+                    record = reader.run(run)
+                    if record is not None:  # it may have been evicted in between
+                        reader.sums(run)
+                reads.append(1)
+            except BaseException as error:  # reported below
+                failures.append(error)
+                return
+
+    threads = [threading.Thread(target=read) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        for seed in range(5):
+            run_corpus(model, _random_sentences(200 + seed, 12), store=writer, max_tokens=16)
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(timeout=120)
+    assert not failures, failures
+    assert reads and not any(thread.is_alive() for thread in threads)
+    writer.release()
+    assert writer.file_bytes() <= 4_000_000
