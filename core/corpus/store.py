@@ -55,7 +55,14 @@ BUSY_SECONDS = 60.0
 """How long an operation waits for another process using the store before giving up."""
 LINGER_SECONDS = 0.25
 """A process keeps the file this long after its last operation: a page's burst of reads opens
-it once (opening costs ≈ 20-60 ms), and other processes wait at most this much longer."""
+it once (opening costs ≈ 20-60 ms). Not when another process is waiting for it: see below."""
+WAITING_FRESH_SECONDS = 1.0
+"""A process waiting for the file touches `<store>.wait` every `POLL_SECONDS`; while that file
+is this fresh, the holder lets go after its current operations (no new ones start, no linger)
+and, opening again, first gives the waiting process `DEFER_SECONDS` to take the file: without
+this a busy app would keep the file for good and starve the command (or the other way)."""
+POLL_SECONDS = 0.01
+DEFER_SECONDS = 0.05
 EVICT_TO = 0.8
 """Over its cap, the store evicts down to this fraction of it, so that the file is not
 rewritten on every write once it is full."""
@@ -168,6 +175,7 @@ class _OpenFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.lock_path = path.with_name(path.name + ".lock")
+        self.wait_path = path.with_name(path.name + ".wait")
         self.condition = threading.Condition()
         self.users = 0
         self.exclusive = False
@@ -204,21 +212,37 @@ class _OpenFile:
             self._release_lock()
             raise
 
+    def another_waits(self) -> bool:
+        """Whether another process is waiting for the file (its `.wait` file is fresh)."""
+        try:
+            return time.time() - self.wait_path.stat().st_mtime < WAITING_FRESH_SECONDS
+        except OSError:
+            return False
+
     def _wait_for_lock(self, deadline: float) -> None:
         if fcntl is None:
             return
-        while True:
-            try:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError as exc:
-                if time.monotonic() > deadline:
-                    raise CorpusStoreError(
-                        f"The corpus store '{self.path.name}' is busy: another program has "
-                        "been writing it for too long. Try again in a moment, or choose "
-                        f"another store file (argument store= or ${STORE_ENV})."
-                    ) from exc
-                time.sleep(0.02)
+        if self.another_waits():
+            time.sleep(DEFER_SECONDS)  # its turn first: it polls faster than this
+        waited = False
+        try:
+            while True:
+                try:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return
+                except BlockingIOError as exc:
+                    if time.monotonic() > deadline:
+                        raise CorpusStoreError(
+                            f"The corpus store '{self.path.name}' is busy: another program "
+                            "has been using it for too long. Try again in a moment, or choose "
+                            f"another store file (argument store= or ${STORE_ENV})."
+                        ) from exc
+                    self.wait_path.touch()  # asks the holder to let go
+                    waited = True
+                    time.sleep(POLL_SECONDS)
+        finally:
+            if waited:
+                self.wait_path.unlink(missing_ok=True)
 
     def _error(self, exc: BaseException) -> CorpusStoreError:
         return CorpusStoreError(
@@ -282,8 +306,14 @@ def _using(path: Path, busy_seconds: float, *, exclusive: bool = False) -> Itera
     with _OPEN_FILES_GUARD:
         opened = _OPEN_FILES.setdefault(path, _OpenFile(path))
     with opened.condition:
-        while opened.exclusive or (exclusive and opened.users):
-            opened.condition.wait()
+        # No new operation joins while another process waits: the file is let go when the
+        # running ones end (operations never nest, so this cannot wait on itself).
+        while (
+            opened.exclusive
+            or (exclusive and opened.users)
+            or (opened.users and opened.another_waits())
+        ):
+            opened.condition.wait(POLL_SECONDS)
         if not opened.is_open():
             opened.open(busy_seconds)
         opened.users += 1
@@ -297,7 +327,10 @@ def _using(path: Path, busy_seconds: float, *, exclusive: bool = False) -> Itera
             if exclusive:
                 opened.exclusive = False
             if opened.users == 0:
-                opened.release_later()
+                if opened.another_waits():
+                    opened.close()
+                else:
+                    opened.release_later()
             opened.condition.notify_all()
 
 

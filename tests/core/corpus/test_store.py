@@ -361,6 +361,8 @@ while not Path(stop).exists():
     run_corpus(model, [f"The app's own run {rounds}.", "It writes."], store=store, max_tokens=16)
     found = open_corpus(model.name, wanted, max_tokens=16, store=store)
     seen = seen or (found is not None and found.done > 0)
+    for _ in range(50):  # back-to-back reads, as a busy app makes: they must not starve the CLI
+        store.runs()
     rounds += 1
 print(rounds, seen, flush=True)
 """
