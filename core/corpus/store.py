@@ -179,6 +179,8 @@ class _OpenFile:
         self.condition = threading.Condition()
         self.users = 0
         self.exclusive = False
+        self.exclusive_waiting = 0
+        """Exclusive users waiting to start: readers arriving meanwhile wait behind them."""
         self.connection = None
         self._lock_fd: int | None = None
         self.generation = 0
@@ -306,14 +308,20 @@ def _using(path: Path, busy_seconds: float, *, exclusive: bool = False) -> Itera
     with _OPEN_FILES_GUARD:
         opened = _OPEN_FILES.setdefault(path, _OpenFile(path))
     with opened.condition:
-        # No new operation joins while another process waits: the file is let go when the
-        # running ones end (operations never nest, so this cannot wait on itself).
-        while (
-            opened.exclusive
-            or (exclusive and opened.users)
-            or (opened.users and opened.another_waits())
-        ):
-            opened.condition.wait(POLL_SECONDS)
+        # No new operation joins while another process waits, nor while a rewrite waits in
+        # this one: the file is let go (or rewritten) when the running ones end. Operations
+        # never nest, so this cannot wait on itself.
+        opened.exclusive_waiting += exclusive
+        try:
+            while (
+                opened.exclusive
+                or (exclusive and opened.users)
+                or (not exclusive and opened.exclusive_waiting)
+                or (opened.users and opened.another_waits())
+            ):
+                opened.condition.wait(POLL_SECONDS)
+        finally:
+            opened.exclusive_waiting -= exclusive
         if not opened.is_open():
             opened.open(busy_seconds)
         opened.users += 1
