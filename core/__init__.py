@@ -49,7 +49,12 @@ from core.export import (
 )
 from core.families import STACKS, Family, StackSpec, detect_family, family_for_kind
 from core.flow import FULL_FLOW_DEFAULT_MAX_TOKENS, attention_flow, full_flow_is_fast
-from core.graph import contribution_graph
+from core.graph import (
+    RouteContributions,
+    information_flow_graph,
+    layer_share_graph,
+    route_contributions,
+)
 from core.head_stats import STAT_DESCRIPTIONS, head_statistics
 from core.kinds import ModelKind
 from core.lens import logit_lens
@@ -111,6 +116,7 @@ __all__ = [
     "Prediction",
     "Preset",
     "Provenance",
+    "RouteContributions",
     "StackSpec",
     "TextTooLongError",
     "Token",
@@ -126,7 +132,6 @@ __all__ = [
     "attention_rollout",
     "compare_replacement",
     "compute_method",
-    "contribution_graph",
     "detect_family",
     "drop_positions",
     "explanation_agreement",
@@ -136,6 +141,8 @@ __all__ = [
     "generate_with_attention",
     "get_method",
     "head_statistics",
+    "information_flow_graph",
+    "layer_share_graph",
     "leave_one_out",
     "list_methods",
     "load_model",
@@ -147,6 +154,7 @@ __all__ = [
     "predict_masked",
     "predict_next",
     "residual_attention",
+    "route_contributions",
     "run_attention",
     "run_method",
     "select_heads",

@@ -23,12 +23,13 @@ import numpy as np
 import torch
 
 from core.families import SELF
-from core.families.layers import LAYER_NORM, LayerParts, unsupported_reason
+from core.families.layers import LayerParts, unsupported_reason
 from core.methods.base import Method, MethodRequest, MethodResult, Needs
 from core.methods.registry import register
 from core.methods.shared import (
     as_float64,
     chain_layers,
+    linear_norm,
     normalize_rows,
     read_self_stack,
     report,
@@ -42,9 +43,7 @@ not a multitude of tiny ones."""
 
 def _linear_norm(parts: LayerParts, vectors: torch.Tensor) -> torch.Tensor:
     """The layer norm without its scale 1/σ and bias: centre (LayerNorm only), times γ."""
-    if parts.norm_kind == LAYER_NORM:
-        vectors = vectors - vectors.mean(dim=-1, keepdim=True)
-    return vectors * parts.norm_weight
+    return linear_norm(vectors, parts.norm_weight, parts.norm_kind)
 
 
 def alti_layer(parts: LayerParts, x: torch.Tensor, attentions: torch.Tensor) -> np.ndarray:

@@ -9,7 +9,13 @@ import numpy as np
 import torch
 
 from core.errors import AtlasError, ComputationCancelled, TruncationWarning
-from core.families.layers import LayerParts, SelfStackPass, self_stack_layers, self_stack_pass
+from core.families.layers import (
+    LAYER_NORM,
+    LayerParts,
+    SelfStackPass,
+    self_stack_layers,
+    self_stack_pass,
+)
 from core.inference import Encoded, encode
 from core.methods.base import MethodRequest, Progress
 
@@ -76,3 +82,14 @@ def report(progress: Progress | None, done: int, total: int, what: str) -> None:
 
 def as_float64(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().to(torch.float64).cpu().numpy()
+
+
+def linear_norm(vectors: torch.Tensor, weight: torch.Tensor, kind: str) -> torch.Tensor:
+    """A norm without its scale 1/σ and bias `[..., d]`: centred (`LAYER_NORM` only), times γ.
+
+    The contribution methods split a norm's output into its inputs' parts through this linear
+    map, with every part of one vector divided by that vector's own σ.
+    """
+    if kind == LAYER_NORM:
+        vectors = vectors - vectors.mean(dim=-1, keepdim=True)
+    return vectors * weight
