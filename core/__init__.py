@@ -68,6 +68,7 @@ from core.methods import (
     method_names,
     run_method,
 )
+from core.methods.alti import compute_alti
 from core.models import EMBEDDED_MODEL, PRESETS, LoadedModel, Preset, load_model
 from core.neuron import NeuronView, neuron_view, supports_neuron_view
 from core.predictions import Prediction, predict_masked
@@ -131,6 +132,7 @@ __all__ = [
     "attention_json",
     "attention_rollout",
     "compare_replacement",
+    "compute_alti",
     "compute_method",
     "detect_family",
     "drop_positions",
