@@ -196,9 +196,9 @@ def graph_panel(page: Page, position: int) -> None:
     )
     st.caption(
         f"{graph.number_of_edges()} edges: the information-flow routes into position "
-        f"{position} at the last layer (Ferrando & Voita 2024). Per layer, circles are the "
-        "residual stream after attention and after the layer, squares the feed-forward "
-        f"blocks; a part is kept when its share is above {threshold:.2f}."
+        f"{position} at the last layer (Ferrando & Voita 2024). Per layer, diamonds are the "
+        "residual stream after attention, squares the feed-forward blocks and circles the "
+        f"layer's output; a part is kept when its share is above {threshold:.2f}."
     )
 
 

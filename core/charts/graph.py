@@ -39,6 +39,8 @@ NODE_KINDS = {
     AFTER_LAYER: "residual after the layer",
 }
 """Legend and tooltip names of the node kinds (a layer-share graph's nodes are layer outputs)."""
+NODE_SHAPES = {NODE_KINDS[AFTER_ATTENTION]: "diamond", NODE_KINDS[FFN]: "square"}
+"""Shapes other than the circle (input tokens and layer outputs)."""
 
 
 def graph_layout(graph: nx.DiGraph) -> dict[Hashable, tuple[float, float]]:
@@ -49,6 +51,11 @@ def graph_layout(graph: nx.DiGraph) -> dict[Hashable, tuple[float, float]]:
         offset = FFN_OFFSET if data.get("kind") == FFN else 0.0
         layout[node] = (data["token"] + offset, float(data.get("level", data["layer"])))
     return layout
+
+
+def legend_values(threshold: float) -> list[float]:
+    """The share legend's labels: the threshold, the quarters above it, and 1."""
+    return [threshold, *(q for q in (0.25, 0.5, 0.75) if q > threshold + 0.05), 1.0]
 
 
 def _node_kind(data: dict) -> str:
@@ -71,7 +78,7 @@ def contribution_graph_chart(
     *,
     token_px: int = GRAPH_TOKEN_PX,
     max_width: int | None = None,
-    layer_height: int = 36,
+    layer_height: int = 64,
 ) -> alt.LayerChart:
     """Nodes at (token, level), edges as lines whose width and colour are their share.
 
@@ -163,6 +170,7 @@ def contribution_graph_chart(
                 "w:Q",
                 # From the threshold: no drawn edge is below it, so no colour is wasted there.
                 scale=alt.Scale(scheme=SEQUENTIAL_SCHEME, domain=[threshold, 1.0], clamp=True),
+                legend=alt.Legend(values=legend_values(threshold), format=".2~f"),
                 title="share",
             ),
             tooltip=[
@@ -189,7 +197,7 @@ def contribution_graph_chart(
                 "kind:N",
                 scale=alt.Scale(
                     domain=shapes,
-                    range=["square" if kind == NODE_KINDS[FFN] else "circle" for kind in shapes],
+                    range=[NODE_SHAPES.get(kind, "circle") for kind in shapes],
                 ),
                 title="node",
             ),

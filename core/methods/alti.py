@@ -27,10 +27,11 @@ Two variants (`variant=`; `compute_alti`):
   later tokens get c_ij = max(0, ‖y_i‖₁ − ‖−y_i + ε‖₁) > 0 wherever y_i has more positive
   than negative coordinates.
 
-Measured (`compute_alti` both ways, largest |difference| of a per-layer entry, float32 on
-CPU): the embedded MiniLM 4.4e-5 at 16 tokens and 5.8e-4 at 128 tokens (where an entry is
-1/128 ≈ 7.8e-3 on average); a tiny random GPT-2 (hidden size 32) 4.1e-4, nearly all of it on
-later tokens: 2.1e-4 of its first row's share goes to later tokens in the released code.
+Measured by bench/alti_variants.py (largest |difference| of a per-layer entry between the
+two, float32 on CPU): the embedded MiniLM 3.3e-5 at 16 tokens (median entry 6.1e-3) and
+4.5e-4 at 128 tokens (median entry 6.2e-4, so the same order as a typical entry); the tiny
+random GPT-2 of the tests (hidden size 32) 1.6e-4 at 14 tokens and 2.8e-4 at 23, where the
+released code gives up to 2.8e-4 of a row to later tokens.
 """
 
 from __future__ import annotations

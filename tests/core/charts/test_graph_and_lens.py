@@ -90,7 +90,7 @@ def test_graph_has_one_axis_per_channel_and_a_colour_legend():
     assert edges["encoding"]["x"]["axis"]["values"] == list(range(13))
     # ... and the hidden width legend does not share the colour legend's field.
     colour, width = edges["encoding"]["color"], edges["encoding"]["strokeWidth"]
-    assert colour["title"] == "share" and "legend" not in colour  # Vega-Lite's default legend
+    assert colour["title"] == "share" and colour["legend"]["values"][-1] == 1.0
     assert width["legend"] is None and width["field"] != colour["field"]
 
 
