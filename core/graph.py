@@ -88,15 +88,15 @@ class RouteContributions:
     ffn_residual: np.ndarray
 
 
-def _contributions(distances: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:
-    """max(FLOOR, ‖whole‖₁ − distance) for distances `[n, ...]` to wholes `[n, d]`."""
-    whole_norm = whole.abs().sum(dim=-1).reshape(-1, *([1] * (distances.dim() - 1)))
-    return (whole_norm - distances).clamp(min=FLOOR)
+def _gain_(parts: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:
+    """max(FLOOR, ‖whole‖₁ − ‖part − whole + ε‖₁) over the last axis, float64 `[...]`.
 
-
-def _distance(parts: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:
-    """‖part − whole + ε‖₁ over the last axis (torch's `pairwise_distance`, p=1)."""
-    return torch.linalg.vector_norm(parts - whole + DISTANCE_EPSILON, ord=1, dim=-1)
+    `parts` `[..., d]` (overwritten) broadcasts against `whole`. The sum runs coordinate by
+    coordinate over |w_k| − |p_k − w_k + ε|, each term at most |p_k| + ε in size: in float32 it
+    keeps the digits that the difference of two norms of hundreds loses.
+    """
+    parts.sub_(whole - DISTANCE_EPSILON).abs_().sub_(whole.abs())
+    return (-parts.sum(dim=-1, dtype=torch.float64)).clamp(min=FLOOR)
 
 
 def _population_scale(vectors: torch.Tensor, kind: str) -> torch.Tensor:
@@ -180,25 +180,18 @@ def route_layer(
         if parts.norm_bias is not None:
             whole = whole + parts.norm_bias
         mid = parts.norm(before_norm)
-    # The distances are a few units below norms of hundreds: float64 keeps their digits.
-    heads, residual, whole = heads.double(), residual.double(), whole.double()
-    scale, attentions = scale.double(), attentions.double()
-    n, width = x.shape
-    head_count = attentions.shape[0]
+    n = x.shape[0]
+    head_count, width = heads.shape[0], heads.shape[-1]
     attention = torch.empty(n, n, head_count, dtype=torch.float64)
     for rows in row_chunks(n, n * head_count * width, CHUNK_BUDGET):
         weights = attentions[:, rows.start : rows.stop] / scale[rows.start : rows.stop, None]
-        chunk = torch.einsum("hij,hjd->ijhd", weights, heads)  # parts (j, h) of rows i
-        attention[rows.start : rows.stop] = _distance(
-            chunk, whole[rows.start : rows.stop, None, None]
-        )
-    attention = _contributions(attention, whole)
-    attention_residual = _contributions(_distance(residual, whole), whole)
+        chunk = weights[..., None] * heads[:, None]  # parts (h, i, j) of rows i: [H, r, n, d]
+        gains = _gain_(chunk, whole[None, rows.start : rows.stop, None])  # [H, r, n]
+        attention[rows.start : rows.stop] = gains.permute(1, 2, 0)
+    attention_residual = _gain_(residual.clone(), whole)
     total = attention.sum(dim=(1, 2)) + attention_residual
     ffn, ffn_residual, output = _ffn_split(parts, context, x, mid)
-    ffn, ffn_residual, output = ffn.double(), ffn_residual.double(), output.double()
-    distances = _distance(torch.stack((ffn, ffn_residual), dim=1), output[:, None])
-    stacked = _contributions(distances, output)
+    stacked = _gain_(torch.stack((ffn, ffn_residual), dim=1), output[:, None])
     stacked = stacked / stacked.sum(dim=1, keepdim=True)
     return (
         as_float64(attention / total[:, None, None]),
