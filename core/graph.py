@@ -189,8 +189,8 @@ def route_layer(
         wholes = whole[rows.start : rows.stop]
         # Sources no row of the chunk attends to (a causal model's later tokens) have zero
         # parts, whose gain depends on the row only: computed once, not per (source, head).
-        attended = torch.nonzero(weights.sum(dim=(0, 1)))
-        reach = int(attended.max()) + 1 if len(attended) else 0
+        read = torch.nonzero(weights.sum(dim=(0, 1)))
+        reach = int(read.max()) + 1 if len(read) else 0
         attention[rows.start : rows.stop, reach:] = _gain_(torch.zeros_like(wholes), wholes)[
             :, None, None
         ]

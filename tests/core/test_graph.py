@@ -85,6 +85,21 @@ def test_every_blocks_contributions_equal_the_authors(sharpened, family):
     np.testing.assert_allclose(contributions.ffn + contributions.ffn_residual, 1.0, atol=1e-6)
 
 
+OTHER_FAMILIES = ("roberta", "albert", "distilbert", "bert-encoder", "bart", "t5")
+
+
+@pytest.mark.parametrize("family", OTHER_FAMILIES)
+def test_every_family_the_methods_read_has_routes(sharpened, family):
+    model = sharpened(family)
+    contributions = core.route_contributions(model, TEXT)
+    totals = contributions.attention.sum(axis=(2, 3)) + contributions.attention_residual
+    np.testing.assert_allclose(totals, 1.0, atol=1e-6)
+    np.testing.assert_allclose(contributions.ffn + contributions.ffn_residual, 1.0, atol=1e-6)
+    assert (contributions.ffn > 1e-3).any() and (contributions.attention > 0.04).any()
+    graph = core.information_flow_graph(contributions, len(contributions.tokens) - 1, 0.04)
+    assert any(key[0] == INPUT for key in graph)
+
+
 def test_each_part_is_floored_and_a_higher_threshold_draws_less(sharpened):
     contributions = core.route_contributions(sharpened("gpt2"), TEXT)
     # A causal model's later tokens are zero vectors: the floor alone (over the block's sum).
