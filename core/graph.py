@@ -45,13 +45,13 @@ import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
+from core.architectures import Layer
 from core.attention import run_attention
 from core.errors import InvalidSelectionError, UnsupportedModelError
-from core.families.layers import LayerParts
 from core.lens import check_position
 from core.methods import MethodRequest, MethodResult
 from core.methods.base import Progress
-from core.methods.shared import as_float64, linear_norm, read_self_stack, report, row_chunks
+from core.methods.shared import as_float64, read_self_stack, report, row_chunks
 from core.models import LoadedModel
 from core.tokens import Token
 
@@ -100,9 +100,13 @@ def _gain_(parts: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:
     return (-parts.sum(dim=-1, dtype=torch.float64)).clamp(min=FLOOR)
 
 
-def _population_scale(vectors: torch.Tensor, kind: str) -> torch.Tensor:
-    """σ `[n]` of a norm's input rows without its ε (population std, or RMS for RMSNorm)."""
-    return linear_norm(vectors, torch.ones_like(vectors[0]), kind).pow(2).mean(dim=-1).sqrt()
+def _centred(vectors: torch.Tensor) -> torch.Tensor:
+    return vectors - vectors.mean(dim=-1, keepdim=True)
+
+
+def _population_scale(vectors: torch.Tensor) -> torch.Tensor:
+    """σ `[n]` of a LayerNorm's input rows without its ε (population standard deviation)."""
+    return _centred(vectors).pow(2).mean(dim=-1).sqrt()
 
 
 class _LastLayerNorm(TorchFunctionMode):
@@ -123,69 +127,73 @@ class _LastLayerNorm(TorchFunctionMode):
 
 
 def _ffn_split(
-    parts: LayerParts, context: torch.Tensor, x: torch.Tensor, mid: torch.Tensor
+    layer: Layer, context: torch.Tensor, x: torch.Tensor, mid: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(FFN part, residual part, whole) `[n, d]` of the layer's output.
+    """(FFN part, residual part, whole) `[n, d]` of the layer's output, compute dtype.
 
-    `mid` is the residual stream after attention. Pre-LN: the output is mid + FFN(…), split as
-    it is. Post-LN: the output is norm(mid + FFN(mid)); the norm is the last `layer_norm` the
-    layer calls (its own modules run it), read as it runs, and split as ALTI splits norms.
+    `mid` is the residual stream after attention. Pre-LN: the output is mid + the feed-forward
+    block's (with any norms of its own, as Gemma's), split as it is. Post-LN: the output is
+    LayerNorm(mid + FFN(mid)); that norm is the last `layer_norm` the layer calls (its own
+    modules run it), read as it runs, and split as ALTI splits norms.
     """
-    if parts.pre_norm:
-        output = parts.finish(context[None], x[None])[0]
+    if layer.pre_norm:
+        output = layer.finish(context[None], x[None])[0]
         return output - mid, mid, output
     recorder = _LastLayerNorm()
     with recorder:
-        output = parts.finish(context[None], x[None])[0]
+        output = layer.finish(context[None], x[None])[0]
     call = recorder.call
     if call is None or not torch.allclose(
-        torch.nn.functional.layer_norm(*call.args, **call.kwargs)[0], output, atol=1e-5
+        torch.nn.functional.layer_norm(*call.args, **call.kwargs)[0].to(output.dtype),
+        output,
+        atol=1e-5,
     ):
         raise UnsupportedModelError(
             "The contribution graph could not find the norm this model's layers end with."
         )
-    arguments = call.arguments
-    before, weight, bias = arguments["input"][0], arguments["weight"], arguments["bias"]
-    scale = _population_scale(before, parts.norm_kind)[:, None]
-    whole = linear_norm(before, weight, parts.norm_kind) / scale
-    if bias is not None:
-        whole = whole + bias
-    ffn = linear_norm(before - mid, weight, parts.norm_kind) / scale
-    return ffn, linear_norm(mid, weight, parts.norm_kind) / scale, whole
+    arguments, dtype = call.arguments, x.dtype
+    before = arguments["input"][0].to(dtype)
+    weight = arguments["weight"].to(dtype)
+    scale = _population_scale(before)[:, None]
+    whole = _centred(before) * weight / scale
+    if arguments["bias"] is not None:
+        whole = whole + arguments["bias"].to(dtype)
+    ffn = _centred(before - mid) * weight / scale
+    return ffn, _centred(mid) * weight / scale, whole
 
 
 def route_layer(
-    parts: LayerParts, x: torch.Tensor, attentions: torch.Tensor
+    layer: Layer, x: torch.Tensor, attentions: torch.Tensor
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One layer's (attention `[n, n, H]` float32, attention residual `[n]`, FFN `[n]`, FFN
     residual `[n]` float64) contributions, normalised per token.
 
-    `x` `[n, d]` is the layer's input, `attentions` `[H, n, n]` its weights.
+    `x` `[n, d]` is the layer's input, `attentions` `[H, n, n]` its weights, both in the
+    layer's compute dtype. The attention parts are `Layer.attention_terms`' (b_V once; Gemma's
+    post-attention norm linearised at the actual output, as ALTI does).
     """
-    moved = parts.head_outputs(x)  # f^h(x_j), b_V once: [H, n, d]
-    context = parts.context(attentions, parts.values(x))  # [n, H*d_h]
-    attended = context @ parts.output_weight
-    if parts.output_bias is not None:
-        attended = attended + parts.output_bias
-    before_norm = x + attended
-    if parts.pre_norm:
+    moved, row_scale, output_bias = layer.attention_terms(x, attentions)  # f^h(x_j): [H, n, d]
+    context = layer.context(attentions, layer.values(x))  # [n, H*d_h], for `finish`
+    scaled = attentions * row_scale[None, :, None]  # a post-attention norm's 1/rms_i
+    before_norm = x + torch.bmm(scaled, moved).sum(dim=0) + row_scale[:, None] * output_bias
+    if layer.pre_norm:
         heads, residual, whole = moved, x, before_norm
         scale = torch.ones(x.shape[0], dtype=x.dtype)
         mid = before_norm
     else:
-        kind = parts.norm_kind
-        scale = _population_scale(before_norm, kind)
-        heads = linear_norm(moved, parts.norm_weight, kind)
-        residual = linear_norm(x, parts.norm_weight, kind) / scale[:, None]
-        whole = linear_norm(before_norm, parts.norm_weight, kind) / scale[:, None]
-        if parts.norm_bias is not None:
-            whole = whole + parts.norm_bias
-        mid = parts.norm(before_norm)
+        norm = layer.norm()
+        scale = _population_scale(before_norm)
+        heads = norm.linear_part(moved)
+        residual = norm.linear_part(x) / scale[:, None]
+        whole = norm.linear_part(before_norm) / scale[:, None]
+        if norm.bias is not None:
+            whole = whole + norm.bias
+        mid = norm(before_norm)
     n = x.shape[0]
     head_count, width = heads.shape[0], heads.shape[-1]
     attention = torch.empty(n, n, head_count, dtype=torch.float64)
     for rows in row_chunks(n, n * head_count * width, CHUNK_BUDGET):
-        weights = attentions[:, rows.start : rows.stop] / scale[rows.start : rows.stop, None]
+        weights = scaled[:, rows.start : rows.stop] / scale[rows.start : rows.stop, None]
         wholes = whole[rows.start : rows.stop]
         # Sources no row of the chunk attends to (a causal model's later tokens) have zero
         # parts, whose gain depends on the row only: computed once, not per (source, head).
@@ -199,7 +207,7 @@ def route_layer(
         attention[rows.start : rows.stop, :reach] = gains.permute(1, 2, 0)
     attention_residual = _gain_(residual.clone(), whole)
     total = attention.sum(dim=(1, 2)) + attention_residual
-    ffn, ffn_residual, output = _ffn_split(parts, context, x, mid)
+    ffn, ffn_residual, output = _ffn_split(layer, context, x, mid)
     stacked = _gain_(torch.stack((ffn, ffn_residual), dim=1), output[:, None])
     stacked = stacked / stacked.sum(dim=1, keepdim=True)
     return (
@@ -218,17 +226,16 @@ def route_contributions(
 ) -> RouteContributions:
     """Every block's contributions for `text` on `model`'s self stack (see the module docs).
 
-    Reads the architectures the contribution methods read (`core.families.layers`); raises
+    Reads every architecture with an adapter (`core.architectures`); raises
     `UnsupportedModelError` for others. `progress(done_layers, layers)` may return False to
     stop (`ComputationCancelled`).
     """
     result = run_attention(model, text, text_pair)
-    reading = read_self_stack(MethodRequest(result=result, model=model))
+    reading = read_self_stack(MethodRequest(result=result, model=model), "The contribution graph")
     blocks: list[tuple[np.ndarray, ...]] = []
     with torch.inference_mode():
-        for index, parts in enumerate(reading.layers):
-            x = reading.run.hidden_states[index].float()
-            blocks.append(route_layer(parts, x, reading.run.attentions[index].float()))
+        for index in range(len(reading.layers)):
+            blocks.append(route_layer(*reading.layer_input(index)))
             report(progress, index + 1, len(reading.layers), "The contribution graph")
     stacked = (np.stack(block) for block in zip(*blocks, strict=True))
     return RouteContributions(result.tokens, *stacked)

@@ -14,6 +14,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
+from core.chart_layout import LABEL_FONT_SIZE, LABEL_PX, LEGEND_PX, plan_axis
 from core.charts._common import (
     LABEL_LIMIT_PX,
     PAD,
@@ -23,7 +24,6 @@ from core.charts._common import (
     labels_param,
     round_sig,
 )
-from core.display import LABEL_FONT_SIZE, LABEL_PX, LEGEND_PX, plan_axis
 from core.graph import AFTER_ATTENTION, AFTER_LAYER, FFN, INPUT
 
 GRAPH_TOKEN_PX = 48

@@ -7,10 +7,11 @@
 threshold) step by step, with string node names as theirs. Their TransformerLens quantities are
 read with test-only hooks on the model's own modules:
 
-* GPT-2 (pre-LN, as their tool): resid_pre = the block's input, decomposed_attn from the value
-  part of `c_attn`'s output (b_V included once: their `hook_v + b_V` adds it twice, their issue
-  35), resid_mid = resid_pre + the attention module's output, mlp_out = the MLP's output,
-  resid_post = resid_mid + mlp_out.
+* Pre-LN decoders (GPT-2; Llama, Mistral, Qwen2/3, Phi-3 with their key-value groups), as
+  their tool reads them: resid_pre = the block's input, decomposed_attn from the value module's
+  output (b_V included once: their `hook_v + b_V` adds it twice, their issue 35), resid_mid =
+  resid_pre + the attention module's output, mlp_out = the MLP's output, resid_post =
+  resid_mid + mlp_out. (Gemma's post-attention norm is in neither their code nor this.)
 * BERT (post-LN, which their tool does not read): every vector through a norm's linear part
   divided by the pre-norm σ (population, no ε), the norm's bias in the whole only, as the ALTI
   reference does: the attention block with the attention's norm, the feed-forward block with the
@@ -29,8 +30,7 @@ from tests.core.methods.references import (
     layer_modules,
     modules_of,
     recorded,
-    transpose_for_scores,
-    value_output,
+    value_layer,
 )
 
 EPS = 1e-5
@@ -82,12 +82,14 @@ def blocks(model: core.LoadedModel, text: str) -> list[dict[str, torch.Tensor]]:
     residual parts of the layer's output and that output (all for batch item 0)."""
     encoded = core.inference.encode(model, text)
     layers = layer_modules(model)
-    gpt2 = type(model.model).__name__.startswith("GPT2")
+    pre_ln = modules_of(model, layers[0])["pre_ln"]
     watched = []
     for layer in layers:
         parts = modules_of(model, layer)
-        extra = [layer.attn, layer.mlp] if gpt2 else [layer.attention.output.LayerNorm]
-        extra += [] if gpt2 else [layer.output.LayerNorm]
+        if pre_ln:  # TransformerLens's hook_attn_out and hook_mlp_out
+            extra = [getattr(layer, "attn", None) or layer.self_attn, layer.mlp]
+        else:
+            extra = [layer.attention.output.LayerNorm, layer.output.LayerNorm]
         watched += [parts["value"], *extra]
     with recorded(watched) as calls, torch.no_grad():
         output = model.model(**encoded.inputs, output_attentions=True, output_hidden_states=True)
@@ -97,14 +99,15 @@ def blocks(model: core.LoadedModel, text: str) -> list[dict[str, torch.Tensor]]:
         parts = modules_of(model, layer)
         resid_pre = output.hidden_states[index][0]
         _, value = call_of(calls, parts["value"], layers, index)
-        v = transpose_for_scores(value_output(model, value), heads)[0]  # [head, key, d_head]
+        v = value_layer(model, value)[0]  # [head, key, d_head] (grouped-query: its group's)
         dense = parts["dense_weight"]  # [d, all_head]
         w_o = dense.T.reshape(heads, dense.shape[1] // heads, dense.shape[0])
         pattern = output.attentions[index][0]  # [head, query, key]
         z = torch.einsum("hkv,hqk->qkhv", v, pattern)
         decomposed = torch.einsum("qkhv,hvd->qkhd", z, w_o)
-        if gpt2:
-            _, attn_out = call_of(calls, layer.attn, layers, index)
+        if pre_ln:
+            attn = getattr(layer, "attn", None) or layer.self_attn
+            _, attn_out = call_of(calls, attn, layers, index)
             resid_mid = resid_pre + attn_out[0][0]
             _, mlp_out = call_of(calls, layer.mlp, layers, index)
             mlp_out = mlp_out[0]

@@ -11,6 +11,7 @@ from core.graph import AFTER_ATTENTION, AFTER_LAYER, FFN, INPUT
 from core.methods import MethodResult
 from core.tokens import Token
 from tests.core import references_graph
+from tests.core.methods.conftest import SELF_STACK_FAMILIES
 from tests.core.methods.references import perturb
 
 TEXT = "The researchers visualized attention patterns quickly."
@@ -38,7 +39,12 @@ def ours(name: str) -> tuple[str, int, int]:
     return (OURS[kind], 0 if kind == "X" else layer + 1, token)
 
 
-@pytest.mark.parametrize("family", ["gpt2", "bert"])
+REFERENCE_FAMILIES = ("gpt2", "bert", "llama", "qwen2", "phi3")
+"""Every kind of layer the reference reads: GPT-2's fused projections, BERT's post-LN,
+grouped-query rotary decoders (Phi-3's fused qkv)."""
+
+
+@pytest.mark.parametrize("family", REFERENCE_FAMILIES)
 @pytest.mark.parametrize("renormalize", [True, False])
 @pytest.mark.parametrize("threshold", [0.01, 0.04, 0.1])
 def test_routes_equal_the_authors_construction(sharpened, family, renormalize, threshold):
@@ -57,7 +63,7 @@ def test_routes_equal_the_authors_construction(sharpened, family, renormalize, t
         assert graph.nodes[(AFTER_LAYER, model.num_layers, position)]["output"] is True
 
 
-@pytest.mark.parametrize("family", ["gpt2", "bert"])
+@pytest.mark.parametrize("family", REFERENCE_FAMILIES)
 def test_every_blocks_contributions_equal_the_authors(sharpened, family):
     model = sharpened(family)
     contributions = core.route_contributions(model, TEXT)
@@ -85,7 +91,7 @@ def test_every_blocks_contributions_equal_the_authors(sharpened, family):
     np.testing.assert_allclose(contributions.ffn + contributions.ffn_residual, 1.0, atol=1e-6)
 
 
-OTHER_FAMILIES = ("roberta", "albert", "distilbert", "bert-encoder", "bart", "t5")
+OTHER_FAMILIES = tuple(f for f in SELF_STACK_FAMILIES if f not in REFERENCE_FAMILIES)
 
 
 @pytest.mark.parametrize("family", OTHER_FAMILIES)

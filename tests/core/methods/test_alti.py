@@ -9,12 +9,11 @@ import pytest
 import core
 from core.methods.alti import DEFINITION, RELEASED
 from tests.core.methods import references
-from tests.core.methods.conftest import TEXT
+from tests.core.methods.conftest import SELF_STACK_FAMILIES, TEXT
+from tests.tiny_models import MODERN_FAMILIES
 
-FAMILIES = ("bert", "roberta", "albert", "distilbert", "bert-encoder", "gpt2", "bart", "t5")
 
-
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", SELF_STACK_FAMILIES)
 def test_alti_matches_the_reference(perturbed_model, family):
     model = perturbed_model(family)
     result = core.compute_method(model, TEXT, "alti")
@@ -24,13 +23,17 @@ def test_alti_matches_the_reference(perturbed_model, family):
     np.testing.assert_allclose(result.per_layer.sum(-1), 1.0, atol=1e-9)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", SELF_STACK_FAMILIES)
 def test_released_alti_matches_the_released_code(perturbed_model, family):
     model = perturbed_model(family)
     result = core.compute_alti(model, TEXT, variant=RELEASED)
     per_layer, rollout = references.alti(model, TEXT)
     np.testing.assert_allclose(result.per_layer, per_layer, atol=1e-5)
-    np.testing.assert_allclose(result.rollout, rollout, atol=1e-5)
+    # ε = 1e-6 per dimension puts ≈ 1e-7 on every masked (future or windowed) cell in both; the
+    # rollouts' float32 rounding of those cells reaches 1.1e-5 over a windowed model.
+    np.testing.assert_allclose(
+        result.rollout, rollout, atol=2e-5 if family in MODERN_FAMILIES else 1e-5
+    )
     assert "ε = 1e-6" in " ".join(result.notes)
 
 
