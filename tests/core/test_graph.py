@@ -169,3 +169,15 @@ def test_layer_share_refusals():
     per_layer[0, 0, 0] = np.nan
     with pytest.raises(core.InvalidSelectionError, match="every layer"):
         core.layer_share_graph(fake_result(per_layer), 0)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "bert", "gemma2"])
+@pytest.mark.parametrize("dtype", ["bfloat16", "float64"])
+def test_routes_read_models_in_their_stored_dtype(tmp_path, family, dtype):
+    from tests.tiny_models import build_tiny_model
+
+    model = core.load_model(str(build_tiny_model(family, tmp_path, dtype=dtype)))
+    contributions = core.route_contributions(model, TEXT)
+    totals = contributions.attention.sum(axis=(2, 3)) + contributions.attention_residual
+    np.testing.assert_allclose(totals, 1.0, atol=1e-5)
+    assert core.information_flow_graph(contributions, 0, 0.04).number_of_edges() > 0
