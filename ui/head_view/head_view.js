@@ -164,6 +164,14 @@ class HeadView {
       });
     }
     this.body.addEventListener("pointerleave", () => this.setHover(null));
+    // Escape shows every line again, as a second click on the selected token does.
+    root.tabIndex = 0;
+    root.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && this.sel !== null) {
+        event.preventDefault();
+        this.onTokenClick(this.sel.side, this.sel.index);
+      }
+    });
     this.scroll.addEventListener("scroll", () => {
       const drawn = this.drawnBand;
       if (!drawn) return;

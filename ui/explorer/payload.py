@@ -1,0 +1,241 @@
+"""What the explorer ships to the browser: one layer's matrices, compact, and how to colour them.
+
+Pure and Streamlit-free, so it is tested without a browser. The component
+(:mod:`ui.explorer.component`) sends :func:`payload_json` of :func:`build_payload` as is.
+
+Every matrix of the layer travels at once (each head, then the page's mean of heads), so a head
+or token change, hover and the legend's options repaint in the browser with no server run.
+
+Encoding: the values are IEEE float16, little-endian, ``[matrices, rows, columns]`` in C order,
+base64. That is 2 bytes a cell (0.39 MB for 12 heads + mean at 128 tokens, 6.8 MB at 512):
+twice the 8 bits a colour needs, but the hover then reads the value itself (3 significant
+digits, relative error ≤ 0.05 %) with no second array. A cell the model never computed (a
+causal model's later keys, keys outside a sliding window, rows a stopped method left out) is
+NaN: drawn empty and hatched, never as a zero.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import operator
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from core.errors import InvalidAttentionError, InvalidSelectionError
+
+PAYLOAD_VERSION = 1
+MAX_TOKENS = 512
+"""Longest side the explorer takes whole; longer inputs go to the long-input path
+(`ui.matrix.show_matrix`) until pooled overviews and exact tiles are requested as you move."""
+SCALES = ("shared", "chart", "fixed")
+"""Colour scales: shared across the model's heads and layers, this matrix's own maximum, 0–1."""
+MEAN = "mean"
+
+
+def build_payload(
+    heads: Any,
+    row_labels: Sequence[str],
+    column_labels: Sequence[str] | None = None,
+    *,
+    mean: Any = None,
+    head: int | str = MEAN,
+    selected: int | None = None,
+    layer: int = 0,
+    layers: int = 1,
+    empty: Any = None,
+    scale: str = "shared",
+    shared_max: float | None = None,
+    segment_b_start: int | None = None,
+    title: str = "",
+    value_label: str = "attention",
+) -> dict[str, Any]:
+    """The browser's data for one layer.
+
+    `heads` is ``[h, q, k]`` (a method without heads passes its one matrix as ``[1, q, k]``);
+    `mean` ``[q, k]`` is the page's "mean of heads" matrix, shipped after the heads (None: no
+    mean choice). Rows are `row_labels`; columns `column_labels` (cross attention) or the rows'
+    labels again. `head` is the matrix shown first: a head's index or ``"mean"``. `selected`
+    is a row (display unit) or None. `layer` of `layers` lets the keyboard ask for the next
+    one. `empty` bool ``[q, k]`` marks cells the model never computes (NaN cells are empty
+    too). `scale` is the colour scale shown first (`SCALES`; the legend offers the others);
+    `shared_max` is the largest magnitude over the model's heads and layers (`model_max`),
+    needed by ``"shared"``. `segment_b_start` is the first row of
+    a pair's sentence B. Keys are short on purpose: the dict is sent on every run.
+    """
+    weights = _validated_heads(heads)
+    n_heads, n_rows, n_columns = weights.shape
+    matrices = [weights]
+    if mean is not None:
+        mean_matrix = _as_float(mean, "mean")
+        if mean_matrix.shape != (n_rows, n_columns):
+            raise InvalidAttentionError(
+                f"The mean must be [{n_rows}, {n_columns}] like each head, not "
+                f"{list(mean_matrix.shape)}."
+            )
+        matrices.append(mean_matrix[None])
+    stacked = np.concatenate(matrices, axis=0)
+    if max(n_rows, n_columns) > MAX_TOKENS:
+        raise InvalidSelectionError(
+            f"The explorer takes at most {MAX_TOKENS} tokens a side, not {max(n_rows, n_columns)}."
+        )
+    rows = _validated_labels(row_labels, n_rows, "row_labels", "rows")
+    cross = column_labels is not None
+    columns = _validated_labels(column_labels, n_columns, "column_labels", "columns") if cross else rows
+    if not cross and n_rows != n_columns:
+        raise InvalidAttentionError(
+            f"Self attention must be square, but it has {n_rows} rows and {n_columns} columns: "
+            "pass column_labels for cross attention."
+        )
+    names = [str(h) for h in range(n_heads)] + ([MEAN] if mean is not None else [])
+    shown = _validated_head(head, n_heads, mean is not None)
+    if empty is not None:
+        mask = np.asarray(empty, dtype=bool)
+        if mask.shape != (n_rows, n_columns):
+            raise InvalidSelectionError(
+                f"The empty mask must be [{n_rows}, {n_columns}], not {list(mask.shape)}."
+            )
+        stacked = np.where(mask[None], np.nan, stacked)
+    if scale not in SCALES:
+        raise InvalidSelectionError(f"scale must be one of {', '.join(SCALES)}, not {scale!r}.")
+    finite = stacked[np.isfinite(stacked)]
+    signed = bool(finite.size and finite.min() < 0)
+    shared = _shared(scale, shared_max)
+    layers = _validated_count(layers, "layers")
+    return {
+        "v": PAYLOAD_VERSION,
+        "rows": rows,
+        "cols": columns if cross else None,
+        "names": names,
+        "head": shown,
+        "sel": _validated_index(selected, n_rows, "selected token"),
+        "layer": _validated_index(layer, layers, "layer"),
+        "layers": layers,
+        "shape": [len(names), n_rows, n_columns],
+        "data": encode_values(stacked),
+        "scale": scale,
+        "shared": shared,
+        "signed": signed,
+        "segB": _segment(segment_b_start, n_rows, cross),
+        "title": str(title),
+        "what": str(value_label),
+    }
+
+
+def encode_values(values: np.ndarray) -> str:
+    """base64 of `values` as little-endian float16 (NaN stays NaN; beyond ±65504 is clipped,
+    so a huge score is drawn at the top of the scale instead of as infinity)."""
+    clipped = np.clip(values, -65504.0, 65504.0)
+    return base64.b64encode(clipped.astype("<f2").tobytes()).decode("ascii")
+
+
+def decode_values(data: str, shape: Sequence[int]) -> np.ndarray:
+    """The inverse of :func:`encode_values`, as float32 `shape` (what the browser reads)."""
+    raw = np.frombuffer(base64.b64decode(data), dtype="<f2")
+    return raw.astype(np.float32).reshape(tuple(shape))
+
+
+def payload_json(payload: dict[str, Any]) -> str:
+    """Compact JSON (no spaces) of a :func:`build_payload` result."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def model_max(per_head: np.ndarray | None, per_layer: np.ndarray) -> float:
+    """Largest finite magnitude over every head and layer of a method's scores, for the shared
+    scale (`per_head` ``[l, h, q, k]`` when the method has heads, else `per_layer` ``[l, q,
+    k]``; rows not computed are NaN and left out). 1.0 when nothing is positive."""
+    values = per_head if per_head is not None else per_layer
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN array is "nothing"
+        # max and -min rather than abs(): no copy of a 512-token model's 38 M scores.
+        top = max(float(np.nanmax(values)), -float(np.nanmin(values)))
+    return top if np.isfinite(top) and top > 0 else 1.0
+
+
+def _shared(scale: str, shared_max: float | None) -> float | None:
+    """The shared scale's top (None when not given; then the shared scale is not offered)."""
+    if shared_max is None:
+        if scale == "shared":
+            raise InvalidSelectionError("The shared scale needs a positive shared_max.")
+        return None
+    top = float(shared_max)
+    if not np.isfinite(top) or top <= 0:
+        raise InvalidSelectionError(f"shared_max must be a positive number, not {shared_max!r}.")
+    return top
+
+
+def _as_float(values: Any, name: str) -> np.ndarray:
+    try:
+        array = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise InvalidAttentionError(f"The {name} must be an array of numbers.") from error
+    if np.isinf(array).any():
+        raise InvalidAttentionError(f"The {name} holds infinite values.")
+    return array
+
+
+def _validated_heads(heads: Any) -> np.ndarray:
+    weights = _as_float(heads, "attention")
+    if weights.ndim != 3:
+        raise InvalidAttentionError(
+            "The explorer takes one layer, [heads, rows, columns], but got an array with "
+            f"{weights.ndim} dimension(s) {tuple(weights.shape)}."
+        )
+    if 0 in weights.shape:
+        raise InvalidAttentionError("The attention is empty: no heads or no tokens.")
+    return weights
+
+
+def _validated_labels(labels: Sequence[str], length: int, name: str, axis: str) -> list[str]:
+    if isinstance(labels, str):
+        raise InvalidSelectionError(f"{name} must be a list of token strings, not one string.")
+    texts = [str(label) for label in labels]
+    if len(texts) != length:
+        raise InvalidSelectionError(
+            f"{name} has {len(texts)} labels but the attention has {length} {axis}."
+        )
+    return texts
+
+
+def _validated_index(value: Any, length: int, what: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        index = operator.index(value)
+    except TypeError as error:
+        raise InvalidSelectionError(f"The {what} must be a whole number, not {value!r}.") from error
+    if isinstance(value, bool) or not 0 <= index < length:
+        raise InvalidSelectionError(f"The {what} {value!r} is outside 0 to {length - 1}.")
+    return index
+
+
+def _validated_count(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise InvalidSelectionError(f"{what} must be a whole number of at least 1, not {value!r}.")
+    return int(value)
+
+
+def _validated_head(head: int | str, n_heads: int, has_mean: bool) -> int:
+    """The shipped matrix index of `head`: a head's own index, or the mean's (after the heads).
+
+    "all" (the line view's every head) shows the mean here, as the heatmap did."""
+    if isinstance(head, str):
+        if head in (MEAN, "all"):
+            return n_heads if has_mean else 0
+        raise InvalidSelectionError(f"The head must be a number, 'mean' or 'all', not {head!r}.")
+    if n_heads == 1 and not has_mean:
+        return 0  # a method without heads: its one matrix, whatever head the view names
+    index = _validated_index(head, n_heads, "head")
+    return 0 if index is None else index
+
+
+def _segment(segment_b_start: int | None, n_rows: int, cross: bool) -> int | None:
+    if segment_b_start is None or cross:
+        return None
+    start = _validated_index(segment_b_start, n_rows, "start of sentence B")
+    if start == 0:
+        raise InvalidSelectionError("Sentence B cannot start at the first token.")
+    return start
