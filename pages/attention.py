@@ -77,10 +77,8 @@ def render(page: pages.Page) -> None:
     if selected is None:
         caption.append(f"The selected token '{plain(tokens[view.token].text)}' is hidden.")
     st.subheader("Matrix")
-    sides = ("target", "source") if cross else ("from", "to")
-    title = f"{layer.what} (rows: {sides[0]}, columns: {sides[1]})"
     if max(display.matrix.shape) <= MAX_TOKENS:
-        panels.matrix_explorer(page, scores, stack, title, selected, (labels, key_labels), empty)
+        panels.matrix_explorer(page, scores, stack, selected, (labels, key_labels), empty)
         st.caption(" ".join(caption))
         st.subheader("Line view")
         panels.line_view(page, scores, display, selected, stack)
@@ -88,6 +86,8 @@ def render(page: pages.Page) -> None:
         # Longer inputs: block-averaged overview and exact detail (to become the explorer's
         # pooled overview and exact tiles, requested as you move).
         seg_b = None if cross else segment_b_start(tokens, display.groups)
+        sides = ("target", "source") if cross else ("from", "to")
+        title = f"{layer.what} (rows: {sides[0]}, columns: {sides[1]})"
         long_input(display, (labels, key_labels), empty, selected, view, seg_b, title)
         st.caption(" ".join(caption))
         left, right = st.columns([1, 1])

@@ -11,7 +11,7 @@ import streamlit as st
 
 import core
 from core import charts
-from core.display import ScaleMode, segment_b_start, token_bars
+from core.display import ScaleMode, layer_view, segment_b_start, token_bars
 from core.families import CROSS, SELF
 from core.methods import MethodResult
 from core.tokens import is_continuation
@@ -242,7 +242,6 @@ def matrix_explorer(
     page: Page,
     scores: MethodResult,
     stack: str,
-    layer_what: str,
     selected: int | None,
     labels: tuple[list[str], list[str] | None],
     empty: np.ndarray | None,
@@ -257,6 +256,12 @@ def matrix_explorer(
     _, tokens, key_tokens = page.result.stack(stack)
     cross = stack == CROSS
     has_heads = scores.per_head is not None
+    # The browser names the head it shows; the title says the rest.
+    what = f"layer {view.layer}" if has_heads else layer_view(scores, view.layer, 0).what
+    if len(page.result.stacks) > 1:
+        what = f"{page.result.stack_spec(stack).label.lower()} {what}"
+    sides = "rows: target, columns: source" if cross else "rows: from, columns: to"
+    title = f"{what} ({sides})"
     layer_matrices = (
         np.concatenate([scores.per_head[view.layer], scores.per_layer[view.layer][None]])
         if has_heads
@@ -281,8 +286,8 @@ def matrix_explorer(
         # Offered by the legend whatever the page's scale, so it is always shipped.
         shared_max=model_max(scores.per_head, scores.per_layer),
         segment_b_start=None if cross else segment_b_start(tokens, shown.groups),
-        title=layer_what,
-        value_label=core.get_method(view.method).label,
+        title=title[0].upper() + title[1:],
+        value_label="attention" if view.method == "raw" else core.get_method(view.method).label,
     )
     explorer(
         payload,

@@ -77,10 +77,26 @@ def _navigation_mode():
     unpatch_pages_manager()
 
 
+def component_payload(at: AppTest, name: str) -> dict:
+    """The data the page's component `name` (a ``COMPONENT_NAME``) was given in the last run."""
+    [component] = [
+        el for el in at.get("bidi_component") if el.proto.json and el.proto.component_name == name
+    ]
+    return json.loads(json.loads(component.proto.json))
+
+
 def head_view_payload(at: AppTest) -> dict:
     """The data the page's browser head view (`ui.head_view`) was given in the last run."""
-    [component] = [el for el in at.get("bidi_component") if el.proto.json]
-    return json.loads(json.loads(component.proto.json))
+    from ui.head_view.component import COMPONENT_NAME
+
+    return component_payload(at, COMPONENT_NAME)
+
+
+def explorer_payload(at: AppTest) -> dict:
+    """The data the page's explorer (`ui.explorer`) was given in the last run."""
+    from ui.explorer.component import COMPONENT_NAME
+
+    return component_payload(at, COMPONENT_NAME)
 
 
 def find_all(spec: object, key: str) -> list:

@@ -10,7 +10,8 @@
 const VIEW_DELAY_MS = 600;
 const MIN_ROW_PX = 11; // every row gets a label: a long input makes the matrix taller
 const MAX_ROW_PX = 36; // a short input's cells stop growing in height (they stay wide)
-const MIN_LABEL_PX = 8; // column labels need this much width each; thinner columns are thinned
+const MIN_LABEL_PX = 7; // rotated column labels need this much width each (a 7 px font);
+// thinner columns get every second (third…) label
 const LOG_DECADES = 3; // the log scale spans three decades below its top
 const BAR_PX = 64; // height of each half of the bars (out above, in below)
 const OUT_COLOUR = "#0072B2"; // Okabe-Ito blue and orange: told apart by colour-blind readers
@@ -404,15 +405,18 @@ class Explorer {
     this.width = this.root.clientWidth;
     const ctx = this.colCanvas.getContext("2d");
     const labelFont = (size) => `${size}px ${this.font}`;
-    ctx.font = labelFont(12);
     const widest = (labels) => labels.reduce((w, t) => Math.max(w, ctx.measureText(t).width), 0);
-    const gutter = Math.round(Math.min(120, Math.max(44, widest(this.rows) + 12)));
+    // The row labels' font follows the row height, which follows the column width: the first
+    // guess assumes the narrowest rows, the gutter then fits the labels at that font.
+    const guess = Math.min(MAX_ROW_PX, Math.max(MIN_ROW_PX, (width - 60) / this.nCols));
+    const rowFont = Math.min(12, guess - 2);
+    ctx.font = labelFont(rowFont);
+    const gutter = Math.round(Math.min(120, Math.max(36, widest(this.rows) + 10)));
     const gridWidth = Math.max(40, width - gutter - 2);
     const colPitch = gridWidth / this.nCols;
     const rowPitch = Math.min(MAX_ROW_PX, Math.max(MIN_ROW_PX, colPitch));
-    const colStep = Math.max(1, Math.ceil(MIN_LABEL_PX / colPitch));
-    const colFont = Math.min(12, Math.max(7, colPitch * colStep - 1.5));
-    const rowFont = Math.min(12, rowPitch - 2);
+    const colStep = Math.max(1, Math.ceil(MIN_LABEL_PX / colPitch - 1e-9));
+    const colFont = Math.min(12, Math.max(6.5, colPitch * colStep - 0.5));
     ctx.font = labelFont(colFont);
     const headerHeight = Math.round(Math.min(96, Math.max(28, widest(this.cols) + 10)));
     this.geometry = {
@@ -580,14 +584,6 @@ class Explorer {
     ctx.clearRect(0, 0, g.width, g.headerHeight);
     this.root.dataset.colLabels = String(this.columnLabels(ctx, 0, g.headerHeight, true));
     this.root.dataset.colLabelPx = g.colPitch.toFixed(2);
-    const where = this.cross ? "target (rows) → source (columns)" : "rows attend to columns";
-    ctx.font = `11px ${this.font}`;
-    ctx.fillStyle = this.text;
-    ctx.textAlign = "left";
-    ctx.textBaseline = "top";
-    ctx.globalAlpha = 0.75;
-    ctx.fillText(this.clip(ctx, where, g.gutter - 4), 2, 2);
-    ctx.globalAlpha = 1;
     this.colCanvas.setAttribute("aria-label", `Column labels: ${this.cols.length} tokens`);
   }
 
@@ -723,8 +719,9 @@ class Explorer {
     // The text alternative: the selected row's strongest weights (and column's, if square).
     const p = this.payload;
     const name = p.names[this.head];
-    const what = name === "mean" ? "mean of heads" : p.names.length > 1 ? `head ${name}` : "";
-    this.titleLine.textContent = `${p.title}${what ? ` · ${what}` : ""}`;
+    const heads = p.names.length - 1;
+    const what = name === "mean" ? `mean of ${heads} heads` : p.names.length > 1 ? `head ${name}` : "";
+    this.titleLine.textContent = `${p.title}${what ? `, ${what}` : ""}`;
     this.matrix.setAttribute(
       "aria-label",
       `Attention matrix, ${p.title}, ${what || "one matrix"}: ${this.nRows} rows × ${this.nCols} columns`,

@@ -84,7 +84,9 @@ def build_payload(
         )
     rows = _validated_labels(row_labels, n_rows, "row_labels", "rows")
     cross = column_labels is not None
-    columns = _validated_labels(column_labels, n_columns, "column_labels", "columns") if cross else rows
+    columns = (
+        _validated_labels(column_labels, n_columns, "column_labels", "columns") if cross else rows
+    )
     if not cross and n_rows != n_columns:
         raise InvalidAttentionError(
             f"Self attention must be square, but it has {n_rows} rows and {n_columns} columns: "
