@@ -289,21 +289,23 @@ def matrix_explorer(
         title=title[0].upper() + title[1:],
         value_label="attention" if view.method == "raw" else core.get_method(view.method).label,
     )
-    explorer(
-        payload,
-        key=EXPLORER_KEY,
-        on_change=functools.partial(
-            _apply_explorer_change, tuple(g[0] for g in shown.groups), has_heads
-        ),
+    apply_change = functools.partial(
+        _apply_explorer_change, tuple(g[0] for g in shown.groups), has_heads
     )
+    explorer(payload, key=EXPLORER_KEY, on_change=apply_change)
+    if apply_change():
+        # Defensive: the callback applies every change before the run; one that reached the
+        # page without it is applied here and the views redrawn.
+        st.rerun()
 
 
-def _apply_explorer_change(first_tokens: tuple[int, ...], has_heads: bool) -> None:
+def _apply_explorer_change(first_tokens: tuple[int, ...], has_heads: bool) -> bool:
     """The explorer's `on_change`: its head, token (a display row) and layer become the
-    view's before the run, so every control, the line view and the link follow."""
+    view's before the run, so every control, the line view and the link follow. Returns
+    whether the view changed."""
     change = change_in_callback(EXPLORER_KEY)
     if change is None:
-        return
+        return False
     current = session.view()
     updates: dict = {}
     row = change.get("token")
@@ -316,8 +318,10 @@ def _apply_explorer_change(first_tokens: tuple[int, ...], has_heads: bool) -> No
         updates["head"] = head
     if "layer" in change:
         updates["layer"] = change["layer"]
+    updates = {field: value for field, value in updates.items() if getattr(current, field) != value}
     if updates:
         session.update(**updates)
+    return bool(updates)
 
 
 def _select_clicked_unit(first_tokens: tuple[int, ...]) -> None:

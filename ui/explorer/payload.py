@@ -47,7 +47,7 @@ def build_payload(
     layer: int = 0,
     layers: int = 1,
     empty: Any = None,
-    scale: str = "shared",
+    scale: str = "chart",
     shared_max: float | None = None,
     segment_b_start: int | None = None,
     title: str = "",
