@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -97,6 +98,30 @@ def explorer_payload(at: AppTest) -> dict:
     from ui.explorer.component import COMPONENT_NAME
 
     return component_payload(at, COMPONENT_NAME)
+
+
+def explorer_drawn(at: AppTest) -> bool:
+    """Whether the Attention page drew its explorer (matrix and the selected token's bars)
+    with at least one row."""
+    from ui.explorer.component import COMPONENT_NAME
+
+    found = [c for c in at.get("bidi_component") if c.proto.component_name == COMPONENT_NAME]
+    return len(found) == 1 and bool(explorer_payload(at)["rows"])
+
+
+def explorer_table(at: AppTest) -> pa.Table:
+    """The matrix the explorer shows first as the old heatmap's table: a row `q, k, v` per
+    drawn cell (cells never computed, NaN, are not drawn). Values are float16."""
+    from ui.explorer import decode_values
+
+    payload = explorer_payload(at)
+    matrix = decode_values(payload["data"], payload["shape"])[payload["head"]]
+    q, k = np.nonzero(np.isfinite(matrix))
+    return pa.table({"q": q, "k": k, "v": matrix[q, k].astype(np.float64)})
+
+
+FLOAT16 = {"rtol": 2**-11, "atol": 6e-8}
+"""Tolerance of the explorer's float16 values: 3 significant digits (tiny values to 6e-8)."""
 
 
 def find_all(spec: object, key: str) -> list:
