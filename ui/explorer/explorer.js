@@ -13,7 +13,7 @@ const MAX_ROW_PX = 36; // a short input's cells stop growing in height (they sta
 const MIN_LABEL_PX = 7; // rotated column labels need this much width each (a 7 px font);
 // thinner columns get every second (third…) label
 const LOG_DECADES = 3; // the log scale spans three decades below its top
-const BAR_PX = 64; // height of each half of the bars (out above, in below)
+const BAR_PX = 72; // height of each half of the bars (out above, in below)
 const OUT_COLOUR = "#0072B2"; // Okabe-Ito blue and orange: told apart by colour-blind readers
 const IN_COLOUR = "#E69F00";
 const OUT_COLOUR_DARK = "#56B4E9";
@@ -87,7 +87,8 @@ function formatValue(v) {
   if (!Number.isFinite(v)) return "not computed";
   if (v === 0) return "0";
   const a = Math.abs(v);
-  return a >= 0.001 && a < 1000 ? String(Number(v.toPrecision(3))) : v.toExponential(2);
+  // 4 significant digits: all a float16 holds (its step is 1/1024 of the value's power of 2).
+  return a >= 0.001 && a < 1000 ? String(Number(v.toPrecision(4))) : v.toExponential(3);
 }
 
 function el(tag, className, text) {
@@ -268,7 +269,8 @@ class Explorer {
       "<li><kbd>[</kbd> <kbd>]</kbd>: previous / next head (mean of heads before head 0)</li>" +
       "<li><kbd>Page Up</kbd> <kbd>Page Down</kbd>: previous / next layer (asks the server)</li>" +
       "<li><kbd>?</kbd>: this help, <kbd>Esc</kbd>: close it</li></ul>" +
-      "Hover a cell or a bar for its value (float16: 3 significant digits). Click a cell to " +
+      "Hover a cell or a bar for its value (sent as float16: about 3 significant digits, " +
+      "shown to 4). Click a cell to " +
       "select its row. Hatched cells were never computed by the model.";
   }
 
@@ -546,7 +548,11 @@ class Explorer {
       ctx.font = `${r === this.sel ? "bold " : ""}${g.rowFont}px ${this.font}`;
       ctx.fillText(this.clip(ctx, this.rows[r], g.gutter - 10), g.gutter - 4, (r + 0.5) * g.rowPitch);
     }
-    this.root.dataset.rowLabels = String(this.nRows);
+    Object.assign(this.root.dataset, {
+      rowLabels: String(this.nRows),
+      gutter: String(g.gutter),
+      rowPx: g.rowPitch.toFixed(2),
+    });
   }
 
   clip(ctx, text, room) {
@@ -620,11 +626,22 @@ class Explorer {
       return;
     }
     const label = this.rows[this.sel];
-    this.barsTitle.textContent = this.cross
-      ? `'${label}' (target): the attention it pays to each source token (blue).`
-      : `'${label}': the attention it pays to each token (blue, up) and the attention each ` +
-        `token pays to it (orange, down). Same scale as the matrix, linear.`;
-    const top = this.top;
+    // Bars are lengths on a labelled axis: 0 to the largest of the two halves (linear), so a
+    // row of small weights is still readable; the axis says how small.
+    const out = [];
+    const incoming = [];
+    let top = 0;
+    for (let c = 0; c < this.nCols; c += 1) {
+      out.push(this.cell(this.head, this.sel, c));
+      if (!this.cross) incoming.push(this.cell(this.head, c, this.sel));
+    }
+    for (const v of [...out, ...incoming]) if (Number.isFinite(v) && Math.abs(v) > top) top = Math.abs(v);
+    top = top > 0 ? top : 1;
+    this.barsTitle.textContent =
+      (this.cross
+        ? `'${label}' (target): the attention it pays to each source token (blue).`
+        : `'${label}': the attention it pays to each token (blue, up) and the attention each ` +
+          `token pays to it (orange, down).`) + ` Bars: linear, 0–${formatValue(top)}.`;
     const base = BAR_PX;
     const axis = () => {
       ctx.strokeStyle = this.grid;
@@ -646,21 +663,22 @@ class Explorer {
       }
     };
     const width = Math.max(1, g.colPitch - (g.colPitch > 3 ? 1 : 0));
+    const hatch = this.hatch(ctx);
     for (let c = 0; c < this.nCols; c += 1) {
       const x = g.gutter + c * g.colPitch;
-      const out = this.cell(this.head, this.sel, c);
-      if (Number.isFinite(out)) {
+      // A cell never computed: a hatched stub on the axis, not a zero.
+      ctx.fillStyle = hatch;
+      if (!Number.isFinite(out[c])) ctx.fillRect(x, base - 8, width, 8);
+      if (!this.cross && !Number.isFinite(incoming[c])) ctx.fillRect(x, base + 1, width, 8);
+      if (Number.isFinite(out[c])) {
         ctx.fillStyle = this.dark ? OUT_COLOUR_DARK : OUT_COLOUR;
-        const h = Math.min(1, Math.abs(out) / top) * (BAR_PX - 2);
+        const h = Math.min(1, Math.abs(out[c]) / top) * (BAR_PX - 2);
         ctx.fillRect(x, base - h, width, h);
       }
-      if (!this.cross) {
-        const incoming = this.cell(this.head, c, this.sel);
-        if (Number.isFinite(incoming)) {
-          ctx.fillStyle = IN_COLOUR;
-          const h = Math.min(1, Math.abs(incoming) / top) * (BAR_PX - 2);
-          ctx.fillRect(x, base + 1, width, h);
-        }
+      if (!this.cross && Number.isFinite(incoming[c])) {
+        ctx.fillStyle = IN_COLOUR;
+        const h = Math.min(1, Math.abs(incoming[c]) / top) * (BAR_PX - 2);
+        ctx.fillRect(x, base + 1, width, h);
       }
     }
     axis();
