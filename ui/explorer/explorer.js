@@ -474,6 +474,7 @@ class Explorer {
     d.draws = String(this.draws);
     d.head = this.payload.names[this.head];
     d.selected = this.sel === null ? "" : String(this.sel);
+    d.layer = String(this.payload.layer);
     d.paintMs = (performance.now() - started).toFixed(1);
   }
 
