@@ -33,6 +33,7 @@ pytestmark = pytest.mark.e2e
 N = 128
 MIN_ROW_PX = 11  # ui/explorer/explorer.js
 MIN_LABEL_PX = 7
+LINE_VIEW = "[data-testid='stBidiComponentIsolated'] .hv-root"
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +111,12 @@ def test_keys_move_token_and_head_without_a_page_run_then_reach_the_link(open_pa
     # Painted at once, in the browser: four repaints and no script run.
     assert state["selected"] == "3" and state["head"] == "0"  # "]" after the mean: head 0
     assert int(state["draws"]) >= before + 4 and state["runs"] == 0
+    # The line view follows in the browser too: the token's lines, the head alone.
+    page.wait_for_timeout(100)  # its next animation frame (the view reaches Python at 600 ms)
+    lines = page.locator(LINE_VIEW)
+    assert lines.get_attribute("data-selected") == "3"
+    assert lines.get_attribute("data-visible-heads") == "0"
+    assert explorer_state(page)["runs"] == 0
     # Once the keys rest, one run carries the view to the link and the controls.
     wait_for_next_run(page)
     assert re.search(r"[?&]token=3(&|$)", page.url) and re.search(r"[?&]head=0(&|$)", page.url)

@@ -8,6 +8,7 @@
 // a new payload and are adopted, unless they only echo what this component sent.
 
 const VIEW_DELAY_MS = 600;
+const EXPLORER_EVENT = "atlas-explorer"; // the line view (ui/head_view) listens on window
 const MIN_ROW_PX = 11; // every row gets a label: a long input makes the matrix taller
 const MAX_ROW_PX = 36; // a short input's cells stop growing in height (they stay wide)
 const MIN_LABEL_PX = 7; // rotated column labels need this much width each (a 7 px font);
@@ -117,6 +118,11 @@ class Explorer {
       if (width > 0 && width !== this.width) this.repaint(true);
     });
     this.resizeObserver.observe(root);
+    // The scroll box follows the window's height.
+    this.onWindowResize = () => {
+      if (window.innerHeight !== this.windowHeight) this.repaint(true);
+    };
+    window.addEventListener("resize", this.onWindowResize);
   }
 
   // ------------------------------------------------------------------ DOM
@@ -449,6 +455,7 @@ class Explorer {
     size(this.overlay, width, g.height);
     this.body.style.height = `${g.height}px`;
     // The box is as tall as the window allows; a taller matrix scrolls under sticky labels.
+    this.windowHeight = window.innerHeight;
     this.scroll.style.maxHeight = `${Math.max(320, Math.round(window.innerHeight * 0.78))}px`;
     this.barsHeight = 2 * BAR_PX + headerHeight + 8;
     size(this.bars, width, this.cross ? BAR_PX + headerHeight + 8 : this.barsHeight);
@@ -570,9 +577,12 @@ class Explorer {
     let drawn = 0;
     ctx.fillStyle = this.text;
     ctx.textBaseline = "middle";
+    const sel = this.cross ? null : this.sel;
     for (let c = 0; c < this.nCols; c += 1) {
-      const chosen = !this.cross && c === this.sel;
-      if (c % g.colStep !== 0 && !chosen) continue;
+      const chosen = c === sel;
+      // The selected column is always labelled; thinned labels too close to it give way.
+      const crowded = sel !== null && !chosen && Math.abs(c - sel) < g.colStep;
+      if ((c % g.colStep !== 0 || crowded) && !chosen) continue;
       ctx.save();
       ctx.translate(g.gutter + (c + 0.5) * g.colPitch, rotateUp ? top + height - 4 : top + 4);
       ctx.rotate(-Math.PI / 2);
@@ -847,6 +857,13 @@ class Explorer {
   }
 
   schedule() {
+    // The page's line view (ui/head_view) follows at once, in the browser.
+    const name = this.payload.names[this.head];
+    window.dispatchEvent(
+      new CustomEvent(EXPLORER_EVENT, {
+        detail: { token: this.sel, head: name === "mean" ? "mean" : Number(name) },
+      }),
+    );
     // Python hears of the new head and token once the keys rest: one run, not one per key.
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
@@ -936,6 +953,7 @@ class Explorer {
   }
 
   destroy() {
+    window.removeEventListener("resize", this.onWindowResize);
     clearTimeout(this.timer);
     this.resizeObserver.disconnect();
   }
