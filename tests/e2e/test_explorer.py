@@ -99,26 +99,42 @@ def test_column_labels_stay_on_top_while_the_matrix_scrolls(open_page):
     assert abs(header["y"] - box["y"]) <= 2  # sticky
 
 
+# When each script run started (performance.now()), to compare with the moment the explorer
+# sent its view: the keys are answered in the browser, the server hears of them once, after.
+_RUN_TIMES = """() => {
+    const app = document.querySelector("[data-testid='stApp']");
+    window.__atlasRunTimes = [];
+    new MutationObserver(() => {
+        if (app.getAttribute('data-test-script-state') === 'running')
+            window.__atlasRunTimes.push(performance.now());
+    }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+}"""
+
+
 def test_keys_move_token_and_head_without_a_page_run_then_reach_the_link(open_page):
     page = open_page(1440)
     start_counting_runs(page)
+    page.evaluate(_RUN_TIMES)
     before = int(explorer_state(page)["draws"])
     page.locator(EXPLORER).focus()
     for key in ["ArrowDown", "ArrowDown", "ArrowDown", "]"]:
         page.keyboard.press(key)
     state = explorer_state(page)
     assert state["focused"]
-    # Painted at once, in the browser: four repaints and no script run.
+    # Painted at once, in the browser: a repaint per key.
     assert state["selected"] == "3" and state["head"] == "0"  # "]" after the mean: head 0
-    assert int(state["draws"]) >= before + 4 and state["runs"] == 0
-    # The line view follows in the browser too: the token's lines, the head alone.
-    page.wait_for_timeout(100)  # its next animation frame (the view reaches Python at 600 ms)
-    lines = page.locator(LINE_VIEW)
-    assert lines.get_attribute("data-selected") == "3"
-    assert lines.get_attribute("data-visible-heads") == "0"
-    assert explorer_state(page)["runs"] == 0
-    # Once the keys rest, one run carries the view to the link and the controls.
+    assert int(state["draws"]) >= before + 4
+    # The line view follows in the browser too (told by the explorer, once a key): the
+    # token's lines, the head alone.
+    page.locator(f"{LINE_VIEW}[data-selected='3'][data-visible-heads='0']").wait_for(
+        state="attached"
+    )
+    assert int(page.locator(LINE_VIEW).get_attribute("data-followed")) >= 4
+    # Once the keys rest, one run carries the view to the link and the controls; no run
+    # started before the explorer sent it.
     wait_for_next_run(page)
+    sent = float(explorer_state(page)["sentAt"])
+    assert all(started >= sent for started in page.evaluate("() => window.__atlasRunTimes"))
     assert re.search(r"[?&]token=3(&|$)", page.url) and re.search(r"[?&]head=0(&|$)", page.url)
     assert page.get_by_role("combobox", name="Selected token").input_value().startswith("3: ")
     assert page.get_by_role("combobox", name="Head").input_value() == "0"

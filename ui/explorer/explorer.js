@@ -867,6 +867,7 @@ class Explorer {
     // Python hears of the new head and token once the keys rest: one run, not one per key.
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
+      this.root.dataset.sentAt = String(performance.now());
       this.sent = { head: this.head, sel: this.sel };
       const name = this.payload.names[this.head];
       this.setTriggerValue("view", {
@@ -893,6 +894,7 @@ class Explorer {
       if (layer >= 0 && layer < this.payload.layers) {
         clearTimeout(this.timer);
         const name = this.payload.names[this.head];
+        this.root.dataset.sentAt = String(performance.now());
         this.sent = { head: this.head, sel: this.sel };
         this.setTriggerValue("view", {
           layer,

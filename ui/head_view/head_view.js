@@ -128,6 +128,8 @@ class HeadView {
 
   followExplorer({ token, head }) {
     if (!this.payload) return;
+    this.followed = (this.followed || 0) + 1;
+    this.root.dataset.followed = String(this.followed);
     if (Number.isInteger(token) && token >= 0 && token < this.left.length) {
       this.sel = { side: "left", index: token };
     }
