@@ -216,3 +216,27 @@ def test_png_export_is_what_is_shown(open_page):
     # The whole matrix (not just the scrolled part), its labels and the bars.
     assert width == round(state["root"]["width"])
     assert height > state["matrix"]["height"] + state["bars"]["height"]
+
+
+def pick_token(page, index: int) -> None:
+    page.get_by_role("combobox", name="Selected token").click()
+    page.get_by_role("option", name=f"{index}: ", exact=False).first.click()
+
+
+def test_the_matrices_travel_once_per_layer_and_again_if_the_browser_lost_them(open_page):
+    page = open_page(1024)
+    draws = int(explorer_state(page)["draws"])
+    # The Selected token box: one run, which sends the key of the matrices, not the matrices.
+    start_counting_runs(page)
+    pick_token(page, 5)
+    page.locator(f"{EXPLORER}[data-selected='5']").wait_for(state="attached")
+    wait_for_next_run(page)
+    state = explorer_state(page)
+    assert int(state["draws"]) > draws and "missing" not in state
+    # A browser that lost its copy (a reloaded component) asks for it and paints once it
+    # comes: one more run.
+    page.evaluate("() => window.__atlasExplorerData.clear()")
+    pick_token(page, 7)
+    page.locator(f"{EXPLORER}[data-selected='7']").wait_for(state="attached")
+    state = explorer_state(page)
+    assert state["missing"] and state["selected"] == "7"

@@ -109,13 +109,31 @@ def explorer_drawn(at: AppTest) -> bool:
     return len(found) == 1 and bool(explorer_payload(at)["rows"])
 
 
-def explorer_table(at: AppTest) -> pa.Table:
-    """The matrix the explorer shows first as the old heatmap's table: a row `q, k, v` per
-    drawn cell (cells never computed, NaN, are not drawn). Values are float16."""
+def explorer_values(at: AppTest) -> np.ndarray:
+    """Every matrix the explorer holds, `[matrices, q, k]`, as the browser decodes them.
+
+    A run showing the matrices the session sent last ships their key only (the browser keeps
+    them): then the test, having no browser copy, asks for them as the browser would.
+    """
     from ui.explorer import decode_values
 
     payload = explorer_payload(at)
-    matrix = decode_values(payload["data"], payload["shape"])[payload["head"]]
+    if payload["data"] is None:
+        del at.session_state["explorer__sent_data"]  # what the `need` trigger's callback does
+        at.run()
+        payload = explorer_payload(at)
+    return decode_values(payload["data"], payload["shape"])
+
+
+def explorer_shown(at: AppTest) -> np.ndarray:
+    """The matrix the explorer shows first, `[q, k]`."""
+    return explorer_values(at)[explorer_payload(at)["head"]]
+
+
+def explorer_table(at: AppTest) -> pa.Table:
+    """The matrix the explorer shows first as the old heatmap's table: a row `q, k, v` per
+    drawn cell (cells never computed, NaN, are not drawn). Values are float16."""
+    matrix = explorer_shown(at)
     q, k = np.nonzero(np.isfinite(matrix))
     return pa.table({"q": q, "k": k, "v": matrix[q, k].astype(np.float64)})
 

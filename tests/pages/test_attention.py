@@ -3,13 +3,15 @@ import pytest
 
 from core import EMBEDDED_MODEL, TruncationWarning, compute_method, load_model, run_attention
 from tests.pages.conftest import (
+    FLOAT16,
     assert_clean,
     explorer_payload,
+    explorer_shown,
+    explorer_values,
     head_view_payload,
     start,
     table_with,
 )
-from ui.explorer import decode_values
 
 TEXT = "The cat sat on the mat because it was tired."
 
@@ -19,14 +21,7 @@ def expected():
     return run_attention(load_model(EMBEDDED_MODEL), TEXT)
 
 
-FLOAT16 = {"rtol": 2**-11, "atol": 6e-8}
-"""The explorer ships float16: 3 significant digits (and tiny values to 6e-8)."""
-
-
-def shown(at) -> np.ndarray:
-    """The matrix the explorer shows first, `[q, k]`, as the browser decodes it."""
-    payload = explorer_payload(at)
-    return decode_values(payload["data"], payload["shape"])[payload["head"]]
+shown = explorer_shown
 
 
 def heatmap(at):
@@ -48,7 +43,7 @@ def test_default_run_draws_three_views(expected):
     assert payload["shape"] == [expected.num_heads + 1, n, n]
     assert payload["names"][payload["head"]] == "mean" and payload["scale"] == "shared"
     assert payload["shared"] == pytest.approx(float(expected.attentions.max()), rel=1e-6)
-    values = decode_values(payload["data"], payload["shape"])
+    values = explorer_values(at)
     np.testing.assert_allclose(values[:-1], expected.attentions[0], **FLOAT16)
     np.testing.assert_allclose(shown(at), expected.attentions[0].mean(0), **FLOAT16)
     assert payload["rows"][0] == "[CLS]" and payload["sel"] == 0

@@ -2,13 +2,16 @@
 
 The browser gets one layer's matrices (:mod:`ui.explorer.payload`) and does the rest itself:
 head and token changes, hover, the legend's options, PNG export. What comes back is the view
-(trigger ``view``): ``{"head": h or "mean", "token": row}`` once the keys rest, and with a
-``"layer"`` at once for Page Up / Page Down. The page applies it in an ``on_change`` callback
-before its run (:func:`change_in_callback`), so the controls and the link follow.
+(trigger ``view``): ``{"head": h or "mean", "token": row}`` once the keys rest, with a
+``"layer"`` at once for Page Up / Page Down, or ``{"need": true}`` when it lacks the data.
+The page applies a view in an ``on_change`` callback before its run
+(:func:`change_in_callback`), so the controls and the link follow.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -47,12 +50,38 @@ def explorer(
 
     `on_change` runs before the run a change in the browser starts; it reads the change with
     :func:`change_in_callback`.
+
+    The matrices travel once per layer: a run that shows the ones this session sent last
+    (same ``"key"``, a hash of the data) sends ``"data": null`` and the browser reuses its copy
+    (9 MB at 512 tokens, which a token or head change must not send again). A browser without
+    that copy (a reload of the component) asks for it with ``{"need": true}``.
     """
+    payload = dict(payload)
+    payload["key"] = hashlib.blake2b(payload["data"].encode("ascii"), digest_size=8).hexdigest()
+    sent = _sent_key(key)
+    if st.session_state.get(sent) == payload["key"]:
+        payload["data"] = None
+    st.session_state[sent] = payload["key"]
     _mount()(
         key=key,
         data=payload_json(payload),
-        on_view_change=on_change or _ignore_change,
+        on_view_change=functools.partial(_on_view, key, on_change or _ignore_change),
     )
+
+
+def _sent_key(key: str) -> str:
+    """Session key holding the data key the explorer `key` was last sent."""
+    return f"{key}__sent_data"
+
+
+def _on_view(key: str, on_change: Callable[[], None]) -> None:
+    state = st.session_state.get(key)
+    trigger = state.get(VIEW_EVENT) if isinstance(state, dict) else None
+    if isinstance(trigger, dict) and trigger.get("need") is True:
+        # The browser lost its copy of the matrices: this run sends them again.
+        st.session_state.pop(_sent_key(key), None)
+        return
+    on_change()
 
 
 def change_in_callback(key: str = "explorer") -> dict[str, Any] | None:

@@ -288,10 +288,21 @@ class Explorer {
 
   // ------------------------------------------------------------------ data
   update(payload) {
+    // The matrices come once per layer; later runs send their key only (data: null).
+    const cache = window.__atlasExplorerData || (window.__atlasExplorerData = new Map());
+    if (payload.data !== null) {
+      cache.clear(); // one layer kept: 13.6 MB of float32 at 512 tokens
+      cache.set(payload.key, decodeFloat16(payload.data));
+    } else if (!cache.has(payload.key)) {
+      // A reloaded component without its copy: ask for the data, keep what is drawn.
+      this.root.dataset.missing = payload.key;
+      this.setTriggerValue("view", { need: true });
+      return;
+    }
+    this.values = cache.get(payload.key);
     const previous = this.payload;
     const sameShape =
       previous && JSON.stringify(previous.shape) === JSON.stringify(payload.shape);
-    if (!previous || previous.data !== payload.data) this.values = decodeFloat16(payload.data);
     this.payload = payload;
     this.rows = payload.rows;
     this.cols = payload.cols || payload.rows;
