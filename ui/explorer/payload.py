@@ -12,8 +12,7 @@ base64: 2 bytes a cell, 0.57 MB of base64 for 12 heads and their mean at 128 tok
 error below 2^-11, about 3 significant digits; values under 6e-5 to within 6e-8) with no second
 array, and the component sends it once per layer (`ui.explorer.component.explorer`). A cell
 the model never computed (a causal model's later keys, keys outside a sliding window, rows a
-stopped method left out) is
-NaN: drawn empty and hatched, never as a zero.
+stopped method left out) is NaN: drawn empty and hatched, never as a zero.
 """
 
 from __future__ import annotations
