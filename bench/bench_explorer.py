@@ -90,16 +90,18 @@ _LAYER = (
 
 
 def series(page, key: str, presses: int) -> dict:
-    """`presses` presses of `key`, PRESS_GAP_MS apart; timings and the runs they started."""
-    start_counting_runs(page)
+    """`presses` presses of `key`, PRESS_GAP_MS apart; timings and the runs they started
+    (`start_counting_runs` must have been called once on the page)."""
+    runs = "() => window.__atlasRuns"
+    before = page.evaluate(runs)
     rows = []
     for _ in range(presses):
         rows.append(page.evaluate(_PRESS, key))
         page.wait_for_timeout(PRESS_GAP_MS)
-    during = page.evaluate("() => window.__atlasRuns")
+    during = page.evaluate(runs) - before
     page.wait_for_timeout(1500)  # the keys rest: the view goes to the server once
-    after = page.evaluate("() => window.__atlasRuns") - during
     wait_for_run(page)
+    after = page.evaluate(runs) - before - during
     return {"rows": rows, "runs_during": during, "runs_after": after}
 
 
@@ -112,6 +114,7 @@ def measure(browser, app, model: str, text: str, presses: int, layers: int) -> d
         wait_for_run(page)
         wait_for_explorer(page)
         page.wait_for_timeout(500)
+        start_counting_runs(page)  # once: each call adds an observer
         result = {
             "head": series(page, "]", presses),
             "selected token": series(page, "ArrowDown", presses),
