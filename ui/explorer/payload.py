@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import json
-import operator
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import InvalidAttentionError, InvalidSelectionError
+from ui.payload_checks import one_layer, optional_index, segment_start, token_labels
 
 PAYLOAD_VERSION = 1
 MAX_TOKENS = 512
@@ -83,11 +83,9 @@ def build_payload(
         raise InvalidSelectionError(
             f"The explorer takes at most {MAX_TOKENS} tokens a side, not {max(n_rows, n_columns)}."
         )
-    rows = _validated_labels(row_labels, n_rows, "row_labels", "rows")
+    rows = token_labels(row_labels, n_rows, "row_labels", "rows")
     cross = column_labels is not None
-    columns = (
-        _validated_labels(column_labels, n_columns, "column_labels", "columns") if cross else rows
-    )
+    columns = token_labels(column_labels, n_columns, "column_labels", "columns") if cross else rows
     if not cross and n_rows != n_columns:
         raise InvalidAttentionError(
             f"Self attention must be square, but it has {n_rows} rows and {n_columns} columns: "
@@ -114,15 +112,15 @@ def build_payload(
         "cols": columns if cross else None,
         "names": names,
         "head": shown,
-        "sel": _validated_index(selected, n_rows, "selected token"),
-        "layer": _validated_index(layer, layers, "layer"),
+        "sel": optional_index(selected, n_rows, "selected token"),
+        "layer": optional_index(layer, layers, "layer"),
         "layers": layers,
         "shape": [len(names), n_rows, n_columns],
         "data": encode_values(stacked),
         "scale": scale,
         "shared": shared,
         "signed": signed,
-        "segB": _segment(segment_b_start, n_rows, cross),
+        "segB": None if cross else segment_start(segment_b_start, n_rows),
         "title": str(title),
         "what": str(value_label),
     }
@@ -181,38 +179,10 @@ def _as_float(values: Any, name: str) -> np.ndarray:
 
 
 def _validated_heads(heads: Any) -> np.ndarray:
-    weights = _as_float(heads, "attention")
-    if weights.ndim != 3:
-        raise InvalidAttentionError(
-            "The explorer takes one layer, [heads, rows, columns], but got an array with "
-            f"{weights.ndim} dimension(s) {tuple(weights.shape)}."
-        )
-    if 0 in weights.shape:
-        raise InvalidAttentionError("The attention is empty: no heads or no tokens.")
+    weights = one_layer(heads, "The explorer")
+    if np.isinf(weights).any():
+        raise InvalidAttentionError("The attention holds infinite values.")
     return weights
-
-
-def _validated_labels(labels: Sequence[str], length: int, name: str, axis: str) -> list[str]:
-    if isinstance(labels, str):
-        raise InvalidSelectionError(f"{name} must be a list of token strings, not one string.")
-    texts = [str(label) for label in labels]
-    if len(texts) != length:
-        raise InvalidSelectionError(
-            f"{name} has {len(texts)} labels but the attention has {length} {axis}."
-        )
-    return texts
-
-
-def _validated_index(value: Any, length: int, what: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        index = operator.index(value)
-    except TypeError as error:
-        raise InvalidSelectionError(f"The {what} must be a whole number, not {value!r}.") from error
-    if isinstance(value, bool) or not 0 <= index < length:
-        raise InvalidSelectionError(f"The {what} {value!r} is outside 0 to {length - 1}.")
-    return index
 
 
 def _validated_count(value: Any, what: str) -> int:
@@ -231,14 +201,5 @@ def _validated_head(head: int | str, n_heads: int, has_mean: bool) -> int:
         raise InvalidSelectionError(f"The head must be a number, 'mean' or 'all', not {head!r}.")
     if n_heads == 1 and not has_mean:
         return 0  # a method without heads: its one matrix, whatever head the view names
-    index = _validated_index(head, n_heads, "head")
+    index = optional_index(head, n_heads, "head")
     return 0 if index is None else index
-
-
-def _segment(segment_b_start: int | None, n_rows: int, cross: bool) -> int | None:
-    if segment_b_start is None or cross:
-        return None
-    start = _validated_index(segment_b_start, n_rows, "start of sentence B")
-    if start == 0:
-        raise InvalidSelectionError("Sentence B cannot start at the first token.")
-    return start

@@ -117,7 +117,7 @@ def test_huge_scores_are_clipped_not_infinite():
         ({"heads": np.ones((2, 2))}, InvalidAttentionError, "dimension"),
         ({"heads": np.ones((0, 2, 2))}, InvalidAttentionError, "empty"),
         ({"heads": np.full((1, 2, 2), np.inf)}, InvalidAttentionError, "infinite"),
-        ({"row_labels": ["a"]}, InvalidSelectionError, "1 labels"),
+        ({"row_labels": ["a"]}, InvalidSelectionError, "1 tokens"),
         ({"row_labels": "ab"}, InvalidSelectionError, "one string"),
         ({"selected": 2}, InvalidSelectionError, "outside"),
         ({"selected": True}, InvalidSelectionError, "outside"),
