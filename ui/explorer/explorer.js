@@ -430,7 +430,7 @@ class Explorer {
     const guess = Math.min(MAX_ROW_PX, Math.max(MIN_ROW_PX, (width - 60) / this.nCols));
     const rowFont = Math.min(12, guess - 2);
     ctx.font = labelFont(rowFont);
-    const gutter = Math.round(Math.min(120, Math.max(36, widest(this.rows) + 10)));
+    const gutter = Math.round(Math.min(120, Math.max(36, widest(this.rows) + 12)));
     const gridWidth = Math.max(40, width - gutter - 2);
     const colPitch = gridWidth / this.nCols;
     const rowPitch = Math.min(MAX_ROW_PX, Math.max(MIN_ROW_PX, colPitch));
@@ -565,7 +565,7 @@ class Explorer {
     ctx.textBaseline = "middle";
     for (let r = 0; r < this.nRows; r += 1) {
       ctx.font = `${r === this.sel ? "bold " : ""}${g.rowFont}px ${this.font}`;
-      ctx.fillText(this.clip(ctx, this.rows[r], g.gutter - 10), g.gutter - 4, (r + 0.5) * g.rowPitch);
+      ctx.fillText(this.clip(ctx, this.rows[r], g.gutter - 8), g.gutter - 4, (r + 0.5) * g.rowPitch);
     }
     Object.assign(this.root.dataset, {
       rowLabels: String(this.nRows),
