@@ -23,7 +23,14 @@ def about() -> str:
     return f"""
 **Rows are queries, columns are keys.** Row *i* shows how the token on the left spreads its
 attention over every token of the input: each row sums to 1. The line view draws the same
-numbers as lines from the token on the left to the tokens on the right (darker = stronger).
+numbers as lines from the token on the left to the tokens on the right (darker = stronger),
+opening on the selected token's lines.
+
+**The explorer** holds every head of the layer: click the matrix, then the arrow keys move the
+selected token, `[` and `]` the head, Page Up and Page Down the layer (`?` lists the keys).
+Hover a cell for its value. Colours are shared across the model's heads and layers by default,
+so a flat head looks faint; the legend offers this matrix's own maximum, a fixed 0–1, a log
+scale and the weights without the first token (each row renormalised over the rest).
 
 **Methods.**
 {methods}
@@ -31,7 +38,7 @@ numbers as lines from the token on the left to the tokens on the right (darker =
 **Models.** Encoder-decoder models (BART, T5) have three stacks: the encoder's self-attention
 over the text, the decoder's self-attention over the target and the cross attention from the
 target to the source. Causal models (GPT-2) and the decoder only look back: the cells of later
-tokens are left empty, since the model never computed them.
+tokens are left empty (hatched), since the model never computed them.
 """
 
 
