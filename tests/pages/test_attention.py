@@ -205,7 +205,7 @@ def test_beyond_the_explorer_a_long_input_gets_overview_and_detail(monkeypatch):
 
 def test_flow_stop_keeps_the_tokens_computed(expected):
     from ui.cache import Inputs, method_result, result_store
-    from ui.flow import CHUNK_ROWS
+    from ui.costly import CHUNK_ROWS
 
     result_store().clear()  # no flow rows from other tests: the first run shows Stop
     at = start(method="flow", layer=1)
