@@ -20,6 +20,7 @@ from core.selection import segment_b_start
 from core.tokens import is_continuation
 from ui import cache, exports, session
 from ui.explorer import build_payload, change_in_callback, explorer, model_max
+from ui.explorer.payload import outside_window
 from ui.head_view import head_view
 from ui.head_view.component import NOT_CLICKED, clicked_in_callback
 from ui.layout import COLUMN_PX
@@ -270,12 +271,17 @@ def matrix_explorer(
         else scores.per_layer[view.layer][None]
     )
     options = {"hide_special": view.hide_special, "merge_words": view.merge_words}
+    window = _sliding_window(page, stack, view.layer, scores)
     if cross:
         shown = core.display_matrix.prepare_cross_display(
             layer_matrices, tokens, key_tokens, **options
         )
     else:
         shown = core.display_matrix.prepare_display(layer_matrices, tokens, **options)
+    if window is not None:
+        # Keys outside a sliding-window layer's window are never computed: empty, not zero.
+        outside = outside_window(shown.groups, window, causal=page.result.is_causal(stack))
+        empty = outside if empty is None else empty | outside
     payload = build_payload(
         shown.matrix[:-1] if has_heads else shown.matrix,
         labels[0],
@@ -301,6 +307,17 @@ def matrix_explorer(
         # Defensive: the callback applies every change before the run; one that reached the
         # page without it is applied here and the views redrawn.
         st.rerun()
+
+
+def _sliding_window(page: Page, stack: str, layer: int, scores: MethodResult) -> int | None:
+    """The sliding window of self-attention layer `layer` (its architecture adapter says), for
+    methods that read one layer; None for global layers, chained methods and other stacks."""
+    architecture = page.model.architecture
+    if stack != SELF or scores.accumulated or architecture is None:
+        return None
+    if not 0 <= layer < len(architecture.layers):
+        return None
+    return architecture.layers[layer].window
 
 
 def _apply_explorer_change(first_tokens: tuple[int, ...], has_heads: bool) -> bool:

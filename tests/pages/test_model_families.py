@@ -22,6 +22,7 @@ from tests.pages.conftest import (
     FLOAT16,
     assert_clean,
     explorer_drawn,
+    explorer_shown,
     explorer_table,
     start,
     table_with,
@@ -416,3 +417,18 @@ def test_neuron_view_for_the_decoder_stack_points_to_the_encoder(tiny_model_path
     open_neuron_view(at)
     assert_clean(at)
     assert any("Encoder stack" in i.value for i in at.info)
+
+
+def test_a_sliding_window_leaves_the_keys_it_never_reads_empty(tiny_model_path):
+    from tests.tiny_models import SLIDING_WINDOW
+
+    text = "the cat sat on the mat and the dog sat on the rug by the door today"
+    at = start(model=tiny_model_path("mistral"), text=text, head=0)
+    assert_clean(at)
+    matrix = explorer_shown(at)
+    n = matrix.shape[0]
+    assert n > SLIDING_WINDOW + 2
+    i, j = np.indices((n, n))
+    seen = (i - j >= 0) & (i - j < SLIDING_WINDOW)
+    # Later keys and keys beyond the window are empty (NaN), never zeros; the rest is drawn.
+    assert np.isnan(matrix[~seen]).all() and np.isfinite(matrix[seen]).all()

@@ -156,6 +156,24 @@ def model_max(per_head: np.ndarray | None, per_layer: np.ndarray) -> float:
     return top if np.isfinite(top) and top > 0 else 1.0
 
 
+def outside_window(groups: Sequence[Sequence[int]], window: int, *, causal: bool) -> np.ndarray:
+    """bool ``[m, m]``: display cells a sliding-window layer never computes.
+
+    Query i sees keys j with ``0 <= i - j < window`` (causal; ``|i - j| < window`` otherwise).
+    `groups` are the input positions of each display unit (merged words, hidden tokens): a
+    cell is outside when no pair of its row's and column's positions is inside.
+    """
+    if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
+        raise InvalidSelectionError(f"A sliding window must be at least 1 token, not {window!r}.")
+    first = np.array([min(g) for g in groups], dtype=np.int64)
+    last = np.array([max(g) for g in groups], dtype=np.int64)
+    # The smallest and largest distance i - j over the cell's pairs of positions.
+    nearest = first[:, None] - last[None, :]
+    farthest = last[:, None] - first[None, :]
+    low = 0 if causal else 1 - window
+    return (farthest < low) | (nearest > window - 1)
+
+
 def _shared(scale: str, shared_max: float | None) -> float | None:
     """The shared scale's top (None when not given; then the shared scale is not offered)."""
     if shared_max is None:

@@ -14,6 +14,7 @@ from ui.explorer.payload import (
     decode_values,
     encode_values,
     model_max,
+    outside_window,
     payload_json,
 )
 
@@ -146,3 +147,17 @@ def test_json_is_compact_and_strict():
     payload = build_payload(rows_summing_to_one(1, 2), ["a", "b"], title="Layer 0")
     text = payload_json(payload)
     assert ", " not in text and json.loads(text)["title"] == "Layer 0"
+
+
+def test_outside_a_sliding_window():
+    groups = [[i] for i in range(5)]
+    causal = outside_window(groups, 2, causal=True)
+    i, j = np.indices((5, 5))
+    np.testing.assert_array_equal(causal, ~((i - j >= 0) & (i - j < 2)))
+    both_ways = outside_window(groups, 2, causal=False)
+    np.testing.assert_array_equal(both_ways, abs(i - j) >= 2)
+    # A merged unit is outside only when none of its positions is inside.
+    merged = outside_window([[0], [1, 2], [3], [4]], 2, causal=True)
+    assert not merged[1, 0] and not merged[2, 1] and merged[2, 0] and merged[3, 1]
+    with pytest.raises(InvalidSelectionError, match="at least 1"):
+        outside_window(groups, 0, causal=True)
