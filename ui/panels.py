@@ -262,7 +262,7 @@ def matrix_explorer(
     # The browser names the head it shows; the title says the rest.
     what = f"layer {view.layer}" if has_heads else layer_view(scores, view.layer, 0).what
     if len(page.result.stacks) > 1:
-        what = f"{page.result.stack_spec(stack).label.lower()} {what}"
+        what = f"{page.result.stack_spec(stack).label} attention, {what}"
     sides = "rows: target, columns: source" if cross else "rows: from, columns: to"
     title = f"{what} ({sides})"
     layer_matrices = (
