@@ -750,6 +750,8 @@ class Explorer {
       parts.push(`without the first token '${this.cols[0]}' (each row renormalised over the rest)`);
     parts.push(`colours: ${signed ? "blue–red, diverging" : PALETTE_NAMES[this.options.palette]}`);
     parts.push("hatched: never computed");
+    if (this.payload.segB !== null)
+      parts.push("the rule splits sentence A (blue strip, left) from sentence B (orange strip)");
     this.legendText.textContent = parts.join(" · ");
     this.legendCanvas.setAttribute("aria-label", `Colour legend: ${parts[0]}`);
     this.root.dataset.legend = this.legendText.textContent;
