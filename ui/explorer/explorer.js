@@ -18,6 +18,7 @@ const BAR_PX = 72; // height of each half of the bars (out above, in below)
 const OUT_COLOUR = "#0072B2"; // Okabe-Ito blue and orange: told apart by colour-blind readers
 const IN_COLOUR = "#E69F00";
 const OUT_COLOUR_DARK = "#56B4E9";
+const NEGATIVE_COLOUR = "#D55E00"; // Okabe-Ito vermillion: signed scores below zero
 
 // Perceptually uniform palettes, readable for colour-blind readers: control points of
 // matplotlib's viridis and cividis; "ink" runs from the page background to a strong colour.
@@ -663,7 +664,9 @@ class Explorer {
       (this.cross
         ? `'${label}' (target): the attention it pays to each source token (blue).`
         : `'${label}': the attention it pays to each token (blue, up) and the attention each ` +
-          `token pays to it (orange, down).`) + ` Bars: linear, 0–${formatValue(top)}.`;
+          `token pays to it (orange, down).`) +
+      ` Bars: linear, 0–${formatValue(top)}` +
+      (this.payload.signed ? "; a negative value is a vermillion bar of its magnitude." : ".");
     const base = BAR_PX;
     const axis = () => {
       ctx.strokeStyle = this.grid;
@@ -693,12 +696,12 @@ class Explorer {
       if (!Number.isFinite(out[c])) ctx.fillRect(x, base - 8, width, 8);
       if (!this.cross && !Number.isFinite(incoming[c])) ctx.fillRect(x, base + 1, width, 8);
       if (Number.isFinite(out[c])) {
-        ctx.fillStyle = this.dark ? OUT_COLOUR_DARK : OUT_COLOUR;
+        ctx.fillStyle = out[c] < 0 ? NEGATIVE_COLOUR : this.dark ? OUT_COLOUR_DARK : OUT_COLOUR;
         const h = Math.min(1, Math.abs(out[c]) / top) * (BAR_PX - 2);
         ctx.fillRect(x, base - h, width, h);
       }
       if (!this.cross && Number.isFinite(incoming[c])) {
-        ctx.fillStyle = IN_COLOUR;
+        ctx.fillStyle = incoming[c] < 0 ? NEGATIVE_COLOUR : IN_COLOUR;
         const h = Math.min(1, Math.abs(incoming[c]) / top) * (BAR_PX - 2);
         ctx.fillRect(x, base + 1, width, h);
       }
