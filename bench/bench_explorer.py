@@ -28,19 +28,14 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.bench_browser import (  # noqa: E402
-    build_bert_base,
-    launch_browser,
+    bert_base_session,
     load_average,
-    machine,
-    running_app,
     texts_for,
 )
 from tests.e2e.harness import (  # noqa: E402
@@ -193,20 +188,12 @@ def main() -> None:
     parser.add_argument("--presses", type=int, default=15)
     parser.add_argument("--layers", type=int, default=5)
     args = parser.parse_args()
-    info = {**machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    info["load_start"] = load_average()
     texts = texts_for(args.sizes)
-    from playwright.sync_api import sync_playwright
-
     results: dict[int, dict] = {}
-    with tempfile.TemporaryDirectory(prefix="atlas-bert-base-") as directory:
-        model = str(build_bert_base(Path(directory)))
-        with running_app() as app, sync_playwright() as playwright:
-            browser = launch_browser(playwright)
-            for n in args.sizes:
-                results[n] = measure(browser, app, model, texts[n], args.presses, args.layers)
-                print(f"{n} tokens: {results[n]}", flush=True)
-            browser.close()
+    with bert_base_session() as (app, browser, model, info):
+        for n in args.sizes:
+            results[n] = measure(browser, app, model, texts[n], args.presses, args.layers)
+            print(f"{n} tokens: {results[n]}", flush=True)
     info["load_end"] = load_average()
     print(report(results, args, info))
 
