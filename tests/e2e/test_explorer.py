@@ -240,3 +240,17 @@ def test_the_matrices_travel_once_per_layer_and_again_if_the_browser_lost_them(o
     page.locator(f"{EXPLORER}[data-selected='7']").wait_for(state="attached")
     state = explorer_state(page)
     assert state["missing"] and state["selected"] == "7"
+
+
+def test_the_line_view_opens_on_the_selected_token_and_escape_shows_every_line(open_page):
+    page = open_page(1024, token="2")
+    lines = page.locator(LINE_VIEW)
+    assert lines.get_attribute("data-focus") == "left:2"  # from the link, with no click
+    start_counting_runs(page)
+    lines.focus()
+    page.keyboard.press("Escape")
+    page.locator(f"{LINE_VIEW}[data-focus='']").wait_for(state="attached")
+    wait_for_next_run(page)
+    # The run the Escape started keeps every line (the token stays selected elsewhere).
+    assert page.locator(LINE_VIEW).get_attribute("data-focus") == ""
+    assert explorer_state(page)["selected"] == "2"
