@@ -39,6 +39,8 @@ UNFOCUSED_KEY = "atlas_head_view_unfocused"
 Escape): the line view then draws every line until another token is selected. Otherwise it
 opens on the selected token's lines, from a click, a control or a link alike."""
 EXPLORER_KEY = "explorer"
+SCALE_NAMES = {"shared": "shared across the model's heads and layers", "fixed": "fixed scale"}
+"""What the line view's full opacity is, per colour scale (`scale_top`)."""
 
 
 def stack_selector(page: Page) -> str:
@@ -220,6 +222,7 @@ def line_view(
         # Opacity from the weight on the page's scale (BertViz: the absolute weight), not
         # from this layer's maximum, so flat attention looks faint, as it is.
         colour_scale_max=scale_top(page, scores),
+        colour_scale_name=SCALE_NAMES.get(current.colour_scale(), "fixed scale"),
         on_select=functools.partial(_select_clicked_unit, tuple(g[0] for g in shown.groups)),
     )
     if clicked != focused:

@@ -47,8 +47,10 @@ def test_default_run_draws_three_views(expected):
     np.testing.assert_allclose(values[:-1], expected.attentions[0], **FLOAT16)
     np.testing.assert_allclose(shown(at), expected.attentions[0].mean(0), **FLOAT16)
     assert payload["rows"][0] == "[CLS]" and payload["sel"] == 0
-    # The line view opens on the selected token's lines.
-    assert head_view_payload(at)["sel"] == 0
+    # The line view opens on the selected token's lines, its opacity on the same scale.
+    lines = head_view_payload(at)
+    assert lines["sel"] == 0 and lines["max"] == pytest.approx(payload["shared"], abs=1e-4)
+    assert "shared across the model's heads and layers" in lines["note"]
 
 
 def test_changing_layer_head_and_method_changes_the_data(expected):

@@ -36,6 +36,7 @@ def build_payload(
     heads: Sequence[int] | None = None,
     selected: int | None = None,
     colour_scale_max: float | None = None,
+    colour_scale_name: str = "fixed scale",
     causal: bool = False,
     segment_b_start: int | None = None,
     piece_marks: Sequence[bool] | tuple[Sequence[bool], Sequence[bool]] | None = None,
@@ -48,7 +49,8 @@ def build_payload(
     `right_tokens` (cross attention) or the same tokens again (self attention, the default).
     `heads` lists the heads shown at first (all when ``None``; every head is listed and
     shipped either way). `selected` is a query index whose lines are highlighted.
-    `colour_scale_max` is the weight drawn at full opacity (``None``: this layer's maximum).
+    `colour_scale_max` is the weight drawn at full opacity (``None``: this layer's maximum);
+    `colour_scale_name` says what that maximum is, in the note.
     `causal` drops lines to later tokens. `segment_b_start` is the first token of sentence B
     of a pair. `piece_marks` flags the tokens that continue the previous token's word (a
     sequence per side for cross attention, or one for both sides). The returned dict's keys
@@ -132,7 +134,7 @@ def build_payload(
             total_kept,
             n_heads * n_queries * n_keys,
             scale_max,
-            scale_kind,
+            scale_kind if colour_scale_max is None else colour_scale_name,
             causal,
         ),
     }
@@ -180,7 +182,7 @@ def _note(
     scale = (
         f"full opacity at {scale_max:.3g} (this layer's maximum)"
         if scale_kind == "layer"
-        else f"full opacity at {scale_max:.3g} (fixed scale)"
+        else f"full opacity at {scale_max:.3g} ({scale_kind})"
     )
     causal_note = " No lines to later tokens (causal)." if causal else ""
     return (
