@@ -4,6 +4,19 @@ Everything here is UI-free and importable from a notebook::
 
     from core import load_model, run_attention, EMBEDDED_MODEL
     result = run_attention(load_model(EMBEDDED_MODEL), "The cat sat on the mat.")
+
+Long inputs: `run_attention` keeps the self-attention as captured queries, keys and softmax
+normalisers, so at thousands of tokens read it in pieces, each exact in float32::
+
+    result.row(layer, head, query)               # [keys], NaN where the model computes nothing
+    result.tile(layer, head, rows, cols)         # [len(rows), len(cols)]; rows, cols are ranges
+    result.computed(layer, rows, cols)           # bool: causality and sliding windows
+    result.pooled(layer, head, 256, "max")       # overview grid and its block edges
+    result.statistics()                          # per-head blockwise summaries
+    result.nbytes                                # what the result holds
+
+`result.attentions` (the whole `[layers, heads, n, n]` array) is built within a budget
+(`DENSE_BUDGET_BYTES`) and raises `AttentionTooLargeError` beyond it.
 """
 
 from core.agreement import explanation_agreement, leave_one_out
@@ -16,6 +29,7 @@ from core.attention import (
 from core.compare import Comparison, WordAlignment, align_words, compare_replacement
 from core.errors import (
     AtlasError,
+    AttentionTooLargeError,
     ComputationCancelled,
     DeployConfigError,
     EmptyReplacementError,
@@ -33,6 +47,7 @@ from core.errors import (
     NoMaskedLMHeadError,
     NoMaskError,
     NotAModelError,
+    NotEnoughMemoryError,
     OfflineError,
     PositionOutOfRangeError,
     TextTooLongError,
@@ -40,6 +55,7 @@ from core.errors import (
     UnsafeWeightsError,
     UnsupportedModelError,
 )
+from core.exact import DENSE_BUDGET_BYTES, CapturedStack, DenseStack, pooling_edges
 from core.export import (
     Provenance,
     attention_csv,
@@ -66,7 +82,8 @@ from core.methods import (
 from core.models import EMBEDDED_MODEL, PRESETS, LoadedModel, Preset, load_model
 from core.neuron import NeuronView, neuron_view, supports_neuron_view
 from core.predictions import Prediction, predict_masked
-from core.rollout import attention_rollout, residual_attention
+from core.rollout import attention_rollout, residual_attention, row_sum_tolerance
+from core.row_stats import ROW_STATISTICS, row_statistics
 from core.tokens import Token, word_groups
 from core.transforms import drop_positions, mean_of_heads, merge_groups, select_heads
 from core.version import VERSION
@@ -74,15 +91,20 @@ from core.version import VERSION
 __version__ = VERSION
 
 __all__ = [
+    "DENSE_BUDGET_BYTES",
     "EMBEDDED_MODEL",
     "FULL_FLOW_DEFAULT_MAX_TOKENS",
     "PRESETS",
+    "ROW_STATISTICS",
     "STACKS",
     "STAT_DESCRIPTIONS",
     "AtlasError",
     "AttentionResult",
+    "AttentionTooLargeError",
+    "CapturedStack",
     "Comparison",
     "ComputationCancelled",
+    "DenseStack",
     "DeployConfigError",
     "EmptyReplacementError",
     "EmptyTextError",
@@ -106,6 +128,7 @@ __all__ = [
     "NoMaskError",
     "NoMaskedLMHeadError",
     "NotAModelError",
+    "NotEnoughMemoryError",
     "OfflineError",
     "PositionOutOfRangeError",
     "Prediction",
@@ -144,9 +167,12 @@ __all__ = [
     "merge_groups",
     "method_names",
     "neuron_view",
+    "pooling_edges",
     "predict_masked",
     "predict_next",
     "residual_attention",
+    "row_statistics",
+    "row_sum_tolerance",
     "run_attention",
     "run_method",
     "select_heads",

@@ -8,7 +8,7 @@ self-attention, decoder self-attention and cross attention (decoder queries, enc
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -207,6 +207,7 @@ def run_attention(
     *,
     target_text: str | None = None,
     top_k: int = 5,
+    budget: int = DENSE_BUDGET_BYTES,
 ) -> AttentionResult:
     """Run `text` (and an optional second sentence) through `model` once.
 
@@ -214,9 +215,14 @@ def run_attention(
     `top_k` predictions of each mask (masked LMs) or of the next token (causal LMs). For
     encoder-decoder models `text` is the source and `target_text` the decoder's input; without
     a target one is generated greedily and `target_generated` says so.
+
+    The pass runs the model's fast attention (SDPA where it has one) and keeps the "self"
+    stack as captured queries, keys and normalisers (`core.exact.CapturedStack`): any length
+    the model accepts fits, and `row`, `tile`, `pooled` are exact. `attentions` builds the
+    whole array once, when it takes at most `budget` bytes.
     """
     if model.kind is ModelKind.ENCODER_DECODER:
-        return _run_encoder_decoder(model, text, target_text)
+        return replace(_run_encoder_decoder(model, text, target_text), budget=budget)
     encoded = encode(model, text, text_pair)
     output = forward(model, encoded.inputs, capture=True)
     predictions: list[list[Prediction]] = []
@@ -239,6 +245,7 @@ def run_attention(
         predictions=predictions,
         model_kind=model.kind,
         next_token=next_token,
+        budget=budget,
     )
 
 

@@ -69,7 +69,10 @@ class LayerCapture:
     window: int | None
     """Sliding window: query `i` sees keys `i - window < j <= i` (Mistral, Gemma's local layers)."""
     bias: torch.Tensor | None = None
-    """Float32 `[heads or 1, n, n]` added to the scores (T5's relative position bias)."""
+    """Float32 added to the scores: `[heads or 1, n, n]`, or, when it depends only on the
+    offset `j - i` (T5's relative position bias), `[heads or 1, 2n - 1]` indexed by
+    `j - i + n - 1` (see `relative`): n per head instead of n²."""
+    relative: bool = False
     mask: torch.Tensor | None = None
     """Bool `[heads or 1, n, n]` when the model's mask is not just causality and window."""
 
@@ -101,9 +104,16 @@ class LayerCapture:
         key = self.keys[head // self.group_size, cols].float()
         scores = _scaled(query @ key.T, self.scale, self.softcap)
         if self.bias is not None:
-            bias = self.bias[head if self.bias.shape[0] > 1 else 0]
-            scores += bias[rows[:, None], cols[None, :]]
+            scores += self.bias_block(rows, cols)[head if self.bias.shape[0] > 1 else 0]
         return scores
+
+    def bias_block(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """The bias `[heads or 1, len(rows), len(cols)]` (requires `bias`)."""
+        assert self.bias is not None
+        if self.relative:
+            offsets = cols[None, :] - rows[:, None] + (self.length - 1)
+            return self.bias[:, offsets]
+        return self.bias[:, rows[:, None], cols[None, :]]
 
 
 @dataclass
@@ -310,6 +320,7 @@ def _record(module, query, key, value, attention_mask, scaling, causal, kwargs):
         bias,
         want_output=softcap is not None,
     )
+    relative = None if bias is None else _relative(bias)
     record = LayerCapture(
         queries=queries,
         keys=keys,
@@ -318,12 +329,31 @@ def _record(module, query, key, value, attention_mask, scaling, causal, kwargs):
         softcap=None if softcap is None else float(softcap),
         causal=causal,
         window=window,
-        bias=None if bias is None else bias.contiguous(),
+        bias=relative if relative is not None else None if bias is None else bias.contiguous(),
+        relative=relative is not None,
         mask=None if mask is None else mask.contiguous(),
     )
     if output is None:
         return record, None
     return record, output.to(query.dtype).transpose(0, 1)[None].contiguous()
+
+
+def _relative(bias: torch.Tensor) -> torch.Tensor | None:
+    """`[heads, 2n - 1]` by offset `j - i` if a square `[heads, n, n]` bias depends on nothing
+    else (checked in blocks of rows), else None."""
+    heads, q, k = bias.shape
+    if q != k:
+        return None
+    # Offsets -(n-1)..0 from the first column read upwards, 1..n-1 from the first row.
+    by_offset = torch.cat([bias[:, :, 0].flip(-1), bias[:, 0, 1:]], dim=-1).contiguous()
+    cols = torch.arange(k, device=bias.device)
+    step = max(1, BLOCK_ELEMENTS // max(1, heads * k))
+    for start in range(0, q, step):
+        rows = torch.arange(start, min(q, start + step), device=bias.device)
+        rebuilt = by_offset[:, cols[None, :] - rows[:, None] + (q - 1)]
+        if not torch.equal(rebuilt, bias[:, start : start + len(rows)]):
+            return None
+    return by_offset
 
 
 def _matches_structure(mask: torch.Tensor, causal: bool, window: int | None) -> bool:
