@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import operator
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import numpy as np
@@ -35,12 +35,13 @@ DENSE_BUDGET_BYTES = 256 * 1024 * 1024
 Reduce = Literal["mean", "max"]
 
 
-def _index(value: int, size: int, what: str) -> int:
+def check_index(value: int, size: int, what: str, owner: str = "the result") -> int:
+    """`value` as an index into `size` things, or `PositionOutOfRangeError` saying so."""
     index = operator.index(value)
     if not 0 <= index < size:
         raise PositionOutOfRangeError(
-            f"{what.capitalize()} {index} does not exist: there are {size} {what}s, numbered 0 "
-            f"to {size - 1}."
+            f"{what.capitalize()} {index} does not exist: {owner} has {size} {what}s, "
+            f"numbered 0 to {size - 1}."
         )
     return index
 
@@ -82,9 +83,9 @@ class _Stack:
         return 4 * self.num_layers * self.num_heads * self.queries * self.keys
 
     def _check(self, layer: int, head: int | None = None) -> tuple[int, int | None]:
-        layer = _index(layer, self.num_layers, "layer")
+        layer = check_index(layer, self.num_layers, "layer")
         if head is not None:
-            head = _index(head, self.num_heads, "head")
+            head = check_index(head, self.num_heads, "head")
         return layer, head
 
     def _weights(self, layer: int, heads: int | None, rows: np.ndarray, cols: np.ndarray):
@@ -98,7 +99,7 @@ class _Stack:
     def row(self, layer: int, head: int, query: int) -> np.ndarray:
         """Float32 `[keys]`: the weights of query `query` in one head (NaN where not computed)."""
         layer, head = self._check(layer, head)
-        query = _index(query, self.queries, "query position")
+        query = check_index(query, self.queries, "query position")
         return self._weights(layer, head, np.array([query]), np.arange(self.keys))[0]
 
     def tile(self, layer: int, head: int, rows: range, cols: range) -> np.ndarray:
@@ -120,9 +121,11 @@ class _Stack:
             _positions(cols, self.keys, "key position"),
         )
 
-    def _row_blocks(self, heads: int = 1) -> range:
+    def _row_blocks(self, heads: int = 1) -> Iterator[np.ndarray]:
+        """Query positions in blocks of at most `BLOCK_ELEMENTS` weights for `heads` heads."""
         step = max(1, min(self.queries, BLOCK_ELEMENTS // max(1, heads * self.keys)))
-        return range(0, self.queries, step)
+        for start in range(0, self.queries, step):
+            yield np.arange(start, min(self.queries, start + step))
 
     def pooled(
         self, layer: int, head: int, size: int = 256, reduce: Reduce = "mean"
@@ -144,9 +147,7 @@ class _Stack:
         counts = np.zeros(shape)
         maxima = np.full(shape, np.nan)
         cols = np.arange(self.keys)
-        step = self._row_blocks().step
-        for start in range(0, self.queries, step):
-            rows = np.arange(start, min(self.queries, start + step))
+        for rows in self._row_blocks():
             weights = self._weights(layer, head, rows, cols).astype(np.float64)
             bins = np.searchsorted(row_edges, rows, side="right") - 1
             seen = ~np.isnan(weights)
@@ -173,10 +174,8 @@ class _Stack:
         """
         sums: dict[str, np.ndarray] = {}
         cols = np.arange(self.keys)
-        step = self._row_blocks(self.num_heads).step
         for layer in range(self.num_layers):
-            for start in range(0, self.queries, step):
-                rows = np.arange(start, min(self.queries, start + step))
+            for rows in self._row_blocks(self.num_heads):
                 weights = self._weights(layer, None, rows, cols)
                 for name, values in row_statistics(weights, rows, window).items():
                     sums.setdefault(name, np.zeros((self.num_layers, self.num_heads)))
@@ -272,12 +271,10 @@ class CapturedStack(_Stack):
             if self._dense is None:
                 array = np.empty(self.shape, dtype=np.float32)
                 cols = np.arange(self.keys)
-                step = self._row_blocks(self.num_heads).step
                 for layer in range(self.num_layers):
-                    for start in range(0, self.queries, step):
-                        rows = np.arange(start, min(self.queries, start + step))
+                    for rows in self._row_blocks(self.num_heads):
                         block = self._weights(layer, None, rows, cols)
-                        array[layer, :, start : rows[-1] + 1] = np.nan_to_num(block, nan=0.0)
+                        array[layer, :, rows[0] : rows[-1] + 1] = np.nan_to_num(block, nan=0.0)
                 self._dense = array
         return self._dense
 
@@ -300,4 +297,4 @@ class CapturedStack(_Stack):
 
     def window(self, layer: int) -> int | None:
         """The sliding window of one layer, None for global attention."""
-        return self.layers[_index(layer, self.num_layers, "layer")].window
+        return self.layers[check_index(layer, self.num_layers, "layer")].window

@@ -15,7 +15,6 @@ corpus global view, which reads batches of sentences through hooks.
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,8 +22,8 @@ import torch
 
 from core import admission
 from core.capture import ATTENTION_IMPLEMENTATION
-from core.errors import NeuronViewUnsupportedError, PositionOutOfRangeError
-from core.exact import CapturedStack
+from core.errors import NeuronViewUnsupportedError
+from core.exact import CapturedStack, check_index
 from core.families import SELF
 from core.inference import encode, forward
 from core.models import LoadedModel, ModelKind
@@ -220,16 +219,6 @@ def _unsupported_message(model: LoadedModel) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _check_index(value: int, size: int, what: str, owner: str) -> int:
-    index = operator.index(value)
-    if not 0 <= index < size:
-        raise PositionOutOfRangeError(
-            f"{what.capitalize()} {index} does not exist: {owner} has {size} {what}s, "
-            f"numbered 0 to {size - 1}."
-        )
-    return index
-
-
 def neuron_view(
     model: LoadedModel,
     text: str,
@@ -249,13 +238,13 @@ def neuron_view(
     """
     if not supports_neuron_view(model):
         raise NeuronViewUnsupportedError(_unsupported_message(model))
-    layer = _check_index(layer, model.num_layers, "layer", model.name)
-    head = _check_index(head, model.num_heads, "head", model.name)
+    layer = check_index(layer, model.num_layers, "layer", model.name)
+    head = check_index(head, model.num_heads, "head", model.name)
     # As in run_attention: a seq2seq encoder reads the source alone, never a sentence pair.
     pair = None if model.kind is ModelKind.ENCODER_DECODER else text_pair
     encoded = encode(model, text, pair)
     n = len(encoded.tokens)
-    query = _check_index(query, n, "token", "the input")
+    query = check_index(query, n, "token", "the input")
 
     # The admission slot before the model's lock: see core.admission on lock order.
     with admission.slot("neuron view"):
