@@ -203,6 +203,11 @@ def test_bf16_checkpoint_loads_in_bf16_and_rows_sum_to_one(tmp_path):
     np.testing.assert_allclose(again.attentions, result.attentions, atol=1e-2)
 
 
+def test_a_dtype_that_is_not_floating_point_is_refused(tiny_model_path):
+    with pytest.raises(core.ModelLoadError, match="not a floating-point dtype"):
+        load_model(str(tiny_model_path("llama")), dtype="int8")
+
+
 def test_bf16_weights_computed_in_bf16_pass_the_row_sum_check_with_its_tolerance():
     rng = np.random.default_rng(0)
     logits = torch.from_numpy(rng.normal(size=(2, 3, 64, 64)) * 5)  # peaked, as heads are
