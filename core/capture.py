@@ -43,8 +43,8 @@ from core.errors import UnsupportedModelError
 ATTENTION_IMPLEMENTATION = "atlas"
 """The name `load_model` passes as `attn_implementation`."""
 
-BLOCK_ELEMENTS = 1 << 22
-"""Float32 scores held at once by the blockwise passes (16 MB): rows per block follow from it."""
+BLOCK_ELEMENTS = 1 << 24
+"""Float32 scores held at once by the blockwise passes (64 MB): rows per block follow from it."""
 
 _DENSE, _FAST, _CAPTURE = "dense", "fast", "capture"
 
