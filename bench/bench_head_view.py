@@ -252,7 +252,7 @@ def bench_bertviz(playwright, text: str, repeat: int, timeout_s: float) -> dict:
     result = core.run_attention(loaded, text)
     tokens = loaded.tokenizer.convert_ids_to_tokens(loaded.tokenizer(text)["input_ids"])
     n = len(tokens)
-    attention = tuple(torch.from_numpy(layer[None]) for layer in result.attention_stacks["self"])
+    attention = tuple(torch.from_numpy(layer[None]) for layer in result.attentions)
     html = head_view(attention, tokens, include_layers=[LAYER], html_action="return").data
     row: dict = {"tokens": n, "html_bytes": len(html.encode())}
     with (

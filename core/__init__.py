@@ -9,6 +9,19 @@ A loaded model carries two adapters: `model.family` (its kind: which head, how a
 which attention stacks; `core.families`) and `model.architecture` (how each layer computes:
 projections, norms, masks, soft-caps, the final norm and head; `core.architectures`, None for
 architectures no adapter claims). `register_architecture` adds an adapter.
+
+Long inputs: `run_attention` keeps the self-attention as captured queries, keys and softmax
+normalisers, so at thousands of tokens read it in pieces, each exact in float32::
+
+    result.row(layer, head, query)               # [keys], NaN where the model computes nothing
+    result.tile(layer, head, rows, cols)         # [len(rows), len(cols)]; rows, cols are ranges
+    result.computed(layer, rows, cols)           # bool: causality and sliding windows
+    result.pooled(layer, head, 256, "max")       # overview grid and its block edges
+    result.statistics()                          # per-head blockwise summaries
+    result.nbytes                                # what the result holds
+
+`result.attentions` (the whole `[layers, heads, n, n]` array) is built within a budget
+(`DENSE_BUDGET_BYTES`) and raises `AttentionTooLargeError` beyond it.
 """
 
 from core.agreement import explanation_agreement, leave_one_out
@@ -31,6 +44,7 @@ from core.compare import Comparison, MaskPair, WordAlignment, align_words, compa
 from core.display_matrix import drop_positions, merge_groups
 from core.errors import (
     AtlasError,
+    AttentionTooLargeError,
     ComputationCancelled,
     DeployConfigError,
     EmptyReplacementError,
@@ -48,6 +62,7 @@ from core.errors import (
     NoMaskedLMHeadError,
     NoMaskError,
     NotAModelError,
+    NotEnoughMemoryError,
     OfflineError,
     PositionOutOfRangeError,
     TextTooLongError,
@@ -55,6 +70,7 @@ from core.errors import (
     UnsafeWeightsError,
     UnsupportedModelError,
 )
+from core.exact import DENSE_BUDGET_BYTES, CapturedStack, DenseStack, pooling_edges
 from core.export import (
     Provenance,
     attention_csv,
@@ -88,23 +104,29 @@ from core.methods.alti import compute_alti
 from core.models import EMBEDDED_MODEL, PRESETS, LoadedModel, Preset, load_model
 from core.neuron import NeuronView, neuron_view, supports_neuron_view
 from core.predictions import Prediction, predict_masked
-from core.rollout import attention_rollout, residual_attention
+from core.rollout import attention_rollout, residual_attention, row_sum_tolerance
+from core.row_stats import ROW_STATISTICS, row_statistics
 from core.tokens import Token, word_groups
 from core.version import VERSION
 
 __version__ = VERSION
 
 __all__ = [
+    "DENSE_BUDGET_BYTES",
     "EMBEDDED_MODEL",
     "FULL_FLOW_DEFAULT_MAX_TOKENS",
     "PRESETS",
+    "ROW_STATISTICS",
     "STACKS",
     "STAT_DESCRIPTIONS",
     "Architecture",
     "AtlasError",
     "AttentionResult",
+    "AttentionTooLargeError",
+    "CapturedStack",
     "Comparison",
     "ComputationCancelled",
+    "DenseStack",
     "DeployConfigError",
     "EmptyReplacementError",
     "EmptyTextError",
@@ -130,6 +152,7 @@ __all__ = [
     "NoMaskError",
     "NoMaskedLMHeadError",
     "NotAModelError",
+    "NotEnoughMemoryError",
     "OfflineError",
     "PositionOutOfRangeError",
     "Prediction",
@@ -172,12 +195,15 @@ __all__ = [
     "merge_groups",
     "method_names",
     "neuron_view",
+    "pooling_edges",
     "predict_masked",
     "predict_next",
     "register_architecture",
     "require_architecture",
     "residual_attention",
     "route_contributions",
+    "row_statistics",
+    "row_sum_tolerance",
     "run_attention",
     "run_method",
     "select_heads",

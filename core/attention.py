@@ -8,22 +8,25 @@ self-attention, decoder self-attention and cross attention (decoder queries, enc
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from core import admission
+from core.capture import fast_attention
 from core.errors import (
     EmptyTextError,
     PositionOutOfRangeError,
     TruncationWarning,
     UnsupportedModelError,
 )
+from core.exact import DENSE_BUDGET_BYTES, CapturedStack, DenseStack
 from core.families import CROSS, DECODER_SELF, SELF, StackSpec
 from core.inference import encode, forward, guarded
 from core.models import LoadedModel, ModelKind
 from core.predictions import Prediction, top_predictions
+from core.row_stats import DEFAULT_LOCAL_WINDOW
 from core.tokens import Token, tokenize, tokens_from_ids
 
 MAX_GENERATED_TARGET = 40
@@ -32,20 +35,26 @@ MAX_GENERATED_TARGET = 40
 
 @dataclass(frozen=True, eq=False)
 class AttentionResult:
-    """Attention of every head for one input, one array per stack of the model's family.
+    """Attention of every head for one input, one stack per stack of the model's family.
 
-    `attention_stacks[name][l, h, i, j]` is the weight query position `i` puts on key position
-    `j` in head `h` of layer `l`: float32 `[layers, heads, q, k]`, exactly the model's weights.
-    Every family has the "self" stack over the text's `tokens` (`attentions`); encoder-decoder
-    models add "decoder_self" `[layers, heads, t, t]` and "cross" `[layers, heads, t, seq]`,
-    whose queries are the `decoder_tokens`. `stack(name)` gives any of them with its tokens.
+    Every family has the "self" stack over the text's `tokens`; encoder-decoder models add
+    "decoder_self" `[layers, heads, t, t]` and "cross" `[layers, heads, t, seq]`, whose queries
+    are the `decoder_tokens`. Each stack is a float32 `[layers, heads, q, k]` array or, for the
+    "self" stack of `run_attention`, a `core.exact.CapturedStack` that recomputes any piece
+    exactly from the captured queries, keys and normalisers, without the n² tensor.
+
+    Read it in pieces at any length: `row`, `tile`, `computed`, `pooled` (and `statistics`),
+    each with `stack="self"` by default; there, weights the model never computes (future tokens,
+    keys outside a sliding window) are NaN. `attentions` (and `stack(name)`) give the whole
+    array, with the model's 0 in those cells, when it fits `budget` bytes, and raise
+    `AttentionTooLargeError` otherwise. `nbytes` is what the result holds.
     """
 
     model_name: str
     text: str
     text_pair: str | None
     tokens: list[Token]
-    attention_stacks: dict[str, np.ndarray]
+    attention_stacks: dict[str, np.ndarray | CapturedStack]
     stack_specs: tuple[StackSpec, ...]
     segment_b_start: int | None = None
     """Index of the first token of the second sentence of a pair, else None."""
@@ -64,19 +73,80 @@ class AttentionResult:
     """Encoder-decoder models: True when no target was given and it was generated greedily."""
     dropped_target_tokens: int = 0
     """Encoder-decoder models: target tokens cut off beyond the model's maximum length."""
+    budget: int = DENSE_BUDGET_BYTES
+    """Largest whole `[layers, heads, q, k]` float32 array `attentions` builds, in bytes."""
+
+    def pieces(self, stack: str = SELF) -> DenseStack | CapturedStack:
+        """One stack as an object answering `row`, `tile`, `computed`, `pooled`, `statistics`."""
+        self.stack_spec(stack)
+        held = self.attention_stacks[stack]
+        if isinstance(held, CapturedStack):
+            return held
+        return DenseStack(held, causal=self.stack_spec(stack).causal)
+
+    def row(self, layer: int, head: int, query: int, *, stack: str = SELF) -> np.ndarray:
+        """Float32 `[keys]`: query `query`'s weights in one head, exact (NaN: not computed)."""
+        return self.pieces(stack).row(layer, head, query)
+
+    def tile(
+        self, layer: int, head: int, rows: range, cols: range, *, stack: str = SELF
+    ) -> np.ndarray:
+        """Float32 `[len(rows), len(cols)]` of one head, exact (NaN where not computed)."""
+        return self.pieces(stack).tile(layer, head, rows, cols)
+
+    def computed(self, layer: int, rows: range, cols: range, *, stack: str = SELF) -> np.ndarray:
+        """Bool `[len(rows), len(cols)]`: True where the model computes a weight (causality,
+        and the sliding window of windowed layers: Mistral, Gemma's local layers)."""
+        return self.pieces(stack).computed(layer, rows, cols)
+
+    def pooled(
+        self,
+        layer: int,
+        head: int,
+        size: int = 256,
+        reduce: str = "mean",
+        *,
+        stack: str = SELF,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Exact overview of one head: `(grid float32 [size, size], row_edges, col_edges)`.
+
+        Each cell is the mean (or max) of the computed weights in its block (NaN if none);
+        see `core.exact.pooling_edges`. Streams rows in blocks whatever the length.
+        """
+        return self.pieces(stack).pooled(layer, head, size, reduce)  # type: ignore[arg-type]
+
+    def statistics(
+        self, window: int = DEFAULT_LOCAL_WINDOW, *, stack: str = SELF
+    ) -> dict[str, np.ndarray]:
+        """Per-head `[layers, heads]` means of `core.row_stats.ROW_STATISTICS`, blockwise."""
+        return self.pieces(stack).statistics(window)
+
+    def window(self, layer: int) -> int | None:
+        """The sliding window of one layer of the "self" stack (None: global attention)."""
+        held = self.attention_stacks[SELF]
+        return held.window(layer) if isinstance(held, CapturedStack) else None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the result's attention holds (captured tensors, and any whole arrays)."""
+        return sum(self.pieces(name).nbytes for name in self.stacks)
 
     @property
     def attentions(self) -> np.ndarray:
-        """The "self" stack over the text, `[layers, heads, seq, seq]`."""
-        return self.attention_stacks[SELF]
+        """The "self" stack, `[layers, heads, seq, seq]`, built within `budget`."""
+        return self._whole(SELF)
+
+    def _whole(self, name: str) -> np.ndarray:
+        held = self.attention_stacks[name]
+        return held.dense(self.budget) if isinstance(held, CapturedStack) else held
 
     @property
     def decoder_attentions(self) -> np.ndarray | None:
-        return self.attention_stacks.get(DECODER_SELF)
+        return self._whole(DECODER_SELF) if DECODER_SELF in self.attention_stacks else None
 
     @property
     def cross_attentions(self) -> np.ndarray | None:
-        return self.attention_stacks.get(CROSS)
+        return self._whole(CROSS) if CROSS in self.attention_stacks else None
 
     @property
     def labels(self) -> list[str]:
@@ -84,11 +154,11 @@ class AttentionResult:
 
     @property
     def num_layers(self) -> int:
-        return self.attentions.shape[0]
+        return self.pieces(SELF).num_layers
 
     @property
     def num_heads(self) -> int:
-        return self.attentions.shape[1]
+        return self.pieces(SELF).num_heads
 
     @property
     def mask_positions(self) -> list[int]:
@@ -123,7 +193,7 @@ class AttentionResult:
             return self.attentions, self.tokens, self.tokens
         assert self.decoder_tokens is not None  # the family yields them with these stacks
         keys = self.tokens if name == CROSS else self.decoder_tokens
-        return self.attention_stacks[name], self.decoder_tokens, keys
+        return self._whole(name), self.decoder_tokens, keys
 
     def is_causal(self, name: str = SELF) -> bool:
         """Whether a stack's queries only see earlier keys (its upper triangle is not data)."""
@@ -137,6 +207,7 @@ def run_attention(
     *,
     target_text: str | None = None,
     top_k: int = 5,
+    budget: int = DENSE_BUDGET_BYTES,
 ) -> AttentionResult:
     """Run `text` (and an optional second sentence) through `model` once.
 
@@ -144,11 +215,16 @@ def run_attention(
     `top_k` predictions of each mask (masked LMs) or of the next token (causal LMs). For
     encoder-decoder models `text` is the source and `target_text` the decoder's input; without
     a target one is generated greedily and `target_generated` says so.
+
+    The pass runs the model's fast attention (SDPA where it has one) and keeps the "self"
+    stack as captured queries, keys and normalisers (`core.exact.CapturedStack`): any length
+    the model accepts fits, and `row`, `tile`, `pooled` are exact. `attentions` builds the
+    whole array once, when it takes at most `budget` bytes.
     """
     if model.kind is ModelKind.ENCODER_DECODER:
-        return _run_encoder_decoder(model, text, target_text)
+        return replace(_run_encoder_decoder(model, text, target_text), budget=budget)
     encoded = encode(model, text, text_pair)
-    output = forward(model, encoded.inputs)
+    output = forward(model, encoded.inputs, capture=True)
     predictions: list[list[Prediction]] = []
     next_token: list[Prediction] = []
     masks = [t.index for t in encoded.tokens if t.is_mask]
@@ -169,6 +245,7 @@ def run_attention(
         predictions=predictions,
         model_kind=model.kind,
         next_token=next_token,
+        budget=budget,
     )
 
 
@@ -179,7 +256,12 @@ def _run_encoder_decoder(
     network, tokenizer = model.model, model.tokenizer
     generated = target_text is None or not target_text.strip()
     dropped_target = 0
-    with admission.slot("forward pass"), guarded(model), torch.inference_mode():
+    with (
+        admission.slot("forward pass"),
+        guarded(model, len(encoded.tokens)),
+        torch.inference_mode(),
+        fast_attention(),
+    ):
         if generated:
             # The decoder's input is its own greedy output, start token included.
             decoder_ids = network.generate(
@@ -209,7 +291,7 @@ def _run_encoder_decoder(
                 raise EmptyTextError("The target text has no tokens the model can read.")
             # Exactly what the decoder sees in training: the target shifted right.
             decoder_ids = network.prepare_decoder_input_ids_from_labels(labels=labels)
-    output = forward(model, encoded.inputs, decoder_input_ids=decoder_ids)
+    output = forward(model, encoded.inputs, decoder_input_ids=decoder_ids, capture=True)
     decoder_tokens = tokens_from_ids(decoder_ids[0].tolist(), tokenizer)
     return AttentionResult(
         model_name=model.name,
@@ -257,15 +339,23 @@ def generate_with_attention(
         raise PositionOutOfRangeError(
             f"The prompt already fills the model's {model.max_length} positions."
         )
-    with admission.slot("generation"), guarded(model), torch.inference_mode():
+    # Generation runs the fast attention with the model's key-value cache; the attention of the
+    # whole sequence then comes from one capturing pass over it.
+    with (
+        admission.slot("generation"),
+        guarded(model, len(encoded.tokens) + max_new_tokens),
+        torch.inference_mode(),
+        fast_attention(),
+    ):
         sequence = model.model.generate(
             **encoded.inputs,
             max_new_tokens=min(max_new_tokens, room),
             do_sample=False,
             num_beams=1,
+            use_cache=True,
             pad_token_id=model.tokenizer.eos_token_id,
         )
-    output = forward(model, {"input_ids": sequence})
+    output = forward(model, {"input_ids": sequence}, capture=True)
     tokens = tokens_from_ids(sequence[0].tolist(), model.tokenizer)
     return AttentionResult(
         model_name=model.name,

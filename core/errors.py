@@ -117,6 +117,16 @@ class InsufficientMemoryError(ModelLoadError):
     """The model and one result would not fit in the memory the machine has available."""
 
 
+class AttentionTooLargeError(AtlasError):
+    """The whole `[layers, heads, q, k]` attention of a long input exceeds the memory budget:
+    read rows, tiles or pooled overviews of it instead (the message says how)."""
+
+
+class NotEnoughMemoryError(AtlasError):
+    """The machine ran out of memory during a forward pass or a recomputation; the message says
+    what to lower (tokens, layers shown, dtype)."""
+
+
 class BudgetExceededError(AtlasError):
     """A request asks for more work than the deployment allows one visitor (base class)."""
 

@@ -96,6 +96,8 @@ def attention_flow(
     progress: Callable[[int, int], bool | None] | None = None,
     heads: Sequence[int] | None = None,
     ignore_tokens: Sequence[int] | None = None,
+    *,
+    atol: float | None = None,
 ) -> np.ndarray:
     """Attention flow at one layer, row-normalised.
 
@@ -113,6 +115,7 @@ def attention_flow(
         heads: head indices to average (default: all).
         ignore_tokens: positions whose key columns are removed before mixing in the
             residual; see :func:`core.rollout.residual_attention` for the exact rule.
+        atol: row-sum tolerance (see :func:`core.rollout.row_sum_tolerance`).
 
     Returns:
         float64 array ``[n, n]``: ``out[i, j]`` is the max flow from position ``i`` at the
@@ -124,7 +127,7 @@ def attention_flow(
         InvalidSelectionError: ``layer``, ``rows``, ``heads`` or ``ignore_tokens`` invalid.
         FlowCancelled: ``progress`` returned ``False``.
     """
-    arr = validate_attentions(attentions)
+    arr = validate_attentions(attentions, atol=atol)
     layers, _, n, _ = arr.shape
     top = _layer_index(layer, layers)
     sources = np.arange(n) if rows is None else check_indices(rows, n, "rows")

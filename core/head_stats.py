@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from core.row_stats import entropy_bits, mean_distance
 from core.tokens import Token
 
 STAT_DESCRIPTIONS = {
@@ -48,13 +49,12 @@ def head_statistics(
         "to_previous": rows & (positions > 0),
         "to_next": rows & (positions < n - 1),
     }
-    distance = np.abs(positions[:, None] - positions[None, :]).astype(np.float64)
 
     columns: dict[str, np.ndarray] = {name: np.empty((layers, heads)) for name in STAT_DESCRIPTIONS}
     # One layer at a time: the float64 temporaries of a whole 512-token BERT-base stack would
     # take 300 MB each and several seconds; per layer they are 25 MB.
     for layer in range(layers):
-        per_query = _per_query(attentions[layer].astype(np.float64), distance, special, punctuation)
+        per_query = _per_query(attentions[layer].astype(np.float64), special, punctuation)
         for name, values in per_query.items():
             chosen = chosen_rows.get(name, rows)
             columns[name][layer] = values[:, chosen].mean(-1) if chosen.any() else np.nan
@@ -65,16 +65,14 @@ def head_statistics(
 
 
 def _per_query(
-    weights: np.ndarray, distance: np.ndarray, special: np.ndarray, punctuation: np.ndarray
+    weights: np.ndarray, special: np.ndarray, punctuation: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Each statistic per head and query row: `weights` `[heads, n, n]` -> `[heads, n]` each."""
-    heads = weights.shape[0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        plogp = np.where(weights > 0, weights * np.log2(weights), 0.0)
+    heads, n = weights.shape[0], weights.shape[-1]
     no_row = np.zeros((heads, 1))
     return {
-        "entropy": -plogp.sum(-1),
-        "mean_distance": np.einsum("hqk,qk->hq", weights, distance),
+        "entropy": entropy_bits(weights),
+        "mean_distance": mean_distance(weights, np.arange(n)),
         "to_special": weights[..., special].sum(-1),
         "to_self": np.diagonal(weights, axis1=-2, axis2=-1),
         "to_previous": np.concatenate(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +13,15 @@ import numpy as np
 import torch
 
 from core import admission
-from core.errors import AtlasError, EmptyTextError, TruncationWarning, UnsupportedModelError
+from core.capture import capture_attention
+from core.errors import (
+    AtlasError,
+    EmptyTextError,
+    NotEnoughMemoryError,
+    TruncationWarning,
+    UnsupportedModelError,
+)
+from core.exact import CapturedStack
 from core.families import SELF, Passes
 from core.models import LoadedModel
 from core.tokens import Token, build_tokens, normalize_masks, tokenize
@@ -38,15 +46,17 @@ class Encoded:
 
 @dataclass(frozen=True)
 class ForwardOutput:
-    stacks: dict[str, np.ndarray]
-    """Each stack the family yields (`core.families`): float32 `[layers, heads, q, k]`."""
+    stacks: dict[str, np.ndarray | CapturedStack]
+    """Each stack the family yields (`core.families`): float32 `[layers, heads, q, k]`, or,
+    for the "self" stack of a capturing pass, a `CapturedStack` that recomputes it in pieces."""
     logits: torch.Tensor | None
     """`[seq, vocab]` for models with a language-model head, else None."""
 
     @property
     def attentions(self) -> np.ndarray:
-        """The "self" stack `[layers, heads, seq, seq]`."""
-        return self.stacks[SELF]
+        """The "self" stack `[layers, heads, seq, seq]` (built from a capture within budget)."""
+        stack = self.stacks[SELF]
+        return stack.dense() if isinstance(stack, CapturedStack) else stack
 
 
 _LONE_SURROGATES = re.compile("[\ud800-\udfff]")
@@ -115,19 +125,46 @@ def encode(model: LoadedModel, text: str, text_pair: str | None = None) -> Encod
     return Encoded(text, text_pair, inputs, tokens, dropped, segment_b_start)
 
 
+_ALLOCATOR_FAILURE = re.compile(r"alloc|out of memory|not enough memory", re.IGNORECASE)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether an exception is an allocator failure (torch's, NumPy's or Python's)."""
+    if isinstance(exc, MemoryError | torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and bool(_ALLOCATOR_FAILURE.search(str(exc)))
+
+
+def memory_error(
+    model: LoadedModel, tokens: int | None, exc: BaseException
+) -> NotEnoughMemoryError:
+    """The typed error for an allocator failure, saying what to lower."""
+    what = f"{tokens:,} tokens" if tokens else "this input"
+    lower = "use fewer tokens (a shorter text)"
+    if model.dtype == torch.float32:
+        lower += ", load the model in bfloat16 (dtype='bfloat16')"
+    return NotEnoughMemoryError(
+        f"{model.name} ran out of memory on {what} ({model.num_layers} layers, "
+        f"{str(model.dtype).removeprefix('torch.')}): {lower}, or show fewer layers at once."
+    )
+
+
 @contextmanager
-def guarded(model: LoadedModel) -> Iterator[None]:
-    """Turn any failure of a model's own code into an `UnsupportedModelError` for people.
+def guarded(model: LoadedModel, tokens: int | None = None) -> Iterator[None]:
+    """Turn any failure of a model's own code into an `AtlasError` for people.
 
     A checkpoint that passed the config checks can still want other inputs (pixels, audio
     features) or misreport its length limit, and its own code can fail in any way; every
-    forward pass of every family runs inside this, so none shows a traceback.
+    forward pass of every family runs inside this, so none shows a traceback. Running out of
+    memory is a `NotEnoughMemoryError` that says what to lower (`tokens`, if given, is named).
     """
     try:
         yield
     except AtlasError:
         raise
     except Exception as exc:
+        if is_out_of_memory(exc):
+            raise memory_error(model, tokens, exc) from exc
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         raise UnsupportedModelError(
             f"{model.name} could not run on this text ({type(exc).__name__}: {detail}). It may "
@@ -140,6 +177,7 @@ def forward(
     inputs: dict[str, Any],
     *,
     decoder_input_ids: torch.Tensor | None = None,
+    capture: bool = False,
 ) -> ForwardOutput:
     """One forward pass returning every stack's attention and, if there is an LM head, logits.
 
@@ -148,10 +186,36 @@ def forward(
     a slot of the process-wide admission limit (`core.admission`), so it may wait behind other
     visitors' work and raise `ServerBusyError` (outside `guarded`, which would turn the busy
     error into "could not run").
+
+    With `capture`, the "self" stack runs the fast attention and is kept as a `CapturedStack`
+    (queries, keys, normalisers: no n² tensor); the other stacks (an encoder-decoder's decoder
+    and cross attention) still come back whole from their eager attention.
     """
-    with admission.slot("forward pass"), guarded(model), torch.inference_mode():
+    tokens = int(inputs["input_ids"].shape[-1]) if "input_ids" in inputs else None
+    root = model.family.self_attention_root(model.model)
+    captured = {id(module) for module in root.modules()}
+    with (
+        admission.slot("forward pass"),
+        guarded(model, tokens),
+        torch.inference_mode(),
+        capture_attention(lambda module: id(module) in captured)
+        if capture
+        else nullcontext() as state,
+    ):
         passes = model.family.run(model.model, inputs, decoder_input_ids)
-    stacks = {name: _stacked(model, layers) for name, layers in passes.attentions.items()}
+        stacks: dict[str, np.ndarray | CapturedStack] = {
+            name: _stacked(model, layers)
+            for name, layers in passes.attentions.items()
+            if not (capture and name == SELF)
+        }
+        if capture:
+            expected = model.num_layers
+            if len(state.layers) != expected:
+                raise UnsupportedModelError(
+                    f"{model.name} ran its self-attention {len(state.layers)} times for "
+                    f"{expected} layers, so the captured layers cannot be matched."
+                )
+            stacks[SELF] = CapturedStack(state.layers)
     logits = passes.logits
     return ForwardOutput(stacks, None if logits is None else logits[0].float().cpu())
 

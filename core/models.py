@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import torch
 
 from core.architectures import Architecture, detect_architecture
+from core.capture import register as register_attention
 from core.errors import (
     InvalidModelNameError,
     ModelLoadError,
@@ -151,6 +152,11 @@ class LoadedModel:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the weights are held in (the checkpoint's unless `load_model` was told)."""
+        return next(self.model.parameters()).dtype
 
     def __repr__(self) -> str:
         return (
@@ -353,17 +359,35 @@ def load_model(
     *,
     device: str | torch.device | None = None,
     safetensors_only: bool = False,
+    dtype: str | torch.dtype | None = None,
 ) -> LoadedModel:
-    """Load a model with eager attention so it returns its attention weights.
+    """Load a model in its stored dtype with Attention Atlas's attention function.
 
     `name_or_path` is `EMBEDDED_MODEL`, a Hub id (e.g. "bert-base-uncased") or a local directory.
     The masked-LM head is loaded when the checkpoint has a trained one. Runs on CUDA when
     available unless `device` says otherwise. Remote code is never trusted.
+    `dtype` (e.g. "float32" or `torch.float32`) converts the weights; by default a bf16
+    checkpoint stays bf16. Attention runs through `core.capture.ATTENTION_IMPLEMENTATION`: the
+    architecture's eager attention (weights out, `output_attentions=True`) unless a pass asks
+    for the fast or capturing behaviour (see `core.capture`).
     Raises a `ModelLoadError` subclass with a message for people.
     """
     location, source, name = _locate(name_or_path)
+    wanted = _dtype(dtype)
     with LOADING_LOCK:
-        return _load_model_locked(location, source, name, device, safetensors_only)
+        return _load_model_locked(location, source, name, device, safetensors_only, wanted)
+
+
+def _dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:
+    """The `from_pretrained` dtype: "auto" (as stored) or a floating torch dtype."""
+    if dtype is None or dtype == "auto":
+        return "auto"
+    resolved = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
+    if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
+        raise ModelLoadError(
+            f"'{dtype}' is not a floating-point dtype: use e.g. 'float32', 'bfloat16' or 'float16'."
+        )
+    return resolved
 
 
 def _load_model_locked(
@@ -372,6 +396,7 @@ def _load_model_locked(
     name: str,
     device: str | torch.device | None,
     safetensors_only: bool,
+    dtype: torch.dtype | str = "auto",
 ) -> LoadedModel:
     config = _load_config(location, source, name)
     family = detect_family(config)
@@ -392,7 +417,8 @@ def _load_model_locked(
         model, info = family.auto_class().from_pretrained(
             location,
             config=config,
-            attn_implementation="eager",
+            attn_implementation=register_attention(),
+            dtype=dtype,
             trust_remote_code=False,
             output_loading_info=True,
             **({"use_safetensors": True} if safetensors_only else {}),

@@ -29,6 +29,7 @@ __all__ = [
     "attention_rollout",
     "check_indices",
     "residual_attention",
+    "row_sum_tolerance",
     "validate_attentions",
 ]
 
@@ -36,13 +37,28 @@ __all__ = [
 # catches arrays that are not attention at all (logits, unnormalised scores, a transpose).
 ROW_SUM_ATOL = 1e-3
 
+# Weights a model computed in half precision are each rounded to it (unit roundoff 2^-8 for
+# bfloat16, 2^-11 for float16), so a row's sum can be off by up to that much: a bf16 model's
+# rows sum to e.g. 0.997343. Twice the roundoff, never less than ROW_SUM_ATOL, still refuses
+# logits and unnormalised scores.
+_ROW_SUM_ATOL_BY_DTYPE = {"bfloat16": 2 * 2.0**-8, "float16": 2 * 2.0**-11}
 
-def validate_attentions(attentions: np.ndarray) -> np.ndarray:
+
+def row_sum_tolerance(dtype: object) -> float:
+    """How far from 1 a row of attention computed in `dtype` may sum (torch or NumPy dtype,
+    or its name): :data:`ROW_SUM_ATOL` for float32/64, more for half precision."""
+    name = str(dtype).removeprefix("torch.")
+    return max(ROW_SUM_ATOL, _ROW_SUM_ATOL_BY_DTYPE.get(name, ROW_SUM_ATOL))
+
+
+def validate_attentions(attentions: np.ndarray, *, atol: float | None = None) -> np.ndarray:
     """Check that ``attentions`` is a ``[layers, heads, n, n]`` row-stochastic array.
 
     Args:
         attentions: array-like ``[layers, heads, n, n]`` of non-negative weights whose rows
-            (last axis) sum to 1 within :data:`ROW_SUM_ATOL`.
+            (last axis) sum to 1 within ``atol``.
+        atol: allowed deviation of a row sum from 1; default :data:`ROW_SUM_ATOL`. Weights
+            a model computed in half precision need :func:`row_sum_tolerance` of its dtype.
 
     Returns:
         The input as a floating-point ndarray ``[layers, heads, n, n]``. The dtype is kept
@@ -90,7 +106,7 @@ def validate_attentions(attentions: np.ndarray) -> np.ndarray:
         raise InvalidAttentionError("attentions contain infinite values.")
     deviation = np.abs(row_sums - 1.0)
     worst = np.unravel_index(int(np.argmax(deviation)), deviation.shape)
-    if deviation[worst] > ROW_SUM_ATOL:
+    if deviation[worst] > (ROW_SUM_ATOL if atol is None else atol):
         layer, head, row = (int(x) for x in worst)
         raise InvalidAttentionError(
             "every attention row must sum to 1 (softmax output); layer "
@@ -128,6 +144,7 @@ def residual_attention(
     n_layers: int | None = None,
     *,
     validated: bool = False,
+    atol: float | None = None,
 ) -> np.ndarray:
     """Per-layer transition matrices ``A_l`` with the residual connection mixed in.
 
@@ -149,6 +166,8 @@ def residual_attention(
         ignore_tokens: token positions whose key columns are removed (default: none).
         n_layers: only build the first ``n_layers`` layers (default: all).
         validated: skip :func:`validate_attentions` (the caller already ran it).
+        atol: row-sum tolerance for :func:`validate_attentions` (see
+            :func:`row_sum_tolerance`).
 
     Returns:
         float64 array ``[n_layers, n, n]``; entry ``l`` is ``A_{l+1}``. Rows sum to 1.
@@ -157,7 +176,7 @@ def residual_attention(
         InvalidAttentionError: see :func:`validate_attentions`.
         InvalidSelectionError: bad ``heads`` or ``ignore_tokens``.
     """
-    arr = attentions if validated else validate_attentions(attentions)
+    arr = attentions if validated else validate_attentions(attentions, atol=atol)
     layers, n_heads, n, _ = arr.shape
     n_layers = layers if n_layers is None else n_layers
     if heads is None:
@@ -186,6 +205,8 @@ def attention_rollout(
     attentions: np.ndarray,
     heads: Sequence[int] | None = None,
     ignore_tokens: Sequence[int] | None = None,
+    *,
+    atol: float | None = None,
 ) -> np.ndarray:
     """Attention rollout for every layer.
 
@@ -197,6 +218,7 @@ def attention_rollout(
         heads: head indices to average per layer (default: all heads).
         ignore_tokens: token positions whose key columns are removed before mixing in the
             residual; see :func:`residual_attention` for the exact rule.
+        atol: row-sum tolerance (see :func:`row_sum_tolerance`).
 
     Returns:
         float64 array ``[layers, n, n]``; entry ``l`` is ``R_{l+1}``, and
@@ -207,7 +229,7 @@ def attention_rollout(
         InvalidAttentionError: malformed attentions (see :func:`validate_attentions`).
         InvalidSelectionError: bad ``heads`` or ``ignore_tokens``.
     """
-    mixed = residual_attention(attentions, heads=heads, ignore_tokens=ignore_tokens)
+    mixed = residual_attention(attentions, heads=heads, ignore_tokens=ignore_tokens, atol=atol)
     out = np.empty_like(mixed)
     out[0] = mixed[0]
     for layer in range(1, mixed.shape[0]):

@@ -25,7 +25,8 @@ def test_attentions_equal_the_models_own_output(loaded_tiny, tiny_model_path, fa
 
     assert result.attentions.dtype == np.float32
     assert result.attentions.shape == expected.shape
-    np.testing.assert_array_equal(result.attentions, expected)
+    # Recomputed from the captured queries, keys and normalisers: equal up to float32 rounding.
+    np.testing.assert_allclose(result.attentions, expected, rtol=0, atol=1e-6)
 
 
 def test_embedded_rows_sum_to_one(embedded):

@@ -13,6 +13,7 @@ from core import (
     UnsupportedModelError,
     load_model,
 )
+from core.capture import ATTENTION_IMPLEMENTATION
 from core.models import detect_kind, hub_reachable, resolve_source
 
 
@@ -21,7 +22,7 @@ def test_embedded_model_loads_offline(embedded):
     assert embedded.source == "embedded"
     assert embedded.kind is ModelKind.ENCODER  # all-MiniLM-L6-v2 ships no masked-word head
     assert (embedded.num_layers, embedded.num_heads, embedded.max_length) == (6, 12, 512)
-    assert embedded.model.config._attn_implementation == "eager"
+    assert embedded.model.config._attn_implementation == ATTENTION_IMPLEMENTATION
     assert not embedded.model.training
 
 
@@ -37,11 +38,11 @@ def test_embedded_model_loads_offline(embedded):
         ("bart", ModelKind.ENCODER_DECODER),
     ],
 )
-def test_kind_is_detected_and_attention_is_eager(loaded_tiny, family, kind):
+def test_kind_is_detected_and_attention_is_atlas(loaded_tiny, family, kind):
     model = loaded_tiny(family)
     assert model.kind is kind
     assert model.source == "local"
-    assert model.model.config._attn_implementation == "eager"
+    assert model.model.config._attn_implementation == ATTENTION_IMPLEMENTATION
     assert model.num_layers >= 1 and model.num_heads >= 1
     assert model.device == torch.device("cpu")
 

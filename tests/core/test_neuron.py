@@ -1,4 +1,4 @@
-"""The neuron view: query and key vectors captured with hooks, scores and weights rebuilt."""
+"""The neuron view: query and key vectors read by the attention function, scores rebuilt."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-import core.neuron as neuron_module
 from core import AtlasError, LoadedModel, ModelKind, PositionOutOfRangeError, run_attention
+from core.capture import ATTENTION_IMPLEMENTATION
+from core.exact import CapturedStack
 from core.inference import encode, forward
 from core.neuron import (
     NeuronView,
@@ -21,6 +22,7 @@ from core.neuron import (
     neuron_view,
     supports_neuron_view,
 )
+from tests.tiny_models import MODERN_FAMILIES, NUM_HEADS, NUM_KV_HEADS, SLIDING_WINDOW
 
 FAMILIES = ("bert", "roberta", "distilbert", "albert", "gpt2", "bart", "t5")
 TEXT = "The quick brown fox jumps over the lazy dog."
@@ -248,7 +250,7 @@ def _build(family: str, tiny_model_path) -> LoadedModel:
         )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        network = AutoModel.from_config(config, attn_implementation="eager")
+        network = AutoModel.from_config(config, attn_implementation=ATTENTION_IMPLEMENTATION)
     return _wrapped(network, tokenizer, kind, config.model_type)
 
 
@@ -263,20 +265,60 @@ def test_other_architectures_with_known_attention(tiny_model_path, family):
         np.testing.assert_allclose(softmax(logits), view.attention, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("family", MODERN_FAMILIES)
+def test_modern_decoders_show_the_key_of_their_group(loaded_tiny, family):
+    """Rotary queries and keys, grouped-query keys, windows (Mistral, Gemma) and soft-caps."""
+    model = loaded_tiny(family)
+    text = TEXT + " " + PAIR  # longer than the tiny models' window of 8
+    n = len(encode(model, text).tokens)
+    for layer in range(model.num_layers):
+        for head in range(model.num_heads):
+            view = neuron_view(model, text, layer, head, n - 1)
+            assert view.key_head == head // (NUM_HEADS // NUM_KV_HEADS)
+            keys = np.arange(n)
+            visible = keys <= n - 1
+            if view.window is not None:
+                assert view.window == SLIDING_WINDOW
+                visible &= keys > n - 1 - view.window
+            np.testing.assert_array_equal(view.masked, ~visible)
+            logits = view.key_vectors.astype(np.float64) @ view.query_vector * view.scale
+            if view.softcap is not None:
+                logits = view.softcap * np.tanh(logits / view.softcap)
+            rebuilt = softmax(np.where(view.masked, -np.inf, logits))
+            np.testing.assert_allclose(rebuilt, view.attention, atol=1e-5, rtol=0)
+    windows = {neuron_view(model, text, layer, 0, n - 1).window for layer in (0, 1)}
+    assert windows == {
+        "mistral": {SLIDING_WINDOW},
+        "gemma2": {SLIDING_WINDOW, None},
+        "gemma3": {SLIDING_WINDOW, None},
+    }.get(family, {None})
+
+
 # --------------------------------------------------------------------------------------------
 # Refusals.
 # --------------------------------------------------------------------------------------------
 
 
-def test_unknown_attention_is_refused_with_its_name(tiny_model_path):
+def test_rotary_queries_and_keys_are_read_after_rotation(tiny_model_path):
+    # Llama's projections are rotated before the dot product: the view reads what it saw.
     model = _build("llama", tiny_model_path)
+    assert supports_neuron_view(model)
+    n = len(encode(model, TEXT).tokens)
+    for layer, head, query in cases(model, n):
+        view = neuron_view(model, TEXT, layer, head, query)
+        logits = view.key_vectors.astype(np.float64) @ view.query_vector * view.scale
+        rebuilt = softmax(np.where(view.masked, -np.inf, logits))
+        np.testing.assert_allclose(rebuilt, view.attention, atol=1e-5, rtol=0)
+
+
+def test_attention_outside_the_interface_is_refused_with_its_name(tiny_model_path):
+    model = _build("llama", tiny_model_path)
+    model.model.config._attn_implementation = "eager"  # a private copy: nothing else shares it
     assert not supports_neuron_view(model)
-    before = hook_snapshot(model.model)
-    with pytest.raises(NeuronViewUnsupportedError, match=r"llama.*LlamaAttention") as error:
+    with pytest.raises(NeuronViewUnsupportedError, match=r"llama.*LlamaAttention.*eager") as error:
         neuron_view(model, TEXT, 0, 0, 0)
     assert isinstance(error.value, AtlasError)
-    assert "GPT-2" in str(error.value)  # says what is supported
-    assert hook_snapshot(model.model) == before
+    assert "core.load_model" in str(error.value)  # says what to do
 
 
 class NoAttention(torch.nn.Module):
@@ -301,9 +343,9 @@ def test_supported_families(loaded_tiny):
 
 
 def test_scores_that_do_not_reproduce_the_attention_are_refused(embedded, monkeypatch):
-    # Reading the projections the wrong way round gives k_i·q_j instead of q_i·k_j.
-    swapped = neuron_module._Layout("key", "query")
-    monkeypatch.setitem(neuron_module._LAYOUTS, "BertSelfAttention", swapped)
+    # An attention row from another query than the vectors shown must be caught.
+    row = CapturedStack.row
+    monkeypatch.setattr(CapturedStack, "row", lambda self, la, h, q: row(self, la, h, q + 1))
     with pytest.raises(NeuronViewUnsupportedError, match="do not reproduce"):
         neuron_view(embedded, "The cat sat on the mat.", 2, 3, 1)
 
@@ -355,7 +397,6 @@ def test_no_hooks_remain_when_the_forward_pass_fails(loaded_tiny):
     finally:
         failing.remove()
     assert_no_neuron_hooks(model.model, before)
-    assert not neuron_module._lock_for(model.model).locked()
     view = neuron_view(model, TEXT, 1, 0, 0)  # and the model still works
     np.testing.assert_allclose(view.weights, view.attention, atol=1e-5, rtol=0)
 

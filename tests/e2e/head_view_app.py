@@ -116,7 +116,7 @@ def main() -> None:
     layer = int(params.get("layer", 2))
     text = long_text(n) if n else SHORT
     run = result(text, PAIR if mode == "pair" else None)
-    attention = run.attention_stacks["self"][layer]
+    attention = run.attentions[layer]
     tokens = [token.text for token in run.tokens]
     pieces = [
         index > 0

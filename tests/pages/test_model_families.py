@@ -377,37 +377,13 @@ def test_neuron_view_of_gpt2_leaves_masked_keys_out(tiny_model_path):
     assert bars["k"].to_pylist() == [0, 1, 2]
 
 
-@pytest.fixture(scope="module")
-def llama_path(tiny_model_path, tmp_path_factory):
-    """A tiny Llama (rotary attention, which the neuron view cannot read) saved by path."""
-    import torch
-    import transformers as tf
-
-    tokenizer = tf.AutoTokenizer.from_pretrained(str(tiny_model_path("gpt2")))
-    config = tf.LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=128,
-        pad_token_id=tokenizer.eos_token_id,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        network = tf.LlamaForCausalLM(config)
-    directory = tmp_path_factory.mktemp("tiny-llama")
-    network.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
-def test_neuron_view_explains_an_unsupported_model(llama_path):
-    at = open_neuron_view(start(model=llama_path, text=TEXT, head=1))
+def test_neuron_view_draws_a_rotary_grouped_query_model(tiny_model_path):
+    # Llama's queries and keys are read after rotation, each query head with its group's key.
+    at = open_neuron_view(start(model=tiny_model_path("llama"), text=TEXT, head=1, token=3))
     assert_clean(at)
     assert not at.error
-    assert any("does not support" in i.value and "LlamaAttention" in i.value for i in at.info)
+    assert not any("does not support" in i.value for i in at.info)
+    assert any("query vector" in c.proto.spec for c in at.get("vega_lite_chart"))
     # The rest of the page is unaffected.
     assert heatmap(at).num_rows > 0
 

@@ -1,0 +1,69 @@
+"""Per-row statistics of attention weights, for any block of rows (pure NumPy).
+
+Every function takes a block of rows `weights` `[..., rows, keys]` (weights a model never
+computes as 0 or NaN, both counted as no attention) and the query `positions` `[rows]` of those
+rows, and returns one value per row `[..., rows]`. Blocks of rows can come from a dense
+`[layers, heads, n, n]` array or be recomputed a few at a time from a capture
+(`core.exact.CapturedStack.statistics`), so whole-head summaries of long inputs never hold n².
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ROW_STATISTICS = {
+    "to_first": "Share of attention a query puts on the first token.",
+    "entropy": "Entropy of a query's attention in bits (0 = all on one token).",
+    "mean_distance": "Mean |query − key| distance in tokens, weighted by attention.",
+    "local_share": "Share of attention on keys within the local window of the query.",
+}
+DEFAULT_LOCAL_WINDOW = 8
+"""Keys with |query − key| < this count as local for `local_share`."""
+
+
+def _clean(weights: np.ndarray) -> np.ndarray:
+    return np.nan_to_num(np.asarray(weights, dtype=np.float64), nan=0.0)
+
+
+def _distance(positions: np.ndarray, keys: int) -> np.ndarray:
+    """`[rows, keys]` absolute distances between each row's query and every key."""
+    return np.abs(np.asarray(positions)[:, None] - np.arange(keys)[None, :]).astype(np.float64)
+
+
+def entropy_bits(weights: np.ndarray) -> np.ndarray:
+    """`-Σ w log2 w` per row."""
+    w = _clean(weights)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogp = np.where(w > 0, w * np.log2(np.where(w > 0, w, 1.0)), 0.0)
+    return -plogp.sum(-1)
+
+
+def mean_distance(weights: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """`Σ_j w_ij |i − j|` per row `i`."""
+    w = _clean(weights)
+    return (w * _distance(positions, w.shape[-1])).sum(-1)
+
+
+def first_token_share(weights: np.ndarray) -> np.ndarray:
+    """The weight on key 0 per row."""
+    return _clean(weights)[..., 0]
+
+
+def local_share(
+    weights: np.ndarray, positions: np.ndarray, window: int = DEFAULT_LOCAL_WINDOW
+) -> np.ndarray:
+    """The weight on keys `j` with `|i − j| < window` per row `i`."""
+    w = _clean(weights)
+    return (w * (_distance(positions, w.shape[-1]) < window)).sum(-1)
+
+
+def row_statistics(
+    weights: np.ndarray, positions: np.ndarray, window: int = DEFAULT_LOCAL_WINDOW
+) -> dict[str, np.ndarray]:
+    """Every statistic of `ROW_STATISTICS` per row: `[..., rows, keys]` -> `[..., rows]` each."""
+    return {
+        "to_first": first_token_share(weights),
+        "entropy": entropy_bits(weights),
+        "mean_distance": mean_distance(weights, positions),
+        "local_share": local_share(weights, positions, window),
+    }
