@@ -8,9 +8,6 @@ function (`core.capture`) during one ordinary forward pass: after rotary positio
 attention, the key of the query head's key-value group. So it works on every architecture whose
 attention transformers routes through that function (every one `core.load_model` loads), with
 the model's own scaling, soft-cap (Gemma 2), sliding window and T5's relative position bias.
-
-`query_key_projections` (the per-class table of projection modules) remains only for the
-corpus global view, which reads batches of sentences through hooks.
 """
 
 from __future__ import annotations
@@ -28,45 +25,6 @@ from core.families import SELF
 from core.inference import encode, forward
 from core.models import LoadedModel, ModelKind
 from core.tokens import Token
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """Where one attention module class keeps its query and key projections."""
-
-    query: str
-    """Name of the child module producing the queries (the fused projection if `fused`)."""
-    key: str
-    fused: bool = False
-    """GPT-2's `c_attn` outputs `[query | key | value]` along the last axis."""
-    mask_argument: str = "attention_mask"
-    """The forward argument carrying the additive attention mask."""
-    position_bias: bool = False
-    """T5: the module returns the relative position bias it added as `output[1]`."""
-
-
-_BERT_LIKE = _Layout("query", "key")
-_BART_LIKE = _Layout("q_proj", "k_proj")
-_T5_LIKE = _Layout("q", "k", mask_argument="mask", position_bias=True)
-
-# Matched by class name rather than structure: a module with q/k projections is not enough,
-# since rotary models (Llama, RoFormer, ESM) rotate the projections before the dot product and
-# others (DeBERTa, MPNet, Longformer) add terms we would not see. Each class below was checked
-# against its transformers source: scores = (q·k) · module.scaling (+ mask, + T5's bias).
-_LAYOUTS: dict[str, _Layout] = {
-    "BertSelfAttention": _BERT_LIKE,
-    "RobertaSelfAttention": _BERT_LIKE,
-    "XLMRobertaSelfAttention": _BERT_LIKE,
-    "CamembertSelfAttention": _BERT_LIKE,
-    "ElectraSelfAttention": _BERT_LIKE,
-    "AlbertAttention": _BERT_LIKE,
-    "DistilBertSelfAttention": _Layout("q_lin", "k_lin"),
-    "GPT2Attention": _Layout("c_attn", "c_attn", fused=True),
-    "BartAttention": _BART_LIKE,
-    "MBartAttention": _BART_LIKE,
-    "T5Attention": _T5_LIKE,
-    "MT5Attention": _T5_LIKE,
-}
 
 # Largest |softmax(rebuilt scores) - model attention| accepted before refusing the view: float32
 # agrees to ~1e-7 (1e-6 for long inputs), half precision to a few 1e-3.
@@ -141,52 +99,6 @@ class NeuronView:
 def _attention_root(model: LoadedModel) -> torch.nn.Module:
     """The part of the network `core.inference.forward` runs (the encoder of a seq2seq model)."""
     return model.family.self_attention_root(model.model)
-
-
-def _attention_modules(model: LoadedModel) -> list[tuple[torch.nn.Module, _Layout]]:
-    """Known self-attention modules in registration order (ALBERT's shared one appears once)."""
-    found = []
-    for module in _attention_root(model).modules():
-        layout = _LAYOUTS.get(type(module).__name__)
-        # GPT-2 cross-attention reuses GPT2Attention with a separate query projection.
-        if layout is None or getattr(module, "is_cross_attention", False):
-            continue
-        projections = (getattr(module, layout.query, None), getattr(module, layout.key, None))
-        if all(isinstance(p, torch.nn.Module) for p in projections):
-            found.append((module, layout))
-    return found
-
-
-@dataclass(frozen=True, eq=False)
-class QueryKeyProjection:
-    """One self-attention module and the child modules that compute its queries and keys.
-
-    Forward hooks on `query` and `key` see `[batch, seq, heads * head_dim]` outputs; head `h`
-    is the slice `h * head_dim : (h + 1) * head_dim` of the last axis. With `fused` (GPT-2)
-    `query is key` and its output is `[query | key | value]` along the last axis.
-    """
-
-    attention: torch.nn.Module
-    query: torch.nn.Module
-    key: torch.nn.Module
-    fused: bool
-
-
-def query_key_projections(model: LoadedModel) -> list[QueryKeyProjection]:
-    """The query/key projections of every supported self-attention module, in module order.
-
-    Empty when the model's attention is not one `neuron_view` supports. ALBERT's single shared
-    module appears once and runs once per layer, so hooks count calls to tell layers apart.
-    """
-    return [
-        QueryKeyProjection(
-            attention=module,
-            query=getattr(module, layout.query),
-            key=getattr(module, layout.key),
-            fused=layout.fused,
-        )
-        for module, layout in _attention_modules(model)
-    ]
 
 
 def supports_neuron_view(model: LoadedModel) -> bool:

@@ -58,6 +58,10 @@ def size_of(value: Any) -> int:
     """Bytes held by the arrays or the DataFrame inside `value`; the rest is small beside them."""
     if hasattr(value, "memory_usage") and hasattr(value, "columns"):  # a DataFrame
         return int(value.memory_usage(deep=True).sum())
+    if isinstance(getattr(value, "nbytes", None), int):
+        # An attention result knows what it holds (captured queries and keys, or the whole
+        # tensor once built); its arrays alone would miss the captured tensors.
+        return value.nbytes + 1024
     return sum(array.nbytes for array in _arrays(value)) + 1024
 
 
