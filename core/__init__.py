@@ -26,7 +26,8 @@ from core.attention import (
     predict_next,
     run_attention,
 )
-from core.compare import Comparison, WordAlignment, align_words, compare_replacement
+from core.compare import Comparison, MaskPair, WordAlignment, align_words, compare_replacement
+from core.display_matrix import drop_positions, merge_groups
 from core.errors import (
     AtlasError,
     AttentionTooLargeError,
@@ -68,6 +69,7 @@ from core.flow import FULL_FLOW_DEFAULT_MAX_TOKENS, attention_flow, full_flow_is
 from core.graph import contribution_graph
 from core.head_stats import STAT_DESCRIPTIONS, head_statistics
 from core.kinds import ModelKind
+from core.layer_views import mean_of_heads, select_heads
 from core.lens import logit_lens
 from core.methods import (
     Method,
@@ -85,7 +87,6 @@ from core.predictions import Prediction, predict_masked
 from core.rollout import attention_rollout, residual_attention, row_sum_tolerance
 from core.row_stats import ROW_STATISTICS, row_statistics
 from core.tokens import Token, word_groups
-from core.transforms import drop_positions, mean_of_heads, merge_groups, select_heads
 from core.version import VERSION
 
 __version__ = VERSION
@@ -114,6 +115,7 @@ __all__ = [
     "InvalidModelNameError",
     "InvalidSelectionError",
     "LoadedModel",
+    "MaskPair",
     "Method",
     "MethodRequest",
     "MethodResult",

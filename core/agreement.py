@@ -47,7 +47,6 @@ AGREEMENT_COLUMNS = (
     "k",
     "tokens_compared",
 )
-LEAVE_ONE_OUT_COLUMNS = ("position", "token", "probability_without", "drop")
 BATCH = 32
 """Variants per forward pass: bounds memory at long inputs."""
 

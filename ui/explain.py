@@ -17,7 +17,7 @@ import core
 from core import AtlasError, ModelKind, charts
 from core.deploy import check_agreement_request
 from core.families import SELF
-from ui import cache, flow, stoppable
+from ui import cache, costly, stoppable
 from ui.cache import LEAVE_ONE_OUT, Inputs
 from ui.deploy import deploy_policy
 from ui.layout import PAGE_PX
@@ -192,7 +192,7 @@ def graph_panel(page: Page, position: int) -> None:
             step=0.01,
         )
     # Every layer: value zeroing computes them one token at a time, with progress and Stop.
-    scores = flow.scores(page.inputs, method, SELF, None, None, len(page.result.tokens))
+    scores = costly.scores(page.inputs, method, SELF, None, None, len(page.result.tokens))
     if scores is None:
         return
     try:

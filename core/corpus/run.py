@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 import time
@@ -13,14 +12,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from core.corpus.keys import check_sentences, corpus_hash, run_id
+from core.corpus.result import CorpusResult
 from core.corpus.statistics import batch_values, check_mode, statistic_descriptions, token_batch
 from core.corpus.store import CorpusStore, RunRecord
-from core.errors import CorpusError, EmptyCorpusError, RunInProgressError, UnsupportedModelError
+from core.errors import CorpusError, RunInProgressError, UnsupportedModelError
 from core.models import LoadedModel, ModelKind
 from core.tokens import Token, build_tokens, tokenize
 
-STATISTICS_VERSION = 1
-"""Part of every run's key: bump it when a statistic's definition changes."""
 DEFAULT_BATCH_SIZE = 16
 TOP_K = 20
 """Examples kept per layer × head × statistic."""
@@ -36,37 +35,6 @@ write costs about as much CPU as a batch of short sentences, and a crash loses a
 
 Progress = Callable[[int, int, float, float], "bool | None"]
 """`progress(done, total, sentences_per_second, seconds_left)`; return False to stop."""
-
-
-def corpus_hash(sentences: Sequence[str]) -> str:
-    """Content hash of a corpus (the sentences, in order)."""
-    digest = hashlib.sha256()
-    for sentence in sentences:
-        encoded = sentence.encode("utf-8", "surrogatepass")
-        digest.update(len(encoded).to_bytes(8, "little"))
-        digest.update(encoded)
-    return digest.hexdigest()[:32]
-
-
-def run_id(model_name: str, corpus: str, max_tokens: int, mode: str) -> str:
-    """Key of a run in the store: model, corpus hash, settings and statistics version."""
-    key = f"{model_name}\x00{corpus}\x00{max_tokens}\x00{mode}\x00{STATISTICS_VERSION}"
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:24]
-
-
-def check_sentences(sentences: Sequence[str]) -> list[str]:
-    """The corpus as a list of non-empty strings, or an `EmptyCorpusError` saying what's wrong."""
-    if isinstance(sentences, str):
-        raise EmptyCorpusError("Give the corpus as a list of sentences, not one string.")
-    checked = list(sentences)
-    if not checked:
-        raise EmptyCorpusError("The corpus has no sentences.")
-    for index, sentence in enumerate(checked):
-        if not isinstance(sentence, str) or not sentence.strip():
-            raise EmptyCorpusError(
-                f"Sentence {index + 1} of the corpus is empty or not text: remove it."
-            )
-    return checked
 
 
 def effective_max_tokens(model: LoadedModel, max_tokens: int) -> int:
@@ -370,8 +338,6 @@ def run_corpus(
     address) the batches run on `workers` Ray actors, each with its own copy of the model,
     and the same tables are written.
     """
-    from core.corpus.result import CorpusResult
-
     check_mode(mode)
     texts = check_sentences(sentences)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -427,8 +393,6 @@ def _run(
     ray_address: str | None,
     workers: int,
 ):
-    from core.corpus.result import CorpusResult
-
     record = store.run(run)
     if record is not None and record.finished:  # finished by another thread meanwhile
         return CorpusResult.load(store, run)

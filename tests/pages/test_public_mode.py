@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from transformers import BertConfig
 
 import core.deploy as deploy_module
-import ui.flow
+import ui.costly
 from core import EMBEDDED_MODEL, PRESETS
 from core.deploy import SETTINGS
 from tests.fake_hub import serve_fake_hub
@@ -269,7 +269,7 @@ def test_a_flow_over_the_time_budget_stops_with_a_message(deploy, monkeypatch):
     def slow_clock_budget(policy, progress=None):
         return deploy_module.flow_progress_with_budget(policy, progress, clock=lambda: next(ticks))
 
-    monkeypatch.setattr(ui.flow, "flow_progress_with_budget", slow_clock_budget)
+    monkeypatch.setattr(ui.costly, "flow_progress_with_budget", slow_clock_budget)
     at = start(text="The dog sat on the rug.", method="flow", layer=5, flow_chosen="false")
     assert_clean(at)
     assert "was stopped after 1 s" in messages(at, "error")
