@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import operator
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
 import numpy as np
@@ -33,6 +33,8 @@ DENSE_BUDGET_BYTES = 256 * 1024 * 1024
 """Largest dense `[layers, heads, q, k]` float32 array `attentions` builds (256 MB)."""
 
 Reduce = Literal["mean", "max"]
+RowStatistics = Callable[[np.ndarray, np.ndarray, int], dict[str, np.ndarray]]
+"""`per_row(weights [heads, rows, keys], positions [rows], window)` -> `{name: [heads, rows]}`."""
 
 
 def check_index(value: int, size: int, what: str, owner: str = "the result") -> int:
@@ -167,20 +169,34 @@ class _Stack:
             grid = maxima
         return grid.astype(np.float32), row_edges, col_edges
 
-    def statistics(self, window: int = DEFAULT_LOCAL_WINDOW) -> dict[str, np.ndarray]:
-        """Each `core.row_stats.ROW_STATISTICS` averaged over query rows, `[layers, heads]`.
+    def statistics(
+        self, window: int = DEFAULT_LOCAL_WINDOW, per_row: RowStatistics = row_statistics
+    ) -> dict[str, np.ndarray]:
+        """Each statistic of `per_row` averaged over query rows, `[layers, heads]`.
 
-        Computed one block of rows at a time for all heads of a layer.
+        `per_row(weights [heads, rows, keys], positions [rows], window)` returns one
+        `[heads, rows]` array per statistic (by default `core.row_stats.ROW_STATISTICS`); rows
+        where a statistic is NaN (undefined) are left out of its mean. Computed one block of
+        rows at a time for all heads of a layer.
         """
         sums: dict[str, np.ndarray] = {}
+        counts: dict[str, np.ndarray] = {}
         cols = np.arange(self.keys)
         for layer in range(self.num_layers):
             for rows in self._row_blocks(self.num_heads):
                 weights = self._weights(layer, None, rows, cols)
-                for name, values in row_statistics(weights, rows, window).items():
-                    sums.setdefault(name, np.zeros((self.num_layers, self.num_heads)))
-                    sums[name][layer] += values.sum(-1)
-        return {name: total / self.queries for name, total in sums.items()}
+                for name, values in per_row(weights, rows, window).items():
+                    defined = ~np.isnan(values)
+                    for totals, value in (
+                        (sums, np.where(defined, values, 0.0)),
+                        (counts, defined),
+                    ):
+                        totals.setdefault(name, np.zeros((self.num_layers, self.num_heads)))
+                        totals[name][layer] += value.sum(-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return {
+                name: np.where(counts[name] > 0, sums[name] / counts[name], np.nan) for name in sums
+            }
 
     def dense(self, budget: int = DENSE_BUDGET_BYTES) -> np.ndarray:
         """The whole float32 `[layers, heads, q, k]` array, 0 where not computed."""

@@ -57,6 +57,24 @@ def local_share(
     return (w * (_distance(positions, w.shape[-1]) < window)).sum(-1)
 
 
+def recent_share(weights: np.ndarray, positions: np.ndarray, window: int) -> np.ndarray:
+    """The weight on keys `i − window < j ≤ i` per row `i`: the query and the `window − 1`
+    keys before it (a causal, streaming window; equal to `local_share` for causal models)."""
+    w = _clean(weights)
+    behind = np.asarray(positions)[:, None] - np.arange(w.shape[-1])[None, :]
+    return (w * ((behind >= 0) & (behind < window))).sum(-1)
+
+
+def entropy_without_first(weights: np.ndarray) -> np.ndarray:
+    """Entropy in bits of the weights off key 0, renormalised to sum to 1, per row; NaN where
+    a row puts no weight off key 0 (a causal model's first query), as it is then undefined."""
+    rest = _clean(weights)[..., 1:]
+    total = rest.sum(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        renormalised = rest / np.where(total > 0, total, 1.0)[..., None]
+    return np.where(total > 0, entropy_bits(renormalised), np.nan)
+
+
 def row_statistics(
     weights: np.ndarray, positions: np.ndarray, window: int = DEFAULT_LOCAL_WINDOW
 ) -> dict[str, np.ndarray]:

@@ -1,0 +1,148 @@
+"""Head ablation: zero chosen heads and see what happens to the model's next-token prediction.
+
+Zeroing a head means zeroing its slice of the input to the attention's output projection
+(`core.capture.zeroed_heads`, one switch in the attention function every architecture calls),
+so the head adds nothing to the residual stream while every other head runs unchanged.
+`ablation_controls` picks the three head sets the erasure check compares: the top retrieval
+heads, as many random heads of the same layers, and every sink head.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from core import admission
+from core.capture import fast_attention, zeroed_heads
+from core.errors import InvalidSelectionError, UnsupportedModelError
+from core.exact import check_index
+from core.inference import encode, guarded
+from core.models import LoadedModel, ModelKind
+
+Head = tuple[int, int]
+"""`(layer, head)`, both counted from 0; a query head for grouped-query models."""
+
+
+def checked_heads(model: LoadedModel, heads: Iterable[Head]) -> dict[int, tuple[int, ...]]:
+    """`{layer: (head, …)}` of valid `(layer, head)` pairs (repeats dropped), else an
+    `InvalidSelectionError` (not pairs of whole numbers) or `PositionOutOfRangeError` (out of
+    the model's layers or heads)."""
+    by_layer: dict[int, set[int]] = {}
+    try:
+        pairs = [tuple(pair) for pair in heads]
+        for pair in pairs:
+            layer, head = (operator.index(value) for value in pair)
+            layer = check_index(layer, model.num_layers, "layer", "the model")
+            head = check_index(head, model.num_heads, "head", "each layer")
+            by_layer.setdefault(layer, set()).add(head)
+    except (TypeError, ValueError):
+        raise InvalidSelectionError(
+            f"Heads are (layer, head) pairs of whole numbers, not {heads!r}."
+        ) from None
+    return {layer: tuple(sorted(chosen)) for layer, chosen in sorted(by_layer.items())}
+
+
+def _next_token_probabilities(
+    model: LoadedModel, inputs: dict, position: int, heads: dict[int, tuple[int, ...]]
+) -> torch.Tensor:
+    """Float64 `[vocab]`: the model's next-token distribution at `position`, heads zeroed."""
+    members = {id(module) for module in model.family.self_attention_root(model.model).modules()}
+    length = int(inputs["input_ids"].shape[-1])
+    with (
+        admission.slot("forward pass"),
+        guarded(model, length),
+        torch.inference_mode(),
+        fast_attention(),
+        zeroed_heads(heads, lambda module: id(module) in members) as ablation,
+    ):
+        logits = model.family.run(model.model, inputs).logits
+    if ablation.calls != model.num_layers:
+        raise UnsupportedModelError(
+            f"{model.name} ran its attention {ablation.calls} times for {model.num_layers} "
+            "layers, so heads cannot be matched to layers."
+        )
+    return torch.softmax(logits[0, position].double(), dim=-1)
+
+
+def ablate_heads(
+    model: LoadedModel, text: str, heads: Iterable[Head] = (), position: int | None = None
+) -> pd.DataFrame:
+    """The effect of zeroing `heads` on the next-token prediction at `position`.
+
+    Returns one row: position (default the last token), token (the model's most likely next
+    token there without ablation), token_id, probability (of that token, unablated) and
+    probability_ablated (of the same token with `heads` zeroed). Two forward passes, both with
+    the fast attention; the second always runs, so no heads means the same pass twice.
+    `df.attrs["heads"]` lists the zeroed `(layer, head)` pairs.
+    """
+    if model.kind is not ModelKind.CAUSAL_LM:
+        raise UnsupportedModelError(
+            f"{model.name} is a {model.kind.value} model, not a causal language model: it has "
+            "no next-token prediction to ablate."
+        )
+    chosen = checked_heads(model, heads)
+    encoded = encode(model, text)
+    length = len(encoded.tokens)
+    where = (
+        length - 1 if position is None else check_index(position, length, "position", "the text")
+    )
+    before = _next_token_probabilities(model, encoded.inputs, where, {})
+    after = _next_token_probabilities(model, encoded.inputs, where, chosen)
+    token_id = int(before.argmax())
+    frame = pd.DataFrame(
+        {
+            "position": [where],
+            "token": [model.tokenizer.decode([token_id])],
+            "token_id": [token_id],
+            "probability": [float(before[token_id])],
+            "probability_ablated": [float(after[token_id])],
+        }
+    )
+    frame.attrs["heads"] = [(layer, head) for layer, hs in chosen.items() for head in hs]
+    return frame
+
+
+def ablation_controls(
+    retrieval: pd.DataFrame, profile: pd.DataFrame, k: int = 5, seed: int = 0
+) -> dict[str, list[Head]]:
+    """The three head sets of the erasure check, each a list of `(layer, head)`.
+
+    "retrieval": the `k` heads with the highest retrieval score averaged over depths
+    (`core.retrieval_scores`; ties by layer, then head). "random": for each of them, a head of
+    the same layer drawn at random (`seed`) from the heads not already chosen; when a layer has
+    no such head left the draw is from the other heads of those layers, so there may be fewer
+    than `k` only if those layers have no more heads. "sinks": every head `profile`
+    (`core.sink_profile`) marks as a sink.
+    """
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise InvalidSelectionError(f"Choose k ≥ 1 heads, not {k!r}.")
+    mean = retrieval.groupby(["layer", "head"], as_index=False)["score"].mean()
+    top = mean.sort_values(["score", "layer", "head"], ascending=[False, True, True]).head(k)
+    chosen = _pairs(top)
+    all_heads = _pairs(mean)
+    layers = {layer for layer, _ in chosen}
+    taken = set(chosen)
+    rng = np.random.default_rng(seed)
+    random_heads: list[Head] = []
+    for layer, _ in chosen:
+        same = [h for h in all_heads if h[0] == layer and h not in taken]
+        pool = same or [h for h in all_heads if h[0] in layers and h not in taken]
+        if pool:
+            picked = pool[int(rng.integers(len(pool)))]
+            random_heads.append(picked)
+            taken.add(picked)
+    sinks = profile[profile["is_sink"]]
+    return {
+        "retrieval": chosen,
+        "random": random_heads,
+        "sinks": _pairs(sinks),
+    }
+
+
+def _pairs(frame: pd.DataFrame) -> list[Head]:
+    """The `(layer, head)` of each row of a table with those columns, in row order."""
+    return [(int(layer), int(head)) for layer, head in frame[["layer", "head"]].to_numpy()]
