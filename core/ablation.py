@@ -31,18 +31,19 @@ def checked_heads(model: LoadedModel, heads: Iterable[Head]) -> dict[int, tuple[
     """`{layer: (head, …)}` of valid `(layer, head)` pairs (repeats dropped), else an
     `InvalidSelectionError` (not pairs of whole numbers) or `PositionOutOfRangeError` (out of
     the model's layers or heads)."""
-    by_layer: dict[int, set[int]] = {}
     try:
-        pairs = [tuple(pair) for pair in heads]
-        for pair in pairs:
-            layer, head = (operator.index(value) for value in pair)
-            layer = check_index(layer, model.num_layers, "layer", "the model")
-            head = check_index(head, model.num_heads, "head", "each layer")
-            by_layer.setdefault(layer, set()).add(head)
-    except (TypeError, ValueError):
+        pairs = [tuple(operator.index(value) for value in pair) for pair in heads]
+    except TypeError:  # not iterable, or not whole numbers
+        pairs = [()]
+    if any(len(pair) != 2 for pair in pairs):
         raise InvalidSelectionError(
             f"Heads are (layer, head) pairs of whole numbers, not {heads!r}."
-        ) from None
+        )
+    by_layer: dict[int, set[int]] = {}
+    for layer, head in pairs:
+        layer = check_index(layer, model.num_layers, "layer", "the model")
+        head = check_index(head, model.num_heads, "head", "each layer")
+        by_layer.setdefault(layer, set()).add(head)
     return {layer: tuple(sorted(chosen)) for layer, chosen in sorted(by_layer.items())}
 
 
