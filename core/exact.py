@@ -98,6 +98,10 @@ class _Stack:
     def _computed_block(self, layer: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def _keys_reached(self, layer: int, rows: np.ndarray) -> int:
+        """How many leading keys a block of rows may compute (all, unless causal)."""
+        return self.keys
+
     def row(self, layer: int, head: int, query: int) -> np.ndarray:
         """Float32 `[keys]`: the weights of query `query` in one head (NaN where not computed)."""
         layer, head = self._check(layer, head)
@@ -181,9 +185,10 @@ class _Stack:
         """
         sums: dict[str, np.ndarray] = {}
         counts: dict[str, np.ndarray] = {}
-        cols = np.arange(self.keys)
         for layer in range(self.num_layers):
             for rows in self._row_blocks(self.num_heads):
+                # Keys no row of the block computes hold no weight: leave them out.
+                cols = np.arange(self._keys_reached(layer, rows))
                 weights = self._weights(layer, None, rows, cols)
                 for name, values in per_row(weights, rows, window).items():
                     defined = ~np.isnan(values)
@@ -221,6 +226,11 @@ class DenseStack(_Stack):
             return np.ones((len(rows), len(cols)), dtype=bool)
         return cols[None, :] <= rows[:, None] + (self.keys - self.queries)
 
+    def _keys_reached(self, layer: int, rows: np.ndarray) -> int:
+        if not self.causal:
+            return self.keys
+        return min(self.keys, int(rows[-1]) + 1 + self.keys - self.queries)
+
     def _weights(self, layer: int, heads: int | None, rows: np.ndarray, cols: np.ndarray):
         picked = self.array[layer] if heads is None else self.array[layer, heads]
         values = picked[..., rows[:, None], cols[None, :]].astype(np.float32)
@@ -251,6 +261,12 @@ class CapturedStack(_Stack):
     def _computed_block(self, layer: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         record = self.layers[layer]
         return record.allowed(torch.from_numpy(rows), torch.from_numpy(cols), 0).numpy()
+
+    def _keys_reached(self, layer: int, rows: np.ndarray) -> int:
+        record = self.layers[layer]
+        if record.causal and record.mask is None:
+            return min(self.keys, int(rows[-1]) + 1)
+        return self.keys
 
     def _weights(self, layer: int, heads: int | None, rows: np.ndarray, cols: np.ndarray):
         record = self.layers[layer]

@@ -46,7 +46,7 @@ def mean_distance(weights: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 def first_token_share(weights: np.ndarray) -> np.ndarray:
     """The weight on key 0 per row."""
-    return _clean(weights)[..., 0]
+    return _clean(np.asarray(weights)[..., 0])
 
 
 def local_share(
@@ -57,22 +57,39 @@ def local_share(
     return (w * (_distance(positions, w.shape[-1]) < window)).sum(-1)
 
 
+def _zeroed(weights: np.ndarray) -> np.ndarray:
+    """The weights in their own float dtype with NaN (never computed) as 0, in one pass."""
+    weights = np.asarray(weights)
+    return np.where(weights > 0, weights, 0.0)
+
+
 def recent_share(weights: np.ndarray, positions: np.ndarray, window: int) -> np.ndarray:
     """The weight on keys `i − window < j ≤ i` per row `i`: the query and the `window − 1`
-    keys before it (a causal, streaming window; equal to `local_share` for causal models)."""
-    w = _clean(weights)
-    behind = np.asarray(positions)[:, None] - np.arange(w.shape[-1])[None, :]
-    return (w * ((behind >= 0) & (behind < window))).sum(-1)
+    keys before it (a causal, streaming window; equal to `local_share` for causal models).
+
+    Reads only the band of keys the block's window can reach, so it costs rows × window.
+    """
+    positions = np.asarray(positions)
+    first = max(0, int(positions.min()) - window + 1)
+    stop = min(np.shape(weights)[-1], int(positions.max()) + 1)
+    band = _zeroed(np.asarray(weights)[..., first:stop])
+    behind = positions[:, None] - np.arange(first, max(first, stop))[None, :]
+    return np.where((behind >= 0) & (behind < window), band, 0.0).sum(-1, dtype=np.float64)
 
 
 def entropy_without_first(weights: np.ndarray) -> np.ndarray:
     """Entropy in bits of the weights off key 0, renormalised to sum to 1, per row; NaN where
-    a row puts no weight off key 0 (a causal model's first query), as it is then undefined."""
-    rest = _clean(weights)[..., 1:]
-    total = rest.sum(-1)
+    a row puts no weight off key 0 (a causal model's first query), as it is then undefined.
+
+    With `s = Σ_{j≥1} w_j`: `−Σ (w_j/s) log2(w_j/s) = −(Σ w_j log2 w_j) / s + log2 s`, so the
+    block is read once in its own dtype (float32) and summed in float64.
+    """
+    rest = _zeroed(weights)[..., 1:]
+    total = rest.sum(-1, dtype=np.float64)
+    logs = np.log2(rest, out=np.zeros_like(rest), where=rest > 0)
+    spread = -(rest * logs).sum(-1, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        renormalised = rest / np.where(total > 0, total, 1.0)[..., None]
-    return np.where(total > 0, entropy_bits(renormalised), np.nan)
+        return np.where(total > 0, spread / total + np.log2(total), np.nan)
 
 
 def row_statistics(
