@@ -24,7 +24,7 @@ docs/long-context.md.
 (`DENSE_BUDGET_BYTES`) and raises `AttentionTooLargeError` beyond it.
 """
 
-from core.ablation import ablate_heads, ablation_controls
+from core.ablation import ablate_answer, ablate_heads, ablation_controls
 from core.agreement import explanation_agreement, leave_one_out
 from core.attention import (
     AttentionResult,
@@ -152,6 +152,7 @@ __all__ = [
     "UnsafeWeightsError",
     "UnsupportedModelError",
     "WordAlignment",
+    "ablate_answer",
     "ablate_heads",
     "ablation_controls",
     "align_words",

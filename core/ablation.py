@@ -10,7 +10,7 @@ heads, as many random heads of the same layers, and every sink head.
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,7 @@ from core.errors import InvalidSelectionError, UnsupportedModelError
 from core.exact import check_index
 from core.inference import encode, guarded
 from core.models import LoadedModel, ModelKind
+from core.retrieval import answer_logprob
 
 Head = tuple[int, int]
 """`(layer, head)`, both counted from 0; a query head for grouped-query models."""
@@ -47,15 +48,16 @@ def checked_heads(model: LoadedModel, heads: Iterable[Head]) -> dict[int, tuple[
     return {layer: tuple(sorted(chosen)) for layer, chosen in sorted(by_layer.items())}
 
 
-def _next_token_probabilities(
-    model: LoadedModel, inputs: dict, position: int, heads: dict[int, tuple[int, ...]]
+def _logits(
+    model: LoadedModel, input_ids: torch.Tensor, heads: dict[int, tuple[int, ...]]
 ) -> torch.Tensor:
-    """Float64 `[vocab]`: the model's next-token distribution at `position`, heads zeroed."""
+    """Float32 `[n, vocab]` next-token logits of `input_ids` `[1, n]` with `heads`
+    (`{layer: (head, …)}`) zeroed, from one fast pass."""
     members = {id(module) for module in model.family.self_attention_root(model.model).modules()}
-    length = int(inputs["input_ids"].shape[-1])
+    inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
     with (
         admission.slot("forward pass"),
-        guarded(model, length),
+        guarded(model, int(input_ids.shape[-1])),
         torch.inference_mode(),
         fast_attention(),
         zeroed_heads(heads, lambda module: id(module) in members) as ablation,
@@ -66,7 +68,15 @@ def _next_token_probabilities(
             f"{model.name} ran its attention {ablation.calls} times for {model.num_layers} "
             "layers, so heads cannot be matched to layers."
         )
-    return torch.softmax(logits[0, position].double(), dim=-1)
+    return logits[0].float().cpu()
+
+
+def _require_causal(model: LoadedModel) -> None:
+    if model.kind is not ModelKind.CAUSAL_LM:
+        raise UnsupportedModelError(
+            f"{model.name} is a {model.kind.value} model, not a causal language model: it has "
+            "no next-token prediction to ablate."
+        )
 
 
 def ablate_heads(
@@ -80,19 +90,16 @@ def ablate_heads(
     the fast attention; the second always runs, so no heads means the same pass twice.
     `df.attrs["heads"]` lists the zeroed `(layer, head)` pairs.
     """
-    if model.kind is not ModelKind.CAUSAL_LM:
-        raise UnsupportedModelError(
-            f"{model.name} is a {model.kind.value} model, not a causal language model: it has "
-            "no next-token prediction to ablate."
-        )
+    _require_causal(model)
     chosen = checked_heads(model, heads)
-    encoded = encode(model, text)
-    length = len(encoded.tokens)
+    ids = encode(model, text).input_ids
+    length = int(ids.shape[-1])
     where = (
         length - 1 if position is None else check_index(position, length, "position", "the text")
     )
-    before = _next_token_probabilities(model, encoded.inputs, where, {})
-    after = _next_token_probabilities(model, encoded.inputs, where, chosen)
+    before, after = (
+        torch.softmax(_logits(model, ids, zeroed)[where].double(), -1) for zeroed in ({}, chosen)
+    )
     token_id = int(before.argmax())
     frame = pd.DataFrame(
         {
@@ -103,6 +110,46 @@ def ablate_heads(
             "probability_ablated": [float(after[token_id])],
         }
     )
+    frame.attrs["heads"] = [(layer, head) for layer, hs in chosen.items() for head in hs]
+    return frame
+
+
+def ablate_answer(
+    model: LoadedModel, inputs: Sequence[dict], heads: Iterable[Head] = ()
+) -> pd.DataFrame:
+    """The effect of zeroing `heads` on the answer of each needle input, teacher-forced.
+
+    `inputs` is `retrieval_scores(...).attrs["inputs"]` (or `needle_input` dicts: input_ids and
+    the answer's `(start, end)` range). One row per input: depth, answer_logprob and
+    answer_logprob_ablated (mean natural-log probability of the answer tokens, each given
+    everything before it), answer_probability and answer_probability_ablated (their
+    exponentials: geometric mean probability per answer token). Two fast passes per input.
+    """
+    _require_causal(model)
+    chosen = checked_heads(model, heads)
+    rows = []
+    for entry in inputs:
+        ids = torch.tensor([list(entry["input_ids"])], device=model.device)
+        start, end = entry["answer"]
+        if not 0 < start < end <= ids.shape[-1]:
+            raise InvalidSelectionError(
+                f"The answer {start}..{end} is not a range of the {ids.shape[-1]} input tokens "
+                "after the first."
+            )
+        means = [
+            answer_logprob(_logits(model, ids, zeroed), entry["input_ids"], range(start, end))
+            for zeroed in ({}, chosen)
+        ]
+        rows.append(
+            {
+                "depth": entry.get("depth"),
+                "answer_logprob": means[0],
+                "answer_logprob_ablated": means[1],
+                "answer_probability": float(np.exp(means[0])),
+                "answer_probability_ablated": float(np.exp(means[1])),
+            }
+        )
+    frame = pd.DataFrame(rows)
     frame.attrs["heads"] = [(layer, head) for layer, hs in chosen.items() for head in hs]
     return frame
 

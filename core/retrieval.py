@@ -134,8 +134,9 @@ def _copied(tile: np.ndarray, ids: np.ndarray, in_needle: np.ndarray, targets: n
     return np.isfinite(weights.max(-1)) & in_needle[best] & (ids[best] == targets)
 
 
-def _answer_logprob(logits: torch.Tensor, ids: Sequence[int], answer: range) -> float:
-    """Mean natural-log probability of the answer tokens, each given everything before it."""
+def answer_logprob(logits: torch.Tensor, ids: Sequence[int], answer: range) -> float:
+    """Mean natural-log probability of the answer tokens, each given everything before it:
+    `logits` `[n, vocab]` of the input `ids`, `answer` a range of positions after the first."""
     rows = torch.arange(answer.start - 1, answer.stop - 1)
     log_probs = torch.log_softmax(logits[rows].double(), dim=-1)
     targets = torch.as_tensor(list(ids[answer.start : answer.stop]))
@@ -211,7 +212,7 @@ def retrieval_scores(
         stack = output.stacks[SELF]
         needle_range, answer_range = range(*entry["needle"]), range(*entry["answer"])
         if output.logits is not None:
-            logprob = _answer_logprob(output.logits, entry["input_ids"], answer_range)
+            logprob = answer_logprob(output.logits, entry["input_ids"], answer_range)
             entry.update(answer_logprob=logprob, answer_probability=float(np.exp(logprob)))
         _step(progress, cancel, 2 * index + 1, steps)
         scores = copy_scores(stack, entry["input_ids"], needle_range, answer_range)

@@ -13,8 +13,10 @@ from core import (
     InvalidSelectionError,
     PositionOutOfRangeError,
     UnsupportedModelError,
+    ablate_answer,
     ablate_heads,
     ablation_controls,
+    needle_input,
     predict_next,
 )
 from tests.core.long_context_reference import eager_model
@@ -100,6 +102,33 @@ def test_ablation_equals_zeroing_the_output_projection_input(
             # The ablation moves the probability by far more than the tolerance: a no-op fails.
             assert abs(ablated[token] / plain[token] - 1) > 10 * RTOL
         assert row.attrs["heads"] == sorted(set(heads))
+
+
+@pytest.mark.parametrize("family", CAUSAL)
+def test_answer_ablation_equals_the_hooked_reference(loaded_tiny, tiny_model_path, family):
+    model = loaded_tiny(family)
+    haystack = "The garden is quiet. The river is wide. The gate is old. " * 3
+    entries = [
+        needle_input(model, haystack, "The word is lantern.", "What is the word?", depth)
+        for depth in (0.2, 0.8)
+    ]
+    heads = [(0, 1), (1, 2)]
+    table = ablate_answer(model, entries, heads)
+    assert list(table["depth"]) == [0.2, 0.8] and table.attrs["heads"] == heads
+    for entry, (_, row) in zip(entries, table.iterrows(), strict=True):
+        ids, answer = entry["input_ids"], range(*entry["answer"])
+        for zeroed, column in (([], "answer_logprob"), (heads, "answer_logprob_ablated")):
+            probabilities = hooked_probabilities(tiny_model_path(family), family, ids, zeroed)
+            expected = np.mean([np.log(probabilities[t - 1, ids[t]]) for t in answer])
+            assert row[column] == pytest.approx(expected, abs=1e-6)
+        assert row["answer_probability"] == pytest.approx(np.exp(row["answer_logprob"]))
+        assert abs(row["answer_logprob_ablated"] - row["answer_logprob"]) > 1e-5
+    same = ablate_answer(model, entries[:1], [])
+    assert same["answer_logprob_ablated"][0] == same["answer_logprob"][0]
+    with pytest.raises(InvalidSelectionError, match="answer"):
+        ablate_answer(model, [{**entries[0], "answer": (0, 3)}], heads)
+    with pytest.raises(PositionOutOfRangeError):
+        ablate_answer(model, entries, [(0, NUM_HEADS)])
 
 
 def test_ablation_leaves_the_shared_model_as_it_was(loaded_tiny):
