@@ -5,6 +5,11 @@ Everything here is UI-free and importable from a notebook::
     from core import load_model, run_attention, EMBEDDED_MODEL
     result = run_attention(load_model(EMBEDDED_MODEL), "The cat sat on the mat.")
 
+A loaded model carries two adapters: `model.family` (its kind: which head, how a pass runs,
+which attention stacks; `core.families`) and `model.architecture` (how each layer computes:
+projections, norms, masks, soft-caps, the final norm and head; `core.architectures`, None for
+architectures no adapter claims). `register_architecture` adds an adapter.
+
 Long inputs: `run_attention` keeps the self-attention as captured queries, keys and softmax
 normalisers, so at thousands of tokens read it in pieces, each exact in float32::
 
@@ -26,6 +31,15 @@ docs/long-context.md.
 
 from core.ablation import ablate_answer, ablate_heads, ablation_controls
 from core.agreement import explanation_agreement, leave_one_out
+from core.architectures import (
+    Architecture,
+    Layer,
+    detect_architecture,
+    require_architecture,
+    unsupported_reason,
+)
+from core.architectures import register as register_architecture
+from core.architectures import unregister as unregister_architecture
 from core.attention import (
     AttentionResult,
     generate_with_attention,
@@ -72,7 +86,12 @@ from core.export import (
 )
 from core.families import STACKS, Family, StackSpec, detect_family, family_for_kind
 from core.flow import FULL_FLOW_DEFAULT_MAX_TOKENS, attention_flow, full_flow_is_fast
-from core.graph import contribution_graph
+from core.graph import (
+    RouteContributions,
+    information_flow_graph,
+    layer_share_graph,
+    route_contributions,
+)
 from core.head_stats import STAT_DESCRIPTIONS, head_statistics
 from core.kinds import ModelKind
 from core.layer_views import mean_of_heads, select_heads
@@ -87,6 +106,7 @@ from core.methods import (
     method_names,
     run_method,
 )
+from core.methods.alti import compute_alti
 from core.models import EMBEDDED_MODEL, PRESETS, LoadedModel, Preset, load_model
 from core.neuron import NeuronView, neuron_view, supports_neuron_view
 from core.predictions import Prediction, predict_masked
@@ -108,6 +128,7 @@ __all__ = [
     "SINK_COLUMNS",
     "STACKS",
     "STAT_DESCRIPTIONS",
+    "Architecture",
     "AtlasError",
     "AttentionResult",
     "AttentionTooLargeError",
@@ -123,6 +144,7 @@ __all__ = [
     "InvalidAttentionError",
     "InvalidModelNameError",
     "InvalidSelectionError",
+    "Layer",
     "LoadedModel",
     "MaskPair",
     "Method",
@@ -145,6 +167,7 @@ __all__ = [
     "Prediction",
     "Preset",
     "Provenance",
+    "RouteContributions",
     "StackSpec",
     "TextTooLongError",
     "Token",
@@ -162,8 +185,9 @@ __all__ = [
     "attention_json",
     "attention_rollout",
     "compare_replacement",
+    "compute_alti",
     "compute_method",
-    "contribution_graph",
+    "detect_architecture",
     "detect_family",
     "drop_positions",
     "explanation_agreement",
@@ -173,6 +197,8 @@ __all__ = [
     "generate_with_attention",
     "get_method",
     "head_statistics",
+    "information_flow_graph",
+    "layer_share_graph",
     "leave_one_out",
     "list_methods",
     "load_model",
@@ -185,8 +211,11 @@ __all__ = [
     "pooling_edges",
     "predict_masked",
     "predict_next",
+    "register_architecture",
+    "require_architecture",
     "residual_attention",
     "retrieval_scores",
+    "route_contributions",
     "row_statistics",
     "row_sum_tolerance",
     "run_attention",
@@ -194,5 +223,7 @@ __all__ = [
     "select_heads",
     "sink_profile",
     "supports_neuron_view",
+    "unregister_architecture",
+    "unsupported_reason",
     "word_groups",
 ]

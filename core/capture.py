@@ -48,8 +48,8 @@ from core.errors import UnsupportedModelError
 ATTENTION_IMPLEMENTATION = "atlas"
 """The name `load_model` passes as `attn_implementation`."""
 
-BLOCK_ELEMENTS = 1 << 22
-"""Float32 scores held at once by the blockwise passes (16 MB): rows per block follow from it."""
+BLOCK_ELEMENTS = 1 << 24
+"""Float32 scores held at once by the blockwise passes (64 MB): rows per block follow from it."""
 
 _DENSE, _FAST, _CAPTURE = "dense", "fast", "capture"
 
@@ -359,19 +359,27 @@ def _record(module, query, key, value, attention_mask, scaling, causal, kwargs):
     if mask is not None and _matches_structure(mask, causal, window):
         mask = None  # the structure says it all, in no memory
     causal = causal and queries.shape[1] > 1
-    lse, output = _blockwise(
-        queries,
-        keys,
-        value[0] if softcap is not None else None,
-        float(scaling),
-        None if softcap is None else float(softcap),
-        causal,
-        window,
-        0,
-        mask,
-        bias,
-        want_output=softcap is not None,
-    )
+    fused = None
+    if mask is None and window is None and bias is None and softcap is None:
+        fused = _fused_flash(query, key, value, float(scaling), causal)
+    if fused is not None:
+        lse, output = fused
+    else:
+        lse, output = _blockwise(
+            queries,
+            keys,
+            value[0] if softcap is not None else None,
+            float(scaling),
+            None if softcap is None else float(softcap),
+            causal,
+            window,
+            0,
+            mask,
+            bias,
+            want_output=softcap is not None,
+        )
+        if output is not None:
+            output = output.to(query.dtype).transpose(0, 1)[None].contiguous()
     relative = None if bias is None else _relative(bias)
     record = LayerCapture(
         queries=queries,
@@ -385,9 +393,26 @@ def _record(module, query, key, value, attention_mask, scaling, causal, kwargs):
         relative=relative is not None,
         mask=None if mask is None else mask.contiguous(),
     )
-    if output is None:
-        return record, None
-    return record, output.to(query.dtype).transpose(0, 1)[None].contiguous()
+    return record, output
+
+
+def _fused_flash(query, key, value, scale: float, causal: bool):
+    """`(lse [heads, n], output [1, n, heads, dv])` from one run of PyTorch's CPU flash kernel,
+    or None where it does not apply.
+
+    For float32 on the CPU without masks, windows, soft-caps or biases, SDPA runs this kernel:
+    it computes the output blockwise with float32 running maxima and sums and returns each
+    row's log-sum-exp, so capturing costs one SDPA pass. Other dtypes (the kernel forms bf16
+    scores in bf16, off by ~1e-4 from float32 ones) and devices take the blockwise pass.
+    """
+    kernel = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if kernel is None or query.device.type != "cpu" or query.dtype != torch.float32:
+        return None
+    repeat = query.shape[1] // key.shape[1]
+    if repeat > 1:
+        key, value = key.repeat_interleave(repeat, 1), value.repeat_interleave(repeat, 1)
+    output, lse = kernel(query, key, value, 0.0, causal, scale=scale)
+    return lse[0].float(), output.transpose(1, 2).contiguous()
 
 
 def _relative(bias: torch.Tensor) -> torch.Tensor | None:

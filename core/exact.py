@@ -153,7 +153,8 @@ class _Stack:
         counts = np.zeros(shape)
         maxima = np.full(shape, np.nan)
         cols = np.arange(self.keys)
-        for rows in self._row_blocks():
+        # Smaller blocks than the recomputation allows: the pooling temporaries are float64.
+        for rows in self._row_blocks(heads=4):
             weights = self._weights(layer, head, rows, cols).astype(np.float64)
             bins = np.searchsorted(row_edges, rows, side="right") - 1
             seen = ~np.isnan(weights)

@@ -264,10 +264,12 @@ def neuron_view(
     logits = products.sum(-1) * record.scale
     if record.softcap is not None:
         logits = record.softcap * np.tanh(logits / record.softcap)
+    rows, cols = torch.tensor([query]), torch.arange(n)
     bias = np.zeros(n)
     if record.bias is not None:
-        bias = record.bias[head if record.bias.shape[0] > 1 else 0, query].double().numpy()
-    allowed = record.allowed(torch.tensor([query]), torch.arange(n), head)[0].numpy()
+        block = record.bias_block(rows, cols)
+        bias = block[head if block.shape[0] > 1 else 0, 0].double().numpy()
+    allowed = record.allowed(rows, cols, head)[0].numpy()
     masked = ~allowed
     logits = np.where(masked, -np.inf, logits + bias)
     weights = np.exp(logits - logits[allowed].max())

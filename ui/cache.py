@@ -268,6 +268,20 @@ def logit_lens(inputs: Inputs, position: int, top_k: int) -> pd.DataFrame:
     )
 
 
+def route_contributions(inputs: Inputs) -> core.RouteContributions:
+    """`core.route_contributions`: every block's contributions, for the contribution graph
+    at any position and threshold."""
+    return _stored(
+        store_key("route_contributions", inputs),
+        lambda: _quietly(
+            core.route_contributions,
+            cached_model(inputs.model),
+            inputs.text,
+            inputs.pair or None,
+        ),
+    )
+
+
 LEAVE_ONE_OUT = "leave_one_out"
 """The first part of an agreement table; the other parts are named after their methods."""
 

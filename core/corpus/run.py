@@ -17,7 +17,8 @@ from core.corpus.result import CorpusResult
 from core.corpus.statistics import batch_values, check_mode, statistic_descriptions, token_batch
 from core.corpus.store import CorpusStore, RunRecord
 from core.errors import CorpusError, RunInProgressError, UnsupportedModelError
-from core.models import LoadedModel, ModelKind
+from core.families import SELF
+from core.models import LoadedModel
 from core.tokens import Token, build_tokens, tokenize
 
 DEFAULT_BATCH_SIZE = 16
@@ -84,15 +85,17 @@ def _pad_value(model: LoadedModel, name: str) -> int:
 
 def _attention_network(model: LoadedModel) -> torch.nn.Module:
     """The part of the model whose self-attention is studied, without any output head."""
-    network = model.model
-    if model.kind is ModelKind.ENCODER_DECODER:
-        return network.get_encoder()
+    root = model.family.self_attention_root(model.model)
+    if root is not model.model:
+        return root  # an encoder-decoder's encoder
     # The base model: an MLM or LM head's vocabulary projection is wasted work here.
-    return getattr(network, "base_model", network)
+    return getattr(root, "base_model", root)
 
 
-def forward_batch(model: LoadedModel, encoded: Sequence[EncodedSentence]) -> list[np.ndarray]:
-    """One padded forward pass: per layer, float32 attention `[B, H, T, T]` (right padding)."""
+def padded_inputs(
+    model: LoadedModel, encoded: Sequence[EncodedSentence]
+) -> dict[str, torch.Tensor]:
+    """The model's inputs for a batch of sentences, right-padded (positions 0..n-1 per row)."""
     width = max(len(e.tokens) for e in encoded)
     inputs = {}
     for name in encoded[0].inputs:
@@ -104,14 +107,25 @@ def forward_batch(model: LoadedModel, encoded: Sequence[EncodedSentence]) -> lis
         dtype=torch.long,
         device=model.device,
     )
+    return inputs
+
+
+def run_network(model: LoadedModel, inputs: dict[str, torch.Tensor], **options) -> object:
+    """The self stack's network run on `inputs` with attention (and `options`), no gradients;
+    any failure becomes `UnsupportedModelError`."""
     try:
         with torch.inference_mode():
-            output = _attention_network(model)(**inputs, output_attentions=True)
+            return _attention_network(model)(**inputs, output_attentions=True, **options)
     except Exception as exc:
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         raise UnsupportedModelError(
             f"{model.name} could not run on the corpus ({type(exc).__name__}: {detail})."
         ) from exc
+
+
+def forward_batch(model: LoadedModel, encoded: Sequence[EncodedSentence]) -> list[np.ndarray]:
+    """One padded forward pass: per layer, float32 attention `[B, H, T, T]` (right padding)."""
+    output = run_network(model, padded_inputs(model, encoded))
     attentions = getattr(output, "attentions", None)
     if not attentions or any(a is None for a in attentions):
         raise UnsupportedModelError(
@@ -135,9 +149,11 @@ def process_batch(
         [e.tokens for e in encoded],
         cls_token=tokenizer.cls_token,
         sep_token=tokenizer.sep_token,
-        causal=model.kind is ModelKind.CAUSAL_LM,
+        causal=model.family.stack_spec(SELF).causal,
     )
-    return batch_values(attentions, batch, mode)
+    architecture = model.architecture
+    windows = None if architecture is None else [layer.window for layer in architecture.layers]
+    return batch_values(attentions, batch, mode, windows)
 
 
 def processing_order(

@@ -155,6 +155,27 @@ def test_pooled_overview_equals_pooling_the_eager_attention(captured, family, re
         np.testing.assert_allclose(grid, expected, atol=ATOL, equal_nan=True)
 
 
+@pytest.mark.parametrize("family", ["gpt2", "llama", "mistral", "gemma2", "phi3"])
+def test_the_capturing_pass_computes_what_the_eager_model_computes(
+    loaded_tiny, tiny_model_path, family
+):
+    # The fast outputs (fused flash kernel, SDPA with a window mask, blockwise soft-cap) feed
+    # the next layers: the logits show they are the model's.
+    from core.inference import encode, forward
+
+    model = loaded_tiny(family)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", core.TruncationWarning)
+        encoded = encode(model, LONG_TEXT)
+    logits = forward(model, encoded.inputs, capture=True).logits
+    reference = auto_class(family).from_pretrained(
+        str(tiny_model_path(family)), attn_implementation="eager"
+    )
+    with torch.inference_mode():
+        expected = reference.eval()(**encoded.inputs).logits[0]
+    np.testing.assert_allclose(logits.numpy(), expected.numpy(), atol=1e-4, rtol=0)
+
+
 def test_pooling_a_short_input_keeps_one_cell_per_token(captured):
     result, eager = captured("llama")
     n = eager.shape[-1]
