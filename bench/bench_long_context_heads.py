@@ -24,22 +24,16 @@ long as the measured length (target: ≤ 10 forward passes); "ablation" is one
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-from bench.bench_browser import load_average, rss_mb, write_section  # noqa: E402
-from bench.bench_long_context import text_of, timed  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# bench_long_context sets the offline environment as it is imported, before transformers is.
+from bench.bench_browser import load_average, machine, rss_mb, write_section
+from bench.bench_long_context import text_of, timed
 
 SECTION = "## Long-context heads (sink profile, needle run, ablation)"
 QWEN_SHAPE = {
@@ -58,13 +52,11 @@ DEPTHS = (0.1, 0.5, 0.9)
 
 
 def build_qwen(directory: Path, positions: int) -> Path:
-    import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from tests.tiny_models import build_tokenizer
 
     tokenizer = build_tokenizer("qwen2")
-    tokenizer.model_max_length = positions
     config = Qwen2Config(
         vocab_size=len(tokenizer),
         max_position_embeddings=positions,
@@ -72,27 +64,27 @@ def build_qwen(directory: Path, positions: int) -> Path:
         eos_token_id=tokenizer.eos_token_id,
         **QWEN_SHAPE,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = Qwen2ForCausalLM(config).eval().to(torch.bfloat16)
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+    return saved(directory, Qwen2ForCausalLM, config, tokenizer, positions, "bfloat16")
 
 
 def build_tiny_llama(directory: Path, positions: int) -> Path:
-    import torch
-
     from tests.tiny_models import build_config, build_tokenizer, model_class
 
     tokenizer = build_tokenizer("llama")
-    tokenizer.model_max_length = positions
     config = build_config("llama", tokenizer)
     config.max_position_embeddings = positions
+    return saved(directory, model_class("llama"), config, tokenizer, positions, "float32")
+
+
+def saved(directory: Path, network_class, config, tokenizer, positions: int, dtype: str) -> Path:
+    """A seeded random `network_class(config)` in `dtype`, saved with `tokenizer`."""
+    import torch
+
+    tokenizer.model_max_length = positions
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = model_class("llama")(config).eval()
-    model.save_pretrained(directory)
+        network = network_class(config).eval().to(getattr(torch, dtype))
+    network.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
 
@@ -146,16 +138,13 @@ def measure(path: Path, tokens: int, repeat: int) -> dict[str, float]:
 
 
 def section(command: str, rows: dict[str, dict[str, float]], loads: list[str]) -> str:
-    import torch
-
-    ram_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    where = machine()
     lines = [
         SECTION,
         "",
-        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; `{command}`; {os.cpu_count()} CPUs "
-        f"(nproc), {ram_gb:.1f} GB RAM, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads); load average before: {loads[0]}, "
-        f"after: {loads[1]}.",
+        f"{where['date']}; `{command}`; {where['nproc']} CPUs ({where['cpu']}), {where['ram']} "
+        f"RAM, Python {where['python']}, torch {where['torch']}, commit {where['app']}; load "
+        f"average before: {loads[0]}, after: {loads[1]}.",
         "Qwen2.5-0.5B shape = "
         + ", ".join(f"{k} {v}" for k, v in QWEN_SHAPE.items())
         + ", random weights in bfloat16, with the tiny tests' BPE tokenizer (a vocabulary of "
