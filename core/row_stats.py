@@ -84,10 +84,11 @@ def entropy_without_first(weights: np.ndarray) -> np.ndarray:
     With `s = Σ_{j≥1} w_j`: `−Σ (w_j/s) log2(w_j/s) = −(Σ w_j log2 w_j) / s + log2 s`, so the
     block is read once in its own dtype (float32) and summed in float64.
     """
-    rest = _zeroed(weights)[..., 1:]
-    total = rest.sum(-1, dtype=np.float64)
-    logs = np.log2(rest, out=np.zeros_like(rest), where=rest > 0)
-    spread = -(rest * logs).sum(-1, dtype=np.float64)
+    rest = np.asarray(weights)[..., 1:]
+    weighed = rest > 0  # False for NaN (never computed) and 0
+    total = np.sum(rest, axis=-1, dtype=np.float64, where=weighed)
+    plogp = np.log2(rest, out=np.zeros_like(rest), where=weighed)
+    spread = -np.sum(np.multiply(rest, plogp, out=plogp, where=weighed), -1, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(total > 0, spread / total + np.log2(total), np.nan)
 
