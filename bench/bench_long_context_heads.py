@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # bench_long_context sets the offline environment as it is imported, before transformers is.
@@ -89,7 +91,7 @@ def saved(directory: Path, network_class, config, tokenizer, positions: int, dty
     return directory
 
 
-def measure(path: Path, tokens: int, repeat: int) -> dict[str, float]:
+def measure(path: Path, tokens: int, repeat: int) -> dict[str, Any]:
     import torch
 
     import core
@@ -104,20 +106,24 @@ def measure(path: Path, tokens: int, repeat: int) -> dict[str, float]:
             model.model(input_ids=ids)
 
     forward()  # warm up
-    figures: dict[str, float] = {"tokens": ids.shape[-1], "dtype_bits": model.dtype.itemsize * 8}
-    figures["forward_s"], _ = timed(forward, repeat)
-    print(f"  forward pass {figures['forward_s']:.2f} s", flush=True)
+    figures: dict[str, Any] = {"tokens": ids.shape[-1]}
+    # Forward passes before and after the rest, so that a change of load shows in their spread.
+    passes = [timed(forward, 1)[0] for _ in range(repeat)]
 
-    start = time.perf_counter()
-    result = core.run_attention(model, text)
-    figures["capture_s"] = time.perf_counter() - start
-    start = time.perf_counter()
-    profile = core.sink_profile(result)
-    figures["profile_s"] = time.perf_counter() - start
-    figures["sink_heads"] = int(profile["is_sink"].sum())
-    figures["sink_ratio"] = (figures["capture_s"] + figures["profile_s"]) / figures["forward_s"]
+    profiles = []
+
+    def profiled() -> tuple[float, float]:
+        start = time.perf_counter()
+        result = core.run_attention(model, text)
+        middle = time.perf_counter()
+        profiles.append(core.sink_profile(result))
+        return middle - start, time.perf_counter() - middle
+
+    splits = [profiled() for _ in range(repeat)]
+    figures["capture_s"] = statistics.median(capture for capture, _ in splits)
+    figures["profile_s"] = statistics.median(profile for _, profile in splits)
+    profile = profiles[-1]
     print(f"  sink profile {figures['capture_s']:.2f} + {figures['profile_s']:.2f} s", flush=True)
-    del result
 
     overhead = len(model.tokenizer(f" {NEEDLE} {QUESTION} {NEEDLE}").input_ids) + 2
     haystack = text_of(model.tokenizer, tokens - overhead)
@@ -125,14 +131,18 @@ def measure(path: Path, tokens: int, repeat: int) -> dict[str, float]:
     scores = core.retrieval_scores(model, haystack, NEEDLE, QUESTION, DEPTHS)
     figures["needle_s"] = time.perf_counter() - start
     figures["needle_tokens"] = max(len(e["input_ids"]) for e in scores.attrs["inputs"])
-    figures["needle_ratio"] = figures["needle_s"] / figures["forward_s"]
     print(f"  needle run {figures['needle_s']:.2f} s", flush=True)
 
     controls = core.ablation_controls(scores, profile, k=5)
     start = time.perf_counter()
     core.ablate_heads(model, text, controls["retrieval"])
     figures["ablation_s"] = time.perf_counter() - start
-    figures["ablation_ratio"] = figures["ablation_s"] / figures["forward_s"]
+    passes += [timed(forward, 1)[0] for _ in range(repeat)]
+    figures["forward_s"] = statistics.median(passes)
+    figures["forward_spread"] = f"{min(passes):.2f}–{max(passes):.2f}"
+    figures["sink_ratio"] = (figures["capture_s"] + figures["profile_s"]) / figures["forward_s"]
+    for name in ("needle", "ablation"):
+        figures[f"{name}_ratio"] = figures[f"{name}_s"] / figures["forward_s"]
     figures["peak_rss_mb"] = rss_mb(os.getpid())["VmHWM"]
     return figures
 
@@ -150,8 +160,9 @@ def section(command: str, rows: dict[str, dict[str, float]], loads: list[str]) -
         + ", random weights in bfloat16, with the tiny tests' BPE tokenizer (a vocabulary of "
         "about 800, not Qwen's 151,936: only the embedding and output layer would grow). "
         "Tiny Llama = the tests' checkpoint (float32, 2 layers × 4 heads) with 8,448 positions. "
-        "Forward = one pass of the same loaded model with core's fast (SDPA) attention. Sink "
-        "profile = `run_attention` (capturing pass) + `sink_profile`; needle run = "
+        "Forward = one pass of the same loaded model with core's fast (SDPA) attention, median "
+        "(and range) of `--repeat` passes before and as many after the rest. Sink profile = "
+        "`run_attention` (capturing pass) + `sink_profile`, medians of `--repeat`; needle run = "
         "`retrieval_scores` at depths 0.1 / 0.5 / 0.9 (three capturing passes and the answer "
         "rows); ablation = one `ablate_heads` call (two passes).",
         "",
@@ -162,7 +173,7 @@ def section(command: str, rows: dict[str, dict[str, float]], loads: list[str]) -
     ]
     for name, f in rows.items():
         lines.append(
-            f"| {name} | {f['tokens']:,.0f} | {f['forward_s']:.2f} s "
+            f"| {name} | {f['tokens']:,.0f} | {f['forward_s']:.2f} s ({f['forward_spread']}) "
             f"| {f['capture_s']:.2f} + {f['profile_s']:.2f} s | {f['sink_ratio']:.2f} × "
             f"| {f['profile_s'] / f['forward_s']:.2f} × "
             f"| {f['needle_s']:.2f} s ({f['needle_tokens']:,.0f} tokens each) "
