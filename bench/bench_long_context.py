@@ -2,6 +2,7 @@
 
     flock /work/bench.lock python bench/bench_long_context.py            # 4,096 and 32,768 tokens
     flock /work/bench.lock python bench/bench_long_context.py --no-32k --no-write
+    flock /work/bench.lock python bench/bench_long_context.py --no-32k --dtype bfloat16 --no-write
 
 Builds a Llama-shaped checkpoint with random weights in a temporary directory (hidden 896,
 14 query heads in 2 key-value groups of width 64, 4 layers, feed-forward 2,432, float32; the
@@ -49,7 +50,7 @@ SHAPE = {
 MAX_POSITIONS = 32_768 + 64
 
 
-def build_checkpoint(directory: Path) -> Path:
+def build_checkpoint(directory: Path, dtype: str = "float32") -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -67,7 +68,7 @@ def build_checkpoint(directory: Path) -> Path:
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = LlamaForCausalLM(config).eval()
+        model = LlamaForCausalLM(config).eval().to(getattr(torch, dtype))
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
@@ -152,7 +153,9 @@ def measure(path: Path, tokens: int, repeat: int, baseline: bool) -> dict[str, f
     return figures
 
 
-def section(command: str, rows: dict[int, dict[str, float]], load_before: str) -> str:
+def section(
+    command: str, rows: dict[int, dict[str, float]], load_before: str, dtype: str = "float32"
+) -> str:
     import torch
 
     ram_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
@@ -162,7 +165,7 @@ def section(command: str, rows: dict[int, dict[str, float]], load_before: str) -
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; `{command}`; {os.cpu_count()} CPUs "
         f"(nproc), {ram_gb:.1f} GB RAM, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads); load average before: {load_before}.",
-        "Llama-shaped checkpoint, random weights, float32: "
+        f"Llama-shaped checkpoint, random weights, {dtype}: "
         + ", ".join(f"{k} {v}" for k, v in SHAPE.items())
         + ". Capture = `core.run_attention` (one pass of the fast attention keeping queries, "
         "keys and each row's float32 log-sum-exp); SDPA = one plain forward of the same "
@@ -191,6 +194,9 @@ def main() -> None:
     parser.add_argument("--no-32k", action="store_true", help="4,096 tokens only")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs at 4,096 tokens")
     parser.add_argument("--no-write", action="store_true", help="print instead of writing")
+    parser.add_argument(
+        "--dtype", default="float32", help="stored dtype of the checkpoint (e.g. bfloat16)"
+    )
     args = parser.parse_args()
     import core
 
@@ -199,14 +205,15 @@ def main() -> None:
     rows: dict[int, dict[str, float]] = {}
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="atlas-long-") as directory:
-        path = build_checkpoint(Path(directory))
+        path = build_checkpoint(Path(directory), args.dtype)
         rows[4096] = measure(path, 4096, args.repeat, baseline=True)
         print(rows[4096], flush=True)
         if not args.no_32k:
             rows[32768] = measure(path, 32_768, 1, baseline=False)
             print(rows[32768], flush=True)
     command = "python bench/bench_long_context.py" + (" --no-32k" if args.no_32k else "")
-    text = section(command, rows, load_before)
+    command += f" --dtype {args.dtype}" if args.dtype != "float32" else ""
+    text = section(command, rows, load_before, args.dtype)
     if args.no_write:
         print(text)
     else:

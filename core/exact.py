@@ -259,6 +259,16 @@ class CapturedStack(_Stack):
         self._dense: np.ndarray | None = None
         self._dense_lock = threading.Lock()
 
+    def __getstate__(self) -> dict:
+        # Picklable (a cache may copy results between processes); the lock is per process.
+        state = self.__dict__.copy()
+        del state["_dense_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._dense_lock = threading.Lock()
+
     def _computed_block(self, layer: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         record = self.layers[layer]
         return record.allowed(torch.from_numpy(rows), torch.from_numpy(cols), 0).numpy()

@@ -183,6 +183,15 @@ def test_pooling_a_short_input_keeps_one_cell_per_token(captured):
     assert grid.shape == (n, n) and (np.diff(edges) == 1).all()
 
 
+def test_a_captured_result_survives_pickling(captured):
+    import pickle
+
+    result, eager = captured("mistral")
+    copy = pickle.loads(pickle.dumps(result))
+    np.testing.assert_array_equal(copy.row(1, 3, 100), result.row(1, 3, 100))
+    np.testing.assert_allclose(copy.attentions, eager, atol=ATOL)
+
+
 def test_windowed_layers_differ_per_layer(captured):
     result, _ = captured("gemma2")
     assert [result.window(layer) for layer in range(result.num_layers)] == [SLIDING_WINDOW, None]
