@@ -3,6 +3,8 @@ the three control head sets of `core.ablation_controls`."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -129,6 +131,39 @@ def test_answer_ablation_equals_the_hooked_reference(loaded_tiny, tiny_model_pat
         ablate_answer(model, [{**entries[0], "answer": (0, 3)}], heads)
     with pytest.raises(PositionOutOfRangeError):
         ablate_answer(model, entries, [(0, NUM_HEADS)])
+
+
+def test_an_ablation_in_one_thread_leaves_another_threads_passes_alone(loaded_tiny):
+    model = loaded_tiny("llama")
+    every_head = [(layer, h) for layer in range(NUM_LAYERS) for h in range(NUM_HEADS)]
+    plain = predict_next(model, TEXT)
+    ablated = ablate_heads(model, TEXT, every_head)["probability_ablated"][0]
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def ablating() -> None:
+        try:
+            start.wait()
+            for _ in range(4):
+                row = ablate_heads(model, TEXT, every_head)
+                assert row["probability_ablated"][0] == pytest.approx(ablated, rel=RTOL)
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    def predicting() -> None:
+        try:
+            start.wait()
+            for _ in range(4):
+                assert predict_next(model, TEXT) == plain
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for work in (ablating, predicting)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
 
 
 def test_ablation_leaves_the_shared_model_as_it_was(loaded_tiny):
