@@ -20,10 +20,16 @@ normalisers, so at thousands of tokens read it in pieces, each exact in float32:
     result.statistics()                          # per-head blockwise summaries
     result.nbytes                                # what the result holds
 
+Long-context heads: `sink_profile(result)` (first-token share, sink heads, local share),
+`retrieval_scores(model, haystack, needle, question)` (Wu et al.'s copy rule, teacher-forced)
+and `ablate_heads(model, text, heads)` (zero heads, see the next-token probability move); see
+docs/long-context.md.
+
 `result.attentions` (the whole `[layers, heads, n, n]` array) is built within a budget
 (`DENSE_BUDGET_BYTES`) and raises `AttentionTooLargeError` beyond it.
 """
 
+from core.ablation import ablate_answer, ablate_heads, ablation_controls
 from core.agreement import explanation_agreement, leave_one_out
 from core.architectures import (
     Architecture,
@@ -104,8 +110,10 @@ from core.methods.alti import compute_alti
 from core.models import EMBEDDED_MODEL, PRESETS, LoadedModel, Preset, load_model
 from core.neuron import NeuronView, neuron_view, supports_neuron_view
 from core.predictions import Prediction, predict_masked
+from core.retrieval import needle_input, retrieval_scores
 from core.rollout import attention_rollout, residual_attention, row_sum_tolerance
 from core.row_stats import ROW_STATISTICS, row_statistics
+from core.sinks import SINK_COLUMNS, sink_profile
 from core.tokens import Token, word_groups
 from core.version import VERSION
 
@@ -117,6 +125,7 @@ __all__ = [
     "FULL_FLOW_DEFAULT_MAX_TOKENS",
     "PRESETS",
     "ROW_STATISTICS",
+    "SINK_COLUMNS",
     "STACKS",
     "STAT_DESCRIPTIONS",
     "Architecture",
@@ -166,6 +175,9 @@ __all__ = [
     "UnsafeWeightsError",
     "UnsupportedModelError",
     "WordAlignment",
+    "ablate_answer",
+    "ablate_heads",
+    "ablation_controls",
     "align_words",
     "attention_csv",
     "attention_data",
@@ -194,6 +206,7 @@ __all__ = [
     "mean_of_heads",
     "merge_groups",
     "method_names",
+    "needle_input",
     "neuron_view",
     "pooling_edges",
     "predict_masked",
@@ -201,12 +214,14 @@ __all__ = [
     "register_architecture",
     "require_architecture",
     "residual_attention",
+    "retrieval_scores",
     "route_contributions",
     "row_statistics",
     "row_sum_tolerance",
     "run_attention",
     "run_method",
     "select_heads",
+    "sink_profile",
     "supports_neuron_view",
     "unregister_architecture",
     "unsupported_reason",

@@ -25,6 +25,11 @@ one model is shared by every session and thread):
   × n² tensor.
   Calls `accept` refuses run dense (their weights come back through `output_attentions`).
 
+Independently of the mode, `zeroed_heads(heads_by_layer)` ablates heads: the attention output
+the function returns, `[batch, q, heads, d]`, is exactly the input of the output projection
+split by head, so zeroing a head's slice there zeroes that head's contribution on every
+architecture, with no per-architecture hook.
+
 The mask function registered with it follows the same choice: the eager mask (float, 0 / most
 negative) for dense passes, SDPA's boolean mask (or None when causality alone says it) otherwise.
 """
@@ -129,6 +134,17 @@ class _State:
 _STATE: ContextVar[_State | None] = ContextVar("atlas_attention_state", default=None)
 
 
+@dataclass
+class _Ablation:
+    heads_by_layer: dict[int, tuple[int, ...]]
+    accept: Callable[[torch.nn.Module], bool] | None = None
+    calls: int = 0
+    """Accepted attention calls so far: the next call is this layer's."""
+
+
+_ABLATION: ContextVar[_Ablation | None] = ContextVar("atlas_ablation", default=None)
+
+
 @contextmanager
 def _mode(state: _State) -> Iterator[_State]:
     token = _STATE.set(state)
@@ -157,6 +173,25 @@ def capture_attention(accept: Callable[[torch.nn.Module], bool] | None = None) -
     return _mode(_State(_CAPTURE, accept))
 
 
+@contextmanager
+def zeroed_heads(
+    heads_by_layer: dict[int, tuple[int, ...]],
+    accept: Callable[[torch.nn.Module], bool] | None = None,
+) -> Iterator[_Ablation]:
+    """Within it, this thread's passes zero the outputs of the given query heads.
+
+    `heads_by_layer[layer]` lists the heads whose slice of the attention output (the input of
+    the output projection) becomes 0; layers count the attention calls `accept` takes (all by
+    default) in call order, so use it for one forward pass without a key-value cache. Yields the
+    state; its `calls` afterwards says how many layers ran. Combines with any mode above.
+    """
+    token = _ABLATION.set(_Ablation(dict(heads_by_layer), accept))
+    try:
+        yield _ABLATION.get()  # type: ignore[misc]
+    finally:
+        _ABLATION.reset(token)
+
+
 # --------------------------------------------------------------------------------------------
 # The registered functions.
 # --------------------------------------------------------------------------------------------
@@ -172,7 +207,24 @@ def atlas_attention(
     dropout: float = 0.0,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The attention function transformers calls: `[batch, heads, q, d]` in, see module doc."""
+    """The attention function transformers calls: `[batch, heads, q, d]` in, see module doc.
+
+    Returns the output `[batch, q, heads, d]` (heads zeroed under `zeroed_heads`) and the
+    weights `[batch, heads, q, k]` of a dense call (None otherwise).
+    """
+    output, weights = _attend(module, query, key, value, attention_mask, scaling, dropout, **kwargs)
+    ablation = _ABLATION.get()
+    if ablation is not None and (ablation.accept is None or ablation.accept(module)):
+        heads = ablation.heads_by_layer.get(ablation.calls, ())
+        ablation.calls += 1
+        if heads:
+            output = output.clone()
+            output[:, :, list(heads)] = 0
+    return output, weights
+
+
+def _attend(module, query, key, value, attention_mask, scaling, dropout, **kwargs):
+    """`atlas_attention` before any ablation: the mode's dense, fast or capturing attention."""
     state = _STATE.get()
     capture = (
         state is not None

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import operator
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
 import numpy as np
@@ -33,6 +33,8 @@ DENSE_BUDGET_BYTES = 256 * 1024 * 1024
 """Largest dense `[layers, heads, q, k]` float32 array `attentions` builds (256 MB)."""
 
 Reduce = Literal["mean", "max"]
+RowStatistics = Callable[[np.ndarray, np.ndarray, int], dict[str, np.ndarray]]
+"""`per_row(weights [heads, rows, keys], positions [rows], window)` -> `{name: [heads, rows]}`."""
 
 
 def check_index(value: int, size: int, what: str, owner: str = "the result") -> int:
@@ -95,6 +97,10 @@ class _Stack:
 
     def _computed_block(self, layer: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def _keys_reached(self, layer: int, rows: np.ndarray) -> int:
+        """How many leading keys a block of rows may compute (all, unless causal)."""
+        return self.keys
 
     def row(self, layer: int, head: int, query: int) -> np.ndarray:
         """Float32 `[keys]`: the weights of query `query` in one head (NaN where not computed)."""
@@ -168,20 +174,35 @@ class _Stack:
             grid = maxima
         return grid.astype(np.float32), row_edges, col_edges
 
-    def statistics(self, window: int = DEFAULT_LOCAL_WINDOW) -> dict[str, np.ndarray]:
-        """Each `core.row_stats.ROW_STATISTICS` averaged over query rows, `[layers, heads]`.
+    def statistics(
+        self, window: int = DEFAULT_LOCAL_WINDOW, per_row: RowStatistics = row_statistics
+    ) -> dict[str, np.ndarray]:
+        """Each statistic of `per_row` averaged over query rows, `[layers, heads]`.
 
-        Computed one block of rows at a time for all heads of a layer.
+        `per_row(weights [heads, rows, keys], positions [rows], window)` returns one
+        `[heads, rows]` array per statistic (by default `core.row_stats.ROW_STATISTICS`); rows
+        where a statistic is NaN (undefined) are left out of its mean. Computed one block of
+        rows at a time for all heads of a layer.
         """
         sums: dict[str, np.ndarray] = {}
-        cols = np.arange(self.keys)
+        counts: dict[str, np.ndarray] = {}
         for layer in range(self.num_layers):
             for rows in self._row_blocks(self.num_heads):
+                # Keys no row of the block computes hold no weight: leave them out.
+                cols = np.arange(self._keys_reached(layer, rows))
                 weights = self._weights(layer, None, rows, cols)
-                for name, values in row_statistics(weights, rows, window).items():
-                    sums.setdefault(name, np.zeros((self.num_layers, self.num_heads)))
-                    sums[name][layer] += values.sum(-1)
-        return {name: total / self.queries for name, total in sums.items()}
+                for name, values in per_row(weights, rows, window).items():
+                    defined = ~np.isnan(values)
+                    for totals, value in (
+                        (sums, np.where(defined, values, 0.0)),
+                        (counts, defined),
+                    ):
+                        totals.setdefault(name, np.zeros((self.num_layers, self.num_heads)))
+                        totals[name][layer] += value.sum(-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return {
+                name: np.where(counts[name] > 0, sums[name] / counts[name], np.nan) for name in sums
+            }
 
     def dense(self, budget: int = DENSE_BUDGET_BYTES) -> np.ndarray:
         """The whole float32 `[layers, heads, q, k]` array, 0 where not computed."""
@@ -205,6 +226,11 @@ class DenseStack(_Stack):
         if not self.causal:
             return np.ones((len(rows), len(cols)), dtype=bool)
         return cols[None, :] <= rows[:, None] + (self.keys - self.queries)
+
+    def _keys_reached(self, layer: int, rows: np.ndarray) -> int:
+        if not self.causal:
+            return self.keys
+        return min(self.keys, int(rows[-1]) + 1 + self.keys - self.queries)
 
     def _weights(self, layer: int, heads: int | None, rows: np.ndarray, cols: np.ndarray):
         picked = self.array[layer] if heads is None else self.array[layer, heads]
@@ -246,6 +272,12 @@ class CapturedStack(_Stack):
     def _computed_block(self, layer: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         record = self.layers[layer]
         return record.allowed(torch.from_numpy(rows), torch.from_numpy(cols), 0).numpy()
+
+    def _keys_reached(self, layer: int, rows: np.ndarray) -> int:
+        record = self.layers[layer]
+        if record.causal and record.mask is None:
+            return min(self.keys, int(rows[-1]) + 1)
+        return self.keys
 
     def _weights(self, layer: int, heads: int | None, rows: np.ndarray, cols: np.ndarray):
         record = self.layers[layer]

@@ -46,7 +46,7 @@ def mean_distance(weights: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 def first_token_share(weights: np.ndarray) -> np.ndarray:
     """The weight on key 0 per row."""
-    return _clean(weights)[..., 0]
+    return _clean(np.asarray(weights)[..., 0])
 
 
 def local_share(
@@ -55,6 +55,42 @@ def local_share(
     """The weight on keys `j` with `|i − j| < window` per row `i`."""
     w = _clean(weights)
     return (w * (_distance(positions, w.shape[-1]) < window)).sum(-1)
+
+
+def _zeroed(weights: np.ndarray) -> np.ndarray:
+    """The weights in their own float dtype with NaN (never computed) as 0, in one pass."""
+    weights = np.asarray(weights)
+    return np.where(weights > 0, weights, 0.0)
+
+
+def recent_share(weights: np.ndarray, positions: np.ndarray, window: int) -> np.ndarray:
+    """The weight on keys `i − window < j ≤ i` per row `i`: the query and the `window − 1`
+    keys before it (a causal, streaming window; equal to `local_share` for causal models).
+
+    Reads only the band of keys the block's window can reach, so it costs rows × window.
+    """
+    positions = np.asarray(positions)
+    first = max(0, int(positions.min()) - window + 1)
+    stop = min(np.shape(weights)[-1], int(positions.max()) + 1)
+    band = _zeroed(np.asarray(weights)[..., first:stop])
+    behind = positions[:, None] - np.arange(first, max(first, stop))[None, :]
+    return np.where((behind >= 0) & (behind < window), band, 0.0).sum(-1, dtype=np.float64)
+
+
+def entropy_without_first(weights: np.ndarray) -> np.ndarray:
+    """Entropy in bits of the weights off key 0, renormalised to sum to 1, per row; NaN where
+    a row puts no weight off key 0 (a causal model's first query), as it is then undefined.
+
+    With `s = Σ_{j≥1} w_j`: `−Σ (w_j/s) log2(w_j/s) = −(Σ w_j log2 w_j) / s + log2 s`, so the
+    block is read once in its own dtype (float32) and summed in float64.
+    """
+    rest = np.asarray(weights)[..., 1:]
+    weighed = rest > 0  # False for NaN (never computed) and 0
+    total = np.sum(rest, axis=-1, dtype=np.float64, where=weighed)
+    plogp = np.log2(rest, out=np.zeros_like(rest), where=weighed)
+    spread = -np.sum(np.multiply(rest, plogp, out=plogp, where=weighed), -1, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(total > 0, spread / total + np.log2(total), np.nan)
 
 
 def row_statistics(
