@@ -188,12 +188,16 @@ class AttentionResult:
 
     def stack(self, name: str = SELF) -> tuple[np.ndarray, list[Token], list[Token]]:
         """`(attentions [layers, heads, q, k], query tokens, key tokens)` of one stack."""
+        queries, keys = self.stack_tokens(name)
+        return (self.attentions if name == SELF else self._whole(name)), queries, keys
+
+    def stack_tokens(self, name: str = SELF) -> tuple[list[Token], list[Token]]:
+        """`(query tokens, key tokens)` of one stack, without building its whole array."""
         self.stack_spec(name)
         if name == SELF:
-            return self.attentions, self.tokens, self.tokens
+            return self.tokens, self.tokens
         assert self.decoder_tokens is not None  # the family yields them with these stacks
-        keys = self.tokens if name == CROSS else self.decoder_tokens
-        return self._whole(name), self.decoder_tokens, keys
+        return self.decoder_tokens, self.tokens if name == CROSS else self.decoder_tokens
 
     def is_causal(self, name: str = SELF) -> bool:
         """Whether a stack's queries only see earlier keys (its upper triangle is not data)."""

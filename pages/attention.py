@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import numpy as np
 import streamlit as st
 
 import core
@@ -10,7 +11,7 @@ from core.families import CROSS
 from core.layer_views import layer_view
 from core.selection import segment_b_start, shown_selection
 from core.tokens import unit_labels
-from ui import costly, panels, session
+from ui import costly, long_view, panels, session
 from ui import page as pages
 from ui.explorer import MAX_TOKENS
 from ui.matrix import show_matrix
@@ -47,7 +48,7 @@ def render(page: pages.Page) -> None:
     view, result = page.view, page.result
     stack = panels.stack_selector(page)
     cross = stack == CROSS
-    attentions, tokens, key_tokens = result.stack(stack)
+    tokens, key_tokens = result.stack_tokens(stack)
     spec = result.stack_spec(stack)
     # The selection never rests on a token the display options hide.
     shown_token = shown_selection(
@@ -60,6 +61,9 @@ def render(page: pages.Page) -> None:
     panels.controls(page, stack, [t.text for t in tokens])
     if note:
         st.caption(note)
+    if long_view.in_pieces(page, stack, MAX_TOKENS):
+        long_view.page_body(page, spec.causal, MAX_TOKENS)
+        return
     rows = costly.chosen_rows(view.method, [t.text for t in tokens], view.token)
     scores = costly.scores(page.inputs, view.method, stack, view.layer, rows, len(tokens))
     if scores is None:
@@ -108,7 +112,7 @@ def render(page: pages.Page) -> None:
             panels.selected_token(bars, selected, empty, cross, view.colour_scale())
     panels.neuron_panel(page, stack)
     st.subheader("Export")
-    panels.exports_panel(page, stack, rows, attentions.size)
+    panels.exports_panel(page, stack, rows, int(np.prod(result.pieces(stack).shape)))
 
 
 def long_input(display, labels, empty, selected, view, seg_b, title) -> None:

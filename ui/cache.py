@@ -30,8 +30,10 @@ from core.display_matrix import (
     prepare_cross_display,
     prepare_display,
 )
+from core.exact import DENSE_BUDGET_BYTES
 from core.families import CROSS, SELF
 from core.images import gallery_zip
+from core.long_views import Detail, Overview, Reduce, detail_window, pooled_overview, query_row
 from core.pooling import pool_matrix
 from core.tokens import token_labels
 from ui.deploy import deploy_policy
@@ -41,6 +43,9 @@ from ui.store import ResultStore
 T = TypeVar("T")
 STORE_MEGABYTES_PUBLIC = 128
 STORE_MEGABYTES_PRIVATE = 640
+WHOLE_ATTENTION_BYTES = DENSE_BUDGET_BYTES
+"""Largest whole `[layers, heads, n, n]` array a result builds; longer inputs are read in
+pieces (`core.long_views`)."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +142,32 @@ def attention(inputs: Inputs) -> AttentionResult:
             inputs.pair or None,
             target_text=inputs.target or None,
             top_k=10,
+            budget=WHOLE_ATTENTION_BYTES,
         ),
+    )
+
+
+def overview(inputs: Inputs, layer: int, head: int | None, reduce: Reduce) -> Overview:
+    """`core.long_views.pooled_overview` of the self stack (head None: mean of heads)."""
+    return _stored(
+        store_key("overview", inputs, layer, head, reduce),
+        lambda: pooled_overview(attention(inputs), layer, head, reduce=reduce),
+    )
+
+
+def detail(inputs: Inputs, layer: int, head: int | None, row: int, col: int) -> Detail:
+    """`core.long_views.detail_window` of the self stack from rows `row`, columns `col`."""
+    return _stored(
+        store_key("detail", inputs, layer, head, row, col),
+        lambda: detail_window(attention(inputs), layer, head, row, col),
+    )
+
+
+def row(inputs: Inputs, layer: int, head: int | None, query: int) -> np.ndarray:
+    """`core.long_views.query_row` of the self stack: float32 `[keys]`, NaN not computed."""
+    return _stored(
+        store_key("row", inputs, layer, head, query),
+        lambda: query_row(attention(inputs), layer, head, query),
     )
 
 

@@ -144,7 +144,7 @@ def _scores(
 
 def _layers(inputs: Inputs, stack: str, layer: int | None) -> int:
     """How many layers a request computes: one, or (`layer` None) all of the stack's."""
-    return 1 if layer is not None else cache.attention(inputs).stack(stack)[0].shape[0]
+    return 1 if layer is not None else cache.attention(inputs).pieces(stack).num_layers
 
 
 def _rows_in(chunks: list[tuple[int, ...] | None], n: int) -> int:

@@ -81,11 +81,13 @@ def open_page() -> Page | None:
         return None
     view = session.view()
     stack = view.stack if view.stack in result.stacks else SELF
-    attentions, queries, _ = result.stack(stack)
+    # The shape only: a long input's whole array is never built here (`core.long_views`).
+    layers, heads, _, _ = result.pieces(stack).shape
+    queries, _ = result.stack_tokens(stack)
     view = session.clamp_view(
         Shape(
-            layers=attentions.shape[0],
-            heads=attentions.shape[1],
+            layers=layers,
+            heads=heads,
             tokens=len(queries),
             stacks=result.stacks,
             methods=tuple(core.list_methods(model, stack)),

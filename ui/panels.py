@@ -89,7 +89,7 @@ def _listed(labels: list[str]) -> str:
 
 def controls(page: Page, stack: str, token_labels: list[str]) -> None:
     """Layer, head, method and selected-token controls, bound to the view."""
-    attentions = page.result.stack(stack)[0]
+    layers, heads, _, _ = page.result.pieces(stack).shape
     methods = core.list_methods(page.model, stack)
     method_help = " ".join(
         f"{core.get_method(m).label}: {core.get_method(m).help}" for m in methods
@@ -99,13 +99,13 @@ def controls(page: Page, stack: str, token_labels: list[str]) -> None:
     layer_column, head_column, token_column = st.columns([1, 1.3, 2])
     method_column = st.container()
     with layer_column:
-        bound(st.selectbox, "Layer", "layer", options=list(range(attentions.shape[0])))
+        bound(st.selectbox, "Layer", "layer", options=list(range(layers)))
     with head_column:
         bound(
             st.selectbox,
             "Head",
             "head",
-            options=[*HEADS, *range(attentions.shape[1])],
+            options=[*HEADS, *range(heads)],
             format_func=functools.partial(_head_label),
             disabled=not core.get_method(session.view().method).has_heads,
             help="Methods without heads combine all heads of every layer.",
