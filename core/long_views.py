@@ -59,8 +59,8 @@ class Overview:
         if self.reduce == "mean":
             of = "head" if self.head is not None else "mean of heads"
             return f"mean of each block's computed weights ({of})"
-        of = "" if self.head is not None else " of any head"
-        return f"largest weight{of} in each block"
+        of = "" if self.head is not None else ", any head"
+        return f"maximum of each block's computed weights{of}"
 
 
 @dataclass(frozen=True)
