@@ -72,7 +72,7 @@ def show(page: Page, causal: bool) -> None:
     layer, n = view.layer, len(result.tokens)
     head = view.head if isinstance(view.head, int) else None
     who = f"head {head}" if head is not None else "mean of heads"
-    labels = [plain(t.text) for t in result.tokens]
+    labels = [t.text for t in result.tokens]  # chart and table text is data, not Markdown
     reduce = st.segmented_control(
         "Overview pooling",
         list(REDUCES),
@@ -129,7 +129,7 @@ def show(page: Page, causal: bool) -> None:
     )
     st.subheader("Selected token")
     row = cache.row(page.inputs, layer, head, view.token)
-    st.caption(f"What token {view.token} '{labels[view.token]}' attends to most ({who}).")
+    st.caption(f"What token {view.token} '{plain(labels[view.token])}' attends to most ({who}).")
     st.dataframe(
         top_weights(row, labels),
         hide_index=True,

@@ -5,6 +5,7 @@ from core import EMBEDDED_MODEL, TruncationWarning, compute_method, load_model, 
 from tests.pages.conftest import (
     FLOAT16,
     assert_clean,
+    chart_specs,
     explorer_payload,
     explorer_shown,
     explorer_values,
@@ -179,30 +180,92 @@ def test_a_full_length_input_is_one_explorer_of_512_tokens():
     assert len(payload["left"]) == 512 and payload["maxHeight"] == 640
 
 
-def test_beyond_the_explorer_a_long_input_gets_overview_and_detail(monkeypatch):
-    import ui.explorer
+LONG_TEXT = "A long letter, read in pieces: every block of it is pooled or exact. " * 12
 
-    # The explorer takes 512 tokens, the embedded model's whole length: a smaller limit
-    # reaches the long-input path (the hook for pooled overviews and exact tiles).
+
+def title_of(spec: dict) -> str:
+    """A chart's title on one line (a long title comes as a list of lines)."""
+    text = spec["title"]["text"]
+    return text if isinstance(text, str) else " ".join(text)
+
+
+@pytest.fixture
+def pieces_only(monkeypatch, tiny_model_path):
+    """A tiny Llama whose result refuses the whole array (a 0-byte budget) and an explorer
+    limit of 100 tokens: the Attention page's long path. Returns `(path, pieces result)`."""
+    import ui.cache
+    import ui.explorer
+    from core.exact import CapturedStack
+
+    def refused(self, budget=None):
+        raise AssertionError("the long path built the whole attention array")
+
+    ui.cache.result_store().clear()  # no whole-array result of this text from another test
     monkeypatch.setattr(ui.explorer, "MAX_TOKENS", 100)
-    text = " ".join(["The quick brown fox jumps over the lazy dog."] * 12)
-    at = start(text=text, token=60)
-    assert_clean(at)
-    result = run_attention(load_model(EMBEDDED_MODEL), text)
+    monkeypatch.setattr(ui.cache, "WHOLE_ATTENTION_BYTES", 0)
+    path = str(tiny_model_path("llama"))
+    result = run_attention(load_model(path), LONG_TEXT, budget=0)
+    monkeypatch.setattr(CapturedStack, "dense", refused)
+    yield path, result
+    ui.cache.result_store().clear()
+
+
+def test_a_long_input_gets_pooled_overview_exact_detail_and_top_weights(pieces_only):
+    from core.long_views import pooled_overview, window_start
+
+    path, result = pieces_only
     n = len(result.tokens)
     assert n > 100
+    at = start(model=path, text=LONG_TEXT, token=150, layer=1, head=2)
+    assert_clean(at)
+    assert not at.error
     assert not [c for c in at.get("bidi_component") if "explorer" in c.proto.component_name]
-    overview = table_with(at, 0, {"q", "k", "v"})
+    # The overview: every computed block of the head, the causal future left out (not 0).
+    overview = pooled_overview(result, 1, 2)
+    drawn = table_with(at, 0, {"q", "k", "v"})
+    assert drawn.num_rows == np.isfinite(overview.grid).sum() < overview.grid.size
+    grid = np.full(overview.grid.shape, np.nan)
+    grid[drawn["q"].to_numpy(), drawn["k"].to_numpy()] = drawn["v"].to_numpy()
+    np.testing.assert_allclose(grid, overview.grid, rtol=1e-4, atol=1e-9)
+    titles = [title_of(spec) for spec in chart_specs(at)]
+    assert "mean pooling" in titles[0] and f"{n:,} tokens" in titles[0]
+    # The detail: 64 × 64 exact weights centred on the selected token.
+    first = window_start(150, n)
+    rows = cols = range(first, first + 64)
     detail = table_with(at, 1, {"q", "k", "v"})
-    assert overview.num_rows == 64 * 64
-    assert detail.num_rows == 48 * 48
-    # The detail window is centred on the selected token and holds exact (rounded) weights.
-    start_row = 60 - 24
-    expected = result.attentions[0].mean(0)[start_row : start_row + 48, start_row : start_row + 48]
-    matrix = np.zeros((48, 48))
+    matrix = np.full((64, 64), np.nan)
     matrix[detail["q"].to_numpy(), detail["k"].to_numpy()] = detail["v"].to_numpy()
-    np.testing.assert_allclose(matrix, expected, rtol=1e-4, atol=1e-9)
-    assert len(at.get("vega_lite_chart")) == 3  # overview, detail, the selected token's bars
+    np.testing.assert_allclose(matrix, result.tile(1, 2, rows, cols), rtol=1e-4, atol=1e-9)
+    assert f"{first}–{first + 63}" in titles[1]
+    # The selected token's row: its largest weights, labelled, largest first.
+    table = at.dataframe[0].value
+    row = result.row(1, 2, 150)
+    assert table["position"].iloc[0] == int(np.nanargmax(row))
+    assert table["weight"].iloc[0] == pytest.approx(float(np.nanmax(row)))
+    assert table["token"].iloc[0] == result.tokens[int(np.nanargmax(row))].text
+    assert any("later tokens" in c.value for c in at.caption)
+
+
+def test_a_long_input_moves_its_detail_pools_by_max_and_says_what_other_methods_need(
+    pieces_only,
+):
+    path, result = pieces_only
+    n = len(result.tokens)
+    at = start(model=path, text=LONG_TEXT, token=10)
+    at.number_input(key="long_row").set_value(64).run()
+    assert_clean(at)
+    detail = table_with(at, 1, {"q", "k", "v"})
+    matrix = np.full((64, 64), np.nan)
+    matrix[detail["q"].to_numpy(), detail["k"].to_numpy()] = detail["v"].to_numpy()
+    mean = np.mean([result.tile(0, h, range(64, 128), range(0, 64)) for h in range(4)], 0)
+    np.testing.assert_allclose(matrix, mean, rtol=1e-4, atol=1e-9)
+    at.segmented_control(key="long_pooling").set_value("max").run()
+    assert_clean(at)
+    assert "max pooling" in title_of(chart_specs(at)[0])
+    at.segmented_control(key="w_method").set_value("rollout").run()
+    assert_clean(at)
+    assert not at.error
+    assert any(f"this text has {n:,}" in i.value for i in at.info)
 
 
 def test_flow_stop_keeps_the_tokens_computed(expected):
