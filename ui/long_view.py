@@ -94,7 +94,9 @@ def show(page: Page, causal: bool) -> None:
             value_label=f"{reduce} weight",
             column_width=PAGE_PX,
             selection_name="overview",
-        )
+        ),
+        theme="streamlit",
+        width="content",
     )
     st.caption(
         f"Overview: the {overview.what}; rows are queries (from), columns keys (to), each "
@@ -121,7 +123,9 @@ def show(page: Page, causal: bool) -> None:
             selected=selected,
             column_width=PAGE_PX,
             selection_name="detail",
-        )
+        ),
+        theme="streamlit",
+        width="content",
     )
     st.caption(
         "Exact weights, recomputed for this window. A new selected token centres it; the "
