@@ -33,6 +33,8 @@ ROW_KEY, COL_KEY = "long_row", "long_col"
 CENTRED_KEY = "long_centred_on"
 """Session: the token the detail window was last centred on; a new selection moves it."""
 POOLING_LABELS = {"mean": "Mean", "max": "Max"}
+ROW_PX = 35
+"""Height of one row of Streamlit's data frame."""
 
 
 def in_pieces(page: Page, stack: str, explorer_tokens: int) -> bool:
@@ -134,9 +136,11 @@ def show(page: Page, causal: bool) -> None:
     st.subheader("Selected token")
     row = cache.row(page.inputs, layer, head, view.token)
     st.caption(f"What token {view.token} '{plain(labels[view.token])}' attends to most ({who}).")
+    table = top_weights(row, labels)
     st.dataframe(
-        top_weights(row, labels),
+        table,
         hide_index=True,
+        height=ROW_PX * (len(table) + 1) + 3,  # every listed key, without a scroll box
         column_config={
             "position": st.column_config.NumberColumn("Position"),
             "token": st.column_config.TextColumn("Token"),
