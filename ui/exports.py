@@ -54,7 +54,7 @@ def stem(prov: core.Provenance, *, kind: str = "attention") -> str:
 
 def _labels(inputs: Inputs, stack: str) -> tuple[list[str], list[str] | None]:
     # Cross attention exports its target tokens as rows and its source tokens as keys.
-    _, queries, keys = cache.attention(inputs).stack(stack)
+    queries, keys = cache.attention(inputs).stack_tokens(stack)
     return [t.text for t in queries], ([t.text for t in keys] if stack == CROSS else None)
 
 

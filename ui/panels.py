@@ -162,7 +162,7 @@ def line_view(
     """
     current = page.view
     result = page.result
-    _, tokens, key_tokens = result.stack(stack)
+    tokens, key_tokens = result.stack_tokens(stack)
     spec = result.stack_spec(stack)
     cross = stack == CROSS
     default_edges = 3 if len(display.labels) > LONG_INPUT else MAX_EDGES
@@ -259,7 +259,7 @@ def matrix_explorer(
     `[q, k]` the cells the model never computes (causal future; a sliding window's outside).
     """
     view = page.view
-    _, tokens, key_tokens = page.result.stack(stack)
+    tokens, key_tokens = page.result.stack_tokens(stack)
     cross = stack == CROSS
     has_heads = scores.per_head is not None
     # The browser names the head it shows; the title says the rest.

@@ -49,6 +49,7 @@ def masked(result, whole: np.ndarray, layer: int) -> np.ndarray:
 def test_the_pieces_never_need_the_whole_array(pair):
     result, _ = pair
     assert not whole_fits(result) and max_whole_tokens(result) == 0
+    assert result.stack_tokens() == (result.tokens, result.tokens)  # tokens without the array
     with pytest.raises(AttentionTooLargeError):
         _ = result.attentions
 
