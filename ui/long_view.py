@@ -59,7 +59,10 @@ def page_body(page: Page, causal: bool, explorer_tokens: int) -> None:
         return
     st.subheader("Matrix")
     show(page, causal)
-    st.caption(f"The line view draws at most {explorer_tokens} tokens; this text has {n:,}.")
+    if n > explorer_tokens:
+        st.caption(f"The line view draws at most {explorer_tokens} tokens; this text has {n:,}.")
+    else:
+        st.caption(f"The line view {whole}.")
     panels.neuron_panel(page, SELF)
     if n > most:
         st.caption(f"Exports of every layer and head: this {whole}.")

@@ -268,6 +268,16 @@ def test_a_long_input_moves_its_detail_pools_by_max_and_says_what_other_methods_
     assert any(f"this text has {n:,}" in i.value for i in at.info)
 
 
+def test_a_short_input_beyond_the_budget_is_read_in_pieces_too(pieces_only):
+    path, _ = pieces_only
+    at = start(model=path, text=TEXT, token=3)
+    assert_clean(at)
+    assert not at.error
+    assert not [c for c in at.get("bidi_component") if "explorer" in c.proto.component_name]
+    assert table_with(at, 1, {"q", "k", "v"}).num_rows > 0  # the detail: every token here
+    assert any("The line view needs the whole attention array" in c.value for c in at.caption)
+
+
 def test_flow_stop_keeps_the_tokens_computed(expected):
     from ui.cache import Inputs, method_result, result_store
     from ui.costly import CHUNK_ROWS
