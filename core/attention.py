@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from core import admission
 from core.errors import (
     EmptyTextError,
     PositionOutOfRangeError,
@@ -179,7 +178,7 @@ def _run_encoder_decoder(
     network, tokenizer = model.model, model.tokenizer
     generated = target_text is None or not target_text.strip()
     dropped_target = 0
-    with admission.slot("forward pass"), guarded(model), torch.inference_mode():
+    with guarded(model), torch.inference_mode():
         if generated:
             # The decoder's input is its own greedy output, start token included.
             decoder_ids = network.generate(
@@ -257,7 +256,7 @@ def generate_with_attention(
         raise PositionOutOfRangeError(
             f"The prompt already fills the model's {model.max_length} positions."
         )
-    with admission.slot("generation"), guarded(model), torch.inference_mode():
+    with guarded(model), torch.inference_mode():
         sequence = model.model.generate(
             **encoded.inputs,
             max_new_tokens=min(max_new_tokens, room),

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from core import admission
 from core.errors import AtlasError, EmptyTextError, TruncationWarning, UnsupportedModelError
 from core.families import SELF, Passes
 from core.models import LoadedModel
@@ -144,12 +143,9 @@ def forward(
     """One forward pass returning every stack's attention and, if there is an LM head, logits.
 
     Runs the model's family adapter under `torch.inference_mode()`; the shared model is not
-    modified. An encoder-decoder model without `decoder_input_ids` runs its encoder only. Takes
-    a slot of the process-wide admission limit (`core.admission`), so it may wait behind other
-    visitors' work and raise `ServerBusyError` (outside `guarded`, which would turn the busy
-    error into "could not run").
+    modified. An encoder-decoder model without `decoder_input_ids` runs its encoder only.
     """
-    with admission.slot("forward pass"), guarded(model), torch.inference_mode():
+    with guarded(model), torch.inference_mode():
         passes = model.family.run(model.model, inputs, decoder_input_ids)
     stacks = {name: _stacked(model, layers) for name, layers in passes.attentions.items()}
     logits = passes.logits
@@ -172,7 +168,7 @@ def forward_with_grad(
     autograd graph. Returns the passes and the embeddings leaf.
     """
     network = model.model
-    with admission.slot("backward pass"), guarded(model), torch.enable_grad():
+    with guarded(model), torch.enable_grad():
         ids = inputs["input_ids"]
         embeddings = network.get_input_embeddings()(ids).detach().requires_grad_(True)
         rest = {key: value for key, value in inputs.items() if key != "input_ids"}

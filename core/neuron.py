@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from core import admission
 from core.errors import NeuronViewUnsupportedError, PositionOutOfRangeError
 from core.inference import encode, forward
 from core.models import LoadedModel, ModelKind
@@ -413,8 +412,7 @@ def neuron_view(
     query = _check_index(query, n, "token", "the input")
 
     capture = _Capture(layer)
-    # The admission slot before the model's lock: see core.admission on lock order.
-    with admission.slot("neuron view"), _lock_for(model.model), _hooked(modules, capture):
+    with _lock_for(model.model), _hooked(modules, capture):
         output = forward(model, encoded.inputs)
 
     if capture.calls != output.attentions.shape[0]:

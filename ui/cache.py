@@ -21,12 +21,13 @@ import pandas as pd
 import streamlit as st
 
 import core
-from core import AttentionResult, LoadedModel, MethodRequest, MethodResult, admission
+from core import AttentionResult, LoadedModel, MethodRequest, MethodResult
 from core.agreement import agreement_table, method_attribution
 from core.families import SELF
 from core.images import gallery_zip
 from core.tokens import token_labels
 from core.views import blank_causal
+from server import admission
 from ui.deploy import deploy_policy
 from ui.state import ViewState
 from ui.store import ResultStore
@@ -69,7 +70,7 @@ def store_key(kind: str, inputs: Inputs, *settings: Hashable) -> tuple[Hashable,
 # ≈1.2 GB resident, half of a 2.7 GB Community Cloud machine (bench/preset_memory.py).
 @st.cache_resource(max_entries=2, show_spinner=False)
 def cached_model(name: str) -> LoadedModel:
-    from core.deploy import load_model_for
+    from server.policy import load_model_for
 
     # Every page loads through here, so the deployment's allowlist, size cap, weight format and
     # token cap hold for all of them; a refused name raises and is never cached.
@@ -94,7 +95,7 @@ def _stored(key: tuple[Hashable, ...], compute: Callable[[], T]) -> T:
 
 
 def admitted(compute: Callable[[], T]) -> T:
-    """`compute()` inside a slot of the process-wide admission limit (`core.admission`).
+    """`compute()` inside a slot of the process-wide admission limit (`server.admission`).
 
     Only work that is not stored yet waits for a slot, so a visitor reopening a computed view
     never queues behind another's flow; one who has to wait is told where they stand.
@@ -384,8 +385,8 @@ def is_encoder_decoder(name: str) -> bool:
 # cost the sidebar the loader's network timeout on every rerun.
 @st.cache_data(max_entries=32, ttl="10m", show_spinner=False)
 def config_is_encoder_decoder(name: str) -> bool:
-    from core.deploy import check_model_allowed
     from core.models import detect_kind, load_config
+    from server.policy import check_model_allowed
 
     try:
         check_model_allowed(deploy_policy(), name)

@@ -8,7 +8,8 @@ from typing import Any
 import streamlit as st
 
 from core import PRESETS
-from core.deploy import DeployConfigError, DeployPolicy, policy_from_env
+from server.errors import DeployConfigError
+from server.settings import DeployPolicy, policy_from_env
 
 CUSTOM_CHOICE = "Other: Hub id or local directory…"
 """The model pickers' last option: type any Hub id or directory (private installs only)."""

@@ -15,8 +15,8 @@ import streamlit as st
 
 import core
 from core import AtlasError, ModelKind, charts
-from core.deploy import check_agreement_request
 from core.families import SELF
+from server.policy import check_agreement_request
 from ui import cache, flow, stoppable
 from ui.cache import LEAVE_ONE_OUT, Inputs
 from ui.deploy import deploy_policy

@@ -17,7 +17,11 @@ import streamlit as st
 
 import core
 from core import MethodResult
-from core.deploy import check_flow_request, check_value_zeroing_request, flow_progress_with_budget
+from server.policy import (
+    check_flow_request,
+    check_value_zeroing_request,
+    flow_progress_with_budget,
+)
 from ui import cache, session, stoppable
 from ui.cache import Inputs
 from ui.deploy import deploy_policy

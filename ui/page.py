@@ -99,7 +99,8 @@ def open_page() -> Page | None:
 
 def load_model(name: str) -> LoadedModel | None:
     """Model `name`, loaded with a spinner; shows the error and returns None on failure."""
-    from core.deploy import check_model_allowed, shown_name
+    from server.policy import check_model_allowed
+    from server.settings import shown_name
 
     preset = core.PRESETS.get(name)
     if preset is not None and preset.needs_download:
@@ -126,7 +127,7 @@ def load_result(inputs: Inputs, model: LoadedModel) -> AttentionResult | None:
     bounded by the tokens kept. Only text beyond the character cap is refused, because the
     tokenizer would spend seconds on it before truncating.
     """
-    from core.deploy import check_text_length
+    from server.policy import check_text_length
 
     try:
         check_text_length(deploy_policy(), inputs.text, inputs.pair + inputs.target)

@@ -110,7 +110,7 @@ def drawn_masks(
     positions: list[int], predictions: list[list[core.Prediction]]
 ) -> tuple[list[int], list[list[core.Prediction]]]:
     """The first masks up to the deployment's budget, with a note when some are left out."""
-    from core.deploy import masks_allowed
+    from server.policy import masks_allowed
 
     allowed = min(masks_allowed(deploy_policy(), len(positions)), MAX_MASKS_DRAWN)
     if allowed < len(positions):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core import PRESETS
-from core.deploy import shown_name
+from server.settings import shown_name
 from ui import cache, session
 from ui.deploy import CUSTOM_CHOICE, model_label, offered_models, read_deploy_policy
 from ui.state import DEFAULT, SCALES, from_view_file

@@ -11,10 +11,10 @@ from safetensors.torch import load_file
 from streamlit.testing.v1 import AppTest
 from transformers import BertConfig
 
-import core.deploy as deploy_module
+import server.policy
 import ui.flow
 from core import EMBEDDED_MODEL, PRESETS
-from core.deploy import SETTINGS
+from server.settings import SETTINGS
 from tests.fake_hub import serve_fake_hub
 from tests.pages.conftest import APP, assert_clean, start, table_with
 from ui.deploy import CUSTOM_CHOICE, model_label
@@ -267,7 +267,7 @@ def test_a_flow_over_the_time_budget_stops_with_a_message(deploy, monkeypatch):
     ticks = iter(range(0, 10**6, 100))  # a clock on which every step takes 100 s
 
     def slow_clock_budget(policy, progress=None):
-        return deploy_module.flow_progress_with_budget(policy, progress, clock=lambda: next(ticks))
+        return server.policy.flow_progress_with_budget(policy, progress, clock=lambda: next(ticks))
 
     monkeypatch.setattr(ui.flow, "flow_progress_with_budget", slow_clock_budget)
     at = start(text="The dog sat on the rug.", method="flow", layer=5, flow_chosen="false")

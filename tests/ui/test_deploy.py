@@ -1,7 +1,7 @@
 """Which models the pickers list under a deployment policy."""
 
 from core import EMBEDDED_MODEL, PRESETS
-from core.deploy import DeployPolicy
+from server.settings import DeployPolicy
 from ui.deploy import CUSTOM_CHOICE, model_label, offered_models, picker_options
 
 

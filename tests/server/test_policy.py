@@ -1,4 +1,4 @@
-"""Public-deploy policy: settings, allowlist, size and token caps, weight format, remote code."""
+"""The deployment policy (`server`): settings, allowlist, size and token caps, weight format."""
 
 from __future__ import annotations
 
@@ -15,54 +15,61 @@ import torch
 from safetensors.torch import load_file
 from transformers import AlbertConfig, BartConfig, BertConfig, DistilBertConfig, RobertaConfig
 
-import core.deploy
+import server.policy
+import server.settings
 from core import EMBEDDED_MODEL, PRESETS, load_model, run_attention
-from core.deploy import (
-    PUBLIC_MAX_CHARS,
-    PUBLIC_MAX_PARAMETERS,
-    PUBLIC_MAX_TOKENS,
-    AttentionShape,
+from core.errors import (
+    AtlasError,
+    InsufficientMemoryError,
+    ModelLoadError,
+    UnsupportedModelError,
+)
+from core.models import load_config
+from server.errors import (
+    AgreementTooLargeError,
+    BudgetExceededError,
     DeployConfigError,
-    DeployPolicy,
+    ExportTooLargeError,
+    FlowTimeExceededError,
+    FlowTooLargeError,
     ModelNotAllowedError,
     ModelTooLargeError,
+    ResultTooLargeError,
     TextTooLongError,
     UnsafeWeightsError,
+    ValueZeroingTooLargeError,
+)
+from server.memory import (
+    AttentionShape,
     attention_shape,
     available_memory_bytes,
-    check_agreement_request,
     check_attention_shape,
+    check_memory,
+    estimate_parameters,
+    parameter_bytes,
+    result_bytes,
+)
+from server.policy import (
+    check_agreement_request,
     check_export_cells,
     check_flow_request,
-    check_memory,
     check_model_allowed,
     check_model_size,
     check_result_size,
     check_text_length,
     check_value_zeroing_request,
-    estimate_parameters,
     flow_progress_with_budget,
     load_model_for,
     masks_allowed,
-    parameter_bytes,
-    policy_from_env,
-    result_bytes,
     value_zeroing_tokens_allowed,
 )
-from core.errors import (
-    AgreementTooLargeError,
-    AtlasError,
-    BudgetExceededError,
-    ExportTooLargeError,
-    FlowTimeExceededError,
-    FlowTooLargeError,
-    InsufficientMemoryError,
-    ModelLoadError,
-    ResultTooLargeError,
-    UnsupportedModelError,
-    ValueZeroingTooLargeError,
+from server.settings import (
+    PUBLIC_MAX_CHARS,
+    PUBLIC_MAX_PARAMETERS,
+    PUBLIC_MAX_TOKENS,
+    DeployPolicy,
+    policy_from_env,
 )
-from core.models import load_config
 from tests.fake_hub import serve_fake_hub
 
 BERT_LARGE = BertConfig(
@@ -174,8 +181,8 @@ def test_allowlist_refuses_every_other_name_before_touching_disk_or_network(monk
     def forbidden(*args, **kwargs):
         raise AssertionError("the allowlist must be checked before loading anything")
 
-    monkeypatch.setattr(core.deploy, "load_config", forbidden)
-    monkeypatch.setattr(core.deploy, "load_model", forbidden)
+    monkeypatch.setattr(server.policy, "load_config", forbidden)
+    monkeypatch.setattr(server.policy, "load_model", forbidden)
     policy = DeployPolicy.strict()
     for name in ["bert-large-cased", "../../etc", "/etc", "~", "acme/evil", " ", "x" * 500]:
         with pytest.raises(ModelNotAllowedError, match="not one of the models"):
@@ -275,7 +282,7 @@ def test_size_cap_applies_to_a_local_checkpoint_too(tiny_model_path, monkeypatch
     def forbidden(*args, **kwargs):
         raise AssertionError("weights must not be loaded for a model that is too large")
 
-    monkeypatch.setattr(core.deploy, "load_model", forbidden)
+    monkeypatch.setattr(server.policy, "load_model", forbidden)
     path = str(tiny_model_path("bert"))
     with pytest.raises(ModelTooLargeError, match="up to 1k"):
         load_model_for(DeployPolicy(max_parameters=1_000), path)
@@ -373,7 +380,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_secrets_example_turns_on_the_strict_public_policy():
     secrets = tomllib.loads((ROOT / ".streamlit" / "secrets.toml.example").read_text())
-    assert set(secrets) <= set(core.deploy.SETTINGS)
+    assert set(secrets) <= set(server.settings.SETTINGS)
     assert policy_from_env({}, secrets) == DeployPolicy.strict()
 
 
@@ -423,7 +430,7 @@ def test_public_budgets_default_on_and_read_like_the_other_settings():
     for field, _, value in BUDGET_SETTINGS.values():
         assert getattr(public, field) == value
         assert getattr(private, field) is None
-    assert public.max_result_bytes == core.deploy.PUBLIC_MAX_RESULT_BYTES
+    assert public.max_result_bytes == server.settings.PUBLIC_MAX_RESULT_BYTES
     env = {"ATLAS_PUBLIC": "1", **{key: "none" for key in BUDGET_SETTINGS}}
     assert all(
         getattr(policy_from_env(env), field) is None for field, *_ in BUDGET_SETTINGS.values()
@@ -538,7 +545,7 @@ def test_private_mode_refuses_a_310b_config_before_loading(tmp_path, monkeypatch
     def forbidden(*args, **kwargs):
         raise AssertionError("weights must not be loaded for a model that does not fit")
 
-    monkeypatch.setattr(core.deploy, "load_model", forbidden)
+    monkeypatch.setattr(server.policy, "load_model", forbidden)
     huge = BertConfig(
         hidden_size=18432,
         num_hidden_layers=76,

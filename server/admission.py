@@ -4,18 +4,18 @@ Streamlit runs every visitor's script in its own thread of one process. Without 
 visitors start ten forward passes (or flows) at once on a two-core machine: each gets a fifth of
 a core, every page slows down together, and memory holds ten runs' activations at the same
 time. With it, at most `slots` pieces of expensive work run at once (one per CPU core by
-default) and the rest wait in line, first come first served, each told its place::
+default) and the rest wait in line, each told its place::
 
-    from core import admission
+    from server import admission
 
     with admission.slot("attention", on_queued=lambda position: note(f"{position} in line")):
         result = run_attention(model, text)
 
-`core` takes a slot itself around every forward pass (`core.inference.forward`, generation and
-the encoder-decoder pass in `core.attention`, the neuron view); slots are reentrant per thread,
-so a caller that wraps a larger piece of work (a flow, an export, a whole page computation) in
-one slot is not counted twice. Waiting is bounded: after `timeout` seconds the caller gets a
-`ServerBusyError` with a message for people instead of hanging.
+`core` takes no slot itself (it is a library: a notebook has no line to wait in); the app wraps
+each computation it does not have stored yet in one slot (`ui.cache.admitted`). Slots are
+reentrant per thread, so a caller that wraps a larger piece of work in one slot is not counted
+twice. Waiting is bounded: after `timeout` seconds the caller gets a `ServerBusyError` with a
+message for people instead of hanging.
 
 Lock order: take the slot first, then any other lock (the neuron view does), so that a thread
 holding a lock never waits for a slot held by a thread waiting for that lock.
@@ -23,9 +23,10 @@ holding a lock never waits for a slot held by a thread waiting for that lock.
 Torch threads. PyTorch runs one forward pass on as many threads as the machine has cores. With
 one pass per core admitted at once that would be cores² busy threads fighting over the cores:
 every pass slows down and the operating system's scheduling, not the queue, decides who goes
-first. So the first slot taken sets PyTorch's intra-op threads to cores // slots (1 with the
-default of one slot per core): a lone visitor's pass may take longer than it could, but a
-second visitor's page no longer waits behind a pass that holds every core.
+first. So the app sets PyTorch's intra-op threads to cores // slots at start-up
+(`limit_torch_threads`, called by `ui.runtime.tune_process`): a lone visitor's pass may take
+longer than it could, but a second visitor's page no longer waits behind a pass that holds every
+core. Nothing here runs on import.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from core.errors import ServerBusyError
+from server.errors import ServerBusyError
 
 DEFAULT_TIMEOUT = 45.0
 """Seconds a request waits in line before giving up: long enough to wait out a few forward
@@ -177,7 +178,6 @@ class AdmissionLimiter:
 
 
 _limiter = AdmissionLimiter(available_cores())
-_threads_limited = False
 _setup_lock = threading.Lock()
 
 
@@ -192,16 +192,16 @@ def configure(slots: int | None = None, timeout: float | None = DEFAULT_TIMEOUT)
     Meant for start-up and tests. Work already holding a slot of the old limiter finishes and
     releases it there; new work lines up at the new one.
     """
-    global _limiter, _threads_limited
+    global _limiter
     with _setup_lock:
         _limiter = AdmissionLimiter(slots or available_cores(), timeout)
-        _threads_limited = False
 
 
 def limit_torch_threads(slots: int | None = None) -> int:
     """Set PyTorch's intra-op threads to cores // slots (at least 1); returns the number.
 
-    See the module docstring for why; `slot` calls it once on first use.
+    See the module docstring for why. For the server process only, at start-up: a notebook
+    keeps PyTorch's own choice.
     """
     import torch
 
@@ -217,12 +217,5 @@ def slot(
     timeout: float | None = None,
 ) -> Iterator[None]:
     """`AdmissionLimiter.slot` of the process-wide limiter (see `configure`)."""
-    global _threads_limited
-    current = _limiter
-    if not _threads_limited:
-        with _setup_lock:
-            if not _threads_limited:
-                limit_torch_threads(current.slots)
-                _threads_limited = True
-    with current.slot(what, on_queued, timeout):
+    with _limiter.slot(what, on_queued, timeout):
         yield
