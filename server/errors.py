@@ -56,9 +56,5 @@ class AgreementTooLargeError(BudgetExceededError):
     """A leave-one-out agreement request is for a longer text than the deployment allows."""
 
 
-class ExportTooLargeError(BudgetExceededError):
-    """A download would hold more cells than the deployment allows."""
-
-
 class ServerBusyError(AtlasError):
     """Every slot for expensive work stayed taken for longer than a visitor is asked to wait."""

@@ -13,14 +13,16 @@ from typing import Any
 from core.errors import InsufficientMemoryError, UnsupportedModelError
 from core.loading_lock import LOADING_LOCK
 from server.errors import ModelTooLargeError
-from server.settings import (
-    BYTES_PER_ATTENTION_WEIGHT,
-    MAX_EXPERTS,
-    MAX_HEADS,
-    MAX_LAYERS,
-    DeployPolicy,
-    shown_name,
-)
+from server.settings import DeployPolicy, shown_name
+
+MAX_LAYERS = 256
+"""Twice the deepest published text transformers (≈130 layers)."""
+MAX_HEADS = 256
+"""Twice the most heads per layer of published text transformers (128)."""
+MAX_EXPERTS = 1_024
+"""Experts per mixture-of-experts layer: more than any published model routes between."""
+BYTES_PER_ATTENTION_WEIGHT = 4
+"""Attention is kept as float32 whatever the model's own dtype."""
 
 
 def estimate_parameters(config: Any) -> int:

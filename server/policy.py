@@ -20,7 +20,6 @@ from core.errors import ModelLoadError, UnsupportedModelError
 from core.models import LoadedModel, load_config, load_model
 from server.errors import (
     AgreementTooLargeError,
-    ExportTooLargeError,
     FlowTimeExceededError,
     FlowTooLargeError,
     ModelNotAllowedError,
@@ -211,17 +210,20 @@ def check_agreement_request(policy: DeployPolicy, n_tokens: int) -> None:
         )
 
 
-def check_export_cells(policy: DeployPolicy, cells: int) -> None:
-    """Raise `ExportTooLargeError` if a download of `cells` numbers exceeds
-    `policy.max_export_cells`. Call it before building the file."""
+def export_refusal(policy: DeployPolicy, cells: int) -> str | None:
+    """Why a download of `cells` numbers is not offered (over `policy.max_export_cells`), or
+    None when it is. The one export cap: the pages show the sentence instead of the buttons,
+    before any file is built."""
     if cells < 0:
         raise ValueError(f"cells must not be negative, not {cells}")
-    if policy.max_export_cells is not None and cells > policy.max_export_cells:
-        raise ExportTooLargeError(
-            f"This download would hold {cells:,} numbers; this deployment builds files of up to "
-            f"{policy.max_export_cells:,} on a machine every visitor shares. Download one layer "
-            "or one head, or a shorter text."
-        )
+    cap = policy.max_export_cells
+    if cap is None or cells <= cap:
+        return None
+    return (
+        f"{cells:,} values are too many to download here (up to {cap:,} per file, which is "
+        "built in the server's memory). Export one layer on the Attention page, or use "
+        "`core.run_attention` in a notebook."
+    )
 
 
 def masks_allowed(policy: DeployPolicy, n_masks: int) -> int:

@@ -12,14 +12,11 @@ from typing import Any
 
 import streamlit as st
 
+from server.policy import export_refusal
 from ui import session
 from ui.deploy import deploy_policy
 from ui.runtime import skip_final_validation
 from ui.text import plain
-
-EXPORT_CELL_LIMIT = 4_000_000
-"""Larger exports (hundreds of MB of text) are left to notebooks: one click could exhaust a
-shared server's memory."""
 
 
 def bound(
@@ -78,15 +75,12 @@ def export_buttons(
     """CSV and JSON download buttons; the data is only built when a button is clicked.
 
     `csv` and `json` are built lazily: pass `functools.partial`s of cache functions with small
-    arguments, not closures over arrays. Above `EXPORT_CELL_LIMIT` values the buttons are
-    replaced by a note.
+    arguments, not closures over arrays. Over the deployment's export cap
+    (`ATLAS_MAX_EXPORT_CELLS`) the buttons are replaced by a note.
     """
-    budget = deploy_policy().max_export_cells
-    if cells > (EXPORT_CELL_LIMIT if budget is None else min(budget, EXPORT_CELL_LIMIT)):
-        st.caption(
-            f"{name}: {cells:,} values are too many to download here. Export one layer on the "
-            "Attention page, or use `core.run_attention` in a notebook."
-        )
+    refusal = export_refusal(deploy_policy(), cells)
+    if refusal is not None:
+        st.caption(f"{name}: {refusal}")
         return
     stem = stem or file_stem(name.lower().replace(" ", "_"))
     left, right = st.columns(2)

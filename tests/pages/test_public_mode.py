@@ -14,7 +14,7 @@ from transformers import BertConfig
 import server.policy
 import ui.flow
 from core import EMBEDDED_MODEL, PRESETS
-from server.settings import SETTINGS
+from server.settings import SETTING_NAMES
 from tests.fake_hub import serve_fake_hub
 from tests.pages.conftest import APP, assert_clean, start, table_with
 from ui.deploy import CUSTOM_CHOICE, model_label
@@ -36,7 +36,7 @@ def deploy(monkeypatch):
     """Factory: `deploy(ATLAS_PUBLIC=1, ...)` sets exactly these settings for the app."""
 
     def configure(**settings: object) -> None:
-        for key in SETTINGS:
+        for key in SETTING_NAMES:
             monkeypatch.delenv(key, raising=False)
         for key, value in settings.items():
             monkeypatch.setenv(key, str(value))

@@ -29,7 +29,6 @@ from server.errors import (
     AgreementTooLargeError,
     BudgetExceededError,
     DeployConfigError,
-    ExportTooLargeError,
     FlowTimeExceededError,
     FlowTooLargeError,
     ModelNotAllowedError,
@@ -51,22 +50,19 @@ from server.memory import (
 )
 from server.policy import (
     check_agreement_request,
-    check_export_cells,
     check_flow_request,
     check_model_allowed,
     check_model_size,
     check_result_size,
     check_text_length,
     check_value_zeroing_request,
+    export_refusal,
     flow_progress_with_budget,
     load_model_for,
     masks_allowed,
     value_zeroing_tokens_allowed,
 )
 from server.settings import (
-    PUBLIC_MAX_CHARS,
-    PUBLIC_MAX_PARAMETERS,
-    PUBLIC_MAX_TOKENS,
     DeployPolicy,
     policy_from_env,
 )
@@ -91,9 +87,9 @@ def test_public_mode_defaults():
     policy = policy_from_env({"ATLAS_PUBLIC": "1"})
     assert policy == DeployPolicy.strict()
     assert policy.allowed_models == tuple(PRESETS)
-    assert policy.max_tokens == PUBLIC_MAX_TOKENS == 256
-    assert policy.max_chars == PUBLIC_MAX_CHARS
-    assert policy.max_parameters == PUBLIC_MAX_PARAMETERS == 150_000_000
+    assert policy.max_tokens == 256
+    assert policy.max_chars == 20_000
+    assert policy.max_parameters == 150_000_000
     assert policy.safetensors_only
     assert not policy.offers_any_model
 
@@ -380,7 +376,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_secrets_example_turns_on_the_strict_public_policy():
     secrets = tomllib.loads((ROOT / ".streamlit" / "secrets.toml.example").read_text())
-    assert set(secrets) <= set(server.settings.SETTINGS)
+    assert set(secrets) <= set(server.settings.SETTING_NAMES)
     assert policy_from_env({}, secrets) == DeployPolicy.strict()
 
 
@@ -429,8 +425,9 @@ def test_public_budgets_default_on_and_read_like_the_other_settings():
     private = policy_from_env({})
     for field, _, value in BUDGET_SETTINGS.values():
         assert getattr(public, field) == value
-        assert getattr(private, field) is None
-    assert public.max_result_bytes == server.settings.PUBLIC_MAX_RESULT_BYTES
+        # Private installs have no budget but the export cap (4M numbers: one file is built in
+        # memory whoever asks for it).
+        assert getattr(private, field) == (4_000_000 if field == "max_export_cells" else None)
     env = {"ATLAS_PUBLIC": "1", **{key: "none" for key in BUDGET_SETTINGS}}
     assert all(
         getattr(policy_from_env(env), field) is None for field, *_ in BUDGET_SETTINGS.values()
@@ -633,12 +630,15 @@ def test_a_real_flow_is_stopped_by_the_time_budget():
         )
 
 
-def test_export_cells_budget():
-    policy = DeployPolicy.strict()
-    check_export_cells(policy, 2_000_000)
-    with pytest.raises(ExportTooLargeError, match=r"3,976,200 numbers.*2,000,000"):
-        check_export_cells(policy, 6 * 12 * 235 * 235)
-    check_export_cells(DeployPolicy(), 10**9)
+def test_one_export_cap_public_and_private():
+    public = DeployPolicy.strict()
+    assert export_refusal(public, 2_000_000) is None
+    refusal = export_refusal(public, 6 * 12 * 235 * 235)
+    assert refusal is not None and "3,976,200 values" in refusal and "2,000,000" in refusal
+    # A private install keeps the cap the page had before it was a setting: 4 M numbers.
+    assert export_refusal(DeployPolicy(), 4_000_000) is None
+    assert export_refusal(DeployPolicy(), 4_000_001) is not None
+    assert export_refusal(DeployPolicy(max_export_cells=None), 10**9) is None
 
 
 def test_masks_drawn_per_text():
@@ -648,7 +648,7 @@ def test_masks_drawn_per_text():
 
 
 def test_budget_errors_are_atlas_errors_for_people():
-    for error in (FlowTooLargeError, FlowTimeExceededError, ExportTooLargeError):
+    for error in (FlowTooLargeError, FlowTimeExceededError):
         assert issubclass(error, BudgetExceededError) and issubclass(error, AtlasError)
     for error in (ResultTooLargeError, InsufficientMemoryError):
         assert issubclass(error, ModelLoadError)
