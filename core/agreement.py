@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
+from core.costs import Cost
 from core.errors import MethodUnsupportedError, TruncationWarning
 from core.inference import Encoded, encode, guarded
 from core.kinds import ModelKind
@@ -48,6 +49,12 @@ AGREEMENT_COLUMNS = (
     "tokens_compared",
 )
 LEAVE_ONE_OUT_COLUMNS = ("position", "token", "probability_without", "drop")
+LEAVE_ONE_OUT = "leave_one_out"
+"""The first part of an agreement table; the other parts are named after their methods."""
+LEAVE_ONE_OUT_COST = Cost(
+    "0.75 * n",
+    note="One variant per token, each ≈ 0.6–0.75 of a pass (batching saves little on a CPU).",
+)
 BATCH = 32
 """Variants per forward pass: bounds memory at long inputs."""
 
@@ -140,6 +147,24 @@ def leave_one_out(
     return frame
 
 
+def _per_row(method: str) -> bool:
+    """Whether `method` declares rows and layers to compute (its cost grows with each)."""
+    names = {parameter.name for parameter in get_method(method).parameters}
+    return {"rows", "layers"} <= names
+
+
+def part_passes(model: LoadedModel, part: str, n: int) -> float:
+    """Forward passes' worth of one part of an agreement table over an `n`-token text:
+    `LEAVE_ONE_OUT` or a method's name, from the costs the registry declares (plus the
+    method's own pass over the text). For progress bars and the server's queue."""
+    if part == LEAVE_ONE_OUT:
+        return LEAVE_ONE_OUT_COST.passes(n, model.num_layers)
+    cost = get_method(part).cost
+    if _per_row(part):
+        return 1 + cost.passes(n, model.num_layers, rows=1, layers=1)
+    return 1 + cost.passes(n, model.num_layers)
+
+
 def method_attribution(
     model: LoadedModel, text: str, position: int, method: str, progress: Progress | None = None
 ) -> tuple[np.ndarray, str]:
@@ -149,20 +174,16 @@ def method_attribution(
     keeps n numbers. `progress` is the method's own (`MethodRequest.progress`), for methods
     that report.
     """
-    layer_count = model.num_layers
-    if method == "flow":  # one max-flow per token pair: compute only the row needed
+    entry = get_method(method)
+    last = model.num_layers - 1
+    if _per_row(method):  # work per row (flow's max-flows): compute only the row needed
         result = compute_method(
-            model,
-            text,
-            method,
-            layers=(layer_count - 1,),
-            rows=(position,),
-            progress=progress,
+            model, text, method, layers=(last,), rows=(position,), progress=progress
         )
-        row, source = result.per_layer[-1, position], "flow, last layer"
+        row, source = result.per_layer[-1, position], f"{entry.label}, last layer"
     else:
         result = compute_method(model, text, method, target=position, progress=progress)
-        if result.rollout is None or method == "raw":
+        if result.rollout is None or not entry.attributes_by_rollout:
             row, source = result.per_layer[-1, position], "last layer"
         elif result.accumulated:
             row, source = result.per_layer[-1, position], "last layer (accumulated)"

@@ -40,16 +40,16 @@ class BudgetExceededError(AtlasError):
     """A request asks for more work than the deployment allows one visitor (base class)."""
 
 
-class FlowTooLargeError(BudgetExceededError):
-    """An attention-flow request asks for more rows than the deployment allows."""
+class TooManyRowsError(BudgetExceededError):
+    """A request of a per-row method (attention flow) asks for more rows than allowed."""
 
 
-class FlowTimeExceededError(BudgetExceededError):
-    """An attention flow ran longer than the deployment allows and was stopped."""
+class TimeBudgetExceededError(BudgetExceededError):
+    """A per-row method's request (attention flow) ran longer than allowed and was stopped."""
 
 
-class ValueZeroingTooLargeError(BudgetExceededError):
-    """A value-zeroing request is for a longer text than the deployment computes it for."""
+class RerunTooLargeError(BudgetExceededError):
+    """A method that re-runs a layer per token (value zeroing) was asked for too long a text."""
 
 
 class AgreementTooLargeError(BudgetExceededError):

@@ -16,18 +16,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.costs import Budget
 from core.errors import ModelLoadError, UnsupportedModelError
+from core.methods import Method
 from core.models import LoadedModel, load_config, load_model
 from server.errors import (
     AgreementTooLargeError,
-    FlowTimeExceededError,
-    FlowTooLargeError,
     ModelNotAllowedError,
     ModelTooLargeError,
+    RerunTooLargeError,
     ResultTooLargeError,
     TextTooLongError,
+    TimeBudgetExceededError,
+    TooManyRowsError,
     UnsafeWeightsError,
-    ValueZeroingTooLargeError,
 )
 from server.memory import (
     check_attention_shape,
@@ -119,52 +121,78 @@ def check_result_size(
 
 
 # ---------------------------------------------------------------- per-request budgets
-def check_flow_request(policy: DeployPolicy, n_tokens: int, rows: int | None) -> None:
-    """Raise `FlowTooLargeError` if an attention flow of `rows` rows (None: every row) on an
-    `n_tokens`-token text exceeds `policy.max_flow_rows`."""
+def check_method_request(
+    policy: DeployPolicy, method: Method, n_tokens: int, rows: int | None, layers: int = 1
+) -> None:
+    """Refuse a request of `method` over the deployment's budget for the kind of work its
+    registry entry declares (`method.cost.budget`), before it starts: `rows` rows (None: all)
+    of `layers` layers of an `n_tokens`-token text."""
+    if method.cost.budget is Budget.ROWS:
+        check_rows_request(policy, n_tokens, rows, method.label)
+    elif method.cost.budget is Budget.TOKENS:
+        check_rerun_request(policy, n_tokens, layers, method.label)
+
+
+def method_progress(
+    policy: DeployPolicy,
+    method: Method,
+    progress: Callable[[int, int], bool | None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Callable[[int, int], bool | None] | None:
+    """`progress` for one request of `method`, with the deployment's time budget where its
+    cost is per row (`time_budget`); `progress` itself otherwise."""
+    if method.cost.budget is Budget.ROWS:
+        return time_budget(policy, progress, clock, method.label)
+    return progress
+
+
+def check_rows_request(
+    policy: DeployPolicy, n_tokens: int, rows: int | None, label: str = "Attention flow"
+) -> None:
+    """Raise `TooManyRowsError` if `rows` rows (None: every row) of an `n_tokens`-token text
+    exceed `policy.max_flow_rows`, for a method whose work is per row (`label` names it)."""
     if n_tokens < 1:
         raise ValueError(f"n_tokens must be positive, not {n_tokens}")
     if rows is not None and rows < 0:
         raise ValueError(f"rows must not be negative, not {rows}")
     asked = n_tokens if rows is None else min(rows, n_tokens)
-    if policy.max_flow_rows is not None and asked > policy.max_flow_rows:
-        raise FlowTooLargeError(
-            f"Attention flow for {asked} rows of a {n_tokens}-token text is more than this "
-            f"deployment computes for one request ({policy.max_flow_rows} rows): each row is "
-            f"{n_tokens} maximum-flow problems on a machine every visitor shares. Pick at most "
-            f"{policy.max_flow_rows} tokens to follow, or use rollout, which is instant."
+    cap = policy.max_flow_rows
+    if cap is not None and asked > cap:
+        raise TooManyRowsError(
+            f"{label[:1].upper()}{label[1:]} for {asked} rows of a {n_tokens}-token text is more "
+            f"than this deployment computes for one request ({cap} rows): its work grows with "
+            f"every row, on a machine every visitor shares. Pick at most {cap} tokens to "
+            "follow, or use rollout, which is instant."
         )
 
 
-def check_flow_time(policy: DeployPolicy, elapsed_seconds: float) -> None:
-    """Raise `FlowTimeExceededError` once a flow has run longer than `policy.max_flow_seconds`."""
-    if policy.max_flow_seconds is not None and elapsed_seconds > policy.max_flow_seconds:
-        raise FlowTimeExceededError(
-            f"Attention flow was stopped after {policy.max_flow_seconds} s, the most this "
-            "deployment gives one request. Follow fewer tokens or use a shorter text; rollout "
-            "shows the same mixing of attention instantly."
-        )
-
-
-def flow_progress_with_budget(
+def time_budget(
     policy: DeployPolicy,
     progress: Callable[[int, int], bool | None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    label: str = "Attention flow",
 ) -> Callable[[int, int], bool | None]:
-    """A `progress(done, total)` callback for `core.attention_flow` that raises
-    `FlowTimeExceededError` once `policy.max_flow_seconds` have passed since it was made, and
-    otherwise returns what `progress` returns (the UI's progress bar and Stop button)."""
+    """A `progress(done, total)` callback that raises `TimeBudgetExceededError` once
+    `policy.max_flow_seconds` have passed since it was made, and otherwise returns what
+    `progress` returns (the UI's progress bar and Stop button)."""
     started = clock()
+    cap = policy.max_flow_seconds
 
     def report(done: int, total: int) -> bool | None:
-        check_flow_time(policy, clock() - started)
+        if cap is not None and clock() - started > cap:
+            raise TimeBudgetExceededError(
+                f"{label[:1].upper()}{label[1:]} was stopped after {cap} s, the most this "
+                "deployment gives one request. Follow fewer tokens or use a shorter text; "
+                "rollout shows the same mixing of attention instantly."
+            )
         return None if progress is None else progress(done, total)
 
     return report
 
 
-def value_zeroing_tokens_allowed(policy: DeployPolicy, layers: int = 1) -> int | None:
-    """Longest text value zeroing of `layers` layers is computed for (None: no cap).
+def rerun_tokens_allowed(policy: DeployPolicy, layers: int = 1) -> int | None:
+    """Longest text a method that re-runs `layers` layers once per token is computed for
+    (None: no cap).
 
     `policy.max_value_zeroing_tokens` is the cap for one layer (the Attention page's). The work
     is n re-runs of each layer, each as long as the text, so it grows as layers × n²: for
@@ -177,21 +205,24 @@ def value_zeroing_tokens_allowed(policy: DeployPolicy, layers: int = 1) -> int |
     return None if cap is None else max(1, math.floor(cap / math.sqrt(layers)))
 
 
-def check_value_zeroing_request(policy: DeployPolicy, n_tokens: int, layers: int = 1) -> None:
-    """Raise `ValueZeroingTooLargeError` if value zeroing of `layers` layers of an
-    `n_tokens`-token text is over the deployment's budget (`value_zeroing_tokens_allowed`).
+def check_rerun_request(
+    policy: DeployPolicy, n_tokens: int, layers: int = 1, label: str = "value zeroing"
+) -> None:
+    """Raise `RerunTooLargeError` if a method that re-runs `layers` layers once per token
+    (`label` names it) is over the budget for an `n_tokens`-token text (`rerun_tokens_allowed`).
     Call it before the computation starts."""
     if n_tokens < 1:
         raise ValueError(f"n_tokens must be positive, not {n_tokens}")
-    cap = value_zeroing_tokens_allowed(policy, layers)
+    cap = rerun_tokens_allowed(policy, layers)
     if cap is not None and n_tokens > cap:
         what = "the layer" if layers == 1 else f"each of the {layers} layers"
         one = "" if layers == 1 else f" ({policy.max_value_zeroing_tokens} for one layer)"
-        raise ValueZeroingTooLargeError(
-            f"Value zeroing re-runs {what} once per token: for this {n_tokens}-token text "
-            f"that is more than this deployment computes on a machine every visitor shares; "
-            f"it does so for texts of up to {cap} tokens{one}. Shorten the text, or pick ALTI "
-            "or attention norms, which measure contributions in one pass."
+        raise RerunTooLargeError(
+            f"{label[:1].upper()}{label[1:]} re-runs {what} once per token: for this "
+            f"{n_tokens}-token text that is more than this deployment computes on a machine "
+            f"every visitor shares; it does so for texts of up to {cap} tokens{one}. Shorten the "
+            "text, or pick a method that measures contributions in one pass (ALTI, attention "
+            "norms)."
         )
 
 

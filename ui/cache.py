@@ -22,7 +22,7 @@ import streamlit as st
 
 import core
 from core import AttentionResult, LoadedModel, MethodRequest, MethodResult
-from core.agreement import agreement_table, method_attribution
+from core.agreement import LEAVE_ONE_OUT, agreement_table, method_attribution
 from core.families import SELF
 from core.images import gallery_zip
 from core.tokens import token_labels
@@ -247,10 +247,6 @@ def logit_lens(inputs: Inputs, position: int, top_k: int) -> pd.DataFrame:
         store_key("logit_lens", inputs, position, top_k),
         lambda: core.logit_lens(cached_model(inputs.model), inputs.text, position, top_k),
     )
-
-
-LEAVE_ONE_OUT = "leave_one_out"
-"""The first part of an agreement table; the other parts are named after their methods."""
 
 
 def agreement_parts(inputs: Inputs) -> list[str]:

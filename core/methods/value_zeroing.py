@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from core.costs import Budget, Cost
 from core.families import SELF
 from core.families.layers import LayerParts, unsupported_reason
 from core.methods.base import Method, MethodRequest, MethodResult, Needs, Parameter
@@ -114,6 +115,11 @@ VALUE_ZEROING = register(
         "sum to 1. One re-run of the layer per token, so it costs about n forward passes.",
         compute=_compute,
         needs=Needs.FORWARD,
+        cost=Cost(
+            "1 + 0.4 * n * layers / L",
+            Budget.TOKENS,
+            "One re-run of each layer per token: 52 × a pass at 128 tokens on every layer.",
+        ),
         unsupported=unsupported_reason,
         stacks=(SELF,),
         parameters=(Parameter("layers", "Layer", "Only the chosen layers are computed."),),

@@ -266,10 +266,10 @@ def test_a_flow_over_the_time_budget_stops_with_a_message(deploy, monkeypatch):
     deploy(ATLAS_PUBLIC=1, ATLAS_MAX_FLOW_SECONDS=1)
     ticks = iter(range(0, 10**6, 100))  # a clock on which every step takes 100 s
 
-    def slow_clock_budget(policy, progress=None):
-        return server.policy.flow_progress_with_budget(policy, progress, clock=lambda: next(ticks))
+    def slow_clock_budget(policy, method, progress=None):
+        return server.policy.method_progress(policy, method, progress, clock=lambda: next(ticks))
 
-    monkeypatch.setattr(ui.flow, "flow_progress_with_budget", slow_clock_budget)
+    monkeypatch.setattr(ui.flow, "method_progress", slow_clock_budget)
     at = start(text="The dog sat on the rug.", method="flow", layer=5, flow_chosen="false")
     assert_clean(at)
     assert "was stopped after 1 s" in messages(at, "error")

@@ -29,14 +29,14 @@ from server.errors import (
     AgreementTooLargeError,
     BudgetExceededError,
     DeployConfigError,
-    FlowTimeExceededError,
-    FlowTooLargeError,
     ModelNotAllowedError,
     ModelTooLargeError,
+    RerunTooLargeError,
     ResultTooLargeError,
     TextTooLongError,
+    TimeBudgetExceededError,
+    TooManyRowsError,
     UnsafeWeightsError,
-    ValueZeroingTooLargeError,
 )
 from server.memory import (
     AttentionShape,
@@ -50,17 +50,17 @@ from server.memory import (
 )
 from server.policy import (
     check_agreement_request,
-    check_flow_request,
     check_model_allowed,
     check_model_size,
+    check_rerun_request,
     check_result_size,
+    check_rows_request,
     check_text_length,
-    check_value_zeroing_request,
     export_refusal,
-    flow_progress_with_budget,
     load_model_for,
     masks_allowed,
-    value_zeroing_tokens_allowed,
+    rerun_tokens_allowed,
+    time_budget,
 )
 from server.settings import (
     DeployPolicy,
@@ -557,31 +557,31 @@ def test_private_mode_refuses_a_310b_config_before_loading(tmp_path, monkeypatch
 
 def test_flow_rows_budget():
     policy = DeployPolicy.strict()
-    check_flow_request(policy, n_tokens=256, rows=16)
-    check_flow_request(policy, n_tokens=10, rows=None)  # every row of a short text
-    with pytest.raises(FlowTooLargeError, match=r"17 rows of a 256-token text.*16 rows"):
-        check_flow_request(policy, n_tokens=256, rows=17)
-    with pytest.raises(FlowTooLargeError, match="256 rows"):
-        check_flow_request(policy, n_tokens=256, rows=None)  # a full flow
-    check_flow_request(DeployPolicy(), n_tokens=512, rows=None)
+    check_rows_request(policy, n_tokens=256, rows=16)
+    check_rows_request(policy, n_tokens=10, rows=None)  # every row of a short text
+    with pytest.raises(TooManyRowsError, match=r"17 rows of a 256-token text.*16 rows"):
+        check_rows_request(policy, n_tokens=256, rows=17)
+    with pytest.raises(TooManyRowsError, match="256 rows"):
+        check_rows_request(policy, n_tokens=256, rows=None)  # a full flow
+    check_rows_request(DeployPolicy(), n_tokens=512, rows=None)
     with pytest.raises(ValueError):
-        check_flow_request(policy, n_tokens=0, rows=1)
+        check_rows_request(policy, n_tokens=0, rows=1)
 
 
 def test_value_zeroing_tokens_budget():
     policy = DeployPolicy.strict()
-    check_value_zeroing_request(policy, 128)
-    with pytest.raises(ValueZeroingTooLargeError, match=r"129-token text.*up to 128 tokens"):
-        check_value_zeroing_request(policy, 129)
-    check_value_zeroing_request(DeployPolicy(), 512)  # private: no cap
+    check_rerun_request(policy, 128)
+    with pytest.raises(RerunTooLargeError, match=r"129-token text.*up to 128 tokens"):
+        check_rerun_request(policy, 129)
+    check_rerun_request(DeployPolicy(), 512)  # private: no cap
     with pytest.raises(ValueError):
-        check_value_zeroing_request(policy, 0)
+        check_rerun_request(policy, 0)
     # Every layer of twelve: the same work (layers × n²) allows 128 / √12 = 36 tokens.
-    assert value_zeroing_tokens_allowed(policy, 12) == 36
-    check_value_zeroing_request(policy, 36, layers=12)
-    with pytest.raises(ValueZeroingTooLargeError, match=r"each of the 12 layers.*up to 36 tokens"):
-        check_value_zeroing_request(policy, 37, layers=12)
-    assert value_zeroing_tokens_allowed(DeployPolicy(), 12) is None
+    assert rerun_tokens_allowed(policy, 12) == 36
+    check_rerun_request(policy, 36, layers=12)
+    with pytest.raises(RerunTooLargeError, match=r"each of the 12 layers.*up to 36 tokens"):
+        check_rerun_request(policy, 37, layers=12)
+    assert rerun_tokens_allowed(DeployPolicy(), 12) is None
 
 
 def test_agreement_tokens_budget():
@@ -593,7 +593,7 @@ def test_agreement_tokens_budget():
     with pytest.raises(ValueError):
         check_agreement_request(policy, 0)
     assert issubclass(AgreementTooLargeError, BudgetExceededError)
-    assert issubclass(ValueZeroingTooLargeError, BudgetExceededError)
+    assert issubclass(RerunTooLargeError, BudgetExceededError)
 
 
 def test_flow_time_budget_stops_through_the_progress_callback():
@@ -605,15 +605,15 @@ def test_flow_time_budget_stops_through_the_progress_callback():
         seen.append((done, total))
         return True
 
-    progress = flow_progress_with_budget(policy, bar, clock=lambda: now[0])
+    progress = time_budget(policy, bar, clock=lambda: now[0])
     now[0] += 29.0
     assert progress(1, 10) is True
     now[0] += 2.0
-    with pytest.raises(FlowTimeExceededError, match="30 s"):
+    with pytest.raises(TimeBudgetExceededError, match="30 s"):
         progress(2, 10)
     assert seen == [(1, 10)]
     # Without a budget the callback only forwards.
-    assert flow_progress_with_budget(DeployPolicy(), clock=lambda: now[0])(1, 2) is None
+    assert time_budget(DeployPolicy(), clock=lambda: now[0])(1, 2) is None
 
 
 def test_a_real_flow_is_stopped_by_the_time_budget():
@@ -624,10 +624,8 @@ def test_a_real_flow_is_stopped_by_the_time_budget():
     attentions /= attentions.sum(-1, keepdims=True)
     ticks = iter(range(0, 10_000, 40))  # every call of the clock is 40 s later
     policy = DeployPolicy(max_flow_seconds=30)
-    with pytest.raises(FlowTimeExceededError):
-        attention_flow(
-            attentions, progress=flow_progress_with_budget(policy, clock=lambda: next(ticks))
-        )
+    with pytest.raises(TimeBudgetExceededError):
+        attention_flow(attentions, progress=time_budget(policy, clock=lambda: next(ticks)))
 
 
 def test_one_export_cap_public_and_private():
@@ -648,7 +646,33 @@ def test_masks_drawn_per_text():
 
 
 def test_budget_errors_are_atlas_errors_for_people():
-    for error in (FlowTooLargeError, FlowTimeExceededError):
+    for error in (TooManyRowsError, TimeBudgetExceededError):
         assert issubclass(error, BudgetExceededError) and issubclass(error, AtlasError)
     for error in (ResultTooLargeError, InsufficientMemoryError):
         assert issubclass(error, ModelLoadError)
+
+
+def test_method_budgets_follow_the_cost_each_method_declares():
+    """No method is known by name: a toy method declaring a per-row cost gets the rows budget
+    and the time budget; one declaring per-token re-runs gets the text-length budget."""
+    import dataclasses as dc
+
+    from core.costs import Budget, Cost
+    from core.methods import get_method
+    from server.policy import check_method_request, method_progress
+
+    policy = DeployPolicy.strict()
+    toy = dc.replace(get_method("raw"), name="toy", label="toy method")
+    per_row = dc.replace(toy, cost=Cost("rows * n", Budget.ROWS))
+    per_token = dc.replace(toy, cost=Cost("n * layers", Budget.TOKENS))
+    check_method_request(policy, toy, 10_000, None, 12)  # cheap: only the token cap bounds it
+    with pytest.raises(TooManyRowsError, match=r"^Toy method for 17 rows"):
+        check_method_request(policy, per_row, 256, 17)
+    with pytest.raises(RerunTooLargeError, match=r"^Toy method re-runs the layer"):
+        check_method_request(policy, per_token, 129, None, 1)
+    now = [0.0]
+    assert method_progress(policy, toy) is None
+    timed = method_progress(policy, per_row, clock=lambda: now[0])
+    now[0] = 31.0
+    with pytest.raises(TimeBudgetExceededError, match=r"^Toy method was stopped after 30 s"):
+        timed(1, 2)
