@@ -10,7 +10,10 @@ no arrays (issue 12: results stay collectable).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
+import re
 import warnings
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -22,7 +25,8 @@ import streamlit as st
 
 import core
 from core import AttentionResult, LoadedModel, MethodRequest, MethodResult
-from core.agreement import LEAVE_ONE_OUT, agreement_table, method_attribution
+from core.agreement import LEAVE_ONE_OUT, agreement_table, method_attribution, part_passes
+from core.costs import ATTENTION, forward_multiply_adds
 from core.families import SELF
 from core.images import gallery_zip
 from core.tokens import token_labels
@@ -33,6 +37,14 @@ from ui.state import ViewState
 from ui.store import ResultStore
 
 T = TypeVar("T")
+WORD_OR_MARK = re.compile(r"\w+|[^\w\s]")
+
+
+def corpus_work() -> float:
+    """A corpus computation runs the model over many sentences: always heavy."""
+    return admission.HEAVY_MULTIPLY_ADDS
+
+
 STORE_MEGABYTES_PUBLIC = 128
 STORE_MEGABYTES_PRIVATE = 640
 
@@ -90,27 +102,88 @@ def result_store() -> ResultStore:
     return ResultStore(max_bytes=megabytes * 2**20, ttl_seconds=3600)
 
 
-def _stored(key: tuple[Hashable, ...], compute: Callable[[], T]) -> T:
-    return result_store().get(key, functools.partial(admitted, compute))
+Weigh = Callable[[], float]
+"""Multiply-adds a computation will take, worked out only when it is not stored yet."""
 
 
-def admitted(compute: Callable[[], T]) -> T:
+def _stored(key: tuple[Hashable, ...], compute: Callable[[], T], weigh: Weigh | None = None) -> T:
+    return result_store().get(key, functools.partial(admitted, compute, weigh))
+
+
+def admitted(compute: Callable[[], T], weigh: Weigh | None = None) -> T:
     """`compute()` inside a slot of the process-wide admission limit (`server.admission`).
 
-    Only work that is not stored yet waits for a slot, so a visitor reopening a computed view
-    never queues behind another's flow; one who has to wait is told where they stand.
+    `weigh()` gives its multiply-adds (`passes_of`), from which the limiter tells heavy work
+    from ordinary: heavy work waits in its own line, one request per visitor, so an ordinary
+    page never waits behind it. Only work that is not stored yet waits for a slot, so a
+    visitor reopening a computed view never queues; one who has to wait is told where.
     """
     notice = st.empty()
 
-    def queued(position: int) -> None:
-        ahead = "1 request" if position == 1 else f"{position} requests"
-        notice.info(f"This shared server is busy: {ahead} ahead of yours. It starts shortly…")
+    def queued(place: admission.Place) -> None:
+        notice.info(waiting_message(place))
 
+    heavy = weigh is not None and admission.is_heavy(weigh())
     try:
-        with admission.slot("computation", on_queued=queued):
+        with admission.slot("computation", queued, heavy=heavy, visitor=visitor()):
             return compute()
     finally:
         notice.empty()
+
+
+def waiting_message(place: admission.Place) -> str:
+    """Where a waiting visitor stands, in words."""
+    if not place.heavy:
+        ahead = "1 request" if place.position == 1 else f"{place.position} requests"
+        return f"This shared server is busy: {ahead} ahead of yours. It starts shortly…"
+    if place.own_in_flight:
+        return (
+            "Your other heavy computation (another tab, or an earlier click) is still running; "
+            "this one starts when it is done. Ordinary pages are not held up meanwhile."
+        )
+    ahead = "1 from another visitor" if place.position == 1 else f"{place.position} from others"
+    return (
+        f"This is heavy work, which this shared server runs a few at a time so that everyone's "
+        f"pages stay quick: {ahead} ahead of yours. It starts when a place frees up…"
+    )
+
+
+def visitor() -> tuple[Hashable, ...]:
+    """Who is asking: this session, and the client's address where the host passes one
+    (Streamlit gives None for a visitor on this machine)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    context = get_script_run_ctx()
+    address = None
+    with contextlib.suppress(Exception):  # outside a server (bare mode) there is no request
+        address = st.context.ip_address
+    return (
+        ("session", context.session_id if context is not None else None),
+        ("address", address) if address else None,
+    )
+
+
+def passes_of(inputs: Inputs, passes: float, tokens: int | None = None) -> Weigh:
+    """A `Weigh` of `passes` forward passes of `inputs`' model over its text (`tokens`, or
+    an estimate from the text's words when it has not been tokenized yet)."""
+
+    def weigh() -> float:
+        model = cached_model(inputs.model)
+        n = tokens if tokens is not None else estimated_tokens(inputs, model.max_length)
+        return passes * forward_multiply_adds(model.model.config, n)
+
+    return weigh
+
+
+def estimated_tokens(inputs: Inputs, cap: int) -> int:
+    """Tokens of `inputs`' texts before tokenizing: words and punctuation marks, a third
+    more for words cut into pieces, plus special tokens; at most `cap`."""
+    pieces = sum(len(WORD_OR_MARK.findall(text)) for text in (inputs.text, inputs.pair))
+    return min(cap, math.ceil(1.3 * pieces) + 3)
+
+
+def _tokens_of(inputs: Inputs) -> int:
+    return len(attention(inputs).tokens)
 
 
 def _quietly(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -132,6 +205,7 @@ def attention(inputs: Inputs) -> AttentionResult:
             target_text=inputs.target or None,
             top_k=10,
         ),
+        passes_of(inputs, ATTENTION.passes(1, 1)),
     )
 
 
@@ -177,7 +251,18 @@ def method_result(
         )
         return core.run_method(method, request)
 
-    return _stored(store_key("method", inputs, method, stack, layers, rows), compute)
+    def weigh() -> float:
+        n = _tokens_of(inputs)
+        total = attention(inputs).stack(stack)[0].shape[0]
+        own = core.get_method(method).cost.passes(
+            n,
+            total,
+            rows=None if rows is None else len(rows),
+            layers=None if layers is None else len(layers),
+        )
+        return passes_of(inputs, 1 + own, n)()
+
+    return _stored(store_key("method", inputs, method, stack, layers, rows), compute, weigh)
 
 
 def is_stored(
@@ -222,6 +307,7 @@ def comparison(inputs: Inputs, word: int, replacement: str) -> core.Comparison:
         lambda: core.compare_replacement(
             cached_model(inputs.model), inputs.text, word, replacement
         ),
+        passes_of(inputs, 2),  # the text and the text with the word replaced
     )
 
 
@@ -238,6 +324,7 @@ def neuron_view(inputs: Inputs, layer: int, head: int, query: int) -> core.Neuro
             query,
             inputs.pair or None,
         ),
+        passes_of(inputs, 1),
     )
 
 
@@ -246,6 +333,7 @@ def logit_lens(inputs: Inputs, position: int, top_k: int) -> pd.DataFrame:
     return _stored(
         store_key("logit_lens", inputs, position, top_k),
         lambda: core.logit_lens(cached_model(inputs.model), inputs.text, position, top_k),
+        passes_of(inputs, 1),
     )
 
 
@@ -270,7 +358,12 @@ def agreement_part(
         compute = functools.partial(
             method_attribution, model, inputs.text, position, part, progress
         )
-    return _stored(store_key("agreement_part", inputs, position, part), compute)
+
+    def weigh() -> float:
+        n = _tokens_of(inputs)
+        return passes_of(inputs, part_passes(model, part, n), n)()
+
+    return _stored(store_key("agreement_part", inputs, position, part), compute, weigh)
 
 
 def is_agreement_part_stored(inputs: Inputs, position: int, part: str) -> bool:
@@ -303,6 +396,7 @@ def predictions_at(inputs: Inputs, position: int, top_k: int) -> list[list[core.
         lambda: core.predict_masked(
             cached_model(inputs.model), inputs.text, top_k, position=position
         ),
+        passes_of(inputs, 1),
     )
 
 
@@ -339,6 +433,7 @@ def generation(inputs: Inputs, count: int) -> AttentionResult:
         lambda: _quietly(
             core.generate_with_attention, cached_model(inputs.model), inputs.text, count
         ),
+        passes_of(inputs, 1 + count),  # one pass per new token, and the text's own
     )
 
 
@@ -362,7 +457,8 @@ def corpus_global_view(
         )
 
     settings = (run, layer, head, method, max_tokens, max_points)
-    return _stored(store_key("corpus_global_view", Inputs(model, ""), *settings), compute)
+    key = store_key("corpus_global_view", Inputs(model, ""), *settings)
+    return _stored(key, compute, corpus_work)
 
 
 def is_encoder_decoder(name: str) -> bool:

@@ -226,7 +226,7 @@ def continue_run(run: Run, model: LoadedModel, bar: DeltaGenerator | None) -> No
     if bar is None:
         return
     try:
-        cache.admitted(functools.partial(_chunk, run, model, bar))
+        cache.admitted(functools.partial(_chunk, run, model, bar), cache.corpus_work)
     except AtlasError as error:
         _stop()
         show_error(str(error))
