@@ -14,6 +14,7 @@ from core.attention import (
     run_attention,
 )
 from core.compare import Comparison, WordAlignment, align_words, compare_replacement
+from core.costs import Budget, Cost, forward_multiply_adds
 from core.errors import (
     AtlasError,
     ComputationCancelled,
@@ -76,8 +77,10 @@ __all__ = [
     "STAT_DESCRIPTIONS",
     "AtlasError",
     "AttentionResult",
+    "Budget",
     "Comparison",
     "ComputationCancelled",
+    "Cost",
     "EmptyReplacementError",
     "EmptyTextError",
     "Family",
@@ -122,6 +125,7 @@ __all__ = [
     "explanation_agreement",
     "export_file_name",
     "family_for_kind",
+    "forward_multiply_adds",
     "full_flow_is_fast",
     "generate_with_attention",
     "get_method",

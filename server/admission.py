@@ -81,6 +81,20 @@ HEAVY_TIMEOUT_FACTOR = 4
 one (or a few) at a time, so its line moves slowly, and its visitor is told where they stand."""
 
 
+HEAVY_ATTENTION_CELLS = 12_000_000
+"""A page (or a download) whose attention has this many cells (layers × heads × n²; 48 MB in
+float32) is heavy as a whole: drawing, pooling and exporting it grow with the cells, and run in
+the server's one Python process beside everyone's pages. Four sessions of 512-token pages on
+MiniLM (18.9 M cells each) raised ordinary visitors' p95 19.8× when only their computations
+waited in the heavy line (bench/RESULTS.md, fair CPU); an ordinary 300-word text on MiniLM is
+≈ 7 M cells, bert-base at the public 256-token cap 9.4 M."""
+
+
+def is_heavy_page(cells: float) -> bool:
+    """Whether a page or download of an attention of `cells` cells is heavy as a whole."""
+    return cells >= HEAVY_ATTENTION_CELLS
+
+
 def is_heavy(multiply_adds: float) -> bool:
     """Whether work of `multiply_adds` (cost × one pass, `core.costs`) is heavy."""
     return multiply_adds >= HEAVY_MULTIPLY_ADDS
@@ -299,6 +313,11 @@ def configure(
         _limiter = AdmissionLimiter(slots or available_cores(), timeout, heavy_slots)
 
 
+def threads_per_slot(slots: int | None = None) -> int:
+    """Cores // slots, at least 1: the threads one admitted request may use."""
+    return max(1, available_cores() // (slots or _limiter.slots))
+
+
 def limit_torch_threads(slots: int | None = None) -> int:
     """Set PyTorch's intra-op threads to cores // slots (at least 1); returns the number.
 
@@ -307,7 +326,7 @@ def limit_torch_threads(slots: int | None = None) -> int:
     """
     import torch
 
-    threads = max(1, available_cores() // (slots or _limiter.slots))
+    threads = threads_per_slot(slots)
     torch.set_num_threads(threads)
     return threads
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import InsufficientMemoryError, UnsupportedModelError
-from core.loading_lock import LOADING_LOCK
 from server.errors import ModelTooLargeError
 from server.settings import DeployPolicy, shown_name
 
@@ -25,27 +24,171 @@ BYTES_PER_ATTENTION_WEIGHT = 4
 """Attention is kept as float32 whatever the model's own dtype."""
 
 
+ABSOLUTE_POSITIONS = ("bert", "roberta", "distilbert", "albert", "gpt2", "bart", "electra")
+"""Model types with a learned position table (BART's has 2 extra rows)."""
+GATED_ACTIVATIONS = ("silu", "swish", "gelu_pytorch_tanh", "gelu_tanh")
+"""Activations modern decoders use in a gated feed-forward layer (3 matrices, not 2)."""
+
+
 def estimate_parameters(config: Any) -> int:
-    """Parameters of the model `load_model` would build from `config`, without any weights.
+    """Parameters of the model `config` describes, by arithmetic on the config alone.
 
-    The model is instantiated on PyTorch's `meta` device, where tensors have shapes but no
-    storage, so the count is exact (tied weights counted once) and costs no memory.
+    Nothing is built (a hostile config of 1,024 experts is judged in microseconds, and no lock
+    is taken): embeddings, then per layer the attention's projections (grouped-query heads
+    counted with their key-value groups), the feed-forward layer (gated or not; every expert of
+    a mixture-of-experts layer, and its shared experts and router), norms and biases, then the
+    head the checkpoint is loaded with. Tied unembeddings count once; ALBERT's shared layers
+    once per group. Equal to the built model's count for every architecture the tests build
+    (BERT, RoBERTa, DistilBERT, ALBERT, GPT-2, BART, T5, Llama, Mistral, Qwen2/3, Gemma2/3,
+    Phi3, Mixtral); an unknown architecture is estimated from the same fields. Raises
+    `UnsupportedModelError` when the config lacks the sizes.
     """
-    import torch
+    check_attention_shape(config)
+    if getattr(config, "is_encoder_decoder", False):
+        return _encoder_decoder_parameters(config)
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    model_type = str(getattr(text, "model_type", "") or getattr(config, "model_type", ""))
+    hidden = _required(text, config, "hidden_size", "n_embd", "d_model", "dim")
+    layers = _required(text, config, "num_hidden_layers", "n_layer", "num_layers", "n_layers")
+    vocab = _config_count(text, "vocab_size") or 0
+    classic = model_type in ABSOLUTE_POSITIONS or getattr(text, "attention_bias", None) is None
+    classic = classic and _config_count(text, "num_key_value_heads") is None
+    embedding = _config_count(text, "embedding_size") or hidden
+    count = vocab * embedding
+    if classic:
+        positions = _config_count(text, "max_position_embeddings", "n_positions") or 0
+        count += (positions + (2 if model_type == "bart" else 0)) * embedding
+        count += (_config_count(text, "type_vocab_size") or 0) * embedding
+        count += 2 * embedding if model_type != "gpt2" else 0  # embeddings' LayerNorm
+        if embedding != hidden:  # ALBERT maps its small embeddings up
+            count += embedding * hidden + hidden
+    distinct = layers
+    if model_type == "albert":  # shared layers: one set of weights per group
+        distinct = (_config_count(text, "num_hidden_groups") or 1) * (
+            _config_count(text, "inner_group_num") or 1
+        )
+    count += distinct * _layer_parameters(text, hidden, classic, model_type)
+    count += _final_norm(text, hidden, classic, model_type)
+    count += _head_parameters(config, text, hidden, vocab, embedding, classic, model_type)
+    return count
 
-    from core.families import detect_family
 
-    check_attention_shape(config)  # 100,000 layers took 266 s and 5.5 GB on the meta device
-    try:
-        # Building a model flips the same process-wide switches as loading one.
-        with LOADING_LOCK, torch.device("meta"):
-            network = detect_family(config).auto_class().from_config(config)
-    except Exception as exc:  # any architecture's own constructor can fail in its own way
+def _required(text: Any, config: Any, *names: str) -> int:
+    value = _config_count(text, *names) or _config_count(config, *names)
+    if value is None:
         raise UnsupportedModelError(
             f"Cannot work out the size of this '{getattr(config, 'model_type', '?')}' model from "
-            f"its config ({type(exc).__name__}), so it is not loaded."
-        ) from exc
-    return sum(p.numel() for p in network.parameters())
+            f"its config (no {names[0]}), so it is not loaded."
+        )
+    return value
+
+
+def _attention_parameters(text: Any, hidden: int, bias: bool) -> int:
+    heads = _config_count(text, "num_attention_heads", "n_head", "num_heads", "n_heads") or 1
+    head_dim = _config_count(text, "head_dim", "d_kv") or hidden // heads
+    groups = _config_count(text, "num_key_value_heads") or heads
+    weights = hidden * head_dim * (2 * heads + 2 * groups)
+    projections = (heads + 2 * groups) * head_dim
+    if bias or getattr(text, "attention_bias", False):
+        biases = projections + hidden  # query, key, value and output biases
+    elif str(getattr(text, "model_type", "")).startswith("qwen2"):
+        biases = projections  # Qwen2 biases its query, key and value projections only
+    else:
+        biases = 0
+    if str(getattr(text, "model_type", "")) in ("qwen3", "qwen3_moe", "gemma3", "gemma3_text"):
+        biases += 2 * head_dim  # q and k norms
+    return weights + biases
+
+
+def _feed_forward_parameters(text: Any, hidden: int, bias: bool) -> int:
+    inner = _config_count(text, "intermediate_size", "n_inner", "hidden_dim", "ffn_dim", "d_ff")
+    inner = inner or 4 * hidden
+    activation = str(
+        getattr(text, "hidden_act", None) or getattr(text, "hidden_activation", None) or ""
+    ).lower()
+    gated = activation in GATED_ACTIVATIONS or "gated" in str(
+        getattr(text, "feed_forward_proj", "")
+    )
+    matrices = 3 if gated else 2
+    dense = matrices * hidden * inner + ((inner * (matrices - 1) + hidden) if bias else 0)
+    experts = _config_count(
+        text, "num_local_experts", "num_experts", "moe_num_experts", "n_routed_experts"
+    )
+    if not experts:
+        return dense
+    expert_inner = _config_count(text, "moe_intermediate_size") or inner
+    shared = (_config_count(text, "n_shared_experts") or 0) * 3 * hidden * expert_inner
+    shared_inner = _config_count(text, "shared_expert_intermediate_size")
+    if shared_inner:
+        shared += 3 * hidden * shared_inner + hidden  # and its gate
+    return experts * 3 * hidden * expert_inner + experts * hidden + shared
+
+
+def _layer_parameters(text: Any, hidden: int, classic: bool, model_type: str) -> int:
+    norms = 2 * (2 * hidden if classic else hidden)
+    if model_type.startswith("gemma2") or model_type.startswith("gemma3"):
+        norms = 4 * hidden  # pre and post norms around both blocks
+    mlp_bias = classic or bool(getattr(text, "mlp_bias", False))
+    return (
+        _attention_parameters(text, hidden, classic)
+        + _feed_forward_parameters(text, hidden, mlp_bias)
+        + norms
+    )
+
+
+def _final_norm(text: Any, hidden: int, classic: bool, model_type: str) -> int:
+    if classic:
+        return 2 * hidden if model_type == "gpt2" else 0  # BERT-like models norm per layer
+    return hidden
+
+
+def _head_parameters(
+    config: Any, text: Any, hidden: int, vocab: int, embedding: int, classic: bool, model_type: str
+) -> int:
+    from core.families import detect_family
+    from core.kinds import ModelKind
+
+    kind = detect_family(config).kind
+    tied = bool(getattr(config, "tie_word_embeddings", True))
+    unembedding = 0 if tied else vocab * hidden
+    if kind is ModelKind.MASKED_LM:
+        # A transform (dense + norm) before the tied decoder, and the decoder's bias.
+        return hidden * embedding + embedding + 2 * embedding + vocab + unembedding
+    if kind is ModelKind.CAUSAL_LM:
+        return unembedding
+    if kind is ModelKind.ENCODER and model_type in ("bert", "roberta", "albert", "electra"):
+        return hidden * hidden + hidden  # the pooler
+    return 0
+
+
+def _encoder_decoder_parameters(config: Any) -> int:
+    """BART- and T5-like: shared embeddings, an encoder, a decoder with cross-attention."""
+    model_type = str(getattr(config, "model_type", ""))
+    hidden = _required(config, config, "d_model", "hidden_size")
+    vocab = _config_count(config, "vocab_size") or 0
+    heads = _config_count(config, "encoder_attention_heads", "num_heads") or 1
+    head_dim = _config_count(config, "d_kv") or hidden // heads
+    inner = _config_count(config, "encoder_ffn_dim", "d_ff") or 4 * hidden
+    encoder = _config_count(config, "encoder_layers", "num_layers") or 1
+    decoder = _config_count(config, "decoder_layers", "num_decoder_layers") or encoder
+    if model_type == "t5" or hasattr(config, "relative_attention_num_buckets"):
+        gated = "gated" in str(getattr(config, "feed_forward_proj", ""))
+        attention = 4 * hidden * heads * head_dim
+        feed_forward = (3 if gated else 2) * hidden * inner
+        buckets = (_config_count(config, "relative_attention_num_buckets") or 32) * heads
+        count = vocab * hidden
+        count += encoder * (attention + feed_forward + 2 * hidden) + buckets + hidden
+        count += decoder * (2 * attention + feed_forward + 3 * hidden) + buckets + hidden
+        if not getattr(config, "tie_word_embeddings", True):
+            count += vocab * hidden
+        return count
+    positions = (_config_count(config, "max_position_embeddings") or 0) + 2
+    attention = 4 * hidden * hidden + 4 * hidden
+    feed_forward = 2 * hidden * inner + inner + hidden
+    count = vocab * hidden + 2 * positions * hidden + 2 * (2 * hidden)  # + embedding norms
+    count += encoder * (attention + feed_forward + 2 * 2 * hidden)
+    count += decoder * (2 * attention + feed_forward + 3 * 2 * hidden)
+    return count  # the LM head is tied; its final_logits_bias is a buffer, not a parameter
 
 
 def format_parameters(count: int) -> str:
@@ -223,6 +366,13 @@ def estimate_memory_bytes(config: Any, parameters: int, tokens: int) -> int:
     return parameters * parameter_bytes(config) + 2 * result_bytes(config, tokens)
 
 
+MEMORY_CHECK_TOKENS = 512
+"""At load time the memory check counts one text of this many tokens (or the token cap, or the
+model's own limit, if lower) beside the weights. A model's limit is no text's length: sized at
+32,768 positions a 0.5B model "needed" 2.9 TB and was refused for a 100-token text. Each text
+is then checked at its own length before it runs (`check_text_memory`)."""
+
+
 def check_memory(
     policy: DeployPolicy,
     config: Any,
@@ -231,8 +381,9 @@ def check_memory(
     parameters: int | None = None,
     available: int | None = None,
 ) -> int:
-    """Raise `InsufficientMemoryError` if the model and one result at the policy's token cap
-    would not fit in the memory available (`available_memory_bytes` unless given).
+    """Raise `InsufficientMemoryError` if the model and one ordinary text's attention (at
+    `MEMORY_CHECK_TOKENS`, or the policy's token cap) would not fit in the memory available
+    (`available_memory_bytes` unless given).
 
     A private install has no parameter cap: a config claiming 310B parameters got the server
     killed by the kernel instead of refused. Returns the estimate in bytes; with no way to read
@@ -241,16 +392,40 @@ def check_memory(
     check_attention_shape(config, name)
     if parameters is None:
         parameters = estimate_parameters(config)
-    tokens = tokens_for(policy, config)
+    tokens = tokens_for(policy, config, policy.max_tokens or MEMORY_CHECK_TOKENS)
     needed = estimate_memory_bytes(config, parameters, tokens)
+    what = (
+        f"{quoted(name)} would need about {format_bytes(needed)} of memory "
+        f"({format_parameters(parameters)} parameters, plus the attention of one "
+        f"{tokens}-token text)"
+    )
+    return _fits(needed, available, what, "Pick a smaller model.")
+
+
+def check_text_memory(
+    config: Any, tokens: int, name: str = "This model", *, available: int | None = None
+) -> int:
+    """Raise `InsufficientMemoryError` if the attention of one `tokens`-token text on the
+    (loaded) model of `config` would not fit in the memory available; call it before the
+    text runs. Returns the estimate in bytes (twice one result: the forward pass holds every
+    layer's attention and their stacked copy at once)."""
+    needed = 2 * result_bytes(config, max(1, tokens))
+    what = (
+        f"The attention of this {tokens:,}-token text on {quoted(name)} would need about "
+        f"{format_bytes(needed)} of memory"
+    )
+    return _fits(
+        needed, available, what, "Shorten the text, or pick a model with fewer layers and heads."
+    )
+
+
+def _fits(needed: int, available: int | None, what: str, advice: str) -> int:
+    """`needed`, or `InsufficientMemoryError` ("`what`, but …. `advice`") when it is more than
+    `available` (`available_memory_bytes()` unless given; unknown: nothing is refused)."""
     if available is None:
         available = available_memory_bytes()
     if available is not None and needed > available:
         raise InsufficientMemoryError(
-            f"{quoted(name)} would need about {format_bytes(needed)} of memory "
-            f"({format_parameters(parameters)} parameters, plus the attention of one "
-            f"{tokens}-token text), but this machine has {format_bytes(available)} available. "
-            "Pick a smaller model, or lower ATLAS_MAX_TOKENS if the attention is what does not "
-            "fit."
+            f"{what}, but this machine has {format_bytes(available)} available. {advice}"
         )
     return needed

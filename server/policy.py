@@ -19,11 +19,12 @@ from typing import Any
 from core.costs import Budget
 from core.errors import ModelLoadError, UnsupportedModelError
 from core.methods import Method
-from core.models import LoadedModel, load_config, load_model
+from core.models import LoadedModel, hub_reachable, load_config, load_model
 from server.errors import (
     AgreementTooLargeError,
     ModelNotAllowedError,
     ModelTooLargeError,
+    NoWeightsError,
     RerunTooLargeError,
     ResultTooLargeError,
     TextTooLongError,
@@ -50,6 +51,11 @@ def _looks_local(name: str) -> bool:
         return Path(os.path.expanduser(name)).exists()
     except (OSError, ValueError):  # NUL bytes, names too long for the filesystem
         return True
+
+
+def deployment(policy: DeployPolicy) -> str:
+    """ "public deployment" or "deployment": messages never call a private install public."""
+    return "public deployment" if policy.public else "deployment"
 
 
 def check_model_allowed(policy: DeployPolicy, name: str) -> None:
@@ -270,7 +276,7 @@ def check_text_length(policy: DeployPolicy, text: str, pair: str = "") -> None:
     length = len(text or "") + len(pair or "")
     if policy.max_chars is not None and length > policy.max_chars:
         raise TextTooLongError(
-            f"The text is {length:,} characters long; this public deployment analyses up to "
+            f"The text is {length:,} characters long; this {deployment(policy)} analyses up to "
             f"{policy.max_chars:,} characters (and reads the first {policy.max_tokens or 'few'} "
             "tokens of them). Shorten it; nothing you typed has been changed."
         )
@@ -307,13 +313,22 @@ def load_model_for(policy: DeployPolicy, name: str) -> LoadedModel:
     try:
         model = load_model(name, safetensors_only=policy.safetensors_only)
     except ModelLoadError as error:
-        if policy.safetensors_only and _missing_safetensors(error):
-            raise UnsafeWeightsError(
-                f"'{shown_name(name)}' has no safetensors weights, only pickle files "
-                "(pytorch_model.bin). This deployment loads safetensors only, because pickle "
-                "files can run code when they are opened. Pick another model."
+        if not _missing_weights(error):
+            raise
+        files = weight_files(name)
+        if files == []:
+            raise NoWeightsError(
+                f"'{shown_name(name)}' has a config but no weights (no model.safetensors or "
+                "pytorch_model.bin): there is nothing to load. Pick another model."
             ) from error
-        raise
+        if not policy.safetensors_only:
+            raise
+        pickles = " only pickle files (pytorch_model.bin)." if files else "."
+        raise UnsafeWeightsError(
+            f"'{shown_name(name)}' has no safetensors weights,{pickles} This deployment loads "
+            "safetensors only, because pickle files can run code when they are opened. Pick "
+            "another model."
+        ) from error
     if policy.max_tokens is not None and model.max_length > policy.max_tokens:
         model = dataclasses.replace(
             model,
@@ -323,14 +338,40 @@ def load_model_for(policy: DeployPolicy, name: str) -> LoadedModel:
     return model
 
 
-def _missing_safetensors(error: BaseException) -> bool:
-    # transformers says "no file named model.safetensors" (local) or "does not appear to have a
-    # file named model.safetensors" (Hub); both surface somewhere in the exception chain.
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack")
+
+
+def weight_files(name: str) -> list[str] | None:
+    """The weight files of local directory or Hub repository `name` ([] for a config-only
+    one), None when they cannot be listed (offline, unreachable). Asked only after a load
+    failed for want of weights, to say which want it was."""
+    path = Path(os.path.expanduser(name.strip()))
+    try:
+        if path.is_dir():
+            return sorted(p.name for p in path.iterdir() if p.name.endswith(WEIGHT_SUFFIXES))
+    except (OSError, ValueError):
+        return None
+    if not hub_reachable(timeout=2.0):  # its client would retry for half a minute
+        return None
+    try:
+        from huggingface_hub import HfApi
+
+        files = HfApi().list_repo_files(name.strip())  # HfApi() reads the endpoint now
+    except Exception:  # unknown, gated, a network error: nothing beyond the load's own error
+        return None
+    return sorted(f for f in files if f.endswith(WEIGHT_SUFFIXES))
+
+
+def _missing_weights(error: BaseException) -> bool:
+    # transformers says "no file named model.safetensors" (local), "does not appear to have a
+    # file named model.safetensors" or "a directory containing a file named pytorch_model.bin"
+    # (Hub); one of them surfaces somewhere in the exception chain.
     current: BaseException | None = error
     for _ in range(10):
         if current is None:
             return False
-        if "safetensors" in str(current).lower():
+        text = str(current).lower()
+        if "safetensors" in text or "file named" in text:
             return True
         current = current.__cause__ or current.__context__
     return False

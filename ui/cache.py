@@ -15,7 +15,7 @@ import functools
 import math
 import re
 import warnings
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -32,6 +32,7 @@ from core.images import gallery_zip
 from core.tokens import token_labels
 from core.views import blank_causal
 from server import admission
+from server.settings import DeployPolicy
 from ui.deploy import deploy_policy
 from ui.state import ViewState
 from ui.store import ResultStore
@@ -80,13 +81,27 @@ def store_key(kind: str, inputs: Inputs, *settings: Hashable) -> tuple[Hashable,
 
 # Two models at most (the compare page shows two side by side): the two largest presets take
 # ≈1.2 GB resident, half of a 2.7 GB Community Cloud machine (bench/preset_memory.py).
-@st.cache_resource(max_entries=2, show_spinner=False)
 def cached_model(name: str) -> LoadedModel:
+    """Model `name` under this visitor's policy (`_cached_model`)."""
+    return _cached_model(name, deploy_policy())
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _cached_model(name: str, policy: DeployPolicy) -> LoadedModel:
     from server.policy import load_model_for
 
     # Every page loads through here, so the deployment's allowlist, size cap, weight format and
-    # token cap hold for all of them; a refused name raises and is never cached.
-    return load_model_for(deploy_policy(), name)
+    # token cap hold for all of them; a refused name raises and is never cached. The policy is
+    # part of the key: a visitor on this machine (private mode) and one from the network
+    # (public by default) must not share a model loaded without the public token cap.
+    model = load_model_for(policy, name)
+    _loaded.add((name, policy))
+    return model
+
+
+_loaded: set[tuple[str, DeployPolicy]] = set()
+"""(name, policy) of the models `_cached_model` has loaded (possibly evicted since: then
+`cached_model` loads it again, which `page_slot` accepts)."""
 
 
 @st.cache_resource(show_spinner=False)
@@ -124,11 +139,49 @@ def admitted(compute: Callable[[], T], weigh: Weigh | None = None) -> T:
         notice.info(waiting_message(place))
 
     heavy = weigh is not None and admission.is_heavy(weigh())
+    slot = admission.slot("computation", queued, heavy=heavy, visitor=visitor())
     try:
-        with admission.slot("computation", queued, heavy=heavy, visitor=visitor()):
+        # Each admitted request gets its share of the cores; flow's solver would take two.
+        with slot, core.flow.solver_threads(admission.threads_per_slot()):
             return compute()
     finally:
         notice.empty()
+
+
+@contextlib.contextmanager
+def page_slot(view: ViewState) -> Iterator[None]:
+    """The whole page run in one heavy slot when the view's attention is heavy as a whole
+    (`admission.is_heavy_page`): its drawing and exports, not only its computations, then
+    wait their turn in the heavy line, one per visitor, and ordinary pages never wait for it.
+    Other views run as they are (their computations take their own slots)."""
+    cells = 0.0
+    # Only a model loaded already is weighed: a first load shows its own spinner on the page.
+    with contextlib.suppress(Exception):  # a model that cannot load: the page says why
+        if (view.model, deploy_policy()) not in _loaded:
+            raise LookupError(view.model)
+        model = cached_model(view.model)
+        n = estimated_tokens(inputs_of(view, model), model.max_length)
+        cells = float(model.num_layers * model.num_heads * n * n)
+    if not admission.is_heavy_page(cells):
+        yield
+        return
+    notice = st.empty()
+
+    def queued(place: admission.Place) -> None:
+        notice.info(waiting_message(place))
+
+    with admission.slot("page", queued, heavy=True, visitor=visitor()):
+        notice.empty()
+        yield
+
+
+def admitted_export(build: Callable[[], T], cells: int) -> T:
+    """A download's file, built in a heavy slot when it holds a heavy page's worth of cells
+    (Streamlit builds it in a worker thread when the button is clicked)."""
+    if not admission.is_heavy_page(cells):
+        return build()
+    with admission.slot("download", heavy=True, visitor=visitor()):
+        return build()
 
 
 def waiting_message(place: admission.Place) -> str:
@@ -207,6 +260,11 @@ def attention(inputs: Inputs) -> AttentionResult:
         ),
         passes_of(inputs, ATTENTION.passes(1, 1)),
     )
+
+
+def is_attention_stored(inputs: Inputs) -> bool:
+    """Whether `attention(inputs)` would answer at once."""
+    return store_key("attention", inputs) in result_store()
 
 
 def method_settings(

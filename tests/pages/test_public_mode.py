@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 from transformers import BertConfig
 
 import server.policy
+import ui.deploy
 import ui.flow
 from core import EMBEDDED_MODEL, PRESETS
 from server.settings import SETTING_NAMES
@@ -179,6 +180,38 @@ def test_token_cap_truncates_with_a_warning_and_keeps_the_text(deploy):
     assert table_with(at, 0, {"q", "k", "v"}).num_rows == 16 * 16
     assert "the last 14 tokens were dropped" in warning
     assert at.text_area(key="w_text").value == text
+
+
+def test_a_private_token_cap_is_not_called_public(deploy):
+    deploy(ATLAS_MAX_TOKENS=16)
+    text = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen " * 2
+    at = start(text=text)
+    assert_clean(at)
+    warning = messages(at, "warning")
+    assert "This deployment reads at most 16 tokens per text" in warning
+    assert "public" not in warning
+
+
+def test_a_server_reached_over_the_network_starts_public_and_says_so(deploy, monkeypatch):
+    deploy()  # ATLAS_PUBLIC set nowhere
+    monkeypatch.setattr(ui.deploy, "client_address", lambda: "203.0.113.7")
+    at = start()
+    assert_clean(at)
+    assert model_options(at) == labels(PRESETS)  # no free-text box: no local paths
+    notice = " ".join(info.value for info in at.sidebar.info)
+    assert "Public mode: this app is reached over the network" in notice
+    # An operator who sets the mode explicitly gets it, and no notice.
+    deploy(ATLAS_PUBLIC=0)
+    at = start()
+    assert CUSTOM_CHOICE in model_options(at)
+    assert not any("Public mode" in info.value for info in at.sidebar.info)
+
+
+def test_a_visitor_on_this_machine_keeps_the_private_default(deploy, monkeypatch):
+    deploy()
+    monkeypatch.setattr(ui.deploy, "client_address", lambda: "127.0.0.1")
+    at = start()
+    assert CUSTOM_CHOICE in model_options(at)
 
 
 def test_character_cap_refuses_a_link_and_keeps_the_text(deploy):

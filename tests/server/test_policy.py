@@ -323,6 +323,14 @@ def test_character_cap():
     check_text_length(DeployPolicy(), "x" * 1_000_000)
 
 
+def test_a_private_install_is_never_called_public():
+    with pytest.raises(TextTooLongError) as private:
+        check_text_length(DeployPolicy(max_chars=10), "x" * 11)
+    assert "this deployment analyses" in str(private.value) and "public" not in str(private.value)
+    with pytest.raises(TextTooLongError, match="this public deployment analyses"):
+        check_text_length(DeployPolicy.strict(), "x" * 20_001)
+
+
 # ---------------------------------------------------------------- weights and code
 @pytest.fixture
 def pickle_only_checkpoint(tiny_model_path, tmp_path):
@@ -335,7 +343,7 @@ def pickle_only_checkpoint(tiny_model_path, tmp_path):
 
 
 def test_public_mode_refuses_pickle_weights(pickle_only_checkpoint):
-    with pytest.raises(UnsafeWeightsError, match="safetensors only"):
+    with pytest.raises(UnsafeWeightsError, match=r"only pickle files.*safetensors only"):
         load_model_for(DeployPolicy(safetensors_only=True), pickle_only_checkpoint)
     # The same checkpoint loads in a private install, so the refusal is the policy's doing.
     assert load_model_for(DeployPolicy(), pickle_only_checkpoint).num_layers == 2
