@@ -33,7 +33,7 @@ from core.tokens import token_labels
 from core.views import blank_causal
 from server import admission
 from server.settings import DeployPolicy
-from ui.deploy import deploy_policy
+from ui.deploy import client_address, deploy_policy
 from ui.state import ViewState
 from ui.store import ResultStore
 
@@ -207,9 +207,7 @@ def visitor() -> tuple[Hashable, ...]:
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
     context = get_script_run_ctx()
-    address = None
-    with contextlib.suppress(Exception):  # outside a server (bare mode) there is no request
-        address = st.context.ip_address
+    address = client_address()
     return (
         ("session", context.session_id if context is not None else None),
         ("address", address) if address else None,

@@ -37,9 +37,10 @@ def client_address() -> str | None:
     """The visitor's address, which Streamlit passes only for a visitor on another machine
     (None on localhost, in tests and in bare mode)."""
     try:
-        return st.context.ip_address
+        address = st.context.ip_address
     except Exception:  # no request context: not served to anyone
         return None
+    return address if isinstance(address, str) else None  # AppTest gives a stand-in object
 
 
 def reached_remotely() -> bool:
