@@ -36,8 +36,8 @@ from core.inference import Encoded, encode, guarded
 from core.kinds import ModelKind
 from core.lens import check_position
 from core.methods import Progress, compute_method, get_method, list_methods
-from core.methods.shared import report
 from core.models import LoadedModel
+from core.work import Cancel, Limiter, checkpoint, no_limit
 
 AGREEMENT_COLUMNS = (
     "method",
@@ -66,33 +66,44 @@ def batched_probabilities(
     at: int,
     token: int,
     progress: Progress | None = None,
+    *,
+    cancel: Cancel | None = None,
+    limiter: Limiter = no_limit,
 ) -> np.ndarray:
     """Probability of `token` at position `at` for each row of `ids` `[b, n]`.
 
-    `progress(rows done, rows)` is called after each batch of `BATCH` rows.
+    `progress(rows done, rows)` is called after each batch of `BATCH` rows, `cancel` asked
+    there too, and `limiter("leave-one-out")` held around each batch (`core.work`).
     """
     out = []
     total = ids.shape[0]
-    with guarded(model), torch.inference_mode():
-        for start in range(0, total, BATCH):
-            chunk = ids[start : start + BATCH]
-            inputs = {"input_ids": chunk, "attention_mask": torch.ones_like(chunk)}
-            inputs.update({k: v.expand(len(chunk), -1) for k, v in extra.items()})
+    for start in range(0, total, BATCH):
+        chunk = ids[start : start + BATCH]
+        inputs = {"input_ids": chunk, "attention_mask": torch.ones_like(chunk)}
+        inputs.update({k: v.expand(len(chunk), -1) for k, v in extra.items()})
+        with limiter("leave-one-out"), guarded(model), torch.inference_mode():
             logits = model.model(**inputs).logits[:, at].double()
-            out.append(logits.softmax(dim=-1)[:, token].cpu().numpy())
-            report(progress, start + len(chunk), total, "Leave-one-out")
+        out.append(logits.softmax(dim=-1)[:, token].cpu().numpy())
+        checkpoint(start + len(chunk), total, "Leave-one-out", progress, cancel)
     return np.concatenate(out)
 
 
 def leave_one_out(
-    model: LoadedModel, text: str, position: int, progress: Progress | None = None
+    model: LoadedModel,
+    text: str,
+    position: int,
+    progress: Progress | None = None,
+    *,
+    cancel: Cancel | None = None,
+    limiter: Limiter = no_limit,
 ) -> pd.DataFrame:
     """The leave-one-out ground truth: drop of the predicted token's probability per token.
 
     Columns position, token, probability_without, drop (float64); `df.attrs` holds
     "predicted" (the token's text), "predicted_id", "probability" and "perturbation"
-    ("mask" or "remove"). `progress(variants done, variants)` follows the batches. Raises
-    `MethodUnsupportedError` for models without an LM head.
+    ("mask" or "remove"). `progress(variants done, variants)` follows the batches; `cancel`
+    and `limiter` as in `core.work`. Raises `MethodUnsupportedError` for models without an LM
+    head.
     """
     if model.kind not in (ModelKind.MASKED_LM, ModelKind.CAUSAL_LM):
         raise MethodUnsupportedError(
@@ -106,7 +117,7 @@ def leave_one_out(
     position = check_position(position, n)
     ids = encoded.input_ids[0]
     extra = {k: v for k, v in encoded.inputs.items() if k not in ("input_ids", "attention_mask")}
-    with guarded(model), torch.inference_mode():
+    with limiter("leave-one-out"), guarded(model), torch.inference_mode():
         logits = model.model(**encoded.inputs).logits[0, position].double()
     probabilities = logits.softmax(dim=-1)
     predicted = int(probabilities.argmax())
@@ -117,7 +128,9 @@ def leave_one_out(
         variants[torch.arange(len(candidates)), torch.tensor(candidates)] = (
             model.tokenizer.mask_token_id
         )
-        without = batched_probabilities(model, variants, extra, position, predicted, progress)
+        without = batched_probabilities(
+            model, variants, extra, position, predicted, progress, cancel=cancel, limiter=limiter
+        )
         perturbation = "mask"
     else:
         candidates = list(range(position + 1))
@@ -127,7 +140,16 @@ def leave_one_out(
             prefix = ids[: position + 1]
             keep = [[k for k in range(position + 1) if k != j] for j in candidates]
             variants = torch.stack([prefix[k] for k in keep])
-            without = batched_probabilities(model, variants, {}, position - 1, predicted, progress)
+            without = batched_probabilities(
+                model,
+                variants,
+                {},
+                position - 1,
+                predicted,
+                progress,
+                cancel=cancel,
+                limiter=limiter,
+            )
         perturbation = "remove"
     frame = pd.DataFrame(
         {
@@ -236,6 +258,9 @@ def explanation_agreement(
     methods: Sequence[str] | None = None,
     top_k: int = 3,
     progress: Progress | None = None,
+    *,
+    cancel: Cancel | None = None,
+    limiter: Limiter = no_limit,
 ) -> pd.DataFrame:
     """Each method's attribution ranked against the leave-one-out drops (one row per method).
 
@@ -244,17 +269,19 @@ def explanation_agreement(
     the largest drop that are among the method's k largest), k, tokens_compared. The
     leave-one-out table is in `df.attrs["leave_one_out"]` and the prediction in
     `df.attrs["predicted"]`, so both export with the table. `progress(steps done, steps)`
-    counts leave-one-out and each method as one step.
+    counts leave-one-out and each method as one step; `cancel` is asked between steps and
+    `limiter` held around each forward pass of leave-one-out and each method (`core.work`).
     """
     names = list(methods) if methods is not None else list_methods(model)
     for name in names:
         get_method(name)  # unknown names fail before any computation
     steps = 1 + len(names)
-    truth = leave_one_out(model, text, position)
-    report(progress, 1, steps, "The agreement table")
+    truth = leave_one_out(model, text, position, cancel=cancel, limiter=limiter)
+    checkpoint(1, steps, "The agreement table", progress, cancel)
     position = truth.attrs["position"]
     attributions = {}
     for done, name in enumerate(names, start=2):
-        attributions[name] = method_attribution(model, text, position, name)
-        report(progress, done, steps, "The agreement table")
+        with limiter(name):
+            attributions[name] = method_attribution(model, text, position, name)
+        checkpoint(done, steps, "The agreement table", progress, cancel)
     return agreement_table(truth, attributions, top_k)
