@@ -32,6 +32,7 @@ from core.images import gallery_zip
 from core.tokens import token_labels
 from core.views import blank_causal
 from server import admission
+from server.errors import ServerBusyError
 from server.settings import DeployPolicy
 from ui.deploy import client_address, deploy_policy
 from ui.state import ViewState
@@ -170,7 +171,13 @@ def page_slot(view: ViewState) -> Iterator[None]:
     def queued(place: admission.Place) -> None:
         notice.info(waiting_message(place))
 
-    with admission.slot("page", queued, heavy=True, visitor=visitor()):
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(admission.slot("page", queued, heavy=True, visitor=visitor()))
+    except ServerBusyError as error:  # waited too long: say so instead of drawing the page
+        notice.error(str(error))
+        st.stop()
+    with held:
         notice.empty()
         yield
 
