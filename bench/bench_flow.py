@@ -1,4 +1,4 @@
-"""Benchmark exact attention flow on real attention: today's solver, the old one, networkx.
+"""Benchmark exact attention flow on real attention: today's solver against networkx.
 
 Usage (from the repository root):
 
@@ -12,16 +12,15 @@ no download) on the same text. Every layer index is timed where the section says
 previous benchmark's synthetic inputs (softmax of Gaussian logits, bert-base shape) are
 timed too, since the solver must stay fast there.
 
-Three solvers, in the same run:
+Two solvers, in the same run:
 
 * ours: ``core.flow.attention_flow``;
-* old: the solver before issue 15 (``bench/_flow_baseline.py``), run on the same residual
-  matrices and row-normalised the same way; it is slow on real attention, so for full
-  matrices of real text it is timed on a few rows and the time per row is scaled to n rows
-  (its full 128 x 128 took 351 s at one layer in issue 15);
 * networkx: the layered DiGraph built from the definition and ``nx.maximum_flow_value``
   per pair, on a sample of pairs (a full matrix at n = 128 would take hours); the table
   gives the worst difference on the sampled pairs.
+
+The solver before issue 15, which earlier runs in bench/RESULTS.md also timed, is in git
+(``bench/_flow_baseline.py`` up to commit 1a2c2bd).
 """
 
 from __future__ import annotations
@@ -41,9 +40,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-import _flow_baseline as baseline  # noqa: E402
 
 from core.flow import FlowCancelled, attention_flow  # noqa: E402
 from core.rollout import residual_attention  # noqa: E402
@@ -164,15 +160,6 @@ class Attention:
         return self.torch.stack(out.attentions)[:, 0].float().numpy()
 
 
-def old_flow(att: np.ndarray, layer: int, rows: list[int]) -> np.ndarray:
-    """The pre-issue-15 solver, row-normalised like attention_flow ``[len(rows), n]``."""
-    mixed = residual_attention(att, n_layers=layer + 1)
-    raw, _ = baseline.LayeredFlow(mixed).block(
-        0, layer + 1, np.array(rows), np.arange(att.shape[-1])
-    )
-    return raw / raw.sum(axis=1, keepdims=True)
-
-
 def networkx_pairs(att: np.ndarray, layer: int, pairs: list[tuple[int, int]]) -> np.ndarray:
     """Unnormalised networkx max flows for ``pairs`` (source row, input token)."""
     mixed = residual_attention(att, n_layers=layer + 1)
@@ -243,25 +230,18 @@ def machine() -> dict[str, str]:
     }
 
 
-def section_rows(att_of, results, n, kinds, model, layers, old_rows, nx_pairs):
-    """One row (the middle token) per kind and layer: ours vs old vs networkx sample."""
+def section_rows(att_of, results, n, kinds, model, layers, nx_pairs):
+    """One row (the middle token) per kind and layer: ours vs a networkx sample."""
     print(f"\n## One row (middle token), n = {n}, {model}")
-    print("| kind | layer | ours wall (s) | ours cpu (s) | old wall (s) | old cpu (s) | networkx "
-          "pairs | max diff vs networkx | load |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| kind | layer | ours wall (s) | ours cpu (s) | networkx pairs "
+          "| max diff vs networkx | load |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     for kind in kinds:
         att = att_of(kind, n, model)
         row = n // 2
         for layer in layers:
-            ours_s, ours = wall(
-                lambda a=att, la=layer, r=row: attention_flow(a, layer=la, rows=[r])
-            )
+            ours_s, _ = wall(lambda a=att, la=layer, r=row: attention_flow(a, layer=la, rows=[r]))
             ours_cpu = CPU[0]
-            old_s = diff_old = old_cpu = None
-            if old_rows:
-                old_s, old = wall(lambda a=att, la=layer, r=row: old_flow(a, la, [r]))
-                old_cpu = CPU[0]
-                diff_old = float(np.abs(old - ours[[row]]).max())
             nx_diff = None
             if nx_pairs:
                 sinks = np.linspace(0, n - 1, nx_pairs).astype(int).tolist()
@@ -269,13 +249,10 @@ def section_rows(att_of, results, n, kinds, model, layers, old_rows, nx_pairs):
                 nx_diff = float(np.abs(raw_ours(att, layer, [row])[0, sinks] - ref).max())
             results["rows"].append(
                 dict(model=model, n=n, kind=kind, layer=layer, ours_s=ours_s, ours_cpu_s=ours_cpu,
-                     old_s=old_s, old_cpu_s=old_cpu, old_max_diff=diff_old,
                      networkx_pairs=nx_pairs, networkx_max_diff=nx_diff, load=load())
             )  # fmt: skip
             print(
-                f"| {kind} | {layer} | {ours_s:.3f} | {ours_cpu:.3f} | "
-                + (f"{old_s:.2f} | {old_cpu:.2f}" if old_s is not None else "- | -")
-                + f" | {nx_pairs or '-'} | "
+                f"| {kind} | {layer} | {ours_s:.3f} | {ours_cpu:.3f} | {nx_pairs or '-'} | "
                 + (f"{nx_diff:.1e}" if nx_diff is not None else "-")
                 + f" | {load()} |",
                 flush=True,
@@ -283,17 +260,12 @@ def section_rows(att_of, results, n, kinds, model, layers, old_rows, nx_pairs):
             save(results)
 
 
-def section_full(att_of, results, n, kinds, model, layers, nx_pairs, old_rows=0):
-    """Full n x n per kind and layer, with progress: seconds and the longest progress gap.
-
-    ``old_rows`` > 0 times the old solver on that many rows and scales its time to n rows
-    (its full matrix on real text takes minutes per layer); 0 leaves it out.
-    """
+def section_full(att_of, results, n, kinds, model, layers, nx_pairs):
+    """Full n x n per kind and layer, with progress: seconds and the longest progress gap."""
     print(f"\n## Full n x n, n = {n}, {model}")
     print("| kind | layer | ours wall (s) | ours cpu (s) | progress calls | longest gap (s) "
-          "| old cpu (s), scaled from rows | networkx pairs | max diff vs networkx "
-          "| load |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| networkx pairs | max diff vs networkx | load |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for kind in kinds:
         att = att_of(kind, n, model)
         for layer in layers:
@@ -303,17 +275,11 @@ def section_full(att_of, results, n, kinds, model, layers, nx_pairs, old_rows=0)
                 calls.append(time.perf_counter())
 
             load_before = load()
-            seconds, ours = wall(
+            seconds, _ = wall(
                 lambda a=att, la=layer, p=progress: attention_flow(a, layer=la, progress=p)
             )
             cpu = CPU[0]
             gaps = np.diff(calls) if len(calls) > 1 else np.zeros(1)
-            old_cpu = old_diff = None
-            if old_rows:
-                rows = np.linspace(0, n - 1, old_rows).astype(int).tolist()
-                _, old = wall(lambda a=att, la=layer, r=rows: old_flow(a, la, r))
-                old_cpu = CPU[0] * n / len(rows)
-                old_diff = float(np.abs(old - ours[rows]).max())
             nx_diff = None
             if nx_pairs:
                 rng = np.random.default_rng(layer)
@@ -326,15 +292,13 @@ def section_full(att_of, results, n, kinds, model, layers, nx_pairs, old_rows=0)
             results["full"].append(
                 dict(model=model, n=n, kind=kind, layer=layer, ours_s=seconds, ours_cpu_s=cpu,
                      progress_calls=len(calls), longest_gap_s=float(gaps.max()),
-                     old_rows=old_rows, old_cpu_s_scaled=old_cpu, old_max_diff=old_diff,
                      networkx_pairs=nx_pairs, networkx_max_diff=nx_diff,
                      load_before=load_before, load=load())
             )  # fmt: skip
             print(
                 f"| {kind} | {layer} | {seconds:.2f} | {cpu:.2f} | {len(calls)} | "
-                f"{gaps.max():.2f} | "
-                + (f"{old_cpu:.1f} ({old_rows} rows)" if old_cpu is not None else "-")
-                + f" | {nx_pairs or '-'} | " + (f"{nx_diff:.1e}" if nx_diff is not None else "-")
+                f"{gaps.max():.2f} | {nx_pairs or '-'} | "
+                + (f"{nx_diff:.1e}" if nx_diff is not None else "-")
                 + f" | {load()} |",
                 flush=True,
             )  # fmt: skip
@@ -343,20 +307,17 @@ def section_full(att_of, results, n, kinds, model, layers, nx_pairs, old_rows=0)
 
 def section_synthetic(results, quick):
     """The previous benchmark's inputs, top layer (index 11): full n x n and one row."""
-    print("\n## Synthetic (softmax of Gaussian logits, 12 x 12), top layer: ours vs old")
-    print("| case | ours wall (s) | ours cpu (s) | old wall (s) | old cpu (s) | max diff "
-          "ours vs old | networkx pairs | max diff vs networkx | load |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n## Synthetic (softmax of Gaussian logits, 12 x 12), top layer")
+    print("| case | ours wall (s) | ours cpu (s) | networkx pairs | max diff vs networkx "
+          "| load |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
     cases = [("full", 32), ("full", 64)] if quick else [("full", 32), ("full", 64),
                                                           ("full", 128), ("row", 512)]  # fmt: skip
     for what, n in cases:
         att = bert_like_attention(n, seed=(1000 if what == "full" else 2000) + n)
         rows = list(range(n)) if what == "full" else [n // 2]
-        ours_s, ours = wall(lambda a=att, r=rows: attention_flow(a, rows=r))
+        ours_s, _ = wall(lambda a=att, r=rows: attention_flow(a, rows=r))
         ours_cpu = CPU[0]
-        old_s, old = wall(lambda a=att, r=rows: old_flow(a, 11, r))
-        old_cpu = CPU[0]
-        diff = float(np.abs(old - ours[rows]).max())
         nx_pairs = 4 if n <= 64 else 0
         nx_diff = None
         if nx_pairs:
@@ -365,12 +326,10 @@ def section_synthetic(results, quick):
             raw = raw_ours(att, 11, rows)
             nx_diff = float(np.abs(np.array([raw[rows.index(i), j] for i, j in pairs]) - ref).max())
         results["synthetic"].append(
-            dict(case=what, n=n, ours_s=ours_s, ours_cpu_s=ours_cpu, old_s=old_s,
-                 old_cpu_s=old_cpu, max_diff_old=diff, networkx_pairs=nx_pairs,
+            dict(case=what, n=n, ours_s=ours_s, ours_cpu_s=ours_cpu, networkx_pairs=nx_pairs,
                  networkx_max_diff=nx_diff, load=load())
         )  # fmt: skip
-        print(f"| {what} {n} | {ours_s:.3f} | {ours_cpu:.3f} | {old_s:.3f} | {old_cpu:.3f} | "
-              f"{diff:.1e} | {nx_pairs or '-'} | "
+        print(f"| {what} {n} | {ours_s:.3f} | {ours_cpu:.3f} | {nx_pairs or '-'} | "
               + (f"{nx_diff:.1e}" if nx_diff is not None else "-") + f" | {load()} |",
               flush=True)  # fmt: skip
         save(results)
@@ -407,7 +366,7 @@ def main() -> None:
     parser.add_argument(
         "--targets",
         action="store_true",
-        help="the issue's target cases only, at layers 2-5 (ours; no old solver, no networkx)",
+        help="the issue's target cases only, at layers 2-5 (ours; no networkx)",
     )
     args = parser.parse_args()
     JSON_PATH[0] = args.json
@@ -431,28 +390,28 @@ def main() -> None:
     results["first_call_s"] = seconds
     every = range(6)
     if args.targets:
-        section_rows(att_of, results, 512, ("prose",), "minilm", (2, 3, 4, 5), False, 0)
-        section_full(att_of, results, 128, KINDS, "minilm", (3, 4, 5), 0, 0)
-        section_full(att_of, results, 256, ("prose",), "minilm", (3, 4, 5), 0, 0)
+        section_rows(att_of, results, 512, ("prose",), "minilm", (2, 3, 4, 5), 0)
+        section_full(att_of, results, 128, KINDS, "minilm", (3, 4, 5), 0)
+        section_full(att_of, results, 256, ("prose",), "minilm", (3, 4, 5), 0)
     elif args.quick:
-        section_rows(att_of, results, 64, ("prose",), "minilm", every, True, 4)
-        section_full(att_of, results, 32, ("prose", "code"), "minilm", every, 4, 2)
+        section_rows(att_of, results, 64, ("prose",), "minilm", every, 4)
+        section_full(att_of, results, 32, ("prose", "code"), "minilm", every, 4)
         section_synthetic(results, quick=True)
         section_cancel(att_of, results, 64, 3, 0.3)
     else:
         # Ordered by the targets, so a run cut short still has the important numbers.
-        section_rows(att_of, results, 512, ("prose",), "minilm", every, False, 0)
-        section_full(att_of, results, 128, KINDS, "minilm", every, 2, 2)
+        section_rows(att_of, results, 512, ("prose",), "minilm", every, 0)
+        section_full(att_of, results, 128, KINDS, "minilm", every, 2)
         section_synthetic(results, quick=False)
-        section_rows(att_of, results, 128, KINDS, "minilm", every, True, 2)
-        section_rows(att_of, results, 128, ("prose",), "bert12", (5, 11), True, 2)
+        section_rows(att_of, results, 128, KINDS, "minilm", every, 2)
+        section_rows(att_of, results, 128, ("prose",), "bert12", (5, 11), 2)
         section_full(att_of, results, 128, ("prose",), "bert12", (11,), 0)
-        section_rows(att_of, results, 512, ("prose",), "bert12", (11,), False, 0)
+        section_rows(att_of, results, 512, ("prose",), "bert12", (11,), 0)
         section_full(att_of, results, 96, ("prose", "code"), "minilm", (3, 4, 5), 0)
         section_cancel(att_of, results, 256, 3, 2.0)
         if not args.skip_256:
             section_full(att_of, results, 256, ("prose",), "minilm", (2, 3, 4, 5), 0)
-        section_rows(att_of, results, 512, ("prose",), "minilm", (2, 3, 4, 5), True, 0)
+        section_rows(att_of, results, 512, ("prose",), "minilm", (2, 3, 4, 5), 0)
     results["machine"]["loadavg_end"] = load()
     print(f"\nload average at the end: {load()}")
     save(results)

@@ -60,8 +60,8 @@ def in_process() -> list[tuple[str, float]]:
 
     import core
     from core import charts
+    from core.pooling import block_labels, pool_matrix, thumbnail_size
     from core.tokens import Token
-    from core.views import block_labels, pool_matrix, thumbnail_size
     from tests.e2e.harness import long_text
     from ui.store import ResultStore
 

@@ -4,17 +4,32 @@ Everything here is UI-free and importable from a notebook::
 
     from core import load_model, run_attention, EMBEDDED_MODEL
     result = run_attention(load_model(EMBEDDED_MODEL), "The cat sat on the mat.")
+
+A loaded model carries two adapters: `model.family` (its kind: which head, how a pass runs,
+which attention stacks; `core.families`) and `model.architecture` (how each layer computes:
+projections, norms, masks, soft-caps, the final norm and head; `core.architectures`, None for
+architectures no adapter claims). `register_architecture` adds an adapter.
 """
 
 from core.agreement import explanation_agreement, leave_one_out
+from core.architectures import (
+    Architecture,
+    Layer,
+    detect_architecture,
+    require_architecture,
+    unsupported_reason,
+)
+from core.architectures import register as register_architecture
+from core.architectures import unregister as unregister_architecture
 from core.attention import (
     AttentionResult,
     generate_with_attention,
     predict_next,
     run_attention,
 )
-from core.compare import Comparison, WordAlignment, align_words, compare_replacement
+from core.compare import Comparison, MaskPair, WordAlignment, align_words, compare_replacement
 from core.costs import Budget, Cost, forward_multiply_adds
+from core.display_matrix import drop_positions, merge_groups
 from core.errors import (
     AtlasError,
     ComputationCancelled,
@@ -48,6 +63,7 @@ from core.flow import FULL_FLOW_DEFAULT_MAX_TOKENS, attention_flow, full_flow_is
 from core.graph import contribution_graph
 from core.head_stats import STAT_DESCRIPTIONS, head_statistics
 from core.kinds import ModelKind
+from core.layer_views import mean_of_heads, select_heads
 from core.lens import logit_lens
 from core.methods import (
     Method,
@@ -64,7 +80,6 @@ from core.neuron import NeuronView, neuron_view, supports_neuron_view
 from core.predictions import Prediction, predict_masked
 from core.rollout import attention_rollout, residual_attention
 from core.tokens import Token, word_groups
-from core.transforms import drop_positions, mean_of_heads, merge_groups, select_heads
 from core.version import VERSION
 
 __version__ = VERSION
@@ -75,6 +90,7 @@ __all__ = [
     "PRESETS",
     "STACKS",
     "STAT_DESCRIPTIONS",
+    "Architecture",
     "AtlasError",
     "AttentionResult",
     "Budget",
@@ -88,7 +104,9 @@ __all__ = [
     "InvalidAttentionError",
     "InvalidModelNameError",
     "InvalidSelectionError",
+    "Layer",
     "LoadedModel",
+    "MaskPair",
     "Method",
     "MethodRequest",
     "MethodResult",
@@ -120,6 +138,7 @@ __all__ = [
     "compare_replacement",
     "compute_method",
     "contribution_graph",
+    "detect_architecture",
     "detect_family",
     "drop_positions",
     "explanation_agreement",
@@ -140,10 +159,14 @@ __all__ = [
     "neuron_view",
     "predict_masked",
     "predict_next",
+    "register_architecture",
+    "require_architecture",
     "residual_attention",
     "run_attention",
     "run_method",
     "select_heads",
     "supports_neuron_view",
+    "unregister_architecture",
+    "unsupported_reason",
     "word_groups",
 ]

@@ -48,7 +48,6 @@ AGREEMENT_COLUMNS = (
     "k",
     "tokens_compared",
 )
-LEAVE_ONE_OUT_COLUMNS = ("position", "token", "probability_without", "drop")
 LEAVE_ONE_OUT = "leave_one_out"
 """The first part of an agreement table; the other parts are named after their methods."""
 LEAVE_ONE_OUT_COST = Cost(

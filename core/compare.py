@@ -8,11 +8,12 @@ from functools import cached_property
 import numpy as np
 
 from core.attention import AttentionResult, run_attention
+from core.display_matrix import merge_groups
 from core.errors import EmptyReplacementError, PositionOutOfRangeError
+from core.layer_views import select_heads
 from core.models import LoadedModel
 from core.predictions import Prediction
 from core.tokens import Token
-from core.transforms import merge_groups, select_heads
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,20 @@ class WordAlignment:
     before: list[list[int]]
     after: list[list[int]]
     replaced: int
+
+
+@dataclass(frozen=True)
+class MaskPair:
+    """One mask's predictions before and after a replacement, matched through the alignment.
+
+    `before` and `after` are the mask's token positions in each text; a side is None where the
+    replacement removed the mask (or typed a new one), and its predictions are then empty.
+    """
+
+    before: int | None
+    after: int | None
+    before_predictions: list[Prediction]
+    after_predictions: list[Prediction]
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,6 +94,25 @@ class Comparison:
     @property
     def after_predictions(self) -> list[list[Prediction]]:
         return self.after.predictions
+
+    @property
+    def mask_pairs(self) -> list[MaskPair]:
+        """The masks of both texts in text order, each matched to its word unit's mask.
+
+        Masks of one unit of `alignment` pair in order; a mask the replacement removed or
+        added has no partner. Empty for models that predict no masks.
+        """
+        before = dict(zip(self.before.mask_positions, self.before.predictions, strict=False))
+        after = dict(zip(self.after.mask_positions, self.after.predictions, strict=False))
+        pairs = []
+        for old, new in zip(self.alignment.before, self.alignment.after, strict=True):
+            old_masks = [p for p in old if p in before]
+            new_masks = [p for p in new if p in after]
+            for i in range(max(len(old_masks), len(new_masks))):
+                b = old_masks[i] if i < len(old_masks) else None
+                a = new_masks[i] if i < len(new_masks) else None
+                pairs.append(MaskPair(b, a, before.get(b, []), after.get(a, [])))
+        return pairs
 
 
 def word_span(tokens: list[Token], word_index: int) -> tuple[int, int]:

@@ -1,10 +1,12 @@
 """The logit lens: what each layer's residual stream would predict if the model stopped there.
 
 For a masked-LM or causal model, the hidden state at one position after each layer is passed
-through the model's final norm (GPT-2's `ln_f`; BERT-like models have none before the head)
-and its own language-model head; the softmax's top tokens per layer form the table. Layer 0 is
-the embeddings, layer L the model's actual prediction. A masked LM predicts the token *at*
-the position, a causal LM the token *after* it.
+through the model's final norm (GPT-2's `ln_f`, a rotary decoder's RMSNorm; BERT-like models
+have none before the head) and its own language-model head (Gemma's final soft-cap included),
+as its architecture adapter (`core.architectures`) says; the softmax's top tokens per layer form
+the table. Layer 0 is the embeddings, layer L the model's actual prediction. A masked LM
+predicts the token *at* the position, a causal LM the token *after* it. The maths runs in
+float32 (float64 for a float64 model) whatever the model's dtype.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import warnings
 import pandas as pd
 import torch
 
+from core.architectures import require_architecture
 from core.errors import PositionOutOfRangeError, TruncationWarning
-from core.families.layers import output_head, self_stack_pass
+from core.families.layers import self_stack_pass
 from core.inference import encode, guarded
 from core.models import LoadedModel
 
@@ -44,7 +47,8 @@ def logit_lens(model: LoadedModel, text: str, position: int, top_k: int = 5) -> 
     """
     if not isinstance(top_k, int) or top_k < 1:
         raise PositionOutOfRangeError("top_k must be a positive whole number.")
-    head = output_head(model)
+    architecture = require_architecture(model, "The logit lens")
+    architecture.require_unembedding()  # fail before the forward pass
     with warnings.catch_warnings():
         warnings.simplefilter("default", TruncationWarning)
         encoded = encode(model, text)
@@ -53,9 +57,8 @@ def logit_lens(model: LoadedModel, text: str, position: int, top_k: int = 5) -> 
     rows = []
     with guarded(model), torch.inference_mode():
         residual = torch.stack([h[position] for h in run.hidden_states[:-1]])  # [L, d]
-        if head.final_norm is not None:
-            residual = head.final_norm(residual)
-        logits = torch.cat([head.head(residual), run.logits[position][None]])  # [L + 1, V]
+        layers = architecture.lens_logits(residual)  # [L, V]
+        logits = torch.cat([layers, run.logits[position][None].to(layers.dtype)])  # [L + 1, V]
         probabilities = logits.double().softmax(dim=-1)
         top = probabilities.topk(min(top_k, probabilities.shape[-1]), dim=-1)
     tokenizer = model.tokenizer

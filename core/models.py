@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from core.architectures import Architecture, detect_architecture
 from core.errors import (
     InvalidModelNameError,
     ModelLoadError,
@@ -128,19 +129,34 @@ class LoadedModel:
     model_type: str = ""
     num_parameters: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    family: Family | None = None
+    """The kind adapter detected at load (how it runs, which stacks it yields); when not given,
+    the default family of `kind`."""
+    architecture: Architecture | None = field(default=None, compare=False)
+    """The architecture adapter detected at load (`core.architectures`): how each layer
+    computes. None for architectures no adapter claims (raw attention, rollout and flow only).
+    When not given it is detected from `model`."""
+
+    def __post_init__(self) -> None:
+        # Frozen: fill the two adapters once, for models built without `load_model`.
+        if self.family is None:
+            object.__setattr__(self, "family", family_for_kind(self.kind))
+        if self.architecture is None and isinstance(self.model, torch.nn.Module):
+            try:
+                root = self.family.self_attention_root(self.model)
+            except UnsupportedModelError:
+                return
+            object.__setattr__(self, "architecture", detect_architecture(self.model, root))
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    @property
-    def family(self) -> Family:
-        """The adapter that knows how this kind of model runs and which stacks it yields."""
-        return family_for_kind(self.kind)
-
     def __repr__(self) -> str:
         return (
-            f"LoadedModel(name={self.name!r}, kind={self.kind.value}, layers={self.num_layers}, "
+            f"LoadedModel(name={self.name!r}, kind={self.kind.value}, "
+            f"architecture={self.architecture.name if self.architecture else None}, "
+            f"layers={self.num_layers}, "
             f"heads={self.num_heads}, max_length={self.max_length}, source={self.source})"
         )
 
@@ -400,6 +416,7 @@ def _load_model_locked(
         # A random head would produce confident nonsense: analyse the encoder only.
         model, kind = model.base_model, ModelKind.ENCODER
         family = family_for_kind(kind)
+    architecture = detect_architecture(model, family.self_attention_root(model))
     model.eval().requires_grad_(False).to(target)
 
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
@@ -415,6 +432,8 @@ def _load_model_locked(
         source=source,
         model_type=config.model_type,
         num_parameters=sum(p.numel() for p in model.parameters()),
+        family=family,
+        architecture=architecture,
     )
 
 

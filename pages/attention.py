@@ -5,11 +5,12 @@ import dataclasses
 import streamlit as st
 
 import core
-from core.display import layer_view, segment_b_start, shown_selection
+from core.display_matrix import causal_display_mask, prepare_cross_display, prepare_display
 from core.families import CROSS
+from core.layer_views import layer_view
+from core.selection import segment_b_start, shown_selection
 from core.tokens import unit_labels
-from core.views import causal_display_mask, prepare_cross_display, prepare_display
-from ui import flow, panels, session
+from ui import costly, panels, session
 from ui import page as pages
 from ui.matrix import show_matrix
 from ui.text import plain
@@ -51,8 +52,8 @@ def render(page: pages.Page) -> None:
     panels.controls(page, stack, [t.text for t in tokens])
     if note:
         st.caption(note)
-    rows = flow.chosen_rows(view.method, [t.text for t in tokens], view.token)
-    scores = flow.scores(page.inputs, view.method, stack, view.layer, rows, len(tokens))
+    rows = costly.chosen_rows(view.method, [t.text for t in tokens], view.token)
+    scores = costly.scores(page.inputs, view.method, stack, view.layer, rows, len(tokens))
     if scores is None:
         return
     layer = layer_view(scores, view.layer, view.head, spec.label if len(result.stacks) > 1 else "")

@@ -4,14 +4,15 @@ import functools
 
 import streamlit as st
 
-from core import AtlasError, AttentionResult, charts
-from core.display import head_matrix, segment_b_start, shared_max
+from core import AtlasError, AttentionResult
+from core.layer_views import head_matrix
+from core.scales import shared_max
+from core.selection import segment_b_start
 from core.tokens import token_labels
 from ui import cache, compare, exports
 from ui import page as pages
-from ui.layout import COLUMN_PX
 from ui.matrix import show_matrix
-from ui.widgets import export_buttons, file_stem, show_chart, show_error
+from ui.widgets import export_buttons, file_stem, show_error
 
 ABOUT = (
     "**Replace a word**: the same layer and head before and after the replacement. The "
@@ -83,29 +84,7 @@ def replace_word(page: pages.Page) -> None:
         cells=result.num_layers * result.num_heads * units * units,
         stem=f"{exports.stem(prov, kind='difference')}_word{word}-{file_stem(replacement)}",
     )
-    if not comparison.before_predictions:
-        st.caption("Add a [MASK] to the text to compare predictions too.")
-        return
-    st.subheader("Predictions before and after")
-    pairs = zip(comparison.before_predictions, comparison.after_predictions, strict=True)
-    for number, (old, new) in enumerate(pairs):
-        # One probability axis for both, so the bars compare.
-        top = max((p.score for p in old + new), default=1.0) or 1.0
-        for column, ranked, when in zip(
-            st.columns(2), (old, new), ("before", "after"), strict=True
-        ):
-            with column:
-                show_chart(
-                    charts.prediction_bars(
-                        [p.token for p in ranked],
-                        [p.score for p in ranked],
-                        title=f"Mask {number + 1} {when}",
-                        column_width=COLUMN_PX,
-                        scale="fixed" if scale == "fixed" else "shared",
-                        shared_max=top,
-                    ),
-                    theme="streamlit",
-                )
+    compare.predictions(comparison, scale)
 
 
 def two_models(page: pages.Page) -> None:
@@ -127,7 +106,7 @@ def two_models(page: pages.Page) -> None:
             f"{other_result.num_layers}×{other_result.num_heads}): pickers cover the layers and "
             "heads both have."
         )
-    layer, head = compare.layer_and_head(layers, heads)
+    layer, head = compare.layer_and_head(layers, heads, key_suffix="_models")
     shown = [(page.model.name, result), (other.name, other_result)]
     matrices = [head_matrix(res.attentions, layer, head) for _, res in shown]
     shared = {"scale": view.colour_scale(), "shared_max": shared_max(matrices)}

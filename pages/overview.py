@@ -2,20 +2,13 @@
 
 import functools
 
-import numpy as np
 import streamlit as st
 
 from core import charts
+from core.display_matrix import pad_square
 from core.families import CROSS
 from core.head_stats import STAT_DESCRIPTIONS
-from core.views import (
-    blank_causal,
-    pad_square,
-    pool_matrix,
-    prepare_cross_display,
-    prepare_display,
-    thumbnail_size,
-)
+from core.pooling import thumbnail_size
 from ui import cache, exports, panels
 from ui import page as pages
 from ui.layout import PAGE_PX
@@ -32,21 +25,6 @@ ABOUT = (
 )
 
 
-def shown_thumbnails(page: pages.Page, stack: str, size: int) -> np.ndarray:
-    """Thumbnails `[layers, heads, s, s']` of the units the display options show."""
-    view = page.view
-    result = page.result
-    attentions, queries, keys = result.stack(stack)
-    if result.is_causal(stack):
-        attentions = blank_causal(attentions)
-    options = {"hide_special": view.hide_special, "merge_words": view.merge_words}
-    if stack == CROSS:
-        shown = prepare_cross_display(attentions, queries, keys, **options).matrix
-    else:
-        shown = prepare_display(attentions, queries, **options).matrix
-    return pool_matrix(shown, size)
-
-
 def render(page: pages.Page) -> None:
     view = page.view
     stack = panels.stack_selector(page)
@@ -57,12 +35,7 @@ def render(page: pages.Page) -> None:
     # At most 40 cells a side, and no more than lets the grid fit the page at 1024 px.
     largest = min(40, charts.largest_thumbnail(heads, PAGE_PX))
     size = thumbnail_size(layers, heads, n, budget=THUMBNAIL_PIXELS, largest=largest)
-    if view.hide_special or view.merge_words:
-        # The display options hold here as on the other pages: hidden tokens left out,
-        # word pieces merged, before the thumbnails are averaged down.
-        thumbnails = shown_thumbnails(page, stack, size)
-    else:
-        thumbnails = cache.thumbnails(page.inputs, stack, size)
+    thumbnails = cache.thumbnails(page.inputs, stack, size, view.hide_special, view.merge_words)
     if cross:
         # Target rows × source columns; the grid's thumbnails are square, the rest stays empty.
         thumbnails = pad_square(thumbnails)

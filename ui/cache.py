@@ -27,10 +27,16 @@ import core
 from core import AttentionResult, LoadedModel, MethodRequest, MethodResult
 from core.agreement import LEAVE_ONE_OUT, agreement_table, method_attribution, part_passes
 from core.costs import ATTENTION, forward_multiply_adds
-from core.families import SELF
+from core.display_matrix import (
+    blank_causal,
+    causal_display_mask,
+    prepare_cross_display,
+    prepare_display,
+)
+from core.families import CROSS, SELF
 from core.images import gallery_zip
+from core.pooling import pool_matrix
 from core.tokens import token_labels
-from core.views import blank_causal
 from server import admission
 from server.errors import ServerBusyError
 from server.settings import DeployPolicy
@@ -346,21 +352,35 @@ def head_stats(inputs: Inputs, stack: str = SELF) -> pd.DataFrame:
     return _stored(store_key("head_stats", inputs, stack), compute)
 
 
-def thumbnails(inputs: Inputs, stack: str, size: int) -> np.ndarray:
+def thumbnails(
+    inputs: Inputs, stack: str, size: int, hide_special: bool = False, merge_words: bool = False
+) -> np.ndarray:
     """Every head of one stack block-averaged to at most `size` × `size`: `[layers, heads, s, s']`.
 
-    Cells a causal stack cannot see stay empty (NaN) in the block means too.
+    The display options hold as on the other pages: hidden tokens are left out and word pieces
+    merged before the averaging. Cells a causal stack cannot see stay empty (NaN) in the block
+    means too.
     """
-    from core.views import pool_matrix
 
     def compute() -> np.ndarray:
         result = attention(inputs)
-        attentions = result.stack(stack)[0]
+        attentions, queries, keys = result.stack(stack)
         if result.is_causal(stack):
             attentions = blank_causal(attentions)
-        return pool_matrix(attentions, size)
+        if not (hide_special or merge_words):
+            return pool_matrix(attentions, size)
+        options = {"hide_special": hide_special, "merge_words": merge_words}
+        if stack == CROSS:
+            shown = prepare_cross_display(attentions, queries, keys, **options)
+        else:
+            shown = prepare_display(attentions, queries, **options)
+        matrix = shown.matrix
+        if result.is_causal(stack):  # the options filled the blanked cells with zeros
+            matrix = np.where(causal_display_mask(shown.groups, shown.key_groups), np.nan, matrix)
+        return pool_matrix(matrix, size)
 
-    return _stored(store_key("thumbnails", inputs, stack, size), compute)
+    key = store_key("thumbnails", inputs, stack, size, hide_special, merge_words)
+    return _stored(key, compute)
 
 
 def comparison(inputs: Inputs, word: int, replacement: str) -> core.Comparison:

@@ -1,15 +1,21 @@
 """Panels of the Compare page: the word and its replacement, the layer and head pickers,
-and the second model's picker; all bound to the view, so they travel in the link."""
+the predictions before and after, and the second model's picker; the controls are bound to the
+view, so they travel in the link."""
 
 from __future__ import annotations
 
+import functools
+
 import streamlit as st
 
-from core.display import replaceable_words
-from ui import session
+from core import Comparison, MaskPair, charts
+from core.masking import replaceable_words
+from core.scales import ScaleMode
+from ui import cache, prediction, session
 from ui.deploy import CUSTOM_CHOICE, deploy_policy, model_label, picker_options
+from ui.layout import COLUMN_PX
 from ui.page import Page
-from ui.widgets import bound, label_from
+from ui.widgets import bound, label_from, show_chart
 
 CUSTOM_SECOND_KEY = "atlas_custom_second_mode"
 
@@ -39,10 +45,11 @@ def word_and_replacement(page: Page) -> tuple[int, str]:
     return word, replacement
 
 
-def layer_and_head(layers: int, heads: int) -> tuple[int, int | str]:
+def layer_and_head(layers: int, heads: int, key_suffix: str = "") -> tuple[int, int | str]:
     """Layer and head pickers within `layers` × `heads` (the Attention page's choice).
 
-    Returns the layer and head shown: the view's, or the nearest both models have.
+    Returns the layer and head shown: the view's, or the nearest both models have. Each tab
+    draws its own pickers of the one view's layer and head, told apart by `key_suffix`.
     """
     view = session.view()
     layer = min(view.layer, layers - 1)
@@ -50,7 +57,14 @@ def layer_and_head(layers: int, heads: int) -> tuple[int, int | str]:
     head = view.head if view.head in options else "mean"
     left, right = st.columns(2)
     with left:
-        bound(st.selectbox, "Layer", "layer", value=layer, options=list(range(layers)))
+        bound(
+            st.selectbox,
+            "Layer",
+            "layer",
+            value=layer,
+            options=list(range(layers)),
+            key_suffix=key_suffix,
+        )
     with right:
         bound(
             st.selectbox,
@@ -59,8 +73,55 @@ def layer_and_head(layers: int, heads: int) -> tuple[int, int | str]:
             value=head,
             options=options,
             format_func=label_from({"mean": "mean of heads"} | {h: str(h) for h in range(heads)}),
+            key_suffix=key_suffix,
         )
     return layer, head
+
+
+def predictions(comparison: Comparison, scale: ScaleMode) -> None:
+    """Each mask's predictions before and after the replacement, up to the deployment's mask
+    budget (as on the Masked page); the charts are built inside the admission limit."""
+    pairs = comparison.mask_pairs
+    if not pairs:
+        st.caption("Add a [MASK] to the text to compare predictions too.")
+        return
+    st.subheader("Predictions before and after")
+    pairs = pairs[: prediction.masks_drawn(len(pairs), "core.compare_replacement")]
+    built = cache.admitted(functools.partial(prediction_charts, pairs, scale))
+    for number, row in enumerate(built):
+        for column, chart, change in zip(st.columns(2), row, ("added", "removed"), strict=True):
+            with column:
+                if chart is None:
+                    st.caption(f"Mask {number + 1} was {change} by the replacement.")
+                else:
+                    show_chart(chart, theme="streamlit")
+
+
+def prediction_charts(pairs: list[MaskPair], scale: ScaleMode) -> list[list[charts.Spec | None]]:
+    """`[before, after]` bar charts of each mask pair; None for a side without the mask."""
+    built = []
+    for number, pair in enumerate(pairs):
+        # One probability axis for both, so the bars compare.
+        both = pair.before_predictions + pair.after_predictions
+        top = max((p.score for p in both), default=1.0) or 1.0
+        sides = [(pair.before, pair.before_predictions, "before")]
+        sides.append((pair.after, pair.after_predictions, "after"))
+        built.append(
+            [
+                None
+                if position is None
+                else charts.prediction_bars(
+                    [p.token for p in ranked],
+                    [p.score for p in ranked],
+                    title=f"Mask {number + 1} {when}",
+                    column_width=COLUMN_PX,
+                    scale="fixed" if scale == "fixed" else "shared",
+                    shared_max=top,
+                )
+                for position, ranked, when in sides
+            ]
+        )
+    return built
 
 
 def second_model(page: Page) -> str:

@@ -34,7 +34,7 @@ from core.corpus import (
 )
 from core.corpus.inputs import parse_txt
 from core.corpus.run import encode_sentence
-from core.display import corpus_example_rows, corpus_head_rows
+from core.corpus.tables import corpus_example_rows, corpus_head_rows
 from ui import cache, session
 from ui.deploy import deploy_policy
 from ui.state import MAX_CORPUS_SENTENCES, MAX_CORPUS_TOKENS, MIN_CORPUS_TOKENS, ViewState

@@ -18,7 +18,7 @@ from core import AtlasError, ModelKind, charts
 from core.agreement import part_passes
 from core.families import SELF
 from server.policy import check_agreement_request
-from ui import cache, flow, stoppable
+from ui import cache, costly, stoppable
 from ui.cache import LEAVE_ONE_OUT, Inputs
 from ui.deploy import deploy_policy
 from ui.layout import PAGE_PX
@@ -176,7 +176,7 @@ def graph_panel(page: Page, position: int) -> None:
             step=0.01,
         )
     # Every layer: value zeroing computes them one token at a time, with progress and Stop.
-    scores = flow.scores(page.inputs, method, SELF, None, None, len(page.result.tokens))
+    scores = costly.scores(page.inputs, method, SELF, None, None, len(page.result.tokens))
     if scores is None:
         return
     try:

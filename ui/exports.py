@@ -2,7 +2,7 @@
 
 A download button keeps its data callable for as long as the session lives; these functions
 take `Inputs` and indices only (bind them with `functools.partial`), so the callable never pins
-a result. Shaping is `core.display`'s; the formats are `core.export`'s.
+a result. Shaping is `core.layer_views`' and `core.masking`'s; the formats are `core.export`'s.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from typing import Any
 import pandas as pd
 
 import core
-from core.display import layer_export, prediction_rows
 from core.export import csv_with_provenance, json_with_provenance
 from core.families import CROSS, SELF
+from core.layer_views import layer_export
+from core.masking import prediction_rows
 from ui import cache
 from ui.cache import Inputs
 from ui.state import ViewState

@@ -15,8 +15,8 @@ import numpy as np
 import streamlit as st
 
 from core import charts
-from core.display import ScaleMode
-from core.views import block_edges, block_labels, pool_matrix, window
+from core.pooling import block_edges, block_labels, pool_matrix, window
+from core.scales import ScaleMode
 from ui import session
 from ui.layout import PAGE_PX
 from ui.widgets import show_chart
@@ -52,7 +52,7 @@ def show_matrix(
 
     `empty_mask` bool `[q, k]` marks cells to leave undrawn (a causal model's future keys).
     `column_width` is the px the chart must fit in (`ui.layout`); `scale` and `shared_max` the
-    colour scale (`core.display.shared_max` of every compared matrix for "shared");
+    colour scale (`core.scales.shared_max` of every compared matrix for "shared");
     `segment_b_start` the first unit of a pair's sentence B (A/B bands, whole matrices only).
     """
     key_labels = labels if key_labels is None else key_labels

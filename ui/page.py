@@ -15,8 +15,8 @@ import streamlit as st
 
 import core
 from core import AtlasError, AttentionResult, LoadedModel
-from core.display import maskable_positions, replaceable_words
 from core.families import SELF
+from core.masking import maskable_positions, replaceable_words
 from server.policy import deployment
 from ui import cache, session
 from ui.cache import Inputs

@@ -1,5 +1,5 @@
 """Controls and panels of the attention views: stack, layer/head/method/token, line view,
-token bars, neuron view and exports. Each reads the registry or `core.display` for what it
+token bars, neuron view and exports. Each reads the registry or `core.layer_views` for what it
 shows; none keeps a result beyond the run."""
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ import streamlit as st
 
 import core
 from core import charts
-from core.display import ScaleMode, segment_b_start, token_bars
+from core.display_matrix import DisplayMatrix
 from core.families import CROSS, SELF
+from core.layer_views import token_bars
 from core.methods import MethodResult
+from core.scales import ScaleMode
+from core.selection import segment_b_start
 from core.tokens import is_continuation
-from core.views import DisplayMatrix
 from ui import cache, exports, session
 from ui.head_view import head_view
 from ui.head_view.component import NOT_CLICKED, clicked_in_callback
@@ -180,7 +182,7 @@ def line_view(
     options = {"hide_special": current.hide_special, "merge_words": current.merge_words}
     # Plain unit texts: the component marks word pieces itself (`piece_marks`).
     if cross:
-        shown = core.views.prepare_cross_display(weights, tokens, key_tokens, **options)
+        shown = core.display_matrix.prepare_cross_display(weights, tokens, key_tokens, **options)
         key_groups = shown.key_groups or []
         right: list[str] | None = shown.key_labels
         marks: list[bool] | tuple[list[bool], list[bool]] = (
@@ -188,7 +190,7 @@ def line_view(
             continuation_marks(key_tokens, key_groups),
         )
     else:
-        shown = core.views.prepare_display(weights, tokens, **options)
+        shown = core.display_matrix.prepare_display(weights, tokens, **options)
         right = None
         marks = continuation_marks(tokens, shown.groups)
     first = (

@@ -1,5 +1,5 @@
 """Panels of the masked-prediction page: which positions, the bars, the profile, generation,
-the gallery. Layout only; numbers come from `core.display` and the cache."""
+the gallery. Layout only; numbers come from `core.masking` and the cache."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import streamlit as st
 
 import core
 from core import AtlasError, ModelKind, charts
-from core.display import ScaleMode, generated_rows, mask_profile, maskable_positions
 from core.images import gallery_file_name
-from core.views import thumbnail_size
+from core.layer_views import generated_rows
+from core.masking import mask_profile, maskable_positions
+from core.pooling import thumbnail_size
+from core.scales import ScaleMode
 from ui import cache, exports, session
 from ui.deploy import deploy_policy, model_label, offered_models
 from ui.layout import PAGE_PX
@@ -106,18 +108,26 @@ MAX_MASKS_DRAWN = 16
 a text of 254 masks would send hundreds of charts (issue 12); public mode may allow fewer."""
 
 
+def masks_drawn(total: int, notebook: str = "core.predict_masked") -> int:
+    """How many of a text's `total` masks are drawn: the deployment's budget, at most
+    `MAX_MASKS_DRAWN`, with a note naming `notebook`, which gives them all, when some are left
+    out. The Masked and Compare pages both draw this many."""
+    from server.policy import masks_allowed
+
+    allowed = min(masks_allowed(deploy_policy(), total), MAX_MASKS_DRAWN)
+    if allowed < total:
+        st.caption(
+            f"The text has {total} masks; the first {allowed} are drawn here. "
+            f"`{notebook}` in a notebook predicts them all."
+        )
+    return allowed
+
+
 def drawn_masks(
     positions: list[int], predictions: list[list[core.Prediction]]
 ) -> tuple[list[int], list[list[core.Prediction]]]:
-    """The first masks up to the deployment's budget, with a note when some are left out."""
-    from server.policy import masks_allowed
-
-    allowed = min(masks_allowed(deploy_policy(), len(positions)), MAX_MASKS_DRAWN)
-    if allowed < len(positions):
-        st.caption(
-            f"The text has {len(positions)} masks; the first {allowed} are drawn here. "
-            "`core.predict_masked` in a notebook predicts them all."
-        )
+    """The first masks up to the deployment's budget (`masks_drawn`)."""
+    allowed = masks_drawn(len(positions))
     return positions[:allowed], predictions[:allowed]
 
 

@@ -76,20 +76,22 @@ FROM_VIEW = object()
 """`widget_key`'s default: the control shows the view's value."""
 
 
-def widget_key(field: str, value: Any = FROM_VIEW) -> str:
+def widget_key(field: str, value: Any = FROM_VIEW, suffix: str = "") -> str:
     """Key of the control bound to view field `field`, set to the view's value (or `value`).
 
     Page controls lose their state when another page is shown; setting it from the view on
-    every run keeps it, and lets another page (the overview grid, say) change it.
+    every run keeps it, and lets another page (the overview grid, say) change it. `suffix`
+    tells apart two controls of one field drawn in the same run (one per tab, say).
     """
-    key = f"w_{field}"
+    key = f"w_{field}{suffix}"
     st.session_state[key] = getattr(view(), field) if value is FROM_VIEW else value
     return key
 
 
-def sync(field: str) -> None:
-    """`on_change` of a bound control: its new value becomes the view's field."""
-    value = st.session_state[f"w_{field}"]
+def sync(field: str, key: str | None = None) -> None:
+    """`on_change` of a bound control (`key`, default `w_<field>`): its new value becomes the
+    view's field."""
+    value = st.session_state[key or f"w_{field}"]
     update(**{field: tuple(value) if isinstance(value, list) else value})
 
 

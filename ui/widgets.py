@@ -26,11 +26,15 @@ def bound(
     field: str,
     *,
     value: Any = session.FROM_VIEW,
+    key_suffix: str = "",
     **kwargs: Any,
 ) -> Any:
-    """Render `widget` bound to view field `field` (showing `value` if given); its value."""
-    key = session.widget_key(field, value)
-    return widget(label, key=key, on_change=session.sync, args=(field,), **kwargs)
+    """Render `widget` bound to view field `field` (showing `value` if given); its value.
+
+    `key_suffix` lets a page draw a second control of the same field (see `session.widget_key`).
+    """
+    key = session.widget_key(field, value, key_suffix)
+    return widget(label, key=key, on_change=session.sync, args=(field, key), **kwargs)
 
 
 def label_from(labels: Sequence[str] | dict[Any, str]) -> Callable[[Any], str]:
@@ -53,10 +57,6 @@ def show_chart(chart: Any, **kwargs: Any) -> Any:
 def show_error(message: str) -> None:
     """An error for people: escaped, on one line (messages quote what visitors typed)."""
     st.error(plain(message))
-
-
-def show_warning(message: str) -> None:
-    st.warning(plain(message))
 
 
 def file_stem(*parts: object) -> str:

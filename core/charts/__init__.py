@@ -8,9 +8,9 @@ Streamlit here; the pages render both kinds with ``ui.widgets.show_chart``.
 Conventions shared by every builder:
 
 * Layout: a builder given ``column_width`` (px of the page column) sizes itself to fit it,
-  labels every token that has `core.display.LABEL_PX` px, thins the rest evenly, and says so
-  in its subtitle; :func:`chart_notes` returns those notes for a caption. Colour (and bar
-  length) scales are ``scale="chart" | "shared" | "fixed"`` (see `core.display`), named in
+  labels every token that has `core.chart_layout.LABEL_PX` px, thins the rest evenly, and says
+  so in its subtitle; :func:`chart_notes` returns those notes for a caption. Colour (and bar
+  length) scales are ``scale="chart" | "shared" | "fixed"`` (see `core.scales`), named in
   the legend or axis title.
 
 * Tokens are identified by integer position, never by their text, so duplicate tokens stay

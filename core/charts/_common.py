@@ -12,13 +12,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from core.display import (
-    LABEL_FONT_SIZE,
-    ScaleMode,
-    heatmap_side,
-    scale_title,
-    value_domain,
-)
+from core.chart_layout import LABEL_FONT_SIZE, heatmap_side
+from core.scales import ScaleMode, scale_title, value_domain
 
 SIG_DIGITS = 5
 """Significant digits kept for values sent to the browser."""
@@ -130,9 +125,9 @@ def axis_spec(
 
     `values` lists the positions to label; it is needed on quantitative scales, where the
     default ticks would be round numbers rather than every position. `planned` says the caller
-    chose `values` so that they fit (`core.display.plan_axis`): every one of them is then drawn,
-    at `LABEL_FONT_SIZE`, instead of Vega culling some. `offset` moves the labels away from the
-    plot (to make room for A/B segment strips).
+    chose `values` so that they fit (`core.chart_layout.plan_axis`): every one of them is then
+    drawn, at `LABEL_FONT_SIZE`, instead of Vega culling some. `offset` moves the labels away from
+    the plot (to make room for A/B segment strips).
     """
     axis: Spec = {
         "title": title,

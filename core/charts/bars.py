@@ -8,6 +8,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from core.chart_layout import BAR_PX, BarPlan, plan_token_bars
 from core.charts._common import (
     FIT_X,
     add_params,
@@ -19,15 +20,7 @@ from core.charts._common import (
     position_dtype,
     round_sig,
 )
-from core.display import (
-    BAR_PX,
-    SCALE_WORDS,
-    BarPlan,
-    ScaleMode,
-    plan_token_bars,
-    scale_caption,
-    value_domain,
-)
+from core.scales import SCALE_WORDS, ScaleMode, scale_caption, value_domain
 
 
 def attention_bars(
@@ -56,7 +49,7 @@ def attention_bars(
             axis.
         height: px of the vertical layout's plot.
         column_width: px of the column the chart fills, its legend included. Given, the
-            layout follows `core.display.plan_token_bars`: vertical bars while every token
+            layout follows `core.chart_layout.plan_token_bars`: vertical bars while every token
             gets `LABEL_PX` beside the value axis and the legend, else horizontal bars
             (`BAR_PX` a token), and beyond `top_n` tokens only the `top_n` with the most
             attention either way, with a note in the subtitle (`chart_notes`). None keeps
@@ -178,7 +171,7 @@ def prediction_bars(
     Args:
         tokens: `k` predicted token texts (duplicates allowed: rows are by rank).
         scores: `k` probabilities in [0, 1], any order (sorted here, best on top).
-        bar_height: px per bar, at least `core.display.BAR_PX`, so every token is labelled.
+        bar_height: px per bar, at least `core.chart_layout.BAR_PX`, so every token is labelled.
         column_width: px of the column; the chart is that wide (it follows the column anyway
             when the page stretches it).
         scale: probability axis, ``"chart"`` (0 to the best score), ``"shared"`` (0 to

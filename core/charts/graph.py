@@ -7,6 +7,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
+from core.chart_layout import LABEL_FONT_SIZE, LABEL_PX, LEGEND_PX, plan_axis
 from core.charts._common import (
     LABEL_LIMIT_PX,
     PAD,
@@ -16,7 +17,6 @@ from core.charts._common import (
     labels_param,
     round_sig,
 )
-from core.display import LABEL_FONT_SIZE, LABEL_PX, LEGEND_PX, plan_axis
 
 GRAPH_TOKEN_PX = 48
 """px per token column of the graph when the page leaves room for it."""

@@ -1,4 +1,4 @@
-"""All layers x heads as one grid of small heatmaps (pooled by `core.views.pool_matrix`)."""
+"""All layers x heads as one grid of small heatmaps (pooled by `core.pooling.pool_matrix`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from core.chart_layout import LABEL_PX, LEGEND_PX
 from core.charts._common import (
     PAD,
     SEQUENTIAL_SCHEME,
@@ -17,7 +18,7 @@ from core.charts._common import (
     round_sig,
 )
 from core.charts._raster import png_data_url
-from core.display import LABEL_PX, LEGEND_PX, ScaleMode, scale_title, value_domain
+from core.scales import ScaleMode, scale_title, value_domain
 
 GRID_AXIS_PX = 40
 """The layer axis (title and numbers) left of the thumbnails."""

@@ -8,6 +8,14 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from core.chart_layout import (
+    LABEL_FONT_SIZE,
+    LABEL_PX,
+    LEGEND_BELOW_PX,
+    heatmap_plot_width,
+    heatmap_side,
+    plan_axis,
+)
 from core.charts._common import (
     PAD,
     PAD_SPEC,
@@ -25,15 +33,7 @@ from core.charts._common import (
     scaled_color,
     title_properties,
 )
-from core.display import (
-    LABEL_FONT_SIZE,
-    LABEL_PX,
-    LEGEND_BELOW_PX,
-    ScaleMode,
-    heatmap_plot_width,
-    heatmap_side,
-    plan_axis,
-)
+from core.scales import ScaleMode
 
 SEGMENT_COLORS = ["#4c78a8", "#f58518"]
 """Fill of the A and B strips beside a pair's axes (marks, not text: legible in both themes)."""
@@ -89,16 +89,16 @@ def attention_heatmap(
         selection_name: name of the click selection; give side-by-side heatmaps different
             names if their selections must stay independent.
         column_width: px of the column the whole chart must fit in (labels and legend
-            included). Below `core.display.LEGEND_BELOW_PX` the legend goes under the chart.
+            included). Below `core.chart_layout.LEGEND_BELOW_PX` the legend goes under the chart.
         scale: colour domain, ``"chart"`` (0 to this matrix's maximum), ``"shared"`` (0 to
-            `shared_max`, e.g. `core.display.shared_max` of every compared matrix) or
-            ``"fixed"`` (0 to 1); the legend title says which. See `core.display`.
+            `shared_max`, e.g. `core.scales.shared_max` of every compared matrix) or
+            ``"fixed"`` (0 to 1); the legend title says which. See `core.scales`.
         shared_max: the maximum for ``scale="shared"``.
         segment_b_start: for a sentence pair, the first row/column of sentence B
-            (`core.display.segment_b_start`): coloured A/B strips run beside both axes, a rule
+            (`core.selection.segment_b_start`): coloured A/B strips run beside both axes, a rule
             separates the two sentences across the cells, and the legend names them.
 
-    Labels: every row and column is labelled when cells leave `core.display.LABEL_PX` px a
+    Labels: every row and column is labelled when cells leave `core.chart_layout.LABEL_PX` px a
     label; beyond, every k-th is, and the chart's subtitle (and `chart_notes`) says so.
 
     Returns the Vega-Lite spec as a plain dict (`Spec`), built without Altair: the page
@@ -369,7 +369,7 @@ def layer_head_profile(
     Args:
         weights: `[layers, heads, k]`, e.g. ``attentions[:, :, mask_pos, :]``.
         key_labels: `k` token texts.
-        row_height: px per head row; at least `core.display.LABEL_PX`, so every head's
+        row_height: px per head row; at least `core.chart_layout.LABEL_PX`, so every head's
             ``L{layer} H{head}`` label is drawn (a 12 × 12 model is 144 rows, 1728 px).
         width: px of the key axis; default 22 px per key within 220..680, no wider than
             `column_width` allows.

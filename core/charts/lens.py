@@ -5,8 +5,8 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
+from core.chart_layout import LEGEND_PX
 from core.charts._common import PAD, SEQUENTIAL_SCHEME, array_param, round_sig
-from core.display import LEGEND_PX
 
 LENS_RESERVED_PX = LEGEND_PX + 60
 """Beside the cells: the layer axis (title and numbers) and the probability legend."""

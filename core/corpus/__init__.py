@@ -24,6 +24,7 @@ from core.corpus.inputs import (
     read_corpus_file,
     read_sentences,
 )
+from core.corpus.keys import corpus_hash, run_id
 from core.corpus.labels import LABEL_RULES, LabelRule, head_labels, label_rules
 from core.corpus.result import CorpusResult, open_corpus, open_run
 from core.corpus.run import (
@@ -31,11 +32,9 @@ from core.corpus.run import (
     TOP_K,
     TYPICAL_SAMPLE,
     Progress,
-    corpus_hash,
     effective_max_tokens,
     process_batch,
     run_corpus,
-    run_id,
 )
 from core.corpus.statistics import MODES, statistic_descriptions
 from core.corpus.store import STORE_ENV, CorpusStore, default_store_path

@@ -10,19 +10,17 @@ queries'.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
-from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from core.corpus.run import effective_max_tokens, encode_sentence, forward_batch
+from core.architectures import require_architecture
+from core.corpus.run import effective_max_tokens, encode_sentence, padded_inputs, run_network
 from core.errors import PositionOutOfRangeError, ProjectionUnavailableError
 from core.models import LoadedModel
-from core.neuron import NeuronViewUnsupportedError, query_key_projections
 
 DEFAULT_MAX_POINTS = 2000
 """Points drawn (queries plus keys); the tokens are sampled to stay under it."""
@@ -46,36 +44,6 @@ def available_projections() -> tuple[str, ...]:
     return tuple(methods)
 
 
-class _Recorder:
-    """Query/key outputs of one layer's projections, from this thread's forward passes only."""
-
-    def __init__(self, layer: int, fused: bool) -> None:
-        self.owner = threading.get_ident()
-        self.layer = layer
-        self.fused = fused
-        self.calls = {"query": 0, "key": 0}
-        self.outputs: dict[str, torch.Tensor] = {}
-
-    def reset(self) -> None:
-        self.calls = {"query": 0, "key": 0}
-        self.outputs = {}
-
-    def record(self, role: str, output: Any) -> None:
-        if threading.get_ident() != self.owner or not isinstance(output, torch.Tensor):
-            return
-        call = self.calls[role]
-        self.calls[role] += 1
-        if call != self.layer:
-            return
-        output = output.detach().to("cpu", torch.float32)
-        if self.fused:  # GPT-2: [query | key | value]
-            width = output.shape[-1] // 3
-            self.outputs["query"] = output[..., :width]
-            self.outputs["key"] = output[..., width : 2 * width]
-        else:
-            self.outputs[role] = output
-
-
 def query_key_vectors(
     model: LoadedModel,
     sentences: Sequence[str],
@@ -89,8 +57,11 @@ def query_key_vectors(
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Query and key vectors of one head for a sample of the corpus's tokens.
 
-    Sentences are visited in a seeded random order until `max_points // 2` tokens are taken.
-    Returns `(tokens, queries [m, d], keys [m, d])`, `tokens` having one row per token:
+    The vectors are the ones the head's dot product sees, as the model's architecture adapter
+    computes them from the layer's input (`Layer.queries_keys`: after q/k norms and rotary
+    positions; a grouped-query head's keys are its key-value group's), in float32. Sentences
+    are visited in a seeded random order until `max_points // 2` tokens are taken. Returns
+    `(tokens, queries [m, d_h], keys [m, d_h])`, `tokens` having one row per token:
     `sentence_index, position, token, is_special, relative_position` (position / (n - 1)).
     """
     if not 0 <= layer < model.num_layers or not 0 <= head < model.num_heads:
@@ -98,64 +69,42 @@ def query_key_vectors(
             f"Layer {layer}, head {head} is out of range: the model has layers "
             f"0–{model.num_layers - 1} and heads 0–{model.num_heads - 1}."
         )
-    projections = query_key_projections(model)
-    if not projections:
-        raise NeuronViewUnsupportedError(
-            f"The global view cannot read the query and key vectors of {model.name}: its "
-            "attention is not one whose projections feed the dot product directly."
-        )
+    reader = require_architecture(model, "The global view").layers[layer]
     tokens_limit = effective_max_tokens(model, max_tokens)
     budget = max(1, int(max_points) // 2)
-    fused = projections[0].fused
-    recorder = _Recorder(layer, fused)
     order = np.random.default_rng(seed).permutation(len(sentences))
 
     rows: list[dict[str, Any]] = []
     queries: list[np.ndarray] = []
     keys: list[np.ndarray] = []
-    with ExitStack() as hooks:
-        for projection in projections:
-            modules = (
-                [("query", projection.query)]
-                if fused
-                else [
-                    ("query", projection.query),
-                    ("key", projection.key),
-                ]
-            )
-            for role, module in modules:
-
-                def hook(_m: torch.nn.Module, _a: tuple, output: Any, role: str = role) -> None:
-                    recorder.record(role, output)
-
-                hooks.callback(module.register_forward_hook(hook).remove)
-        for start in range(0, len(order), batch_size):
-            if len(rows) >= budget:
+    for start in range(0, len(order), batch_size):
+        if len(rows) >= budget:
+            break
+        indices = order[start : start + batch_size]
+        encoded = [encode_sentence(model, sentences[i], tokens_limit) for i in indices]
+        output = run_network(model, padded_inputs(model, encoded), output_hidden_states=True)
+        # hidden_states[l] is layer l's input (right padding: a row's tokens are unchanged).
+        hidden = output.hidden_states[layer]
+        for b, (index, sentence) in enumerate(zip(indices, encoded, strict=True)):
+            n = len(sentence.tokens)
+            take = min(n, budget - len(rows))
+            if take <= 0:
                 break
-            indices = order[start : start + batch_size]
-            encoded = [encode_sentence(model, sentences[i], tokens_limit) for i in indices]
-            recorder.reset()
-            forward_batch(model, encoded)
-            query_out, key_out = recorder.outputs["query"], recorder.outputs["key"]
-            head_dim = query_out.shape[-1] // model.num_heads
-            part = slice(head * head_dim, (head + 1) * head_dim)
-            for b, (index, sentence) in enumerate(zip(indices, encoded, strict=True)):
-                n = len(sentence.tokens)
-                take = min(n, budget - len(rows))
-                if take <= 0:
-                    break
-                queries.append(query_out[b, :take, part].numpy())
-                keys.append(key_out[b, :take, part].numpy())
-                for token in sentence.tokens[:take]:
-                    rows.append(
-                        {
-                            "sentence_index": int(index),
-                            "position": token.index,
-                            "token": token.text,
-                            "is_special": token.is_special,
-                            "relative_position": token.index / max(n - 1, 1),
-                        }
-                    )
+            with torch.inference_mode():
+                query, key = reader.queries_keys(hidden[b, :n].to(reader.dtype))
+            query, key = query[head], key[reader.kv_group(head)]
+            queries.append(query[:take].to("cpu", torch.float32).numpy())
+            keys.append(key[:take].to("cpu", torch.float32).numpy())
+            for token in sentence.tokens[:take]:
+                rows.append(
+                    {
+                        "sentence_index": int(index),
+                        "position": token.index,
+                        "token": token.text,
+                        "is_special": token.is_special,
+                        "relative_position": token.index / max(n - 1, 1),
+                    }
+                )
     return pd.DataFrame(rows), np.concatenate(queries), np.concatenate(keys)
 
 

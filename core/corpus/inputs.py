@@ -66,6 +66,17 @@ def parse_jsonl(text: str, name: str = "the file") -> list[str]:
                 f"Line {number} of {name} is not valid JSON ({exc.msg}): each line must be one "
                 'object such as {"text": "A sentence."}.'
             ) from exc
+        except RecursionError as exc:  # the decoder recurses once per nested array or object
+            raise CorpusFileError(
+                f"Line {number} of {name} is nested too deeply to read: each line must be one "
+                'object such as {"text": "A sentence."}.'
+            ) from exc
+        except ValueError as exc:  # Python refuses integers of more than 4,300 digits
+            digits = max((len(d) for d in re.findall(r"\d+", line)), default=0)
+            raise CorpusFileError(
+                f"Line {number} of {name} holds a number of {digits} digits, too long to read: "
+                'each line must be one object such as {"text": "A sentence."}.'
+            ) from exc
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise CorpusFileError(
                 f'Line {number} of {name} has no "text" field holding a string: each line must '

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from core.corpus.keys import check_sentences, corpus_hash, run_id
 from core.corpus.labels import head_labels
-from core.corpus.run import check_sentences, corpus_hash, run_id
 from core.corpus.statistics import statistic_descriptions
 from core.corpus.store import CorpusStore, RunRecord
 from core.errors import CorpusError, PositionOutOfRangeError

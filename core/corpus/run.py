@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 import time
@@ -13,14 +12,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from core.corpus.keys import check_sentences, corpus_hash, run_id
+from core.corpus.result import CorpusResult
 from core.corpus.statistics import batch_values, check_mode, statistic_descriptions, token_batch
 from core.corpus.store import CorpusStore, RunRecord
-from core.errors import CorpusError, EmptyCorpusError, RunInProgressError, UnsupportedModelError
-from core.models import LoadedModel, ModelKind
+from core.errors import CorpusError, RunInProgressError, UnsupportedModelError
+from core.families import SELF
+from core.models import LoadedModel
 from core.tokens import Token, build_tokens, tokenize
 
-STATISTICS_VERSION = 1
-"""Part of every run's key: bump it when a statistic's definition changes."""
 DEFAULT_BATCH_SIZE = 16
 TOP_K = 20
 """Examples kept per layer × head × statistic."""
@@ -36,37 +36,6 @@ write costs about as much CPU as a batch of short sentences, and a crash loses a
 
 Progress = Callable[[int, int, float, float], "bool | None"]
 """`progress(done, total, sentences_per_second, seconds_left)`; return False to stop."""
-
-
-def corpus_hash(sentences: Sequence[str]) -> str:
-    """Content hash of a corpus (the sentences, in order)."""
-    digest = hashlib.sha256()
-    for sentence in sentences:
-        encoded = sentence.encode("utf-8", "surrogatepass")
-        digest.update(len(encoded).to_bytes(8, "little"))
-        digest.update(encoded)
-    return digest.hexdigest()[:32]
-
-
-def run_id(model_name: str, corpus: str, max_tokens: int, mode: str) -> str:
-    """Key of a run in the store: model, corpus hash, settings and statistics version."""
-    key = f"{model_name}\x00{corpus}\x00{max_tokens}\x00{mode}\x00{STATISTICS_VERSION}"
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:24]
-
-
-def check_sentences(sentences: Sequence[str]) -> list[str]:
-    """The corpus as a list of non-empty strings, or an `EmptyCorpusError` saying what's wrong."""
-    if isinstance(sentences, str):
-        raise EmptyCorpusError("Give the corpus as a list of sentences, not one string.")
-    checked = list(sentences)
-    if not checked:
-        raise EmptyCorpusError("The corpus has no sentences.")
-    for index, sentence in enumerate(checked):
-        if not isinstance(sentence, str) or not sentence.strip():
-            raise EmptyCorpusError(
-                f"Sentence {index + 1} of the corpus is empty or not text: remove it."
-            )
-    return checked
 
 
 def effective_max_tokens(model: LoadedModel, max_tokens: int) -> int:
@@ -116,15 +85,17 @@ def _pad_value(model: LoadedModel, name: str) -> int:
 
 def _attention_network(model: LoadedModel) -> torch.nn.Module:
     """The part of the model whose self-attention is studied, without any output head."""
-    network = model.model
-    if model.kind is ModelKind.ENCODER_DECODER:
-        return network.get_encoder()
+    root = model.family.self_attention_root(model.model)
+    if root is not model.model:
+        return root  # an encoder-decoder's encoder
     # The base model: an MLM or LM head's vocabulary projection is wasted work here.
-    return getattr(network, "base_model", network)
+    return getattr(root, "base_model", root)
 
 
-def forward_batch(model: LoadedModel, encoded: Sequence[EncodedSentence]) -> list[np.ndarray]:
-    """One padded forward pass: per layer, float32 attention `[B, H, T, T]` (right padding)."""
+def padded_inputs(
+    model: LoadedModel, encoded: Sequence[EncodedSentence]
+) -> dict[str, torch.Tensor]:
+    """The model's inputs for a batch of sentences, right-padded (positions 0..n-1 per row)."""
     width = max(len(e.tokens) for e in encoded)
     inputs = {}
     for name in encoded[0].inputs:
@@ -136,14 +107,25 @@ def forward_batch(model: LoadedModel, encoded: Sequence[EncodedSentence]) -> lis
         dtype=torch.long,
         device=model.device,
     )
+    return inputs
+
+
+def run_network(model: LoadedModel, inputs: dict[str, torch.Tensor], **options) -> object:
+    """The self stack's network run on `inputs` with attention (and `options`), no gradients;
+    any failure becomes `UnsupportedModelError`."""
     try:
         with torch.inference_mode():
-            output = _attention_network(model)(**inputs, output_attentions=True)
+            return _attention_network(model)(**inputs, output_attentions=True, **options)
     except Exception as exc:
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         raise UnsupportedModelError(
             f"{model.name} could not run on the corpus ({type(exc).__name__}: {detail})."
         ) from exc
+
+
+def forward_batch(model: LoadedModel, encoded: Sequence[EncodedSentence]) -> list[np.ndarray]:
+    """One padded forward pass: per layer, float32 attention `[B, H, T, T]` (right padding)."""
+    output = run_network(model, padded_inputs(model, encoded))
     attentions = getattr(output, "attentions", None)
     if not attentions or any(a is None for a in attentions):
         raise UnsupportedModelError(
@@ -167,9 +149,11 @@ def process_batch(
         [e.tokens for e in encoded],
         cls_token=tokenizer.cls_token,
         sep_token=tokenizer.sep_token,
-        causal=model.kind is ModelKind.CAUSAL_LM,
+        causal=model.family.stack_spec(SELF).causal,
     )
-    return batch_values(attentions, batch, mode)
+    architecture = model.architecture
+    windows = None if architecture is None else [layer.window for layer in architecture.layers]
+    return batch_values(attentions, batch, mode, windows)
 
 
 def processing_order(
@@ -370,8 +354,6 @@ def run_corpus(
     address) the batches run on `workers` Ray actors, each with its own copy of the model,
     and the same tables are written.
     """
-    from core.corpus.result import CorpusResult
-
     check_mode(mode)
     texts = check_sentences(sentences)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -427,8 +409,6 @@ def _run(
     ray_address: str | None,
     workers: int,
 ):
-    from core.corpus.result import CorpusResult
-
     record = store.run(run)
     if record is not None and record.finished:  # finished by another thread meanwhile
         return CorpusResult.load(store, run)

@@ -162,7 +162,10 @@ class _Statistic:
 
 
 def batch_values(
-    attentions: Sequence[np.ndarray], batch: TokenBatch, mode: str
+    attentions: Sequence[np.ndarray],
+    batch: TokenBatch,
+    mode: str,
+    windows: Sequence[int | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Every statistic of `statistic_descriptions(mode)` for each sentence of a padded batch.
 
@@ -172,6 +175,8 @@ def batch_values(
     no split word) and `pairs` int32 `[B, layers, H, S, 2]`: the (query, key) positions where
     the statistic is strongest in that sentence — the query row with the largest value among
     those averaged, and in that row the counted key with the most attention (-1 when none).
+    `windows[l]` is layer l's sliding window (a query sees at most that many keys) or None, as
+    the model's architecture adapter says; None for all layers when not given.
     """
     names = list(statistic_descriptions(mode))
     layers = len(attentions)
@@ -184,7 +189,8 @@ def batch_values(
         # exactly so that no model's choice of mask value can leak into a sentence's numbers.
         own = np.array(weights, dtype=np.float32, copy=None)  # the model's array, not copied
         np.multiply(own, batch.valid[:, None, None, :], out=own)
-        statistics = _layer_statistics(own, batch, key_masks, mode)
+        window = None if windows is None else windows[layer]
+        statistics = _layer_statistics(own, batch, key_masks, mode, window)
         for s, name in enumerate(names):
             values[:, layer, :, s], pairs[:, layer, :, s] = _reduce(statistics[name], own)
     return values, pairs
@@ -200,9 +206,14 @@ def _key_masks(batch: TokenBatch) -> np.ndarray:
 
 
 def _layer_statistics(
-    weights: np.ndarray, batch: TokenBatch, key_masks: np.ndarray, mode: str
+    weights: np.ndarray,
+    batch: TokenBatch,
+    key_masks: np.ndarray,
+    mode: str,
+    window: int | None = None,
 ) -> dict[str, _Statistic]:
-    """Per-row statistics of one layer, `weights` float32 `[B, H, T, T]`, padding keys 0.
+    """Per-row statistics of one layer, `weights` float32 `[B, H, T, T]`, padding keys 0;
+    `window` the layer's sliding window (entropy ratios divide by what a row can see).
 
     Each full pass over the weights costs about as much as the rest together, so there are
     few: one matmul for every key-mask share, one each for entropy, distance and the two
@@ -224,6 +235,8 @@ def _layer_statistics(
     entropy_bits = _entropy_nats(weights) / np.log(2)
     visible = (positions + 1)[None, :] if batch.causal else batch.lengths[:, None]
     visible = np.broadcast_to(visible, valid.shape)
+    if window is not None:
+        visible = np.minimum(visible, window)
     ratio_rows = valid & (visible > 1)
     entropy_ratio = entropy_bits / np.log2(np.where(ratio_rows, visible, 2))[:, None, :]
 

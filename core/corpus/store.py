@@ -319,14 +319,6 @@ class CorpusStore:
             .df()
         )
 
-    def sample_indices(self, run_id: str) -> set[int]:
-        rows = (
-            self._cursor()
-            .execute("SELECT DISTINCT sentence_index FROM head_sample WHERE run_id = ?", [run_id])
-            .fetchall()
-        )
-        return {int(r[0]) for r in rows}
-
     def sentences(self, corpus_hash: str, indices: list[int] | None = None) -> list[str]:
         """Texts of a stored corpus, all or the given indices (in that order)."""
         cursor = self._cursor()

@@ -42,16 +42,17 @@ def detect_family(config: Any) -> Family:
     """The family of a checkpoint from its config (a few KB, no weights).
 
     `architectures` records the head the weights were trained with, so it decides first, in the
-    order it lists them; then the config's flags (`is_encoder_decoder`, `is_decoder`); a config
-    with architectures no family claims more specifically is an encoder; one with none at all
-    is matched by its model type.
+    order it lists them (every family is asked, encoder-kind ones included); then the config's
+    flags (`is_encoder_decoder`, `is_decoder`); a config with architectures no family claims is
+    an encoder (`EncoderFamily`); one with none at all is matched by its model type. The family
+    found is stored on `LoadedModel.family`.
     """
     if FAMILIES[0].claims_config(config):  # encoder-decoder flags outrank architectures
         return FAMILIES[0]
     architectures = list(getattr(config, "architectures", None) or [])
     for architecture in architectures:
         for family in FAMILIES:
-            if family.kind is not ModelKind.ENCODER and family.claims_architecture(architecture):
+            if family.claims_architecture(architecture):
                 return family
     for family in FAMILIES:
         if family.claims_config(config):

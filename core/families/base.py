@@ -1,11 +1,12 @@
 """The interface every model family implements, and the registry that picks one for a config.
 
-A family (in the spirit of the LLM Transparency Tool's `TransparentLlm`) is everything that
-differs between kinds of transformer: how a checkpoint is recognised, which `transformers` auto
-class loads it, how many layers and heads it has, how one forward pass is run, and which
-attention stacks that pass yields. Everything downstream (`run_attention`, the methods, the
-neuron view, the pages) asks the family instead of branching on the model kind, so adding a
-family is one adapter module and its tests.
+A family is everything that differs between *kinds* of transformer (which head a checkpoint
+was saved with): how a checkpoint is recognised, which `transformers` auto class loads it, how
+many layers and heads it has, how one forward pass is run, and which attention stacks that pass
+yields. Everything downstream asks the family instead of branching on the model kind, so adding
+a family is one adapter module and its tests. How each layer of an *architecture* computes
+(projections, norms, rotary positions, masks, the unembedding) is the other axis:
+`core.architectures`. `load_model` stores the family it detected on `LoadedModel.family`.
 
 Stacks are named by what they are:
 

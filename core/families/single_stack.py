@@ -89,5 +89,6 @@ class EncoderFamily(_SingleStack):
     stacks: ClassVar[tuple[StackSpec, ...]] = (_BIDIRECTIONAL,)
 
     def claims_architecture(self, architecture: str) -> bool:
-        # Any other saved architecture: its base model is an encoder we can read.
-        return True
+        # Claims nothing by name: `detect_family` falls back to it for any architecture no
+        # family claims (its base model is an encoder we can read).
+        return False

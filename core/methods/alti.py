@@ -13,8 +13,14 @@ Conventions follow the authors' code (mt-upc/transformer-contributions, `ModelWr
 * the layer norm's scale 1/σ_i is the population standard deviation of the pre-norm vector,
   without the norm's ε (the code adds ε to the vector, which leaves σ unchanged);
 * the norm's bias β and the output projection's bias belong to y_i but to no T_i(x_j);
-* pre-LN models (GPT-2, T5) use the code's pre-LN branch: no norm after the block, x_j is the
-  layer's input (the residual) and the value vectors come from the normed input.
+* pre-LN models (GPT-2, T5, the rotary decoders) use the code's pre-LN branch: no norm after
+  the block, x_j is the layer's input (the residual) and the value vectors come from the normed
+  input; with grouped-query attention head h reads its key-value group's values.
+
+Gemma's extra norm of the attention output (before the residual) is not in the authors' code;
+it is linearised at the actual output exactly as the code linearises LayerNorm: its 1/rms_i is
+fixed per row i (from the real output, ε included) and its gain multiplies each part, so the
+parts sum to the normed output (`core.architectures.Layer.attention_terms`).
 """
 
 from __future__ import annotations
@@ -22,9 +28,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from core.architectures import Layer, unsupported_reason
 from core.costs import Cost
 from core.families import SELF
-from core.families.layers import LAYER_NORM, LayerParts, unsupported_reason
 from core.methods.base import Method, MethodRequest, MethodResult, Needs
 from core.methods.registry import register
 from core.methods.shared import (
@@ -41,33 +47,28 @@ CHUNK_BUDGET = 1 << 25
 not a multitude of tiny ones."""
 
 
-def _linear_norm(parts: LayerParts, vectors: torch.Tensor) -> torch.Tensor:
-    """The layer norm without its scale 1/σ and bias: centre (LayerNorm only), times γ."""
-    if parts.norm_kind == LAYER_NORM:
-        vectors = vectors - vectors.mean(dim=-1, keepdim=True)
-    return vectors * parts.norm_weight
-
-
-def alti_layer(parts: LayerParts, x: torch.Tensor, attentions: torch.Tensor) -> np.ndarray:
+def alti_layer(layer: Layer, x: torch.Tensor, attentions: torch.Tensor) -> np.ndarray:
     """ALTI contributions of one layer, rows normalised, float64 `[n, n]`.
 
-    `x` `[n, d]` is the layer's input hidden state, `attentions` `[H, n, n]` its weights.
+    `x` `[n, d]` is the layer's input hidden state, `attentions` `[H, n, n]` its weights, both
+    in the layer's compute dtype.
     """
-    moved = parts.head_outputs(x)  # f^h(x_j): [H, n, d]
+    moved, row_scale, output_bias = layer.attention_terms(x, attentions)  # f^h(x_j): [H, n, d]
+    attentions = attentions * row_scale[None, :, None]  # a post-attention norm's 1/rms_i
     summed = torch.bmm(attentions, moved).sum(dim=0)  # Σ_j Σ_h α f: [n, d]
-    output_bias = parts.output_bias if parts.output_bias is not None else torch.zeros_like(x[0])
-    before_norm = x + summed + output_bias  # what the norm (or the next sublayer) reads
-    if parts.pre_norm:
+    before_norm = x + summed + row_scale[:, None] * output_bias  # what the norm reads
+    if layer.pre_norm:
         parts_of_moved, parts_of_self = moved, x
         scale = torch.ones(x.shape[0], dtype=x.dtype)
         resultant = before_norm
     else:
-        parts_of_moved, parts_of_self = _linear_norm(parts, moved), _linear_norm(parts, x)
+        norm = layer.norm()
+        parts_of_moved, parts_of_self = norm.linear_part(moved), norm.linear_part(x)
         centred = before_norm - before_norm.mean(dim=-1, keepdim=True)
         scale = centred.pow(2).mean(dim=-1).sqrt()  # σ_i, population std, no ε (as the code)
-        resultant = _linear_norm(parts, before_norm) / scale[:, None]
-        if parts.norm_bias is not None:
-            resultant = resultant + parts.norm_bias
+        resultant = norm.linear_part(before_norm) / scale[:, None]
+        if norm.bias is not None:
+            resultant = resultant + norm.bias
     n, width = x.shape
     # ‖T_i(x_j) − y_i‖₁ with T_i(x_j) = (Σ_h α_ij^h G^h_j + [i = j] g_i) / σ_i, computed as
     # ‖Σ_h α G + [i = j] g − σ_i y_i‖₁ / σ_i, batched over j: one bmm writes the [j, rows, d]
@@ -94,13 +95,12 @@ def alti_layer(parts: LayerParts, x: torch.Tensor, attentions: torch.Tensor) -> 
 
 
 def _compute(request: MethodRequest) -> MethodResult:
-    reading = read_self_stack(request)
+    reading = read_self_stack(request, "ALTI")
     layer_count = len(reading.layers)
     per_layer = []
     with torch.inference_mode():
-        for index, parts in enumerate(reading.layers):
-            x = reading.run.hidden_states[index].float()
-            per_layer.append(alti_layer(parts, x, reading.run.attentions[index].float()))
+        for index in range(layer_count):
+            per_layer.append(alti_layer(*reading.layer_input(index)))
             report(request.progress, index + 1, layer_count, "ALTI")
     per_layer = np.stack(per_layer)
     result = request.result

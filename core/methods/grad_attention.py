@@ -60,8 +60,11 @@ def default_target(request: MethodRequest) -> int:
 
 
 def avg_heads(attention: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
-    """`[H, q, k]` → (`[H, q, k]` (∇A ⊙ A)⁺, `[q, k]` its mean over heads), detached."""
-    per_head = (gradient * attention).detach().clamp(min=0)
+    """`[H, q, k]` → (`[H, q, k]` (∇A ⊙ A)⁺, `[q, k]` its mean over heads), detached, in
+    float32 (float64 for a float64 model): a half-precision model's relevance would lose its
+    small terms as it accumulates."""
+    dtype = torch.promote_types(attention.dtype, torch.float32)
+    per_head = (gradient.detach().to(dtype) * attention.detach().to(dtype)).clamp(min=0)
     return per_head, per_head.mean(dim=0)
 
 

@@ -8,27 +8,37 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from core.architectures import Layer, require_architecture
 from core.errors import AtlasError, ComputationCancelled, TruncationWarning
-from core.families.layers import LayerParts, SelfStackPass, self_stack_layers, self_stack_pass
+from core.families.layers import SelfStackPass, self_stack_pass
 from core.inference import Encoded, encode
 from core.methods.base import MethodRequest, Progress
 
 
 @dataclass(frozen=True, eq=False)
 class SelfStackReading:
-    """The request's input re-encoded, its layers, and one pass with hidden states."""
+    """The request's input re-encoded, its layers' adapters, and one pass with hidden states."""
 
     encoded: Encoded
-    layers: list[LayerParts]
+    layers: list[Layer]
     run: SelfStackPass
 
+    def layer_input(self, index: int) -> tuple[Layer, torch.Tensor, torch.Tensor]:
+        """(layer `index`'s adapter, its input `[n, d]`, its attention `[H, n, n]`), both in
+        the adapter's compute dtype (float32, or float64 for a float64 model)."""
+        layer = self.layers[index]
+        hidden, attentions = self.run.hidden_states[index], self.run.attentions[index]
+        return layer, hidden.to(layer.dtype), attentions.to(layer.dtype)
 
-def read_self_stack(request: MethodRequest) -> SelfStackReading:
+
+def read_self_stack(request: MethodRequest, what: str) -> SelfStackReading:
     """Encode the request's text again and run the model once with hidden states.
 
     The tokens must be those of `request.result` (the attention pass the page shows); a result
-    extended by generation has more tokens than its text and is refused.
+    extended by generation has more tokens than its text and is refused. A model without an
+    architecture adapter is refused with a message naming `what` (the method's name).
     """
+    architecture = require_architecture(request.model, what)
     result = request.result
     with warnings.catch_warnings():
         # run_attention warned about truncation already for this very text.
@@ -39,8 +49,8 @@ def read_self_stack(request: MethodRequest) -> SelfStackReading:
             "This method reads the model on the text as typed; the shown tokens differ from "
             "it (e.g. generated tokens). Analyse the text without generation."
         )
-    layers = self_stack_layers(request.model)
-    return SelfStackReading(encoded, layers, self_stack_pass(request.model, encoded.inputs))
+    run = self_stack_pass(request.model, encoded.inputs)
+    return SelfStackReading(encoded, architecture.layers, run)
 
 
 def normalize_rows(scores: np.ndarray) -> np.ndarray:

@@ -12,6 +12,10 @@ rest of the layer (output projection, residual, norms, feed-forward) runs once f
 zeroed tokens with the model's own modules. Distances are computed in float64: the outputs
 are nearly equal and lose digits in float32. A pair (i, j) where no head attends from i to j
 scores exactly 0 (nothing changed), which keeps a causal model's upper triangle empty.
+
+Each architecture's adapter re-runs its layer (`Layer.finish`), so windows, grouped-query
+heads and extra norms are the model's. A half-precision model's layer is re-run as a float32
+copy, one layer at a time (`Layer.upcast`): the outputs differ by less than bfloat16 resolves.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from core.architectures import Layer, unsupported_reason
 from core.costs import Budget, Cost
 from core.families import SELF
-from core.families.layers import LayerParts, unsupported_reason
 from core.methods.base import Method, MethodRequest, MethodResult, Needs, Parameter
 from core.methods.registry import register
 from core.methods.shared import chain_layers, normalize_rows, read_self_stack, report, row_chunks
@@ -39,21 +43,22 @@ def _cosine_distances(new: torch.Tensor, original: torch.Tensor) -> torch.Tensor
 
 
 def value_zeroing_layer(
-    parts: LayerParts,
+    layer: Layer,
     x: torch.Tensor,
     attentions: torch.Tensor,
     on_batch=None,
 ) -> np.ndarray:
     """Value-zeroing distances of one layer, rows normalised, float64 `[n, n]`.
 
-    `x` `[n, d]` is the layer's input, `attentions` `[H, n, n]` its weights; `on_batch(done)`
-    is called after each batch of zeroed tokens.
+    `x` `[n, d]` is the layer's input, `attentions` `[H, n, n]` its weights, both in the
+    layer's compute dtype; `on_batch(done)` is called after each batch of zeroed tokens.
     """
+    layer = layer.upcast()
     n, width = x.shape
-    values = parts.values(x)  # [H, n, d_h]
-    context = parts.context(attentions, values)  # [n, H*d_h]
-    original = parts.finish(context[None], x[None])[0]
-    intermediate = max(width, *(max(p.shape) for p in parts.module.parameters() if p.dim() == 2))
+    values = layer.values(x)  # [H, n, d_h]
+    context = layer.context(attentions, values)  # [n, H*d_h]
+    original = layer.finish(context[None], x[None])[0]
+    intermediate = max(width, *(max(p.shape) for p in layer.module.parameters() if p.dim() == 2))
     scores = torch.zeros(n, n, dtype=torch.float64)
     for batch in row_chunks(n, n * intermediate, BATCH_BUDGET):
         zeroed = torch.arange(batch.start, batch.stop)
@@ -63,7 +68,7 @@ def value_zeroing_layer(
             * values[:, zeroed].transpose(0, 1)[:, :, None, :]
         )
         new_context = context[None] - removed.transpose(1, 2).reshape(len(zeroed), n, -1)
-        new_output = parts.finish(new_context, x.expand(len(zeroed), n, width))
+        new_output = layer.finish(new_context, x.expand(len(zeroed), n, width))
         scores[:, zeroed] = _cosine_distances(new_output, original).T
         if on_batch is not None:
             on_batch(batch.stop)
@@ -73,7 +78,7 @@ def value_zeroing_layer(
 
 
 def _compute(request: MethodRequest) -> MethodResult:
-    reading = read_self_stack(request)
+    reading = read_self_stack(request, "Value zeroing")
     layer_count = len(reading.layers)
     layers = tuple(range(layer_count)) if request.layers is None else request.layers
     layers = tuple(sorted({layer % layer_count for layer in layers}))
@@ -86,12 +91,7 @@ def _compute(request: MethodRequest) -> MethodResult:
             def on_batch(done: int, base: int = done_layers * n) -> None:
                 report(request.progress, base + done, total, "Value zeroing")
 
-            per_layer[layer] = value_zeroing_layer(
-                reading.layers[layer],
-                reading.run.hidden_states[layer].float(),
-                reading.run.attentions[layer].float(),
-                on_batch,
-            )
+            per_layer[layer] = value_zeroing_layer(*reading.layer_input(layer), on_batch)
     complete = len(layers) == layer_count
     result = request.result
     return MethodResult(

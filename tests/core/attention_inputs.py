@@ -1,8 +1,11 @@
-"""Attention stacks for the rollout and flow oracle tests: random and from the embedded MiniLM."""
+"""Inputs shared by the core tests: attention stacks (random, and real from the embedded MiniLM)
+for the rollout and flow oracles, and token lists written as tuples."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from core.tokens import Token
 
 MINILM_LENGTHS = (4, 7, 12, 17, 24)
 MINILM_TEXT = (
@@ -10,6 +13,14 @@ MINILM_TEXT = (
     "attention flow treats the same weights as capacities of a layered graph and asks "
     "how much can be pushed from each position down to each input token."
 )
+
+
+def tokens_of(spec):
+    """Tokens from (text, word, special, segment) tuples."""
+    return [
+        Token(text=t, index=i, word_index=w, is_special=s, segment=g)
+        for i, (t, w, s, g) in enumerate(spec)
+    ]
 
 
 def dirichlet_attention(rng, layers, heads, n, alpha):

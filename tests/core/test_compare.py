@@ -51,6 +51,23 @@ def test_predictions_before_and_after(loaded_tiny):
     assert comparison.before_predictions != comparison.after_predictions
 
 
+def test_mask_pairs_match_masks_through_the_alignment(loaded_tiny):
+    model = loaded_tiny("bert")
+    kept = compare_replacement(model, "the [MASK] sat on the [MASK]", 2, "lay")
+    assert [(p.before, p.after) for p in kept.mask_pairs] == [(2, 2), (6, 6)]
+    assert [p.before_predictions for p in kept.mask_pairs] == kept.before_predictions
+    assert [p.after_predictions for p in kept.mask_pairs] == kept.after_predictions
+    # Replacing the only mask removes it: the pair has no "after" side.
+    [removed] = compare_replacement(model, "the cat sat on the [MASK]", 5, "mat").mask_pairs
+    assert removed.before == 6 and removed.after is None and removed.after_predictions == []
+    assert removed.before_predictions
+    # Typing a mask as the replacement adds one, which has no "before" side.
+    pairs = compare_replacement(model, "the [MASK] sat on it", 4, "the [MASK]").mask_pairs
+    assert [(p.before, p.after) for p in pairs] == [(2, 2), (None, 6)]
+    # A model without a masked-word head predicts nothing to pair.
+    assert compare_replacement(loaded_tiny("bert-encoder"), "a [MASK] b", 0, "c").mask_pairs == []
+
+
 def test_replacing_a_word_in_a_roberta_sentence(loaded_tiny):
     comparison = compare_replacement(loaded_tiny("roberta"), "the cat sat on the mat", 4, "a")
     assert comparison.original_word == "the"

@@ -16,7 +16,7 @@ PLAIN = "The researchers visualized attention patterns"
 @pytest.fixture(scope="module")
 def models(tiny_model_path):
     loaded = {}
-    for family in ("bert", "gpt2", "distilbert"):
+    for family in ("bert", "gpt2", "distilbert", "llama", "gemma2", "phi3"):
         model = core.load_model(str(tiny_model_path(family)))
         perturb(model.model)
         loaded[family] = model
@@ -32,7 +32,14 @@ def reference_lens(model, text, position, top_k):
         rows = []
         for layer, hidden in enumerate(output.hidden_states):
             vector = hidden[0, position]
-            if type(network).__name__.startswith("GPT2"):
+            if hasattr(network, "model") and hasattr(network.model, "rotary_emb"):
+                # Rotary decoders: final RMSNorm, lm_head, Gemma's final soft-cap.
+                last = layer == len(output.hidden_states) - 1
+                logits = network.lm_head(vector if last else network.model.norm(vector))
+                cap = getattr(network.config, "final_logit_softcapping", None)
+                if cap is not None:
+                    logits = cap * torch.tanh(logits / cap)
+            elif type(network).__name__.startswith("GPT2"):
                 last = layer == len(output.hidden_states) - 1
                 logits = network.lm_head(vector if last else network.transformer.ln_f(vector))
             elif type(network).__name__.startswith("DistilBert"):
@@ -47,7 +54,14 @@ def reference_lens(model, text, position, top_k):
 
 @pytest.mark.parametrize(
     ("family", "text", "position"),
-    [("bert", MASKED, 3), ("distilbert", MASKED, 3), ("gpt2", PLAIN, -1)],
+    [
+        ("bert", MASKED, 3),
+        ("distilbert", MASKED, 3),
+        ("gpt2", PLAIN, -1),
+        ("llama", PLAIN, -1),
+        ("gemma2", PLAIN, 2),
+        ("phi3", PLAIN, -1),
+    ],
 )
 def test_lens_matches_the_modules(models, family, text, position):
     model = models[family]

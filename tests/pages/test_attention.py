@@ -151,7 +151,7 @@ def test_full_length_input_gets_overview_and_detail_not_the_whole_matrix():
 
 def test_flow_stop_keeps_the_tokens_computed(expected):
     from ui.cache import Inputs, method_result, result_store
-    from ui.flow import CHUNK_ROWS
+    from ui.costly import CHUNK_ROWS
 
     result_store().clear()  # no flow rows from other tests: the first run shows Stop
     at = start(method="flow", layer=1)

@@ -77,3 +77,79 @@ def test_compare_predictions_before_and_after_share_the_probability_axis(tiny_mo
     domains = [find_all(spec, "domain") for spec in bars]
     assert domains[0] == domains[1] and domains[0]
     assert all("shared" in json.dumps(spec) for spec in bars)
+
+
+def choose_second_model(at, path) -> None:
+    at.selectbox(key="w_second_choice").set_value(
+        at.selectbox(key="w_second_choice").options[-1]
+    ).run()
+    at.text_input(key="w_second_custom").set_value(str(path)).run()
+
+
+def test_a_replacement_and_a_second_model_together(tiny_model_path):
+    """Both tabs draw their layer and head pickers in one run (issue 24: it raised
+    StreamlitWidgetAlreadyInstantiatedError on w_layer)."""
+    at = on_page("pages/compare.py", text="the cat sat on the mat")
+    at.text_input(key="w_replacement").set_value("dog").run()
+    choose_second_model(at, tiny_model_path("bert"))
+    assert_clean(at)
+    assert len(chart_specs(at)) == 3 + 2  # before, after, difference; the two models
+    # Either tab's layer picker moves both: one view, one layer.
+    layer_pickers = [s for s in at.selectbox if s.label == "Layer"]
+    assert len(layer_pickers) == 2
+    layer_pickers[1].set_value(1).run()
+    assert_clean(at)
+    assert [s.value for s in at.selectbox if s.label == "Layer"] == [1, 1]
+
+
+def test_replacing_the_only_mask_says_so(tiny_model_path):
+    """The replacement removes the text's one mask: no ValueError from a strict zip."""
+    at = on_page(
+        "pages/compare.py", model=tiny_model_path("roberta"), text="the cat sat on the <mask>."
+    )
+    words = at.selectbox(key="w_word")
+    words.select(next(label for label in words.options if "mask" in label)).run()
+    at.text_input(key="w_replacement").set_value("mat").run()
+    assert_clean(at)
+    bars = [s for s in chart_specs(at) if "Mask 1" in json.dumps(s.get("title", ""))]
+    assert len(bars) == 1  # before only
+    assert any("removed by the replacement" in c.value for c in at.caption)
+
+
+def test_compare_draws_at_most_the_deployments_masks(monkeypatch, tiny_model_path):
+    monkeypatch.setenv("ATLAS_MAX_MASKS", "2")
+    text = "the <mask> sat <mask> the <mask> and <mask>."
+    at = on_page("pages/compare.py", model=tiny_model_path("roberta"), text=text)
+    at.text_input(key="w_replacement").set_value("dog").run()
+    assert_clean(at)
+    bars = [s for s in chart_specs(at) if "Mask" in json.dumps(s.get("title", ""))]
+    assert len(bars) == 2 * 2  # two masks, before and after
+    assert any("has 4 masks; the first 2 are drawn" in c.value for c in at.caption)
+
+
+def test_compare_builds_prediction_charts_inside_the_admission_limit(monkeypatch, tiny_model_path):
+    import core.charts
+    import ui.cache
+
+    depth, inside = [0], []
+    real_admitted, real_bars = ui.cache.admitted, core.charts.prediction_bars
+
+    def admitted(compute):
+        depth[0] += 1
+        try:
+            return real_admitted(compute)
+        finally:
+            depth[0] -= 1
+
+    def prediction_bars(*args, **kwargs):
+        inside.append(depth[0] > 0)
+        return real_bars(*args, **kwargs)
+
+    monkeypatch.setattr(ui.cache, "admitted", admitted)
+    monkeypatch.setattr(core.charts, "prediction_bars", prediction_bars)
+    at = on_page(
+        "pages/compare.py", model=tiny_model_path("roberta"), text="the cat sat on the <mask>."
+    )
+    at.text_input(key="w_replacement").set_value("dog").run()
+    assert_clean(at)
+    assert inside == [True, True]

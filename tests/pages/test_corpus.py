@@ -88,6 +88,25 @@ def test_a_bad_upload_gets_a_clear_message(store, tiny_model_path):
     assert any('no "text" field' in e.value for e in at.error)
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"[" * 100_000, "nested too deeply"),
+        (b'{"text": "a", "n": ' + b"9" * 5000 + b"}", "digits"),
+    ],
+    ids=["deep", "huge-number"],
+)
+def test_a_deep_or_huge_json_upload_gets_one_line(store, tiny_model_path, content, message):
+    """Issue 24: these raised RecursionError / ValueError into an exception box."""
+    at = open_corpus_page(tiny_model_path("bert"))
+    at.segmented_control(key="w_corpus").set_value("upload").run()
+    at.get("file_uploader")[0].set_value(("deep.jsonl", content, "application/json"))
+    at.run()
+    assert_clean(at)
+    [error] = [e.value for e in at.error if "deep.jsonl" in e.value]
+    assert message in error and "\n" not in error and "Line 1 of deep.jsonl" in error
+
+
 def test_public_mode_caps_the_sentences_and_says_so(store, tiny_model_path, monkeypatch):
     path = str(tiny_model_path("bert"))
     monkeypatch.setenv("ATLAS_PUBLIC", "1")

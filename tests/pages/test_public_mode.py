@@ -12,8 +12,8 @@ from streamlit.testing.v1 import AppTest
 from transformers import BertConfig
 
 import server.policy
+import ui.costly
 import ui.deploy
-import ui.flow
 from core import EMBEDDED_MODEL, PRESETS
 from server.settings import SETTING_NAMES
 from tests.fake_hub import serve_fake_hub
@@ -302,7 +302,7 @@ def test_a_flow_over_the_time_budget_stops_with_a_message(deploy, monkeypatch):
     def slow_clock_budget(policy, method, progress=None):
         return server.policy.method_progress(policy, method, progress, clock=lambda: next(ticks))
 
-    monkeypatch.setattr(ui.flow, "method_progress", slow_clock_budget)
+    monkeypatch.setattr(ui.costly, "method_progress", slow_clock_budget)
     at = start(text="The dog sat on the rug.", method="flow", layer=5, flow_chosen="false")
     assert_clean(at)
     assert "was stopped after 1 s" in messages(at, "error")

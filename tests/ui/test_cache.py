@@ -5,9 +5,23 @@ from __future__ import annotations
 import dataclasses
 from types import SimpleNamespace
 
+import numpy as np
+import pytest
+
 import core
-from core import ModelKind
-from ui.cache import Inputs, inputs_of, method_settings, store_key
+from core import EMBEDDED_MODEL, ModelKind
+from core.display_matrix import prepare_display
+from core.families import SELF
+from core.pooling import pool_matrix
+from ui.cache import (
+    Inputs,
+    attention,
+    inputs_of,
+    method_settings,
+    result_store,
+    store_key,
+    thumbnails,
+)
 from ui.state import DEFAULT
 
 
@@ -44,6 +58,30 @@ def test_method_settings_follow_the_registry():
     # Raw weights are computed once for every layer; flow per layer and rows.
     assert method_settings("raw", 4, (1,)) == (None, None)
     assert method_settings("flow", 4, (1,)) == ((4,), (1,))
+
+
+def test_thumbnails_with_display_options_are_stored_like_the_rest():
+    """The overview's thumbnails under hide-special are computed once and kept in the store."""
+    inputs = Inputs(EMBEDDED_MODEL, "The cat sat.")
+    key = store_key("thumbnails", inputs, SELF, 3, True, False)
+    result_store().clear()
+    shown = thumbnails(inputs, SELF, 3, hide_special=True)
+    assert key in result_store()
+    assert thumbnails(inputs, SELF, 3, hide_special=True) is shown  # the stored array
+    attentions, tokens, _ = attention(inputs).stack(SELF)
+    expected = pool_matrix(prepare_display(attentions, tokens, hide_special=True).matrix, 3)
+    np.testing.assert_allclose(shown, expected)
+    # [CLS] the cat sat . [SEP]: without the option the blocks include the special tokens.
+    assert not np.allclose(thumbnails(inputs, SELF, 3), shown)
+
+
+@pytest.mark.parametrize("options", [{}, {"hide_special": True}, {"merge_words": True}])
+def test_causal_thumbnails_leave_unseen_cells_empty_under_every_option(tiny_model_path, options):
+    inputs = Inputs(str(tiny_model_path("gpt2")), "the cat sat on the mat")
+    grid = thumbnails(inputs, SELF, 48, **options)
+    m = grid.shape[-1]
+    upper = np.triu(np.ones((m, m), dtype=bool), 1)
+    assert np.isnan(grid[..., upper]).all() and not np.isnan(grid[..., ~upper]).any()
 
 
 def test_the_page_says_where_a_visitor_waits():

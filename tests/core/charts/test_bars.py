@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.chart_layout import BAR_AXIS_PX, BAR_PX, LABEL_PX
 from core.charts import attention_bars, chart_notes, prediction_bars
 from core.charts.bars import percent
-from core.display import BAR_AXIS_PX, BAR_PX, LABEL_PX
 
 
 def labels(n):

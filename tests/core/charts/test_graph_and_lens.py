@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import core
+from core.chart_layout import LABEL_PX
 from core.charts import (
     chart_notes,
     contribution_graph_chart,
@@ -18,7 +19,6 @@ from core.charts import (
 )
 from core.charts.graph import GRAPH_RESERVED_PX, graph_token_px
 from core.charts.lens import LENS_RESERVED_PX
-from core.display import LABEL_PX
 from core.methods import MethodResult
 from core.tokens import Token
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.chart_layout import LABEL_PX
 from core.charts import attention_heatmap, chart_notes, layer_head_profile
-from core.display import LABEL_PX, shared_max
+from core.scales import shared_max
 from tests.core.charts.conftest import random_attention
 
 

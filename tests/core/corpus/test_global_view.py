@@ -95,3 +95,27 @@ def test_unknown_or_missing_methods_and_bad_heads_are_refused(loaded_tiny):
             embed_2d(np.zeros((3, 2)), "umap")
     with pytest.raises(PositionOutOfRangeError):
         query_key_vectors(loaded_tiny("bert"), SENTENCES, 5, 0)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma2", "phi3"])
+def test_modern_vectors_reproduce_the_heads_attention(loaded_tiny, family):
+    """After rotary and q/k norms, with the key-value group's keys: the adapter's scale,
+    soft-cap and mask turn one sentence's vectors into the model's attention row by row."""
+    import torch
+
+    from core import run_attention
+
+    model = loaded_tiny(family)
+    layer_index, head = 0, 3  # a windowed layer for Gemma; head 3 reads key-value group 1
+    sentence = SENTENCES[1]
+    tokens, queries, keys = query_key_vectors(
+        model, [sentence], layer_index, head, max_points=10_000
+    )
+    layer = model.architecture.layers[layer_index]
+    n = len(tokens)
+    scores = torch.from_numpy(queries @ keys.T).double() * layer.scale
+    if layer.softcap is not None:
+        scores = layer.softcap * torch.tanh(scores / layer.softcap)
+    scores = scores.masked_fill(~layer.mask(n), float("-inf"))
+    attention = run_attention(model, sentence).attentions[layer_index, head]
+    np.testing.assert_allclose(scores.softmax(-1).numpy(), attention, atol=1e-5)

@@ -47,6 +47,12 @@ def test_jsonl_reads_the_text_field():
     assert read_sentences("\n".join(lines).encode(), "d.jsonl") == ["One.", "Two."]
 
 
+OK = b'{"text": "ok"}\n'
+DEEP = b"[" * 100_000
+DEEP_TEXT = b'{"text": ' + DEEP + b"]"
+HUGE = b'{"text": "a", "n": ' + b"9" * 5000 + b"}"
+
+
 @pytest.mark.parametrize(
     ("data", "name", "error", "message"),
     [
@@ -56,6 +62,10 @@ def test_jsonl_reads_the_text_field():
         (b'{"text": "ok"}\n{broken', "x.jsonl", CorpusFileError, "Line 2 of x.jsonl is not valid"),
         (b'{"sentence": "no text field"}', "x.jsonl", CorpusFileError, 'no "text" field'),
         (b'["a list"]', "x.jsonl", CorpusFileError, 'no "text" field'),
+        # Issue 24: these raised RecursionError and ValueError.
+        pytest.param(OK + DEEP, "x.jsonl", CorpusFileError, "Line 2.*too deeply", id="deep"),
+        pytest.param(HUGE, "x.jsonl", CorpusFileError, "5000 digits", id="huge-number"),
+        pytest.param(DEEP_TEXT, "x.jsonl", CorpusFileError, "too deeply", id="deep-text"),
         (b"", "x.csv", CorpusFileError, "no header row"),
         (b"\n\n  \n", "x.txt", EmptyCorpusError, "holds no sentences"),
         (b"text\n", "x.csv", EmptyCorpusError, "holds no sentences"),

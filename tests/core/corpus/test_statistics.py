@@ -25,7 +25,7 @@ def _mean_head_statistics(model, sentences) -> pd.DataFrame:
     return pd.concat(frames).groupby(["layer", "head"]).mean().reset_index()
 
 
-@pytest.mark.parametrize("family", ["bert", "roberta", "gpt2", "t5"])
+@pytest.mark.parametrize("family", ["bert", "roberta", "gpt2", "t5", "mistral", "gemma2"])
 def test_default_means_equal_mean_of_head_statistics(loaded_tiny, store, family):
     model = loaded_tiny(family)
     result = run_corpus(model, SENTENCES, store=store, batch_size=4)
@@ -210,3 +210,22 @@ def test_hand_made_heads_give_exact_values_and_pairs():
     assert k == q - 1 and 1 <= q <= 4
     assert tuple(p["to_special"][2])[1] == 0
     assert tuple(p["to_punctuation"][2])[1] == 3
+
+
+def test_entropy_ratios_divide_by_what_a_windowed_row_sees():
+    """A causal row attending uniformly to the `window` keys it sees has ratio 1 only when the
+    statistics know the layer's window (as its architecture adapter says)."""
+    words = ["[CLS]", "a", "b", "c", "d", "e"]
+    tokens = _tokens(words, special={0}, words=list(range(len(words))))
+    n, window = len(tokens), 2
+    weights = np.zeros((n, n))
+    for i in range(n):
+        seen = range(max(0, i - window + 1), i + 1)
+        weights[i, list(seen)] = 1 / len(seen)
+    layer = weights[None, None].astype(np.float32)  # [B=1, H=1, n, n]
+    batch = token_batch([tokens], cls_token="[CLS]", sep_token=None, causal=True)
+    index = list(statistic_descriptions("default")).index("entropy_ratio")
+    windowed, _ = batch_values([layer.copy()], batch, "default", windows=[window])
+    unaware, _ = batch_values([layer.copy()], batch, "default")
+    assert windowed[0, 0, 0, index] == pytest.approx(1.0)
+    assert unaware[0, 0, 0, index] < 0.9

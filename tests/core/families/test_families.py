@@ -21,12 +21,18 @@ from core.families import (
     family_for_kind,
 )
 from core.inference import encode, forward, forward_with_grad
-from tests.tiny_models import CAUSAL_FAMILIES, ENCODER_FAMILIES, MLM_FAMILIES, SEQ2SEQ_FAMILIES
+from tests.tiny_models import (
+    CAUSAL_FAMILIES,
+    ENCODER_FAMILIES,
+    MLM_FAMILIES,
+    MODERN_FAMILIES,
+    SEQ2SEQ_FAMILIES,
+)
 
 EXPECTED_KIND = {
     **dict.fromkeys(MLM_FAMILIES, core.ModelKind.MASKED_LM),
     **dict.fromkeys(ENCODER_FAMILIES, core.ModelKind.ENCODER),
-    **dict.fromkeys(CAUSAL_FAMILIES, core.ModelKind.CAUSAL_LM),
+    **dict.fromkeys((*CAUSAL_FAMILIES, *MODERN_FAMILIES), core.ModelKind.CAUSAL_LM),
     **dict.fromkeys(SEQ2SEQ_FAMILIES, core.ModelKind.ENCODER_DECODER),
 }
 
@@ -124,3 +130,29 @@ def test_forward_with_grad_keeps_attention_in_the_graph(tiny_model_path):
     torch.testing.assert_close(
         attention[0].detach(), torch.from_numpy(forward(model, encoded.inputs).attentions[-1])
     )
+
+
+class _SentenceEncoderFamily(EncoderFamily):
+    """An encoder-kind family of its own, as the recipe for a new family builds one."""
+
+    def claims_architecture(self, architecture: str) -> bool:
+        return architecture == "BertModel"
+
+
+def test_an_encoder_kind_family_is_detected_and_stored(monkeypatch, tiny_model_path):
+    import core.families
+
+    custom = _SentenceEncoderFamily()
+    monkeypatch.setattr(core.families, "FAMILIES", (custom, *FAMILIES))
+    config = AutoConfig.for_model("bert", architectures=["BertModel"])
+    assert detect_family(config) is custom
+    model = core.load_model(str(tiny_model_path("bert-encoder")))
+    # The family found at load is the one the model keeps, not the default of its kind.
+    assert model.family is custom and model.kind is core.ModelKind.ENCODER
+    assert family_for_kind(core.ModelKind.ENCODER) is not custom
+
+
+def test_the_loaded_model_keeps_its_family_and_architecture(tiny_model_path):
+    model = core.load_model(str(tiny_model_path("bert")))
+    assert type(model.family) is MaskedLMFamily
+    assert type(model.architecture).__name__ == "Bert"

@@ -11,9 +11,15 @@ import pytest
 
 import core
 from tests.core.methods.references import perturb
+from tests.tiny_models import MODERN_FAMILIES
 
 TEXT = "The researchers visualized attention patterns quickly."
 MASKED_TEXT = "The researchers [MASK] attention patterns quickly."
+SELF_STACK_FAMILIES = (
+    *("bert", "roberta", "albert", "distilbert", "bert-encoder", "gpt2", "bart", "t5"),
+    *MODERN_FAMILIES,
+)
+"""Every family whose self stack the layer-reading methods compare with a reference."""
 
 
 @pytest.fixture(scope="module")

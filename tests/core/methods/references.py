@@ -52,7 +52,13 @@ def layer_modules(model: core.LoadedModel) -> list[torch.nn.Module]:
         return list(network.model.encoder.layers)
     if name.startswith("T5"):
         return list(network.encoder.block)
+    if name.startswith(MODERN):
+        return list(network.model.layers)
     raise AssertionError(name)
+
+
+MODERN = ("Llama", "Mistral", "Qwen2", "Qwen3", "Gemma2", "Gemma3", "Phi3")
+"""Rotary grouped-query decoders: pre-RMSNorm, values shared by each key-value group."""
 
 
 def modules_of(model: core.LoadedModel, layer: torch.nn.Module) -> dict:
@@ -107,14 +113,49 @@ def modules_of(model: core.LoadedModel, layer: torch.nn.Module) -> dict:
             ln1=layer.layer[0].layer_norm,
             pre_ln=True,
         )
+    if name.startswith(MODERN):
+        attention = layer.self_attn
+        return dict(
+            value=getattr(attention, "v_proj", None) or attention.qkv_proj,  # Phi3: fused
+            dense_weight=attention.o_proj.weight,
+            dense_bias=torch.zeros(attention.o_proj.weight.shape[0]),
+            ln1=layer.input_layernorm,
+            pre_ln=True,
+            # Gemma: an RMSNorm of the attention output alone, gain 1 + weight.
+            post=layer.post_attention_layernorm if name.startswith("Gemma") else None,
+        )
     raise AssertionError(name)
 
 
 def value_output(model: core.LoadedModel, output: torch.Tensor) -> torch.Tensor:
     """The value part of the value module's output `[B, n, all_head]`."""
-    if type(model.model).__name__.startswith("GPT2"):
+    name = type(model.model).__name__
+    if name.startswith("GPT2"):
         return output[..., 2 * output.shape[-1] // 3 :]
+    if name.startswith("Phi3"):  # [query | key | value], the value K*d_h wide
+        config = model.model.config
+        width = config.num_key_value_heads * config.hidden_size // config.num_attention_heads
+        return output[..., -width:]
     return output
+
+
+def value_layer(model: core.LoadedModel, output: torch.Tensor) -> torch.Tensor:
+    """`[B, H, n, d_h]` values as each query head reads them (its key-value group's)."""
+    config = model.model.config
+    kv_heads = getattr(config, "num_key_value_heads", None) or model.num_heads
+    values = transpose_for_scores(value_output(model, output), kv_heads)
+    return values.repeat_interleave(model.num_heads // kv_heads, dim=1)
+
+
+def post_norm_terms(parts: dict, calls, layers, index: int):
+    """Gemma's post-attention RMSNorm, linearised at its actual input (the attention output):
+    (gain `[d]`, 1/rms per query row `[1, 1, n, 1]`), or (1, 1) without one."""
+    post = parts.get("post")
+    if post is None:
+        return 1.0, 1.0
+    (states,), _ = call_of(calls, post, layers, index)
+    rms = (states.float().pow(2).mean(-1) + post.eps).sqrt()
+    return 1.0 + post.weight, (1.0 / rms)[:, None, :, None]
 
 
 @contextmanager
@@ -142,7 +183,7 @@ def run(model: core.LoadedModel, text: str):
     watched = []
     for layer in layers:
         parts = modules_of(model, layer)
-        watched += [parts["value"], parts["ln1"]]
+        watched += [parts["value"], parts["ln1"]] + ([parts["post"]] if parts.get("post") else [])
     with recorded(watched) as calls, torch.no_grad():
         network = model.model
         if model.kind is core.ModelKind.ENCODER_DECODER:
@@ -169,12 +210,12 @@ def kobayashi_norms(model: core.LoadedModel, text: str) -> tuple[np.ndarray, np.
     for index, layer in enumerate(layers):
         parts = modules_of(model, layer)
         _, value = call_of(calls, parts["value"], layers, index)
-        value_layer = transpose_for_scores(value_output(model, value), heads)
         dense = parts["dense_weight"]
         dense = dense.view(dense.shape[0], heads, dense.shape[1] // heads)
-        transformed = torch.einsum("bhsv,dhv->bhsd", value_layer, dense)
-        probs = output.attentions[index]
-        weighted = torch.einsum("bhks,bhsd->bhksd", probs, transformed)
+        transformed = torch.einsum("bhsv,dhv->bhsd", value_layer(model, value), dense)
+        gain, row_scale = post_norm_terms(parts, calls, layers, index)
+        probs = output.attentions[index] * row_scale
+        weighted = torch.einsum("bhks,bhsd->bhksd", probs, transformed * gain)
         per_head.append(torch.norm(weighted, dim=-1)[0])
         per_layer.append(torch.norm(weighted.sum(dim=1), dim=-1)[0])
     return torch.stack(per_head).double().numpy(), torch.stack(per_layer).double().numpy()
@@ -193,11 +234,12 @@ def alti(model: core.LoadedModel, text: str) -> tuple[np.ndarray, np.ndarray]:
         parts = modules_of(model, layer)
         hidden = hidden_states[index]
         _, value = call_of(calls, parts["value"], layers, index)
-        value_layer = transpose_for_scores(value_output(model, value), heads)
         dense = parts["dense_weight"]
         dense = dense.view(dense.shape[0], heads, dense.shape[1] // heads)
-        transformed = torch.einsum("bhsv,dhv->bhsd", value_layer, dense)
-        weighted = torch.einsum("bhks,bhsd->bhksd", output.attentions[index], transformed)
+        transformed = torch.einsum("bhsv,dhv->bhsd", value_layer(model, value), dense)
+        gain, row_scale = post_norm_terms(parts, calls, layers, index)
+        probs = output.attentions[index] * row_scale
+        weighted = torch.einsum("bhks,bhsd->bhksd", probs, transformed * gain)
         summed = weighted.sum(dim=1)
         n = hidden.shape[1]
         residual = torch.einsum("sk,bsd->bskd", torch.eye(n), hidden)
@@ -262,8 +304,7 @@ def value_zeroing(model: core.LoadedModel, text: str) -> tuple[np.ndarray, np.nd
             if call != zero_layer:
                 return None
             output = output.clone()
-            width = output.shape[-1]
-            start = 2 * width // 3 if type(network).__name__.startswith("GPT2") else 0
+            start = output.shape[-1] - value_output(model, output).shape[-1]
             output[:, zero_token, start:] = 0
             return output
 

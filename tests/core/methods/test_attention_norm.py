@@ -8,12 +8,10 @@ import pytest
 import core
 from core.families import CROSS, DECODER_SELF
 from tests.core.methods import references
-from tests.core.methods.conftest import TEXT
-
-FAMILIES = ("bert", "roberta", "albert", "distilbert", "bert-encoder", "gpt2", "bart", "t5")
+from tests.core.methods.conftest import SELF_STACK_FAMILIES, TEXT
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", SELF_STACK_FAMILIES)
 def test_attention_norm_matches_the_reference(perturbed_model, family):
     model = perturbed_model(family)
     result = core.compute_method(model, TEXT, "attention_norm")

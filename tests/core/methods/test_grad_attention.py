@@ -8,6 +8,7 @@ import pytest
 import core
 from tests.core.methods import references
 from tests.core.methods.conftest import MASKED_TEXT, TEXT
+from tests.tiny_models import MODERN_FAMILIES
 
 CASES = (
     ("bert", MASKED_TEXT),
@@ -16,6 +17,7 @@ CASES = (
     ("distilbert", MASKED_TEXT),
     ("bert-encoder", TEXT),
     ("gpt2", TEXT),
+    *((family, TEXT) for family in MODERN_FAMILIES),
 )
 
 

@@ -8,8 +8,9 @@ import pytest
 import core
 from tests.core.methods import references
 from tests.core.methods.conftest import TEXT
+from tests.tiny_models import MODERN_FAMILIES
 
-FAMILIES = ("bert", "roberta", "albert", "distilbert", "gpt2", "bart", "t5")
+FAMILIES = ("bert", "roberta", "albert", "distilbert", "gpt2", "bart", "t5", *MODERN_FAMILIES)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -1,8 +1,54 @@
+"""The display options on a matrix: merged words, hidden specials, cross attention, causal
+blanks."""
+
+from __future__ import annotations
+
 import numpy as np
 import pytest
 
+from core import PositionOutOfRangeError, drop_positions, merge_groups
+from core.display_matrix import (
+    blank_causal,
+    causal_display_mask,
+    pad_square,
+    prepare_cross_display,
+    prepare_display,
+)
 from core.tokens import Token
-from core.views import pool_matrix, prepare_display
+
+
+def test_merge_groups_sums_keys_and_averages_queries():
+    attention = np.array(
+        [
+            [0.5, 0.25, 0.25],
+            [0.1, 0.6, 0.3],
+            [0.2, 0.2, 0.6],
+        ]
+    )
+    merged = merge_groups(attention, [[0], [1, 2]])
+    # Row "word 1" = mean of rows 1 and 2 = [0.15, 0.4, 0.45]; keys 1+2 summed -> [0.15, 0.85].
+    np.testing.assert_allclose(merged, [[0.5, 0.5], [0.15, 0.85]])
+    np.testing.assert_allclose(merged.sum(-1), 1.0)
+
+
+def test_merge_groups_keeps_leading_axes():
+    rng = np.random.default_rng(0)
+    attention = rng.dirichlet(np.ones(5), size=(2, 3, 5)).astype(np.float32)
+    merged = merge_groups(attention, [[0], [1, 2, 3], [4]])
+    assert merged.shape == (2, 3, 3, 3) and merged.dtype == np.float32
+    np.testing.assert_allclose(merged.sum(-1), 1.0, atol=1e-6)
+
+
+def test_drop_positions_renormalises_rows():
+    attention = np.array([[0.5, 0.25, 0.25], [0.2, 0.4, 0.4], [1.0, 0.0, 0.0]])
+    reduced, keep = drop_positions(attention, [0])
+    assert keep == [1, 2]
+    # Row 1 kept [0.4, 0.4] -> [0.5, 0.5]; row 2 sent everything to the dropped token -> zeros.
+    np.testing.assert_allclose(reduced, [[0.5, 0.5], [0.0, 0.0]])
+    raw, _ = drop_positions(attention, [0], renormalize=False)
+    np.testing.assert_allclose(raw, [[0.4, 0.4], [0.0, 0.0]])
+    with pytest.raises(PositionOutOfRangeError):
+        drop_positions(attention, [3])
 
 
 def _tokens():
@@ -49,55 +95,6 @@ def test_nan_rows_survive():
     assert not np.isnan(view.matrix[1:]).any()
 
 
-def test_block_edges_match_pool_matrix():
-    from core.views import block_edges, pool_matrix
-
-    n, size = 10, 4
-    edges = block_edges(n, size)
-    assert list(edges) == [0, 2, 5, 7, 10]
-    values = np.arange(n * n, dtype=float).reshape(n, n)
-    pooled = pool_matrix(values, size)
-    for b in range(size):
-        block = values[edges[b] : edges[b + 1], edges[1] : edges[2]]
-        assert pooled[b, 1] == block.mean()
-    assert list(block_edges(3, 8)) == [0, 1, 2, 3]
-
-
-def test_block_labels_and_window():
-    from core.views import block_labels, window
-
-    labels = ["[CLS]", "a", "b", "c", "d", "[SEP]"]
-    assert block_labels(labels, 3) == ["[CLS]…a (0–1)", "b…c (2–3)", "d…[SEP] (4–5)"]
-    assert block_labels(labels[:2], 3) == ["[CLS] (0)", "a (1)"]
-    assert window(100, 50, 20) == (40, 60)
-    assert window(100, 3, 20) == (0, 20)
-    assert window(100, 99, 20) == (80, 100)
-    assert window(5, 2, 20) == (0, 5)
-
-
-def test_thumbnail_size_keeps_the_grid_small():
-    from core.views import thumbnail_size
-
-    assert thumbnail_size(12, 12, 512) == 16
-    assert thumbnail_size(6, 12, 512) == 23
-    assert thumbnail_size(6, 12, 13) == 13
-    assert 12 * 12 * thumbnail_size(12, 12, 512) ** 2 <= 40_000
-
-
-def test_pool_keys_averages_key_blocks_and_keeps_heads():
-    from core.views import block_edges, pool_keys
-
-    weights = np.random.default_rng(1).random((2, 3, 10))
-    pooled = pool_keys(weights, 4)
-    edges = block_edges(10, 4)
-    assert pooled.shape == (2, 3, 4)
-    for b in range(4):
-        np.testing.assert_allclose(
-            pooled[..., b], weights[..., edges[b] : edges[b + 1]].mean(-1), atol=1e-12
-        )
-    np.testing.assert_array_equal(pool_keys(weights, 10), weights)
-
-
 def _cross_tokens():
     # target: <s> dog ##s </s>   source: [CLS] play ##ing ball [SEP]
     spec = [("<s>", None, True), ("dog", 0, False), ("s", 0, False), ("</s>", None, True)]
@@ -108,8 +105,6 @@ def _cross_tokens():
 
 
 def test_cross_display_keeps_rows_and_columns_apart():
-    from core.views import prepare_cross_display
-
     target, source = _cross_tokens()
     m = np.random.default_rng(5).dirichlet(np.ones(5), size=4)  # [4 target, 5 source]
     plain = prepare_cross_display(m, target, source)
@@ -133,8 +128,6 @@ def test_cross_display_keeps_rows_and_columns_apart():
 
 
 def test_causal_display_mask_follows_merged_and_hidden_units():
-    from core.views import causal_display_mask
-
     np.testing.assert_array_equal(
         causal_display_mask([[0], [1], [2]]), np.triu(np.ones((3, 3), dtype=bool), 1)
     )
@@ -148,8 +141,6 @@ def test_causal_display_mask_follows_merged_and_hidden_units():
 
 
 def test_blank_causal_and_pad_square():
-    from core.views import blank_causal, pad_square
-
     a = np.random.default_rng(2).random((2, 3, 4, 4)).astype(np.float32)
     blank = blank_causal(a)
     assert blank.dtype == np.float64 and blank.shape == a.shape
@@ -161,37 +152,3 @@ def test_blank_causal_and_pad_square():
     assert padded.shape == (2, 3, 5, 5)
     assert (padded[..., :2, :] == 1).all() and np.isnan(padded[..., 2:, :]).all()
     assert pad_square(np.ones((3, 3))).shape == (3, 3)
-
-
-def test_pool_matrix_is_exact_when_small():
-    a = np.arange(9, dtype=np.float32).reshape(3, 3)
-    out = pool_matrix(a, 3)
-    assert out.dtype == np.float64 and np.array_equal(out, a)
-    assert np.array_equal(pool_matrix(a, 10), a)
-    out[0, 0] = 99
-    assert a[0, 0] == 0  # a copy, not a view
-
-
-def test_pool_matrix_block_means():
-    a = np.arange(16, dtype=np.float64).reshape(4, 4)
-    assert np.array_equal(pool_matrix(a, 2), [[2.5, 4.5], [10.5, 12.5]])
-
-    # 5 is not divisible by 2: blocks are rows/cols [0, 2) and [2, 5).
-    b = np.arange(25, dtype=np.float64).reshape(5, 5)
-    expected = [
-        [b[:2, :2].mean(), b[:2, 2:].mean()],
-        [b[2:, :2].mean(), b[2:, 2:].mean()],
-    ]
-    assert np.allclose(pool_matrix(b, 2), expected)
-    assert pool_matrix(np.ones((7, 7)), 3).shape == (3, 3)
-
-
-def test_pool_matrix_leading_axes_and_nan():
-    stack = np.stack([np.full((4, 4), 1.0), np.full((4, 4), 3.0)]).reshape(1, 2, 4, 4)
-    assert np.array_equal(pool_matrix(stack, 2), np.array([[[[1, 1], [1, 1]], [[3, 3], [3, 3]]]]))
-    c = np.array([[1.0, np.nan, 5.0, 5.0], [3.0, np.nan, 5.0, 5.0]] + [[np.nan] * 4] * 2)
-    out = pool_matrix(c, 2)
-    assert out[0, 0] == 2.0 and out[0, 1] == 5.0  # NaN left out of the block mean
-    assert np.isnan(out[1, 0]) and np.isnan(out[1, 1])  # all-NaN block
-    with pytest.raises(ValueError):
-        pool_matrix(c, 0)

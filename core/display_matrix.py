@@ -1,15 +1,59 @@
-"""Preparing a matrix for display: hiding special tokens and merging word pieces."""
+"""The display options applied to an attention matrix: word pieces merged into words, special
+tokens hidden (rows renormalised), cells a causal model never computes left empty.
+
+`merge_groups` and `drop_positions` do the arithmetic on any `[..., n, n]` array;
+`prepare_display` (and `prepare_cross_display` for cross attention) apply both to a matrix
+over its tokens and say what changed.
+"""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from core.errors import PositionOutOfRangeError
 from core.tokens import Token, word_groups
-from core.transforms import drop_positions, merge_groups
+
+
+def merge_groups(attentions: np.ndarray, groups: Sequence[Sequence[int]]) -> np.ndarray:
+    """Aggregate token positions into groups (e.g. word pieces into words).
+
+    Keys are summed within a group (a word receives what its pieces receive) and queries are
+    averaged (a word looks where its pieces look on average), so rows still sum to 1.
+    `attentions` is `[..., n, n]`; returns `[..., g, g]` for `g = len(groups)`.
+    """
+    n = attentions.shape[-1]
+    membership = np.zeros((len(groups), n), dtype=np.float64)
+    for g, positions in enumerate(groups):
+        if not positions:
+            raise ValueError("Every group needs at least one position.")
+        membership[g, list(positions)] = 1.0
+    query_mean = membership / membership.sum(axis=1, keepdims=True)
+    merged = query_mean @ attentions.astype(np.float64) @ membership.T
+    return merged.astype(attentions.dtype, copy=False)
+
+
+def drop_positions(
+    attentions: np.ndarray, drop: Sequence[int], *, renormalize: bool = True
+) -> tuple[np.ndarray, list[int]]:
+    """Remove positions (e.g. special tokens) from both axes of `[..., n, n]` attention.
+
+    With `renormalize`, each remaining row is rescaled to sum to 1, so it reads as "of the
+    attention that went to the shown tokens, this share went here". Rows whose whole mass went
+    to dropped positions become zeros. Returns the reduced array and the kept positions.
+    """
+    n = attentions.shape[-1]
+    dropped = set(drop)
+    if any(not 0 <= p < n for p in dropped):
+        raise PositionOutOfRangeError(f"Positions to hide must be within 0..{n - 1}.")
+    keep = [i for i in range(n) if i not in dropped]
+    reduced = attentions[..., keep, :][..., :, keep]
+    if renormalize:
+        sums = reduced.sum(axis=-1, keepdims=True)
+        reduced = np.divide(reduced, sums, out=np.zeros_like(reduced), where=sums > 0)
+    return reduced, keep
 
 
 @dataclass(frozen=True)
@@ -185,99 +229,3 @@ def pad_square(matrix: np.ndarray) -> np.ndarray:
 
 def _group_label(tokens: list[Token], group: list[int]) -> str:
     return "".join(tokens[i].text for i in group).replace("␣", "") or tokens[group[0]].text
-
-
-def pool_matrix(matrix: np.ndarray, size: int) -> np.ndarray:
-    """Block-average the last two axes of `[..., n, k]` down to at most `size x size`.
-
-    An axis of length <= `size` is kept as is, so the result is exact (a float64 copy) when
-    `n, k <= size`. Otherwise the axis is cut into `size` contiguous blocks whose lengths differ
-    by at most one (block `b` covers ``[b*n//size, (b+1)*n//size)``). NaN cells are left out of
-    a block's mean; an all-NaN block is NaN.
-
-    Returns float64 `[..., min(n, size), min(k, size)]`.
-    """
-    if size < 1:
-        raise ValueError(f"size must be >= 1, got {size}")
-    a = np.asarray(matrix)
-    if a.ndim < 2:
-        raise ValueError(f"matrix must have at least 2 axes, got shape {a.shape}")
-    *lead, n, k = a.shape
-    flat = a.reshape(-1, n, k)
-    pooled = np.empty((flat.shape[0], min(n, size), min(k, size)))
-    # A few matrices at a time: a whole 512-token BERT-base stack in float64 with its NaN
-    # masks would be several 300 MB temporaries; chunks keep them around 16 MB.
-    step = max(1, 2**21 // max(1, n * k))
-    for start in range(0, flat.shape[0], step):
-        pooled[start : start + step] = _pool_chunk(flat[start : start + step], size)
-    return pooled.reshape(*lead, *pooled.shape[1:])
-
-
-def _pool_chunk(chunk: np.ndarray, size: int) -> np.ndarray:
-    """`pool_matrix` of `[m, n, k]`."""
-    values = chunk.astype(np.float64)
-    finite = np.isfinite(values)
-    sums = np.where(finite, values, 0.0)
-    counts = finite.astype(np.float64)
-    # Sum values and counts per block on both axes, then divide once, so a block's mean is
-    # over its own non-NaN cells rather than a mean of per-axis means.
-    for axis in (-2, -1):
-        length = values.shape[axis]
-        if length > size:
-            starts = (np.arange(size) * length) // size
-            sums = np.add.reduceat(sums, starts, axis=axis)
-            counts = np.add.reduceat(counts, starts, axis=axis)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pooled = sums / counts
-    return np.where(counts > 0, pooled, np.nan)
-
-
-def block_edges(n: int, size: int) -> np.ndarray:
-    """Start positions of the `min(n, size)` blocks `pool_matrix` averages over, plus `n`.
-
-    Block `b` covers positions `[edges[b], edges[b + 1])`, exactly as `pool_matrix`
-    cuts an axis of length `n` into `size` blocks.
-    """
-    blocks = min(n, size)
-    return np.array([b * n // blocks for b in range(blocks + 1)])
-
-
-def pool_keys(weights: np.ndarray, size: int) -> np.ndarray:
-    """Average the last axis of `[..., k]` down to at most `size` blocks (as `block_edges`).
-
-    Returns float64 `[..., min(k, size)]`; used where one query's attention over a long input
-    is drawn per head (the mask profile), which pools keys but keeps every head. NaN cells are
-    left out of a block's mean, as in `pool_matrix`, which does the work on a one-row matrix.
-    """
-    return pool_matrix(np.asarray(weights)[..., None, :], size)[..., 0, :]
-
-
-def block_labels(labels: Sequence[str], size: int) -> list[str]:
-    """Axis labels for a pooled overview: "first…last (i–j)" for each block of positions."""
-    edges = block_edges(len(labels), size)
-    result = []
-    for start, stop in itertools.pairwise(edges):
-        if stop - start == 1:
-            result.append(f"{labels[start]} ({start})")
-        else:
-            result.append(f"{labels[start]}…{labels[stop - 1]} ({start}–{stop - 1})")
-    return result
-
-
-def window(n: int, center: int, width: int) -> tuple[int, int]:
-    """A `[start, stop)` range of at most `width` positions of `0..n-1`, centred on `center`."""
-    width = max(1, min(width, n))
-    start = min(max(0, center - width // 2), n - width)
-    return start, start + width
-
-
-def thumbnail_size(
-    layers: int, heads: int, n: int, *, budget: int = 40_000, largest: int = 48
-) -> int:
-    """Side of each head's thumbnail so an all-heads grid stays within `budget` cells.
-
-    Short inputs are drawn whole (side `n`); long ones are averaged down, e.g. 144 heads of a
-    512-token input get 16×16 thumbnails (36,864 cells instead of 37.7 million).
-    """
-    fitting = int((budget / max(1, layers * heads)) ** 0.5)
-    return max(4, min(n, largest, fitting))
