@@ -81,13 +81,14 @@ HEAVY_TIMEOUT_FACTOR = 4
 one (or a few) at a time, so its line moves slowly, and its visitor is told where they stand."""
 
 
-HEAVY_ATTENTION_CELLS = 12_000_000
-"""A page (or a download) whose attention has this many cells (layers × heads × n²; 48 MB in
+HEAVY_ATTENTION_CELLS = 16_000_000
+"""A page (or a download) whose attention has this many cells (layers × heads × n²; 64 MB in
 float32) is heavy as a whole: drawing, pooling and exporting it grow with the cells, and run in
 the server's one Python process beside everyone's pages. Four sessions of 512-token pages on
 MiniLM (18.9 M cells each) raised ordinary visitors' p95 19.8× when only their computations
-waited in the heavy line (bench/RESULTS.md, fair CPU); an ordinary 300-word text on MiniLM is
-≈ 7 M cells, bert-base at the public 256-token cap 9.4 M."""
+waited in the heavy line (bench/RESULTS.md, fair share). Below it: MiniLM up to ≈ 470 tokens
+(an ordinary 300-word text is ≈ 7 M cells, ≈ 12 M as estimated before tokenizing), bert-base
+at the public 256-token cap (9.4 M)."""
 
 
 def is_heavy_page(cells: float) -> bool:

@@ -167,7 +167,11 @@ def page_slot(view: ViewState) -> Iterator[None]:
         if (view.model, deploy_policy()) not in _loaded:
             raise LookupError(view.model)
         model = cached_model(view.model)
-        n = estimated_tokens(inputs_of(view, model), model.max_length)
+        inputs = inputs_of(view, model)
+        if is_attention_stored(inputs):
+            n = len(attention(inputs).tokens)  # exact once tokenized
+        else:
+            n = estimated_tokens(inputs, model.max_length)
         cells = float(model.num_layers * model.num_heads * n * n)
     if not admission.is_heavy_page(cells):
         yield
