@@ -28,7 +28,7 @@ from core.attention import (
     run_attention,
 )
 from core.compare import Comparison, MaskPair, WordAlignment, align_words, compare_replacement
-from core.costs import Budget, Cost, forward_multiply_adds
+from core.costs import Budget, Cost
 from core.display_matrix import drop_positions, merge_groups
 from core.errors import (
     AtlasError,
@@ -144,7 +144,6 @@ __all__ = [
     "explanation_agreement",
     "export_file_name",
     "family_for_kind",
-    "forward_multiply_adds",
     "full_flow_is_fast",
     "generate_with_attention",
     "get_method",

@@ -67,13 +67,14 @@ def batched_probabilities(
     progress: Progress | None = None,
     *,
     cancel: Cancel | None = None,
-    limiter: Limiter = no_limit,
+    limiter: Limiter | None = None,
 ) -> np.ndarray:
     """Probability of `token` at position `at` for each row of `ids` `[b, n]`.
 
     `progress(rows done, rows)` is called after each batch of `BATCH` rows, `cancel` asked
     there too, and `limiter("leave-one-out")` held around each batch (`core.work`).
     """
+    limiter = limiter or no_limit
     out = []
     total = ids.shape[0]
     for start in range(0, total, BATCH):
@@ -94,7 +95,7 @@ def leave_one_out(
     progress: Progress | None = None,
     *,
     cancel: Cancel | None = None,
-    limiter: Limiter = no_limit,
+    limiter: Limiter | None = None,
 ) -> pd.DataFrame:
     """The leave-one-out ground truth: drop of the predicted token's probability per token.
 
@@ -116,6 +117,7 @@ def leave_one_out(
     position = check_position(position, n)
     ids = encoded.input_ids[0]
     extra = {k: v for k, v in encoded.inputs.items() if k not in ("input_ids", "attention_mask")}
+    limiter = limiter or no_limit
     with limiter("leave-one-out"), guarded(model), torch.inference_mode():
         logits = model.model(**encoded.inputs).logits[0, position].double()
     probabilities = logits.softmax(dim=-1)
@@ -259,7 +261,7 @@ def explanation_agreement(
     progress: Progress | None = None,
     *,
     cancel: Cancel | None = None,
-    limiter: Limiter = no_limit,
+    limiter: Limiter | None = None,
 ) -> pd.DataFrame:
     """Each method's attribution ranked against the leave-one-out drops (one row per method).
 
@@ -275,6 +277,7 @@ def explanation_agreement(
     for name in names:
         get_method(name)  # unknown names fail before any computation
     steps = 1 + len(names)
+    limiter = limiter or no_limit
     truth = leave_one_out(model, text, position, cancel=cancel, limiter=limiter)
     checkpoint(1, steps, "The agreement table", progress, cancel)
     position = truth.attrs["position"]

@@ -10,8 +10,8 @@ a notebook passes nothing and gets plain, unlimited calls.
   callers whose "stop" is a flag (a closed tab, a deadline) rather than a progress bar.
 - ``limiter(what)``: a context-manager factory held around each forward pass (or each batch
   of them), ``what`` naming the work ("leave-one-out"). The app passes its admission slot
-  (reentrant per thread, so a request already holding one is not counted twice); the default,
-  `no_limit`, holds nothing.
+  (reentrant per thread, so a request already holding one is not counted twice); the default
+  (None, read as `no_limit`) holds nothing.
 
 Functions that run forward passes take them as keyword arguments with these names.
 """
