@@ -212,6 +212,25 @@ def build_bert_base(directory: Path) -> Path:
     return directory
 
 
+@contextlib.contextmanager
+def bert_base_session():
+    """``(app, browser, model path, info)``: a BERT-base-shaped checkpoint in a temporary
+    folder, the app under `streamlit run`, headless Chromium, and the machine's description
+    with the date and the load average at the start (add ``load_end`` after the timings)."""
+    from playwright.sync_api import sync_playwright
+
+    info = {**machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    info["load_start"] = load_average()
+    with tempfile.TemporaryDirectory(prefix="atlas-bert-base-") as directory:
+        model = str(build_bert_base(Path(directory)))
+        with running_app() as app, sync_playwright() as playwright:
+            browser = launch_browser(playwright)
+            try:
+                yield app, browser, model, info
+            finally:
+                browser.close()
+
+
 def texts_for(counts) -> dict[int, str]:
     # A [MASK] in every text, so the masked-prediction page predicts on the masked-LM model.
     return {n: long_text(n, mask=True) for n in counts}

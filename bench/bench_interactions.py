@@ -29,7 +29,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,14 +39,11 @@ from bench.bench_browser import (  # noqa: E402
     EXCEPTION,
     TWO_FRAMES,
     Traffic,
+    bert_base_session,
     block_external_requests,
-    build_bert_base,
     choose_option,
     click_segment,
-    launch_browser,
     load_average,
-    machine,
-    running_app,
     texts_for,
     wait_for_run,
 )
@@ -218,19 +214,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args()
-    info = {**machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    info["load_start"] = load_average()
     texts = texts_for(args.sizes)
-    from playwright.sync_api import sync_playwright
-
     results: dict[int, dict] = {}
-    with tempfile.TemporaryDirectory(prefix="atlas-bert-base-") as directory:
-        model = str(build_bert_base(Path(directory)))
-        with running_app() as app, sync_playwright() as playwright:
-            browser = launch_browser(playwright)
-            for n in args.sizes:
-                results[n] = measure(browser, app, model, n, texts[n], args.repeats, args.timeout)
-            browser.close()
+    with bert_base_session() as (app, browser, model, info):
+        for n in args.sizes:
+            results[n] = measure(browser, app, model, n, texts[n], args.repeats, args.timeout)
     info["load_end"] = load_average()
     print(report(results, args, info))
 

@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import random
 import statistics
@@ -70,6 +71,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.e2e.harness import running_app  # noqa: E402
+from ui.explorer.component import COMPONENT_NAME as EXPLORER_COMPONENT  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "## Many users at once"
@@ -241,10 +243,10 @@ class Visitor:
         await ws.send(message.SerializeToString())
         try:
             charts = await asyncio.wait_for(self.receive_run(ws), self.request_timeout)
-            # The heatmap and the token bars (the line view is a component, not a Vega chart);
-            # three for long texts (the heatmap becomes an overview plus a detail).
-            if page == "attention" and len(charts) not in (2, 3):
-                raise RunFailed(f"attention page drew {len(charts)} charts instead of 2 or 3")
+            # The explorer (matrix and bars, a component) up to its 512 tokens; beyond, three
+            # Vega charts (a block overview, an exact detail and the bars).
+            if page == "attention" and len(charts) not in (1, 3):
+                raise RunFailed(f"attention page drew {len(charts)} charts instead of 1 or 3")
             if page == "attention" and self.marker is not None:
                 if not any(self.marker in spec.replace(" ", "") for spec in charts):
                     raise RunFailed("the charts do not show the text just typed")
@@ -284,6 +286,11 @@ class Visitor:
                 what = element.WhichOneof("type")
                 if what == "vega_lite_chart":
                     charts.append(element.vega_lite_chart.spec)
+                elif what == "bidi_component" and element.bidi_component.component_name == (
+                    EXPLORER_COMPONENT
+                ):
+                    # Its payload is a JSON string inside the component's JSON arguments.
+                    charts.append(json.loads(element.bidi_component.json))
                 elif what == "text_area" and element.text_area.label == "Text":
                     self.text_widget = element.text_area.id
                 elif what == "download_button" and element.download_button.deferred_file_id:

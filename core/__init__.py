@@ -60,7 +60,12 @@ from core.export import (
 )
 from core.families import STACKS, Family, StackSpec, detect_family, family_for_kind
 from core.flow import FULL_FLOW_DEFAULT_MAX_TOKENS, attention_flow, full_flow_is_fast
-from core.graph import contribution_graph
+from core.graph import (
+    RouteContributions,
+    information_flow_graph,
+    layer_share_graph,
+    route_contributions,
+)
 from core.head_stats import STAT_DESCRIPTIONS, head_statistics
 from core.kinds import ModelKind
 from core.layer_views import mean_of_heads, select_heads
@@ -75,6 +80,7 @@ from core.methods import (
     method_names,
     run_method,
 )
+from core.methods.alti import compute_alti
 from core.models import EMBEDDED_MODEL, PRESETS, LoadedModel, Preset, load_model
 from core.neuron import NeuronView, neuron_view, supports_neuron_view
 from core.predictions import Prediction, predict_masked
@@ -124,6 +130,7 @@ __all__ = [
     "Prediction",
     "Preset",
     "Provenance",
+    "RouteContributions",
     "StackSpec",
     "Token",
     "TruncationWarning",
@@ -136,8 +143,8 @@ __all__ = [
     "attention_json",
     "attention_rollout",
     "compare_replacement",
+    "compute_alti",
     "compute_method",
-    "contribution_graph",
     "detect_architecture",
     "detect_family",
     "drop_positions",
@@ -148,6 +155,8 @@ __all__ = [
     "generate_with_attention",
     "get_method",
     "head_statistics",
+    "information_flow_graph",
+    "layer_share_graph",
     "leave_one_out",
     "list_methods",
     "load_model",
@@ -161,6 +170,7 @@ __all__ = [
     "register_architecture",
     "require_architecture",
     "residual_attention",
+    "route_contributions",
     "run_attention",
     "run_method",
     "select_heads",

@@ -1,9 +1,12 @@
 """Screenshots of every page for the README, taken in headless Chromium from the real app.
 
-    python docs/make_screenshots.py [light] [dark]   # docs/screenshots/<page>_<width>[_dark].png
+    python docs/make_screenshots.py [light] [dark] [--only attention,explorer]
+    # docs/screenshots/<page>_<width>[_dark].png
 
 Every page (Attention, Model overview, Masked prediction, Compare, Explain, Corpus) at 1024
-and 1440 px wide (whole page), light and dark theme.
+and 1440 px wide (whole page), light and dark theme; and the Attention page's explorer alone
+(`explorer_<width>[_dark].png`: 128 tokens, layer 1, head 8, token 10, in a window tall enough
+for its whole matrix, 2,150 px, so that its box does not scroll).
 
 Uses the same harness as the end-to-end tests (`tests/e2e/harness.py`): `streamlit run` on
 127.0.0.1, Debian's Chromium through Playwright, no network. Every page shows the embedded
@@ -23,11 +26,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.e2e.harness import (  # noqa: E402
+    EXPLORER,
     block_external_requests,
     full_page_screenshot,
     launch_browser,
+    long_text,
     open_view,
     running_app,
+    wait_for_explorer,
 )
 
 OUT = REPO / "docs" / "screenshots"
@@ -37,9 +43,26 @@ WIDTHS = (1024, 1440)
 THEMES = ("light", "dark")
 TINY_MLM = "tiny-mlm"
 """Stands for the path of the tiny random masked-LM checkpoint in `SHOTS`."""
-# (name, page path, query parameters, Vega charts to wait for, options of `open_view`)
+EXPLORER_HEIGHT = 2150
+"""Window height of the explorer's shots: its scroll box (78 % of the window) holds all of a
+128-token matrix."""
+# (name, page path, query parameters, Vega charts to wait for, options of `open_view`; "explorer":
+# wait for the Attention page's explorer, "element": shoot it alone)
 SHOTS = (
-    ("attention", "/", {"text": TEXT, "layer": "2", "head": "all", "token": "2"}, 2, {}),
+    (
+        "attention",
+        "/",
+        {"text": TEXT, "layer": "2", "head": "all", "token": "2"},
+        0,
+        {"explorer": True},
+    ),
+    (
+        "explorer",
+        "/",
+        {"text": long_text(128), "layer": "1", "head": "8", "token": "10"},
+        0,
+        {"explorer": True, "element": True},
+    ),
     ("overview", "/overview", {"text": TEXT}, 1, {}),
     ("masked", "/masked", {"text": MASKED}, 1, {}),
     ("compare", "/compare", {"text": TEXT, "word": "1", "replacement": "dog"}, 3, {}),
@@ -60,7 +83,7 @@ def shot_name(name: str, width: int, theme: str) -> str:
     return f"{name}_{width}{'' if theme == 'light' else '_' + theme}.png"
 
 
-def main(themes: tuple[str, ...] = THEMES) -> None:
+def main(themes: tuple[str, ...] = THEMES, only: tuple[str, ...] = ()) -> None:
     from playwright.sync_api import sync_playwright
 
     from tests.tiny_models import build_tiny_model
@@ -78,6 +101,8 @@ def main(themes: tuple[str, ...] = THEMES) -> None:
                 browser = launch_browser(pw)
                 for width in WIDTHS:
                     for name, path, params, charts, options in SHOTS:
+                        if only and name not in only:
+                            continue
                         query = {k: tiny_mlm if v == TINY_MLM else v for k, v in params.items()}
                         url = app.url(path, **query)
                         take(browser, url, name, charts, options, width, theme)
@@ -85,15 +110,37 @@ def main(themes: tuple[str, ...] = THEMES) -> None:
 
 
 def take(browser, url: str, name: str, charts: int, options: dict, width: int, theme: str):
-    context = browser.new_context(viewport={"width": width, "height": 900})
+    options = dict(options)
+    explorer, element = options.pop("explorer", False), options.pop("element", False)
+    height = EXPLORER_HEIGHT if element else 900
+    context = browser.new_context(viewport={"width": width, "height": height})
     block_external_requests(context)
     page = context.new_page()
     page.set_default_timeout(180_000)
     open_view(page, url, charts=charts, settle_ms=800, timeout=300, **options)
-    target = full_page_screenshot(page, OUT / shot_name(name, width, theme))
+    if explorer:
+        wait_for_explorer(page)
+        page.wait_for_timeout(400)  # its resize observer settles the width
+    target = OUT / shot_name(name, width, theme)
+    if element:
+        # The explorer and the page's "Matrix" heading above it.
+        page.locator(EXPLORER).scroll_into_view_if_needed()
+        box = page.locator(EXPLORER).bounding_box()
+        top = max(0, box["y"] - 70)
+        clip = {"x": max(0, box["x"] - 16), "y": top, "width": box["width"] + 32}
+        clip["height"] = min(height - top, box["y"] + box["height"] + 16 - top)
+        page.screenshot(path=str(target), clip=clip)
+    else:
+        full_page_screenshot(page, target)
     context.close()
     print(f"wrote {target}")
 
 
 if __name__ == "__main__":
-    main(tuple(sys.argv[1:]) or THEMES)
+    arguments = sys.argv[1:]
+    only: tuple[str, ...] = ()
+    if "--only" in arguments:
+        at = arguments.index("--only")
+        only = tuple(arguments[at + 1].split(","))
+        del arguments[at : at + 2]
+    main(tuple(arguments) or THEMES, only)

@@ -12,6 +12,7 @@ from core.selection import segment_b_start, shown_selection
 from core.tokens import unit_labels
 from ui import costly, panels, session
 from ui import page as pages
+from ui.explorer import MAX_TOKENS
 from ui.matrix import show_matrix
 from ui.text import plain
 
@@ -23,7 +24,14 @@ def about() -> str:
     return f"""
 **Rows are queries, columns are keys.** Row *i* shows how the token on the left spreads its
 attention over every token of the input: each row sums to 1. The line view draws the same
-numbers as lines from the token on the left to the tokens on the right (darker = stronger).
+numbers as lines from the token on the left to the tokens on the right (darker = stronger),
+opening on the selected token's lines.
+
+**The explorer** holds every head of the layer: click the matrix, then the arrow keys move the
+selected token, `[` and `]` the head, Page Up and Page Down the layer (`?` lists the keys).
+Hover a cell for its value. Colours are shared across the model's heads and layers by default,
+so a flat head looks faint; the legend offers this matrix's own maximum, a fixed 0–1, a log
+scale and the weights without the first token (each row renormalised over the rest).
 
 **Methods.**
 {methods}
@@ -31,7 +39,7 @@ numbers as lines from the token on the left to the tokens on the right (darker =
 **Models.** Encoder-decoder models (BART, T5) have three stacks: the encoder's self-attention
 over the text, the decoder's self-attention over the target and the cross attention from the
 target to the source. Causal models (GPT-2) and the decoder only look back: the cells of later
-tokens are left empty, since the model never computed them.
+tokens are left empty (hatched), since the model never computed them.
 """
 
 
@@ -69,21 +77,6 @@ def render(page: pages.Page) -> None:
     empty = causal_display_mask(display.groups) if spec.causal else None
     selected = display.unit_of(view.token)
 
-    st.subheader("Matrix")
-    sides = ("target", "source") if cross else ("from", "to")
-    scale = view.colour_scale()
-    show_matrix(
-        display.matrix,
-        labels,
-        key="heatmap",
-        title=f"{layer.what} (rows: {sides[0]}, columns: {sides[1]})",
-        selected=selected,
-        key_labels=key_labels,
-        pick_groups=display.groups,
-        empty_mask=empty,
-        scale="chart" if scale == "shared" else scale,
-        segment_b_start=None if cross else segment_b_start(tokens, display.groups),
-    )
     size = f"{len(display.labels)} × {len(display.column_labels)}" if cross else len(display.labels)
     caption = [f"{plain(page.model.name)} · {layer.what} · {size} tokens."]
     if spec.causal:
@@ -91,19 +84,48 @@ def render(page: pages.Page) -> None:
     caption += display.notes
     if selected is None:
         caption.append(f"The selected token '{plain(tokens[view.token].text)}' is hidden.")
-    st.caption(" ".join(caption))
-
-    left, right = st.columns([1, 1])
-    with left:
+    st.subheader("Matrix")
+    if max(display.matrix.shape) <= MAX_TOKENS:
+        panels.matrix_explorer(page, scores, stack, selected, (labels, key_labels), empty)
+        st.caption(" ".join(caption))
         st.subheader("Line view")
         panels.line_view(page, scores, display, selected, stack)
-    with right:
-        st.subheader("Selected token")
-        bars = dataclasses.replace(display, labels=labels, key_labels=key_labels)
-        panels.selected_token(bars, selected, empty, cross, scale)
+    else:
+        # Longer inputs: block-averaged overview and exact detail (to become the explorer's
+        # pooled overview and exact tiles, requested as you move).
+        seg_b = None if cross else segment_b_start(tokens, display.groups)
+        sides = ("target", "source") if cross else ("from", "to")
+        title = f"{layer.what} (rows: {sides[0]}, columns: {sides[1]})"
+        long_input(display, (labels, key_labels), empty, selected, view, seg_b, title)
+        st.caption(" ".join(caption))
+        left, right = st.columns([1, 1])
+        with left:
+            st.subheader("Line view")
+            panels.line_view(page, scores, display, selected, stack)
+        with right:
+            st.subheader("Selected token")
+            bars = dataclasses.replace(display, labels=labels, key_labels=key_labels)
+            panels.selected_token(bars, selected, empty, cross, view.colour_scale())
     panels.neuron_panel(page, stack)
     st.subheader("Export")
     panels.exports_panel(page, stack, rows, attentions.size)
+
+
+def long_input(display, labels, empty, selected, view, seg_b, title) -> None:
+    """The matrix of an input longer than the explorer takes (`ui.explorer.MAX_TOKENS`)."""
+    scale = view.colour_scale()
+    show_matrix(
+        display.matrix,
+        labels[0],
+        key="heatmap",
+        title=title,
+        selected=selected,
+        key_labels=labels[1],
+        pick_groups=display.groups,
+        empty_mask=empty,
+        scale="chart" if scale == "shared" else scale,
+        segment_b_start=seg_b,
+    )
 
 
 pages.run("attention", render, title="Attention", about=about())

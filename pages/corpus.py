@@ -3,6 +3,7 @@ joint embedding of its queries and keys."""
 
 import streamlit as st
 
+from core.corpus import BUNDLED_CORPORA
 from ui import corpus
 from ui import page as pages
 
@@ -20,12 +21,14 @@ ABOUT = (
 
 
 def render(page: pages.Page) -> None:
+    corpus.privacy_controls()
     sentences = corpus.corpus_sentences(page.view)
     if not sentences:
         return
     tokens, count = corpus.run_settings(page.view, page.model, len(sentences))
     view = page.view
-    run = corpus.Run(page.model.name, tuple(sentences[:count]), tokens, view.corpus_mode)
+    shared = view.corpus in BUNDLED_CORPORA
+    run = corpus.Run(page.model.name, tuple(sentences[:count]), tokens, view.corpus_mode, shared)
     result, running = corpus.run_controls(run, corpus.stored_result(run))
     if result is None or result.done == 0:
         corpus.continue_run(run, page.model, running)

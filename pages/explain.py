@@ -9,8 +9,9 @@ ABOUT = (
     "layer would already predict there. **Which explanation agrees with the model?** leaves "
     "each input token out, measures how much the prediction's probability drops, and ranks "
     "every attribution method against those drops. The **contribution graph** draws the "
-    "routes information takes from the input tokens through the layers into that position "
-    "(tokens × layers; edges above the threshold)."
+    "routes information takes from the input tokens through attention and feed-forward "
+    "blocks into that position, as Ferrando & Voita (2024) build them (edges above the "
+    "threshold)."
 )
 
 

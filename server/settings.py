@@ -197,6 +197,17 @@ SETTINGS: tuple[Setting, ...] = (
         "Each draws its own chart: 254 masks drew 509 charts (35.6 MB of specs) in 34 s.",
     ),
     Setting(
+        "ATLAS_MAX_CORPUS_STORE_BYTES",
+        "max_corpus_store_bytes",
+        Kind.AMOUNT,
+        "none",
+        "200M",
+        "Largest size of the corpus store file; the oldest runs are evicted beyond it.",
+        "A BERT-base run of the public caps (500 sentences) takes ≈ 1 MB of the file: 200 MB "
+        "keeps the last ≈ 200 runs on a host whose disk every visitor shares "
+        "(bench/bench_corpus_store.py).",
+    ),
+    Setting(
         "ATLAS_MAX_CORPUS_SENTENCES",
         "max_corpus_sentences",
         Kind.AMOUNT,
@@ -210,7 +221,14 @@ SETTINGS: tuple[Setting, ...] = (
 SETTING_NAMES = tuple(setting.name for setting in SETTINGS)
 """Every setting's environment variable, in table order."""
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
-PUBLIC = _BY_NAME["ATLAS_PUBLIC"]
+
+
+def setting(name: str) -> Setting:
+    """The row of `SETTINGS` for environment variable `name` (`KeyError` if none)."""
+    return _BY_NAME[name]
+
+
+PUBLIC = setting("ATLAS_PUBLIC")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}

@@ -26,6 +26,7 @@ import streamlit as st
 import core
 from core import AttentionResult, LoadedModel, MethodRequest, MethodResult
 from core.agreement import LEAVE_ONE_OUT, agreement_table, method_attribution, part_passes
+from core.corpus import CorpusResult
 from core.costs import ATTENTION, forward_multiply_adds
 from core.display_matrix import (
     blank_causal,
@@ -424,6 +425,20 @@ def logit_lens(inputs: Inputs, position: int, top_k: int) -> pd.DataFrame:
     )
 
 
+def route_contributions(inputs: Inputs) -> core.RouteContributions:
+    """`core.route_contributions`: every block's contributions, for the contribution graph
+    at any position and threshold."""
+    return _stored(
+        store_key("route_contributions", inputs),
+        lambda: _quietly(
+            core.route_contributions,
+            cached_model(inputs.model),
+            inputs.text,
+            inputs.pair or None,
+        ),
+    )
+
+
 def agreement_parts(inputs: Inputs) -> list[str]:
     """The parts of the agreement table, in order: leave-one-out, then every method."""
     return [LEAVE_ONE_OUT, *core.list_methods(cached_model(inputs.model))]
@@ -525,27 +540,27 @@ def generation(inputs: Inputs, count: int) -> AttentionResult:
 
 
 def corpus_global_view(
-    model: str, run: str, layer: int, head: int, method: str, max_tokens: int, max_points: int
+    result: CorpusResult, layer: int, head: int, method: str, max_points: int
 ) -> pd.DataFrame:
-    """`core.corpus.global_view` of one head over the sentences of stored corpus run `run`."""
+    """`core.corpus.global_view` of one head over the sentences of a stored corpus run (kept
+    under its run id, which is the visitor's own for a visitor's own corpus)."""
 
     def compute() -> pd.DataFrame:
-        from core.corpus import global_view, open_run
+        from core.corpus import global_view
 
-        sentences = open_run(run).sentences()
         return global_view(
-            cached_model(model),
-            sentences,
+            cached_model(result.model_name),
+            result.sentences(),
             layer,
             head,
             method=method,
-            max_tokens=max_tokens,
+            max_tokens=result.max_tokens,
             max_points=max_points,
         )
 
-    settings = (run, layer, head, method, max_tokens, max_points)
-    key = store_key("corpus_global_view", Inputs(model, ""), *settings)
-    return _stored(key, compute, corpus_work)
+    settings = (result.run_id, layer, head, method, result.max_tokens, max_points)
+    inputs = Inputs(result.model_name, "")
+    return _stored(store_key("corpus_global_view", inputs, *settings), compute, corpus_work)
 
 
 def is_encoder_decoder(name: str) -> bool:

@@ -6,11 +6,15 @@ admission slot and saved to the corpus store (`core.corpus`) before the next: th
 the table after every chunk and reruns itself until the corpus is done. Stop (or any click,
 which interrupts the chunk) keeps every measured batch, and the store resumes the run by its key
 (model, corpus, max tokens, mode) whenever it is started again, in this session or another.
+
+Which store handle a run uses is `ui.store.corpus_store`'s policy: in public mode a visitor's
+own corpus is theirs alone (an owner token per session), expires, and is deleted when they ask.
 """
 
 from __future__ import annotations
 
 import functools
+import secrets
 import time
 from dataclasses import dataclass
 
@@ -25,6 +29,7 @@ from core.corpus import (
     FILE_TYPES,
     MODES,
     CorpusResult,
+    CorpusStore,
     available_projections,
     bundled_corpus,
     label_rules,
@@ -36,6 +41,7 @@ from core.corpus.inputs import parse_txt
 from core.corpus.run import encode_sentence
 from core.corpus.tables import corpus_example_rows, corpus_head_rows
 from ui import cache, session
+from ui import store as stores
 from ui.deploy import deploy_policy
 from ui.state import MAX_CORPUS_SENTENCES, MAX_CORPUS_TOKENS, MIN_CORPUS_TOKENS, ViewState
 from ui.text import plain
@@ -47,6 +53,10 @@ visitors get the admission slot at least this often."""
 BATCH_SIZE = 8
 RUNNING_KEY = "atlas_corpus_running"
 """The `Run.key` of the run this session is measuring, while it runs."""
+OWNER_KEY = "atlas_corpus_owner"
+"""This session's owner token: in public mode its own corpora's runs are stored under it."""
+DELETED_KEY = "atlas_corpus_deleted"
+"""How many runs "Delete my corpus runs" removed (or why it could not), shown once."""
 SOURCE_LABELS = {
     **{name: f"{name.capitalize()} (bundled)" for name in BUNDLED_CORPORA},
     "paste": "Paste sentences",
@@ -65,10 +75,72 @@ class Run:
     sentences: tuple[str, ...]
     max_tokens: int
     mode: str
+    shared: bool = True
+    """Whether the sentences are a bundled corpus, whose runs every visitor shares."""
 
     @property
     def key(self) -> tuple[str, int, int, str]:
         return (self.model, hash(self.sentences), self.max_tokens, self.mode)
+
+
+# ---------------------------------------------------------------- the store and privacy
+def session_owner() -> str:
+    """This session's owner token (random, made once per session, never shown or logged)."""
+    if OWNER_KEY not in st.session_state:
+        st.session_state[OWNER_KEY] = secrets.token_urlsafe(24)
+    return st.session_state[OWNER_KEY]
+
+
+def store_cap() -> int | None:
+    """The corpus store's size cap: `ATLAS_MAX_CORPUS_STORE_BYTES` (`server.settings`). A value
+    that cannot be read gives the strict public policy, so a typo never lifts the cap."""
+    return deploy_policy().max_corpus_store_bytes
+
+
+def store_for(run: Run) -> CorpusStore:
+    """The store handle `run` is kept in (see `ui.store.corpus_store`)."""
+    return stores.corpus_store(
+        public=deploy_policy().public,
+        shared=run.shared,
+        owner=session_owner(),
+        max_bytes=store_cap(),
+    )
+
+
+def _delete_own_runs() -> None:
+    _stop()
+    try:
+        store = stores.corpus_store(
+            public=True, shared=False, owner=session_owner(), max_bytes=store_cap()
+        )
+        st.session_state[DELETED_KEY] = store.delete_runs()
+    except AtlasError as error:
+        st.session_state[DELETED_KEY] = str(error)
+
+
+def privacy_controls() -> None:
+    """In public mode: how long a visitor's own corpus is kept, and a button deleting it."""
+    if not deploy_policy().public:
+        return
+    deleted = st.session_state.pop(DELETED_KEY, None)
+    if isinstance(deleted, str):
+        show_error(deleted)
+    elif deleted is not None:
+        runs = "run" if deleted == 1 else "runs"
+        st.success(f"Deleted {deleted} corpus {runs} of yours and their sentences from the server.")
+    hours = stores.PUBLIC_CORPUS_RUN_SECONDS // 3600
+    text, button = st.columns([4, 1], vertical_alignment="center")
+    text.caption(
+        "Sentences you paste or upload are measured for this session only: nobody else can "
+        f"open their results, and they are deleted from the server after {hours} hours, or now."
+    )
+    button.button(
+        "Delete my corpus runs",
+        key="corpus_delete",
+        on_click=_delete_own_runs,
+        help="Deletes the runs of the sentences you pasted or uploaded in this session, and "
+        "the sentences; the bundled corpora's runs are shared and stay.",
+    )
 
 
 # ---------------------------------------------------------------- choosing the sentences
@@ -183,7 +255,13 @@ def _stop() -> None:
 def stored_result(run: Run) -> CorpusResult | None:
     """The stored run (finished or stopped) for these settings, instantly; None if new."""
     try:
-        return open_corpus(run.model, run.sentences, max_tokens=run.max_tokens, mode=run.mode)
+        return open_corpus(
+            run.model,
+            run.sentences,
+            max_tokens=run.max_tokens,
+            mode=run.mode,
+            store=store_for(run),
+        )
     except AtlasError as error:
         show_error(str(error))
         return None
@@ -256,6 +334,7 @@ def _chunk(run: Run, model: LoadedModel, bar: DeltaGenerator) -> CorpusResult:
         mode=run.mode,
         progress=progress,
         batch_size=BATCH_SIZE,
+        store=store_for(run),
     )
 
 
@@ -395,9 +474,7 @@ def global_view(result: CorpusResult, layer: int, head: int) -> None:
         format_func=label_from({"role": "query / key", "position": "position"}),
     )
     try:
-        frame = cache.corpus_global_view(
-            result.model_name, result.run_id, layer, head, method, result.max_tokens, GLOBAL_POINTS
-        )
+        frame = cache.corpus_global_view(result, layer, head, method, GLOBAL_POINTS)
     except AtlasError as error:
         show_error(str(error))
         return

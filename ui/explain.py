@@ -1,10 +1,11 @@
 """Parts of the Explain page: which position, the logit lens, the agreement table, the graph.
 
 The computations are `core.logit_lens`, the parts of `core.explanation_agreement` and
-`core.contribution_graph`; here they are cached per (inputs, position, settings) in the shared
-store, refused where the deployment's budget says so, and drawn. The agreement table is
-computed part by part (leave-one-out, then each method) with a progress bar and Stop
-(`ui.stoppable`): a stopped table keeps the parts done and shows the methods ranked so far.
+`core.route_contributions` (drawn by `core.information_flow_graph`); here they are cached per
+(inputs, position, settings) in the shared store, refused where the deployment's budget says
+so, and drawn. The agreement table is computed part by part (leave-one-out, then each method)
+with a progress bar and Stop (`ui.stoppable`): a stopped table keeps the parts done and shows
+the methods ranked so far.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ import streamlit as st
 import core
 from core import AtlasError, ModelKind, charts
 from core.agreement import part_passes
-from core.families import SELF
 from server.policy import check_agreement_request
-from ui import cache, costly, stoppable
+from ui import cache, stoppable
 from ui.cache import LEAVE_ONE_OUT, Inputs
 from ui.deploy import deploy_policy
 from ui.layout import PAGE_PX
@@ -154,33 +154,21 @@ def _compute_agreement(page: Page, position: int, parts: list[str], missing: lis
 
 def graph_panel(page: Page, position: int) -> None:
     st.subheader("Contribution graph")
-    methods = [m for m in core.list_methods(page.model) if not core.get_method(m).accumulated]
-    method = page.view.method if page.view.method in methods else methods[0]
-    left, right = st.columns(2)
-    with left:
-        method = bound(
-            st.selectbox,
-            "Per-layer contributions from",
-            "method",
-            value=method,
-            options=methods,
-            format_func=label_from({m: core.get_method(m).label for m in methods}),
-        )
-    with right:
-        threshold = bound(
-            st.slider,
-            "Smallest share drawn",
-            "graph_threshold",
-            min_value=0.0,
-            max_value=1.0,
-            step=0.01,
-        )
-    # Every layer: value zeroing computes them one token at a time, with progress and Stop.
-    scores = costly.scores(page.inputs, method, SELF, None, None, len(page.result.tokens))
-    if scores is None:
-        return
+    threshold = bound(
+        st.slider,
+        "Smallest contribution drawn",
+        "graph_threshold",
+        min_value=0.0,
+        max_value=1.0,
+        step=0.01,
+        help="Each block's parts (a token through one head, the residual, the feed-forward "
+        "block) at or below this share are dropped and the rest renormalised, as Ferrando & "
+        "Voita's tool does; the routes are what remains.",
+    )
     try:
-        graph = core.contribution_graph(scores, position, threshold)
+        with st.spinner("Tracing the routes…"):
+            contributions = cache.route_contributions(page.inputs)
+        graph = core.information_flow_graph(contributions, position, threshold)
     except AtlasError as error:
         show_error(str(error))
         return
@@ -191,9 +179,10 @@ def graph_panel(page: Page, position: int) -> None:
         width="content",
     )
     st.caption(
-        f"{graph.number_of_edges()} edges: the routes into position {position} at the last "
-        f"layer whose share of their row is at least {threshold:.2f} (Ferrando & Voita 2024), "
-        f"from {core.get_method(method).label} contributions."
+        f"{graph.number_of_edges()} edges: the information-flow routes into position "
+        f"{position} at the last layer (Ferrando & Voita 2024). Per layer, diamonds are the "
+        "residual stream after attention, squares the feed-forward blocks and circles the "
+        f"layer's output; a part is kept when its share is above {threshold:.2f}."
     )
 
 

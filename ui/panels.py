@@ -13,12 +13,14 @@ import core
 from core import charts
 from core.display_matrix import DisplayMatrix
 from core.families import CROSS, SELF
-from core.layer_views import token_bars
+from core.layer_views import layer_view, token_bars
 from core.methods import MethodResult
 from core.scales import ScaleMode
 from core.selection import segment_b_start
 from core.tokens import is_continuation
 from ui import cache, exports, session
+from ui.explorer import build_payload, change_in_callback, explorer, model_max
+from ui.explorer.payload import outside_window
 from ui.head_view import head_view
 from ui.head_view.component import NOT_CLICKED, clicked_in_callback
 from ui.layout import COLUMN_PX
@@ -32,9 +34,13 @@ LONG_INPUT = 80
 HEAD_LABELS = {"mean": "mean of heads", "all": "all heads (lines)"}
 HEAD_VIEW_HEIGHT = 640
 """px the head view of a long input is capped at (it scrolls)."""
-FOCUS_KEY = "atlas_head_view_focus"
-"""Session flag: the head view highlights the selected token (after a click in it); until
-then it draws every line, as BertViz's head view does."""
+UNFOCUSED_KEY = "atlas_head_view_unfocused"
+"""Session: the token whose focus the visitor cleared in the head view (a second click or
+Escape): the line view then draws every line until another token is selected. Otherwise it
+opens on the selected token's lines, from a click, a control or a link alike."""
+EXPLORER_KEY = "explorer"
+SCALE_NAMES = {"shared": "shared across the model's heads and layers", "fixed": "fixed scale"}
+"""What the line view's full opacity is, per colour scale (`scale_top`)."""
 
 
 def stack_selector(page: Page) -> str:
@@ -198,7 +204,8 @@ def line_view(
         if not isinstance(current.head, int) or len(head_ids) == 1
         else [head_ids.index(current.head)]
     )
-    focused = selected if st.session_state.get(FOCUS_KEY) else None
+    unfocused = st.session_state.get(UNFOCUSED_KEY) == current.token
+    focused = None if unfocused else selected
     clicked = head_view(
         shown.matrix,
         shown.labels,
@@ -212,6 +219,10 @@ def line_view(
         piece_marks=marks,
         top_k=top_k,
         threshold=threshold,
+        # Opacity from the weight on the page's scale (BertViz: the absolute weight), not
+        # from this layer's maximum, so flat attention looks faint, as it is.
+        colour_scale_max=scale_top(page, scores),
+        colour_scale_name=SCALE_NAMES.get(current.colour_scale(), "fixed scale"),
         on_select=functools.partial(_select_clicked_unit, tuple(g[0] for g in shown.groups)),
     )
     if clicked != focused:
@@ -224,6 +235,119 @@ def line_view(
         st.caption("Left: target tokens, right: source tokens.")
 
 
+def scale_top(page: Page, scores: MethodResult) -> float | None:
+    """The value drawn at full strength under the view's colour scale: the model's maximum
+    over heads and layers ("shared"), 1 ("fixed"), or None (each chart its own)."""
+    scale = page.view.colour_scale()
+    if scale == "fixed":
+        return 1.0
+    return model_max(scores.per_head, scores.per_layer) if scale == "shared" else None
+
+
+def matrix_explorer(
+    page: Page,
+    scores: MethodResult,
+    stack: str,
+    selected: int | None,
+    labels: tuple[list[str], list[str] | None],
+    empty: np.ndarray | None,
+) -> None:
+    """Every head of the layer (and their mean) as one canvas explorer; head, token, hover and
+    the legend change in the browser, and the view reaches the controls and the link after.
+
+    `labels` are the rows' and (cross attention) the columns' marked labels; `empty` bool
+    `[q, k]` the cells the model never computes (causal future; a sliding window's outside).
+    """
+    view = page.view
+    _, tokens, key_tokens = page.result.stack(stack)
+    cross = stack == CROSS
+    has_heads = scores.per_head is not None
+    # The browser names the head it shows; the title says the rest.
+    what = f"layer {view.layer}" if has_heads else layer_view(scores, view.layer, 0).what
+    if len(page.result.stacks) > 1:
+        what = f"{page.result.stack_spec(stack).label} attention, {what}"
+    sides = "rows: target, columns: source" if cross else "rows: from, columns: to"
+    title = f"{what} ({sides})"
+    layer_matrices = (
+        np.concatenate([scores.per_head[view.layer], scores.per_layer[view.layer][None]])
+        if has_heads
+        else scores.per_layer[view.layer][None]
+    )
+    options = {"hide_special": view.hide_special, "merge_words": view.merge_words}
+    window = _sliding_window(page, stack, view.layer, scores)
+    if cross:
+        shown = core.display_matrix.prepare_cross_display(
+            layer_matrices, tokens, key_tokens, **options
+        )
+    else:
+        shown = core.display_matrix.prepare_display(layer_matrices, tokens, **options)
+    if window is not None:
+        # Keys outside a sliding-window layer's window are never computed: empty, not zero.
+        outside = outside_window(shown.groups, window, causal=page.result.is_causal(stack))
+        empty = outside if empty is None else empty | outside
+    payload = build_payload(
+        shown.matrix[:-1] if has_heads else shown.matrix,
+        labels[0],
+        labels[1],
+        mean=shown.matrix[-1] if has_heads else None,
+        head=view.head if has_heads else 0,
+        selected=selected,
+        layer=view.layer,
+        layers=scores.per_layer.shape[0],
+        empty=empty,
+        scale=view.colour_scale(),
+        # Offered by the legend whatever the page's scale, so it is always shipped.
+        shared_max=model_max(scores.per_head, scores.per_layer),
+        segment_b_start=None if cross else segment_b_start(tokens, shown.groups),
+        title=title[0].upper() + title[1:],
+        value_label="attention" if view.method == "raw" else core.get_method(view.method).label,
+    )
+    apply_change = functools.partial(
+        _apply_explorer_change, tuple(g[0] for g in shown.groups), has_heads
+    )
+    explorer(payload, key=EXPLORER_KEY, on_change=apply_change)
+    if apply_change():
+        # Defensive: the callback applies every change before the run; one that reached the
+        # page without it is applied here and the views redrawn.
+        st.rerun()
+
+
+def _sliding_window(page: Page, stack: str, layer: int, scores: MethodResult) -> int | None:
+    """The sliding window of self-attention layer `layer` (its architecture adapter says), for
+    methods that read one layer; None for global layers, chained methods and other stacks."""
+    architecture = page.model.architecture
+    if stack != SELF or scores.accumulated or architecture is None:
+        return None
+    if not 0 <= layer < len(architecture.layers):
+        return None
+    return architecture.layers[layer].window
+
+
+def _apply_explorer_change(first_tokens: tuple[int, ...], has_heads: bool) -> bool:
+    """The explorer's `on_change`: its head, token (a display row) and layer become the
+    view's before the run, so every control, the line view and the link follow. Returns
+    whether the view changed."""
+    change = change_in_callback(EXPLORER_KEY)
+    if change is None:
+        return False
+    current = session.view()
+    updates: dict = {}
+    row = change.get("token")
+    if row is not None and row < len(first_tokens) and first_tokens[row] != current.token:
+        updates["token"] = first_tokens[row]
+        st.session_state.pop(UNFOCUSED_KEY, None)
+    head = change.get("head")
+    # The explorer's "mean" is the heatmap of "all heads" too: keep the line view's choice.
+    if has_heads and head is not None and not (head == "mean" and current.head == "all"):
+        updates["head"] = head
+    if "layer" in change:
+        updates["layer"] = change["layer"]
+    updates = {field: value for field, value in updates.items() if getattr(current, field) != value}
+    if updates:
+        session.update(**updates)
+    return bool(updates)
+
+
 def _select_clicked_unit(first_tokens: tuple[int, ...]) -> None:
     """The head view's `on_select`: the clicked token becomes the page's selection before the
     run draws anything (box, heatmap row, bars, link), so one run shows it everywhere."""
@@ -234,7 +358,10 @@ def _select_clicked_unit(first_tokens: tuple[int, ...]) -> None:
 
 def _apply_click(clicked: int | None, first_tokens: tuple[int, ...]) -> None:
     # A click on the selected token clears the focus, and every line shows again.
-    st.session_state[FOCUS_KEY] = clicked is not None
+    if clicked is None:
+        st.session_state[UNFOCUSED_KEY] = session.view().token
+    else:
+        st.session_state.pop(UNFOCUSED_KEY, None)
     if clicked is not None and 0 <= clicked < len(first_tokens):
         session.update(token=first_tokens[clicked])
 

@@ -21,7 +21,7 @@ from ui.widgets import bound, label_from, show_error
 SCALE_LABELS = {
     "": "page default",
     "chart": "each chart to its maximum",
-    "shared": "shared by compared charts",
+    "shared": "shared (compared charts; a model's heads and layers)",
     "fixed": "fixed 0–1",
 }
 EXAMPLES: dict[str, tuple[str, str, str]] = {
@@ -212,7 +212,8 @@ def display_options() -> None:
         options=["", *SCALES],
         format_func=label_from(SCALE_LABELS),
         help="Each chart from 0 to its own maximum, one scale shared by charts shown side by "
-        "side (the default on Compare), or fixed from 0 to 1.",
+        "side (the default on Compare; on Attention, shared by every head and layer of the "
+        "model, the default there), or fixed from 0 to 1.",
     )
 
 

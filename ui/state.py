@@ -36,8 +36,9 @@ HEADS = ("mean", "all")
 """Head choices besides a head's number: the mean of a layer's heads, all heads as lines."""
 SCALES = ("chart", "shared", "fixed")
 """Colour scales: each chart to its own maximum, one scale for compared charts, fixed 0–1."""
-PAGE_SCALES = {"compare": "shared"}
-"""A page's default colour scale where it is not "chart"."""
+PAGE_SCALES = {"compare": "shared", "attention": "shared"}
+"""A page's default colour scale where it is not "chart" (on the Attention page "shared" spans
+the model's heads and layers, so a flat head does not look as bright as a sharp one)."""
 PAGES = ("attention", "overview", "masked", "compare", "explain", "corpus")
 LEGACY_STACKS = {"encoder": SELF, "decoder": DECODER_SELF}
 """Stack names of links made before the stacks were named by what they are."""

@@ -7,6 +7,10 @@ read-only, so sessions can share one object instead: the store hands out the sam
 what it holds by bytes, not entries, because one entry weighs anything from 100 kB to 300 MB.
 Arrays are made read-only when stored, so a page that tried to modify a shared result would fail
 loudly in the tests instead of corrupting another visitor's view.
+
+The second store the app keeps is the corpus store on disk (`core.corpus.CorpusStore`): core
+takes owner, lifetime and size cap as parameters, and `corpus_store` below is the app's policy
+for them.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
 import numpy as np
+
+from core.corpus import CorpusStore
 
 T = TypeVar("T")
 
@@ -130,3 +136,49 @@ class ResultStore:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+
+
+# ---------------------------------------------------------------- the corpus store on disk
+PUBLIC_CORPUS_RUN_SECONDS = 12 * 3600
+"""In public mode a visitor's own corpus (pasted or uploaded) and its statistics are deleted
+this long after the run was made. Only that visitor's session can reopen it meanwhile."""
+PRUNE_EVERY_SECONDS = 600.0
+"""Expired runs are also removed when the Corpus page is shown, at most this often."""
+
+_last_pruned: dict[str, float] = {}
+_last_pruned_guard = threading.Lock()
+
+
+def corpus_store(
+    *, public: bool, shared: bool, owner: str, max_bytes: int | None, path: str | None = None
+) -> CorpusStore:
+    """The corpus store handle for one Corpus page run.
+
+    In public mode a visitor's own corpus (`shared=False`: pasted or uploaded) is stored under
+    the session's `owner` token, so no other visitor reopens it (even with the same text),
+    and expires after `PUBLIC_CORPUS_RUN_SECONDS`; the bundled corpora's runs are shared. A
+    private install shares every run, as `python -m core.corpus` does. `max_bytes` caps the
+    file in both.
+    """
+    if public and not shared:
+        store = CorpusStore(
+            path, owner=owner, lifetime_seconds=PUBLIC_CORPUS_RUN_SECONDS, max_bytes=max_bytes
+        )
+    else:
+        store = CorpusStore(path, max_bytes=max_bytes)
+    prune_now_and_then(store)
+    return store
+
+
+def prune_now_and_then(store: CorpusStore, clock: Callable[[], float] = time.monotonic) -> bool:
+    """`store.prune()` if this process has not pruned its file for `PRUNE_EVERY_SECONDS`, so
+    that expired runs go even when nobody starts a new one. Returns whether it pruned."""
+    now = clock()
+    key = str(store.path)
+    with _last_pruned_guard:
+        last = _last_pruned.get(key)
+        if last is not None and now - last < PRUNE_EVERY_SECONDS:
+            return False
+        _last_pruned[key] = now
+    store.prune()
+    return True

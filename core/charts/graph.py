@@ -1,6 +1,13 @@
-"""The contribution graph drawn as layers of token nodes joined by weighted edges."""
+"""Contribution graphs drawn as layers of token nodes joined by weighted edges.
+
+Draws `core.information_flow_graph` (Ferrando & Voita: residual-stream nodes after each
+attention block and each layer, a feed-forward node beside each token) and
+`core.layer_share_graph` (token nodes per layer only).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Hashable
 
 import altair as alt
 import networkx as nx
@@ -17,18 +24,42 @@ from core.charts._common import (
     labels_param,
     round_sig,
 )
+from core.graph import AFTER_ATTENTION, AFTER_LAYER, FFN, INPUT
 
 GRAPH_TOKEN_PX = 48
 """px per token column of the graph when the page leaves room for it."""
 GRAPH_RESERVED_PX = LEGEND_PX + 50
 """Beside the token columns: the layer axis (title and numbers) and the "share" legend."""
+FFN_OFFSET = 0.3
+"""A feed-forward node sits this far right of its token's column (in token columns)."""
+NODE_KINDS = {
+    INPUT: "input token",
+    AFTER_ATTENTION: "residual after attention",
+    FFN: "feed-forward block",
+    AFTER_LAYER: "residual after the layer",
+}
+"""Legend and tooltip names of the node kinds (a layer-share graph's nodes are layer outputs)."""
+NODE_SHAPES = {NODE_KINDS[AFTER_ATTENTION]: "diamond", NODE_KINDS[FFN]: "square"}
+"""Shapes other than the circle (input tokens and layer outputs)."""
 
 
-def graph_layout(graph: nx.DiGraph) -> dict[tuple[int, int], tuple[float, float]]:
-    """Layered positions: x the token position, y the layer (0 = input at the bottom)."""
-    return {
-        node: (float(data["token"]), float(data["layer"])) for node, data in graph.nodes(data=True)
-    }
+def graph_layout(graph: nx.DiGraph) -> dict[Hashable, tuple[float, float]]:
+    """Layered positions: x the token position (feed-forward nodes `FFN_OFFSET` to its right),
+    y the node's level (0 = input at the bottom, l = the output of layer l)."""
+    layout = {}
+    for node, data in graph.nodes(data=True):
+        offset = FFN_OFFSET if data.get("kind") == FFN else 0.0
+        layout[node] = (data["token"] + offset, float(data.get("level", data["layer"])))
+    return layout
+
+
+def legend_values(threshold: float) -> list[float]:
+    """The share legend's labels: the threshold, the quarters above it, and 1."""
+    return [threshold, *(q for q in (0.25, 0.5, 0.75) if q > threshold + 0.05), 1.0]
+
+
+def _node_kind(data: dict) -> str:
+    return NODE_KINDS[data.get("kind", INPUT if data["layer"] == 0 else AFTER_LAYER)]
 
 
 def graph_token_px(n: int, max_width: int | None, token_px: int = GRAPH_TOKEN_PX) -> int:
@@ -47,9 +78,13 @@ def contribution_graph_chart(
     *,
     token_px: int = GRAPH_TOKEN_PX,
     max_width: int | None = None,
-    layer_height: int = 36,
+    layer_height: int = 64,
 ) -> alt.LayerChart:
-    """Nodes at (token, layer), edges as lines whose width and colour are their share.
+    """Nodes at (token, level), edges as lines whose width and colour are their share.
+
+    The colour legend runs from the graph's threshold (`graph.graph["threshold"]`, below which
+    nothing is drawn) to 1; node shapes tell the residual stream (circles) from feed-forward
+    blocks (squares), and the tooltips name each node and edge.
 
     `tokens` are the texts of every input position (the x axis labels; data, never code).
     Each token gets `token_px` px, or less so that the whole chart (layer axis and legend
@@ -57,8 +92,8 @@ def contribution_graph_chart(
     the page). Tokens are labelled at 45° while they have room, else upright, and beyond one
     label per `LABEL_PX` every k-th is, and the subtitle (`chart_notes`) says so.
 
-    Data: edges ``x``, ``y``, ``x2``, ``y2``, ``w``, ``layer``; nodes ``x``, ``y`` and
-    ``output`` (1 for the explained position).
+    Data: edges ``x``, ``y``, ``x2``, ``y2``, ``w``, ``layer``, ``kind``; nodes ``x``, ``y``,
+    ``token``, ``layer``, ``kind`` and ``output`` (1 for the explained position).
     """
     layout = graph_layout(graph)
     n = len(tokens)
@@ -76,19 +111,28 @@ def contribution_graph_chart(
                 "y2": layout[v][1],
                 "w": data["weight"],
                 "layer": data["layer"],
+                "kind": data.get("kind", "contribution"),
             }
             for u, v, data in graph.edges(data=True)
         ],
-        columns=["x", "y", "x2", "y2", "w", "layer"],
+        columns=["x", "y", "x2", "y2", "w", "layer", "kind"],
     )
     edges["w"] = round_sig(edges["w"].to_numpy(dtype=np.float64))
     nodes = pd.DataFrame(
         [
-            {"x": layout[key][0], "y": layout[key][1], "output": int(bool(data.get("output")))}
+            {
+                "x": layout[key][0],
+                "y": layout[key][1],
+                "token": data["token"],
+                "layer": data["layer"],
+                "kind": _node_kind(data),
+                "output": int(bool(data.get("output"))),
+            }
             for key, data in graph.nodes(data=True)
         ],
-        columns=["x", "y", "output"],
+        columns=["x", "y", "token", "layer", "kind", "output"],
     )
+    threshold = float(graph.graph.get("threshold", 0.0))
     x_scale = alt.Scale(domain=[-0.5, n - 0.5], nice=False, zero=False)
     y_scale = alt.Scale(domain=[-0.5, layer_count + 0.5], nice=False, zero=False)
     x_axis = alt.Axis(
@@ -108,8 +152,8 @@ def contribution_graph_chart(
         alt.Chart(edges)
         .mark_rule()
         .transform_calculate(
-            source=f"{tok.name}[datum.x]",
-            target=f"{tok.name}[datum.x2]",
+            source=f"{tok.name}[round(datum.x - {FFN_OFFSET})]",
+            target=f"{tok.name}[round(datum.x2 - {FFN_OFFSET})]",
             # The width reads a copy of the share: Vega-Lite merges the legends of channels
             # on one field, and the width's hidden legend took the colour legend with it.
             thickness="datum.w",
@@ -122,26 +166,47 @@ def contribution_graph_chart(
             strokeWidth=alt.StrokeWidth(
                 "thickness:Q", scale=alt.Scale(range=[0.5, 6]), legend=None
             ),
-            color=alt.Color("w:Q", scale=alt.Scale(scheme=SEQUENTIAL_SCHEME), title="share"),
+            color=alt.Color(
+                "w:Q",
+                # From the threshold: no drawn edge is below it, so no colour is wasted there.
+                scale=alt.Scale(scheme=SEQUENTIAL_SCHEME, domain=[threshold, 1.0], clamp=True),
+                legend=alt.Legend(values=legend_values(threshold), format=".2~f"),
+                title="share",
+            ),
             tooltip=[
                 alt.Tooltip("source:N", title="from"),
                 alt.Tooltip("target:N", title="to"),
                 alt.Tooltip("layer:O", title="layer"),
+                alt.Tooltip("kind:N", title="route"),
                 alt.Tooltip("w:Q", title="share", format=".4f"),
             ],
         )
     )
+    shapes = [kind for kind in NODE_KINDS.values() if kind in set(nodes["kind"])]
     points = (
         alt.Chart(nodes)
-        .mark_circle(size=60, opacity=1)
-        .transform_calculate(token=f"{tok.name}[datum.x]")
+        .mark_point(filled=True, opacity=1)
+        .transform_calculate(text=f"{tok.name}[datum.token]")
         .encode(
             # The same axes as the edges': a default axis merged with theirs dropped every
             # other token label, and no axis here (None) hid both axes of the chart.
             x=alt.X("x:Q", scale=x_scale, axis=x_axis),
             y=alt.Y("y:Q", scale=y_scale, axis=y_axis),
             size=alt.Size("output:N", scale=alt.Scale(range=[50, 160]), legend=None),
-            tooltip=[alt.Tooltip("token:N", title="token"), alt.Tooltip("y:O", title="layer")],
+            shape=alt.Shape(
+                "kind:N",
+                scale=alt.Scale(
+                    domain=shapes,
+                    range=[NODE_SHAPES.get(kind, "circle") for kind in shapes],
+                ),
+                title="node",
+            ),
+            color=alt.value("#555"),
+            tooltip=[
+                alt.Tooltip("text:N", title="token"),
+                alt.Tooltip("layer:O", title="layer"),
+                alt.Tooltip("kind:N", title="node"),
+            ],
         )
     )
     chart = alt.layer(lines, points).properties(

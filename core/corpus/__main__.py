@@ -3,8 +3,10 @@
     python -m core.corpus --corpus austen --max-tokens 64
     python -m core.corpus --model bert-base-uncased --corpus my.jsonl --ray-address local
 
-Writes the same DuckDB tables as the page (the store is shared), resumes a stopped run, and
-prints progress and, at the end, the labelled heads.
+Writes the same DuckDB tables as the page, in the same file by default: the command and a
+running app use it at once (each holds the file only while it reads or writes a step). Its runs
+are shared, never expire and are not capped. Resumes a stopped run, and prints progress and, at
+the end, the labelled heads.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for row in labelled.itertuples(index=False):
         print(f"  layer {row.layer} head {row.head}: {row.labels}")
+    store.release()  # at once, not when the linger timer would: the process is ending
     return 0
 
 

@@ -218,7 +218,7 @@ def open_corpus(
     `run_corpus` records it. Instant: nothing is computed.
     """
     store = store if isinstance(store, CorpusStore) else CorpusStore(store)
-    run = run_id(model_name, corpus_hash(check_sentences(sentences)), max_tokens, mode)
+    run = store.scope(run_id(model_name, corpus_hash(check_sentences(sentences)), max_tokens, mode))
     return CorpusResult.load(store, run) if store.run(run) is not None else None
 
 

@@ -361,7 +361,7 @@ def run_corpus(
     tokens = effective_max_tokens(model, max_tokens)
     store = store if isinstance(store, CorpusStore) else CorpusStore(store)
     corpus = corpus_hash(texts)
-    run = run_id(model.name, corpus, tokens, mode)
+    run = store.scope(run_id(model.name, corpus, tokens, mode))
     statistics = tuple(statistic_descriptions(mode))
 
     record = store.run(run)

@@ -94,6 +94,28 @@ _CHART_STATE = """() => {
 }"""
 
 
+EXPLORER = "[data-testid='stBidiComponentIsolated'] .ex-root"
+"""The Attention page's explorer (`ui.explorer`); Playwright's selectors pierce its shadow root."""
+
+# The explorer's state (its root's data attributes: draws, head, selected, labels drawn, hover
+# text, legend) and its boxes: page.evaluate does not pierce shadow roots, so it finds the host.
+_EXPLORER_STATE = """() => {
+    const host = [...document.querySelectorAll("[data-testid='stBidiComponentIsolated']")]
+        .find((h) => h.shadowRoot && h.shadowRoot.querySelector('.ex-root'));
+    if (!host) return null;
+    const root = host.shadowRoot.querySelector('.ex-root');
+    const box = (el) => { const r = el.getBoundingClientRect();
+        return {x: r.left, r: r.right, y: r.top, b: r.bottom, width: r.width, height: r.height}; };
+    const column = host.closest("[data-testid='stColumn']")
+        || host.closest("[data-testid='stVerticalBlock']");
+    return {...root.dataset, root: box(root), column: box(column),
+            matrix: box(root.querySelector('.ex-matrix')),
+            bars: box(root.querySelector('.ex-bars')),
+            scroll: box(root.querySelector('.ex-scroll')), runs: window.__atlasRuns ?? null,
+            focused: host.shadowRoot.activeElement === root};
+}"""
+
+
 class BrowserUnavailable(RuntimeError):
     """Playwright or a Chromium binary is missing."""
 
@@ -281,6 +303,17 @@ def wait_for_charts(page, minimum: int = 1, timeout: float = 120.0, poll: float 
             return state
         time.sleep(poll)
     raise TimeoutError(f"charts not drawn in {timeout:.0f} s: {state}")
+
+
+def explorer_state(page) -> dict | None:
+    """The explorer's data attributes and boxes (None: no explorer on the page)."""
+    return page.evaluate(_EXPLORER_STATE)
+
+
+def wait_for_explorer(page, timeout: float = 120.0) -> dict:
+    """Wait until the explorer has painted at least once; its state."""
+    page.wait_for_selector(f"{EXPLORER}[data-draws]", state="attached", timeout=timeout * 1000)
+    return explorer_state(page)
 
 
 CORPUS_FINISHED = re.compile(r"^Measured [\d,]+ sentences")

@@ -3,7 +3,8 @@ light and dark.
 
 Checked on the painted page (Chromium, the real server), at each of the three window sizes:
 
-- no chart (Vega canvas or SVG, the head view) is wider than its column or the viewport, and
+- no chart (Vega canvas or SVG, the head view, the explorer) is wider than its column or the
+  viewport (the Attention page's explorer must fill its column exactly), and
   no element of the main area runs past the viewport;
 - no two elements of a page overlap, and no drawing runs over another element (a line view
   over a caption): the boxes of the main area's element containers and of each drawing are
@@ -36,10 +37,12 @@ from tests.e2e.harness import (
     EXCEPTION,
     SCREENSHOTS,
     block_external_requests,
+    explorer_state,
     full_page_screenshot,
     long_text,
     open_view,
     wait_for_charts,
+    wait_for_explorer,
 )
 
 pytestmark = pytest.mark.e2e
@@ -71,17 +74,34 @@ class State:
     """A tab to open after the run (its content is laid out only once shown)."""
     corpus_run: bool = False
     """Press Run (if the corpus is not stored yet) and wait for the run to finish."""
+    explorer: bool = False
+    """The Attention page's explorer (a component, not a Vega chart): wait for it to paint and
+    check that it fills its column."""
 
 
 BERT, GPT2, BART = Tiny("bert"), Tiny("gpt2"), Tiny("bart")
 CORPUS = {"model": BERT, "corpus_sentences": 24, "corpus_tokens": 24}
 STATES = [
-    State("attention-short-all-heads", "/", {"text": TEXT, "head": "all", "token": "2"}, 2),
-    State("attention-pair", "/", {"text": TEXT, "pair": "It was very comfortable."}, 2),
-    State("attention-120", "/", {"text": long_text(120)}, 2),
-    State("attention-512", "/", {"text": long_text(512)}, 3),
-    State("attention-causal", "/", {"model": GPT2, "text": TEXT}, 2),
-    State("attention-seq2seq-cross", "/", {"model": BART, "text": TEXT, "stack": "cross"}, 2),
+    State(
+        "attention-short-all-heads",
+        "/",
+        {"text": TEXT, "head": "all", "token": "2"},
+        0,
+        explorer=True,
+    ),
+    State(
+        "attention-pair", "/", {"text": TEXT, "pair": "It was very comfortable."}, 0, explorer=True
+    ),
+    State("attention-120", "/", {"text": long_text(120)}, 0, explorer=True),
+    State("attention-512", "/", {"text": long_text(512)}, 0, explorer=True),
+    State("attention-causal", "/", {"model": GPT2, "text": TEXT}, 0, explorer=True),
+    State(
+        "attention-seq2seq-cross",
+        "/",
+        {"model": BART, "text": TEXT, "stack": "cross"},
+        0,
+        explorer=True,
+    ),
     State("overview-short", "/overview", {"text": TEXT}),
     State("overview-512", "/overview", {"text": long_text(512)}),
     State("overview-seq2seq-cross", "/overview", {"model": BART, "text": TEXT, "stack": "cross"}),
@@ -188,6 +208,25 @@ def check_layout(page) -> list[str]:
     return layout_problems(page.evaluate(_BOXES))
 
 
+def explorer_problems(page) -> list[str]:
+    """The explorer must fill its column (it has no fixed size) and stay inside it."""
+    found = explorer_state(page)
+    if found is None:
+        return ["the explorer is missing"]
+    root, column = found["root"], found["column"]
+    problems = []
+    if abs(root["width"] - column["width"]) > 2:
+        problems.append(
+            f"the explorer is {root['width']:.0f} px wide in a {column['width']:.0f} px column"
+        )
+    for part in ("matrix", "bars"):
+        if found[part]["r"] > column["r"] + 1:
+            problems.append(
+                f"the explorer's {part} ends at {found[part]['r']:.0f} px, past its column"
+            )
+    return problems
+
+
 def state_url(app, state: State, models: dict[str, str]) -> str:
     query = {
         key: models[value.family] if isinstance(value, Tiny) else value
@@ -208,6 +247,8 @@ def open_state(page, url: str, state: State) -> None:
         corpus_run=state.corpus_run,
         settle_ms=SETTLE_MS,
     )
+    if state.explorer:
+        wait_for_explorer(page)
 
 
 def check_state(page, url: str, state: State, theme: str) -> list[str]:
@@ -220,7 +261,8 @@ def check_state(page, url: str, state: State, theme: str) -> list[str]:
         page.wait_for_timeout(SETTLE_MS)
         if state.charts:
             wait_for_charts(page, state.charts)
-        found = [f"{width}×{height}: {problem}" for problem in check_layout(page)]
+        layout = check_layout(page) + (explorer_problems(page) if state.explorer else [])
+        found = [f"{width}×{height}: {problem}" for problem in layout]
         if found:
             # What the test saw, for whoever reads the failure.
             full_page_screenshot(page, SCREENSHOTS / f"layout-{theme}-{state.id}-{width}.png")

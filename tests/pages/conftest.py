@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -77,10 +78,68 @@ def _navigation_mode():
     unpatch_pages_manager()
 
 
+def component_payload(at: AppTest, name: str) -> dict:
+    """The data the page's component `name` (a ``COMPONENT_NAME``) was given in the last run."""
+    [component] = [
+        el for el in at.get("bidi_component") if el.proto.json and el.proto.component_name == name
+    ]
+    return json.loads(json.loads(component.proto.json))
+
+
 def head_view_payload(at: AppTest) -> dict:
     """The data the page's browser head view (`ui.head_view`) was given in the last run."""
-    [component] = [el for el in at.get("bidi_component") if el.proto.json]
-    return json.loads(json.loads(component.proto.json))
+    from ui.head_view.component import COMPONENT_NAME
+
+    return component_payload(at, COMPONENT_NAME)
+
+
+def explorer_payload(at: AppTest) -> dict:
+    """The data the page's explorer (`ui.explorer`) was given in the last run."""
+    from ui.explorer.component import COMPONENT_NAME
+
+    return component_payload(at, COMPONENT_NAME)
+
+
+def explorer_drawn(at: AppTest) -> bool:
+    """Whether the Attention page drew its explorer (matrix and the selected token's bars)
+    with at least one row."""
+    from ui.explorer.component import COMPONENT_NAME
+
+    found = [c for c in at.get("bidi_component") if c.proto.component_name == COMPONENT_NAME]
+    return len(found) == 1 and bool(explorer_payload(at)["rows"])
+
+
+def explorer_values(at: AppTest) -> np.ndarray:
+    """Every matrix the explorer holds, `[matrices, q, k]`, as the browser decodes them.
+
+    A run showing the matrices the session sent last ships their key only (the browser keeps
+    them): then the test, having no browser copy, asks for them as the browser would.
+    """
+    from ui.explorer import decode_values
+
+    payload = explorer_payload(at)
+    if payload["data"] is None:
+        del at.session_state["explorer__sent_data"]  # what the `need` trigger's callback does
+        at.run()
+        payload = explorer_payload(at)
+    return decode_values(payload["data"], payload["shape"])
+
+
+def explorer_shown(at: AppTest) -> np.ndarray:
+    """The matrix the explorer shows first, `[q, k]`."""
+    return explorer_values(at)[explorer_payload(at)["head"]]
+
+
+def explorer_table(at: AppTest) -> pa.Table:
+    """The matrix the explorer shows first as the old heatmap's table: a row `q, k, v` per
+    drawn cell (cells never computed, NaN, are not drawn). Values are float16."""
+    matrix = explorer_shown(at)
+    q, k = np.nonzero(np.isfinite(matrix))
+    return pa.table({"q": q, "k": k, "v": matrix[q, k].astype(np.float64)})
+
+
+FLOAT16 = {"rtol": 2**-11, "atol": 6e-8}
+"""Tolerance of the explorer's float16 values: 3 significant digits (tiny values to 6e-8)."""
 
 
 def find_all(spec: object, key: str) -> list:

@@ -2,7 +2,16 @@ import numpy as np
 import pytest
 
 from core import EMBEDDED_MODEL, TruncationWarning, compute_method, load_model, run_attention
-from tests.pages.conftest import assert_clean, head_view_payload, start, table_with
+from tests.pages.conftest import (
+    FLOAT16,
+    assert_clean,
+    explorer_payload,
+    explorer_shown,
+    explorer_values,
+    head_view_payload,
+    start,
+    table_with,
+)
 
 TEXT = "The cat sat on the mat because it was tired."
 
@@ -12,7 +21,11 @@ def expected():
     return run_attention(load_model(EMBEDDED_MODEL), TEXT)
 
 
+shown = explorer_shown
+
+
 def heatmap(at):
+    """The long-input path's Vega heatmap data."""
     return table_with(at, 0, {"q", "k", "v"})
 
 
@@ -20,32 +33,36 @@ def test_default_run_draws_three_views(expected):
     at = start()
     assert_clean(at)
     assert not at.error
-    # Heatmap and bars in Vega-Lite; the line view is the browser head view.
-    assert len(at.get("vega_lite_chart")) == 2
+    # Matrix and bars in the explorer, the line view in the head view: no Vega chart.
+    assert not at.get("vega_lite_chart")
     n = len(expected.tokens)
     payload = head_view_payload(at)
     assert len(payload["left"]) == n and len(payload["edges"]) == expected.num_heads
-    table = heatmap(at)
-    assert table.num_rows == n * n
-    # Mean of heads of layer 0, cell by cell (values rounded to 5 significant digits).
-    matrix = np.zeros((n, n))
-    matrix[table["q"].to_numpy(), table["k"].to_numpy()] = table["v"].to_numpy()
-    np.testing.assert_allclose(matrix, expected.attentions[0].mean(0), rtol=1e-4)
+    payload = explorer_payload(at)
+    # Every head of layer 0 and their mean (shown first), on the model's shared scale.
+    assert payload["shape"] == [expected.num_heads + 1, n, n]
+    assert payload["names"][payload["head"]] == "mean" and payload["scale"] == "shared"
+    assert payload["shared"] == pytest.approx(float(expected.attentions.max()), rel=1e-6)
+    values = explorer_values(at)
+    np.testing.assert_allclose(values[:-1], expected.attentions[0], **FLOAT16)
+    np.testing.assert_allclose(shown(at), expected.attentions[0].mean(0), **FLOAT16)
+    assert payload["rows"][0] == "[CLS]" and payload["sel"] == 0
+    # The line view opens on the selected token's lines, its opacity on the same scale.
+    lines = head_view_payload(at)
+    assert lines["sel"] == 0 and lines["max"] == pytest.approx(payload["shared"], abs=1e-4)
+    assert "shared across the model's heads and layers" in lines["note"]
 
 
 def test_changing_layer_head_and_method_changes_the_data(expected):
     at = start()
-    first = heatmap(at)["v"].to_numpy()
+    first = shown(at)
     at.selectbox(key="w_layer").set_value(3).run()
     assert_clean(at)
-    layer3 = heatmap(at)["v"].to_numpy()
+    layer3 = shown(at)
     assert not np.allclose(first, layer3)
     at.selectbox(key="w_head").set_value(5).run()
-    n = len(expected.tokens)
-    table = heatmap(at)
-    matrix = np.zeros((n, n))
-    matrix[table["q"].to_numpy(), table["k"].to_numpy()] = table["v"].to_numpy()
-    np.testing.assert_allclose(matrix, expected.attentions[3, 5], rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(shown(at), expected.attentions[3, 5], **FLOAT16)
+    assert explorer_payload(at)["layer"] == 3
     assert at.query_params["layer"] == "3" and at.query_params["head"] == "5"
 
 
@@ -55,11 +72,34 @@ def test_query_parameters_restore_the_view(expected):
     assert at.selectbox(key="w_layer").value == 4
     assert at.selectbox(key="w_head").value == 7
     assert at.selectbox(key="w_token").value == 2
-    n = len(expected.tokens)
-    table = heatmap(at)
-    matrix = np.zeros((n, n))
-    matrix[table["q"].to_numpy(), table["k"].to_numpy()] = table["v"].to_numpy()
-    np.testing.assert_allclose(matrix, expected.attentions[4, 7], rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(shown(at), expected.attentions[4, 7], **FLOAT16)
+    assert explorer_payload(at)["sel"] == 2
+    assert head_view_payload(at)["sel"] == 2  # the line view is focused from a link too
+
+
+def test_a_change_in_the_explorer_moves_the_controls_and_the_link(expected):
+    at = start()
+    at.session_state["explorer"] = {"view": {"head": 3, "token": 4}}
+    at.run()
+    assert_clean(at)
+    assert at.selectbox(key="w_head").value == 3 and at.selectbox(key="w_token").value == 4
+    assert at.query_params["head"] == "3" and at.query_params["token"] == "4"
+    assert explorer_payload(at)["head"] == 3 and explorer_payload(at)["sel"] == 4
+    assert head_view_payload(at)["sel"] == 4
+    # Page Down in the browser: the next layer, keeping head and token.
+    at.session_state["explorer"] = {"view": {"head": 3, "token": 4, "layer": 2}}
+    at.run()
+    assert_clean(at)
+    assert at.selectbox(key="w_layer").value == 2 and at.query_params["layer"] == "2"
+    np.testing.assert_allclose(shown(at), expected.attentions[2, 3], **FLOAT16)
+
+
+def test_the_explorers_mean_keeps_the_line_views_all_heads():
+    at = start(head="all")
+    at.session_state["explorer"] = {"view": {"head": "mean", "token": 1}}
+    at.run()
+    assert_clean(at)
+    assert at.selectbox(key="w_head").value == "all" and at.query_params["token"] == "1"
 
 
 @pytest.mark.parametrize(
@@ -70,7 +110,7 @@ def test_bad_query_parameters_warn_and_fall_back(query):
     at = start(**query)
     assert_clean(at)
     assert at.warning, "a bad link parameter must be reported"
-    assert len(at.get("vega_lite_chart")) == 2
+    assert explorer_payload(at)["shape"][1] > 0
 
 
 def test_empty_text_shows_an_error_and_keeps_the_text():
@@ -80,18 +120,16 @@ def test_empty_text_shows_an_error_and_keeps_the_text():
     assert any("empty" in e.value for e in at.error)
     assert at.text_area(key="w_text").value == "   "
     at.text_area(key="w_text").set_value("A new sentence works again.").run()
-    assert not at.error and len(at.get("vega_lite_chart")) == 2
+    assert not at.error and explorer_payload(at)["rows"][1] == "a"
 
 
 def test_hide_special_tokens_renormalises_rows(expected):
     at = start()
     at.toggle(key="w_hide_special").set_value(True).run()
     assert_clean(at)
-    table = heatmap(at)
     n = len(expected.tokens) - 2
-    assert table.num_rows == n * n
-    sums = np.bincount(table["q"].to_numpy(), weights=table["v"].to_numpy())
-    np.testing.assert_allclose(sums, 1.0, atol=1e-3)
+    assert explorer_payload(at)["shape"][1:] == [n, n]
+    np.testing.assert_allclose(shown(at).sum(1), 1.0, atol=1e-3)
     assert any("renormalised" in c.value for c in at.caption)
 
 
@@ -100,7 +138,7 @@ def test_merge_word_pieces():
     at.toggle(key="w_merge_words").set_value(True).run()
     assert_clean(at)
     # [CLS] unbelievably good [SEP]: the five pieces of "unbelievably" become one row.
-    assert heatmap(at).num_rows == 4 * 4
+    assert explorer_payload(at)["shape"][1:] == [4, 4]
     assert any("merged" in c.value for c in at.caption)
 
 
@@ -110,43 +148,61 @@ def test_rollout_and_flow(expected):
     from core import attention_rollout
 
     n = len(expected.tokens)
-    table = heatmap(at)
-    matrix = np.zeros((n, n))
-    matrix[table["q"].to_numpy(), table["k"].to_numpy()] = table["v"].to_numpy()
-    np.testing.assert_allclose(matrix, attention_rollout(expected.attentions)[5], rtol=1e-4)
+    assert explorer_payload(at)["names"] == ["0"]  # no heads: one matrix
+    np.testing.assert_allclose(shown(at), attention_rollout(expected.attentions)[5], **FLOAT16)
 
     at = start(method="flow", layer=1)
     assert_clean(at)
-    assert heatmap(at).num_rows == n * n
+    assert explorer_payload(at)["shape"] == [1, n, n]
 
 
 def test_tiny_masked_lm_by_path(tiny_model_path):
     at = start(model=tiny_model_path("roberta"), text="the cat sat on the mat")
     assert_clean(at)
     assert not at.error
-    assert len(at.get("vega_lite_chart")) == 2
+    assert len(explorer_payload(at)["rows"]) > 2
 
 
-def test_full_length_input_gets_overview_and_detail_not_the_whole_matrix():
+def test_a_full_length_input_is_one_explorer_of_512_tokens():
     text = " ".join(["The quick brown fox jumps over the lazy dog."] * 60)
     at = start(text=text, token=200)
     assert_clean(at)
     assert any("were dropped" in w.value for w in at.warning)
+    assert not at.get("vega_lite_chart")
+    payload = explorer_payload(at)
+    assert payload["shape"] == [13, 512, 512] and payload["sel"] == 200
+    with pytest.warns(TruncationWarning):
+        result = run_attention(load_model(EMBEDDED_MODEL), text)
+    np.testing.assert_allclose(shown(at), result.attentions[0].mean(0), **FLOAT16)
+    # The head view draws every token, scrolling, with the strongest 3 lines per token.
+    payload = head_view_payload(at)
+    assert len(payload["left"]) == 512 and payload["maxHeight"] == 640
+
+
+def test_beyond_the_explorer_a_long_input_gets_overview_and_detail(monkeypatch):
+    import ui.explorer
+
+    # The explorer takes 512 tokens, the embedded model's whole length: a smaller limit
+    # reaches the long-input path (the hook for pooled overviews and exact tiles).
+    monkeypatch.setattr(ui.explorer, "MAX_TOKENS", 100)
+    text = " ".join(["The quick brown fox jumps over the lazy dog."] * 12)
+    at = start(text=text, token=60)
+    assert_clean(at)
+    result = run_attention(load_model(EMBEDDED_MODEL), text)
+    n = len(result.tokens)
+    assert n > 100
+    assert not [c for c in at.get("bidi_component") if "explorer" in c.proto.component_name]
     overview = table_with(at, 0, {"q", "k", "v"})
     detail = table_with(at, 1, {"q", "k", "v"})
     assert overview.num_rows == 64 * 64
     assert detail.num_rows == 48 * 48
     # The detail window is centred on the selected token and holds exact (rounded) weights.
-    with pytest.warns(TruncationWarning):
-        result = run_attention(load_model(EMBEDDED_MODEL), text)
-    start_row = 200 - 24
+    start_row = 60 - 24
     expected = result.attentions[0].mean(0)[start_row : start_row + 48, start_row : start_row + 48]
     matrix = np.zeros((48, 48))
     matrix[detail["q"].to_numpy(), detail["k"].to_numpy()] = detail["v"].to_numpy()
     np.testing.assert_allclose(matrix, expected, rtol=1e-4, atol=1e-9)
-    # The head view draws every token, scrolling, with the strongest 3 lines per token.
-    payload = head_view_payload(at)
-    assert len(payload["left"]) == 512 and payload["maxHeight"] == 640
+    assert len(at.get("vega_lite_chart")) == 3  # overview, detail, the selected token's bars
 
 
 def test_flow_stop_keeps_the_tokens_computed(expected):
@@ -165,16 +221,14 @@ def test_flow_stop_keeps_the_tokens_computed(expected):
     at.button(key="method_stop").click().run()
     assert_clean(at)
     assert any(f"Stopped: {CHUNK_ROWS} of {n} tokens done" in i.value for i in at.info)
-    table = heatmap(at)
-    rows = set(table["q"].to_numpy().tolist())
-    assert rows == set(first)
-    matrix = np.full((n, n), np.nan)
-    matrix[table["q"].to_numpy(), table["k"].to_numpy()] = table["v"].to_numpy()
-    np.testing.assert_allclose(matrix[:CHUNK_ROWS], done.per_layer[1, :CHUNK_ROWS], rtol=1e-4)
+    matrix = shown(at)
+    # Rows not computed are empty (NaN), never zeros.
+    assert np.isnan(matrix[CHUNK_ROWS:]).all() and np.isfinite(matrix[:CHUNK_ROWS]).all()
+    np.testing.assert_allclose(matrix[:CHUNK_ROWS], done.per_layer[1, :CHUNK_ROWS], **FLOAT16)
     # Continue computes the rest, keeping the stored chunk.
     at.button(key="method_continue").click().run()
     assert_clean(at)
-    assert heatmap(at).num_rows == n * n
+    assert np.isfinite(shown(at)).all()
 
 
 def test_value_zeroing_shows_progress_and_stop_keeps_nothing_half_made(
@@ -191,21 +245,18 @@ def test_value_zeroing_shows_progress_and_stop_keeps_nothing_half_made(
     assert progress_texts[0] == "Computing value zeroing…"
     assert any(t.startswith(f"value zeroing: {n} of {n} tokens done") for t in progress_texts)
     expected = compute_method(model, TEXT, "value_zeroing", layers=(1,))
-    table = heatmap(at)
-    matrix = np.full((n, n), np.nan)
-    matrix[table["q"].to_numpy(), table["k"].to_numpy()] = table["v"].to_numpy()
-    np.testing.assert_allclose(matrix, expected.per_layer[1], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(shown(at), expected.per_layer[1], rtol=2**-11, atol=1e-7)
     # As if Stop interrupted the layer: it is computed in one piece, so nothing is stored.
     result_store().clear()
     at.button(key="method_stop").click().run()
     assert_clean(at)
     assert any(f"Stopped: 0 of {n} tokens done" in i.value for i in at.info)
-    assert not at.get("vega_lite_chart")  # nothing half-made is drawn
+    assert not [c for c in at.get("bidi_component") if "explorer" in c.proto.component_name]
     progress_texts.clear()
     at.button(key="method_continue").click().run()
     assert_clean(at)
     assert progress_texts  # computed again, with its progress
-    assert heatmap(at).num_rows == n * n
+    assert explorer_payload(at)["shape"] == [1, n, n]
 
 
 def test_an_example_fills_the_text_says_what_to_look_for_and_travels_as_text():
@@ -219,8 +270,9 @@ def test_an_example_fills_the_text_says_what_to_look_for_and_travels_as_text():
     assert at.query_params["text"] == text and at.query_params["pair"] == pair
     assert "example" not in at.query_params
     assert any(note == c.value for c in at.sidebar.caption)
-    # A pair: the heatmap carries the A/B bands.
-    assert '"title": "sentence"' in at.get("vega_lite_chart")[0].proto.spec
+    # A pair: the explorer draws the A/B bands from sentence B's first row.
+    payload = explorer_payload(at)
+    assert payload["segB"] is not None and payload["rows"][payload["segB"] - 1] == "[SEP]"
 
 
 def test_a_click_in_the_head_view_selects_the_token_everywhere():

@@ -38,10 +38,9 @@ def page_specs(page: str | None, **query) -> list[dict]:
 
 
 VIEWS = {
-    "attention, mean of heads": (None, {}),
-    "attention, all heads": (None, {"head": "all"}),
-    "attention, rollout": (None, {"method": "rollout"}),
-    "attention, long input": (None, {"text": long_text(120)}),
+    # The Attention page's matrix and bars are the explorer (a component, `tests/ui/explorer`);
+    # its Vega charts are the neuron view and, beyond the explorer's length, the long-input path.
+    "attention, neuron view": (None, {"neuron": "1", "head": "0"}),
     "overview": ("pages/overview.py", {}),
     "masked": ("pages/masked.py", {}),
     "compare": ("pages/compare.py", {}),
@@ -55,13 +54,20 @@ def test_embedded_model_views_send_valid_specs(view):
         validate(spec)
 
 
+def test_the_long_input_path_sends_valid_specs(monkeypatch):
+    import ui.explorer
+
+    monkeypatch.setattr(ui.explorer, "MAX_TOKENS", 100)  # 120 tokens: overview and detail
+    for spec in page_specs(None, text=long_text(120)):
+        validate(spec)
+
+
 @pytest.mark.parametrize(
     ("family", "page", "query"),
     [
         ("bert", "pages/masked.py", {}),
-        ("gpt2", None, {}),
+        ("gpt2", None, {"neuron": "1", "head": "0"}),
         ("gpt2", "pages/masked.py", {}),
-        ("bart", None, {"stack": "cross"}),
         ("bart", "pages/overview.py", {"stack": "decoder_self"}),
     ],
 )
@@ -71,7 +77,7 @@ def test_model_family_views_send_valid_specs(tiny_model_path, family, page, quer
 
 
 def test_the_check_rejects_an_invalid_spec():
-    spec = copy.deepcopy(page_specs(None, text=TEXT)[0])
+    spec = copy.deepcopy(page_specs("pages/overview.py", text=TEXT)[0])
     spec["width"] = "as wide as you like"  # a number, "container" or a step
     with pytest.raises(jsonschema.ValidationError):
         validate(spec)

@@ -1,4 +1,5 @@
-"""The Corpus page in the real app (AppTest): a run on a tiny model, Stop and resume, uploads."""
+"""The Corpus page in the real app (AppTest): a run on a tiny model, Stop and resume, uploads,
+and in public mode a visitor's own corpus kept private and deleted on request."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import streamlit as st
 
 from core import load_model
-from core.corpus import bundled_corpus, run_corpus
+from core.corpus import CorpusStore, bundled_corpus, run_corpus
 from tests.pages.conftest import assert_clean, start
 
 CORPUS = "pages/corpus.py"
@@ -120,3 +121,65 @@ def test_public_mode_caps_the_sentences_and_says_so(store, tiny_model_path, monk
         assert any("public deployment measures at most 4 sentences" in c.value for c in at.caption)
     finally:
         st.cache_resource.clear()
+
+
+def _public(monkeypatch, path: str) -> None:
+    monkeypatch.setenv("ATLAS_PUBLIC", "1")
+    monkeypatch.setenv("ATLAS_ALLOWED_MODELS", path)
+    st.cache_resource.clear()  # models are cached under the policy they were loaded with
+
+
+def _paste(at, text: str):
+    at.segmented_control(key="w_corpus").set_value("paste").run()
+    at.text_area(key="corpus_paste").set_value(text).run()
+    assert_clean(at)
+    return at
+
+
+def _stored_caption(at) -> bool:
+    return any("stored, so it reopens" in c.value for c in at.caption)
+
+
+def test_a_pasted_corpus_is_the_visitors_alone_and_deleted_when_asked(
+    store, tiny_model_path, monkeypatch
+):
+    path = str(tiny_model_path("bert"))
+    _public(monkeypatch, path)
+    # Random letters: DuckDB stores them verbatim, so the file shows whether they are gone.
+    secret = ["Qx7vLp2m Zr9tKw4b Hy3nJd8s Fc6gMq1x", "Wb5kTz0r Ns2yVh7p Lm4dXq9c Gj8fRt3w"]
+    try:
+        alice = _paste(open_corpus_page(path), "\n".join(secret))
+        alice.button(key="corpus_start").click().run()
+        assert_clean(alice)
+        assert _stored_caption(alice)
+
+        # Another visitor pasting the exact text is not told it was run before.
+        bob = _paste(open_corpus_page(path), "\n".join(secret))
+        assert not _stored_caption(bob)
+        assert bob.button(key="corpus_start").label == "Run"
+        CorpusStore(store).release()
+        assert secret[0].encode() in store.read_bytes()
+
+        # A bundled corpus's run is shared.
+        alice.segmented_control(key="w_corpus").set_value("austen").run()
+        alice.button(key="corpus_start").click().run()
+        assert_clean(alice)
+        bob.segmented_control(key="w_corpus").set_value("austen").run()
+        assert _stored_caption(bob)
+
+        alice.button(key="corpus_delete").click().run()
+        assert_clean(alice)
+        assert any("Deleted 1 corpus run" in s.value for s in alice.success)
+        CorpusStore(store).release()
+        assert secret[0].encode() not in store.read_bytes()
+        _paste(alice, "\n".join(secret))
+        assert not _stored_caption(alice)
+        bob.run()
+        assert _stored_caption(bob)  # the shared run stayed
+    finally:
+        st.cache_resource.clear()
+
+
+def test_a_private_install_has_no_delete_control(store, tiny_model_path):
+    at = open_corpus_page(tiny_model_path("bert"))
+    assert not [b for b in at.button if b.key == "corpus_delete"]

@@ -85,30 +85,23 @@ def test_the_agreement_shows_progress_and_stop_keeps_the_steps_done(
     assert "Agreement table as CSV" in [b.label for b in at.get("download_button")]
 
 
-def test_the_graph_from_value_zeroing_computes_every_layer_with_progress(
-    tiny_model_path, progress_texts
-):
+def test_the_graph_is_ferrando_and_voitas_routes_with_feed_forward_nodes(tiny_model_path):
     import core
-    from ui.cache import result_store
 
     path = str(tiny_model_path("bert"))
     text = "The cat sat on the [MASK]."
-    result_store().clear()
-    at = on_page(PAGE, model=path, text=text, method="value_zeroing", graph_threshold=0.1)
-    assert at.selectbox(key="w_method").value == "value_zeroing"
-    model = core.load_model(path)
-    n = len(core.run_attention(model, text).tokens)
-    work = n * model.num_layers
-    assert any(
-        t.startswith(f"value zeroing: {work} of {work} tokens × layers") for t in progress_texts
-    )
+    at = on_page(PAGE, model=path, text=text, graph_threshold=0.1)
+    assert_clean(at)
     position = at.selectbox(key="w_token").value
-    expected = core.contribution_graph(
-        core.compute_method(model, text, "value_zeroing"), position, 0.1
-    )
+    model = core.load_model(path)
+    expected = core.information_flow_graph(core.route_contributions(model, text), position, 0.1)
     captions = " ".join(c.value for c in at.caption)
     assert f"{expected.number_of_edges()} edges" in captions
-    assert not at.error
+    assert "Ferrando & Voita" in captions
+    graph_spec = chart_specs(at)[-1]
+    nodes = graph_spec["layer"][1]
+    assert nodes["encoding"]["shape"]["title"] == "node"
+    assert graph_spec["layer"][0]["encoding"]["color"]["scale"]["domain"] == [0.1, 1.0]
 
 
 def test_an_encoder_decoder_says_why_it_is_not_explained_here(tiny_model_path):

@@ -18,15 +18,26 @@ from core import (
     run_attention,
 )
 from core.methods import method_names
-from tests.pages.conftest import assert_clean, start, table_with
+from tests.pages.conftest import (
+    FLOAT16,
+    assert_clean,
+    explorer_drawn,
+    explorer_shown,
+    explorer_table,
+    start,
+    table_with,
+)
 from ui.session import VIEW_KEY
 
 TEXT = "The cat sat on the mat."
 TARGET = "A dog ran in the park."
 
 
-def heatmap(at, index: int = 0):
-    return table_with(at, index, {"q", "k", "v"})
+def heatmap(at, index: int | None = None):
+    """Chart `index`'s cells, or (no index) the Attention page's explorer's."""
+    if index is None and explorer_drawn(at):
+        return explorer_table(at)
+    return table_with(at, index or 0, {"q", "k", "v"})
 
 
 def as_matrix(table, shape: tuple[int, int]) -> np.ndarray:
@@ -88,10 +99,7 @@ def test_switching_stacks_changes_the_heatmap(tiny_model_path, loaded, family):
     assert table["q"].to_numpy().max() == target - 1
     assert table["k"].to_numpy().max() == source - 1
     np.testing.assert_allclose(
-        as_matrix(table, (target, source)),
-        expected.cross_attentions[0].mean(0),
-        rtol=1e-4,
-        atol=1e-9,
+        as_matrix(table, (target, source)), expected.cross_attentions[0].mean(0), **FLOAT16
     )
     assert at.query_params["stack"] == "cross"
 
@@ -104,7 +112,7 @@ def test_stack_and_target_come_back_from_the_link(tiny_model_path, loaded):
     assert at.text_input(key="w_target").value == TARGET
     shape = (len(expected.decoder_tokens), len(expected.tokens))
     np.testing.assert_allclose(
-        as_matrix(heatmap(at), shape), expected.cross_attentions[0, 1], rtol=1e-4, atol=1e-9
+        as_matrix(heatmap(at), shape), expected.cross_attentions[0, 1], **FLOAT16
     )
 
 
@@ -134,10 +142,7 @@ def test_cross_attention_offers_no_rollout_or_flow(tiny_model_path, loaded):
     expected = run_attention(loaded("bart"), TEXT, target_text=TARGET)
     shape = (len(expected.decoder_tokens), len(expected.tokens))
     np.testing.assert_allclose(
-        as_matrix(heatmap(at), shape),
-        expected.cross_attentions[0].mean(0),
-        rtol=1e-4,
-        atol=1e-9,
+        as_matrix(heatmap(at), shape), expected.cross_attentions[0].mean(0), **FLOAT16
     )
     # Later runs keep explaining the missing methods, without the fallback box.
     at.selectbox(key="w_layer").set_value(1).run()
@@ -259,9 +264,7 @@ def test_causal_heatmap_leaves_the_upper_triangle_empty(tiny_model_path, loaded)
     assert (table["k"].to_numpy() <= table["q"].to_numpy()).all()
     matrix = as_matrix(table, (n, n))
     lower = np.tril(np.ones((n, n), dtype=bool))
-    np.testing.assert_allclose(
-        matrix[lower], expected.attentions[0, 2][lower], rtol=1e-4, atol=1e-9
-    )
+    np.testing.assert_allclose(matrix[lower], expected.attentions[0, 2][lower], **FLOAT16)
     # Merged words and rollout keep the triangle empty too.
     at.toggle(key="w_merge_words").set_value(True).run()
     at.segmented_control(key="w_method").set_value("rollout").run()
@@ -270,11 +273,21 @@ def test_causal_heatmap_leaves_the_upper_triangle_empty(tiny_model_path, loaded)
     assert (table["k"].to_numpy() <= table["q"].to_numpy()).all()
 
 
-def test_causal_heatmap_of_a_long_input_stays_causal(tiny_model_path):
-    text = " ".join(["the cat sat on the mat"] * 20)  # > 80 tokens: overview + detail
+def test_causal_heatmap_of_a_long_input_stays_causal(tiny_model_path, monkeypatch):
+    text = " ".join(["the cat sat on the mat"] * 20)  # 120 tokens
     at = start(model=tiny_model_path("gpt2"), text=text)
     assert_clean(at)
-    for index in (0, 1):  # block-mean overview, exact detail window
+    table = heatmap(at)
+    n = table["q"].to_numpy().max() + 1
+    assert n > 100 and table.num_rows == n * (n + 1) // 2
+    assert (table["k"].to_numpy() <= table["q"].to_numpy()).all()
+    # Beyond the explorer's length: the block-mean overview and exact detail stay causal.
+    import ui.explorer
+
+    monkeypatch.setattr(ui.explorer, "MAX_TOKENS", 80)
+    at = start(model=tiny_model_path("gpt2"), text=text)
+    assert_clean(at)
+    for index in (0, 1):
         table = heatmap(at, index)
         assert table.num_rows > 0
         assert (table["k"].to_numpy() <= table["q"].to_numpy()).all()
@@ -404,3 +417,18 @@ def test_neuron_view_for_the_decoder_stack_points_to_the_encoder(tiny_model_path
     open_neuron_view(at)
     assert_clean(at)
     assert any("Encoder stack" in i.value for i in at.info)
+
+
+def test_a_sliding_window_leaves_the_keys_it_never_reads_empty(tiny_model_path):
+    from tests.tiny_models import SLIDING_WINDOW
+
+    text = "the cat sat on the mat and the dog sat on the rug by the door today"
+    at = start(model=tiny_model_path("mistral"), text=text, head=0)
+    assert_clean(at)
+    matrix = explorer_shown(at)
+    n = matrix.shape[0]
+    assert n > SLIDING_WINDOW + 2
+    i, j = np.indices((n, n))
+    seen = (i - j >= 0) & (i - j < SLIDING_WINDOW)
+    # Later keys and keys beyond the window are empty (NaN), never zeros; the rest is drawn.
+    assert np.isnan(matrix[~seen]).all() and np.isfinite(matrix[seen]).all()

@@ -17,7 +17,7 @@ import ui.deploy
 from core import EMBEDDED_MODEL, PRESETS
 from server.settings import SETTING_NAMES
 from tests.fake_hub import serve_fake_hub
-from tests.pages.conftest import APP, assert_clean, start, table_with
+from tests.pages.conftest import APP, assert_clean, explorer_drawn, explorer_table, start
 from ui.deploy import CUSTOM_CHOICE, model_label
 
 
@@ -70,7 +70,7 @@ def test_public_mode_offers_only_the_presets_and_says_why(deploy):
     assert not at.error
     assert model_options(at) == labels(PRESETS)
     assert any("offers these models only" in c.value for c in at.caption)
-    assert len(at.get("vega_lite_chart")) == 2  # the embedded model loads under the policy
+    assert explorer_drawn(at)  # the embedded model loads under the policy
 
 
 def test_public_mode_can_be_turned_on_by_secrets(deploy):
@@ -90,7 +90,7 @@ def test_a_link_to_a_model_off_the_list_falls_back_with_a_warning(deploy, name):
     assert_clean(at)
     assert f"'{name}' is not offered by this public deployment" in messages(at, "warning")
     assert at.selectbox(key="w_model_choice").value == EMBEDDED_MODEL
-    assert len(at.get("vega_lite_chart")) == 2
+    assert explorer_drawn(at)
     assert at.text_area(key="w_text").value == "The cat sat."
 
 
@@ -177,7 +177,7 @@ def test_token_cap_truncates_with_a_warning_and_keeps_the_text(deploy):
     assert_clean(at)
     warning = messages(at, "warning")
     assert "reads at most 16 tokens per text" in warning and "reads 512" in warning
-    assert table_with(at, 0, {"q", "k", "v"}).num_rows == 16 * 16
+    assert explorer_table(at).num_rows == 16 * 16
     assert "the last 14 tokens were dropped" in warning
     assert at.text_area(key="w_text").value == text
 
@@ -222,7 +222,7 @@ def test_character_cap_refuses_a_link_and_keeps_the_text(deploy):
     assert "200 characters long" in messages(at, "error")
     assert at.text_area(key="w_text").value == long_text
     at.text_area(key="w_text").set_value("Short again.").run()
-    assert not at.error and len(at.get("vega_lite_chart")) == 2
+    assert not at.error and explorer_drawn(at)
 
 
 def test_character_cap_limits_the_sidebar_boxes(deploy):
@@ -235,7 +235,7 @@ def test_character_cap_limits_the_sidebar_boxes(deploy):
     at.text_area(key="w_text").set_value(long_text).run()
     assert_clean(at)
     assert at.text_area(key="w_text").value == long_text[:100]
-    assert not at.error and len(at.get("vega_lite_chart")) == 2
+    assert not at.error and explorer_drawn(at)
 
 
 def test_a_private_install_has_no_character_cap(deploy):
@@ -263,7 +263,7 @@ def test_an_allowlisted_local_model_works_in_public_mode(deploy, tiny_model_path
     assert_clean(at)
     assert not at.error
     assert model_options(at) == labels([path])
-    assert len(at.get("vega_lite_chart")) == 2
+    assert explorer_drawn(at)
 
 
 def test_an_unreadable_setting_falls_back_to_the_strict_policy(deploy):

@@ -168,6 +168,7 @@ def test_a_file_that_is_not_a_view_file_is_refused(data):
 
 
 def test_the_colour_scale_defaults_per_page():
-    assert DEFAULT.colour_scale() == "chart"
+    assert DEFAULT.colour_scale() == "shared"  # the Attention page: across heads and layers
+    assert dataclasses.replace(DEFAULT, page="overview").colour_scale() == "chart"
     assert dataclasses.replace(DEFAULT, page="compare").colour_scale() == "shared"
     assert dataclasses.replace(DEFAULT, page="compare", scale="fixed").colour_scale() == "fixed"

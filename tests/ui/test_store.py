@@ -1,4 +1,5 @@
-"""The shared result store: bounded by bytes, computes each key once, hands out read-only data."""
+"""The shared result store: bounded by bytes, computes each key once, hands out read-only data;
+and the app's policy for the corpus store on disk (owners, expiry, the cap setting)."""
 
 import threading
 import time
@@ -6,7 +7,19 @@ import time
 import numpy as np
 import pytest
 
-from ui.store import ResultStore, freeze, size_of
+from core.corpus import CorpusStore
+from core.corpus.store import RunRecord
+from server.errors import DeployConfigError
+from server.settings import policy_from_env
+from ui.store import (
+    PRUNE_EVERY_SECONDS,
+    PUBLIC_CORPUS_RUN_SECONDS,
+    ResultStore,
+    corpus_store,
+    freeze,
+    prune_now_and_then,
+    size_of,
+)
 
 
 def megabytes(count: float) -> np.ndarray:
@@ -86,3 +99,50 @@ def test_stored_arrays_are_read_only_and_weighed():
     with pytest.raises(ValueError):
         value["x"][0, 0] = 2
     assert size_of(value) >= 4 * 4 * 8 + 8 * 4
+
+
+# ---------------------------------------------------------------- the corpus store's policy
+def test_public_mode_keeps_a_visitors_corpus_to_their_session(tmp_path):
+    path = str(tmp_path / "corpus.duckdb")
+    own = corpus_store(public=True, shared=False, owner="token", max_bytes=None, path=path)
+    assert not own.shared and own.lifetime_seconds == PUBLIC_CORPUS_RUN_SECONDS
+    assert own.scope("run") != "run"
+    assert corpus_store(
+        public=True, shared=False, owner="another", max_bytes=None, path=path
+    ).scope("run") != own.scope("run")
+    bundled = corpus_store(public=True, shared=True, owner="token", max_bytes=10**9, path=path)
+    assert bundled.shared and bundled.lifetime_seconds is None and bundled.max_bytes == 10**9
+    private = corpus_store(public=False, shared=False, owner="token", max_bytes=None, path=path)
+    assert private.shared and private.lifetime_seconds is None  # one's own machine: all shared
+
+
+def test_the_cap_setting():
+    """The store's cap is one row of the settings table (`server.settings`)."""
+    name = "ATLAS_MAX_CORPUS_STORE_BYTES"
+    assert policy_from_env({"ATLAS_PUBLIC": "1"}).max_corpus_store_bytes == 200_000_000
+    assert policy_from_env({}).max_corpus_store_bytes is None
+    assert policy_from_env({name: "50M"}).max_corpus_store_bytes == 50_000_000
+    assert policy_from_env({"ATLAS_PUBLIC": "1", name: "none"}).max_corpus_store_bytes is None
+    with pytest.raises(DeployConfigError, match=name):
+        policy_from_env({"ATLAS_PUBLIC": "1", name: "a lot"})
+
+
+def test_expired_runs_go_when_the_page_is_shown_now_and_then(tmp_path, monkeypatch):
+    import core.corpus.store as corpus_store_module
+
+    path = tmp_path / "corpus.duckdb"
+    handle = CorpusStore(path, owner="visitor", lifetime_seconds=60)
+    record = RunRecord(handle.scope("r"), "m", "h", 16, "default", ("to_self",), 1, 1, 1, 0, 0, 0.0)
+    handle.create_run(record, ["A sentence."])
+    clock = [1000.0]
+    assert prune_now_and_then(handle, clock=lambda: clock[0])
+    assert handle.run(record.run_id) is not None  # not expired yet
+
+    now = time.time()
+    monkeypatch.setattr(corpus_store_module, "_now", lambda: now + 61)
+    clock[0] += PRUNE_EVERY_SECONDS / 2
+    assert not prune_now_and_then(handle, clock=lambda: clock[0])  # too soon: nothing done
+    assert handle.run(record.run_id) is not None
+    clock[0] += PRUNE_EVERY_SECONDS
+    assert prune_now_and_then(handle, clock=lambda: clock[0])
+    assert handle.run(record.run_id) is None and handle.sentences("h") == []

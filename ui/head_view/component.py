@@ -63,6 +63,7 @@ def head_view(
     key: str = "head_view",
     height: int | None = None,
     colour_scale_max: float | None = None,
+    colour_scale_name: str = "fixed scale",
     causal: bool = False,
     segment_b_start: int | None = None,
     piece_marks: Sequence[bool] | tuple[Sequence[bool], Sequence[bool]] | None = None,
@@ -77,7 +78,8 @@ def head_view(
     keys (source) as `right_tokens`. `heads` are shown at first (all by default; all are
     listed). `selected` (a left token index) has its lines highlighted. `height` caps the
     drawing's height in pixels (it then scrolls); by default it is as tall as the tokens.
-    `colour_scale_max` is the weight drawn at full opacity (default: the layer's maximum).
+    `colour_scale_max` is the weight drawn at full opacity (default: the layer's maximum),
+    `colour_scale_name` what it is (for the note).
     `causal` drops lines to later tokens. `segment_b_start` marks sentence B of a pair;
     `piece_marks` flags tokens that continue the previous token's word. Lines: the `top_k`
     strongest per token and head with weight at least `threshold`. `on_select` runs on a
@@ -99,6 +101,7 @@ def head_view(
         heads=heads,
         selected=selected,
         colour_scale_max=colour_scale_max,
+        colour_scale_name=colour_scale_name,
         causal=causal,
         segment_b_start=segment_b_start,
         piece_marks=piece_marks,

@@ -9,6 +9,7 @@
 
 const JOINER = "\u203F"; // ‿ before a word piece that continues the previous token's word
 const MIN_ALPHA = 8; // lines under 8/256 opacity are not drawn: invisible, yet as costly
+const EXPLORER_EVENT = "atlas-explorer"; // sent on window by ui/explorer/explorer.js
 const SMOOTH_LINES = 400; // up to this many hover lines are stroked (antialiased) by the canvas
 
 function rowMetrics(count) {
@@ -119,6 +120,27 @@ class HeadView {
       }
     });
     this.resizeObserver.observe(root);
+    // The page's explorer (ui/explorer) announces its selected token and head as they change
+    // in the browser: the lines follow at once, before the page's run catches up.
+    this.onExplorer = (event) => this.followExplorer(event.detail || {});
+    window.addEventListener(EXPLORER_EVENT, this.onExplorer);
+  }
+
+  followExplorer({ token, head }) {
+    if (!this.payload) return;
+    this.followed = (this.followed || 0) + 1;
+    this.root.dataset.followed = String(this.followed);
+    if (Number.isInteger(token) && token >= 0 && token < this.left.length) {
+      this.sel = { side: "left", index: token };
+    }
+    // One head of the explorer isolates it here; its mean shows every head again.
+    if (this.payload.heads > 1 && (head === "mean" || Number.isInteger(head))) {
+      const all = this.chips.map((_, h) => h);
+      this.visible = new Set(head === "mean" || head >= this.payload.heads ? all : [head]);
+      this.syncChips();
+      this.updateNote();
+    }
+    this.scheduleDraw();
   }
 
   build() {
@@ -164,6 +186,14 @@ class HeadView {
       });
     }
     this.body.addEventListener("pointerleave", () => this.setHover(null));
+    // Escape shows every line again, as a second click on the selected token does.
+    root.tabIndex = 0;
+    root.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && this.sel !== null) {
+        event.preventDefault();
+        this.onTokenClick(this.sel.side, this.sel.index);
+      }
+    });
     this.scroll.addEventListener("scroll", () => {
       const drawn = this.drawnBand;
       if (!drawn) return;
@@ -704,6 +734,7 @@ class HeadView {
   }
 
   destroy() {
+    window.removeEventListener(EXPLORER_EVENT, this.onExplorer);
     this.stopRaster();
     this.resizeObserver.disconnect();
     if (this.frame) cancelAnimationFrame(this.frame);

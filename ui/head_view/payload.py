@@ -14,13 +14,13 @@ integers in thousandths (``round(w * 1000)``), a line per ``q, k, w`` triple.
 from __future__ import annotations
 
 import json
-import operator
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from core.errors import InvalidAttentionError, InvalidSelectionError
+from ui.payload_checks import one_layer, optional_index, segment_start, token_labels
 
 DEFAULT_TOP_K = 8
 DEFAULT_THRESHOLD = 0.01
@@ -36,6 +36,7 @@ def build_payload(
     heads: Sequence[int] | None = None,
     selected: int | None = None,
     colour_scale_max: float | None = None,
+    colour_scale_name: str = "fixed scale",
     causal: bool = False,
     segment_b_start: int | None = None,
     piece_marks: Sequence[bool] | tuple[Sequence[bool], Sequence[bool]] | None = None,
@@ -48,7 +49,8 @@ def build_payload(
     `right_tokens` (cross attention) or the same tokens again (self attention, the default).
     `heads` lists the heads shown at first (all when ``None``; every head is listed and
     shipped either way). `selected` is a query index whose lines are highlighted.
-    `colour_scale_max` is the weight drawn at full opacity (``None``: this layer's maximum).
+    `colour_scale_max` is the weight drawn at full opacity (``None``: this layer's maximum);
+    `colour_scale_name` says what that maximum is, in the note.
     `causal` drops lines to later tokens. `segment_b_start` is the first token of sentence B
     of a pair. `piece_marks` flags the tokens that continue the previous token's word (a
     sequence per side for cross attention, or one for both sides). The returned dict's keys
@@ -56,10 +58,10 @@ def build_payload(
     """
     weights = _validated_attention(attention)
     n_heads, n_queries, n_keys = weights.shape
-    left = _validated_tokens(left_tokens, n_queries, "left_tokens", "queries")
+    left = token_labels(left_tokens, n_queries, "left_tokens", "queries")
     cross = right_tokens is not None
     if cross:
-        right = _validated_tokens(right_tokens, n_keys, "right_tokens", "keys")
+        right = token_labels(right_tokens, n_keys, "right_tokens", "keys")
         if causal:
             raise InvalidSelectionError(
                 "Cross attention has no causal mask: causal=True applies to self attention only."
@@ -78,8 +80,8 @@ def build_payload(
         raise InvalidSelectionError(f"threshold must be in [0, 1), not {threshold}.")
 
     shown = _validated_heads(heads, n_heads)
-    chosen = _validated_index(selected, n_queries, "selected token")
-    segment = _validated_segment(segment_b_start, n_queries)
+    chosen = optional_index(selected, n_queries, "selected token")
+    segment = segment_start(segment_b_start, n_queries)
     left_marks, right_marks = _validated_piece_marks(piece_marks, n_queries, n_keys, cross)
 
     if causal:
@@ -132,7 +134,7 @@ def build_payload(
             total_kept,
             n_heads * n_queries * n_keys,
             scale_max,
-            scale_kind,
+            scale_kind if colour_scale_max is None else colour_scale_name,
             causal,
         ),
     }
@@ -180,7 +182,7 @@ def _note(
     scale = (
         f"full opacity at {scale_max:.3g} (this layer's maximum)"
         if scale_kind == "layer"
-        else f"full opacity at {scale_max:.3g} (fixed scale)"
+        else f"full opacity at {scale_max:.3g} ({scale_kind})"
     )
     causal_note = " No lines to later tokens (causal)." if causal else ""
     return (
@@ -190,19 +192,7 @@ def _note(
 
 
 def _validated_attention(attention: Any) -> np.ndarray:
-    try:
-        weights = np.asarray(attention, dtype=np.float32)
-    except (TypeError, ValueError) as error:
-        raise InvalidAttentionError(
-            "The attention must be an array of numbers [heads, queries, keys]."
-        ) from error
-    if weights.ndim != 3:
-        raise InvalidAttentionError(
-            "The head view takes one layer's attention, [heads, queries, keys], "
-            f"but got an array with {weights.ndim} dimension(s) {tuple(weights.shape)}."
-        )
-    if 0 in weights.shape:
-        raise InvalidAttentionError("The attention is empty: no heads or no tokens.")
+    weights = one_layer(attention, "The head view")
     if not np.all(np.isfinite(weights)):
         raise InvalidAttentionError("The attention holds NaN or infinite values.")
     if np.any(weights < 0):
@@ -212,43 +202,11 @@ def _validated_attention(attention: Any) -> np.ndarray:
     return weights
 
 
-def _validated_tokens(tokens: Sequence[str], length: int, name: str, axis: str) -> list[str]:
-    if isinstance(tokens, str):
-        raise InvalidSelectionError(f"{name} must be a list of token strings, not one string.")
-    labels = [str(token) for token in tokens]
-    if len(labels) != length:
-        raise InvalidSelectionError(
-            f"{name} has {len(labels)} tokens but the attention has {length} {axis}."
-        )
-    return labels
-
-
-def _validated_index(value: Any, length: int, what: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        index = operator.index(value)
-    except TypeError as error:
-        raise InvalidSelectionError(f"The {what} must be a whole number, not {value!r}.") from error
-    if not 0 <= index < length:
-        raise InvalidSelectionError(f"The {what} {index} is outside the input (0 to {length - 1}).")
-    return index
-
-
 def _validated_heads(heads: Sequence[int] | None, n_heads: int) -> list[int]:
     if heads is None:
         return list(range(n_heads))
-    shown = sorted({_validated_index(head, n_heads, "head") for head in heads})
+    shown = sorted({optional_index(head, n_heads, "head") for head in heads})
     return [head for head in shown if head is not None]
-
-
-def _validated_segment(segment_b_start: int | None, n_queries: int) -> int | None:
-    if segment_b_start is None:
-        return None
-    start = _validated_index(segment_b_start, n_queries, "start of sentence B")
-    if start == 0:
-        raise InvalidSelectionError("Sentence B cannot start at the first token.")
-    return start
 
 
 def _validated_piece_marks(

@@ -28,7 +28,7 @@ HOSTILE = 'a"b${x}<i>'
 def test_graph_chart_keeps_token_text_as_data():
     per_layer = np.array([[[1.0, 0.0], [0.4, 0.6]], [[1.0, 0.0], [0.5, 0.5]]])
     tokens = [Token(HOSTILE, 0, 0, False), Token("b", 1, 1, False)]
-    graph = core.contribution_graph(MethodResult("alti", "self", tokens, tokens, per_layer), 1, 0.3)
+    graph = core.layer_share_graph(MethodResult("alti", "self", tokens, tokens, per_layer), 1, 0.3)
     assert graph_layout(graph)[(2, 1)] == (1.0, 2.0)
     spec = spec_dict(contribution_graph_chart(graph, [t.text for t in tokens]))
     text = json.dumps(spec)
@@ -60,7 +60,7 @@ def chain_graph(n: int, layers: int = 2):
     per_layer = np.tile(np.eye(n), (layers, 1, 1))
     tokens = [Token(f"t{i}", i, i, False) for i in range(n)]
     result = MethodResult("alti", "self", tokens, tokens, per_layer)
-    return core.contribution_graph(result, n - 1, 0.0), [t.text for t in tokens]
+    return core.layer_share_graph(result, n - 1, 0.0), [t.text for t in tokens]
 
 
 @pytest.mark.parametrize("n", [4, 13, 120])
@@ -90,7 +90,7 @@ def test_graph_has_one_axis_per_channel_and_a_colour_legend():
     assert edges["encoding"]["x"]["axis"]["values"] == list(range(13))
     # ... and the hidden width legend does not share the colour legend's field.
     colour, width = edges["encoding"]["color"], edges["encoding"]["strokeWidth"]
-    assert colour["title"] == "share" and "legend" not in colour  # Vega-Lite's default legend
+    assert colour["title"] == "share" and colour["legend"]["values"][-1] == 1.0
     assert width["legend"] is None and width["field"] != colour["field"]
 
 
@@ -115,3 +115,27 @@ def test_lens_fits_the_page(ranks):
     assert spec["width"] + LENS_RESERVED_PX <= 560
     assert spec["width"] == ranks * min(90, (560 - LENS_RESERVED_PX) // ranks)
     assert spec_dict(logit_lens_chart(table))["width"] == 90 * ranks
+
+
+def test_information_flow_graph_draws_feed_forward_nodes_and_a_legend_from_the_threshold(
+    tiny_model_path,
+):
+    model = core.load_model(str(tiny_model_path("gpt2")))
+    contributions = core.route_contributions(model, "The cat sat on the mat")
+    n = len(contributions.tokens)
+    graph = core.information_flow_graph(contributions, n - 1, 0.05)
+    layout = graph_layout(graph)
+    ffn = [key for key in graph if key[0] == "ffn"]
+    assert ffn and all(layout[key][0] % 1 == pytest.approx(0.3) for key in ffn)
+    assert layout[("after_layer", model.num_layers, n - 1)] == (n - 1, model.num_layers)
+    spec = spec_dict(contribution_graph_chart(graph, [t.text for t in contributions.tokens]))
+    edges, nodes = spec["layer"]
+    assert edges["encoding"]["color"]["scale"]["domain"] == [0.05, 1.0]
+    shape = nodes["encoding"]["shape"]
+    assert (
+        dict(zip(shape["scale"]["domain"], shape["scale"]["range"], strict=True))[
+            "feed-forward block"
+        ]
+        == "square"
+    )
+    assert len(spec["datasets"][edges["data"]["name"]]) == graph.number_of_edges()

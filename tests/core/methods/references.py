@@ -221,11 +221,14 @@ def kobayashi_norms(model: core.LoadedModel, text: str) -> tuple[np.ndarray, np.
     return torch.stack(per_head).double().numpy(), torch.stack(per_layer).double().numpy()
 
 
-def alti(model: core.LoadedModel, text: str) -> tuple[np.ndarray, np.ndarray]:
+def alti(
+    model: core.LoadedModel, text: str, epsilon: float = 1e-6
+) -> tuple[np.ndarray, np.ndarray]:
     """ALTI `[L, n, n]` and its rollout, after mt-upc/transformer-contributions:
     `ModelWrapper.get_contributions` (both its post-LN and pre-LN branches),
     `normalize_contributions(scaling="min_sum", resultant_norm=‖resultant‖₁)` and
-    `compute_joint_attention`."""
+    `compute_joint_attention`. `epsilon` is `pairwise_distance`'s: the released code's 1e-6
+    by default, 0 for the distance as defined."""
     _, layers, calls, output = run(model, text)
     heads = model.num_heads
     hidden_states = output.hidden_states
@@ -267,7 +270,9 @@ def alti(model: core.LoadedModel, text: str) -> tuple[np.ndarray, np.ndarray]:
             transformed_vectors = l_transform(residual_weighted, ln.weight) * coefficient.unsqueeze(
                 -1
             )
-        importance = -F.pairwise_distance(transformed_vectors, resultant.unsqueeze(2), p=1)
+        importance = -F.pairwise_distance(
+            transformed_vectors, resultant.unsqueeze(2), p=1, eps=epsilon
+        )
         contributions.append(importance[0])
         resultant_norms.append(torch.norm(resultant[0], p=1, dim=-1))
     normalized = []

@@ -1,0 +1,203 @@
+"""Head and selected-token changes in the Attention page's explorer (issue 22), in Chromium.
+
+    python bench/bench_explorer.py [--sizes 128 512] [--presses 15]
+
+Targets: a head or selected-token change painted ≤ 100 ms with no page run, at 128 and 512
+tokens; a layer change (Page Down, which asks the server for one layer) painted ≤ 300 ms at 128
+tokens and ≤ 500 ms at 512. Model: BERT-base-shaped (12 layers × 12 heads, random weights, real
+WordPiece tokenizer, `bench_browser.build_bert_base`), loaded by path; Chromium headless at
+1440 × 900.
+
+What is timed, in the page (`performance.now()`), for each key:
+
+* *handled*: from dispatching the keydown on the explorer to its handler returning (the repaint
+  of the matrix, labels, bars and legend is synchronous);
+* *painted*: to the first frame after it (a `requestAnimationFrame`, then a task: the frame has
+  been produced by then);
+* *page runs*: script runs started while a series of presses went on (130 ms apart, the way a
+  visitor holds a key); the one run that carries the view to the link once the keys rest (600 ms
+  later) is counted after the series;
+* *layer*: Page Down → the explorer repainted with the next layer's data (one page run).
+
+Also reported: the payload each layer change sends (JSON bytes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.bench_browser import (  # noqa: E402
+    bert_base_session,
+    load_average,
+    texts_for,
+)
+from tests.e2e.harness import (  # noqa: E402
+    EXPLORER,
+    start_counting_runs,
+    wait_for_explorer,
+    wait_for_run,
+)
+
+VIEWPORT = {"width": 1440, "height": 900}
+TARGET_MS = {"head": 100, "selected token": 100}
+LAYER_TARGET_MS = {128: 300, 512: 500}
+PRESS_GAP_MS = 130
+
+_ROOT = """const host = [...document.querySelectorAll("[data-testid='stBidiComponentIsolated']")]
+    .find((h) => h.shadowRoot && h.shadowRoot.querySelector('.ex-root'));
+const root = host.shadowRoot.querySelector('.ex-root');"""
+
+_PRESS = (
+    """async (key) => {"""
+    + _ROOT
+    + """
+    const t0 = performance.now();
+    root.dispatchEvent(new KeyboardEvent('keydown', {key, bubbles: true, cancelable: true}));
+    const handled = performance.now() - t0;
+    await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+    return {handled, painted: performance.now() - t0, paint: Number(root.dataset.paintMs),
+            head: root.dataset.head, selected: root.dataset.selected};
+}"""
+)
+
+_LAYER = (
+    """async () => {"""
+    + _ROOT
+    + """
+    const before = root.dataset.layer;
+    const t0 = performance.now();
+    root.dispatchEvent(new KeyboardEvent('keydown', {key: 'PageDown', bubbles: true}));
+    const deadline = t0 + 60000;
+    while (root.dataset.layer === before && performance.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 2));
+    }
+    await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+    return {painted: performance.now() - t0, layer: root.dataset.layer};
+}"""
+)
+
+
+def series(page, key: str, presses: int) -> dict:
+    """`presses` presses of `key`, PRESS_GAP_MS apart; timings and the runs they started
+    (`start_counting_runs` must have been called once on the page)."""
+    runs = "() => window.__atlasRuns"
+    before = page.evaluate(runs)
+    rows = []
+    for _ in range(presses):
+        rows.append(page.evaluate(_PRESS, key))
+        page.wait_for_timeout(PRESS_GAP_MS)
+    during = page.evaluate(runs) - before
+    page.wait_for_timeout(1500)  # the keys rest: the view goes to the server once
+    wait_for_run(page)
+    after = page.evaluate(runs) - before - during
+    return {"rows": rows, "runs_during": during, "runs_after": after}
+
+
+def measure(browser, app, model: str, text: str, presses: int, layers: int) -> dict:
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    try:
+        page.goto(app.url("/", model=model, text=text))
+        wait_for_run(page)
+        wait_for_explorer(page)
+        page.wait_for_timeout(500)
+        start_counting_runs(page)  # once: each call adds an observer
+        result = {
+            "head": series(page, "]", presses),
+            "selected token": series(page, "ArrowDown", presses),
+            "layer": [],
+        }
+        page.locator(EXPLORER).focus()
+        for _ in range(layers):
+            result["layer"].append(page.evaluate(_LAYER))
+            wait_for_run(page)
+            page.wait_for_timeout(300)
+        return result
+    finally:
+        context.close()
+
+
+def payload_size(n: int) -> int:
+    """JSON bytes of one layer's explorer payload for `n` tokens, 12 heads and their mean."""
+    import numpy as np
+
+    from ui.explorer import build_payload, payload_json
+
+    weights = np.random.default_rng(0).dirichlet(np.ones(n), size=(12, n)).astype(np.float32)
+    labels = [f"t{i}" for i in range(n)]
+    payload = build_payload(weights, labels, mean=weights.mean(0), shared_max=1.0)
+    return len(payload_json(payload).encode())
+
+
+def report(results: dict[int, dict], args, info: dict) -> str:
+    lines = [
+        "### Explorer: head, token and layer changes (issue 22)",
+        "",
+        f"Run: `flock /work/bench.lock python bench/bench_explorer.py --sizes "
+        f"{' '.join(map(str, args.sizes))} --presses {args.presses}` on {info['date']}, "
+        f"{info['nproc']} CPUs ({info['cpu']}), {info['chromium']}, headless at 1440 × 900, app "
+        f"at {info['app']}, BERT-base-shaped model (12 × 12, random weights) by path. Load "
+        f"average {info['load_start']} at the start, {info['load_end']} at the end.",
+        "",
+        "| tokens | change | key → painted, median / p90 / max ms | handler ms (median) | page "
+        "runs while pressing | runs after the keys rest | target | |",
+        "| ---: | --- | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for n, result in results.items():
+        for name in ("head", "selected token"):
+            s = result[name]
+            painted = sorted(r["painted"] for r in s["rows"])
+            handled = statistics.median(r["handled"] for r in s["rows"])
+            p90 = painted[min(len(painted) - 1, int(0.9 * len(painted)))]
+            median = statistics.median(painted)
+            met = median <= TARGET_MS[name] and s["runs_during"] == 0
+            lines.append(
+                f"| {n} | {name} | {median:.0f} / {p90:.0f} / {painted[-1]:.0f} | "
+                f"{handled:.0f} | {s['runs_during']} | {s['runs_after']} | "
+                f"≤ {TARGET_MS[name]}, no run | {'met' if met else 'missed'} |"
+            )
+        layer = sorted(r["painted"] for r in result["layer"])
+        if layer:
+            median = statistics.median(layer)
+            target = LAYER_TARGET_MS.get(n)
+            verdict = "met" if target and median <= target else "missed"
+            lines.append(
+                f"| {n} | layer (Page Down) | {median:.0f} / – / {layer[-1]:.0f} "
+                f"(min {layer[0]:.0f}) | – | 1 each | – | ≤ {target} | {verdict} |"
+            )
+    lines += [
+        "",
+        "Payload of one layer (12 heads + mean, float16, base64 in JSON): "
+        + ", ".join(f"{n} tokens {payload_size(n) / 1e6:.2f} MB" for n in results)
+        + ".",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 512])
+    parser.add_argument("--presses", type=int, default=15)
+    parser.add_argument("--layers", type=int, default=5)
+    args = parser.parse_args()
+    texts = texts_for(args.sizes)
+    results: dict[int, dict] = {}
+    with bert_base_session() as (app, browser, model, info):
+        for n in args.sizes:
+            results[n] = measure(browser, app, model, texts[n], args.presses, args.layers)
+            print(f"{n} tokens: {results[n]}", flush=True)
+    info["load_end"] = load_average()
+    print(report(results, args, info))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    main()

@@ -1,0 +1,88 @@
+"""The Streamlit side of the explorer: what it mounts and what a change from the browser does."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ui.explorer.component import COMPONENT_NAME, checked_change
+
+
+def demo_script() -> None:
+    import numpy as np
+    import streamlit as st
+
+    from ui.explorer import build_payload, change_in_callback, explorer
+    from ui.explorer.component import _on_view
+
+    if st.session_state.get("simulate_callback"):
+        # What Streamlit does before a run a trigger started: the component's callback.
+        _on_view("ex", lambda: st.session_state.update(called=True))
+    weights = np.array([[[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]]] * 2)
+    payload = build_payload(weights, ["the", "cat", "·s"], mean=weights.mean(0), selected=1)
+    explorer(payload, key="ex")
+    st.write(f"heard {change_in_callback('ex')}")
+
+
+def test_mounts_one_component_with_the_payload_as_one_json_string():
+    at = AppTest.from_function(demo_script, default_timeout=60).run()
+    assert not at.exception
+    [component] = [el for el in at.main if getattr(el, "type", "") == "bidi_component"]
+    assert component.proto.component_name == COMPONENT_NAME
+    assert "export default function" in component.proto.js_content
+    payload = json.loads(json.loads(component.proto.json))
+    assert payload["rows"] == ["the", "cat", "·s"] and payload["sel"] == 1
+    assert payload["names"] == ["0", "1", "mean"]
+    assert at.markdown[0].value == "heard None"
+
+
+def payload_of(at: AppTest) -> dict:
+    [component] = [el for el in at.main if getattr(el, "type", "") == "bidi_component"]
+    return json.loads(json.loads(component.proto.json))
+
+
+def test_the_matrices_travel_once_and_again_when_the_browser_asks():
+    at = AppTest.from_function(demo_script, default_timeout=60).run()
+    first = payload_of(at)
+    assert first["data"] and len(first["key"]) == 16
+    # The same matrices again: their key only; the browser keeps its copy.
+    at.run()
+    assert payload_of(at)["data"] is None and payload_of(at)["key"] == first["key"]
+    # A browser without its copy asks for it: the next run sends the data again.
+    at.session_state["ex"] = {"view": {"need": True}}
+    at.session_state["simulate_callback"] = True
+    at.run()
+    assert not at.exception
+    assert payload_of(at)["data"] == first["data"]
+    assert "called" not in at.session_state  # a request for data is no view change
+    at.session_state["ex"] = {"view": {"token": 2}}
+    at.run()
+    assert at.session_state["called"] is True
+
+
+def test_a_change_in_the_browser_is_read_back_checked():
+    at = AppTest.from_function(demo_script, default_timeout=60).run()
+    at.session_state["ex"] = {"view": {"head": "mean", "token": 2, "layer": "x"}}
+    at.run()
+    assert not at.exception
+    assert at.markdown[0].value == "heard {'head': 'mean', 'token': 2}"
+
+
+@pytest.mark.parametrize(
+    ("trigger", "expected"),
+    [
+        (None, None),
+        ("view", None),
+        ({"head": 3, "token": 7}, {"head": 3, "token": 7}),
+        ({"head": "mean", "token": None}, {"head": "mean", "token": None}),
+        ({"head": 1, "token": 2, "layer": 4}, {"head": 1, "token": 2, "layer": 4}),
+        # Nonsense from the browser is dropped field by field.
+        ({"head": "best", "token": -1, "layer": True}, None),
+        ({"head": True, "token": 2.5}, None),
+        ({"head": 2, "token": "x"}, {"head": 2}),
+    ],
+)
+def test_checked_change(trigger, expected):
+    assert checked_change(trigger) == expected

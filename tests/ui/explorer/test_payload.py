@@ -1,0 +1,163 @@
+"""What the explorer ships: every matrix of the layer as float16, empty cells as NaN, checked."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from core.errors import InvalidAttentionError, InvalidSelectionError
+from ui.explorer.payload import (
+    MAX_TOKENS,
+    build_payload,
+    decode_values,
+    encode_values,
+    model_max,
+    outside_window,
+    payload_json,
+)
+
+
+def rows_summing_to_one(heads: int, n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.dirichlet(np.ones(n), size=(heads, n)).astype(np.float32)
+
+
+def test_every_head_and_the_mean_travel_in_order_and_decode_to_the_values():
+    weights = rows_summing_to_one(3, 5)
+    mean = weights.mean(0)
+    payload = build_payload(weights, list("abcde"), mean=mean, head=1, shared_max=1.0)
+    assert payload["names"] == ["0", "1", "2", "mean"]
+    assert payload["shape"] == [4, 5, 5] and payload["head"] == 1
+    values = decode_values(payload["data"], payload["shape"])
+    # float16 keeps 3 significant digits (relative error below 2^-11) for normal numbers.
+    np.testing.assert_allclose(values[:3], weights, rtol=2**-11, atol=6e-8)
+    np.testing.assert_allclose(values[3], mean, rtol=2**-11, atol=6e-8)
+
+
+def test_the_payload_is_two_bytes_a_cell_in_base64():
+    payload = build_payload(rows_summing_to_one(12, 128), [str(i) for i in range(128)])
+    assert len(payload["data"]) == 4 * -(-(12 * 128 * 128 * 2) // 3)
+    assert len(payload_json(payload)) < 0.6e6  # ≈ 0.52 MB at 128 tokens, 12 heads
+
+
+def test_empty_cells_are_nan_never_zero():
+    weights = rows_summing_to_one(2, 4)
+    future = np.triu(np.ones((4, 4), dtype=bool), 1)
+    payload = build_payload(weights, list("abcd"), empty=future, shared_max=1.0)
+    values = decode_values(payload["data"], payload["shape"])
+    assert np.isnan(values[:, future]).all()
+    assert np.isfinite(values[:, ~future]).all()
+    # Rows a method left out (NaN) stay empty too.
+    weights[:, 2] = np.nan
+    values = decode_values(build_payload(weights, list("abcd"))["data"], [2, 4, 4])
+    assert np.isnan(values[:, 2]).all() and np.isfinite(values[:, 1]).all()
+
+
+@pytest.mark.parametrize(("head", "index"), [("mean", 2), ("all", 2), (0, 0), (1, 1)])
+def test_the_head_shown_first(head, index):
+    weights = rows_summing_to_one(2, 3)
+    assert build_payload(weights, list("abc"), mean=weights.mean(0), head=head)["head"] == index
+
+
+def test_a_method_without_heads_ships_its_one_matrix_whatever_the_view_names():
+    payload = build_payload(rows_summing_to_one(1, 3), list("abc"), head=7)
+    assert payload["names"] == ["0"] and payload["head"] == 0
+
+
+def test_cross_attention_has_its_own_columns_and_no_bands():
+    weights = rows_summing_to_one(2, 3)[:, :, :3]
+    cross = np.random.default_rng(1).dirichlet(np.ones(4), size=(2, 3))
+    payload = build_payload(cross, list("abc"), list("wxyz"), segment_b_start=1)
+    assert payload["cols"] == list("wxyz") and payload["segB"] is None
+    assert payload["shape"] == [2, 3, 4]
+    with pytest.raises(InvalidAttentionError, match="square"):
+        build_payload(cross, list("abc"))
+    assert build_payload(weights, list("abc"), segment_b_start=1)["cols"] is None
+
+
+def test_signed_scores_are_flagged_for_a_diverging_palette():
+    weights = rows_summing_to_one(1, 3) - 0.3
+    assert build_payload(weights, list("abc"))["signed"] is True
+    assert build_payload(weights + 1, list("abc"))["signed"] is False
+
+
+def test_scales():
+    weights = rows_summing_to_one(1, 3)
+    assert build_payload(weights, list("abc"), shared_max=0.8)["shared"] == pytest.approx(0.8)
+    assert build_payload(weights, list("abc"), scale="fixed")["scale"] == "fixed"
+    # The shared scale needs the model's maximum; the others offer it only when given.
+    with pytest.raises(InvalidSelectionError, match="shared_max"):
+        build_payload(weights, list("abc"), scale="shared")
+    assert build_payload(weights, list("abc"))["shared"] is None
+    with pytest.raises(InvalidSelectionError, match="scale"):
+        build_payload(weights, list("abc"), scale="loud")
+    with pytest.raises(InvalidSelectionError, match="positive"):
+        build_payload(weights, list("abc"), scale="chart", shared_max=-1.0)
+
+
+def test_model_max_spans_every_head_and_layer_and_skips_rows_not_computed():
+    per_head = np.zeros((2, 3, 4, 4))
+    per_head[1, 2, 0, 0] = 0.7
+    per_head[0, 0, 1] = np.nan
+    assert model_max(per_head, per_head.mean(1)) == pytest.approx(0.7)
+    assert model_max(None, np.full((2, 3, 3), -0.4)) == pytest.approx(0.4)
+    assert model_max(None, np.full((1, 2, 2), np.nan)) == 1.0
+    assert model_max(None, np.zeros((1, 2, 2))) == 1.0
+
+
+def test_huge_scores_are_clipped_not_infinite():
+    values = decode_values(encode_values(np.array([[[1e6, -1e6]]])), [1, 1, 2])
+    assert values.tolist() == [[[65504.0, -65504.0]]]
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "match"),
+    [
+        ({"heads": np.ones((2, 2))}, InvalidAttentionError, "dimension"),
+        ({"heads": np.ones((0, 2, 2))}, InvalidAttentionError, "empty"),
+        ({"heads": np.full((1, 2, 2), np.inf)}, InvalidAttentionError, "infinite"),
+        ({"row_labels": ["a"]}, InvalidSelectionError, "1 tokens"),
+        ({"row_labels": "ab"}, InvalidSelectionError, "one string"),
+        ({"selected": 2}, InvalidSelectionError, "outside"),
+        ({"selected": True}, InvalidSelectionError, "outside"),
+        ({"head": 5}, InvalidSelectionError, "outside"),
+        ({"head": "best"}, InvalidSelectionError, "mean"),
+        ({"layer": 3, "layers": 2}, InvalidSelectionError, "outside"),
+        ({"layers": 0}, InvalidSelectionError, "at least 1"),
+        ({"empty": np.ones((3, 3), bool)}, InvalidSelectionError, "empty mask"),
+        ({"mean": np.ones((3, 3))}, InvalidAttentionError, "mean"),
+        ({"segment_b_start": 0}, InvalidSelectionError, "first token"),
+    ],
+)
+def test_bad_input_is_a_typed_error(changes, error, match):
+    arguments = {"heads": np.full((2, 2, 2), 0.5), "row_labels": ["a", "b"], **changes}
+    with pytest.raises(error, match=match):
+        build_payload(**arguments)
+
+
+def test_longer_inputs_are_refused_for_the_long_input_path():
+    n = MAX_TOKENS + 1
+    with pytest.raises(InvalidSelectionError, match=str(MAX_TOKENS)):
+        build_payload(np.zeros((1, n, n), np.float32), ["t"] * n)
+
+
+def test_json_is_compact_and_strict():
+    payload = build_payload(rows_summing_to_one(1, 2), ["a", "b"], title="Layer 0")
+    text = payload_json(payload)
+    assert ", " not in text and json.loads(text)["title"] == "Layer 0"
+
+
+def test_outside_a_sliding_window():
+    groups = [[i] for i in range(5)]
+    causal = outside_window(groups, 2, causal=True)
+    i, j = np.indices((5, 5))
+    np.testing.assert_array_equal(causal, ~((i - j >= 0) & (i - j < 2)))
+    both_ways = outside_window(groups, 2, causal=False)
+    np.testing.assert_array_equal(both_ways, abs(i - j) >= 2)
+    # A merged unit is outside only when none of its positions is inside.
+    merged = outside_window([[0], [1, 2], [3], [4]], 2, causal=True)
+    assert not merged[1, 0] and not merged[2, 1] and merged[2, 0] and merged[3, 1]
+    with pytest.raises(InvalidSelectionError, match="at least 1"):
+        outside_window(groups, 0, causal=True)

@@ -1,0 +1,15 @@
+"""Attention explorer on canvases as a Streamlit component: ``from ui.explorer import explorer``."""
+
+from ui.explorer.component import change_in_callback, checked_change, explorer
+from ui.explorer.payload import MAX_TOKENS, build_payload, decode_values, model_max, payload_json
+
+__all__ = [
+    "MAX_TOKENS",
+    "build_payload",
+    "change_in_callback",
+    "checked_change",
+    "decode_values",
+    "explorer",
+    "model_max",
+    "payload_json",
+]

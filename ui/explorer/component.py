@@ -1,0 +1,118 @@
+"""The explorer as a bidirectional Streamlit component (``st.components.v2``, no build step).
+
+The browser gets one layer's matrices (:mod:`ui.explorer.payload`) and does the rest itself:
+head and token changes, hover, the legend's options, PNG export. What comes back is the view
+(trigger ``view``): ``{"head": h or "mean", "token": row}`` once the keys rest, with a
+``"layer"`` at once for Page Up / Page Down, or ``{"need": true}`` when it lacks the data.
+The page applies a view in an ``on_change`` callback before its run
+(:func:`change_in_callback`), so the controls and the link follow.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from ui.explorer.payload import payload_json
+
+COMPONENT_NAME = "attention_atlas.explorer"
+HERE = Path(__file__).parent
+VIEW_EVENT = "view"
+
+
+@cache
+def _mount():
+    # Registered once per process: registering again under the same name logs a warning.
+    return st.components.v2.component(
+        COMPONENT_NAME,
+        css=(HERE / "explorer.css").read_text(encoding="utf-8"),
+        js=(HERE / "explorer.js").read_text(encoding="utf-8"),
+    )
+
+
+def _ignore_change() -> None:
+    """The ``view`` trigger needs a callback to be registered."""
+
+
+def explorer(
+    payload: dict[str, Any],
+    *,
+    key: str = "explorer",
+    on_change: Callable[[], None] | None = None,
+) -> None:
+    """Mount the explorer with `payload` (:func:`ui.explorer.payload.build_payload`).
+
+    `on_change` runs before the run a change in the browser starts; it reads the change with
+    :func:`change_in_callback`.
+
+    The matrices travel once per layer: a run that shows the ones this session sent last
+    (same ``"key"``, a hash of the data) sends ``"data": null`` and the browser reuses its copy
+    (9 MB at 512 tokens, which a token or head change must not send again). A browser without
+    that copy (a reload of the component) asks for it with ``{"need": true}``.
+    """
+    payload = dict(payload)
+    payload["key"] = hashlib.blake2b(payload["data"].encode("ascii"), digest_size=8).hexdigest()
+    sent = _sent_key(key)
+    if st.session_state.get(sent) == payload["key"]:
+        payload["data"] = None
+    st.session_state[sent] = payload["key"]
+    _mount()(
+        key=key,
+        data=payload_json(payload),
+        on_view_change=functools.partial(_on_view, key, on_change or _ignore_change),
+    )
+
+
+def _sent_key(key: str) -> str:
+    """Session key holding the data key the explorer `key` was last sent."""
+    return f"{key}__sent_data"
+
+
+def _on_view(key: str, on_change: Callable[[], None]) -> None:
+    state = st.session_state.get(key)
+    trigger = state.get(VIEW_EVENT) if isinstance(state, dict) else None
+    if isinstance(trigger, dict) and trigger.get("need") is True:
+        # The browser lost its copy of the matrices: this run sends them again.
+        st.session_state.pop(_sent_key(key), None)
+        return
+    on_change()
+
+
+def change_in_callback(key: str = "explorer") -> dict[str, Any] | None:
+    """In an `on_change` callback: the browser's change, checked, or None.
+
+    Returns a dict with ``head`` (an int or ``"mean"``), ``token`` (a row or None) and, when the
+    keyboard asked for another layer, ``layer``; nonsense from the browser is dropped.
+    """
+    try:
+        state = st.session_state.get(key)
+    except Exception:  # no session (bare mode)
+        return None
+    trigger = state.get(VIEW_EVENT) if isinstance(state, dict) else None
+    return checked_change(trigger)
+
+
+def checked_change(trigger: Any) -> dict[str, Any] | None:
+    """The fields of a ``view`` trigger payload that have the right types (None: nothing)."""
+    if not isinstance(trigger, dict):
+        return None
+
+    def whole(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    change: dict[str, Any] = {}
+    head = trigger.get("head")
+    if head == "mean" or whole(head):
+        change["head"] = head
+    token = trigger.get("token")
+    if token is None or whole(token):
+        change["token"] = token
+    if whole(trigger.get("layer")):
+        change["layer"] = trigger["layer"]
+    return change or None

@@ -1,0 +1,998 @@
+// Explorer: one layer's attention matrix and the selected token's bars, drawn on canvases.
+//
+// The payload (ui/explorer/payload.py) holds every head of the layer (and the page's mean of
+// heads) as float16. Head, token, hover and legend changes repaint here with no server run.
+// The view state reaches Python as the trigger "view" ({head, token}) once the keys rest
+// (VIEW_DELAY_MS), in one run; PageUp / PageDown ask Python for the next layer at once
+// ({layer}). Python's own changes (its Layer, Head and Selected token controls) come back as
+// a new payload and are adopted, unless they only echo what this component sent.
+
+const VIEW_DELAY_MS = 600;
+const EXPLORER_EVENT = "atlas-explorer"; // the line view (ui/head_view) listens on window
+const MIN_ROW_PX = 11; // every row gets a label: a long input makes the matrix taller
+const MAX_ROW_PX = 36; // a short input's cells stop growing in height (they stay wide)
+const MIN_LABEL_PX = 7; // rotated column labels need this much width each (a 7 px font);
+// thinner columns get every second (third…) label
+const LOG_DECADES = 3; // the log scale spans three decades below its top
+const BAR_PX = 72; // height of each half of the bars (out above, in below)
+const OUT_COLOUR = "#0072B2"; // Okabe-Ito blue and orange: told apart by colour-blind readers
+const IN_COLOUR = "#E69F00";
+const OUT_COLOUR_DARK = "#56B4E9";
+const NEGATIVE_COLOUR = "#D55E00"; // Okabe-Ito vermillion: signed scores below zero
+
+// Perceptually uniform palettes, readable for colour-blind readers: control points of
+// matplotlib's viridis and cividis; "ink" runs from the page background to a strong colour.
+const PALETTES = {
+  viridis: ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"],
+  cividis: ["#00224e", "#123570", "#3b496c", "#575d6d", "#707173", "#8a8779", "#a69d75", "#c4b56c", "#e4cf5b", "#fee838"],
+  ink: null,
+};
+const PALETTE_NAMES = { viridis: "viridis", cividis: "cividis", ink: "background to ink" };
+const SCALE_NAMES = {
+  shared: "shared across the model's heads and layers",
+  chart: "this matrix's own maximum",
+  fixed: "fixed 0–1",
+};
+
+function hexRgb(hex) {
+  const n = parseInt(hex.slice(1), 16);
+  return [(n >> 16) & 255, (n >> 8) & 255, n & 255];
+}
+
+function parseColour(ctx, colour, fallback) {
+  ctx.fillStyle = fallback;
+  ctx.fillStyle = colour || fallback;
+  const value = ctx.fillStyle;
+  if (value.startsWith("#")) return hexRgb(value);
+  return (value.match(/[\d.]+/g) || [255, 255, 255]).slice(0, 3).map(Number);
+}
+
+function lut(stops) {
+  // 256 RGB entries interpolated linearly between the control points.
+  const table = new Uint8ClampedArray(256 * 3);
+  const rgb = stops.map((s) => (typeof s === "string" ? hexRgb(s) : s));
+  for (let i = 0; i < 256; i += 1) {
+    const t = (i / 255) * (rgb.length - 1);
+    const j = Math.min(rgb.length - 2, Math.floor(t));
+    const f = t - j;
+    for (let c = 0; c < 3; c += 1) table[3 * i + c] = rgb[j][c] + (rgb[j + 1][c] - rgb[j][c]) * f;
+  }
+  return table;
+}
+
+function decodeFloat16(base64) {
+  const binary = atob(base64);
+  const count = binary.length >> 1;
+  const out = new Float32Array(count);
+  // A table of all 65,536 float16 values makes decoding one lookup per cell.
+  const table = decodeFloat16.table || (decodeFloat16.table = float16Table());
+  for (let i = 0; i < count; i += 1) {
+    out[i] = table[binary.charCodeAt(2 * i) | (binary.charCodeAt(2 * i + 1) << 8)];
+  }
+  return out;
+}
+
+function float16Table() {
+  const table = new Float32Array(65536);
+  for (let h = 0; h < 65536; h += 1) {
+    const sign = h & 0x8000 ? -1 : 1;
+    const exponent = (h >> 10) & 0x1f;
+    const fraction = h & 0x3ff;
+    if (exponent === 0) table[h] = sign * 2 ** -14 * (fraction / 1024);
+    else if (exponent === 31) table[h] = fraction ? NaN : sign * Infinity;
+    else table[h] = sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
+  }
+  return table;
+}
+
+function formatValue(v) {
+  if (!Number.isFinite(v)) return "not computed";
+  if (v === 0) return "0";
+  const a = Math.abs(v);
+  // 4 significant digits: all a float16 holds (its step is 1/1024 of the value's power of 2).
+  return a >= 0.001 && a < 1000 ? String(Number(v.toPrecision(4))) : v.toExponential(3);
+}
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+class Explorer {
+  constructor(root, setTriggerValue) {
+    this.root = root;
+    this.setTriggerValue = setTriggerValue;
+    this.payload = null;
+    this.options = { scale: null, log: false, dropFirst: false, palette: "viridis" };
+    this.head = 0;
+    this.sel = null;
+    this.sent = null;
+    this.hover = null;
+    this.draws = 0;
+    this.timer = 0;
+    this.width = 0;
+    this.build();
+    this.resizeObserver = new ResizeObserver(() => {
+      const width = this.root.clientWidth;
+      if (width > 0 && width !== this.width) this.repaint(true);
+    });
+    this.resizeObserver.observe(root);
+    // The scroll box follows the window's height.
+    this.onWindowResize = () => {
+      if (window.innerHeight !== this.windowHeight) this.repaint(true);
+    };
+    window.addEventListener("resize", this.onWindowResize);
+  }
+
+  // ------------------------------------------------------------------ DOM
+  build() {
+    const root = this.root;
+    root.textContent = "";
+    root.tabIndex = 0;
+    root.setAttribute("role", "group");
+    root.setAttribute(
+      "aria-label",
+      "Attention explorer: arrow keys move the selected token, [ and ] the head, Page Up and " +
+        "Page Down the layer, ? for help",
+    );
+    this.titleLine = el("div", "ex-title");
+    this.bar = el("div", "ex-bar");
+    this.heads = el("div", "ex-heads");
+    this.heads.setAttribute("role", "group");
+    this.heads.setAttribute("aria-label", "Head shown");
+    this.controls = el("div", "ex-controls");
+    this.legendBox = el("div", "ex-legend");
+    this.legendCanvas = el("canvas", "ex-legend-canvas");
+    this.legendCanvas.setAttribute("role", "img");
+    this.legendText = el("div", "ex-legend-text");
+    this.legendBox.append(this.legendCanvas, this.legendText);
+    this.bar.append(this.heads, this.controls);
+
+    this.scroll = el("div", "ex-scroll");
+    this.header = el("div", "ex-header");
+    this.colCanvas = el("canvas", "ex-cols");
+    this.colCanvas.setAttribute("role", "img");
+    this.header.append(this.colCanvas);
+    this.body = el("div", "ex-body");
+    this.matrix = el("canvas", "ex-matrix");
+    this.matrix.setAttribute("role", "img");
+    this.overlay = el("canvas", "ex-overlay");
+    this.overlay.setAttribute("aria-hidden", "true");
+    this.body.append(this.matrix, this.overlay);
+    this.scroll.append(this.header, this.body);
+
+    this.barsTitle = el("div", "ex-bars-title");
+    this.bars = el("canvas", "ex-bars");
+    this.bars.setAttribute("role", "img");
+    this.summary = el("div", "ex-summary");
+    this.summary.id = `ex-summary-${Math.random().toString(36).slice(2)}`;
+    this.summary.setAttribute("aria-live", "polite");
+    this.matrix.setAttribute("aria-describedby", this.summary.id);
+    this.bars.setAttribute("aria-describedby", this.summary.id);
+    this.tip = el("div", "ex-tip");
+    this.tip.setAttribute("role", "status");
+    this.help = el("div", "ex-help");
+    this.help.hidden = true;
+    this.help.setAttribute("role", "dialog");
+    this.help.setAttribute("aria-label", "Explorer keys");
+    root.append(
+      this.titleLine,
+      this.bar,
+      this.legendBox,
+      this.scroll,
+      this.barsTitle,
+      this.bars,
+      this.summary,
+      this.tip,
+      this.help,
+    );
+    this.buildControls();
+
+    root.addEventListener("keydown", (event) => this.onKey(event));
+    this.body.addEventListener("pointermove", (event) => this.onPointer(event, "matrix"));
+    this.body.addEventListener("pointerleave", () => this.setHover(null));
+    this.body.addEventListener("click", (event) => {
+      const cell = this.cellAt(event, "matrix");
+      if (cell) this.select(cell.row);
+    });
+    this.bars.addEventListener("pointermove", (event) => this.onPointer(event, "bars"));
+    this.bars.addEventListener("pointerleave", () => this.setHover(null));
+    this.heads.addEventListener("click", (event) => {
+      const chip = event.target.closest(".ex-chip");
+      if (chip) this.setHead(Number(chip.dataset.index));
+    });
+  }
+
+  buildControls() {
+    const c = this.controls;
+    c.textContent = "";
+    const select = (label, name, options) => {
+      const wrap = el("label", "ex-control");
+      wrap.append(el("span", "", label));
+      const box = el("select");
+      box.name = name;
+      for (const [value, text] of options) {
+        const option = el("option", "", text);
+        option.value = value;
+        box.append(option);
+      }
+      box.addEventListener("change", () => {
+        this.options[name] = box.value;
+        this.repaint(false);
+      });
+      wrap.append(box);
+      c.append(wrap);
+      return box;
+    };
+    const check = (label, name, tip) => {
+      const wrap = el("label", "ex-control");
+      const box = el("input");
+      box.type = "checkbox";
+      box.name = name;
+      box.title = tip;
+      box.addEventListener("change", () => {
+        this.options[name] = box.checked;
+        this.repaint(false);
+      });
+      wrap.append(box, el("span", "", label));
+      wrap.title = tip;
+      c.append(wrap);
+      return box;
+    };
+    this.scaleBox = select("Scale", "scale", [
+      ["shared", "shared (model)"],
+      ["chart", "this matrix"],
+      ["fixed", "fixed 0–1"],
+    ]);
+    this.paletteBox = select("Colours", "palette", [
+      ["viridis", "viridis"],
+      ["cividis", "cividis"],
+      ["ink", "background to ink"],
+    ]);
+    this.logBox = check("Log", "log", `Log colour scale: ${LOG_DECADES} decades below the top`);
+    this.dropBox = check(
+      "Without first token",
+      "dropFirst",
+      "Leave the first key out and renormalise each row over the others",
+    );
+    const png = el("button", "ex-button", "PNG");
+    png.type = "button";
+    png.title = "Download exactly what is shown as a PNG image";
+    png.addEventListener("click", () => this.exportPng());
+    const helpButton = el("button", "ex-button", "?");
+    helpButton.type = "button";
+    helpButton.title = "Keys";
+    helpButton.setAttribute("aria-label", "Keys (help)");
+    helpButton.setAttribute("aria-expanded", "false");
+    helpButton.addEventListener("click", () => this.toggleHelp());
+    this.helpButton = helpButton;
+    c.append(png, helpButton);
+    this.help.innerHTML =
+      "<b>Keys</b> (click the explorer first)<ul>" +
+      "<li><kbd>↑</kbd> <kbd>↓</kbd> (or <kbd>←</kbd> <kbd>→</kbd>): previous / next token</li>" +
+      "<li><kbd>Home</kbd> <kbd>End</kbd>: first / last token</li>" +
+      "<li><kbd>[</kbd> <kbd>]</kbd>: previous / next head (mean of heads before head 0)</li>" +
+      "<li><kbd>Page Up</kbd> <kbd>Page Down</kbd>: previous / next layer (asks the server)</li>" +
+      "<li><kbd>?</kbd>: this help, <kbd>Esc</kbd>: close it</li></ul>" +
+      "Hover a cell or a bar for its value (sent as float16: about 3 significant digits, " +
+      "shown to 4). Click a cell to " +
+      "select its row. Hatched cells were never computed by the model.";
+  }
+
+  toggleHelp(force) {
+    const open = force === undefined ? this.help.hidden : force;
+    this.help.hidden = !open;
+    this.helpButton.setAttribute("aria-expanded", String(open));
+  }
+
+  // ------------------------------------------------------------------ data
+  update(payload) {
+    // The matrices come once per layer; later runs send their key only (data: null).
+    const cache = window.__atlasExplorerData || (window.__atlasExplorerData = new Map());
+    if (payload.data !== null) {
+      cache.clear(); // one layer kept: 13.6 MB of float32 at 512 tokens
+      cache.set(payload.key, decodeFloat16(payload.data));
+    } else if (!cache.has(payload.key)) {
+      // A reloaded component without its copy: ask for the data, keep what is drawn.
+      this.root.dataset.missing = payload.key;
+      this.setTriggerValue("view", { need: true });
+      return;
+    }
+    this.values = cache.get(payload.key);
+    const previous = this.payload;
+    const sameShape =
+      previous && JSON.stringify(previous.shape) === JSON.stringify(payload.shape);
+    this.payload = payload;
+    this.rows = payload.rows;
+    this.cols = payload.cols || payload.rows;
+    this.cross = Boolean(payload.cols);
+    [this.count, this.nRows, this.nCols] = payload.shape;
+    // Python's head and selection win when they changed there; an echo of what this component
+    // sent keeps whatever the keys have moved to since.
+    const echo = this.sent && payload.head === this.sent.head && payload.sel === this.sent.sel;
+    if (!previous || !sameShape) {
+      this.head = payload.head;
+      this.sel = payload.sel;
+    } else if (!echo) {
+      if (payload.head !== previous.head || this.head >= this.count) this.head = payload.head;
+      if (payload.sel !== previous.sel) this.sel = payload.sel;
+    }
+    if (this.sel !== null && this.sel >= this.nRows) this.sel = payload.sel;
+    if (this.options.scale === null || (payload.shared === null && this.options.scale === "shared"))
+      this.options.scale = payload.shared === null && payload.scale === "shared" ? "chart" : payload.scale;
+    this.scaleBox.value = this.options.scale;
+    this.scaleBox.querySelector("option[value=shared]").disabled = payload.shared === null;
+    this.logBox.disabled = payload.signed;
+    this.dropBox.disabled = payload.signed || this.nCols < 2;
+    if (payload.signed) {
+      this.options.log = false;
+      this.options.dropFirst = false;
+      this.logBox.checked = false;
+      this.dropBox.checked = false;
+    }
+    this.buildHeads();
+    this.repaint(true);
+  }
+
+  buildHeads() {
+    const names = this.payload.names;
+    const key = names.join(",");
+    if (key !== this.headKey) {
+      this.headKey = key;
+      this.heads.textContent = "";
+      if (names.length > 1) this.heads.append(el("span", "ex-heads-title", "Head"));
+      this.chips = names.map((name, index) => {
+        const chip = el("button", "ex-chip", name);
+        chip.type = "button";
+        chip.dataset.index = String(index);
+        chip.title = name === "mean" ? "Mean of the layer's heads" : `Head ${name}`;
+        if (names.length > 1) this.heads.append(chip);
+        return chip;
+      });
+    }
+    this.chips.forEach((chip, index) => chip.setAttribute("aria-pressed", String(index === this.head)));
+  }
+
+  /** Value of matrix `m` at (`row`, `col`) after the "without first token" option. */
+  cell(m, row, col) {
+    const v = this.values[(m * this.nRows + row) * this.nCols + col];
+    if (!this.options.dropFirst) return v;
+    if (col === 0) return NaN;
+    return v / this.rowRest[row];
+  }
+
+  prepareMatrix() {
+    // Row sums without the first key, for the renormalisation (NaN cells count as 0).
+    const m = this.head;
+    if (this.options.dropFirst) {
+      this.rowRest = new Float32Array(this.nRows);
+      for (let r = 0; r < this.nRows; r += 1) {
+        let sum = 0;
+        const base = (m * this.nRows + r) * this.nCols;
+        for (let c = 1; c < this.nCols; c += 1) {
+          const v = this.values[base + c];
+          if (Number.isFinite(v)) sum += v;
+        }
+        this.rowRest[r] = sum > 0 ? sum : NaN;
+      }
+    }
+    let top = 0;
+    for (let r = 0; r < this.nRows; r += 1) {
+      for (let c = 0; c < this.nCols; c += 1) {
+        const v = Math.abs(this.cell(m, r, c));
+        if (v > top) top = v;
+      }
+    }
+    const scale = this.options.scale;
+    this.chartTop = top > 0 ? top : 1;
+    this.top = scale === "fixed" ? 1 : scale === "shared" ? this.payload.shared : this.chartTop;
+  }
+
+  /** Colour position in [0, 1] of value `v` (NaN: empty). Signed data: 0.5 is zero. */
+  position(v) {
+    if (!Number.isFinite(v)) return NaN;
+    if (this.payload.signed) return Math.max(0, Math.min(1, 0.5 + v / (2 * this.top)));
+    if (this.options.log) {
+      if (v <= 0) return 0;
+      return Math.max(0, Math.min(1, 1 + Math.log10(v / this.top) / LOG_DECADES));
+    }
+    return Math.max(0, Math.min(1, v / this.top));
+  }
+
+  // ------------------------------------------------------------------ theme and geometry
+  readTheme() {
+    const style = getComputedStyle(this.root);
+    const ctx = this.legendCanvas.getContext("2d");
+    this.text = style.color || "#31333f";
+    const background = parseColour(ctx, style.getPropertyValue("--st-background-color").trim(), "#ffffff");
+    const luminance = (0.2126 * background[0] + 0.7152 * background[1] + 0.0722 * background[2]) / 255;
+    this.dark = luminance < 0.5;
+    this.background = background;
+    this.root.dataset.theme = this.dark ? "dark" : "light";
+    this.font = style.fontFamily || "sans-serif";
+    this.primary = style.getPropertyValue("--st-primary-color").trim() || "#ff4b4b";
+    this.grid = this.dark ? "rgba(255,255,255,0.35)" : "rgba(0,0,0,0.3)";
+    let stops = PALETTES[this.options.palette];
+    if (this.payload.signed) stops = ["#2166ac", "#67a9cf", background, "#ef8a62", "#b2182b"];
+    else if (!stops) stops = [background, this.dark ? "#fde725" : "#08306b"];
+    this.lut = lut(stops);
+  }
+
+  layout() {
+    const width = Math.max(160, this.root.clientWidth);
+    this.width = this.root.clientWidth;
+    const ctx = this.colCanvas.getContext("2d");
+    const labelFont = (size) => `${size}px ${this.font}`;
+    const widest = (labels) => labels.reduce((w, t) => Math.max(w, ctx.measureText(t).width), 0);
+    // The row labels' font follows the row height, which follows the column width: the first
+    // guess assumes the narrowest rows, the gutter then fits the labels at that font.
+    const guess = Math.min(MAX_ROW_PX, Math.max(MIN_ROW_PX, (width - 60) / this.nCols));
+    const rowFont = Math.min(12, guess - 2);
+    ctx.font = labelFont(rowFont);
+    const gutter = Math.round(Math.min(120, Math.max(36, widest(this.rows) + 12)));
+    const gridWidth = Math.max(40, width - gutter - 2);
+    const colPitch = gridWidth / this.nCols;
+    const rowPitch = Math.min(MAX_ROW_PX, Math.max(MIN_ROW_PX, colPitch));
+    const colStep = Math.max(1, Math.ceil(MIN_LABEL_PX / colPitch - 1e-9));
+    const colFont = Math.min(12, Math.max(6.5, colPitch * colStep - 0.5));
+    ctx.font = labelFont(colFont);
+    const headerHeight = Math.round(Math.min(96, Math.max(28, widest(this.cols) + 10)));
+    this.geometry = {
+      width,
+      gutter,
+      gridWidth,
+      colPitch,
+      rowPitch,
+      colStep,
+      colFont,
+      rowFont,
+      headerHeight,
+      height: Math.ceil(rowPitch * this.nRows),
+    };
+    const g = this.geometry;
+    const ratio = window.devicePixelRatio || 1;
+    const size = (canvas, w, h) => {
+      canvas.width = Math.round(w * ratio);
+      canvas.height = Math.round(h * ratio);
+      canvas.style.width = `${w}px`;
+      canvas.style.height = `${h}px`;
+      const c = canvas.getContext("2d");
+      c.setTransform(ratio, 0, 0, ratio, 0, 0);
+      return c;
+    };
+    size(this.colCanvas, width, headerHeight);
+    size(this.matrix, width, g.height);
+    size(this.overlay, width, g.height);
+    this.body.style.height = `${g.height}px`;
+    // The box is as tall as the window allows; a taller matrix scrolls under sticky labels.
+    this.windowHeight = window.innerHeight;
+    this.scroll.style.maxHeight = `${Math.max(320, Math.round(window.innerHeight * 0.78))}px`;
+    this.barsHeight = 2 * BAR_PX + headerHeight + 8;
+    size(this.bars, width, this.cross ? BAR_PX + headerHeight + 8 : this.barsHeight);
+    size(this.legendCanvas, Math.min(260, Math.max(140, width * 0.3)), 34);
+  }
+
+  // ------------------------------------------------------------------ painting
+  repaint(relayout) {
+    if (!this.payload) return;
+    const started = performance.now();
+    this.readTheme();
+    if (relayout || !this.geometry) this.layout();
+    this.prepareMatrix();
+    this.paintCells();
+    this.paintMatrix();
+    this.paintColumns();
+    this.paintOverlay();
+    this.paintBars();
+    this.paintLegend();
+    this.describe();
+    this.draws += 1;
+    const d = this.root.dataset;
+    d.draws = String(this.draws);
+    d.head = this.payload.names[this.head];
+    d.selected = this.sel === null ? "" : String(this.sel);
+    d.layer = String(this.payload.layer);
+    d.paintMs = (performance.now() - started).toFixed(1);
+  }
+
+  paintCells() {
+    // One pixel per cell in an offscreen canvas, scaled up without smoothing.
+    if (!this.cells || this.cells.width !== this.nCols || this.cells.height !== this.nRows) {
+      this.cells = document.createElement("canvas");
+      this.cells.width = this.nCols;
+      this.cells.height = this.nRows;
+    }
+    const ctx = this.cells.getContext("2d");
+    const image = ctx.createImageData(this.nCols, this.nRows);
+    const data = image.data;
+    const table = this.lut;
+    let p = 0;
+    for (let r = 0; r < this.nRows; r += 1) {
+      for (let c = 0; c < this.nCols; c += 1, p += 4) {
+        const t = this.position(this.cell(this.head, r, c));
+        if (Number.isNaN(t)) continue; // transparent: the hatching shows through
+        const i = 3 * Math.round(t * 255);
+        data[p] = table[i];
+        data[p + 1] = table[i + 1];
+        data[p + 2] = table[i + 2];
+        data[p + 3] = 255;
+      }
+    }
+    ctx.putImageData(image, 0, 0);
+  }
+
+  hatch(ctx) {
+    const tile = document.createElement("canvas");
+    tile.width = tile.height = 6;
+    const t = tile.getContext("2d");
+    t.strokeStyle = this.dark ? "rgba(255,255,255,0.28)" : "rgba(0,0,0,0.22)";
+    t.lineWidth = 1;
+    t.beginPath();
+    t.moveTo(0, 6);
+    t.lineTo(6, 0);
+    t.stroke();
+    return ctx.createPattern(tile, "repeat");
+  }
+
+  paintMatrix() {
+    const g = this.geometry;
+    const ctx = this.matrix.getContext("2d");
+    ctx.clearRect(0, 0, g.width, g.height);
+    ctx.fillStyle = this.hatch(ctx);
+    ctx.fillRect(g.gutter, 0, g.gridWidth, g.height);
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(this.cells, g.gutter, 0, g.gridWidth, g.height);
+    // Sentence B of a pair: a rule between the sentences on both axes, tags in the gutter.
+    const segB = this.payload.segB;
+    if (segB !== null) {
+      ctx.strokeStyle = this.text;
+      ctx.lineWidth = 2;
+      ctx.beginPath();
+      ctx.moveTo(g.gutter, segB * g.rowPitch);
+      ctx.lineTo(g.gutter + g.gridWidth, segB * g.rowPitch);
+      ctx.moveTo(g.gutter + segB * g.colPitch, 0);
+      ctx.lineTo(g.gutter + segB * g.colPitch, g.height);
+      ctx.stroke();
+      ctx.fillStyle = this.dark ? "rgba(86,180,233,0.35)" : "rgba(0,114,178,0.2)";
+      ctx.fillRect(0, 0, 4, segB * g.rowPitch);
+      ctx.fillStyle = this.dark ? "rgba(230,159,0,0.45)" : "rgba(230,159,0,0.35)";
+      ctx.fillRect(0, segB * g.rowPitch, 4, g.height - segB * g.rowPitch);
+    }
+    // Row labels: every row (rows are never thinner than MIN_ROW_PX).
+    ctx.fillStyle = this.text;
+    ctx.textAlign = "right";
+    ctx.textBaseline = "middle";
+    for (let r = 0; r < this.nRows; r += 1) {
+      ctx.font = `${r === this.sel ? "bold " : ""}${g.rowFont}px ${this.font}`;
+      ctx.fillText(this.clip(ctx, this.rows[r], g.gutter - 8), g.gutter - 4, (r + 0.5) * g.rowPitch);
+    }
+    Object.assign(this.root.dataset, {
+      rowLabels: String(this.nRows),
+      gutter: String(g.gutter),
+      rowPx: g.rowPitch.toFixed(2),
+    });
+  }
+
+  clip(ctx, text, room) {
+    if (ctx.measureText(text).width <= room) return text;
+    let cut = text;
+    while (cut.length > 1 && ctx.measureText(`${cut}…`).width > room) cut = cut.slice(0, -1);
+    return `${cut}…`;
+  }
+
+  columnLabels(ctx, top, height, rotateUp) {
+    // Rotated column labels in a band of `height` px starting at `top`, reading upwards, their
+    // ends next to the grid. Thin columns get every colStep-th label, plus the selected one.
+    const g = this.geometry;
+    let drawn = 0;
+    ctx.fillStyle = this.text;
+    ctx.textBaseline = "middle";
+    const sel = this.cross ? null : this.sel;
+    for (let c = 0; c < this.nCols; c += 1) {
+      const chosen = c === sel;
+      // The selected column is always labelled; thinned labels too close to it give way.
+      const crowded = sel !== null && !chosen && Math.abs(c - sel) < g.colStep;
+      if ((c % g.colStep !== 0 || crowded) && !chosen) continue;
+      ctx.save();
+      ctx.translate(g.gutter + (c + 0.5) * g.colPitch, rotateUp ? top + height - 4 : top + 4);
+      ctx.rotate(-Math.PI / 2);
+      ctx.textAlign = rotateUp ? "left" : "right";
+      ctx.font = `${chosen ? "bold " : ""}${g.colFont}px ${this.font}`;
+      ctx.fillText(this.clip(ctx, this.cols[c], height - 8), 0, 0);
+      ctx.restore();
+      drawn += 1;
+    }
+    return drawn;
+  }
+
+  paintColumns() {
+    const g = this.geometry;
+    const ctx = this.colCanvas.getContext("2d");
+    ctx.clearRect(0, 0, g.width, g.headerHeight);
+    this.root.dataset.colLabels = String(this.columnLabels(ctx, 0, g.headerHeight, true));
+    this.root.dataset.colLabelPx = g.colPitch.toFixed(2);
+    this.colCanvas.setAttribute("aria-label", `Column labels: ${this.cols.length} tokens`);
+  }
+
+  paintOverlay() {
+    const g = this.geometry;
+    const ctx = this.overlay.getContext("2d");
+    ctx.clearRect(0, 0, g.width, g.height);
+    ctx.lineWidth = 2;
+    ctx.strokeStyle = this.primary;
+    if (this.sel !== null) {
+      ctx.strokeRect(g.gutter + 1, this.sel * g.rowPitch + 1, g.gridWidth - 2, g.rowPitch - 2);
+      if (!this.cross) {
+        ctx.setLineDash([4, 3]);
+        ctx.strokeRect(g.gutter + this.sel * g.colPitch + 1, 1, g.colPitch - 2, g.height - 2);
+        ctx.setLineDash([]);
+      }
+    }
+    if (this.hover && this.hover.where === "matrix") {
+      const { row, col } = this.hover;
+      ctx.strokeStyle = this.dark ? "#ffffff" : "#000000";
+      ctx.lineWidth = 1.5;
+      ctx.strokeRect(g.gutter + col * g.colPitch, row * g.rowPitch, g.colPitch, g.rowPitch);
+    }
+  }
+
+  paintBars() {
+    const g = this.geometry;
+    const ctx = this.bars.getContext("2d");
+    const height = parseFloat(this.bars.style.height);
+    ctx.clearRect(0, 0, g.width, height);
+    const name = this.payload.names[this.head];
+    if (this.sel === null) {
+      this.barsTitle.textContent = "Select a token (click a row) to see its attention as bars.";
+      return;
+    }
+    const label = this.rows[this.sel];
+    // Bars are lengths on a labelled axis: 0 to the largest of the two halves (linear), so a
+    // row of small weights is still readable; the axis says how small.
+    const out = [];
+    const incoming = [];
+    let top = 0;
+    for (let c = 0; c < this.nCols; c += 1) {
+      out.push(this.cell(this.head, this.sel, c));
+      if (!this.cross) incoming.push(this.cell(this.head, c, this.sel));
+    }
+    for (const v of [...out, ...incoming]) if (Number.isFinite(v) && Math.abs(v) > top) top = Math.abs(v);
+    top = top > 0 ? top : 1;
+    this.barsTitle.textContent =
+      (this.cross
+        ? `'${label}' (target): the attention it pays to each source token (blue).`
+        : `'${label}': the attention it pays to each token (blue, up) and the attention each ` +
+          `token pays to it (orange, down).`) +
+      ` Bars: linear, 0–${formatValue(top)}` +
+      (this.payload.signed ? "; a negative value is a vermillion bar of its magnitude." : ".");
+    const base = BAR_PX;
+    const axis = () => {
+      ctx.strokeStyle = this.grid;
+      ctx.lineWidth = 1;
+      ctx.beginPath();
+      ctx.moveTo(g.gutter, base + 0.5);
+      ctx.lineTo(g.gutter + g.gridWidth, base + 0.5);
+      ctx.stroke();
+      ctx.fillStyle = this.text;
+      ctx.font = `10px ${this.font}`;
+      ctx.textAlign = "right";
+      ctx.textBaseline = "top";
+      ctx.fillText(formatValue(top), g.gutter - 4, 0);
+      ctx.textBaseline = "middle";
+      ctx.fillText("0", g.gutter - 4, base);
+      if (!this.cross) {
+        ctx.textBaseline = "bottom";
+        ctx.fillText(formatValue(top), g.gutter - 4, 2 * BAR_PX);
+      }
+    };
+    const width = Math.max(1, g.colPitch - (g.colPitch > 3 ? 1 : 0));
+    const hatch = this.hatch(ctx);
+    for (let c = 0; c < this.nCols; c += 1) {
+      const x = g.gutter + c * g.colPitch;
+      // A cell never computed: a hatched stub on the axis, not a zero.
+      ctx.fillStyle = hatch;
+      if (!Number.isFinite(out[c])) ctx.fillRect(x, base - 8, width, 8);
+      if (!this.cross && !Number.isFinite(incoming[c])) ctx.fillRect(x, base + 1, width, 8);
+      if (Number.isFinite(out[c])) {
+        ctx.fillStyle = out[c] < 0 ? NEGATIVE_COLOUR : this.dark ? OUT_COLOUR_DARK : OUT_COLOUR;
+        const h = Math.min(1, Math.abs(out[c]) / top) * (BAR_PX - 2);
+        ctx.fillRect(x, base - h, width, h);
+      }
+      if (!this.cross && Number.isFinite(incoming[c])) {
+        ctx.fillStyle = incoming[c] < 0 ? NEGATIVE_COLOUR : IN_COLOUR;
+        const h = Math.min(1, Math.abs(incoming[c]) / top) * (BAR_PX - 2);
+        ctx.fillRect(x, base + 1, width, h);
+      }
+    }
+    axis();
+    const labelsTop = this.cross ? BAR_PX + 4 : 2 * BAR_PX + 4;
+    this.columnLabels(ctx, labelsTop, g.headerHeight, false);
+    this.bars.setAttribute(
+      "aria-label",
+      `Bars of '${label}', head ${name}: attention paid to each token` +
+        (this.cross ? "" : " and received from each token"),
+    );
+  }
+
+  paintLegend() {
+    const ctx = this.legendCanvas.getContext("2d");
+    const w = parseFloat(this.legendCanvas.style.width);
+    ctx.clearRect(0, 0, w, 34);
+    for (let x = 0; x < w; x += 1) {
+      const i = 3 * Math.round((x / (w - 1)) * 255);
+      ctx.fillStyle = `rgb(${this.lut[i]},${this.lut[i + 1]},${this.lut[i + 2]})`;
+      ctx.fillRect(x, 0, 1, 14);
+    }
+    ctx.fillStyle = this.text;
+    ctx.font = `11px ${this.font}`;
+    ctx.textBaseline = "top";
+    const signed = this.payload.signed;
+    const low = signed ? `−${formatValue(this.top)}` : this.options.log ? `≤${formatValue(this.top / 10 ** LOG_DECADES)}` : "0";
+    ctx.textAlign = "left";
+    ctx.fillText(low, 0, 17);
+    ctx.textAlign = "right";
+    ctx.fillText(formatValue(this.top), w, 17);
+    if (signed) {
+      ctx.textAlign = "center";
+      ctx.fillText("0", w / 2, 17);
+    } else if (this.options.log) {
+      ctx.textAlign = "center";
+      for (let d = 1; d < LOG_DECADES; d += 1) {
+        ctx.fillText(formatValue(this.top / 10 ** d), w * (1 - d / LOG_DECADES), 17);
+      }
+    }
+    const parts = [
+      `${this.payload.what}, ${signed ? "±" : "0–"}${formatValue(this.top)}: ${SCALE_NAMES[this.options.scale]}`,
+    ];
+    if (this.options.scale !== "chart" && this.chartTop > this.top * 1.0001)
+      parts.push(`values above ${formatValue(this.top)} drawn at the top`);
+    if (this.options.log) parts.push(`log scale (${LOG_DECADES} decades)`);
+    if (this.options.dropFirst)
+      parts.push(`without the first token '${this.cols[0]}' (each row renormalised over the rest)`);
+    parts.push(`colours: ${signed ? "blue–red, diverging" : PALETTE_NAMES[this.options.palette]}`);
+    parts.push("hatched: never computed");
+    if (this.payload.segB !== null)
+      parts.push("the rule splits sentence A (blue strip, left) from sentence B (orange strip)");
+    this.legendText.textContent = parts.join(" · ");
+    this.legendCanvas.setAttribute("aria-label", `Colour legend: ${parts[0]}`);
+    this.root.dataset.legend = this.legendText.textContent;
+  }
+
+  describe() {
+    // The text alternative: the selected row's strongest weights (and column's, if square).
+    const p = this.payload;
+    const name = p.names[this.head];
+    const heads = p.names.length - 1;
+    const what = name === "mean" ? `mean of ${heads} heads` : p.names.length > 1 ? `head ${name}` : "";
+    this.titleLine.textContent = `${p.title}${what ? `, ${what}` : ""}`;
+    this.matrix.setAttribute(
+      "aria-label",
+      `Attention matrix, ${p.title}, ${what || "one matrix"}: ${this.nRows} rows × ${this.nCols} columns`,
+    );
+    if (this.sel === null) {
+      this.summary.textContent = "No token selected.";
+      return;
+    }
+    const strongest = (values, labels) =>
+      values
+        .map((v, i) => [v, i])
+        .filter(([v]) => Number.isFinite(v))
+        .sort((a, b) => Math.abs(b[0]) - Math.abs(a[0]))
+        .slice(0, 5)
+        .map(([v, i]) => `${labels[i]} ${formatValue(v)}`)
+        .join(", ");
+    const out = [];
+    const incoming = [];
+    for (let c = 0; c < this.nCols; c += 1) out.push(this.cell(this.head, this.sel, c));
+    if (!this.cross) for (let r = 0; r < this.nRows; r += 1) incoming.push(this.cell(this.head, r, this.sel));
+    let text = `Selected '${this.rows[this.sel]}' (row ${this.sel}) attends most to: ${strongest(out, this.cols) || "nothing computed"}.`;
+    if (!this.cross) text += ` Attended most by: ${strongest(incoming, this.rows) || "nothing computed"}.`;
+    this.summary.textContent = text;
+  }
+
+  // ------------------------------------------------------------------ interaction
+  cellAt(event, where) {
+    const g = this.geometry;
+    const canvas = where === "matrix" ? this.matrix : this.bars;
+    const box = canvas.getBoundingClientRect();
+    const x = event.clientX - box.left - g.gutter;
+    const y = event.clientY - box.top;
+    if (x < 0 && where === "matrix" && y >= 0) {
+      const row = Math.floor(y / g.rowPitch);
+      return row >= 0 && row < this.nRows ? { row, col: null } : null;
+    }
+    const col = Math.floor(x / g.colPitch);
+    if (col < 0 || col >= this.nCols) return null;
+    if (where === "bars") return this.sel === null ? null : { col, below: y > BAR_PX };
+    const row = Math.floor(y / g.rowPitch);
+    return row >= 0 && row < this.nRows ? { row, col } : null;
+  }
+
+  onPointer(event, where) {
+    const cell = this.cellAt(event, where);
+    if (!cell || cell.col === null) {
+      this.setHover(null);
+      return;
+    }
+    if (where === "bars") {
+      const below = cell.below && !this.cross;
+      const row = below ? cell.col : this.sel;
+      const col = below ? this.sel : cell.col;
+      this.setHover({ where, row, col }, event);
+    } else {
+      this.setHover({ where, row: cell.row, col: cell.col }, event);
+    }
+  }
+
+  setHover(hover, event) {
+    this.hover = hover;
+    if (!hover) {
+      this.tip.style.display = "none";
+      this.root.dataset.hover = "";
+      this.paintOverlay();
+      return;
+    }
+    const v = this.cell(this.head, hover.row, hover.col);
+    const text = `${this.rows[hover.row]} → ${this.cols[hover.col]}: ${formatValue(v)}`;
+    this.tip.textContent = text;
+    this.tip.style.display = "block";
+    const box = this.root.getBoundingClientRect();
+    const x = event.clientX - box.left + 14;
+    this.tip.style.left = `${Math.min(x, box.width - 200)}px`;
+    this.tip.style.top = `${event.clientY - box.top + 14}px`;
+    this.root.dataset.hover = text;
+    this.paintOverlay();
+  }
+
+  select(row) {
+    if (row === null || row < 0 || row >= this.nRows) return;
+    this.sel = row;
+    this.repaint(false);
+    this.reveal();
+    this.schedule();
+  }
+
+  setHead(index) {
+    if (index < 0 || index >= this.count) return;
+    this.head = index;
+    this.buildHeads();
+    this.repaint(false);
+    this.schedule();
+  }
+
+  reveal() {
+    // Keeps the selected row in the scrolled box.
+    const g = this.geometry;
+    const top = this.sel * g.rowPitch;
+    const view = this.scroll.clientHeight - g.headerHeight;
+    const scrolled = this.scroll.scrollTop;
+    if (top < scrolled) this.scroll.scrollTop = top;
+    else if (top + g.rowPitch > scrolled + view) this.scroll.scrollTop = top + g.rowPitch - view;
+  }
+
+  schedule() {
+    // The page's line view (ui/head_view) follows at once, in the browser.
+    const name = this.payload.names[this.head];
+    window.dispatchEvent(
+      new CustomEvent(EXPLORER_EVENT, {
+        detail: { token: this.sel, head: name === "mean" ? "mean" : Number(name) },
+      }),
+    );
+    // Python hears of the new head and token once the keys rest: one run, not one per key.
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.root.dataset.sentAt = String(performance.now());
+      this.sent = { head: this.head, sel: this.sel };
+      const name = this.payload.names[this.head];
+      this.setTriggerValue("view", {
+        head: name === "mean" ? "mean" : Number(name),
+        token: this.sel,
+      });
+    }, VIEW_DELAY_MS);
+  }
+
+  onKey(event) {
+    if (event.target.closest("select, input, button") && event.key !== "?") return;
+    const key = event.key;
+    let handled = true;
+    const last = this.nRows - 1;
+    const sel = this.sel === null ? -1 : this.sel;
+    if (key === "ArrowDown" || key === "ArrowRight") this.select(Math.min(last, sel + 1));
+    else if (key === "ArrowUp" || key === "ArrowLeft") this.select(Math.max(0, sel - 1));
+    else if (key === "Home") this.select(0);
+    else if (key === "End") this.select(last);
+    else if (key === "]") this.setHead((this.head + 1) % this.count);
+    else if (key === "[") this.setHead((this.head - 1 + this.count) % this.count);
+    else if (key === "PageUp" || key === "PageDown") {
+      const layer = this.payload.layer + (key === "PageDown" ? 1 : -1);
+      if (layer >= 0 && layer < this.payload.layers) {
+        clearTimeout(this.timer);
+        const name = this.payload.names[this.head];
+        this.root.dataset.sentAt = String(performance.now());
+        this.sent = { head: this.head, sel: this.sel };
+        this.setTriggerValue("view", {
+          layer,
+          head: name === "mean" ? "mean" : Number(name),
+          token: this.sel,
+        });
+      }
+    } else if (key === "?") this.toggleHelp();
+    else if (key === "Escape") this.toggleHelp(false);
+    else handled = false;
+    if (handled) {
+      event.preventDefault();
+      event.stopPropagation();
+    }
+  }
+
+  exportPng() {
+    // Exactly what is shown: title, legend, the whole matrix with its labels, the bars.
+    const g = this.geometry;
+    const ratio = window.devicePixelRatio || 1;
+    const titleHeight = 44;
+    const barsHeight = parseFloat(this.bars.style.height);
+    const height = titleHeight + g.headerHeight + g.height + 8 + barsHeight;
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.round(g.width * ratio);
+    canvas.height = Math.round(height * ratio);
+    const ctx = canvas.getContext("2d");
+    ctx.scale(ratio, ratio);
+    ctx.fillStyle = `rgb(${this.background.join(",")})`;
+    ctx.fillRect(0, 0, g.width, height);
+    ctx.fillStyle = this.text;
+    ctx.font = `bold 13px ${this.font}`;
+    ctx.textBaseline = "top";
+    ctx.fillText(this.titleLine.textContent, 4, 2);
+    ctx.font = `11px ${this.font}`;
+    ctx.fillText(this.clip(ctx, this.legendText.textContent, g.width - 8), 4, 20);
+    let y = titleHeight;
+    for (const [source, h] of [
+      [this.colCanvas, g.headerHeight],
+      [this.matrix, g.height],
+      [this.overlay, g.height],
+    ]) {
+      ctx.drawImage(source, 0, y, g.width, h);
+      if (source !== this.matrix) y += h;
+    }
+    ctx.drawImage(this.bars, 0, y + 8, g.width, barsHeight);
+    canvas.toBlob((blob) => {
+      if (!blob) return;
+      const link = document.createElement("a");
+      link.href = URL.createObjectURL(blob);
+      link.download = `attention_${this.payload.title.replace(/[^\w-]+/g, "_").slice(0, 60)}_head_${this.payload.names[this.head]}.png`;
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+      this.root.dataset.exported = String(blob.size);
+    }, "image/png");
+  }
+
+  destroy() {
+    window.removeEventListener("resize", this.onWindowResize);
+    clearTimeout(this.timer);
+    this.resizeObserver.disconnect();
+  }
+}
+
+export default function explorer(component) {
+  const { data, parentElement, setTriggerValue } = component;
+  const payload = typeof data === "string" ? JSON.parse(data) : data;
+  let root = parentElement.querySelector(".ex-root");
+  if (!root) {
+    root = document.createElement("div");
+    root.className = "ex-root";
+    parentElement.append(root);
+  }
+  // One explorer per mounted component: a rerun updates it in place, so the legend's options,
+  // the scroll position and a selection made since the last run survive.
+  if (!root.__explorer) root.__explorer = new Explorer(root, setTriggerValue);
+  const view = root.__explorer;
+  view.setTriggerValue = setTriggerValue;
+  view.update(payload);
+  return () => {
+    if (!root.isConnected) view.destroy();
+  };
+}

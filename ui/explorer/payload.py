@@ -1,0 +1,223 @@
+"""What the explorer ships to the browser: one layer's matrices, compact, and how to colour them.
+
+Pure and Streamlit-free, so it is tested without a browser. The component
+(:mod:`ui.explorer.component`) sends :func:`payload_json` of :func:`build_payload` as is.
+
+Every matrix of the layer travels at once (each head, then the page's mean of heads), so a head
+or token change, hover and the legend's options repaint in the browser with no server run.
+
+Encoding: the values are IEEE float16, little-endian, ``[matrices, rows, columns]`` in C order,
+base64: 2 bytes a cell, 0.57 MB of base64 for 12 heads and their mean at 128 tokens, 9.1 MB at
+512. That is twice the 8 bits a colour needs, but the hover reads the value itself (relative
+error below 2^-11, about 3 significant digits; values under 6e-5 to within 6e-8) with no second
+array, and the component sends it once per layer (`ui.explorer.component.explorer`). A cell
+the model never computed (a causal model's later keys, keys outside a sliding window, rows a
+stopped method left out) is NaN: drawn empty and hatched, never as a zero.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from core.errors import InvalidAttentionError, InvalidSelectionError
+from ui.payload_checks import one_layer, optional_index, segment_start, token_labels
+
+PAYLOAD_VERSION = 1
+MAX_TOKENS = 512
+"""Longest side the explorer takes whole; longer inputs go to the long-input path
+(`ui.matrix.show_matrix`) until pooled overviews and exact tiles are requested as you move."""
+SCALES = ("shared", "chart", "fixed")
+"""Colour scales: shared across the model's heads and layers, this matrix's own maximum, 0–1."""
+MEAN = "mean"
+
+
+def build_payload(
+    heads: Any,
+    row_labels: Sequence[str],
+    column_labels: Sequence[str] | None = None,
+    *,
+    mean: Any = None,
+    head: int | str = MEAN,
+    selected: int | None = None,
+    layer: int = 0,
+    layers: int = 1,
+    empty: Any = None,
+    scale: str = "chart",
+    shared_max: float | None = None,
+    segment_b_start: int | None = None,
+    title: str = "",
+    value_label: str = "attention",
+) -> dict[str, Any]:
+    """The browser's data for one layer.
+
+    `heads` is ``[h, q, k]`` (a method without heads passes its one matrix as ``[1, q, k]``);
+    `mean` ``[q, k]`` is the page's "mean of heads" matrix, shipped after the heads (None: no
+    mean choice). Rows are `row_labels`; columns `column_labels` (cross attention) or the rows'
+    labels again. `head` is the matrix shown first: a head's index or ``"mean"``. `selected`
+    is a row (display unit) or None. `layer` of `layers` lets the keyboard ask for the next
+    one. `empty` bool ``[q, k]`` marks cells the model never computes (NaN cells are empty
+    too). `scale` is the colour scale shown first (`SCALES`; the legend offers the others);
+    `shared_max` is the largest magnitude over the model's heads and layers (`model_max`),
+    needed by ``"shared"``. `segment_b_start` is the first row of
+    a pair's sentence B. Keys are short on purpose: the dict is sent on every run.
+    """
+    weights = _validated_heads(heads)
+    n_heads, n_rows, n_columns = weights.shape
+    matrices = [weights]
+    if mean is not None:
+        mean_matrix = _as_float(mean, "mean")
+        if mean_matrix.shape != (n_rows, n_columns):
+            raise InvalidAttentionError(
+                f"The mean must be [{n_rows}, {n_columns}] like each head, not "
+                f"{list(mean_matrix.shape)}."
+            )
+        matrices.append(mean_matrix[None])
+    stacked = np.concatenate(matrices, axis=0)
+    if max(n_rows, n_columns) > MAX_TOKENS:
+        raise InvalidSelectionError(
+            f"The explorer takes at most {MAX_TOKENS} tokens a side, not {max(n_rows, n_columns)}."
+        )
+    rows = token_labels(row_labels, n_rows, "row_labels", "rows")
+    cross = column_labels is not None
+    columns = token_labels(column_labels, n_columns, "column_labels", "columns") if cross else rows
+    if not cross and n_rows != n_columns:
+        raise InvalidAttentionError(
+            f"Self attention must be square, but it has {n_rows} rows and {n_columns} columns: "
+            "pass column_labels for cross attention."
+        )
+    names = [str(h) for h in range(n_heads)] + ([MEAN] if mean is not None else [])
+    shown = _validated_head(head, n_heads, mean is not None)
+    if empty is not None:
+        mask = np.asarray(empty, dtype=bool)
+        if mask.shape != (n_rows, n_columns):
+            raise InvalidSelectionError(
+                f"The empty mask must be [{n_rows}, {n_columns}], not {list(mask.shape)}."
+            )
+        stacked = np.where(mask[None], np.nan, stacked)
+    if scale not in SCALES:
+        raise InvalidSelectionError(f"scale must be one of {', '.join(SCALES)}, not {scale!r}.")
+    finite = stacked[np.isfinite(stacked)]
+    signed = bool(finite.size and finite.min() < 0)
+    shared = _shared(scale, shared_max)
+    layers = _validated_count(layers, "layers")
+    return {
+        "v": PAYLOAD_VERSION,
+        "rows": rows,
+        "cols": columns if cross else None,
+        "names": names,
+        "head": shown,
+        "sel": optional_index(selected, n_rows, "selected token"),
+        "layer": optional_index(layer, layers, "layer"),
+        "layers": layers,
+        "shape": [len(names), n_rows, n_columns],
+        "data": encode_values(stacked),
+        "scale": scale,
+        "shared": shared,
+        "signed": signed,
+        "segB": None if cross else segment_start(segment_b_start, n_rows),
+        "title": str(title),
+        "what": str(value_label),
+    }
+
+
+def encode_values(values: np.ndarray) -> str:
+    """base64 of `values` as little-endian float16 (NaN stays NaN; beyond ±65504 is clipped,
+    so a huge score is drawn at the top of the scale instead of as infinity)."""
+    clipped = np.clip(values, -65504.0, 65504.0)
+    return base64.b64encode(clipped.astype("<f2").tobytes()).decode("ascii")
+
+
+def decode_values(data: str, shape: Sequence[int]) -> np.ndarray:
+    """The inverse of :func:`encode_values`, as float32 `shape` (what the browser reads)."""
+    raw = np.frombuffer(base64.b64decode(data), dtype="<f2")
+    return raw.astype(np.float32).reshape(tuple(shape))
+
+
+def payload_json(payload: dict[str, Any]) -> str:
+    """Compact JSON (no spaces) of a :func:`build_payload` result."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def model_max(per_head: np.ndarray | None, per_layer: np.ndarray) -> float:
+    """Largest finite magnitude over every head and layer of a method's scores, for the shared
+    scale (`per_head` ``[l, h, q, k]`` when the method has heads, else `per_layer` ``[l, q,
+    k]``; rows not computed are NaN and left out). 1.0 when nothing is positive."""
+    values = per_head if per_head is not None else per_layer
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN array is "nothing"
+        # max and -min rather than abs(): no copy of a 512-token model's 38 M scores.
+        top = max(float(np.nanmax(values)), -float(np.nanmin(values)))
+    return top if np.isfinite(top) and top > 0 else 1.0
+
+
+def outside_window(groups: Sequence[Sequence[int]], window: int, *, causal: bool) -> np.ndarray:
+    """bool ``[m, m]``: display cells a sliding-window layer never computes.
+
+    Query i sees keys j with ``0 <= i - j < window`` (causal; ``|i - j| < window`` otherwise).
+    `groups` are the input positions of each display unit (merged words, hidden tokens): a
+    cell is outside when no pair of its row's and column's positions is inside.
+    """
+    if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
+        raise InvalidSelectionError(f"A sliding window must be at least 1 token, not {window!r}.")
+    first = np.array([min(g) for g in groups], dtype=np.int64)
+    last = np.array([max(g) for g in groups], dtype=np.int64)
+    # The smallest and largest distance i - j over the cell's pairs of positions.
+    nearest = first[:, None] - last[None, :]
+    farthest = last[:, None] - first[None, :]
+    low = 0 if causal else 1 - window
+    return (farthest < low) | (nearest > window - 1)
+
+
+def _shared(scale: str, shared_max: float | None) -> float | None:
+    """The shared scale's top (None when not given; then the shared scale is not offered)."""
+    if shared_max is None:
+        if scale == "shared":
+            raise InvalidSelectionError("The shared scale needs a positive shared_max.")
+        return None
+    top = float(shared_max)
+    if not np.isfinite(top) or top <= 0:
+        raise InvalidSelectionError(f"shared_max must be a positive number, not {shared_max!r}.")
+    return top
+
+
+def _as_float(values: Any, name: str) -> np.ndarray:
+    try:
+        array = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise InvalidAttentionError(f"The {name} must be an array of numbers.") from error
+    if np.isinf(array).any():
+        raise InvalidAttentionError(f"The {name} holds infinite values.")
+    return array
+
+
+def _validated_heads(heads: Any) -> np.ndarray:
+    weights = one_layer(heads, "The explorer")
+    if np.isinf(weights).any():
+        raise InvalidAttentionError("The attention holds infinite values.")
+    return weights
+
+
+def _validated_count(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise InvalidSelectionError(f"{what} must be a whole number of at least 1, not {value!r}.")
+    return int(value)
+
+
+def _validated_head(head: int | str, n_heads: int, has_mean: bool) -> int:
+    """The shipped matrix index of `head`: a head's own index, or the mean's (after the heads).
+
+    "all" (the line view's every head) shows the mean here, as the heatmap did."""
+    if isinstance(head, str):
+        if head in (MEAN, "all"):
+            return n_heads if has_mean else 0
+        raise InvalidSelectionError(f"The head must be a number, 'mean' or 'all', not {head!r}.")
+    if n_heads == 1 and not has_mean:
+        return 0  # a method without heads: its one matrix, whatever head the view names
+    index = optional_index(head, n_heads, "head")
+    return 0 if index is None else index
