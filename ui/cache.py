@@ -14,6 +14,7 @@ import contextlib
 import functools
 import math
 import re
+import threading
 import warnings
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
@@ -190,13 +191,27 @@ def page_slot(view: ViewState) -> Iterator[None]:
         st.stop()
     with held:
         notice.empty()
-        yield
+        _heavy_page.active = True
+        try:
+            yield
+        finally:
+            _heavy_page.active = False
 
 
-def admitted_export(build: Callable[[], T], cells: int) -> T:
-    """A download's file, built in a heavy slot when it holds a heavy page's worth of cells
-    (Streamlit builds it in a worker thread when the button is clicked)."""
-    if not admission.is_heavy_page(cells):
+_heavy_page = threading.local()
+"""`active` while this thread runs a heavy page (`page_slot`), so its downloads are heavy too."""
+
+
+def in_heavy_page() -> bool:
+    """Whether the current page run is a heavy one (`page_slot`)."""
+    return getattr(_heavy_page, "active", False)
+
+
+def admitted_export(build: Callable[[], T], cells: int, from_heavy_page: bool = False) -> T:
+    """A download's file, built in a heavy slot when it holds a heavy page's worth of cells or
+    was offered by a heavy page (Streamlit builds it in a worker thread when the button is
+    clicked): a heavy visitor's many downloads then wait their turn like its pages."""
+    if not (from_heavy_page or admission.is_heavy_page(cells)):
         return build()
     with admission.slot("download", heavy=True, visitor=visitor()):
         return build()

@@ -14,7 +14,7 @@ import streamlit as st
 
 from server.policy import export_refusal
 from ui import session
-from ui.cache import admitted_export
+from ui.cache import admitted_export, in_heavy_page
 from ui.deploy import deploy_policy
 from ui.runtime import skip_final_validation
 from ui.text import plain
@@ -85,8 +85,9 @@ def export_buttons(
         return
     stem = stem or file_stem(name.lower().replace(" ", "_"))
     # Built when clicked; a file of a heavy page's size waits in the heavy line (`ui.cache`).
-    csv = functools.partial(admitted_export, csv, cells)
-    json = functools.partial(admitted_export, json, cells)
+    heavy = in_heavy_page()
+    csv = functools.partial(admitted_export, csv, cells, heavy)
+    json = functools.partial(admitted_export, json, cells, heavy)
     left, right = st.columns(2)
     left.download_button(
         f"{name} as CSV", data=csv, file_name=f"{stem}.csv", mime="text/csv", on_click="ignore"

@@ -51,3 +51,39 @@ def test_an_ordinary_view_does_not_wait_behind_heavy_work(
     assert_clean(at)
     assert not at.error
     assert explorer_drawn(at)  # the attention was computed and drawn, not queued
+
+
+def test_a_heavy_pages_downloads_wait_in_the_heavy_line(tiny_model_path, monkeypatch):
+    import ui.cache
+    from server.errors import ServerBusyError
+
+    at = start(model=tiny_model_path("bert"))
+    monkeypatch.setattr(admission, "HEAVY_ATTENTION_CELLS", 1)  # every view is heavy now
+    offered: list[bool] = []
+
+    def marked() -> bool:
+        offered.append(ui.cache.in_heavy_page())
+        return offered[-1]
+
+    monkeypatch.setattr("ui.widgets.in_heavy_page", marked)
+    at.run()
+    assert_clean(at)
+    assert offered and all(offered)  # every download button of the heavy page is marked
+    admission.configure(slots=1, timeout=0.05, heavy_slots=1)
+    outcome: list[object] = []
+
+    def download() -> None:  # Streamlit builds a clicked file in a worker thread
+        try:
+            outcome.append(ui.cache.admitted_export(lambda: "file", 10, True))
+        except ServerBusyError as error:
+            outcome.append(error)
+
+    try:
+        with admission.slot("other", heavy=True, visitor=(("session", "other"),)):
+            thread = threading.Thread(target=download)
+            thread.start()
+            thread.join(WAIT)
+        assert isinstance(outcome[0], ServerBusyError)  # it waited in the heavy line
+        assert ui.cache.admitted_export(lambda: "file", 10, True) == "file"  # free again
+    finally:
+        admission.configure()
