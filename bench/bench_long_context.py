@@ -200,8 +200,6 @@ def main() -> None:
     args = parser.parse_args()
     import core
 
-    # One request at a time gets every core, as the plain SDPA pass it is compared with.
-    core.admission.configure(slots=1)
     rows: dict[int, dict[str, float]] = {}
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="atlas-long-") as directory:

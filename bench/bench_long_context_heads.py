@@ -191,7 +191,6 @@ def main() -> None:
     args = parser.parse_args()
     import core
 
-    core.admission.configure(slots=1)  # one piece of work at a time, as the plain pass
     loads = [load_average()]
     rows: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="atlas-heads-") as directory:
