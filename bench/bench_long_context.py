@@ -198,7 +198,6 @@ def main() -> None:
         "--dtype", default="float32", help="stored dtype of the checkpoint (e.g. bfloat16)"
     )
     args = parser.parse_args()
-    import core
 
     rows: dict[int, dict[str, float]] = {}
     load_before = load_average()

@@ -189,7 +189,6 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timed forward passes (median)")
     parser.add_argument("--no-write", action="store_true", help="print instead of writing")
     args = parser.parse_args()
-    import core
 
     loads = [load_average()]
     rows: dict[str, dict[str, float]] = {}
