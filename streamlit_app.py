@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import runtime, session, sidebar
+from ui import cache, runtime, session, sidebar
 
 PAGE_FILES = {
     "attention": "pages/attention.py",
@@ -41,7 +41,8 @@ def main() -> None:
     opened = sidebar.page_to_open()
     if opened in PAGE_FILES:
         st.switch_page(PAGE_FILES[opened])
-    navigation.run()
+    with cache.page_slot(session.view()):  # a heavy view waits its turn as a whole
+        navigation.run()
     session.write_url(session.view())
 
 

@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 
 from core import EMBEDDED_MODEL, load_model  # noqa: E402
 from core.corpus import bundled_corpus, run_corpus  # noqa: E402
-from core.deploy import _amount as read_amount  # noqa: E402
+from server.settings import parse, setting  # noqa: E402
 from ui.corpus import BATCH_SIZE  # noqa: E402
 from ui.store import corpus_store  # noqa: E402
 
@@ -63,7 +63,7 @@ def main() -> None:
     )
     parser.add_argument("--no-growth", action="store_true", help="only the rewrite timing")
     args = parser.parse_args()
-    cap = read_amount({"cap": args.cap}, "cap", None)
+    cap = parse(setting("ATLAS_MAX_CORPUS_STORE_BYTES"), args.cap)
 
     print(f"python {' '.join(sys.argv)}")
     print(

@@ -198,10 +198,7 @@ def main() -> None:
         "--dtype", default="float32", help="stored dtype of the checkpoint (e.g. bfloat16)"
     )
     args = parser.parse_args()
-    import core
 
-    # One request at a time gets every core, as the plain SDPA pass it is compared with.
-    core.admission.configure(slots=1)
     rows: dict[int, dict[str, float]] = {}
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="atlas-long-") as directory:

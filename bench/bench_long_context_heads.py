@@ -189,9 +189,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timed forward passes (median)")
     parser.add_argument("--no-write", action="store_true", help="print instead of writing")
     args = parser.parse_args()
-    import core
 
-    core.admission.configure(slots=1)  # one piece of work at a time, as the plain pass
     loads = [load_average()]
     rows: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="atlas-heads-") as directory:

@@ -13,7 +13,7 @@ the Hub.
 Two checks, in one run:
 
 1. **In process**, as the issue reproduced it without Streamlit: every preset loaded through
-   `core.deploy.load_model_for` under the public policy (which estimates parameters from the
+   `server.policy.load_model_for` under the public policy (which estimates parameters from the
    config first, the path that raced), from a thread pool, several rounds; each load's kind,
    layers, heads and parameter count must equal a serial load's.
 2. **Through the app**: a fresh public-mode server and `--visitors` visitors (Streamlit's
@@ -75,7 +75,8 @@ def signature(model) -> tuple:
 
 def race_in_process(names: list[str], rounds: int, threads: int) -> tuple[dict, list]:
     """Serial signatures, and the concurrent loads that differ from them."""
-    from core.deploy import load_model_for, policy_from_env
+    from server.policy import load_model_for
+    from server.settings import policy_from_env
 
     policy = policy_from_env({"ATLAS_PUBLIC": "1"})
 

@@ -8,6 +8,7 @@ Run by hand (≈6 minutes; everything stays on 127.0.0.1 and the script stops by
     python bench/soak.py --server-env MALLOC_ARENA_MAX=16       # glibc's allocator defaults
     python bench/soak.py --clients 20 --write                   # issue 12's 20-visitor target
     python bench/soak.py --heavy --clients 3 --duration 120 --write   # fair CPU, see below
+    python bench/soak.py --heavy --heavy-sessions 4 --clients 3 --duration 120   # four heavy tabs
 
 It starts `streamlit run streamlit_app.py` on a free port of 127.0.0.1 with the public-deploy
 policy on (ATLAS_PUBLIC=1: presets only, 256-token cap), then runs N simulated visitors
@@ -520,23 +521,24 @@ async def soak(
 
 
 async def fair_cpu(
-    port: int, clients: int, duration: float, warmup: float
-) -> tuple[Stats, Stats, Stats, HeavyVisitor]:
-    """Ordinary visitors alone for `duration` s, then with one `HeavyVisitor` for `duration` s.
+    port: int, clients: int, duration: float, warmup: float, heavy_sessions: int = 1
+) -> tuple[Stats, Stats, Stats, list[HeavyVisitor]]:
+    """Ordinary visitors alone for `duration` s, then with `heavy_sessions` `HeavyVisitor`s
+    (each its own session, like tabs) for `duration` s.
 
-    Returns the ordinary visitors' stats without and with the heavy one, the heavy one's own
-    stats, and the heavy visitor (downloads).
+    Returns the ordinary visitors' stats without and with the heavy ones, the heavy ones'
+    stats (shared), and the heavy visitors (downloads).
     """
     url = f"ws://127.0.0.1:{port}/_stcore/stream"
 
-    async def phase(seconds: float, heavy: HeavyVisitor | None, seed: int) -> Stats:
+    async def phase(seconds: float, heavy: list[HeavyVisitor], seed: int) -> Stats:
         stats = Stats()
         deadline = time.monotonic() + seconds
         visitors = [Visitor(n, url, stats, seed=seed + n) for n in range(clients)]
         tasks = [asyncio.create_task(v.run(deadline)) for v in visitors]
-        heavy_task = asyncio.create_task(heavy.run(deadline)) if heavy else None
+        heavy_tasks = [asyncio.create_task(h.run(deadline)) for h in heavy]
         await asyncio.wait(tasks, timeout=seconds + REQUEST_TIMEOUT + 30)
-        if heavy_task is not None:
+        for heavy_task in heavy_tasks:
             # Its last flow may run on for minutes: leaving stops it, as a closed tab does.
             heavy_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -549,12 +551,15 @@ async def fair_cpu(
                 stats.errors.append(f"visitor crashed: {task.exception()!r}")
         return stats
 
-    await phase(warmup, None, seed=1000)  # first loads, caches, allocator arenas
-    alone = await phase(duration, None, seed=2000)
+    await phase(warmup, [], seed=1000)  # first loads, caches, allocator arenas
+    alone = await phase(duration, [], seed=2000)
     heavy_stats = Stats()
-    heavy = HeavyVisitor(url, f"http://127.0.0.1:{port}/", heavy_stats, seed=7)
+    heavy = [
+        HeavyVisitor(url, f"http://127.0.0.1:{port}/", heavy_stats, seed=7 + n)
+        for n in range(heavy_sessions)
+    ]
     beside = await phase(duration, heavy, seed=2000)
-    await asyncio.sleep(5.0)  # let the heavy visitor's cancelled run notice and stop
+    await asyncio.sleep(5.0)  # let the heavy visitors' cancelled runs notice and stop
     return alone, beside, heavy_stats, heavy
 
 
@@ -676,24 +681,30 @@ def heavy_report(
     alone: Stats,
     beside: Stats,
     heavy_stats: Stats,
-    heavy: HeavyVisitor,
+    heavy: list[HeavyVisitor],
     args: argparse.Namespace,
     log_errors: int,
 ) -> str:
     p95_alone, p95_beside = percentile(alone.page_times(), 95), percentile(beside.page_times(), 95)
     heavy_times = heavy_stats.page_times()
+    sessions = len(heavy)
+    who = "one heavy visitor" if sessions == 1 else f"{sessions} heavy sessions"
+    downloads = sum(h.download_count for h in heavy)
+    download_mb = sum(h.download_bytes for h in heavy) / 1e6
+    download_seconds = [s for h in heavy for s in h.download_seconds]
     lines = [
-        "### Fair CPU: one heavy visitor beside ordinary ones",
+        f"### Fair CPU: {who} beside ordinary ones",
         "",
-        f"`python bench/soak.py --heavy --clients {args.clients} --duration {args.duration:g}` "
+        f"`python bench/soak.py --heavy --heavy-sessions {sessions} --clients {args.clients} "
+        f"--duration {args.duration:g}` "
         f"on {time.strftime('%Y-%m-%d %H:%M')} UTC, {os.cpu_count()} CPU cores, server with "
         f"ATLAS_PUBLIC=1 and ATLAS_MAX_TOKENS={HEAVY_TOKENS}. {args.clients} ordinary visitors "
-        f"(as above) for {args.duration:g} s alone, then {args.duration:g} s with one heavy "
-        f"visitor beside them (after a {args.warmup:g} s warm-up). The heavy visitor opens the "
+        f"(as above) for {args.duration:g} s alone, then {args.duration:g} s with {who} "
+        f"beside them (after a {args.warmup:g} s warm-up). Each heavy session opens the "
         f"attention page from a link with a new {HEAVY_TOKENS}-token text and `method=flow`, "
         "fetches every download of that page and of the overview page, and starts again.",
         "",
-        "| Measure | Without the heavy visitor | With it |",
+        f"| Measure | Without {who} | With {'it' if sessions == 1 else 'them'} |",
         "| --- | --- | --- |",
         f"| Ordinary page runs | {alone.requests} | {beside.requests} |",
         f"| Ordinary p50 / p95 page time | {percentile(alone.page_times(), 50):.2f} s / "
@@ -702,8 +713,8 @@ def heavy_report(
         f"| Ordinary errors | {len(alone.errors)} | {len(beside.errors)} |",
         f"| Heavy visitor: page runs, p50 / max | | {len(heavy_times)}, "
         f"{percentile(heavy_times, 50):.1f} s / {max(heavy_times, default=float('nan')):.1f} s |",
-        f"| Heavy visitor: downloads, total size, p50 time | | {heavy.download_count}, "
-        f"{heavy.download_bytes / 1e6:.0f} MB, {percentile(heavy.download_seconds, 50):.1f} s |",
+        f"| Heavy visitor: downloads, total size, p50 time | | {downloads}, "
+        f"{download_mb:.0f} MB, {percentile(download_seconds, 50):.1f} s |",
         f"| Heavy visitor: errors | | {len(heavy_stats.errors)} |",
         f"| Server log lines with a traceback or error | {log_errors} | |",
         f"| Machine load average (1 min) before / after | {args.load_before:.2f} / "
@@ -755,7 +766,13 @@ def main() -> None:
     parser.add_argument(
         "--heavy",
         action="store_true",
-        help="fair CPU: ordinary visitors' page times without and with one heavy visitor",
+        help="fair CPU: ordinary visitors' page times without and with heavy visitors",
+    )
+    parser.add_argument(
+        "--heavy-sessions",
+        type=int,
+        default=1,
+        help="with --heavy: heavy sessions at once (tabs of heavy visitors)",
     )
     parser.add_argument("--note", default="", help="a sentence added to the report")
     parser.add_argument(
@@ -773,7 +790,7 @@ def main() -> None:
         extra_env.setdefault("ATLAS_MAX_TOKENS", str(HEAVY_TOKENS))
         with running_app(env={"ATLAS_PUBLIC": "1", **extra_env}) as app:
             alone, beside, heavy_stats, heavy = asyncio.run(
-                fair_cpu(app.port, args.clients, args.duration, args.warmup)
+                fair_cpu(app.port, args.clients, args.duration, args.warmup, args.heavy_sessions)
             )
         text = heavy_report(alone, beside, heavy_stats, heavy, args, count_log_errors(app))
         print(text)

@@ -50,6 +50,7 @@ How:
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 import time
@@ -59,7 +60,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import njit
 
-__all__ = ["FLOW_ATOL", "max_flows"]
+__all__ = ["FLOW_ATOL", "SOLVER_THREADS", "max_flows"]
 
 # Certified absolute error of every unnormalised flow value. A row-normalised value is
 # then within (n + 1) * FLOW_ATOL / rowsum of exact, and rowsum >= 1.
@@ -69,6 +70,12 @@ _SCALE = float(2**60)
 _SLICE_SECONDS = 0.1
 # Solver threads (each holds its own flow state: about 25 bytes per inner edge).
 _MAX_WORKERS = 2
+SOLVER_THREADS: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "SOLVER_THREADS", default=None
+)
+"""Most solver threads for flows computed in the current context (None: `_MAX_WORKERS`); set
+with `core.flow.solver_threads`. A context variable, not a global: a server's setting for
+one request leaves every other request and a notebook alone."""
 # Hub certificates (see _hub_certify): stacks of at least this depth (shallower legs
 # would be as costly as the pairs) and blocks of at least this many sources (a hub costs
 # one max flow per source and per sink; measured on real attention, one row at 512 tokens:
@@ -396,7 +403,8 @@ def _solve_pairs_threaded(
     # pairs are independent. Threads take small chunks of pairs from a shared counter
     # (no thread waits for a slower one), while this thread reports progress every
     # _SLICE_SECONDS and, if ``report`` raises, lets the workers finish their chunk only.
-    workers = max(1, min(_MAX_WORKERS, os.cpu_count() or 1, src.size))
+    cap = SOLVER_THREADS.get() or _MAX_WORKERS
+    workers = max(1, min(cap, os.cpu_count() or 1, src.size))
     solvers = [_PairSolver(mixed)]
     solvers += [_PairSolver(mixed, share=solvers[0]) for _ in range(workers - 1)]
     lock = threading.Lock()

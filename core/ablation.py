@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core import admission
 from core.capture import fast_attention, zeroed_heads
 from core.errors import InvalidSelectionError, UnsupportedModelError
 from core.exact import check_index
@@ -56,7 +55,6 @@ def _logits(
     members = {id(module) for module in model.family.self_attention_root(model.model).modules()}
     inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
     with (
-        admission.slot("forward pass"),
         guarded(model, int(input_ids.shape[-1])),
         torch.inference_mode(),
         fast_attention(),

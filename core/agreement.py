@@ -30,13 +30,14 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
+from core.costs import Cost
 from core.errors import MethodUnsupportedError, TruncationWarning
 from core.inference import Encoded, encode, guarded
 from core.kinds import ModelKind
 from core.lens import check_position
 from core.methods import Progress, compute_method, get_method, list_methods
-from core.methods.shared import report
 from core.models import LoadedModel
+from core.work import Cancel, Limiter, checkpoint, no_limit
 
 AGREEMENT_COLUMNS = (
     "method",
@@ -46,6 +47,12 @@ AGREEMENT_COLUMNS = (
     "top_k_overlap",
     "k",
     "tokens_compared",
+)
+LEAVE_ONE_OUT = "leave_one_out"
+"""The first part of an agreement table; the other parts are named after their methods."""
+LEAVE_ONE_OUT_COST = Cost(
+    "0.75 * n",
+    note="One variant per token, each ≈ 0.6–0.75 of a pass (batching saves little on a CPU).",
 )
 BATCH = 32
 """Variants per forward pass: bounds memory at long inputs."""
@@ -58,33 +65,45 @@ def batched_probabilities(
     at: int,
     token: int,
     progress: Progress | None = None,
+    *,
+    cancel: Cancel | None = None,
+    limiter: Limiter | None = None,
 ) -> np.ndarray:
     """Probability of `token` at position `at` for each row of `ids` `[b, n]`.
 
-    `progress(rows done, rows)` is called after each batch of `BATCH` rows.
+    `progress(rows done, rows)` is called after each batch of `BATCH` rows, `cancel` asked
+    there too, and `limiter("leave-one-out")` held around each batch (`core.work`).
     """
+    limiter = limiter or no_limit
     out = []
     total = ids.shape[0]
-    with guarded(model), torch.inference_mode():
-        for start in range(0, total, BATCH):
-            chunk = ids[start : start + BATCH]
-            inputs = {"input_ids": chunk, "attention_mask": torch.ones_like(chunk)}
-            inputs.update({k: v.expand(len(chunk), -1) for k, v in extra.items()})
+    for start in range(0, total, BATCH):
+        chunk = ids[start : start + BATCH]
+        inputs = {"input_ids": chunk, "attention_mask": torch.ones_like(chunk)}
+        inputs.update({k: v.expand(len(chunk), -1) for k, v in extra.items()})
+        with limiter("leave-one-out"), guarded(model), torch.inference_mode():
             logits = model.model(**inputs).logits[:, at].double()
-            out.append(logits.softmax(dim=-1)[:, token].cpu().numpy())
-            report(progress, start + len(chunk), total, "Leave-one-out")
+        out.append(logits.softmax(dim=-1)[:, token].cpu().numpy())
+        checkpoint(start + len(chunk), total, "Leave-one-out", progress, cancel)
     return np.concatenate(out)
 
 
 def leave_one_out(
-    model: LoadedModel, text: str, position: int, progress: Progress | None = None
+    model: LoadedModel,
+    text: str,
+    position: int,
+    progress: Progress | None = None,
+    *,
+    cancel: Cancel | None = None,
+    limiter: Limiter | None = None,
 ) -> pd.DataFrame:
     """The leave-one-out ground truth: drop of the predicted token's probability per token.
 
     Columns position, token, probability_without, drop (float64); `df.attrs` holds
     "predicted" (the token's text), "predicted_id", "probability" and "perturbation"
-    ("mask" or "remove"). `progress(variants done, variants)` follows the batches. Raises
-    `MethodUnsupportedError` for models without an LM head.
+    ("mask" or "remove"). `progress(variants done, variants)` follows the batches; `cancel`
+    and `limiter` as in `core.work`. Raises `MethodUnsupportedError` for models without an LM
+    head.
     """
     if model.kind not in (ModelKind.MASKED_LM, ModelKind.CAUSAL_LM):
         raise MethodUnsupportedError(
@@ -98,7 +117,8 @@ def leave_one_out(
     position = check_position(position, n)
     ids = encoded.input_ids[0]
     extra = {k: v for k, v in encoded.inputs.items() if k not in ("input_ids", "attention_mask")}
-    with guarded(model), torch.inference_mode():
+    limiter = limiter or no_limit
+    with limiter("leave-one-out"), guarded(model), torch.inference_mode():
         logits = model.model(**encoded.inputs).logits[0, position].double()
     probabilities = logits.softmax(dim=-1)
     predicted = int(probabilities.argmax())
@@ -109,7 +129,9 @@ def leave_one_out(
         variants[torch.arange(len(candidates)), torch.tensor(candidates)] = (
             model.tokenizer.mask_token_id
         )
-        without = batched_probabilities(model, variants, extra, position, predicted, progress)
+        without = batched_probabilities(
+            model, variants, extra, position, predicted, progress, cancel=cancel, limiter=limiter
+        )
         perturbation = "mask"
     else:
         candidates = list(range(position + 1))
@@ -119,7 +141,16 @@ def leave_one_out(
             prefix = ids[: position + 1]
             keep = [[k for k in range(position + 1) if k != j] for j in candidates]
             variants = torch.stack([prefix[k] for k in keep])
-            without = batched_probabilities(model, variants, {}, position - 1, predicted, progress)
+            without = batched_probabilities(
+                model,
+                variants,
+                {},
+                position - 1,
+                predicted,
+                progress,
+                cancel=cancel,
+                limiter=limiter,
+            )
         perturbation = "remove"
     frame = pd.DataFrame(
         {
@@ -139,6 +170,24 @@ def leave_one_out(
     return frame
 
 
+def _per_row(method: str) -> bool:
+    """Whether `method` declares rows and layers to compute (its cost grows with each)."""
+    names = {parameter.name for parameter in get_method(method).parameters}
+    return {"rows", "layers"} <= names
+
+
+def part_passes(model: LoadedModel, part: str, n: int) -> float:
+    """Forward passes' worth of one part of an agreement table over an `n`-token text:
+    `LEAVE_ONE_OUT` or a method's name, from the costs the registry declares (plus the
+    method's own pass over the text). For progress bars and the server's queue."""
+    if part == LEAVE_ONE_OUT:
+        return LEAVE_ONE_OUT_COST.passes(n, model.num_layers)
+    cost = get_method(part).cost
+    if _per_row(part):
+        return 1 + cost.passes(n, model.num_layers, rows=1, layers=1)
+    return 1 + cost.passes(n, model.num_layers)
+
+
 def method_attribution(
     model: LoadedModel, text: str, position: int, method: str, progress: Progress | None = None
 ) -> tuple[np.ndarray, str]:
@@ -148,20 +197,16 @@ def method_attribution(
     keeps n numbers. `progress` is the method's own (`MethodRequest.progress`), for methods
     that report.
     """
-    layer_count = model.num_layers
-    if method == "flow":  # one max-flow per token pair: compute only the row needed
+    entry = get_method(method)
+    last = model.num_layers - 1
+    if _per_row(method):  # work per row (flow's max-flows): compute only the row needed
         result = compute_method(
-            model,
-            text,
-            method,
-            layers=(layer_count - 1,),
-            rows=(position,),
-            progress=progress,
+            model, text, method, layers=(last,), rows=(position,), progress=progress
         )
-        row, source = result.per_layer[-1, position], "flow, last layer"
+        row, source = result.per_layer[-1, position], f"{entry.label}, last layer"
     else:
         result = compute_method(model, text, method, target=position, progress=progress)
-        if result.rollout is None or method == "raw":
+        if result.rollout is None or not entry.attributes_by_rollout:
             row, source = result.per_layer[-1, position], "last layer"
         elif result.accumulated:
             row, source = result.per_layer[-1, position], "last layer (accumulated)"
@@ -214,6 +259,9 @@ def explanation_agreement(
     methods: Sequence[str] | None = None,
     top_k: int = 3,
     progress: Progress | None = None,
+    *,
+    cancel: Cancel | None = None,
+    limiter: Limiter | None = None,
 ) -> pd.DataFrame:
     """Each method's attribution ranked against the leave-one-out drops (one row per method).
 
@@ -222,17 +270,20 @@ def explanation_agreement(
     the largest drop that are among the method's k largest), k, tokens_compared. The
     leave-one-out table is in `df.attrs["leave_one_out"]` and the prediction in
     `df.attrs["predicted"]`, so both export with the table. `progress(steps done, steps)`
-    counts leave-one-out and each method as one step.
+    counts leave-one-out and each method as one step; `cancel` is asked between steps and
+    `limiter` held around each forward pass of leave-one-out and each method (`core.work`).
     """
     names = list(methods) if methods is not None else list_methods(model)
     for name in names:
         get_method(name)  # unknown names fail before any computation
     steps = 1 + len(names)
-    truth = leave_one_out(model, text, position)
-    report(progress, 1, steps, "The agreement table")
+    limiter = limiter or no_limit
+    truth = leave_one_out(model, text, position, cancel=cancel, limiter=limiter)
+    checkpoint(1, steps, "The agreement table", progress, cancel)
     position = truth.attrs["position"]
     attributions = {}
     for done, name in enumerate(names, start=2):
-        attributions[name] = method_attribution(model, text, position, name)
-        report(progress, done, steps, "The agreement table")
+        with limiter(name):
+            attributions[name] = method_attribution(model, text, position, name)
+        checkpoint(done, steps, "The agreement table", progress, cancel)
     return agreement_table(truth, attributions, top_k)

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from core import admission
 from core.capture import fast_attention
 from core.errors import (
     EmptyTextError,
@@ -261,7 +260,6 @@ def _run_encoder_decoder(
     generated = target_text is None or not target_text.strip()
     dropped_target = 0
     with (
-        admission.slot("forward pass"),
         guarded(model, len(encoded.tokens)),
         torch.inference_mode(),
         fast_attention(),
@@ -346,7 +344,6 @@ def generate_with_attention(
     # Generation runs the fast attention with the model's key-value cache; the attention of the
     # whole sequence then comes from one capturing pass over it.
     with (
-        admission.slot("generation"),
         guarded(model, len(encoded.tokens) + max_new_tokens),
         torch.inference_mode(),
         fast_attention(),

@@ -83,34 +83,9 @@ class MethodUnsupportedError(AtlasError):
     """An attribution method cannot be computed for this model or stack (the message says why)."""
 
 
-class DeployConfigError(AtlasError):
-    """A deployment setting (environment variable or secret) has a value we cannot read."""
-
-
-class ModelNotAllowedError(ModelLoadError):
-    """The deployment does not offer this model (allowlist, or a local path in public mode)."""
-
-
-class ModelTooLargeError(ModelLoadError):
-    """The model has more parameters than the deployment allows."""
-
-
-class UnsafeWeightsError(ModelLoadError):
-    """Only safetensors weights may be loaded, and the checkpoint has none."""
-
-
-class TextTooLongError(AtlasError):
-    """The text is longer than the deployment accepts."""
-
-
 class UnsafePickleError(ModelLoadError):
     """The checkpoint's pickle weights hold more than tensors, so PyTorch's safe loader refused
     them (opening them fully could run code)."""
-
-
-class ResultTooLargeError(ModelLoadError):
-    """The attention of one text would need more memory than the deployment allows; found from
-    the config, before any weights are loaded."""
 
 
 class InsufficientMemoryError(ModelLoadError):
@@ -122,37 +97,14 @@ class AttentionTooLargeError(AtlasError):
     read rows, tiles or pooled overviews of it instead (the message says how)."""
 
 
+class InputTooLongError(AtlasError):
+    """An input the library builds (e.g. a needle-in-a-haystack input) is longer than the model
+    reads; a deployment's own, lower text limit is `server.errors.TextTooLongError`."""
+
+
 class NotEnoughMemoryError(AtlasError):
     """The machine ran out of memory during a forward pass or a recomputation; the message says
     what to lower (tokens, layers shown, dtype)."""
-
-
-class BudgetExceededError(AtlasError):
-    """A request asks for more work than the deployment allows one visitor (base class)."""
-
-
-class FlowTooLargeError(BudgetExceededError):
-    """An attention-flow request asks for more rows than the deployment allows."""
-
-
-class FlowTimeExceededError(BudgetExceededError):
-    """An attention flow ran longer than the deployment allows and was stopped."""
-
-
-class ValueZeroingTooLargeError(BudgetExceededError):
-    """A value-zeroing request is for a longer text than the deployment computes it for."""
-
-
-class AgreementTooLargeError(BudgetExceededError):
-    """A leave-one-out agreement request is for a longer text than the deployment allows."""
-
-
-class ExportTooLargeError(BudgetExceededError):
-    """A download would hold more cells than the deployment allows."""
-
-
-class ServerBusyError(AtlasError):
-    """Every slot for expensive work stayed taken for longer than a visitor is asked to wait."""
 
 
 class CorpusError(AtlasError):

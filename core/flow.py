@@ -13,12 +13,13 @@ cut. How it gets there quickly is described in :mod:`core._maxflow`.
 
 from __future__ import annotations
 
+import contextlib
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from core._maxflow import FLOW_ATOL, max_flows
+from core._maxflow import FLOW_ATOL, SOLVER_THREADS, max_flows
 from core.errors import ComputationCancelled, FlowCancelled
 from core.rollout import (
     InvalidSelectionError,
@@ -34,6 +35,7 @@ __all__ = [
     "FlowCancelled",
     "attention_flow",
     "full_flow_is_fast",
+    "solver_threads",
     "warm_up",
 ]
 
@@ -61,6 +63,22 @@ def _layer_index(layer: int, layers: int) -> int:
             f"(valid: {-layers}..{layers - 1})."
         )
     return index % layers
+
+
+@contextlib.contextmanager
+def solver_threads(threads: int) -> Iterator[None]:
+    """Compute flows inside the block on at most `threads` threads (default: two).
+
+    For a caller that shares the machine (a server gives each admitted request its share of
+    the cores): it holds for the current thread's context only, so other requests, and the
+    process, keep their own."""
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, not {threads}")
+    token = SOLVER_THREADS.set(threads)
+    try:
+        yield
+    finally:
+        SOLVER_THREADS.reset(token)
 
 
 def full_flow_is_fast(n: int) -> bool:

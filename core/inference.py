@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from core import admission
 from core.capture import capture_attention
 from core.errors import (
     AtlasError,
@@ -182,10 +181,7 @@ def forward(
     """One forward pass returning every stack's attention and, if there is an LM head, logits.
 
     Runs the model's family adapter under `torch.inference_mode()`; the shared model is not
-    modified. An encoder-decoder model without `decoder_input_ids` runs its encoder only. Takes
-    a slot of the process-wide admission limit (`core.admission`), so it may wait behind other
-    visitors' work and raise `ServerBusyError` (outside `guarded`, which would turn the busy
-    error into "could not run").
+    modified. An encoder-decoder model without `decoder_input_ids` runs its encoder only.
 
     With `capture`, the "self" stack runs the fast attention and is kept as a `CapturedStack`
     (queries, keys, normalisers: no n² tensor); the other stacks (an encoder-decoder's decoder
@@ -195,7 +191,6 @@ def forward(
     root = model.family.self_attention_root(model.model)
     captured = {id(module) for module in root.modules()}
     with (
-        admission.slot("forward pass"),
         guarded(model, tokens),
         torch.inference_mode(),
         capture_attention(lambda module: id(module) in captured)
@@ -236,7 +231,7 @@ def forward_with_grad(
     autograd graph. Returns the passes and the embeddings leaf.
     """
     network = model.model
-    with admission.slot("backward pass"), guarded(model), torch.enable_grad():
+    with guarded(model), torch.enable_grad():
         ids = inputs["input_ids"]
         embeddings = network.get_input_embeddings()(ids).detach().requires_grad_(True)
         rest = {key: value for key, value in inputs.items() if key != "input_ids"}

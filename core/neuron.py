@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core import admission
 from core.capture import ATTENTION_IMPLEMENTATION
 from core.errors import NeuronViewUnsupportedError
 from core.exact import CapturedStack, check_index
@@ -158,9 +157,7 @@ def neuron_view(
     n = len(encoded.tokens)
     query = check_index(query, n, "token", "the input")
 
-    # The admission slot before the model's lock: see core.admission on lock order.
-    with admission.slot("neuron view"):
-        output = forward(model, encoded.inputs, capture=True)
+    output = forward(model, encoded.inputs, capture=True)
     stack = output.stacks[SELF]
     assert isinstance(stack, CapturedStack)  # forward(capture=True) keeps the self stack so
     record = stack.layers[layer]

@@ -22,8 +22,8 @@ import torch
 from core.errors import (
     ComputationCancelled,
     EmptyTextError,
+    InputTooLongError,
     InvalidSelectionError,
-    TextTooLongError,
     UnsupportedModelError,
 )
 from core.exact import CapturedStack
@@ -197,7 +197,7 @@ def retrieval_scores(
     inputs = [needle_input(model, haystack, needle, question, depth) for depth in values]
     longest = max(len(entry["input_ids"]) for entry in inputs)
     if longest > model.max_length:
-        raise TextTooLongError(
+        raise InputTooLongError(
             f"Haystack, needle, question and answer come to {longest:,} tokens, but "
             f"{model.name} reads at most {model.max_length:,}: use a shorter haystack."
         )

@@ -10,9 +10,13 @@ no arrays (issue 12: results stay collectable).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
+import re
+import threading
 import warnings
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -21,9 +25,10 @@ import pandas as pd
 import streamlit as st
 
 import core
-from core import AttentionResult, LoadedModel, MethodRequest, MethodResult, admission
-from core.agreement import agreement_table, method_attribution
+from core import AttentionResult, LoadedModel, MethodRequest, MethodResult
+from core.agreement import LEAVE_ONE_OUT, agreement_table, method_attribution, part_passes
 from core.corpus import CorpusResult
+from core.costs import ATTENTION, forward_multiply_adds
 from core.display_matrix import (
     blank_causal,
     causal_display_mask,
@@ -36,11 +41,22 @@ from core.images import gallery_zip
 from core.long_views import Detail, Overview, Reduce, detail_window, pooled_overview, query_row
 from core.pooling import pool_matrix
 from core.tokens import token_labels
-from ui.deploy import deploy_policy
+from server import admission
+from server.errors import ServerBusyError
+from server.settings import DeployPolicy
+from ui.deploy import client_address, deploy_policy
 from ui.state import ViewState
 from ui.store import ResultStore
 
 T = TypeVar("T")
+WORD_OR_MARK = re.compile(r"\w+|[^\w\s]")
+
+
+def corpus_work() -> float:
+    """A corpus computation runs the model over many sentences: always heavy."""
+    return admission.HEAVY_MULTIPLY_ADDS
+
+
 STORE_MEGABYTES_PUBLIC = 128
 STORE_MEGABYTES_PRIVATE = 640
 WHOLE_ATTENTION_BYTES = DENSE_BUDGET_BYTES
@@ -79,13 +95,27 @@ def store_key(kind: str, inputs: Inputs, *settings: Hashable) -> tuple[Hashable,
 
 # Two models at most (the compare page shows two side by side): the two largest presets take
 # ≈1.2 GB resident, half of a 2.7 GB Community Cloud machine (bench/preset_memory.py).
-@st.cache_resource(max_entries=2, show_spinner=False)
 def cached_model(name: str) -> LoadedModel:
-    from core.deploy import load_model_for
+    """Model `name` under this visitor's policy (`_cached_model`)."""
+    return _cached_model(name, deploy_policy())
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _cached_model(name: str, policy: DeployPolicy) -> LoadedModel:
+    from server.policy import load_model_for
 
     # Every page loads through here, so the deployment's allowlist, size cap, weight format and
-    # token cap hold for all of them; a refused name raises and is never cached.
-    return load_model_for(deploy_policy(), name)
+    # token cap hold for all of them; a refused name raises and is never cached. The policy is
+    # part of the key: a visitor on this machine (private mode) and one from the network
+    # (public by default) must not share a model loaded without the public token cap.
+    model = load_model_for(policy, name)
+    _loaded.add((name, policy))
+    return model
+
+
+_loaded: set[tuple[str, DeployPolicy]] = set()
+"""(name, policy) of the models `_cached_model` has loaded (possibly evicted since: then
+`cached_model` loads it again, which `page_slot` accepts)."""
 
 
 @st.cache_resource(show_spinner=False)
@@ -101,27 +131,148 @@ def result_store() -> ResultStore:
     return ResultStore(max_bytes=megabytes * 2**20, ttl_seconds=3600)
 
 
-def _stored(key: tuple[Hashable, ...], compute: Callable[[], T]) -> T:
-    return result_store().get(key, functools.partial(admitted, compute))
+Weigh = Callable[[], float]
+"""Multiply-adds a computation will take, worked out only when it is not stored yet."""
 
 
-def admitted(compute: Callable[[], T]) -> T:
-    """`compute()` inside a slot of the process-wide admission limit (`core.admission`).
+def _stored(key: tuple[Hashable, ...], compute: Callable[[], T], weigh: Weigh | None = None) -> T:
+    return result_store().get(key, functools.partial(admitted, compute, weigh))
 
-    Only work that is not stored yet waits for a slot, so a visitor reopening a computed view
-    never queues behind another's flow; one who has to wait is told where they stand.
+
+def admitted(compute: Callable[[], T], weigh: Weigh | None = None) -> T:
+    """`compute()` inside a slot of the process-wide admission limit (`server.admission`).
+
+    `weigh()` gives its multiply-adds (`passes_of`), from which the limiter tells heavy work
+    from ordinary: heavy work waits in its own line, one request per visitor, so an ordinary
+    page never waits behind it. Only work that is not stored yet waits for a slot, so a
+    visitor reopening a computed view never queues; one who has to wait is told where.
     """
     notice = st.empty()
 
-    def queued(position: int) -> None:
-        ahead = "1 request" if position == 1 else f"{position} requests"
-        notice.info(f"This shared server is busy: {ahead} ahead of yours. It starts shortly…")
+    def queued(place: admission.Place) -> None:
+        notice.info(waiting_message(place))
 
+    heavy = weigh is not None and admission.is_heavy(weigh())
+    slot = admission.slot("computation", queued, heavy=heavy, visitor=visitor())
     try:
-        with admission.slot("computation", on_queued=queued):
+        # Each admitted request gets its share of the cores; flow's solver would take two.
+        with slot, core.flow.solver_threads(admission.threads_per_slot()):
             return compute()
     finally:
         notice.empty()
+
+
+@contextlib.contextmanager
+def page_slot(view: ViewState) -> Iterator[None]:
+    """The whole page run in one heavy slot when the view's attention is heavy as a whole
+    (`admission.is_heavy_page`): its drawing and exports, not only its computations, then
+    wait their turn in the heavy line, one per visitor, and ordinary pages never wait for it.
+    Other views run as they are (their computations take their own slots)."""
+    cells = 0.0
+    # Only a model loaded already is weighed: a first load shows its own spinner on the page.
+    with contextlib.suppress(Exception):  # a model that cannot load: the page says why
+        if (view.model, deploy_policy()) not in _loaded:
+            raise LookupError(view.model)
+        model = cached_model(view.model)
+        inputs = inputs_of(view, model)
+        if is_attention_stored(inputs):
+            n = len(attention(inputs).tokens)  # exact once tokenized
+        else:
+            n = estimated_tokens(inputs, model.max_length)
+        cells = float(model.num_layers * model.num_heads * n * n)
+    if not admission.is_heavy_page(cells):
+        yield
+        return
+    notice = st.empty()
+
+    def queued(place: admission.Place) -> None:
+        notice.info(waiting_message(place))
+
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(admission.slot("page", queued, heavy=True, visitor=visitor()))
+    except ServerBusyError as error:  # waited too long: say so instead of drawing the page
+        notice.error(str(error))
+        st.stop()
+    with held:
+        notice.empty()
+        _heavy_page.active = True
+        try:
+            yield
+        finally:
+            _heavy_page.active = False
+
+
+_heavy_page = threading.local()
+"""`active` while this thread runs a heavy page (`page_slot`), so its downloads are heavy too."""
+
+
+def in_heavy_page() -> bool:
+    """Whether the current page run is a heavy one (`page_slot`)."""
+    return getattr(_heavy_page, "active", False)
+
+
+def admitted_export(build: Callable[[], T], cells: int, from_heavy_page: bool = False) -> T:
+    """A download's file, built in a heavy slot when it holds a heavy page's worth of cells or
+    was offered by a heavy page (Streamlit builds it in a worker thread when the button is
+    clicked): a heavy visitor's many downloads then wait their turn like its pages."""
+    if not (from_heavy_page or admission.is_heavy_page(cells)):
+        return build()
+    with admission.slot("download", heavy=True, visitor=visitor()):
+        return build()
+
+
+def waiting_message(place: admission.Place) -> str:
+    """Where a waiting visitor stands, in words."""
+    if not place.heavy:
+        ahead = "1 request" if place.position == 1 else f"{place.position} requests"
+        return f"This shared server is busy: {ahead} ahead of yours. It starts shortly…"
+    if place.own_in_flight:
+        return (
+            "Your other heavy computation (another tab, or an earlier click) is still running; "
+            "this one starts when it is done. Ordinary pages are not held up meanwhile."
+        )
+    ahead = "1 from another visitor" if place.position == 1 else f"{place.position} from others"
+    return (
+        f"This is heavy work, which this shared server runs a few at a time so that everyone's "
+        f"pages stay quick: {ahead} ahead of yours. It starts when a place frees up…"
+    )
+
+
+def visitor() -> tuple[Hashable, ...]:
+    """Who is asking: this session, and the client's address where the host passes one
+    (Streamlit gives None for a visitor on this machine)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    context = get_script_run_ctx()
+    address = client_address()
+    return (
+        ("session", context.session_id if context is not None else None),
+        ("address", address) if address else None,
+    )
+
+
+def passes_of(inputs: Inputs, passes: float, tokens: int | None = None) -> Weigh:
+    """A `Weigh` of `passes` forward passes of `inputs`' model over its text (`tokens`, or
+    an estimate from the text's words when it has not been tokenized yet)."""
+
+    def weigh() -> float:
+        model = cached_model(inputs.model)
+        n = tokens if tokens is not None else estimated_tokens(inputs, model.max_length)
+        return passes * forward_multiply_adds(model.model.config, n)
+
+    return weigh
+
+
+def estimated_tokens(inputs: Inputs, cap: int) -> int:
+    """Tokens of `inputs`' texts before tokenizing: words and punctuation marks, a third
+    more for words cut into pieces, plus special tokens; at most `cap`."""
+    pieces = sum(len(WORD_OR_MARK.findall(text)) for text in (inputs.text, inputs.pair))
+    return min(cap, math.ceil(1.3 * pieces) + 3)
+
+
+def _tokens_of(inputs: Inputs) -> int:
+    return len(attention(inputs).tokens)
 
 
 def _quietly(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -144,7 +295,13 @@ def attention(inputs: Inputs) -> AttentionResult:
             top_k=10,
             budget=WHOLE_ATTENTION_BYTES,
         ),
+        passes_of(inputs, ATTENTION.passes(1, 1)),
     )
+
+
+def is_attention_stored(inputs: Inputs) -> bool:
+    """Whether `attention(inputs)` would answer at once."""
+    return store_key("attention", inputs) in result_store()
 
 
 def overview(inputs: Inputs, layer: int, head: int | None, reduce: Reduce) -> Overview:
@@ -213,7 +370,18 @@ def method_result(
         )
         return core.run_method(method, request)
 
-    return _stored(store_key("method", inputs, method, stack, layers, rows), compute)
+    def weigh() -> float:
+        n = _tokens_of(inputs)
+        total = attention(inputs).stack(stack)[0].shape[0]
+        own = core.get_method(method).cost.passes(
+            n,
+            total,
+            rows=None if rows is None else len(rows),
+            layers=None if layers is None else len(layers),
+        )
+        return passes_of(inputs, 1 + own, n)()
+
+    return _stored(store_key("method", inputs, method, stack, layers, rows), compute, weigh)
 
 
 def is_stored(
@@ -272,6 +440,7 @@ def comparison(inputs: Inputs, word: int, replacement: str) -> core.Comparison:
         lambda: core.compare_replacement(
             cached_model(inputs.model), inputs.text, word, replacement
         ),
+        passes_of(inputs, 2),  # the text and the text with the word replaced
     )
 
 
@@ -288,6 +457,7 @@ def neuron_view(inputs: Inputs, layer: int, head: int, query: int) -> core.Neuro
             query,
             inputs.pair or None,
         ),
+        passes_of(inputs, 1),
     )
 
 
@@ -296,6 +466,7 @@ def logit_lens(inputs: Inputs, position: int, top_k: int) -> pd.DataFrame:
     return _stored(
         store_key("logit_lens", inputs, position, top_k),
         lambda: core.logit_lens(cached_model(inputs.model), inputs.text, position, top_k),
+        passes_of(inputs, 1),
     )
 
 
@@ -311,10 +482,6 @@ def route_contributions(inputs: Inputs) -> core.RouteContributions:
             inputs.pair or None,
         ),
     )
-
-
-LEAVE_ONE_OUT = "leave_one_out"
-"""The first part of an agreement table; the other parts are named after their methods."""
 
 
 def agreement_parts(inputs: Inputs) -> list[str]:
@@ -338,7 +505,12 @@ def agreement_part(
         compute = functools.partial(
             method_attribution, model, inputs.text, position, part, progress
         )
-    return _stored(store_key("agreement_part", inputs, position, part), compute)
+
+    def weigh() -> float:
+        n = _tokens_of(inputs)
+        return passes_of(inputs, part_passes(model, part, n), n)()
+
+    return _stored(store_key("agreement_part", inputs, position, part), compute, weigh)
 
 
 def is_agreement_part_stored(inputs: Inputs, position: int, part: str) -> bool:
@@ -371,6 +543,7 @@ def predictions_at(inputs: Inputs, position: int, top_k: int) -> list[list[core.
         lambda: core.predict_masked(
             cached_model(inputs.model), inputs.text, top_k, position=position
         ),
+        passes_of(inputs, 1),
     )
 
 
@@ -407,6 +580,7 @@ def generation(inputs: Inputs, count: int) -> AttentionResult:
         lambda: _quietly(
             core.generate_with_attention, cached_model(inputs.model), inputs.text, count
         ),
+        passes_of(inputs, 1 + count),  # one pass per new token, and the text's own
     )
 
 
@@ -431,7 +605,7 @@ def corpus_global_view(
 
     settings = (result.run_id, layer, head, method, result.max_tokens, max_points)
     inputs = Inputs(result.model_name, "")
-    return _stored(store_key("corpus_global_view", inputs, *settings), compute)
+    return _stored(store_key("corpus_global_view", inputs, *settings), compute, corpus_work)
 
 
 def is_encoder_decoder(name: str) -> bool:
@@ -450,8 +624,8 @@ def is_encoder_decoder(name: str) -> bool:
 # cost the sidebar the loader's network timeout on every rerun.
 @st.cache_data(max_entries=32, ttl="10m", show_spinner=False)
 def config_is_encoder_decoder(name: str) -> bool:
-    from core.deploy import check_model_allowed
     from core.models import detect_kind, load_config
+    from server.policy import check_model_allowed
 
     try:
         check_model_allowed(deploy_policy(), name)

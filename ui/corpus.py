@@ -14,7 +14,6 @@ own corpus is theirs alone (an owner token per session), expires, and is deleted
 from __future__ import annotations
 
 import functools
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import streamlit as st
 from streamlit import config as streamlit_config
 from streamlit.delta_generator import DeltaGenerator
 
-from core import AtlasError, DeployConfigError, LoadedModel
+from core import AtlasError, LoadedModel
 from core.charts import global_view_chart
 from core.corpus import (
     BUNDLED_CORPORA,
@@ -44,7 +43,6 @@ from core.corpus.tables import corpus_example_rows, corpus_head_rows
 from ui import cache, session
 from ui import store as stores
 from ui.deploy import deploy_policy
-from ui.deploy import secrets as deploy_secrets
 from ui.state import MAX_CORPUS_SENTENCES, MAX_CORPUS_TOKENS, MIN_CORPUS_TOKENS, ViewState
 from ui.text import plain
 from ui.widgets import bound, label_from, show_chart, show_error
@@ -94,14 +92,9 @@ def session_owner() -> str:
 
 
 def store_cap() -> int | None:
-    """The corpus store's size cap (`ui.store.corpus_store_cap`); a value that cannot be read
-    is reported and replaced by the public default, so that a typo never lifts the cap."""
-    try:
-        values = {**(deploy_secrets() or {}), **os.environ}
-        return stores.corpus_store_cap(values, deploy_policy().public)
-    except DeployConfigError as error:
-        show_error(f"{error} Using the public cap.")
-        return stores.PUBLIC_MAX_CORPUS_STORE_BYTES
+    """The corpus store's size cap: `ATLAS_MAX_CORPUS_STORE_BYTES` (`server.settings`). A value
+    that cannot be read gives the strict public policy, so a typo never lifts the cap."""
+    return deploy_policy().max_corpus_store_bytes
 
 
 def store_for(run: Run) -> CorpusStore:
@@ -311,7 +304,7 @@ def continue_run(run: Run, model: LoadedModel, bar: DeltaGenerator | None) -> No
     if bar is None:
         return
     try:
-        cache.admitted(functools.partial(_chunk, run, model, bar))
+        cache.admitted(functools.partial(_chunk, run, model, bar), cache.corpus_work)
     except AtlasError as error:
         _stop()
         show_error(str(error))

@@ -1,4 +1,4 @@
-"""Costly methods (flow, value zeroing): chosen rows, a progress bar in tokens, and Stop.
+"""Costly methods: chosen rows, a progress bar in tokens, and Stop.
 
 A method that declares a "layers" parameter costs enough per layer that the page computes the
 one layer shown, with a progress bar and Stop (`ui.stoppable`). Flow also declares "rows": it
@@ -17,7 +17,7 @@ import streamlit as st
 
 import core
 from core import MethodResult
-from core.deploy import check_flow_request, check_value_zeroing_request, flow_progress_with_budget
+from server.policy import check_method_request, method_progress
 from ui import cache, session, stoppable
 from ui.cache import Inputs
 from ui.deploy import deploy_policy
@@ -42,12 +42,17 @@ def per_layer_cost(method: str) -> bool:
 
 
 def check_budget(method: str, n: int, rows: tuple[int, ...] | None, layers: int) -> None:
-    """The deployment's budget for `method` on `layers` layers of an `n`-token text, checked
-    before it starts."""
-    if method == "flow":
-        check_flow_request(deploy_policy(), n, None if rows is None else len(rows))
-    elif method == "value_zeroing":
-        check_value_zeroing_request(deploy_policy(), n, layers)
+    """The deployment's budget for `method` on `layers` layers of an `n`-token text, by the
+    kind of cost its registry entry declares, checked before it starts."""
+    check_method_request(
+        deploy_policy(), core.get_method(method), n, None if rows is None else len(rows), layers
+    )
+
+
+def cost_note(method: str, n: int, rows: int, layers: int, total_layers: int) -> str:
+    """ "About … forward passes" for a request, from the cost the registry declares."""
+    passes = core.get_method(method).cost.passes(n, total_layers, rows=rows, layers=layers)
+    return f"about {passes:,.0f} forward passes of the model" if passes >= 2 else ""
 
 
 def chosen_rows(method: str, labels: list[str], token: int) -> tuple[int, ...] | None:
@@ -65,7 +70,8 @@ def chosen_rows(method: str, labels: list[str], token: int) -> tuple[int, ...] |
         f"Compute {core.get_method(method).label} only for chosen tokens",
         "flow_chosen",
         value=view.flow_chosen if view.flow_chosen is not None else n > above,
-        help="Flow solves one maximum-flow problem per token pair; limiting rows is faster.",
+        help="Its work grows with every token computed (one maximum-flow problem per token "
+        "pair for flow); limiting rows is faster.",
     )
     if not only_some:
         return None
@@ -159,13 +165,18 @@ def _compute(
     missing: list[tuple[int, ...] | None],
     n: int,
 ) -> None:
-    label = core.get_method(method).label
+    entry = core.get_method(method)
     # Every layer: the work is each token in each layer, and the bar counts both.
     layers = _layers(inputs, stack, layer)
     unit = "tokens" if layers == 1 else "tokens × layers"
-    bar = stoppable.ProgressBar(label, _rows_in(missing, n) * layers, unit=unit)
-    # One time budget for the whole request (public mode), across its chunks: flow's.
-    within_budget = flow_progress_with_budget(deploy_policy()) if method == "flow" else None
+    rows = _rows_in(missing, n)
+    note = cost_note(method, n, rows, layers, cache.attention(inputs).pieces(stack).num_layers)
+    if note:
+        st.caption(f"This request of {entry.label} is {note}.")
+    bar = stoppable.ProgressBar(entry.label, rows * layers, unit=unit)
+    # One time budget for the whole request across its chunks, where the registry says the
+    # method's cost is per row (public mode).
+    within_budget = method_progress(deploy_policy(), entry)
     for chunk in missing:
         size = (n if chunk is None else len(chunk)) * layers
         progress = bar.part(size, check=within_budget)

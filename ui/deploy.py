@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Any
 
 import streamlit as st
 
 from core import PRESETS
-from core.deploy import DeployConfigError, DeployPolicy, policy_from_env
+from server.errors import DeployConfigError
+from server.settings import PUBLIC, DeployPolicy, policy_from_env
 
 CUSTOM_CHOICE = "Other: Hub id or local directory…"
 """The model pickers' last option: type any Hub id or directory (private installs only)."""
@@ -22,13 +24,59 @@ def read_deploy_policy() -> tuple[DeployPolicy, str | None]:
     off.
     """
     try:
-        return policy_from_env(os.environ, secrets()), None
+        return policy_from_env(os.environ, secrets(), default_public=reached_remotely()), None
     except DeployConfigError as error:
         return DeployPolicy.strict(), f"{error} Running with the strict public settings."
 
 
 def deploy_policy() -> DeployPolicy:
     return read_deploy_policy()[0]
+
+
+def client_address() -> str | None:
+    """The visitor's address, which Streamlit passes only for a visitor on another machine
+    (None on localhost, in tests and in bare mode)."""
+    try:
+        address = st.context.ip_address
+    except Exception:  # no request context: not served to anyone
+        return None
+    return address if isinstance(address, str) else None  # AppTest gives a stand-in object
+
+
+def reached_remotely() -> bool:
+    """Whether this app is served beyond this machine: the visitor comes from another
+    address, or the server was told to listen on a non-loopback address. Without an explicit
+    ATLAS_PUBLIC that means public mode (issue 24): an operator who forgot the setting on a
+    public host must not open every path on the server to the world."""
+    from streamlit import config
+
+    address = client_address()
+    if address:
+        return not _loopback(address)
+    listening = config.get_option("server.address")
+    return bool(listening) and not _loopback(str(listening))
+
+
+def _loopback(address: str) -> bool:
+    if address.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip().strip("[]")).is_loopback
+    except ValueError:  # a host name: not provably this machine
+        return False
+
+
+def mode_notice(policy: DeployPolicy) -> str | None:
+    """What the sidebar says when the mode was chosen for the operator: public because the
+    app is reached over the network and ATLAS_PUBLIC is set nowhere."""
+    explicit = PUBLIC.name in os.environ or PUBLIC.name in (secrets() or {})
+    if explicit or not policy.public:
+        return None
+    return (
+        "Public mode: this app is reached over the network and ATLAS_PUBLIC is not set, so "
+        "it offers the preset models only, with the public limits. Set ATLAS_PUBLIC=0 to "
+        "serve a private install to your network on purpose."
+    )
 
 
 def secrets() -> dict[str, Any] | None:

@@ -16,7 +16,8 @@ import streamlit as st
 
 import core
 from core import AtlasError, ModelKind, charts
-from core.deploy import check_agreement_request
+from core.agreement import part_passes
+from server.policy import check_agreement_request
 from ui import cache, stoppable
 from ui.cache import LEAVE_ONE_OUT, Inputs
 from ui.deploy import deploy_policy
@@ -84,23 +85,6 @@ def logit_lens_panel(page: Page, position: int) -> None:
     )
 
 
-def part_cost(part: str, n: int) -> float:
-    """Rough cost of one part of the agreement table in forward passes, for its progress bar.
-
-    From bench/RESULTS.md (Methods): a leave-one-out variant costs about 0.75 of a forward
-    pass (batching saves little on a CPU), value zeroing's n re-runs of every layer's
-    post-attention part about 0.4 n passes, ALTI about 3, and the other methods one or two
-    passes besides the text's own attention, which every method runs once.
-    """
-    if part == LEAVE_ONE_OUT:
-        return 0.75 * n
-    if part == "value_zeroing":
-        return 1 + 0.4 * n
-    if part == "alti":
-        return 4
-    return 2
-
-
 def part_label(part: str) -> str:
     return "Leave-one-out" if part == LEAVE_ONE_OUT else core.get_method(part).label
 
@@ -159,7 +143,7 @@ def agreement_panel(page: Page, position: int) -> None:
 def _compute_agreement(page: Page, position: int, parts: list[str], missing: list[str]) -> None:
     """Every missing part, each stored as it finishes, under one progress bar."""
     n = len(page.result.tokens)
-    costs = {part: part_cost(part, n) for part in missing}
+    costs = {part: part_passes(page.model, part, n) for part in missing}
     bar = stoppable.ProgressBar("the agreement table", sum(costs.values()), unit="passes")
     for part in missing:
         step = f"step {parts.index(part) + 1} of {len(parts)}"

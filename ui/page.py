@@ -17,6 +17,7 @@ import core
 from core import AtlasError, AttentionResult, LoadedModel
 from core.families import SELF
 from core.masking import maskable_positions, replaceable_words
+from server.policy import deployment
 from ui import cache, session
 from ui.cache import Inputs
 from ui.deploy import deploy_policy
@@ -101,7 +102,8 @@ def open_page() -> Page | None:
 
 def load_model(name: str) -> LoadedModel | None:
     """Model `name`, loaded with a spinner; shows the error and returns None on failure."""
-    from core.deploy import check_model_allowed, shown_name
+    from server.policy import check_model_allowed
+    from server.settings import shown_name
 
     preset = core.PRESETS.get(name)
     if preset is not None and preset.needs_download:
@@ -128,10 +130,15 @@ def load_result(inputs: Inputs, model: LoadedModel) -> AttentionResult | None:
     bounded by the tokens kept. Only text beyond the character cap is refused, because the
     tokenizer would spend seconds on it before truncating.
     """
-    from core.deploy import check_text_length
+    from server.memory import check_text_memory
+    from server.policy import check_text_length
 
     try:
         check_text_length(deploy_policy(), inputs.text, inputs.pair + inputs.target)
+        if not cache.is_attention_stored(inputs):
+            # Judged by this text's length (estimated before tokenizing), not the model's limit.
+            tokens = cache.estimated_tokens(inputs, model.max_length)
+            check_text_memory(model.model.config, tokens, model.name)
         with st.spinner("Running the model…"):
             result = cache.attention(inputs)
     except AtlasError as error:
@@ -161,7 +168,8 @@ def describe_result(result: AttentionResult, model: LoadedModel, inputs: Inputs)
         own_limit = model.extra.get("model_max_length", model.max_length)
         if model.max_length < own_limit:
             st.warning(
-                f"This public deployment reads at most {model.max_length} tokens per text "
+                f"This {deployment(deploy_policy())} reads at most {model.max_length} tokens "
+                "per text "
                 f"({name} itself reads {own_limit}): the last {result.dropped_tokens} tokens "
                 "were dropped. Your text is unchanged; shorten it to see all of it."
             )

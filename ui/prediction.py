@@ -112,7 +112,7 @@ def masks_drawn(total: int, notebook: str = "core.predict_masked") -> int:
     """How many of a text's `total` masks are drawn: the deployment's budget, at most
     `MAX_MASKS_DRAWN`, with a note naming `notebook`, which gives them all, when some are left
     out. The Masked and Compare pages both draw this many."""
-    from core.deploy import masks_allowed
+    from server.policy import masks_allowed
 
     allowed = min(masks_allowed(deploy_policy(), total), MAX_MASKS_DRAWN)
     if allowed < total:

@@ -10,9 +10,19 @@ def tune_process() -> None:
     """Everything the server process needs once, before any page allocates: idempotent."""
     _disable_altair_debug_mode()
     limit_memory_fragmentation()
+    _limit_torch_threads()
     _freeze_startup_objects()
     _warm_up_flow_solver()
     _keep_downloads_for_a_while()
+
+
+@functools.cache
+def _limit_torch_threads() -> None:
+    # The server admits one computation per slot at once; each gets cores // slots threads
+    # (server.admission explains why). `core` never does this: a notebook keeps its threads.
+    from server import admission
+
+    admission.limit_torch_threads()
 
 
 @functools.cache

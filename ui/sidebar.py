@@ -5,9 +5,15 @@ from __future__ import annotations
 import streamlit as st
 
 from core import PRESETS
-from core.deploy import shown_name
+from server.settings import shown_name
 from ui import cache, session
-from ui.deploy import CUSTOM_CHOICE, model_label, offered_models, read_deploy_policy
+from ui.deploy import (
+    CUSTOM_CHOICE,
+    mode_notice,
+    model_label,
+    offered_models,
+    read_deploy_policy,
+)
 from ui.state import DEFAULT, SCALES, from_view_file
 from ui.text import plain
 from ui.widgets import bound, label_from, show_error
@@ -68,6 +74,9 @@ def model_picker() -> None:
     policy, problem = read_deploy_policy()
     if problem:
         show_error(problem)
+    notice = None if problem else mode_notice(policy)
+    if notice:
+        st.info(notice)
     names = offered_models(policy)
     options = [*names, CUSTOM_CHOICE] if policy.offers_any_model else names
     current = session.view().model

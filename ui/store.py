@@ -19,13 +19,12 @@ import dataclasses
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
 import numpy as np
 
 from core.corpus import CorpusStore
-from core.deploy import _amount as read_amount
 
 T = TypeVar("T")
 
@@ -144,12 +143,6 @@ class ResultStore:
 
 
 # ---------------------------------------------------------------- the corpus store on disk
-ENV_MAX_CORPUS_STORE_BYTES = "ATLAS_MAX_CORPUS_STORE_BYTES"
-"""Setting: the largest the corpus store file may grow, e.g. ``200M`` (``none``: no cap).
-Read here, beside the deployment settings of `core.deploy`, until they move into one table."""
-PUBLIC_MAX_CORPUS_STORE_BYTES = 200_000_000
-"""A BERT-base run of the public caps (500 sentences) takes ≈ 1 MB of the file: 200 MB keeps
-the last ≈ 200 runs on a host whose disk every visitor shares (bench/bench_corpus_store.py)."""
 PUBLIC_CORPUS_RUN_SECONDS = 12 * 3600
 """In public mode a visitor's own corpus (pasted or uploaded) and its statistics are deleted
 this long after the run was made. Only that visitor's session can reopen it meanwhile."""
@@ -158,14 +151,6 @@ PRUNE_EVERY_SECONDS = 600.0
 
 _last_pruned: dict[str, float] = {}
 _last_pruned_guard = threading.Lock()
-
-
-def corpus_store_cap(values: Mapping[str, Any], public: bool) -> int | None:
-    """`ATLAS_MAX_CORPUS_STORE_BYTES` from `values` (environment and secrets), by default
-    `PUBLIC_MAX_CORPUS_STORE_BYTES` in public mode and no cap in a private install. Raises
-    `DeployConfigError` for a value it cannot read."""
-    default = PUBLIC_MAX_CORPUS_STORE_BYTES if public else None
-    return read_amount(values, ENV_MAX_CORPUS_STORE_BYTES, default)
 
 
 def corpus_store(

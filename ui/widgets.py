@@ -12,14 +12,12 @@ from typing import Any
 
 import streamlit as st
 
+from server.policy import export_refusal
 from ui import session
+from ui.cache import admitted_export, in_heavy_page
 from ui.deploy import deploy_policy
 from ui.runtime import skip_final_validation
 from ui.text import plain
-
-EXPORT_CELL_LIMIT = 4_000_000
-"""Larger exports (hundreds of MB of text) are left to notebooks: one click could exhaust a
-shared server's memory."""
 
 
 def bound(
@@ -78,17 +76,18 @@ def export_buttons(
     """CSV and JSON download buttons; the data is only built when a button is clicked.
 
     `csv` and `json` are built lazily: pass `functools.partial`s of cache functions with small
-    arguments, not closures over arrays. Above `EXPORT_CELL_LIMIT` values the buttons are
-    replaced by a note.
+    arguments, not closures over arrays. Over the deployment's export cap
+    (`ATLAS_MAX_EXPORT_CELLS`) the buttons are replaced by a note.
     """
-    budget = deploy_policy().max_export_cells
-    if cells > (EXPORT_CELL_LIMIT if budget is None else min(budget, EXPORT_CELL_LIMIT)):
-        st.caption(
-            f"{name}: {cells:,} values are too many to download here. Export one layer on the "
-            "Attention page, or use `core.run_attention` in a notebook."
-        )
+    refusal = export_refusal(deploy_policy(), cells)
+    if refusal is not None:
+        st.caption(f"{name}: {refusal}")
         return
     stem = stem or file_stem(name.lower().replace(" ", "_"))
+    # Built when clicked; a file of a heavy page's size waits in the heavy line (`ui.cache`).
+    heavy = in_heavy_page()
+    csv = functools.partial(admitted_export, csv, cells, heavy)
+    json = functools.partial(admitted_export, json, cells, heavy)
     left, right = st.columns(2)
     left.download_button(
         f"{name} as CSV", data=csv, file_name=f"{stem}.csv", mime="text/csv", on_click="ignore"

@@ -93,7 +93,10 @@ def ray_batches(
 
             from core.models import load_model
 
-            torch.set_num_threads(1)  # one CPU per actor, as Ray reserved
+            # This runs in the actor's own process, which Ray started for this work and owns
+            # nothing else: the library's rule (never change process-wide state) protects the
+            # caller's process, and the actor reserved one CPU (num_cpus=1), so one thread.
+            torch.set_num_threads(1)
             self.model = load_model(name)
 
         def run(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:

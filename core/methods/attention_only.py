@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.costs import Budget, Cost
 from core.flow import attention_flow
 from core.methods.base import Method, MethodRequest, MethodResult, Parameter
 from core.methods.registry import register
@@ -82,6 +83,8 @@ RAW = register(
         compute=_compute_raw,
         square_only=False,
         has_heads=True,
+        cost=Cost("0", note="The text's own pass: nothing more."),
+        attributes_by_rollout=False,
     )
 )
 ROLLOUT = register(
@@ -93,6 +96,7 @@ ROLLOUT = register(
         "l says which input tokens position i is made of after layer l.",
         compute=_compute_rollout,
         accumulated=True,
+        cost=Cost("0", note="L matrix products of n × n: milliseconds beside the pass."),
     )
 )
 FLOW = register(
@@ -104,6 +108,12 @@ FLOW = register(
         "token, normalised per row. Exact, one max-flow problem per token pair.",
         compute=_compute_flow,
         accumulated=True,
+        cost=Cost(
+            "0.05 * rows * layers * n",
+            Budget.ROWS,
+            "One max-flow problem per (row, token) pair: a row at one layer measured ≈ 6 "
+            "passes at 128 tokens and ≈ 25 at 512 (MiniLM, bench/RESULTS.md, flow).",
+        ),
         parameters=(
             Parameter("layers", "Layer", "Flow is computed for the chosen layer only."),
             Parameter("rows", "Tokens", "Rows (receiving tokens) to compute; others are empty."),

@@ -23,6 +23,7 @@ from enum import Enum
 import numpy as np
 
 from core.attention import AttentionResult
+from core.costs import FREE, Cost
 from core.families import SELF, StackSpec
 from core.models import LoadedModel
 from core.tokens import Token
@@ -122,6 +123,12 @@ class Method:
     sentence that does not name the method (`why_unavailable`)."""
     stacks: tuple[str, ...] | None = None
     """The stacks the method reads (None: every stack its `square_only` allows)."""
+    cost: Cost = FREE
+    """Its own work in forward passes as a formula of the request's shape, and the budget that
+    bounds it (`core.costs`): budgets, progress, notes and the server's queue read it."""
+    attributes_by_rollout: bool = True
+    """A position's attribution to the input tokens is the last layer's `rollout` row; False:
+    the last layer's own `per_layer` row (raw attention, whose rollout is another method)."""
 
     def reason_unavailable(self, model: LoadedModel | None, stack: StackSpec) -> str | None:
         """Why this method is not offered for `stack` of `model` (a sentence naming it), or

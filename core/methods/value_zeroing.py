@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from core.architectures import Layer, unsupported_reason
+from core.costs import Budget, Cost
 from core.families import SELF
 from core.methods.base import Method, MethodRequest, MethodResult, Needs, Parameter
 from core.methods.registry import register
@@ -114,6 +115,11 @@ VALUE_ZEROING = register(
         "sum to 1. One re-run of the layer per token, so it costs about n forward passes.",
         compute=_compute,
         needs=Needs.FORWARD,
+        cost=Cost(
+            "1 + 0.4 * n * layers / L",
+            Budget.TOKENS,
+            "One re-run of each layer per token: 52 × a pass at 128 tokens on every layer.",
+        ),
         unsupported=unsupported_reason,
         stacks=(SELF,),
         parameters=(Parameter("layers", "Layer", "Only the chosen layers are computed."),),

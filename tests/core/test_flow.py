@@ -412,3 +412,20 @@ def test_full_flow_default_is_a_token_threshold():
     assert full_flow_is_fast(FULL_FLOW_DEFAULT_MAX_TOKENS)
     assert not full_flow_is_fast(FULL_FLOW_DEFAULT_MAX_TOKENS + 1)
     assert full_flow_is_fast(1)
+
+
+def test_solver_threads_hold_for_the_block_and_context_only():
+    from core._maxflow import SOLVER_THREADS
+    from core.flow import solver_threads
+
+    rng = np.random.default_rng(3)
+    attentions = rng.random((4, 2, 10, 10))
+    attentions /= attentions.sum(-1, keepdims=True)
+    full = attention_flow(attentions)
+    with solver_threads(1):
+        assert SOLVER_THREADS.get() == 1
+        one = attention_flow(attentions)
+    assert SOLVER_THREADS.get() is None
+    np.testing.assert_array_equal(one, full)  # fewer threads, the same certified values
+    with pytest.raises(ValueError), solver_threads(0):
+        pass

@@ -178,8 +178,9 @@ def test_pickle_weights_refused_by_torch_give_a_clean_message(tmp_path, tiny_mod
     never runs, in private mode too."""
     import datetime
 
-    from core.deploy import DeployPolicy, load_model_for
     from core.errors import UnsafePickleError
+    from server.policy import load_model_for
+    from server.settings import DeployPolicy
 
     marker = tmp_path / "payload-ran"
     value = datetime.date(2020, 1, 1) if payload == "date" else _WritesAFileWhenUnpickled(marker)

@@ -14,7 +14,8 @@ import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from core.deploy import DeployPolicy, load_model_for
+from server.policy import load_model_for
+from server.settings import DeployPolicy
 
 # One family of each kind, with different tokenizers and layer/head layouts.
 RACED_FAMILIES = ("bert", "roberta", "distilbert", "albert", "bert-encoder", "gpt2", "bart", "t5")

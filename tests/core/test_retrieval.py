@@ -10,8 +10,8 @@ from core import (
     ComputationCancelled,
     DenseStack,
     EmptyTextError,
+    InputTooLongError,
     InvalidSelectionError,
-    TextTooLongError,
     UnsupportedModelError,
     retrieval_scores,
 )
@@ -180,7 +180,7 @@ def test_progress_is_reported_and_stops_when_asked(loaded_tiny):
         ({"depths": (0.5, 1.5)}, InvalidSelectionError),
         ({"depths": ("deep",)}, InvalidSelectionError),
         ({"depths": (float("nan"),)}, InvalidSelectionError),
-        ({"haystack": HAYSTACK * 10}, TextTooLongError),
+        ({"haystack": HAYSTACK * 10}, InputTooLongError),
     ],
 )
 def test_bad_inputs_are_refused(loaded_tiny, arguments, error):

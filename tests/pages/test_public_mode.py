@@ -11,10 +11,11 @@ from safetensors.torch import load_file
 from streamlit.testing.v1 import AppTest
 from transformers import BertConfig
 
-import core.deploy as deploy_module
+import server.policy
 import ui.costly
+import ui.deploy
 from core import EMBEDDED_MODEL, PRESETS
-from core.deploy import SETTINGS
+from server.settings import SETTING_NAMES
 from tests.fake_hub import serve_fake_hub
 from tests.pages.conftest import APP, assert_clean, explorer_drawn, explorer_table, start
 from ui.deploy import CUSTOM_CHOICE, model_label
@@ -36,7 +37,7 @@ def deploy(monkeypatch):
     """Factory: `deploy(ATLAS_PUBLIC=1, ...)` sets exactly these settings for the app."""
 
     def configure(**settings: object) -> None:
-        for key in SETTINGS:
+        for key in SETTING_NAMES:
             monkeypatch.delenv(key, raising=False)
         for key, value in settings.items():
             monkeypatch.setenv(key, str(value))
@@ -181,6 +182,38 @@ def test_token_cap_truncates_with_a_warning_and_keeps_the_text(deploy):
     assert at.text_area(key="w_text").value == text
 
 
+def test_a_private_token_cap_is_not_called_public(deploy):
+    deploy(ATLAS_MAX_TOKENS=16)
+    text = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen " * 2
+    at = start(text=text)
+    assert_clean(at)
+    warning = messages(at, "warning")
+    assert "This deployment reads at most 16 tokens per text" in warning
+    assert "public" not in warning
+
+
+def test_a_server_reached_over_the_network_starts_public_and_says_so(deploy, monkeypatch):
+    deploy()  # ATLAS_PUBLIC set nowhere
+    monkeypatch.setattr(ui.deploy, "client_address", lambda: "203.0.113.7")
+    at = start()
+    assert_clean(at)
+    assert model_options(at) == labels(PRESETS)  # no free-text box: no local paths
+    notice = " ".join(info.value for info in at.sidebar.info)
+    assert "Public mode: this app is reached over the network" in notice
+    # An operator who sets the mode explicitly gets it, and no notice.
+    deploy(ATLAS_PUBLIC=0)
+    at = start()
+    assert CUSTOM_CHOICE in model_options(at)
+    assert not any("Public mode" in info.value for info in at.sidebar.info)
+
+
+def test_a_visitor_on_this_machine_keeps_the_private_default(deploy, monkeypatch):
+    deploy()
+    monkeypatch.setattr(ui.deploy, "client_address", lambda: "127.0.0.1")
+    at = start()
+    assert CUSTOM_CHOICE in model_options(at)
+
+
 def test_character_cap_refuses_a_link_and_keeps_the_text(deploy):
     deploy(ATLAS_PUBLIC=1, ATLAS_MAX_CHARS=100)
     long_text = "word " * 40
@@ -266,10 +299,10 @@ def test_a_flow_over_the_time_budget_stops_with_a_message(deploy, monkeypatch):
     deploy(ATLAS_PUBLIC=1, ATLAS_MAX_FLOW_SECONDS=1)
     ticks = iter(range(0, 10**6, 100))  # a clock on which every step takes 100 s
 
-    def slow_clock_budget(policy, progress=None):
-        return deploy_module.flow_progress_with_budget(policy, progress, clock=lambda: next(ticks))
+    def slow_clock_budget(policy, method, progress=None):
+        return server.policy.method_progress(policy, method, progress, clock=lambda: next(ticks))
 
-    monkeypatch.setattr(ui.costly, "flow_progress_with_budget", slow_clock_budget)
+    monkeypatch.setattr(ui.costly, "method_progress", slow_clock_budget)
     at = start(text="The dog sat on the rug.", method="flow", layer=5, flow_chosen="false")
     assert_clean(at)
     assert "was stopped after 1 s" in messages(at, "error")

@@ -82,3 +82,23 @@ def test_causal_thumbnails_leave_unseen_cells_empty_under_every_option(tiny_mode
     m = grid.shape[-1]
     upper = np.triu(np.ones((m, m), dtype=bool), 1)
     assert np.isnan(grid[..., upper]).all() and not np.isnan(grid[..., ~upper]).any()
+
+
+def test_the_page_says_where_a_visitor_waits():
+    from server.admission import Place
+    from ui.cache import waiting_message
+
+    assert "2 requests ahead of yours" in waiting_message(Place(2, heavy=False))
+    heavy = waiting_message(Place(1, heavy=True))
+    assert "heavy work" in heavy and "1 from another visitor ahead of yours" in heavy
+    assert "3 from others" in waiting_message(Place(3, heavy=True))
+    own = waiting_message(Place(1, heavy=True, own_in_flight=True))
+    assert own.startswith("Your other heavy computation") and "not held up" in own
+
+
+def test_token_estimate_before_tokenizing():
+    from ui.cache import estimated_tokens
+
+    assert estimated_tokens(Inputs("m", "The cat sat on the mat."), 512) == 13
+    assert estimated_tokens(Inputs("m", " ".join(["word"] * 600)), 512) == 512
+    assert estimated_tokens(Inputs("m", "One.", "Two."), 512) == 9

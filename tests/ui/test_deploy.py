@@ -1,7 +1,7 @@
 """Which models the pickers list under a deployment policy."""
 
 from core import EMBEDDED_MODEL, PRESETS
-from core.deploy import DeployPolicy
+from server.settings import DeployPolicy
 from ui.deploy import CUSTOM_CHOICE, model_label, offered_models, picker_options
 
 
@@ -24,3 +24,21 @@ def test_model_labels_say_what_a_preset_costs():
     assert all("download" in model_label(name) for name in downloads)
     assert model_label("someone/model") == "someone/model"
     assert model_label(CUSTOM_CHOICE) == CUSTOM_CHOICE
+
+
+def test_reached_remotely_reads_the_visitor_then_the_listening_address(monkeypatch):
+    from streamlit import config
+
+    import ui.deploy
+
+    monkeypatch.setattr(ui.deploy, "client_address", lambda: None)
+    monkeypatch.setattr(config, "get_option", lambda name: None)
+    assert not ui.deploy.reached_remotely()  # the default: a local `streamlit run`
+    for listening, remote in (("127.0.0.1", False), ("localhost", False), ("0.0.0.0", True)):
+        monkeypatch.setattr(config, "get_option", lambda name, value=listening: value)
+        assert ui.deploy.reached_remotely() is remote
+    monkeypatch.setattr(config, "get_option", lambda name: "127.0.0.1")
+    monkeypatch.setattr(ui.deploy, "client_address", lambda: "2001:db8::1")
+    assert ui.deploy.reached_remotely()  # a visitor from elsewhere, whatever the binding
+    monkeypatch.setattr(ui.deploy, "client_address", lambda: "::1")
+    assert not ui.deploy.reached_remotely()

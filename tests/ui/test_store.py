@@ -9,15 +9,13 @@ import pytest
 
 from core.corpus import CorpusStore
 from core.corpus.store import RunRecord
-from core.errors import DeployConfigError
+from server.errors import DeployConfigError
+from server.settings import policy_from_env
 from ui.store import (
-    ENV_MAX_CORPUS_STORE_BYTES,
     PRUNE_EVERY_SECONDS,
     PUBLIC_CORPUS_RUN_SECONDS,
-    PUBLIC_MAX_CORPUS_STORE_BYTES,
     ResultStore,
     corpus_store,
-    corpus_store_cap,
     freeze,
     prune_now_and_then,
     size_of,
@@ -118,13 +116,15 @@ def test_public_mode_keeps_a_visitors_corpus_to_their_session(tmp_path):
     assert private.shared and private.lifetime_seconds is None  # one's own machine: all shared
 
 
-def test_the_cap_setting(monkeypatch):
-    assert corpus_store_cap({}, public=True) == PUBLIC_MAX_CORPUS_STORE_BYTES
-    assert corpus_store_cap({}, public=False) is None
-    assert corpus_store_cap({ENV_MAX_CORPUS_STORE_BYTES: "50M"}, public=False) == 50_000_000
-    assert corpus_store_cap({ENV_MAX_CORPUS_STORE_BYTES: "none"}, public=True) is None
-    with pytest.raises(DeployConfigError, match=ENV_MAX_CORPUS_STORE_BYTES):
-        corpus_store_cap({ENV_MAX_CORPUS_STORE_BYTES: "a lot"}, public=True)
+def test_the_cap_setting():
+    """The store's cap is one row of the settings table (`server.settings`)."""
+    name = "ATLAS_MAX_CORPUS_STORE_BYTES"
+    assert policy_from_env({"ATLAS_PUBLIC": "1"}).max_corpus_store_bytes == 200_000_000
+    assert policy_from_env({}).max_corpus_store_bytes is None
+    assert policy_from_env({name: "50M"}).max_corpus_store_bytes == 50_000_000
+    assert policy_from_env({"ATLAS_PUBLIC": "1", name: "none"}).max_corpus_store_bytes is None
+    with pytest.raises(DeployConfigError, match=name):
+        policy_from_env({"ATLAS_PUBLIC": "1", name: "a lot"})
 
 
 def test_expired_runs_go_when_the_page_is_shown_now_and_then(tmp_path, monkeypatch):

@@ -305,19 +305,26 @@ def test_runs_expire_for_every_handle(loaded_tiny, tmp_path, monkeypatch):
 
 def test_the_cap_bounds_the_file_and_evicts_the_oldest_runs(loaded_tiny, tmp_path):
     model = loaded_tiny("bert")
-    cap = 5_000_000
+    corpora = [_random_sentences(100 + seed, 40, words=5) for seed in range(10)]
+    # A visitor pasting new corpora and pressing Run, first with no cap. The cap is then set
+    # halfway between one run's file and ten runs' file, both measured here: how many bytes a
+    # run takes depends on DuckDB's block allocation (the first run costs most), not on the test.
     free = CorpusStore(tmp_path / "free.duckdb")
+    sizes = []
+    for sentences in corpora:
+        run_corpus(model, sentences, store=free, max_tokens=16)
+        free.release()
+        sizes.append(free.file_bytes())
+    assert sizes[-1] > 1.5 * sizes[0]  # without a cap the file keeps growing
+    cap = (sizes[0] + sizes[-1]) // 2
+
     capped = CorpusStore(tmp_path / "capped.duckdb", max_bytes=cap)
     order = []
-    for seed in range(10):  # a visitor pasting new corpora and pressing Run
-        sentences = _random_sentences(100 + seed, 40, words=5)
-        run_corpus(model, sentences, store=free, max_tokens=16)
+    for sentences in corpora:
         order.append(run_corpus(model, sentences, store=capped, max_tokens=16).run_id)
         capped.release()
         assert capped.file_bytes() <= cap
         assert capped.run(order[-1]).finished  # the run just made is never evicted
-    free.release()
-    assert free.file_bytes() > cap  # without the cap the file keeps growing
 
     kept = capped.runs()["run_id"].tolist()
     assert order[0] not in kept and 1 <= len(kept) < len(order)

@@ -1,4 +1,4 @@
-"""Public-deploy policy: settings, allowlist, size and token caps, weight format, remote code."""
+"""The deployment policy (`server`): settings, allowlist, size and token caps, weight format."""
 
 from __future__ import annotations
 
@@ -15,54 +15,57 @@ import torch
 from safetensors.torch import load_file
 from transformers import AlbertConfig, BartConfig, BertConfig, DistilBertConfig, RobertaConfig
 
-import core.deploy
+import server.policy
+import server.settings
 from core import EMBEDDED_MODEL, PRESETS, load_model, run_attention
-from core.deploy import (
-    PUBLIC_MAX_CHARS,
-    PUBLIC_MAX_PARAMETERS,
-    PUBLIC_MAX_TOKENS,
-    AttentionShape,
-    DeployConfigError,
-    DeployPolicy,
-    ModelNotAllowedError,
-    ModelTooLargeError,
-    TextTooLongError,
-    UnsafeWeightsError,
-    attention_shape,
-    available_memory_bytes,
-    check_agreement_request,
-    check_attention_shape,
-    check_export_cells,
-    check_flow_request,
-    check_memory,
-    check_model_allowed,
-    check_model_size,
-    check_result_size,
-    check_text_length,
-    check_value_zeroing_request,
-    estimate_parameters,
-    flow_progress_with_budget,
-    load_model_for,
-    masks_allowed,
-    parameter_bytes,
-    policy_from_env,
-    result_bytes,
-    value_zeroing_tokens_allowed,
-)
 from core.errors import (
-    AgreementTooLargeError,
     AtlasError,
-    BudgetExceededError,
-    ExportTooLargeError,
-    FlowTimeExceededError,
-    FlowTooLargeError,
     InsufficientMemoryError,
     ModelLoadError,
-    ResultTooLargeError,
     UnsupportedModelError,
-    ValueZeroingTooLargeError,
 )
 from core.models import load_config
+from server.errors import (
+    AgreementTooLargeError,
+    BudgetExceededError,
+    DeployConfigError,
+    ModelNotAllowedError,
+    ModelTooLargeError,
+    RerunTooLargeError,
+    ResultTooLargeError,
+    TextTooLongError,
+    TimeBudgetExceededError,
+    TooManyRowsError,
+    UnsafeWeightsError,
+)
+from server.memory import (
+    AttentionShape,
+    attention_shape,
+    available_memory_bytes,
+    check_attention_shape,
+    check_memory,
+    estimate_parameters,
+    parameter_bytes,
+    result_bytes,
+)
+from server.policy import (
+    check_agreement_request,
+    check_model_allowed,
+    check_model_size,
+    check_rerun_request,
+    check_result_size,
+    check_rows_request,
+    check_text_length,
+    export_refusal,
+    load_model_for,
+    masks_allowed,
+    rerun_tokens_allowed,
+    time_budget,
+)
+from server.settings import (
+    DeployPolicy,
+    policy_from_env,
+)
 from tests.fake_hub import serve_fake_hub
 
 BERT_LARGE = BertConfig(
@@ -84,9 +87,9 @@ def test_public_mode_defaults():
     policy = policy_from_env({"ATLAS_PUBLIC": "1"})
     assert policy == DeployPolicy.strict()
     assert policy.allowed_models == tuple(PRESETS)
-    assert policy.max_tokens == PUBLIC_MAX_TOKENS == 256
-    assert policy.max_chars == PUBLIC_MAX_CHARS
-    assert policy.max_parameters == PUBLIC_MAX_PARAMETERS == 150_000_000
+    assert policy.max_tokens == 256
+    assert policy.max_chars == 20_000
+    assert policy.max_parameters == 150_000_000
     assert policy.safetensors_only
     assert not policy.offers_any_model
 
@@ -174,8 +177,8 @@ def test_allowlist_refuses_every_other_name_before_touching_disk_or_network(monk
     def forbidden(*args, **kwargs):
         raise AssertionError("the allowlist must be checked before loading anything")
 
-    monkeypatch.setattr(core.deploy, "load_config", forbidden)
-    monkeypatch.setattr(core.deploy, "load_model", forbidden)
+    monkeypatch.setattr(server.policy, "load_config", forbidden)
+    monkeypatch.setattr(server.policy, "load_model", forbidden)
     policy = DeployPolicy.strict()
     for name in ["bert-large-cased", "../../etc", "/etc", "~", "acme/evil", " ", "x" * 500]:
         with pytest.raises(ModelNotAllowedError, match="not one of the models"):
@@ -275,7 +278,7 @@ def test_size_cap_applies_to_a_local_checkpoint_too(tiny_model_path, monkeypatch
     def forbidden(*args, **kwargs):
         raise AssertionError("weights must not be loaded for a model that is too large")
 
-    monkeypatch.setattr(core.deploy, "load_model", forbidden)
+    monkeypatch.setattr(server.policy, "load_model", forbidden)
     path = str(tiny_model_path("bert"))
     with pytest.raises(ModelTooLargeError, match="up to 1k"):
         load_model_for(DeployPolicy(max_parameters=1_000), path)
@@ -320,6 +323,14 @@ def test_character_cap():
     check_text_length(DeployPolicy(), "x" * 1_000_000)
 
 
+def test_a_private_install_is_never_called_public():
+    with pytest.raises(TextTooLongError) as private:
+        check_text_length(DeployPolicy(max_chars=10), "x" * 11)
+    assert "this deployment analyses" in str(private.value) and "public" not in str(private.value)
+    with pytest.raises(TextTooLongError, match="this public deployment analyses"):
+        check_text_length(DeployPolicy.strict(), "x" * 20_001)
+
+
 # ---------------------------------------------------------------- weights and code
 @pytest.fixture
 def pickle_only_checkpoint(tiny_model_path, tmp_path):
@@ -332,7 +343,7 @@ def pickle_only_checkpoint(tiny_model_path, tmp_path):
 
 
 def test_public_mode_refuses_pickle_weights(pickle_only_checkpoint):
-    with pytest.raises(UnsafeWeightsError, match="safetensors only"):
+    with pytest.raises(UnsafeWeightsError, match=r"only pickle files.*safetensors only"):
         load_model_for(DeployPolicy(safetensors_only=True), pickle_only_checkpoint)
     # The same checkpoint loads in a private install, so the refusal is the policy's doing.
     assert load_model_for(DeployPolicy(), pickle_only_checkpoint).num_layers == 2
@@ -373,7 +384,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_secrets_example_turns_on_the_strict_public_policy():
     secrets = tomllib.loads((ROOT / ".streamlit" / "secrets.toml.example").read_text())
-    assert set(secrets) <= set(core.deploy.SETTINGS)
+    assert set(secrets) <= set(server.settings.SETTING_NAMES)
     assert policy_from_env({}, secrets) == DeployPolicy.strict()
 
 
@@ -422,8 +433,9 @@ def test_public_budgets_default_on_and_read_like_the_other_settings():
     private = policy_from_env({})
     for field, _, value in BUDGET_SETTINGS.values():
         assert getattr(public, field) == value
-        assert getattr(private, field) is None
-    assert public.max_result_bytes == core.deploy.PUBLIC_MAX_RESULT_BYTES
+        # Private installs have no budget but the export cap (4M numbers: one file is built in
+        # memory whoever asks for it).
+        assert getattr(private, field) == (4_000_000 if field == "max_export_cells" else None)
     env = {"ATLAS_PUBLIC": "1", **{key: "none" for key in BUDGET_SETTINGS}}
     assert all(
         getattr(policy_from_env(env), field) is None for field, *_ in BUDGET_SETTINGS.values()
@@ -538,7 +550,7 @@ def test_private_mode_refuses_a_310b_config_before_loading(tmp_path, monkeypatch
     def forbidden(*args, **kwargs):
         raise AssertionError("weights must not be loaded for a model that does not fit")
 
-    monkeypatch.setattr(core.deploy, "load_model", forbidden)
+    monkeypatch.setattr(server.policy, "load_model", forbidden)
     huge = BertConfig(
         hidden_size=18432,
         num_hidden_layers=76,
@@ -553,31 +565,31 @@ def test_private_mode_refuses_a_310b_config_before_loading(tmp_path, monkeypatch
 
 def test_flow_rows_budget():
     policy = DeployPolicy.strict()
-    check_flow_request(policy, n_tokens=256, rows=16)
-    check_flow_request(policy, n_tokens=10, rows=None)  # every row of a short text
-    with pytest.raises(FlowTooLargeError, match=r"17 rows of a 256-token text.*16 rows"):
-        check_flow_request(policy, n_tokens=256, rows=17)
-    with pytest.raises(FlowTooLargeError, match="256 rows"):
-        check_flow_request(policy, n_tokens=256, rows=None)  # a full flow
-    check_flow_request(DeployPolicy(), n_tokens=512, rows=None)
+    check_rows_request(policy, n_tokens=256, rows=16)
+    check_rows_request(policy, n_tokens=10, rows=None)  # every row of a short text
+    with pytest.raises(TooManyRowsError, match=r"17 rows of a 256-token text.*16 rows"):
+        check_rows_request(policy, n_tokens=256, rows=17)
+    with pytest.raises(TooManyRowsError, match="256 rows"):
+        check_rows_request(policy, n_tokens=256, rows=None)  # a full flow
+    check_rows_request(DeployPolicy(), n_tokens=512, rows=None)
     with pytest.raises(ValueError):
-        check_flow_request(policy, n_tokens=0, rows=1)
+        check_rows_request(policy, n_tokens=0, rows=1)
 
 
 def test_value_zeroing_tokens_budget():
     policy = DeployPolicy.strict()
-    check_value_zeroing_request(policy, 128)
-    with pytest.raises(ValueZeroingTooLargeError, match=r"129-token text.*up to 128 tokens"):
-        check_value_zeroing_request(policy, 129)
-    check_value_zeroing_request(DeployPolicy(), 512)  # private: no cap
+    check_rerun_request(policy, 128)
+    with pytest.raises(RerunTooLargeError, match=r"129-token text.*up to 128 tokens"):
+        check_rerun_request(policy, 129)
+    check_rerun_request(DeployPolicy(), 512)  # private: no cap
     with pytest.raises(ValueError):
-        check_value_zeroing_request(policy, 0)
+        check_rerun_request(policy, 0)
     # Every layer of twelve: the same work (layers × n²) allows 128 / √12 = 36 tokens.
-    assert value_zeroing_tokens_allowed(policy, 12) == 36
-    check_value_zeroing_request(policy, 36, layers=12)
-    with pytest.raises(ValueZeroingTooLargeError, match=r"each of the 12 layers.*up to 36 tokens"):
-        check_value_zeroing_request(policy, 37, layers=12)
-    assert value_zeroing_tokens_allowed(DeployPolicy(), 12) is None
+    assert rerun_tokens_allowed(policy, 12) == 36
+    check_rerun_request(policy, 36, layers=12)
+    with pytest.raises(RerunTooLargeError, match=r"each of the 12 layers.*up to 36 tokens"):
+        check_rerun_request(policy, 37, layers=12)
+    assert rerun_tokens_allowed(DeployPolicy(), 12) is None
 
 
 def test_agreement_tokens_budget():
@@ -589,7 +601,7 @@ def test_agreement_tokens_budget():
     with pytest.raises(ValueError):
         check_agreement_request(policy, 0)
     assert issubclass(AgreementTooLargeError, BudgetExceededError)
-    assert issubclass(ValueZeroingTooLargeError, BudgetExceededError)
+    assert issubclass(RerunTooLargeError, BudgetExceededError)
 
 
 def test_flow_time_budget_stops_through_the_progress_callback():
@@ -601,15 +613,15 @@ def test_flow_time_budget_stops_through_the_progress_callback():
         seen.append((done, total))
         return True
 
-    progress = flow_progress_with_budget(policy, bar, clock=lambda: now[0])
+    progress = time_budget(policy, bar, clock=lambda: now[0])
     now[0] += 29.0
     assert progress(1, 10) is True
     now[0] += 2.0
-    with pytest.raises(FlowTimeExceededError, match="30 s"):
+    with pytest.raises(TimeBudgetExceededError, match="30 s"):
         progress(2, 10)
     assert seen == [(1, 10)]
     # Without a budget the callback only forwards.
-    assert flow_progress_with_budget(DeployPolicy(), clock=lambda: now[0])(1, 2) is None
+    assert time_budget(DeployPolicy(), clock=lambda: now[0])(1, 2) is None
 
 
 def test_a_real_flow_is_stopped_by_the_time_budget():
@@ -620,18 +632,19 @@ def test_a_real_flow_is_stopped_by_the_time_budget():
     attentions /= attentions.sum(-1, keepdims=True)
     ticks = iter(range(0, 10_000, 40))  # every call of the clock is 40 s later
     policy = DeployPolicy(max_flow_seconds=30)
-    with pytest.raises(FlowTimeExceededError):
-        attention_flow(
-            attentions, progress=flow_progress_with_budget(policy, clock=lambda: next(ticks))
-        )
+    with pytest.raises(TimeBudgetExceededError):
+        attention_flow(attentions, progress=time_budget(policy, clock=lambda: next(ticks)))
 
 
-def test_export_cells_budget():
-    policy = DeployPolicy.strict()
-    check_export_cells(policy, 2_000_000)
-    with pytest.raises(ExportTooLargeError, match=r"3,976,200 numbers.*2,000,000"):
-        check_export_cells(policy, 6 * 12 * 235 * 235)
-    check_export_cells(DeployPolicy(), 10**9)
+def test_one_export_cap_public_and_private():
+    public = DeployPolicy.strict()
+    assert export_refusal(public, 2_000_000) is None
+    refusal = export_refusal(public, 6 * 12 * 235 * 235)
+    assert refusal is not None and "3,976,200 values" in refusal and "2,000,000" in refusal
+    # A private install keeps the cap the page had before it was a setting: 4 M numbers.
+    assert export_refusal(DeployPolicy(), 4_000_000) is None
+    assert export_refusal(DeployPolicy(), 4_000_001) is not None
+    assert export_refusal(DeployPolicy(max_export_cells=None), 10**9) is None
 
 
 def test_masks_drawn_per_text():
@@ -641,7 +654,33 @@ def test_masks_drawn_per_text():
 
 
 def test_budget_errors_are_atlas_errors_for_people():
-    for error in (FlowTooLargeError, FlowTimeExceededError, ExportTooLargeError):
+    for error in (TooManyRowsError, TimeBudgetExceededError):
         assert issubclass(error, BudgetExceededError) and issubclass(error, AtlasError)
     for error in (ResultTooLargeError, InsufficientMemoryError):
         assert issubclass(error, ModelLoadError)
+
+
+def test_method_budgets_follow_the_cost_each_method_declares():
+    """No method is known by name: a toy method declaring a per-row cost gets the rows budget
+    and the time budget; one declaring per-token re-runs gets the text-length budget."""
+    import dataclasses as dc
+
+    from core.costs import Budget, Cost
+    from core.methods import get_method
+    from server.policy import check_method_request, method_progress
+
+    policy = DeployPolicy.strict()
+    toy = dc.replace(get_method("raw"), name="toy", label="toy method")
+    per_row = dc.replace(toy, cost=Cost("rows * n", Budget.ROWS))
+    per_token = dc.replace(toy, cost=Cost("n * layers", Budget.TOKENS))
+    check_method_request(policy, toy, 10_000, None, 12)  # cheap: only the token cap bounds it
+    with pytest.raises(TooManyRowsError, match=r"^Toy method for 17 rows"):
+        check_method_request(policy, per_row, 256, 17)
+    with pytest.raises(RerunTooLargeError, match=r"^Toy method re-runs the layer"):
+        check_method_request(policy, per_token, 129, None, 1)
+    now = [0.0]
+    assert method_progress(policy, toy) is None
+    timed = method_progress(policy, per_row, clock=lambda: now[0])
+    now[0] = 31.0
+    with pytest.raises(TimeBudgetExceededError, match=r"^Toy method was stopped after 30 s"):
+        timed(1, 2)

@@ -10,9 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import admission
-from core.admission import AdmissionLimiter, available_cores, limit_torch_threads
-from core.errors import AtlasError, ServerBusyError
+from core.errors import AtlasError
+from server import admission
+from server.admission import (
+    AdmissionLimiter,
+    Place,
+    available_cores,
+    is_heavy,
+    limit_torch_threads,
+)
+from server.errors import ServerBusyError
 
 WAIT = 10.0
 """Upper bound on any wait in these tests; they normally take milliseconds."""
@@ -26,12 +33,14 @@ def _until(condition, timeout: float = WAIT) -> None:
         time.sleep(0.002)
 
 
-def _holder(limiter: AdmissionLimiter) -> tuple[threading.Thread, threading.Event]:
-    """A thread holding one slot until the returned event is set."""
+def _holder(
+    limiter: AdmissionLimiter, heavy: bool = False, visitor: tuple = ()
+) -> tuple[threading.Thread, threading.Event]:
+    """A thread holding one slot (a heavy one for `visitor`) until the returned event is set."""
     release, entered = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with limiter.slot("holder"):
+        with limiter.slot("holder", heavy=heavy, visitor=visitor):
             entered.set()
             release.wait(WAIT)
 
@@ -74,7 +83,7 @@ def test_waiters_are_told_their_place_and_served_in_order():
     first_may_finish = threading.Event()
 
     def wait(name: str) -> None:
-        with limiter.slot(on_queued=positions[name].append):
+        with limiter.slot(on_queued=lambda place: positions[name].append(place.position)):
             order.append(name)
             if name == "first":
                 first_may_finish.wait(WAIT)
@@ -132,7 +141,7 @@ def test_a_failing_callback_leaves_the_line():
     limiter = AdmissionLimiter(slots=1, timeout=WAIT)
     holder, release = _holder(limiter)
 
-    def visitor_left(position: int) -> None:
+    def visitor_left(place: Place) -> None:
         raise RuntimeError("stopped")
 
     try:
@@ -191,18 +200,136 @@ def one_slot():
     admission.configure()
 
 
-def test_forward_passes_take_a_slot(one_slot, loaded_tiny):
+def test_core_takes_no_slot_itself(one_slot, loaded_tiny):
+    """`core` is a library: a notebook's forward pass never lines up behind the server's queue,
+    even when the process-wide limiter is full; the app wraps its calls instead."""
     from core import run_attention
 
     model = loaded_tiny("bert")
     holder, release = _holder(one_slot)
     try:
-        # Busy, not "could not run on this text": the forward's own error wrapping lets it by.
-        with pytest.raises(ServerBusyError):
-            run_attention(model, "The cat sat on the mat.")
+        assert run_attention(model, "The cat sat on the mat.").num_layers == 2
+        assert one_slot.running == 1  # only the holder
     finally:
         release.set()
         holder.join(WAIT)
-    # A caller already holding the slot (a page wrapping its whole computation) runs through.
-    with admission.slot("page"):
-        assert run_attention(model, "The cat sat on the mat.").num_layers == 2
+
+
+# ---------------------------------------------------------------- a fair share (issue 24)
+class _Waiter:
+    """A thread asking for a slot; records its places and when it got in."""
+
+    def __init__(self, limiter: AdmissionLimiter, heavy: bool, visitor: tuple = ()) -> None:
+        self.places: list[Place] = []
+        self.admitted, self.release = threading.Event(), threading.Event()
+
+        def run() -> None:
+            with limiter.slot(on_queued=self.places.append, heavy=heavy, visitor=visitor):
+                self.admitted.set()
+                self.release.wait(WAIT)
+
+        self.thread = threading.Thread(target=run)
+        self.thread.start()
+
+    def finish(self) -> None:
+        self.release.set()
+        self.thread.join(WAIT)
+
+
+def test_ordinary_work_never_waits_behind_heavy_work():
+    limiter = AdmissionLimiter(slots=1, heavy_slots=1, timeout=WAIT)
+    heavy, release = _holder(limiter, heavy=True, visitor=("a",))
+    try:
+        ordinary = _Waiter(limiter, heavy=False)
+        assert ordinary.admitted.wait(WAIT)
+        assert ordinary.places == []  # never queued
+        assert limiter.running == 2 and limiter.running_heavy == 1
+        ordinary.finish()
+    finally:
+        release.set()
+        heavy.join(WAIT)
+
+
+def test_heavy_work_gets_at_most_its_share_of_slots():
+    limiter = AdmissionLimiter(slots=4, timeout=WAIT)
+    assert limiter.heavy_slots == 2
+    first, second = _Waiter(limiter, True, ("a",)), _Waiter(limiter, True, ("b",))
+    assert first.admitted.wait(WAIT) and second.admitted.wait(WAIT)
+    third = _Waiter(limiter, True, ("c",))
+    _until(lambda: third.places == [Place(1, heavy=True)])
+    assert not third.admitted.is_set() and limiter.running_heavy == 2
+    # Ordinary work still gets every ordinary slot meanwhile.
+    ordinary = [_Waiter(limiter, False) for _ in range(4)]
+    for waiter in ordinary:
+        assert waiter.admitted.wait(WAIT)
+        assert waiter.places == []
+    first.finish()
+    assert third.admitted.wait(WAIT)
+    for waiter in (second, third, *ordinary):
+        waiter.finish()
+    assert limiter.running == 0 and limiter.waiting == 0
+
+
+def test_one_heavy_request_in_flight_per_session_others_go_ahead():
+    limiter = AdmissionLimiter(slots=4, heavy_slots=2, timeout=WAIT)
+    running = _Waiter(limiter, True, ("session-1",))
+    assert running.admitted.wait(WAIT)
+    second_tab = _Waiter(limiter, True, ("session-1",))
+    _until(lambda: second_tab.places == [Place(1, heavy=True, own_in_flight=True)])
+    # Another visitor, arriving later, takes the free heavy slot ahead of it.
+    other = _Waiter(limiter, True, ("session-2",))
+    assert other.admitted.wait(WAIT)
+    assert not second_tab.admitted.is_set()
+    running.finish()
+    assert second_tab.admitted.wait(WAIT)
+    for waiter in (second_tab, other):
+        waiter.finish()
+    assert limiter.running == 0
+
+
+def test_one_heavy_request_in_flight_per_client_address():
+    limiter = AdmissionLimiter(slots=4, heavy_slots=2, timeout=WAIT)
+    first = _Waiter(limiter, True, ("session-1", "address-1"))
+    assert first.admitted.wait(WAIT)
+    # Another tab (a new session) from the same address waits like the same session would.
+    other_tab = _Waiter(limiter, True, ("session-2", "address-1"))
+    _until(lambda: other_tab.places == [Place(1, heavy=True, own_in_flight=True)])
+    first.finish()
+    assert other_tab.admitted.wait(WAIT)
+    other_tab.finish()
+
+
+def test_nested_heavy_work_inside_a_slot_passes_through():
+    limiter = AdmissionLimiter(slots=1, heavy_slots=1, timeout=0.5)
+    outer = limiter.slot(heavy=True, visitor=("a",))
+    inner = limiter.slot(heavy=True, visitor=("a",))  # would wait for itself if counted
+    with outer, inner:
+        assert limiter.running_heavy == 1
+
+
+def test_a_busy_heavy_line_says_so():
+    limiter = AdmissionLimiter(slots=2, heavy_slots=1, timeout=WAIT)
+    holder, release = _holder(limiter, heavy=True, visitor=("a",))
+    try:
+        busy = pytest.raises(ServerBusyError, match="heavy requests")
+        with busy, limiter.slot("flow", timeout=0.05, heavy=True, visitor=("b",)):
+            raise AssertionError("must not be admitted")
+    finally:
+        release.set()
+        holder.join(WAIT)
+
+
+def test_heavy_is_judged_by_multiply_adds():
+    from transformers import BertConfig
+
+    from core.costs import forward_multiply_adds
+    from core.methods import get_method
+
+    minilm = BertConfig(num_hidden_layers=6, hidden_size=384, intermediate_size=1536)
+    bert_base = BertConfig()
+    assert not is_heavy(forward_multiply_adds(minilm, 60))  # an ordinary page's pass
+    assert not is_heavy(forward_multiply_adds(minilm, 512))  # even a long text's
+    flow_chunk = get_method("flow").cost.passes(512, 6, rows=8, layers=1)
+    assert is_heavy(flow_chunk * forward_multiply_adds(minilm, 512))
+    zeroing = get_method("value_zeroing").cost.passes(128, 12, layers=1)
+    assert is_heavy(zeroing * forward_multiply_adds(bert_base, 128))
