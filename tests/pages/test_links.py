@@ -100,7 +100,6 @@ CONTROLS = [
         EXPLAIN, "selectbox", "w_token", 3, start=(("text", "the [MASK] sat ."),), model="bert"
     ),
     Control(EXPLAIN, "slider", "w_graph_threshold", 0.2, model="gpt2"),
-    Control(EXPLAIN, "selectbox", "w_method", "alti", model="gpt2"),
 ]
 
 
