@@ -28,8 +28,11 @@ from core.graph import AFTER_ATTENTION, AFTER_LAYER, FFN, INPUT
 
 GRAPH_TOKEN_PX = 48
 """px per token column of the graph when the page leaves room for it."""
-GRAPH_RESERVED_PX = LEGEND_PX + 50
-"""Beside the token columns: the layer axis (title and numbers) and the "share" legend."""
+NODE_LEGEND_PX = 190
+"""The "node" legend's symbols and labels ("residual after attention" is the longest); it
+stands in one column with the "share" legend, so the wider of the two counts."""
+GRAPH_RESERVED_PX = max(LEGEND_PX, NODE_LEGEND_PX) + 50
+"""Beside the token columns: the layer axis (title and numbers) and the legends."""
 FFN_OFFSET = 0.3
 """A feed-forward node sits this far right of its token's column (in token columns)."""
 NODE_KINDS = {
@@ -200,6 +203,7 @@ def contribution_graph_chart(
                     range=[NODE_SHAPES.get(kind, "circle") for kind in shapes],
                 ),
                 title="node",
+                legend=alt.Legend(labelLimit=NODE_LEGEND_PX - 40),
             ),
             color=alt.value("#555"),
             tooltip=[
