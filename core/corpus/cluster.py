@@ -86,17 +86,13 @@ def ray_batches(
     """`(indices, values, pairs)` per batch, in the order given, computed on Ray actors."""
     ray = connect(address, workers)
 
-    @ray.remote(num_cpus=1)
+    # Each actor reserves one CPU, so its torch runs one thread: said to Ray as the actor's own
+    # environment, so that nothing here changes a process's threads.
+    @ray.remote(num_cpus=1, runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
     class Worker:
         def __init__(self, name: str) -> None:
-            import torch
-
             from core.models import load_model
 
-            # This runs in the actor's own process, which Ray started for this work and owns
-            # nothing else: the library's rule (never change process-wide state) protects the
-            # caller's process, and the actor reserved one CPU (num_cpus=1), so one thread.
-            torch.set_num_threads(1)
             self.model = load_model(name)
 
         def run(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
