@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.components import component_payload
 from ui.runtime import patch_pages_manager, unpatch_pages_manager
 
 APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
@@ -76,14 +77,6 @@ def _navigation_mode():
     patch_pages_manager()
     yield
     unpatch_pages_manager()
-
-
-def component_payload(at: AppTest, name: str) -> dict:
-    """The data the page's component `name` (a ``COMPONENT_NAME``) was given in the last run."""
-    [component] = [
-        el for el in at.get("bidi_component") if el.proto.json and el.proto.component_name == name
-    ]
-    return json.loads(json.loads(component.proto.json))
 
 
 def head_view_payload(at: AppTest) -> dict:

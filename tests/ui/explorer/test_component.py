@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.components import component_payload
 from ui.explorer.component import COMPONENT_NAME, checked_change
 
 
@@ -29,18 +28,16 @@ def demo_script() -> None:
 def test_mounts_one_component_with_the_payload_as_one_json_string():
     at = AppTest.from_function(demo_script, default_timeout=60).run()
     assert not at.exception
-    [component] = [el for el in at.main if getattr(el, "type", "") == "bidi_component"]
-    assert component.proto.component_name == COMPONENT_NAME
+    [component] = at.get("bidi_component")
     assert "export default function" in component.proto.js_content
-    payload = json.loads(json.loads(component.proto.json))
+    payload = component_payload(at, COMPONENT_NAME)
     assert payload["rows"] == ["the", "cat", "·s"] and payload["sel"] == 1
     assert payload["names"] == ["0", "1", "mean"]
     assert at.markdown[0].value == "heard None"
 
 
 def payload_of(at: AppTest) -> dict:
-    [component] = [el for el in at.main if getattr(el, "type", "") == "bidi_component"]
-    return json.loads(json.loads(component.proto.json))
+    return component_payload(at, COMPONENT_NAME)
 
 
 def test_the_matrices_travel_once_and_again_when_the_browser_asks():

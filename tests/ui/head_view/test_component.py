@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.errors import InvalidSelectionError
+from tests.components import component_payload
 from ui.head_view.component import COMPONENT_NAME, clicked_token
 
 
@@ -32,11 +31,9 @@ def demo_script() -> None:
 def test_mounts_one_component_with_the_compact_payload_and_returns_the_selection():
     at = AppTest.from_function(demo_script, default_timeout=60).run()
     assert not at.exception
-    [component] = [el for el in at.main if getattr(el, "type", "") == "bidi_component"]
-    assert component.proto.component_name == COMPONENT_NAME
+    [component] = at.get("bidi_component")
     assert "export default function" in component.proto.js_content
-    # The payload travels as one JSON string (a dict would be re-encoded with spaces).
-    payload = json.loads(json.loads(component.proto.json))
+    payload = component_payload(at, COMPONENT_NAME)
     assert payload["left"] == ["the", "cat", "##s"] and payload["sel"] == 1
     assert payload["maxHeight"] == 240 and payload["pieces"] == [0, 0, 1]
     assert len(payload["edges"]) == 2
