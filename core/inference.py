@@ -177,6 +177,7 @@ def forward(
     *,
     decoder_input_ids: torch.Tensor | None = None,
     capture: bool = False,
+    **options: Any,
 ) -> ForwardOutput:
     """One forward pass returning every stack's attention and, if there is an LM head, logits.
 
@@ -185,7 +186,8 @@ def forward(
 
     With `capture`, the "self" stack runs the fast attention and is kept as a `CapturedStack`
     (queries, keys, normalisers: no n² tensor); the other stacks (an encoder-decoder's decoder
-    and cross attention) still come back whole from their eager attention.
+    and cross attention) still come back whole from their eager attention. `options` go to the
+    network (`logits_to_keep=` rows of a causal LM, say: then `logits` holds those rows only).
     """
     tokens = int(inputs["input_ids"].shape[-1]) if "input_ids" in inputs else None
     root = model.family.self_attention_root(model.model)
@@ -197,7 +199,7 @@ def forward(
         if capture
         else nullcontext() as state,
     ):
-        passes = model.family.run(model.model, inputs, decoder_input_ids)
+        passes = model.family.run(model.model, inputs, decoder_input_ids, **options)
         stacks: dict[str, np.ndarray | CapturedStack] = {
             name: _stacked(model, layers)
             for name, layers in passes.attentions.items()

@@ -11,6 +11,7 @@ from the paper are in docs/long-context.md.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -134,13 +135,33 @@ def _copied(tile: np.ndarray, ids: np.ndarray, in_needle: np.ndarray, targets: n
     return np.isfinite(weights.max(-1)) & in_needle[best] & (ids[best] == targets)
 
 
+def answer_rows(answer: range) -> range:
+    """The positions whose next-token logits predict the answer tokens: t − 1 for each t."""
+    return range(answer.start - 1, answer.stop - 1)
+
+
 def answer_logprob(logits: torch.Tensor, ids: Sequence[int], answer: range) -> float:
     """Mean natural-log probability of the answer tokens, each given everything before it:
     `logits` `[n, vocab]` of the input `ids`, `answer` a range of positions after the first."""
-    rows = torch.arange(answer.start - 1, answer.stop - 1)
-    log_probs = torch.log_softmax(logits[rows].double(), dim=-1)
-    targets = torch.as_tensor(list(ids[answer.start : answer.stop]))
-    return float(log_probs[torch.arange(len(rows)), targets].mean())
+    rows = answer_rows(answer)
+    return mean_logprob(logits[rows.start : rows.stop], ids[answer.start : answer.stop])
+
+
+def mean_logprob(logits: torch.Tensor, targets: Sequence[int]) -> float:
+    """Mean natural-log probability of `targets` under `logits` `[len(targets), vocab]`, row i
+    predicting target i (float64 softmax)."""
+    log_probs = torch.log_softmax(logits.double(), dim=-1)
+    chosen = torch.as_tensor(list(targets), device=logits.device)
+    return float(log_probs[torch.arange(len(chosen)), chosen].mean())
+
+
+def _keeps_some_logits(model: LoadedModel) -> bool:
+    """Whether the network can unembed chosen positions only (transformers' `logits_to_keep`,
+    which every causal LM class of transformers 5 takes)."""
+    try:
+        return "logits_to_keep" in inspect.signature(model.model.forward).parameters
+    except (TypeError, ValueError):  # a forward without a readable signature
+        return False
 
 
 def _step(progress: Progress | None, cancel: Cancel | None, done: int, total: int) -> None:
@@ -182,7 +203,8 @@ def retrieval_scores(
     token ranges, haystack_before and haystack_tokens (haystack tokens before the needle and
     in all), answer_logprob (mean natural-log probability of the answer tokens,
     teacher-forced) and answer_probability (its exponential: the geometric mean per-token
-    probability). `progress(done, total)` returning False, or `cancel()` returning True,
+    probability), from the logits of the answer's rows only (`logits_to_keep`) where the
+    network takes it. `progress(done, total)` returning False, or `cancel()` returning True,
     stops it with `ComputationCancelled`.
     """
     if model.kind is not ModelKind.CAUSAL_LM:
@@ -202,17 +224,31 @@ def retrieval_scores(
             f"{model.name} reads at most {model.max_length:,}: use a shorter haystack."
         )
     steps = 2 * len(inputs)  # a forward pass and the reading of its rows per depth
+    trimmed = _keeps_some_logits(model)
     frames = []
     for index, entry in enumerate(inputs):
         _step(progress, cancel, 2 * index, steps)
         ids = torch.tensor([entry["input_ids"]], device=model.device)
+        needle_range, answer_range = range(*entry["needle"]), range(*entry["answer"])
+        rows = answer_rows(answer_range)
+        # Only the rows that predict the answer are unembedded: the whole [n, vocab] logits
+        # would be 1.2 GB with Qwen's vocabulary at 2,048 tokens.
+        keep = (
+            {"logits_to_keep": torch.arange(rows.start, rows.stop, device=model.device)}
+            if trimmed
+            else {}
+        )
         output = forward(
-            model, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, capture=True
+            model,
+            {"input_ids": ids, "attention_mask": torch.ones_like(ids)},
+            capture=True,
+            **keep,
         )
         stack = output.stacks[SELF]
-        needle_range, answer_range = range(*entry["needle"]), range(*entry["answer"])
         if output.logits is not None:
-            logprob = answer_logprob(output.logits, entry["input_ids"], answer_range)
+            logits = output.logits if trimmed else output.logits[rows.start : rows.stop]
+            targets = entry["input_ids"][answer_range.start : answer_range.stop]
+            logprob = mean_logprob(logits, targets)
             entry.update(answer_logprob=logprob, answer_probability=float(np.exp(logprob)))
         _step(progress, cancel, 2 * index + 1, steps)
         scores = copy_scores(stack, entry["input_ids"], needle_range, answer_range)

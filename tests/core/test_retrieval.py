@@ -192,3 +192,32 @@ def test_bad_inputs_are_refused(loaded_tiny, arguments, error):
 def test_a_model_without_a_causal_head_is_refused(loaded_tiny):
     with pytest.raises(UnsupportedModelError, match="causal"):
         retrieval_scores(loaded_tiny("bert"), HAYSTACK, NEEDLE, QUESTION)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gemma2"])
+def test_only_the_answer_rows_are_unembedded(loaded_tiny, monkeypatch, family):
+    """The logits of the answer's rows only (never `[n, vocab]`), with the same probability as
+    the whole logits give (Gemma 2's soft-cap included)."""
+    import core.retrieval as retrieval
+
+    model = loaded_tiny(family)
+    shapes = []
+    real_forward = retrieval.forward
+
+    def recording(*args, **kwargs):
+        output = real_forward(*args, **kwargs)
+        shapes.append(tuple(output.logits.shape))
+        return output
+
+    monkeypatch.setattr(retrieval, "forward", recording)
+    trimmed = retrieval_scores(model, HAYSTACK, NEEDLE, QUESTION, (0.5,))
+    entry = trimmed.attrs["inputs"][0]
+    answer = entry["answer"][1] - entry["answer"][0]
+    assert shapes == [(answer, model.model.config.vocab_size)]
+    monkeypatch.setattr(retrieval, "_keeps_some_logits", lambda model: False)
+    whole = retrieval_scores(model, HAYSTACK, NEEDLE, QUESTION, (0.5,))
+    assert shapes[1] == (len(entry["input_ids"]), model.model.config.vocab_size)
+    assert entry["answer_logprob"] == pytest.approx(
+        whole.attrs["inputs"][0]["answer_logprob"], abs=1e-6
+    )
+    assert trimmed["score"].tolist() == whole["score"].tolist()
