@@ -11,6 +11,7 @@ PAGE_FILES = {
     "compare": "pages/compare.py",
     "explain": "pages/explain.py",
     "corpus": "pages/corpus.py",
+    "long_context": "pages/long_context.py",
 }
 
 
@@ -36,6 +37,12 @@ def main() -> None:
                 PAGE_FILES["explain"], title="Explain a prediction", icon="🧭", url_path="explain"
             ),
             st.Page(PAGE_FILES["corpus"], title="Corpus", icon="📚", url_path="corpus"),
+            st.Page(
+                PAGE_FILES["long_context"],
+                title="Long context",
+                icon="🧵",
+                url_path="long_context",
+            ),
         ]
     )
     opened = sidebar.page_to_open()

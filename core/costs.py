@@ -156,3 +156,24 @@ def forward_multiply_adds(config: Any, tokens: int) -> int:
     gated = str(getattr(text, "hidden_act", "")).lower() in {"silu", "swiglu", "gelu_pytorch_tanh"}
     per_token = 4 * hidden * hidden + (3 if gated else 2) * hidden * inner + 2 * tokens * hidden
     return layers * tokens * per_token
+
+
+SINK_PROFILE = Cost(
+    "2",
+    note="`core.sink_profile`: every head's rows recomputed a block at a time from the capture, "
+    "1.3× a forward pass on the 0.5B shape at 2,048 tokens (bench/RESULTS.md, Long-context "
+    "heads); counted as 2.",
+)
+"""A sink profile of a text whose attention is computed already."""
+NEEDLE_DEPTH = Cost(
+    "2",
+    note="`core.retrieval_scores`, per depth: one capturing pass and the answer rows of every "
+    "head, 1.2–2.3× a forward pass (bench/RESULTS.md, Long-context heads).",
+)
+"""One depth of a needle run, over that depth's input."""
+ABLATION = Cost(
+    "2",
+    note="`core.ablate_heads` / `core.ablate_answer`, per input: two fast passes, without and "
+    "with the heads zeroed.",
+)
+"""One ablation of one input."""

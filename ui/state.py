@@ -26,6 +26,8 @@ from typing import Any
 import core
 from core.corpus import BUNDLED_CORPORA, MODES
 from core.families import DECODER_SELF, SELF, STACKS
+from core.retrieval import DEFAULT_DEPTHS
+from core.sinks import DEFAULT_SINK_EPSILON, DEFAULT_SINK_WINDOW
 from ui.text import clip, plain
 
 DEFAULT_TEXT = "The cat sat on the mat because it was tired."
@@ -39,7 +41,7 @@ SCALES = ("chart", "shared", "fixed")
 PAGE_SCALES = {"compare": "shared", "attention": "shared"}
 """A page's default colour scale where it is not "chart" (on the Attention page "shared" spans
 the model's heads and layers, so a flat head does not look as bright as a sharp one)."""
-PAGES = ("attention", "overview", "masked", "compare", "explain", "corpus")
+PAGES = ("attention", "overview", "masked", "compare", "explain", "corpus", "long_context")
 LEGACY_STACKS = {"encoder": SELF, "decoder": DECODER_SELF}
 """Stack names of links made before the stacks were named by what they are."""
 MAX_EDGES = 20
@@ -52,6 +54,18 @@ CORPUS_SOURCES = (*BUNDLED_CORPORA, "paste", "upload")
 MIN_CORPUS_TOKENS = 8
 MAX_CORPUS_TOKENS = 512
 MAX_CORPUS_SENTENCES = 100_000
+SINK_MEASURES = (*core.SINK_COLUMNS, "retrieval")
+"""What colours the Long context page's head map: a `core.sink_profile` column, or the mean
+retrieval score of the needle run."""
+HAYSTACKS = (*BUNDLED_CORPORA, "text")
+"""The needle's haystack: a bundled corpus (its first sentences), or the sidebar's text."""
+MAX_SINK_WINDOW = 8192
+MIN_HAYSTACK_TOKENS = 32
+MAX_HAYSTACK_TOKENS = 8192
+MAX_DEPTHS = 11
+MAX_ABLATE_K = 20
+DEFAULT_NEEDLE = "The secret word that opens the old garden gate is lantern."
+DEFAULT_QUESTION = "What is the secret word that opens the old garden gate?"
 
 Head = int | str
 """A head's number, "mean" or "all"."""
@@ -117,6 +131,26 @@ class ViewState:
     """Corpus page: "default" statistics or "clark" (Clark et al. 2019 conventions)."""
     corpus_sentences: int = 200
     """Corpus page: how many sentences of the corpus to measure (its first ones)."""
+    sink_measure: str = "first_token_share"
+    """Long context page: what colours the head map (`SINK_MEASURES`)."""
+    sink_epsilon: float = DEFAULT_SINK_EPSILON
+    """Long context page: a head is a sink when its first-token share exceeds this (0–1)."""
+    sink_window: int = DEFAULT_SINK_WINDOW
+    """Long context page: keys t − window + 1 … t are local to query t."""
+    haystack: str = "austen"
+    """Long context page: the needle's haystack (`HAYSTACKS`)."""
+    haystack_tokens: int = 400
+    """Long context page: tokens of a bundled corpus's haystack (its first sentences)."""
+    needle: str = DEFAULT_NEEDLE
+    question: str = DEFAULT_QUESTION
+    depths: tuple[float, ...] = DEFAULT_DEPTHS
+    """Long context page: shares of the haystack before the needle, each in 0–1."""
+    needle_run: bool = False
+    """Long context page: run the needle search (its scores and answer probabilities)."""
+    ablate: bool = False
+    """Long context page: ablate the three head sets (needs the needle run)."""
+    ablate_k: int = 5
+    """Long context page: how many top retrieval heads (and random heads) to ablate."""
 
     def colour_scale(self) -> str:
         """The colour scale in force on this view's page."""
@@ -187,6 +221,8 @@ def _decode_field(key: str, raw: str, problems: list[str]) -> Any:
     """One parameter's typed value, or None when it cannot be read (a problem is added)."""
     if key in ("model", "text", "pair", "target", "replacement", "second_model"):
         return raw
+    if key in ("needle", "question"):
+        return raw
     if key in (
         "layer",
         "token",
@@ -197,8 +233,13 @@ def _decode_field(key: str, raw: str, problems: list[str]) -> Any:
         "generate",
         "corpus_tokens",
         "corpus_sentences",
+        "sink_window",
+        "haystack_tokens",
+        "ablate_k",
     ):
         return _as_int(key, raw, problems)
+    if key in ("needle_run", "ablate"):
+        return _as_bool(key, raw, problems)
     if key in ("hide_special", "merge_words", "neuron", "flow_chosen", "own_max"):
         return _as_bool(key, raw, problems)
     if key == "head":
@@ -220,7 +261,17 @@ def _decode_field(key: str, raw: str, problems: list[str]) -> Any:
         return _choice(key, raw, CORPUS_SOURCES, problems)
     if key == "corpus_mode":
         return _choice(key, raw, MODES, problems)
-    if key in ("threshold", "graph_threshold"):
+    if key == "sink_measure":
+        return _choice(key, raw, SINK_MEASURES, problems)
+    if key == "haystack":
+        return _choice(key, raw, HAYSTACKS, problems)
+    if key == "depths":
+        try:
+            return tuple(float(part) for part in raw.split(",") if part.strip())
+        except ValueError:
+            problems.append(f"Ignored {_quoted(key, raw)} in the link: use numbers like 0.1,0.5.")
+            return None
+    if key in ("threshold", "graph_threshold", "sink_epsilon"):
         try:
             return float(raw)
         except ValueError:
@@ -333,6 +384,7 @@ def clamp(view: ViewState, shape: Shape) -> tuple[ViewState, list[str]]:
         problems.append(
             _ignored("corpus_sentences", view.corpus_sentences, rule, DEFAULT.corpus_sentences)
         )
+    changes.update(_clamp_long_context(view, problems))
     if view.word is not None and shape.words and view.word not in shape.words:
         changes["word"] = None
         problems.append(
@@ -342,6 +394,33 @@ def clamp(view: ViewState, shape: Shape) -> tuple[ViewState, list[str]]:
         changes["mask"] = None
         problems.append(_ignored("mask", view.mask, "it is not a word of this text", "no mask"))
     return (dataclasses.replace(view, **changes) if changes else view), problems
+
+
+def _clamp_long_context(view: ViewState, problems: list[str]) -> dict[str, Any]:
+    """The Long context page's settings inside their ranges (none depends on the model)."""
+    changes: dict[str, Any] = {}
+    if not 0.0 <= view.sink_epsilon < 1.0:  # also False for NaN
+        changes["sink_epsilon"] = DEFAULT.sink_epsilon
+        problems.append(
+            _ignored("sink_epsilon", view.sink_epsilon, "use 0–0.99", DEFAULT.sink_epsilon)
+        )
+    limits = {
+        "sink_window": (1, MAX_SINK_WINDOW),
+        "haystack_tokens": (MIN_HAYSTACK_TOKENS, MAX_HAYSTACK_TOKENS),
+        "ablate_k": (1, MAX_ABLATE_K),
+    }
+    for key, (low, high) in limits.items():
+        value = getattr(view, key)
+        if not low <= value <= high:
+            changes[key] = min(max(value, low), high)
+            problems.append(_ignored(key, value, f"use {low:,}–{high:,}", changes[key]))
+    depths = view.depths
+    # No depth at all is the page's to say (a control emptied), not a link's mistake.
+    if len(depths) > MAX_DEPTHS or not all(0.0 <= d <= 1.0 for d in depths):
+        changes["depths"] = DEFAULT.depths
+        rule = f"use at most {MAX_DEPTHS} numbers between 0 and 1"
+        problems.append(_ignored("depths", depths, rule, ",".join(map(str, DEFAULT.depths))))
+    return changes
 
 
 # ------------------------------------------------------------------ encode

@@ -60,6 +60,17 @@ CHANGED = ViewState(
     corpus_sentences=50,
     graph_threshold=0.2,
     own_max=True,
+    sink_measure="local_share",
+    sink_epsilon=0.5,
+    sink_window=16,
+    haystack="text",
+    haystack_tokens=1000,
+    needle="The key is under the mat.",
+    question="Where is the key?",
+    depths=(0.25, 0.75),
+    needle_run=True,
+    ablate=True,
+    ablate_k=3,
 )
 
 
@@ -95,6 +106,9 @@ def test_head_choices_parse():
         ({"corpus": "shakespeare"}, "corpus=shakespeare"),
         ({"corpus_mode": "paper"}, "corpus\\_mode=paper"),
         ({"corpus_tokens": "many"}, "corpus\\_tokens=many"),
+        ({"sink_measure": "sinkiness"}, "sink\\_measure=sinkiness"),
+        ({"depths": "0.1,deep"}, "depths=0.1,deep"),
+        ({"sink_epsilon": "big"}, "sink\\_epsilon=big"),
     ],
 )
 def test_unreadable_values_keep_the_default_and_say_so(params, fragment):
@@ -132,6 +146,12 @@ def test_legacy_stack_names_map_to_todays():
         ({"corpus_tokens": 2}, "corpus_tokens", 8, "corpus\\_tokens=2"),
         ({"corpus_tokens": 4096}, "corpus_tokens", 512, "corpus\\_tokens=4096"),
         ({"corpus_sentences": 0}, "corpus_sentences", 200, "corpus\\_sentences=0"),
+        ({"sink_epsilon": 1.0}, "sink_epsilon", 0.3, "sink\\_epsilon=1.0"),
+        ({"sink_window": 0}, "sink_window", 1, "sink\\_window=0"),
+        ({"haystack_tokens": 10**6}, "haystack_tokens", 8192, "haystack\\_tokens=1000000"),
+        ({"ablate_k": 0}, "ablate_k", 1, "ablate\\_k=0"),
+        ({"depths": (0.5, 1.5)}, "depths", (0.1, 0.5, 0.9), "depths=0.5,1.5"),
+        ({"depths": (0.5,) * 12}, "depths", (0.1, 0.5, 0.9), "depths=0.5,0.5"),
     ],
 )
 def test_clamp_falls_back_with_a_message(changes, field, fallback, fragment):
