@@ -3,8 +3,9 @@
     python docs/make_screenshots.py [light] [dark] [--only attention,explorer]
     # docs/screenshots/<page>_<width>[_dark].png
 
-Every page (Attention, Model overview, Masked prediction, Compare, Explain, Corpus) at 1024
-and 1440 px wide (whole page), light and dark theme; and the Attention page's explorer alone
+Every page (Attention, Model overview, Masked prediction, Compare, Explain, Corpus, Long
+context) at 1024 and 1440 px wide (whole page), light and dark theme; and the Attention page's
+explorer alone
 (`explorer_<width>[_dark].png`: 128 tokens, layer 1, head 8, token 10, in a window tall enough
 for its whole matrix, 2,150 px, so that its box does not scroll).
 
@@ -12,8 +13,10 @@ Uses the same harness as the end-to-end tests (`tests/e2e/harness.py`): `streaml
 127.0.0.1, Debian's Chromium through Playwright, no network. Every page shows the embedded
 model except Explain: it needs a model with a language-model head, and no such checkpoint is
 offline, so the script builds a tiny *random* masked-LM checkpoint (`tests/tiny_models.py`;
-its predictions are random). The Corpus shot is taken after a run of the bundled corpus, kept
-in a temporary store that the dark theme's server reopens at once.
+its predictions are random); Long context needs a causal LM and shows a tiny random Llama
+(its needle run and ablation show the layout, not a finding). The Corpus shot is taken after
+a run of the bundled corpus, kept in a temporary store that the dark theme's server reopens at
+once.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ WIDTHS = (1024, 1440)
 THEMES = ("light", "dark")
 TINY_MLM = "tiny-mlm"
 """Stands for the path of the tiny random masked-LM checkpoint in `SHOTS`."""
+TINY_LM = "tiny-llama"
+"""Stands for the path of the tiny random Llama checkpoint (a causal LM) in `SHOTS`."""
 EXPLORER_HEIGHT = 2150
 """Window height of the explorer's shots: its scroll box (78 % of the window) holds all of a
 128-token matrix."""
@@ -75,6 +80,21 @@ SHOTS = (
         0,
         {"corpus_run": True},
     ),
+    (
+        "long_context",
+        "/long_context",
+        {
+            "model": TINY_LM,
+            "text": long_text(96),
+            "sink_epsilon": "0.15",
+            "haystack_tokens": "200",
+            "needle_run": "1",
+            "ablate": "1",
+            "ablate_k": "3",
+        },
+        5,
+        {},
+    ),
 )
 
 
@@ -90,7 +110,10 @@ def main(themes: tuple[str, ...] = THEMES, only: tuple[str, ...] = ()) -> None:
 
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="atlas-screenshots-") as scratch:
-        tiny_mlm = str(build_tiny_model("bert", Path(scratch) / "tiny-mlm"))
+        tiny = {
+            TINY_MLM: str(build_tiny_model("bert", Path(scratch) / TINY_MLM)),
+            TINY_LM: str(build_tiny_model("llama", Path(scratch) / TINY_LM)),
+        }
         env = {"ATLAS_CORPUS_STORE": str(Path(scratch) / "corpus.duckdb")}
         for theme in themes:
             # The theme is the server's (`theme.base`): a query parameter only themes embeds.
@@ -103,7 +126,7 @@ def main(themes: tuple[str, ...] = THEMES, only: tuple[str, ...] = ()) -> None:
                     for name, path, params, charts, options in SHOTS:
                         if only and name not in only:
                             continue
-                        query = {k: tiny_mlm if v == TINY_MLM else v for k, v in params.items()}
+                        query = {k: tiny.get(v, v) for k, v in params.items()}
                         url = app.url(path, **query)
                         take(browser, url, name, charts, options, width, theme)
                 browser.close()

@@ -10,10 +10,11 @@ it departs: docs/long-context.md.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ import streamlit as st
 
 import core
 from core import AtlasError, LoadedModel, ModelKind
+from core.charts._common import PAD
 from core.corpus import BUNDLED_CORPORA, bundled_corpus
 from core.costs import ABLATION, NEEDLE_DEPTH, SINK_PROFILE
 from core.export import csv_with_provenance, json_with_provenance
@@ -72,6 +74,16 @@ LEGEND_PX = 150
 def _stored(key: tuple[Hashable, ...], compute: Callable[[], T], weigh: cache.Weigh | None) -> T:
     """`compute()` once per key in the shared store, admitted by its weight (`ui.cache`)."""
     return cache.result_store().get(key, functools.partial(cache.admitted, compute, weigh))
+
+
+@contextlib.contextmanager
+def _with_stop(name: str, request: Hashable, note: str) -> Iterator[None]:
+    """A Stop button (`ui.stoppable`) shown while the body computes, gone once it is done."""
+    slot = st.empty()
+    with slot:
+        stoppable.stop_button(name, request, help=note)
+    yield
+    slot.empty()
 
 
 def is_causal(model: LoadedModel) -> bool:
@@ -187,7 +199,7 @@ def with_retrieval(table: pd.DataFrame, retrieval: pd.DataFrame | None) -> pd.Da
 def head_map_chart(table: pd.DataFrame, measure: str, epsilon: float) -> alt.Chart:
     """Layers × heads, one cell per head coloured by `measure` (a column of `table`)."""
     layers, heads = int(table["layer"].max()) + 1, int(table["head"].max()) + 1
-    cell = max(8, min(30, (PAGE_PX - LEGEND_PX - 40) // heads))
+    cell = max(8, min(36, (PAGE_PX - LEGEND_PX - 40) // heads))
     data = table.copy()
     data.attrs = {}
     data["sink"] = np.where(data["is_sink"], "sink", "not a sink")
@@ -225,7 +237,7 @@ def head_map_chart(table: pd.DataFrame, measure: str, epsilon: float) -> alt.Cha
             color=color,
             tooltip=tooltip,
         )
-        .properties(width=cell * heads, height=max(10, min(24, cell)) * layers)
+        .properties(autosize=PAD, width=cell * heads, height=cell * layers)
     )
 
 
@@ -414,16 +426,13 @@ def _run_needle(page: Page, needle: Needle) -> None:
             f"Haystack, needle, question and answer come to {longest:,} tokens, but "
             f"{page.model.name} reads at most {page.model.max_length:,}: use a shorter haystack."
         )
-    stoppable.stop_button(
-        NEEDLE_CONTROL,
-        needle,
-        help="Stops after the depth being computed and keeps the depths done.",
-    )
-    bar = stoppable.ProgressBar("the needle search", 2 * len(missing), unit="steps")
-    for depth in missing:
-        step = f"depth {depth:g}, {needle.depths.index(depth) + 1} of {len(needle.depths)}"
-        needle_depth(needle, depth, bar.part(2, step=step))
-    bar.close()
+    note = "Stops after the depth being computed and keeps the depths done."
+    with _with_stop(NEEDLE_CONTROL, needle, note):
+        bar = stoppable.ProgressBar("the needle search", 2 * len(missing), unit="steps")
+        for depth in missing:
+            step = f"depth {depth:g}, {needle.depths.index(depth) + 1} of {len(needle.depths)}"
+            needle_depth(needle, depth, bar.part(2, step=step))
+        bar.close()
 
 
 def needle_results(page: Page, needle: Needle, table: pd.DataFrame) -> None:
@@ -496,7 +505,9 @@ def top_heads_chart(table: pd.DataFrame) -> alt.Chart:
                 alt.Tooltip("score:Q", format=".3f", title="retrieval score"),
             ],
         )
-        .properties(width=min(PAGE_PX - LEGEND_PX - 60, 56 * depths), height=18 * len(order))
+        .properties(
+            autosize=PAD, width=min(PAGE_PX - LEGEND_PX - 60, 56 * depths), height=18 * len(order)
+        )
     )
 
 
@@ -538,7 +549,7 @@ def position_chart(entries: list[dict]) -> alt.Chart:
             ),
             tooltip=["depth:Q", "part:N", "start:Q", alt.Tooltip("end:Q", title="end (excl.)")],
         )
-        .properties(width=PAGE_PX - LEGEND_PX, height=max(60, 26 * len(entries)))
+        .properties(autosize=PAD, width=PAGE_PX - LEGEND_PX, height=max(60, 26 * len(entries)))
     )
 
 
@@ -556,7 +567,7 @@ def probability_chart(inputs: pd.DataFrame) -> alt.Chart:
         ],
     )
     return (base.mark_line() + base.mark_point(filled=True, size=60)).properties(
-        title="Answer probability per depth", width=PAGE_PX - LEGEND_PX, height=180
+        title="Answer probability per depth", width=PAGE_PX - LEGEND_PX, height=180, autosize=PAD
     )
 
 
@@ -646,7 +657,7 @@ def ablation_panel(page: Page, needle: Needle | None, table: pd.DataFrame | None
         "(geometric mean per token, teacher-forced); on your text, the probability of the "
         "token the model predicts after it. A set with no heads changes nothing."
     )
-    st.dataframe(effects, hide_index=True, width="stretch")
+    st.dataframe(effects.drop(columns="heads"), hide_index=True, width="stretch")
     export_buttons(
         "Ablation effects",
         csv=functools.partial(_ablation_export, needle, page.inputs, sets, "csv"),
@@ -677,14 +688,13 @@ def _run_ablation(page: Page, needle: Needle, sets: dict[str, tuple]) -> None:
     if stoppable.stopped(ABLATION_CONTROL, request):
         st.info(f"Stopped: {len(pieces) - len(missing)} of {len(pieces)} ablations done.")
         return
-    stoppable.stop_button(
-        ABLATION_CONTROL, request, help="Stops after the ablation being computed; keeps those done."
-    )
-    bar = stoppable.ProgressBar("the ablations", len(missing), unit="ablations")
-    for name, kind in missing:
-        bar.part(1, what=f"{SETS[name]}, {'each depth' if kind == 'answer' else YOUR_TEXT}")
-        ablated(needle, page.inputs, kind, sets[name])
-    bar.close()
+    note = "Stops after the ablation being computed and keeps those done."
+    with _with_stop(ABLATION_CONTROL, request, note):
+        bar = stoppable.ProgressBar("the ablations", len(missing), unit="ablations")
+        for name, kind in missing:
+            bar.part(1, what=f"{SETS[name]}, {'each depth' if kind == 'answer' else YOUR_TEXT}")
+            ablated(needle, page.inputs, kind, sets[name])
+        bar.close()
 
 
 def ablation_effects(needle: Needle, inputs: Inputs, sets: dict[str, tuple]) -> pd.DataFrame | None:
@@ -731,7 +741,7 @@ def effects_chart(effects: pd.DataFrame) -> alt.Chart:
                 title="zeroed",
                 sort=list(SETS.values()),
                 scale=alt.Scale(scheme="tableau10"),
-                legend=alt.Legend(orient="bottom", direction="vertical"),
+                legend=alt.Legend(orient="bottom", direction="vertical", labelLimit=280),
             ),
             tooltip=[
                 "set:N",
@@ -742,7 +752,7 @@ def effects_chart(effects: pd.DataFrame) -> alt.Chart:
                 alt.Tooltip("change:Q", format="+.4f"),
             ],
         )
-        .properties(width=PAGE_PX - 80, height=220)
+        .properties(autosize=PAD, width=PAGE_PX - 80, height=220)
     )
 
 

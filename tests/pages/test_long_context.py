@@ -116,10 +116,12 @@ def test_a_needle_search_shows_heads_depths_positions_and_probabilities(
 def test_stop_keeps_the_depths_done_and_continue_computes_the_rest(tiny_model_path, progress_texts):
     from ui.cache import result_store
     from ui.long_context import Needle, needle_depth
+    from ui.stoppable import STOPPED_KEY
 
     path = str(tiny_model_path("gpt2"))
     at = on_page(PAGE, model=path, text=TEXT, needle_run=1, **SHORT_HAYSTACK)
     assert_clean(at)
+    assert "needle_stop" not in [button.key for button in at.button]  # gone once done
     view = at.session_state["atlas_view"]
     from ui.long_context import haystack_text
 
@@ -128,7 +130,10 @@ def test_stop_keeps_the_depths_done_and_continue_computes_the_rest(tiny_model_pa
     # As if Stop interrupted the run after the first depth: it stays.
     result_store().clear()
     needle_depth(needle, 0.1)
-    at.button(key="needle_stop").click().run()
+    # Stop's click (`ui.stoppable`): the button is gone once a run is done, so its callback's
+    # effect is set as the click sets it.
+    at.session_state[f"{STOPPED_KEY}_needle"] = needle
+    at.run()
     assert_clean(at)
     assert "Stopped: 1 of 3 depths done" in texts(at.info)
     assert at.dataframe[0].value["depth"].tolist() == [0.1]
@@ -155,7 +160,7 @@ def test_ablation_shows_the_three_effects_side_by_side(tiny_model_path):
     sets = ["top retrieval heads", "random heads (same layers)", "sink heads"]
     assert list(dict.fromkeys(effects["set"])) == sets
     assert effects["input"].tolist() == ["depth 0.1", "depth 0.5", "depth 0.9", "your text"] * 3
-    drawn = table_with(at, len(titles(at)) - 1, {"set", "input", "change"}).to_pandas()
+    drawn = table_with(at, len(titles(at)) - 1, {"set", "input", "change", "heads"}).to_pandas()
     assert set(drawn["set"]) == set(sets)
     # The numbers are core's: the same heads zeroed on the same inputs.
     from ui.long_context import Needle, haystack_text
@@ -168,7 +173,7 @@ def test_ablation_shows_the_three_effects_side_by_side(tiny_model_path):
     retrieval = core.retrieval_scores(model, needle.haystack, needle.needle, needle.question)
     profile = core.sink_profile(core.run_attention(model, TEXT), 0.1)
     controls = core.ablation_controls(retrieval, profile, k=2)
-    assert effects["heads"].tolist() == [len(controls[s]) for s in controls for _ in range(4)]
+    assert drawn["heads"].tolist() == [len(controls[s]) for s in controls for _ in range(4)]
     expected = core.ablate_answer(model, retrieval.attrs["inputs"], controls["retrieval"])
     np.testing.assert_allclose(
         effects["probability ablated"][:3], expected["answer_probability_ablated"], rtol=1e-6
