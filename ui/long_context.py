@@ -60,6 +60,8 @@ SHORT_TEXT = 64
 (docs/long-context.md): the page says so."""
 TOP_HEADS = 16
 """Heads drawn in the heads × depths chart (the export has every head)."""
+ROW_PX = 22
+"""A row of a chart with a label per row: Vega hides labels closer than about 20 px."""
 SETS = {
     "retrieval": "top retrieval heads",
     "random": "random heads (same layers)",
@@ -69,6 +71,9 @@ SETS = {
 YOUR_TEXT = "your text"
 LEGEND_PX = 150
 """Room a chart keeps on its right for a legend with its title."""
+PLOT_PX = PAGE_PX - LEGEND_PX - 60
+"""Plot width of a chart with an axis on its left and a legend on its right: the whole chart
+stays inside the page's column at 1024 px (the e2e layout test measures it)."""
 
 
 def _stored(key: tuple[Hashable, ...], compute: Callable[[], T], weigh: cache.Weigh | None) -> T:
@@ -492,12 +497,12 @@ def top_heads_chart(table: pd.DataFrame) -> alt.Chart:
         .mark_rect()
         .encode(
             x=alt.X("depth:O", title="depth", axis=alt.Axis(labelAngle=0)),
-            y=alt.Y("label:N", title="head", sort=order),
+            y=alt.Y("label:N", title="head", sort=order, axis=alt.Axis(labelOverlap=False)),
             color=alt.Color(
                 "score:Q",
                 title="retrieval score",
                 scale=alt.Scale(scheme="viridis", domain=[0, 1]),
-                legend=alt.Legend(orient="right", gradientLength=min(160, 18 * len(order))),
+                legend=alt.Legend(orient="right", gradientLength=min(160, ROW_PX * len(order))),
             ),
             tooltip=[
                 alt.Tooltip("label:N", title="head"),
@@ -506,7 +511,9 @@ def top_heads_chart(table: pd.DataFrame) -> alt.Chart:
             ],
         )
         .properties(
-            autosize=PAD, width=min(PAGE_PX - LEGEND_PX - 60, 56 * depths), height=18 * len(order)
+            autosize=PAD,
+            width=min(PAGE_PX - LEGEND_PX - 60, 56 * depths),
+            height=ROW_PX * len(order),
         )
     )
 
@@ -549,7 +556,7 @@ def position_chart(entries: list[dict]) -> alt.Chart:
             ),
             tooltip=["depth:Q", "part:N", "start:Q", alt.Tooltip("end:Q", title="end (excl.)")],
         )
-        .properties(autosize=PAD, width=PAGE_PX - LEGEND_PX, height=max(60, 26 * len(entries)))
+        .properties(autosize=PAD, width=PLOT_PX, height=max(60, 26 * len(entries)))
     )
 
 
@@ -567,7 +574,7 @@ def probability_chart(inputs: pd.DataFrame) -> alt.Chart:
         ],
     )
     return (base.mark_line() + base.mark_point(filled=True, size=60)).properties(
-        title="Answer probability per depth", width=PAGE_PX - LEGEND_PX, height=180, autosize=PAD
+        title="Answer probability per depth", width=PLOT_PX, height=180, autosize=PAD
     )
 
 
@@ -752,7 +759,7 @@ def effects_chart(effects: pd.DataFrame) -> alt.Chart:
                 alt.Tooltip("change:Q", format="+.4f"),
             ],
         )
-        .properties(autosize=PAD, width=PAGE_PX - 80, height=220)
+        .properties(autosize=PAD, width=PLOT_PX + 60, height=220)
     )
 
 

@@ -16,7 +16,8 @@ at the planned width is checked on the specs (`tests/core/charts`, `tests/pages`
 
 States: short text with all heads, a sentence pair, 120 words, 512 tokens, a causal (GPT-2)
 and an encoder-decoder (BART, cross attention) checkpoint, Compare's replacement (also with a
-[MASK], so predictions before and after) and two models, the Explain page and a Corpus run.
+[MASK], so predictions before and after) and two models, the Explain page, a Corpus run, and
+the Long context page on an encoder (its head map) and a causal model (needle run, ablation).
 The tiny random checkpoints (`tests/tiny_models.py`) are loaded by path, as a private
 deployment allows.
 
@@ -81,6 +82,14 @@ class State:
 
 BERT, GPT2, BART = Tiny("bert"), Tiny("gpt2"), Tiny("bart")
 CORPUS = {"model": BERT, "corpus_sentences": 24, "corpus_tokens": 24}
+LONG_CONTEXT = {
+    "model": GPT2,
+    "text": long_text(96),
+    "haystack_tokens": 150,
+    "needle_run": 1,
+    "ablate": 1,
+}
+"""The Long context page with every part drawn: head map, a needle run, the ablation."""
 STATES = [
     State(
         "attention-short-all-heads",
@@ -126,6 +135,8 @@ STATES = [
     State("explain-120", "/explain", {"model": BERT, "text": long_text(120, mask=True)}, 2),
     State("corpus-examples", "/corpus", CORPUS, 0, corpus_run=True),
     State("corpus-global-view", "/corpus", CORPUS, 1, tab="Global view", corpus_run=True),
+    State("long-context-encoder", "/long_context", {"text": long_text(96)}),
+    State("long-context-causal", "/long_context", LONG_CONTEXT, 5),
 ]
 DARK_STATES = [
     "attention-short-all-heads",
@@ -136,6 +147,7 @@ DARK_STATES = [
     "compare-two-models",
     "explain-mlm",
     "corpus-global-view",
+    "long-context-causal",
 ]
 BY_ID = {state.id: state for state in STATES}
 
@@ -325,7 +337,15 @@ def test_dark_states_cover_every_page():
     """The dark theme is checked on every page of the app at least once."""
     paths = {BY_ID[state_id].path for state_id in DARK_STATES}
     assert paths == {state.path for state in STATES}
-    assert {"/", "/overview", "/masked", "/compare", "/explain", "/corpus"} <= paths
+    assert {
+        "/",
+        "/overview",
+        "/masked",
+        "/compare",
+        "/explain",
+        "/corpus",
+        "/long_context",
+    } <= paths
 
 
 def test_the_checks_catch_an_overflow_and_an_overlap():
