@@ -125,7 +125,7 @@ def head_map_panel(page: Page, needle: Needle | None) -> pd.DataFrame | None:
     retrieval = needle_done(needle) if needle is not None else None
     measures = [m for m in MEASURE_LABELS if m != "retrieval" or retrieval is not None]
     chosen = view.sink_measure if view.sink_measure in measures else measures[0]
-    pick, threshold, width = st.columns([2, 1, 1], vertical_alignment="bottom")
+    pick, threshold, width = st.columns([1.6, 1.2, 1.2], vertical_alignment="bottom")
     with pick:
         measure = bound(
             st.selectbox,

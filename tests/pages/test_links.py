@@ -15,13 +15,14 @@ from streamlit.testing.v1 import AppTest
 
 from tests.pages.conftest import assert_clean, explorer_drawn, on_page, start
 
-ATTENTION, OVERVIEW, MASKED, COMPARE, CORPUS, EXPLAIN = (
+ATTENTION, OVERVIEW, MASKED, COMPARE, CORPUS, EXPLAIN, LONG_CONTEXT = (
     "pages/attention.py",
     "pages/overview.py",
     "pages/masked.py",
     "pages/compare.py",
     "pages/corpus.py",
     "pages/explain.py",
+    "pages/long_context.py",
 )
 TEXT = "The cat sat on the mat because it was tired."
 
@@ -100,6 +101,23 @@ CONTROLS = [
         EXPLAIN, "selectbox", "w_token", 3, start=(("text", "the [MASK] sat ."),), model="bert"
     ),
     Control(EXPLAIN, "slider", "w_graph_threshold", 0.2, model="gpt2"),
+    # long context (the needle's controls need a causal model)
+    Control(LONG_CONTEXT, "selectbox", "w_sink_measure", "local_share"),
+    Control(LONG_CONTEXT, "number_input", "w_sink_epsilon", 0.45),
+    Control(LONG_CONTEXT, "number_input", "w_sink_window", 8),
+    Control(LONG_CONTEXT, "radio", "w_haystack", "text", model="gpt2"),
+    Control(LONG_CONTEXT, "number_input", "w_haystack_tokens", 150, model="gpt2"),
+    Control(LONG_CONTEXT, "text_input", "w_needle", "The key is under the stone.", model="gpt2"),
+    Control(LONG_CONTEXT, "text_input", "w_question", "Where is the key?", model="gpt2"),
+    Control(LONG_CONTEXT, "multiselect", "w_depths", [0.2, 0.8], model="gpt2"),
+    Control(
+        LONG_CONTEXT,
+        "toggle",
+        "w_needle_run",
+        True,
+        start=(("haystack_tokens", "100"), ("depths", "0.5")),
+        model="gpt2",
+    ),
 ]
 
 
