@@ -289,3 +289,24 @@ def test_the_needle_already_in_the_haystack_is_flagged(tiny_model_path):
     at = start(PAGE, model=path, text=TEXT, haystack="text", needle=needle)
     assert_clean(at)
     assert "already occurs in the haystack" in texts(at.warning)
+
+
+def test_a_kept_session_pins_no_result(tiny_model_path):
+    """As tests/pages/test_memory.py checks for the other pages: the page's callbacks and
+    downloads hold small keys only, so its results go once the shared store lets go."""
+    import gc
+    import weakref
+
+    from ui.cache import result_store
+
+    store = result_store()
+    store.clear()
+    path = str(tiny_model_path("gpt2"))
+    at = on_page(PAGE, model=path, text=TEXT, needle_run=1, ablate=1, **SHORT_HAYSTACK)
+    assert_clean(at)
+    held = [weakref.ref(value) for value in store.values() if hasattr(value, "columns")]
+    assert len(held) >= 5, "a profile, three depths and the ablations are stored"
+    store.clear()
+    gc.collect()
+    assert not [ref for ref in held if ref() is not None]
+    assert at.session_state
