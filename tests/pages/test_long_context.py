@@ -310,3 +310,33 @@ def test_a_kept_session_pins_no_result(tiny_model_path):
     gc.collect()
     assert not [ref for ref in held if ref() is not None]
     assert at.session_state
+
+
+def test_the_needle_run_and_ablations_are_weighed_by_their_declared_costs(
+    tiny_model_path, monkeypatch
+):
+    """Admission weighs each depth by `core.costs.NEEDLE_DEPTH` × one pass over that depth's
+    input (so on a real model it waits in the heavy line), each ablation by `ABLATION`."""
+    from core.costs import ABLATION, NEEDLE_DEPTH, forward_multiply_adds
+    from server import admission
+    from ui.cache import result_store
+
+    weights: list[float] = []
+    real = admission.is_heavy
+    monkeypatch.setattr(admission, "is_heavy", lambda work: weights.append(work) or real(work))
+    result_store().clear()
+    path = str(tiny_model_path("gpt2"))
+    at = on_page(PAGE, model=path, text=TEXT, needle_run=1, **SHORT_HAYSTACK)
+    assert_clean(at)
+    model = core.load_model(path)
+    config = model.model.config
+    lengths = at.dataframe[0].value["input tokens"].tolist()
+    for n in lengths:
+        assert (
+            NEEDLE_DEPTH.passes(n, model.num_layers) * forward_multiply_adds(config, n) in weights
+        )
+    weights.clear()
+    at.toggle(key="w_ablate").set_value(True).run()
+    assert_clean(at)
+    per_depths = ABLATION.passes(max(lengths), model.num_layers) * len(lengths)
+    assert per_depths * forward_multiply_adds(config, max(lengths)) in weights
