@@ -1,13 +1,14 @@
 """Memory of a needle run's answer probability: the answer rows' logits only, or all of them.
 
-    flock /work/bench.lock python bench/bench_needle_logits.py [--tokens 2048]
+    python bench/bench_needle_logits.py [--tokens 2048]
 
 `core.retrieval_scores` unembeds only the rows that predict the answer (`logits_to_keep`);
 before, the whole `[n, vocab]` logits came back, 1.2 GB in float32 with Qwen's vocabulary of
 151,936 at 2,048 tokens. The model is the tests' tiny Llama (2 layers × 4 heads, float32) with
 its vocabulary raised to Qwen's and its positions to the input's, so the logits dominate what
 one depth allocates. Each mode runs in a fresh process: the peak resident memory (VmHWM) of
-one depth's `retrieval_scores`, above the process's resident memory just before it.
+one depth's `retrieval_scores`, above the process's resident memory just before it. Memory
+only, which other work on the machine does not change: no timing, so no bench lock needed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -48,7 +48,7 @@ def build(directory: Path, positions: int) -> Path:
 
 
 def one_run(path: str, tokens: int, trimmed: bool) -> dict[str, float]:
-    """In this process: one depth of `retrieval_scores`, its peak memory and time."""
+    """In this process: one depth of `retrieval_scores` and its peak memory."""
     import os
 
     import core
@@ -62,16 +62,13 @@ def one_run(path: str, tokens: int, trimmed: bool) -> dict[str, float]:
     core.retrieval_scores(model, haystack, NEEDLE, QUESTION, (0.5,))  # warm up
     before = rss_mb(os.getpid())["VmRSS"]
     Path(f"/proc/{os.getpid()}/clear_refs").write_text("5")  # resets VmHWM to VmRSS
-    start = time.perf_counter()
     scores = core.retrieval_scores(model, haystack, NEEDLE, QUESTION, (0.5,))
-    seconds = time.perf_counter() - start
     peak = rss_mb(os.getpid())["VmHWM"]
     entry = scores.attrs["inputs"][0]
     return {
         "tokens": len(entry["input_ids"]),
         "answer_logprob": entry["answer_logprob"],
         "peak_above_mb": peak - before,
-        "seconds": seconds,
     }
 
 
