@@ -24,27 +24,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # bench_long_context sets the offline environment as it is imported, before transformers is.
 from bench.bench_browser import load_average, rss_mb
 from bench.bench_long_context import text_of
-from bench.bench_long_context_heads import NEEDLE, QUESTION
+from bench.bench_long_context_heads import NEEDLE, QUESTION, saved
 
 QWEN_VOCABULARY = 151_936
 
 
 def build(directory: Path, positions: int) -> Path:
-    import torch
-
     from tests.tiny_models import build_config, build_tokenizer, model_class
 
     tokenizer = build_tokenizer("llama")
     config = build_config("llama", tokenizer)
     config.vocab_size = QWEN_VOCABULARY
     config.max_position_embeddings = positions
-    tokenizer.model_max_length = positions
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        network = model_class("llama")(config).eval()
-    network.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+    return saved(directory, model_class("llama"), config, tokenizer, positions, "float32")
 
 
 def one_run(path: str, tokens: int, trimmed: bool) -> dict[str, float]:
