@@ -167,7 +167,8 @@ def page_slot(view: ViewState) -> Iterator[None]:
     """The whole page run in one heavy slot when the view's attention is heavy as a whole
     (`admission.is_heavy_page`): its drawing and exports, not only its computations, then
     wait their turn in the heavy line, one per visitor, and ordinary pages never wait for it.
-    Other views run as they are (their computations take their own slots)."""
+    Other views run as ordinary work (`admission.ordinary_work`: heavy work pauses for them;
+    their computations take their own slots)."""
     cells = 0.0
     # Only a model loaded already is weighed: a first load shows its own spinner on the page.
     with contextlib.suppress(Exception):  # a model that cannot load: the page says why
@@ -181,7 +182,8 @@ def page_slot(view: ViewState) -> Iterator[None]:
             n = estimated_tokens(inputs, model.max_length)
         cells = float(model.num_layers * model.num_heads * n * n)
     if not admission.is_heavy_page(cells):
-        yield
+        with admission.ordinary_work():  # heavy work pauses while it runs
+            yield
         return
     notice = st.empty()
 
