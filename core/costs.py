@@ -128,6 +128,13 @@ FREE = Cost("0", note="Nothing beyond the text's own pass.")
 """The default of a registry entry that declares no cost."""
 ATTENTION = Cost("1", note="The text's own forward pass, with attention weights.")
 """One forward pass: what `core.run_attention` (and a view built on it) costs."""
+ROUTE_CONTRIBUTIONS = Cost(
+    "1 + 0.002 * heads * n",
+    note="PLACEHOLDER",
+)
+"""`core.route_contributions` (the contribution graph): a pass reading every layer's input, then
+per layer a part per (token, head) for each receiving token, n² · heads vectors: ALTI's work
+once per head."""
 
 
 def forward_multiply_adds(config: Any, tokens: int) -> int:

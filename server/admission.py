@@ -29,10 +29,11 @@ or download made ordinary pages 3× slower at the 95th percentile (bench/RESULTS
 share). So a heavy request gives way: while any ordinary work is running or waiting (a page run
 marked by `ordinary_work`, an ordinary slot held or waited for), the thread holding a heavy slot
 pauses at its next safe point until that work is done, for at most `GIVE_WAY_PAUSE` seconds at
-a time, and then runs at least `GIVE_WAY_RUN` seconds before it pauses again, so it is never
-starved. The safe points are every function call the thread makes outside code that may hold a
-lock other visitors need (`_safe_to_pause`); a per-thread profile function finds them while the
-heavy slot is held, and `give_way()` is one more, for callers at a chunk boundary.
+a time (the limiter's `pause`), and then runs at least `GIVE_WAY_RUN` seconds before it pauses
+again, so it is never starved. The safe points are every function call the thread makes
+outside code that may hold a lock other visitors need (`_safe_to_pause`); a per-thread profile
+function finds them while the heavy slot is held, and `give_way()` is one more, for callers at
+a chunk boundary.
 
 Lock order: take the slot first, then any other lock (the neuron view does), so that a thread
 holding a lock never waits for a slot held by a thread waiting for that lock.
@@ -205,6 +206,7 @@ class AdmissionLimiter:
         slots: int,
         timeout: float | None = DEFAULT_TIMEOUT,
         heavy_slots: int | None = None,
+        pause: float = GIVE_WAY_PAUSE,
     ) -> None:
         if slots < 1:
             raise ValueError(f"slots must be at least 1, not {slots}")
@@ -212,15 +214,20 @@ class AdmissionLimiter:
             raise ValueError(f"heavy_slots must be at least 1, not {heavy_slots}")
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be positive, not {timeout}")
+        if pause <= 0:
+            raise ValueError(f"pause must be positive, not {pause}")
         self.slots = slots
         self.heavy_slots = heavy_slots or max(1, slots // 2)
         self.timeout = timeout
+        self.pause = pause
+        """Longest single pause of heavy work for ordinary work (`GIVE_WAY_PAUSE`)."""
         self._condition = threading.Condition(threading.Lock())
         self._running = {False: 0, True: 0}
         self._owners: collections.Counter[Hashable] = collections.Counter()
         self._line: list[_Ticket] = []
         self._held = threading.local()
         self._ordinary_pages = 0
+        self._paused_now = 0
         self._ordinary = 0
         """Ordinary work in flight (pages marked, slots held, tickets in line): read without
         the lock by heavy threads at every safe point, so kept as one number."""
@@ -241,6 +248,12 @@ class AdmissionLimiter:
         """Callers in line right now, ordinary and heavy."""
         with self._condition:
             return len(self._line)
+
+    @property
+    def paused_now(self) -> int:
+        """Heavy threads pausing for ordinary work right now."""
+        with self._condition:
+            return self._paused_now
 
     @property
     def ordinary_in_flight(self) -> int:
@@ -299,7 +312,9 @@ class AdmissionLimiter:
         if frame is not None and not _safe_to_pause(frame):
             return
         with self._condition:
-            drained = self._condition.wait_for(lambda: not self._ordinary, GIVE_WAY_PAUSE)
+            self._paused_now += 1
+            drained = self._condition.wait_for(lambda: not self._ordinary, self.pause)
+            self._paused_now -= 1
         ended = time.monotonic()
         held.paused = getattr(held, "paused", 0.0) + ended - started
         if not drained:
