@@ -128,6 +128,14 @@ FREE = Cost("0", note="Nothing beyond the text's own pass.")
 """The default of a registry entry that declares no cost."""
 ATTENTION = Cost("1", note="The text's own forward pass, with attention weights.")
 """One forward pass: what `core.run_attention` (and a view built on it) costs."""
+ROUTE_CONTRIBUTIONS = Cost(
+    "0.05 * heads * n",
+    note="MiniLM (12 heads), one torch thread: 27, 72 and 164 passes at 64, 128 and 256 tokens "
+    "(bench/RESULTS.md, fair share, 2026-12-07).",
+)
+"""`core.route_contributions` (the contribution graph): a pass reading every layer's input, then
+per layer a part per (token, head) for each receiving token, n² · heads vectors: ALTI's work
+once per head."""
 
 
 def forward_multiply_adds(config: Any, tokens: int) -> int:

@@ -23,6 +23,18 @@ reentrant per thread, so a caller that wraps a larger piece of work in one slot 
 twice. Waiting is bounded: after `timeout` seconds the caller gets a `ServerBusyError` with a
 message for people instead of hanging.
 
+Ordinary work goes first (issue 24). Heavy work in its own line still runs in this one Python
+process, beside everyone's pages, and shares the interpreter lock with them: one heavy page, flow
+or download made ordinary pages 3× slower at the 95th percentile (bench/RESULTS.md, fair
+share). So a heavy request gives way: while any ordinary work is running or waiting (a page run
+marked by `ordinary_work`, an ordinary slot held or waited for), the thread holding a heavy slot
+pauses at its next safe point until that work is done, for at most `GIVE_WAY_PAUSE` seconds at
+a time (the limiter's `pause`), and then runs at least `GIVE_WAY_RUN` seconds before it pauses
+again, so it is never starved. The safe points are every function call the thread makes
+outside code that may hold a lock other visitors need (`_safe_to_pause`); a per-thread profile
+function finds them while the heavy slot is held, and `give_way()` is one more, for callers at
+a chunk boundary.
+
 Lock order: take the slot first, then any other lock (the neuron view does), so that a thread
 holding a lock never waits for a slot held by a thread waiting for that lock.
 
@@ -40,12 +52,16 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
+from core.loading_lock import LOADING_LOCK
 from server.errors import ServerBusyError
 
 DEFAULT_TIMEOUT = 45.0
@@ -91,6 +107,53 @@ waited in the heavy line (bench/RESULTS.md, fair share). Below it: MiniLM up to 
 at the public 256-token cap (9.4 M)."""
 
 
+GIVE_WAY_PAUSE = 0.25
+"""Longest single pause of heavy work while ordinary work runs: longer than most ordinary page
+runs (p50 0.08 s, p95 0.3 s in bench/soak.py), short enough that a lock the paused thread holds
+by chance (one the safe points do not know of) delays another visitor only this long."""
+GIVE_WAY_RUN = 0.05
+"""After a pause that timed out, heavy work runs this long before it may pause again: under a
+constant stream of ordinary work it still gets one sixth of its time, never nothing."""
+_PROJECT = str(Path(__file__).resolve().parents[1]) + os.sep
+_STDLIB = os.path.dirname(threading.__file__) + os.sep
+_HOLDS_SHARED_LOCKS = (
+    threading.__file__,  # locks and conditions being taken or released
+    _STDLIB + "queue.py",
+    _STDLIB + "logging" + os.sep,
+    _STDLIB + "concurrent" + os.sep,
+    "<frozen importlib",  # module locks, held while a module runs its body
+    _PROJECT + "core" + os.sep + "tokens.py",  # the tokenizer lock every request takes
+    _PROJECT + "core" + os.sep + "corpus" + os.sep,  # the corpus store's file guards
+    _PROJECT + "ui" + os.sep + "store.py",  # the result store's lock
+    str(Path(__file__).resolve()),  # this limiter's own lock
+)
+"""Code a heavy thread must not pause in, because it may hold a lock another visitor's request
+waits for. Streamlit's runtime (`_streamlit_file`: its media files, caches and session queues
+are shared by every session and by the event loop serving them) and `core.loading_lock` (held
+by its owner, `_safe_to_pause`) are checked too."""
+
+
+def _safe_to_pause(frame: FrameType | None) -> bool:
+    """Whether a thread whose innermost frame is `frame` may pause there: it does not hold
+    `core.loading_lock`, and no frame from `frame` out to the innermost frame of this project's
+    own code is one of `_HOLDS_SHARED_LOCKS` or Streamlit's (which calls this project's code
+    from its script runner and download threads, holding none of its locks there)."""
+    if LOADING_LOCK._is_owned():  # type: ignore[attr-defined]  # the C RLock's own check
+        return False
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name.startswith(_HOLDS_SHARED_LOCKS) or _streamlit_file(name):
+            return False
+        if name.startswith(_PROJECT):
+            return True
+        frame = frame.f_back
+    return True
+
+
+def _streamlit_file(name: str) -> bool:
+    return f"{os.sep}streamlit{os.sep}" in name and f"{os.sep}site-packages{os.sep}" in name
+
+
 def is_heavy_page(cells: float) -> bool:
     """Whether a page or download of an attention of `cells` cells is heavy as a whole."""
     return cells >= HEAVY_ATTENTION_CELLS
@@ -130,6 +193,10 @@ class AdmissionLimiter:
     heavy request in flight: a second waits until the first is done, and others' heavy work
     goes ahead of it.
 
+    Ordinary work goes first: while any is running or waiting, a thread holding a heavy slot
+    pauses at its safe points (the module docstring; `give_way`). `ordinary_work()` marks a
+    page run (which holds no slot while it only draws) as ordinary work.
+
     Thread-safe. `slot()` is reentrant per thread: a thread that holds a slot and asks again
     (e.g. a page computation that runs several forward passes) passes straight through.
     """
@@ -139,6 +206,7 @@ class AdmissionLimiter:
         slots: int,
         timeout: float | None = DEFAULT_TIMEOUT,
         heavy_slots: int | None = None,
+        pause: float = GIVE_WAY_PAUSE,
     ) -> None:
         if slots < 1:
             raise ValueError(f"slots must be at least 1, not {slots}")
@@ -146,14 +214,23 @@ class AdmissionLimiter:
             raise ValueError(f"heavy_slots must be at least 1, not {heavy_slots}")
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be positive, not {timeout}")
+        if pause <= 0:
+            raise ValueError(f"pause must be positive, not {pause}")
         self.slots = slots
         self.heavy_slots = heavy_slots or max(1, slots // 2)
         self.timeout = timeout
+        self.pause = pause
+        """Longest single pause of heavy work for ordinary work (`GIVE_WAY_PAUSE`)."""
         self._condition = threading.Condition(threading.Lock())
         self._running = {False: 0, True: 0}
         self._owners: collections.Counter[Hashable] = collections.Counter()
         self._line: list[_Ticket] = []
         self._held = threading.local()
+        self._ordinary_pages = 0
+        self._paused_now = 0
+        self._ordinary = 0
+        """Ordinary work in flight (pages marked, slots held, tickets in line): read without
+        the lock by heavy threads at every safe point, so kept as one number."""
 
     @property
     def running(self) -> int:
@@ -171,6 +248,77 @@ class AdmissionLimiter:
         """Callers in line right now, ordinary and heavy."""
         with self._condition:
             return len(self._line)
+
+    @property
+    def paused_now(self) -> int:
+        """Heavy threads pausing for ordinary work right now."""
+        with self._condition:
+            return self._paused_now
+
+    @property
+    def ordinary_in_flight(self) -> int:
+        """Ordinary work running or waiting: marked page runs, ordinary slots and tickets."""
+        return self._ordinary
+
+    def _recount(self) -> None:
+        """Under the lock, after any change to ordinary work; wakes paused heavy threads."""
+        waiting = sum(1 for ticket in self._line if not ticket.heavy)
+        self._ordinary = self._ordinary_pages + self._running[False] + waiting
+        self._condition.notify_all()
+
+    @contextlib.contextmanager
+    def ordinary_work(self) -> Iterator[None]:
+        """Mark the body (an ordinary page run) as ordinary work: heavy work gives way to it.
+
+        Holds no slot: a page that only draws stored results never waits. A thread that takes
+        a heavy slot inside (an ordinary page starting a flow) stops counting as ordinary work
+        meanwhile, so that it never waits for itself.
+        """
+        with self._condition:
+            self._ordinary_pages += 1
+            self._recount()
+        self._held.ordinary = getattr(self._held, "ordinary", 0) + 1
+        try:
+            yield
+        finally:
+            self._held.ordinary -= 1
+            with self._condition:
+                self._ordinary_pages -= 1
+                self._recount()
+
+    def paused_seconds(self) -> float:
+        """Seconds this thread has paused for ordinary work so far, in all its heavy slots (a
+        running total: callers take differences)."""
+        return getattr(self._held, "paused", 0.0)
+
+    def give_way(self) -> None:
+        """A safe point of heavy work (a chunk boundary): pause while ordinary work is in
+        flight, as the profile function does at every safe call (`GIVE_WAY_PAUSE`,
+        `GIVE_WAY_RUN`). Nothing happens on a thread that holds no heavy slot."""
+        if self._ordinary and getattr(self._held, "heavy", False):
+            self._pause()
+
+    def _profile(self, frame: FrameType, event: str, arg: Any) -> None:
+        # Called on every call and return of a thread holding a heavy slot: one attribute read
+        # while no ordinary work is in flight.
+        if self._ordinary:
+            self._pause(frame)
+
+    def _pause(self, frame: FrameType | None = None) -> None:
+        held = self._held
+        started = time.monotonic()
+        if started < getattr(held, "run_until", 0.0):
+            return
+        if frame is not None and not _safe_to_pause(frame):
+            return
+        with self._condition:
+            self._paused_now += 1
+            drained = self._condition.wait_for(lambda: not self._ordinary, self.pause)
+            self._paused_now -= 1
+        ended = time.monotonic()
+        held.paused = getattr(held, "paused", 0.0) + ended - started
+        if not drained:
+            held.run_until = ended + GIVE_WAY_RUN
 
     @contextlib.contextmanager
     def slot(
@@ -211,17 +359,45 @@ class AdmissionLimiter:
         ticket = _Ticket(heavy, tuple(key for key in visitor if key is not None) if heavy else ())
         self._acquire(ticket, what, on_queued, timeout)
         self._held.depth = 1
+        with self._heavy_thread() if heavy else contextlib.nullcontext():
+            try:
+                yield
+            finally:
+                self._held.depth = 0
+                with self._condition:
+                    self._running[ticket.heavy] -= 1
+                    self._owners.subtract(ticket.visitor)
+                    for key in ticket.visitor:
+                        if self._owners[key] <= 0:
+                            del self._owners[key]
+                    self._recount()
+
+    @contextlib.contextmanager
+    def _heavy_thread(self) -> Iterator[None]:
+        """This thread gives way to ordinary work while it holds a heavy slot: its profile
+        function pauses it at safe points (unless a profiler or debugger has the hook), and it
+        stops counting as ordinary work meanwhile."""
+        held = self._held
+        ordinary = getattr(held, "ordinary", 0)
+        if ordinary:
+            with self._condition:
+                self._ordinary_pages -= 1
+                self._recount()
+        previous = sys.getprofile()
+        held.heavy = True
+        if previous is None:
+            sys.setprofile(self._profile)
         try:
             yield
         finally:
-            self._held.depth = 0
-            with self._condition:
-                self._running[ticket.heavy] -= 1
-                self._owners.subtract(ticket.visitor)
-                for key in ticket.visitor:
-                    if self._owners[key] <= 0:
-                        del self._owners[key]
-                self._condition.notify_all()
+            if previous is None:
+                sys.setprofile(None)
+            held.heavy = False
+            held.run_until = 0.0
+            if ordinary:
+                with self._condition:
+                    self._ordinary_pages += 1
+                    self._recount()
 
     def _place(self, ticket: _Ticket) -> Place | None:
         """None when `ticket` may start now, else where it stands. Under the lock."""
@@ -253,6 +429,7 @@ class AdmissionLimiter:
         reported: Place | None = None
         with self._condition:
             self._line.append(ticket)
+            self._recount()
         try:
             while True:
                 with self._condition:
@@ -261,7 +438,7 @@ class AdmissionLimiter:
                         self._line.remove(ticket)
                         self._running[ticket.heavy] += 1
                         self._owners.update(ticket.visitor)
-                        self._condition.notify_all()  # everyone behind moved up
+                        self._recount()  # everyone behind moved up
                         return
                     if place == reported or on_queued is None:
                         remaining = None if deadline is None else deadline - time.monotonic()
@@ -275,7 +452,7 @@ class AdmissionLimiter:
             with self._condition:
                 with contextlib.suppress(ValueError):
                     self._line.remove(ticket)
-                self._condition.notify_all()
+                self._recount()
             raise
 
     def _busy_message(self, what: str, timeout: float | None, ticket: _Ticket) -> str:
@@ -312,6 +489,23 @@ def configure(
     global _limiter
     with _setup_lock:
         _limiter = AdmissionLimiter(slots or available_cores(), timeout, heavy_slots)
+
+
+@contextlib.contextmanager
+def ordinary_work() -> Iterator[None]:
+    """`AdmissionLimiter.ordinary_work` of the process-wide limiter."""
+    with _limiter.ordinary_work():
+        yield
+
+
+def give_way() -> None:
+    """`AdmissionLimiter.give_way` of the process-wide limiter."""
+    _limiter.give_way()
+
+
+def paused_seconds() -> float:
+    """`AdmissionLimiter.paused_seconds` of the process-wide limiter."""
+    return _limiter.paused_seconds()
 
 
 def threads_per_slot(slots: int | None = None) -> int:

@@ -20,6 +20,7 @@ from core.costs import Budget
 from core.errors import ModelLoadError, UnsupportedModelError
 from core.methods import Method
 from core.models import LoadedModel, hub_reachable, load_config, load_model
+from server import admission
 from server.errors import (
     AgreementTooLargeError,
     ModelNotAllowedError,
@@ -177,15 +178,19 @@ def time_budget(
     progress: Callable[[int, int], bool | None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     label: str = "Attention flow",
+    paused: Callable[[], float] = admission.paused_seconds,
 ) -> Callable[[int, int], bool | None]:
     """A `progress(done, total)` callback that raises `TimeBudgetExceededError` once
     `policy.max_flow_seconds` have passed since it was made, and otherwise returns what
-    `progress` returns (the UI's progress bar and Stop button)."""
-    started = clock()
+    `progress` returns (the UI's progress bar and Stop button).
+
+    Seconds the work spent paused for other visitors' pages (`paused`, a running total:
+    `admission.paused_seconds`) do not count: the budget bounds the request's own work."""
+    started, paused_before = clock(), paused()
     cap = policy.max_flow_seconds
 
     def report(done: int, total: int) -> bool | None:
-        if cap is not None and clock() - started > cap:
+        if cap is not None and clock() - started - (paused() - paused_before) > cap:
             raise TimeBudgetExceededError(
                 f"{label[:1].upper()}{label[1:]} was stopped after {cap} s, the most this "
                 "deployment gives one request. Follow fewer tokens or use a shorter text; "

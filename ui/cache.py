@@ -28,7 +28,7 @@ import core
 from core import AttentionResult, LoadedModel, MethodRequest, MethodResult
 from core.agreement import LEAVE_ONE_OUT, agreement_table, method_attribution, part_passes
 from core.corpus import CorpusResult
-from core.costs import ATTENTION, forward_multiply_adds
+from core.costs import ATTENTION, ROUTE_CONTRIBUTIONS, forward_multiply_adds
 from core.display_matrix import (
     blank_causal,
     causal_display_mask,
@@ -167,7 +167,8 @@ def page_slot(view: ViewState) -> Iterator[None]:
     """The whole page run in one heavy slot when the view's attention is heavy as a whole
     (`admission.is_heavy_page`): its drawing and exports, not only its computations, then
     wait their turn in the heavy line, one per visitor, and ordinary pages never wait for it.
-    Other views run as they are (their computations take their own slots)."""
+    Other views run as ordinary work (`admission.ordinary_work`: heavy work pauses for them;
+    their computations take their own slots)."""
     cells = 0.0
     # Only a model loaded already is weighed: a first load shows its own spinner on the page.
     with contextlib.suppress(Exception):  # a model that cannot load: the page says why
@@ -181,7 +182,8 @@ def page_slot(view: ViewState) -> Iterator[None]:
             n = estimated_tokens(inputs, model.max_length)
         cells = float(model.num_layers * model.num_heads * n * n)
     if not admission.is_heavy_page(cells):
-        yield
+        with admission.ordinary_work():  # heavy work pauses while it runs
+            yield
         return
     notice = st.empty()
 
@@ -470,18 +472,30 @@ def logit_lens(inputs: Inputs, position: int, top_k: int) -> pd.DataFrame:
     )
 
 
-def route_contributions(inputs: Inputs) -> core.RouteContributions:
+def route_contributions(
+    inputs: Inputs, progress: core.methods.Progress | None = None
+) -> core.RouteContributions:
     """`core.route_contributions`: every block's contributions, for the contribution graph
-    at any position and threshold."""
+    at any position and threshold. Heavy work by its declared cost (`ROUTE_CONTRIBUTIONS`)."""
+    model = cached_model(inputs.model)
+
+    def weigh() -> float:
+        n = _tokens_of(inputs)
+        own = ROUTE_CONTRIBUTIONS.passes(n, model.num_layers, model.num_heads)
+        return passes_of(inputs, 1 + own, n)()
+
     return _stored(
         store_key("route_contributions", inputs),
         lambda: _quietly(
-            core.route_contributions,
-            cached_model(inputs.model),
-            inputs.text,
-            inputs.pair or None,
+            core.route_contributions, model, inputs.text, inputs.pair or None, progress
         ),
+        weigh,
     )
+
+
+def is_route_contributions_stored(inputs: Inputs) -> bool:
+    """Whether `route_contributions` would answer at once (no computation, no progress bar)."""
+    return store_key("route_contributions", inputs) in result_store()
 
 
 def agreement_parts(inputs: Inputs) -> list[str]:

@@ -5,7 +5,8 @@ The computations are `core.logit_lens`, the parts of `core.explanation_agreement
 (inputs, position, settings) in the shared store, refused where the deployment's budget says
 so, and drawn. The agreement table is computed part by part (leave-one-out, then each method)
 with a progress bar and Stop (`ui.stoppable`): a stopped table keeps the parts done and shows
-the methods ranked so far.
+the methods ranked so far. The graph's contributions (heavy work: a part per token and head in
+every layer) are computed layer by layer under a progress bar with Stop too.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from ui.widgets import bound, export_buttons, file_stem, label_from, show_chart,
 PREDICTING_KINDS = (ModelKind.MASKED_LM, ModelKind.CAUSAL_LM)
 AGREEMENT_CONTROL = "agreement"
 """Names the agreement table's Stop and Continue buttons (`ui.stoppable`)."""
+GRAPH_CONTROL = "graph"
+"""Names the contribution graph's Stop and Continue buttons (`ui.stoppable`)."""
 
 
 def default_position(page: Page) -> int:
@@ -166,8 +169,9 @@ def graph_panel(page: Page, position: int) -> None:
         "Voita's tool does; the routes are what remains.",
     )
     try:
-        with st.spinner("Tracing the routes…"):
-            contributions = cache.route_contributions(page.inputs)
+        contributions = _routes(page)
+        if contributions is None:
+            return
         graph = core.information_flow_graph(contributions, position, threshold)
     except AtlasError as error:
         show_error(str(error))
@@ -184,6 +188,25 @@ def graph_panel(page: Page, position: int) -> None:
         "residual stream after attention, squares the feed-forward blocks and circles the "
         f"layer's output; a part is kept when its share is above {threshold:.2f}."
     )
+
+
+def _routes(page: Page) -> core.RouteContributions | None:
+    """The routes' contributions, computed layer by layer under a progress bar with Stop; None
+    while the visitor has stopped them (they are one piece: nothing half-made is kept)."""
+    inputs = page.inputs
+    if cache.is_route_contributions_stored(inputs):
+        return cache.route_contributions(inputs)
+    if stoppable.stopped(GRAPH_CONTROL, inputs):
+        st.info("Stopped: the routes are computed in one piece, so nothing of them was kept.")
+        return None
+    stoppable.stop_button(
+        GRAPH_CONTROL, inputs, help="Stops now; the routes are computed in one piece."
+    )
+    layers = page.model.num_layers
+    bar = stoppable.ProgressBar("the routes", layers, unit="layers")
+    contributions = cache.route_contributions(inputs, bar.part(layers))
+    bar.close()
+    return contributions
 
 
 def _export(inputs: Inputs, kind: str, position: int, top_k: int, form: str) -> str:

@@ -5,7 +5,10 @@ are missing the page shows Stop: a click on it (or on any other widget) interrup
 its next Streamlit call, the progress bar's next update, and the parts finished stay stored.
 The next run of the same request shows what is done and a "Continue computing" button instead
 of starting again by itself. The Attention page's costly methods (flow, value zeroing) and the
-Explain page's agreement table both go through here.
+Explain page's agreement table and contribution graph go through here.
+
+Heavy work gives way to other visitors' ordinary pages (`server.admission`): each progress
+report is a point where it pauses while they run, and the bar says how long it paused.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Callable, Hashable
 import streamlit as st
 
 from core.methods import Progress
+from server import admission
 
 STOPPED_KEY = "atlas_stopped"
 """Session key prefix: `f"{STOPPED_KEY}_{name}"` holds the request stopped on that control."""
@@ -52,14 +56,18 @@ def progress_text(
     elapsed: float,
     unit: str = "tokens",
     step: str | None = None,
+    paused: float = 0.0,
 ) -> str:
     """`"value zeroing: 12 of 40 tokens done, about 7 s left"` (no estimate before any work).
 
     With `step` (e.g. "step 2 of 8") the step replaces the count: the parts of a computation
-    in steps are counted in estimated costs, which mean nothing to a visitor.
+    in steps are counted in estimated costs, which mean nothing to a visitor. `paused` seconds
+    (a second or more) spent letting other visitors' pages go first are said too.
     """
     left = elapsed / done * (total - done) if done > 0 else None
     estimate = f", about {left:.0f} s left" if left is not None else ""
+    if paused >= 1:
+        estimate += f" (paused {paused:.0f} s so far while other visitors' pages ran)"
     if step is not None:
         return f"{what} ({step}){estimate}"
     return f"{what}: {done:.0f} of {total} {unit} done{estimate}"
@@ -79,6 +87,7 @@ class ProgressBar:
         self.unit = unit
         self.counted = 0.0
         self.started = time.monotonic()
+        self.paused_before = admission.paused_seconds()
         self.bar = st.progress(0.0, text=f"Computing {what}…")
 
     def part(
@@ -98,13 +107,15 @@ class ProgressBar:
         label = what or self.what
 
         def progress(done: int, total: int) -> bool:
+            admission.give_way()  # a chunk boundary: other visitors' pages first
             if check is not None:
                 check(done, total)
             units = before + size * done / max(total, 1)
             elapsed = time.monotonic() - self.started
+            paused = admission.paused_seconds() - self.paused_before
             self.bar.progress(
                 min(units / self.total, 1.0),
-                text=progress_text(label, units, self.total, elapsed, self.unit, step),
+                text=progress_text(label, units, self.total, elapsed, self.unit, step, paused),
             )
             return True
 

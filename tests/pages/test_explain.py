@@ -110,3 +110,33 @@ def test_an_encoder_decoder_says_why_it_is_not_explained_here(tiny_model_path):
     assert "encoder-decoder model: it predicts the target's tokens in its decoder" in info
     assert "gradient × attention explains" in info
     assert not chart_specs(at)
+
+
+def test_the_graph_shows_progress_by_layer_and_stop_keeps_nothing_half_made(
+    tiny_model_path, progress_texts
+):
+    import core
+    from ui.cache import Inputs, is_route_contributions_stored, result_store
+
+    path = str(tiny_model_path("bert"))
+    text = "The cat sat on the [MASK]."
+    at = on_page(PAGE, model=path, text=text)
+    inputs = Inputs(path, text)
+    layers = core.load_model(path).num_layers
+    result_store().clear()
+    progress_texts.clear()
+    at.run()
+    assert_clean(at)
+    assert progress_texts[0] == "Computing the routes…"
+    assert f"the routes: {layers} of {layers} layers done" in progress_texts[-1]
+    assert is_route_contributions_stored(inputs)
+    # As if Stop interrupted the run: the routes are one piece, so nothing is kept.
+    result_store().clear()
+    at.button(key="graph_stop").click().run()
+    assert_clean(at)
+    assert any("Stopped: the routes" in i.value for i in at.info)
+    assert len(chart_specs(at)) == 1  # the logit lens; no graph
+    assert not is_route_contributions_stored(inputs)
+    at.button(key="graph_continue").click().run()
+    assert_clean(at)
+    assert len(chart_specs(at)) == 2 and is_route_contributions_stored(inputs)

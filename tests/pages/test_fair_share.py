@@ -7,8 +7,10 @@ import threading
 
 import pytest
 
+import core.costs
 from server import admission
 from tests.pages.conftest import assert_clean, explorer_drawn, start
+from ui.session import VIEW_KEY
 
 WAIT = 10.0
 
@@ -87,3 +89,69 @@ def test_a_heavy_pages_downloads_wait_in_the_heavy_line(tiny_model_path, monkeyp
         assert ui.cache.admitted_export(lambda: "file", 10, True) == "file"  # free again
     finally:
         admission.configure()
+
+
+def _recording_show_matrix(monkeypatch) -> list[tuple[int, int]]:
+    """(ordinary work in flight, heavy slots held) at each heatmap Compare builds."""
+    import ui.matrix
+
+    seen: list[tuple[int, int]] = []
+    real = ui.matrix.show_matrix
+
+    def show_matrix(*args, **kwargs):
+        limiter = admission.limiter()
+        seen.append((limiter.ordinary_in_flight, limiter.running_heavy))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ui.matrix, "show_matrix", show_matrix)
+    return seen
+
+
+def test_compare_heatmaps_are_ordinary_work_or_in_the_heavy_pages_slot(
+    tiny_model_path, monkeypatch
+):
+    """Compare's three heatmaps are drawn inside the page's admission: as ordinary work (heavy
+    work gives way to it) or, for a heavy view, in its heavy slot."""
+    admission.configure(slots=2, timeout=WAIT, heavy_slots=1)
+    try:
+        seen = _recording_show_matrix(monkeypatch)
+        path = tiny_model_path("bert")
+        at = start("pages/compare.py", model=path, text="The cat sat on the mat.")
+        at.text_input(key="w_replacement").set_value("dog").run()
+        assert_clean(at)
+        assert len(seen) == 3 and all(ordinary >= 1 and heavy == 0 for ordinary, heavy in seen)
+        seen.clear()
+        monkeypatch.setattr(admission, "HEAVY_ATTENTION_CELLS", 1)  # every view is heavy now
+        at.run()
+        assert_clean(at)
+        assert len(seen) == 3 and all(ordinary == 0 and heavy == 1 for ordinary, heavy in seen)
+    finally:
+        admission.configure()
+
+
+def test_the_contribution_graph_waits_in_the_heavy_line(
+    tiny_model_path, monkeypatch, heavy_line_held_by_another_visitor
+):
+    """`route_contributions` is weighed by its declared cost (heads × ALTI's work): with the
+    heavy line held by another visitor, the graph waits there and says so; nothing else on
+    the Explain page does."""
+    import ui.cache
+
+    path = str(tiny_model_path("bert"))
+    text = "The cat sat on the [MASK]."
+    at = start("pages/explain.py", model=path, text=text)
+    assert_clean(at)
+    ui.cache.result_store().clear()
+    inputs = ui.cache.Inputs(path, text)
+    position = at.selectbox(key="w_token").value
+    ui.cache.attention(inputs)  # stored: the page's own pass and logit lens are not weighed
+    ui.cache.logit_lens(inputs, position, at.session_state[VIEW_KEY].top_k)
+    model = ui.cache.cached_model(path)
+    n = len(ui.cache.attention(inputs).tokens)
+    one_pass = core.costs.forward_multiply_adds(model.model.config, n)
+    # The line between heavy and ordinary, put between a forward pass and the routes' work.
+    monkeypatch.setattr(admission, "HEAVY_MULTIPLY_ADDS", 2 * one_pass)
+    at.run()
+    errors = [error.value for error in at.error]
+    assert len(errors) == 1 and "heavy requests" in errors[0]
+    assert not ui.cache.is_route_contributions_stored(inputs)

@@ -333,3 +333,157 @@ def test_heavy_is_judged_by_multiply_adds():
     assert is_heavy(flow_chunk * forward_multiply_adds(minilm, 512))
     zeroing = get_method("value_zeroing").cost.passes(128, 12, layers=1)
     assert is_heavy(zeroing * forward_multiply_adds(bert_base, 128))
+
+
+# ---------------------------------------------------------------- heavy work gives way (issue 24)
+def _heavy_worker(limiter: AdmissionLimiter, steps: list[int], go: threading.Event):
+    """A thread that takes a heavy slot, waits for `go`, then records two steps (each a call
+    of this file's code: a safe point)."""
+
+    def record(step: int) -> None:
+        steps.append(step)
+
+    def work() -> None:
+        with limiter.slot("flow", heavy=True, visitor=(("session", "heavy"),)):
+            record(1)
+            go.wait(WAIT)
+            record(2)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    _until(lambda: steps == [1])
+    return thread
+
+
+def test_heavy_work_pauses_while_an_ordinary_page_runs():
+    limiter = AdmissionLimiter(slots=2, timeout=WAIT, pause=WAIT)
+    steps: list[int] = []
+    go = threading.Event()
+    heavy = _heavy_worker(limiter, steps, go)
+    with limiter.ordinary_work():
+        assert limiter.ordinary_in_flight == 1
+        go.set()
+        _until(lambda: limiter.paused_now == 1)  # at its next call, not after its work
+        assert steps == [1]
+    heavy.join(WAIT)  # the page is done: the heavy work goes on at once
+    assert steps == [1, 2]
+    assert limiter.paused_now == 0 and limiter.ordinary_in_flight == 0
+
+
+def test_heavy_work_pauses_for_ordinary_slots_and_ordinary_work_in_line():
+    limiter = AdmissionLimiter(slots=1, timeout=WAIT, pause=WAIT)
+    steps: list[int] = []
+    go = threading.Event()
+    heavy = _heavy_worker(limiter, steps, go)
+    holder, release = _holder(limiter)  # an ordinary computation running
+    waiter_done = threading.Event()
+
+    def wait_in_line() -> None:
+        with limiter.slot():
+            pass
+        waiter_done.set()
+
+    waiter = threading.Thread(target=wait_in_line)
+    waiter.start()
+    _until(lambda: limiter.waiting == 1)
+    go.set()
+    _until(lambda: limiter.paused_now == 1)
+    release.set()  # the running one ends, then the one in line runs
+    holder.join(WAIT)
+    waiter.join(WAIT)
+    assert waiter_done.is_set()
+    heavy.join(WAIT)
+    assert steps == [1, 2] and limiter.paused_now == 0
+
+
+def test_a_pause_is_bounded_so_heavy_work_is_never_starved():
+    limiter = AdmissionLimiter(slots=2, timeout=WAIT, pause=0.01)
+    steps: list[int] = []
+    go = threading.Event()
+    with limiter.ordinary_work():  # ordinary work that never ends while the heavy one runs
+        heavy = _heavy_worker(limiter, steps, go)
+        go.set()
+        heavy.join(WAIT)
+        assert steps == [1, 2]
+
+
+def test_an_ordinary_page_that_starts_heavy_work_does_not_wait_for_itself():
+    limiter = AdmissionLimiter(slots=2, timeout=WAIT, pause=WAIT)
+    with limiter.ordinary_work():
+        with limiter.slot("flow", heavy=True):
+            assert limiter.ordinary_in_flight == 0
+            limiter.give_way()
+            sum(range(10))  # a call: a safe point
+        assert limiter.ordinary_in_flight == 1
+    assert limiter.paused_seconds() == 0.0
+
+
+def test_give_way_pauses_only_a_thread_holding_a_heavy_slot():
+    limiter = AdmissionLimiter(slots=2, timeout=WAIT, pause=WAIT)
+    paused = threading.Event()
+
+    def other_page() -> None:
+        with limiter.ordinary_work():
+            paused.wait(WAIT)
+
+    page = threading.Thread(target=other_page)
+    page.start()
+    _until(lambda: limiter.ordinary_in_flight == 1)
+    with limiter.slot("forward"):  # ordinary work: never paused
+        limiter.give_way()
+    assert limiter.paused_seconds() == 0.0
+    paused.set()
+    page.join(WAIT)
+
+
+def test_no_pause_where_a_lock_other_visitors_need_may_be_held():
+    import sys
+
+    from core.loading_lock import LOADING_LOCK
+    from server.admission import _safe_to_pause
+
+    here = sys._getframe()
+    assert _safe_to_pause(here)
+    namespace: dict = {"sys": sys}
+    streamlit_file = str(Path(threading.__file__).parent / "site-packages/streamlit/runtime.py")
+    exec(compile("def inner():\n    return sys._getframe()\n", streamlit_file, "exec"), namespace)
+    assert not _safe_to_pause(namespace["inner"]())  # Streamlit's code, called from here
+    with LOADING_LOCK:
+        assert not _safe_to_pause(here)
+
+
+def test_the_profile_function_is_removed_when_the_heavy_slot_is_released():
+    import sys
+
+    limiter = AdmissionLimiter(slots=2, timeout=WAIT)
+    assert sys.getprofile() is None
+    with limiter.slot("flow", heavy=True):
+        assert sys.getprofile() is not None
+        with limiter.slot("inner", heavy=True):  # reentrant: the same one
+            pass
+        assert sys.getprofile() is not None
+    assert sys.getprofile() is None
+
+    def profiler(frame, event, arg) -> None:  # someone else's profiler is left alone
+        return None
+
+    sys.setprofile(profiler)
+    try:
+        with limiter.slot("flow", heavy=True):
+            assert sys.getprofile() is profiler
+    finally:
+        sys.setprofile(None)
+
+
+def test_route_contributions_is_heavy_and_its_forward_pass_is_not():
+    from transformers import BertConfig
+
+    from core.costs import ATTENTION, ROUTE_CONTRIBUTIONS, forward_multiply_adds
+
+    minilm = BertConfig(
+        hidden_size=384, intermediate_size=1536, num_hidden_layers=6, num_attention_heads=12
+    )
+    n = 128
+    one_pass = forward_multiply_adds(minilm, n)
+    assert not is_heavy(ATTENTION.passes(n, 6, 12) * one_pass)
+    assert is_heavy((1 + ROUTE_CONTRIBUTIONS.passes(n, 6, 12)) * one_pass)

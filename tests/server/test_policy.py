@@ -624,6 +624,18 @@ def test_flow_time_budget_stops_through_the_progress_callback():
     assert time_budget(DeployPolicy(), clock=lambda: now[0])(1, 2) is None
 
 
+def test_the_time_budget_leaves_out_seconds_paused_for_other_visitors():
+    policy = DeployPolicy.strict()  # 30 s
+    now, paused = [100.0], [7.0]  # 7 s paused before this request: not its own
+    progress = time_budget(policy, clock=lambda: now[0], paused=lambda: paused[0])
+    now[0] += 40.0
+    paused[0] += 15.0  # 40 s passed, 15 of them paused while other visitors' pages ran
+    assert progress(1, 10) is None
+    now[0] += 6.0
+    with pytest.raises(TimeBudgetExceededError):
+        progress(2, 10)  # 31 s of its own work
+
+
 def test_a_real_flow_is_stopped_by_the_time_budget():
     from core import attention_flow
 

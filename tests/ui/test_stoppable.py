@@ -15,3 +15,13 @@ def test_the_count_and_the_time_left_scale_with_the_work_done():
 def test_a_step_replaces_the_count():
     text = progress_text("ALTI", 3.0, 12.0, 6.0, unit="passes", step="step 3 of 8")
     assert text == "ALTI (step 3 of 8), about 18 s left"
+
+
+def test_seconds_paused_for_other_visitors_are_said_from_one_second():
+    assert progress_text("flow", 10, 40, 5.0, paused=0.4) == (
+        "flow: 10 of 40 tokens done, about 15 s left"
+    )
+    assert progress_text("flow", 10, 40, 5.0, paused=3.2) == (
+        "flow: 10 of 40 tokens done, about 15 s left (paused 3 s so far while other visitors' "
+        "pages ran)"
+    )
