@@ -126,15 +126,16 @@ def measure(browser, app, model: str, text: str, presses: int, layers: int) -> d
 
 
 def payload_size(n: int) -> int:
-    """JSON bytes of one layer's explorer payload for `n` tokens, 12 heads and their mean."""
+    """Bytes of the message a layer change sends the explorer for `n` tokens, 12 heads and
+    their mean (8-bit codes of every matrix, the shown one in float16)."""
     import numpy as np
 
-    from ui.explorer import build_payload, payload_json
+    from ui.explorer import build_payload, pack
 
     weights = np.random.default_rng(0).dirichlet(np.ones(n), size=(12, n)).astype(np.float32)
     labels = [f"t{i}" for i in range(n)]
     payload = build_payload(weights, labels, mean=weights.mean(0), shared_max=1.0)
-    return len(payload_json(payload).encode())
+    return len(pack(payload))
 
 
 def report(results: dict[int, dict], args, info: dict) -> str:
@@ -175,7 +176,8 @@ def report(results: dict[int, dict], args, info: dict) -> str:
             )
     lines += [
         "",
-        "Payload of one layer (12 heads + mean, float16, base64 in JSON): "
+        "Message of one layer change (12 heads + mean as 8-bit codes, the shown one in "
+        "float16, binary): "
         + ", ".join(f"{n} tokens {payload_size(n) / 1e6:.2f} MB" for n in results)
         + ".",
     ]

@@ -3,6 +3,7 @@ import pytest
 
 from core import EMBEDDED_MODEL, TruncationWarning, compute_method, load_model, run_attention
 from tests.pages.conftest import (
+    EIGHT_BIT,
     FLOAT16,
     assert_clean,
     chart_specs,
@@ -45,7 +46,7 @@ def test_default_run_draws_three_views(expected):
     assert payload["names"][payload["head"]] == "mean" and payload["scale"] == "shared"
     assert payload["shared"] == pytest.approx(float(expected.attentions.max()), rel=1e-6)
     values = explorer_values(at)
-    np.testing.assert_allclose(values[:-1], expected.attentions[0], **FLOAT16)
+    np.testing.assert_allclose(values[:-1], expected.attentions[0], **EIGHT_BIT)
     np.testing.assert_allclose(shown(at), expected.attentions[0].mean(0), **FLOAT16)
     assert payload["rows"][0] == "[CLS]" and payload["sel"] == 0
     # The line view opens on the selected token's lines, its opacity on the same scale.

@@ -60,16 +60,48 @@ function lut(stops) {
   return table;
 }
 
-function decodeFloat16(base64) {
-  const binary = atob(base64);
-  const count = binary.length >> 1;
-  const out = new Float32Array(count);
-  // A table of all 65,536 float16 values makes decoding one lookup per cell.
+function decodeFloat16(bytes) {
+  // Little-endian float16 bytes to float32; a table of all 65,536 values: one lookup a cell.
+  const halves = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 1);
+  const out = new Float32Array(halves.length);
   const table = decodeFloat16.table || (decodeFloat16.table = float16Table());
-  for (let i = 0; i < count; i += 1) {
-    out[i] = table[binary.charCodeAt(2 * i) | (binary.charCodeAt(2 * i + 1) << 8)];
+  for (let i = 0; i < halves.length; i += 1) out[i] = table[halves[i]];
+  return out;
+}
+
+const EMPTY_CODE = 255; // ui/explorer/payload.py: a cell never computed
+const STEPS = 254;
+
+function decodeCodes(codes, scales, signed) {
+  // 8-bit codes on a scale per row (payload.py): code / 254 of the row's largest magnitude
+  // (signed: code / 127 - 1). One multiply a cell through a 256-entry table per row.
+  const rows = scales.length;
+  const cols = codes.length / rows;
+  const out = new Float32Array(codes.length);
+  const unit = new Float32Array(256);
+  for (let q = 0; q < 256; q += 1) {
+    unit[q] = q === EMPTY_CODE ? NaN : signed ? q / (STEPS / 2) - 1 : q / STEPS;
+  }
+  for (let r = 0, p = 0; r < rows; r += 1) {
+    const s = scales[r];
+    for (let c = 0; c < cols; c += 1, p += 1) out[p] = unit[codes[p]] * s;
   }
   return out;
+}
+
+function unpack(message) {
+  // ui/explorer/payload.py `pack`: "ATX2", header length, JSON header, 8-byte-aligned arrays.
+  const bytes = message instanceof Uint8Array ? message : new Uint8Array(message.buffer || message);
+  const copy = bytes.slice(); // its own buffer, offset 0: typed views need aligned offsets
+  const view = new DataView(copy.buffer);
+  const length = view.getUint32(4, true);
+  const payload = JSON.parse(new TextDecoder().decode(copy.subarray(8, 8 + length)));
+  const base = 8 + length;
+  for (const [name, [offset, size]] of Object.entries(payload.$blobs)) {
+    payload[name] = new Uint8Array(copy.buffer, base + offset, size);
+  }
+  delete payload.$blobs;
+  return payload;
 }
 
 function float16Table() {
@@ -276,8 +308,9 @@ class Explorer {
       "<li><kbd>[</kbd> <kbd>]</kbd>: previous / next head (mean of heads before head 0)</li>" +
       "<li><kbd>Page Up</kbd> <kbd>Page Down</kbd>: previous / next layer (asks the server)</li>" +
       "<li><kbd>?</kbd>: this help, <kbd>Esc</kbd>: close it</li></ul>" +
-      "Hover a cell or a bar for its value (sent as float16: about 3 significant digits, " +
-      "shown to 4). Click a cell to " +
+      "Hover a cell or a bar for its value: the head the page shows is sent as float16 (about " +
+      "3 significant digits, shown to 4); another head, until the page follows the keys, as " +
+      "8-bit steps of its row's largest value (marked ≈, with the half step). Click a cell to " +
       "select its row. Hatched cells were never computed by the model.";
   }
 
@@ -289,18 +322,32 @@ class Explorer {
 
   // ------------------------------------------------------------------ data
   update(payload) {
-    // The matrices come once per layer; later runs send their key only (data: null).
-    const cache = window.__atlasExplorerData || (window.__atlasExplorerData = new Map());
-    if (payload.data !== null) {
-      cache.clear(); // one layer kept: 13.6 MB of float32 at 512 tokens
-      cache.set(payload.key, decodeFloat16(payload.data));
-    } else if (!cache.has(payload.key)) {
+    // The codes come once per layer and each head's float16 once; later runs send their keys
+    // only (null arrays). One layer is kept: 13.6 MB of float32 at 512 tokens.
+    const store = window.__atlasExplorerData || (window.__atlasExplorerData = { key: null });
+    if (payload.codes !== null) {
+      const scales = new Float32Array(payload.scales.buffer, payload.scales.byteOffset, payload.scales.byteLength / 4);
+      store.key = payload.key;
+      store.values = decodeCodes(payload.codes, scales, payload.signed);
+      store.scales = scales;
+      store.exact = new Map(); // exact key → the matrix it made exact
+    }
+    const missing = store.key !== payload.key || (payload.exact === null && !store.exact.has(payload.exactKey));
+    if (missing) {
       // A reloaded component without its copy: ask for the data, keep what is drawn.
       this.root.dataset.missing = payload.key;
       this.setTriggerValue("view", { need: true });
       return;
     }
-    this.values = cache.get(payload.key);
+    if (payload.exact !== null) {
+      // The shown matrix's float16 replaces its 8-bit values: hover reads the value itself.
+      const [, rows, cols] = payload.shape;
+      store.values.set(decodeFloat16(payload.exact), payload.exactOf * rows * cols);
+      store.exact.set(payload.exactKey, payload.exactOf);
+    }
+    this.exactHeads = new Set(store.exact.values());
+    this.values = store.values;
+    this.scales = store.scales;
     const previous = this.payload;
     const sameShape =
       previous && JSON.stringify(previous.shape) === JSON.stringify(payload.shape);
@@ -826,6 +873,17 @@ class Explorer {
     }
   }
 
+  /** The hovered value: float16 for a matrix the server sent exactly, else its 8-bit value
+   * with the half step it is known to (the exact one follows the next run). */
+  valueText(row, col) {
+    const v = this.cell(this.head, row, col);
+    if (this.exactHeads.has(this.head) || !Number.isFinite(v)) return formatValue(v);
+    const scale = this.scales[this.head * this.nRows + row];
+    let half = scale / (this.payload.signed ? STEPS : 2 * STEPS);
+    if (this.options.dropFirst) half /= this.rowRest[row];
+    return `≈${formatValue(v)} ± ${formatValue(half)} (8-bit)`;
+  }
+
   setHover(hover, event) {
     this.hover = hover;
     if (!hover) {
@@ -834,8 +892,7 @@ class Explorer {
       this.paintOverlay();
       return;
     }
-    const v = this.cell(this.head, hover.row, hover.col);
-    const text = `${this.rows[hover.row]} → ${this.cols[hover.col]}: ${formatValue(v)}`;
+    const text = `${this.rows[hover.row]} → ${this.cols[hover.col]}: ${this.valueText(hover.row, hover.col)}`;
     this.tip.textContent = text;
     this.tip.style.display = "block";
     const box = this.root.getBoundingClientRect();
@@ -979,7 +1036,7 @@ class Explorer {
 
 export default function explorer(component) {
   const { data, parentElement, setTriggerValue } = component;
-  const payload = typeof data === "string" ? JSON.parse(data) : data;
+  const payload = typeof data === "string" ? JSON.parse(data) : unpack(data);
   let root = parentElement.querySelector(".ex-root");
   if (!root) {
     root = document.createElement("div");

@@ -1,24 +1,30 @@
 """What the explorer ships to the browser: one layer's matrices, compact, and how to colour them.
 
 Pure and Streamlit-free, so it is tested without a browser. The component
-(:mod:`ui.explorer.component`) sends :func:`payload_json` of :func:`build_payload` as is.
+(:mod:`ui.explorer.component`) sends :func:`pack` of :func:`build_payload`.
 
 Every matrix of the layer travels at once (each head, then the page's mean of heads), so a head
 or token change, hover and the legend's options repaint in the browser with no server run.
 
-Encoding: the values are IEEE float16, little-endian, ``[matrices, rows, columns]`` in C order,
-base64: 2 bytes a cell, 0.57 MB of base64 for 12 heads and their mean at 128 tokens, 9.1 MB at
-512. That is twice the 8 bits a colour needs, but the hover reads the value itself (relative
-error below 2^-11, about 3 significant digits; values under 6e-5 to within 6e-8) with no second
-array, and the component sends it once per layer (`ui.explorer.component.explorer`). A cell
-the model never computed (a causal model's later keys, keys outside a sliding window, rows a
-stopped method left out) is NaN: drawn empty and hatched, never as a zero.
+Encoding (``codes``, ``scales``, ``exact``): every matrix as 8-bit codes on a scale per row,
+``[matrices, rows, columns]`` uint8 in C order with float32 ``[matrices, rows]`` scales (the
+row's largest magnitude): a weight is ``code / 254 * scale`` (signed scores: ``(code / 127 - 1)
+* scale``), 254 steps of its row's maximum, finer than the 256 colours a palette has; code 255
+is a cell the model never computed (a causal model's later keys, keys outside a sliding window,
+rows a stopped method left out), drawn empty and hatched, never as a zero. 1 byte a cell:
+0.21 MB for 12 heads and their mean at 128 tokens, 3.4 MB at 512. The matrix shown first also
+travels as float16 (``exact``: relative error below 2^-11, about 3 significant digits), so the
+hover reads its value itself; another head's hover says its 8-bit step until the run that
+follows the keys (`ui.explorer.component`) brings that head's float16.
+
+The component sends all of it as one binary message (:func:`pack`: a JSON header and the
+arrays), with no base64 and no JSON string of megabytes to parse.
 """
 
 from __future__ import annotations
 
-import base64
 import json
+import struct
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -28,7 +34,12 @@ import numpy as np
 from core.errors import InvalidAttentionError, InvalidSelectionError
 from ui.payload_checks import one_layer, optional_index, segment_start, token_labels
 
-PAYLOAD_VERSION = 1
+PAYLOAD_VERSION = 2
+EMPTY_CODE = 255
+"""8-bit code of a cell never computed."""
+STEPS = 254
+"""Codes 0–254: an unsigned weight is ``code / STEPS`` of its row's scale."""
+MAGIC = b"ATX2"
 MAX_TOKENS = 512
 """Longest side the explorer takes whole; longer inputs go to the long-input path
 (`ui.matrix.show_matrix`) until pooled overviews and exact tiles are requested as you move."""
@@ -116,7 +127,9 @@ def build_payload(
         "layer": optional_index(layer, layers, "layer"),
         "layers": layers,
         "shape": [len(names), n_rows, n_columns],
-        "data": encode_values(stacked),
+        **encode_codes(stacked, signed),
+        "exact": encode_values(stacked[shown]),
+        "exactOf": shown,
         "scale": scale,
         "shared": shared,
         "signed": signed,
@@ -126,22 +139,77 @@ def build_payload(
     }
 
 
-def encode_values(values: np.ndarray) -> str:
-    """base64 of `values` as little-endian float16 (NaN stays NaN; beyond ±65504 is clipped,
-    so a huge score is drawn at the top of the scale instead of as infinity)."""
-    clipped = np.clip(values, -65504.0, 65504.0)
-    return base64.b64encode(clipped.astype("<f2").tobytes()).decode("ascii")
+def encode_values(values: np.ndarray) -> bytes:
+    """`values` as little-endian float16 bytes (NaN stays NaN; beyond ±65504 is clipped, so a
+    huge score is drawn at the top of the scale instead of as infinity)."""
+    return np.clip(values, -65504.0, 65504.0).astype("<f2").tobytes()
 
 
-def decode_values(data: str, shape: Sequence[int]) -> np.ndarray:
+def decode_values(data: bytes, shape: Sequence[int]) -> np.ndarray:
     """The inverse of :func:`encode_values`, as float32 `shape` (what the browser reads)."""
-    raw = np.frombuffer(base64.b64decode(data), dtype="<f2")
-    return raw.astype(np.float32).reshape(tuple(shape))
+    return np.frombuffer(data, dtype="<f2").astype(np.float32).reshape(tuple(shape))
 
 
-def payload_json(payload: dict[str, Any]) -> str:
-    """Compact JSON (no spaces) of a :func:`build_payload` result."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+def encode_codes(values: np.ndarray, signed: bool) -> dict[str, bytes]:
+    """``codes`` (uint8, `values`' shape) and ``scales`` (little-endian float32, one per row
+    of the last axis) of `values` ``[..., columns]``; see the module's encoding."""
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN row has no scale: 0
+        scales = np.nan_to_num(np.nanmax(np.abs(values), axis=-1), nan=0.0).astype(np.float32)
+    safe = np.where(scales > 0, scales, 1.0)[..., None]
+    unit = values / safe
+    codes = np.rint((unit + 1) * (STEPS // 2) if signed else unit * STEPS)
+    codes = np.where(np.isfinite(values), np.clip(codes, 0, STEPS), EMPTY_CODE)
+    return {"codes": codes.astype(np.uint8).tobytes(), "scales": scales.astype("<f4").tobytes()}
+
+
+def decode_codes(payload: dict[str, Any]) -> np.ndarray:
+    """float32 ``payload["shape"]``: every matrix as the browser decodes its 8-bit codes (NaN:
+    never computed); the inverse of :func:`encode_codes`, to within half a step of each row's
+    scale."""
+    shape = tuple(payload["shape"])
+    codes = np.frombuffer(payload["codes"], dtype=np.uint8).reshape(shape).astype(np.float32)
+    scales = np.frombuffer(payload["scales"], dtype="<f4").reshape(shape[:-1])[..., None]
+    unit = codes / (STEPS // 2) - 1 if payload["signed"] else codes / STEPS
+    values = unit * scales
+    return np.where(codes == EMPTY_CODE, np.nan, values).astype(np.float32)
+
+
+def pack(payload: dict[str, Any]) -> bytes:
+    """One binary message of `payload`: ``MAGIC``, the header's length (uint32, little-endian),
+    the header (compact UTF-8 JSON of the fields that are not bytes, plus ``"$blobs"``: each
+    bytes field's ``[offset, length]`` after the header) and the bytes fields, each starting
+    on a multiple of 8 so the browser views them as typed arrays in place."""
+    header: dict[str, Any] = {}
+    blobs: dict[str, list[int]] = {}
+    parts: list[bytes] = []
+    offset = 0
+    for name, value in payload.items():
+        if isinstance(value, bytes):
+            blobs[name] = [offset, len(value)]
+            padding = -len(value) % 8
+            parts.append(value + b"\0" * padding)
+            offset += len(value) + padding
+        else:
+            header[name] = value
+    header["$blobs"] = blobs
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    encoded = text.encode("utf-8")
+    encoded += b" " * (-(len(MAGIC) + 4 + len(encoded)) % 8)
+    return b"".join([MAGIC, struct.pack("<I", len(encoded)), encoded, *parts])
+
+
+def unpack(message: bytes) -> dict[str, Any]:
+    """The inverse of :func:`pack` (what the browser reads)."""
+    if message[: len(MAGIC)] != MAGIC:
+        raise InvalidSelectionError("Not an explorer message.")
+    (length,) = struct.unpack_from("<I", message, len(MAGIC))
+    start = len(MAGIC) + 4
+    payload = json.loads(message[start : start + length].decode("utf-8"))
+    base = start + length
+    for name, (offset, size) in payload.pop("$blobs").items():
+        payload[name] = bytes(message[base + offset : base + offset + size])
+    return payload
 
 
 def model_max(per_head: np.ndarray | None, per_layer: np.ndarray) -> float:

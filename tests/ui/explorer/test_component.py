@@ -20,12 +20,15 @@ def demo_script() -> None:
         # What Streamlit does before a run a trigger started: the component's callback.
         _on_view("ex", lambda: st.session_state.update(called=True))
     weights = np.array([[[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]]] * 2)
-    payload = build_payload(weights, ["the", "cat", "·s"], mean=weights.mean(0), selected=1)
+    head = st.session_state.get("head", "mean")
+    payload = build_payload(
+        weights, ["the", "cat", "·s"], mean=weights.mean(0), selected=1, head=head
+    )
     explorer(payload, key="ex")
     st.write(f"heard {change_in_callback('ex')}")
 
 
-def test_mounts_one_component_with_the_payload_as_one_json_string():
+def test_mounts_one_component_with_the_payload_as_one_binary_message():
     at = AppTest.from_function(demo_script, default_timeout=60).run()
     assert not at.exception
     [component] = at.get("bidi_component")
@@ -43,16 +46,25 @@ def payload_of(at: AppTest) -> dict:
 def test_the_matrices_travel_once_and_again_when_the_browser_asks():
     at = AppTest.from_function(demo_script, default_timeout=60).run()
     first = payload_of(at)
-    assert first["data"] and len(first["key"]) == 16
-    # The same matrices again: their key only; the browser keeps its copy.
+    assert first["codes"] and first["exact"] and len(first["key"]) == 16
+    # The same matrices again: their keys only; the browser keeps its copy.
     at.run()
-    assert payload_of(at)["data"] is None and payload_of(at)["key"] == first["key"]
+    again = payload_of(at)
+    assert again["codes"] is None and again["exact"] is None and again["key"] == first["key"]
+    # Another head of the same layer: its float16 only, once.
+    at.session_state["head"] = 0
+    at.run()
+    head_0 = payload_of(at)
+    assert head_0["codes"] is None and head_0["exact"] and head_0["exactOf"] == 0
+    at.session_state["head"] = "mean"
+    at.run()
+    assert payload_of(at)["exact"] is None  # the browser still has the mean's
     # A browser without its copy asks for it: the next run sends the data again.
     at.session_state["ex"] = {"view": {"need": True}}
     at.session_state["simulate_callback"] = True
     at.run()
     assert not at.exception
-    assert payload_of(at)["data"] == first["data"]
+    assert payload_of(at)["codes"] == first["codes"] and payload_of(at)["exact"] == first["exact"]
     assert "called" not in at.session_state  # a request for data is no view change
     at.session_state["ex"] = {"view": {"token": 2}}
     at.run()

@@ -1,4 +1,5 @@
-"""What the explorer ships: every matrix of the layer as float16, empty cells as NaN, checked."""
+"""What the explorer ships: every matrix of the layer as 8-bit codes and the shown one as float16,
+empty cells as NaN, in one binary message, checked."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from core.errors import InvalidAttentionError, InvalidSelectionError
 from ui.explorer.payload import (
     MAX_TOKENS,
     build_payload,
+    decode_codes,
     decode_values,
     encode_values,
     model_max,
     outside_window,
-    payload_json,
+    pack,
+    unpack,
 )
 
 
@@ -30,28 +33,54 @@ def test_every_head_and_the_mean_travel_in_order_and_decode_to_the_values():
     payload = build_payload(weights, list("abcde"), mean=mean, head=1, shared_max=1.0)
     assert payload["names"] == ["0", "1", "2", "mean"]
     assert payload["shape"] == [4, 5, 5] and payload["head"] == 1
-    values = decode_values(payload["data"], payload["shape"])
-    # float16 keeps 3 significant digits (relative error below 2^-11) for normal numbers.
-    np.testing.assert_allclose(values[:3], weights, rtol=2**-11, atol=6e-8)
-    np.testing.assert_allclose(values[3], mean, rtol=2**-11, atol=6e-8)
+    values = decode_codes(payload)
+    # 8-bit codes: within half a step (1/508) of each row's largest weight.
+    half_step = np.nanmax(np.concatenate([weights, mean[None]]), axis=-1, keepdims=True) / 508
+    assert (np.abs(values[:3] - weights) <= half_step[:3] * (1 + 1e-6)).all()
+    assert (np.abs(values[3] - mean) <= half_step[3] * (1 + 1e-6)).all()
+    # The shown head as float16: 3 significant digits (relative error below 2^-11).
+    assert payload["exactOf"] == 1
+    exact = decode_values(payload["exact"], [5, 5])
+    np.testing.assert_allclose(exact, weights[1], rtol=2**-11, atol=6e-8)
+    # Each row's largest weight is exact to float32 in the codes (code 254 times its scale).
+    np.testing.assert_allclose(values[:3].max(-1), weights.max(-1), rtol=1e-6)
 
 
-def test_the_payload_is_two_bytes_a_cell_in_base64():
-    payload = build_payload(rows_summing_to_one(12, 128), [str(i) for i in range(128)])
-    assert len(payload["data"]) == 4 * -(-(12 * 128 * 128 * 2) // 3)
-    assert len(payload_json(payload)) < 0.6e6  # ≈ 0.52 MB at 128 tokens, 12 heads
+def test_signed_codes_keep_their_sign_within_half_a_step():
+    weights = rows_summing_to_one(2, 6) - 0.2
+    payload = build_payload(weights, list("abcdef"))
+    values = decode_codes(payload)
+    scale = np.abs(weights).max(-1, keepdims=True)
+    assert (np.abs(values - weights) <= scale / 254 * (1 + 1e-6)).all()
+    assert (
+        np.sign(values[np.abs(weights) > scale / 127])
+        == np.sign(weights[np.abs(weights) > scale / 127])
+    ).all()
+
+
+def test_the_message_is_one_byte_a_cell_plus_the_shown_matrix_in_float16():
+    n = 128
+    payload = build_payload(rows_summing_to_one(12, n), [str(i) for i in range(n)])
+    assert len(payload["codes"]) == 12 * n * n and len(payload["scales"]) == 4 * 12 * n
+    assert len(payload["exact"]) == 2 * n * n
+    message = pack(payload)
+    assert len(message) < 0.24e6  # ≈ 0.2 MB at 128 tokens, 12 heads (float16 was 0.52 MB)
+    back = unpack(message)
+    assert back["codes"] == payload["codes"] and back["exact"] == payload["exact"]
+    assert back["rows"] == payload["rows"] and back["shape"] == payload["shape"]
 
 
 def test_empty_cells_are_nan_never_zero():
     weights = rows_summing_to_one(2, 4)
     future = np.triu(np.ones((4, 4), dtype=bool), 1)
     payload = build_payload(weights, list("abcd"), empty=future, shared_max=1.0)
-    values = decode_values(payload["data"], payload["shape"])
+    values = decode_codes(payload)
     assert np.isnan(values[:, future]).all()
     assert np.isfinite(values[:, ~future]).all()
+    assert np.isnan(decode_values(payload["exact"], [4, 4])[future]).all()
     # Rows a method left out (NaN) stay empty too.
     weights[:, 2] = np.nan
-    values = decode_values(build_payload(weights, list("abcd"))["data"], [2, 4, 4])
+    values = decode_codes(build_payload(weights, list("abcd")))
     assert np.isnan(values[:, 2]).all() and np.isfinite(values[:, 1]).all()
 
 
@@ -143,10 +172,17 @@ def test_longer_inputs_are_refused_for_the_long_input_path():
         build_payload(np.zeros((1, n, n), np.float32), ["t"] * n)
 
 
-def test_json_is_compact_and_strict():
-    payload = build_payload(rows_summing_to_one(1, 2), ["a", "b"], title="Layer 0")
-    text = payload_json(payload)
-    assert ", " not in text and json.loads(text)["title"] == "Layer 0"
+def test_the_header_is_compact_strict_json_and_the_arrays_start_on_multiples_of_8():
+    payload = build_payload(rows_summing_to_one(1, 3), ["a", "b", "c"], title="Layer 0 — é")
+    message = pack(payload)
+    assert message[:4] == b"ATX2"
+    length = int.from_bytes(message[4:8], "little")
+    header = json.loads(message[8 : 8 + length])
+    assert header["title"] == "Layer 0 — é" and b", " not in message[8 : 8 + length]
+    assert (8 + length) % 8 == 0
+    assert all(offset % 8 == 0 for offset, _ in header["$blobs"].values())
+    with pytest.raises(InvalidSelectionError):
+        unpack(b"nope" + message[4:])
 
 
 def test_outside_a_sliding_window():
