@@ -13,6 +13,11 @@ const MIN_ROW_PX = 11; // every row gets a label: a long input makes the matrix 
 const MAX_ROW_PX = 36; // a short input's cells stop growing in height (they stay wide)
 const MIN_LABEL_PX = 7; // rotated column labels need this much width each (a 7 px font);
 // thinner columns get every second (third…) label
+const MIN_ROW_LABEL_PX = 9; // a row label needs this much height: zoomed out, every k-th row
+const MAX_CELL_PX = 48; // the deepest zoom: one cell this wide
+const ZOOM_STEP = 1.5; // + and - zoom by this factor
+const PAN_FRACTION = 0.25; // Shift + arrow pans by a quarter of the view
+const MINIMAP_PX = 120; // the minimap's longer side
 const LOG_DECADES = 3; // the log scale spans three decades below its top
 const BAR_PX = 72; // height of each half of the bars (out above, in below)
 const OUT_COLOUR = "#0072B2"; // Okabe-Ito blue and orange: told apart by colour-blind readers
@@ -145,6 +150,10 @@ class Explorer {
     this.draws = 0;
     this.timer = 0;
     this.width = 0;
+    this.zoom = 1; // 1: the whole width; the view's top left is (panX, panY) px of the zoomed matrix
+    this.panX = 0;
+    this.panY = 0;
+    this.frameRequest = 0;
     this.build();
     this.resizeObserver = new ResizeObserver(() => {
       const width = this.root.clientWidth;
@@ -167,7 +176,7 @@ class Explorer {
     root.setAttribute(
       "aria-label",
       "Attention explorer: arrow keys move the selected token, [ and ] the head, Page Up and " +
-        "Page Down the layer, ? for help",
+        "Page Down the layer, + and - zoom, Shift and arrows pan, ? for help",
     );
     this.titleLine = el("div", "ex-title");
     this.bar = el("div", "ex-bar");
@@ -179,7 +188,10 @@ class Explorer {
     this.legendCanvas = el("canvas", "ex-legend-canvas");
     this.legendCanvas.setAttribute("role", "img");
     this.legendText = el("div", "ex-legend-text");
-    this.legendBox.append(this.legendCanvas, this.legendText);
+    this.minimap = el("canvas", "ex-minimap");
+    this.minimap.setAttribute("role", "img");
+    this.minimap.hidden = true;
+    this.legendBox.append(this.legendCanvas, this.legendText, this.minimap);
     this.bar.append(this.heads, this.controls);
 
     this.scroll = el("div", "ex-scroll");
@@ -223,11 +235,26 @@ class Explorer {
     this.buildControls();
 
     root.addEventListener("keydown", (event) => this.onKey(event));
-    this.body.addEventListener("pointermove", (event) => this.onPointer(event, "matrix"));
+    // Drag pans, a click (no drag) selects the row, Ctrl / ⌘ + wheel (a pinch) zooms about the
+    // pointer, the wheel pans while the view can move (then the page scrolls on).
+    this.body.addEventListener("pointerdown", (event) => this.onPointerDown(event));
+    this.body.addEventListener("pointermove", (event) => {
+      if (this.drag) this.onDrag(event);
+      else this.onPointer(event, "matrix");
+    });
+    this.body.addEventListener("pointerup", (event) => this.onPointerUp(event));
     this.body.addEventListener("pointerleave", () => this.setHover(null));
-    this.body.addEventListener("click", (event) => {
-      const cell = this.cellAt(event, "matrix");
-      if (cell) this.select(cell.row);
+    this.body.addEventListener("wheel", (event) => this.onWheel(event), { passive: false });
+    this.minimap.addEventListener("pointerdown", (event) => {
+      this.minimap.setPointerCapture(event.pointerId);
+      this.minimapDrag = true;
+      this.onMinimap(event);
+    });
+    this.minimap.addEventListener("pointermove", (event) => {
+      if (this.minimapDrag) this.onMinimap(event);
+    });
+    this.minimap.addEventListener("pointerup", () => {
+      this.minimapDrag = false;
     });
     this.bars.addEventListener("pointermove", (event) => this.onPointer(event, "bars"));
     this.bars.addEventListener("pointerleave", () => this.setHover(null));
@@ -307,11 +334,17 @@ class Explorer {
       "<li><kbd>Home</kbd> <kbd>End</kbd>: first / last token</li>" +
       "<li><kbd>[</kbd> <kbd>]</kbd>: previous / next head (mean of heads before head 0)</li>" +
       "<li><kbd>Page Up</kbd> <kbd>Page Down</kbd>: previous / next layer (asks the server)</li>" +
+      "<li><kbd>+</kbd> <kbd>-</kbd>: zoom in / out about the selected cell, <kbd>0</kbd>: " +
+      "the whole matrix</li>" +
+      "<li><kbd>Shift</kbd> + arrows: pan</li>" +
       "<li><kbd>?</kbd>: this help, <kbd>Esc</kbd>: close it</li></ul>" +
       "Hover a cell or a bar for its value: the head the page shows is sent as float16 (about " +
       "3 significant digits, shown to 4); another head, until the page follows the keys, as " +
       "8-bit steps of its row's largest value (marked ≈, with the half step). Click a cell to " +
-      "select its row. Hatched cells were never computed by the model.";
+      "select its row; drag to pan; <kbd>Ctrl</kbd> / <kbd>⌘</kbd> + wheel (or a pinch) " +
+      "zooms about the pointer, the wheel pans; the minimap (right of the legend) moves the " +
+      "view. Every row and column is labelled where 9 and 7 px a token fit, else every " +
+      "k-th. Hatched cells were never computed by the model.";
   }
 
   toggleHelp(force) {
@@ -362,6 +395,9 @@ class Explorer {
     if (!previous || !sameShape) {
       this.head = payload.head;
       this.sel = payload.sel;
+      this.zoom = 1;
+      this.panX = 0;
+      this.panY = 0;
     } else if (!echo) {
       if (payload.head !== previous.head || this.head >= this.count) this.head = payload.head;
       if (payload.sel !== previous.sel) this.sel = payload.sel;
@@ -468,6 +504,7 @@ class Explorer {
   }
 
   layout() {
+    // What does not depend on the zoom: widths, the gutter, the header, the whole view's pitch.
     const width = Math.max(160, this.root.clientWidth);
     this.width = this.root.clientWidth;
     const ctx = this.colCanvas.getContext("2d");
@@ -476,31 +513,24 @@ class Explorer {
     // The row labels' font follows the row height, which follows the column width: the first
     // guess assumes the narrowest rows, the gutter then fits the labels at that font.
     const guess = Math.min(MAX_ROW_PX, Math.max(MIN_ROW_PX, (width - 60) / this.nCols));
-    const rowFont = Math.min(12, guess - 2);
-    ctx.font = labelFont(rowFont);
+    ctx.font = labelFont(Math.min(12, Math.max(9, guess - 2)));
     const gutter = Math.round(Math.min(120, Math.max(36, widest(this.rows) + 12)));
     const gridWidth = Math.max(40, width - gutter - 2);
-    const colPitch = gridWidth / this.nCols;
-    const rowPitch = Math.min(MAX_ROW_PX, Math.max(MIN_ROW_PX, colPitch));
-    const colStep = Math.max(1, Math.ceil(MIN_LABEL_PX / colPitch - 1e-9));
-    const colFont = Math.min(12, Math.max(6.5, colPitch * colStep - 0.5));
-    ctx.font = labelFont(colFont);
-    const headerHeight = Math.round(Math.min(96, Math.max(28, widest(this.cols) + 10)));
-    this.geometry = {
-      width,
-      gutter,
-      gridWidth,
-      colPitch,
-      rowPitch,
-      colStep,
-      colFont,
-      rowFont,
-      headerHeight,
-      height: Math.ceil(rowPitch * this.nRows),
-    };
-    const g = this.geometry;
+    const colPitch0 = gridWidth / this.nCols;
+    // The column labels' band grows with their font as the zoom grows (measured once at 10 px).
+    ctx.font = labelFont(10);
+    const colWidest10 = widest(this.cols);
+    // The box is as tall as the window allows; a taller matrix pans under its labels.
+    this.windowHeight = window.innerHeight;
+    const viewMax = Math.max(240, Math.round(window.innerHeight * 0.78) - 96);
+    // Up to the explorer's whole length every row is labelled in the whole view (rows of at
+    // least MIN_ROW_PX: the matrix is taller than its box); a long input's whole view fits.
+    const rowPitch0 = this.long
+      ? viewMax / this.nRows
+      : Math.min(MAX_ROW_PX, Math.max(MIN_ROW_PX, colPitch0));
+    this.geometry = { width, gutter, gridWidth, colPitch0, rowPitch0, colWidest10, viewMax };
     const ratio = window.devicePixelRatio || 1;
-    const size = (canvas, w, h) => {
+    this.size = (canvas, w, h) => {
       canvas.width = Math.round(w * ratio);
       canvas.height = Math.round(h * ratio);
       canvas.style.width = `${w}px`;
@@ -509,16 +539,61 @@ class Explorer {
       c.setTransform(ratio, 0, 0, ratio, 0, 0);
       return c;
     };
-    size(this.colCanvas, width, headerHeight);
-    size(this.matrix, width, g.height);
-    size(this.overlay, width, g.height);
-    this.body.style.height = `${g.height}px`;
-    // The box is as tall as the window allows; a taller matrix scrolls under sticky labels.
-    this.windowHeight = window.innerHeight;
-    this.scroll.style.maxHeight = `${Math.max(320, Math.round(window.innerHeight * 0.78))}px`;
-    this.barsHeight = 2 * BAR_PX + headerHeight + 8;
-    size(this.bars, width, this.cross ? BAR_PX + headerHeight + 8 : this.barsHeight);
-    size(this.legendCanvas, Math.min(260, Math.max(140, width * 0.3)), 34);
+    this.size(this.legendCanvas, Math.min(260, Math.max(140, width * 0.3)), 34);
+    this.frame(true);
+  }
+
+  maxZoom() {
+    const g = this.geometry;
+    return Math.max(1, MAX_CELL_PX / Math.min(g.colPitch0, g.rowPitch0));
+  }
+
+  frame(resized) {
+    // What the zoom and pan decide: pitches, the visible cells, which labels fit.
+    const g = this.geometry;
+    this.zoom = Math.max(1, Math.min(this.maxZoom(), this.zoom));
+    g.colPitch = g.colPitch0 * this.zoom;
+    g.rowPitch = g.rowPitch0 * this.zoom;
+    g.contentWidth = g.colPitch * this.nCols;
+    g.contentHeight = g.rowPitch * this.nRows;
+    const height = Math.ceil(Math.min(g.contentHeight, g.viewMax));
+    this.panX = Math.max(0, Math.min(g.contentWidth - g.gridWidth, this.panX));
+    this.panY = Math.max(0, Math.min(g.contentHeight - height, this.panY));
+    g.colStep = Math.max(1, Math.ceil(MIN_LABEL_PX / g.colPitch - 1e-9));
+    g.colFont = Math.min(12, Math.max(6.5, g.colPitch * g.colStep - 0.5));
+    g.rowStep = Math.max(1, Math.ceil(MIN_ROW_LABEL_PX / g.rowPitch - 1e-9));
+    g.rowFont = Math.min(12, Math.max(7, g.rowPitch * g.rowStep - 2));
+    g.c0 = Math.max(0, Math.floor(this.panX / g.colPitch));
+    g.c1 = Math.min(this.nCols, Math.ceil((this.panX + g.gridWidth) / g.colPitch - 1e-9));
+    g.r0 = Math.max(0, Math.floor(this.panY / g.rowPitch));
+    g.r1 = Math.min(this.nRows, Math.ceil((this.panY + height) / g.rowPitch - 1e-9));
+    const header = Math.round(Math.min(96, Math.max(28, (g.colWidest10 * g.colFont) / 10 + 10)));
+    if (resized || header !== g.headerHeight) {
+      g.headerHeight = header;
+      this.size(this.colCanvas, g.width, header);
+      this.barsHeight = (this.cross ? BAR_PX : 2 * BAR_PX) + header + 8;
+      this.size(this.bars, g.width, this.barsHeight);
+    }
+    if (resized || height !== g.height) {
+      g.height = height;
+      this.size(this.matrix, g.width, height);
+      this.size(this.overlay, g.width, height);
+      this.body.style.height = `${height}px`;
+    }
+    this.whole = this.zoom === 1 && g.contentHeight <= height + 0.5;
+    Object.assign(this.root.dataset, {
+      zoom: this.zoom.toFixed(2),
+      view: `${g.r0}-${g.r1 - 1}x${g.c0}-${g.c1 - 1}`,
+    });
+  }
+
+  /** x of column `c`'s left edge and y of row `r`'s top, in the matrix canvas. */
+  x(c) {
+    return this.geometry.gutter + c * this.geometry.colPitch - this.panX;
+  }
+
+  y(r) {
+    return r * this.geometry.rowPitch - this.panY;
   }
 
   // ------------------------------------------------------------------ painting
@@ -529,10 +604,7 @@ class Explorer {
     if (relayout || !this.geometry) this.layout();
     this.prepareMatrix();
     this.paintCells();
-    this.paintMatrix();
-    this.paintColumns();
-    this.paintOverlay();
-    this.paintBars();
+    this.paintView();
     this.paintLegend();
     this.describe();
     this.draws += 1;
@@ -542,6 +614,67 @@ class Explorer {
     d.selected = this.sel === null ? "" : String(this.sel);
     d.layer = String(this.payload.layer);
     d.paintMs = (performance.now() - started).toFixed(1);
+  }
+
+  paintView() {
+    // Everything the zoom and pan move: cheap (no cell is recoloured), once a frame at most.
+    this.frame(false);
+    this.paintMatrix();
+    this.paintColumns();
+    this.paintOverlay();
+    this.paintBars();
+    this.paintMinimap();
+  }
+
+  requestView() {
+    if (this.frameRequest) return;
+    this.frameRequest = requestAnimationFrame(() => {
+      this.frameRequest = 0;
+      const started = performance.now();
+      this.paintView();
+      this.root.dataset.viewMs = (performance.now() - started).toFixed(2);
+      this.root.dataset.frames = String(Number(this.root.dataset.frames || 0) + 1);
+    });
+  }
+
+  zoomBy(factor, ax, ay) {
+    // Zoom by `factor` keeping the point (ax, ay) of the view (px from the grid's top left)
+    // over the same cell.
+    const g = this.geometry;
+    const zoom = Math.max(1, Math.min(this.maxZoom(), this.zoom * factor));
+    const f = zoom / this.zoom;
+    if (f === 1) return false;
+    const anchorX = ax === undefined ? g.gridWidth / 2 : ax;
+    const anchorY = ay === undefined ? g.height / 2 : ay;
+    this.panX = (this.panX + anchorX) * f - anchorX;
+    this.panY = (this.panY + anchorY) * f - anchorY;
+    this.zoom = zoom;
+    this.requestView();
+    return true;
+  }
+
+  zoomOnSelection(factor) {
+    // Keys zoom about the selected cell when it is in view, else about the view's centre.
+    const g = this.geometry;
+    if (this.sel !== null) {
+      const col = this.cross ? null : this.sel;
+      const ay = this.y(this.sel) + g.rowPitch / 2;
+      const ax = col === null ? undefined : this.x(col) - g.gutter + g.colPitch / 2;
+      const inView = ay >= 0 && ay <= g.height && (ax === undefined || (ax >= 0 && ax <= g.gridWidth));
+      if (inView) return this.zoomBy(factor, ax, ay);
+    }
+    return this.zoomBy(factor);
+  }
+
+  panBy(dx, dy) {
+    const x = this.panX;
+    const y = this.panY;
+    this.panX += dx;
+    this.panY += dy;
+    this.frame(false);
+    const moved = Math.abs(this.panX - x) > 0.01 || Math.abs(this.panY - y) > 0.01;
+    if (moved) this.requestView();
+    return moved;
   }
 
   paintCells() {
@@ -587,39 +720,75 @@ class Explorer {
     const g = this.geometry;
     const ctx = this.matrix.getContext("2d");
     ctx.clearRect(0, 0, g.width, g.height);
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(g.gutter, 0, g.gridWidth, g.height);
+    ctx.clip();
     ctx.fillStyle = this.hatch(ctx);
     ctx.fillRect(g.gutter, 0, g.gridWidth, g.height);
+    // The visible part of the one-pixel-per-cell image, scaled up without smoothing.
     ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(this.cells, g.gutter, 0, g.gridWidth, g.height);
-    // Sentence B of a pair: a rule between the sentences on both axes, tags in the gutter.
+    const sx = this.cells.width / this.nCols;
+    const sy = this.cells.height / this.nRows;
+    ctx.drawImage(
+      this.cells,
+      (this.panX / g.colPitch) * sx,
+      (this.panY / g.rowPitch) * sy,
+      (g.gridWidth / g.colPitch) * sx,
+      (g.height / g.rowPitch) * sy,
+      g.gutter,
+      0,
+      g.gridWidth,
+      g.height,
+    );
+    this.paintTiles(ctx);
+    // Sentence B of a pair: a rule between the sentences on both axes.
     const segB = this.payload.segB;
     if (segB !== null) {
       ctx.strokeStyle = this.text;
       ctx.lineWidth = 2;
       ctx.beginPath();
-      ctx.moveTo(g.gutter, segB * g.rowPitch);
-      ctx.lineTo(g.gutter + g.gridWidth, segB * g.rowPitch);
-      ctx.moveTo(g.gutter + segB * g.colPitch, 0);
-      ctx.lineTo(g.gutter + segB * g.colPitch, g.height);
+      ctx.moveTo(g.gutter, this.y(segB));
+      ctx.lineTo(g.gutter + g.gridWidth, this.y(segB));
+      ctx.moveTo(this.x(segB), 0);
+      ctx.lineTo(this.x(segB), g.height);
       ctx.stroke();
-      ctx.fillStyle = this.dark ? "rgba(86,180,233,0.35)" : "rgba(0,114,178,0.2)";
-      ctx.fillRect(0, 0, 4, segB * g.rowPitch);
-      ctx.fillStyle = this.dark ? "rgba(230,159,0,0.45)" : "rgba(230,159,0,0.35)";
-      ctx.fillRect(0, segB * g.rowPitch, 4, g.height - segB * g.rowPitch);
     }
-    // Row labels: every row (rows are never thinner than MIN_ROW_PX).
+    ctx.restore();
+    if (segB !== null) {
+      // Tags in the gutter: sentence A's rows blue, B's orange.
+      const split = Math.max(0, Math.min(g.height, this.y(segB)));
+      ctx.fillStyle = this.dark ? "rgba(86,180,233,0.35)" : "rgba(0,114,178,0.2)";
+      ctx.fillRect(0, 0, 4, split);
+      ctx.fillStyle = this.dark ? "rgba(230,159,0,0.45)" : "rgba(230,159,0,0.35)";
+      ctx.fillRect(0, split, 4, g.height - split);
+    }
+    // Row labels of the rows in view: every row where MIN_ROW_LABEL_PX fit, else every k-th
+    // (and the selected one); they stay beside the grid whatever the pan.
     ctx.fillStyle = this.text;
     ctx.textAlign = "right";
     ctx.textBaseline = "middle";
-    for (let r = 0; r < this.nRows; r += 1) {
-      ctx.font = `${r === this.sel ? "bold " : ""}${g.rowFont}px ${this.font}`;
-      ctx.fillText(this.clip(ctx, this.rows[r], g.gutter - 8), g.gutter - 4, (r + 0.5) * g.rowPitch);
+    let drawn = 0;
+    for (let r = g.r0; r < g.r1; r += 1) {
+      const chosen = r === this.sel;
+      const crowded = this.sel !== null && !chosen && Math.abs(r - this.sel) < g.rowStep;
+      if ((r % g.rowStep !== 0 || crowded) && !chosen) continue;
+      const middle = this.y(r) + g.rowPitch / 2;
+      if (middle < 0 || middle > g.height) continue;
+      ctx.font = `${chosen ? "bold " : ""}${g.rowFont}px ${this.font}`;
+      ctx.fillText(this.clip(ctx, this.rows[r], g.gutter - 8), g.gutter - 4, middle);
+      drawn += 1;
     }
     Object.assign(this.root.dataset, {
-      rowLabels: String(this.nRows),
+      rowLabels: String(drawn),
+      rowsInView: String(g.r1 - g.r0),
       gutter: String(g.gutter),
       rowPx: g.rowPitch.toFixed(2),
     });
+  }
+
+  paintTiles() {
+    // Exact tiles over a long input's pooled overview (set up in the long mode below).
   }
 
   clip(ctx, text, room) {
@@ -630,20 +799,25 @@ class Explorer {
   }
 
   columnLabels(ctx, top, height, rotateUp) {
-    // Rotated column labels in a band of `height` px starting at `top`, reading upwards, their
-    // ends next to the grid. Thin columns get every colStep-th label, plus the selected one.
+    // Rotated column labels of the columns in view, in a band of `height` px starting at
+    // `top`, reading upwards, their ends next to the grid. Thin columns get every
+    // colStep-th label, plus the selected one.
     const g = this.geometry;
     let drawn = 0;
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(g.gutter, top, g.gridWidth, height);
+    ctx.clip();
     ctx.fillStyle = this.text;
     ctx.textBaseline = "middle";
     const sel = this.cross ? null : this.sel;
-    for (let c = 0; c < this.nCols; c += 1) {
+    for (let c = g.c0; c < g.c1; c += 1) {
       const chosen = c === sel;
       // The selected column is always labelled; thinned labels too close to it give way.
       const crowded = sel !== null && !chosen && Math.abs(c - sel) < g.colStep;
       if ((c % g.colStep !== 0 || crowded) && !chosen) continue;
       ctx.save();
-      ctx.translate(g.gutter + (c + 0.5) * g.colPitch, rotateUp ? top + height - 4 : top + 4);
+      ctx.translate(this.x(c) + 0.5 * g.colPitch, rotateUp ? top + height - 4 : top + 4);
       ctx.rotate(-Math.PI / 2);
       ctx.textAlign = rotateUp ? "left" : "right";
       ctx.font = `${chosen ? "bold " : ""}${g.colFont}px ${this.font}`;
@@ -651,6 +825,7 @@ class Explorer {
       ctx.restore();
       drawn += 1;
     }
+    ctx.restore();
     return drawn;
   }
 
@@ -659,21 +834,33 @@ class Explorer {
     const ctx = this.colCanvas.getContext("2d");
     ctx.clearRect(0, 0, g.width, g.headerHeight);
     this.root.dataset.colLabels = String(this.columnLabels(ctx, 0, g.headerHeight, true));
+    this.root.dataset.colsInView = String(g.c1 - g.c0);
     this.root.dataset.colLabelPx = g.colPitch.toFixed(2);
-    this.colCanvas.setAttribute("aria-label", `Column labels: ${this.cols.length} tokens`);
+    this.colCanvas.setAttribute(
+      "aria-label",
+      `Column labels: tokens ${g.c0}–${g.c1 - 1} of ${this.cols.length}`,
+    );
   }
 
   paintOverlay() {
     const g = this.geometry;
     const ctx = this.overlay.getContext("2d");
     ctx.clearRect(0, 0, g.width, g.height);
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(g.gutter, 0, g.gridWidth, g.height);
+    ctx.clip();
     ctx.lineWidth = 2;
     ctx.strokeStyle = this.primary;
+    const left = Math.max(g.gutter, this.x(0));
+    const right = Math.min(g.gutter + g.gridWidth, this.x(this.nCols));
     if (this.sel !== null) {
-      ctx.strokeRect(g.gutter + 1, this.sel * g.rowPitch + 1, g.gridWidth - 2, g.rowPitch - 2);
+      ctx.strokeRect(left + 1, this.y(this.sel) + 1, right - left - 2, g.rowPitch - 2);
       if (!this.cross) {
+        const top = Math.max(0, this.y(0));
+        const bottom = Math.min(g.height, this.y(this.nRows));
         ctx.setLineDash([4, 3]);
-        ctx.strokeRect(g.gutter + this.sel * g.colPitch + 1, 1, g.colPitch - 2, g.height - 2);
+        ctx.strokeRect(this.x(this.sel) + 1, top + 1, g.colPitch - 2, bottom - top - 2);
         ctx.setLineDash([]);
       }
     }
@@ -681,8 +868,60 @@ class Explorer {
       const { row, col } = this.hover;
       ctx.strokeStyle = this.dark ? "#ffffff" : "#000000";
       ctx.lineWidth = 1.5;
-      ctx.strokeRect(g.gutter + col * g.colPitch, row * g.rowPitch, g.colPitch, g.rowPitch);
+      ctx.strokeRect(this.x(col), this.y(row), g.colPitch, g.rowPitch);
     }
+    ctx.restore();
+  }
+
+  paintMinimap() {
+    // The whole matrix, small, with the part in view outlined; shown when the view is not the
+    // whole matrix. A click or a drag on it moves the view there.
+    const g = this.geometry;
+    this.minimap.hidden = this.whole;
+    this.root.dataset.minimap = this.whole ? "" : "shown";
+    if (this.whole) return;
+    const aspect = (this.nRows * g.rowPitch0) / (this.nCols * g.colPitch0);
+    const w = aspect > 1 ? Math.max(24, MINIMAP_PX / aspect) : MINIMAP_PX;
+    const h = aspect > 1 ? MINIMAP_PX : Math.max(24, MINIMAP_PX * aspect);
+    if (this.minimapSize !== `${w}x${h}`) {
+      this.minimapSize = `${w}x${h}`;
+      this.size(this.minimap, w, h);
+    }
+    const ctx = this.minimap.getContext("2d");
+    ctx.clearRect(0, 0, w, h);
+    ctx.fillStyle = this.hatch(ctx);
+    ctx.fillRect(0, 0, w, h);
+    ctx.imageSmoothingEnabled = true;
+    ctx.drawImage(this.cells, 0, 0, w, h);
+    const fx = w / g.contentWidth;
+    const fy = h / g.contentHeight;
+    const box = [this.panX * fx, this.panY * fy, g.gridWidth * fx, g.height * fy];
+    // Dim what is out of view, outline what is in it.
+    ctx.fillStyle = this.dark ? "rgba(0,0,0,0.45)" : "rgba(255,255,255,0.5)";
+    ctx.fillRect(0, 0, w, box[1]);
+    ctx.fillRect(0, box[1] + box[3], w, h - box[1] - box[3]);
+    ctx.fillRect(0, box[1], box[0], box[3]);
+    ctx.fillRect(box[0] + box[2], box[1], w - box[0] - box[2], box[3]);
+    ctx.strokeStyle = this.primary;
+    ctx.lineWidth = 2;
+    ctx.strokeRect(box[0], box[1], Math.max(2, box[2]), Math.max(2, box[3]));
+    this.minimapScale = [fx, fy];
+    this.minimap.setAttribute(
+      "aria-label",
+      `Minimap: rows ${g.r0}–${g.r1 - 1} and columns ${g.c0}–${g.c1 - 1} of ` +
+        `${this.nRows} × ${this.nCols} in view (zoom ${this.zoom.toFixed(1)}×)`,
+    );
+  }
+
+  onMinimap(event) {
+    // Centre the view on the point of the minimap under the pointer.
+    const g = this.geometry;
+    const box = this.minimap.getBoundingClientRect();
+    const [fx, fy] = this.minimapScale;
+    this.panX = (event.clientX - box.left) / fx - g.gridWidth / 2;
+    this.panY = (event.clientY - box.top) / fy - g.height / 2;
+    this.requestView();
+    event.preventDefault();
   }
 
   paintBars() {
@@ -703,7 +942,7 @@ class Explorer {
     let top = 0;
     for (let c = 0; c < this.nCols; c += 1) {
       out.push(this.cell(this.head, this.sel, c));
-      if (!this.cross) incoming.push(this.cell(this.head, c, this.sel));
+      if (!this.cross) incoming.push(this.barIn(c));
     }
     for (const v of [...out, ...incoming]) if (Number.isFinite(v) && Math.abs(v) > top) top = Math.abs(v);
     top = top > 0 ? top : 1;
@@ -719,8 +958,8 @@ class Explorer {
       ctx.strokeStyle = this.grid;
       ctx.lineWidth = 1;
       ctx.beginPath();
-      ctx.moveTo(g.gutter, base + 0.5);
-      ctx.lineTo(g.gutter + g.gridWidth, base + 0.5);
+      ctx.moveTo(Math.max(g.gutter, this.x(0)), base + 0.5);
+      ctx.lineTo(Math.min(g.gutter + g.gridWidth, this.x(this.nCols)), base + 0.5);
       ctx.stroke();
       ctx.fillStyle = this.text;
       ctx.font = `10px ${this.font}`;
@@ -736,8 +975,12 @@ class Explorer {
     };
     const width = Math.max(1, g.colPitch - (g.colPitch > 3 ? 1 : 0));
     const hatch = this.hatch(ctx);
-    for (let c = 0; c < this.nCols; c += 1) {
-      const x = g.gutter + c * g.colPitch;
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(g.gutter, 0, g.gridWidth, height);
+    ctx.clip();
+    for (let c = g.c0; c < g.c1; c += 1) {
+      const x = this.x(c);
       // A cell never computed: a hatched stub on the axis, not a zero.
       ctx.fillStyle = hatch;
       if (!Number.isFinite(out[c])) ctx.fillRect(x, base - 8, width, 8);
@@ -753,6 +996,7 @@ class Explorer {
         ctx.fillRect(x, base + 1, width, h);
       }
     }
+    ctx.restore();
     axis();
     const labelsTop = this.cross ? BAR_PX + 4 : 2 * BAR_PX + 4;
     this.columnLabels(ctx, labelsTop, g.headerHeight, false);
@@ -761,6 +1005,11 @@ class Explorer {
       `Bars of '${label}', head ${name}: attention paid to each token` +
         (this.cross ? "" : " and received from each token"),
     );
+  }
+
+  /** What token `c` pays the selected token (the orange bars). */
+  barIn(c) {
+    return this.cell(this.head, c, this.sel);
   }
 
   paintLegend() {
@@ -847,14 +1096,61 @@ class Explorer {
     const x = event.clientX - box.left - g.gutter;
     const y = event.clientY - box.top;
     if (x < 0 && where === "matrix" && y >= 0) {
-      const row = Math.floor(y / g.rowPitch);
+      const row = Math.floor((y + this.panY) / g.rowPitch);
       return row >= 0 && row < this.nRows ? { row, col: null } : null;
     }
-    const col = Math.floor(x / g.colPitch);
+    if (x < 0 || x > g.gridWidth) return null;
+    const col = Math.floor((x + this.panX) / g.colPitch);
     if (col < 0 || col >= this.nCols) return null;
     if (where === "bars") return this.sel === null ? null : { col, below: y > BAR_PX };
-    const row = Math.floor(y / g.rowPitch);
+    if (y < 0 || y > g.height) return null;
+    const row = Math.floor((y + this.panY) / g.rowPitch);
     return row >= 0 && row < this.nRows ? { row, col } : null;
+  }
+
+  onPointerDown(event) {
+    if (event.button !== 0) return;
+    this.drag = { x: event.clientX, y: event.clientY, panX: this.panX, panY: this.panY, moved: false };
+    this.body.setPointerCapture(event.pointerId);
+  }
+
+  onDrag(event) {
+    const d = this.drag;
+    const dx = event.clientX - d.x;
+    const dy = event.clientY - d.y;
+    if (!d.moved && Math.hypot(dx, dy) < 4) return; // a click, so far
+    d.moved = true;
+    this.body.style.cursor = "grabbing";
+    this.panX = d.panX - dx;
+    this.panY = d.panY - dy;
+    this.hover = null;
+    this.tip.style.display = "none";
+    this.requestView();
+  }
+
+  onPointerUp(event) {
+    const d = this.drag;
+    this.drag = null;
+    this.body.style.cursor = "";
+    if (!d || d.moved) return;
+    const cell = this.cellAt(event, "matrix");
+    if (cell) this.select(cell.row);
+  }
+
+  onWheel(event) {
+    const g = this.geometry;
+    const scale = event.deltaMode === 1 ? 16 : event.deltaMode === 2 ? g.height : 1;
+    if (event.ctrlKey || event.metaKey) {
+      const box = this.matrix.getBoundingClientRect();
+      const ax = Math.max(0, Math.min(g.gridWidth, event.clientX - box.left - g.gutter));
+      this.zoomBy(Math.exp(-event.deltaY * scale * 0.0025), ax, event.clientY - box.top);
+      event.preventDefault();
+      return;
+    }
+    const dx = (event.shiftKey ? event.deltaY : event.deltaX) * scale;
+    const dy = (event.shiftKey ? 0 : event.deltaY) * scale;
+    // At an edge the wheel is the page's again.
+    if (this.panBy(dx, dy)) event.preventDefault();
   }
 
   onPointer(event, where) {
@@ -920,13 +1216,18 @@ class Explorer {
   }
 
   reveal() {
-    // Keeps the selected row in the scrolled box.
+    // Keeps the selected row (and its column, in a square matrix) in view.
     const g = this.geometry;
     const top = this.sel * g.rowPitch;
-    const view = this.scroll.clientHeight - g.headerHeight;
-    const scrolled = this.scroll.scrollTop;
-    if (top < scrolled) this.scroll.scrollTop = top;
-    else if (top + g.rowPitch > scrolled + view) this.scroll.scrollTop = top + g.rowPitch - view;
+    if (top < this.panY) this.panY = top;
+    else if (top + g.rowPitch > this.panY + g.height) this.panY = top + g.rowPitch - g.height;
+    if (!this.cross) {
+      const left = this.sel * g.colPitch;
+      if (left < this.panX) this.panX = left;
+      else if (left + g.colPitch > this.panX + g.gridWidth)
+        this.panX = left + g.colPitch - g.gridWidth;
+    }
+    this.paintView();
   }
 
   schedule() {
@@ -956,7 +1257,20 @@ class Explorer {
     let handled = true;
     const last = this.nRows - 1;
     const sel = this.sel === null ? -1 : this.sel;
-    if (key === "ArrowDown" || key === "ArrowRight") this.select(Math.min(last, sel + 1));
+    const g = this.geometry;
+    const pans = {
+      ArrowLeft: [-PAN_FRACTION * g.gridWidth, 0],
+      ArrowRight: [PAN_FRACTION * g.gridWidth, 0],
+      ArrowUp: [0, -PAN_FRACTION * g.height],
+      ArrowDown: [0, PAN_FRACTION * g.height],
+    };
+    if (event.shiftKey && pans[key]) this.panBy(...pans[key]);
+    else if (key === "+" || key === "=") this.zoomOnSelection(ZOOM_STEP);
+    else if (key === "-" || key === "_") this.zoomOnSelection(1 / ZOOM_STEP);
+    else if (key === "0") {
+      this.zoom = 1;
+      this.requestView();
+    } else if (key === "ArrowDown" || key === "ArrowRight") this.select(Math.min(last, sel + 1));
     else if (key === "ArrowUp" || key === "ArrowLeft") this.select(Math.max(0, sel - 1));
     else if (key === "Home") this.select(0);
     else if (key === "End") this.select(last);
