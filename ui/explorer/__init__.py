@@ -3,6 +3,7 @@
 from ui.explorer.component import change_in_callback, checked_change, explorer
 from ui.explorer.payload import (
     MAX_TOKENS,
+    build_long_payload,
     build_payload,
     decode_codes,
     decode_values,
@@ -13,6 +14,7 @@ from ui.explorer.payload import (
 
 __all__ = [
     "MAX_TOKENS",
+    "build_long_payload",
     "build_payload",
     "change_in_callback",
     "checked_change",

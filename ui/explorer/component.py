@@ -25,6 +25,8 @@ from ui.explorer.payload import pack
 COMPONENT_NAME = "attention_atlas.explorer"
 HERE = Path(__file__).parent
 VIEW_EVENT = "view"
+TILES_EVENT = "tiles"
+"""A long input's browser asks for exact tiles: ``{"tiles": [[row, col], ...]}``."""
 
 
 @cache
@@ -47,7 +49,9 @@ def explorer(
     key: str = "explorer",
     on_change: Callable[[], None] | None = None,
 ) -> None:
-    """Mount the explorer with `payload` (:func:`ui.explorer.payload.build_payload`).
+    """Mount the explorer with `payload` (:func:`ui.explorer.payload.build_payload`, or
+    :func:`~ui.explorer.payload.build_long_payload` for a long input, whose browser asks for
+    exact tiles with the ``tiles`` trigger: :func:`requested_tiles`).
 
     `on_change` runs before the run a change in the browser starts; it reads the change with
     :func:`change_in_callback`.
@@ -59,6 +63,37 @@ def explorer(
     browser without a copy (a reload of the component) asks for it with ``{"need": true}``.
     """
     payload = dict(payload)
+    if "long" in payload:
+        _send_overview_once(payload, key)
+    else:
+        _send_layer_once(payload, key)
+    _mount()(
+        key=key,
+        data=pack(payload),
+        on_view_change=functools.partial(_on_view, key, on_change or _ignore_change),
+        on_tiles_change=_ignore_change,
+    )
+
+
+def requested_tiles(key: str = "explorer") -> Any:
+    """In the run a tile request started (a fragment's, ideally): what the browser asked for
+    (unchecked: `ui.explorer.payload.checked_tiles` checks it), or None."""
+    state = st.session_state.get(key)
+    trigger = state.get(TILES_EVENT) if isinstance(state, dict) else None
+    return trigger.get("tiles") if isinstance(trigger, dict) else None
+
+
+def _send_overview_once(payload: dict[str, Any], key: str) -> None:
+    """A long input's overview travels once per layer, head and pooling (the tiles when
+    asked for, the selected row each run: 2 bytes a token)."""
+    payload["key"] = _digest(payload["overview"], str(payload["long"]).encode())
+    state = st.session_state
+    if state.get(_sent_key(key)) == {"overview": payload["key"]}:
+        payload["overview"] = None
+    state[_sent_key(key)] = {"overview": payload["key"]}
+
+
+def _send_layer_once(payload: dict[str, Any], key: str) -> None:
     payload["key"] = _digest(payload["codes"], payload["scales"])
     payload["exactKey"] = _digest(payload["exact"], str(payload["exactOf"]).encode())
     state = st.session_state
@@ -72,11 +107,6 @@ def explorer(
     else:
         sent["exact"] = [*sent["exact"], payload["exactKey"]]
     state[_sent_key(key)] = sent
-    _mount()(
-        key=key,
-        data=pack(payload),
-        on_view_change=functools.partial(_on_view, key, on_change or _ignore_change),
-    )
 
 
 def _digest(*parts: bytes) -> str:

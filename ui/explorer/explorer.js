@@ -18,6 +18,11 @@ const MAX_CELL_PX = 48; // the deepest zoom: one cell this wide
 const ZOOM_STEP = 1.5; // + and - zoom by this factor
 const PAN_FRACTION = 0.25; // Shift + arrow pans by a quarter of the view
 const MINIMAP_PX = 120; // the minimap's longer side
+const MAX_TILES = 600; // exact tiles a long input keeps (64 × 64: 9.8 MB of float32)
+const TILE_MIN_PX = 2; // a long input asks for exact tiles once a token is this wide
+const TILE_ASK_MAX = 64; // tiles in one request (ui/explorer/payload.py checked_tiles)
+const TILE_DELAY_MS = 120; // the view rests this long before tiles are asked for
+const OVERVIEW_PX = 1024; // a long input's overview image: at most this many pixels a side
 const LOG_DECADES = 3; // the log scale spans three decades below its top
 const BAR_PX = 72; // height of each half of the bars (out above, in below)
 const OUT_COLOUR = "#0072B2"; // Okabe-Ito blue and orange: told apart by colour-blind readers
@@ -355,6 +360,14 @@ class Explorer {
 
   // ------------------------------------------------------------------ data
   update(payload) {
+    this.long = payload.long || null;
+    if (this.long) {
+      if (!this.adoptLong(payload)) return;
+    } else if (!this.adoptLayer(payload)) return;
+    this.adopt(payload);
+  }
+
+  adoptLayer(payload) {
     // The codes come once per layer and each head's float16 once; later runs send their keys
     // only (null arrays). One layer is kept: 13.6 MB of float32 at 512 tokens.
     const store = window.__atlasExplorerData || (window.__atlasExplorerData = { key: null });
@@ -370,7 +383,7 @@ class Explorer {
       // A reloaded component without its copy: ask for the data, keep what is drawn.
       this.root.dataset.missing = payload.key;
       this.setTriggerValue("view", { need: true });
-      return;
+      return false;
     }
     if (payload.exact !== null) {
       // The shown matrix's float16 replaces its 8-bit values: hover reads the value itself.
@@ -381,6 +394,52 @@ class Explorer {
     this.exactHeads = new Set(store.exact.values());
     this.values = store.values;
     this.scales = store.scales;
+    return true;
+  }
+
+  adoptLong(payload) {
+    // A long input: the head's pooled overview once per layer, head and pooling; exact tiles
+    // as asked for (kept across runs, the most recent MAX_TILES); the selected row each run.
+    const store =
+      window.__atlasExplorerLong || (window.__atlasExplorerLong = { key: null, tiles: new Map() });
+    if (payload.overview !== null) {
+      store.key = payload.key;
+      store.overview = decodeFloat16(payload.overview);
+    } else if (store.key !== payload.key) {
+      this.root.dataset.missing = payload.key;
+      this.setTriggerValue("view", { need: true });
+      return false;
+    }
+    const onlyTiles =
+      this.payload &&
+      this.payload.long &&
+      payload.overview === null &&
+      this.payload.key === payload.key &&
+      this.payload.sel === payload.sel;
+    const data = payload.tileData;
+    let at = 0;
+    for (const [r, c, h, w] of payload.tiles) {
+      const values = decodeFloat16(data.subarray(at, at + 2 * h * w));
+      at += 2 * h * w;
+      const name = `${payload.layer}:${payload.head}:${r}:${c}`;
+      store.tiles.delete(name);
+      store.tiles.set(name, { r, c, h, w, values, canvas: null, colours: "" });
+    }
+    while (store.tiles.size > MAX_TILES) store.tiles.delete(store.tiles.keys().next().value);
+    this.tileStore = store.tiles;
+    this.tilesAsked = null; // the answer came: ask for what is still missing
+    this.overview = store.overview;
+    this.exactRow = payload.row === null ? null : decodeFloat16(payload.row);
+    this.exactRowOf = payload.rowOf;
+    if (onlyTiles) {
+      this.payload = payload;
+      this.paintView();
+      return false;
+    }
+    return true;
+  }
+
+  adopt(payload) {
     const previous = this.payload;
     const sameShape =
       previous && JSON.stringify(previous.shape) === JSON.stringify(payload.shape);
@@ -388,6 +447,7 @@ class Explorer {
     this.rows = payload.rows;
     this.cols = payload.cols || payload.rows;
     this.cross = Boolean(payload.cols);
+    this.oneWay = this.cross || Boolean(this.long); // bars of the row only (no column)
     [this.count, this.nRows, this.nCols] = payload.shape;
     // Python's head and selection win when they changed there; an echo of what this component
     // sent keeps whatever the keys have moved to since.
@@ -408,7 +468,8 @@ class Explorer {
     this.scaleBox.value = this.options.scale;
     this.scaleBox.querySelector("option[value=shared]").disabled = payload.shared === null;
     this.logBox.disabled = payload.signed;
-    this.dropBox.disabled = payload.signed || this.nCols < 2;
+    this.dropBox.disabled = payload.signed || this.nCols < 2 || Boolean(this.long);
+    if (payload.signed || this.long) this.options.dropFirst = false;
     if (payload.signed) {
       this.options.log = false;
       this.options.dropFirst = false;
@@ -440,13 +501,59 @@ class Explorer {
 
   /** Value of matrix `m` at (`row`, `col`) after the "without first token" option. */
   cell(m, row, col) {
+    if (this.long) return this.longCell(row, col);
     const v = this.values[(m * this.nRows + row) * this.nCols + col];
     if (!this.options.dropFirst) return v;
     if (col === 0) return NaN;
     return v / this.rowRest[row];
   }
 
+  /** A long input's exact weight at (`row`, `col`): from a tile or the selected row; NaN when
+   * neither is here (the overview has only blocks: `block`). */
+  longCell(row, col) {
+    if (row === this.sel && this.exactRow && this.exactRowOf === this.sel) return this.exactRow[col];
+    const tile = this.tileAt(row, col);
+    return tile ? tile.values[(row - tile.r) * tile.w + (col - tile.c)] : NaN;
+  }
+
+  tileAt(row, col) {
+    const size = this.long.tile;
+    const r = row - (row % size);
+    const c = col - (col % size);
+    return this.tileStore.get(`${this.payload.layer}:${this.payload.head}:${r}:${c}`) || null;
+  }
+
+  /** The overview block holding (`row`, `col`): its edges and pooled value. */
+  block(row, col) {
+    const find = (edges, i) => {
+      let lo = 0;
+      let hi = edges.length - 2;
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >> 1;
+        if (edges[mid] <= i) lo = mid;
+        else hi = mid - 1;
+      }
+      return lo;
+    };
+    const { rowEdges, colEdges } = this.long;
+    const br = find(rowEdges, row);
+    const bc = find(colEdges, col);
+    return {
+      rows: [rowEdges[br], rowEdges[br + 1] - 1],
+      cols: [colEdges[bc], colEdges[bc + 1] - 1],
+      value: this.overview[br * (colEdges.length - 1) + bc],
+    };
+  }
+
   prepareMatrix() {
+    if (this.long) {
+      // The chart's own top: the overview's largest block (max pooling: the matrix's largest).
+      let top = 0;
+      for (const v of this.overview) if (v > top) top = v;
+      this.chartTop = top > 0 ? top : 1;
+      this.top = this.options.scale === "chart" ? this.chartTop : 1;
+      return;
+    }
     // Row sums without the first key, for the renormalisation (NaN cells count as 0).
     const m = this.head;
     if (this.options.dropFirst) {
@@ -571,7 +678,7 @@ class Explorer {
     if (resized || header !== g.headerHeight) {
       g.headerHeight = header;
       this.size(this.colCanvas, g.width, header);
-      this.barsHeight = (this.cross ? BAR_PX : 2 * BAR_PX) + header + 8;
+      this.barsHeight = (this.oneWay ? BAR_PX : 2 * BAR_PX) + header + 8;
       this.size(this.bars, g.width, this.barsHeight);
     }
     if (resized || height !== g.height) {
@@ -600,13 +707,20 @@ class Explorer {
   repaint(relayout) {
     if (!this.payload) return;
     const started = performance.now();
-    this.readTheme();
-    if (relayout || !this.geometry) this.layout();
-    this.prepareMatrix();
-    this.paintCells();
-    this.paintView();
-    this.paintLegend();
-    this.describe();
+    const steps = [];
+    const step = (name, f) => {
+      const t = performance.now();
+      f();
+      steps.push(`${name} ${(performance.now() - t).toFixed(1)}`);
+    };
+    step("theme", () => this.readTheme());
+    if (relayout || !this.geometry) step("layout", () => this.layout());
+    step("prepare", () => this.prepareMatrix());
+    step("cells", () => this.paintCells());
+    step("view", () => this.paintView());
+    step("legend", () => this.paintLegend());
+    step("describe", () => this.describe());
+    this.root.dataset.paintSteps = steps.join(", ");
     this.draws += 1;
     const d = this.root.dataset;
     d.draws = String(this.draws);
@@ -624,6 +738,7 @@ class Explorer {
     this.paintOverlay();
     this.paintBars();
     this.paintMinimap();
+    this.requestTiles();
   }
 
   requestView() {
@@ -678,6 +793,10 @@ class Explorer {
   }
 
   paintCells() {
+    if (this.long) {
+      this.paintOverview();
+      return;
+    }
     // One pixel per cell in an offscreen canvas, scaled up without smoothing.
     if (!this.cells || this.cells.width !== this.nCols || this.cells.height !== this.nRows) {
       this.cells = document.createElement("canvas");
@@ -787,8 +906,127 @@ class Explorer {
     });
   }
 
-  paintTiles() {
-    // Exact tiles over a long input's pooled overview (set up in the long mode below).
+  paintOverview() {
+    // A long input's pooled blocks as an image of at most OVERVIEW_PX a side, each pixel the
+    // block holding its tokens (blocks differ by a token when the length does not divide).
+    const width = Math.min(this.nCols, OVERVIEW_PX);
+    const height = Math.min(this.nRows, OVERVIEW_PX);
+    if (!this.cells || this.cells.width !== width || this.cells.height !== height) {
+      this.cells = document.createElement("canvas");
+      this.cells.width = width;
+      this.cells.height = height;
+    }
+    const blocksOf = (edges, pixels, n) => {
+      const out = new Int32Array(pixels);
+      let b = 0;
+      for (let p = 0; p < pixels; p += 1) {
+        const token = Math.floor(((p + 0.5) * n) / pixels);
+        while (edges[b + 1] <= token) b += 1;
+        out[p] = b;
+      }
+      return out;
+    };
+    const { rowEdges, colEdges } = this.long;
+    const rowBlock = blocksOf(rowEdges, height, this.nRows);
+    const colBlock = blocksOf(colEdges, width, this.nCols);
+    const blocks = colEdges.length - 1;
+    const ctx = this.cells.getContext("2d");
+    const image = ctx.createImageData(width, height);
+    const data = image.data;
+    const table = this.lut;
+    // Colour each block once, then copy it to its pixels.
+    const colours = new Int16Array(this.overview.length);
+    for (let i = 0; i < this.overview.length; i += 1) {
+      const t = this.position(this.overview[i]);
+      colours[i] = Number.isNaN(t) ? -1 : 3 * Math.round(t * 255);
+    }
+    let p = 0;
+    for (let y = 0; y < height; y += 1) {
+      const base = rowBlock[y] * blocks;
+      for (let x = 0; x < width; x += 1, p += 4) {
+        const i = colours[base + colBlock[x]];
+        if (i < 0) continue;
+        data[p] = table[i];
+        data[p + 1] = table[i + 1];
+        data[p + 2] = table[i + 2];
+        data[p + 3] = 255;
+      }
+    }
+    ctx.putImageData(image, 0, 0);
+  }
+
+  paintTiles(ctx) {
+    // A long input's exact tiles in view, over the pooled overview; each coloured once per
+    // palette and scale.
+    if (!this.long) return;
+    const g = this.geometry;
+    const prefix = `${this.payload.layer}:${this.payload.head}:`;
+    const colours = `${this.options.palette}|${this.top}|${this.options.log}|${this.dark}`;
+    const hatch = this.hatch(ctx);
+    let drawn = 0;
+    for (const [name, tile] of this.tileStore) {
+      if (!name.startsWith(prefix)) continue;
+      if (tile.r >= g.r1 || tile.r + tile.h <= g.r0 || tile.c >= g.c1 || tile.c + tile.w <= g.c0)
+        continue;
+      if (tile.colours !== colours) this.colourTile(tile, colours);
+      // The tile replaces the blocks under it: its empty cells are hatched, not pooled.
+      const box = [this.x(tile.c), this.y(tile.r), tile.w * g.colPitch, tile.h * g.rowPitch];
+      ctx.clearRect(...box);
+      ctx.fillStyle = hatch;
+      ctx.fillRect(...box);
+      ctx.drawImage(tile.canvas, ...box);
+      drawn += 1;
+    }
+    this.root.dataset.tilesDrawn = String(drawn);
+    this.root.dataset.tiles = String(this.tileStore.size);
+  }
+
+  colourTile(tile, colours) {
+    if (!tile.canvas) {
+      tile.canvas = document.createElement("canvas");
+      tile.canvas.width = tile.w;
+      tile.canvas.height = tile.h;
+    }
+    const ctx = tile.canvas.getContext("2d");
+    const image = ctx.createImageData(tile.w, tile.h);
+    const data = image.data;
+    for (let i = 0, p = 0; i < tile.values.length; i += 1, p += 4) {
+      const t = this.position(tile.values[i]);
+      if (Number.isNaN(t)) continue;
+      const j = 3 * Math.round(t * 255);
+      data[p] = this.lut[j];
+      data[p + 1] = this.lut[j + 1];
+      data[p + 2] = this.lut[j + 2];
+      data[p + 3] = 255;
+    }
+    ctx.putImageData(image, 0, 0);
+    tile.colours = colours;
+  }
+
+  requestTiles() {
+    // Once the view rests zoomed in past TILE_MIN_PX a token, ask the server for the exact
+    // tiles in view this browser lacks (nearest the centre first); one request at a time.
+    if (!this.long || this.tilesAsked) return;
+    const g = this.geometry;
+    if (g.colPitch < TILE_MIN_PX || g.rowPitch < TILE_MIN_PX) return;
+    clearTimeout(this.tileTimer);
+    this.tileTimer = setTimeout(() => {
+      const size = this.long.tile;
+      const prefix = `${this.payload.layer}:${this.payload.head}:`;
+      const missing = [];
+      const mid = [(g.r0 + g.r1) / 2, (g.c0 + g.c1) / 2];
+      for (let r = g.r0 - (g.r0 % size); r < g.r1; r += size) {
+        for (let c = g.c0 - (g.c0 % size); c < g.c1; c += size) {
+          if (!this.tileStore.has(`${prefix}${r}:${c}`)) missing.push([r, c]);
+        }
+      }
+      if (!missing.length) return;
+      const distance = ([r, c]) => Math.abs(r + size / 2 - mid[0]) + Math.abs(c + size / 2 - mid[1]);
+      missing.sort((a, b) => distance(a) - distance(b));
+      this.tilesAsked = missing.slice(0, TILE_ASK_MAX);
+      this.root.dataset.tilesAsked = String(this.tilesAsked.length);
+      this.setTriggerValue("tiles", { tiles: this.tilesAsked });
+    }, TILE_DELAY_MS);
   }
 
   clip(ctx, text, room) {
@@ -942,14 +1180,16 @@ class Explorer {
     let top = 0;
     for (let c = 0; c < this.nCols; c += 1) {
       out.push(this.cell(this.head, this.sel, c));
-      if (!this.cross) incoming.push(this.barIn(c));
+      if (!this.oneWay) incoming.push(this.barIn(c));
     }
     for (const v of [...out, ...incoming]) if (Number.isFinite(v) && Math.abs(v) > top) top = Math.abs(v);
     top = top > 0 ? top : 1;
     this.barsTitle.textContent =
       (this.cross
         ? `'${label}' (target): the attention it pays to each source token (blue).`
-        : `'${label}': the attention it pays to each token (blue, up) and the attention each ` +
+        : this.long
+          ? `'${label}' (token ${this.sel}): the attention it pays to each token (blue), exact.`
+          : `'${label}': the attention it pays to each token (blue, up) and the attention each ` +
           `token pays to it (orange, down).`) +
       ` Bars: linear, 0–${formatValue(top)}` +
       (this.payload.signed ? "; a negative value is a vermillion bar of its magnitude." : ".");
@@ -968,7 +1208,7 @@ class Explorer {
       ctx.fillText(formatValue(top), g.gutter - 4, 0);
       ctx.textBaseline = "middle";
       ctx.fillText("0", g.gutter - 4, base);
-      if (!this.cross) {
+      if (!this.oneWay) {
         ctx.textBaseline = "bottom";
         ctx.fillText(formatValue(top), g.gutter - 4, 2 * BAR_PX);
       }
@@ -984,13 +1224,13 @@ class Explorer {
       // A cell never computed: a hatched stub on the axis, not a zero.
       ctx.fillStyle = hatch;
       if (!Number.isFinite(out[c])) ctx.fillRect(x, base - 8, width, 8);
-      if (!this.cross && !Number.isFinite(incoming[c])) ctx.fillRect(x, base + 1, width, 8);
+      if (!this.oneWay && !Number.isFinite(incoming[c])) ctx.fillRect(x, base + 1, width, 8);
       if (Number.isFinite(out[c])) {
         ctx.fillStyle = out[c] < 0 ? NEGATIVE_COLOUR : this.dark ? OUT_COLOUR_DARK : OUT_COLOUR;
         const h = Math.min(1, Math.abs(out[c]) / top) * (BAR_PX - 2);
         ctx.fillRect(x, base - h, width, h);
       }
-      if (!this.cross && Number.isFinite(incoming[c])) {
+      if (!this.oneWay && Number.isFinite(incoming[c])) {
         ctx.fillStyle = incoming[c] < 0 ? NEGATIVE_COLOUR : IN_COLOUR;
         const h = Math.min(1, Math.abs(incoming[c]) / top) * (BAR_PX - 2);
         ctx.fillRect(x, base + 1, width, h);
@@ -998,12 +1238,12 @@ class Explorer {
     }
     ctx.restore();
     axis();
-    const labelsTop = this.cross ? BAR_PX + 4 : 2 * BAR_PX + 4;
+    const labelsTop = this.oneWay ? BAR_PX + 4 : 2 * BAR_PX + 4;
     this.columnLabels(ctx, labelsTop, g.headerHeight, false);
     this.bars.setAttribute(
       "aria-label",
       `Bars of '${label}', head ${name}: attention paid to each token` +
-        (this.cross ? "" : " and received from each token"),
+        (this.oneWay ? "" : " and received from each token"),
     );
   }
 
@@ -1082,9 +1322,9 @@ class Explorer {
     const out = [];
     const incoming = [];
     for (let c = 0; c < this.nCols; c += 1) out.push(this.cell(this.head, this.sel, c));
-    if (!this.cross) for (let r = 0; r < this.nRows; r += 1) incoming.push(this.cell(this.head, r, this.sel));
+    if (!this.oneWay) for (let r = 0; r < this.nRows; r += 1) incoming.push(this.cell(this.head, r, this.sel));
     let text = `Selected '${this.rows[this.sel]}' (row ${this.sel}) attends most to: ${strongest(out, this.cols) || "nothing computed"}.`;
-    if (!this.cross) text += ` Attended most by: ${strongest(incoming, this.rows) || "nothing computed"}.`;
+    if (!this.oneWay) text += ` Attended most by: ${strongest(incoming, this.rows) || "nothing computed"}.`;
     this.summary.textContent = text;
   }
 
@@ -1160,7 +1400,7 @@ class Explorer {
       return;
     }
     if (where === "bars") {
-      const below = cell.below && !this.cross;
+      const below = cell.below && !this.oneWay;
       const row = below ? cell.col : this.sel;
       const col = below ? this.sel : cell.col;
       this.setHover({ where, row, col }, event);
@@ -1173,6 +1413,14 @@ class Explorer {
    * with the half step it is known to (the exact one follows the next run). */
   valueText(row, col) {
     const v = this.cell(this.head, row, col);
+    if (this.long) {
+      if (Number.isFinite(v) || this.tileAt(row, col)) return formatValue(v);
+      const b = this.block(row, col);
+      return (
+        `${formatValue(b.value)}, ${this.long.reduce} of block ${b.rows[0]}–${b.rows[1]} × ` +
+        `${b.cols[0]}–${b.cols[1]} (zoom in for exact weights)`
+      );
+    }
     if (this.exactHeads.has(this.head) || !Number.isFinite(v)) return formatValue(v);
     const scale = this.scales[this.head * this.nRows + row];
     let half = scale / (this.payload.signed ? STEPS : 2 * STEPS);
@@ -1209,6 +1457,11 @@ class Explorer {
 
   setHead(index) {
     if (index < 0 || index >= this.count) return;
+    if (this.long) {
+      // A long input holds one head: the server sends the other's overview.
+      this.sendNow({ head: this.headName(index) });
+      return;
+    }
     this.head = index;
     this.buildHeads();
     this.repaint(false);
@@ -1249,6 +1502,19 @@ class Explorer {
         token: this.sel,
       });
     }, VIEW_DELAY_MS);
+  }
+
+  headName(index) {
+    const name = this.payload.names[index];
+    return name === "mean" ? "mean" : Number(name);
+  }
+
+  sendNow(change) {
+    // A change the browser cannot show by itself (a layer; a long input's head): at once.
+    clearTimeout(this.timer);
+    this.root.dataset.sentAt = String(performance.now());
+    this.sent = { head: this.head, sel: this.sel };
+    this.setTriggerValue("view", { head: this.headName(this.head), token: this.sel, ...change });
   }
 
   onKey(event) {

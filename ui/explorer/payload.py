@@ -289,3 +289,117 @@ def _validated_head(head: int | str, n_heads: int, has_mean: bool) -> int:
         return 0  # a method without heads: its one matrix, whatever head the view names
     index = optional_index(head, n_heads, "head")
     return 0 if index is None else index
+
+
+def build_long_payload(
+    overview: Any,
+    row_edges: Any,
+    col_edges: Any,
+    row_labels: Sequence[str],
+    *,
+    reduce: str,
+    n_heads: int,
+    head: int | str = MEAN,
+    selected: int | None = None,
+    selected_row: Any = None,
+    layer: int = 0,
+    layers: int = 1,
+    scale: str = "fixed",
+    tile_size: int = 64,
+    title: str = "",
+) -> dict[str, Any]:
+    """The browser's data for one head of a self-attention longer than `MAX_TOKENS`.
+
+    `overview` float32 ``[row blocks, col blocks]`` is the head pooled into blocks (NaN: no
+    computed weight), block `b` of rows being ``row_edges[b]:row_edges[b + 1]`` (so
+    ``row_edges[-1]`` is the length); `reduce` says how (``"mean"`` or ``"max"``). Exact
+    weights come as tiles of `tile_size` × `tile_size` tokens the browser asks for as it zooms
+    (:func:`add_tiles`). `selected_row` float32 ``[n]`` is the selected token's exact row (its
+    bars). The head chips ask the server: ``names`` lists the `n_heads` heads and the mean,
+    ``head`` the one shown. Scales: ``"fixed"`` (0–1) or ``"chart"`` (the overview's maximum:
+    the matrix's own with max pooling); a long input has no shared maximum.
+    """
+    grid = _as_float(overview, "overview")
+    rows_at = np.asarray(row_edges, dtype=np.int64)
+    cols_at = np.asarray(col_edges, dtype=np.int64)
+    if grid.ndim != 2 or grid.shape != (len(rows_at) - 1, len(cols_at) - 1):
+        raise InvalidAttentionError(
+            f"The overview must be [row blocks, col blocks] between its edges, not "
+            f"{list(grid.shape)} with {len(rows_at)} and {len(cols_at)} edges."
+        )
+    n = int(rows_at[-1])
+    if int(cols_at[-1]) != n or rows_at[0] != 0 or cols_at[0] != 0:
+        raise InvalidAttentionError("The overview's edges must run from 0 to the length.")
+    rows = token_labels(row_labels, n, "row_labels", "rows")
+    if reduce not in ("mean", "max"):
+        raise InvalidSelectionError(f"Pool by 'mean' or 'max', not {reduce!r}.")
+    if scale not in ("fixed", "chart"):
+        raise InvalidSelectionError(f"A long input's scale is 'fixed' or 'chart', not {scale!r}.")
+    n_heads = _validated_count(n_heads, "n_heads")
+    names = [str(h) for h in range(n_heads)] + [MEAN]
+    sel = optional_index(selected, n, "selected token")
+    exact_row = None
+    if selected_row is not None:
+        exact_row = _as_float(selected_row, "selected row")
+        if exact_row.shape != (n,):
+            raise InvalidAttentionError(f"The selected row must have {n} weights.")
+    return {
+        "v": PAYLOAD_VERSION,
+        "rows": rows,
+        "cols": None,
+        "names": names,
+        "head": _validated_head(head, n_heads, True),
+        "sel": sel,
+        "layer": optional_index(layer, _validated_count(layers, "layers"), "layer"),
+        "layers": int(layers),
+        "shape": [len(names), n, n],
+        "scale": scale,
+        "shared": None,
+        "signed": False,
+        "segB": None,
+        "title": str(title),
+        "what": f"attention ({reduce} pooled where not exact)",
+        "long": {
+            "rowEdges": rows_at.tolist(),
+            "colEdges": cols_at.tolist(),
+            "reduce": reduce,
+            "tile": _validated_count(tile_size, "tile_size"),
+        },
+        "overview": encode_values(grid),
+        "row": None if exact_row is None else encode_values(exact_row),
+        "rowOf": sel if exact_row is not None else None,
+        "tiles": [],
+    }
+
+
+def add_tiles(payload: dict[str, Any], tiles: Sequence[tuple[int, int, np.ndarray]]) -> None:
+    """Put exact tiles in a long payload: each ``(first row, first column, float32 [h, w])``,
+    listed in ``payload["tiles"]`` as ``[row, col, h, w]`` and their float16 concatenated in
+    order in ``payload["tileData"]``."""
+    listed, parts = [], []
+    for row, col, values in tiles:
+        matrix = _as_float(values, "tile")
+        if matrix.ndim != 2:
+            raise InvalidAttentionError("A tile is [rows, columns].")
+        listed.append([int(row), int(col), *map(int, matrix.shape)])
+        parts.append(encode_values(matrix))
+    payload["tiles"] = listed
+    payload["tileData"] = b"".join(parts) if parts else None
+
+
+def checked_tiles(request: Any, n: int, size: int, limit: int = 64) -> list[tuple[int, int]]:
+    """The tile origins a browser asked for (``[[row, col], ...]``, multiples of `size` below
+    `n`), nonsense dropped, at most `limit`."""
+    if not isinstance(request, list):
+        return []
+    origins: list[tuple[int, int]] = []
+    for item in request[: 4 * limit]:
+        if not (isinstance(item, list) and len(item) == 2):
+            continue
+        row, col = item
+        if all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < n and v % size == 0
+            for v in (row, col)
+        ) and (row, col) not in origins:
+            origins.append((row, col))
+    return origins[:limit]
