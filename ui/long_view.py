@@ -146,10 +146,7 @@ def _long_explorer(page: Page, reduce: str, labels: list[str]) -> None:
     asked = checked_tiles(requested_tiles(EXPLORER_KEY), n, DETAIL_TOKENS)
     add_tiles(
         payload,
-        [
-            (row, col, cache.detail(page.inputs, layer, head, row, col).matrix)
-            for row, col in asked
-        ],
+        [(row, col, cache.detail(page.inputs, layer, head, row, col).matrix) for row, col in asked],
     )
     explorer(payload, key=EXPLORER_KEY, on_change=_apply_change)
 

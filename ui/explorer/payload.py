@@ -397,9 +397,12 @@ def checked_tiles(request: Any, n: int, size: int, limit: int = 64) -> list[tupl
         if not (isinstance(item, list) and len(item) == 2):
             continue
         row, col = item
-        if all(
-            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < n and v % size == 0
-            for v in (row, col)
-        ) and (row, col) not in origins:
+        if (
+            all(
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v < n and v % size == 0
+                for v in (row, col)
+            )
+            and (row, col) not in origins
+        ):
             origins.append((row, col))
     return origins[:limit]
