@@ -142,6 +142,220 @@ function el(tag, className, text) {
   return node;
 }
 
+/** The part of a canvas 2D context the explorer's painters use, writing SVG instead of
+ * pixels: rectangles and paths with the current transform applied, text with its transform
+ * and font, images as embedded PNG, clip rectangles as clip paths, the hatch as a pattern.
+ * Text is measured by a real canvas context (`measure`). */
+class SvgContext {
+  constructor(width, height, measure, { background, hatch }) {
+    this.width = width;
+    this.height = height;
+    this.measure = measure;
+    this.parts = [];
+    this.defs = [
+      `<pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse">` +
+        `<path d="M0 6L6 0" stroke="${hatch}" stroke-width="1"/></pattern>`,
+    ];
+    this.state = this.fresh();
+    this.stack = [];
+    this.clips = 0;
+    this.path = "";
+    this.layer = false;
+    this.backgroundColour = background;
+    this.fillRect(0, 0, width, height, background);
+  }
+
+  fresh() {
+    return {
+      m: [1, 0, 0, 1, 0, 0],
+      fillStyle: "#000",
+      strokeStyle: "#000",
+      lineWidth: 1,
+      font: "10px sans-serif",
+      textAlign: "start",
+      textBaseline: "alphabetic",
+      dash: [],
+      clip: null,
+      smooth: true,
+    };
+  }
+
+  // state
+  save() {
+    this.stack.push({ ...this.state, m: [...this.state.m], dash: [...this.state.dash] });
+  }
+
+  restore() {
+    if (this.stack.length) this.state = this.stack.pop();
+  }
+
+  set fillStyle(v) { this.state.fillStyle = v; }
+  get fillStyle() { return this.state.fillStyle; }
+  set strokeStyle(v) { this.state.strokeStyle = v; }
+  get strokeStyle() { return this.state.strokeStyle; }
+  set lineWidth(v) { this.state.lineWidth = v; }
+  get lineWidth() { return this.state.lineWidth; }
+  set font(v) { this.state.font = v; }
+  get font() { return this.state.font; }
+  set textAlign(v) { this.state.textAlign = v; }
+  get textAlign() { return this.state.textAlign; }
+  set textBaseline(v) { this.state.textBaseline = v; }
+  get textBaseline() { return this.state.textBaseline; }
+  set imageSmoothingEnabled(v) { this.state.smooth = v; }
+  get imageSmoothingEnabled() { return this.state.smooth; }
+
+  setLineDash(dash) {
+    this.state.dash = [...dash];
+  }
+
+  createPattern() {
+    return "url(#hatch)";
+  }
+
+  measureText(text) {
+    this.measure.font = this.state.font;
+    return this.measure.measureText(text);
+  }
+
+  // transforms
+  transform(a, b, c, d, e, f) {
+    const [A, B, C, D, E, F] = this.state.m;
+    this.state.m = [A * a + C * b, B * a + D * b, A * c + C * d, B * c + D * d, A * e + C * f + E, B * e + D * f + F];
+  }
+
+  translate(x, y) {
+    this.transform(1, 0, 0, 1, x, y);
+  }
+
+  rotate(angle) {
+    const c = Math.cos(angle);
+    const s = Math.sin(angle);
+    this.transform(c, s, -s, c, 0, 0);
+  }
+
+  scale(x, y) {
+    this.transform(x, 0, 0, y, 0, 0);
+  }
+
+  setTransform(a, b, c, d, e, f) {
+    this.state.m = [a, b, c, d, e, f];
+  }
+
+  point(x, y) {
+    const [a, b, c, d, e, f] = this.state.m;
+    return [a * x + c * y + e, b * x + d * y + f].map((v) => Number(v.toFixed(2)));
+  }
+
+  matrixAttribute() {
+    return `matrix(${this.state.m.map((v) => Number(v.toFixed(4))).join(" ")})`;
+  }
+
+  // output
+  emit(element) {
+    const clip = this.state.clip;
+    this.parts.push(clip ? `<g clip-path="url(#${clip})">${element}</g>` : element);
+  }
+
+  colour(value) {
+    return String(value).replace(/"/g, "'");
+  }
+
+  rectPath(x, y, w, h) {
+    const corners = [this.point(x, y), this.point(x + w, y), this.point(x + w, y + h), this.point(x, y + h)];
+    return `M${corners.map((p) => p.join(" ")).join("L")}Z`;
+  }
+
+  fillRect(x, y, w, h, fill = this.state.fillStyle) {
+    if (!(w > 0 && h > 0)) return;
+    this.emit(`<path d="${this.rectPath(x, y, w, h)}" fill="${this.colour(fill)}"/>`);
+  }
+
+  clearRect(x, y, w, h) {
+    // What a cleared canvas shows is the page behind it: the background (a transparent
+    // layer's painter, such as the overlay's, sets `layer` and clears nothing).
+    if (!this.layer) this.fillRect(x, y, w, h, this.background());
+  }
+
+  background() {
+    return this.backgroundColour;
+  }
+
+  strokeRect(x, y, w, h) {
+    this.path = this.rectPath(x, y, w, h);
+    this.stroke();
+  }
+
+  beginPath() {
+    this.path = "";
+  }
+
+  rect(x, y, w, h) {
+    this.path += this.rectPath(x, y, w, h);
+  }
+
+  moveTo(x, y) {
+    this.path += `M${this.point(x, y).join(" ")}`;
+  }
+
+  lineTo(x, y) {
+    this.path += `L${this.point(x, y).join(" ")}`;
+  }
+
+  stroke() {
+    const dash = this.state.dash.length ? ` stroke-dasharray="${this.state.dash.join(" ")}"` : "";
+    this.emit(
+      `<path d="${this.path}" fill="none" stroke="${this.colour(this.state.strokeStyle)}" ` +
+        `stroke-width="${this.state.lineWidth}"${dash}/>`,
+    );
+  }
+
+  fill() {
+    this.emit(`<path d="${this.path}" fill="${this.colour(this.state.fillStyle)}"/>`);
+  }
+
+  clip() {
+    this.clips += 1;
+    const id = `clip${this.clips}`;
+    const parent = this.state.clip ? ` clip-path="url(#${this.state.clip})"` : "";
+    this.defs.push(`<clipPath id="${id}"${parent}><path d="${this.path}"/></clipPath>`);
+    this.state.clip = id;
+  }
+
+  fillText(text, x, y) {
+    const anchor = { left: "start", start: "start", right: "end", end: "end", center: "middle" };
+    const baseline = { top: "hanging", middle: "central", bottom: "text-after-edge" };
+    const escaped = String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+    const font = this.state.font.replace(/"/g, "'");
+    this.emit(
+      `<text transform="${this.matrixAttribute()}" x="${x}" y="${y}" style="font: ${font}" ` +
+        `fill="${this.colour(this.state.fillStyle)}" text-anchor="${anchor[this.state.textAlign] || "start"}"` +
+        ` dominant-baseline="${baseline[this.state.textBaseline] || "alphabetic"}">${escaped}</text>`,
+    );
+  }
+
+  drawImage(image, ...args) {
+    // drawImage(image, dx, dy, dw, dh) or (image, sx, sy, sw, sh, dx, dy, dw, dh).
+    const [sx, sy, sw, sh, dx, dy, dw, dh] =
+      args.length === 8 ? args : [0, 0, image.width, image.height, ...args];
+    if (!(dw > 0 && dh > 0 && sw > 0 && sh > 0)) return;
+    const rendering = this.state.smooth ? "" : ` style="image-rendering: pixelated"`;
+    this.emit(
+      `<g transform="${this.matrixAttribute()}"><svg x="${dx}" y="${dy}" width="${dw}" ` +
+        `height="${dh}" viewBox="${sx} ${sy} ${sw} ${sh}" preserveAspectRatio="none" ` +
+        `overflow="hidden"><image width="${image.width}" height="${image.height}" ` +
+        `href="${image.toDataURL()}"${rendering}/></svg></g>`,
+    );
+  }
+
+  text() {
+    return (
+      `<svg xmlns="http://www.w3.org/2000/svg" width="${this.width}" height="${this.height}" ` +
+      `viewBox="0 0 ${this.width} ${this.height}"><defs>${this.defs.join("")}</defs>` +
+      `${this.parts.join("\n")}</svg>`
+    );
+  }
+}
+
 class Explorer {
   constructor(root, setTriggerValue) {
     this.root = root;
@@ -325,6 +539,10 @@ class Explorer {
     png.type = "button";
     png.title = "Download exactly what is shown as a PNG image";
     png.addEventListener("click", () => this.exportPng());
+    const svg = el("button", "ex-button", "SVG");
+    svg.type = "button";
+    svg.title = "Download exactly what is shown as an SVG image (text and bars as vectors)";
+    svg.addEventListener("click", () => this.exportSvg());
     const helpButton = el("button", "ex-button", "?");
     helpButton.type = "button";
     helpButton.title = "Keys";
@@ -332,7 +550,7 @@ class Explorer {
     helpButton.setAttribute("aria-expanded", "false");
     helpButton.addEventListener("click", () => this.toggleHelp());
     this.helpButton = helpButton;
-    c.append(png, helpButton);
+    c.append(png, svg, helpButton);
     this.help.innerHTML =
       "<b>Keys</b> (click the explorer first)<ul>" +
       "<li><kbd>↑</kbd> <kbd>↓</kbd> (or <kbd>←</kbd> <kbd>→</kbd>): previous / next token</li>" +
@@ -835,9 +1053,9 @@ class Explorer {
     return ctx.createPattern(tile, "repeat");
   }
 
-  paintMatrix() {
+  paintMatrix(ctx = this.matrix.getContext("2d")) {
+    // \`ctx\`: this canvas, or an SvgContext for the SVG export.
     const g = this.geometry;
-    const ctx = this.matrix.getContext("2d");
     ctx.clearRect(0, 0, g.width, g.height);
     ctx.save();
     ctx.beginPath();
@@ -1067,9 +1285,9 @@ class Explorer {
     return drawn;
   }
 
-  paintColumns() {
+  paintColumns(ctx = this.colCanvas.getContext("2d")) {
+    // \`ctx\`: this canvas, or an SvgContext for the SVG export.
     const g = this.geometry;
-    const ctx = this.colCanvas.getContext("2d");
     ctx.clearRect(0, 0, g.width, g.headerHeight);
     this.root.dataset.colLabels = String(this.columnLabels(ctx, 0, g.headerHeight, true));
     this.root.dataset.colsInView = String(g.c1 - g.c0);
@@ -1080,9 +1298,9 @@ class Explorer {
     );
   }
 
-  paintOverlay() {
+  paintOverlay(ctx = this.overlay.getContext("2d")) {
+    // \`ctx\`: this canvas, or an SvgContext for the SVG export.
     const g = this.geometry;
-    const ctx = this.overlay.getContext("2d");
     ctx.clearRect(0, 0, g.width, g.height);
     ctx.save();
     ctx.beginPath();
@@ -1162,9 +1380,9 @@ class Explorer {
     event.preventDefault();
   }
 
-  paintBars() {
+  paintBars(ctx = this.bars.getContext("2d")) {
+    // \`ctx\`: this canvas, or an SvgContext for the SVG export.
     const g = this.geometry;
-    const ctx = this.bars.getContext("2d");
     const height = parseFloat(this.bars.style.height);
     ctx.clearRect(0, 0, g.width, height);
     const name = this.payload.names[this.head];
@@ -1351,7 +1569,11 @@ class Explorer {
   onPointerDown(event) {
     if (event.button !== 0) return;
     this.drag = { x: event.clientX, y: event.clientY, panX: this.panX, panY: this.panY, moved: false };
-    this.body.setPointerCapture(event.pointerId);
+    try {
+      this.body.setPointerCapture(event.pointerId); // the drag goes on outside the matrix
+    } catch {
+      // a synthetic pointer (tests, benches) cannot be captured
+    }
   }
 
   onDrag(event) {
@@ -1595,16 +1817,51 @@ class Explorer {
     }
     ctx.drawImage(this.bars, 0, y + 8, g.width, barsHeight);
     canvas.toBlob((blob) => {
-      if (!blob) return;
-      const link = document.createElement("a");
-      link.href = URL.createObjectURL(blob);
-      link.download = `attention_${this.payload.title.replace(/[^\w-]+/g, "_").slice(0, 60)}_head_${this.payload.names[this.head]}.png`;
-      document.body.append(link);
-      link.click();
-      link.remove();
-      setTimeout(() => URL.revokeObjectURL(link.href), 10000);
-      this.root.dataset.exported = String(blob.size);
+      if (blob) this.download(blob, "png");
     }, "image/png");
+  }
+
+  exportSvg() {
+    // Exactly what is shown, drawn by the same painters into an SVG: labels, bars, outlines
+    // and rules as vector text and shapes, the cells as an embedded image of one pixel a cell
+    // (a long input's blocks and exact tiles likewise).
+    const g = this.geometry;
+    const titleHeight = 44;
+    const barsHeight = parseFloat(this.bars.style.height);
+    const height = titleHeight + g.headerHeight + g.height + 8 + barsHeight;
+    const svg = new SvgContext(g.width, height, this.colCanvas.getContext("2d"), {
+      background: `rgb(${this.background.join(",")})`,
+      hatch: this.dark ? "rgba(255,255,255,0.28)" : "rgba(0,0,0,0.22)",
+    });
+    svg.fillStyle = this.text;
+    svg.font = `bold 13px ${this.font}`;
+    svg.textBaseline = "top";
+    svg.fillText(this.titleLine.textContent, 4, 2);
+    svg.font = `11px ${this.font}`;
+    svg.fillText(this.clip(svg, this.legendText.textContent, g.width - 8), 4, 20);
+    svg.translate(0, titleHeight);
+    this.paintColumns(svg);
+    svg.translate(0, g.headerHeight);
+    this.paintMatrix(svg);
+    svg.layer = true;
+    this.paintOverlay(svg);
+    svg.layer = false;
+    svg.translate(0, g.height + 8);
+    this.paintBars(svg);
+    this.download(new Blob([svg.text()], { type: "image/svg+xml" }), "svg");
+  }
+
+  download(blob, extension) {
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(blob);
+    const title = this.payload.title.replace(/[^\w-]+/g, "_").slice(0, 60);
+    link.download = `attention_${title}_head_${this.payload.names[this.head]}.${extension}`;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+    this.root.dataset.exported = String(blob.size);
+    this.root.dataset.exportedType = extension;
   }
 
   destroy() {
