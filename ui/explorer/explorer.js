@@ -1011,6 +1011,7 @@ class Explorer {
   }
 
   paintCells() {
+    this.cellsVersion = (this.cellsVersion || 0) + 1;
     if (this.long) {
       this.paintOverview();
       return;
@@ -1041,16 +1042,20 @@ class Explorer {
   }
 
   hatch(ctx) {
-    const tile = document.createElement("canvas");
-    tile.width = tile.height = 6;
-    const t = tile.getContext("2d");
-    t.strokeStyle = this.dark ? "rgba(255,255,255,0.28)" : "rgba(0,0,0,0.22)";
-    t.lineWidth = 1;
-    t.beginPath();
-    t.moveTo(0, 6);
-    t.lineTo(6, 0);
-    t.stroke();
-    return ctx.createPattern(tile, "repeat");
+    // The hatching of cells never computed; its 6 px tile drawn once per theme.
+    if (!this.hatchTile || this.hatchTile.dark !== this.dark) {
+      const tile = document.createElement("canvas");
+      tile.width = tile.height = 6;
+      const t = tile.getContext("2d");
+      t.strokeStyle = this.dark ? "rgba(255,255,255,0.28)" : "rgba(0,0,0,0.22)";
+      t.lineWidth = 1;
+      t.beginPath();
+      t.moveTo(0, 6);
+      t.lineTo(6, 0);
+      t.stroke();
+      this.hatchTile = { canvas: tile, dark: this.dark };
+    }
+    return ctx.createPattern(this.hatchTile.canvas, "repeat");
   }
 
   paintMatrix(ctx = this.matrix.getContext("2d")) {
@@ -1343,12 +1348,23 @@ class Explorer {
       this.minimapSize = `${w}x${h}`;
       this.size(this.minimap, w, h);
     }
+    // The matrix at the minimap's size, drawn once per colouring (not once a frame).
+    if (!this.minimapBase || this.minimapBase.cells !== this.cellsVersion || this.minimapBase.size !== this.minimapSize) {
+      const base = document.createElement("canvas");
+      const ratio = window.devicePixelRatio || 1;
+      base.width = Math.round(w * ratio);
+      base.height = Math.round(h * ratio);
+      const b = base.getContext("2d");
+      b.scale(ratio, ratio);
+      b.fillStyle = this.hatch(b);
+      b.fillRect(0, 0, w, h);
+      b.imageSmoothingEnabled = true;
+      b.drawImage(this.cells, 0, 0, w, h);
+      this.minimapBase = { canvas: base, cells: this.cellsVersion, size: this.minimapSize };
+    }
     const ctx = this.minimap.getContext("2d");
     ctx.clearRect(0, 0, w, h);
-    ctx.fillStyle = this.hatch(ctx);
-    ctx.fillRect(0, 0, w, h);
-    ctx.imageSmoothingEnabled = true;
-    ctx.drawImage(this.cells, 0, 0, w, h);
+    ctx.drawImage(this.minimapBase.canvas, 0, 0, w, h);
     const fx = w / g.contentWidth;
     const fy = h / g.contentHeight;
     const box = [this.panX * fx, this.panY * fy, g.gridWidth * fx, g.height * fy];
