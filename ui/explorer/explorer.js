@@ -1111,19 +1111,21 @@ class Explorer {
     ctx.textAlign = "right";
     ctx.textBaseline = "middle";
     let drawn = 0;
+    let inView = 0; // rows whose middle is in view: those a label can name
     for (let r = g.r0; r < g.r1; r += 1) {
+      const middle = this.y(r) + g.rowPitch / 2;
+      if (middle < 0 || middle > g.height) continue;
+      inView += 1;
       const chosen = r === this.sel;
       const crowded = this.sel !== null && !chosen && Math.abs(r - this.sel) < g.rowStep;
       if ((r % g.rowStep !== 0 || crowded) && !chosen) continue;
-      const middle = this.y(r) + g.rowPitch / 2;
-      if (middle < 0 || middle > g.height) continue;
       ctx.font = `${chosen ? "bold " : ""}${g.rowFont}px ${this.font}`;
       ctx.fillText(this.clip(ctx, this.rows[r], g.gutter - 8), g.gutter - 4, middle);
       drawn += 1;
     }
     Object.assign(this.root.dataset, {
       rowLabels: String(drawn),
-      rowsInView: String(g.r1 - g.r0),
+      rowsInView: String(inView),
       gutter: String(g.gutter),
       rowPx: g.rowPitch.toFixed(2),
     });

@@ -95,3 +95,48 @@ def test_a_change_in_the_browser_is_read_back_checked():
 )
 def test_checked_change(trigger, expected):
     assert checked_change(trigger) == expected
+
+
+def long_script() -> None:
+    import numpy as np
+    import streamlit as st
+
+    from ui.explorer import build_long_payload, explorer
+    from ui.explorer.component import requested_tiles
+    from ui.explorer.payload import add_tiles, checked_tiles
+
+    edges = np.array([0, 4, 8])
+    grid = np.array([[0.2, np.nan], [0.1, 0.3]], np.float32)
+    payload = build_long_payload(
+        grid,
+        edges,
+        edges,
+        [f"t{i}" for i in range(8)],
+        reduce=st.session_state.get("reduce", "mean"),
+        n_heads=2,
+        selected=1,
+        selected_row=np.full(8, 0.125),
+        tile_size=4,
+    )
+    asked = checked_tiles(requested_tiles("ex"), 8, 4)
+    add_tiles(payload, [(r, c, np.full((4, 4), r + c / 10)) for r, c in asked])
+    explorer(payload, key="ex")
+
+
+def test_a_long_input_sends_its_overview_once_and_the_tiles_asked_for():
+    at = AppTest.from_function(long_script, default_timeout=60).run()
+    assert not at.exception
+    first = payload_of(at)
+    assert first["overview"] and first["tiles"] == [] and first["long"]["tile"] == 4
+    at.run()
+    assert payload_of(at)["overview"] is None and payload_of(at)["key"] == first["key"]
+    # The browser asks for two tiles (and some nonsense): this run answers with them only.
+    at.session_state["ex"] = {"tiles": {"tiles": [[4, 0], [0, 4], [5, 5]]}}
+    at.run()
+    answer = payload_of(at)
+    assert answer["tiles"] == [[4, 0, 4, 4], [0, 4, 4, 4]] and answer["overview"] is None
+    assert len(answer["tileData"]) == 2 * 2 * 16
+    # Another pooling is another overview.
+    at.session_state["reduce"] = "max"
+    at.run()
+    assert payload_of(at)["overview"] and payload_of(at)["key"] != first["key"]

@@ -11,7 +11,10 @@ import pytest
 from core.errors import InvalidAttentionError, InvalidSelectionError
 from ui.explorer.payload import (
     MAX_TOKENS,
+    add_tiles,
+    build_long_payload,
     build_payload,
+    checked_tiles,
     decode_codes,
     decode_values,
     encode_values,
@@ -197,3 +200,77 @@ def test_outside_a_sliding_window():
     assert not merged[1, 0] and not merged[2, 1] and merged[2, 0] and merged[3, 1]
     with pytest.raises(InvalidSelectionError, match="at least 1"):
         outside_window(groups, 0, causal=True)
+
+
+def long_payload(**changes):
+    grid = np.full((4, 4), 0.01, np.float32)
+    grid[np.triu_indices(4, 1)] = np.nan
+    edges = np.array([0, 3, 6, 8, 10])
+    arguments = {
+        "overview": grid,
+        "row_edges": edges,
+        "col_edges": edges,
+        "row_labels": [f"t{i}" for i in range(10)],
+        "reduce": "max",
+        "n_heads": 2,
+        "head": 1,
+        "selected": 4,
+        "selected_row": np.linspace(0, 1, 10),
+        "tile_size": 4,
+    }
+    return build_long_payload(**{**arguments, **changes})
+
+
+def test_a_long_payload_holds_the_overview_and_the_selected_row_not_the_matrix():
+    payload = long_payload()
+    assert payload["shape"] == [3, 10, 10] and payload["names"] == ["0", "1", "mean"]
+    assert payload["head"] == 1 and payload["sel"] == 4 and payload["rowOf"] == 4
+    assert payload["long"] == {
+        "rowEdges": [0, 3, 6, 8, 10],
+        "colEdges": [0, 3, 6, 8, 10],
+        "reduce": "max",
+        "tile": 4,
+    }
+    overview = decode_values(payload["overview"], [4, 4])
+    assert np.isnan(overview[0, 1]) and overview[1, 0] == pytest.approx(0.01, rel=1e-3)
+    np.testing.assert_allclose(
+        decode_values(payload["row"], [10]), np.linspace(0, 1, 10), rtol=2**-11
+    )
+    assert "codes" not in payload and payload["tiles"] == []
+    assert unpack(pack(payload))["long"]["reduce"] == "max"
+    assert long_payload(head="mean")["head"] == 2
+
+
+def test_tiles_travel_in_order_as_float16():
+    payload = long_payload()
+    first, second = np.full((4, 4), 0.5), np.arange(8, dtype=np.float32).reshape(4, 2) / 8
+    add_tiles(payload, [(0, 4, first), (8, 8, second)])
+    assert payload["tiles"] == [[0, 4, 4, 4], [8, 8, 4, 2]]
+    data = decode_values(payload["tileData"], [24])
+    np.testing.assert_allclose(data[:16], first.ravel())
+    np.testing.assert_allclose(data[16:], second.ravel())
+    add_tiles(payload, [])
+    assert payload["tiles"] == [] and payload["tileData"] is None
+
+
+def test_tile_requests_are_checked():
+    asked = [[0, 4], [4, 4], [0, 4], [3, 0], [12, 0], ["0", 4], [True, 0], [8], "x"]
+    assert checked_tiles(asked, 10, 4) == [(0, 4), (4, 4)]
+    assert checked_tiles("nonsense", 10, 4) == []
+    assert checked_tiles([[0, 0]] * 3 + [[4, 0], [8, 0]], 10, 4, limit=2) == [(0, 0), (4, 0)]
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"overview": np.zeros((3, 4))}, "between its edges"),
+        ({"row_edges": np.array([1, 3, 6, 8, 10])}, "from 0"),
+        ({"reduce": "median"}, "mean"),
+        ({"scale": "shared"}, "fixed"),
+        ({"selected_row": np.zeros(9)}, "10 weights"),
+        ({"selected": 10}, "selected token"),
+    ],
+)
+def test_a_long_payload_refuses_nonsense(changes, match):
+    with pytest.raises((InvalidAttentionError, InvalidSelectionError), match=match):
+        long_payload(**changes)
