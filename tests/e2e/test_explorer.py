@@ -96,7 +96,6 @@ def test_fills_its_column_and_labels_every_token(open_page, width, scheme):
 def test_labels_stay_beside_the_matrix_while_it_pans(open_page):
     page = open_page(1440)
     start_counting_runs(page)
-    header = page.locator(f"{EXPLORER} .ex-cols").bounding_box()
     page.locator(EXPLORER).focus()
     for _ in range(3):
         page.keyboard.press("Shift+ArrowDown")
@@ -105,7 +104,8 @@ def test_labels_stay_beside_the_matrix_while_it_pans(open_page):
     first_row = int(state["view"].split("-")[0])
     assert first_row > 20  # panned down…
     # …under the column labels, which stay on top, and with every row in view labelled.
-    assert page.locator(f"{EXPLORER} .ex-cols").bounding_box()["y"] == header["y"]
+    header = page.locator(f"{EXPLORER} .ex-cols").bounding_box()
+    assert abs(header["y"] - state["scroll"]["y"]) <= 2
     assert int(state["rowLabels"]) == int(state["rowsInView"])
     # The wheel pans too (back up), the page does not run.
     box = state["matrix"]

@@ -1450,28 +1450,13 @@ class Explorer {
       }
     };
     const width = Math.max(1, g.colPitch - (g.colPitch > 3 ? 1 : 0));
-    const hatch = this.hatch(ctx);
     ctx.save();
     ctx.beginPath();
     ctx.rect(g.gutter, 0, g.gridWidth, height);
     ctx.clip();
-    for (let c = g.c0; c < g.c1; c += 1) {
-      const x = this.x(c);
-      // A cell never computed: a hatched stub on the axis, not a zero.
-      ctx.fillStyle = hatch;
-      if (!Number.isFinite(out[c])) ctx.fillRect(x, base - 8, width, 8);
-      if (!this.oneWay && !Number.isFinite(incoming[c])) ctx.fillRect(x, base + 1, width, 8);
-      if (Number.isFinite(out[c])) {
-        ctx.fillStyle = out[c] < 0 ? NEGATIVE_COLOUR : this.dark ? OUT_COLOUR_DARK : OUT_COLOUR;
-        const h = Math.min(1, Math.abs(out[c]) / top) * (BAR_PX - 2);
-        ctx.fillRect(x, base - h, width, h);
-      }
-      if (!this.oneWay && Number.isFinite(incoming[c])) {
-        ctx.fillStyle = incoming[c] < 0 ? NEGATIVE_COLOUR : IN_COLOUR;
-        const h = Math.min(1, Math.abs(incoming[c]) / top) * (BAR_PX - 2);
-        ctx.fillRect(x, base + 1, width, h);
-      }
-    }
+    const outColour = this.dark ? OUT_COLOUR_DARK : OUT_COLOUR;
+    this.barSeries(ctx, out, top, (h) => [base - h, h], outColour, width);
+    if (!this.oneWay) this.barSeries(ctx, incoming, top, (h) => [base + 1, h], IN_COLOUR, width);
     ctx.restore();
     axis();
     const labelsTop = this.oneWay ? BAR_PX + 4 : 2 * BAR_PX + 4;
@@ -1481,6 +1466,49 @@ class Explorer {
       `Bars of '${label}', head ${name}: attention paid to each token` +
         (this.oneWay ? "" : " and received from each token"),
     );
+  }
+
+  barSeries(ctx, values, top, span, colour, width) {
+    // One half of the bars for the columns in view. A cell never computed is a hatched stub
+    // on the axis, not a zero (consecutive ones as one stub). Columns thinner than a pixel
+    // share it: the pixel shows their largest magnitude (its sign's colour), so a long row
+    // costs a rectangle a pixel, not one a token.
+    const g = this.geometry;
+    const stub = span(8);
+    const runs = [];
+    let start = -1;
+    const pixel = g.colPitch < 1;
+    let last = null; // [x, height, value] of the pixel being merged
+    const flush = () => {
+      if (!last) return;
+      ctx.fillStyle = last[2] < 0 ? NEGATIVE_COLOUR : colour;
+      const [y, h] = span(last[1]);
+      ctx.fillRect(last[0], y, width, h);
+      last = null;
+    };
+    for (let c = g.c0; c <= g.c1; c += 1) {
+      const v = c < g.c1 ? values[c] : 0;
+      const empty = c < g.c1 && !Number.isFinite(v);
+      if (empty && start < 0) start = c;
+      if (!empty && start >= 0) {
+        runs.push([start, c]);
+        start = -1;
+      }
+      if (c === g.c1 || empty) continue;
+      const h = Math.min(1, Math.abs(v) / top) * (BAR_PX - 2);
+      const x = pixel ? Math.floor(this.x(c)) : this.x(c);
+      if (last && last[0] === x) {
+        if (h > last[1]) last = [x, h, v];
+        continue;
+      }
+      flush();
+      last = [x, h, v];
+    }
+    flush();
+    ctx.fillStyle = this.hatch(ctx);
+    for (const [a, b] of runs) {
+      ctx.fillRect(this.x(a), stub[0], (b - a - 1) * g.colPitch + width, stub[1]);
+    }
   }
 
   /** What token `c` pays the selected token (the orange bars). */
