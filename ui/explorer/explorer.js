@@ -189,21 +189,6 @@ class SvgContext {
     if (this.stack.length) this.state = this.stack.pop();
   }
 
-  set fillStyle(v) { this.state.fillStyle = v; }
-  get fillStyle() { return this.state.fillStyle; }
-  set strokeStyle(v) { this.state.strokeStyle = v; }
-  get strokeStyle() { return this.state.strokeStyle; }
-  set lineWidth(v) { this.state.lineWidth = v; }
-  get lineWidth() { return this.state.lineWidth; }
-  set font(v) { this.state.font = v; }
-  get font() { return this.state.font; }
-  set textAlign(v) { this.state.textAlign = v; }
-  get textAlign() { return this.state.textAlign; }
-  set textBaseline(v) { this.state.textBaseline = v; }
-  get textBaseline() { return this.state.textBaseline; }
-  set imageSmoothingEnabled(v) { this.state.smooth = v; }
-  get imageSmoothingEnabled() { return this.state.smooth; }
-
   setLineDash(dash) {
     this.state.dash = [...dash];
   }
@@ -354,6 +339,26 @@ class SvgContext {
       `${this.parts.join("\n")}</svg>`
     );
   }
+}
+
+// The drawing state a painter sets and reads (ctx.font = …), kept in the SvgContext's state.
+for (const [name, key] of [
+  ["fillStyle", "fillStyle"],
+  ["strokeStyle", "strokeStyle"],
+  ["lineWidth", "lineWidth"],
+  ["font", "font"],
+  ["textAlign", "textAlign"],
+  ["textBaseline", "textBaseline"],
+  ["imageSmoothingEnabled", "smooth"],
+]) {
+  Object.defineProperty(SvgContext.prototype, name, {
+    get() {
+      return this.state[key];
+    },
+    set(value) {
+      this.state[key] = value;
+    },
+  });
 }
 
 class Explorer {
@@ -1022,21 +1027,33 @@ class Explorer {
       this.cells.width = this.nCols;
       this.cells.height = this.nRows;
     }
-    const ctx = this.cells.getContext("2d");
-    const image = ctx.createImageData(this.nCols, this.nRows);
+    const cols = this.nCols;
+    this.putColours(this.cells, cols, this.nRows, (i) =>
+      this.entry(this.cell(this.head, Math.floor(i / cols), i % cols)),
+    );
+  }
+
+  /** The palette entry (×3) of value `v`, or -1 for an empty cell (transparent: the hatching
+   * shows through). */
+  entry(v) {
+    const t = this.position(v);
+    return Number.isNaN(t) ? -1 : 3 * Math.round(t * 255);
+  }
+
+  /** Fills `canvas` (`w` × `h`) with one pixel per cell, pixel `i` coloured by palette entry
+   * `entryOf(i)` (row-major). */
+  putColours(canvas, w, h, entryOf) {
+    const ctx = canvas.getContext("2d");
+    const image = ctx.createImageData(w, h);
     const data = image.data;
     const table = this.lut;
-    let p = 0;
-    for (let r = 0; r < this.nRows; r += 1) {
-      for (let c = 0; c < this.nCols; c += 1, p += 4) {
-        const t = this.position(this.cell(this.head, r, c));
-        if (Number.isNaN(t)) continue; // transparent: the hatching shows through
-        const i = 3 * Math.round(t * 255);
-        data[p] = table[i];
-        data[p + 1] = table[i + 1];
-        data[p + 2] = table[i + 2];
-        data[p + 3] = 255;
-      }
+    for (let i = 0, p = 0; i < w * h; i += 1, p += 4) {
+      const j = entryOf(i);
+      if (j < 0) continue;
+      data[p] = table[j];
+      data[p + 1] = table[j + 1];
+      data[p + 2] = table[j + 2];
+      data[p + 3] = 255;
     }
     ctx.putImageData(image, 0, 0);
   }
@@ -1155,29 +1172,11 @@ class Explorer {
     const rowBlock = blocksOf(rowEdges, height, this.nRows);
     const colBlock = blocksOf(colEdges, width, this.nCols);
     const blocks = colEdges.length - 1;
-    const ctx = this.cells.getContext("2d");
-    const image = ctx.createImageData(width, height);
-    const data = image.data;
-    const table = this.lut;
     // Colour each block once, then copy it to its pixels.
-    const colours = new Int16Array(this.overview.length);
-    for (let i = 0; i < this.overview.length; i += 1) {
-      const t = this.position(this.overview[i]);
-      colours[i] = Number.isNaN(t) ? -1 : 3 * Math.round(t * 255);
-    }
-    let p = 0;
-    for (let y = 0; y < height; y += 1) {
-      const base = rowBlock[y] * blocks;
-      for (let x = 0; x < width; x += 1, p += 4) {
-        const i = colours[base + colBlock[x]];
-        if (i < 0) continue;
-        data[p] = table[i];
-        data[p + 1] = table[i + 1];
-        data[p + 2] = table[i + 2];
-        data[p + 3] = 255;
-      }
-    }
-    ctx.putImageData(image, 0, 0);
+    const colours = this.overview.map((v) => this.entry(v));
+    this.putColours(this.cells, width, height, (i) =>
+      colours[rowBlock[Math.floor(i / width)] * blocks + colBlock[i % width]],
+    );
   }
 
   paintTiles(ctx) {
@@ -1212,19 +1211,7 @@ class Explorer {
       tile.canvas.width = tile.w;
       tile.canvas.height = tile.h;
     }
-    const ctx = tile.canvas.getContext("2d");
-    const image = ctx.createImageData(tile.w, tile.h);
-    const data = image.data;
-    for (let i = 0, p = 0; i < tile.values.length; i += 1, p += 4) {
-      const t = this.position(tile.values[i]);
-      if (Number.isNaN(t)) continue;
-      const j = 3 * Math.round(t * 255);
-      data[p] = this.lut[j];
-      data[p + 1] = this.lut[j + 1];
-      data[p + 2] = this.lut[j + 2];
-      data[p + 3] = 255;
-    }
-    ctx.putImageData(image, 0, 0);
+    this.putColours(tile.canvas, tile.w, tile.h, (i) => this.entry(tile.values[i]));
     tile.colours = colours;
   }
 
@@ -1846,12 +1833,7 @@ class Explorer {
     ctx.scale(ratio, ratio);
     ctx.fillStyle = `rgb(${this.background.join(",")})`;
     ctx.fillRect(0, 0, g.width, height);
-    ctx.fillStyle = this.text;
-    ctx.font = `bold 13px ${this.font}`;
-    ctx.textBaseline = "top";
-    ctx.fillText(this.titleLine.textContent, 4, 2);
-    ctx.font = `11px ${this.font}`;
-    ctx.fillText(this.clip(ctx, this.legendText.textContent, g.width - 8), 4, 20);
+    this.paintHeading(ctx);
     let y = titleHeight;
     for (const [source, h] of [
       [this.colCanvas, g.headerHeight],
@@ -1867,6 +1849,16 @@ class Explorer {
     }, "image/png");
   }
 
+  paintHeading(ctx) {
+    // An export's first two lines: the title and the legend's text.
+    ctx.fillStyle = this.text;
+    ctx.font = `bold 13px ${this.font}`;
+    ctx.textBaseline = "top";
+    ctx.fillText(this.titleLine.textContent, 4, 2);
+    ctx.font = `11px ${this.font}`;
+    ctx.fillText(this.clip(ctx, this.legendText.textContent, this.geometry.width - 8), 4, 20);
+  }
+
   exportSvg() {
     // Exactly what is shown, drawn by the same painters into an SVG: labels, bars, outlines
     // and rules as vector text and shapes, the cells as an embedded image of one pixel a cell
@@ -1879,12 +1871,7 @@ class Explorer {
       background: `rgb(${this.background.join(",")})`,
       hatch: this.dark ? "rgba(255,255,255,0.28)" : "rgba(0,0,0,0.22)",
     });
-    svg.fillStyle = this.text;
-    svg.font = `bold 13px ${this.font}`;
-    svg.textBaseline = "top";
-    svg.fillText(this.titleLine.textContent, 4, 2);
-    svg.font = `11px ${this.font}`;
-    svg.fillText(this.clip(svg, this.legendText.textContent, g.width - 8), 4, 20);
+    this.paintHeading(svg);
     svg.translate(0, titleHeight);
     this.paintColumns(svg);
     svg.translate(0, g.headerHeight);
