@@ -1906,6 +1906,7 @@ class Explorer {
 
 export default function explorer(component) {
   const { data, parentElement, setTriggerValue } = component;
+  const arrived = performance.now();
   const payload = typeof data === "string" ? JSON.parse(data) : unpack(data);
   let root = parentElement.querySelector(".ex-root");
   if (!root) {
@@ -1919,6 +1920,10 @@ export default function explorer(component) {
   const view = root.__explorer;
   view.setTriggerValue = setTriggerValue;
   view.update(payload);
+  // For the benches: when this run's message reached the component, and how long it took
+  // to read it and repaint.
+  root.dataset.arrivedAt = String(arrived);
+  root.dataset.updateMs = (performance.now() - arrived).toFixed(1);
   return () => {
     if (!root.isConnected) view.destroy();
   };
