@@ -987,6 +987,7 @@ class Explorer {
     this.panX = (this.panX + anchorX) * f - anchorX;
     this.panY = (this.panY + anchorY) * f - anchorY;
     this.zoom = zoom;
+    this.frame(false); // the geometry follows at once: the next key's anchor reads it
     this.requestView();
     return true;
   }
@@ -1790,6 +1791,7 @@ class Explorer {
     else if (key === "-" || key === "_") this.zoomOnSelection(1 / ZOOM_STEP);
     else if (key === "0") {
       this.zoom = 1;
+      this.frame(false);
       this.requestView();
     } else if (key === "ArrowDown" || key === "ArrowRight") this.select(Math.min(last, sel + 1));
     else if (key === "ArrowUp" || key === "ArrowLeft") this.select(Math.max(0, sel - 1));
