@@ -144,11 +144,15 @@ def _long_explorer(page: Page, reduce: str, labels: list[str]) -> None:
         title=f"Layer {layer} (rows: from, columns: to)",
     )
     asked = checked_tiles(requested_tiles(EXPLORER_KEY), n, DETAIL_TOKENS)
-    add_tiles(
-        payload,
-        [(row, col, cache.detail(page.inputs, layer, head, row, col).matrix) for row, col in asked],
-    )
+    add_tiles(payload, [_tile(page, layer, head, row, col) for row, col in asked])
     explorer(payload, key=EXPLORER_KEY, on_change=_apply_change)
+
+
+def _tile(page: Page, layer: int, head: int | None, row: int, col: int):
+    """The exact tile from (`row`, `col`), cut from the stored detail window there (a window
+    near the end starts earlier so as to hold `DETAIL_TOKENS`; the tile keeps its origin)."""
+    detail = cache.detail(page.inputs, layer, head, row, col)
+    return row, col, detail.matrix[row - detail.rows.start :, col - detail.cols.start :]
 
 
 def _apply_change() -> None:
