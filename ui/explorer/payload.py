@@ -19,6 +19,10 @@ follows the keys (`ui.explorer.component`) brings that head's float16.
 
 The component sends all of it as one binary message (:func:`pack`: a JSON header and the
 arrays), with no base64 and no JSON string of megabytes to parse.
+
+A self-attention longer than `MAX_TOKENS` (:func:`build_long_payload`) travels as one head's
+pooled overview (float16 blocks between edges), the selected token's exact row, and the exact
+tiles the browser asks for as it zooms (:func:`add_tiles`, :func:`checked_tiles`).
 """
 
 from __future__ import annotations
