@@ -1,11 +1,16 @@
 // Explorer: one layer's attention matrix and the selected token's bars, drawn on canvases.
 //
-// The payload (ui/explorer/payload.py) holds every head of the layer (and the page's mean of
-// heads) as float16. Head, token, hover and legend changes repaint here with no server run.
-// The view state reaches Python as the trigger "view" ({head, token}) once the keys rest
-// (VIEW_DELAY_MS), in one run; PageUp / PageDown ask Python for the next layer at once
-// ({layer}). Python's own changes (its Layer, Head and Selected token controls) come back as
-// a new payload and are adopted, unless they only echo what this component sent.
+// The payload (ui/explorer/payload.py, one binary message) holds every head of the layer (and
+// the page's mean of heads) as 8-bit codes on a scale per row, and the shown head as float16.
+// Head, token, hover, legend, zoom and pan changes repaint here with no server run. The
+// matrix is drawn as a view (zoom, pan) with the labels of the rows and columns in view beside
+// it and a minimap. The view state reaches Python as the trigger "view" ({head, token}) once
+// the keys rest (VIEW_DELAY_MS), in one run; PageUp / PageDown ask Python for the next layer
+// at once ({layer}). Python's own changes (its Layer, Head and Selected token controls) come
+// back as a new payload and are adopted, unless they only echo what this component sent.
+//
+// A long input (payload.long) holds one head's pooled overview instead; zoomed in, the
+// explorer asks for exact tiles (the trigger "tiles") and draws them over the blocks.
 
 const VIEW_DELAY_MS = 600;
 const EXPLORER_EVENT = "atlas-explorer"; // the line view (ui/head_view) listens on window
