@@ -602,8 +602,12 @@ class Explorer {
     if (payload.codes !== null) {
       const scales = new Float32Array(payload.scales.buffer, payload.scales.byteOffset, payload.scales.byteLength / 4);
       store.key = payload.key;
-      store.values = decodeCodes(payload.codes, scales, payload.signed);
+      store.codes = payload.codes;
       store.scales = scales;
+      store.signed = payload.signed;
+      store.shape = payload.shape;
+      // Each matrix is decoded when first drawn: a layer change decodes the shown one only.
+      store.matrices = new Array(payload.shape[0]).fill(null);
       store.exact = new Map(); // exact key → the matrix it made exact
     }
     const missing = store.key !== payload.key || (payload.exact === null && !store.exact.has(payload.exactKey));
@@ -615,14 +619,27 @@ class Explorer {
     }
     if (payload.exact !== null) {
       // The shown matrix's float16 replaces its 8-bit values: hover reads the value itself.
-      const [, rows, cols] = payload.shape;
-      store.values.set(decodeFloat16(payload.exact), payload.exactOf * rows * cols);
+      store.matrices[payload.exactOf] = decodeFloat16(payload.exact);
       store.exact.set(payload.exactKey, payload.exactOf);
     }
     this.exactHeads = new Set(store.exact.values());
-    this.values = store.values;
+    this.store = store;
     this.scales = store.scales;
     return true;
+  }
+
+  /** Matrix `m`'s values, `[rows × columns]` row-major (decoded from its codes at first use). */
+  valuesOf(m) {
+    const store = this.store;
+    if (!store.matrices[m]) {
+      const [, rows, cols] = store.shape;
+      store.matrices[m] = decodeCodes(
+        store.codes.subarray(m * rows * cols, (m + 1) * rows * cols),
+        store.scales.subarray(m * rows, (m + 1) * rows),
+        store.signed,
+      );
+    }
+    return store.matrices[m];
   }
 
   adoptLong(payload) {
@@ -730,7 +747,7 @@ class Explorer {
   /** Value of matrix `m` at (`row`, `col`) after the "without first token" option. */
   cell(m, row, col) {
     if (this.long) return this.longCell(row, col);
-    const v = this.values[(m * this.nRows + row) * this.nCols + col];
+    const v = this.valuesOf(m)[row * this.nCols + col];
     if (!this.options.dropFirst) return v;
     if (col === 0) return NaN;
     return v / this.rowRest[row];
@@ -788,9 +805,10 @@ class Explorer {
       this.rowRest = new Float32Array(this.nRows);
       for (let r = 0; r < this.nRows; r += 1) {
         let sum = 0;
-        const base = (m * this.nRows + r) * this.nCols;
+        const values = this.valuesOf(m);
+        const base = r * this.nCols;
         for (let c = 1; c < this.nCols; c += 1) {
-          const v = this.values[base + c];
+          const v = values[base + c];
           if (Number.isFinite(v)) sum += v;
         }
         this.rowRest[r] = sum > 0 ? sum : NaN;
