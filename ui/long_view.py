@@ -1,9 +1,10 @@
 """The Attention page's raw self-attention of a long input, read in pieces.
 
-Beyond the explorer's length (`ui.explorer.MAX_TOKENS`), or when the whole `[layers, heads,
-n, n]` array exceeds the result's budget, the page shows one head (or the mean of heads) as a
-pooled overview of the whole matrix, an exact detail window and the selected token's top
-weights (`core.long_views`), each kept in the result store. Nothing here builds the whole array.
+Beyond the explorer's whole length (`ui.explorer.MAX_TOKENS`), or when the whole `[layers,
+heads, n, n]` array exceeds the result's budget, the page shows one head (or the mean of heads)
+in the explorer as a pooled overview of the whole matrix with exact tiles the browser asks for
+as it zooms and pans, and the selected token's top weights (`core.long_views`), each kept in
+the result store. Nothing here builds the whole array.
 """
 
 from __future__ import annotations
@@ -12,26 +13,26 @@ import numpy as np
 import streamlit as st
 
 import core
-from core import charts
 from core.families import SELF
 from core.long_views import (
     DETAIL_TOKENS,
+    OVERVIEW_BLOCKS,
     REDUCES,
     max_whole_tokens,
     top_weights,
     whole_fits,
-    window_start,
 )
-from ui import cache, panels
-from ui.layout import PAGE_PX
+from ui import cache, panels, session
+from ui.explorer import build_long_payload, change_in_callback, explorer
+from ui.explorer.component import requested_tiles
+from ui.explorer.payload import add_tiles, checked_tiles
 from ui.page import Page
 from ui.text import plain
-from ui.widgets import show_chart
 
 POOLING_KEY = "long_pooling"
-ROW_KEY, COL_KEY = "long_row", "long_col"
-CENTRED_KEY = "long_centred_on"
-"""Session: the token the detail window was last centred on; a new selection moves it."""
+EXPLORER_KEY = "long_explorer"
+CHANGED_KEY = "long_explorer_changed"
+"""Session: the explorer changed the view; the fragment reruns the page."""
 POOLING_LABELS = {"mean": "Mean", "max": "Max"}
 ROW_PX = 35
 """Height of one row of Streamlit's data frame."""
@@ -72,7 +73,8 @@ def page_body(page: Page, causal: bool, explorer_tokens: int) -> None:
 
 
 def show(page: Page, causal: bool) -> None:
-    """Overview, detail and the selected token's row of the view's layer and head."""
+    """The view's layer and head in the explorer (pooled overview, exact tiles asked for as
+    you zoom) and the selected token's row."""
     view, result = page.view, page.result
     layer, n = view.layer, len(result.tokens)
     head = view.head if isinstance(view.head, int) else None
@@ -85,56 +87,16 @@ def show(page: Page, causal: bool) -> None:
         default="mean",
         key=POOLING_KEY,
         required=True,
-        help="Each block of the overview shows the mean of its computed weights, or the "
-        "largest: max pooling keeps a single strong weight visible.",
+        help="Where the explorer is zoomed out, each block shows the mean of its computed "
+        "weights, or the largest: max pooling keeps a single strong weight visible. Zoomed "
+        "in, it shows exact weights.",
     )
-    overview = cache.overview(page.inputs, layer, head, reduce)
-    blocks = f"{overview.grid.shape[0]} × {overview.grid.shape[1]} blocks"
-    show_chart(
-        charts.attention_heatmap(
-            overview.grid,
-            overview.row_labels,
-            overview.col_labels,
-            title=f"Layer {layer}, {who}: {n:,} tokens in {blocks}, {reduce} pooling",
-            value_label=f"{reduce} weight",
-            column_width=PAGE_PX,
-            selection_name="overview",
-        ),
-        theme="streamlit",
-        width="content",
-    )
+    _long_explorer(page, reduce, labels)
     st.caption(
-        f"Overview: the {overview.what}; rows are queries (from), columns keys (to), each "
-        f"block about {n / overview.grid.shape[0]:.0f} tokens a side. "
-        + empty_note(causal, result.window(layer))
-    )
-    st.subheader("Detail (exact)")
-    _centre_on(view.token, n)
-    row_column, col_column = st.columns(2)
-    step = DETAIL_TOKENS // 4
-    last = max(0, n - DETAIL_TOKENS)
-    row_column.number_input("Detail rows from token", 0, last, step=step, key=ROW_KEY)
-    col_column.number_input("Detail columns from token", 0, last, step=step, key=COL_KEY)
-    detail = cache.detail(
-        page.inputs, layer, head, st.session_state[ROW_KEY], st.session_state[COL_KEY]
-    )
-    selected = view.token - detail.rows.start if view.token in detail.rows else None
-    show_chart(
-        charts.attention_heatmap(
-            detail.matrix,
-            [f"{i} {labels[i]}" for i in detail.rows],
-            [f"{i} {labels[i]}" for i in detail.cols],
-            title=f"Layer {layer}, {who}: tokens {_span(detail.rows)} × {_span(detail.cols)}",
-            selected=selected,
-            column_width=PAGE_PX,
-            selection_name="detail",
-        ),
-        theme="streamlit",
-        width="content",
-    )
-    st.caption(
-        "Exact weights, recomputed for this window. A new selected token centres it; the "
-        "controls above move it."
+        f"Layer {layer}, {who}: {n:,} tokens; rows are queries (from), columns keys (to). "
+        f"Zoomed out, blocks of about {n / OVERVIEW_BLOCKS:.0f} tokens a side ({reduce} "
+        f"pooling); zoom in (+, Ctrl + wheel) and exact {DETAIL_TOKENS} × {DETAIL_TOKENS} "
+        "tiles replace them. " + empty_note(causal, result.window(layer))
     )
     st.subheader("Selected token")
     row = cache.row(page.inputs, layer, head, view.token)
@@ -154,6 +116,59 @@ def show(page: Page, causal: bool) -> None:
     )
 
 
+@st.fragment
+def _long_explorer(page: Page, reduce: str, labels: list[str]) -> None:
+    """The explorer of a long input. A fragment: a tile request reruns only this (the
+    browser asks as it zooms and pans); a new head, token or layer reruns the page."""
+    view = session.view()
+    if st.session_state.pop(CHANGED_KEY, False):
+        st.rerun(scope="app")  # the table, the link and the controls follow the explorer
+    layer, n = view.layer, len(labels)
+    head = view.head if isinstance(view.head, int) else None
+    overview = cache.overview(page.inputs, layer, head, reduce)
+    scale = "fixed" if view.colour_scale() == "fixed" else "chart"
+    payload = build_long_payload(
+        overview.grid,
+        overview.row_edges,
+        overview.col_edges,
+        labels,
+        reduce=reduce,
+        n_heads=page.result.num_heads,
+        head=head if head is not None else "mean",
+        selected=view.token,
+        selected_row=cache.row(page.inputs, layer, head, view.token),
+        layer=layer,
+        layers=page.result.num_layers,
+        scale=scale,
+        tile_size=DETAIL_TOKENS,
+        title=f"Layer {layer} (rows: from, columns: to)",
+    )
+    asked = checked_tiles(requested_tiles(EXPLORER_KEY), n, DETAIL_TOKENS)
+    add_tiles(payload, [_tile(page, layer, head, row, col) for row, col in asked])
+    explorer(payload, key=EXPLORER_KEY, on_change=_apply_change)
+
+
+def _tile(page: Page, layer: int, head: int | None, row: int, col: int):
+    """The exact tile from (`row`, `col`), cut from the stored detail window there (a window
+    near the end starts earlier so as to hold `DETAIL_TOKENS`; the tile keeps its origin)."""
+    detail = cache.detail(page.inputs, layer, head, row, col)
+    return row, col, detail.matrix[row - detail.rows.start :, col - detail.cols.start :]
+
+
+def _apply_change() -> None:
+    """The explorer's `on_change`: its head, token and layer become the view's; the fragment
+    then reruns the whole page (`CHANGED_KEY`)."""
+    change = change_in_callback(EXPLORER_KEY)
+    if change is None:
+        return
+    current = session.view()
+    updates = {field: change[field] for field in ("head", "token", "layer") if field in change}
+    updates = {f: v for f, v in updates.items() if v is not None and getattr(current, f) != v}
+    if updates:
+        session.update(**updates)
+        st.session_state[CHANGED_KEY] = True
+
+
 def empty_note(causal: bool, window: int | None) -> str:
     """What the empty cells are: later tokens, and keys outside a layer's sliding window."""
     if window is not None:
@@ -164,15 +179,3 @@ def empty_note(causal: bool, window: int | None) -> str:
     if causal:
         return "Empty cells: later tokens, which a causal model cannot attend to."
     return ""
-
-
-def _centre_on(token: int, n: int) -> None:
-    """Centre the detail window on `token` when it is newly selected (or on first use)."""
-    state = st.session_state
-    if state.get(CENTRED_KEY) != token or ROW_KEY not in state or COL_KEY not in state:
-        state[ROW_KEY] = state[COL_KEY] = window_start(token, n)
-        state[CENTRED_KEY] = token
-
-
-def _span(positions: range) -> str:
-    return f"{positions.start}–{positions.stop - 1}"

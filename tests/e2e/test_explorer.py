@@ -78,9 +78,12 @@ def test_fills_its_column_and_labels_every_token(open_page, width, scheme):
     assert abs(root["width"] - column["width"]) <= 2, (root, column)
     assert abs(matrix["width"] - root["width"]) <= 1 and matrix["r"] <= column["r"] + 1
     assert state["bars"]["r"] <= column["r"] + 1
-    # Every row is labelled: rows are at least 11 px, the matrix taller than its box scrolls.
-    assert int(state["rowLabels"]) == N and float(state["rowPx"]) >= MIN_ROW_PX
-    assert matrix["height"] >= N * MIN_ROW_PX > state["scroll"]["height"]
+    # Every row is labelled: rows are at least 11 px; the matrix, taller than its box, pans
+    # under its labels (the minimap shows where).
+    assert int(state["rowLabels"]) == int(state["rowsInView"]) > 30
+    assert float(state["rowPx"]) >= MIN_ROW_PX
+    assert N * float(state["rowPx"]) > state["scroll"]["height"] >= matrix["height"]
+    assert state["minimap"] == "shown" and state["zoom"] == "1.00"
     # Columns: every one labelled at 1440 px; at 1024 every k-th, k as few as 7 px allow.
     pitch = float(state["colLabelPx"])
     step = math.ceil(MIN_LABEL_PX / pitch - 1e-9)
@@ -90,13 +93,81 @@ def test_fills_its_column_and_labels_every_token(open_page, width, scheme):
     page.locator(EXPLORER).screenshot(path=str(SCREENSHOTS / f"explorer-{scheme}-{width}.png"))
 
 
-def test_column_labels_stay_on_top_while_the_matrix_scrolls(open_page):
+def test_labels_stay_beside_the_matrix_while_it_pans(open_page):
     page = open_page(1440)
-    page.locator(f"{EXPLORER} .ex-scroll").evaluate("(box) => { box.scrollTop = 600; }")
-    page.wait_for_timeout(100)
+    start_counting_runs(page)
+    page.locator(EXPLORER).focus()
+    for _ in range(3):
+        page.keyboard.press("Shift+ArrowDown")
+    page.wait_for_timeout(200)
+    state = explorer_state(page)
+    first_row = int(state["view"].split("-")[0])
+    assert first_row > 20  # panned down…
+    # …under the column labels, which stay on top, and with every row in view labelled.
     header = page.locator(f"{EXPLORER} .ex-cols").bounding_box()
-    box = page.locator(f"{EXPLORER} .ex-scroll").bounding_box()
-    assert abs(header["y"] - box["y"]) <= 2  # sticky
+    assert abs(header["y"] - state["scroll"]["y"]) <= 2
+    assert int(state["rowLabels"]) == int(state["rowsInView"])
+    # The wheel pans too (back up), the page does not run.
+    box = state["matrix"]
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 100)
+    page.mouse.wheel(0, -5000)
+    page.wait_for_timeout(200)
+    state = explorer_state(page)
+    assert state["view"].startswith("0-") and state["runs"] == 0
+
+
+def test_zoom_with_keys_wheel_drag_and_minimap_without_a_page_run(open_page):
+    page = open_page(1024, token="40")
+    start_counting_runs(page)
+    root = page.locator(EXPLORER)
+    root.focus()
+    for _ in range(3):
+        page.keyboard.press("+")
+    page.wait_for_timeout(200)
+    state = explorer_state(page)
+    assert float(state["zoom"]) == pytest.approx(1.5**3, rel=1e-2)
+    # Zoomed about the selected token: it stays in view; at ≥ 9 px a token, every column in
+    # view is labelled (at 1024 px and zoom 1, every 2nd).
+    rows, cols = (tuple(map(int, part.split("-"))) for part in state["view"].split("x"))
+    assert rows[0] <= 40 <= rows[1] and cols[0] <= 40 <= cols[1]
+    assert float(state["colLabelPx"]) >= 9
+    assert int(state["colLabels"]) == int(state["colsInView"]) < N
+    assert state["minimap"] == "shown"
+    # Ctrl + wheel zooms about the pointer; "-" and "0" zoom out.
+    box = state["matrix"]
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2)
+    page.keyboard.down("Control")
+    page.mouse.wheel(0, -300)
+    page.keyboard.up("Control")
+    page.wait_for_timeout(200)
+    zoomed = float(explorer_state(page)["zoom"])
+    assert zoomed > 1.5**3
+    page.keyboard.press("-")
+    page.wait_for_timeout(100)
+    assert float(explorer_state(page)["zoom"]) == pytest.approx(zoomed / 1.5, rel=1e-2)
+    # A drag pans (and selects nothing); a click on the minimap moves the view there.
+    before = explorer_state(page)
+    page.mouse.move(box["x"] + 300, box["y"] + 300)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 200, box["y"] + 150, steps=5)
+    page.mouse.up()
+    page.wait_for_timeout(100)
+    after = explorer_state(page)
+    assert after["view"] != before["view"] and after["selected"] == before["selected"]
+    minimap = page.locator(f"{EXPLORER} .ex-minimap").bounding_box()
+    page.mouse.click(minimap["x"] + minimap["width"] - 3, minimap["y"] + minimap["height"] - 3)
+    page.wait_for_timeout(100)
+    state = explorer_state(page)
+    assert state["view"].endswith(f"-{N - 1}") and f"-{N - 1}x" in state["view"]
+    root.focus()
+    page.keyboard.press("0")
+    page.wait_for_timeout(100)
+    assert explorer_state(page)["zoom"] == "1.00"
+    assert explorer_state(page)["runs"] == 0
+    # The help lists the zoom keys.
+    page.keyboard.press("?")
+    assert "zoom in / out" in page.locator(f"{EXPLORER} .ex-help").inner_text()
+    page.locator(EXPLORER).screenshot(path=str(SCREENSHOTS / "explorer-zoomed-1024.png"))
 
 
 # When each script run started (performance.now()), to compare with the moment the explorer
@@ -218,6 +289,30 @@ def test_png_export_is_what_is_shown(open_page):
     assert height > state["matrix"]["height"] + state["bars"]["height"]
 
 
+def test_svg_export_is_what_is_shown(open_page, expected):
+    page = open_page(1440, "dark")
+    page.locator(EXPLORER).focus()
+    for key in ["ArrowDown"] * 3 + ["+", "+"]:
+        page.keyboard.press(key)
+    page.wait_for_timeout(200)
+    state = explorer_state(page)
+    with page.expect_download() as download:
+        page.locator(EXPLORER).get_by_role("button", name="SVG").click()
+    assert download.value.suggested_filename.endswith(".svg")
+    svg = Path(download.value.path()).read_text(encoding="utf-8")
+    assert svg.startswith("<svg xmlns=") and svg.rstrip().endswith("</svg>")
+    width = float(re.search(r'width="([\d.]+)"', svg).group(1))
+    assert width == pytest.approx(state["root"]["width"], abs=1)
+    # The title and the labels of what is in view are text; the cells one embedded image.
+    assert "Layer 0 (rows: from, columns: to), mean of 12 heads" in svg
+    labels = [t.text for t in expected.tokens]
+    rows = tuple(map(int, state["view"].split("x")[0].split("-")))
+    texts = re.findall(r"<text [^>]*>([^<]*)</text>", svg)
+    assert sum(1 for t in texts if t in labels) >= rows[1] - rows[0]
+    assert svg.count("data:image/png;base64,") == 1
+    assert 'stroke-dasharray="4 3"' in svg  # the selected column's outline
+
+
 def pick_token(page, index: int) -> None:
     page.get_by_role("combobox", name="Selected token").click()
     page.get_by_role("option", name=f"{index}: ", exact=False).first.click()
@@ -235,7 +330,7 @@ def test_the_matrices_travel_once_per_layer_and_again_if_the_browser_lost_them(o
     assert int(state["draws"]) > draws and "missing" not in state
     # A browser that lost its copy (a reloaded component) asks for it and paints once it
     # comes: one more run.
-    page.evaluate("() => window.__atlasExplorerData.clear()")
+    page.evaluate("() => { window.__atlasExplorerData.key = null; }")
     pick_token(page, 7)
     page.locator(f"{EXPLORER}[data-selected='7']").wait_for(state="attached")
     state = explorer_state(page)

@@ -103,23 +103,26 @@ def explorer_drawn(at: AppTest) -> bool:
 
 
 def explorer_values(at: AppTest) -> np.ndarray:
-    """Every matrix the explorer holds, `[matrices, q, k]`, as the browser decodes them.
+    """Every matrix the explorer holds, `[matrices, q, k]`, as the browser decodes them: 8-bit
+    codes (`EIGHT_BIT`), the matrix shown first in float16 (`FLOAT16`).
 
     A run showing the matrices the session sent last ships their key only (the browser keeps
     them): then the test, having no browser copy, asks for them as the browser would.
     """
-    from ui.explorer import decode_values
+    from ui.explorer import decode_codes, decode_values
 
     payload = explorer_payload(at)
-    if payload["data"] is None:
+    if payload["codes"] is None or payload["exact"] is None:
         del at.session_state["explorer__sent_data"]  # what the `need` trigger's callback does
         at.run()
         payload = explorer_payload(at)
-    return decode_values(payload["data"], payload["shape"])
+    values = decode_codes(payload)
+    values[payload["exactOf"]] = decode_values(payload["exact"], payload["shape"][1:])
+    return values
 
 
 def explorer_shown(at: AppTest) -> np.ndarray:
-    """The matrix the explorer shows first, `[q, k]`."""
+    """The matrix the explorer shows first, `[q, k]` (float16)."""
     return explorer_values(at)[explorer_payload(at)["head"]]
 
 
@@ -133,6 +136,8 @@ def explorer_table(at: AppTest) -> pa.Table:
 
 FLOAT16 = {"rtol": 2**-11, "atol": 6e-8}
 """Tolerance of the explorer's float16 values: 3 significant digits (tiny values to 6e-8)."""
+EIGHT_BIT = {"rtol": 0, "atol": 1 / 508 + 1e-6}
+"""Tolerance of the explorer's 8-bit values of weights ≤ 1: half a step of a row's largest."""
 
 
 def find_all(spec: object, key: str) -> list:

@@ -3,6 +3,7 @@ import pytest
 
 from core import EMBEDDED_MODEL, TruncationWarning, compute_method, load_model, run_attention
 from tests.pages.conftest import (
+    EIGHT_BIT,
     FLOAT16,
     assert_clean,
     chart_specs,
@@ -45,7 +46,7 @@ def test_default_run_draws_three_views(expected):
     assert payload["names"][payload["head"]] == "mean" and payload["scale"] == "shared"
     assert payload["shared"] == pytest.approx(float(expected.attentions.max()), rel=1e-6)
     values = explorer_values(at)
-    np.testing.assert_allclose(values[:-1], expected.attentions[0], **FLOAT16)
+    np.testing.assert_allclose(values[:-1], expected.attentions[0], **EIGHT_BIT)
     np.testing.assert_allclose(shown(at), expected.attentions[0].mean(0), **FLOAT16)
     assert payload["rows"][0] == "[CLS]" and payload["sel"] == 0
     # The line view opens on the selected token's lines, its opacity on the same scale.
@@ -183,12 +184,6 @@ def test_a_full_length_input_is_one_explorer_of_512_tokens():
 LONG_TEXT = "A long letter, read in pieces: every block of it is pooled or exact. " * 12
 
 
-def title_of(spec: dict) -> str:
-    """A chart's title on one line (a long title comes as a list of lines)."""
-    text = spec["title"]["text"]
-    return text if isinstance(text, str) else " ".join(text)
-
-
 @pytest.fixture
 def pieces_only(monkeypatch, tiny_model_path):
     """A tiny Llama whose result refuses the whole array (a 0-byte budget) and an explorer
@@ -210,8 +205,30 @@ def pieces_only(monkeypatch, tiny_model_path):
     ui.cache.result_store().clear()
 
 
-def test_a_long_input_gets_pooled_overview_exact_detail_and_top_weights(pieces_only):
-    from core.long_views import pooled_overview, window_start
+def ask_tiles(at, *origins) -> dict:
+    """What the browser does as it zooms: ask for exact tiles; the run's explorer payload."""
+    at.session_state["long_explorer"] = {"tiles": {"tiles": [list(o) for o in origins]}}
+    at.run()
+    assert_clean(at)
+    return explorer_payload(at)
+
+
+def tiles_of(payload: dict) -> dict:
+    """The exact tiles a long payload carries, by origin."""
+    from ui.explorer import decode_values
+
+    out, at = {}, 0
+    for row, col, h, w in payload["tiles"]:
+        out[row, col] = decode_values(payload["tileData"][at : at + 2 * h * w], [h, w])
+        at += 2 * h * w
+    return out
+
+
+def test_a_long_input_gets_the_explorer_with_its_overview_exact_tiles_and_top_weights(
+    pieces_only,
+):
+    from core.long_views import pooled_overview
+    from ui.explorer import decode_values
 
     path, result = pieces_only
     n = len(result.tokens)
@@ -219,49 +236,52 @@ def test_a_long_input_gets_pooled_overview_exact_detail_and_top_weights(pieces_o
     at = start(model=path, text=LONG_TEXT, token=150, layer=1, head=2)
     assert_clean(at)
     assert not at.error
-    assert not [c for c in at.get("bidi_component") if "explorer" in c.proto.component_name]
-    # The overview: every computed block of the head, the causal future left out (not 0).
+    assert not chart_specs(at)  # no Vega overview or detail any more
+    payload = explorer_payload(at)
+    assert payload["long"]["reduce"] == "mean" and payload["long"]["tile"] == 64
+    assert payload["shape"] == [result.num_heads + 1, n, n] and payload["names"][2] == "2"
+    assert payload["head"] == 2 and payload["sel"] == 150 and payload["layer"] == 1
+    assert payload["rows"] == [t.text for t in result.tokens]
+    # The overview: every block of the head, the causal future left out (NaN, not 0).
     overview = pooled_overview(result, 1, 2)
-    drawn = table_with(at, 0, {"q", "k", "v"})
-    assert drawn.num_rows == np.isfinite(overview.grid).sum() < overview.grid.size
-    grid = np.full(overview.grid.shape, np.nan)
-    grid[drawn["q"].to_numpy(), drawn["k"].to_numpy()] = drawn["v"].to_numpy()
-    np.testing.assert_allclose(grid, overview.grid, rtol=1e-4, atol=1e-9)
-    titles = [title_of(spec) for spec in chart_specs(at)]
-    assert "mean pooling" in titles[0] and f"{n:,} tokens" in titles[0]
-    # The detail: 64 × 64 exact weights centred on the selected token.
-    first = window_start(150, n)
-    rows = cols = range(first, first + 64)
-    detail = table_with(at, 1, {"q", "k", "v"})
-    matrix = np.full((64, 64), np.nan)
-    matrix[detail["q"].to_numpy(), detail["k"].to_numpy()] = detail["v"].to_numpy()
-    np.testing.assert_allclose(matrix, result.tile(1, 2, rows, cols), rtol=1e-4, atol=1e-9)
-    assert f"{first}–{first + 63}" in titles[1]
+    grid = decode_values(payload["overview"], overview.grid.shape)
+    np.testing.assert_allclose(grid, overview.grid, **FLOAT16)
+    assert np.isnan(grid).any()
+    assert payload["long"]["rowEdges"] == overview.row_edges.tolist()
+    # The selected token's exact row (its bars).
+    row = result.row(1, 2, 150)
+    np.testing.assert_allclose(decode_values(payload["row"], [n]), row, **FLOAT16)
+    # Zoomed in, the browser asks for tiles: exact 64 × 64 weights, nonsense left out.
+    tiles = tiles_of(ask_tiles(at, (128, 64), (64, 64), (5, 0)))
+    assert sorted(tiles) == [(64, 64), (128, 64)]
+    exact = result.tile(1, 2, range(128, 192), range(64, 128))
+    np.testing.assert_allclose(tiles[128, 64], exact, **FLOAT16)
     # The selected token's row: its largest weights, labelled, largest first.
     table = at.dataframe[0].value
-    row = result.row(1, 2, 150)
     assert table["position"].iloc[0] == int(np.nanargmax(row))
     assert table["weight"].iloc[0] == pytest.approx(float(np.nanmax(row)))
     assert table["token"].iloc[0] == result.tokens[int(np.nanargmax(row))].text
     assert any("later tokens" in c.value for c in at.caption)
 
 
-def test_a_long_input_moves_its_detail_pools_by_max_and_says_what_other_methods_need(
+def test_a_long_input_pools_by_max_averages_heads_and_says_what_other_methods_need(
     pieces_only,
 ):
+    from core.long_views import pooled_overview
+    from ui.explorer import decode_values
+
     path, result = pieces_only
     n = len(result.tokens)
     at = start(model=path, text=LONG_TEXT, token=10)
-    at.number_input(key="long_row").set_value(64).run()
-    assert_clean(at)
-    detail = table_with(at, 1, {"q", "k", "v"})
-    matrix = np.full((64, 64), np.nan)
-    matrix[detail["q"].to_numpy(), detail["k"].to_numpy()] = detail["v"].to_numpy()
+    tiles = tiles_of(ask_tiles(at, (64, 0)))
     mean = np.mean([result.tile(0, h, range(64, 128), range(0, 64)) for h in range(4)], 0)
-    np.testing.assert_allclose(matrix, mean, rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(tiles[64, 0], mean, **FLOAT16)
     at.segmented_control(key="long_pooling").set_value("max").run()
     assert_clean(at)
-    assert "max pooling" in title_of(chart_specs(at)[0])
+    payload = explorer_payload(at)
+    assert payload["long"]["reduce"] == "max"
+    grid = pooled_overview(result, 0, None, reduce="max").grid
+    np.testing.assert_allclose(decode_values(payload["overview"], grid.shape), grid, **FLOAT16)
     at.segmented_control(key="w_method").set_value("rollout").run()
     assert_clean(at)
     assert not at.error
@@ -273,8 +293,9 @@ def test_a_short_input_beyond_the_budget_is_read_in_pieces_too(pieces_only):
     at = start(model=path, text=TEXT, token=3)
     assert_clean(at)
     assert not at.error
-    assert not [c for c in at.get("bidi_component") if "explorer" in c.proto.component_name]
-    assert table_with(at, 1, {"q", "k", "v"}).num_rows > 0  # the detail: every token here
+    n = len(explorer_payload(at)["rows"])
+    tiles = tiles_of(ask_tiles(at, (0, 0)))
+    assert tiles[0, 0].shape == (n, n)  # the tile: every token here
     assert any("The line view needs the whole attention array" in c.value for c in at.caption)
 
 

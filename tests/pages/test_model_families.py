@@ -22,6 +22,7 @@ from tests.pages.conftest import (
     FLOAT16,
     assert_clean,
     explorer_drawn,
+    explorer_payload,
     explorer_shown,
     explorer_table,
     start,
@@ -281,16 +282,26 @@ def test_causal_heatmap_of_a_long_input_stays_causal(tiny_model_path, monkeypatc
     n = table["q"].to_numpy().max() + 1
     assert n > 100 and table.num_rows == n * (n + 1) // 2
     assert (table["k"].to_numpy() <= table["q"].to_numpy()).all()
-    # Beyond the explorer's length: the block-mean overview and exact detail stay causal.
+    # Beyond the explorer's whole length: its pooled overview and exact tiles stay causal.
     import ui.explorer
 
     monkeypatch.setattr(ui.explorer, "MAX_TOKENS", 80)
     at = start(model=tiny_model_path("gpt2"), text=text)
     assert_clean(at)
-    for index in (0, 1):
-        table = heatmap(at, index)
-        assert table.num_rows > 0
-        assert (table["k"].to_numpy() <= table["q"].to_numpy()).all()
+    payload = explorer_payload(at)
+    edges = np.array(payload["long"]["rowEdges"])
+    grid = ui.explorer.decode_values(payload["overview"], [len(edges) - 1] * 2)
+    future = edges[None, :-1] > edges[1:, None] - 1  # a block wholly after its rows
+    assert np.isnan(grid[future]).all() and np.isfinite(grid[~future]).all()
+    at.session_state["long_explorer"] = {"tiles": {"tiles": [[64, 0], [64, 64]]}}
+    at.run()
+    assert_clean(at)
+    payload, at_byte = explorer_payload(at), 0
+    for row, col, h, w in payload["tiles"]:
+        tile = ui.explorer.decode_values(payload["tileData"][at_byte : at_byte + 2 * h * w], [h, w])
+        at_byte += 2 * h * w
+        q, k = np.indices((h, w))
+        assert (np.isnan(tile) == (col + k > row + q)).all()
 
 
 # ------------------------------------------------------------------ next token and generation

@@ -1,6 +1,7 @@
 """The explorer as a bidirectional Streamlit component (``st.components.v2``, no build step).
 
-The browser gets one layer's matrices (:mod:`ui.explorer.payload`) and does the rest itself:
+The browser gets one layer's matrices (:mod:`ui.explorer.payload`, as one binary message) and
+does the rest itself:
 head and token changes, hover, the legend's options, PNG export. What comes back is the view
 (trigger ``view``): ``{"head": h or "mean", "token": row}`` once the keys rest, with a
 ``"layer"`` at once for Page Up / Page Down, or ``{"need": true}`` when it lacks the data.
@@ -19,11 +20,13 @@ from typing import Any
 
 import streamlit as st
 
-from ui.explorer.payload import payload_json
+from ui.explorer.payload import pack
 
 COMPONENT_NAME = "attention_atlas.explorer"
 HERE = Path(__file__).parent
 VIEW_EVENT = "view"
+TILES_EVENT = "tiles"
+"""A long input's browser asks for exact tiles: ``{"tiles": [[row, col], ...]}``."""
 
 
 @cache
@@ -46,31 +49,76 @@ def explorer(
     key: str = "explorer",
     on_change: Callable[[], None] | None = None,
 ) -> None:
-    """Mount the explorer with `payload` (:func:`ui.explorer.payload.build_payload`).
+    """Mount the explorer with `payload` (:func:`ui.explorer.payload.build_payload`, or
+    :func:`~ui.explorer.payload.build_long_payload` for a long input, whose browser asks for
+    exact tiles with the ``tiles`` trigger: :func:`requested_tiles`).
 
     `on_change` runs before the run a change in the browser starts; it reads the change with
     :func:`change_in_callback`.
 
     The matrices travel once per layer: a run that shows the ones this session sent last
-    (same ``"key"``, a hash of the data) sends ``"data": null`` and the browser reuses its copy
-    (9 MB at 512 tokens, which a token or head change must not send again). A browser without
-    that copy (a reload of the component) asks for it with ``{"need": true}``.
+    (same ``"key"``, a hash of the codes) sends ``"codes": null`` and the browser reuses its
+    copy (3.4 MB at 512 tokens, which a token or head change must not send again). Each head's
+    float16 (``"exact"``, keyed by ``"exactKey"``) travels once too while the layer stays. A
+    browser without a copy (a reload of the component) asks for it with ``{"need": true}``.
     """
     payload = dict(payload)
-    payload["key"] = hashlib.blake2b(payload["data"].encode("ascii"), digest_size=8).hexdigest()
-    sent = _sent_key(key)
-    if st.session_state.get(sent) == payload["key"]:
-        payload["data"] = None
-    st.session_state[sent] = payload["key"]
+    if "long" in payload:
+        _send_overview_once(payload, key)
+    else:
+        _send_layer_once(payload, key)
     _mount()(
         key=key,
-        data=payload_json(payload),
+        data=pack(payload),
         on_view_change=functools.partial(_on_view, key, on_change or _ignore_change),
+        on_tiles_change=_ignore_change,
     )
 
 
+def requested_tiles(key: str = "explorer") -> Any:
+    """In the run a tile request started (a fragment's, ideally): what the browser asked for
+    (unchecked: `ui.explorer.payload.checked_tiles` checks it), or None."""
+    state = st.session_state.get(key)
+    trigger = state.get(TILES_EVENT) if isinstance(state, dict) else None
+    return trigger.get("tiles") if isinstance(trigger, dict) else None
+
+
+def _send_overview_once(payload: dict[str, Any], key: str) -> None:
+    """A long input's overview travels once per layer, head and pooling (the tiles when
+    asked for, the selected row each run: 2 bytes a token)."""
+    payload["key"] = _digest(payload["overview"], str(payload["long"]).encode())
+    state = st.session_state
+    if state.get(_sent_key(key)) == {"overview": payload["key"]}:
+        payload["overview"] = None
+    state[_sent_key(key)] = {"overview": payload["key"]}
+
+
+def _send_layer_once(payload: dict[str, Any], key: str) -> None:
+    payload["key"] = _digest(payload["codes"], payload["scales"])
+    payload["exactKey"] = _digest(payload["exact"], str(payload["exactOf"]).encode())
+    state = st.session_state
+    sent = state.get(_sent_key(key))
+    if sent is None or sent["codes"] != payload["key"]:
+        sent = {"codes": payload["key"], "exact": []}
+    else:
+        payload["codes"] = payload["scales"] = None
+    if payload["exactKey"] in sent["exact"]:
+        payload["exact"] = None
+    else:
+        sent["exact"] = [*sent["exact"], payload["exactKey"]]
+    state[_sent_key(key)] = sent
+
+
+def _digest(*parts: bytes) -> str:
+    digest = hashlib.blake2b(digest_size=8)
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest()
+
+
 def _sent_key(key: str) -> str:
-    """Session key holding the data key the explorer `key` was last sent."""
+    """Session key holding the codes key the explorer `key` was last sent and the exact keys
+    sent with them."""
     return f"{key}__sent_data"
 
 

@@ -1,11 +1,16 @@
 // Explorer: one layer's attention matrix and the selected token's bars, drawn on canvases.
 //
-// The payload (ui/explorer/payload.py) holds every head of the layer (and the page's mean of
-// heads) as float16. Head, token, hover and legend changes repaint here with no server run.
-// The view state reaches Python as the trigger "view" ({head, token}) once the keys rest
-// (VIEW_DELAY_MS), in one run; PageUp / PageDown ask Python for the next layer at once
-// ({layer}). Python's own changes (its Layer, Head and Selected token controls) come back as
-// a new payload and are adopted, unless they only echo what this component sent.
+// The payload (ui/explorer/payload.py, one binary message) holds every head of the layer (and
+// the page's mean of heads) as 8-bit codes on a scale per row, and the shown head as float16.
+// Head, token, hover, legend, zoom and pan changes repaint here with no server run. The
+// matrix is drawn as a view (zoom, pan) with the labels of the rows and columns in view beside
+// it and a minimap. The view state reaches Python as the trigger "view" ({head, token}) once
+// the keys rest (VIEW_DELAY_MS), in one run; PageUp / PageDown ask Python for the next layer
+// at once ({layer}). Python's own changes (its Layer, Head and Selected token controls) come
+// back as a new payload and are adopted, unless they only echo what this component sent.
+//
+// A long input (payload.long) holds one head's pooled overview instead; zoomed in, the
+// explorer asks for exact tiles (the trigger "tiles") and draws them over the blocks.
 
 const VIEW_DELAY_MS = 600;
 const EXPLORER_EVENT = "atlas-explorer"; // the line view (ui/head_view) listens on window
@@ -13,6 +18,16 @@ const MIN_ROW_PX = 11; // every row gets a label: a long input makes the matrix 
 const MAX_ROW_PX = 36; // a short input's cells stop growing in height (they stay wide)
 const MIN_LABEL_PX = 7; // rotated column labels need this much width each (a 7 px font);
 // thinner columns get every second (third…) label
+const MIN_ROW_LABEL_PX = 9; // a row label needs this much height: zoomed out, every k-th row
+const MAX_CELL_PX = 48; // the deepest zoom: one cell this wide
+const ZOOM_STEP = 1.5; // + and - zoom by this factor
+const PAN_FRACTION = 0.25; // Shift + arrow pans by a quarter of the view
+const MINIMAP_PX = 120; // the minimap's longer side
+const MAX_TILES = 600; // exact tiles a long input keeps (64 × 64: 9.8 MB of float32)
+const TILE_MIN_PX = 2; // a long input asks for exact tiles once a token is this wide
+const TILE_ASK_MAX = 64; // tiles in one request (ui/explorer/payload.py checked_tiles)
+const TILE_DELAY_MS = 120; // the view rests this long before tiles are asked for
+const OVERVIEW_PX = 1024; // a long input's overview image: at most this many pixels a side
 const LOG_DECADES = 3; // the log scale spans three decades below its top
 const BAR_PX = 72; // height of each half of the bars (out above, in below)
 const OUT_COLOUR = "#0072B2"; // Okabe-Ito blue and orange: told apart by colour-blind readers
@@ -60,16 +75,48 @@ function lut(stops) {
   return table;
 }
 
-function decodeFloat16(base64) {
-  const binary = atob(base64);
-  const count = binary.length >> 1;
-  const out = new Float32Array(count);
-  // A table of all 65,536 float16 values makes decoding one lookup per cell.
+function decodeFloat16(bytes) {
+  // Little-endian float16 bytes to float32; a table of all 65,536 values: one lookup a cell.
+  const halves = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 1);
+  const out = new Float32Array(halves.length);
   const table = decodeFloat16.table || (decodeFloat16.table = float16Table());
-  for (let i = 0; i < count; i += 1) {
-    out[i] = table[binary.charCodeAt(2 * i) | (binary.charCodeAt(2 * i + 1) << 8)];
+  for (let i = 0; i < halves.length; i += 1) out[i] = table[halves[i]];
+  return out;
+}
+
+const EMPTY_CODE = 255; // ui/explorer/payload.py: a cell never computed
+const STEPS = 254;
+
+function decodeCodes(codes, scales, signed) {
+  // 8-bit codes on a scale per row (payload.py): code / 254 of the row's largest magnitude
+  // (signed: code / 127 - 1). One multiply a cell through a 256-entry table per row.
+  const rows = scales.length;
+  const cols = codes.length / rows;
+  const out = new Float32Array(codes.length);
+  const unit = new Float32Array(256);
+  for (let q = 0; q < 256; q += 1) {
+    unit[q] = q === EMPTY_CODE ? NaN : signed ? q / (STEPS / 2) - 1 : q / STEPS;
+  }
+  for (let r = 0, p = 0; r < rows; r += 1) {
+    const s = scales[r];
+    for (let c = 0; c < cols; c += 1, p += 1) out[p] = unit[codes[p]] * s;
   }
   return out;
+}
+
+function unpack(message) {
+  // ui/explorer/payload.py `pack`: "ATX2", header length, JSON header, 8-byte-aligned arrays.
+  const bytes = message instanceof Uint8Array ? message : new Uint8Array(message.buffer || message);
+  const copy = bytes.slice(); // its own buffer, offset 0: typed views need aligned offsets
+  const view = new DataView(copy.buffer);
+  const length = view.getUint32(4, true);
+  const payload = JSON.parse(new TextDecoder().decode(copy.subarray(8, 8 + length)));
+  const base = 8 + length;
+  for (const [name, [offset, size]] of Object.entries(payload.$blobs)) {
+    payload[name] = new Uint8Array(copy.buffer, base + offset, size);
+  }
+  delete payload.$blobs;
+  return payload;
 }
 
 function float16Table() {
@@ -100,6 +147,225 @@ function el(tag, className, text) {
   return node;
 }
 
+/** The part of a canvas 2D context the explorer's painters use, writing SVG instead of
+ * pixels: rectangles and paths with the current transform applied, text with its transform
+ * and font, images as embedded PNG, clip rectangles as clip paths, the hatch as a pattern.
+ * Text is measured by a real canvas context (`measure`). */
+class SvgContext {
+  constructor(width, height, measure, { background, hatch }) {
+    this.width = width;
+    this.height = height;
+    this.measure = measure;
+    this.parts = [];
+    this.defs = [
+      `<pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse">` +
+        `<path d="M0 6L6 0" stroke="${hatch}" stroke-width="1"/></pattern>`,
+    ];
+    this.state = this.fresh();
+    this.stack = [];
+    this.clips = 0;
+    this.path = "";
+    this.layer = false;
+    this.backgroundColour = background;
+    this.fillRect(0, 0, width, height, background);
+  }
+
+  fresh() {
+    return {
+      m: [1, 0, 0, 1, 0, 0],
+      fillStyle: "#000",
+      strokeStyle: "#000",
+      lineWidth: 1,
+      font: "10px sans-serif",
+      textAlign: "start",
+      textBaseline: "alphabetic",
+      dash: [],
+      clip: null,
+      smooth: true,
+    };
+  }
+
+  // state
+  save() {
+    this.stack.push({ ...this.state, m: [...this.state.m], dash: [...this.state.dash] });
+  }
+
+  restore() {
+    if (this.stack.length) this.state = this.stack.pop();
+  }
+
+  setLineDash(dash) {
+    this.state.dash = [...dash];
+  }
+
+  createPattern() {
+    return "url(#hatch)";
+  }
+
+  measureText(text) {
+    this.measure.font = this.state.font;
+    return this.measure.measureText(text);
+  }
+
+  // transforms
+  transform(a, b, c, d, e, f) {
+    const [A, B, C, D, E, F] = this.state.m;
+    this.state.m = [A * a + C * b, B * a + D * b, A * c + C * d, B * c + D * d, A * e + C * f + E, B * e + D * f + F];
+  }
+
+  translate(x, y) {
+    this.transform(1, 0, 0, 1, x, y);
+  }
+
+  rotate(angle) {
+    const c = Math.cos(angle);
+    const s = Math.sin(angle);
+    this.transform(c, s, -s, c, 0, 0);
+  }
+
+  scale(x, y) {
+    this.transform(x, 0, 0, y, 0, 0);
+  }
+
+  setTransform(a, b, c, d, e, f) {
+    this.state.m = [a, b, c, d, e, f];
+  }
+
+  point(x, y) {
+    const [a, b, c, d, e, f] = this.state.m;
+    return [a * x + c * y + e, b * x + d * y + f].map((v) => Number(v.toFixed(2)));
+  }
+
+  matrixAttribute() {
+    return `matrix(${this.state.m.map((v) => Number(v.toFixed(4))).join(" ")})`;
+  }
+
+  // output
+  emit(element) {
+    const clip = this.state.clip;
+    this.parts.push(clip ? `<g clip-path="url(#${clip})">${element}</g>` : element);
+  }
+
+  colour(value) {
+    return String(value).replace(/"/g, "'");
+  }
+
+  rectPath(x, y, w, h) {
+    const corners = [this.point(x, y), this.point(x + w, y), this.point(x + w, y + h), this.point(x, y + h)];
+    return `M${corners.map((p) => p.join(" ")).join("L")}Z`;
+  }
+
+  fillRect(x, y, w, h, fill = this.state.fillStyle) {
+    if (!(w > 0 && h > 0)) return;
+    this.emit(`<path d="${this.rectPath(x, y, w, h)}" fill="${this.colour(fill)}"/>`);
+  }
+
+  clearRect(x, y, w, h) {
+    // What a cleared canvas shows is the page behind it: the background (a transparent
+    // layer's painter, such as the overlay's, sets `layer` and clears nothing).
+    if (!this.layer) this.fillRect(x, y, w, h, this.background());
+  }
+
+  background() {
+    return this.backgroundColour;
+  }
+
+  strokeRect(x, y, w, h) {
+    this.path = this.rectPath(x, y, w, h);
+    this.stroke();
+  }
+
+  beginPath() {
+    this.path = "";
+  }
+
+  rect(x, y, w, h) {
+    this.path += this.rectPath(x, y, w, h);
+  }
+
+  moveTo(x, y) {
+    this.path += `M${this.point(x, y).join(" ")}`;
+  }
+
+  lineTo(x, y) {
+    this.path += `L${this.point(x, y).join(" ")}`;
+  }
+
+  stroke() {
+    const dash = this.state.dash.length ? ` stroke-dasharray="${this.state.dash.join(" ")}"` : "";
+    this.emit(
+      `<path d="${this.path}" fill="none" stroke="${this.colour(this.state.strokeStyle)}" ` +
+        `stroke-width="${this.state.lineWidth}"${dash}/>`,
+    );
+  }
+
+  fill() {
+    this.emit(`<path d="${this.path}" fill="${this.colour(this.state.fillStyle)}"/>`);
+  }
+
+  clip() {
+    this.clips += 1;
+    const id = `clip${this.clips}`;
+    const parent = this.state.clip ? ` clip-path="url(#${this.state.clip})"` : "";
+    this.defs.push(`<clipPath id="${id}"${parent}><path d="${this.path}"/></clipPath>`);
+    this.state.clip = id;
+  }
+
+  fillText(text, x, y) {
+    const anchor = { left: "start", start: "start", right: "end", end: "end", center: "middle" };
+    const baseline = { top: "hanging", middle: "central", bottom: "text-after-edge" };
+    const escaped = String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+    const font = this.state.font.replace(/"/g, "'");
+    this.emit(
+      `<text transform="${this.matrixAttribute()}" x="${x}" y="${y}" style="font: ${font}" ` +
+        `fill="${this.colour(this.state.fillStyle)}" text-anchor="${anchor[this.state.textAlign] || "start"}"` +
+        ` dominant-baseline="${baseline[this.state.textBaseline] || "alphabetic"}">${escaped}</text>`,
+    );
+  }
+
+  drawImage(image, ...args) {
+    // drawImage(image, dx, dy, dw, dh) or (image, sx, sy, sw, sh, dx, dy, dw, dh).
+    const [sx, sy, sw, sh, dx, dy, dw, dh] =
+      args.length === 8 ? args : [0, 0, image.width, image.height, ...args];
+    if (!(dw > 0 && dh > 0 && sw > 0 && sh > 0)) return;
+    const rendering = this.state.smooth ? "" : ` style="image-rendering: pixelated"`;
+    this.emit(
+      `<g transform="${this.matrixAttribute()}"><svg x="${dx}" y="${dy}" width="${dw}" ` +
+        `height="${dh}" viewBox="${sx} ${sy} ${sw} ${sh}" preserveAspectRatio="none" ` +
+        `overflow="hidden"><image width="${image.width}" height="${image.height}" ` +
+        `href="${image.toDataURL()}"${rendering}/></svg></g>`,
+    );
+  }
+
+  text() {
+    return (
+      `<svg xmlns="http://www.w3.org/2000/svg" width="${this.width}" height="${this.height}" ` +
+      `viewBox="0 0 ${this.width} ${this.height}"><defs>${this.defs.join("")}</defs>` +
+      `${this.parts.join("\n")}</svg>`
+    );
+  }
+}
+
+// The drawing state a painter sets and reads (ctx.font = …), kept in the SvgContext's state.
+for (const [name, key] of [
+  ["fillStyle", "fillStyle"],
+  ["strokeStyle", "strokeStyle"],
+  ["lineWidth", "lineWidth"],
+  ["font", "font"],
+  ["textAlign", "textAlign"],
+  ["textBaseline", "textBaseline"],
+  ["imageSmoothingEnabled", "smooth"],
+]) {
+  Object.defineProperty(SvgContext.prototype, name, {
+    get() {
+      return this.state[key];
+    },
+    set(value) {
+      this.state[key] = value;
+    },
+  });
+}
+
 class Explorer {
   constructor(root, setTriggerValue) {
     this.root = root;
@@ -113,6 +379,10 @@ class Explorer {
     this.draws = 0;
     this.timer = 0;
     this.width = 0;
+    this.zoom = 1; // 1: the whole width; the view's top left is (panX, panY) px of the zoomed matrix
+    this.panX = 0;
+    this.panY = 0;
+    this.frameRequest = 0;
     this.build();
     this.resizeObserver = new ResizeObserver(() => {
       const width = this.root.clientWidth;
@@ -135,7 +405,7 @@ class Explorer {
     root.setAttribute(
       "aria-label",
       "Attention explorer: arrow keys move the selected token, [ and ] the head, Page Up and " +
-        "Page Down the layer, ? for help",
+        "Page Down the layer, + and - zoom, Shift and arrows pan, ? for help",
     );
     this.titleLine = el("div", "ex-title");
     this.bar = el("div", "ex-bar");
@@ -147,7 +417,10 @@ class Explorer {
     this.legendCanvas = el("canvas", "ex-legend-canvas");
     this.legendCanvas.setAttribute("role", "img");
     this.legendText = el("div", "ex-legend-text");
-    this.legendBox.append(this.legendCanvas, this.legendText);
+    this.minimap = el("canvas", "ex-minimap");
+    this.minimap.setAttribute("role", "img");
+    this.minimap.hidden = true;
+    this.legendBox.append(this.legendCanvas, this.legendText, this.minimap);
     this.bar.append(this.heads, this.controls);
 
     this.scroll = el("div", "ex-scroll");
@@ -191,11 +464,26 @@ class Explorer {
     this.buildControls();
 
     root.addEventListener("keydown", (event) => this.onKey(event));
-    this.body.addEventListener("pointermove", (event) => this.onPointer(event, "matrix"));
+    // Drag pans, a click (no drag) selects the row, Ctrl / ⌘ + wheel (a pinch) zooms about the
+    // pointer, the wheel pans while the view can move (then the page scrolls on).
+    this.body.addEventListener("pointerdown", (event) => this.onPointerDown(event));
+    this.body.addEventListener("pointermove", (event) => {
+      if (this.drag) this.onDrag(event);
+      else this.onPointer(event, "matrix");
+    });
+    this.body.addEventListener("pointerup", (event) => this.onPointerUp(event));
     this.body.addEventListener("pointerleave", () => this.setHover(null));
-    this.body.addEventListener("click", (event) => {
-      const cell = this.cellAt(event, "matrix");
-      if (cell) this.select(cell.row);
+    this.body.addEventListener("wheel", (event) => this.onWheel(event), { passive: false });
+    this.minimap.addEventListener("pointerdown", (event) => {
+      this.minimap.setPointerCapture(event.pointerId);
+      this.minimapDrag = true;
+      this.onMinimap(event);
+    });
+    this.minimap.addEventListener("pointermove", (event) => {
+      if (this.minimapDrag) this.onMinimap(event);
+    });
+    this.minimap.addEventListener("pointerup", () => {
+      this.minimapDrag = false;
     });
     this.bars.addEventListener("pointermove", (event) => this.onPointer(event, "bars"));
     this.bars.addEventListener("pointerleave", () => this.setHover(null));
@@ -261,6 +549,10 @@ class Explorer {
     png.type = "button";
     png.title = "Download exactly what is shown as a PNG image";
     png.addEventListener("click", () => this.exportPng());
+    const svg = el("button", "ex-button", "SVG");
+    svg.type = "button";
+    svg.title = "Download exactly what is shown as an SVG image (text and bars as vectors)";
+    svg.addEventListener("click", () => this.exportSvg());
     const helpButton = el("button", "ex-button", "?");
     helpButton.type = "button";
     helpButton.title = "Keys";
@@ -268,17 +560,24 @@ class Explorer {
     helpButton.setAttribute("aria-expanded", "false");
     helpButton.addEventListener("click", () => this.toggleHelp());
     this.helpButton = helpButton;
-    c.append(png, helpButton);
+    c.append(png, svg, helpButton);
     this.help.innerHTML =
       "<b>Keys</b> (click the explorer first)<ul>" +
       "<li><kbd>↑</kbd> <kbd>↓</kbd> (or <kbd>←</kbd> <kbd>→</kbd>): previous / next token</li>" +
       "<li><kbd>Home</kbd> <kbd>End</kbd>: first / last token</li>" +
       "<li><kbd>[</kbd> <kbd>]</kbd>: previous / next head (mean of heads before head 0)</li>" +
       "<li><kbd>Page Up</kbd> <kbd>Page Down</kbd>: previous / next layer (asks the server)</li>" +
+      "<li><kbd>+</kbd> <kbd>-</kbd>: zoom in / out about the selected cell, <kbd>0</kbd>: " +
+      "the whole matrix</li>" +
+      "<li><kbd>Shift</kbd> + arrows: pan</li>" +
       "<li><kbd>?</kbd>: this help, <kbd>Esc</kbd>: close it</li></ul>" +
-      "Hover a cell or a bar for its value (sent as float16: about 3 significant digits, " +
-      "shown to 4). Click a cell to " +
-      "select its row. Hatched cells were never computed by the model.";
+      "Hover a cell or a bar for its value: the head the page shows is sent as float16 (about " +
+      "3 significant digits, shown to 4); another head, until the page follows the keys, as " +
+      "8-bit steps of its row's largest value (marked ≈, with the half step). Click a cell to " +
+      "select its row; drag to pan; <kbd>Ctrl</kbd> / <kbd>⌘</kbd> + wheel (or a pinch) " +
+      "zooms about the pointer, the wheel pans; the minimap (right of the legend) moves the " +
+      "view. Every row and column is labelled where 9 and 7 px a token fit, else every " +
+      "k-th. Hatched cells were never computed by the model.";
   }
 
   toggleHelp(force) {
@@ -289,18 +588,103 @@ class Explorer {
 
   // ------------------------------------------------------------------ data
   update(payload) {
-    // The matrices come once per layer; later runs send their key only (data: null).
-    const cache = window.__atlasExplorerData || (window.__atlasExplorerData = new Map());
-    if (payload.data !== null) {
-      cache.clear(); // one layer kept: 13.6 MB of float32 at 512 tokens
-      cache.set(payload.key, decodeFloat16(payload.data));
-    } else if (!cache.has(payload.key)) {
+    this.long = payload.long || null;
+    if (this.long) {
+      if (!this.adoptLong(payload)) return;
+    } else if (!this.adoptLayer(payload)) return;
+    this.adopt(payload);
+  }
+
+  adoptLayer(payload) {
+    // The codes come once per layer and each head's float16 once; later runs send their keys
+    // only (null arrays). One layer is kept: 13.6 MB of float32 at 512 tokens.
+    const store = window.__atlasExplorerData || (window.__atlasExplorerData = { key: null });
+    if (payload.codes !== null) {
+      const scales = new Float32Array(payload.scales.buffer, payload.scales.byteOffset, payload.scales.byteLength / 4);
+      store.key = payload.key;
+      store.codes = payload.codes;
+      store.scales = scales;
+      store.signed = payload.signed;
+      store.shape = payload.shape;
+      // Each matrix is decoded when first drawn: a layer change decodes the shown one only.
+      store.matrices = new Array(payload.shape[0]).fill(null);
+      store.exact = new Map(); // exact key → the matrix it made exact
+    }
+    const missing = store.key !== payload.key || (payload.exact === null && !store.exact.has(payload.exactKey));
+    if (missing) {
       // A reloaded component without its copy: ask for the data, keep what is drawn.
       this.root.dataset.missing = payload.key;
       this.setTriggerValue("view", { need: true });
-      return;
+      return false;
     }
-    this.values = cache.get(payload.key);
+    if (payload.exact !== null) {
+      // The shown matrix's float16 replaces its 8-bit values: hover reads the value itself.
+      store.matrices[payload.exactOf] = decodeFloat16(payload.exact);
+      store.exact.set(payload.exactKey, payload.exactOf);
+    }
+    this.exactHeads = new Set(store.exact.values());
+    this.store = store;
+    this.scales = store.scales;
+    return true;
+  }
+
+  /** Matrix `m`'s values, `[rows × columns]` row-major (decoded from its codes at first use). */
+  valuesOf(m) {
+    const store = this.store;
+    if (!store.matrices[m]) {
+      const [, rows, cols] = store.shape;
+      store.matrices[m] = decodeCodes(
+        store.codes.subarray(m * rows * cols, (m + 1) * rows * cols),
+        store.scales.subarray(m * rows, (m + 1) * rows),
+        store.signed,
+      );
+    }
+    return store.matrices[m];
+  }
+
+  adoptLong(payload) {
+    // A long input: the head's pooled overview once per layer, head and pooling; exact tiles
+    // as asked for (kept across runs, the most recent MAX_TILES); the selected row each run.
+    const store =
+      window.__atlasExplorerLong || (window.__atlasExplorerLong = { key: null, tiles: new Map() });
+    if (payload.overview !== null) {
+      store.key = payload.key;
+      store.overview = decodeFloat16(payload.overview);
+    } else if (store.key !== payload.key) {
+      this.root.dataset.missing = payload.key;
+      this.setTriggerValue("view", { need: true });
+      return false;
+    }
+    const onlyTiles =
+      this.payload &&
+      this.payload.long &&
+      payload.overview === null &&
+      this.payload.key === payload.key &&
+      this.payload.sel === payload.sel;
+    const data = payload.tileData;
+    let at = 0;
+    for (const [r, c, h, w] of payload.tiles) {
+      const values = decodeFloat16(data.subarray(at, at + 2 * h * w));
+      at += 2 * h * w;
+      const name = `${payload.layer}:${payload.head}:${r}:${c}`;
+      store.tiles.delete(name);
+      store.tiles.set(name, { r, c, h, w, values, canvas: null, colours: "" });
+    }
+    while (store.tiles.size > MAX_TILES) store.tiles.delete(store.tiles.keys().next().value);
+    this.tileStore = store.tiles;
+    this.tilesAsked = null; // the answer came: ask for what is still missing
+    this.overview = store.overview;
+    this.exactRow = payload.row === null ? null : decodeFloat16(payload.row);
+    this.exactRowOf = payload.rowOf;
+    if (onlyTiles) {
+      this.payload = payload;
+      this.paintView();
+      return false;
+    }
+    return true;
+  }
+
+  adopt(payload) {
     const previous = this.payload;
     const sameShape =
       previous && JSON.stringify(previous.shape) === JSON.stringify(payload.shape);
@@ -308,6 +692,7 @@ class Explorer {
     this.rows = payload.rows;
     this.cols = payload.cols || payload.rows;
     this.cross = Boolean(payload.cols);
+    this.oneWay = this.cross || Boolean(this.long); // bars of the row only (no column)
     [this.count, this.nRows, this.nCols] = payload.shape;
     // Python's head and selection win when they changed there; an echo of what this component
     // sent keeps whatever the keys have moved to since.
@@ -315,6 +700,9 @@ class Explorer {
     if (!previous || !sameShape) {
       this.head = payload.head;
       this.sel = payload.sel;
+      this.zoom = 1;
+      this.panX = 0;
+      this.panY = 0;
     } else if (!echo) {
       if (payload.head !== previous.head || this.head >= this.count) this.head = payload.head;
       if (payload.sel !== previous.sel) this.sel = payload.sel;
@@ -325,7 +713,8 @@ class Explorer {
     this.scaleBox.value = this.options.scale;
     this.scaleBox.querySelector("option[value=shared]").disabled = payload.shared === null;
     this.logBox.disabled = payload.signed;
-    this.dropBox.disabled = payload.signed || this.nCols < 2;
+    this.dropBox.disabled = payload.signed || this.nCols < 2 || Boolean(this.long);
+    if (payload.signed || this.long) this.options.dropFirst = false;
     if (payload.signed) {
       this.options.log = false;
       this.options.dropFirst = false;
@@ -357,22 +746,69 @@ class Explorer {
 
   /** Value of matrix `m` at (`row`, `col`) after the "without first token" option. */
   cell(m, row, col) {
-    const v = this.values[(m * this.nRows + row) * this.nCols + col];
+    if (this.long) return this.longCell(row, col);
+    const v = this.valuesOf(m)[row * this.nCols + col];
     if (!this.options.dropFirst) return v;
     if (col === 0) return NaN;
     return v / this.rowRest[row];
   }
 
+  /** A long input's exact weight at (`row`, `col`): from a tile or the selected row; NaN when
+   * neither is here (the overview has only blocks: `block`). */
+  longCell(row, col) {
+    if (row === this.sel && this.exactRow && this.exactRowOf === this.sel) return this.exactRow[col];
+    const tile = this.tileAt(row, col);
+    return tile ? tile.values[(row - tile.r) * tile.w + (col - tile.c)] : NaN;
+  }
+
+  tileAt(row, col) {
+    const size = this.long.tile;
+    const r = row - (row % size);
+    const c = col - (col % size);
+    return this.tileStore.get(`${this.payload.layer}:${this.payload.head}:${r}:${c}`) || null;
+  }
+
+  /** The overview block holding (`row`, `col`): its edges and pooled value. */
+  block(row, col) {
+    const find = (edges, i) => {
+      let lo = 0;
+      let hi = edges.length - 2;
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >> 1;
+        if (edges[mid] <= i) lo = mid;
+        else hi = mid - 1;
+      }
+      return lo;
+    };
+    const { rowEdges, colEdges } = this.long;
+    const br = find(rowEdges, row);
+    const bc = find(colEdges, col);
+    return {
+      rows: [rowEdges[br], rowEdges[br + 1] - 1],
+      cols: [colEdges[bc], colEdges[bc + 1] - 1],
+      value: this.overview[br * (colEdges.length - 1) + bc],
+    };
+  }
+
   prepareMatrix() {
+    if (this.long) {
+      // The chart's own top: the overview's largest block (max pooling: the matrix's largest).
+      let top = 0;
+      for (const v of this.overview) if (v > top) top = v;
+      this.chartTop = top > 0 ? top : 1;
+      this.top = this.options.scale === "chart" ? this.chartTop : 1;
+      return;
+    }
     // Row sums without the first key, for the renormalisation (NaN cells count as 0).
     const m = this.head;
     if (this.options.dropFirst) {
       this.rowRest = new Float32Array(this.nRows);
       for (let r = 0; r < this.nRows; r += 1) {
         let sum = 0;
-        const base = (m * this.nRows + r) * this.nCols;
+        const values = this.valuesOf(m);
+        const base = r * this.nCols;
         for (let c = 1; c < this.nCols; c += 1) {
-          const v = this.values[base + c];
+          const v = values[base + c];
           if (Number.isFinite(v)) sum += v;
         }
         this.rowRest[r] = sum > 0 ? sum : NaN;
@@ -421,6 +857,7 @@ class Explorer {
   }
 
   layout() {
+    // What does not depend on the zoom: widths, the gutter, the header, the whole view's pitch.
     const width = Math.max(160, this.root.clientWidth);
     this.width = this.root.clientWidth;
     const ctx = this.colCanvas.getContext("2d");
@@ -429,31 +866,24 @@ class Explorer {
     // The row labels' font follows the row height, which follows the column width: the first
     // guess assumes the narrowest rows, the gutter then fits the labels at that font.
     const guess = Math.min(MAX_ROW_PX, Math.max(MIN_ROW_PX, (width - 60) / this.nCols));
-    const rowFont = Math.min(12, guess - 2);
-    ctx.font = labelFont(rowFont);
+    ctx.font = labelFont(Math.min(12, Math.max(9, guess - 2)));
     const gutter = Math.round(Math.min(120, Math.max(36, widest(this.rows) + 12)));
     const gridWidth = Math.max(40, width - gutter - 2);
-    const colPitch = gridWidth / this.nCols;
-    const rowPitch = Math.min(MAX_ROW_PX, Math.max(MIN_ROW_PX, colPitch));
-    const colStep = Math.max(1, Math.ceil(MIN_LABEL_PX / colPitch - 1e-9));
-    const colFont = Math.min(12, Math.max(6.5, colPitch * colStep - 0.5));
-    ctx.font = labelFont(colFont);
-    const headerHeight = Math.round(Math.min(96, Math.max(28, widest(this.cols) + 10)));
-    this.geometry = {
-      width,
-      gutter,
-      gridWidth,
-      colPitch,
-      rowPitch,
-      colStep,
-      colFont,
-      rowFont,
-      headerHeight,
-      height: Math.ceil(rowPitch * this.nRows),
-    };
-    const g = this.geometry;
+    const colPitch0 = gridWidth / this.nCols;
+    // The column labels' band grows with their font as the zoom grows (measured once at 10 px).
+    ctx.font = labelFont(10);
+    const colWidest10 = widest(this.cols);
+    // The box is as tall as the window allows; a taller matrix pans under its labels.
+    this.windowHeight = window.innerHeight;
+    const viewMax = Math.max(240, Math.round(window.innerHeight * 0.78) - 96);
+    // Up to the explorer's whole length every row is labelled in the whole view (rows of at
+    // least MIN_ROW_PX: the matrix is taller than its box); a long input's whole view fits.
+    const rowPitch0 = this.long
+      ? viewMax / this.nRows
+      : Math.min(MAX_ROW_PX, Math.max(MIN_ROW_PX, colPitch0));
+    this.geometry = { width, gutter, gridWidth, colPitch0, rowPitch0, colWidest10, viewMax };
     const ratio = window.devicePixelRatio || 1;
-    const size = (canvas, w, h) => {
+    this.size = (canvas, w, h) => {
       canvas.width = Math.round(w * ratio);
       canvas.height = Math.round(h * ratio);
       canvas.style.width = `${w}px`;
@@ -462,32 +892,81 @@ class Explorer {
       c.setTransform(ratio, 0, 0, ratio, 0, 0);
       return c;
     };
-    size(this.colCanvas, width, headerHeight);
-    size(this.matrix, width, g.height);
-    size(this.overlay, width, g.height);
-    this.body.style.height = `${g.height}px`;
-    // The box is as tall as the window allows; a taller matrix scrolls under sticky labels.
-    this.windowHeight = window.innerHeight;
-    this.scroll.style.maxHeight = `${Math.max(320, Math.round(window.innerHeight * 0.78))}px`;
-    this.barsHeight = 2 * BAR_PX + headerHeight + 8;
-    size(this.bars, width, this.cross ? BAR_PX + headerHeight + 8 : this.barsHeight);
-    size(this.legendCanvas, Math.min(260, Math.max(140, width * 0.3)), 34);
+    this.size(this.legendCanvas, Math.min(260, Math.max(140, width * 0.3)), 34);
+    this.frame(true);
+  }
+
+  maxZoom() {
+    const g = this.geometry;
+    return Math.max(1, MAX_CELL_PX / Math.min(g.colPitch0, g.rowPitch0));
+  }
+
+  frame(resized) {
+    // What the zoom and pan decide: pitches, the visible cells, which labels fit.
+    const g = this.geometry;
+    this.zoom = Math.max(1, Math.min(this.maxZoom(), this.zoom));
+    g.colPitch = g.colPitch0 * this.zoom;
+    g.rowPitch = g.rowPitch0 * this.zoom;
+    g.contentWidth = g.colPitch * this.nCols;
+    g.contentHeight = g.rowPitch * this.nRows;
+    const height = Math.ceil(Math.min(g.contentHeight, g.viewMax));
+    this.panX = Math.max(0, Math.min(g.contentWidth - g.gridWidth, this.panX));
+    this.panY = Math.max(0, Math.min(g.contentHeight - height, this.panY));
+    g.colStep = Math.max(1, Math.ceil(MIN_LABEL_PX / g.colPitch - 1e-9));
+    g.colFont = Math.min(12, Math.max(6.5, g.colPitch * g.colStep - 0.5));
+    g.rowStep = Math.max(1, Math.ceil(MIN_ROW_LABEL_PX / g.rowPitch - 1e-9));
+    g.rowFont = Math.min(12, Math.max(7, g.rowPitch * g.rowStep - 2));
+    g.c0 = Math.max(0, Math.floor(this.panX / g.colPitch));
+    g.c1 = Math.min(this.nCols, Math.ceil((this.panX + g.gridWidth) / g.colPitch - 1e-9));
+    g.r0 = Math.max(0, Math.floor(this.panY / g.rowPitch));
+    g.r1 = Math.min(this.nRows, Math.ceil((this.panY + height) / g.rowPitch - 1e-9));
+    const header = Math.round(Math.min(96, Math.max(28, (g.colWidest10 * g.colFont) / 10 + 10)));
+    if (resized || header !== g.headerHeight) {
+      g.headerHeight = header;
+      this.size(this.colCanvas, g.width, header);
+      this.barsHeight = (this.oneWay ? BAR_PX : 2 * BAR_PX) + header + 8;
+      this.size(this.bars, g.width, this.barsHeight);
+    }
+    if (resized || height !== g.height) {
+      g.height = height;
+      this.size(this.matrix, g.width, height);
+      this.size(this.overlay, g.width, height);
+      this.body.style.height = `${height}px`;
+    }
+    this.whole = this.zoom === 1 && g.contentHeight <= height + 0.5;
+    Object.assign(this.root.dataset, {
+      zoom: this.zoom.toFixed(2),
+      view: `${g.r0}-${g.r1 - 1}x${g.c0}-${g.c1 - 1}`,
+    });
+  }
+
+  /** x of column `c`'s left edge and y of row `r`'s top, in the matrix canvas. */
+  x(c) {
+    return this.geometry.gutter + c * this.geometry.colPitch - this.panX;
+  }
+
+  y(r) {
+    return r * this.geometry.rowPitch - this.panY;
   }
 
   // ------------------------------------------------------------------ painting
   repaint(relayout) {
     if (!this.payload) return;
     const started = performance.now();
-    this.readTheme();
-    if (relayout || !this.geometry) this.layout();
-    this.prepareMatrix();
-    this.paintCells();
-    this.paintMatrix();
-    this.paintColumns();
-    this.paintOverlay();
-    this.paintBars();
-    this.paintLegend();
-    this.describe();
+    const steps = [];
+    const step = (name, f) => {
+      const t = performance.now();
+      f();
+      steps.push(`${name} ${(performance.now() - t).toFixed(1)}`);
+    };
+    step("theme", () => this.readTheme());
+    if (relayout || !this.geometry) step("layout", () => this.layout());
+    step("prepare", () => this.prepareMatrix());
+    step("cells", () => this.paintCells());
+    step("view", () => this.paintView());
+    step("legend", () => this.paintLegend());
+    step("describe", () => this.describe());
+    this.root.dataset.paintSteps = steps.join(", ");
     this.draws += 1;
     const d = this.root.dataset;
     d.draws = String(this.draws);
@@ -497,82 +976,293 @@ class Explorer {
     d.paintMs = (performance.now() - started).toFixed(1);
   }
 
+  paintView() {
+    // Everything the zoom and pan move: cheap (no cell is recoloured), once a frame at most.
+    this.frame(false);
+    this.paintMatrix();
+    this.paintColumns();
+    this.paintOverlay();
+    this.paintBars();
+    this.paintMinimap();
+    this.requestTiles();
+  }
+
+  requestView() {
+    if (this.frameRequest) return;
+    this.frameRequest = requestAnimationFrame(() => {
+      this.frameRequest = 0;
+      const started = performance.now();
+      this.paintView();
+      this.root.dataset.viewMs = (performance.now() - started).toFixed(2);
+      this.root.dataset.frames = String(Number(this.root.dataset.frames || 0) + 1);
+    });
+  }
+
+  zoomBy(factor, ax, ay) {
+    // Zoom by `factor` keeping the point (ax, ay) of the view (px from the grid's top left)
+    // over the same cell.
+    const g = this.geometry;
+    const zoom = Math.max(1, Math.min(this.maxZoom(), this.zoom * factor));
+    const f = zoom / this.zoom;
+    if (f === 1) return false;
+    const anchorX = ax === undefined ? g.gridWidth / 2 : ax;
+    const anchorY = ay === undefined ? g.height / 2 : ay;
+    this.panX = (this.panX + anchorX) * f - anchorX;
+    this.panY = (this.panY + anchorY) * f - anchorY;
+    this.zoom = zoom;
+    this.frame(false); // the geometry follows at once: the next key's anchor reads it
+    this.requestView();
+    return true;
+  }
+
+  zoomOnSelection(factor) {
+    // Keys zoom about the selected cell when it is in view, else about the view's centre.
+    const g = this.geometry;
+    if (this.sel !== null) {
+      const col = this.cross ? null : this.sel;
+      const ay = this.y(this.sel) + g.rowPitch / 2;
+      const ax = col === null ? undefined : this.x(col) - g.gutter + g.colPitch / 2;
+      const inView = ay >= 0 && ay <= g.height && (ax === undefined || (ax >= 0 && ax <= g.gridWidth));
+      if (inView) return this.zoomBy(factor, ax, ay);
+    }
+    return this.zoomBy(factor);
+  }
+
+  panBy(dx, dy) {
+    const x = this.panX;
+    const y = this.panY;
+    this.panX += dx;
+    this.panY += dy;
+    this.frame(false);
+    const moved = Math.abs(this.panX - x) > 0.01 || Math.abs(this.panY - y) > 0.01;
+    if (moved) this.requestView();
+    return moved;
+  }
+
   paintCells() {
+    this.cellsVersion = (this.cellsVersion || 0) + 1;
+    if (this.long) {
+      this.paintOverview();
+      return;
+    }
     // One pixel per cell in an offscreen canvas, scaled up without smoothing.
     if (!this.cells || this.cells.width !== this.nCols || this.cells.height !== this.nRows) {
       this.cells = document.createElement("canvas");
       this.cells.width = this.nCols;
       this.cells.height = this.nRows;
     }
-    const ctx = this.cells.getContext("2d");
-    const image = ctx.createImageData(this.nCols, this.nRows);
+    const cols = this.nCols;
+    this.putColours(this.cells, cols, this.nRows, (i) =>
+      this.entry(this.cell(this.head, Math.floor(i / cols), i % cols)),
+    );
+  }
+
+  /** The palette entry (×3) of value `v`, or -1 for an empty cell (transparent: the hatching
+   * shows through). */
+  entry(v) {
+    const t = this.position(v);
+    return Number.isNaN(t) ? -1 : 3 * Math.round(t * 255);
+  }
+
+  /** Fills `canvas` (`w` × `h`) with one pixel per cell, pixel `i` coloured by palette entry
+   * `entryOf(i)` (row-major). */
+  putColours(canvas, w, h, entryOf) {
+    const ctx = canvas.getContext("2d");
+    const image = ctx.createImageData(w, h);
     const data = image.data;
     const table = this.lut;
-    let p = 0;
-    for (let r = 0; r < this.nRows; r += 1) {
-      for (let c = 0; c < this.nCols; c += 1, p += 4) {
-        const t = this.position(this.cell(this.head, r, c));
-        if (Number.isNaN(t)) continue; // transparent: the hatching shows through
-        const i = 3 * Math.round(t * 255);
-        data[p] = table[i];
-        data[p + 1] = table[i + 1];
-        data[p + 2] = table[i + 2];
-        data[p + 3] = 255;
-      }
+    for (let i = 0, p = 0; i < w * h; i += 1, p += 4) {
+      const j = entryOf(i);
+      if (j < 0) continue;
+      data[p] = table[j];
+      data[p + 1] = table[j + 1];
+      data[p + 2] = table[j + 2];
+      data[p + 3] = 255;
     }
     ctx.putImageData(image, 0, 0);
   }
 
   hatch(ctx) {
-    const tile = document.createElement("canvas");
-    tile.width = tile.height = 6;
-    const t = tile.getContext("2d");
-    t.strokeStyle = this.dark ? "rgba(255,255,255,0.28)" : "rgba(0,0,0,0.22)";
-    t.lineWidth = 1;
-    t.beginPath();
-    t.moveTo(0, 6);
-    t.lineTo(6, 0);
-    t.stroke();
-    return ctx.createPattern(tile, "repeat");
+    // The hatching of cells never computed; its 6 px tile drawn once per theme.
+    if (!this.hatchTile || this.hatchTile.dark !== this.dark) {
+      const tile = document.createElement("canvas");
+      tile.width = tile.height = 6;
+      const t = tile.getContext("2d");
+      t.strokeStyle = this.dark ? "rgba(255,255,255,0.28)" : "rgba(0,0,0,0.22)";
+      t.lineWidth = 1;
+      t.beginPath();
+      t.moveTo(0, 6);
+      t.lineTo(6, 0);
+      t.stroke();
+      this.hatchTile = { canvas: tile, dark: this.dark };
+    }
+    return ctx.createPattern(this.hatchTile.canvas, "repeat");
   }
 
-  paintMatrix() {
+  paintMatrix(ctx = this.matrix.getContext("2d")) {
+    // \`ctx\`: this canvas, or an SvgContext for the SVG export.
     const g = this.geometry;
-    const ctx = this.matrix.getContext("2d");
     ctx.clearRect(0, 0, g.width, g.height);
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(g.gutter, 0, g.gridWidth, g.height);
+    ctx.clip();
     ctx.fillStyle = this.hatch(ctx);
     ctx.fillRect(g.gutter, 0, g.gridWidth, g.height);
+    // The visible part of the one-pixel-per-cell image, scaled up without smoothing.
     ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(this.cells, g.gutter, 0, g.gridWidth, g.height);
-    // Sentence B of a pair: a rule between the sentences on both axes, tags in the gutter.
+    const sx = this.cells.width / this.nCols;
+    const sy = this.cells.height / this.nRows;
+    ctx.drawImage(
+      this.cells,
+      (this.panX / g.colPitch) * sx,
+      (this.panY / g.rowPitch) * sy,
+      (g.gridWidth / g.colPitch) * sx,
+      (g.height / g.rowPitch) * sy,
+      g.gutter,
+      0,
+      g.gridWidth,
+      g.height,
+    );
+    this.paintTiles(ctx);
+    // Sentence B of a pair: a rule between the sentences on both axes.
     const segB = this.payload.segB;
     if (segB !== null) {
       ctx.strokeStyle = this.text;
       ctx.lineWidth = 2;
       ctx.beginPath();
-      ctx.moveTo(g.gutter, segB * g.rowPitch);
-      ctx.lineTo(g.gutter + g.gridWidth, segB * g.rowPitch);
-      ctx.moveTo(g.gutter + segB * g.colPitch, 0);
-      ctx.lineTo(g.gutter + segB * g.colPitch, g.height);
+      ctx.moveTo(g.gutter, this.y(segB));
+      ctx.lineTo(g.gutter + g.gridWidth, this.y(segB));
+      ctx.moveTo(this.x(segB), 0);
+      ctx.lineTo(this.x(segB), g.height);
       ctx.stroke();
-      ctx.fillStyle = this.dark ? "rgba(86,180,233,0.35)" : "rgba(0,114,178,0.2)";
-      ctx.fillRect(0, 0, 4, segB * g.rowPitch);
-      ctx.fillStyle = this.dark ? "rgba(230,159,0,0.45)" : "rgba(230,159,0,0.35)";
-      ctx.fillRect(0, segB * g.rowPitch, 4, g.height - segB * g.rowPitch);
     }
-    // Row labels: every row (rows are never thinner than MIN_ROW_PX).
+    ctx.restore();
+    if (segB !== null) {
+      // Tags in the gutter: sentence A's rows blue, B's orange.
+      const split = Math.max(0, Math.min(g.height, this.y(segB)));
+      ctx.fillStyle = this.dark ? "rgba(86,180,233,0.35)" : "rgba(0,114,178,0.2)";
+      ctx.fillRect(0, 0, 4, split);
+      ctx.fillStyle = this.dark ? "rgba(230,159,0,0.45)" : "rgba(230,159,0,0.35)";
+      ctx.fillRect(0, split, 4, g.height - split);
+    }
+    // Row labels of the rows in view: every row where MIN_ROW_LABEL_PX fit, else every k-th
+    // (and the selected one); they stay beside the grid whatever the pan.
     ctx.fillStyle = this.text;
     ctx.textAlign = "right";
     ctx.textBaseline = "middle";
-    for (let r = 0; r < this.nRows; r += 1) {
-      ctx.font = `${r === this.sel ? "bold " : ""}${g.rowFont}px ${this.font}`;
-      ctx.fillText(this.clip(ctx, this.rows[r], g.gutter - 8), g.gutter - 4, (r + 0.5) * g.rowPitch);
+    let drawn = 0;
+    let inView = 0; // rows whose middle is in view: those a label can name
+    for (let r = g.r0; r < g.r1; r += 1) {
+      const middle = this.y(r) + g.rowPitch / 2;
+      if (middle < 0 || middle > g.height) continue;
+      inView += 1;
+      const chosen = r === this.sel;
+      const crowded = this.sel !== null && !chosen && Math.abs(r - this.sel) < g.rowStep;
+      if ((r % g.rowStep !== 0 || crowded) && !chosen) continue;
+      ctx.font = `${chosen ? "bold " : ""}${g.rowFont}px ${this.font}`;
+      ctx.fillText(this.clip(ctx, this.rows[r], g.gutter - 8), g.gutter - 4, middle);
+      drawn += 1;
     }
     Object.assign(this.root.dataset, {
-      rowLabels: String(this.nRows),
+      rowLabels: String(drawn),
+      rowsInView: String(inView),
       gutter: String(g.gutter),
       rowPx: g.rowPitch.toFixed(2),
     });
+  }
+
+  paintOverview() {
+    // A long input's pooled blocks as an image of at most OVERVIEW_PX a side, each pixel the
+    // block holding its tokens (blocks differ by a token when the length does not divide).
+    const width = Math.min(this.nCols, OVERVIEW_PX);
+    const height = Math.min(this.nRows, OVERVIEW_PX);
+    if (!this.cells || this.cells.width !== width || this.cells.height !== height) {
+      this.cells = document.createElement("canvas");
+      this.cells.width = width;
+      this.cells.height = height;
+    }
+    const blocksOf = (edges, pixels, n) => {
+      const out = new Int32Array(pixels);
+      let b = 0;
+      for (let p = 0; p < pixels; p += 1) {
+        const token = Math.floor(((p + 0.5) * n) / pixels);
+        while (edges[b + 1] <= token) b += 1;
+        out[p] = b;
+      }
+      return out;
+    };
+    const { rowEdges, colEdges } = this.long;
+    const rowBlock = blocksOf(rowEdges, height, this.nRows);
+    const colBlock = blocksOf(colEdges, width, this.nCols);
+    const blocks = colEdges.length - 1;
+    // Colour each block once, then copy it to its pixels.
+    const colours = this.overview.map((v) => this.entry(v));
+    this.putColours(this.cells, width, height, (i) =>
+      colours[rowBlock[Math.floor(i / width)] * blocks + colBlock[i % width]],
+    );
+  }
+
+  paintTiles(ctx) {
+    // A long input's exact tiles in view, over the pooled overview; each coloured once per
+    // palette and scale.
+    if (!this.long) return;
+    const g = this.geometry;
+    const prefix = `${this.payload.layer}:${this.payload.head}:`;
+    const colours = `${this.options.palette}|${this.top}|${this.options.log}|${this.dark}`;
+    const hatch = this.hatch(ctx);
+    let drawn = 0;
+    for (const [name, tile] of this.tileStore) {
+      if (!name.startsWith(prefix)) continue;
+      if (tile.r >= g.r1 || tile.r + tile.h <= g.r0 || tile.c >= g.c1 || tile.c + tile.w <= g.c0)
+        continue;
+      if (tile.colours !== colours) this.colourTile(tile, colours);
+      // The tile replaces the blocks under it: its empty cells are hatched, not pooled.
+      const box = [this.x(tile.c), this.y(tile.r), tile.w * g.colPitch, tile.h * g.rowPitch];
+      ctx.clearRect(...box);
+      ctx.fillStyle = hatch;
+      ctx.fillRect(...box);
+      ctx.drawImage(tile.canvas, ...box);
+      drawn += 1;
+    }
+    this.root.dataset.tilesDrawn = String(drawn);
+    this.root.dataset.tiles = String(this.tileStore.size);
+  }
+
+  colourTile(tile, colours) {
+    if (!tile.canvas) {
+      tile.canvas = document.createElement("canvas");
+      tile.canvas.width = tile.w;
+      tile.canvas.height = tile.h;
+    }
+    this.putColours(tile.canvas, tile.w, tile.h, (i) => this.entry(tile.values[i]));
+    tile.colours = colours;
+  }
+
+  requestTiles() {
+    // Once the view rests zoomed in past TILE_MIN_PX a token, ask the server for the exact
+    // tiles in view this browser lacks (nearest the centre first); one request at a time.
+    if (!this.long || this.tilesAsked) return;
+    const g = this.geometry;
+    if (g.colPitch < TILE_MIN_PX || g.rowPitch < TILE_MIN_PX) return;
+    clearTimeout(this.tileTimer);
+    this.tileTimer = setTimeout(() => {
+      const size = this.long.tile;
+      const prefix = `${this.payload.layer}:${this.payload.head}:`;
+      const missing = [];
+      const mid = [(g.r0 + g.r1) / 2, (g.c0 + g.c1) / 2];
+      for (let r = g.r0 - (g.r0 % size); r < g.r1; r += size) {
+        for (let c = g.c0 - (g.c0 % size); c < g.c1; c += size) {
+          if (!this.tileStore.has(`${prefix}${r}:${c}`)) missing.push([r, c]);
+        }
+      }
+      if (!missing.length) return;
+      const distance = ([r, c]) => Math.abs(r + size / 2 - mid[0]) + Math.abs(c + size / 2 - mid[1]);
+      missing.sort((a, b) => distance(a) - distance(b));
+      this.tilesAsked = missing.slice(0, TILE_ASK_MAX);
+      this.root.dataset.tilesAsked = String(this.tilesAsked.length);
+      this.setTriggerValue("tiles", { tiles: this.tilesAsked });
+    }, TILE_DELAY_MS);
   }
 
   clip(ctx, text, room) {
@@ -583,20 +1273,25 @@ class Explorer {
   }
 
   columnLabels(ctx, top, height, rotateUp) {
-    // Rotated column labels in a band of `height` px starting at `top`, reading upwards, their
-    // ends next to the grid. Thin columns get every colStep-th label, plus the selected one.
+    // Rotated column labels of the columns in view, in a band of `height` px starting at
+    // `top`, reading upwards, their ends next to the grid. Thin columns get every
+    // colStep-th label, plus the selected one.
     const g = this.geometry;
     let drawn = 0;
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(g.gutter, top, g.gridWidth, height);
+    ctx.clip();
     ctx.fillStyle = this.text;
     ctx.textBaseline = "middle";
     const sel = this.cross ? null : this.sel;
-    for (let c = 0; c < this.nCols; c += 1) {
+    for (let c = g.c0; c < g.c1; c += 1) {
       const chosen = c === sel;
       // The selected column is always labelled; thinned labels too close to it give way.
       const crowded = sel !== null && !chosen && Math.abs(c - sel) < g.colStep;
       if ((c % g.colStep !== 0 || crowded) && !chosen) continue;
       ctx.save();
-      ctx.translate(g.gutter + (c + 0.5) * g.colPitch, rotateUp ? top + height - 4 : top + 4);
+      ctx.translate(this.x(c) + 0.5 * g.colPitch, rotateUp ? top + height - 4 : top + 4);
       ctx.rotate(-Math.PI / 2);
       ctx.textAlign = rotateUp ? "left" : "right";
       ctx.font = `${chosen ? "bold " : ""}${g.colFont}px ${this.font}`;
@@ -604,29 +1299,42 @@ class Explorer {
       ctx.restore();
       drawn += 1;
     }
+    ctx.restore();
     return drawn;
   }
 
-  paintColumns() {
+  paintColumns(ctx = this.colCanvas.getContext("2d")) {
+    // \`ctx\`: this canvas, or an SvgContext for the SVG export.
     const g = this.geometry;
-    const ctx = this.colCanvas.getContext("2d");
     ctx.clearRect(0, 0, g.width, g.headerHeight);
     this.root.dataset.colLabels = String(this.columnLabels(ctx, 0, g.headerHeight, true));
+    this.root.dataset.colsInView = String(g.c1 - g.c0);
     this.root.dataset.colLabelPx = g.colPitch.toFixed(2);
-    this.colCanvas.setAttribute("aria-label", `Column labels: ${this.cols.length} tokens`);
+    this.colCanvas.setAttribute(
+      "aria-label",
+      `Column labels: tokens ${g.c0}–${g.c1 - 1} of ${this.cols.length}`,
+    );
   }
 
-  paintOverlay() {
+  paintOverlay(ctx = this.overlay.getContext("2d")) {
+    // \`ctx\`: this canvas, or an SvgContext for the SVG export.
     const g = this.geometry;
-    const ctx = this.overlay.getContext("2d");
     ctx.clearRect(0, 0, g.width, g.height);
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(g.gutter, 0, g.gridWidth, g.height);
+    ctx.clip();
     ctx.lineWidth = 2;
     ctx.strokeStyle = this.primary;
+    const left = Math.max(g.gutter, this.x(0));
+    const right = Math.min(g.gutter + g.gridWidth, this.x(this.nCols));
     if (this.sel !== null) {
-      ctx.strokeRect(g.gutter + 1, this.sel * g.rowPitch + 1, g.gridWidth - 2, g.rowPitch - 2);
+      ctx.strokeRect(left + 1, this.y(this.sel) + 1, right - left - 2, g.rowPitch - 2);
       if (!this.cross) {
+        const top = Math.max(0, this.y(0));
+        const bottom = Math.min(g.height, this.y(this.nRows));
         ctx.setLineDash([4, 3]);
-        ctx.strokeRect(g.gutter + this.sel * g.colPitch + 1, 1, g.colPitch - 2, g.height - 2);
+        ctx.strokeRect(this.x(this.sel) + 1, top + 1, g.colPitch - 2, bottom - top - 2);
         ctx.setLineDash([]);
       }
     }
@@ -634,13 +1342,76 @@ class Explorer {
       const { row, col } = this.hover;
       ctx.strokeStyle = this.dark ? "#ffffff" : "#000000";
       ctx.lineWidth = 1.5;
-      ctx.strokeRect(g.gutter + col * g.colPitch, row * g.rowPitch, g.colPitch, g.rowPitch);
+      ctx.strokeRect(this.x(col), this.y(row), g.colPitch, g.rowPitch);
     }
+    ctx.restore();
   }
 
-  paintBars() {
+  paintMinimap() {
+    // The whole matrix, small, with the part in view outlined; shown when the view is not the
+    // whole matrix. A click or a drag on it moves the view there.
     const g = this.geometry;
-    const ctx = this.bars.getContext("2d");
+    this.minimap.hidden = this.whole;
+    this.root.dataset.minimap = this.whole ? "" : "shown";
+    if (this.whole) return;
+    const aspect = (this.nRows * g.rowPitch0) / (this.nCols * g.colPitch0);
+    const w = aspect > 1 ? Math.max(24, MINIMAP_PX / aspect) : MINIMAP_PX;
+    const h = aspect > 1 ? MINIMAP_PX : Math.max(24, MINIMAP_PX * aspect);
+    if (this.minimapSize !== `${w}x${h}`) {
+      this.minimapSize = `${w}x${h}`;
+      this.size(this.minimap, w, h);
+    }
+    // The matrix at the minimap's size, drawn once per colouring (not once a frame).
+    if (!this.minimapBase || this.minimapBase.cells !== this.cellsVersion || this.minimapBase.size !== this.minimapSize) {
+      const base = document.createElement("canvas");
+      const ratio = window.devicePixelRatio || 1;
+      base.width = Math.round(w * ratio);
+      base.height = Math.round(h * ratio);
+      const b = base.getContext("2d");
+      b.scale(ratio, ratio);
+      b.fillStyle = this.hatch(b);
+      b.fillRect(0, 0, w, h);
+      b.imageSmoothingEnabled = true;
+      b.drawImage(this.cells, 0, 0, w, h);
+      this.minimapBase = { canvas: base, cells: this.cellsVersion, size: this.minimapSize };
+    }
+    const ctx = this.minimap.getContext("2d");
+    ctx.clearRect(0, 0, w, h);
+    ctx.drawImage(this.minimapBase.canvas, 0, 0, w, h);
+    const fx = w / g.contentWidth;
+    const fy = h / g.contentHeight;
+    const box = [this.panX * fx, this.panY * fy, g.gridWidth * fx, g.height * fy];
+    // Dim what is out of view, outline what is in it.
+    ctx.fillStyle = this.dark ? "rgba(0,0,0,0.45)" : "rgba(255,255,255,0.5)";
+    ctx.fillRect(0, 0, w, box[1]);
+    ctx.fillRect(0, box[1] + box[3], w, h - box[1] - box[3]);
+    ctx.fillRect(0, box[1], box[0], box[3]);
+    ctx.fillRect(box[0] + box[2], box[1], w - box[0] - box[2], box[3]);
+    ctx.strokeStyle = this.primary;
+    ctx.lineWidth = 2;
+    ctx.strokeRect(box[0], box[1], Math.max(2, box[2]), Math.max(2, box[3]));
+    this.minimapScale = [fx, fy];
+    this.minimap.setAttribute(
+      "aria-label",
+      `Minimap: rows ${g.r0}–${g.r1 - 1} and columns ${g.c0}–${g.c1 - 1} of ` +
+        `${this.nRows} × ${this.nCols} in view (zoom ${this.zoom.toFixed(1)}×)`,
+    );
+  }
+
+  onMinimap(event) {
+    // Centre the view on the point of the minimap under the pointer.
+    const g = this.geometry;
+    const box = this.minimap.getBoundingClientRect();
+    const [fx, fy] = this.minimapScale;
+    this.panX = (event.clientX - box.left) / fx - g.gridWidth / 2;
+    this.panY = (event.clientY - box.top) / fy - g.height / 2;
+    this.requestView();
+    event.preventDefault();
+  }
+
+  paintBars(ctx = this.bars.getContext("2d")) {
+    // \`ctx\`: this canvas, or an SvgContext for the SVG export.
+    const g = this.geometry;
     const height = parseFloat(this.bars.style.height);
     ctx.clearRect(0, 0, g.width, height);
     const name = this.payload.names[this.head];
@@ -656,14 +1427,16 @@ class Explorer {
     let top = 0;
     for (let c = 0; c < this.nCols; c += 1) {
       out.push(this.cell(this.head, this.sel, c));
-      if (!this.cross) incoming.push(this.cell(this.head, c, this.sel));
+      if (!this.oneWay) incoming.push(this.barIn(c));
     }
     for (const v of [...out, ...incoming]) if (Number.isFinite(v) && Math.abs(v) > top) top = Math.abs(v);
     top = top > 0 ? top : 1;
     this.barsTitle.textContent =
       (this.cross
         ? `'${label}' (target): the attention it pays to each source token (blue).`
-        : `'${label}': the attention it pays to each token (blue, up) and the attention each ` +
+        : this.long
+          ? `'${label}' (token ${this.sel}): the attention it pays to each token (blue), exact.`
+          : `'${label}': the attention it pays to each token (blue, up) and the attention each ` +
           `token pays to it (orange, down).`) +
       ` Bars: linear, 0–${formatValue(top)}` +
       (this.payload.signed ? "; a negative value is a vermillion bar of its magnitude." : ".");
@@ -672,8 +1445,8 @@ class Explorer {
       ctx.strokeStyle = this.grid;
       ctx.lineWidth = 1;
       ctx.beginPath();
-      ctx.moveTo(g.gutter, base + 0.5);
-      ctx.lineTo(g.gutter + g.gridWidth, base + 0.5);
+      ctx.moveTo(Math.max(g.gutter, this.x(0)), base + 0.5);
+      ctx.lineTo(Math.min(g.gutter + g.gridWidth, this.x(this.nCols)), base + 0.5);
       ctx.stroke();
       ctx.fillStyle = this.text;
       ctx.font = `10px ${this.font}`;
@@ -682,38 +1455,76 @@ class Explorer {
       ctx.fillText(formatValue(top), g.gutter - 4, 0);
       ctx.textBaseline = "middle";
       ctx.fillText("0", g.gutter - 4, base);
-      if (!this.cross) {
+      if (!this.oneWay) {
         ctx.textBaseline = "bottom";
         ctx.fillText(formatValue(top), g.gutter - 4, 2 * BAR_PX);
       }
     };
     const width = Math.max(1, g.colPitch - (g.colPitch > 3 ? 1 : 0));
-    const hatch = this.hatch(ctx);
-    for (let c = 0; c < this.nCols; c += 1) {
-      const x = g.gutter + c * g.colPitch;
-      // A cell never computed: a hatched stub on the axis, not a zero.
-      ctx.fillStyle = hatch;
-      if (!Number.isFinite(out[c])) ctx.fillRect(x, base - 8, width, 8);
-      if (!this.cross && !Number.isFinite(incoming[c])) ctx.fillRect(x, base + 1, width, 8);
-      if (Number.isFinite(out[c])) {
-        ctx.fillStyle = out[c] < 0 ? NEGATIVE_COLOUR : this.dark ? OUT_COLOUR_DARK : OUT_COLOUR;
-        const h = Math.min(1, Math.abs(out[c]) / top) * (BAR_PX - 2);
-        ctx.fillRect(x, base - h, width, h);
-      }
-      if (!this.cross && Number.isFinite(incoming[c])) {
-        ctx.fillStyle = incoming[c] < 0 ? NEGATIVE_COLOUR : IN_COLOUR;
-        const h = Math.min(1, Math.abs(incoming[c]) / top) * (BAR_PX - 2);
-        ctx.fillRect(x, base + 1, width, h);
-      }
-    }
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(g.gutter, 0, g.gridWidth, height);
+    ctx.clip();
+    const outColour = this.dark ? OUT_COLOUR_DARK : OUT_COLOUR;
+    this.barSeries(ctx, out, top, (h) => [base - h, h], outColour, width);
+    if (!this.oneWay) this.barSeries(ctx, incoming, top, (h) => [base + 1, h], IN_COLOUR, width);
+    ctx.restore();
     axis();
-    const labelsTop = this.cross ? BAR_PX + 4 : 2 * BAR_PX + 4;
+    const labelsTop = this.oneWay ? BAR_PX + 4 : 2 * BAR_PX + 4;
     this.columnLabels(ctx, labelsTop, g.headerHeight, false);
     this.bars.setAttribute(
       "aria-label",
       `Bars of '${label}', head ${name}: attention paid to each token` +
-        (this.cross ? "" : " and received from each token"),
+        (this.oneWay ? "" : " and received from each token"),
     );
+  }
+
+  barSeries(ctx, values, top, span, colour, width) {
+    // One half of the bars for the columns in view. A cell never computed is a hatched stub
+    // on the axis, not a zero (consecutive ones as one stub). Columns thinner than a pixel
+    // share it: the pixel shows their largest magnitude (its sign's colour), so a long row
+    // costs a rectangle a pixel, not one a token.
+    const g = this.geometry;
+    const stub = span(8);
+    const runs = [];
+    let start = -1;
+    const pixel = g.colPitch < 1;
+    let last = null; // [x, height, value] of the pixel being merged
+    const flush = () => {
+      if (!last) return;
+      ctx.fillStyle = last[2] < 0 ? NEGATIVE_COLOUR : colour;
+      const [y, h] = span(last[1]);
+      ctx.fillRect(last[0], y, width, h);
+      last = null;
+    };
+    for (let c = g.c0; c <= g.c1; c += 1) {
+      const v = c < g.c1 ? values[c] : 0;
+      const empty = c < g.c1 && !Number.isFinite(v);
+      if (empty && start < 0) start = c;
+      if (!empty && start >= 0) {
+        runs.push([start, c]);
+        start = -1;
+      }
+      if (c === g.c1 || empty) continue;
+      const h = Math.min(1, Math.abs(v) / top) * (BAR_PX - 2);
+      const x = pixel ? Math.floor(this.x(c)) : this.x(c);
+      if (last && last[0] === x) {
+        if (h > last[1]) last = [x, h, v];
+        continue;
+      }
+      flush();
+      last = [x, h, v];
+    }
+    flush();
+    ctx.fillStyle = this.hatch(ctx);
+    for (const [a, b] of runs) {
+      ctx.fillRect(this.x(a), stub[0], (b - a - 1) * g.colPitch + width, stub[1]);
+    }
+  }
+
+  /** What token `c` pays the selected token (the orange bars). */
+  barIn(c) {
+    return this.cell(this.head, c, this.sel);
   }
 
   paintLegend() {
@@ -786,9 +1597,9 @@ class Explorer {
     const out = [];
     const incoming = [];
     for (let c = 0; c < this.nCols; c += 1) out.push(this.cell(this.head, this.sel, c));
-    if (!this.cross) for (let r = 0; r < this.nRows; r += 1) incoming.push(this.cell(this.head, r, this.sel));
+    if (!this.oneWay) for (let r = 0; r < this.nRows; r += 1) incoming.push(this.cell(this.head, r, this.sel));
     let text = `Selected '${this.rows[this.sel]}' (row ${this.sel}) attends most to: ${strongest(out, this.cols) || "nothing computed"}.`;
-    if (!this.cross) text += ` Attended most by: ${strongest(incoming, this.rows) || "nothing computed"}.`;
+    if (!this.oneWay) text += ` Attended most by: ${strongest(incoming, this.rows) || "nothing computed"}.`;
     this.summary.textContent = text;
   }
 
@@ -800,14 +1611,65 @@ class Explorer {
     const x = event.clientX - box.left - g.gutter;
     const y = event.clientY - box.top;
     if (x < 0 && where === "matrix" && y >= 0) {
-      const row = Math.floor(y / g.rowPitch);
+      const row = Math.floor((y + this.panY) / g.rowPitch);
       return row >= 0 && row < this.nRows ? { row, col: null } : null;
     }
-    const col = Math.floor(x / g.colPitch);
+    if (x < 0 || x > g.gridWidth) return null;
+    const col = Math.floor((x + this.panX) / g.colPitch);
     if (col < 0 || col >= this.nCols) return null;
     if (where === "bars") return this.sel === null ? null : { col, below: y > BAR_PX };
-    const row = Math.floor(y / g.rowPitch);
+    if (y < 0 || y > g.height) return null;
+    const row = Math.floor((y + this.panY) / g.rowPitch);
     return row >= 0 && row < this.nRows ? { row, col } : null;
+  }
+
+  onPointerDown(event) {
+    if (event.button !== 0) return;
+    this.drag = { x: event.clientX, y: event.clientY, panX: this.panX, panY: this.panY, moved: false };
+    try {
+      this.body.setPointerCapture(event.pointerId); // the drag goes on outside the matrix
+    } catch {
+      // a synthetic pointer (tests, benches) cannot be captured
+    }
+  }
+
+  onDrag(event) {
+    const d = this.drag;
+    const dx = event.clientX - d.x;
+    const dy = event.clientY - d.y;
+    if (!d.moved && Math.hypot(dx, dy) < 4) return; // a click, so far
+    d.moved = true;
+    this.body.style.cursor = "grabbing";
+    this.panX = d.panX - dx;
+    this.panY = d.panY - dy;
+    this.hover = null;
+    this.tip.style.display = "none";
+    this.requestView();
+  }
+
+  onPointerUp(event) {
+    const d = this.drag;
+    this.drag = null;
+    this.body.style.cursor = "";
+    if (!d || d.moved) return;
+    const cell = this.cellAt(event, "matrix");
+    if (cell) this.select(cell.row);
+  }
+
+  onWheel(event) {
+    const g = this.geometry;
+    const scale = event.deltaMode === 1 ? 16 : event.deltaMode === 2 ? g.height : 1;
+    if (event.ctrlKey || event.metaKey) {
+      const box = this.matrix.getBoundingClientRect();
+      const ax = Math.max(0, Math.min(g.gridWidth, event.clientX - box.left - g.gutter));
+      this.zoomBy(Math.exp(-event.deltaY * scale * 0.0025), ax, event.clientY - box.top);
+      event.preventDefault();
+      return;
+    }
+    const dx = (event.shiftKey ? event.deltaY : event.deltaX) * scale;
+    const dy = (event.shiftKey ? 0 : event.deltaY) * scale;
+    // At an edge the wheel is the page's again.
+    if (this.panBy(dx, dy)) event.preventDefault();
   }
 
   onPointer(event, where) {
@@ -817,13 +1679,32 @@ class Explorer {
       return;
     }
     if (where === "bars") {
-      const below = cell.below && !this.cross;
+      const below = cell.below && !this.oneWay;
       const row = below ? cell.col : this.sel;
       const col = below ? this.sel : cell.col;
       this.setHover({ where, row, col }, event);
     } else {
       this.setHover({ where, row: cell.row, col: cell.col }, event);
     }
+  }
+
+  /** The hovered value: float16 for a matrix the server sent exactly, else its 8-bit value
+   * with the half step it is known to (the exact one follows the next run). */
+  valueText(row, col) {
+    const v = this.cell(this.head, row, col);
+    if (this.long) {
+      if (Number.isFinite(v) || this.tileAt(row, col)) return formatValue(v);
+      const b = this.block(row, col);
+      return (
+        `${formatValue(b.value)}, ${this.long.reduce} of block ${b.rows[0]}–${b.rows[1]} × ` +
+        `${b.cols[0]}–${b.cols[1]} (zoom in for exact weights)`
+      );
+    }
+    if (this.exactHeads.has(this.head) || !Number.isFinite(v)) return formatValue(v);
+    const scale = this.scales[this.head * this.nRows + row];
+    let half = scale / (this.payload.signed ? STEPS : 2 * STEPS);
+    if (this.options.dropFirst) half /= this.rowRest[row];
+    return `≈${formatValue(v)} ± ${formatValue(half)} (8-bit)`;
   }
 
   setHover(hover, event) {
@@ -834,8 +1715,7 @@ class Explorer {
       this.paintOverlay();
       return;
     }
-    const v = this.cell(this.head, hover.row, hover.col);
-    const text = `${this.rows[hover.row]} → ${this.cols[hover.col]}: ${formatValue(v)}`;
+    const text = `${this.rows[hover.row]} → ${this.cols[hover.col]}: ${this.valueText(hover.row, hover.col)}`;
     this.tip.textContent = text;
     this.tip.style.display = "block";
     const box = this.root.getBoundingClientRect();
@@ -856,6 +1736,11 @@ class Explorer {
 
   setHead(index) {
     if (index < 0 || index >= this.count) return;
+    if (this.long) {
+      // A long input holds one head: the server sends the other's overview.
+      this.sendNow({ head: this.headName(index) });
+      return;
+    }
     this.head = index;
     this.buildHeads();
     this.repaint(false);
@@ -863,13 +1748,18 @@ class Explorer {
   }
 
   reveal() {
-    // Keeps the selected row in the scrolled box.
+    // Keeps the selected row (and its column, in a square matrix) in view.
     const g = this.geometry;
     const top = this.sel * g.rowPitch;
-    const view = this.scroll.clientHeight - g.headerHeight;
-    const scrolled = this.scroll.scrollTop;
-    if (top < scrolled) this.scroll.scrollTop = top;
-    else if (top + g.rowPitch > scrolled + view) this.scroll.scrollTop = top + g.rowPitch - view;
+    if (top < this.panY) this.panY = top;
+    else if (top + g.rowPitch > this.panY + g.height) this.panY = top + g.rowPitch - g.height;
+    if (!this.cross) {
+      const left = this.sel * g.colPitch;
+      if (left < this.panX) this.panX = left;
+      else if (left + g.colPitch > this.panX + g.gridWidth)
+        this.panX = left + g.colPitch - g.gridWidth;
+    }
+    this.paintView();
   }
 
   schedule() {
@@ -893,13 +1783,40 @@ class Explorer {
     }, VIEW_DELAY_MS);
   }
 
+  headName(index) {
+    const name = this.payload.names[index];
+    return name === "mean" ? "mean" : Number(name);
+  }
+
+  sendNow(change) {
+    // A change the browser cannot show by itself (a layer; a long input's head): at once.
+    clearTimeout(this.timer);
+    this.root.dataset.sentAt = String(performance.now());
+    this.sent = { head: this.head, sel: this.sel };
+    this.setTriggerValue("view", { head: this.headName(this.head), token: this.sel, ...change });
+  }
+
   onKey(event) {
     if (event.target.closest("select, input, button") && event.key !== "?") return;
     const key = event.key;
     let handled = true;
     const last = this.nRows - 1;
     const sel = this.sel === null ? -1 : this.sel;
-    if (key === "ArrowDown" || key === "ArrowRight") this.select(Math.min(last, sel + 1));
+    const g = this.geometry;
+    const pans = {
+      ArrowLeft: [-PAN_FRACTION * g.gridWidth, 0],
+      ArrowRight: [PAN_FRACTION * g.gridWidth, 0],
+      ArrowUp: [0, -PAN_FRACTION * g.height],
+      ArrowDown: [0, PAN_FRACTION * g.height],
+    };
+    if (event.shiftKey && pans[key]) this.panBy(...pans[key]);
+    else if (key === "+" || key === "=") this.zoomOnSelection(ZOOM_STEP);
+    else if (key === "-" || key === "_") this.zoomOnSelection(1 / ZOOM_STEP);
+    else if (key === "0") {
+      this.zoom = 1;
+      this.frame(false);
+      this.requestView();
+    } else if (key === "ArrowDown" || key === "ArrowRight") this.select(Math.min(last, sel + 1));
     else if (key === "ArrowUp" || key === "ArrowLeft") this.select(Math.max(0, sel - 1));
     else if (key === "Home") this.select(0);
     else if (key === "End") this.select(last);
@@ -941,12 +1858,7 @@ class Explorer {
     ctx.scale(ratio, ratio);
     ctx.fillStyle = `rgb(${this.background.join(",")})`;
     ctx.fillRect(0, 0, g.width, height);
-    ctx.fillStyle = this.text;
-    ctx.font = `bold 13px ${this.font}`;
-    ctx.textBaseline = "top";
-    ctx.fillText(this.titleLine.textContent, 4, 2);
-    ctx.font = `11px ${this.font}`;
-    ctx.fillText(this.clip(ctx, this.legendText.textContent, g.width - 8), 4, 20);
+    this.paintHeading(ctx);
     let y = titleHeight;
     for (const [source, h] of [
       [this.colCanvas, g.headerHeight],
@@ -958,16 +1870,56 @@ class Explorer {
     }
     ctx.drawImage(this.bars, 0, y + 8, g.width, barsHeight);
     canvas.toBlob((blob) => {
-      if (!blob) return;
-      const link = document.createElement("a");
-      link.href = URL.createObjectURL(blob);
-      link.download = `attention_${this.payload.title.replace(/[^\w-]+/g, "_").slice(0, 60)}_head_${this.payload.names[this.head]}.png`;
-      document.body.append(link);
-      link.click();
-      link.remove();
-      setTimeout(() => URL.revokeObjectURL(link.href), 10000);
-      this.root.dataset.exported = String(blob.size);
+      if (blob) this.download(blob, "png");
     }, "image/png");
+  }
+
+  paintHeading(ctx) {
+    // An export's first two lines: the title and the legend's text.
+    ctx.fillStyle = this.text;
+    ctx.font = `bold 13px ${this.font}`;
+    ctx.textBaseline = "top";
+    ctx.fillText(this.titleLine.textContent, 4, 2);
+    ctx.font = `11px ${this.font}`;
+    ctx.fillText(this.clip(ctx, this.legendText.textContent, this.geometry.width - 8), 4, 20);
+  }
+
+  exportSvg() {
+    // Exactly what is shown, drawn by the same painters into an SVG: labels, bars, outlines
+    // and rules as vector text and shapes, the cells as an embedded image of one pixel a cell
+    // (a long input's blocks and exact tiles likewise).
+    const g = this.geometry;
+    const titleHeight = 44;
+    const barsHeight = parseFloat(this.bars.style.height);
+    const height = titleHeight + g.headerHeight + g.height + 8 + barsHeight;
+    const svg = new SvgContext(g.width, height, this.colCanvas.getContext("2d"), {
+      background: `rgb(${this.background.join(",")})`,
+      hatch: this.dark ? "rgba(255,255,255,0.28)" : "rgba(0,0,0,0.22)",
+    });
+    this.paintHeading(svg);
+    svg.translate(0, titleHeight);
+    this.paintColumns(svg);
+    svg.translate(0, g.headerHeight);
+    this.paintMatrix(svg);
+    svg.layer = true;
+    this.paintOverlay(svg);
+    svg.layer = false;
+    svg.translate(0, g.height + 8);
+    this.paintBars(svg);
+    this.download(new Blob([svg.text()], { type: "image/svg+xml" }), "svg");
+  }
+
+  download(blob, extension) {
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(blob);
+    const title = this.payload.title.replace(/[^\w-]+/g, "_").slice(0, 60);
+    link.download = `attention_${title}_head_${this.payload.names[this.head]}.${extension}`;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+    this.root.dataset.exported = String(blob.size);
+    this.root.dataset.exportedType = extension;
   }
 
   destroy() {
@@ -979,7 +1931,8 @@ class Explorer {
 
 export default function explorer(component) {
   const { data, parentElement, setTriggerValue } = component;
-  const payload = typeof data === "string" ? JSON.parse(data) : data;
+  const arrived = performance.now();
+  const payload = typeof data === "string" ? JSON.parse(data) : unpack(data);
   let root = parentElement.querySelector(".ex-root");
   if (!root) {
     root = document.createElement("div");
@@ -992,6 +1945,10 @@ export default function explorer(component) {
   const view = root.__explorer;
   view.setTriggerValue = setTriggerValue;
   view.update(payload);
+  // For the benches: when this run's message reached the component, and how long it took
+  // to read it and repaint.
+  root.dataset.arrivedAt = String(arrived);
+  root.dataset.updateMs = (performance.now() - arrived).toFixed(1);
   return () => {
     if (!root.isConnected) view.destroy();
   };

@@ -1,24 +1,34 @@
 """What the explorer ships to the browser: one layer's matrices, compact, and how to colour them.
 
 Pure and Streamlit-free, so it is tested without a browser. The component
-(:mod:`ui.explorer.component`) sends :func:`payload_json` of :func:`build_payload` as is.
+(:mod:`ui.explorer.component`) sends :func:`pack` of :func:`build_payload`.
 
 Every matrix of the layer travels at once (each head, then the page's mean of heads), so a head
 or token change, hover and the legend's options repaint in the browser with no server run.
 
-Encoding: the values are IEEE float16, little-endian, ``[matrices, rows, columns]`` in C order,
-base64: 2 bytes a cell, 0.57 MB of base64 for 12 heads and their mean at 128 tokens, 9.1 MB at
-512. That is twice the 8 bits a colour needs, but the hover reads the value itself (relative
-error below 2^-11, about 3 significant digits; values under 6e-5 to within 6e-8) with no second
-array, and the component sends it once per layer (`ui.explorer.component.explorer`). A cell
-the model never computed (a causal model's later keys, keys outside a sliding window, rows a
-stopped method left out) is NaN: drawn empty and hatched, never as a zero.
+Encoding (``codes``, ``scales``, ``exact``): every matrix as 8-bit codes on a scale per row,
+``[matrices, rows, columns]`` uint8 in C order with float32 ``[matrices, rows]`` scales (the
+row's largest magnitude): a weight is ``code / 254 * scale`` (signed scores: ``(code / 127 - 1)
+* scale``), 254 steps of its row's maximum, finer than the 256 colours a palette has; code 255
+is a cell the model never computed (a causal model's later keys, keys outside a sliding window,
+rows a stopped method left out), drawn empty and hatched, never as a zero. 1 byte a cell:
+0.21 MB for 12 heads and their mean at 128 tokens, 3.4 MB at 512. The matrix shown first also
+travels as float16 (``exact``: relative error below 2^-11, about 3 significant digits), so the
+hover reads its value itself; another head's hover says its 8-bit step until the run that
+follows the keys (`ui.explorer.component`) brings that head's float16.
+
+The component sends all of it as one binary message (:func:`pack`: a JSON header and the
+arrays), with no base64 and no JSON string of megabytes to parse.
+
+A self-attention longer than `MAX_TOKENS` (:func:`build_long_payload`) travels as one head's
+pooled overview (float16 blocks between edges), the selected token's exact row, and the exact
+tiles the browser asks for as it zooms (:func:`add_tiles`, :func:`checked_tiles`).
 """
 
 from __future__ import annotations
 
-import base64
 import json
+import struct
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -28,7 +38,12 @@ import numpy as np
 from core.errors import InvalidAttentionError, InvalidSelectionError
 from ui.payload_checks import one_layer, optional_index, segment_start, token_labels
 
-PAYLOAD_VERSION = 1
+PAYLOAD_VERSION = 2
+EMPTY_CODE = 255
+"""8-bit code of a cell never computed."""
+STEPS = 254
+"""Codes 0–254: an unsigned weight is ``code / STEPS`` of its row's scale."""
+MAGIC = b"ATX2"
 MAX_TOKENS = 512
 """Longest side the explorer takes whole; longer inputs go to the long-input path
 (`ui.matrix.show_matrix`) until pooled overviews and exact tiles are requested as you move."""
@@ -116,7 +131,9 @@ def build_payload(
         "layer": optional_index(layer, layers, "layer"),
         "layers": layers,
         "shape": [len(names), n_rows, n_columns],
-        "data": encode_values(stacked),
+        **encode_codes(stacked, signed),
+        "exact": encode_values(stacked[shown]),
+        "exactOf": shown,
         "scale": scale,
         "shared": shared,
         "signed": signed,
@@ -126,22 +143,77 @@ def build_payload(
     }
 
 
-def encode_values(values: np.ndarray) -> str:
-    """base64 of `values` as little-endian float16 (NaN stays NaN; beyond ±65504 is clipped,
-    so a huge score is drawn at the top of the scale instead of as infinity)."""
-    clipped = np.clip(values, -65504.0, 65504.0)
-    return base64.b64encode(clipped.astype("<f2").tobytes()).decode("ascii")
+def encode_values(values: np.ndarray) -> bytes:
+    """`values` as little-endian float16 bytes (NaN stays NaN; beyond ±65504 is clipped, so a
+    huge score is drawn at the top of the scale instead of as infinity)."""
+    return np.clip(values, -65504.0, 65504.0).astype("<f2").tobytes()
 
 
-def decode_values(data: str, shape: Sequence[int]) -> np.ndarray:
+def decode_values(data: bytes, shape: Sequence[int]) -> np.ndarray:
     """The inverse of :func:`encode_values`, as float32 `shape` (what the browser reads)."""
-    raw = np.frombuffer(base64.b64decode(data), dtype="<f2")
-    return raw.astype(np.float32).reshape(tuple(shape))
+    return np.frombuffer(data, dtype="<f2").astype(np.float32).reshape(tuple(shape))
 
 
-def payload_json(payload: dict[str, Any]) -> str:
-    """Compact JSON (no spaces) of a :func:`build_payload` result."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+def encode_codes(values: np.ndarray, signed: bool) -> dict[str, bytes]:
+    """``codes`` (uint8, `values`' shape) and ``scales`` (little-endian float32, one per row
+    of the last axis) of `values` ``[..., columns]``; see the module's encoding."""
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN row has no scale: 0
+        scales = np.nan_to_num(np.nanmax(np.abs(values), axis=-1), nan=0.0).astype(np.float32)
+    safe = np.where(scales > 0, scales, 1.0)[..., None]
+    unit = values / safe
+    codes = np.rint((unit + 1) * (STEPS // 2) if signed else unit * STEPS)
+    codes = np.where(np.isfinite(values), np.clip(codes, 0, STEPS), EMPTY_CODE)
+    return {"codes": codes.astype(np.uint8).tobytes(), "scales": scales.astype("<f4").tobytes()}
+
+
+def decode_codes(payload: dict[str, Any]) -> np.ndarray:
+    """float32 ``payload["shape"]``: every matrix as the browser decodes its 8-bit codes (NaN:
+    never computed); the inverse of :func:`encode_codes`, to within half a step of each row's
+    scale."""
+    shape = tuple(payload["shape"])
+    codes = np.frombuffer(payload["codes"], dtype=np.uint8).reshape(shape).astype(np.float32)
+    scales = np.frombuffer(payload["scales"], dtype="<f4").reshape(shape[:-1])[..., None]
+    unit = codes / (STEPS // 2) - 1 if payload["signed"] else codes / STEPS
+    values = unit * scales
+    return np.where(codes == EMPTY_CODE, np.nan, values).astype(np.float32)
+
+
+def pack(payload: dict[str, Any]) -> bytes:
+    """One binary message of `payload`: ``MAGIC``, the header's length (uint32, little-endian),
+    the header (compact UTF-8 JSON of the fields that are not bytes, plus ``"$blobs"``: each
+    bytes field's ``[offset, length]`` after the header) and the bytes fields, each starting
+    on a multiple of 8 so the browser views them as typed arrays in place."""
+    header: dict[str, Any] = {}
+    blobs: dict[str, list[int]] = {}
+    parts: list[bytes] = []
+    offset = 0
+    for name, value in payload.items():
+        if isinstance(value, bytes):
+            blobs[name] = [offset, len(value)]
+            padding = -len(value) % 8
+            parts.append(value + b"\0" * padding)
+            offset += len(value) + padding
+        else:
+            header[name] = value
+    header["$blobs"] = blobs
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    encoded = text.encode("utf-8")
+    encoded += b" " * (-(len(MAGIC) + 4 + len(encoded)) % 8)
+    return b"".join([MAGIC, struct.pack("<I", len(encoded)), encoded, *parts])
+
+
+def unpack(message: bytes) -> dict[str, Any]:
+    """The inverse of :func:`pack` (what the browser reads)."""
+    if message[: len(MAGIC)] != MAGIC:
+        raise InvalidSelectionError("Not an explorer message.")
+    (length,) = struct.unpack_from("<I", message, len(MAGIC))
+    start = len(MAGIC) + 4
+    payload = json.loads(message[start : start + length].decode("utf-8"))
+    base = start + length
+    for name, (offset, size) in payload.pop("$blobs").items():
+        payload[name] = bytes(message[base + offset : base + offset + size])
+    return payload
 
 
 def model_max(per_head: np.ndarray | None, per_layer: np.ndarray) -> float:
@@ -221,3 +293,120 @@ def _validated_head(head: int | str, n_heads: int, has_mean: bool) -> int:
         return 0  # a method without heads: its one matrix, whatever head the view names
     index = optional_index(head, n_heads, "head")
     return 0 if index is None else index
+
+
+def build_long_payload(
+    overview: Any,
+    row_edges: Any,
+    col_edges: Any,
+    row_labels: Sequence[str],
+    *,
+    reduce: str,
+    n_heads: int,
+    head: int | str = MEAN,
+    selected: int | None = None,
+    selected_row: Any = None,
+    layer: int = 0,
+    layers: int = 1,
+    scale: str = "fixed",
+    tile_size: int = 64,
+    title: str = "",
+) -> dict[str, Any]:
+    """The browser's data for one head of a self-attention longer than `MAX_TOKENS`.
+
+    `overview` float32 ``[row blocks, col blocks]`` is the head pooled into blocks (NaN: no
+    computed weight), block `b` of rows being ``row_edges[b]:row_edges[b + 1]`` (so
+    ``row_edges[-1]`` is the length); `reduce` says how (``"mean"`` or ``"max"``). Exact
+    weights come as tiles of `tile_size` × `tile_size` tokens the browser asks for as it zooms
+    (:func:`add_tiles`). `selected_row` float32 ``[n]`` is the selected token's exact row (its
+    bars). The head chips ask the server: ``names`` lists the `n_heads` heads and the mean,
+    ``head`` the one shown. Scales: ``"fixed"`` (0–1) or ``"chart"`` (the overview's maximum:
+    the matrix's own with max pooling); a long input has no shared maximum.
+    """
+    grid = _as_float(overview, "overview")
+    rows_at = np.asarray(row_edges, dtype=np.int64)
+    cols_at = np.asarray(col_edges, dtype=np.int64)
+    if grid.ndim != 2 or grid.shape != (len(rows_at) - 1, len(cols_at) - 1):
+        raise InvalidAttentionError(
+            f"The overview must be [row blocks, col blocks] between its edges, not "
+            f"{list(grid.shape)} with {len(rows_at)} and {len(cols_at)} edges."
+        )
+    n = int(rows_at[-1])
+    if int(cols_at[-1]) != n or rows_at[0] != 0 or cols_at[0] != 0:
+        raise InvalidAttentionError("The overview's edges must run from 0 to the length.")
+    rows = token_labels(row_labels, n, "row_labels", "rows")
+    if reduce not in ("mean", "max"):
+        raise InvalidSelectionError(f"Pool by 'mean' or 'max', not {reduce!r}.")
+    if scale not in ("fixed", "chart"):
+        raise InvalidSelectionError(f"A long input's scale is 'fixed' or 'chart', not {scale!r}.")
+    n_heads = _validated_count(n_heads, "n_heads")
+    names = [str(h) for h in range(n_heads)] + [MEAN]
+    sel = optional_index(selected, n, "selected token")
+    exact_row = None
+    if selected_row is not None:
+        exact_row = _as_float(selected_row, "selected row")
+        if exact_row.shape != (n,):
+            raise InvalidAttentionError(f"The selected row must have {n} weights.")
+    return {
+        "v": PAYLOAD_VERSION,
+        "rows": rows,
+        "cols": None,
+        "names": names,
+        "head": _validated_head(head, n_heads, True),
+        "sel": sel,
+        "layer": optional_index(layer, _validated_count(layers, "layers"), "layer"),
+        "layers": int(layers),
+        "shape": [len(names), n, n],
+        "scale": scale,
+        "shared": None,
+        "signed": False,
+        "segB": None,
+        "title": str(title),
+        "what": f"attention ({reduce} pooled where not exact)",
+        "long": {
+            "rowEdges": rows_at.tolist(),
+            "colEdges": cols_at.tolist(),
+            "reduce": reduce,
+            "tile": _validated_count(tile_size, "tile_size"),
+        },
+        "overview": encode_values(grid),
+        "row": None if exact_row is None else encode_values(exact_row),
+        "rowOf": sel if exact_row is not None else None,
+        "tiles": [],
+    }
+
+
+def add_tiles(payload: dict[str, Any], tiles: Sequence[tuple[int, int, np.ndarray]]) -> None:
+    """Put exact tiles in a long payload: each ``(first row, first column, float32 [h, w])``,
+    listed in ``payload["tiles"]`` as ``[row, col, h, w]`` and their float16 concatenated in
+    order in ``payload["tileData"]``."""
+    listed, parts = [], []
+    for row, col, values in tiles:
+        matrix = _as_float(values, "tile")
+        if matrix.ndim != 2:
+            raise InvalidAttentionError("A tile is [rows, columns].")
+        listed.append([int(row), int(col), *map(int, matrix.shape)])
+        parts.append(encode_values(matrix))
+    payload["tiles"] = listed
+    payload["tileData"] = b"".join(parts) if parts else None
+
+
+def checked_tiles(request: Any, n: int, size: int, limit: int = 64) -> list[tuple[int, int]]:
+    """The tile origins a browser asked for (``[[row, col], ...]``, multiples of `size` below
+    `n`), nonsense dropped, at most `limit`."""
+    if not isinstance(request, list):
+        return []
+    origins: list[tuple[int, int]] = []
+    for item in request[: 4 * limit]:
+        if not (isinstance(item, list) and len(item) == 2):
+            continue
+        row, col = item
+        if (
+            all(
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v < n and v % size == 0
+                for v in (row, col)
+            )
+            and (row, col) not in origins
+        ):
+            origins.append((row, col))
+    return origins[:limit]

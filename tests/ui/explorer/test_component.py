@@ -20,12 +20,15 @@ def demo_script() -> None:
         # What Streamlit does before a run a trigger started: the component's callback.
         _on_view("ex", lambda: st.session_state.update(called=True))
     weights = np.array([[[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]]] * 2)
-    payload = build_payload(weights, ["the", "cat", "·s"], mean=weights.mean(0), selected=1)
+    head = st.session_state.get("head", "mean")
+    payload = build_payload(
+        weights, ["the", "cat", "·s"], mean=weights.mean(0), selected=1, head=head
+    )
     explorer(payload, key="ex")
     st.write(f"heard {change_in_callback('ex')}")
 
 
-def test_mounts_one_component_with_the_payload_as_one_json_string():
+def test_mounts_one_component_with_the_payload_as_one_binary_message():
     at = AppTest.from_function(demo_script, default_timeout=60).run()
     assert not at.exception
     [component] = at.get("bidi_component")
@@ -43,16 +46,25 @@ def payload_of(at: AppTest) -> dict:
 def test_the_matrices_travel_once_and_again_when_the_browser_asks():
     at = AppTest.from_function(demo_script, default_timeout=60).run()
     first = payload_of(at)
-    assert first["data"] and len(first["key"]) == 16
-    # The same matrices again: their key only; the browser keeps its copy.
+    assert first["codes"] and first["exact"] and len(first["key"]) == 16
+    # The same matrices again: their keys only; the browser keeps its copy.
     at.run()
-    assert payload_of(at)["data"] is None and payload_of(at)["key"] == first["key"]
+    again = payload_of(at)
+    assert again["codes"] is None and again["exact"] is None and again["key"] == first["key"]
+    # Another head of the same layer: its float16 only, once.
+    at.session_state["head"] = 0
+    at.run()
+    head_0 = payload_of(at)
+    assert head_0["codes"] is None and head_0["exact"] and head_0["exactOf"] == 0
+    at.session_state["head"] = "mean"
+    at.run()
+    assert payload_of(at)["exact"] is None  # the browser still has the mean's
     # A browser without its copy asks for it: the next run sends the data again.
     at.session_state["ex"] = {"view": {"need": True}}
     at.session_state["simulate_callback"] = True
     at.run()
     assert not at.exception
-    assert payload_of(at)["data"] == first["data"]
+    assert payload_of(at)["codes"] == first["codes"] and payload_of(at)["exact"] == first["exact"]
     assert "called" not in at.session_state  # a request for data is no view change
     at.session_state["ex"] = {"view": {"token": 2}}
     at.run()
@@ -83,3 +95,48 @@ def test_a_change_in_the_browser_is_read_back_checked():
 )
 def test_checked_change(trigger, expected):
     assert checked_change(trigger) == expected
+
+
+def long_script() -> None:
+    import numpy as np
+    import streamlit as st
+
+    from ui.explorer import build_long_payload, explorer
+    from ui.explorer.component import requested_tiles
+    from ui.explorer.payload import add_tiles, checked_tiles
+
+    edges = np.array([0, 4, 8])
+    grid = np.array([[0.2, np.nan], [0.1, 0.3]], np.float32)
+    payload = build_long_payload(
+        grid,
+        edges,
+        edges,
+        [f"t{i}" for i in range(8)],
+        reduce=st.session_state.get("reduce", "mean"),
+        n_heads=2,
+        selected=1,
+        selected_row=np.full(8, 0.125),
+        tile_size=4,
+    )
+    asked = checked_tiles(requested_tiles("ex"), 8, 4)
+    add_tiles(payload, [(r, c, np.full((4, 4), r + c / 10)) for r, c in asked])
+    explorer(payload, key="ex")
+
+
+def test_a_long_input_sends_its_overview_once_and_the_tiles_asked_for():
+    at = AppTest.from_function(long_script, default_timeout=60).run()
+    assert not at.exception
+    first = payload_of(at)
+    assert first["overview"] and first["tiles"] == [] and first["long"]["tile"] == 4
+    at.run()
+    assert payload_of(at)["overview"] is None and payload_of(at)["key"] == first["key"]
+    # The browser asks for two tiles (and some nonsense): this run answers with them only.
+    at.session_state["ex"] = {"tiles": {"tiles": [[4, 0], [0, 4], [5, 5]]}}
+    at.run()
+    answer = payload_of(at)
+    assert answer["tiles"] == [[4, 0, 4, 4], [0, 4, 4, 4]] and answer["overview"] is None
+    assert len(answer["tileData"]) == 2 * 2 * 16
+    # Another pooling is another overview.
+    at.session_state["reduce"] = "max"
+    at.run()
+    assert payload_of(at)["overview"] and payload_of(at)["key"] != first["key"]

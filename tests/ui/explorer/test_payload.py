@@ -1,4 +1,5 @@
-"""What the explorer ships: every matrix of the layer as float16, empty cells as NaN, checked."""
+"""What the explorer ships: every matrix of the layer as 8-bit codes and the shown one as float16,
+empty cells as NaN, in one binary message, checked."""
 
 from __future__ import annotations
 
@@ -10,12 +11,17 @@ import pytest
 from core.errors import InvalidAttentionError, InvalidSelectionError
 from ui.explorer.payload import (
     MAX_TOKENS,
+    add_tiles,
+    build_long_payload,
     build_payload,
+    checked_tiles,
+    decode_codes,
     decode_values,
     encode_values,
     model_max,
     outside_window,
-    payload_json,
+    pack,
+    unpack,
 )
 
 
@@ -30,28 +36,54 @@ def test_every_head_and_the_mean_travel_in_order_and_decode_to_the_values():
     payload = build_payload(weights, list("abcde"), mean=mean, head=1, shared_max=1.0)
     assert payload["names"] == ["0", "1", "2", "mean"]
     assert payload["shape"] == [4, 5, 5] and payload["head"] == 1
-    values = decode_values(payload["data"], payload["shape"])
-    # float16 keeps 3 significant digits (relative error below 2^-11) for normal numbers.
-    np.testing.assert_allclose(values[:3], weights, rtol=2**-11, atol=6e-8)
-    np.testing.assert_allclose(values[3], mean, rtol=2**-11, atol=6e-8)
+    values = decode_codes(payload)
+    # 8-bit codes: within half a step (1/508) of each row's largest weight.
+    half_step = np.nanmax(np.concatenate([weights, mean[None]]), axis=-1, keepdims=True) / 508
+    assert (np.abs(values[:3] - weights) <= half_step[:3] * (1 + 1e-6)).all()
+    assert (np.abs(values[3] - mean) <= half_step[3] * (1 + 1e-6)).all()
+    # The shown head as float16: 3 significant digits (relative error below 2^-11).
+    assert payload["exactOf"] == 1
+    exact = decode_values(payload["exact"], [5, 5])
+    np.testing.assert_allclose(exact, weights[1], rtol=2**-11, atol=6e-8)
+    # Each row's largest weight is exact to float32 in the codes (code 254 times its scale).
+    np.testing.assert_allclose(values[:3].max(-1), weights.max(-1), rtol=1e-6)
 
 
-def test_the_payload_is_two_bytes_a_cell_in_base64():
-    payload = build_payload(rows_summing_to_one(12, 128), [str(i) for i in range(128)])
-    assert len(payload["data"]) == 4 * -(-(12 * 128 * 128 * 2) // 3)
-    assert len(payload_json(payload)) < 0.6e6  # ≈ 0.52 MB at 128 tokens, 12 heads
+def test_signed_codes_keep_their_sign_within_half_a_step():
+    weights = rows_summing_to_one(2, 6) - 0.2
+    payload = build_payload(weights, list("abcdef"))
+    values = decode_codes(payload)
+    scale = np.abs(weights).max(-1, keepdims=True)
+    assert (np.abs(values - weights) <= scale / 254 * (1 + 1e-6)).all()
+    assert (
+        np.sign(values[np.abs(weights) > scale / 127])
+        == np.sign(weights[np.abs(weights) > scale / 127])
+    ).all()
+
+
+def test_the_message_is_one_byte_a_cell_plus_the_shown_matrix_in_float16():
+    n = 128
+    payload = build_payload(rows_summing_to_one(12, n), [str(i) for i in range(n)])
+    assert len(payload["codes"]) == 12 * n * n and len(payload["scales"]) == 4 * 12 * n
+    assert len(payload["exact"]) == 2 * n * n
+    message = pack(payload)
+    assert len(message) < 0.24e6  # ≈ 0.2 MB at 128 tokens, 12 heads (float16 was 0.52 MB)
+    back = unpack(message)
+    assert back["codes"] == payload["codes"] and back["exact"] == payload["exact"]
+    assert back["rows"] == payload["rows"] and back["shape"] == payload["shape"]
 
 
 def test_empty_cells_are_nan_never_zero():
     weights = rows_summing_to_one(2, 4)
     future = np.triu(np.ones((4, 4), dtype=bool), 1)
     payload = build_payload(weights, list("abcd"), empty=future, shared_max=1.0)
-    values = decode_values(payload["data"], payload["shape"])
+    values = decode_codes(payload)
     assert np.isnan(values[:, future]).all()
     assert np.isfinite(values[:, ~future]).all()
+    assert np.isnan(decode_values(payload["exact"], [4, 4])[future]).all()
     # Rows a method left out (NaN) stay empty too.
     weights[:, 2] = np.nan
-    values = decode_values(build_payload(weights, list("abcd"))["data"], [2, 4, 4])
+    values = decode_codes(build_payload(weights, list("abcd")))
     assert np.isnan(values[:, 2]).all() and np.isfinite(values[:, 1]).all()
 
 
@@ -143,10 +175,17 @@ def test_longer_inputs_are_refused_for_the_long_input_path():
         build_payload(np.zeros((1, n, n), np.float32), ["t"] * n)
 
 
-def test_json_is_compact_and_strict():
-    payload = build_payload(rows_summing_to_one(1, 2), ["a", "b"], title="Layer 0")
-    text = payload_json(payload)
-    assert ", " not in text and json.loads(text)["title"] == "Layer 0"
+def test_the_header_is_compact_strict_json_and_the_arrays_start_on_multiples_of_8():
+    payload = build_payload(rows_summing_to_one(1, 3), ["a", "b", "c"], title="Layer 0 — é")
+    message = pack(payload)
+    assert message[:4] == b"ATX2"
+    length = int.from_bytes(message[4:8], "little")
+    header = json.loads(message[8 : 8 + length])
+    assert header["title"] == "Layer 0 — é" and b", " not in message[8 : 8 + length]
+    assert (8 + length) % 8 == 0
+    assert all(offset % 8 == 0 for offset, _ in header["$blobs"].values())
+    with pytest.raises(InvalidSelectionError):
+        unpack(b"nope" + message[4:])
 
 
 def test_outside_a_sliding_window():
@@ -161,3 +200,77 @@ def test_outside_a_sliding_window():
     assert not merged[1, 0] and not merged[2, 1] and merged[2, 0] and merged[3, 1]
     with pytest.raises(InvalidSelectionError, match="at least 1"):
         outside_window(groups, 0, causal=True)
+
+
+def long_payload(**changes):
+    grid = np.full((4, 4), 0.01, np.float32)
+    grid[np.triu_indices(4, 1)] = np.nan
+    edges = np.array([0, 3, 6, 8, 10])
+    arguments = {
+        "overview": grid,
+        "row_edges": edges,
+        "col_edges": edges,
+        "row_labels": [f"t{i}" for i in range(10)],
+        "reduce": "max",
+        "n_heads": 2,
+        "head": 1,
+        "selected": 4,
+        "selected_row": np.linspace(0, 1, 10),
+        "tile_size": 4,
+    }
+    return build_long_payload(**{**arguments, **changes})
+
+
+def test_a_long_payload_holds_the_overview_and_the_selected_row_not_the_matrix():
+    payload = long_payload()
+    assert payload["shape"] == [3, 10, 10] and payload["names"] == ["0", "1", "mean"]
+    assert payload["head"] == 1 and payload["sel"] == 4 and payload["rowOf"] == 4
+    assert payload["long"] == {
+        "rowEdges": [0, 3, 6, 8, 10],
+        "colEdges": [0, 3, 6, 8, 10],
+        "reduce": "max",
+        "tile": 4,
+    }
+    overview = decode_values(payload["overview"], [4, 4])
+    assert np.isnan(overview[0, 1]) and overview[1, 0] == pytest.approx(0.01, rel=1e-3)
+    np.testing.assert_allclose(
+        decode_values(payload["row"], [10]), np.linspace(0, 1, 10), rtol=2**-11
+    )
+    assert "codes" not in payload and payload["tiles"] == []
+    assert unpack(pack(payload))["long"]["reduce"] == "max"
+    assert long_payload(head="mean")["head"] == 2
+
+
+def test_tiles_travel_in_order_as_float16():
+    payload = long_payload()
+    first, second = np.full((4, 4), 0.5), np.arange(8, dtype=np.float32).reshape(4, 2) / 8
+    add_tiles(payload, [(0, 4, first), (8, 8, second)])
+    assert payload["tiles"] == [[0, 4, 4, 4], [8, 8, 4, 2]]
+    data = decode_values(payload["tileData"], [24])
+    np.testing.assert_allclose(data[:16], first.ravel())
+    np.testing.assert_allclose(data[16:], second.ravel())
+    add_tiles(payload, [])
+    assert payload["tiles"] == [] and payload["tileData"] is None
+
+
+def test_tile_requests_are_checked():
+    asked = [[0, 4], [4, 4], [0, 4], [3, 0], [12, 0], ["0", 4], [True, 0], [8], "x"]
+    assert checked_tiles(asked, 10, 4) == [(0, 4), (4, 4)]
+    assert checked_tiles("nonsense", 10, 4) == []
+    assert checked_tiles([[0, 0]] * 3 + [[4, 0], [8, 0]], 10, 4, limit=2) == [(0, 0), (4, 0)]
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"overview": np.zeros((3, 4))}, "between its edges"),
+        ({"row_edges": np.array([1, 3, 6, 8, 10])}, "from 0"),
+        ({"reduce": "median"}, "mean"),
+        ({"scale": "shared"}, "fixed"),
+        ({"selected_row": np.zeros(9)}, "10 weights"),
+        ({"selected": 10}, "selected token"),
+    ],
+)
+def test_a_long_payload_refuses_nonsense(changes, match):
+    with pytest.raises((InvalidAttentionError, InvalidSelectionError), match=match):
+        long_payload(**changes)
