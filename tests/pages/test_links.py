@@ -81,6 +81,7 @@ CONTROLS = [
     Control(OVERVIEW, "selectbox", "w_layer", 2),
     Control(OVERVIEW, "selectbox", "w_head", 9),
     Control(OVERVIEW, "toggle", "w_own_max", True),
+    Control(OVERVIEW, "selectbox", "w_head_measure", "first_token_share"),
     # masked
     Control(MASKED, "slider", "w_top_k", 3, start=(("text", "the [MASK] sat ."),), model="bert"),
     Control(MASKED, "selectbox", "w_mask", 2, start=(("text", "the cat sat"),), model="roberta"),

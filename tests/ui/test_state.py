@@ -60,6 +60,7 @@ CHANGED = ViewState(
     corpus_sentences=50,
     graph_threshold=0.2,
     own_max=True,
+    head_measure="first_token_share",
 )
 
 
