@@ -7,7 +7,6 @@
 // The payload (ui/head_view/payload.py) holds every head of the layer, lines already pruned
 // to the strongest per token, weights as integers in 1/ws units.
 
-const JOINER = "\u203F"; // ‿ before a word piece that continues the previous token's word
 const MIN_ALPHA = 8; // lines under 8/256 opacity are not drawn: invisible, yet as costly
 const EXPLORER_EVENT = "atlas-explorer"; // sent on window by ui/explorer/explorer.js
 const SMOOTH_LINES = 400; // up to this many hover lines are stroked (antialiased) by the canvas
@@ -360,7 +359,7 @@ class HeadView {
     if (isPiece) {
       const joiner = document.createElement("span");
       joiner.className = "hv-joiner";
-      joiner.textContent = JOINER;
+      joiner.textContent = this.payload.marker; // core.tokens.PIECE_MARKER, as on every view
       fragment.append(joiner);
     }
     fragment.append(document.createTextNode(text));

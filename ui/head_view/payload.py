@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import InvalidAttentionError, InvalidSelectionError
+from core.tokens import PIECE_MARKER
 from ui.payload_checks import one_layer, optional_index, segment_start, token_labels
 
 DEFAULT_TOP_K = 8
@@ -123,6 +124,8 @@ def build_payload(
         "causal": bool(causal),
         "segB": segment,
         "pieces": left_marks,
+        # The same marker as every other view's labels ("##woman"), drawn before the piece.
+        "marker": PIECE_MARKER,
         "rpieces": right_marks if cross else None,
         "topK": int(top_k),
         "thr": threshold,

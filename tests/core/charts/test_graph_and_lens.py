@@ -82,7 +82,7 @@ def test_graph_fits_the_page_and_says_when_labels_are_thinned(n):
 
 def test_graph_has_one_axis_per_channel_and_a_colour_legend():
     graph, labels = chain_graph(13)
-    edges, nodes = spec_dict(contribution_graph_chart(graph, labels, max_width=560))["layer"]
+    edges, _, nodes = spec_dict(contribution_graph_chart(graph, labels, max_width=560))["layer"]
     # The nodes carry the edges' axes (a merged default axis thinned the labels, none at all
     # hid the axes) ...
     for channel in ("x", "y"):
@@ -90,8 +90,29 @@ def test_graph_has_one_axis_per_channel_and_a_colour_legend():
     assert edges["encoding"]["x"]["axis"]["values"] == list(range(13))
     # ... and the hidden width legend does not share the colour legend's field.
     colour, width = edges["encoding"]["color"], edges["encoding"]["strokeWidth"]
-    assert colour["title"] == "share" and colour["legend"]["values"][-1] == 1.0
+    assert colour["title"][0] == "share" and colour["legend"]["values"][-1] == 1.0
     assert width["legend"] is None and width["field"] != colour["field"]
+
+
+def test_graph_fills_its_column_and_hovering_an_edge_shows_its_contribution():
+    graph, labels = chain_graph(13)
+    spec = spec_dict(contribution_graph_chart(graph, labels, max_width=560, fill=True))
+    assert spec["width"] == "container" and spec["autosize"]["type"] == "fit-x"
+    assert spec["height"] >= 320
+    edges, hits, _ = spec["layer"]
+    # A wide invisible line over each edge takes the pointer and names its contribution ...
+    assert hits["mark"]["strokeWidth"] >= 8 and hits["mark"]["opacity"] < 0.01
+    titles = [t["title"] for t in hits["encoding"]["tooltip"]]
+    assert titles == ["from", "to", "layer", "route", "share of the row"]
+    params = {p["name"]: p for p in spec["params"]}
+    assert params["edge"]["views"] == [hits["name"]]
+    # ... the hovered edge stays opaque while the others fade, and the wheel zooms.
+    assert edges["encoding"]["opacity"]["condition"]["param"] == "edge"
+    assert params["zoom"]["bind"] == "scales" and params["zoom"]["views"] == [edges["name"]]
+    # The colour legend starts at the threshold and says so.
+    colour = edges["encoding"]["color"]
+    assert colour["legend"]["values"][0] == colour["scale"]["domain"][0] == 0.0
+    assert colour["title"][1] == "(from 0.00)"
 
 
 def test_graph_keeps_its_token_width_where_the_page_has_room():
@@ -129,7 +150,7 @@ def test_information_flow_graph_draws_feed_forward_nodes_and_a_legend_from_the_t
     assert ffn and all(layout[key][0] % 1 == pytest.approx(0.3) for key in ffn)
     assert layout[("after_layer", model.num_layers, n - 1)] == (n - 1, model.num_layers)
     spec = spec_dict(contribution_graph_chart(graph, [t.text for t in contributions.tokens]))
-    edges, nodes = spec["layer"]
+    edges, _, nodes = spec["layer"]
     assert edges["encoding"]["color"]["scale"]["domain"] == [0.05, 1.0]
     shape = nodes["encoding"]["shape"]
     assert (
