@@ -33,6 +33,8 @@ NODE_LEGEND_PX = 190
 stands in one column with the "share" legend, so the wider of the two counts."""
 GRAPH_RESERVED_PX = max(LEGEND_PX, NODE_LEGEND_PX) + 50
 """Beside the token columns: the layer axis (title and numbers) and the legends."""
+NODE_COLOUR = "#8c8c8c"
+"""Mid grey: the nodes stand out on the light and the dark theme's background alike."""
 FFN_OFFSET = 0.3
 """A feed-forward node sits this far right of its token's column (in token columns)."""
 NODE_KINDS = {
@@ -75,7 +77,7 @@ def graph_token_px(n: int, max_width: int | None, token_px: int = GRAPH_TOKEN_PX
     return max(1, min(token_px, (int(max_width) - GRAPH_RESERVED_PX) // n))
 
 
-GRAPH_HEIGHT_PX = (320, 720)
+GRAPH_HEIGHT_PX = (400, 720)
 """Least and most px of the graph's height; between them, `GRAPH_LAYER_PX` per level."""
 GRAPH_LAYER_PX = 90
 EDGE_HIT_PX = 9
@@ -97,8 +99,8 @@ def contribution_graph_chart(
     The colour legend runs from the graph's threshold (`graph.graph["threshold"]`, below which
     nothing is drawn) to 1; node shapes tell the residual stream (circles) from feed-forward
     blocks (squares), and the tooltips name each node and edge. Hovering an edge highlights it
-    and shows its contribution (from, to, layer, route, share); the wheel zooms and a drag
-    pans (double-click resets).
+    and shows its contribution (from, to, layer, route, share); shift + wheel zooms and a
+    drag pans (double-click resets).
 
     `fill`: the chart is as wide as its container (Vega-Lite's ``"container"`` width; draw it
     with ``width="stretch"``); `max_width` is then the narrowest column expected, which decides
@@ -181,7 +183,8 @@ def contribution_graph_chart(
     hovered = alt.selection_point(
         name="edge", on="pointerover", clear="pointerout", fields=["x", "y", "x2", "y2"]
     )
-    zoom = alt.selection_interval(name="zoom", bind="scales")
+    # Shift + wheel zooms: the plain wheel keeps scrolling the page past a chart this large.
+    zoom = alt.selection_interval(name="zoom", bind="scales", zoom="wheel![event.shiftKey]")
     lines = (
         alt.Chart(edges)
         .mark_rule()
@@ -239,7 +242,7 @@ def contribution_graph_chart(
                 title="node",
                 legend=alt.Legend(labelLimit=NODE_LEGEND_PX - 40),
             ),
-            color=alt.value("#555"),
+            color=alt.value(NODE_COLOUR),
             tooltip=[
                 alt.Tooltip("text:N", title="token"),
                 alt.Tooltip("layer:O", title="layer"),

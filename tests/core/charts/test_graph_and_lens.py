@@ -17,8 +17,8 @@ from core.charts import (
     logit_lens_chart,
     spec_dict,
 )
-from core.charts.graph import GRAPH_RESERVED_PX, graph_token_px
-from core.charts.lens import LENS_RESERVED_PX
+from core.charts.graph import GRAPH_RESERVED_PX, NODE_COLOUR, graph_token_px
+from core.charts.lens import LAYER_TITLE_PX, LENS_RESERVED_PX
 from core.methods import MethodResult
 from core.tokens import Token
 
@@ -106,9 +106,13 @@ def test_graph_fills_its_column_and_hovering_an_edge_shows_its_contribution():
     assert titles == ["from", "to", "layer", "route", "share of the row"]
     params = {p["name"]: p for p in spec["params"]}
     assert params["edge"]["views"] == [hits["name"]]
-    # ... the hovered edge stays opaque while the others fade, and the wheel zooms.
+    # ... the hovered edge stays opaque while the others fade, and shift + wheel zooms (the
+    # plain wheel still scrolls the page).
     assert edges["encoding"]["opacity"]["condition"]["param"] == "edge"
     assert params["zoom"]["bind"] == "scales" and params["zoom"]["views"] == [edges["name"]]
+    assert params["zoom"]["select"]["zoom"] == "wheel![event.shiftKey]"
+    # The nodes are mid grey, seen on both themes' backgrounds.
+    assert spec["layer"][2]["encoding"]["color"]["value"] == NODE_COLOUR
     # The colour legend starts at the threshold and says so.
     colour = edges["encoding"]["color"]
     assert colour["legend"]["values"][0] == colour["scale"]["domain"][0] == 0.0
@@ -119,6 +123,21 @@ def test_graph_keeps_its_token_width_where_the_page_has_room():
     graph, labels = chain_graph(4)
     assert spec_dict(contribution_graph_chart(graph, labels, max_width=1200))["width"] == 4 * 48
     assert graph_token_px(100, None) == 48
+
+
+@pytest.mark.parametrize("layers", [1, 3, 13])
+def test_lens_rows_are_as_tall_as_the_layer_title(layers):
+    table = pd.DataFrame(
+        {
+            "layer": np.repeat(np.arange(layers), 2),
+            "rank": np.tile([1, 2], layers),
+            "token": ["w"] * (2 * layers),
+            "probability": np.full(2 * layers, 0.5),
+        }
+    )
+    spec = spec_dict(logit_lens_chart(table))
+    assert spec["height"] >= LAYER_TITLE_PX
+    assert spec["height"] == layers * max(22, -(-LAYER_TITLE_PX // layers))
 
 
 @pytest.mark.parametrize("ranks", [3, 5, 10])
