@@ -69,6 +69,7 @@ def head_view(
     piece_marks: Sequence[bool] | tuple[Sequence[bool], Sequence[bool]] | None = None,
     top_k: int = DEFAULT_TOP_K,
     threshold: float = DEFAULT_THRESHOLD,
+    single: str | None = None,
     on_select: Callable[[], None] | None = None,
 ) -> int | None:
     """Draw BertViz-style attention lines for one layer; return the selected token.
@@ -82,7 +83,8 @@ def head_view(
     `colour_scale_name` what it is (for the note).
     `causal` drops lines to later tokens. `segment_b_start` marks sentence B of a pair;
     `piece_marks` flags tokens that continue the previous token's word. Lines: the `top_k`
-    strongest per token and head with weight at least `threshold`. `on_select` runs on a
+    strongest per token and head with weight at least `threshold`. `single` names the one
+    matrix of a method without heads (no head legend is drawn). `on_select` runs on a
     click, before the run it starts (`clicked_in_callback` reads the token): a page that moves
     its selection there draws every view with it at once, with no second run.
 
@@ -107,6 +109,7 @@ def head_view(
         piece_marks=piece_marks,
         top_k=top_k,
         threshold=threshold,
+        single=single,
     )
     if height is not None:
         if isinstance(height, bool) or not isinstance(height, int) or height < 100:

@@ -277,6 +277,9 @@ class HeadView {
   buildLegend() {
     const legend = this.legend;
     legend.textContent = "";
+    legend.hidden = Boolean(this.payload.single); // a method without heads: nothing to toggle
+    this.chips = [];
+    if (this.payload.single) return;
     const title = document.createElement("span");
     title.className = "hv-legend-title";
     title.textContent = "Heads";
@@ -400,8 +403,8 @@ class HeadView {
   updateNote() {
     const p = this.payload;
     const shown = this.visible.size;
-    const heads =
-      shown === p.heads ? `all ${p.heads} heads` : `${shown} of ${p.heads} heads`;
+    let heads = shown === p.heads ? `all ${p.heads} heads` : `${shown} of ${p.heads} heads`;
+    if (p.single) heads = p.single;
     const sides = this.cross
       ? "Left: target tokens (queries), right: source tokens (keys). "
       : "";

@@ -271,3 +271,11 @@ def test_word_pieces_are_marked_as_on_every_other_view():
             "man"
         )
     )
+
+
+def test_a_method_without_heads_is_named_instead_of_one_head_chip():
+    payload = build_payload(random_attention(1, 3, 3), ["a", "b", "c"], single="rollout")
+    assert payload["single"] == "rollout" and payload["heads"] == 1
+    assert build_payload(random_attention(2, 3, 3), ["a", "b", "c"])["single"] is None
+    with pytest.raises(InvalidSelectionError):
+        build_payload(random_attention(2, 3, 3), ["a", "b", "c"], single="rollout")
