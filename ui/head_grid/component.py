@@ -9,27 +9,15 @@ names the head (and its measure), a click or Enter on a head sends trigger ``ope
 from __future__ import annotations
 
 import json
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-import streamlit as st
-
+from ui.components import registered
 from ui.head_grid.payload import build_payload
 
 COMPONENT_NAME = "attention_atlas.head_grid"
 HERE = Path(__file__).parent
 OPEN_EVENT = "open"
-
-
-@cache
-def _mount():
-    # Registered once per process: registering again under the same name logs a warning.
-    return st.components.v2.component(
-        COMPONENT_NAME,
-        css=(HERE / "head_grid.css").read_text(encoding="utf-8"),
-        js=(HERE / "head_grid.js").read_text(encoding="utf-8"),
-    )
 
 
 def _ignore_open() -> None:
@@ -40,7 +28,7 @@ def head_grid(thumbnails: Any, *, key: str = "head_grid", **options: Any) -> tup
     """Draw the grid (`thumbnails` and `options` as :func:`ui.head_grid.payload.build_payload`);
     return the ``(layer, head)`` clicked in the run the click started, else None."""
     payload = build_payload(thumbnails, **options)
-    result = _mount()(
+    result = registered(COMPONENT_NAME, HERE, "head_grid")(
         key=key,
         # A string travels as is (a dict would be re-encoded with spaces); the script parses it.
         data=json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False),

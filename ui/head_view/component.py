@@ -9,13 +9,13 @@ script.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from core.errors import InvalidSelectionError
+from ui.components import registered
 from ui.head_view.payload import (
     DEFAULT_THRESHOLD,
     DEFAULT_TOP_K,
@@ -26,16 +26,6 @@ from ui.head_view.payload import (
 COMPONENT_NAME = "attention_atlas.head_view"
 HERE = Path(__file__).parent
 SELECT_EVENT = "select"
-
-
-@cache
-def _mount():
-    # Registered once per process: registering again under the same name logs a warning.
-    return st.components.v2.component(
-        COMPONENT_NAME,
-        css=(HERE / "head_view.css").read_text(encoding="utf-8"),
-        js=(HERE / "head_view.js").read_text(encoding="utf-8"),
-    )
 
 
 def _ignore_select() -> None:
@@ -117,7 +107,7 @@ def head_view(
         payload["maxHeight"] = height
     # A string travels as is (Streamlit would re-encode a dict with spaces); the script parses
     # it once.
-    result = _mount()(
+    result = registered(COMPONENT_NAME, HERE, "head_view")(
         key=key,
         data=payload_json(payload),
         on_select_change=on_select or _ignore_select,
