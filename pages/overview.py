@@ -21,9 +21,12 @@ THUMBNAIL_CELLS = 40
 ABOUT = (
     "Each small square is one attention head: rows are queries, columns are keys, as on the "
     "Attention page. Heads with a diagonal stripe just below the diagonal look at the "
-    "previous token; a bright first column means attention parked on [CLS]. Click a head "
-    "(or pick it below) to open it on the Attention page. The table measures the same "
-    "patterns per head; click a column header to sort."
+    "previous token; a bright first column means attention parked on the first token (an "
+    "attention sink). Click a head, or move with the arrow keys and press Enter (or pick it "
+    "below), to open it on the Attention page. **Bars under the heads** draw one measure per "
+    "head: the first-token share (a sink head passes ε = 0.3, marked on the legend), the local "
+    "share, entropy or a head statistic. The table measures the patterns per head; click a "
+    "column header to sort."
 )
 
 
