@@ -277,11 +277,13 @@ def head_grid_problems(page) -> list[str]:
     return problems
 
 
-# Texts cut by their box (an ellipsis drawn by CSS, so not in the DOM): button and widget
-# labels whose content is wider than the element that shows it.
+# Texts cut by their box (an ellipsis drawn by CSS, so not in the DOM): labels of buttons and
+# widgets whose text is wider than the element that cuts it.
 _CLIPPED = """() => [...document.querySelectorAll(
-        "[data-testid='stMain'] button p, [data-testid='stMain'] [data-testid='stWidgetLabel'] p")]
-    .filter((el) => el.offsetParent !== null && el.scrollWidth > el.clientWidth + 1)
+        "[data-testid='stMain'] [data-testid='stMarkdownContainer'], "
+        + "[data-testid='stMain'] button p, [data-testid='stMain'] button div")]
+    .filter((el) => el.offsetParent !== null && el.scrollWidth > el.clientWidth + 1
+        && getComputedStyle(el).textOverflow === 'ellipsis')
     .map((el) => el.innerText.slice(0, 40))"""
 
 
