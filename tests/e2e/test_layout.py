@@ -429,3 +429,40 @@ def test_the_checks_catch_an_overflow_and_an_overlap():
     assert any("drawn over 'caption'" in p for p in problems)
     assert any("'chart' overlaps 'caption'" in p for p in problems)
     assert layout_problems({**found, "charts": [], "leaves": found["leaves"][:1]}) == []
+
+
+def test_the_head_grid_opens_a_head_from_the_keyboard_and_a_click(light_page, app):
+    """Arrow keys move through the grid and Enter opens the head on the Attention page, with
+    the same link as a click; a click on a thumbnail does the same."""
+    page = light_page
+    page.set_viewport_size({"width": 1440, "height": 900})
+    open_view(page, app.url("/overview", text=TEXT), settle_ms=SETTLE_MS)
+    page.wait_for_function(f"() => ({_HEAD_GRID_STATE})()?.painted === true")
+    grid = page.locator("[data-testid='stBidiComponentIsolated'] .hg-root")
+    grid.focus()
+    for key in ("ArrowRight", "ArrowRight", "ArrowDown"):
+        page.keyboard.press(key)
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Attention", exact=True).wait_for()
+    page.wait_for_function("() => location.search.includes('head=2')")
+    assert "layer=1" in page.url and "head=2" in page.url
+    # Back on the overview, a click on layer 2, head 3's thumbnail.
+    open_view(page, app.url("/overview", text=TEXT), settle_ms=SETTLE_MS)
+    page.wait_for_function(f"() => ({_HEAD_GRID_STATE})()?.painted === true")
+    canvas = page.locator("[data-testid='stBidiComponentIsolated'] .hg-canvas")
+    origin = page.evaluate(
+        """() => { const host = [...document.querySelectorAll(
+                "[data-testid='stBidiComponentIsolated']")].find((h) => h.shadowRoot
+                && h.shadowRoot.querySelector('.hg-root'));
+            const g = host.shadowRoot.querySelector('.hg-root').__grid;
+            return {left: g.left, top: g.top, tile: g.tile, row: g.rowHeight, side: g.side}; }"""
+    )
+    canvas.click(
+        position={
+            "x": origin["left"] + 3 * origin["tile"] + origin["side"] / 2,
+            "y": origin["top"] + 2 * origin["row"] + origin["side"] / 2,
+        }
+    )
+    page.get_by_role("heading", name="Attention", exact=True).wait_for()
+    page.wait_for_function("() => location.search.includes('head=3')")
+    assert "layer=2" in page.url and "head=3" in page.url
