@@ -12,6 +12,9 @@ thumbnail: its length is the value on the measure's scale and its colour repeats
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -28,6 +31,32 @@ light and dark backgrounds alike, and told apart by colour-blind readers."""
 
 def _hex_stops(stops: tuple[str, ...]) -> np.ndarray:
     return np.array([[int(s[i : i + 2], 16) for i in (1, 3, 5)] for s in stops], dtype=np.float64)
+
+
+ATLAS_CACHE_SIZE = 16
+"""Atlas images kept, by content: a rerun of the overview (another measure, the table) shows
+the same thumbnails, and encoding 144 heads of 40 × 40 cells takes about 75 ms."""
+_atlases: OrderedDict[str, str] = OrderedDict()
+_atlases_lock = threading.Lock()
+
+
+def atlas_url(thumbnails: np.ndarray, vmaxes: np.ndarray) -> str:
+    """`atlas_png` as a ``data:`` URL, encoded once per content (`ATLAS_CACHE_SIZE` kept)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for array in (thumbnails, vmaxes):
+        digest.update(str(array.shape).encode())
+        digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+    key = digest.hexdigest()
+    with _atlases_lock:
+        if key in _atlases:
+            _atlases.move_to_end(key)
+            return _atlases[key]
+    url = data_url(atlas_png(thumbnails, vmaxes))
+    with _atlases_lock:
+        _atlases[key] = url
+        while len(_atlases) > ATLAS_CACHE_SIZE:
+            _atlases.popitem(last=False)
+    return url
 
 
 def atlas_png(thumbnails: np.ndarray, vmaxes: np.ndarray) -> bytes:
@@ -95,7 +124,7 @@ def build_payload(
         "heads": heads,
         "rows": int(t.shape[2]),
         "cols": int(t.shape[3]),
-        "image": data_url(atlas_png(t, vmaxes)),
+        "image": atlas_url(t, vmaxes),
         "legend": {
             "title": scale_title,
             "low": 0.0,

@@ -80,3 +80,10 @@ def test_bad_input_is_refused_with_a_readable_error():
 )
 def test_only_a_head_inside_the_grid_opens(trigger, expected):
     assert opened_head(trigger, 2, 3) == expected
+
+
+def test_the_same_thumbnails_are_encoded_once():
+    thumbs = np.random.default_rng(3).random((2, 2, 5, 5))
+    first, again = build_payload(thumbs), build_payload(thumbs.copy())
+    assert first["image"] is again["image"]  # the kept encoding, not a new one
+    assert build_payload(thumbs, per_head=True)["image"] != first["image"]
