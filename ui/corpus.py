@@ -390,13 +390,14 @@ def head_table(result: CorpusResult) -> None:
 
 def head_table_config(statistics: dict[str, str]) -> dict[str, Any]:
     """`st.dataframe` column settings of `corpus_head_rows`: layer, head and labels pinned
-    (they stay in view while the many number columns scroll; labels wide enough for two rule
-    names at 1024 px), every statistic named, its interval column after it naming it too."""
+    (they stay in view while the many number columns scroll; labels wide enough for three rule
+    names, "previous-token, same word / duplicate"), every statistic named, its interval column
+    after it naming it too."""
     config: dict[str, Any] = {
         "layer": st.column_config.NumberColumn("layer", pinned=True, width=48),
         "head": st.column_config.NumberColumn("head", pinned=True, width=44),
         "labels": st.column_config.TextColumn(
-            "labels", pinned=True, width=190, help="The rules the head's means pass."
+            "labels", pinned=True, width=270, help="The rules the head's means pass."
         ),
         "sentences": st.column_config.NumberColumn("sentences", help="Sentences measured."),
     }
