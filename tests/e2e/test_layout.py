@@ -39,10 +39,12 @@ from tests.e2e.harness import (
     block_external_requests,
     explorer_state,
     full_page_screenshot,
+    head_grid_state,
     long_text,
     open_view,
     wait_for_charts,
     wait_for_explorer,
+    wait_for_head_grid,
 )
 
 pytestmark = pytest.mark.e2e
@@ -244,26 +246,10 @@ def explorer_problems(page) -> list[str]:
     return problems
 
 
-# The head grid's canvas and column, and whether the atlas image has been drawn on it (some
-# pixel of the first thumbnail is opaque): page.evaluate does not pierce shadow roots.
-_HEAD_GRID_STATE = """() => {
-    const host = [...document.querySelectorAll("[data-testid='stBidiComponentIsolated']")]
-        .find((h) => h.shadowRoot && h.shadowRoot.querySelector('.hg-root'));
-    if (!host) return null;
-    const canvas = host.shadowRoot.querySelector('.hg-canvas');
-    const column = host.closest("[data-testid='stColumn']")
-        || host.closest("[data-testid='stVerticalBlock']");
-    const c = canvas.getBoundingClientRect(), k = column.getBoundingClientRect();
-    return {canvas: {x: c.left, r: c.right, width: c.width, height: c.height},
-            column: {x: k.left, r: k.right, width: k.width},
-            painted: Boolean(host.shadowRoot.querySelector('.hg-root').__grid?.image)};
-}"""
-
-
 def head_grid_problems(page) -> list[str]:
     """The head grid's canvas fills its column (thumbnails grow with the window) and the
     thumbnails are drawn."""
-    found = page.evaluate(_HEAD_GRID_STATE)
+    found = head_grid_state(page)
     if found is None:
         return ["the head grid is missing"]
     canvas, column = found["canvas"], found["column"]
@@ -326,7 +312,7 @@ def open_state(page, url: str, state: State) -> None:
     if state.explorer:
         wait_for_explorer(page)
     if state.head_grid:
-        page.wait_for_function(f"() => ({_HEAD_GRID_STATE})()?.painted === true")
+        wait_for_head_grid(page)
 
 
 def check_state(page, url: str, state: State, theme: str) -> list[str]:
@@ -437,7 +423,7 @@ def test_the_head_grid_opens_a_head_from_the_keyboard_and_a_click(light_page, ap
     page = light_page
     page.set_viewport_size({"width": 1440, "height": 900})
     open_view(page, app.url("/overview", text=TEXT), settle_ms=SETTLE_MS)
-    page.wait_for_function(f"() => ({_HEAD_GRID_STATE})()?.painted === true")
+    wait_for_head_grid(page)
     grid = page.locator("[data-testid='stBidiComponentIsolated'] .hg-root")
     grid.focus()
     for key in ("ArrowRight", "ArrowRight", "ArrowDown"):
@@ -448,7 +434,7 @@ def test_the_head_grid_opens_a_head_from_the_keyboard_and_a_click(light_page, ap
     assert "layer=1" in page.url and "head=2" in page.url
     # Back on the overview, a click on layer 2, head 3's thumbnail.
     open_view(page, app.url("/overview", text=TEXT), settle_ms=SETTLE_MS)
-    page.wait_for_function(f"() => ({_HEAD_GRID_STATE})()?.painted === true")
+    wait_for_head_grid(page)
     canvas = page.locator("[data-testid='stBidiComponentIsolated'] .hg-canvas")
     origin = page.evaluate(
         """() => { const host = [...document.querySelectorAll(
