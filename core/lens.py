@@ -22,6 +22,7 @@ from core.errors import PositionOutOfRangeError, TruncationWarning
 from core.families.layers import self_stack_pass
 from core.inference import encode, guarded
 from core.models import LoadedModel
+from core.tokens import token_text
 
 LENS_COLUMNS = ("layer", "rank", "token", "token_id", "probability")
 
@@ -65,5 +66,5 @@ def logit_lens(model: LoadedModel, text: str, position: int, top_k: int = 5) -> 
     for layer, (values, ids) in enumerate(zip(top.values, top.indices, strict=True)):
         for rank, (value, token_id) in enumerate(zip(values, ids, strict=True), start=1):
             token_id = int(token_id)
-            rows.append((layer, rank, tokenizer.decode([token_id]), token_id, float(value)))
+            rows.append((layer, rank, token_text(tokenizer, token_id), token_id, float(value)))
     return pd.DataFrame(rows, columns=list(LENS_COLUMNS))

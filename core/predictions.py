@@ -9,7 +9,7 @@ import torch
 from core.errors import NoMaskedLMHeadError, NoMaskError, PositionOutOfRangeError
 from core.inference import encode, forward
 from core.models import PRESETS, LoadedModel, ModelKind
-from core.tokens import count_masks
+from core.tokens import count_masks, token_text
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def top_predictions(
         scores, ids = probabilities.topk(top_k)
         results.append(
             [
-                Prediction(tokenizer.decode([i]).strip(), float(s), int(i))
+                Prediction(token_text(tokenizer, i).strip(), float(s), int(i))
                 for s, i in zip(scores.tolist(), ids.tolist(), strict=True)
             ]
         )

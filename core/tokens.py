@@ -66,14 +66,77 @@ def count_masks(text: str) -> int:
     return len(_MASK_SPELLINGS.findall(text))
 
 
+_BYTE_TOKENS = re.compile(r"(?:<0x[0-9A-Fa-f]{2}>)+")
+"""SentencePiece's byte fallback pieces (``<0xE2>``): shown as they are, never decoded alone."""
+REPLACEMENT = "\ufffd"
+"""What decoding an incomplete UTF-8 sequence gives (�): a byte, not a character."""
+
+
+def _byte_level_alphabet() -> dict[str, int]:
+    """Byte-level BPE's alphabet (GPT-2, RoBERTa, BART…): the character standing for each byte.
+
+    Printable Latin-1 bytes stand for themselves; the others (controls, space, soft hyphen)
+    are mapped, in byte order, to the characters from U+0100 on (Radford et al.'s table).
+    """
+    printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    chars = {byte: chr(byte) for byte in printable}
+    for extra, byte in enumerate(b for b in range(256) if b not in chars):
+        chars[byte] = chr(0x100 + extra)
+    return {char: byte for byte, char in chars.items()}
+
+
+_BYTE_LEVEL = _byte_level_alphabet()
+
+
+def byte_label(data: bytes) -> str:
+    """`data` as text, each byte that is not part of a whole UTF-8 character as ``<0xNN>``
+    (a token holding part of a character, e.g. the first byte of "’", decodes to � otherwise)."""
+    out: list[str] = []
+    i = 0
+    while i < len(data):
+        for size in (1, 2, 3, 4):
+            try:
+                out.append(data[i : i + size].decode("utf-8"))
+            except UnicodeDecodeError:
+                continue
+            i += size
+            break
+        else:
+            out.append(f"<0x{data[i]:02X}>")
+            i += 1
+    return "".join(out)
+
+
+def bytes_shown(raw: str, decoded: str) -> str:
+    """`decoded` (a tokenizer's text of piece `raw`), or, when it holds �, the piece's bytes
+    with the partial ones as ``<0xNN>`` (byte-level BPE and SentencePiece byte fallback)."""
+    if REPLACEMENT not in decoded or REPLACEMENT in raw:
+        return decoded
+    if _BYTE_TOKENS.fullmatch(raw):
+        return raw.upper().replace("<0X", "<0x")
+    if raw and all(char in _BYTE_LEVEL for char in raw):
+        return byte_label(bytes(_BYTE_LEVEL[char] for char in raw))
+    return decoded
+
+
+def token_text(tokenizer: Any, token_id: int) -> str:
+    """One token id as text, as `tokenizer.decode` spells it, but a token that is part of a
+    character as its bytes (``<0xE2>``) instead of �."""
+    decoded = tokenizer.decode([int(token_id)])
+    if REPLACEMENT not in decoded:
+        return decoded
+    return bytes_shown(tokenizer.convert_ids_to_tokens(int(token_id)), decoded)
+
+
 def clean_token_text(raw: str, tokenizer: Any) -> str:
-    """Token text for display: `##`, `Ġ`, `▁` removed, byte-level bytes decoded."""
+    """Token text for display: `##`, `Ġ`, `▁` removed, byte-level bytes decoded (a piece that
+    is part of a character shown as ``<0xNN>``)."""
     text = raw
     try:
         text = tokenizer.convert_tokens_to_string([raw])
     except Exception:
         text = raw
-    text = text.strip()
+    text = bytes_shown(raw, text).strip()
     if text.startswith("##") and len(text) > 2:
         text = text[2:]
     for marker in _SPACE_MARKERS:
@@ -273,5 +336,24 @@ def unit_labels(
             labels.append(" ".join(per_token[i] for i in group))
         else:
             joined = "".join(tokens[i].text for i in group).replace(VISIBLE_SPACE, "")
+            if "<0x" in joined:  # pieces of one character, whole again in the merged word
+                joined = _whole_bytes([tokens[i].raw for i in group], joined)
             labels.append(joined or tokens[group[0]].text)
     return labels
+
+
+def _whole_bytes(raws: Sequence[str], joined: str) -> str:
+    """The text of byte pieces `raws` decoded together (`joined` when they are not bytes)."""
+    pieces = "".join(raws)
+    if pieces and all(char in _BYTE_LEVEL for char in pieces):
+        return byte_label(bytes(_BYTE_LEVEL[char] for char in pieces)).strip()
+    fallback = [p.replace("▁", "") for p in raws]
+    if all(_BYTE_TOKENS.fullmatch(p) or not p.startswith("<0x") for p in fallback):
+        data = b"".join(
+            bytes(int(h, 16) for h in re.findall(r"<0x([0-9A-Fa-f]{2})>", p))
+            if _BYTE_TOKENS.fullmatch(p)
+            else p.encode("utf-8")
+            for p in fallback
+        )
+        return byte_label(data).strip()
+    return joined

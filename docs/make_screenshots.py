@@ -40,6 +40,8 @@ from tests.e2e.harness import (  # noqa: E402
 )
 
 OUT = REPO / "docs" / "screenshots"
+HEAD_GRID = "[data-testid='stBidiComponentIsolated'] .hg-root"
+"""The overview's head grid (`ui.head_grid`); Playwright's selectors pierce its shadow root."""
 TEXT = "The cat sat on the mat because it was tired."
 MASKED = "The cat sat on the [MASK] because it was tired."
 WIDTHS = (1024, 1440)
@@ -52,7 +54,8 @@ EXPLORER_HEIGHT = 2150
 """Window height of the explorer's shots: its scroll box (78 % of the window) holds all of a
 128-token matrix."""
 # (name, page path, query parameters, Vega charts to wait for, options of `open_view`; "explorer":
-# wait for the Attention page's explorer, "element": shoot it alone)
+# wait for the Attention page's explorer, "head_grid": for the overview's grid, "element": shoot
+# it alone)
 SHOTS = (
     (
         "attention",
@@ -68,7 +71,13 @@ SHOTS = (
         0,
         {"explorer": True, "element": True},
     ),
-    ("overview", "/overview", {"text": TEXT}, 1, {}),
+    (
+        "overview",
+        "/overview",
+        {"text": TEXT, "head_measure": "first_token_share", "layer": "2", "head": "3"},
+        0,
+        {"head_grid": True},
+    ),
     ("masked", "/masked", {"text": MASKED}, 1, {}),
     ("compare", "/compare", {"text": TEXT, "word": "1", "replacement": "dog"}, 3, {}),
     ("explain", "/explain", {"model": TINY_MLM, "text": MASKED}, 2, {}),
@@ -135,6 +144,7 @@ def main(themes: tuple[str, ...] = THEMES, only: tuple[str, ...] = ()) -> None:
 def take(browser, url: str, name: str, charts: int, options: dict, width: int, theme: str):
     options = dict(options)
     explorer, element = options.pop("explorer", False), options.pop("element", False)
+    head_grid = options.pop("head_grid", False)
     height = EXPLORER_HEIGHT if element else 900
     context = browser.new_context(viewport={"width": width, "height": height})
     block_external_requests(context)
@@ -144,6 +154,9 @@ def take(browser, url: str, name: str, charts: int, options: dict, width: int, t
     if explorer:
         wait_for_explorer(page)
         page.wait_for_timeout(400)  # its resize observer settles the width
+    if head_grid:
+        page.locator(f"{HEAD_GRID} canvas").wait_for()
+        page.wait_for_timeout(600)  # the atlas image loads, then the grid paints
     target = OUT / shot_name(name, width, theme)
     if element:
         # The explorer and the page's "Matrix" heading above it.

@@ -5,6 +5,7 @@ import functools
 import streamlit as st
 
 from core import AtlasError, AttentionResult
+from core.display_matrix import blank_causal
 from core.layer_views import head_matrix
 from core.scales import shared_max
 from core.selection import segment_b_start
@@ -17,7 +18,7 @@ from ui.widgets import export_buttons, file_stem, show_error
 ABOUT = (
     "**Replace a word**: the same layer and head before and after the replacement. The "
     "difference heatmap subtracts *before* from *after* on shared words (a replacement that "
-    "splits into several pieces counts as one word: keys summed, queries averaged), so red "
+    "splits into several pieces counts as one word: keys summed, queries averaged), so orange "
     "cells gained attention and blue cells lost it. Include a [MASK] in the text to see how "
     "the predictions move. **Two models**: the same text in two models side by side."
 )
@@ -108,7 +109,14 @@ def two_models(page: pages.Page) -> None:
         )
     layer, head = compare.layer_and_head(layers, heads, key_suffix="_models")
     shown = [(page.model.name, result), (other.name, other_result)]
-    matrices = [head_matrix(res.attentions, layer, head) for _, res in shown]
+    # A causal model never computes its later keys: empty cells (NaN), as on the Attention
+    # page, not zeros that read as measured "no attention".
+    matrices = [
+        blank_causal(head_matrix(res.attentions, layer, head))
+        if res.is_causal()
+        else head_matrix(res.attentions, layer, head)
+        for _, res in shown
+    ]
     shared = {"scale": view.colour_scale(), "shared_max": shared_max(matrices)}
     # Stacked for the same reason as before/after: side by side they clip below ~1200 px.
     for (label, res), matrix in zip(shown, matrices, strict=True):

@@ -4,24 +4,29 @@ import functools
 
 import streamlit as st
 
-from core import charts
 from core.display_matrix import pad_square
 from core.families import CROSS
 from core.head_stats import STAT_DESCRIPTIONS
 from core.pooling import thumbnail_size
 from ui import cache, exports, panels
+from ui import head_grid as head_grid_ui
 from ui import page as pages
-from ui.layout import PAGE_PX
-from ui.widgets import bound, export_buttons, show_chart
+from ui.state import HEAD_MEASURES
+from ui.widgets import bound, export_buttons
 
 THUMBNAIL_PIXELS = 250_000
-"""The thumbnails are PNG images: 144 heads of 40 × 40 cells stay under 0.5 MB."""
+"""The thumbnails are one PNG image: 144 heads of 40 × 40 cells stay under 0.5 MB."""
+THUMBNAIL_CELLS = 40
+"""Most cells a thumbnail's side has; the browser scales them up to the width it has."""
 ABOUT = (
     "Each small square is one attention head: rows are queries, columns are keys, as on the "
     "Attention page. Heads with a diagonal stripe just below the diagonal look at the "
-    "previous token; a bright first column means attention parked on [CLS]. Click a head "
-    "(or pick it below) to open it on the Attention page. The table measures the same "
-    "patterns per head; click a column header to sort."
+    "previous token; a bright first column means attention parked on the first token (an "
+    "attention sink). Click a head, or move with the arrow keys and press Enter (or pick it "
+    "below), to open it on the Attention page. **Bars under the heads** draw one measure per "
+    "head: the first-token share (a sink head passes ε = 0.3, marked on the legend), the local "
+    "share, entropy or a head statistic. The table measures the patterns per head; click a "
+    "column header to sort."
 )
 
 
@@ -32,9 +37,7 @@ def render(page: pages.Page) -> None:
     attentions, queries, keys = page.result.stack(stack)
     layers, heads = attentions.shape[:2]
     n = max(len(queries), len(keys))
-    # At most 40 cells a side, and no more than lets the grid fit the page at 1024 px.
-    largest = min(40, charts.largest_thumbnail(heads, PAGE_PX))
-    size = thumbnail_size(layers, heads, n, budget=THUMBNAIL_PIXELS, largest=largest)
+    size = thumbnail_size(layers, heads, n, budget=THUMBNAIL_PIXELS, largest=THUMBNAIL_CELLS)
     thumbnails = cache.thumbnails(page.inputs, stack, size, view.hide_special, view.merge_words)
     if cross:
         # Target rows × source columns; the grid's thumbnails are square, the rest stays empty.
@@ -46,31 +49,40 @@ def render(page: pages.Page) -> None:
     if n > size:
         st.caption(f"{n} tokens: each thumbnail is averaged down to {size}×{size} blocks.")
     selected = (view.layer, view.head) if isinstance(view.head, int) else None
-    own_max = bound(
-        st.toggle,
-        "Scale each thumbnail to its own maximum",
-        "own_max",
-        help="Off: every thumbnail on the colour scale chosen in the sidebar, so heads compare; "
-        "on: each head's pattern at full contrast, whatever its size.",
-    )
+    own_max_column, measure_column = st.columns(2, vertical_alignment="bottom")
+    with own_max_column:
+        own_max = bound(
+            st.toggle,
+            "Own scale per head",
+            "own_max",
+            help="Off: every thumbnail on the colour scale chosen in the sidebar, so heads "
+            "compare; on: each head's pattern at full contrast, whatever its size.",
+        )
+    with measure_column:
+        measure = bound(
+            st.selectbox,
+            "Bars under the heads",
+            "head_measure",
+            options=("", *HEAD_MEASURES),
+            format_func=head_grid_ui.measure_label,
+            disabled=cross,
+            help="Draw one measure per head as a bar under its thumbnail (length and colour): "
+            "the first-token share finds attention sinks, the local share heads that read "
+            "only recent tokens, low entropy focused heads.",
+        )
     scale = view.colour_scale()
-    event = show_chart(
-        charts.head_grid(
-            thumbnails,
-            selected=selected,
-            max_width=PAGE_PX,
-            per_head=own_max,
-            # One scale for the whole grid unless "fixed" 0–1 is chosen.
-            scale="fixed" if scale == "fixed" else "chart",
-        ),
-        theme="streamlit",
-        width="content",
-        on_select="rerun",
-        key="head_grid",
+    top = None if scale != "fixed" else 1.0  # one scale for the grid unless "fixed" 0–1
+    measure_options = head_grid_ui.measure_options(page, stack, "" if cross else measure)
+    opened = head_grid_ui.head_grid(
+        thumbnails,
+        vmax=top,
+        per_head=own_max,
+        scale_title="attention (0–1)" if top else "attention (0–grid max)",
+        selected=selected,
+        **measure_options,
     )
-    picked = (event or {}).get("selection", {}).get("head") or []
-    if picked:
-        pages.open_head(picked[0]["layer"], picked[0]["head"])
+    if opened is not None:
+        pages.open_head(*opened)
     # The button's column is the widest: at 1024 px a third of the page cut its label.
     pick_layer, pick_head, go = st.columns([1, 1, 1.4], vertical_alignment="bottom")
     with pick_layer:

@@ -16,7 +16,9 @@ from __future__ import annotations
 import functools
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import streamlit as st
 from streamlit import config as streamlit_config
@@ -28,6 +30,7 @@ from core.corpus import (
     BUNDLED_CORPORA,
     FILE_TYPES,
     MODES,
+    TOP_K,
     CorpusResult,
     CorpusStore,
     available_projections,
@@ -64,6 +67,8 @@ SOURCE_LABELS = {
 }
 MODE_LABELS = {"default": "Default", "clark": "Clark et al."}
 EXAMPLES_SHOWN = 10
+TIE_DECIMALS = 3
+"""Examples whose values agree to this many decimals (as shown) tie."""
 GLOBAL_POINTS = 1200
 
 
@@ -359,19 +364,7 @@ def head_table(result: CorpusResult) -> None:
     """The sortable per-head table; selecting a row opens the head with its typical sentence."""
     statistics = list(result.statistics)
     rows = corpus_head_rows(result.head_table, statistics)
-    config = {
-        "labels": st.column_config.TextColumn("labels", width="medium"),
-        **{
-            name: st.column_config.NumberColumn(name.replace("_", " "), help=text, format="%.3f")
-            for name, text in result.statistics.items()
-        },
-        **{
-            f"{name} ±": st.column_config.NumberColumn(
-                "±", help=f"Half-width of the 95 % interval of {name}'s mean.", format="%.3f"
-            )
-            for name in statistics
-        },
-    }
+    config = head_table_config(result.statistics)
     event = st.dataframe(
         rows,
         hide_index=True,
@@ -382,7 +375,8 @@ def head_table(result: CorpusResult) -> None:
         key="corpus_heads",
     )
     st.caption(
-        f"Means over {result.done:,} sentences with the half-width of their 95 % interval (±). "
+        f"Means over {result.done:,} sentences with the half-width of their 95 % interval "
+        "(the ±95 % columns). "
         "Click a column header to sort; select a row to open that head on the Attention page "
         "with its most typical sentence."
     )
@@ -392,6 +386,30 @@ def head_table(result: CorpusResult) -> None:
         typical = result.typical_sentence(layer, head)
         if typical is not None:
             open_on_attention(result, layer, head, typical[0], 0)
+
+
+def head_table_config(statistics: dict[str, str]) -> dict[str, Any]:
+    """`st.dataframe` column settings of `corpus_head_rows`: layer, head and labels pinned
+    (they stay in view while the many number columns scroll; labels wide enough for three rule
+    names, "previous-token, same word / duplicate"), every statistic named, its interval column
+    after it naming it too."""
+    config: dict[str, Any] = {
+        "layer": st.column_config.NumberColumn("layer", pinned=True, width=48),
+        "head": st.column_config.NumberColumn("head", pinned=True, width=44),
+        "labels": st.column_config.TextColumn(
+            "labels", pinned=True, width=270, help="The rules the head's means pass."
+        ),
+        "sentences": st.column_config.NumberColumn("sentences", help="Sentences measured."),
+    }
+    for name, text in statistics.items():
+        readable = name.replace("_", " ")
+        config[name] = st.column_config.NumberColumn(readable, help=text, format="%.3f")
+        config[f"{name} ±"] = st.column_config.NumberColumn(
+            f"{readable} ±95 %",
+            help=f"Half-width of the 95 % confidence interval of the corpus mean of {readable}.",
+            format="%.3f",
+        )
+    return config
 
 
 def rules(result: CorpusResult) -> None:
@@ -426,7 +444,8 @@ def examples(result: CorpusResult, model: LoadedModel, layer: int, head: int) ->
         key="corpus_statistic",
         format_func=label_from({s: s.replace("_", " ") for s in result.statistics}),
     )
-    found = result.examples(layer, head, statistic, EXAMPLES_SHOWN)
+    # Every stored example (not only those shown): ties are ordered, and counted, over all.
+    found = result.examples(layer, head, statistic, TOP_K)
     if found.empty:
         st.info("No example yet: run the corpus first.")
         return
@@ -434,19 +453,64 @@ def examples(result: CorpusResult, model: LoadedModel, layer: int, head: int) ->
         [t.text for t in encode_sentence(model, text, result.max_tokens).tokens]
         for text in found["sentence"]
     ]
-    rows = corpus_example_rows(found, tokens)
-    st.caption(f"Strongest first; the number is {statistic.replace('_', ' ')} on that sentence.")
+    values = found["value"].to_numpy()
+    order = tie_order(values, [len(t) for t in tokens])
+    note = tie_note(values, name=statistic.replace("_", " "))
+    found = found.iloc[order[:EXAMPLES_SHOWN]].reset_index(drop=True)
+    shown_tokens = [tokens[i] for i in order[:EXAMPLES_SHOWN]]
+    rows = corpus_example_rows(found, shown_tokens)
+    st.caption(
+        f"Strongest first; the number is {statistic.replace('_', ' ')} on that sentence. {note}"
+    )
+    every_row = all_rows_tie(statistic)
     for index, row in enumerate(rows.itertuples(index=False)):
         value, text, button = st.columns([1.3, 9, 2], vertical_alignment="center")
         value.markdown(f"**{row.value:.3f}**")
         text.markdown(plain(row.sentence))
-        if row.pair:
+        if every_row and round(row.value, TIE_DECIMALS) >= 1:
+            text.caption(
+                f"Every query row reaches {row.value:.3f} ({len(shown_tokens[index])} tokens): "
+                "no single pair stands out."
+            )
+        elif row.pair:
             text.caption(plain(f"strongest pair (query → key): {row.pair}"))
         if button.button("Open", key=f"corpus_example_{index}", help="On the Attention page"):
             chosen = found.iloc[index]
             open_on_attention(
                 result, layer, head, int(chosen["sentence_index"]), int(chosen["query"])
             )
+
+
+def tie_order(values: Sequence[float], lengths: Sequence[int]) -> list[int]:
+    """Indices of examples strongest first; values equal to `TIE_DECIMALS` decimals (a tie,
+    as shown) longest sentence first: the same score over more tokens is more evidence."""
+    rounded = [round(float(v), TIE_DECIMALS) for v in values]
+    return sorted(range(len(rounded)), key=lambda i: (-rounded[i], -int(lengths[i]), i))
+
+
+def tie_note(values: Sequence[float], name: str) -> str:
+    """What the caption says about the stored examples (`values`, strongest first; the store
+    keeps at most `TOP_K` per head and statistic) that tie with the strongest."""
+    rounded = [round(float(v), TIE_DECIMALS) for v in values]
+    if not rounded:
+        return ""
+    top = max(rounded)
+    tied = rounded.count(top)
+    if tied <= 1:
+        return ""
+    order = "listed longest sentence first: the same score over more tokens is more evidence."
+    if tied == len(rounded) >= TOP_K:
+        return (
+            f"At least {tied} sentences tie at {name} {top:.3f} (the store keeps the "
+            f"{TOP_K} strongest), {order}"
+        )
+    return f"{tied} sentences tie at {name} {top:.3f}, {order}"
+
+
+def all_rows_tie(statistic: str) -> bool:
+    """Whether a sentence value of 1 for `statistic` means every row it averages is 1 (a mean of
+    shares: then no row, and no pair, is stronger than another)."""
+    return "to_" in statistic
 
 
 def open_typical(result: CorpusResult, layer: int, head: int) -> None:

@@ -20,6 +20,7 @@ from core import AtlasError, ModelKind, charts
 from core.agreement import part_passes
 from server.policy import check_agreement_request
 from ui import cache, stoppable
+from ui.agreement_view import show_agreement
 from ui.cache import LEAVE_ONE_OUT, Inputs
 from ui.deploy import deploy_policy
 from ui.layout import PAGE_PX
@@ -117,12 +118,15 @@ def agreement_panel(page: Page, position: int) -> None:
                 "(leave-one-out, then each method); the methods done so far are ranked below."
             )
         elif missing:
-            stoppable.stop_button(
-                AGREEMENT_CONTROL,
-                request,
-                help="Stops after the step being computed and keeps the steps done.",
-            )
+            stop = st.empty()  # emptied when the steps are done: no Stop is left behind
+            with stop:
+                stoppable.stop_button(
+                    AGREEMENT_CONTROL,
+                    request,
+                    help="Stops after the step being computed and keeps the steps done.",
+                )
             _compute_agreement(page, position, parts, missing)
+            stop.empty()
         table = cache.agreement(inputs, position, done_only=True)
     except AtlasError as error:
         show_error(str(error))
@@ -130,9 +134,7 @@ def agreement_panel(page: Page, position: int) -> None:
     if table is None:
         return
     st.caption(f"Explaining the prediction '{table.attrs.get('predicted', '?')}'.")
-    shown = table.copy()
-    shown.attrs = {}  # the leave-one-out table rides in attrs, which the browser cannot take
-    st.dataframe(shown, hide_index=True, width="stretch")
+    show_agreement(table)
     if len(table) < len(parts) - 1:
         return  # a stopped table: exported once every method is in it
     export_buttons(
@@ -178,9 +180,9 @@ def graph_panel(page: Page, position: int) -> None:
         return
     labels = [t.text for t in page.result.tokens]
     show_chart(
-        charts.contribution_graph_chart(graph, labels, max_width=PAGE_PX),
+        charts.contribution_graph_chart(graph, labels, max_width=PAGE_PX, fill=True),
         theme="streamlit",
-        width="content",
+        width="stretch",
     )
     st.caption(
         f"{graph.number_of_edges()} edges: the information-flow routes into position "

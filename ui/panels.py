@@ -219,6 +219,10 @@ def line_view(
         piece_marks=marks,
         top_k=top_k,
         threshold=threshold,
+        # A method without heads (rollout, flow…) has one matrix: no head legend for it.
+        single=None
+        if scores.per_head is not None
+        else f"{core.get_method(scores.method).label}, one matrix per layer",
         # Opacity from the weight on the page's scale (BertViz: the absolute weight), not
         # from this layer's maximum, so flat attention looks faint, as it is.
         colour_scale_max=scale_top(page, scores),

@@ -108,6 +108,8 @@ class ViewState:
     neuron: bool = False
     own_max: bool = False
     """Overview: scale each thumbnail to its own maximum (else the colour scale in force)."""
+    head_measure: str = ""
+    """Overview: the per-head measure drawn under each thumbnail (`HEAD_MEASURES`); "": none."""
     """The neuron view is open."""
     word: int | None = None
     """Compare: the word index to replace; None: the first word."""
@@ -162,6 +164,12 @@ class ViewState:
 
 
 DEFAULT = ViewState()
+
+HEAD_MEASURES = tuple(core.STAT_DESCRIPTIONS) + tuple(
+    name for name in core.SINK_COLUMNS if name != "is_sink"
+)
+"""Per-head measures the overview can draw under each thumbnail (`core.head_statistics`,
+`core.sink_profile`)."""
 
 # Fields carried in the query string (`page` is the link's path instead).
 URL_FIELDS = tuple(f.name for f in fields(ViewState) if f.name != "page")
@@ -271,6 +279,8 @@ def _decode_field(key: str, raw: str, problems: list[str]) -> Any:
         except ValueError:
             problems.append(f"Ignored {_quoted(key, raw)} in the link: use numbers like 0.1,0.5.")
             return None
+    if key == "head_measure":
+        return _choice(key, raw, HEAD_MEASURES, problems)
     if key in ("threshold", "graph_threshold", "sink_epsilon"):
         try:
             return float(raw)

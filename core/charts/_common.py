@@ -26,6 +26,10 @@ DIVERGING_SCHEME = "blueorange"
 HEAD_SCHEME = "category10"
 """One colour per head in the line view (category20 takes over beyond 10 heads)."""
 
+NOTE_COLOUR = "#808495"
+"""Subtitles (the notes under a title): Streamlit's caption grey, read on the light and the dark
+theme alike (Vega's default is black, invisible on the dark background)."""
+
 LABEL_LIMIT_PX = 110
 """Long tokens are truncated with an ellipsis on axes; tooltips keep the full text."""
 
@@ -201,7 +205,12 @@ def title_properties(title: str, notes: Sequence[str]) -> Spec:
     if notes:
         lines = [line for note in notes for line in textwrap.wrap(note, NOTE_LINE_CHARS)]
         return {
-            "title": {"text": text or " ", "subtitle": lines, "anchor": "start"},
+            "title": {
+                "text": text or " ",
+                "subtitle": lines,
+                "anchor": "start",
+                "subtitleColor": NOTE_COLOUR,
+            },
             "usermeta": {NOTES_KEY: notes},
         }
     if isinstance(text, list):

@@ -34,15 +34,41 @@ NAN_RGB = (235, 235, 235)
 """Cells without a value (NaN) are light grey, as in the PNG exports."""
 
 
+VIRIDIS_STOPS = tuple("#{:02x}{:02x}{:02x}".format(*(int(c) for c in s)) for s in _VIRIDIS_STOPS)
+"""The same stops as hex colours, for legends drawn in the browser."""
+
+
+def interpolate(scaled: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """`[...]` values in 0..1 to `[..., 3]` uint8 colours interpolated between RGB `stops`
+    `[k, 3]` (evenly spaced; NaN counts as 0, the caller marks it)."""
+    values = np.asarray(scaled, dtype=np.float64)
+    position = np.clip(np.nan_to_num(values), 0.0, 1.0) * (len(stops) - 1)
+    low = np.minimum(position.astype(np.int64), len(stops) - 2)
+    fraction = (position - low)[..., None]
+    rgb = stops[low] * (1 - fraction) + stops[low + 1] * fraction
+    return rgb.round().astype(np.uint8)
+
+
 def viridis(scaled: np.ndarray) -> np.ndarray:
     """`[...]` values in 0..1 to `[..., 3]` uint8 viridis colours (NaN -> `NAN_RGB`)."""
-    values = np.asarray(scaled, dtype=np.float64)
-    position = np.clip(np.nan_to_num(values), 0.0, 1.0) * (len(_VIRIDIS_STOPS) - 1)
-    low = np.minimum(position.astype(np.int64), len(_VIRIDIS_STOPS) - 2)
-    fraction = (position - low)[..., None]
-    rgb = _VIRIDIS_STOPS[low] * (1 - fraction) + _VIRIDIS_STOPS[low + 1] * fraction
-    rgb[np.isnan(values)] = NAN_RGB
-    return rgb.round().astype(np.uint8)
+    rgb = interpolate(scaled, _VIRIDIS_STOPS)
+    rgb[np.isnan(np.asarray(scaled, dtype=np.float64))] = NAN_RGB
+    return rgb
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """`[rows, cols, 3 or 4]` uint8 as PNG bytes (RGB or RGBA)."""
+    buffer = io.BytesIO()
+    mode = "RGBA" if pixels.shape[-1] == 4 else "RGB"
+    Image.fromarray(np.ascontiguousarray(pixels), mode=mode).save(
+        buffer, format="PNG", optimize=True
+    )
+    return buffer.getvalue()
+
+
+def data_url(png: bytes) -> str:
+    """PNG bytes as a ``data:`` URL."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def png_data_url(matrix: np.ndarray, vmax: float, pixels_per_cell: int = 1) -> str:
@@ -57,6 +83,4 @@ def png_data_url(matrix: np.ndarray, vmax: float, pixels_per_cell: int = 1) -> s
     rgb = viridis(values / (vmax or 1.0))
     if pixels_per_cell > 1:
         rgb = rgb.repeat(pixels_per_cell, axis=0).repeat(pixels_per_cell, axis=1)
-    buffer = io.BytesIO()
-    Image.fromarray(rgb, mode="RGB").save(buffer, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return data_url(png_bytes(rgb))

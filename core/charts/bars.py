@@ -22,6 +22,10 @@ from core.charts._common import (
 )
 from core.scales import SCALE_WORDS, ScaleMode, scale_caption, value_domain
 
+LEGEND_LABEL_PX = 120
+"""Room for a direction's name in the legend ("attended by" is about 65 px): set, so that no
+theme's shorter default cuts it."""
+
 
 def attention_bars(
     outgoing: np.ndarray,
@@ -133,7 +137,8 @@ def attention_bars(
                 "direction:N",
                 sort=directions,
                 title=None,
-                legend=alt.Legend(orient="top", direction="horizontal"),
+                # Both directions named in full: "attended by" was cut to "attended b…".
+                legend=alt.Legend(orient="top", direction="horizontal", labelLimit=LEGEND_LABEL_PX),
             ),
             tooltip=[
                 alt.Tooltip("pos:O", title="#"),

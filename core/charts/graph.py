@@ -33,6 +33,8 @@ NODE_LEGEND_PX = 190
 stands in one column with the "share" legend, so the wider of the two counts."""
 GRAPH_RESERVED_PX = max(LEGEND_PX, NODE_LEGEND_PX) + 50
 """Beside the token columns: the layer axis (title and numbers) and the legends."""
+NODE_COLOUR = "#8c8c8c"
+"""Mid grey: the nodes stand out on the light and the dark theme's background alike."""
 FFN_OFFSET = 0.3
 """A feed-forward node sits this far right of its token's column (in token columns)."""
 NODE_KINDS = {
@@ -75,19 +77,35 @@ def graph_token_px(n: int, max_width: int | None, token_px: int = GRAPH_TOKEN_PX
     return max(1, min(token_px, (int(max_width) - GRAPH_RESERVED_PX) // n))
 
 
+GRAPH_HEIGHT_PX = (400, 720)
+"""Least and most px of the graph's height; between them, `GRAPH_LAYER_PX` per level."""
+GRAPH_LAYER_PX = 90
+EDGE_HIT_PX = 9
+"""Width of the invisible line over each edge that takes the pointer: a thin edge is hard to
+hit, and the tooltip with its contribution is what hovering is for."""
+
+
 def contribution_graph_chart(
     graph: nx.DiGraph,
     tokens: list[str],
     *,
     token_px: int = GRAPH_TOKEN_PX,
     max_width: int | None = None,
-    layer_height: int = 64,
+    layer_height: int | None = None,
+    fill: bool = False,
 ) -> alt.LayerChart:
     """Nodes at (token, level), edges as lines whose width and colour are their share.
 
     The colour legend runs from the graph's threshold (`graph.graph["threshold"]`, below which
     nothing is drawn) to 1; node shapes tell the residual stream (circles) from feed-forward
-    blocks (squares), and the tooltips name each node and edge.
+    blocks (squares), and the tooltips name each node and edge. Hovering an edge highlights it
+    and shows its contribution (from, to, layer, route, share); shift + wheel zooms and a
+    drag pans (double-click resets).
+
+    `fill`: the chart is as wide as its container (Vega-Lite's ``"container"`` width; draw it
+    with ``width="stretch"``); `max_width` is then the narrowest column expected, which decides
+    how many token labels fit. `layer_height` px per level (default: the graph between
+    `GRAPH_HEIGHT_PX`, `GRAPH_LAYER_PX` a level).
 
     `tokens` are the texts of every input position (the x axis labels; data, never code).
     Each token gets `token_px` px, or less so that the whole chart (layer axis and legend
@@ -151,12 +169,27 @@ def contribution_graph_chart(
         ticks=False,
     )
     y_axis = alt.Axis(title="layer", values=list(range(layer_count + 1)), grid=False, format="d")
+    edge_tooltip = [
+        alt.Tooltip("source:N", title="from"),
+        alt.Tooltip("target:N", title="to"),
+        alt.Tooltip("layer:O", title="layer"),
+        alt.Tooltip("kind:N", title="route"),
+        alt.Tooltip("w:Q", title="share of the row", format=".4f"),
+    ]
+    endpoints = {
+        "source": f"{tok.name}[round(datum.x - {FFN_OFFSET})]",
+        "target": f"{tok.name}[round(datum.x2 - {FFN_OFFSET})]",
+    }
+    hovered = alt.selection_point(
+        name="edge", on="pointerover", clear="pointerout", fields=["x", "y", "x2", "y2"]
+    )
+    # Shift + wheel zooms: the plain wheel keeps scrolling the page past a chart this large.
+    zoom = alt.selection_interval(name="zoom", bind="scales", zoom="wheel![event.shiftKey]")
     lines = (
         alt.Chart(edges)
         .mark_rule()
         .transform_calculate(
-            source=f"{tok.name}[round(datum.x - {FFN_OFFSET})]",
-            target=f"{tok.name}[round(datum.x2 - {FFN_OFFSET})]",
+            **endpoints,
             # The width reads a copy of the share: Vega-Lite merges the legends of channels
             # on one field, and the width's hidden legend took the colour legend with it.
             thickness="datum.w",
@@ -174,16 +207,20 @@ def contribution_graph_chart(
                 # From the threshold: no drawn edge is below it, so no colour is wasted there.
                 scale=alt.Scale(scheme=SEQUENTIAL_SCHEME, domain=[threshold, 1.0], clamp=True),
                 legend=alt.Legend(values=legend_values(threshold), format=".2~f"),
-                title="share",
+                title=["share", f"(from {threshold:.2f})"],
             ),
-            tooltip=[
-                alt.Tooltip("source:N", title="from"),
-                alt.Tooltip("target:N", title="to"),
-                alt.Tooltip("layer:O", title="layer"),
-                alt.Tooltip("kind:N", title="route"),
-                alt.Tooltip("w:Q", title="share", format=".4f"),
-            ],
+            # While an edge is hovered the others fade, so its route stands out.
+            opacity=alt.condition(hovered, alt.value(1.0), alt.value(0.25), empty=True),
+            tooltip=edge_tooltip,
         )
+        .add_params(zoom)
+    )
+    hits = (
+        alt.Chart(edges)
+        .mark_rule(strokeWidth=EDGE_HIT_PX, opacity=0.001, cursor="pointer")
+        .transform_calculate(**endpoints)
+        .encode(x="x:Q", y="y:Q", x2="x2:Q", y2="y2:Q", tooltip=edge_tooltip)
+        .add_params(hovered)
     )
     shapes = [kind for kind in NODE_KINDS.values() if kind in set(nodes["kind"])]
     points = (
@@ -205,7 +242,7 @@ def contribution_graph_chart(
                 title="node",
                 legend=alt.Legend(labelLimit=NODE_LEGEND_PX - 40),
             ),
-            color=alt.value("#555"),
+            color=alt.value(NODE_COLOUR),
             tooltip=[
                 alt.Tooltip("text:N", title="token"),
                 alt.Tooltip("layer:O", title="layer"),
@@ -213,10 +250,17 @@ def contribution_graph_chart(
             ],
         )
     )
-    chart = alt.layer(lines, points).properties(
-        width=plot_width if max_width is not None else max(240, plot_width),
-        height=max(160, layer_height * (layer_count + 1)),
-        autosize=PAD,
-    )
+    if layer_height is None:
+        low, high = GRAPH_HEIGHT_PX
+        height = min(high, max(low, GRAPH_LAYER_PX * (layer_count + 1)))
+    else:
+        height = max(160, layer_height * (layer_count + 1))
+    if fill:
+        width: int | str = "container"
+        autosize: dict = {"type": "fit-x", "contains": "padding"}
+    else:
+        width = plot_width if max_width is not None else max(240, plot_width)
+        autosize = PAD
+    chart = alt.layer(lines, hits, points).properties(width=width, height=height, autosize=autosize)
     chart = finish(chart, "", [axis_plan.note])
     return add_params(chart, [tok])

@@ -417,8 +417,10 @@ def layer_head_profile(
         axis=alt.Axis(
             title=None,
             labelExpr=f"'L' + floor(datum.value / {n_heads}) + ' H' + (datum.value % {n_heads})",
-            # Every row has LABEL_PX: every head is labelled.
+            # Every row has LABEL_PX: every head is labelled, each at its row's centre (a
+            # flush first label was pushed up onto the second).
             labelOverlap=False,
+            labelFlush=False,
             labelFontSize=LABEL_FONT_SIZE,
             ticks=False,
             domain=False,

@@ -11,6 +11,10 @@ from core.charts._common import PAD, SEQUENTIAL_SCHEME, array_param, round_sig
 LENS_RESERVED_PX = LEGEND_PX + 60
 """Beside the cells: the layer axis (title and numbers) and the probability legend."""
 MIN_LENS_CELL_PX = 40
+LAYER_TITLE = "layer (0 = embeddings)"
+LAYER_TITLE_PX = 130
+"""Length of `LAYER_TITLE` drawn upright beside the rows (11 px font, with margins): a
+shallow model's rows grow until the chart is at least this tall, so the title fits beside it."""
 
 
 def logit_lens_chart(
@@ -41,7 +45,8 @@ def logit_lens_chart(
         room = (int(max_width) - LENS_RESERVED_PX) // max(1, ranks)
         cell_width = max(MIN_LENS_CELL_PX, min(cell_width, room))
     base = alt.Chart(data).transform_calculate(token=f"{texts.name}[datum.row]")
-    y = alt.Y("layer:O", title="layer (0 = embeddings)", sort="descending")
+    cell_height = max(cell_height, -(-LAYER_TITLE_PX // layers))
+    y = alt.Y("layer:O", title=LAYER_TITLE, sort="descending")
     x = alt.X("rank:O", title="rank", axis=alt.Axis(labelAngle=0))
     cells = base.mark_rect().encode(
         x=x,

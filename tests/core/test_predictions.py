@@ -33,7 +33,12 @@ def test_predictions_equal_fill_mask_pipeline(loaded_tiny, tiny_model_path, fami
     assert len(ours) == len(expected) == text.count("[MASK]")
     for mask_ours, mask_expected in zip(ours, expected, strict=True):
         assert [p.token_id for p in mask_ours] == [e["token"] for e in mask_expected]
-        assert [p.token for p in mask_ours] == [e["token_str"].strip() for e in mask_expected]
+        for prediction, entry in zip(mask_ours, mask_expected, strict=True):
+            spelled = entry["token_str"].strip()
+            if "\ufffd" in spelled:  # part of a character: shown as its bytes instead
+                assert prediction.token.startswith("<0x") and "\ufffd" not in prediction.token
+            else:
+                assert prediction.token == spelled
         for prediction, entry in zip(mask_ours, mask_expected, strict=True):
             assert prediction.score == pytest.approx(entry["score"], abs=1e-6)
         scores = [p.score for p in mask_ours]

@@ -4,10 +4,13 @@ from core import run_attention, word_groups
 from core.tokens import (
     PIECE_MARKER,
     Token,
+    byte_label,
+    bytes_shown,
     clean_token_text,
     count_masks,
     normalize_masks,
     token_labels,
+    token_text,
     unit_labels,
 )
 
@@ -126,3 +129,35 @@ def test_unit_labels_mark_single_pieces_and_join_merged_words():
     assert unit_labels(tokens, [[0], [1], [2], [3]]) == ["[CLS]", "play", "##ing", "[SEP]"]
     assert unit_labels(tokens, [[0], [1, 2], [3]]) == ["[CLS]", "playing", "[SEP]"]
     assert unit_labels(tokens, [[1, 2]], "raw") == ["play ##ing"]
+
+
+# --- byte tokens -------------------------------------------------------------------------------
+
+
+def test_byte_pieces_show_as_hex_not_replacement_characters(loaded_tiny):
+    # The tiny byte-level BPE has no merges for "’" (E2 80 99) or "é" (C3 A9): each of their
+    # bytes is a token of its own, which decodes to "�" alone.
+    result = run_attention(loaded_tiny("gpt2"), "It’s a café")
+    texts = [t.text for t in result.tokens]
+    assert "\ufffd" not in "".join(texts)
+    assert texts[2:5] == ["<0xE2>", "<0x80>", "<0x99>"]
+    assert "<0xC3>" in texts and "<0xA9>" in texts
+    # Merged into words, the bytes are one character again.
+    words = unit_labels(result.tokens, word_groups(result.tokens))
+    assert "’" in words and "café" in words
+
+
+def test_byte_labels_keep_whole_characters_and_sentencepiece_byte_pieces():
+    assert byte_label("naïve ’".encode()) == "naïve ’"
+    assert byte_label(b"a\xe2\x80") == "a<0xE2><0x80>"
+    assert bytes_shown("<0xe2>", "\ufffd") == "<0xE2>"
+    assert bytes_shown("Ġcat", " cat") == " cat"  # nothing to show when nothing was lost
+
+
+def test_token_text_spells_a_byte_token_as_hex(loaded_tiny):
+    tokenizer = loaded_tiny("gpt2").tokenizer
+    [first_byte] = tokenizer.convert_tokens_to_ids(["â"])
+    assert tokenizer.decode([first_byte]) == "\ufffd"
+    assert token_text(tokenizer, first_byte) == "<0xE2>"
+    [cat] = tokenizer("cat")["input_ids"][:1]
+    assert token_text(tokenizer, cat) == tokenizer.decode([cat])

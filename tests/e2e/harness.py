@@ -316,6 +316,35 @@ def wait_for_explorer(page, timeout: float = 120.0) -> dict:
     return explorer_state(page)
 
 
+# The overview's head grid (`ui.head_grid`): its canvas and column, and whether the atlas image
+# has been drawn on it; page.evaluate does not pierce shadow roots, so it finds the host.
+_HEAD_GRID_STATE = """() => {
+    const host = [...document.querySelectorAll("[data-testid='stBidiComponentIsolated']")]
+        .find((h) => h.shadowRoot && h.shadowRoot.querySelector('.hg-root'));
+    if (!host) return null;
+    const canvas = host.shadowRoot.querySelector('.hg-canvas');
+    const column = host.closest("[data-testid='stColumn']")
+        || host.closest("[data-testid='stVerticalBlock']");
+    const c = canvas.getBoundingClientRect(), k = column.getBoundingClientRect();
+    return {canvas: {x: c.left, r: c.right, width: c.width, height: c.height},
+            column: {x: k.left, r: k.right, width: k.width},
+            painted: Boolean(host.shadowRoot.querySelector('.hg-root').__grid?.image)};
+}"""
+
+
+def head_grid_state(page) -> dict | None:
+    """The head grid's canvas and column boxes and whether it is painted (None: no grid)."""
+    return page.evaluate(_HEAD_GRID_STATE)
+
+
+def wait_for_head_grid(page, timeout: float = 120.0) -> dict:
+    """Wait until the overview's head grid has drawn its thumbnails; its state."""
+    page.wait_for_function(
+        f"() => ({_HEAD_GRID_STATE})()?.painted === true", timeout=timeout * 1000
+    )
+    return head_grid_state(page)
+
+
 CORPUS_FINISHED = re.compile(r"^Measured [\d,]+ sentences")
 """The Corpus page's caption once a run is finished (or reopened from the store)."""
 

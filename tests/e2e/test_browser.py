@@ -24,6 +24,7 @@ from tests.e2e.harness import (
     start_counting_runs,
     wait_for_charts,
     wait_for_explorer,
+    wait_for_head_grid,
     wait_for_next_run,
     wait_for_run,
 )
@@ -67,6 +68,9 @@ def test_page_draws_its_charts(page, app, blocked_requests, name, path, title):
     if name == "attention":
         # The matrix and bars are the explorer's canvases, not Vega charts.
         assert int(wait_for_explorer(page)["rowLabels"]) > 0
+    elif name == "overview":
+        # The head grid is one canvas (`ui.head_grid`), not a Vega chart.
+        assert wait_for_head_grid(page)["canvas"]["width"] > 0
     else:
         assert wait_for_charts(page)["drawn"] >= 1
     full_page_screenshot(page, SCREENSHOTS / f"{name}.png")

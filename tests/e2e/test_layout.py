@@ -40,10 +40,12 @@ from tests.e2e.harness import (
     block_external_requests,
     explorer_state,
     full_page_screenshot,
+    head_grid_state,
     long_text,
     open_view,
     wait_for_charts,
     wait_for_explorer,
+    wait_for_head_grid,
 )
 
 pytestmark = pytest.mark.e2e
@@ -78,6 +80,11 @@ class State:
     explorer: bool = False
     """The Attention page's explorer (a component, not a Vega chart): wait for it to paint and
     check that it fills its column."""
+    head_grid: bool = False
+    """The overview's head grid (a component): wait for its thumbnails and check that its
+    canvas fills its column."""
+    fills: bool = False
+    """The page's widest Vega chart (Explain's contribution graph) fills its column."""
 
 
 BERT, GPT2, BART = Tiny("bert"), Tiny("gpt2"), Tiny("bart")
@@ -111,9 +118,21 @@ STATES = [
         0,
         explorer=True,
     ),
-    State("overview-short", "/overview", {"text": TEXT}),
-    State("overview-512", "/overview", {"text": long_text(512)}),
-    State("overview-seq2seq-cross", "/overview", {"model": BART, "text": TEXT, "stack": "cross"}),
+    State(
+        "overview-short",
+        "/overview",
+        {"text": TEXT, "head_measure": "first_token_share"},
+        0,
+        head_grid=True,
+    ),
+    State("overview-512", "/overview", {"text": long_text(512)}, 0, head_grid=True),
+    State(
+        "overview-seq2seq-cross",
+        "/overview",
+        {"model": BART, "text": TEXT, "stack": "cross"},
+        0,
+        head_grid=True,
+    ),
     State("masked-no-head", "/masked", {"text": MASKED}),
     State("masked-mlm", "/masked", {"model": BERT, "text": MASKED}, 3),
     State("masked-512", "/masked", {"model": BERT, "text": long_text(512, mask=True)}, 3),
@@ -130,8 +149,8 @@ STATES = [
         2,
         tab="Two models",
     ),
-    State("explain-mlm", "/explain", {"model": BERT, "text": MASKED}, 2),
-    State("explain-causal", "/explain", {"model": GPT2, "text": TEXT}, 2),
+    State("explain-mlm", "/explain", {"model": BERT, "text": MASKED}, 2, fills=True),
+    State("explain-causal", "/explain", {"model": GPT2, "text": TEXT}, 2, fills=True),
     State("explain-120", "/explain", {"model": BERT, "text": long_text(120, mask=True)}, 2),
     State("corpus-examples", "/corpus", CORPUS, 0, corpus_run=True),
     State("corpus-global-view", "/corpus", CORPUS, 1, tab="Global view", corpus_run=True),
@@ -239,6 +258,49 @@ def explorer_problems(page) -> list[str]:
     return problems
 
 
+def head_grid_problems(page) -> list[str]:
+    """The head grid's canvas fills its column (thumbnails grow with the window) and the
+    thumbnails are drawn."""
+    found = head_grid_state(page)
+    if found is None:
+        return ["the head grid is missing"]
+    canvas, column = found["canvas"], found["column"]
+    problems = []
+    if abs(canvas["width"] - column["width"]) > 2 or canvas["r"] > column["r"] + 1:
+        problems.append(
+            f"the head grid is {canvas['width']:.0f} px wide in a {column['width']:.0f} px column"
+        )
+    if not found["painted"]:
+        problems.append("the head grid's thumbnails are not drawn")
+    return problems
+
+
+# Texts cut by their box (an ellipsis drawn by CSS, so not in the DOM): labels of buttons and
+# widgets whose text is wider than the element that cuts it.
+_CLIPPED = """() => [...document.querySelectorAll(
+        "[data-testid='stMain'] [data-testid='stMarkdownContainer'], "
+        + "[data-testid='stMain'] button p, [data-testid='stMain'] button div")]
+    .filter((el) => el.offsetParent !== null && el.scrollWidth > el.clientWidth + 1
+        && getComputedStyle(el).textOverflow === 'ellipsis')
+    .map((el) => el.innerText.slice(0, 40))"""
+
+
+def clipped_texts(page) -> list[str]:
+    return [f"{text!r} is cut off" for text in page.evaluate(_CLIPPED)]
+
+
+def fill_problems(page) -> list[str]:
+    """The widest Vega chart of the page is at least 90 % of its column's width."""
+    found = page.evaluate(_BOXES)
+    vega = [c for c in found["charts"] if c["what"] in ("CANVAS", "svg")]
+    if not vega:
+        return ["no Vega chart to fill the column"]
+    widest = max(vega, key=lambda c: c["chart"]["r"] - c["chart"]["x"])
+    width = widest["chart"]["r"] - widest["chart"]["x"]
+    column = widest["column"]["r"] - widest["column"]["x"]
+    return [] if width >= 0.9 * column else [f"the widest chart is {width:.0f} of {column:.0f} px"]
+
+
 def state_url(app, state: State, models: dict[str, str]) -> str:
     query = {
         key: models[value.family] if isinstance(value, Tiny) else value
@@ -261,6 +323,8 @@ def open_state(page, url: str, state: State) -> None:
     )
     if state.explorer:
         wait_for_explorer(page)
+    if state.head_grid:
+        wait_for_head_grid(page)
 
 
 def check_state(page, url: str, state: State, theme: str) -> list[str]:
@@ -273,7 +337,10 @@ def check_state(page, url: str, state: State, theme: str) -> list[str]:
         page.wait_for_timeout(SETTLE_MS)
         if state.charts:
             wait_for_charts(page, state.charts)
-        layout = check_layout(page) + (explorer_problems(page) if state.explorer else [])
+        layout = check_layout(page) + clipped_texts(page)
+        layout += explorer_problems(page) if state.explorer else []
+        layout += head_grid_problems(page) if state.head_grid else []
+        layout += fill_problems(page) if state.fills else []
         found = [f"{width}×{height}: {problem}" for problem in layout]
         if found:
             # What the test saw, for whoever reads the failure.
@@ -368,3 +435,40 @@ def test_the_checks_catch_an_overflow_and_an_overlap():
     assert any("drawn over 'caption'" in p for p in problems)
     assert any("'chart' overlaps 'caption'" in p for p in problems)
     assert layout_problems({**found, "charts": [], "leaves": found["leaves"][:1]}) == []
+
+
+def test_the_head_grid_opens_a_head_from_the_keyboard_and_a_click(light_page, app):
+    """Arrow keys move through the grid and Enter opens the head on the Attention page, with
+    the same link as a click; a click on a thumbnail does the same."""
+    page = light_page
+    page.set_viewport_size({"width": 1440, "height": 900})
+    open_view(page, app.url("/overview", text=TEXT), settle_ms=SETTLE_MS)
+    wait_for_head_grid(page)
+    grid = page.locator("[data-testid='stBidiComponentIsolated'] .hg-root")
+    grid.focus()
+    for key in ("ArrowRight", "ArrowRight", "ArrowDown"):
+        page.keyboard.press(key)
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Attention", exact=True).wait_for()
+    page.wait_for_function("() => location.search.includes('head=2')")
+    assert "layer=1" in page.url and "head=2" in page.url
+    # Back on the overview, a click on layer 2, head 3's thumbnail.
+    open_view(page, app.url("/overview", text=TEXT), settle_ms=SETTLE_MS)
+    wait_for_head_grid(page)
+    canvas = page.locator("[data-testid='stBidiComponentIsolated'] .hg-canvas")
+    origin = page.evaluate(
+        """() => { const host = [...document.querySelectorAll(
+                "[data-testid='stBidiComponentIsolated']")].find((h) => h.shadowRoot
+                && h.shadowRoot.querySelector('.hg-root'));
+            const g = host.shadowRoot.querySelector('.hg-root').__grid;
+            return {left: g.left, top: g.top, tile: g.tile, row: g.rowHeight, side: g.side}; }"""
+    )
+    canvas.click(
+        position={
+            "x": origin["left"] + 3 * origin["tile"] + origin["side"] / 2,
+            "y": origin["top"] + 2 * origin["row"] + origin["side"] / 2,
+        }
+    )
+    page.get_by_role("heading", name="Attention", exact=True).wait_for()
+    page.wait_for_function("() => location.search.includes('head=3')")
+    assert "layer=2" in page.url and "head=3" in page.url

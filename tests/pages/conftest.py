@@ -93,6 +93,14 @@ def explorer_payload(at: AppTest) -> dict:
     return component_payload(at, COMPONENT_NAME)
 
 
+def head_grid_drawn(at: AppTest) -> bool:
+    """Whether the overview drew its head grid (`ui.head_grid`) with an atlas image."""
+    from ui.head_grid import COMPONENT_NAME
+
+    found = [c for c in at.get("bidi_component") if c.proto.component_name == COMPONENT_NAME]
+    return len(found) == 1 and component_payload(at, COMPONENT_NAME)["image"].startswith("data:")
+
+
 def explorer_drawn(at: AppTest) -> bool:
     """Whether the Attention page drew its explorer (matrix and the selected token's bars)
     with at least one row."""

@@ -151,6 +151,9 @@ def test_rollout_and_flow(expected):
 
     n = len(expected.tokens)
     assert explorer_payload(at)["names"] == ["0"]  # no heads: one matrix
+    # The line view names the one matrix instead of a head chip "0" and "all 1 heads".
+    lines = head_view_payload(at)
+    assert lines["heads"] == 1 and lines["single"].startswith("rollout, one matrix")
     np.testing.assert_allclose(shown(at), attention_rollout(expected.attentions)[5], **FLOAT16)
 
     at = start(method="flow", layer=1)

@@ -1,7 +1,11 @@
 """The Compare page in the real app (AppTest)."""
 
 import json
+import re
 
+import numpy as np
+
+from core.charts._common import DIVERGING_SCHEME
 from core.tokens import PIECE_MARKER
 from tests.pages.conftest import (
     assert_clean,
@@ -153,3 +157,27 @@ def test_compare_builds_prediction_charts_inside_the_admission_limit(monkeypatch
     at.text_input(key="w_replacement").set_value("dog").run()
     assert_clean(at)
     assert inside == [True, True]
+
+
+def test_a_causal_second_model_leaves_its_later_keys_empty(tiny_model_path):
+    at = on_page("pages/compare.py", text="the cat sat on the mat")
+    choose_second_model(at, tiny_model_path("gpt2"))
+    assert_clean(at)
+    gpt2 = table_with(at, len(chart_specs(at)) - 1, {"q", "k", "v"})
+    q, k, v = (gpt2[c].to_numpy(zero_copy_only=False) for c in ("q", "k", "v"))
+    later = k > q
+    # Every later key is empty (no value drawn), never a zero that reads as "no attention".
+    assert not np.isfinite(v[later].astype(float)).any()
+    assert np.isfinite(v[~later].astype(float)).all() and (~later).any()
+
+
+def test_the_help_names_the_difference_scales_colours():
+    at = on_page("pages/compare.py", text="The cat sat on the mat.")
+    at.text_input(key="w_replacement").set_value("dog").run()
+    assert_clean(at)
+    about = " ".join(e.value for e in at.expander[0].markdown)
+    difference = chart_specs(at)[2]
+    assert f'"scheme": "{DIVERGING_SCHEME}"' in json.dumps(difference)
+    assert DIVERGING_SCHEME == "blueorange"  # the help below names its two ends
+    assert "orange cells gained" in about and "blue cells lost" in about
+    assert not re.search(r"\bred\b", about)

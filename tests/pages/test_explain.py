@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import core
 from tests.pages.conftest import assert_clean, chart_specs, on_page, start
+from ui.explain import AGREEMENT_CONTROL
+from ui.stoppable import STOPPED_KEY
 
 PAGE = "pages/explain.py"
 
@@ -23,8 +26,14 @@ def test_masked_lm_explains_its_mask(tiny_model_path):
     at.toggle(key="explain_agreement").set_value(True).run()
     assert_clean(at)
     table = at.dataframe[0].value
-    assert {"raw", "rollout", "alti"} <= set(table["method"])
-    assert table["spearman"].between(-1, 1).all()
+    labels = {core.get_method(name).label for name in ("raw", "rollout", "alti")}
+    assert labels <= set(table["Method"])
+    rho = table["Rank agreement ρ ↑"]
+    assert rho.dropna().between(-1, 1).all()
+    # Best first, and the page says which way is better.
+    assert rho.dropna().is_monotonic_decreasing
+    assert "Higher is better" in " ".join(c.value for c in at.caption)
+    assert not [b for b in at.button if b.key == "agreement_stop"]  # nothing left to stop
 
 
 def test_causal_lm_explains_the_next_token_and_the_link_keeps_the_graph(tiny_model_path):
@@ -66,14 +75,17 @@ def test_the_agreement_shows_progress_and_stop_keeps_the_steps_done(
         for t in progress_texts
     )
     assert len(at.dataframe[0].value) == steps - 1
+    # The run is over: its Stop button is gone with it.
+    assert not [b for b in at.button if b.key == "agreement_stop"]
     # As if Stop interrupted the run after leave-one-out and raw attention: both stay.
     result_store().clear()
     agreement_part(inputs, position, LEAVE_ONE_OUT)
     agreement_part(inputs, position, "raw")
-    at.button(key="agreement_stop").click().run()
+    at.session_state[f"{STOPPED_KEY}_{AGREEMENT_CONTROL}"] = (inputs, position)
+    at.run()
     assert_clean(at)
     assert any(f"Stopped: 2 of {steps} steps done" in i.value for i in at.info)
-    assert at.dataframe[0].value["method"].tolist() == ["raw"]
+    assert at.dataframe[0].value["Method"].tolist() == [core.get_method("raw").label]
     downloads = [b.label for b in at.get("download_button")]
     assert not [label for label in downloads if "Agreement" in label]  # exported once complete
     progress_texts.clear()
@@ -86,8 +98,6 @@ def test_the_agreement_shows_progress_and_stop_keeps_the_steps_done(
 
 
 def test_the_graph_is_ferrando_and_voitas_routes_with_feed_forward_nodes(tiny_model_path):
-    import core
-
     path = str(tiny_model_path("bert"))
     text = "The cat sat on the [MASK]."
     at = on_page(PAGE, model=path, text=text, graph_threshold=0.1)
@@ -99,7 +109,7 @@ def test_the_graph_is_ferrando_and_voitas_routes_with_feed_forward_nodes(tiny_mo
     assert f"{expected.number_of_edges()} edges" in captions
     assert "Ferrando & Voita" in captions
     graph_spec = chart_specs(at)[-1]
-    nodes = graph_spec["layer"][1]
+    nodes = graph_spec["layer"][-1]
     assert nodes["encoding"]["shape"]["title"] == "node"
     assert graph_spec["layer"][0]["encoding"]["color"]["scale"]["domain"] == [0.1, 1.0]
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.pages.conftest import assert_clean, explorer_drawn, on_page, start
+from tests.pages.conftest import assert_clean, explorer_drawn, head_grid_drawn, on_page, start
 
 ATTENTION, OVERVIEW, MASKED, COMPARE, CORPUS, EXPLAIN, LONG_CONTEXT = (
     "pages/attention.py",
@@ -82,6 +82,7 @@ CONTROLS = [
     Control(OVERVIEW, "selectbox", "w_layer", 2),
     Control(OVERVIEW, "selectbox", "w_head", 9),
     Control(OVERVIEW, "toggle", "w_own_max", True),
+    Control(OVERVIEW, "selectbox", "w_head_measure", "first_token_share"),
     # masked
     Control(MASKED, "slider", "w_top_k", 3, start=(("text", "the [MASK] sat ."),), model="bert"),
     Control(MASKED, "selectbox", "w_mask", 2, start=(("text", "the cat sat"),), model="roberta"),
@@ -231,7 +232,7 @@ def test_out_of_range_link_values_are_explained(case):
     (key,) = query
     assert key in warnings.lower().replace("\\", ""), warnings
     # The page is drawn after the fallback.
-    assert at.get("vega_lite_chart") or at.info or explorer_drawn(at)
+    assert at.get("vega_lite_chart") or at.info or explorer_drawn(at) or head_grid_drawn(at)
 
 
 def test_compare_with_a_negative_layer_then_a_replacement():

@@ -25,6 +25,7 @@ from tests.pages.conftest import (
     explorer_payload,
     explorer_shown,
     explorer_table,
+    head_grid_drawn,
     start,
     table_with,
 )
@@ -227,7 +228,7 @@ def test_overview_shows_each_stack(tiny_model_path):
     assert_clean(at)
     assert any("cross attention relates two different texts" in i.value for i in at.info)
     assert not at.dataframe  # head statistics are for self-attention
-    assert at.get("vega_lite_chart")  # the grid is still drawn
+    assert head_grid_drawn(at)  # the grid is still drawn
     stack_controls(at)[0].set_value("decoder_self").run()
     assert_clean(at)
     assert len(at.dataframe[0].value) == 2 * 4

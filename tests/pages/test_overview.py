@@ -1,9 +1,14 @@
 """The Model overview page in the real app (AppTest)."""
 
-import json
+import numpy as np
 
-from core import EMBEDDED_MODEL, load_model, run_attention
-from tests.pages.conftest import assert_clean, chart_specs, on_page
+from core import EMBEDDED_MODEL, load_model, run_attention, sink_profile
+from tests.pages.conftest import assert_clean, component_payload, on_page
+from ui.head_grid import COMPONENT_NAME
+
+
+def grid_payload(at) -> dict:
+    return component_payload(at, COMPONENT_NAME)
 
 
 def test_overview_grid_and_statistics_table():
@@ -13,9 +18,11 @@ def test_overview_grid_and_statistics_table():
     assert len(table) == 6 * 12
     assert {"entropy", "to_previous", "to_special"} <= set(table.columns)
     n = len(run_attention(load_model(EMBEDDED_MODEL), "The cat sat on the mat.").tokens)
-    grid = chart_specs(at)[0]
-    assert any(p.get("name") == "head" for p in grid.get("params", [])) or "head" in str(grid)
-    assert n > 0
+    grid = grid_payload(at)
+    # One canvas of every head: the atlas holds each head whole at this length.
+    assert (grid["layers"], grid["heads"], grid["rows"], grid["cols"]) == (6, 12, n, n)
+    assert grid["image"].startswith("data:image/png;base64,")
+    assert grid["measure"] is None
 
 
 def test_overview_button_opens_the_head_on_the_attention_page():
@@ -30,20 +37,21 @@ def test_overview_button_opens_the_head_on_the_attention_page():
 
 def test_overview_grid_fits_the_page_and_toggles_each_heads_own_maximum():
     at = on_page("pages/overview.py", text="The cat sat on the mat.")
-    grid = chart_specs(at)[0]
-    assert "own maximum" not in json.dumps(grid)
+    grid = grid_payload(at)
+    assert not grid["legend"]["perHead"]
     at.toggle(key="w_own_max").set_value(True).run()
     assert_clean(at)
     assert at.query_params["own_max"] == "1"
-    assert json.dumps(chart_specs(at)[0]) != json.dumps(grid)
+    assert grid_payload(at)["legend"]["perHead"]
+    assert grid_payload(at)["image"] != grid["image"]
 
 
 def test_overview_honours_hide_special():
     at = on_page("pages/overview.py", text="The cat sat on the mat.")
-    shown = chart_specs(at)[0]
+    shown = grid_payload(at)
     at.toggle(key="w_hide_special").set_value(True).run()
     assert_clean(at)
-    assert json.dumps(chart_specs(at)[0]) != json.dumps(shown)
+    assert grid_payload(at)["rows"] == shown["rows"] - 2  # [CLS] and [SEP] left out
 
 
 def test_clicking_a_statistics_row_opens_its_head():
@@ -57,3 +65,31 @@ def test_clicking_a_statistics_row_opens_its_head():
     assert at.selectbox(key="w_layer").value == 2
     assert at.selectbox(key="w_head").value == 5
     assert at.title[0].value == "Attention"
+
+
+def test_a_click_on_a_thumbnail_opens_its_head_on_the_attention_page():
+    at = on_page("pages/overview.py", text="The cat sat on the mat.")
+    at.session_state["head_grid"] = {"open": {"layer": 3, "head": 9}}
+    at.run()
+    assert_clean(at)
+    assert at.title[0].value == "Attention"
+    assert at.selectbox(key="w_layer").value == 3
+    assert at.selectbox(key="w_head").value == 9
+    assert at.query_params["layer"] == "3" and at.query_params["head"] == "9"
+
+
+def test_the_grid_colours_heads_by_their_first_token_share():
+    text = "The cat sat on the mat."
+    at = on_page("pages/overview.py", text=text)
+    at.selectbox(key="w_head_measure").set_value("first_token_share").run()
+    assert_clean(at)
+    assert at.query_params["head_measure"] == "first_token_share"
+    measure = grid_payload(at)["measure"]
+    expected = sink_profile(run_attention(load_model(EMBEDDED_MODEL), text))
+    np.testing.assert_allclose(
+        measure["values"], expected["first_token_share"].to_numpy(), rtol=5e-3, atol=1e-6
+    )
+    assert measure["threshold"] == 0.3 and (measure["low"], measure["high"]) == (0.0, 1.0)
+    assert "first-token share" in measure["name"]
+    # Each bar's colour follows its value: the largest share gets the last stop's colour side.
+    assert len(set(measure["colours"])) > 1

@@ -71,6 +71,7 @@ CHANGED = ViewState(
     needle_run=True,
     ablate=True,
     ablate_k=3,
+    head_measure="first_token_share",
 )
 
 

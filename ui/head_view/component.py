@@ -9,13 +9,13 @@ script.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from core.errors import InvalidSelectionError
+from ui.components import registered
 from ui.head_view.payload import (
     DEFAULT_THRESHOLD,
     DEFAULT_TOP_K,
@@ -26,16 +26,6 @@ from ui.head_view.payload import (
 COMPONENT_NAME = "attention_atlas.head_view"
 HERE = Path(__file__).parent
 SELECT_EVENT = "select"
-
-
-@cache
-def _mount():
-    # Registered once per process: registering again under the same name logs a warning.
-    return st.components.v2.component(
-        COMPONENT_NAME,
-        css=(HERE / "head_view.css").read_text(encoding="utf-8"),
-        js=(HERE / "head_view.js").read_text(encoding="utf-8"),
-    )
 
 
 def _ignore_select() -> None:
@@ -69,6 +59,7 @@ def head_view(
     piece_marks: Sequence[bool] | tuple[Sequence[bool], Sequence[bool]] | None = None,
     top_k: int = DEFAULT_TOP_K,
     threshold: float = DEFAULT_THRESHOLD,
+    single: str | None = None,
     on_select: Callable[[], None] | None = None,
 ) -> int | None:
     """Draw BertViz-style attention lines for one layer; return the selected token.
@@ -82,7 +73,8 @@ def head_view(
     `colour_scale_name` what it is (for the note).
     `causal` drops lines to later tokens. `segment_b_start` marks sentence B of a pair;
     `piece_marks` flags tokens that continue the previous token's word. Lines: the `top_k`
-    strongest per token and head with weight at least `threshold`. `on_select` runs on a
+    strongest per token and head with weight at least `threshold`. `single` names the one
+    matrix of a method without heads (no head legend is drawn). `on_select` runs on a
     click, before the run it starts (`clicked_in_callback` reads the token): a page that moves
     its selection there draws every view with it at once, with no second run.
 
@@ -107,6 +99,7 @@ def head_view(
         piece_marks=piece_marks,
         top_k=top_k,
         threshold=threshold,
+        single=single,
     )
     if height is not None:
         if isinstance(height, bool) or not isinstance(height, int) or height < 100:
@@ -114,7 +107,7 @@ def head_view(
         payload["maxHeight"] = height
     # A string travels as is (Streamlit would re-encode a dict with spaces); the script parses
     # it once.
-    result = _mount()(
+    result = registered(COMPONENT_NAME, HERE, "head_view")(
         key=key,
         data=payload_json(payload),
         on_select_change=on_select or _ignore_select,

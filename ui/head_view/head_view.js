@@ -7,7 +7,6 @@
 // The payload (ui/head_view/payload.py) holds every head of the layer, lines already pruned
 // to the strongest per token, weights as integers in 1/ws units.
 
-const JOINER = "\u203F"; // ‿ before a word piece that continues the previous token's word
 const MIN_ALPHA = 8; // lines under 8/256 opacity are not drawn: invisible, yet as costly
 const EXPLORER_EVENT = "atlas-explorer"; // sent on window by ui/explorer/explorer.js
 const SMOOTH_LINES = 400; // up to this many hover lines are stroked (antialiased) by the canvas
@@ -278,6 +277,9 @@ class HeadView {
   buildLegend() {
     const legend = this.legend;
     legend.textContent = "";
+    legend.hidden = Boolean(this.payload.single); // a method without heads: nothing to toggle
+    this.chips = [];
+    if (this.payload.single) return;
     const title = document.createElement("span");
     title.className = "hv-legend-title";
     title.textContent = "Heads";
@@ -360,7 +362,7 @@ class HeadView {
     if (isPiece) {
       const joiner = document.createElement("span");
       joiner.className = "hv-joiner";
-      joiner.textContent = JOINER;
+      joiner.textContent = this.payload.marker; // core.tokens.PIECE_MARKER, as on every view
       fragment.append(joiner);
     }
     fragment.append(document.createTextNode(text));
@@ -401,8 +403,8 @@ class HeadView {
   updateNote() {
     const p = this.payload;
     const shown = this.visible.size;
-    const heads =
-      shown === p.heads ? `all ${p.heads} heads` : `${shown} of ${p.heads} heads`;
+    let heads = shown === p.heads ? `all ${p.heads} heads` : `${shown} of ${p.heads} heads`;
+    if (p.single) heads = p.single;
     const sides = this.cross
       ? "Left: target tokens (queries), right: source tokens (keys). "
       : "";

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import InvalidAttentionError, InvalidSelectionError
+from core.tokens import PIECE_MARKER
 from ui.payload_checks import one_layer, optional_index, segment_start, token_labels
 
 DEFAULT_TOP_K = 8
@@ -42,6 +43,7 @@ def build_payload(
     piece_marks: Sequence[bool] | tuple[Sequence[bool], Sequence[bool]] | None = None,
     top_k: int = DEFAULT_TOP_K,
     threshold: float = DEFAULT_THRESHOLD,
+    single: str | None = None,
 ) -> dict[str, Any]:
     """The browser's data for one layer of attention.
 
@@ -53,10 +55,16 @@ def build_payload(
     `colour_scale_name` says what that maximum is, in the note.
     `causal` drops lines to later tokens. `segment_b_start` is the first token of sentence B
     of a pair. `piece_marks` flags the tokens that continue the previous token's word (a
-    sequence per side for cross attention, or one for both sides). The returned dict's keys
-    are short on purpose: it is sent on every run.
+    sequence per side for cross attention, or one for both sides). `single` names the one
+    matrix of a method without heads (e.g. "rollout"): the browser then draws no head legend
+    (one chip "0" meant nothing). The returned dict's keys are short on purpose: it is sent on
+    every run.
     """
     weights = _validated_attention(attention)
+    if single is not None and weights.shape[0] != 1:
+        raise InvalidSelectionError(
+            f"A method without heads has one matrix per layer, not {weights.shape[0]}."
+        )
     n_heads, n_queries, n_keys = weights.shape
     left = token_labels(left_tokens, n_queries, "left_tokens", "queries")
     cross = right_tokens is not None
@@ -116,6 +124,7 @@ def build_payload(
         "left": left,
         "right": right if cross else None,
         "heads": n_heads,
+        "single": single,
         "shown": shown,
         "sel": chosen,
         "max": round(scale_max, 4),
@@ -123,6 +132,8 @@ def build_payload(
         "causal": bool(causal),
         "segB": segment,
         "pieces": left_marks,
+        # The same marker as every other view's labels ("##woman"), drawn before the piece.
+        "marker": PIECE_MARKER,
         "rpieces": right_marks if cross else None,
         "topK": int(top_k),
         "thr": threshold,

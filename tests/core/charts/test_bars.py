@@ -64,6 +64,8 @@ def test_token_bars_put_their_legend_above_the_plot(valid_spec):
     spec = valid_spec(attention_bars(out, out, labels(12), 0, column_width=272))
     legend = spec["encoding"]["color"]["legend"]
     assert legend["orient"] == "top"
+    # "attended by" in full: a legend label limit of its own, wider than the name.
+    assert legend["labelLimit"] >= 100
     # So the whole column less the value axis is the plot: 17 tokens of LABEL_PX stand upright.
     assert spec["encoding"]["x"]["field"] == "pos"
 

@@ -17,8 +17,8 @@ from core.charts import (
     logit_lens_chart,
     spec_dict,
 )
-from core.charts.graph import GRAPH_RESERVED_PX, graph_token_px
-from core.charts.lens import LENS_RESERVED_PX
+from core.charts.graph import GRAPH_RESERVED_PX, NODE_COLOUR, graph_token_px
+from core.charts.lens import LAYER_TITLE_PX, LENS_RESERVED_PX
 from core.methods import MethodResult
 from core.tokens import Token
 
@@ -82,7 +82,7 @@ def test_graph_fits_the_page_and_says_when_labels_are_thinned(n):
 
 def test_graph_has_one_axis_per_channel_and_a_colour_legend():
     graph, labels = chain_graph(13)
-    edges, nodes = spec_dict(contribution_graph_chart(graph, labels, max_width=560))["layer"]
+    edges, _, nodes = spec_dict(contribution_graph_chart(graph, labels, max_width=560))["layer"]
     # The nodes carry the edges' axes (a merged default axis thinned the labels, none at all
     # hid the axes) ...
     for channel in ("x", "y"):
@@ -90,14 +90,54 @@ def test_graph_has_one_axis_per_channel_and_a_colour_legend():
     assert edges["encoding"]["x"]["axis"]["values"] == list(range(13))
     # ... and the hidden width legend does not share the colour legend's field.
     colour, width = edges["encoding"]["color"], edges["encoding"]["strokeWidth"]
-    assert colour["title"] == "share" and colour["legend"]["values"][-1] == 1.0
+    assert colour["title"][0] == "share" and colour["legend"]["values"][-1] == 1.0
     assert width["legend"] is None and width["field"] != colour["field"]
+
+
+def test_graph_fills_its_column_and_hovering_an_edge_shows_its_contribution():
+    graph, labels = chain_graph(13)
+    spec = spec_dict(contribution_graph_chart(graph, labels, max_width=560, fill=True))
+    assert spec["width"] == "container" and spec["autosize"]["type"] == "fit-x"
+    assert spec["height"] >= 320
+    edges, hits, _ = spec["layer"]
+    # A wide invisible line over each edge takes the pointer and names its contribution ...
+    assert hits["mark"]["strokeWidth"] >= 8 and hits["mark"]["opacity"] < 0.01
+    titles = [t["title"] for t in hits["encoding"]["tooltip"]]
+    assert titles == ["from", "to", "layer", "route", "share of the row"]
+    params = {p["name"]: p for p in spec["params"]}
+    assert params["edge"]["views"] == [hits["name"]]
+    # ... the hovered edge stays opaque while the others fade, and shift + wheel zooms (the
+    # plain wheel still scrolls the page).
+    assert edges["encoding"]["opacity"]["condition"]["param"] == "edge"
+    assert params["zoom"]["bind"] == "scales" and params["zoom"]["views"] == [edges["name"]]
+    assert params["zoom"]["select"]["zoom"] == "wheel![event.shiftKey]"
+    # The nodes are mid grey, seen on both themes' backgrounds.
+    assert spec["layer"][2]["encoding"]["color"]["value"] == NODE_COLOUR
+    # The colour legend starts at the threshold and says so.
+    colour = edges["encoding"]["color"]
+    assert colour["legend"]["values"][0] == colour["scale"]["domain"][0] == 0.0
+    assert colour["title"][1] == "(from 0.00)"
 
 
 def test_graph_keeps_its_token_width_where_the_page_has_room():
     graph, labels = chain_graph(4)
     assert spec_dict(contribution_graph_chart(graph, labels, max_width=1200))["width"] == 4 * 48
     assert graph_token_px(100, None) == 48
+
+
+@pytest.mark.parametrize("layers", [1, 3, 13])
+def test_lens_rows_are_as_tall_as_the_layer_title(layers):
+    table = pd.DataFrame(
+        {
+            "layer": np.repeat(np.arange(layers), 2),
+            "rank": np.tile([1, 2], layers),
+            "token": ["w"] * (2 * layers),
+            "probability": np.full(2 * layers, 0.5),
+        }
+    )
+    spec = spec_dict(logit_lens_chart(table))
+    assert spec["height"] >= LAYER_TITLE_PX
+    assert spec["height"] == layers * max(22, -(-LAYER_TITLE_PX // layers))
 
 
 @pytest.mark.parametrize("ranks", [3, 5, 10])
@@ -129,7 +169,7 @@ def test_information_flow_graph_draws_feed_forward_nodes_and_a_legend_from_the_t
     assert ffn and all(layout[key][0] % 1 == pytest.approx(0.3) for key in ffn)
     assert layout[("after_layer", model.num_layers, n - 1)] == (n - 1, model.num_layers)
     spec = spec_dict(contribution_graph_chart(graph, [t.text for t in contributions.tokens]))
-    edges, nodes = spec["layer"]
+    edges, _, nodes = spec["layer"]
     assert edges["encoding"]["color"]["scale"]["domain"] == [0.05, 1.0]
     shape = nodes["encoding"]["shape"]
     assert (

@@ -8,6 +8,7 @@ import pytest
 
 from core.chart_layout import LABEL_PX
 from core.charts import attention_heatmap, chart_notes, layer_head_profile
+from core.charts._common import NOTE_COLOUR
 from core.scales import shared_max
 from tests.core.charts.conftest import random_attention
 
@@ -50,6 +51,10 @@ def test_long_input_fits_the_column_and_says_what_it_thinned(valid_spec, column)
     assert spec["title"]["text"] == "L0 H0"
     assert " ".join(spec["title"]["subtitle"]) == note
     assert all(len(line) <= 48 for line in spec["title"]["subtitle"])
+    # Grey, not Vega's default black: read on the dark theme's background too.
+    assert spec["title"]["subtitleColor"] == NOTE_COLOUR
+    assert min(int(NOTE_COLOUR[i : i + 2], 16) for i in (1, 3, 5)) >= 0x70
+    assert max(int(NOTE_COLOUR[i : i + 2], 16) for i in (1, 3, 5)) <= 0xA0
     legend = heat_layer(spec)["encoding"]["color"].get("legend") or {}
     assert (legend.get("orient") == "bottom") == (not legend_beside)
 
@@ -159,6 +164,8 @@ def test_profile_labels_every_head_of_a_12_by_12_model(valid_spec):
     rect = spec["layer"][0]
     axis = rect["encoding"]["y"]["axis"]
     assert axis["labelOverlap"] is False
+    # Each label at its row's centre: a flush first label sat on the second one.
+    assert axis["labelFlush"] is False
     assert spec["height"] >= 144 * LABEL_PX  # a label's height for each of the 144 rows
     # A faint rule between consecutive layers, keeping the head labels' axis.
     assert spec["layer"][1]["encoding"]["y"]["axis"] == axis

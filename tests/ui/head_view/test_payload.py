@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from core.errors import AtlasError, InvalidAttentionError, InvalidSelectionError
+from core.tokens import PIECE_MARKER, Token, token_labels
 from ui.head_view import build_payload, payload_json, strongest_lines
 from ui.head_view.payload import WEIGHT_SCALE
 
@@ -257,3 +258,24 @@ def test_bad_input_raises_a_readable_atlas_error(call, error, words):
     with pytest.raises(error, match=words) as raised:
         call()
     assert isinstance(raised.value, AtlasError)
+
+
+def test_word_pieces_are_marked_as_on_every_other_view():
+    # The heatmaps label a continuation piece "##woman" (`core.tokens.token_labels`): the
+    # line view draws the same marker before the pieces it flags.
+    payload = build_payload(random_attention(1, 3, 3), ["wo", "man", "."], piece_marks=[0, 1, 0])
+    assert (
+        payload["marker"]
+        == PIECE_MARKER
+        == token_labels([Token("wo", 0, 0, False), Token("man", 1, 0, False)])[1].removesuffix(
+            "man"
+        )
+    )
+
+
+def test_a_method_without_heads_is_named_instead_of_one_head_chip():
+    payload = build_payload(random_attention(1, 3, 3), ["a", "b", "c"], single="rollout")
+    assert payload["single"] == "rollout" and payload["heads"] == 1
+    assert build_payload(random_attention(2, 3, 3), ["a", "b", "c"])["single"] is None
+    with pytest.raises(InvalidSelectionError):
+        build_payload(random_attention(2, 3, 3), ["a", "b", "c"], single="rollout")
