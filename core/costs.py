@@ -61,9 +61,14 @@ class Cost:
     budget: Budget = Budget.NONE
     note: str = ""
     """Where the coefficients come from, for people reading the registry."""
+    memory: str = "0"
+    """Bytes its own arrays hold at their peak, beyond the model and the text's result, as a
+    formula of the same variables (measured: bench/bench_long_methods.py). Every method's
+    work at length is bounded by it: see `max_tokens`."""
 
     def __post_init__(self) -> None:
-        _compiled(self.formula)  # a typo fails at import, not on a visitor's request
+        for formula in (self.formula, self.memory):
+            _compiled(formula)  # a typo fails at import, not on a visitor's request
 
     def passes(
         self,
@@ -76,16 +81,59 @@ class Cost:
     ) -> float:
         """Forward passes' worth of work for an `n`-token text on an `L`-layer model, for
         `rows` rows (None: all `n`) of `layers` layers (None: all `L`). Never negative."""
-        if n < 0 or L < 1 or heads < 1:
-            raise ValueError(f"need n ≥ 0, L ≥ 1 and heads ≥ 1, not n={n}, L={L}, heads={heads}")
-        values = {
-            "n": n,
-            "rows": n if rows is None else rows,
-            "layers": L if layers is None else layers,
-            "L": L,
-            "heads": heads,
-        }
-        return max(0.0, float(_compiled(self.formula)(values)))
+        return max(0.0, float(_compiled(self.formula)(_values(n, L, heads, rows, layers))))
+
+    def nbytes(
+        self,
+        n: int,
+        L: int,
+        heads: int = 1,
+        *,
+        rows: int | None = None,
+        layers: int | None = None,
+    ) -> float:
+        """Peak bytes of its own arrays (`memory`) for a request of this shape (as `passes`)."""
+        return max(0.0, float(_compiled(self.memory)(_values(n, L, heads, rows, layers))))
+
+    def max_tokens(
+        self,
+        budget: float,
+        L: int,
+        heads: int = 1,
+        *,
+        rows: int | None = None,
+        layers: int | None = None,
+    ) -> int:
+        """The longest text (tokens) whose `nbytes` stays within `budget` bytes; up to
+        `LONGEST` (a memory that never grows with `n`), 0 when not even one token fits."""
+        if self.nbytes(LONGEST, L, heads, rows=rows, layers=layers) <= budget:
+            return LONGEST
+        low, high = 0, LONGEST  # nbytes grows with n: nbytes(high) > budget throughout
+        while high - low > 1:
+            middle = (low + high) // 2
+            fits = self.nbytes(middle, L, heads, rows=rows, layers=layers) <= budget
+            low, high = (middle, high) if fits else (low, middle)
+        return low
+
+
+LONGEST = 1 << 24
+"""The longest text `Cost.max_tokens` reports (16 M tokens, beyond any model's positions)."""
+
+METHOD_BUDGET_BYTES = 1 << 30
+"""Peak bytes a method's own arrays may take by default (1 GiB; `MethodRequest.memory_budget`):
+a request whose `Cost.nbytes` exceeds it is refused with the length it accepts."""
+
+
+def _values(n: int, L: int, heads: int, rows: int | None, layers: int | None) -> dict[str, int]:
+    if n < 0 or L < 1 or heads < 1:
+        raise ValueError(f"need n ≥ 0, L ≥ 1 and heads ≥ 1, not n={n}, L={L}, heads={heads}")
+    return {
+        "n": n,
+        "rows": n if rows is None else min(rows, n),
+        "layers": L if layers is None else layers,
+        "L": L,
+        "heads": heads,
+    }
 
 
 @functools.cache
