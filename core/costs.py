@@ -66,6 +66,10 @@ class Cost:
     formula of the same variables (measured: bench/bench_long_methods.py). Every method's
     work at length is bounded by it: see `max_tokens`."""
 
+    longest: int | None = None
+    """The longest text it is computed for whatever the memory (None: no such bound), where its
+    time grows too fast beyond (flow: n max-flow problems per row over layers × n² edges)."""
+
     def __post_init__(self) -> None:
         for formula in (self.formula, self.memory):
             _compiled(formula)  # a typo fails at import, not on a visitor's request
@@ -104,11 +108,13 @@ class Cost:
         rows: int | None = None,
         layers: int | None = None,
     ) -> int:
-        """The longest text (tokens) whose `nbytes` stays within `budget` bytes; up to
-        `LONGEST` (a memory that never grows with `n`), 0 when not even one token fits."""
-        if self.nbytes(LONGEST, L, heads, rows=rows, layers=layers) <= budget:
-            return LONGEST
-        low, high = 0, LONGEST  # nbytes grows with n: nbytes(high) > budget throughout
+        """The longest text (tokens) whose `nbytes` stays within `budget` bytes, and within
+        `longest`; up to `LONGEST` (a memory that never grows with `n`), 0 when not even one
+        token fits."""
+        top = LONGEST if self.longest is None else min(self.longest, LONGEST)
+        if self.nbytes(top, L, heads, rows=rows, layers=layers) <= budget:
+            return top
+        low, high = 0, top  # nbytes grows with n: nbytes(high) > budget throughout
         while high - low > 1:
             middle = (low + high) // 2
             fits = self.nbytes(middle, L, heads, rows=rows, layers=layers) <= budget

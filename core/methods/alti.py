@@ -189,7 +189,7 @@ ALTI = register(
         cost=Cost(
             "1.3 + 0.011 * n",
             note="2.7 × a pass at 128 tokens, 6.8 × at 512.",
-            memory="4 * L * heads * n**2 + 16 * L * n**2 + 12 * heads * n**2 + 2**27",
+            memory="4 * L * heads * n**2 + 16 * L * n**2 + 12 * heads * n**2 + 2**27 + 2**28",
         ),
         unsupported=unsupported_reason,
         stacks=(SELF,),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.costs import Budget, Cost
-from core.flow import attention_flow
+from core.flow import FLOW_MAX_TOKENS, attention_flow
 from core.long_rollout import rollout_rows
 from core.methods.base import Method, MethodRequest, MethodResult, Parameter
 from core.methods.registry import register
@@ -124,6 +124,7 @@ FLOW = register(
             "One max-flow problem per (row, token) pair: a row at one layer measured ≈ 6 "
             "passes at 128 tokens and ≈ 25 at 512 (MiniLM, bench/RESULTS.md, flow).",
             memory="16 * L * n**2 + 24 * layers * n**2",
+            longest=FLOW_MAX_TOKENS,
         ),
         parameters=(
             Parameter("layers", "Layer", "Flow is computed for the chosen layer only."),

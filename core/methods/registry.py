@@ -97,9 +97,11 @@ def check_length(method: Method, request: MethodRequest) -> None:
         return
     L, heads = pieces.num_layers, pieces.num_heads
     own = method.cost.nbytes(n, L, heads, rows=rows, layers=layers)
-    if own > request.memory_budget:
+    if method.cost.longest is not None and n > method.cost.longest:
+        need = "too long a time (its work grows as n³ per chosen row and layer)"
+    elif own > request.memory_budget:
         need = (
-            f"about {own / 2**20:,.0f} MB of its own arrays ({L} layers × {heads} heads × "
+            f"about {own / 2**20:,.0f} MB for its own arrays ({L} layers × {heads} heads × "
             f"{n:,}² tokens), over its {request.memory_budget / 2**20:,.0f} MB budget"
         )
     else:
@@ -109,7 +111,7 @@ def check_length(method: Method, request: MethodRequest) -> None:
         )
     label = method.label[:1].upper() + method.label[1:]
     raise MethodTooLongError(
-        f"{label} of {n:,} tokens would need {need}: on this model it reads at most "
+        f"{label} of {n:,} tokens would take {need}: on this model it reads at most "
         f"{longest:,} tokens. Choose a shorter part of the text.",
         longest,
     )

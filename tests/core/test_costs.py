@@ -80,5 +80,6 @@ def test_max_tokens_is_the_longest_text_within_a_memory_budget():
     assert quadratic.max_tokens(8 * 2 * 100**2 - 1, 2) == 99
     assert Cost("0").max_tokens(0, 12) == LONGEST  # no memory that grows with the text
     assert Cost("0", memory="2**30 + n").max_tokens(2**20, 1) == 0
+    assert Cost("0", memory="8 * n**2", longest=64).max_tokens(8 * 100**2, 1) == 64
     with pytest.raises(ValueError, match="only numbers"):
         Cost("0", memory="open('x')")

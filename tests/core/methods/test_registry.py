@@ -172,3 +172,18 @@ def test_methods_of_the_whole_array_are_refused_beyond_the_results_budget(long_p
     with pytest.raises(core.MethodTooLongError, match="the whole attention array") as caught:
         run_method(name, request)
     assert caught.value.max_tokens == 0  # a 0-byte budget holds no array
+
+
+def test_flow_beyond_the_length_its_time_allows_says_so(long_pair):
+    import dataclasses
+
+    from core.methods.registry import check_length
+
+    model, _, whole = long_pair
+    n, flow = len(whole.tokens), get_method("flow")
+    assert flow.cost.longest == core.flow.FLOW_MAX_TOKENS
+    shorter = dataclasses.replace(flow, cost=dataclasses.replace(flow.cost, longest=n - 1))
+    with pytest.raises(core.MethodTooLongError, match="n³") as caught:
+        check_length(shorter, MethodRequest(whole, model, layers=(0,), rows=(3,)))
+    assert caught.value.max_tokens == n - 1 and f"at most {n - 1:,} tokens" in str(caught.value)
+    check_length(flow, MethodRequest(whole, model, layers=(0,), rows=(3,)))  # within: computed
