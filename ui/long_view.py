@@ -47,6 +47,8 @@ CHOSEN_KEY = "long_chosen_rows"
 MAX_CHOSEN_ROWS = 8
 """Rows a method read in pieces computes per request (the selected token and up to 7 more)."""
 LINE_VIEW_KEY = "head_view"
+NEURON_KEYS = 32
+"""Keys a long input's neuron view draws: those the query weighs most (and itself)."""
 
 
 def in_pieces(page: Page, stack: str, explorer_tokens: int) -> bool:
@@ -78,7 +80,7 @@ def page_body(page: Page, causal: bool, explorer_tokens: int) -> None:
     detail = show(page, causal)
     st.subheader("Line view")
     window_line_view(page, detail.rows, detail.cols)
-    panels.neuron_panel(page, SELF)
+    panels.neuron_panel(page, SELF, keys=NEURON_KEYS)
     whole = (
         f"needs the whole attention array (≤ {most:,} tokens for this model); this text has {n:,}"
     )

@@ -88,7 +88,7 @@ RAW = register(
         compute=_compute_raw,
         square_only=False,
         has_heads=True,
-        cost=Cost("0", note="The text's own pass: nothing more.", memory="24 * L * n**2"),
+        cost=Cost("0", note="The text's own pass: nothing more.", memory="48 * L * n**2"),
         attributes_by_rollout=False,
     )
 )
@@ -105,7 +105,7 @@ ROLLOUT = register(
         cost=Cost(
             "0",
             note="L matrix products of n × n: milliseconds beside the pass.",
-            memory="16 * L * n**2",
+            memory="40 * L * n**2",
         ),
     )
 )
@@ -123,7 +123,7 @@ FLOW = register(
             Budget.ROWS,
             "One max-flow problem per (row, token) pair: a row at one layer measured ≈ 6 "
             "passes at 128 tokens and ≈ 25 at 512 (MiniLM, bench/RESULTS.md, flow).",
-            memory="16 * L * n**2 + 24 * layers * n**2",
+            memory="40 * L * n**2 + 24 * layers * n**2",
             longest=FLOW_MAX_TOKENS,
         ),
         parameters=(

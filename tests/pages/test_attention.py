@@ -419,3 +419,24 @@ def test_a_click_in_the_head_view_selects_the_token_everywhere():
     assert at.selectbox(key="w_token").value == 3
     assert at.query_params["token"] == "3"
     assert head_view_payload(at)["sel"] == 3
+
+
+def test_a_long_inputs_neuron_view_draws_the_keys_its_query_weighs_most(pieces_only):
+    from core import neuron_view
+    from core.neuron import strongest_keys
+    from ui.long_view import NEURON_KEYS
+
+    path, result = pieces_only
+    at = start(model=path, text=LONG_TEXT, token=150, layer=1, head=2, neuron=1)
+    assert_clean(at)
+    assert not at.error
+    charts = at.get("vega_lite_chart")
+    (index,) = [i for i, c in enumerate(charts) if "query vector" in c.proto.spec]
+    expected = neuron_view(load_model(path), LONG_TEXT, 1, 2, 150)
+    keys = strongest_keys(expected, NEURON_KEYS)
+    assert len(keys) in (NEURON_KEYS, NEURON_KEYS + 1) and 150 in keys  # and the query
+    bars = table_with(at, index, {"k", "score", "weight"})
+    np.testing.assert_allclose(bars["weight"].to_numpy(), expected.weights[keys], rtol=1e-4)
+    # They are the largest weights of the row, which the exact row of the result confirms.
+    row = np.nan_to_num(result.row(1, 2, 150), nan=-1.0)
+    assert np.sort(row[keys])[-NEURON_KEYS:].min() >= np.sort(row)[-NEURON_KEYS] - 1e-6
