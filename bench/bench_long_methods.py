@@ -2,6 +2,7 @@
 
     flock /work/bench.lock python bench/bench_long_methods.py                 # every row
     flock /work/bench.lock python bench/bench_long_methods.py --only rollout_rows
+    flock /work/bench.lock python bench/bench_long_methods.py --tiny     # the tests' tiny Llama
 
 Uses `bench/bench_long_context.py`'s checkpoint (random Llama weights, hidden 896, 14 query
 heads in 2 key-value groups, 4 layers, float32). Each measurement runs in a fresh process so
@@ -35,6 +36,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from bench.bench_browser import load_average, rss_mb  # noqa: E402
 from bench.bench_long_context import build_checkpoint, reset_peak, text_of  # noqa: E402
 
+TINY_CASES = {
+    "rollout_rows": [4096],
+    "neuron": [4096],
+    "lens": [4096],
+    **{
+        name: [1024, 4096]
+        for name in ("attention_norm", "alti", "grad_attention", "value_zeroing", "flow")
+    },
+}
+"""`--tiny`: the tests' Llama (2 layers × 4 heads, hidden 32) with 8,448 positions; methods with
+the default memory budget, so a refusal is reported as the page would show it."""
 CASES = {
     "rollout_rows": [4096],
     "neuron": [4096],
@@ -48,7 +60,7 @@ CASES = {
 }
 
 
-def child(path: str, what: str, tokens: int) -> dict:
+def child(path: str, what: str, tokens: int, lifted: bool = True) -> dict:
     import core
     from core.methods import MethodRequest
 
@@ -78,8 +90,12 @@ def child(path: str, what: str, tokens: int) -> dict:
         entry = core.get_method(what)
         layers = (0,) if any(p.name == "layers" for p in entry.parameters) else None
         rows = (n - 1,) if any(p.name == "rows" for p in entry.parameters) else None
-        request = MethodRequest(result, model, layers=layers, rows=rows, memory_budget=2**40)
-        core.run_method(what, request)
+        budget = 2**40 if lifted else core.costs.METHOD_BUDGET_BYTES
+        request = MethodRequest(result, model, layers=layers, rows=rows, memory_budget=budget)
+        try:
+            core.run_method(what, request)
+        except core.MethodTooLongError as error:
+            figures["refused"] = str(error)
         figures["seconds"] = time.perf_counter() - start
         pieces = result.pieces()
         figures["declared_mb"] = (
@@ -100,19 +116,27 @@ def child(path: str, what: str, tokens: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", nargs="*", default=list(CASES))
-    parser.add_argument("--child", nargs=3, metavar=("PATH", "WHAT", "TOKENS"))
+    parser.add_argument("--tiny", action="store_true", help="the tests' tiny Llama instead")
+    parser.add_argument("--child", nargs=4, metavar=("PATH", "WHAT", "TOKENS", "LIFTED"))
     args = parser.parse_args()
     if args.child:
-        path, what, tokens = args.child
-        print(json.dumps(child(path, what, int(tokens))))
+        path, what, tokens, lifted = args.child
+        print(json.dumps(child(path, what, int(tokens), lifted == "1")))
         return
     print("load average before:", load_average())
+    cases = TINY_CASES if args.tiny else CASES
     with tempfile.TemporaryDirectory() as directory:
-        path = build_checkpoint(Path(directory))
+        if args.tiny:
+            from bench.bench_long_context_heads import build_tiny_llama
+
+            path = build_tiny_llama(Path(directory), 8448)
+        else:
+            path = build_checkpoint(Path(directory))
         for what in args.only:
-            for tokens in CASES[what]:
+            for tokens in cases.get(what, ()):
+                lifted = "0" if args.tiny else "1"
                 run = subprocess.run(
-                    [sys.executable, __file__, "--child", str(path), what, str(tokens)],
+                    [sys.executable, __file__, "--child", str(path), what, str(tokens), lifted],
                     capture_output=True,
                     text=True,
                     check=False,

@@ -85,40 +85,28 @@ class Cost:
     ) -> float:
         """Forward passes' worth of work for an `n`-token text on an `L`-layer model, for
         `rows` rows (None: all `n`) of `layers` layers (None: all `L`). Never negative."""
-        return max(0.0, float(_compiled(self.formula)(_values(n, L, heads, rows, layers))))
+        values = _values(n, L, heads, rows=rows, layers=layers)
+        return max(0.0, float(_compiled(self.formula)(values)))
 
-    def nbytes(
-        self,
-        n: int,
-        L: int,
-        heads: int = 1,
-        *,
-        rows: int | None = None,
-        layers: int | None = None,
-    ) -> float:
-        """Peak bytes of its own arrays (`memory`) for a request of this shape (as `passes`)."""
-        return max(0.0, float(_compiled(self.memory)(_values(n, L, heads, rows, layers))))
+    def nbytes(self, n: int, L: int, heads: int = 1, **shape: int | None) -> float:
+        """Peak bytes of its own arrays (`memory`) for a request of this shape: `n`, `L`,
+        `heads` and the keywords `rows`, `layers` as in `passes`."""
+        return max(0.0, float(_compiled(self.memory)(_values(n, L, heads, **shape))))
 
-    def max_tokens(
-        self,
-        budget: float,
-        L: int,
-        heads: int = 1,
-        *,
-        rows: int | None = None,
-        layers: int | None = None,
-    ) -> int:
-        """The longest text (tokens) whose `nbytes` stays within `budget` bytes, and within
-        `longest`; up to `LONGEST` (a memory that never grows with `n`), 0 when not even one
-        token fits."""
+    def max_tokens(self, budget: float, L: int, heads: int = 1, **shape: int | None) -> int:
+        """The longest text (tokens) whose `nbytes` (same `L`, `heads`, `rows`, `layers`)
+        stays within `budget` bytes, and within `longest`; up to `LONGEST` (a memory that never
+        grows with `n`), 0 when not even one token fits."""
         top = LONGEST if self.longest is None else min(self.longest, LONGEST)
-        if self.nbytes(top, L, heads, rows=rows, layers=layers) <= budget:
+        if self.nbytes(top, L, heads, **shape) <= budget:
             return top
         low, high = 0, top  # nbytes grows with n: nbytes(high) > budget throughout
         while high - low > 1:
             middle = (low + high) // 2
-            fits = self.nbytes(middle, L, heads, rows=rows, layers=layers) <= budget
-            low, high = (middle, high) if fits else (low, middle)
+            if self.nbytes(middle, L, heads, **shape) <= budget:
+                low = middle
+            else:
+                high = middle
         return low
 
 
@@ -130,7 +118,9 @@ METHOD_BUDGET_BYTES = 1 << 30
 a request whose `Cost.nbytes` exceeds it is refused with the length it accepts."""
 
 
-def _values(n: int, L: int, heads: int, rows: int | None, layers: int | None) -> dict[str, int]:
+def _values(
+    n: int, L: int, heads: int, *, rows: int | None = None, layers: int | None = None
+) -> dict[str, int]:
     if n < 0 or L < 1 or heads < 1:
         raise ValueError(f"need n ≥ 0, L ≥ 1 and heads ≥ 1, not n={n}, L={L}, heads={heads}")
     return {

@@ -24,12 +24,10 @@ TOL = 1e-6
 @pytest.fixture(scope="module", params=["llama", "mistral", "gemma2"])
 def pair(request, loaded_tiny):
     """`(pieces-only result, whole [layers, heads, n, n] of the same text)`."""
-    model = loaded_tiny(request.param)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", core.TruncationWarning)
-        pieces = run_attention(model, TEXT, budget=0)
-        whole = run_attention(model, TEXT).attentions
-    return pieces, whole
+        runs = [run_attention(loaded_tiny(request.param), TEXT, budget=b) for b in (0, 1 << 30)]
+    return runs[0], runs[1].attentions
 
 
 @pytest.mark.parametrize("layer", [0, -1])
