@@ -9,7 +9,8 @@ heads in 2 key-value groups, 4 layers, float32). Each measurement runs in a fres
 its peak RSS growth (VmHWM reset before the call) is its own: the model and the text's
 `run_attention` result are loaded first, then one call is timed. Rows:
 
-* `rollout_rows`: `core.rollout_rows` of 1 and 8 rows through every layer at 4,096 tokens;
+* `rollout_rows`: `core.rollout_rows` of 1 and 8 rows through every layer at 4,096 tokens,
+  beside one head's pooled overview in the same process (a yardstick of the machine's load);
 * `neuron`: `core.neuron_view` of one query at 4,096; `lens`: `core.logit_lens` at 4,096;
 * each registry method (`core.run_method`, the memory check lifted) at the lengths given, to
   set the memory formula its `Cost` declares; the row prints the formula's bytes beside it.
@@ -78,6 +79,12 @@ def child(path: str, what: str, tokens: int, lifted: bool = True) -> dict:
         core.rollout_rows(result, list(range(n - 8, n)))
         figures["eight_rows_s"] = time.perf_counter() - start
         figures["row_sum"] = float(one.sum())
+        # The same machine's yardstick in the same process: one head's 256² pooled overview
+        # (issue 21's target ≤ 1 s), which reads n²/1 weights where a row's rollout reads
+        # about (layers - 1) · heads · n²/2.
+        start = time.perf_counter()
+        result.pooled(result.num_layers - 1, 0)
+        figures["pooled_one_head_s"] = time.perf_counter() - start
     elif what == "neuron":
         view = core.neuron_view(model, text, 3, 5, n - 1)
         figures["seconds"] = time.perf_counter() - start
