@@ -11,7 +11,8 @@ its peak RSS growth (VmHWM reset before the call) is its own: the model and the 
 
 * `rollout_rows`: `core.rollout_rows` of 1 and 8 rows through every layer at 4,096 tokens,
   beside one head's pooled overview in the same process (a yardstick of the machine's load);
-* `neuron`: `core.neuron_view` of one query at 4,096; `lens`: `core.logit_lens` at 4,096;
+* `neuron`: `core.neuron_view` of the last query in the last layer's last head at 4,096;
+  `lens`: `core.logit_lens` at 4,096;
 * each registry method (`core.run_method`, the memory check lifted) at the lengths given, to
   set the memory formula its `Cost` declares; the row prints the formula's bytes beside it.
 """
@@ -86,7 +87,8 @@ def child(path: str, what: str, tokens: int, lifted: bool = True) -> dict:
         result.pooled(result.num_layers - 1, 0)
         figures["pooled_one_head_s"] = time.perf_counter() - start
     elif what == "neuron":
-        view = core.neuron_view(model, text, 3, 5, n - 1)
+        layer, head = result.num_layers - 1, result.num_heads - 1
+        view = core.neuron_view(model, text, layer, head, n - 1)
         figures["seconds"] = time.perf_counter() - start
         figures["keys"] = len(view.weights)
     elif what == "lens":
