@@ -60,6 +60,7 @@ from core.errors import (
     InvalidAttentionError,
     InvalidModelNameError,
     InvalidSelectionError,
+    MethodTooLongError,
     MethodUnsupportedError,
     ModelLoadError,
     ModelNotFoundError,
@@ -93,6 +94,7 @@ from core.head_stats import STAT_DESCRIPTIONS, head_statistics
 from core.kinds import ModelKind
 from core.layer_views import mean_of_heads, select_heads
 from core.lens import logit_lens
+from core.long_rollout import rollout_rows
 from core.methods import (
     Method,
     MethodRequest,
@@ -149,6 +151,7 @@ __all__ = [
     "Method",
     "MethodRequest",
     "MethodResult",
+    "MethodTooLongError",
     "MethodUnsupportedError",
     "ModelKind",
     "ModelLoadError",
@@ -210,6 +213,7 @@ __all__ = [
     "require_architecture",
     "residual_attention",
     "retrieval_scores",
+    "rollout_rows",
     "route_contributions",
     "row_statistics",
     "row_sum_tolerance",

@@ -61,9 +61,18 @@ class Cost:
     budget: Budget = Budget.NONE
     note: str = ""
     """Where the coefficients come from, for people reading the registry."""
+    memory: str = "0"
+    """Bytes its own arrays hold at their peak, beyond the model and the text's result, as a
+    formula of the same variables (measured: bench/bench_long_methods.py). Every method's
+    work at length is bounded by it: see `max_tokens`."""
+
+    longest: int | None = None
+    """The longest text it is computed for whatever the memory (None: no such bound), where its
+    time grows too fast beyond (flow: n max-flow problems per row over layers × n² edges)."""
 
     def __post_init__(self) -> None:
-        _compiled(self.formula)  # a typo fails at import, not on a visitor's request
+        for formula in (self.formula, self.memory):
+            _compiled(formula)  # a typo fails at import, not on a visitor's request
 
     def passes(
         self,
@@ -76,16 +85,51 @@ class Cost:
     ) -> float:
         """Forward passes' worth of work for an `n`-token text on an `L`-layer model, for
         `rows` rows (None: all `n`) of `layers` layers (None: all `L`). Never negative."""
-        if n < 0 or L < 1 or heads < 1:
-            raise ValueError(f"need n ≥ 0, L ≥ 1 and heads ≥ 1, not n={n}, L={L}, heads={heads}")
-        values = {
-            "n": n,
-            "rows": n if rows is None else rows,
-            "layers": L if layers is None else layers,
-            "L": L,
-            "heads": heads,
-        }
+        values = _values(n, L, heads, rows=rows, layers=layers)
         return max(0.0, float(_compiled(self.formula)(values)))
+
+    def nbytes(self, n: int, L: int, heads: int = 1, **shape: int | None) -> float:
+        """Peak bytes of its own arrays (`memory`) for a request of this shape: `n`, `L`,
+        `heads` and the keywords `rows`, `layers` as in `passes`."""
+        return max(0.0, float(_compiled(self.memory)(_values(n, L, heads, **shape))))
+
+    def max_tokens(self, budget: float, L: int, heads: int = 1, **shape: int | None) -> int:
+        """The longest text (tokens) whose `nbytes` (same `L`, `heads`, `rows`, `layers`)
+        stays within `budget` bytes, and within `longest`; up to `LONGEST` (a memory that never
+        grows with `n`), 0 when not even one token fits."""
+        top = LONGEST if self.longest is None else min(self.longest, LONGEST)
+        if self.nbytes(top, L, heads, **shape) <= budget:
+            return top
+        low, high = 0, top  # nbytes grows with n: nbytes(high) > budget throughout
+        while high - low > 1:
+            middle = (low + high) // 2
+            if self.nbytes(middle, L, heads, **shape) <= budget:
+                low = middle
+            else:
+                high = middle
+        return low
+
+
+LONGEST = 1 << 24
+"""The longest text `Cost.max_tokens` reports (16 M tokens, beyond any model's positions)."""
+
+METHOD_BUDGET_BYTES = 1 << 30
+"""Peak bytes a method's own arrays may take by default (1 GiB; `MethodRequest.memory_budget`):
+a request whose `Cost.nbytes` exceeds it is refused with the length it accepts."""
+
+
+def _values(
+    n: int, L: int, heads: int, *, rows: int | None = None, layers: int | None = None
+) -> dict[str, int]:
+    if n < 0 or L < 1 or heads < 1:
+        raise ValueError(f"need n ≥ 0, L ≥ 1 and heads ≥ 1, not n={n}, L={L}, heads={heads}")
+    return {
+        "n": n,
+        "rows": n if rows is None else min(rows, n),
+        "layers": L if layers is None else layers,
+        "L": L,
+        "heads": heads,
+    }
 
 
 @functools.cache

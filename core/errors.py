@@ -97,6 +97,18 @@ class AttentionTooLargeError(AtlasError):
     read rows, tiles or pooled overviews of it instead (the message says how)."""
 
 
+class MethodTooLongError(AtlasError):
+    """A method's arrays at this input's length would exceed its memory budget; the message and
+    `max_tokens` say the longest input it accepts on this model."""
+
+    def __init__(self, message: str, max_tokens: int) -> None:
+        super().__init__(message)
+        self.max_tokens = max_tokens
+
+    def __reduce__(self):  # picklable with its length (a worker process may raise it)
+        return type(self), (str(self), self.max_tokens)
+
+
 class InputTooLongError(AtlasError):
     """An input the library builds (e.g. a needle-in-a-haystack input) is longer than the model
     reads; a deployment's own, lower text limit is `server.errors.TextTooLongError`."""

@@ -30,6 +30,7 @@ from core.rollout import (
 
 __all__ = [
     "FLOW_ATOL",
+    "FLOW_MAX_TOKENS",
     "FULL_FLOW_DEFAULT_MAX_TOKENS",
     "ComputationCancelled",
     "FlowCancelled",
@@ -45,6 +46,13 @@ __all__ = [
 # of text, layer indices 3-5), and 256 x 256 up to 114 s, which misses. A page offers the
 # full matrix by default up to here and chosen rows beyond.
 FULL_FLOW_DEFAULT_MAX_TOKENS = 128
+
+# The longest input flow is computed for at all, even for one chosen row at one layer. A pair
+# costs about (layers - 1) * n² arc visits, so a row about layers * n³: measured 0.6-3.3 s per
+# row at 512 tokens on MiniLM's layers 2-5 on two quiet cores (bench/RESULTS.md, flow), that is
+# ≈ 5-26 s at 1,024 and ≈ 40-210 s per row at 2,048 (n³), beyond what a page waits for; at
+# 4,096 ≈ 5-28 minutes per row. Longer texts: flow of a window of the text (fewer tokens).
+FLOW_MAX_TOKENS = 1024
 
 
 def _layer_index(layer: int, layers: int) -> int:

@@ -18,8 +18,8 @@ import pandas as pd
 import torch
 
 from core.architectures import require_architecture
-from core.errors import PositionOutOfRangeError, TruncationWarning
-from core.families.layers import self_stack_pass
+from core.capture import fast_attention
+from core.errors import PositionOutOfRangeError, TruncationWarning, UnsupportedModelError
 from core.inference import encode, guarded
 from core.models import LoadedModel
 from core.tokens import token_text
@@ -54,12 +54,19 @@ def logit_lens(model: LoadedModel, text: str, position: int, top_k: int = 5) -> 
         warnings.simplefilter("default", TruncationWarning)
         encoded = encode(model, text)
     position = check_position(position, len(encoded.tokens))
-    run = self_stack_pass(model, encoded.inputs)
+    # The fast attention (SDPA): the lens reads hidden states only, so no layer keeps its
+    # [heads, n, n] weights and a text of thousands of tokens costs one ordinary pass.
+    with guarded(model, len(encoded.tokens)), torch.inference_mode(), fast_attention():
+        passes = model.family.run(model.model, encoded.inputs, None, output_hidden_states=True)
+    hidden = getattr(passes.raw, "hidden_states", None)
+    if not hidden or passes.logits is None:
+        raise UnsupportedModelError(f"{model.name} did not return its hidden states and logits.")
     rows = []
     with guarded(model), torch.inference_mode():
-        residual = torch.stack([h[position] for h in run.hidden_states[:-1]])  # [L, d]
+        residual = torch.stack([h[0, position] for h in hidden[:-1]])  # [L, d]
         layers = architecture.lens_logits(residual)  # [L, V]
-        logits = torch.cat([layers, run.logits[position][None].to(layers.dtype)])  # [L + 1, V]
+        final = passes.logits[0, position][None].to(layers.dtype)
+        logits = torch.cat([layers, final])  # [L + 1, V]
         probabilities = logits.double().softmax(dim=-1)
         top = probabilities.topk(min(top_k, probabilities.shape[-1]), dim=-1)
     tokenizer = model.tokenizer

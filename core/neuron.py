@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from core.capture import ATTENTION_IMPLEMENTATION
-from core.errors import NeuronViewUnsupportedError
+from core.errors import InvalidSelectionError, NeuronViewUnsupportedError
 from core.exact import CapturedStack, check_index
 from core.families import SELF
 from core.inference import encode, forward
@@ -88,6 +88,15 @@ class NeuronView:
     @property
     def head_dim(self) -> int:
         return int(self.query_vector.shape[0])
+
+
+def strongest_keys(view: NeuronView, count: int) -> np.ndarray:
+    """Positions (sorted, int `[≤ count + 1]`) of the `count` keys `view`'s query weighs most,
+    and the query itself: what a long input's neuron view draws of its `n` keys."""
+    if count < 1:
+        raise InvalidSelectionError("A neuron view shows at least one key.")
+    order = np.argsort(-np.where(view.masked, -np.inf, view.weights), kind="stable")[:count]
+    return np.union1d(order, [view.query]).astype(np.int64)
 
 
 # --------------------------------------------------------------------------------------------

@@ -374,7 +374,7 @@ def method_result(
 
     def weigh() -> float:
         n = _tokens_of(inputs)
-        total = attention(inputs).stack(stack)[0].shape[0]
+        total = attention(inputs).pieces(stack).num_layers  # never the whole array
         own = core.get_method(method).cost.passes(
             n,
             total,
@@ -384,6 +384,23 @@ def method_result(
         return passes_of(inputs, 1 + own, n)()
 
     return _stored(store_key("method", inputs, method, stack, layers, rows), compute, weigh)
+
+
+def method_rows(
+    inputs: Inputs,
+    method: str,
+    layer: int,
+    rows: tuple[int, ...],
+    progress: core.methods.Progress | None = None,
+) -> np.ndarray:
+    """Rows of `method`'s `layer` read in pieces at any length (its registry entry's
+    `rows_at_length`, e.g. rollout), self stack: float64 `[len(rows), n]`."""
+    entry = core.get_method(method)
+    assert entry.rows_at_length is not None  # the page asks only methods that have it
+    return _stored(
+        store_key("method_rows", inputs, method, layer, rows),
+        lambda: entry.rows_at_length(attention(inputs), rows, layer, progress),
+    )
 
 
 def is_stored(

@@ -15,6 +15,7 @@ from core.display_matrix import DisplayMatrix
 from core.families import CROSS, SELF
 from core.layer_views import layer_view, token_bars
 from core.methods import MethodResult
+from core.neuron import strongest_keys
 from core.scales import ScaleMode
 from core.selection import segment_b_start
 from core.tokens import is_continuation
@@ -405,8 +406,9 @@ def selected_token(
     )
 
 
-def neuron_view(page: Page, stack: str) -> None:
-    """Query and key vectors, their products, scores and softmax for one head and token."""
+def neuron_view(page: Page, stack: str, keys: int | None = None) -> None:
+    """Query and key vectors, their products, scores and softmax for one head and token; of
+    the `keys` keys the query weighs most (and its own) when given (long inputs), else all."""
     view = page.view
     if stack != SELF:
         st.info("The neuron view reads the self-attention: choose the Encoder stack above.")
@@ -423,16 +425,18 @@ def neuron_view(page: Page, stack: str) -> None:
     except core.AtlasError as error:
         show_error(str(error))
         return
+    shown = np.arange(len(found.tokens)) if keys is None else strongest_keys(found, keys)
+    labels = found.labels if keys is None else [f"{i} {found.labels[i]}" for i in shown]
     show_chart(
         charts.neuron_view_chart(
             found.query_vector,
-            found.key_vectors,
-            found.products,
-            found.scores,
-            found.weights,
-            found.labels,
-            query=found.query,
-            masked=found.masked,
+            found.key_vectors[shown],
+            found.products[shown],
+            found.scores[shown],
+            found.weights[shown],
+            labels,
+            query=int(np.searchsorted(shown, found.query)),
+            masked=found.masked[shown],
         ),
         theme="streamlit",
         width="content",
@@ -444,11 +448,16 @@ def neuron_view(page: Page, stack: str) -> None:
         f"products sums to q·k; score = q·k × {found.scale:.4g}{bias}; the softmax of the "
         "scores is this head's attention row."
         + (" Later tokens, masked for this query, are left out." if found.masked.any() else "")
-        + " Shows every input token, whatever the display options."
+        + (
+            " Shows every input token, whatever the display options."
+            if keys is None
+            else f" Shows the {len(shown) - 1} keys it weighs most of {len(found.tokens):,}, "
+            "and itself."
+        )
     )
 
 
-def neuron_panel(page: Page, stack: str) -> None:
+def neuron_panel(page: Page, stack: str, keys: int | None = None) -> None:
     box = st.expander(
         "Neuron view (query · key)",
         key=session.widget_key("neuron"),
@@ -457,7 +466,7 @@ def neuron_panel(page: Page, stack: str) -> None:
     )
     with box:
         if box.open:
-            neuron_view(page, stack)
+            neuron_view(page, stack, keys)
         else:
             st.caption("Open to compute the query and key vectors behind one head's attention.")
 

@@ -186,7 +186,11 @@ ALTI = register(
         "row i of the last layer says which input tokens the output at i is made of.",
         compute=_compute,
         needs=Needs.FORWARD,
-        cost=Cost("1.3 + 0.011 * n", note="2.7 × a pass at 128 tokens, 6.8 × at 512."),
+        cost=Cost(
+            "1.3 + 0.011 * n",
+            note="2.7 × a pass at 128 tokens, 6.8 × at 512.",
+            memory="4 * L * heads * n**2 + 16 * L * n**2 + 12 * heads * n**2 + 2**27 + 2**28",
+        ),
         unsupported=unsupported_reason,
         stacks=(SELF,),
     )

@@ -71,7 +71,11 @@ ATTENTION_NORM = register(
         compute=_compute,
         needs=Needs.FORWARD,
         has_heads=True,
-        cost=Cost("1.5", note="1.4 × a pass at 128 tokens, 1.5 × at 512 (bert-base)."),
+        cost=Cost(
+            "1.5",
+            note="1.4 × a pass at 128 tokens, 1.5 × at 512 (bert-base).",
+            memory="20 * L * heads * n**2 + 16 * L * n**2 + 28 * heads * n**2 + 2**28",
+        ),
         unsupported=unsupported_reason,
         stacks=(SELF,),
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from core.costs import Budget, Cost
-from core.flow import attention_flow
+from core.flow import FLOW_MAX_TOKENS, attention_flow
+from core.long_rollout import rollout_rows
 from core.methods.base import Method, MethodRequest, MethodResult, Parameter
 from core.methods.registry import register
 from core.rollout import attention_rollout
@@ -39,6 +40,10 @@ def _compute_rollout(request: MethodRequest) -> MethodResult:
         layers_computed=tuple(range(attentions.shape[0])),
         accumulated=True,
     )
+
+
+def _rollout_rows(result, rows, layer, progress) -> np.ndarray:
+    return rollout_rows(result, rows, layer, progress=progress)
 
 
 def _compute_flow(request: MethodRequest) -> MethodResult:
@@ -83,7 +88,7 @@ RAW = register(
         compute=_compute_raw,
         square_only=False,
         has_heads=True,
-        cost=Cost("0", note="The text's own pass: nothing more."),
+        cost=Cost("0", note="The text's own pass: nothing more.", memory="48 * L * n**2"),
         attributes_by_rollout=False,
     )
 )
@@ -96,7 +101,12 @@ ROLLOUT = register(
         "l says which input tokens position i is made of after layer l.",
         compute=_compute_rollout,
         accumulated=True,
-        cost=Cost("0", note="L matrix products of n × n: milliseconds beside the pass."),
+        rows_at_length=_rollout_rows,
+        cost=Cost(
+            "0",
+            note="L matrix products of n × n: milliseconds beside the pass.",
+            memory="40 * L * n**2",
+        ),
     )
 )
 FLOW = register(
@@ -113,6 +123,8 @@ FLOW = register(
             Budget.ROWS,
             "One max-flow problem per (row, token) pair: a row at one layer measured ≈ 6 "
             "passes at 128 tokens and ≈ 25 at 512 (MiniLM, bench/RESULTS.md, flow).",
+            memory="40 * L * n**2 + 24 * layers * n**2",
+            longest=FLOW_MAX_TOKENS,
         ),
         parameters=(
             Parameter("layers", "Layer", "Flow is computed for the chosen layer only."),

@@ -23,7 +23,7 @@ from enum import Enum
 import numpy as np
 
 from core.attention import AttentionResult
-from core.costs import FREE, Cost
+from core.costs import FREE, METHOD_BUDGET_BYTES, Cost
 from core.families import SELF, StackSpec
 from core.models import LoadedModel
 from core.tokens import Token
@@ -41,6 +41,10 @@ class Needs(str, Enum):
     """The model itself, for its hidden states or further forward passes."""
     BACKWARD = "backward"
     """The model with gradients (a backward pass from a target logit)."""
+
+
+RowsAtLength = Callable[[AttentionResult, tuple[int, ...], int, Progress | None], np.ndarray]
+"""`(result, rows, layer, progress)` -> float64 `[len(rows), keys]` (`Method.rows_at_length`)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,9 @@ class MethodRequest:
     rows: tuple[int, ...] | None = None
     target: int | None = None
     progress: Progress | None = None
+    memory_budget: float = METHOD_BUDGET_BYTES
+    """Peak bytes the method's own arrays may take (`Cost.memory`); beyond it the request is
+    refused with `MethodTooLongError` naming the length it accepts."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,6 +133,10 @@ class Method:
     cost: Cost = FREE
     """Its own work in forward passes as a formula of the request's shape, and the budget that
     bounds it (`core.costs`): budgets, progress, notes and the server's queue read it."""
+    rows_at_length: RowsAtLength | None = None
+    """`(result, rows, layer, progress)` -> float64 `[len(rows), k]`: rows of `per_layer[layer]`
+    read from the result in pieces, so at any length without the whole attention array (rollout:
+    `core.rollout_rows`); None when the method has no such form."""
     attributes_by_rollout: bool = True
     """A position's attribution to the input tokens is the last layer's `rollout` row; False:
     the last layer's own `per_layer` row (raw attention, whose rollout is another method)."""

@@ -208,7 +208,11 @@ GRAD_ATTENTION = register(
         "layers (R ← R + ĀR; cross attention by the authors' encoder-decoder rule).",
         compute=_compute,
         needs=Needs.BACKWARD,
-        cost=Cost("0.8 + 0.0055 * n", note="1.5 × a pass at 128 tokens, 3.6 × at 512."),
+        cost=Cost(
+            "0.8 + 0.0055 * n",
+            note="1.5 × a pass at 128 tokens, 3.6 × at 512.",
+            memory="24 * L * heads * n**2 + 24 * L * n**2 + 2**28",
+        ),
         has_heads=True,
         square_only=False,
         parameters=(Parameter("target", "Target", "The position whose prediction is explained."),),

@@ -119,6 +119,7 @@ VALUE_ZEROING = register(
             "1 + 0.4 * n * layers / L",
             Budget.TOKENS,
             "One re-run of each layer per token: 52 × a pass at 128 tokens on every layer.",
+            memory="4 * L * heads * n**2 + 16 * L * n**2 + 4 * heads * n**2 + 2**27 + 2**28",
         ),
         unsupported=unsupported_reason,
         stacks=(SELF,),

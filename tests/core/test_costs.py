@@ -7,7 +7,7 @@ from transformers import BertConfig, LlamaConfig
 
 from core import list_methods
 from core.agreement import LEAVE_ONE_OUT, part_passes
-from core.costs import ATTENTION, FREE, Budget, Cost, forward_multiply_adds
+from core.costs import ATTENTION, FREE, LONGEST, Budget, Cost, forward_multiply_adds
 from core.methods import get_method, method_names
 
 
@@ -71,3 +71,15 @@ def test_forward_multiply_adds_from_the_config():
     )
     assert forward_multiply_adds(gated, 10) == 2 * 10 * (4 * 64**2 + 3 * 64 * 128 + 2 * 10 * 64)
     assert forward_multiply_adds(base, 0) == 0
+
+
+def test_max_tokens_is_the_longest_text_within_a_memory_budget():
+    quadratic = Cost("0", memory="8 * L * n**2")
+    assert quadratic.nbytes(100, 2) == 8 * 2 * 100**2
+    assert quadratic.max_tokens(8 * 2 * 100**2, 2) == 100
+    assert quadratic.max_tokens(8 * 2 * 100**2 - 1, 2) == 99
+    assert Cost("0").max_tokens(0, 12) == LONGEST  # no memory that grows with the text
+    assert Cost("0", memory="2**30 + n").max_tokens(2**20, 1) == 0
+    assert Cost("0", memory="8 * n**2", longest=64).max_tokens(8 * 100**2, 1) == 64
+    with pytest.raises(ValueError, match="only numbers"):
+        Cost("0", memory="open('x')")

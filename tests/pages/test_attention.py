@@ -285,10 +285,14 @@ def test_a_long_input_pools_by_max_averages_heads_and_says_what_other_methods_ne
     assert payload["long"]["reduce"] == "max"
     grid = pooled_overview(result, 0, None, reduce="max").grid
     np.testing.assert_allclose(decode_values(payload["overview"], grid.shape), grid, **FLOAT16)
-    at.segmented_control(key="w_method").set_value("rollout").run()
+    # Flow needs the whole array (none within this result's 0-byte budget): the page says the
+    # length it accepts and what to do, as the registry's check words it.
+    at.segmented_control(key="w_method").set_value("flow").run()
     assert_clean(at)
     assert not at.error
-    assert any(f"this text has {n:,}" in i.value for i in at.info)
+    notes = [i.value for i in at.info if f"Flow of {n:,} tokens" in i.value]
+    assert notes and "reads at most 0 tokens" in notes[0]
+    assert "Choose a shorter part of the text" in notes[0]
 
 
 def test_a_short_input_beyond_the_budget_is_read_in_pieces_too(pieces_only):
@@ -299,7 +303,65 @@ def test_a_short_input_beyond_the_budget_is_read_in_pieces_too(pieces_only):
     n = len(explorer_payload(at)["rows"])
     tiles = tiles_of(ask_tiles(at, (0, 0)))
     assert tiles[0, 0].shape == (n, n)  # the tile: every token here
-    assert any("The line view needs the whole attention array" in c.value for c in at.caption)
+    assert len(head_view_payload(at)["left"]) == n  # the line view of the window: every token
+
+
+def test_a_long_input_draws_the_line_view_of_its_detail_window(pieces_only):
+    from core.long_views import window_start
+
+    path, result = pieces_only
+    n = len(result.tokens)
+    at = start(model=path, text=LONG_TEXT, token=150, layer=1, head=2)
+    assert_clean(at)
+    first = window_start(150, n)
+    window = range(first, first + 64)
+    payload = head_view_payload(at)
+    labels = [f"{i} {result.tokens[i].text}" for i in window]
+    assert payload["left"] == labels and payload["right"] == labels
+    assert payload["sel"] == 150 - first and payload["shown"] == [2]
+    assert len(payload["edges"]) == result.num_heads
+    # Every line is an exact weight of the window (thousandths); none to a later token.
+    tile = result.tile(1, 2, window, window)
+    lines = np.asarray(payload["edges"][2]).reshape(-1, 3)
+    assert len(lines) > 64
+    assert (lines[:, 1] <= lines[:, 0]).all()
+    np.testing.assert_array_equal(lines[:, 2], np.rint(tile[lines[:, 0], lines[:, 1]] * 1000))
+
+
+def test_rollout_of_a_long_input_gives_the_chosen_rows_without_the_whole_array(pieces_only):
+    import core
+
+    path, result = pieces_only
+    at = start(model=path, text=LONG_TEXT, token=150, layer=1, method="rollout")
+    assert_clean(at)
+    assert not at.error
+    expected = core.rollout_rows(result, [150], 1)[0]
+    table = at.dataframe[0].value
+    assert table["position"].iloc[0] == int(np.argmax(expected))
+    assert table["weight"].iloc[0] == pytest.approx(float(expected.max()), rel=1e-6)
+    assert table["token"].iloc[0] == result.tokens[int(np.argmax(expected))].text
+    at.multiselect(key="long_chosen_rows").set_value([20]).run()
+    assert_clean(at)
+    assert len(at.dataframe) == 2  # token 20's row, then the selected 150's
+    twenty = core.rollout_rows(result, [20], 1)[0]
+    assert at.dataframe[0].value["weight"].iloc[0] == pytest.approx(float(twenty.max()), 1e-6)
+
+
+def test_a_method_that_reads_the_model_again_works_beyond_the_whole_array_budget(pieces_only):
+    import core
+    from core.methods import MethodRequest
+
+    path, result = pieces_only
+    at = start(model=path, text=LONG_TEXT, token=150, layer=1, method="attention_norm")
+    assert_clean(at)
+    assert not at.error
+    request = MethodRequest(result=result, model=load_model(path))
+    norms = core.run_method("attention_norm", request).per_layer[1]
+    # The matrix of a text longer than the explorer is block-averaged: every drawn value lies
+    # within the norms' range, and none is the refusal of a method beyond its length.
+    drawn = heatmap(at)["v"].to_numpy()
+    assert drawn.size > 0 and norms.min() - 1e-6 <= drawn.min() <= drawn.max() <= norms.max()
+    assert not [i.value for i in at.info if "reads at most" in i.value]
 
 
 def test_flow_stop_keeps_the_tokens_computed(expected):
@@ -380,3 +442,24 @@ def test_a_click_in_the_head_view_selects_the_token_everywhere():
     assert at.selectbox(key="w_token").value == 3
     assert at.query_params["token"] == "3"
     assert head_view_payload(at)["sel"] == 3
+
+
+def test_a_long_inputs_neuron_view_draws_the_keys_its_query_weighs_most(pieces_only):
+    from core import neuron_view
+    from core.neuron import strongest_keys
+    from ui.long_view import NEURON_KEYS
+
+    path, result = pieces_only
+    at = start(model=path, text=LONG_TEXT, token=150, layer=1, head=2, neuron=1)
+    assert_clean(at)
+    assert not at.error
+    charts = at.get("vega_lite_chart")
+    (index,) = [i for i, c in enumerate(charts) if "query vector" in c.proto.spec]
+    expected = neuron_view(load_model(path), LONG_TEXT, 1, 2, 150)
+    keys = strongest_keys(expected, NEURON_KEYS)
+    assert len(keys) in (NEURON_KEYS, NEURON_KEYS + 1) and 150 in keys  # and the query
+    bars = table_with(at, index, {"k", "score", "weight"})
+    np.testing.assert_allclose(bars["weight"].to_numpy(), expected.weights[keys], rtol=1e-4)
+    # They are the largest weights of the row, which the exact row of the result confirms.
+    row = np.nan_to_num(result.row(1, 2, 150), nan=-1.0)
+    assert np.sort(row[keys])[-NEURON_KEYS:].min() >= np.sort(row)[-NEURON_KEYS] - 1e-6

@@ -118,3 +118,72 @@ def test_model_reading_methods_need_the_model(minilm):
     result = core.run_attention(minilm, TEXT)
     with pytest.raises(core.MethodUnsupportedError, match="needs the model"):
         run_method("alti", MethodRequest(result=result))
+
+
+# ------------------------------------------------------------------------ methods at length
+
+LONG_TEXT = "The researchers visualized attention patterns in the garden. " * 12
+
+
+@pytest.fixture(scope="module", params=["llama", "gemma2"])
+def long_pair(request, tiny_model_path):
+    """`(model, result refusing the whole array (0-byte budget), result holding it)`."""
+    model = core.load_model(str(tiny_model_path(request.param)))
+    return (
+        model,
+        core.run_attention(model, LONG_TEXT, budget=0),
+        core.run_attention(model, LONG_TEXT),
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "layers"),
+    [("attention_norm", None), ("alti", None), ("value_zeroing", (1,)), ("grad_attention", None)],
+)
+def test_methods_that_read_the_model_need_no_whole_attention_array(long_pair, name, layers):
+    model, pieces, whole = long_pair
+    got = run_method(name, MethodRequest(pieces, model, layers=layers))
+    expected = run_method(name, MethodRequest(whole, model, layers=layers))
+    np.testing.assert_allclose(got.per_layer, expected.per_layer, rtol=1e-6, atol=1e-9)
+
+
+def test_a_method_beyond_its_memory_budget_says_the_length_it_accepts(long_pair):
+    from core.methods.registry import max_tokens
+
+    model, result, _ = long_pair
+    n, entry = len(result.tokens), get_method("alti")
+    budget = entry.cost.nbytes(n - 1, result.num_layers, result.num_heads)
+    assert max_tokens(entry, result, budget=budget) == n - 1
+    with pytest.raises(core.MethodTooLongError) as caught:
+        run_method("alti", MethodRequest(result, model, memory_budget=budget))
+    assert caught.value.max_tokens == n - 1
+    message = str(caught.value)
+    assert f"ALTI of {n:,} tokens" in message and f"at most {n - 1:,} tokens" in message
+    assert "Choose a shorter part of the text" in message
+    enough = entry.cost.nbytes(n, result.num_layers, result.num_heads)
+    computed = run_method("alti", MethodRequest(result, model, memory_budget=enough))
+    np.testing.assert_allclose(computed.per_layer.sum(axis=-1), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["raw", "rollout", "flow"])
+def test_methods_of_the_whole_array_are_refused_beyond_the_results_budget(long_pair, name):
+    model, result, _ = long_pair
+    request = MethodRequest(result, model, layers=(0,), rows=(3,))
+    with pytest.raises(core.MethodTooLongError, match="the whole attention array") as caught:
+        run_method(name, request)
+    assert caught.value.max_tokens == 0  # a 0-byte budget holds no array
+
+
+def test_flow_beyond_the_length_its_time_allows_says_so(long_pair):
+    import dataclasses
+
+    from core.methods.registry import check_length
+
+    model, _, whole = long_pair
+    n, flow = len(whole.tokens), get_method("flow")
+    assert flow.cost.longest == core.flow.FLOW_MAX_TOKENS
+    shorter = dataclasses.replace(flow, cost=dataclasses.replace(flow.cost, longest=n - 1))
+    with pytest.raises(core.MethodTooLongError, match="n³") as caught:
+        check_length(shorter, MethodRequest(whole, model, layers=(0,), rows=(3,)))
+    assert caught.value.max_tokens == n - 1 and f"at most {n - 1:,} tokens" in str(caught.value)
+    check_length(flow, MethodRequest(whole, model, layers=(0,), rows=(3,)))  # within: computed

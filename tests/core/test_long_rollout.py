@@ -1,0 +1,83 @@
+"""Rollout of chosen rows streamed from a result, against `core.attention_rollout` of the whole
+array of the same text.
+
+The streamed rows come from a result whose budget (0 bytes) refuses the whole array, so they can
+only be recomputed from the capture; the reference is the whole array of a second run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+
+import core
+from core import ComputationCancelled, InvalidSelectionError, run_attention
+from core.long_rollout import rollout_rows
+
+TEXT = "The researchers visualized attention patterns in the garden. " * 12
+TOL = 1e-6
+
+
+@pytest.fixture(scope="module", params=["llama", "mistral", "gemma2"])
+def pair(request, loaded_tiny):
+    """`(pieces-only result, whole [layers, heads, n, n] of the same text)`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", core.TruncationWarning)
+        runs = [run_attention(loaded_tiny(request.param), TEXT, budget=b) for b in (0, 1 << 30)]
+    return runs[0], runs[1].attentions
+
+
+@pytest.mark.parametrize("layer", [0, -1])
+def test_rows_equal_the_rollout_of_the_whole_array(pair, layer):
+    result, whole = pair
+    n = whole.shape[-1]
+    rows = [0, 5, n // 2, n - 1]
+    expected = core.attention_rollout(whole)[layer][rows]
+    got = rollout_rows(result, rows, layer)
+    assert got.shape == (4, n)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=TOL)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=TOL)
+
+
+def test_heads_and_ignored_tokens_follow_the_rollout_rules(pair):
+    result, whole = pair
+    n = whole.shape[-1]
+    rows, heads, ignored = [3, n - 2], [1, 2], [0, 7]
+    expected = core.attention_rollout(whole, heads=heads, ignore_tokens=ignored)[-1][rows]
+    got = rollout_rows(result, rows, heads=heads, ignore_tokens=ignored)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=TOL)
+
+
+def test_a_whole_array_result_gives_the_same_rows(embedded):
+    result = run_attention(embedded, "The cat sat on the mat because it was warm.")
+    n = len(result.tokens)
+    expected = core.attention_rollout(result.attentions)[2][[1, n - 1]]
+    np.testing.assert_allclose(rollout_rows(result, [n - 1, 1], 2), expected, rtol=0, atol=TOL)
+
+
+def test_progress_counts_up_to_the_rows_of_the_layers_read_and_can_stop(pair):
+    result, _ = pair
+    n = len(result.tokens)
+    seen: list[tuple[int, int]] = []
+    rollout_rows(result, [n - 1], progress=lambda done, total: seen.append((done, total)))
+    assert seen[0] == (0, result.num_layers * n) and seen[-1] == (seen[-1][1],) * 2
+    assert all(a[0] <= b[0] for a, b in itertools.pairwise(seen))
+    with pytest.raises(ComputationCancelled):
+        rollout_rows(result, [n - 1], progress=lambda done, total: done == 0)
+    with pytest.raises(ComputationCancelled):
+        rollout_rows(result, [n - 1], cancel=lambda: True)
+
+
+def test_bad_requests_are_refused_with_typed_errors(pair):
+    result, _ = pair
+    n = len(result.tokens)
+    for rows in ([], [n], [1, 1]):
+        with pytest.raises(InvalidSelectionError):
+            rollout_rows(result, rows)
+    with pytest.raises(core.PositionOutOfRangeError):
+        rollout_rows(result, [0], layer=result.num_layers)
+    with pytest.raises(InvalidSelectionError):
+        rollout_rows(result, [0], heads=[])
