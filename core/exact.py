@@ -17,6 +17,7 @@ model's own 0 there, so that every row sums to 1 as existing views expect.
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 import threading
@@ -193,6 +194,40 @@ class _Stack:
         else:
             grid = maxima
         return grid.astype(np.float32), row_edges, col_edges
+
+    def pooled_heads(self, size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every head's mean-pooled overview at once: `(grid float32 [layers, heads, rows,
+        cols], row_edges, col_edges)`, each head's grid as `pooled(layer, head, size)` gives it.
+
+        A block's weights are summed as the statistics are: each row's share of the keys of
+        a column block (on plain causal layers from the flash kernel, without one weight
+        written), summed over the rows of a row block, then divided by the number of weights
+        the model computes in the block (NaN where none).
+        """
+        row_edges = pooling_edges(self.queries, size)
+        col_edges = pooling_edges(self.keys, size)
+        positions = np.arange(self.keys)
+        blocks = {
+            f"keys {start}–{stop - 1}": (positions >= start) & (positions < stop)
+            for start, stop in itertools.pairwise(col_edges.tolist())
+        }
+        grid = np.empty((*self.shape[:2], len(row_edges) - 1, len(col_edges) - 1), np.float32)
+        for layer, values in self._layers_values((), 1, blocks):
+            shares = torch.stack([values[name] for name in blocks], -1).double().cpu().numpy()
+            sums = np.add.reduceat(shares, row_edges[:-1], axis=1)
+            counts = self._computed_counts(layer, row_edges, col_edges)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                grid[layer] = np.where(counts > 0, sums / counts, np.nan)
+        return grid, row_edges, col_edges
+
+    def _computed_counts(self, layer: int, row_edges: np.ndarray, col_edges: np.ndarray):
+        """`[row blocks, col blocks]`: how many weights the model computes in each block."""
+        counts = np.zeros((len(row_edges) - 1, len(col_edges) - 1))
+        cols = np.arange(self.keys)
+        for rows in self._row_blocks():
+            seen = np.add.reduceat(self._computed_block(layer, rows, cols), col_edges[:-1], 1)
+            np.add.at(counts, np.searchsorted(row_edges, rows, side="right") - 1, seen)
+        return counts
 
     def row_values(
         self,
@@ -505,6 +540,8 @@ def _near_values(
     [heads, n]}`: each query's weights on key 0 and on the `reach` keys up to it, read as a
     band (the keys unfolded along the diagonal), so n × reach scores instead of n²."""
     wanted = [name for name in names if name in NEAR_STATISTICS]
+    if not wanted:
+        return {}
     heads, n, width = record.queries.shape
     groups, reach = record.keys.shape[0], max(window, 2)  # the previous token is 1 key back
     keys = record.keys.float()

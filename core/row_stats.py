@@ -108,8 +108,11 @@ def block_values(
         else:  # to_self, to_previous, to_next: one key per row, at an offset
             offset = {"to_self": 0, "to_previous": -1, "to_next": 1}[name]
             values[name] = _at_offset(weights, rows, first, keys, offset)
-    for name, chosen in (key_sets or {}).items():
-        values[name] = weights @ chosen[first : first + span].to(weights.dtype)
+    if key_sets:
+        # One product for every set: `[heads, rows, span] @ [span, sets]`.
+        chosen = torch.stack([keys_in[first : first + span] for keys_in in key_sets.values()], -1)
+        shares = weights @ chosen.to(weights.dtype)
+        values.update({name: shares[..., index] for index, name in enumerate(key_sets)})
     return values
 
 

@@ -198,6 +198,21 @@ def test_row_statistics_of_a_block_equal_the_definitions():
         np.testing.assert_allclose(values, expected[name], atol=1e-6, err_msg=name)
 
 
+@pytest.mark.parametrize("family", ["bert", "gpt2", "llama", "mistral", "gemma2", "t5"])
+def test_every_heads_pooled_overview_at_once_equals_each_heads(captured, family):
+    result, eager = captured(family)
+    pieces = core.CapturedStack(result.pieces().layers, budget=0)
+    grid, row_edges, col_edges = pieces.pooled_heads(size=16)
+    assert grid.shape == (*eager.shape[:2], 16, 16) and grid.dtype == np.float32
+    for layer in range(result.num_layers):
+        for head in range(result.num_heads):
+            one, rows, cols = pieces.pooled(layer, head, size=16)
+            np.testing.assert_array_equal(np.isnan(grid[layer, head]), np.isnan(one))
+            np.testing.assert_allclose(grid[layer, head], one, atol=1e-7, rtol=1e-5)
+    np.testing.assert_array_equal(row_edges, rows)
+    np.testing.assert_array_equal(col_edges, cols)
+
+
 def test_unknown_statistics_windows_and_key_sets_are_refused(captured):
     from core import InvalidSelectionError
 
