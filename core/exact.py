@@ -621,12 +621,15 @@ def _flash(record: LayerCapture, start: int, extras: torch.Tensor | None):
     keys = record.keys[:, start:].float().repeat_interleave(record.group_size, 0)
     values = keys
     if extras is not None:
-        columns = extras[start:].expand(keys.shape[0], -1, -1)
-        values = torch.cat([keys, columns], -1)
-        # The kernel takes one width: zero columns leave every q · k as it is.
-        padding = (0, columns.shape[-1])
-        queries = torch.nn.functional.pad(queries, padding)
-        keys = torch.nn.functional.pad(keys, padding)
+        values = torch.cat([keys, extras[start:].expand(keys.shape[0], -1, -1)], -1)
+    # The kernel takes one width for all three, and runs faster on multiples of 16 (8-wide
+    # heads take about 1.4 times as long as the same heads padded to 16): zero columns leave
+    # every q · k as it is, and the output's extra columns are not read.
+    width = -(-values.shape[-1] // 16) * 16
+    queries, keys, values = (
+        torch.nn.functional.pad(part, (0, width - part.shape[-1]))
+        for part in (queries, keys, values)
+    )
     assert _FLASH_KERNEL is not None
     output, lse = _FLASH_KERNEL(
         queries[None], keys[None], values[None], 0.0, True, scale=record.scale
