@@ -21,7 +21,7 @@ import itertools
 import math
 import operator
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -212,13 +212,21 @@ class _Stack:
             for start, stop in itertools.pairwise(col_edges.tolist())
         }
         grid = np.empty((*self.shape[:2], len(row_edges) - 1, len(col_edges) - 1), np.float32)
+        counted: dict[Hashable, np.ndarray] = {}
         for layer, values in self._layers_values((), 1, blocks):
             shares = torch.stack([values[name] for name in blocks], -1).double().cpu().numpy()
             sums = np.add.reduceat(shares, row_edges[:-1], axis=1)
-            counts = self._computed_counts(layer, row_edges, col_edges)
+            structure = self._structure(layer)
+            if structure not in counted:
+                counted[structure] = self._computed_counts(layer, row_edges, col_edges)
+            counts = counted[structure]
             with np.errstate(invalid="ignore", divide="ignore"):
                 grid[layer] = np.where(counts > 0, sums / counts, np.nan)
         return grid, row_edges, col_edges
+
+    def _structure(self, layer: int) -> Hashable:
+        """Layers with equal structures compute the same cells (default: each its own)."""
+        return layer
 
     def _computed_counts(self, layer: int, row_edges: np.ndarray, col_edges: np.ndarray):
         """`[row blocks, col blocks]`: how many weights the model computes in each block."""
@@ -440,6 +448,10 @@ class CapturedStack(_Stack):
                 allowed = record.allowed(rows_t, cols_t)
             weights = torch.exp(scores.sub_(lse)).masked_fill_(~allowed, float("nan"))
         return weights.cpu().numpy()
+
+    def _structure(self, layer: int) -> Hashable:
+        record = self.layers[layer]
+        return layer if record.mask is not None else (record.causal, record.window)
 
     def _span(self, layer: int, rows: np.ndarray) -> tuple[int, int]:
         record = self.layers[layer]
