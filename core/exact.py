@@ -228,8 +228,19 @@ class _Stack:
         """Layers with equal structures compute the same cells (default: each its own)."""
         return layer
 
+    def _extents(self, layer: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """`(first, stop)` `[queries]`: each query computes exactly keys `first … stop − 1`;
+        None where an explicit mask says more."""
+        return None
+
     def _computed_counts(self, layer: int, row_edges: np.ndarray, col_edges: np.ndarray):
         """`[row blocks, col blocks]`: how many weights the model computes in each block."""
+        extents = self._extents(layer)
+        if extents is not None:  # each row's keys are one range: count them per column block
+            first, stop = extents
+            inside = np.minimum(stop[:, None], col_edges[None, 1:])
+            inside -= np.maximum(first[:, None], col_edges[None, :-1])
+            return np.add.reduceat(np.maximum(inside, 0), row_edges[:-1], axis=0)
         counts = np.zeros((len(row_edges) - 1, len(col_edges) - 1))
         cols = np.arange(self.keys)
         for rows in self._row_blocks():
@@ -381,6 +392,11 @@ class DenseStack(_Stack):
         values = picked[..., rows[:, None], cols[None, :]].astype(np.float32)
         return np.where(self._computed_block(layer, rows, cols), values, np.nan)
 
+    def _extents(self, layer: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.arange(self.queries)
+        stop = rows + 1 + self.keys - self.queries if self.causal else np.full_like(rows, self.keys)
+        return np.zeros_like(rows), np.clip(stop, 0, self.keys)
+
     def _block(self, layer: int, rows: np.ndarray, first: int, last: int):
         block = self.array[layer, :, rows[0] : rows[-1] + 1, first:last]
         weights = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
@@ -452,6 +468,16 @@ class CapturedStack(_Stack):
     def _structure(self, layer: int) -> Hashable:
         record = self.layers[layer]
         return layer if record.mask is not None else (record.causal, record.window)
+
+    def _extents(self, layer: int) -> tuple[np.ndarray, np.ndarray] | None:
+        record = self.layers[layer]
+        if record.mask is not None:
+            return None
+        rows = np.arange(self.queries)
+        if not record.causal:
+            return np.zeros_like(rows), np.full_like(rows, self.keys)
+        first = np.maximum(rows - record.window + 1, 0) if record.window else np.zeros_like(rows)
+        return first, rows + 1
 
     def _span(self, layer: int, rows: np.ndarray) -> tuple[int, int]:
         record = self.layers[layer]
@@ -549,25 +575,31 @@ def _near_values(
     record: LayerCapture, names: tuple[str, ...], window: int
 ) -> dict[str, torch.Tensor]:
     """`NEAR_STATISTICS` of a causal layer without masks, windows or biases, `{name: float32
-    [heads, n]}`: each query's weights on key 0 and on the `reach` keys up to it, read as a
-    band (the keys unfolded along the diagonal), so n × reach scores instead of n²."""
+    [heads, n]}`: each query's weights on key 0 and on the `reach` keys up to it, read as the
+    band along the diagonal of blocks of rows, so about n × (128 + reach) scores, not n²."""
     wanted = [name for name in names if name in NEAR_STATISTICS]
     if not wanted:
         return {}
     heads, n, width = record.queries.shape
     groups, reach = record.keys.shape[0], max(window, 2)  # the previous token is 1 key back
     keys = record.keys.float()
-    # band[g, i, :, c] is key i − (reach − 1) + c (zeros before the first): c = reach − 1 is
-    # the query's own position.
-    band = torch.nn.functional.pad(keys, (0, 0, reach - 1, 0)).unfold(1, reach, 1)
+    # Key j at j + reach − 1: each block of rows reads its keys from `reach − 1` before it.
+    padded = torch.nn.functional.pad(keys, (0, 0, reach - 1, 0))
     behind = torch.arange(reach - 1, -1, -1)
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in wanted}
-    step = max(1, BLOCK_ELEMENTS // (4 * heads * reach))
+    step = max(reach, 128)  # rows a block: its product holds step × (step + reach) scores
     for start in range(0, n, step):
         stop = min(n, start + step)
         queries = record.queries[:, start:stop].float().view(groups, -1, stop - start, width)
-        scores = torch.einsum("gpnd,gndc->gpnc", queries, band[:, start:stop])
-        scores = _scaled(scores, record.scale, record.softcap).reshape(heads, stop - start, reach)
+        block = torch.bmm(
+            queries.reshape(groups, -1, width), padded[:, start : stop + reach - 1].transpose(1, 2)
+        ).view(heads, stop - start, stop - start + reach - 1)
+        # The band along the diagonal: band[h, r, c] = block[h, r, r + c] is the weight of row
+        # start + r on key start + r − (reach − 1 − c); c = reach − 1 is the query itself.
+        band = block.as_strided(
+            (heads, stop - start, reach), (block.stride(0), block.stride(1) + 1, 1)
+        )
+        scores = _scaled(band.clone(), record.scale, record.softcap)
         logs = scores.sub_(record.lse[:, start:stop, None])
         rows = torch.arange(start, stop)
         logs.masked_fill_(rows[:, None] < behind[None, :], _NEVER)  # before the first token

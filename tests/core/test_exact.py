@@ -211,6 +211,11 @@ def test_every_heads_pooled_overview_at_once_equals_each_heads(captured, family)
             np.testing.assert_allclose(grid[layer, head], one, atol=1e-7, rtol=1e-5)
     np.testing.assert_array_equal(row_edges, rows)
     np.testing.assert_array_equal(col_edges, cols)
+    # A whole array held as it is (a causal one marks its upper triangle as never computed).
+    dense = core.DenseStack(eager, causal=result.is_causal())
+    whole, _, _ = dense.pooled_heads(size=16)
+    for layer in range(result.num_layers):
+        np.testing.assert_allclose(whole[layer, 1], dense.pooled(layer, 1, 16)[0], rtol=1e-5)
 
 
 def test_unknown_statistics_windows_and_key_sets_are_refused(captured):
