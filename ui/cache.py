@@ -405,8 +405,9 @@ def head_stats(inputs: Inputs, stack: str = SELF) -> pd.DataFrame:
 
     def compute() -> pd.DataFrame:
         result = attention(inputs)
-        # Read in pieces (blockwise, every head), so any length the model accepts works.
-        return core.head_statistics(result.pieces(stack), result.stack_tokens(stack)[0])
+        # The whole array where it fits (the grid builds it anyway), else read in pieces.
+        held = result.stack(stack)[0] if whole_fits(result, stack) else result.pieces(stack)
+        return core.head_statistics(held, result.stack_tokens(stack)[0])
 
     return _stored(store_key("head_stats", inputs, stack), compute)
 
