@@ -399,7 +399,8 @@ class DenseStack(_Stack):
 
     def _block(self, layer: int, rows: np.ndarray, first: int, last: int):
         block = self.array[layer, :, rows[0] : rows[-1] + 1, first:last]
-        weights = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
+        # A copy: the array may be shared (read-only) and the block is masked in place.
+        weights = torch.from_numpy(np.array(block, dtype=np.float32))
         if self.causal:
             cols = np.arange(first, last)
             unseen = torch.from_numpy(~self._computed_block(layer, rows, cols))
