@@ -583,17 +583,22 @@ def _near_values(
         return {}
     heads, n, width = record.queries.shape
     groups, reach = record.keys.shape[0], max(window, 2)  # the previous token is 1 key back
+    queries = record.queries.float().view(groups, -1, n, width)
     keys = record.keys.float()
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in wanted}
+    if "to_first" in wanted:
+        firsts = _scaled(queries @ keys[:, :1].transpose(1, 2)[:, None], record.scale, None)
+        parts["to_first"].append(firsts.reshape(heads, n).sub_(record.lse).exp_())
+    banded = [name for name in wanted if name != "to_first"]
     # Key j at j + reach − 1: each block of rows reads its keys from `reach − 1` before it.
     padded = torch.nn.functional.pad(keys, (0, 0, reach - 1, 0))
     behind = torch.arange(reach - 1, -1, -1)
-    parts: dict[str, list[torch.Tensor]] = {name: [] for name in wanted}
-    step = max(reach, 128)  # rows a block: its product holds step × (step + reach) scores
-    for start in range(0, n, step):
+    step = max(reach, 512)  # rows a block: few, large products (each op has a fixed cost)
+    for start in range(0, n if banded else 0, step):
         stop = min(n, start + step)
-        queries = record.queries[:, start:stop].float().view(groups, -1, stop - start, width)
         block = torch.bmm(
-            queries.reshape(groups, -1, width), padded[:, start : stop + reach - 1].transpose(1, 2)
+            queries[:, :, start:stop].reshape(groups, -1, width),
+            padded[:, start : stop + reach - 1].transpose(1, 2),
         ).view(heads, stop - start, stop - start + reach - 1)
         # The band along the diagonal: band[h, r, c] = block[h, r, r + c] is the weight of row
         # start + r on key start + r − (reach − 1 − c); c = reach − 1 is the query itself.
@@ -605,12 +610,8 @@ def _near_values(
         rows = torch.arange(start, stop)
         logs.masked_fill_(rows[:, None] < behind[None, :], _NEVER)  # before the first token
         weights = logs.exp_()
-        firsts = _scaled(queries @ keys[:, :1].transpose(1, 2)[:, None], record.scale, None)
-        firsts = firsts.reshape(heads, stop - start) - record.lse[:, start:stop]
-        for name in wanted:
-            if name == "to_first":
-                value = firsts.exp()
-            elif name in ("local_share", "recent_share"):  # the same on causal rows
+        for name in banded:
+            if name in ("local_share", "recent_share"):  # the same on causal rows
                 value = weights[..., reach - window :].sum(-1)
             elif name == "to_next":
                 value = torch.zeros(heads, stop - start)
