@@ -400,22 +400,29 @@ def _record(module, query, key, value, attention_mask, scaling, causal, kwargs):
 
 
 def _fused_flash(query, key, value, scale: float, causal: bool):
-    """`(lse [heads, n], output [1, n, heads, dv])` from one run of PyTorch's CPU flash kernel,
-    or None where it does not apply.
+    """`(lse [heads, n], output [1, n, heads, dv] or None)` from one run of PyTorch's CPU
+    flash kernel, or None where it does not apply.
 
     For float32 on the CPU without masks, windows, soft-caps or biases, SDPA runs this kernel:
     it computes the output blockwise with float32 running maxima and sums and returns each
-    row's log-sum-exp, so capturing costs one SDPA pass. Other dtypes (the kernel forms bf16
-    scores in bf16, off by ~1e-4 from float32 ones) and devices take the blockwise pass.
+    row's log-sum-exp, so capturing costs one SDPA pass. Other dtypes on the CPU (the kernel
+    forms bf16 scores in bf16, off by ~1e-4 from float32 ones) get the log-sum-exp from the
+    kernel run on float32 copies of the queries and keys (no output: the model's own SDPA pass
+    gives it), cheaper than the blockwise pass; other devices take the blockwise pass.
     """
     kernel = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-    if kernel is None or query.device.type != "cpu" or query.dtype != torch.float32:
+    if kernel is None or query.device.type != "cpu":
         return None
+    exact = query.dtype == torch.float32
     repeat = query.shape[1] // key.shape[1]
+    if not exact:  # the keys stand in for the values: only the log-sum-exp is read
+        query, key = query.float(), key.float()
+        value = key
     if repeat > 1:
-        key, value = key.repeat_interleave(repeat, 1), value.repeat_interleave(repeat, 1)
+        key = key.repeat_interleave(repeat, 1)
+        value = key if not exact else value.repeat_interleave(repeat, 1)
     output, lse = kernel(query, key, value, 0.0, causal, scale=scale)
-    return lse[0].float(), output.transpose(1, 2).contiguous()
+    return lse[0].float(), output.transpose(1, 2).contiguous() if exact else None
 
 
 def _relative(bias: torch.Tensor) -> torch.Tensor | None:
