@@ -18,9 +18,10 @@ one model is shared by every session and thread):
 * capture (`capture_attention(accept)`): like fast, and for each attention call whose module
   `accept` takes it records a `LayerCapture`: the queries `[heads, n, d]`, the keys
   `[kv_heads, n, d]`, the scaling, soft-cap, causality, window, any additive bias and each row's
-  log-sum-exp normaliser, computed blockwise in float32 (for float32 on the CPU without
-  windows, soft-caps or biases, by the flash kernel SDPA itself runs, which returns it with the
-  output; otherwise by a separate pass over blocks of rows). From these `core.exact`
+  log-sum-exp normaliser, computed blockwise in float32 (on the CPU without windows, masks,
+  soft-caps or biases, by the flash kernel SDPA itself runs, which returns it with the output
+  for float32 and runs on float32 copies of bf16/fp16 queries and keys; otherwise by a separate
+  pass over blocks of rows). From these `core.exact`
   recomputes any row, tile or pooled overview of any head exactly, without the layers × heads
   × n² tensor.
   Calls `accept` refuses run dense (their weights come back through `output_attentions`).
