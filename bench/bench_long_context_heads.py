@@ -2,6 +2,7 @@
 
     flock /work/bench.lock python bench/bench_long_context_heads.py
     flock /work/bench.lock python bench/bench_long_context_heads.py --only tiny --no-write
+    flock /work/bench.lock python bench/bench_long_context_heads.py --sink-only --no-write
 
 Issue 23's targets, each model measured in one process:
 
@@ -91,7 +92,7 @@ def saved(directory: Path, network_class, config, tokenizer, positions: int, dty
     return directory
 
 
-def measure(path: Path, tokens: int, repeat: int) -> dict[str, Any]:
+def measure(path: Path, tokens: int, repeat: int, sink_only: bool = False) -> dict[str, Any]:
     import torch
 
     import core
@@ -125,6 +126,8 @@ def measure(path: Path, tokens: int, repeat: int) -> dict[str, Any]:
     profile = profiles[-1]
     print(f"  sink profile {figures['capture_s']:.2f} + {figures['profile_s']:.2f} s", flush=True)
 
+    if sink_only:
+        return _ratios(figures, passes + [timed(forward, 1)[0] for _ in range(repeat)])
     overhead = len(model.tokenizer(f" {NEEDLE} {QUESTION} {NEEDLE}").input_ids) + 2
     haystack = text_of(model.tokenizer, tokens - overhead)
     start = time.perf_counter()
@@ -137,12 +140,17 @@ def measure(path: Path, tokens: int, repeat: int) -> dict[str, Any]:
     start = time.perf_counter()
     core.ablate_heads(model, text, controls["retrieval"])
     figures["ablation_s"] = time.perf_counter() - start
-    passes += [timed(forward, 1)[0] for _ in range(repeat)]
+    return _ratios(figures, passes + [timed(forward, 1)[0] for _ in range(repeat)])
+
+
+def _ratios(figures: dict[str, Any], passes: list[float]) -> dict[str, Any]:
+    """`figures` with the forward pass's median and range and each time as a multiple of it."""
     figures["forward_s"] = statistics.median(passes)
     figures["forward_spread"] = f"{min(passes):.2f}–{max(passes):.2f}"
     figures["sink_ratio"] = (figures["capture_s"] + figures["profile_s"]) / figures["forward_s"]
     for name in ("needle", "ablation"):
-        figures[f"{name}_ratio"] = figures[f"{name}_s"] / figures["forward_s"]
+        if f"{name}_s" in figures:
+            figures[f"{name}_ratio"] = figures[f"{name}_s"] / figures["forward_s"]
     figures["peak_rss_mb"] = rss_mb(os.getpid())["VmHWM"]
     return figures
 
@@ -172,12 +180,19 @@ def section(command: str, rows: dict[str, dict[str, float]], loads: list[str]) -
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, f in rows.items():
+        needle = ablation = "not run (`--sink-only`)"
+        if "needle_s" in f:
+            needle = (
+                f"{f['needle_s']:.2f} s ({f['needle_tokens']:,.0f} tokens each) "
+                f"| {f['needle_ratio']:.2f} ×"
+            )
+            ablation = f"{f['ablation_ratio']:.2f} ×"
+        else:
+            needle += " | —"
         lines.append(
             f"| {name} | {f['tokens']:,.0f} | {f['forward_s']:.2f} s ({f['forward_spread']}) "
             f"| {f['capture_s']:.2f} + {f['profile_s']:.2f} s | {f['sink_ratio']:.2f} × "
-            f"| {f['profile_s'] / f['forward_s']:.2f} × "
-            f"| {f['needle_s']:.2f} s ({f['needle_tokens']:,.0f} tokens each) "
-            f"| {f['needle_ratio']:.2f} × | {f['ablation_ratio']:.2f} × "
+            f"| {f['profile_s'] / f['forward_s']:.2f} × | {needle} | {ablation} "
             f"| {f['peak_rss_mb']:,.0f} MB |"
         )
     return "\n".join(lines) + "\n"
@@ -188,6 +203,9 @@ def main() -> None:
     parser.add_argument("--only", choices=["qwen", "tiny"], help="measure one model only")
     parser.add_argument("--repeat", type=int, default=3, help="timed forward passes (median)")
     parser.add_argument("--no-write", action="store_true", help="print instead of writing")
+    parser.add_argument(
+        "--sink-only", action="store_true", help="the forward pass and sink profile only"
+    )
     args = parser.parse_args()
 
     loads = [load_average()]
@@ -196,15 +214,16 @@ def main() -> None:
         if args.only in (None, "qwen"):
             print("Qwen2.5-0.5B shape, 2,048 tokens", flush=True)
             path = build_qwen(Path(directory) / "qwen", positions=4096)
-            rows["Qwen2.5-0.5B shape (bf16)"] = measure(path, 2048, args.repeat)
+            rows["Qwen2.5-0.5B shape (bf16)"] = measure(path, 2048, args.repeat, args.sink_only)
         if args.only in (None, "tiny"):
             print("tiny Llama, 8,192 tokens", flush=True)
             path = build_tiny_llama(Path(directory) / "llama", positions=8448)
-            rows["tiny Llama (float32)"] = measure(path, 8192, args.repeat)
+            rows["tiny Llama (float32)"] = measure(path, 8192, args.repeat, args.sink_only)
     loads.append(load_average())
     command = "python bench/bench_long_context_heads.py" + (
         f" --only {args.only}" if args.only else ""
     )
+    command += " --sink-only" if args.sink_only else ""
     text = section(command, rows, loads)
     if not args.no_write:
         write_section(text, section=SECTION)

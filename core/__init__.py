@@ -111,7 +111,7 @@ from core.neuron import NeuronView, neuron_view, supports_neuron_view
 from core.predictions import Prediction, predict_masked
 from core.retrieval import needle_input, retrieval_scores
 from core.rollout import attention_rollout, residual_attention, row_sum_tolerance
-from core.row_stats import ROW_STATISTICS, row_statistics
+from core.row_stats import ROW_STATISTICS, STATISTICS, row_statistics
 from core.sinks import SINK_COLUMNS, sink_profile
 from core.tokens import Token, word_groups
 from core.version import VERSION
@@ -126,6 +126,7 @@ __all__ = [
     "ROW_STATISTICS",
     "SINK_COLUMNS",
     "STACKS",
+    "STATISTICS",
     "STAT_DESCRIPTIONS",
     "Architecture",
     "AtlasError",

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from core.row_stats import entropy_bits, mean_distance
+from core.exact import CapturedStack, DenseStack
 from core.tokens import Token
 
 STAT_DESCRIPTIONS = {
@@ -29,57 +29,41 @@ def is_punctuation(text: str) -> bool:
 
 
 def head_statistics(
-    attentions: np.ndarray, tokens: Sequence[Token], *, content_queries_only: bool = True
+    attentions: np.ndarray | DenseStack | CapturedStack,
+    tokens: Sequence[Token],
+    *,
+    content_queries_only: bool = True,
 ) -> pd.DataFrame:
     """One row per (layer, head) with the statistics of `STAT_DESCRIPTIONS`.
 
-    `attentions` is `[layers, heads, n, n]`. Shares are averaged over query rows; with
-    `content_queries_only`, rows of special tokens are left out of the average (their
-    attention is atypical and would blur every head's profile) unless nothing else is left.
+    `attentions` is a whole `[layers, heads, n, n]` array or a stack read in pieces
+    (`AttentionResult.pieces(stack)`, any length: rows are recomputed block by block for all
+    heads of a layer, never the n² weights of a layer at once). Shares are averaged over query
+    rows in float64; with `content_queries_only`, rows of special tokens are left out of the
+    average (their attention is atypical and would blur every head's profile) unless nothing
+    else is left. The first token has no previous and the last no next: those rows are left
+    out of `to_previous` and `to_next`.
     """
-    layers, heads, n, _ = attentions.shape
-    if len(tokens) != n:
-        raise ValueError(f"{len(tokens)} tokens for attention over {n} positions.")
-    special = np.array([t.is_special for t in tokens])
-    punctuation = np.array([not t.is_special and is_punctuation(t.text) for t in tokens])
+    stack = attentions if isinstance(attentions, DenseStack | CapturedStack) else None
+    stack = stack or DenseStack(np.asarray(attentions))
+    n = stack.queries
+    if len(tokens) != n or stack.keys != n:
+        raise ValueError(f"{len(tokens)} tokens for attention over {stack.shape[2:]} positions.")
+    special = np.array([t.is_special for t in tokens], dtype=bool)
+    punctuation = np.array(
+        [not t.is_special and is_punctuation(t.text) for t in tokens], dtype=bool
+    )
     rows = ~special if content_queries_only and (~special).any() else np.ones(n, dtype=bool)
-    positions = np.arange(n)
-    # The first token has no previous and the last no next: average over those that do.
-    chosen_rows = {
-        "to_previous": rows & (positions > 0),
-        "to_next": rows & (positions < n - 1),
-    }
-
-    columns: dict[str, np.ndarray] = {name: np.empty((layers, heads)) for name in STAT_DESCRIPTIONS}
-    # One layer at a time: the float64 temporaries of a whole 512-token BERT-base stack would
-    # take 300 MB each and several seconds; per layer they are 25 MB.
-    for layer in range(layers):
-        per_query = _per_query(attentions[layer].astype(np.float64), special, punctuation)
-        for name, values in per_query.items():
-            chosen = chosen_rows.get(name, rows)
-            columns[name][layer] = values[:, chosen].mean(-1) if chosen.any() else np.nan
+    per_row = stack.row_values(
+        ("entropy", "mean_distance", "to_self", "to_previous", "to_next"),
+        key_sets={"to_special": special, "to_punctuation": punctuation},
+    )
+    frame: dict[str, np.ndarray] = {}
+    for name in STAT_DESCRIPTIONS:
+        values = per_row[name][..., rows].astype(np.float64)
+        defined = ~np.isnan(values)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frame[name] = (np.where(defined, values, 0.0).sum(-1) / defined.sum(-1)).ravel()
+    layers, heads = stack.shape[:2]
     layer_ids, head_ids = np.meshgrid(np.arange(layers), np.arange(heads), indexing="ij")
-    frame = {"layer": layer_ids.ravel(), "head": head_ids.ravel()}
-    frame.update({name: values.ravel() for name, values in columns.items()})
-    return pd.DataFrame(frame)
-
-
-def _per_query(
-    weights: np.ndarray, special: np.ndarray, punctuation: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Each statistic per head and query row: `weights` `[heads, n, n]` -> `[heads, n]` each."""
-    heads, n = weights.shape[0], weights.shape[-1]
-    no_row = np.zeros((heads, 1))
-    return {
-        "entropy": entropy_bits(weights),
-        "mean_distance": mean_distance(weights, np.arange(n)),
-        "to_special": weights[..., special].sum(-1),
-        "to_self": np.diagonal(weights, axis1=-2, axis2=-1),
-        "to_previous": np.concatenate(
-            [no_row, np.diagonal(weights, offset=-1, axis1=-2, axis2=-1)], axis=-1
-        ),
-        "to_next": np.concatenate(
-            [np.diagonal(weights, offset=1, axis1=-2, axis2=-1), no_row], axis=-1
-        ),
-        "to_punctuation": weights[..., punctuation].sum(-1),
-    }
+    return pd.DataFrame({"layer": layer_ids.ravel(), "head": head_ids.ravel(), **frame})

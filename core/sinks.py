@@ -18,7 +18,6 @@ import pandas as pd
 from core.attention import AttentionResult
 from core.errors import InvalidSelectionError
 from core.families import SELF
-from core.row_stats import entropy_without_first, first_token_share, recent_share
 
 DEFAULT_SINK_EPSILON = 0.3
 """Gu et al. 2024's threshold: a head whose mean first-token share exceeds it is a sink."""
@@ -36,13 +35,13 @@ SINK_COLUMNS = {
 }
 
 
-def _sink_rows(weights: np.ndarray, positions: np.ndarray, window: int) -> dict[str, np.ndarray]:
-    """Per query row `[heads, rows]` of a block of weights `[heads, rows, keys]`."""
-    return {
-        "first_token_share": first_token_share(weights),
-        "local_share": recent_share(weights, positions, window),
-        "entropy_without_first": entropy_without_first(weights),
-    }
+SINK_STATISTICS = {
+    "first_token_share": "to_first",
+    "local_share": "recent_share",
+    "entropy_without_first": "entropy_without_first",
+}
+"""Each measure of `SINK_COLUMNS` but `is_sink` as the row statistic (`core.row_stats`) whose
+mean over query rows it is."""
 
 
 def sink_profile(
@@ -65,7 +64,8 @@ def sink_profile(
         raise InvalidSelectionError(f"The sink threshold ε must be in [0, 1), not {epsilon!r}.")
     if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
         raise InvalidSelectionError(f"The local window must be a whole number ≥ 1, not {window!r}.")
-    stats = result.pieces(stack).statistics(int(window), per_row=_sink_rows)
+    means = result.pieces(stack).statistics(int(window), tuple(SINK_STATISTICS.values()))
+    stats = {column: means[name] for column, name in SINK_STATISTICS.items()}
     layers, heads = stats["first_token_share"].shape
     layer_ids, head_ids = np.meshgrid(np.arange(layers), np.arange(heads), indexing="ij")
     frame = pd.DataFrame(

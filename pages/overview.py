@@ -2,11 +2,13 @@
 
 import functools
 
+import numpy as np
 import streamlit as st
 
 from core.display_matrix import pad_square
 from core.families import CROSS
 from core.head_stats import STAT_DESCRIPTIONS
+from core.long_views import max_whole_tokens, whole_fits
 from core.pooling import thumbnail_size
 from ui import cache, exports, panels
 from ui import head_grid as head_grid_ui
@@ -34,9 +36,11 @@ def render(page: pages.Page) -> None:
     view = page.view
     stack = panels.stack_selector(page)
     cross = stack == CROSS
-    attentions, queries, keys = page.result.stack(stack)
-    layers, heads = attentions.shape[:2]
+    queries, keys = page.result.stack_tokens(stack)
+    # The shape only: a long input's whole array is never built here.
+    layers, heads = page.result.pieces(stack).shape[:2]
     n = max(len(queries), len(keys))
+    whole = whole_fits(page.result, stack)
     size = thumbnail_size(layers, heads, n, budget=THUMBNAIL_PIXELS, largest=THUMBNAIL_CELLS)
     thumbnails = cache.thumbnails(page.inputs, stack, size, view.hide_special, view.merge_words)
     if cross:
@@ -46,7 +50,14 @@ def render(page: pages.Page) -> None:
             f"Each thumbnail: {len(queries)} target tokens (rows) × {len(keys)} source tokens "
             "(columns); the grey rest of the square is padding."
         )
-    if n > size:
+    if not whole:
+        st.caption(
+            f"{n:,} tokens, read in pieces: each thumbnail is the exact mean of the weights the "
+            f"model computes in each of {size}×{size} blocks, recomputed block by block. Hiding "
+            "special tokens and merging word pieces apply up to "
+            f"{max_whole_tokens(page.result):,} tokens."
+        )
+    elif n > size:
         st.caption(f"{n} tokens: each thumbnail is averaged down to {size}×{size} blocks.")
     selected = (view.layer, view.head) if isinstance(view.head, int) else None
     own_max_column, measure_column = st.columns(2, vertical_alignment="bottom")
@@ -134,11 +145,17 @@ def render(page: pages.Page) -> None:
             json=functools.partial(exports.head_stats_data, page.inputs, stack, prov, "json"),
             stem=exports.stem(prov, kind="head-statistics"),
         )
+    if not whole:
+        st.caption(
+            f"Exports of every layer and head need the whole attention array (≤ "
+            f"{max_whole_tokens(page.result):,} tokens for this model); this text has {n:,}."
+        )
+        return
     export_buttons(
         "All heads",
         csv=functools.partial(exports.stack_data, page.inputs, stack, prov, "csv"),
         json=functools.partial(exports.stack_data, page.inputs, stack, prov, "json"),
-        cells=attentions.size,
+        cells=int(np.prod(page.result.pieces(stack).shape)),
         stem=exports.stem(prov),
     )
 

@@ -38,7 +38,15 @@ from core.display_matrix import (
 from core.exact import DENSE_BUDGET_BYTES
 from core.families import CROSS, SELF
 from core.images import gallery_zip
-from core.long_views import Detail, Overview, Reduce, detail_window, pooled_overview, query_row
+from core.long_views import (
+    Detail,
+    Overview,
+    Reduce,
+    detail_window,
+    pooled_overview,
+    query_row,
+    whole_fits,
+)
 from core.pooling import pool_matrix
 from core.tokens import token_labels
 from server import admission
@@ -415,8 +423,10 @@ def head_stats(inputs: Inputs, stack: str = SELF) -> pd.DataFrame:
     """`head_statistics` of one self-attention stack, a row per head."""
 
     def compute() -> pd.DataFrame:
-        attentions, tokens, _ = attention(inputs).stack(stack)
-        return core.head_statistics(attentions, tokens)
+        result = attention(inputs)
+        # The whole array where it fits (the grid builds it anyway), else read in pieces.
+        held = result.stack(stack)[0] if whole_fits(result, stack) else result.pieces(stack)
+        return core.head_statistics(held, result.stack_tokens(stack)[0])
 
     return _stored(store_key("head_stats", inputs, stack), compute)
 
@@ -428,11 +438,14 @@ def thumbnails(
 
     The display options hold as on the other pages: hidden tokens are left out and word pieces
     merged before the averaging. Cells a causal stack cannot see stay empty (NaN) in the block
-    means too.
+    means too. A stack whose whole array is beyond the result's budget is pooled exactly in
+    pieces (`CapturedStack.pooled_heads`), without the display options (the page says so).
     """
 
     def compute() -> np.ndarray:
         result = attention(inputs)
+        if not whole_fits(result, stack):
+            return result.pieces(stack).pooled_heads(size)[0]
         attentions, queries, keys = result.stack(stack)
         if result.is_causal(stack):
             attentions = blank_causal(attentions)

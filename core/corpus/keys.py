@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from core.errors import EmptyCorpusError
 
-STATISTICS_VERSION = 1
+STATISTICS_VERSION = 2
 """Part of every run's key: bump it when a statistic's definition changes."""
 
 

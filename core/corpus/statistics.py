@@ -19,7 +19,11 @@ Two conventions (`mode`):
   their inputs always held two [SEP]; here the divisors are the number of [SEP] rows and of the
   other rows, which is the same thing for their inputs and stays a share for single sentences.
 
-Both modes add three statistics that the head labels need (`EXTRA_DESCRIPTIONS`).
+Both modes add three statistics that the head labels need (`EXTRA_DESCRIPTIONS`) and the sink
+measures of `core.sink_profile` (`SINK_DESCRIPTIONS`: first-token share, sink or not, local
+share over the window of 64 keys up to the query, entropy off the first token), each a
+sentence's value exactly as `sink_profile` gives it for that sentence run alone, so a head's
+sink behaviour across a corpus is its mean (and interval) over sentences.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import numpy as np
 import torch
 
 from core.head_stats import STAT_DESCRIPTIONS, is_punctuation
+from core.sinks import DEFAULT_SINK_EPSILON, DEFAULT_SINK_WINDOW
 from core.tokens import Token
 
 MODES = ("default", "clark")
@@ -42,6 +47,25 @@ EXTRA_DESCRIPTIONS = {
     "averaged over pieces of words split into several tokens.",
     "to_duplicate": "Share of attention a token puts on other occurrences of the same token, "
     "averaged over content tokens that occur more than once.",
+}
+
+SINK_DESCRIPTIONS = {
+    "first_token_share": (
+        "Mean over every query of its weight on the first token (Gu et al.'s α₁; "
+        "core.sink_profile)."
+    ),
+    "is_sink": (
+        f"1 where a sentence's first-token share exceeds ε = {DEFAULT_SINK_EPSILON}: the mean "
+        "is the share of sentences in which the head is a sink."
+    ),
+    "local_share": (
+        f"Mean over every query of its weight on itself and the {DEFAULT_SINK_WINDOW - 1} keys "
+        "before it."
+    ),
+    "entropy_without_first": (
+        "Mean entropy in bits of a query's weights off the first token, renormalised (over the "
+        "queries that put weight there)."
+    ),
 }
 
 CLARK_DESCRIPTIONS = {
@@ -62,7 +86,7 @@ def statistic_descriptions(mode: str) -> dict[str, str]:
     """Name -> meaning of every statistic a run in `mode` measures, in table order."""
     check_mode(mode)
     base = STAT_DESCRIPTIONS if mode == "default" else CLARK_DESCRIPTIONS
-    return {**base, **EXTRA_DESCRIPTIONS}
+    return {**base, **EXTRA_DESCRIPTIONS, **SINK_DESCRIPTIONS}
 
 
 def check_mode(mode: str) -> str:
@@ -192,7 +216,15 @@ def batch_values(
         window = None if windows is None else windows[layer]
         statistics = _layer_statistics(own, batch, key_masks, mode, window)
         for s, name in enumerate(names):
-            values[:, layer, :, s], pairs[:, layer, :, s] = _reduce(statistics[name], own)
+            if name in statistics:
+                values[:, layer, :, s], pairs[:, layer, :, s] = _reduce(statistics[name], own)
+        # A sink in a sentence: its first-token share there above ε, with that share's pair.
+        share, sink = names.index("first_token_share"), names.index("is_sink")
+        shares = values[:, layer, :, share]
+        values[:, layer, :, sink] = np.where(
+            np.isnan(shares), np.nan, shares > DEFAULT_SINK_EPSILON
+        )
+        pairs[:, layer, :, sink] = pairs[:, layer, :, share]
     return values, pairs
 
 
@@ -240,6 +272,28 @@ def _layer_statistics(
     ratio_rows = valid & (visible > 1)
     entropy_ratio = entropy_bits / np.log2(np.where(ratio_rows, visible, 2))[:, None, :]
 
+    # The sink measures read every query row, as `core.sink_profile` does.
+    first_key = np.zeros_like(valid)
+    first_key[:, 0] = True
+    behind = positions[:, None] - positions[None, :]
+    recent = (behind >= 0) & (behind < DEFAULT_SINK_WINDOW)
+    rest = weights[..., 1:].sum(-1, dtype=np.float64)
+    first = weights[..., 0].astype(np.float64)
+    # −Σ_{j≥1} w log w is the whole row's entropy less the first key's term; renormalised by
+    # the rest s it is that over s plus log s.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        first_term = -np.where(first > 0, first * np.log(np.where(first > 0, first, 1.0)), 0.0)
+        off_first = ((entropy_bits * np.log(2) - first_term) / rest + np.log(rest)) / np.log(2)
+    sinks = {
+        "first_token_share": _Statistic(weights[..., 0], valid, first_key),
+        "local_share": _Statistic(
+            np.einsum("bhqk,qk->bhq", weights, recent.astype(np.float32)),
+            valid,
+            np.broadcast_to(recent, batch.same_word.shape),
+        ),
+        "entropy_without_first": _Statistic(np.where(rest > 0, off_first, np.nan), valid, _ROW_MAX),
+    }
+
     content = valid & ~batch.special
     split_word_rows = valid & batch.same_word.any(-1)
     duplicate_rows = valid & batch.duplicate.any(-1)
@@ -251,6 +305,7 @@ def _layer_statistics(
         "to_duplicate": _Statistic(
             _row_mass(weights, batch.duplicate), duplicate_rows & content, batch.duplicate
         ),
+        **sinks,
     }
 
     if mode == "default":
@@ -311,9 +366,10 @@ def _row_mass(weights: np.ndarray, keys: np.ndarray) -> np.ndarray:
 
 
 def _reduce(statistic: _Statistic, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sentence value `[B, H]` (mean over the statistic's rows) and strongest pair `[B, H, 2]`."""
-    rows = statistic.rows[:, None, :]
-    count = statistic.rows.sum(-1)[:, None]
+    """Sentence value `[B, H]` (mean over the statistic's rows, leaving out a head's rows
+    where it is NaN: undefined) and strongest pair `[B, H, 2]`."""
+    rows = statistic.rows[:, None, :] & ~np.isnan(statistic.per_row)
+    count = rows.sum(-1)
     total = np.where(rows, statistic.per_row, 0.0).sum(-1, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         value = np.where(count > 0, total / np.maximum(count, 1), np.nan)

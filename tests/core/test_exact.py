@@ -25,7 +25,7 @@ from core import (
 )
 from core.capture import ATTENTION_IMPLEMENTATION
 from core.families import SELF
-from core.row_stats import row_statistics
+from core.row_stats import ROW_STATISTICS, STATISTICS, row_statistics
 from tests.tiny_models import (
     FAMILIES,
     MODERN_FAMILIES,
@@ -127,15 +127,107 @@ def test_rows_and_tiles_equal_the_eager_attention(captured, family):
             assert np.abs(eager[layer, head][~computed]).max(initial=0.0) <= ATOL
 
 
+def statistics_reference(eager: np.ndarray, window: int, chosen: np.ndarray) -> dict:
+    """Every row statistic of `core.row_stats.STATISTICS`, and the share of the keys
+    `chosen`, written out from the definitions on eager weights `[layers, heads, n, n]` in
+    float64: `{name: [layers, heads, n]}`, NaN where a row does not define it."""
+    w = eager.astype(np.float64)
+    n = w.shape[-1]
+    i, j = np.arange(n)[:, None], np.arange(n)[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogp = np.where(w > 0, w * np.log2(np.where(w > 0, w, 1.0)), 0.0)
+        rest = w[..., 1:].sum(-1)
+        without_first = np.where(
+            rest > 0, -(plogp[..., 1:].sum(-1) - rest * np.log2(rest)) / rest, np.nan
+        )
+    previous = np.concatenate([np.full((*w.shape[:2], 1), np.nan), w[..., i[1:, 0], j[0, :-1]]], -1)
+    following = np.concatenate(
+        [w[..., i[:-1, 0], j[0, 1:]], np.full((*w.shape[:2], 1), np.nan)], -1
+    )
+    return {
+        "to_first": w[..., 0],
+        "entropy": -plogp.sum(-1),
+        "mean_distance": (w * np.abs(i - j)).sum(-1),
+        "local_share": (w * (np.abs(i - j) < window)).sum(-1),
+        "recent_share": (w * ((i - j >= 0) & (i - j < window))).sum(-1),
+        "entropy_without_first": without_first,
+        "to_self": np.diagonal(w, axis1=-2, axis2=-1),
+        "to_previous": previous,
+        "to_next": following,
+        "chosen": w[..., chosen].sum(-1),
+    }
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_whole_array_and_statistics_equal_the_eager_attention(captured, family):
     result, eager = captured(family)
     np.testing.assert_allclose(result.attentions, eager, atol=ATOL, rtol=0)
     np.testing.assert_allclose(result.attentions.sum(-1), 1.0, atol=ATOL)
     n = eager.shape[-1]
-    expected = row_statistics(eager, np.arange(n))
+    chosen = np.arange(n) % 5 == 2
+    expected = statistics_reference(eager, 11, chosen)
+    # Read in pieces: the whole array above is kept by the result, the stack does not use it.
+    pieces = core.CapturedStack(result.pieces().layers, budget=0)
+    per_row = pieces.row_values(tuple(STATISTICS), 11, {"chosen": chosen})
+    assert set(per_row) == set(expected)
+    for name, values in per_row.items():
+        assert values.shape == eager.shape[:3] and values.dtype == np.float32
+        np.testing.assert_array_equal(np.isnan(values), np.isnan(expected[name]), err_msg=name)
+        # Distances are in tokens: float32 sums of hundreds of them agree to a relative 1e-6.
+        rtol = 1e-5 if name == "mean_distance" else 0
+        np.testing.assert_allclose(values, expected[name], atol=ATOL, rtol=rtol, err_msg=name)
+    means = pieces.statistics(11, tuple(STATISTICS))
+    for name, values in means.items():
+        assert values.shape == eager.shape[:2] and values.dtype == np.float64
+        np.testing.assert_allclose(
+            values, np.nanmean(expected[name], -1), atol=ATOL, rtol=1e-6, err_msg=name
+        )
+    # The default: ROW_STATISTICS, as `result.statistics()` gives them, window 8.
+    default = statistics_reference(eager, 8, chosen)
     for name, values in result.statistics().items():
-        np.testing.assert_allclose(values, expected[name].mean(-1), atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(values, default[name].mean(-1), atol=ATOL, rtol=1e-6)
+    assert set(result.statistics()) == set(ROW_STATISTICS)
+
+
+def test_row_statistics_of_a_block_equal_the_definitions():
+    rng = np.random.default_rng(0)
+    weights = rng.random((2, 3, 6, 6)) * np.tri(6)
+    weights /= weights.sum(-1, keepdims=True)
+    expected = statistics_reference(weights, 3, np.zeros(6, dtype=bool))
+    for name, values in row_statistics(weights, np.arange(6), 3).items():
+        np.testing.assert_allclose(values, expected[name], atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2", "llama", "mistral", "gemma2", "t5"])
+def test_every_heads_pooled_overview_at_once_equals_each_heads(captured, family):
+    result, eager = captured(family)
+    pieces = core.CapturedStack(result.pieces().layers, budget=0)
+    grid, row_edges, col_edges = pieces.pooled_heads(size=16)
+    assert grid.shape == (*eager.shape[:2], 16, 16) and grid.dtype == np.float32
+    for layer in range(result.num_layers):
+        for head in range(result.num_heads):
+            one, rows, cols = pieces.pooled(layer, head, size=16)
+            np.testing.assert_array_equal(np.isnan(grid[layer, head]), np.isnan(one))
+            np.testing.assert_allclose(grid[layer, head], one, atol=1e-7, rtol=1e-5)
+    np.testing.assert_array_equal(row_edges, rows)
+    np.testing.assert_array_equal(col_edges, cols)
+    # A whole array held as it is (a causal one marks its upper triangle as never computed).
+    dense = core.DenseStack(eager, causal=result.is_causal())
+    whole, _, _ = dense.pooled_heads(size=16)
+    for layer in range(result.num_layers):
+        np.testing.assert_allclose(whole[layer, 1], dense.pooled(layer, 1, 16)[0], rtol=1e-5)
+
+
+def test_unknown_statistics_windows_and_key_sets_are_refused(captured):
+    from core import InvalidSelectionError
+
+    pieces = captured("llama")[0].pieces()
+    with pytest.raises(InvalidSelectionError, match="Unknown statistics"):
+        pieces.statistics(8, ("to_first", "spread"))
+    with pytest.raises(InvalidSelectionError, match="window"):
+        pieces.statistics(0)
+    with pytest.raises(InvalidSelectionError, match="booleans"):
+        pieces.row_values(("entropy",), 8, {"few": np.ones(3, dtype=bool)})
 
 
 @pytest.mark.parametrize("family", ["bert", "gpt2", "llama", "mistral", "gemma2", "t5"])

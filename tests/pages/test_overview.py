@@ -1,9 +1,13 @@
 """The Model overview page in the real app (AppTest)."""
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from core import EMBEDDED_MODEL, load_model, run_attention, sink_profile
-from tests.pages.conftest import assert_clean, component_payload, on_page
+from tests.core.long_context_reference import eager_pass
+from tests.pages.conftest import assert_clean, component_payload, on_page, start
 from ui.head_grid import COMPONENT_NAME
 
 
@@ -93,3 +97,58 @@ def test_the_grid_colours_heads_by_their_first_token_share():
     assert "first-token share" in measure["name"]
     # Each bar's colour follows its value: the largest share gets the last stop's colour side.
     assert len(set(measure["colours"])) > 1
+
+
+LONG_LETTER = "Every head of a long letter is measured block by block, never whole. " * 20
+
+
+@pytest.fixture
+def beyond_the_budget(monkeypatch, tiny_model_path):
+    """A tiny Llama read with a whole-array budget of 0 bytes, so any text is beyond it, and a
+    stack that fails the test if anything builds the whole array. Returns the model's path."""
+    import ui.cache
+    from core.exact import CapturedStack
+
+    def whole_array_refused(self, budget=None):
+        raise AssertionError("the overview built the whole attention array")
+
+    ui.cache.result_store().clear()
+    monkeypatch.setattr(ui.cache, "WHOLE_ATTENTION_BYTES", 0)
+    monkeypatch.setattr(CapturedStack, "dense", whole_array_refused)
+    yield str(tiny_model_path("llama"))
+    ui.cache.result_store().clear()
+
+
+def test_overview_beyond_the_dense_budget_measures_every_head_in_pieces(beyond_the_budget):
+    import ui.cache
+    from core.head_stats import head_statistics
+
+    at = start("pages/overview.py", model=beyond_the_budget, text=LONG_LETTER)
+    assert_clean(at)
+    assert not at.error
+    model = load_model(beyond_the_budget)
+    result = run_attention(model, LONG_LETTER, budget=0)
+    n = len(result.tokens)
+    assert n > 300
+    # The statistics of every head, equal to those of the whole array (a separate run whose
+    # whole array is built on purpose, through the dense path).
+    table = at.dataframe[0].value
+    assert len(table) == result.num_layers * result.num_heads == 8
+    ids = [token.token_id for token in result.tokens]
+    eager, _ = eager_pass(Path(beyond_the_budget), "llama", ids)
+    expected = head_statistics(eager, result.tokens)
+    for column in ("entropy", "to_previous", "to_special", "to_self", "to_punctuation"):
+        np.testing.assert_allclose(table[column], expected[column], atol=1e-5, err_msg=column)
+    np.testing.assert_allclose(table["mean_distance"], expected["mean_distance"], rtol=1e-5)
+    # The grid: one thumbnail per head, each the exact pooled overview of its head.
+    grid = grid_payload(at)
+    assert (grid["layers"], grid["heads"]) == (2, 4)
+    captions = " ".join(c.value for c in at.caption)
+    assert f"{n:,} tokens, read in pieces" in captions
+    assert "Exports of every layer and head need the whole attention array" in captions
+    thumbnails = ui.cache.thumbnails(ui.cache.Inputs(beyond_the_budget, LONG_LETTER), "self", 16)
+    assert thumbnails.shape == (2, 4, 16, 16)
+    for layer in range(2):
+        for head in range(4):
+            one = result.pooled(layer, head, 16)[0]
+            np.testing.assert_allclose(thumbnails[layer, head], one, rtol=1e-5, atol=1e-7)

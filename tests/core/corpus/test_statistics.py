@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import head_statistics, run_attention
-from core.corpus import run_corpus, statistic_descriptions
+from core import head_statistics, run_attention, sink_profile
+from core.corpus import process_batch, run_corpus, statistic_descriptions
 from core.corpus.statistics import batch_values, token_batch
 from core.head_stats import STAT_DESCRIPTIONS
 from core.inference import encode, forward
@@ -61,6 +61,46 @@ def test_interval_is_the_t_interval_of_per_sentence_values(loaded_tiny, store):
     table = result.head_table
     np.testing.assert_allclose(table["to_self_low"], values.mean(0) - half, atol=1e-5)
     np.testing.assert_allclose(table["to_self_high"], values.mean(0) + half, atol=1e-5)
+
+
+SINK_MEASURES = ("first_token_share", "is_sink", "local_share", "entropy_without_first")
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2", "llama", "mistral", "t5"])
+@pytest.mark.parametrize("mode", ["default", "clark"])
+def test_sink_measures_of_each_sentence_equal_its_sink_profile(loaded_tiny, family, mode):
+    model = loaded_tiny(family)
+    names = list(statistic_descriptions(mode))
+    assert set(SINK_MEASURES) <= set(names)
+    values, pairs = process_batch(model, SENTENCES, 64, mode)  # one padded batch
+    for index, sentence in enumerate(SENTENCES):
+        profile = sink_profile(run_attention(model, sentence, target_text="Yes."))
+        for measure in SINK_MEASURES:
+            got = values[index, ..., names.index(measure)].ravel()
+            expected = profile[measure].to_numpy(dtype=float)
+            if measure == "is_sink":  # a share within rounding of ε may fall either side
+                clear = np.abs(profile["first_token_share"].to_numpy() - 0.3) > 1e-5
+                np.testing.assert_array_equal(got[clear], expected[clear])
+            else:
+                np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=measure)
+        # The first-token share's strongest pair always points at the first token.
+        first = pairs[index, ..., names.index("first_token_share"), :]
+        assert (first[..., 1] == 0).all() and (first[..., 0] >= 0).all()
+
+
+def test_a_heads_sink_behaviour_across_the_corpus_is_one_row_of_the_head_table(loaded_tiny, store):
+    model = loaded_tiny("llama")
+    result = run_corpus(model, SENTENCES, store=store, batch_size=4)
+    profiles = [sink_profile(run_attention(model, sentence)) for sentence in SENTENCES]
+    shares = np.stack([p["first_token_share"].to_numpy() for p in profiles])
+    sinks = np.stack([p["is_sink"].to_numpy(dtype=float) for p in profiles])
+    row = result.head_table.set_index(["layer", "head"]).loc[(1, 2)]
+    assert row["first_token_share"] == pytest.approx(shares[:, 6].mean(), abs=1e-5)
+    assert row["first_token_share_low"] < row["first_token_share"] < row["first_token_share_high"]
+    assert row["is_sink"] == pytest.approx(sinks[:, 6].mean())  # the share of sentences
+    assert row["is_sink_n"] == len(SENTENCES)
+    np.testing.assert_allclose(result.head_table["local_share"], 1.0, atol=1e-5)  # ≤ 64 tokens
+    assert result.statistics["is_sink"].startswith("1 where")
 
 
 # --------------------------------------------------------------------------------------------
