@@ -1,7 +1,7 @@
 """Exactness at 2,048 tokens: rows, tiles, pooled overviews and masks against eager attention.
 
     python bench/bench_exact_long.py                    # every tiny family, 2,048 tokens
-    python bench/bench_exact_long.py --tokens 300 --families llama mistral --no-write
+    python bench/bench_exact_long.py --tokens 300 --families llama mistral
 
 Issue 21's target: rows, tiles and overviews equal the model's eager attention ≤ 1e-5
 (float32) for every architecture at 300 and 2,048 tokens, masks included. Each family of
@@ -27,9 +27,7 @@ The worst absolute difference of each family is reported.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,7 +41,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bench.bench_browser import load_average  # noqa: E402
+from bench.bench_browser import load_average, machine  # noqa: E402
 from bench.bench_long_context import text_of  # noqa: E402
 
 TARGET = 1e-5
@@ -202,7 +200,7 @@ def report(args, rows: dict[str, dict], info: dict) -> str:
         "(issue 21)",
         "",
         f"Run: `python bench/bench_exact_long.py --tokens {args.tokens}` at commit "
-        f"{info['commit']}, {info['date']}, {info['nproc']} CPUs, load average "
+        f"{info['app']}, {info['date']}, {info['nproc']} CPUs, load average "
         f"{info['load_start']} at the start, {load_average()} at the end. Float32 tiny "
         "checkpoints of `tests/tiny_models.py` (2 layers × 4 heads; Llama, Mistral, Qwen2/3, "
         "Gemma 2/3, Phi-3 with 2 key-value heads; windows of 8), position tables raised; "
@@ -233,17 +231,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", type=int, default=2048)
     parser.add_argument("--families", nargs="+", default=list(FAMILIES))
-    parser.add_argument("--no-write", action="store_true", help="print, do not append")
     args = parser.parse_args()
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-    ).stdout.strip()
-    info = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "nproc": len(os.sched_getaffinity(0)),
-        "commit": commit,
-        "load_start": load_average(),
-    }
+    info = {**machine(), "load_start": load_average()}
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="atlas-exact-") as scratch:
         for family in args.families:
@@ -253,10 +242,7 @@ def main() -> None:
                 rows[family] = {"error": f"{type(exc).__name__}: {str(exc)[:120]}"}
             print(family, rows[family], flush=True)
     text = report(args, rows, info)
-    print(text)
-    if not args.no_write:
-        with (REPO / "bench" / "RESULTS.md").open("a") as results:
-            results.write("\n" + text)
+    print(text)  # a journal section for bench/RESULTS.md
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The Qwen2.5-0.5B shape in the app, as a new user would open it (issue 21).
 
     flock /work/bench.lock python bench/bench_qwen_app.py                 # 2,048 and 4,096
-    flock /work/bench.lock python bench/bench_qwen_app.py --sizes 2048 --no-write
+    flock /work/bench.lock python bench/bench_qwen_app.py --sizes 2048
 
 Builds a Qwen2 checkpoint with Qwen2.5-0.5B's shape and random weights in a temporary directory
 (hidden 896, 24 layers, 14 query heads in 2 key-value groups of width 64, feed-forward 4,864,
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import gc
 import os
 import statistics
@@ -41,19 +40,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bench.bench_browser import load_average, rss_mb  # noqa: E402
+from bench.bench_browser import load_average, machine, rss_mb  # noqa: E402
 from bench.bench_long_context import text_of  # noqa: E402
+from bench.bench_long_context_heads import QWEN_SHAPE  # noqa: E402
 
 QWEN25_05B = {
-    "hidden_size": 896,
-    "num_hidden_layers": 24,
-    "num_attention_heads": 14,
-    "num_key_value_heads": 2,
-    "head_dim": 64,
-    "intermediate_size": 4864,
+    **QWEN_SHAPE,
     "vocab_size": 151_936,
-    "tie_word_embeddings": True,
-    "rope_theta": 1_000_000.0,
     "max_position_embeddings": 32_768,
     "rms_norm_eps": 1e-6,
     "use_sliding_window": False,
@@ -244,7 +237,7 @@ def report(args, info: dict, app: dict, local: dict) -> str:
         f"### {info['date'][:10]}: the Qwen2.5-0.5B shape in the app (issue 21)",
         "",
         f"Run: `flock /work/bench.lock python bench/bench_qwen_app.py --sizes "
-        f"{' '.join(map(str, args.sizes))}` at commit {info['commit']}, {info['date']}, "
+        f"{' '.join(map(str, args.sizes))}` at commit {info['app']}, {info['date']}, "
         f"{info['nproc']} CPUs ({info['cpu']}), private mode, headless Chromium at 1440 × 900. "
         f"Load average {info['load_start']} at the start, {load_average()} at the end. "
         f"Checkpoint: Qwen2 config with Qwen2.5-0.5B's sizes, random weights, "
@@ -285,36 +278,13 @@ def report(args, info: dict, app: dict, local: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def machine() -> dict:
-    import subprocess
-
-    cpu = "unknown"
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-    ).stdout.strip()
-    return {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu": cpu,
-        "commit": commit,
-        "load_start": load_average(),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096])
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=900.0)
-    parser.add_argument("--no-write", action="store_true", help="print, do not append")
     args = parser.parse_args()
-    info = machine()
+    info = {**machine(), "load_start": load_average()}
     with tempfile.TemporaryDirectory(prefix="atlas-qwen05b-") as scratch:
         path = build_checkpoint(Path(scratch) / "qwen2.5-0.5b-shape")
         from transformers import AutoTokenizer
@@ -324,10 +294,7 @@ def main() -> None:
         app = app_runs(path, texts, args.timeout)
         local = in_process(path, texts, args.repeat)
     text = report(args, info, app, local)
-    print(text)
-    if not args.no_write:
-        with (REPO / "bench" / "RESULTS.md").open("a") as results:
-            results.write("\n" + text)
+    print(text)  # a journal section for bench/RESULTS.md
 
 
 if __name__ == "__main__":
