@@ -127,7 +127,13 @@ def encode(model: LoadedModel, text: str, text_pair: str | None = None) -> Encod
     return Encoded(text, text_pair, inputs, tokens, dropped, segment_b_start)
 
 
-_ALLOCATOR_FAILURE = re.compile(r"alloc|out of memory|not enough memory", re.IGNORECASE)
+# torch's CPU allocator ("can't allocate memory"), CUDA's "out of memory", and a size too
+# large to be asked for at all ("Invalid buffer size: 45.00 GiB", "Storage size calculation
+# overflowed"), which was shown as "may not be a text model".
+_ALLOCATOR_FAILURE = re.compile(
+    r"alloc|out of memory|not enough memory|invalid buffer size|storage size calculation",
+    re.IGNORECASE,
+)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
