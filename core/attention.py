@@ -227,15 +227,19 @@ def run_attention(
     if model.kind is ModelKind.ENCODER_DECODER:
         return replace(_run_encoder_decoder(model, text, target_text), budget=budget)
     encoded = encode(model, text, text_pair)
-    output = forward(model, encoded.inputs, capture=True)
+    # Only the logits predicted from are kept (a long text's [seq, vocab] would not fit).
+    masks = [t.index for t in encoded.tokens if t.is_mask]
+    if model.kind is ModelKind.MASKED_LM:
+        wanted = masks
+    else:
+        wanted = [len(encoded.tokens) - 1] if model.kind is ModelKind.CAUSAL_LM else []
+    output = forward(model, encoded.inputs, capture=True, logits_at=wanted)
     predictions: list[list[Prediction]] = []
     next_token: list[Prediction] = []
-    masks = [t.index for t in encoded.tokens if t.is_mask]
     if masks and model.kind is ModelKind.MASKED_LM and output.logits is not None:
-        predictions = top_predictions(output.logits, masks, model.tokenizer, top_k)
+        predictions = top_predictions(output.logits, range(len(masks)), model.tokenizer, top_k)
     if model.kind is ModelKind.CAUSAL_LM and output.logits is not None:
-        last = len(encoded.tokens) - 1
-        next_token = top_predictions(output.logits, [last], model.tokenizer, top_k)[0]
+        next_token = top_predictions(output.logits, [0], model.tokenizer, top_k)[0]
     return AttentionResult(
         model_name=model.name,
         text=encoded.text,

@@ -18,12 +18,11 @@ one model is shared by every session and thread):
 * capture (`capture_attention(accept)`): like fast, and for each attention call whose module
   `accept` takes it records a `LayerCapture`: the queries `[heads, n, d]`, the keys
   `[kv_heads, n, d]`, the scaling, soft-cap, causality, window, any additive bias and each row's
-  log-sum-exp normaliser, computed blockwise in float32 (on the CPU without windows, masks,
-  soft-caps or biases, by the flash kernel SDPA itself runs, which returns it with the output
-  for float32 and runs on float32 copies of bf16/fp16 queries and keys; otherwise by a separate
-  pass over blocks of rows). From these `core.exact`
-  recomputes any row, tile or pooled overview of any head exactly, without the layers × heads
-  × n² tensor.
+  log-sum-exp normaliser, computed blockwise in float32 (on the CPU without windows,
+  soft-caps or biases, by the flash kernel SDPA itself runs, in float32 whatever the model's
+  dtype, which returns it with the output; otherwise by a separate pass over blocks of rows).
+  From these `core.exact` recomputes any row, tile or pooled overview of any head exactly,
+  without the layers × heads × n² tensor.
   Calls `accept` refuses run dense (their weights come back through `output_attentions`).
 
 Independently of the mode, `zeroed_heads(heads_by_layer)` ablates heads: the attention output
@@ -401,29 +400,28 @@ def _record(module, query, key, value, attention_mask, scaling, causal, kwargs):
 
 
 def _fused_flash(query, key, value, scale: float, causal: bool):
-    """`(lse [heads, n], output [1, n, heads, dv] or None)` from one run of PyTorch's CPU
-    flash kernel, or None where it does not apply.
+    """`(lse [heads, n], output [1, n, heads, dv])` from one run of PyTorch's CPU flash kernel
+    in float32, or None where it does not apply.
 
-    For float32 on the CPU without masks, windows, soft-caps or biases, SDPA runs this kernel:
-    it computes the output blockwise with float32 running maxima and sums and returns each
-    row's log-sum-exp, so capturing costs one SDPA pass. Other dtypes on the CPU (the kernel
-    forms bf16 scores in bf16, off by ~1e-4 from float32 ones) get the log-sum-exp from the
-    kernel run on float32 copies of the queries and keys (no output: the model's own SDPA pass
-    gives it), cheaper than the blockwise pass; other devices take the blockwise pass.
+    On the CPU without masks, windows, soft-caps or biases, SDPA runs this kernel: it computes
+    the output blockwise with float32 running maxima and sums and returns each row's
+    log-sum-exp, so capturing costs one SDPA pass. A bf16 or fp16 model's queries, keys and
+    values go through it in float32 (in their own dtype the kernel forms the scores in that
+    dtype, ~1e-4 off the float32 normalisers the recomputation needs; a separate blockwise pass
+    cost 4× the SDPA pass on the Qwen2.5-0.5B shape): the output, rounded back to the model's
+    dtype, is then the float32 attention's, as the eager attention's float32 softmax gives.
+    Other devices take the blockwise pass.
     """
     kernel = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-    if kernel is None or query.device.type != "cpu":
+    if kernel is None or query.device.type != "cpu" or not query.dtype.is_floating_point:
         return None
-    exact = query.dtype == torch.float32
     repeat = query.shape[1] // key.shape[1]
-    if not exact:  # the keys stand in for the values: only the log-sum-exp is read
-        query, key = query.float(), key.float()
-        value = key
+    dtype = query.dtype
+    query, key, value = query.float(), key.float(), value.float()
     if repeat > 1:
-        key = key.repeat_interleave(repeat, 1)
-        value = key if not exact else value.repeat_interleave(repeat, 1)
+        key, value = key.repeat_interleave(repeat, 1), value.repeat_interleave(repeat, 1)
     output, lse = kernel(query, key, value, 0.0, causal, scale=scale)
-    return lse[0].float(), output.transpose(1, 2).contiguous() if exact else None
+    return lse[0].float(), output.transpose(1, 2).to(dtype).contiguous()
 
 
 def _relative(bias: torch.Tensor) -> torch.Tensor | None:

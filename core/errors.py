@@ -88,6 +88,10 @@ class UnsafePickleError(ModelLoadError):
     them (opening them fully could run code)."""
 
 
+class DeviceUnavailableError(ModelLoadError):
+    """The device asked for (e.g. "cuda", "mps") does not exist on this machine."""
+
+
 class InsufficientMemoryError(ModelLoadError):
     """The model and one result would not fit in the memory the machine has available."""
 

@@ -441,7 +441,9 @@ class CapturedStack(_Stack):
 
     def _computed_block(self, layer: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         record = self.layers[layer]
-        return record.allowed(torch.from_numpy(rows), torch.from_numpy(cols), 0).numpy()
+        device = record.queries.device
+        rows_t, cols_t = torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device)
+        return record.allowed(rows_t, cols_t, 0).cpu().numpy()
 
     def _keys_reached(self, layer: int, rows: np.ndarray) -> int:
         record = self.layers[layer]

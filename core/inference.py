@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.capture import capture_attention
+from core.capture import capture_attention, fast_attention
 from core.errors import (
     AtlasError,
     EmptyTextError,
@@ -22,6 +23,7 @@ from core.errors import (
 )
 from core.exact import CapturedStack
 from core.families import SELF, Passes
+from core.kinds import ModelKind
 from core.models import LoadedModel
 from core.tokens import Token, build_tokens, normalize_masks, tokenize
 
@@ -49,7 +51,8 @@ class ForwardOutput:
     """Each stack the family yields (`core.families`): float32 `[layers, heads, q, k]`, or,
     for the "self" stack of a capturing pass, a `CapturedStack` that recomputes it in pieces."""
     logits: torch.Tensor | None
-    """`[seq, vocab]` for models with a language-model head, else None."""
+    """Float32 on the CPU: `[seq, vocab]` for models with a language-model head (`[len(positions),
+    vocab]`, in that order, when the pass was asked for `logits_at=positions`), else None."""
 
     @property
     def attentions(self) -> np.ndarray:
@@ -124,7 +127,13 @@ def encode(model: LoadedModel, text: str, text_pair: str | None = None) -> Encod
     return Encoded(text, text_pair, inputs, tokens, dropped, segment_b_start)
 
 
-_ALLOCATOR_FAILURE = re.compile(r"alloc|out of memory|not enough memory", re.IGNORECASE)
+# torch's CPU allocator ("can't allocate memory"), CUDA's "out of memory", and a size too
+# large to be asked for at all ("Invalid buffer size: 45.00 GiB", "Storage size calculation
+# overflowed"), which was shown as "may not be a text model".
+_ALLOCATOR_FAILURE = re.compile(
+    r"alloc|out of memory|not enough memory|invalid buffer size|storage size calculation",
+    re.IGNORECASE,
+)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -177,17 +186,19 @@ def forward(
     *,
     decoder_input_ids: torch.Tensor | None = None,
     capture: bool = False,
-    **options: Any,
+    logits_at: Sequence[int] | None = None,
 ) -> ForwardOutput:
     """One forward pass returning every stack's attention and, if there is an LM head, logits.
 
-    Runs the model's family adapter under `torch.inference_mode()`; the shared model is not
-    modified. An encoder-decoder model without `decoder_input_ids` runs its encoder only.
+    Runs the model's family adapter under `torch.inference_mode()`, on the model's device (the
+    results come back on the CPU); the shared model is not modified. An encoder-decoder model
+    without `decoder_input_ids` runs its encoder only.
 
     With `capture`, the "self" stack runs the fast attention and is kept as a `CapturedStack`
     (queries, keys, normalisers: no n² tensor); the other stacks (an encoder-decoder's decoder
-    and cross attention) still come back whole from their eager attention. `options` go to the
-    network (`logits_to_keep=` rows of a causal LM, say: then `logits` holds those rows only).
+    and cross attention) still come back whole from their eager attention.
+    `logits_at` keeps the logits of those positions only: a causal LM then computes no others
+    (at 4,096 tokens Qwen2.5's 151,936-word vocabulary makes all of them 2.5 GB in float32).
     """
     tokens = int(inputs["input_ids"].shape[-1]) if "input_ids" in inputs else None
     root = model.family.self_attention_root(model.model)
@@ -199,7 +210,9 @@ def forward(
         if capture
         else nullcontext() as state,
     ):
-        passes = model.family.run(model.model, inputs, decoder_input_ids, **options)
+        passes = model.family.run(
+            model.model, inputs, decoder_input_ids, **_logit_options(model, logits_at)
+        )
         stacks: dict[str, np.ndarray | CapturedStack] = {
             name: _stacked(model, layers)
             for name, layers in passes.attentions.items()
@@ -213,8 +226,44 @@ def forward(
                     f"{expected} layers, so the captured layers cannot be matched."
                 )
             stacks[SELF] = CapturedStack(state.layers)
-    logits = passes.logits
-    return ForwardOutput(stacks, None if logits is None else logits[0].float().cpu())
+        logits = _kept_logits(model, passes.logits, logits_at)
+    return ForwardOutput(stacks, logits)
+
+
+def predict_logits(
+    model: LoadedModel, inputs: dict[str, Any], positions: Sequence[int]
+) -> torch.Tensor | None:
+    """Float32 `[len(positions), vocab]` logits at `positions` (None without an LM head).
+
+    One pass with the model's fast attention (SDPA where it has one): no attention weights
+    are computed or kept, for predictions alone.
+    """
+    tokens = int(inputs["input_ids"].shape[-1]) if "input_ids" in inputs else None
+    with guarded(model, tokens), torch.inference_mode(), fast_attention():
+        passes = model.family.run(model.model, inputs, None, **_logit_options(model, positions))
+        return _kept_logits(model, passes.logits, positions)
+
+
+def _logit_options(model: LoadedModel, positions: Sequence[int] | None) -> dict[str, Any]:
+    """The pass's option that computes only the logits of `positions`, where the model has one
+    (transformers' causal LMs: `logits_to_keep`)."""
+    if positions is None or model.kind is not ModelKind.CAUSAL_LM:
+        return {}
+    if "logits_to_keep" not in inspect.signature(model.model.forward).parameters:
+        return {}
+    return {"logits_to_keep": torch.tensor(list(positions), dtype=torch.long, device=model.device)}
+
+
+def _kept_logits(
+    model: LoadedModel, logits: torch.Tensor | None, positions: Sequence[int] | None
+) -> torch.Tensor | None:
+    """Float32 CPU logits `[seq, vocab]`, or `[len(positions), vocab]` when asked for."""
+    if logits is None:
+        return None
+    logits = logits[0]
+    if positions is not None and not _logit_options(model, positions):
+        logits = logits[list(positions)]  # the model computed them all: keep the rows asked for
+    return logits.float().cpu()
 
 
 def forward_with_grad(

@@ -20,6 +20,7 @@ import torch
 from core.architectures import Architecture, detect_architecture
 from core.capture import register as register_attention
 from core.errors import (
+    DeviceUnavailableError,
     InvalidModelNameError,
     ModelLoadError,
     ModelNotFoundError,
@@ -364,18 +365,45 @@ def load_model(
     """Load a model in its stored dtype with Attention Atlas's attention function.
 
     `name_or_path` is `EMBEDDED_MODEL`, a Hub id (e.g. "bert-base-uncased") or a local directory.
-    The masked-LM head is loaded when the checkpoint has a trained one. Runs on CUDA when
-    available unless `device` says otherwise. Remote code is never trusted.
+    The masked-LM head is loaded when the checkpoint has a trained one. `device` ("cpu", the
+    default, "cuda", "cuda:1" or "mps") is where the forward passes and the exact
+    recomputations run; results come back on the CPU. A device this machine lacks raises
+    `DeviceUnavailableError`. Remote code is never trusted.
     `dtype` (e.g. "float32" or `torch.float32`) converts the weights; by default a bf16
     checkpoint stays bf16. Attention runs through `core.capture.ATTENTION_IMPLEMENTATION`: the
     architecture's eager attention (weights out, `output_attentions=True`) unless a pass asks
     for the fast or capturing behaviour (see `core.capture`).
     Raises a `ModelLoadError` subclass with a message for people.
     """
+    target = resolve_device(device)
     location, source, name = _locate(name_or_path)
     wanted = _dtype(dtype)
     with LOADING_LOCK:
-        return _load_model_locked(location, source, name, device, safetensors_only, wanted)
+        return _load_model_locked(location, source, name, target, safetensors_only, wanted)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """`device` as a torch device this machine has (None: the CPU), or
+    `DeviceUnavailableError` saying which devices there are."""
+    try:
+        resolved = torch.device("cpu" if device is None else device)
+    except (RuntimeError, TypeError) as exc:
+        raise DeviceUnavailableError(
+            f"'{device}' is not a device: use 'cpu', 'cuda', 'cuda:N' or 'mps'."
+        ) from exc
+    mps = getattr(torch.backends, "mps", None)
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available() and (resolved.index or 0) < torch.cuda.device_count(),
+        "mps": mps is not None and mps.is_available(),
+    }
+    if not available.get(resolved.type, False):
+        present = ["cpu"] + [kind for kind in ("cuda", "mps") if available[kind]]
+        raise DeviceUnavailableError(
+            f"This machine has no '{device}' device (it has: {', '.join(present)}). "
+            "Load the model on one of those."
+        )
+    return resolved
 
 
 def _dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:
@@ -394,7 +422,7 @@ def _load_model_locked(
     location: str,
     source: str,
     name: str,
-    device: str | torch.device | None,
+    target: torch.device,
     safetensors_only: bool,
     dtype: torch.dtype | str = "auto",
 ) -> LoadedModel:
@@ -410,7 +438,6 @@ def _load_model_locked(
     except (OSError, ValueError, TypeError) as exc:
         raise NotAModelError(f"'{name}' has no usable tokenizer: {exc}") from exc
 
-    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the load report lists expected missing heads; we handle them
     try:

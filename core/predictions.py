@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from core.errors import NoMaskedLMHeadError, NoMaskError, PositionOutOfRangeError
-from core.inference import encode, forward
+from core.inference import encode, predict_logits
 from core.models import PRESETS, LoadedModel, ModelKind
 from core.tokens import count_masks, token_text
 
@@ -34,9 +35,9 @@ def require_mlm_head(model: LoadedModel) -> None:
 
 
 def top_predictions(
-    logits: torch.Tensor, positions: list[int], tokenizer, top_k: int
+    logits: torch.Tensor, positions: Sequence[int], tokenizer, top_k: int
 ) -> list[list[Prediction]]:
-    """Top-k candidates at each position, best first. `logits` is `[seq, vocab]`."""
+    """Top-k candidates at each of `positions`, best first: rows of `logits` `[rows, vocab]`."""
     top_k = max(1, min(int(top_k), logits.shape[-1]))
     results = []
     for position in positions:
@@ -90,5 +91,6 @@ def predict_masked(
                 f"The text has no mask. Write {model.tokenizer.mask_token} (or [MASK]) where a "
                 "word should be predicted, e.g. 'The cat sat on the [MASK].'"
             )
-    output = forward(model, {**encoded.inputs, "input_ids": input_ids})
-    return top_predictions(output.logits, positions, model.tokenizer, top_k)
+    # The fast attention (SDPA): predictions need no attention weights.
+    logits = predict_logits(model, {**encoded.inputs, "input_ids": input_ids}, positions)
+    return top_predictions(logits, range(len(positions)), model.tokenizer, top_k)

@@ -11,7 +11,6 @@ from the paper are in docs/long-context.md.
 
 from __future__ import annotations
 
-import inspect
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -155,15 +154,6 @@ def mean_logprob(logits: torch.Tensor, targets: Sequence[int]) -> float:
     return float(log_probs[torch.arange(len(chosen)), chosen].mean())
 
 
-def _keeps_some_logits(model: LoadedModel) -> bool:
-    """Whether the network can unembed chosen positions only (transformers' `logits_to_keep`,
-    which every causal LM class of transformers 5 takes)."""
-    try:
-        return "logits_to_keep" in inspect.signature(model.model.forward).parameters
-    except (TypeError, ValueError):  # a forward without a readable signature
-        return False
-
-
 def _step(progress: Progress | None, cancel: Cancel | None, done: int, total: int) -> None:
     report(progress, done, total, "The retrieval scores")
     if cancel is not None and cancel():
@@ -224,7 +214,6 @@ def retrieval_scores(
             f"{model.name} reads at most {model.max_length:,}: use a shorter haystack."
         )
     steps = 2 * len(inputs)  # a forward pass and the reading of its rows per depth
-    trimmed = _keeps_some_logits(model)
     frames = []
     for index, entry in enumerate(inputs):
         _step(progress, cancel, 2 * index, steps)
@@ -233,20 +222,15 @@ def retrieval_scores(
         rows = answer_rows(answer_range)
         # Only the rows that predict the answer are unembedded: the whole [n, vocab] logits
         # would be 1.2 GB with Qwen's vocabulary at 2,048 tokens.
-        keep = (
-            {"logits_to_keep": torch.arange(rows.start, rows.stop, device=model.device)}
-            if trimmed
-            else {}
-        )
         output = forward(
             model,
             {"input_ids": ids, "attention_mask": torch.ones_like(ids)},
             capture=True,
-            **keep,
+            logits_at=rows,
         )
         stack = output.stacks[SELF]
         if output.logits is not None:
-            logits = output.logits if trimmed else output.logits[rows.start : rows.stop]
+            logits = output.logits  # [len(rows), vocab], the answer rows in order
             targets = entry["input_ids"][answer_range.start : answer_range.stop]
             logprob = mean_logprob(logits, targets)
             entry.update(answer_logprob=logprob, answer_probability=float(np.exp(logprob)))

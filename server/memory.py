@@ -357,13 +357,84 @@ def parameter_bytes(config: Any) -> int:
     return {"float16": 2, "bfloat16": 2, "float64": 8, "int8": 1}.get(name, 4)
 
 
-def estimate_memory_bytes(config: Any, parameters: int, tokens: int) -> int:
-    """Memory to load the model of `config` and analyse one `tokens`-token text.
+def kept_bytes(config: Any, tokens: int) -> int:
+    """Bytes one `tokens`-token text's result keeps on the model of `config` (`core.capture`).
 
-    Weights plus twice one result: the forward pass holds every layer's attention and their
-    stacked float32 copy at the same time.
+    Per self-attention layer: the queries `[heads, n, head_dim]` and the keys once per
+    key-value group `[kv_heads, n, head_dim]`, in the model's dtype, and a float32 normaliser
+    per head and row; and the whole float32 `[layers, heads, n, n]` array up to the result's
+    budget (`core.DENSE_BUDGET_BYTES`): a short text's views build it, a longer text's read
+    pieces, and counting the budget keeps the estimate growing with the tokens, so "how many
+    tokens fit" has one answer. An encoder-decoder's decoder and cross attention are kept
+    whole (float32, a target as long as the source). Equal to `AttentionResult.nbytes` once
+    the whole array of a short text is read.
     """
-    return parameters * parameter_bytes(config) + 2 * result_bytes(config, tokens)
+    from core.exact import DENSE_BUDGET_BYTES
+
+    if tokens < 1:
+        raise ValueError(f"tokens must be positive, not {tokens}")
+    shape = attention_shape(config)
+    width, key_value_heads = _head_sizes(config, shape.heads)
+    per_layer = tokens * (
+        width * (shape.heads + key_value_heads) * parameter_bytes(config) + 4 * shape.heads
+    )
+    whole = shape.layers * shape.heads * tokens * tokens * BYTES_PER_ATTENTION_WEIGHT
+    decoder = 2 * shape.decoder_layers * shape.decoder_heads * tokens * tokens
+    return (
+        shape.layers * per_layer
+        + min(whole, DENSE_BUDGET_BYTES)
+        + decoder * BYTES_PER_ATTENTION_WEIGHT
+    )
+
+
+def pass_bytes(config: Any, tokens: int) -> int:
+    """Peak bytes of the forward pass's own tensors at `tokens` tokens, beyond the weights.
+
+    Per token, in the model's dtype: the residual stream and its norms (6 × hidden) and the
+    feed-forward layer's gate, up and product (3 × intermediate); in float32, the queries and
+    the keys and values repeated per query head that the fused kernel reads (3 × heads ×
+    head_dim). Then the logits: one row for a causal LM (`run_attention` keeps the last
+    only), every row for others; and three float32 blocks of `core.capture.BLOCK_ELEMENTS`
+    scores (the blockwise passes and recomputations hold one block at a time). An
+    encoder-decoder's eager decoder holds its weights twice (per layer, and stacked).
+    """
+    from core.capture import BLOCK_ELEMENTS
+    from core.families import detect_family
+    from core.kinds import ModelKind
+
+    shape = attention_shape(config)
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    hidden = _config_count(text, "hidden_size", "n_embd", "d_model", "dim") or 0
+    inner = _config_count(text, "intermediate_size", "n_inner", "hidden_dim", "ffn_dim", "d_ff")
+    inner = inner or 4 * hidden
+    width, _ = _head_sizes(config, shape.heads)
+    vocab = _config_count(text, "vocab_size") or 0
+    size = parameter_bytes(config)
+    per_token = size * (6 * hidden + 3 * inner) + 4 * 3 * shape.heads * width
+    causal = detect_family(config).kind is ModelKind.CAUSAL_LM
+    logits = vocab * (size * (1 if causal else tokens) + 4)
+    decoder = 2 * shape.decoder_layers * shape.decoder_heads * tokens * tokens * 4
+    return tokens * per_token + logits + 3 * 4 * BLOCK_ELEMENTS + decoder
+
+
+def text_memory_bytes(config: Any, tokens: int) -> int:
+    """Memory one `tokens`-token text needs beside the loaded weights: `kept_bytes` plus
+    `pass_bytes`."""
+    return kept_bytes(config, tokens) + pass_bytes(config, tokens)
+
+
+def _head_sizes(config: Any, heads: int) -> tuple[int, int]:
+    """`(head_dim, kv_heads)` of the self-attention (kv_heads: heads without grouping)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    hidden = _config_count(text, "hidden_size", "n_embd", "d_model", "dim") or heads
+    width = _config_count(text, "head_dim", "d_kv") or max(1, hidden // heads)
+    return width, _config_count(text, "num_key_value_heads") or heads
+
+
+def estimate_memory_bytes(config: Any, parameters: int, tokens: int) -> int:
+    """Memory to load the model of `config` and analyse one `tokens`-token text: the weights
+    and `text_memory_bytes`."""
+    return parameters * parameter_bytes(config) + text_memory_bytes(config, tokens)
 
 
 MEMORY_CHECK_TOKENS = 512
@@ -381,7 +452,7 @@ def check_memory(
     parameters: int | None = None,
     available: int | None = None,
 ) -> int:
-    """Raise `InsufficientMemoryError` if the model and one ordinary text's attention (at
+    """Raise `InsufficientMemoryError` if the model and one ordinary text (at
     `MEMORY_CHECK_TOKENS`, or the policy's token cap) would not fit in the memory available
     (`available_memory_bytes` unless given).
 
@@ -396,8 +467,7 @@ def check_memory(
     needed = estimate_memory_bytes(config, parameters, tokens)
     what = (
         f"{quoted(name)} would need about {format_bytes(needed)} of memory "
-        f"({format_parameters(parameters)} parameters, plus the attention of one "
-        f"{tokens}-token text)"
+        f"({format_parameters(parameters)} parameters, plus one {tokens}-token text)"
     )
     return _fits(needed, available, what, "Pick a smaller model.")
 
@@ -405,18 +475,43 @@ def check_memory(
 def check_text_memory(
     config: Any, tokens: int, name: str = "This model", *, available: int | None = None
 ) -> int:
-    """Raise `InsufficientMemoryError` if the attention of one `tokens`-token text on the
-    (loaded) model of `config` would not fit in the memory available; call it before the
-    text runs. Returns the estimate in bytes (twice one result: the forward pass holds every
-    layer's attention and their stacked copy at once)."""
-    needed = 2 * result_bytes(config, max(1, tokens))
+    """Raise `InsufficientMemoryError` if one `tokens`-token text on the (loaded) model of
+    `config` would not fit in the memory available: what its result keeps and its forward
+    pass's peak (`text_memory_bytes`), never the whole layers × heads × n² array beyond the
+    result's budget. Call it before the text runs. Returns the estimate in bytes.
+
+    The message says what to lower: the tokens (the longest text that fits), and the dtype
+    when the model runs in float32 (bfloat16 halves the queries, keys and activations).
+    """
+    tokens = max(1, tokens)
+    needed = text_memory_bytes(config, tokens)
     what = (
-        f"The attention of this {tokens:,}-token text on {quoted(name)} would need about "
-        f"{format_bytes(needed)} of memory"
+        f"This {tokens:,}-token text on {quoted(name)} would need about "
+        f"{format_bytes(needed)} of memory (its queries, keys and normalisers per layer, and "
+        "the forward pass)"
     )
-    return _fits(
-        needed, available, what, "Shorten the text, or pick a model with fewer layers and heads."
-    )
+    advice = "Use fewer tokens (a shorter text)"
+    if available is None:
+        available = available_memory_bytes()
+    if available is not None and needed > available:
+        fitting = _longest_fitting(config, available)
+        if fitting:
+            advice += f": about {fitting:,} tokens fit"
+        if parameter_bytes(config) > 2:
+            advice += ", or load the model in bfloat16 (half the memory per token)"
+    return _fits(needed, available, what, advice + ".")
+
+
+def _longest_fitting(config: Any, available: int) -> int:
+    """The most tokens whose `text_memory_bytes` fits in `available` (0: not even one)."""
+    low, high = 0, config_max_tokens(config)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if text_memory_bytes(config, middle) <= available:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def _fits(needed: int, available: int | None, what: str, advice: str) -> int:

@@ -39,3 +39,34 @@ def test_concurrent_encodes_each_keep_their_own_truncation(tiny_model_path):
 
     wrong = [(i, n) for i, n in enumerate(lengths) if n != expected[i]]
     assert not wrong, f"{len(wrong)} of {CALLS} encodes ignored their own truncation: {wrong[:5]}"
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        "[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory",
+        "Invalid buffer size: 45.00 GiB",
+        "Storage size calculation overflowed with sizes=[4611686018427387904]",
+        "CUDA out of memory. Tried to allocate 2.00 GiB",
+    ],
+)
+def test_every_allocator_failure_is_a_memory_error_saying_what_to_lower(tiny_model_path, failure):
+    from core.errors import NotEnoughMemoryError
+    from core.inference import guarded
+
+    model = load_model(str(tiny_model_path("llama")))
+    expected = pytest.raises(NotEnoughMemoryError, match=r"4,096 tokens.*fewer tokens")
+    with expected as caught, guarded(model, 4096):
+        raise RuntimeError(failure)
+    assert "may not be a text model" not in str(caught.value)
+
+
+def test_a_real_allocation_too_large_is_a_memory_error(tiny_model_path):
+    import torch
+
+    from core.errors import NotEnoughMemoryError
+    from core.inference import guarded
+
+    model = load_model(str(tiny_model_path("llama")))
+    with pytest.raises(NotEnoughMemoryError), guarded(model, 100):
+        torch.empty(2**62, dtype=torch.float32)  # torch's own message, whatever its wording

@@ -6,6 +6,7 @@ import torch
 from core import (
     EMBEDDED_MODEL,
     PRESETS,
+    DeviceUnavailableError,
     InvalidModelNameError,
     ModelKind,
     NotAModelError,
@@ -193,3 +194,24 @@ def test_pickle_weights_refused_by_torch_give_a_clean_message(tmp_path, tiny_mod
         for leaked in ("weights_only", "Unpickl", "add_safe_globals", "site-packages", "GLOBAL"):
             assert leaked not in message
     assert not marker.exists()
+
+
+def test_device_cpu_runs_and_results_are_on_the_cpu(tiny_model_path):
+    import core
+
+    model = load_model(str(tiny_model_path("llama")), device="cpu")
+    assert model.device == torch.device("cpu")
+    result = core.run_attention(model, "The cat sat on the mat.")
+    assert result.row(1, 3, 4).dtype.name == "float32"
+    assert result.computed(1, range(5), range(5)).dtype == bool
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:7", "mps", "tpu", "gpu0"])
+def test_unavailable_device_is_a_typed_error(tiny_model_path, device):
+    if device.startswith("cuda") and torch.cuda.is_available() and device == "cuda":
+        pytest.skip("this machine has CUDA")  # the tests run on CPU-only machines
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    with pytest.raises(DeviceUnavailableError, match="device") as caught:
+        load_model(str(tiny_model_path("bert")), device=device)
+    assert str(tiny_model_path("bert")) not in str(caught.value)

@@ -58,8 +58,8 @@ def test_same_pass_serves_attention_and_predictions(loaded_tiny):
     text = "The [MASK] sat on the [MASK]."
     result = run_attention(model, text, top_k=3)
     alone = predict_masked(model, text, top_k=3)
-    # run_attention's pass runs the fast attention (SDPA) and predict_masked the eager one: the
-    # same tokens, with probabilities equal to float32 rounding.
+    # run_attention's pass captures (flash kernel, normalisers on the way) and predict_masked
+    # runs plain SDPA: the same tokens, with probabilities equal to float32 rounding.
     assert [[p.token_id for p in mask] for mask in result.predictions] == [
         [p.token_id for p in mask] for mask in alone
     ]
@@ -107,3 +107,16 @@ def test_mask_position_out_of_range_or_special(loaded_tiny, position):
     position = {7: 4}.get(position, position)
     with pytest.raises(PositionOutOfRangeError):
         predict_masked(loaded_tiny("bert"), "the cat sat", position=position)
+
+
+def test_predictions_run_the_fast_attention_only(loaded_tiny, monkeypatch):
+    # No eager attention anywhere in the pass: a text's predictions never build the n² weights.
+    import core.capture
+
+    def no_eager(*args, **kwargs):
+        raise AssertionError("predict_masked ran the eager attention")
+
+    model = loaded_tiny("roberta")
+    expected = predict_masked(model, "The cat sat on the [MASK].", top_k=4)
+    monkeypatch.setattr(core.capture, "_eager", no_eager)
+    assert predict_masked(model, "The cat sat on the [MASK].", top_k=4) == expected

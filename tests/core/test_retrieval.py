@@ -214,9 +214,13 @@ def test_only_the_answer_rows_are_unembedded(loaded_tiny, monkeypatch, family):
     entry = trimmed.attrs["inputs"][0]
     answer = entry["answer"][1] - entry["answer"][0]
     assert shapes == [(answer, model.model.config.vocab_size)]
-    monkeypatch.setattr(retrieval, "_keeps_some_logits", lambda model: False)
+    # Without `logits_to_keep` (a network that lacks it) the pass computes every row's logits
+    # and keeps the answer's: the same log-probability and scores.
+    import core.inference as inference
+
+    monkeypatch.setattr(inference, "_logit_options", lambda model, positions: {})
     whole = retrieval_scores(model, HAYSTACK, NEEDLE, QUESTION, (0.5,))
-    assert shapes[1] == (len(entry["input_ids"]), model.model.config.vocab_size)
+    assert shapes[1] == (answer, model.model.config.vocab_size)
     assert entry["answer_logprob"] == pytest.approx(
         whole.attrs["inputs"][0]["answer_logprob"], abs=1e-6
     )

@@ -11,12 +11,19 @@ import pytest
 import torch
 from transformers import MixtralConfig, Qwen2Config
 
+import core
 import server.memory
 from core.errors import InsufficientMemoryError
 from core.loading_lock import LOADING_LOCK
 from core.models import load_config
 from server.errors import ModelTooLargeError, NoWeightsError
-from server.memory import check_memory, check_text_memory, estimate_parameters
+from server.memory import (
+    check_memory,
+    check_text_memory,
+    estimate_parameters,
+    kept_bytes,
+    text_memory_bytes,
+)
 from server.policy import check_model_size, load_model_for
 from server.settings import DeployPolicy
 from tests.fake_hub import serve_fake_hub
@@ -100,12 +107,14 @@ def test_memory_at_load_is_judged_by_a_text_not_the_models_maximum_length():
     needed = check_memory(DeployPolicy(), QWEN_HALF_B, "qwen", available=8 * GB)
     assert needed < 2 * GB
     # Each text is then judged at its own length before it runs.
-    assert check_text_memory(QWEN_HALF_B, 100, "qwen", available=8 * GB) == 2 * 24 * 14 * 100**2 * 4
-    with pytest.raises(InsufficientMemoryError, match=r"20,000-token text.*Shorten the text"):
-        check_text_memory(QWEN_HALF_B, 20_000, "qwen", available=8 * GB)
+    assert check_text_memory(QWEN_HALF_B, 100, "qwen", available=8 * GB) < GB
+    with pytest.raises(InsufficientMemoryError, match=r"20,000-token text.*fewer tokens"):
+        check_text_memory(QWEN_HALF_B, 20_000, "qwen", available=1 * GB)
     # A public token cap still bounds the load-time figure.
-    capped = DeployPolicy(max_tokens=256)
-    assert check_memory(capped, QWEN_HALF_B, available=8 * GB) < needed
+    capped, long = DeployPolicy(max_tokens=256), DeployPolicy(max_tokens=32_768)
+    assert check_memory(capped, QWEN_HALF_B, available=8 * GB) < check_memory(
+        long, QWEN_HALF_B, available=8 * GB
+    )
 
 
 def test_a_long_context_checkpoint_loads_in_a_private_install(
@@ -142,3 +151,40 @@ def test_a_config_only_hub_repository_has_no_weights(tiny_model_path, monkeypatc
     assert hub.requested_weights() == [] or all(
         "safetensors" in path for path in hub.requested_weights()
     )
+
+
+def test_a_text_is_sized_by_what_its_result_keeps_not_the_whole_array():
+    # 4,096 tokens on the 0.5B shape: the whole float32 array would be 45 GB; the capture keeps
+    # bf16 queries and keys (24 layers × (14 + 2) heads × 64) and a normaliser per row, and
+    # pieces read from it up to the result's budget.
+    kept = 24 * 4096 * (64 * (14 + 2) * 2 + 4 * 14) + core.DENSE_BUDGET_BYTES
+    assert kept_bytes(QWEN_HALF_B, 4096) == kept
+    needed = check_text_memory(QWEN_HALF_B, 4096, "qwen", available=2 * GB)
+    assert kept < needed < 1.5 * GB
+    # Linear in the tokens beyond the whole array's budget, not quadratic.
+    assert text_memory_bytes(QWEN_HALF_B, 32_768) < 9 * text_memory_bytes(QWEN_HALF_B, 4096)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_a_text_too_long_for_the_memory_says_what_to_lower(dtype):
+    config = Qwen2Config(**{**QWEN_HALF_B.to_dict(), "dtype": dtype})
+    with pytest.raises(InsufficientMemoryError) as caught:
+        check_text_memory(config, 32_768, "qwen", available=1 * GB)
+    message = str(caught.value)
+    assert "32,768-token text" in message and "fewer tokens" in message
+    fitting = int(message.split("about ")[-1].split(" tokens fit")[0].replace(",", ""))
+    assert 1_000 < fitting < 32_768
+    assert text_memory_bytes(config, fitting) <= 1 * GB < text_memory_bytes(config, fitting + 1)
+    # bfloat16 is offered only where it would lower anything.
+    assert ("bfloat16" in message) == (dtype == "float32")
+    assert "may not be a text model" not in message and "public deployment" not in message
+
+
+def test_what_is_kept_is_what_a_result_holds(loaded_tiny, tiny_model_path):
+    import core
+
+    model = loaded_tiny("llama")
+    result = core.run_attention(model, "The researchers visualized attention patterns. " * 8)
+    _ = result.attentions  # short: the whole array is kept too
+    tokens = len(result.tokens)
+    assert kept_bytes(load_config(str(tiny_model_path("llama"))), tokens) == result.nbytes

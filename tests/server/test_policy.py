@@ -47,6 +47,7 @@ from server.memory import (
     estimate_parameters,
     parameter_bytes,
     result_bytes,
+    text_memory_bytes,
 )
 from server.policy import (
     check_agreement_request,
@@ -533,8 +534,9 @@ def test_available_memory_is_the_lower_of_meminfo_and_the_cgroup_limit(tmp_path)
 def test_private_mode_refuses_a_model_that_does_not_fit_in_memory():
     parameters = estimate_parameters(BERT_LARGE)
     needed = check_memory(DeployPolicy(), BERT_LARGE, "big", available=10**12)
-    assert needed == parameters * 4 + 2 * result_bytes(BERT_LARGE, 512)
-    with pytest.raises(InsufficientMemoryError, match=r"'big' would need about 2\.1 GB.*335M"):
+    # The weights and one 512-token text (what its result keeps and its forward pass).
+    assert needed == parameters * 4 + text_memory_bytes(BERT_LARGE, 512)
+    with pytest.raises(InsufficientMemoryError, match=r"'big' would need about 2\.0 GB.*335M"):
         check_memory(DeployPolicy(), BERT_LARGE, "big", available=500_000_000)
     # The token cap is what sizes the result: lowered, the same model needs less.
     capped = DeployPolicy(max_tokens=64)
