@@ -60,7 +60,7 @@ def show_matrix(
     `segment_b_start` the first unit of a pair's sentence B (A/B bands, whole matrices only).
     `log` draws the colours on a log scale (not for `diverging` data: the legend says so).
     `without_first` leaves the first key out and renormalises each row
-    (`core.display_matrix.without_first_token`, which is idempotent, so a caller that already
+    (`core.display_matrix.without_first_token`, idempotent up to rounding, so a caller that already
     applied it, e.g. for `shared_max`, may pass the result); a `diverging` matrix (a difference)
     is only labelled: the caller builds it from transformed matrices. The legend says both.
     """
