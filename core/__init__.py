@@ -48,7 +48,7 @@ from core.attention import (
 )
 from core.compare import Comparison, MaskPair, WordAlignment, align_words, compare_replacement
 from core.costs import Budget, Cost
-from core.display_matrix import drop_positions, merge_groups
+from core.display_matrix import drop_positions, merge_groups, without_first_token
 from core.errors import (
     AtlasError,
     AttentionTooLargeError,
@@ -227,5 +227,6 @@ __all__ = [
     "supports_neuron_view",
     "unregister_architecture",
     "unsupported_reason",
+    "without_first_token",
     "word_groups",
 ]

@@ -8,7 +8,7 @@ from functools import cached_property
 import numpy as np
 
 from core.attention import AttentionResult, run_attention
-from core.display_matrix import merge_groups
+from core.display_matrix import merge_groups, without_first_token
 from core.errors import EmptyReplacementError, PositionOutOfRangeError
 from core.layer_views import select_heads
 from core.models import LoadedModel
@@ -73,19 +73,24 @@ class Comparison:
         """After minus before on the word alignment, `[layers, heads, units, units]`."""
         return self.after_words - self.before_words
 
-    def difference_for(self, layer: int, head: int | None) -> np.ndarray:
+    def difference_for(
+        self, layer: int, head: int | None, *, without_first: bool = False
+    ) -> np.ndarray:
         """After minus before for one layer and one head (None: mean of heads), `[units, units]`.
 
         Equal to `difference[layer, head]` (or `difference[layer].mean(0)`), but merges only the
         chosen `[n, n]` slices, so a page showing one head never pays for the whole stack.
         Averaging the heads before merging is the same as after: merging is linear.
+
+        `without_first`: the difference of `without_first_token` of each side's `[n, n]` matrix
+        (after averaging the heads, as the page's before and after charts are), merged to words;
+        a unit's cell is NaN when none of its tokens' cells is left (the first token's column).
         """
         heads = None if head is None else [head]
         before = select_heads(self.before.attentions, layer, heads).mean(axis=0)
         after = select_heads(self.after.attentions, layer, heads).mean(axis=0)
-        return merge_groups(after, self.alignment.after) - merge_groups(
-            before, self.alignment.before
-        )
+        merge = _merged_without_first if without_first else merge_groups
+        return merge(after, self.alignment.after) - merge(before, self.alignment.before)
 
     @property
     def before_predictions(self) -> list[list[Prediction]]:
@@ -113,6 +118,19 @@ class Comparison:
                 a = new_masks[i] if i < len(new_masks) else None
                 pairs.append(MaskPair(b, a, before.get(b, []), after.get(a, [])))
         return pairs
+
+
+def _merged_without_first(matrix: np.ndarray, groups: list[list[int]]) -> np.ndarray:
+    """`merge_groups` of `without_first_token(matrix)` `[n, n]` -> `[units, units]`.
+
+    Left-out cells (NaN) count as 0 inside a unit that has others, since NaN would spread to
+    every unit through the merge; a unit with no cell left is NaN.
+    """
+    shown = without_first_token(matrix)
+    kept = np.isfinite(shown)
+    merged = merge_groups(np.where(kept, shown, 0.0), groups)
+    merged[merge_groups(kept.astype(np.float64), groups) == 0] = np.nan
+    return merged
 
 
 def word_span(tokens: list[Token], word_index: int) -> tuple[int, int]:

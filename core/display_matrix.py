@@ -56,6 +56,31 @@ def drop_positions(
     return reduced, keep
 
 
+WITHOUT_FIRST_NOTE = "without the first token, rows renormalised"
+"""How a legend or caption states that `without_first_token` was applied."""
+
+
+def without_first_token(matrix: np.ndarray) -> np.ndarray:
+    """float64 copy of `[..., q, k]` weights with key 0 left out and each row renormalised.
+
+    Most heads of many models park most of their weight on the first token (an attention
+    sink), which flattens every other cell to the bottom of the colour scale; this shows how
+    the rest is shared. Column 0 becomes NaN (drawn empty) rather than being removed, so rows,
+    columns, labels and masks keep their positions. Each row is divided by its sum over keys
+    1..k-1, counting only finite cells: cells never computed (NaN, e.g. a causal model's future
+    keys) stay NaN, and a row with nothing left (sum 0 or no finite cell, e.g. a causal
+    model's first query) becomes NaN. Raises ValueError for fewer than 2 axes.
+    """
+    values = np.array(matrix, dtype=np.float64)
+    if values.ndim < 2:
+        raise ValueError(f"matrix must be [..., q, k], got shape {values.shape}")
+    values[..., 0] = np.nan
+    rest = np.nansum(values, axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        renormalised = values / np.where(rest > 0, rest, np.nan)
+    return renormalised
+
+
 @dataclass(frozen=True)
 class DisplayMatrix:
     """What a view draws: `matrix` `[..., m, m]` over `labels`, each unit covering `groups[u]`

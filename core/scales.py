@@ -9,8 +9,9 @@ Three modes (`ScaleMode`):
 * ``"fixed"``: 0 to 1, the whole range of an attention weight (near-uniform attention then
   looks cool, as it should).
 
-Signed data (differences) uses the same modes symmetrically around 0. Pure functions; nothing
-here draws.
+Signed data (differences) uses the same modes symmetrically around 0. Unsigned data can also
+be drawn on a log scale spanning `LOG_DECADES` decades below its top (`log_domain`), for weights
+spread over orders of magnitude. Pure functions; nothing here draws.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ import numpy as np
 ScaleMode = Literal["chart", "shared", "fixed"]
 SCALE_MODES: tuple[str, ...] = get_args(ScaleMode)
 
+
+LOG_DECADES = 3
+"""A log colour scale spans this many decades below its top (as the canvas explorer's does);
+smaller values, zeros included, are drawn in the bottom colour."""
 
 SCALE_WORDS = {"chart": "this chart", "shared": "shared", "fixed": "fixed"}
 """How a legend or axis title names each scale mode."""
@@ -74,6 +79,17 @@ def value_domain(
     return (-top, top) if diverging else (0.0, top)
 
 
+def log_domain(domain: tuple[float, float], decades: int = LOG_DECADES) -> tuple[float, float]:
+    """The log colour domain for the linear `domain` ``(0, top)``: ``(top / 10**decades, top)``.
+
+    A log scale cannot start at 0; values below the floor are drawn in the floor's colour.
+    """
+    top = float(domain[1])
+    if not (math.isfinite(top) and top > 0) or decades < 1:
+        raise ValueError(f"a log scale needs a positive top and decades >= 1, got {top}, {decades}")
+    return (top / 10**decades, top)
+
+
 def format_bound(value: float) -> str:
     """A scale bound for a legend: 2 significant digits, no exponent for attention sizes."""
     if value == 1.0:
@@ -82,15 +98,30 @@ def format_bound(value: float) -> str:
 
 
 def scale_title(
-    value_label: str, scale: ScaleMode, domain: tuple[float, float], *, diverging: bool = False
+    value_label: str,
+    scale: ScaleMode,
+    domain: tuple[float, float],
+    *,
+    diverging: bool = False,
+    log: bool = False,
 ) -> list[str]:
     """Two-line legend title saying what the colours span, e.g. ``["attention", "0–1 fixed"]``.
 
-    Two lines keep a vertical legend narrow.
+    Two lines keep a vertical legend narrow. With `log` (unsigned data; `domain` is then
+    `log_domain`'s) the span starts at the floor, marked "≤" since zeros and smaller values
+    share its colour, and a third line says how many decades: ``"log scale, 3 decades"``.
     """
     top = format_bound(domain[1])
-    span = f"±{top}" if diverging else f"0–{top}"
-    return [value_label, f"{span} {SCALE_WORDS[scale]}"]
+    if diverging:
+        span = f"±{top}"
+    elif log:
+        span = f"≤{format_bound(domain[0])}–{top}"
+    else:
+        span = f"0–{top}"
+    lines = [value_label, f"{span} {SCALE_WORDS[scale]}"]
+    if log and not diverging:
+        lines.append(f"log scale, {round(math.log10(domain[1] / domain[0]))} decades")
+    return lines
 
 
 def scale_caption(

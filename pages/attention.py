@@ -14,7 +14,7 @@ from core.tokens import unit_labels
 from ui import costly, long_view, panels, session
 from ui import page as pages
 from ui.explorer import MAX_TOKENS
-from ui.matrix import show_matrix
+from ui.matrix import show_matrix, view_options
 from ui.text import plain
 
 
@@ -129,6 +129,7 @@ def long_input(display, labels, empty, selected, view, seg_b, title) -> None:
         empty_mask=empty,
         scale="chart" if scale == "shared" else scale,
         segment_b_start=seg_b,
+        **view_options(view),
     )
 
 

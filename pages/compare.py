@@ -5,14 +5,14 @@ import functools
 import streamlit as st
 
 from core import AtlasError, AttentionResult
-from core.display_matrix import blank_causal
+from core.display_matrix import blank_causal, without_first_token
 from core.layer_views import head_matrix
 from core.scales import shared_max
 from core.selection import segment_b_start
 from core.tokens import token_labels
 from ui import cache, compare, exports
 from ui import page as pages
-from ui.matrix import show_matrix
+from ui.matrix import show_matrix, view_options
 from ui.widgets import export_buttons, file_stem, show_error
 
 ABOUT = (
@@ -49,14 +49,20 @@ def replace_word(page: pages.Page) -> None:
     layer, head = compare.layer_and_head(result.num_layers, result.num_heads)
     before = head_matrix(comparison.before.attentions, layer, head)
     after = head_matrix(comparison.after.attentions, layer, head)
+    if view.without_first:
+        # Transformed here so the shared scale spans what is drawn (show_matrix's is idempotent).
+        before, after = without_first_token(before), without_first_token(after)
     # Stacked, not side by side: the server cannot know the window's width, and two heatmaps
     # in columns are clipped below about 1200 px.
     scale = view.colour_scale()
-    shared = {"scale": scale, "shared_max": shared_max([before, after])}
+    heat = view_options(view)
+    shared = {"scale": scale, "shared_max": shared_max([before, after]), **heat}
     show_matrix(before, **marked(comparison.before), key="before", title="Before", **shared)
     title = f"After: {comparison.original_word} → {comparison.replacement}"
     show_matrix(after, **marked(comparison.after), key="after", title=title, **shared)
-    difference = comparison.difference_for(layer, head if isinstance(head, int) else None)
+    difference = comparison.difference_for(
+        layer, head if isinstance(head, int) else None, without_first=view.without_first
+    )
     # Only the shown head is merged to word level: the whole stack takes seconds at 512 tokens
     # and is built only if the difference is downloaded.
     show_matrix(
@@ -69,6 +75,9 @@ def replace_word(page: pages.Page) -> None:
         # A difference is signed: fixed 0–1 would hide it, so "fixed" draws it on ±1.
         scale=scale,
         shared_max=shared_max([difference], absolute=True),
+        # Signed: the legend says the log scale does not apply; the difference is already of
+        # the matrices without the first token.
+        **heat,
     )
     st.caption(
         "Word level: attention to a word is summed over its pieces, attention from a word is "
@@ -117,7 +126,10 @@ def two_models(page: pages.Page) -> None:
         else head_matrix(res.attentions, layer, head)
         for _, res in shown
     ]
-    shared = {"scale": view.colour_scale(), "shared_max": shared_max(matrices)}
+    if view.without_first:
+        matrices = [without_first_token(matrix) for matrix in matrices]
+    heat = view_options(view)
+    shared = {"scale": view.colour_scale(), "shared_max": shared_max(matrices), **heat}
     # Stacked for the same reason as before/after: side by side they clip below ~1200 px.
     for (label, res), matrix in zip(shown, matrices, strict=True):
         show_matrix(matrix, **marked(res), key=f"model_{label}", title=label, **shared)

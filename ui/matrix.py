@@ -15,10 +15,12 @@ import numpy as np
 import streamlit as st
 
 from core import charts
+from core.display_matrix import WITHOUT_FIRST_NOTE, without_first_token
 from core.pooling import block_edges, block_labels, pool_matrix, window
 from core.scales import ScaleMode
 from ui import session
 from ui.layout import PAGE_PX
+from ui.state import ViewState
 from ui.widgets import show_chart
 
 DETAIL_LIMIT = 80
@@ -47,6 +49,8 @@ def show_matrix(
     scale: ScaleMode = "chart",
     shared_max: float | None = None,
     segment_b_start: int | None = None,
+    log: bool = False,
+    without_first: bool = False,
 ) -> tuple[int, int] | None:
     """Draw `matrix` `[q, k]`; returns the query window `[start, stop)` when it was cut.
 
@@ -54,13 +58,22 @@ def show_matrix(
     `column_width` is the px the chart must fit in (`ui.layout`); `scale` and `shared_max` the
     colour scale (`core.scales.shared_max` of every compared matrix for "shared");
     `segment_b_start` the first unit of a pair's sentence B (A/B bands, whole matrices only).
+    `log` draws the colours on a log scale (not for `diverging` data: the legend says so).
+    `without_first` leaves the first key out and renormalises each row
+    (`core.display_matrix.without_first_token`, idempotent up to rounding, so a caller that already
+    applied it, e.g. for `shared_max`, may pass the result); a `diverging` matrix (a difference)
+    is only labelled: the caller builds it from transformed matrices. The legend says both.
     """
     key_labels = labels if key_labels is None else key_labels
     groups: Groups | None = None
     if pick_groups is not None:
         groups = tuple(tuple(group) for group in pick_groups)
     q, k = matrix.shape
+    if without_first and not diverging:
+        matrix = without_first_token(matrix)
     options = {
+        "log": log,
+        "legend_notes": [WITHOUT_FIRST_NOTE] if without_first else [],
         "diverging": diverging,
         "value_label": value_label,
         "column_width": column_width,
@@ -132,6 +145,11 @@ def show_matrix(
         options,
     )
     return row_start, row_stop
+
+
+def view_options(view: ViewState) -> dict[str, bool]:
+    """`show_matrix`'s keyword arguments for the sidebar's heatmap settings in `view`."""
+    return {"log": view.log_scale, "without_first": view.without_first}
 
 
 def _centre_on_click(key: str, row_edges: tuple[int, ...], col_edges: tuple[int, ...]) -> None:

@@ -306,6 +306,8 @@ def matrix_explorer(
         segment_b_start=None if cross else segment_b_start(tokens, shown.groups),
         title=title[0].upper() + title[1:],
         value_label="attention" if view.method == "raw" else core.get_method(view.method).label,
+        log=view.log_scale,
+        drop_first=view.without_first,
     )
     apply_change = functools.partial(
         _apply_explorer_change, tuple(g[0] for g in shown.groups), has_heads

@@ -17,7 +17,7 @@ from core.scales import ScaleMode
 from ui import cache, exports, session
 from ui.deploy import deploy_policy, model_label, offered_models
 from ui.layout import PAGE_PX
-from ui.matrix import DETAIL_LIMIT, OVERVIEW_BLOCKS, show_matrix
+from ui.matrix import DETAIL_LIMIT, OVERVIEW_BLOCKS, show_matrix, view_options
 from ui.page import Page
 from ui.sidebar import CUSTOM_MODE_KEY
 from ui.state import MAX_GENERATE, MAX_TOP_K
@@ -229,6 +229,7 @@ def generation(page: Page) -> None:
         key_labels=keys,
         key="generation",
         title=f"Generated tokens → prompt, layer {view.layer}, {which}",
+        **view_options(view),
     )
     st.caption(
         "Row i: what the i-th generated token attends to in the prompt (the attention it used "

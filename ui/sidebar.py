@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core import PRESETS
+from core.scales import LOG_DECADES
 from server.settings import shown_name
 from ui import cache, session
 from ui.deploy import (
@@ -214,6 +215,20 @@ def display_options() -> None:
         help="Each chart from 0 to its own maximum, one scale shared by charts shown side by "
         "side (the default on Compare; on Attention, shared by every head and layer of the "
         "model, the default there), or fixed from 0 to 1.",
+    )
+    bound(
+        st.toggle,
+        "Log colour scale",
+        "log_scale",
+        help=f"Colours span {LOG_DECADES} decades below the scale's top; smaller weights, zeros "
+        "included, get the bottom colour. Differences (signed) stay linear.",
+    )
+    bound(
+        st.toggle,
+        "Without the first token",
+        "without_first",
+        help="Leave the first token out as a key and renormalise each row over the others: "
+        "many heads park most of their weight on it (an attention sink).",
     )
 
 

@@ -96,6 +96,10 @@ class ViewState:
     merge_words: bool = False
     scale: str = ""
     """"chart", "shared" or "fixed"; "" for the page's default (`PAGE_SCALES`)."""
+    log_scale: bool = False
+    """Heatmaps' colours on a log scale (`core.scales.LOG_DECADES` decades below the top)."""
+    without_first: bool = False
+    """Heatmaps without the first token, rows renormalised (`core.without_first_token`)."""
     edges: int | None = None
     """Line view: strongest edges per token (1–20); None: 20, or 3 for long inputs."""
     threshold: float = 0.0
@@ -249,6 +253,8 @@ def _decode_field(key: str, raw: str, problems: list[str]) -> Any:
     if key in ("needle_run", "ablate"):
         return _as_bool(key, raw, problems)
     if key in ("hide_special", "merge_words", "neuron", "flow_chosen", "own_max"):
+        return _as_bool(key, raw, problems)
+    if key in ("log_scale", "without_first"):
         return _as_bool(key, raw, problems)
     if key == "head":
         if raw in HEADS:

@@ -13,13 +13,17 @@ import numpy as np
 import pandas as pd
 
 from core.chart_layout import LABEL_FONT_SIZE, heatmap_side
-from core.scales import ScaleMode, scale_title, value_domain
+from core.scales import ScaleMode, log_domain, scale_title, value_domain
 
 SIG_DIGITS = 5
 """Significant digits kept for values sent to the browser."""
 
 SEQUENTIAL_SCHEME = "viridis"
 """Perceptually uniform and legible on both light and dark backgrounds."""
+LEGEND_LINE_CHARS = 22
+"""Longest line of a legend title's notes."""
+LOG_NOT_SIGNED = "linear: log does not apply to ± values"
+"""Legend line of a signed chart asked for a log scale (a log scale has no 0 and no sign)."""
 
 DIVERGING_SCHEME = "blueorange"
 
@@ -255,26 +259,51 @@ def color_spec(
     scale: ScaleMode,
     shared: float | None,
     legend: Spec | None = None,
+    log: bool = False,
+    notes: Sequence[str] = (),
 ) -> Spec:
     """The colour channel over field ``v`` for `scale`, its legend title saying which scale.
 
     An explicit `domain` wins over `scale` (the older way to fix a domain); its title then
-    says "fixed" with the given bounds.
+    says "fixed" with the given bounds. `log` (unsigned data only) draws `core.scales.log_domain`
+    of that domain on a log scale over field ``c``, which the caller fills with ``v`` raised to
+    the floor (``scale.domain[0]``): zeros get the floor's colour instead of no colour. For
+    signed data `log` is ignored and the legend says so. `notes` are further legend lines (e.g.
+    what was done to the matrix).
     """
     if domain is None:
         used = value_domain(values, scale, shared=shared, diverging=diverging)
         mode: ScaleMode = scale
     else:
         used, mode = (float(domain[0]), float(domain[1])), "fixed"
-    if domain is None and scale == "chart" and not diverging:
+    notes = [*notes, LOG_NOT_SIGNED] if log and diverging else list(notes)
+    # Wrapped: a legend beside a heatmap has about `core.chart_layout.LEGEND_PX` + 40 px.
+    extra = [line for note in notes for line in textwrap.wrap(note, LEGEND_LINE_CHARS)]
+    log = log and not diverging
+    if log:
+        used = log_domain(used)
+        color = {
+            "type": "log",
+            "scheme": scheme or SEQUENTIAL_SCHEME,
+            "domain": list(used),
+            "clamp": True,
+        }
+    elif domain is None and scale == "chart" and not diverging:
         # Left to Vega, as before: 0 to this chart's maximum.
         color = scale_spec(values, diverging=False, domain=None, scheme=scheme)
     else:
         color = scale_spec(values, diverging=diverging, domain=used, scheme=scheme)
-    title = scale_title(value_label, mode, used, diverging=diverging)
+    title = scale_title(value_label, mode, used, diverging=diverging, log=log) + extra
     # Gradient legends print 0.00 and 0.02 on top of each other unless told to cull.
     legend = {**(legend or {}), "labelOverlap": "greedy", "labelSeparation": 6}
-    return {"field": "v", "type": "quantitative", "scale": color, "title": title, "legend": legend}
+    field = "c" if log else "v"
+    return {
+        "field": field,
+        "type": "quantitative",
+        "scale": color,
+        "title": title,
+        "legend": legend,
+    }
 
 
 def color_scale(values: np.ndarray, **options: Any) -> alt.Scale:

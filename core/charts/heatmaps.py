@@ -63,6 +63,8 @@ def attention_heatmap(
     scale: ScaleMode = "chart",
     shared_max: float | None = None,
     segment_b_start: int | None = None,
+    log: bool = False,
+    legend_notes: Sequence[str] = (),
 ) -> Spec:
     """Heatmap of a `[q, k]` matrix: rows are queries ("from"), columns are keys ("to").
 
@@ -97,6 +99,11 @@ def attention_heatmap(
         segment_b_start: for a sentence pair, the first row/column of sentence B
             (`core.selection.segment_b_start`): coloured A/B strips run beside both axes, a rule
             separates the two sentences across the cells, and the legend names them.
+        log: colours on a log scale spanning `core.scales.LOG_DECADES` decades below the
+            scale's top; zeros and smaller values are drawn in the bottom colour, and the legend
+            says "log scale, 3 decades". Ignored for `diverging` data (the legend says so).
+        legend_notes: further legend lines saying what was done to the matrix, e.g.
+            `core.display_matrix.WITHOUT_FIRST_NOTE`.
 
     Labels: every row and column is labelled when cells leave `core.chart_layout.LABEL_PX` px a
     label; beyond, every k-th is, and the chart's subtitle (and `chart_notes`) says so.
@@ -106,7 +113,8 @@ def attention_heatmap(
     ≈ 100 ms per heatmap to build and serialise (bench/RESULTS.md, interaction speed).
 
     Data: dataset ``"cells"``, one row per drawn cell with fields ``q`` (int), ``k`` (int), ``v``
-    (float, 5 significant digits), as a data frame (`spec_dict` gives JSON rows); datasets
+    (float, 5 significant digits; with `log` also ``c``, the value the colour reads), as a data
+    frame (`spec_dict` gives JSON rows); datasets
     ``"query_labels"`` (``q``, ``query``) and ``"key_labels"`` (``k``, ``key``) hold the token
     texts, joined to the cells client-side for the tooltip.
 
@@ -169,7 +177,12 @@ def attention_heatmap(
         scale=scale,
         shared=shared_max,
         legend={"orient": "bottom", "direction": "horizontal"} if legend_below else None,
+        log=log,
+        notes=legend_notes,
     )
+    if heat_color["field"] == "c":
+        # The log scale's colour field: the value raised to the floor (a log has no 0).
+        cells["c"] = np.maximum(values, heat_color["scale"]["domain"][0])
     y = _position_channel("q", nq, q_param["name"], "query (from)", y_plan.values, label_offset)
     x = _position_channel(
         "k", nk, k_param["name"], "key (to)", x_plan.values, label_offset, label_angle=-90

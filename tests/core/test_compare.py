@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 
 from core import EmptyReplacementError, PositionOutOfRangeError, compare_replacement
+from core.display_matrix import merge_groups
+from core.layer_views import select_heads
 
 
 def test_replacement_with_more_pieces_is_aligned_by_word(embedded):
@@ -113,3 +115,24 @@ def test_word_level_stacks_are_computed_once(embedded):
     assert comparison.difference is comparison.difference
     assert comparison.before_words is comparison.before_words
     assert comparison.after_words is comparison.after_words
+
+
+@pytest.mark.parametrize("head", [0, None])
+def test_difference_without_the_first_token_is_of_the_transformed_matrices(embedded, head):
+    comparison = compare_replacement(embedded, "The cat sat on the mat.", 1, "hippopotamus")
+    heads = None if head is None else [head]
+    sides = []
+    for result, groups in (
+        (comparison.before, comparison.alignment.before),
+        (comparison.after, comparison.alignment.after),
+    ):
+        matrix = select_heads(result.attentions, 2, heads).mean(axis=0)
+        rest = matrix[:, 1:] / matrix[:, 1:].sum(axis=-1, keepdims=True)
+        sides.append(merge_groups(np.pad(rest, ((0, 0), (1, 0))), groups))
+    shown = comparison.difference_for(2, head, without_first=True)
+    # [CLS] is its own unit in both: its column is left out; every other cell is the
+    # difference of the renormalised matrices merged to words.
+    assert comparison.alignment.before[0] == [0] and comparison.alignment.after[0] == [0]
+    assert np.isnan(shown[:, 0]).all()
+    np.testing.assert_allclose(shown[:, 1:], (sides[1] - sides[0])[:, 1:], atol=1e-6)
+    assert not np.allclose(shown[:, 1:], comparison.difference_for(2, head)[:, 1:])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core import PositionOutOfRangeError, drop_positions, merge_groups
+from core import PositionOutOfRangeError, drop_positions, merge_groups, without_first_token
 from core.display_matrix import (
     blank_causal,
     causal_display_mask,
@@ -152,3 +152,35 @@ def test_blank_causal_and_pad_square():
     assert padded.shape == (2, 3, 5, 5)
     assert (padded[..., :2, :] == 1).all() and np.isnan(padded[..., 2:, :]).all()
     assert pad_square(np.ones((3, 3))).shape == (3, 3)
+
+
+def test_without_first_token_renormalises_the_rest_and_keeps_positions():
+    weights = np.array(
+        [
+            [1.0, np.nan, np.nan],  # a causal model's first query: nothing but the first key
+            [0.5, 0.25, np.nan],
+            [0.8, 0.1, 0.1],
+            [0.0, 0.0, 0.0],  # a row with no weight anywhere
+        ]
+    )
+    shown = without_first_token(weights)
+    assert shown.shape == weights.shape
+    assert np.isnan(shown[:, 0]).all()  # the first key is left out (drawn empty)
+    assert np.isnan(shown[0]).all() and np.isnan(shown[3]).all()  # nothing left: NaN rows
+    np.testing.assert_allclose(shown[1, 1], 1.0)
+    assert np.isnan(shown[1, 2])  # never computed: stays NaN
+    np.testing.assert_allclose(shown[2, 1:], [0.5, 0.5])
+    np.testing.assert_allclose(np.nansum(shown[1:3], axis=-1), 1.0)
+    assert not np.isnan(weights[1, 0])  # the input is not changed
+
+
+def test_without_first_token_keeps_leading_axes_and_is_idempotent():
+    rng = np.random.default_rng(3)
+    stack = rng.dirichlet(np.ones(6), size=(2, 3, 6))  # [layers, heads, q, k]
+    shown = without_first_token(stack)
+    assert shown.shape == stack.shape
+    expected = stack[..., 1:] / stack[..., 1:].sum(axis=-1, keepdims=True)
+    np.testing.assert_allclose(shown[..., 1:], expected)
+    np.testing.assert_allclose(without_first_token(shown), shown, rtol=1e-12)  # idempotent
+    with pytest.raises(ValueError, match="q, k"):
+        without_first_token(np.ones(3))

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.scales import scale_caption, scale_title, shared_max, value_domain
+from core.scales import (
+    LOG_DECADES,
+    log_domain,
+    scale_caption,
+    scale_title,
+    shared_max,
+    value_domain,
+)
 
 
 def test_shared_max_ignores_nan_and_takes_magnitudes_when_asked():
@@ -36,3 +43,21 @@ def test_titles_say_which_scale():
         "±0.25 this chart",
     ]
     assert scale_caption("attention", "fixed", (0.0, 1.0)) == "attention (0–1 fixed)"
+
+
+def test_a_log_scale_spans_three_decades_below_the_top_and_says_so():
+    assert LOG_DECADES == 3
+    assert log_domain((0.0, 0.5)) == pytest.approx((0.0005, 0.5))
+    assert log_domain((0.0, 1.0), decades=2) == pytest.approx((0.01, 1.0))
+    with pytest.raises(ValueError, match="positive top"):
+        log_domain((0.0, 0.0))
+    assert scale_title("attention", "fixed", log_domain((0.0, 1.0)), log=True) == [
+        "attention",
+        "≤0.001–1 fixed",
+        "log scale, 3 decades",
+    ]
+    # Signed data has no log scale: the title stays the linear one.
+    assert scale_title("change", "chart", (-0.25, 0.25), diverging=True, log=True) == [
+        "change",
+        "±0.25 this chart",
+    ]

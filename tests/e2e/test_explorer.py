@@ -261,6 +261,15 @@ def test_legend_options_repaint_without_a_page_run(open_page):
     assert "cividis" in state["legend"] and state["runs"] == 0
 
 
+def test_the_sidebars_log_and_first_token_settings_check_the_legends_boxes(open_page):
+    page = open_page(1024, log_scale=1, without_first=1)
+    root = page.locator(EXPLORER)
+    assert root.get_by_label("Log").is_checked()
+    assert root.get_by_label("Without first token").is_checked()
+    legend = explorer_state(page)["legend"]
+    assert "log scale" in legend and "without the first token '[CLS]'" in legend
+
+
 def test_the_selected_rows_top_weights_are_its_text_alternative(open_page, expected):
     page = open_page(1024, token="2")
     summary = page.locator(f"{EXPLORER} .ex-summary").inner_text()

@@ -463,3 +463,19 @@ def test_a_long_inputs_neuron_view_draws_the_keys_its_query_weighs_most(pieces_o
     # They are the largest weights of the row, which the exact row of the result confirms.
     row = np.nan_to_num(result.row(1, 2, 150), nan=-1.0)
     assert np.sort(row[keys])[-NEURON_KEYS:].min() >= np.sort(row)[-NEURON_KEYS] - 1e-6
+
+
+def test_log_scale_and_without_the_first_token_reach_the_explorer_and_the_link():
+    at = start()
+    payload = explorer_payload(at)
+    assert payload["log"] is False and payload["dropFirst"] is False
+    at.toggle(key="w_log_scale").set_value(True).run()
+    at.toggle(key="w_without_first").set_value(True).run()
+    assert_clean(at)
+    payload = explorer_payload(at)
+    assert payload["log"] is True and payload["dropFirst"] is True
+    link = {key: at.query_params[key] for key in at.query_params}
+    assert link["log_scale"] == "1" and link["without_first"] == "1"
+    again = start(**link)
+    assert_clean(again)
+    assert explorer_payload(again)["log"] is True and explorer_payload(again)["dropFirst"] is True

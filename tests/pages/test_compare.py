@@ -4,6 +4,7 @@ import json
 import re
 
 import numpy as np
+import pytest
 
 from core.charts._common import DIVERGING_SCHEME
 from core.tokens import PIECE_MARKER
@@ -181,3 +182,36 @@ def test_the_help_names_the_difference_scales_colours():
     assert DIVERGING_SCHEME == "blueorange"  # the help below names its two ends
     assert "orange cells gained" in about and "blue cells lost" in about
     assert not re.search(r"\bred\b", about)
+
+
+def test_log_scale_and_without_the_first_token_change_every_heatmap_and_travel_in_the_link():
+    at = on_page("pages/compare.py", text="The cat sat on the mat.")
+    at.text_input(key="w_replacement").set_value("hippopotamus").run()
+    linear_before = table_with(at, 0, {"q", "k", "v"})
+    at.toggle(key="w_log_scale").set_value(True).run()
+    at.toggle(key="w_without_first").set_value(True).run()
+    assert_clean(at)
+    assert at.query_params["log_scale"] == "1" and at.query_params["without_first"] == "1"
+    before, after, difference = chart_specs(at)[:3]
+    for spec in (before, after):
+        color = spec["layer"][0]["encoding"]["color"]
+        assert color["scale"]["type"] == "log"
+        low, high = color["scale"]["domain"]
+        assert low == pytest.approx(high / 1000)
+        legend = " ".join(color["title"])
+        assert "log scale, 3 decades" in legend
+        assert "without the first token, rows renormalised" in legend
+    # Before: the first key ([CLS]) is left out and each row renormalised over the rest.
+    cells = table_with(at, 0, {"q", "k", "v"}).to_pandas()
+    assert 0 not in set(cells["k"]) and 0 in set(linear_before["k"].to_pylist())
+    np.testing.assert_allclose(cells.groupby("q")["v"].sum(), 1.0, atol=1e-3)
+    # The difference stays linear (signed), says so, and is of the transformed matrices.
+    color = difference["layer"][0]["encoding"]["color"]
+    assert "type" not in color["scale"]
+    legend = " ".join(color["title"])
+    assert "log does not apply" in legend and "without the first token" in legend
+    assert 0 not in set(table_with(at, 2, {"q", "k", "v"})["k"].to_pylist())
+    # The link opens the same view.
+    again = on_page("pages/compare.py", **{key: at.query_params[key] for key in at.query_params})
+    assert again.toggle(key="w_log_scale").value and again.toggle(key="w_without_first").value
+    assert chart_specs(again)[0]["layer"][0]["encoding"]["color"]["scale"]["type"] == "log"

@@ -60,6 +60,8 @@ CONTROLS = [
     Control(ATTENTION, "toggle", "w_hide_special", True),
     Control(ATTENTION, "toggle", "w_merge_words", True),
     Control(ATTENTION, "selectbox", "w_scale", "fixed"),
+    Control(ATTENTION, "toggle", "w_log_scale", True),
+    Control(ATTENTION, "toggle", "w_without_first", True),
     Control(ATTENTION, "text_input", "w_target", "Le chat.", model="bart"),
     # attention
     Control(ATTENTION, "selectbox", "w_layer", 3),

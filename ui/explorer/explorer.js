@@ -712,6 +712,12 @@ class Explorer {
       this.options.scale = payload.shared === null && payload.scale === "shared" ? "chart" : payload.scale;
     this.scaleBox.value = this.options.scale;
     this.scaleBox.querySelector("option[value=shared]").disabled = payload.shared === null;
+    // The sidebar's log and first-token settings: applied when they change there (the boxes
+    // change them in the browser in between).
+    for (const [name, box] of [["log", this.logBox], ["dropFirst", this.dropBox]]) {
+      if (name in payload && (!previous || payload[name] !== previous[name])) this.options[name] = payload[name];
+      box.checked = this.options[name];
+    }
     this.logBox.disabled = payload.signed;
     this.dropBox.disabled = payload.signed || this.nCols < 2 || Boolean(this.long);
     if (payload.signed || this.long) this.options.dropFirst = false;

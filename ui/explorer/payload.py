@@ -68,6 +68,8 @@ def build_payload(
     segment_b_start: int | None = None,
     title: str = "",
     value_label: str = "attention",
+    log: bool = False,
+    drop_first: bool = False,
 ) -> dict[str, Any]:
     """The browser's data for one layer.
 
@@ -80,7 +82,9 @@ def build_payload(
     too). `scale` is the colour scale shown first (`SCALES`; the legend offers the others);
     `shared_max` is the largest magnitude over the model's heads and layers (`model_max`),
     needed by ``"shared"``. `segment_b_start` is the first row of
-    a pair's sentence B. Keys are short on purpose: the dict is sent on every run.
+    a pair's sentence B. `log` and `drop_first` set the legend's "Log" and "Without first
+    token" boxes (the sidebar's settings; the browser applies both, and the boxes change them
+    there until the sidebar's change). Keys are short on purpose: the dict is sent on every run.
     """
     weights = _validated_heads(heads)
     n_heads, n_rows, n_columns = weights.shape
@@ -140,6 +144,8 @@ def build_payload(
         "segB": None if cross else segment_start(segment_b_start, n_rows),
         "title": str(title),
         "what": str(value_label),
+        "log": bool(log),
+        "dropFirst": bool(drop_first),
     }
 
 

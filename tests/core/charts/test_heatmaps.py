@@ -9,6 +9,7 @@ import pytest
 from core.chart_layout import LABEL_PX
 from core.charts import attention_heatmap, chart_notes, layer_head_profile
 from core.charts._common import NOTE_COLOUR
+from core.display_matrix import WITHOUT_FIRST_NOTE
 from core.scales import shared_max
 from tests.core.charts.conftest import random_attention
 
@@ -191,3 +192,46 @@ def test_profile_keeps_its_legend_beside_in_a_narrow_column(valid_spec):
     legend = spec["layer"][0]["encoding"]["color"]["legend"]
     assert legend.get("orient") is None  # beside: below, it would sit under 864 px of rows
     assert spec["width"] + 60 + 90 <= 424
+
+
+@pytest.mark.parametrize("scale", ["chart", "shared", "fixed"])
+def test_a_log_colour_scale_spans_three_decades_and_draws_zeros_at_the_floor(valid_spec, scale):
+    matrix = random_attention(6)
+    matrix[2, 3] = 0.0
+    top = {"chart": matrix.max(), "shared": 0.9, "fixed": 1.0}[scale]
+    chart = attention_heatmap(
+        matrix,
+        labels(6),
+        scale=scale,
+        shared_max=0.9 if scale == "shared" else None,
+        log=True,
+        legend_notes=[WITHOUT_FIRST_NOTE],
+    )
+    spec = valid_spec(chart)
+    color = heat_layer(spec)["encoding"]["color"]
+    assert color["scale"]["type"] == "log"
+    # "chart" reads the cells as sent (5 significant digits).
+    np.testing.assert_allclose(color["scale"]["domain"], [top / 1000, top], rtol=1e-4)
+    title = " ".join(color["title"])
+    assert "log scale, 3 decades" in title and "≤" in title
+    assert "without the first token, rows renormalised" in title
+    # The colour reads `c`, the value raised to the floor; the tooltip keeps the value.
+    cells = chart["datasets"]["cells"]
+    assert color["field"] == "c"
+    zero = cells[(cells["q"] == 2) & (cells["k"] == 3)].iloc[0]
+    floor = color["scale"]["domain"][0]
+    assert zero["v"] == 0.0 and zero["c"] == floor
+    assert (cells["c"] >= floor).all()
+    assert (cells.loc[cells["v"] > floor, "c"] == cells.loc[cells["v"] > floor, "v"]).all()
+
+
+def test_a_linear_heatmap_has_no_log_and_a_signed_one_says_log_does_not_apply(valid_spec):
+    plain = valid_spec(attention_heatmap(random_attention(5), labels(5)))
+    color = heat_layer(plain)["encoding"]["color"]
+    assert "type" not in color["scale"] and color["field"] == "v"
+    assert not any("log" in line for line in color["title"])
+    signed = random_attention(5) - random_attention(5, seed=1)
+    spec = valid_spec(attention_heatmap(signed, labels(5), diverging=True, log=True))
+    color = heat_layer(spec)["encoding"]["color"]
+    assert "type" not in color["scale"] and color["field"] == "v"
+    assert "log does not apply" in " ".join(color["title"])
