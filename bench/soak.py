@@ -72,6 +72,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.e2e.harness import running_app  # noqa: E402
 from ui.explorer.component import COMPONENT_NAME as EXPLORER_COMPONENT  # noqa: E402
+from ui.explorer.payload import unpack  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "## Many users at once"
@@ -289,8 +290,10 @@ class Visitor:
                 elif what == "bidi_component" and element.bidi_component.component_name == (
                     EXPLORER_COMPONENT
                 ):
-                    # Its payload is a JSON string inside the component's JSON arguments.
-                    charts.append(json.loads(element.bidi_component.json))
+                    # Its payload is the explorer's binary message (`ui.explorer.pack`); the
+                    # token labels are what shows the visitor's text.
+                    payload = unpack(element.bidi_component.bytes)
+                    charts.append(json.dumps([payload.get("rows"), payload.get("cols")]))
                 elif what == "text_area" and element.text_area.label == "Text":
                     self.text_widget = element.text_area.id
                 elif what == "download_button" and element.download_button.deferred_file_id:

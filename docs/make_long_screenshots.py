@@ -25,7 +25,7 @@ from tests.e2e.harness import (  # noqa: E402
     full_page_screenshot,
     launch_browser,
     running_app,
-    wait_for_charts,
+    wait_for_explorer,
     wait_for_run,
 )
 
@@ -103,9 +103,9 @@ def take(browser, url: str, view_file: Path, width: int, theme: str) -> None:
     page.goto(url)
     wait_for_run(page, 600)
     page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(view_file))
-    page.get_by_text("Detail (exact)").first.wait_for(timeout=600_000)
+    page.get_by_text("Overview pooling").first.wait_for(timeout=600_000)
     wait_for_run(page, 600)
-    wait_for_charts(page, 2, 600)
+    wait_for_explorer(page, 600)
     page.wait_for_timeout(1500)
     target = OUT / f"long_{TOKENS}_{width}{'_dark' if theme == 'dark' else ''}.png"
     full_page_screenshot(page, target)
