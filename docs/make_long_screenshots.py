@@ -22,7 +22,6 @@ sys.path.insert(0, str(REPO))
 
 from tests.e2e.harness import (  # noqa: E402
     block_external_requests,
-    full_page_screenshot,
     launch_browser,
     running_app,
     wait_for_explorer,
@@ -35,7 +34,8 @@ POSITIONS = 4200
 WIDTHS = (1024, 1440)
 THEMES = ("light", "dark")
 CORPUS = REPO / "core" / "corpus" / "data" / "austen.txt"
-SELECTED = {"layer": 1, "head": 0, "token": 3000}
+SELECTED = {"layer": 1, "head": 0, "token": 3000, "log_scale": True}
+"""Log colour scale: a random model's weights fall off as 1/i, flat on a linear scale."""
 
 
 def build_checkpoint(directory: Path) -> Path:
@@ -96,7 +96,7 @@ def main() -> None:
 
 
 def take(browser, url: str, view_file: Path, width: int, theme: str) -> None:
-    context = browser.new_context(viewport={"width": width, "height": 900})
+    context = browser.new_context(viewport={"width": width, "height": 1100})
     block_external_requests(context)
     page = context.new_page()
     page.set_default_timeout(600_000)
@@ -107,8 +107,14 @@ def take(browser, url: str, view_file: Path, width: int, theme: str) -> None:
     wait_for_run(page, 600)
     wait_for_explorer(page, 600)
     page.wait_for_timeout(1500)
+    # The explorer sizes itself to the window (a full-page shot would stretch it to the page):
+    # the shot is the window, scrolled so the explorer's top is near the top of it.
+    page.locator("[data-testid='stBidiComponentIsolated']").first.evaluate(
+        "el => el.scrollIntoView({block: 'start'})"
+    )
+    page.wait_for_timeout(800)
     target = OUT / f"long_{TOKENS}_{width}{'_dark' if theme == 'dark' else ''}.png"
-    full_page_screenshot(page, target)
+    page.screenshot(path=str(target))
     context.close()
     print(f"wrote {target}")
 
