@@ -4,7 +4,9 @@ shows; none keeps a result beyond the run."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import weakref
 
 import numpy as np
 import streamlit as st
@@ -186,10 +188,9 @@ def line_view(
     weights, head_ids = head_view_weights(scores, current.layer)
     # Rows a stopped flow has not computed (NaN) draw no lines.
     weights = np.nan_to_num(weights, nan=0.0, posinf=0.0, neginf=0.0)
-    options = {"hide_special": current.hide_special, "merge_words": current.merge_words}
     # Plain unit texts: the component marks word pieces itself (`piece_marks`).
+    shown = displayed(page, weights, stack)
     if cross:
-        shown = core.display_matrix.prepare_cross_display(weights, tokens, key_tokens, **options)
         key_groups = shown.key_groups or []
         right: list[str] | None = shown.key_labels
         marks: list[bool] | tuple[list[bool], list[bool]] = (
@@ -197,7 +198,6 @@ def line_view(
             continuation_marks(key_tokens, key_groups),
         )
     else:
-        shown = core.display_matrix.prepare_display(weights, tokens, **options)
         right = None
         marks = continuation_marks(tokens, shown.groups)
     first = (
@@ -246,7 +246,47 @@ def scale_top(page: Page, scores: MethodResult) -> float | None:
     scale = page.view.colour_scale()
     if scale == "fixed":
         return 1.0
-    return model_max(scores.per_head, scores.per_layer) if scale == "shared" else None
+    return scores_max(scores) if scale == "shared" else None
+
+
+_MAXIMA: dict[int, tuple[weakref.ref, float]] = {}
+"""`model_max` of a method's scores by the id of their array, while that array lives: the
+result store hands every run the same arrays, and 38 M scores at 512 tokens take a pass each."""
+
+
+def scores_max(scores: MethodResult) -> float:
+    """`ui.explorer.model_max` of `scores`, computed once per scores array."""
+    values = scores.per_head if scores.per_head is not None else scores.per_layer
+    known = _MAXIMA.get(id(values))
+    if known is not None and known[0]() is values:
+        return known[1]
+    top = model_max(scores.per_head, scores.per_layer)
+    key = id(values)
+    _MAXIMA[key] = (weakref.ref(values, lambda _, key=key: _MAXIMA.pop(key, None)), top)
+    return top
+
+
+def displayed(page: Page, matrices: np.ndarray, stack: str) -> DisplayMatrix:
+    """`matrices` ``[m, q, k]`` (one layer's) under the view's display options
+    (`core.display_matrix.prepare_display`, or `prepare_cross_display` for `stack` CROSS).
+
+    With no option set and no NaN, preparing changes nothing but the dtype (float64, 27 MB
+    for a layer at 512 tokens): only the first matrix is prepared, for the labels and groups,
+    and the layer's own values are kept (every component reads them as float32 anyway)."""
+    view = page.view
+    options = {"hide_special": view.hide_special, "merge_words": view.merge_words}
+    tokens, key_tokens = page.result.stack_tokens(stack)
+    cross = stack == CROSS
+
+    def prepare(values: np.ndarray) -> DisplayMatrix:
+        if cross:
+            return core.display_matrix.prepare_cross_display(values, tokens, key_tokens, **options)
+        return core.display_matrix.prepare_display(values, tokens, **options)
+
+    floating = np.issubdtype(matrices.dtype, np.floating)
+    if any(options.values()) or not floating or np.isnan(matrices).any():
+        return prepare(matrices)
+    return dataclasses.replace(prepare(matrices[:1]), matrix=matrices)
 
 
 def matrix_explorer(
@@ -264,7 +304,7 @@ def matrix_explorer(
     `[q, k]` the cells the model never computes (causal future; a sliding window's outside).
     """
     view = page.view
-    tokens, key_tokens = page.result.stack_tokens(stack)
+    tokens, _ = page.result.stack_tokens(stack)
     cross = stack == CROSS
     has_heads = scores.per_head is not None
     # The browser names the head it shows; the title says the rest.
@@ -278,14 +318,8 @@ def matrix_explorer(
         if has_heads
         else scores.per_layer[view.layer][None]
     )
-    options = {"hide_special": view.hide_special, "merge_words": view.merge_words}
     window = _sliding_window(page, stack, view.layer, scores)
-    if cross:
-        shown = core.display_matrix.prepare_cross_display(
-            layer_matrices, tokens, key_tokens, **options
-        )
-    else:
-        shown = core.display_matrix.prepare_display(layer_matrices, tokens, **options)
+    shown = displayed(page, layer_matrices, stack)
     if window is not None:
         # Keys outside a sliding-window layer's window are never computed: empty, not zero.
         outside = outside_window(shown.groups, window, causal=page.result.is_causal(stack))
@@ -302,7 +336,7 @@ def matrix_explorer(
         empty=empty,
         scale=view.colour_scale(),
         # Offered by the legend whatever the page's scale, so it is always shipped.
-        shared_max=model_max(scores.per_head, scores.per_layer),
+        shared_max=scores_max(scores),
         segment_b_start=None if cross else segment_b_start(tokens, shown.groups),
         title=title[0].upper() + title[1:],
         value_label="attention" if view.method == "raw" else core.get_method(view.method).label,
