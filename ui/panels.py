@@ -1,10 +1,16 @@
 """Controls and panels of the attention views: stack, layer/head/method/token, line view,
 token bars, neuron view and exports. Each reads the registry or `core.layer_views` for what it
-shows; none keeps a result beyond the run."""
+shows; none keeps a result beyond the run (the explorer keeps its last payloads, which are
+bytes for the browser, in the session: `_built_once`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
+import weakref
+from collections.abc import Callable, Hashable
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -186,10 +192,9 @@ def line_view(
     weights, head_ids = head_view_weights(scores, current.layer)
     # Rows a stopped flow has not computed (NaN) draw no lines.
     weights = np.nan_to_num(weights, nan=0.0, posinf=0.0, neginf=0.0)
-    options = {"hide_special": current.hide_special, "merge_words": current.merge_words}
     # Plain unit texts: the component marks word pieces itself (`piece_marks`).
+    shown = displayed(page, weights, stack)
     if cross:
-        shown = core.display_matrix.prepare_cross_display(weights, tokens, key_tokens, **options)
         key_groups = shown.key_groups or []
         right: list[str] | None = shown.key_labels
         marks: list[bool] | tuple[list[bool], list[bool]] = (
@@ -197,7 +202,6 @@ def line_view(
             continuation_marks(key_tokens, key_groups),
         )
     else:
-        shown = core.display_matrix.prepare_display(weights, tokens, **options)
         right = None
         marks = continuation_marks(tokens, shown.groups)
     first = (
@@ -246,7 +250,47 @@ def scale_top(page: Page, scores: MethodResult) -> float | None:
     scale = page.view.colour_scale()
     if scale == "fixed":
         return 1.0
-    return model_max(scores.per_head, scores.per_layer) if scale == "shared" else None
+    return scores_max(scores) if scale == "shared" else None
+
+
+_MAXIMA: dict[int, tuple[weakref.ref, float]] = {}
+"""`model_max` of a method's scores by the id of their array, while that array lives: the
+result store hands every run the same arrays, and 38 M scores at 512 tokens take a pass each."""
+
+
+def scores_max(scores: MethodResult) -> float:
+    """`ui.explorer.model_max` of `scores`, computed once per scores array."""
+    values = scores.per_head if scores.per_head is not None else scores.per_layer
+    known = _MAXIMA.get(id(values))
+    if known is not None and known[0]() is values:
+        return known[1]
+    top = model_max(scores.per_head, scores.per_layer)
+    key = id(values)
+    _MAXIMA[key] = (weakref.ref(values, lambda _, key=key: _MAXIMA.pop(key, None)), top)
+    return top
+
+
+def displayed(page: Page, matrices: np.ndarray, stack: str) -> DisplayMatrix:
+    """`matrices` ``[m, q, k]`` (one layer's) under the view's display options
+    (`core.display_matrix.prepare_display`, or `prepare_cross_display` for `stack` CROSS).
+
+    With no option set and no NaN, preparing changes nothing but the dtype (float64, 27 MB
+    for a layer at 512 tokens): only the first matrix is prepared, for the labels and groups,
+    and the layer's own values are kept (every component reads them as float32 anyway)."""
+    view = page.view
+    options = {"hide_special": view.hide_special, "merge_words": view.merge_words}
+    tokens, key_tokens = page.result.stack_tokens(stack)
+    cross = stack == CROSS
+
+    def prepare(values: np.ndarray) -> DisplayMatrix:
+        if cross:
+            return core.display_matrix.prepare_cross_display(values, tokens, key_tokens, **options)
+        return core.display_matrix.prepare_display(values, tokens, **options)
+
+    floating = np.issubdtype(matrices.dtype, np.floating)
+    if any(options.values()) or not floating or np.isnan(matrices).any():
+        return prepare(matrices)
+    return dataclasses.replace(prepare(matrices[:1]), matrix=matrices)
 
 
 def matrix_explorer(
@@ -264,7 +308,7 @@ def matrix_explorer(
     `[q, k]` the cells the model never computes (causal future; a sliding window's outside).
     """
     view = page.view
-    tokens, key_tokens = page.result.stack_tokens(stack)
+    tokens, _ = page.result.stack_tokens(stack)
     cross = stack == CROSS
     has_heads = scores.per_head is not None
     # The browser names the head it shows; the title says the rest.
@@ -278,36 +322,37 @@ def matrix_explorer(
         if has_heads
         else scores.per_layer[view.layer][None]
     )
-    options = {"hide_special": view.hide_special, "merge_words": view.merge_words}
     window = _sliding_window(page, stack, view.layer, scores)
-    if cross:
-        shown = core.display_matrix.prepare_cross_display(
-            layer_matrices, tokens, key_tokens, **options
-        )
-    else:
-        shown = core.display_matrix.prepare_display(layer_matrices, tokens, **options)
+    shown = displayed(page, layer_matrices, stack)
     if window is not None:
         # Keys outside a sliding-window layer's window are never computed: empty, not zero.
         outside = outside_window(shown.groups, window, causal=page.result.is_causal(stack))
         empty = outside if empty is None else empty | outside
-    payload = build_payload(
-        shown.matrix[:-1] if has_heads else shown.matrix,
-        labels[0],
-        labels[1],
-        mean=shown.matrix[-1] if has_heads else None,
-        head=view.head if has_heads else 0,
-        selected=selected,
-        layer=view.layer,
-        layers=scores.per_layer.shape[0],
-        empty=empty,
-        scale=view.colour_scale(),
+    light = {
+        "row_labels": labels[0],
+        "column_labels": labels[1],
+        "head": view.head if has_heads else 0,
+        "selected": selected,
+        "layer": view.layer,
+        "layers": scores.per_layer.shape[0],
+        "empty": empty,
+        "scale": view.colour_scale(),
         # Offered by the legend whatever the page's scale, so it is always shipped.
-        shared_max=model_max(scores.per_head, scores.per_layer),
-        segment_b_start=None if cross else segment_b_start(tokens, shown.groups),
-        title=title[0].upper() + title[1:],
-        value_label="attention" if view.method == "raw" else core.get_method(view.method).label,
-        log=view.log_scale,
-        drop_first=view.without_first,
+        "shared_max": scores_max(scores),
+        "segment_b_start": None if cross else segment_b_start(tokens, shown.groups),
+        "title": title[0].upper() + title[1:],
+        "value_label": "attention" if view.method == "raw" else core.get_method(view.method).label,
+        "log": view.log_scale,
+        "drop_first": view.without_first,
+    }
+    payload = _built_once(
+        scores.per_head if has_heads else scores.per_layer,
+        (view.hide_special, view.merge_words, light),
+        lambda: build_payload(
+            shown.matrix[:-1] if has_heads else shown.matrix,
+            mean=shown.matrix[-1] if has_heads else None,
+            **light,
+        ),
     )
     apply_change = functools.partial(
         _apply_explorer_change, tuple(g[0] for g in shown.groups), has_heads
@@ -317,6 +362,39 @@ def matrix_explorer(
         # Defensive: the callback applies every change before the run; one that reached the
         # page without it is applied here and the views redrawn.
         st.rerun()
+
+
+BUILT_KEY = "atlas_explorer_built"
+"""Session: the explorer payloads built last, `BUILT_KEPT` at most (`_built_once`)."""
+BUILT_KEPT = 2
+
+
+def _built_once(source: np.ndarray, settings: Any, build: Callable[[], dict]) -> dict:
+    """`build()`, or the payload this session built from the same `source` array (the result
+    store's scores, by identity) and equal `settings` (what else the payload is built from).
+
+    A run that only changes what the explorer keeps in the browser (a head, a token from the
+    controls, a method and back) reuses its payload: 3.4 M cells encoded at 512 tokens."""
+    key = _frozen(settings)
+    kept = [entry for entry in st.session_state.get(BUILT_KEY, []) if entry[0]() is not None]
+    for ref, entry_key, payload in kept:
+        if ref() is source and entry_key == key:
+            return payload
+    payload = build()
+    st.session_state[BUILT_KEY] = [*kept[-(BUILT_KEPT - 1) :], (weakref.ref(source), key, payload)]
+    return payload
+
+
+def _frozen(value: Any) -> Hashable:
+    """`value` as a comparable key: arrays by shape, dtype and a digest of their bytes."""
+    if isinstance(value, np.ndarray):
+        digest = hashlib.blake2b(np.ascontiguousarray(value).tobytes(), digest_size=16)
+        return ("array", value.shape, str(value.dtype), digest.hexdigest())
+    if isinstance(value, dict):
+        return tuple((name, _frozen(item)) for name, item in value.items())
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(item) for item in value)
+    return value
 
 
 def _sliding_window(page: Page, stack: str, layer: int, scores: MethodResult) -> int | None:

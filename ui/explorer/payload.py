@@ -121,8 +121,8 @@ def build_payload(
         stacked = np.where(mask[None], np.nan, stacked)
     if scale not in SCALES:
         raise InvalidSelectionError(f"scale must be one of {', '.join(SCALES)}, not {scale!r}.")
-    finite = stacked[np.isfinite(stacked)]
-    signed = bool(finite.size and finite.min() < 0)
+    # fmin skips NaN (never computed) without copying the finite values out.
+    signed = bool(np.fmin.reduce(stacked, axis=None) < 0)
     shared = _shared(scale, shared_max)
     layers = _validated_count(layers, "layers")
     return {
@@ -163,14 +163,18 @@ def decode_values(data: bytes, shape: Sequence[int]) -> np.ndarray:
 def encode_codes(values: np.ndarray, signed: bool) -> dict[str, bytes]:
     """``codes`` (uint8, `values`' shape) and ``scales`` (little-endian float32, one per row
     of the last axis) of `values` ``[..., columns]``; see the module's encoding."""
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN row has no scale: 0
-        scales = np.nan_to_num(np.nanmax(np.abs(values), axis=-1), nan=0.0).astype(np.float32)
-    safe = np.where(scales > 0, scales, 1.0)[..., None]
-    unit = values / safe
-    codes = np.rint((unit + 1) * (STEPS // 2) if signed else unit * STEPS)
-    codes = np.where(np.isfinite(values), np.clip(codes, 0, STEPS), EMPTY_CODE)
-    return {"codes": codes.astype(np.uint8).tobytes(), "scales": scales.astype("<f4").tobytes()}
+    with np.errstate(invalid="ignore"):  # an all-NaN row has no scale (0); NaN cells: empty
+        scales = np.nan_to_num(np.fmax.reduce(np.abs(values), axis=-1), nan=0.0)
+        scales = scales.astype(np.float32)
+        safe = np.where(scales > 0, scales, 1.0)[..., None]
+        # In place on one temporary: 3.4 M cells a layer at 512 tokens.
+        unit = values / safe
+        steps = np.add(unit, 1, out=unit) if signed else unit
+        codes = np.multiply(steps, STEPS // 2 if signed else STEPS, out=unit)
+        np.clip(np.rint(codes, out=codes), 0, STEPS, out=codes)
+        encoded = codes.astype(np.uint8)
+    encoded[~np.isfinite(values)] = EMPTY_CODE
+    return {"codes": encoded.tobytes(), "scales": scales.astype("<f4").tobytes()}
 
 
 def decode_codes(payload: dict[str, Any]) -> np.ndarray:
