@@ -262,6 +262,7 @@ def _long_explorer(page: Page, reduce: str, labels: list[str]) -> None:
         scale=scale,
         tile_size=DETAIL_TOKENS,
         title=f"Layer {layer} (rows: from, columns: to)",
+        log=view.log_scale,
     )
     asked = checked_tiles(requested_tiles(EXPLORER_KEY), n, DETAIL_TOKENS)
     add_tiles(payload, [_tile(page, layer, head, row, col) for row, col in asked])

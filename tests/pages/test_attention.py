@@ -479,3 +479,13 @@ def test_log_scale_and_without_the_first_token_reach_the_explorer_and_the_link()
     again = start(**link)
     assert_clean(again)
     assert explorer_payload(again)["log"] is True and explorer_payload(again)["dropFirst"] is True
+
+
+def test_the_sidebar_log_scale_reaches_a_long_inputs_explorer(pieces_only):
+    path, _ = pieces_only
+    at = start(model=path, text=LONG_TEXT, token=10)
+    assert explorer_payload(at)["log"] is False
+    at.toggle(key="w_log_scale").set_value(True).run()
+    assert_clean(at)
+    payload = explorer_payload(at)
+    assert "long" in payload and payload["log"] is True

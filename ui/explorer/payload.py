@@ -321,6 +321,7 @@ def build_long_payload(
     scale: str = "fixed",
     tile_size: int = 64,
     title: str = "",
+    log: bool = False,
 ) -> dict[str, Any]:
     """The browser's data for one head of a self-attention longer than `MAX_TOKENS`.
 
@@ -331,7 +332,9 @@ def build_long_payload(
     (:func:`add_tiles`). `selected_row` float32 ``[n]`` is the selected token's exact row (its
     bars). The head chips ask the server: ``names`` lists the `n_heads` heads and the mean,
     ``head`` the one shown. Scales: ``"fixed"`` (0–1) or ``"chart"`` (the overview's maximum:
-    the matrix's own with max pooling); a long input has no shared maximum.
+    the matrix's own with max pooling); a long input has no shared maximum. `log` sets the
+    legend's "Log" box (the sidebar's setting); "Without first token" is off at length (a
+    pooled block cannot be renormalised row by row).
     """
     grid = _as_float(overview, "overview")
     rows_at = np.asarray(row_edges, dtype=np.int64)
@@ -371,6 +374,7 @@ def build_long_payload(
         "shared": None,
         "signed": False,
         "segB": None,
+        "log": bool(log),
         "title": str(title),
         "what": f"attention ({reduce} pooled where not exact)",
         "long": {
