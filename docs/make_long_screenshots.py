@@ -109,12 +109,9 @@ def take(browser, url: str, view_file: Path, width: int, theme: str) -> None:
     page.wait_for_timeout(1500)
     # The explorer sizes itself to the window (a full-page shot would stretch it to the page):
     # the shot is the window, scrolled so the explorer's top is near the top of it.
-    # Scrolled to the explorer, then back by the app's header and the explorer's title rows.
-    page.locator("[data-testid='stBidiComponentIsolated']").first.evaluate(
-        """el => { el.scrollIntoView({block: 'start'});
-            let box = el.parentElement;
-            while (box && box.scrollHeight <= box.clientHeight) box = box.parentElement;
-            (box || document.scrollingElement).scrollBy(0, -150); }"""
+    # Scrolled to the page's "Matrix" heading (the app's header then covers the heading only).
+    page.get_by_role("heading", name="Matrix").first.evaluate(
+        "el => el.scrollIntoView({block: 'start'})"
     )
     page.wait_for_timeout(800)
     target = OUT / f"long_{TOKENS}_{width}{'_dark' if theme == 'dark' else ''}.png"

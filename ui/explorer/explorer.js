@@ -1555,9 +1555,18 @@ class Explorer {
       ctx.textAlign = "center";
       ctx.fillText("0", w / 2, 17);
     } else if (this.options.log) {
+      // The decades between, left to right, each only where it clears its neighbours' text
+      // (a narrow legend at 1024 px has room for the ends only).
       ctx.textAlign = "center";
-      for (let d = 1; d < LOG_DECADES; d += 1) {
-        ctx.fillText(formatValue(this.top / 10 ** d), w * (1 - d / LOG_DECADES), 17);
+      let clear = ctx.measureText(low).width + 6;
+      const end = w - ctx.measureText(formatValue(this.top)).width - 6;
+      for (let d = LOG_DECADES - 1; d >= 1; d -= 1) {
+        const label = formatValue(this.top / 10 ** d);
+        const x = w * (1 - d / LOG_DECADES);
+        const half = ctx.measureText(label).width / 2;
+        if (x - half < clear || x + half > end) continue;
+        ctx.fillText(label, x, 17);
+        clear = x + half + 6;
       }
     }
     const parts = [
