@@ -1,16 +1,12 @@
 """Controls and panels of the attention views: stack, layer/head/method/token, line view,
 token bars, neuron view and exports. Each reads the registry or `core.layer_views` for what it
-shows; none keeps a result beyond the run (the explorer keeps its last payloads, which are
-bytes for the browser, in the session: `_built_once`)."""
+shows; none keeps a result beyond the run."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import weakref
-from collections.abc import Callable, Hashable
-from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -345,14 +341,10 @@ def matrix_explorer(
         "log": view.log_scale,
         "drop_first": view.without_first,
     }
-    payload = _built_once(
-        scores.per_head if has_heads else scores.per_layer,
-        (view.hide_special, view.merge_words, light),
-        lambda: build_payload(
-            shown.matrix[:-1] if has_heads else shown.matrix,
-            mean=shown.matrix[-1] if has_heads else None,
-            **light,
-        ),
+    payload = build_payload(
+        shown.matrix[:-1] if has_heads else shown.matrix,
+        mean=shown.matrix[-1] if has_heads else None,
+        **light,
     )
     apply_change = functools.partial(
         _apply_explorer_change, tuple(g[0] for g in shown.groups), has_heads
@@ -362,39 +354,6 @@ def matrix_explorer(
         # Defensive: the callback applies every change before the run; one that reached the
         # page without it is applied here and the views redrawn.
         st.rerun()
-
-
-BUILT_KEY = "atlas_explorer_built"
-"""Session: the explorer payloads built last, `BUILT_KEPT` at most (`_built_once`)."""
-BUILT_KEPT = 2
-
-
-def _built_once(source: np.ndarray, settings: Any, build: Callable[[], dict]) -> dict:
-    """`build()`, or the payload this session built from the same `source` array (the result
-    store's scores, by identity) and equal `settings` (what else the payload is built from).
-
-    A run that only changes what the explorer keeps in the browser (a head, a token from the
-    controls, a method and back) reuses its payload: 3.4 M cells encoded at 512 tokens."""
-    key = _frozen(settings)
-    kept = [entry for entry in st.session_state.get(BUILT_KEY, []) if entry[0]() is not None]
-    for ref, entry_key, payload in kept:
-        if ref() is source and entry_key == key:
-            return payload
-    payload = build()
-    st.session_state[BUILT_KEY] = [*kept[-(BUILT_KEPT - 1) :], (weakref.ref(source), key, payload)]
-    return payload
-
-
-def _frozen(value: Any) -> Hashable:
-    """`value` as a comparable key: arrays by shape, dtype and a digest of their bytes."""
-    if isinstance(value, np.ndarray):
-        digest = hashlib.blake2b(np.ascontiguousarray(value).tobytes(), digest_size=16)
-        return ("array", value.shape, str(value.dtype), digest.hexdigest())
-    if isinstance(value, dict):
-        return tuple((name, _frozen(item)) for name, item in value.items())
-    if isinstance(value, list | tuple):
-        return tuple(_frozen(item) for item in value)
-    return value
 
 
 def _sliding_window(page: Page, stack: str, layer: int, scores: MethodResult) -> int | None:

@@ -57,12 +57,3 @@ def test_scores_max_is_the_model_max_of_the_same_array() -> None:
     assert panels.scores_max(scores) == model_max(per_head, scores.per_layer)
     other = SimpleNamespace(per_head=per_head * 2, per_layer=per_head.mean(1) * 2)
     assert panels.scores_max(other) == pytest.approx(2 * panels.scores_max(scores))
-
-
-def test_frozen_tells_arrays_by_content() -> None:
-    mask = np.tri(4, dtype=bool)
-    assert panels._frozen({"empty": mask, "labels": ["a"]}) == panels._frozen(
-        {"empty": mask.copy(), "labels": ["a"]}
-    )
-    assert panels._frozen({"empty": mask}) != panels._frozen({"empty": ~mask})
-    assert panels._frozen({"labels": ["a", "b"]}) != panels._frozen({"labels": ["b", "a"]})
