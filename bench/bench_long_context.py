@@ -51,13 +51,11 @@ MAX_POSITIONS = 32_768 + 64
 
 
 def build_checkpoint(directory: Path, dtype: str = "float32") -> Path:
-    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from tests.tiny_models import build_tokenizer
 
     tokenizer = build_tokenizer("llama")
-    tokenizer.model_max_length = MAX_POSITIONS
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         max_position_embeddings=MAX_POSITIONS,
@@ -66,10 +64,18 @@ def build_checkpoint(directory: Path, dtype: str = "float32") -> Path:
         pad_token_id=tokenizer.pad_token_id,
         **SHAPE,
     )
+    return saved(directory, LlamaForCausalLM, config, tokenizer, MAX_POSITIONS, dtype)
+
+
+def saved(directory: Path, network_class, config, tokenizer, positions: int, dtype: str) -> Path:
+    """A seeded random `network_class(config)` in `dtype`, saved with `tokenizer`."""
+    import torch
+
+    tokenizer.model_max_length = positions
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = LlamaForCausalLM(config).eval().to(getattr(torch, dtype))
-    model.save_pretrained(directory)
+        network = network_class(config).eval().to(getattr(torch, dtype))
+    network.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
 

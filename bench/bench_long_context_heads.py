@@ -36,7 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # bench_long_context sets the offline environment as it is imported, before transformers is.
 from bench.bench_browser import load_average, machine, rss_mb, write_section
-from bench.bench_long_context import text_of, timed
+from bench.bench_long_context import saved, text_of, timed
 
 SECTION = "## Long-context heads (sink profile, needle run, ablation)"
 QWEN_SHAPE = {
@@ -77,19 +77,6 @@ def build_tiny_llama(directory: Path, positions: int) -> Path:
     config = build_config("llama", tokenizer)
     config.max_position_embeddings = positions
     return saved(directory, model_class("llama"), config, tokenizer, positions, "float32")
-
-
-def saved(directory: Path, network_class, config, tokenizer, positions: int, dtype: str) -> Path:
-    """A seeded random `network_class(config)` in `dtype`, saved with `tokenizer`."""
-    import torch
-
-    tokenizer.model_max_length = positions
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        network = network_class(config).eval().to(getattr(torch, dtype))
-    network.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
 
 
 def measure(path: Path, tokens: int, repeat: int, sink_only: bool = False) -> dict[str, Any]:
