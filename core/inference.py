@@ -210,9 +210,8 @@ def forward(
         if capture
         else nullcontext() as state,
     ):
-        passes = model.family.run(
-            model.model, inputs, decoder_input_ids, **_logit_options(model, logits_at)
-        )
+        trim = _logit_options(model, logits_at)
+        passes = model.family.run(model.model, inputs, decoder_input_ids, **trim)
         stacks: dict[str, np.ndarray | CapturedStack] = {
             name: _stacked(model, layers)
             for name, layers in passes.attentions.items()
@@ -226,7 +225,7 @@ def forward(
                     f"{expected} layers, so the captured layers cannot be matched."
                 )
             stacks[SELF] = CapturedStack(state.layers)
-        logits = _kept_logits(model, passes.logits, logits_at)
+        logits = _kept_logits(passes.logits, logits_at, trimmed=bool(trim))
     return ForwardOutput(stacks, logits)
 
 
@@ -240,8 +239,9 @@ def predict_logits(
     """
     tokens = int(inputs["input_ids"].shape[-1]) if "input_ids" in inputs else None
     with guarded(model, tokens), torch.inference_mode(), fast_attention():
-        passes = model.family.run(model.model, inputs, None, **_logit_options(model, positions))
-        return _kept_logits(model, passes.logits, positions)
+        trim = _logit_options(model, positions)
+        passes = model.family.run(model.model, inputs, None, **trim)
+        return _kept_logits(passes.logits, positions, trimmed=bool(trim))
 
 
 def _logit_options(model: LoadedModel, positions: Sequence[int] | None) -> dict[str, Any]:
@@ -255,13 +255,14 @@ def _logit_options(model: LoadedModel, positions: Sequence[int] | None) -> dict[
 
 
 def _kept_logits(
-    model: LoadedModel, logits: torch.Tensor | None, positions: Sequence[int] | None
+    logits: torch.Tensor | None, positions: Sequence[int] | None, trimmed: bool
 ) -> torch.Tensor | None:
-    """Float32 CPU logits `[seq, vocab]`, or `[len(positions), vocab]` when asked for."""
+    """Float32 CPU logits `[seq, vocab]`, or `[len(positions), vocab]` when asked for
+    (`trimmed`: the pass computed those rows only, by `_logit_options`)."""
     if logits is None:
         return None
     logits = logits[0]
-    if positions is not None and not _logit_options(model, positions):
+    if positions is not None and not trimmed:
         logits = logits[list(positions)]  # the model computed them all: keep the rows asked for
     return logits.float().cpu()
 
