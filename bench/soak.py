@@ -9,6 +9,7 @@ Run by hand (≈6 minutes; everything stays on 127.0.0.1 and the script stops by
     python bench/soak.py --clients 20 --write                   # issue 12's 20-visitor target
     python bench/soak.py --heavy --clients 3 --duration 120 --write   # fair CPU, see below
     python bench/soak.py --heavy --heavy-sessions 4 --clients 3 --duration 120   # four heavy tabs
+    python bench/soak.py --probe              # the CI soak, then what the server holds, by part
 
 It starts `streamlit run streamlit_app.py` on a free port of 127.0.0.1 with the public-deploy
 policy on (ATLAS_PUBLIC=1: presets only, 256-token cap), then runs N simulated visitors
@@ -43,6 +44,12 @@ text on the attention page opened by a link with `method=flow` (the flow the pag
 it), every download button on that page and on the overview page fetched (the file is built on
 the server when asked for). The report compares the ordinary visitors' p95 page time without
 and with the heavy one (target: at most 2×).
+
+`--probe` runs the CI soak (tests/e2e/test_soak.py: its visitors, minute and bound) on a server
+with the memory probe of `bench/soak_probe/` loaded, and after the idle tail asks it what the
+server holds: sessions (connected and kept for reconnection) with their state, media files, the
+result store, st.cache_data, cyclic garbage and the allocator's free blocks, each measured by
+taking it away (`bench/soak_probe/sitecustomize.py`). The app itself never loads the probe.
 """
 
 from __future__ import annotations
@@ -566,6 +573,65 @@ async def fair_cpu(
     return alone, beside, heavy_stats, heavy
 
 
+PROBE = ROOT / "bench" / "soak_probe"
+
+
+def probe_soak(extra_env: dict[str, str]) -> str:
+    """The CI soak (`tests/e2e/test_soak.py`'s settings) on a server with the memory probe;
+    its figures and the probe's report, as JSON."""
+    import tempfile
+
+    from tests.e2e import test_soak as ci
+
+    with tempfile.TemporaryDirectory(prefix="atlas-probe-") as folder:
+        path = os.pathsep.join(filter(None, (str(PROBE), os.environ.get("PYTHONPATH"))))
+        env = {"ATLAS_PUBLIC": "1", "ATLAS_SOAK_PROBE": folder, "PYTHONPATH": path, **extra_env}
+        with running_app(env=env) as app:
+            floor = loaded_rss(app.port, app.pid)
+            at_floor = ask_probe(Path(folder), "look")
+            stats, samples = asyncio.run(
+                soak(
+                    app.port,
+                    app.pid,
+                    ci.VISITORS,
+                    ci.SECONDS,
+                    ci.WARMUP,
+                    idle_tail=LEAVE_TAIL,
+                    pause=0.0,
+                    long_share=ci.LONG_SHARE,
+                    actions=ci.ACTIONS,
+                )
+            )
+            probe = ask_probe(Path(folder), "dismantle")
+            errors = count_log_errors(app)
+    cached = samples.caches[-1][1] if samples.caches else 0.0
+    after = samples.after_leaving(LEAVE_TAIL)
+    figures = {
+        "requests": stats.requests,
+        "sessions": stats.sessions,
+        "errors": stats.errors[:5] + ([f"{errors} server log errors"] if errors else []),
+        "floor_mb": round(floor),
+        "peak_mb": round(samples.peak),
+        "after_leaving_mb": round(after[-1]) if after else None,
+        "lowest_of_last_5_mb": round(min(after[-5:])) if after else None,
+        "bound_mb": round(floor + ci.PUBLIC_STORE_MB + cached + ci.ALLOCATOR_SLACK_MB),
+        "cache_data_mb": round(cached, 1),
+        "load_average": os.getloadavg(),
+    }
+    return json.dumps({"soak": figures, "at_floor": at_floor, "probe": probe}, indent=1)
+
+
+def ask_probe(folder: Path, what: str) -> dict:
+    """The probe's answer to `what` ("look": RSS and allocator figures; "dismantle": all)."""
+    answer = folder / "report.json"
+    answer.unlink(missing_ok=True)
+    (folder / "request").write_text(what)
+    deadline = time.monotonic() + 120
+    while not answer.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return json.loads(answer.read_text()) if answer.exists() else {"error": "no answer"}
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -785,10 +851,18 @@ def main() -> None:
         metavar="NAME=VALUE",
         help="extra environment for the server, e.g. MALLOC_ARENA_MAX=2",
     )
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="run the CI soak with the memory probe and print what the server holds",
+    )
     args = parser.parse_args()
 
     args.load_before = os.getloadavg()[0]
     extra_env = dict(item.split("=", 1) for item in args.server_env)
+    if args.probe:
+        print(probe_soak(extra_env))
+        return
     if args.heavy:
         extra_env.setdefault("ATLAS_MAX_TOKENS", str(HEAVY_TOKENS))
         with running_app(env={"ATLAS_PUBLIC": "1", **extra_env}) as app:

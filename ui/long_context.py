@@ -33,8 +33,9 @@ from core.families import SELF
 from core.retrieval import needle_input
 from ui import cache, stoppable
 from ui.cache import Inputs
+from ui.head_grid import opened_head
 from ui.layout import PAGE_PX
-from ui.page import Page
+from ui.page import Page, open_head
 from ui.state import MAX_ABLATE_K, MAX_HAYSTACK_TOKENS, MAX_SINK_WINDOW, MIN_HAYSTACK_TOKENS
 from ui.text import plain
 from ui.widgets import bound, export_buttons, file_stem, label_from, show_chart, show_error
@@ -69,6 +70,10 @@ SETS = {
 }
 """The ablation's three head sets (`core.ablation_controls`), as the page names them."""
 YOUR_TEXT = "your text"
+HEAD_MAP_KEY = "head_map"
+OPEN_HEAD = "open_head"
+"""The head map's click selection (a Vega-Lite point parameter): the head it names opens on
+the Attention page, as a click on the overview's grid does."""
 LEGEND_PX = 150
 """Room a chart keeps on its right for a legend with its title."""
 PLOT_PX = PAGE_PX - LEGEND_PX - 60
@@ -167,13 +172,23 @@ def head_map_panel(page: Page, needle: Needle | None) -> pd.DataFrame | None:
         show_error(str(error))
         return None
     shown = with_retrieval(table, retrieval)
-    show_chart(head_map_chart(shown, measure, float(epsilon)), theme="streamlit", width="content")
+    event = show_chart(
+        head_map_chart(shown, measure, float(epsilon)),
+        theme="streamlit",
+        width="content",
+        on_select="rerun",
+        key=HEAD_MAP_KEY,
+    )
+    opened = clicked_head(event, table)
+    if opened is not None:
+        open_head(*opened)
     n = len(page.result.tokens)
     sinks = int(table["is_sink"].sum())
     st.caption(
         f"{sinks} of {len(table)} heads are sink heads (first-token share > ε = {epsilon:.2f}) "
         f"on this {n:,}-token text; local share over the last {int(window)} keys; rows are "
-        "layers, columns heads, both counted from 0. Hover a head for all its measures."
+        "layers, columns heads, both counted from 0. Hover a head for all its measures; click "
+        "it to open it on the Attention page."
     )
     if n < SHORT_TEXT:
         st.info(
@@ -189,6 +204,17 @@ def head_map_panel(page: Page, needle: Needle | None) -> pd.DataFrame | None:
         stem=file_stem("sink_profile", _short(page.model.name), f"eps{epsilon:g}", f"w{window}"),
     )
     return table
+
+
+def clicked_head(event: Any, table: pd.DataFrame) -> tuple[int, int] | None:
+    """`(layer, head)` the visitor clicked on the head map of `table` (`st.altair_chart`'s
+    selection `event`), else None: an empty selection, or anything that is no head of the map
+    (`ui.head_grid.opened_head`, the overview grid's rule), opens nothing."""
+    picked = (getattr(event, "selection", None) or {}).get(OPEN_HEAD)
+    if not isinstance(picked, list) or len(picked) != 1:
+        return None
+    layers, heads = int(table["layer"].max()) + 1, int(table["head"].max()) + 1
+    return opened_head(picked[0], layers, heads)
 
 
 def with_retrieval(table: pd.DataFrame, retrieval: pd.DataFrame | None) -> pd.DataFrame:
@@ -235,13 +261,14 @@ def head_map_chart(table: pd.DataFrame, measure: str, epsilon: float) -> alt.Cha
         tooltip.append(alt.Tooltip("retrieval:Q", format=".3f", title="retrieval score"))
     return (
         alt.Chart(data, title=MEASURE_LABELS[measure])
-        .mark_rect()
+        .mark_rect(cursor="pointer")
         .encode(
             x=alt.X("head:O", title="head", axis=alt.Axis(labelAngle=0)),
             y=alt.Y("layer:O", title="layer"),
             color=color,
             tooltip=tooltip,
         )
+        .add_params(alt.selection_point(name=OPEN_HEAD, fields=["layer", "head"], on="click"))
         .properties(autosize=PAD, width=cell * heads, height=cell * layers)
     )
 

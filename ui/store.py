@@ -54,14 +54,72 @@ def freeze(value: T) -> T:
 
 
 def size_of(value: Any) -> int:
-    """Bytes held by the arrays or the DataFrame inside `value`; the rest is small beside them."""
+    """Bytes held by the arrays, tensors or DataFrames inside `value` (`blocks_of`), each
+    memory block once; the rest is small beside them."""
+    return sum(blocks_of(value).values()) + 1024
+
+
+Blocks = dict[int, int]
+"""Memory blocks a value holds: `{address (or id) of the block: bytes}`."""
+_SCALARS = (str, bytes, int, float, bool, type(None))
+_MAX_DEPTH = 6
+"""An attention result's captured tensors sit 5 levels down (result → stacks → stack → layers
+→ layer → tensor)."""
+
+
+def blocks_of(value: Any, depth: int = 0) -> Blocks:
+    """The memory blocks `value` holds, each once: `{address: bytes}`.
+
+    An array counts the block of its base (views of one array are one block), a torch tensor
+    its storage, a DataFrame its `memory_usage` (keyed by its id). They are found through
+    dataclass fields, dict values, list and tuple items, and the attributes of `core`'s own
+    objects: an attention result's captured tensors, and the whole array it builds when a page
+    first asks for it, which a method result may share (then counted once in the store).
+    """
+    if depth > _MAX_DEPTH or isinstance(value, _SCALARS):
+        return {}
+    if isinstance(value, np.ndarray):
+        root = value
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        return {root.__array_interface__["data"][0]: int(root.nbytes)}
     if hasattr(value, "memory_usage") and hasattr(value, "columns"):  # a DataFrame
-        return int(value.memory_usage(deep=True).sum())
-    if isinstance(getattr(value, "nbytes", None), int):
-        # An attention result knows what it holds (captured queries and keys, or the whole
-        # tensor once built); its arrays alone would miss the captured tensors.
-        return value.nbytes + 1024
-    return sum(array.nbytes for array in _arrays(value)) + 1024
+        return {id(value): int(value.memory_usage(deep=True).sum())}
+    storage = getattr(value, "untyped_storage", None)  # a torch tensor
+    if callable(storage):
+        block = storage()
+        return {block.data_ptr(): int(block.nbytes())}
+    if isinstance(value, dict):
+        children: Any = value.values()
+    elif isinstance(value, list | tuple):
+        children = value
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        children = [getattr(value, f.name) for f in dataclasses.fields(value)]
+    elif type(value).__module__.startswith("core.") and hasattr(value, "__dict__"):
+        children = vars(value).values()
+    else:
+        return {}
+    blocks: Blocks = {}
+    for child in children:
+        if not isinstance(child, _SCALARS):
+            blocks.update(blocks_of(child, depth + 1))
+    return blocks
+
+
+@dataclasses.dataclass
+class _Entry:
+    value: Any
+    blocks: Blocks
+    stored_at: float
+    grown_from: int | None
+    """`value.nbytes` when it was weighed (None: a value without one, which never grows). An
+    attention result builds its whole array after it was stored; a changed `nbytes` says the
+    entry must be weighed again."""
+
+
+def _nbytes(value: Any) -> int | None:
+    size = getattr(value, "nbytes", None)
+    return size if isinstance(size, int) and not isinstance(value, np.ndarray) else None
 
 
 class ResultStore:
@@ -70,19 +128,32 @@ class ResultStore:
     `get(key, compute)` returns the stored value or computes it once: visitors asking for the
     same key at the same time wait for the first computation instead of repeating it.
     Exceptions are not stored, so a failed computation is retried next time.
+
+    The bytes are those of the memory blocks the entries hold (`blocks_of`), a block shared by
+    two entries counted once. A result that has grown since it was stored (an attention result
+    builds its whole `[layers, heads, n, n]` array when a page first asks for it) is weighed
+    again at the next store, before anything is evicted: the page that built the array stores
+    what it made of it next (the raw method's scores share it). Counted once at storing time,
+    results of 256 tokens held 138 MB under a 120 MB count (bench/RESULTS.md, "CI soak
+    margin"). Lookups stay a dictionary read.
     """
 
     def __init__(self, max_bytes: int, ttl_seconds: float = 3600.0) -> None:
         self.max_bytes = max_bytes
         self.ttl_seconds = ttl_seconds
-        self._entries: OrderedDict[Hashable, tuple[Any, int, float]] = OrderedDict()
+        self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
+        self._users: dict[int, int] = {}
+        """Per block address: how many entries hold it."""
+        self._sizes: dict[int, int] = {}
+        self._held = 0
         self._pending: dict[Hashable, threading.Lock] = {}
         self._lock = threading.Lock()
 
     @property
     def bytes_held(self) -> int:
         with self._lock:
-            return sum(size for _, size, _ in self._entries.values())
+            self._reweigh()
+            return self._held
 
     def __len__(self) -> int:
         with self._lock:
@@ -96,12 +167,11 @@ class ResultStore:
             entry = self._entries.get(key)
             if entry is None:
                 return None
-            value, _, stored_at = entry
-            if time.monotonic() - stored_at > self.ttl_seconds:
-                del self._entries[key]
+            if time.monotonic() - entry.stored_at > self.ttl_seconds:
+                self._drop(key)
                 return None
             self._entries.move_to_end(key)
-            return (value,)
+            return (entry.value,)
 
     def get(self, key: Hashable, compute: Callable[[], T]) -> T:
         found = self._lookup(key)
@@ -122,24 +192,56 @@ class ResultStore:
         return value
 
     def _put(self, key: Hashable, value: Any) -> None:
-        size = size_of(value)
+        entry = _Entry(value, blocks_of(value), time.monotonic(), _nbytes(value))
         with self._lock:
-            self._entries[key] = (value, size, time.monotonic())
-            self._entries.move_to_end(key)
-            held = sum(entry_size for _, entry_size, _ in self._entries.values())
-            # The newest entry always stays, even alone over the budget: the page needs it.
-            while held > self.max_bytes and len(self._entries) > 1:
-                _, (_, evicted, _) = self._entries.popitem(last=False)
-                held -= evicted
+            if key in self._entries:
+                self._drop(key)
+            self._entries[key] = entry
+            self._count(entry.blocks, +1)
+            self._reweigh()
+            self._evict()
+
+    def _evict(self) -> None:
+        """Drop the least recently used entries while over the budget (lock held). The newest
+        entry always stays, even alone over the budget: the page needs it."""
+        while self._held > self.max_bytes and len(self._entries) > 1:
+            self._drop(next(iter(self._entries)))
+
+    def _reweigh(self) -> None:
+        """Weigh again the entries that have grown since they were weighed (lock held)."""
+        for entry in self._entries.values():
+            if entry.grown_from is not None and _nbytes(entry.value) != entry.grown_from:
+                self._count(entry.blocks, -1)
+                entry.grown_from = _nbytes(entry.value)
+                entry.blocks = blocks_of(entry.value)
+                self._count(entry.blocks, +1)
+
+    def _drop(self, key: Hashable) -> None:
+        self._count(self._entries.pop(key).blocks, -1)
+
+    def _count(self, blocks: Blocks, change: int) -> None:
+        for address, size in blocks.items():
+            users = self._users.get(address, 0) + change
+            if users > 0:
+                if address not in self._users:
+                    self._sizes[address] = size
+                    self._held += size
+                self._users[address] = users
+            else:
+                self._held -= self._sizes.pop(address)
+                del self._users[address]
 
     def values(self) -> list[Any]:
         """The values held now, oldest first (for tests and diagnostics)."""
         with self._lock:
-            return [value for value, _, _ in self._entries.values()]
+            return [entry.value for entry in self._entries.values()]
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._users.clear()
+            self._sizes.clear()
+            self._held = 0
 
 
 # ---------------------------------------------------------------- the corpus store on disk

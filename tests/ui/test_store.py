@@ -3,6 +3,7 @@ and the app's policy for the corpus store on disk (owners, expiry, the cap setti
 
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -99,6 +100,59 @@ def test_stored_arrays_are_read_only_and_weighed():
     with pytest.raises(ValueError):
         value["x"][0, 0] = 2
     assert size_of(value) >= 4 * 4 * 8 + 8 * 4
+
+
+def test_views_of_one_array_count_once_across_entries():
+    shared = megabytes(1)
+    store = ResultStore(max_bytes=10 * 2**20)
+    store.get("whole", lambda: shared)
+    store.get("rows", lambda: {"rows": shared[: len(shared) // 2], "own": megabytes(0.5)})
+    assert store.bytes_held == pytest.approx(1.5 * 2**20, rel=0.01)
+    # Counted twice, the shared block would have pushed the oldest entry out.
+    store.get("big", lambda: megabytes(8.2))
+    assert all(key in store for key in ("whole", "rows", "big"))
+    assert store.bytes_held == pytest.approx(9.7 * 2**20, rel=0.01)
+
+
+@dataclass
+class GrowsLater:
+    """Like an attention result: a small capture, and a large whole array built on demand."""
+
+    captured: np.ndarray
+    whole: np.ndarray | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return self.captured.nbytes + (0 if self.whole is None else self.whole.nbytes)
+
+
+def test_a_result_that_grows_after_storing_is_weighed_again_and_evicts_older_ones():
+    store = ResultStore(max_bytes=int(4.5 * 2**20))
+    store.get("old", lambda: megabytes(1))
+    grown = store.get("result", lambda: GrowsLater(megabytes(1)))
+    assert store.bytes_held == pytest.approx(2 * 2**20, rel=0.01)
+    grown.whole = megabytes(2)  # a page asked for the whole array
+    assert store.bytes_held == pytest.approx(4 * 2**20, rel=0.01)  # weighed again
+    grown.whole = megabytes(2.6)
+    store.get("next", lambda: megabytes(0.1))
+    # 4.7 MB held was over the budget: the oldest went, the grown result stayed.
+    assert "old" not in store and store.get("result", lambda: None) is grown
+    assert store.bytes_held == pytest.approx(3.7 * 2**20, rel=0.01)
+
+
+def test_an_attention_results_whole_array_is_counted_once_it_is_built(tiny_model_path):
+    import core
+
+    result = core.run_attention(core.load_model(str(tiny_model_path("llama"))), "The cat sat.")
+    store = ResultStore(max_bytes=2**30)
+    store.get("attention", lambda: result)
+    before = store.bytes_held
+    assert before == result.nbytes  # its captured tensors
+    whole = result.attentions
+    assert store.bytes_held == before + whole.nbytes
+    # A method result holding the same array adds nothing.
+    store.get("method", lambda: {"per_head": whole})
+    assert store.bytes_held == before + whole.nbytes
 
 
 # ---------------------------------------------------------------- the corpus store's policy
