@@ -53,12 +53,6 @@ def freeze(value: T) -> T:
     return value
 
 
-def size_of(value: Any) -> int:
-    """Bytes held by the arrays, tensors or DataFrames inside `value` (`blocks_of`), each
-    memory block once; the rest is small beside them."""
-    return sum(blocks_of(value).values()) + 1024
-
-
 Blocks = dict[int, int]
 """Memory blocks a value holds: `{address (or id) of the block: bytes}`."""
 _SCALARS = (str, bytes, int, float, bool, type(None))

@@ -136,7 +136,7 @@ def _in_use() -> float:
 
 def _dismantle(store: object) -> list[dict[str, object]]:
     """Drop the store's entries one by one, oldest first: per entry its kind, the bytes the
-    store counted for it (`ui.store.size_of`), the arrays and tensors reachable from it, and
+    store counted for it (`ui.store.blocks_of`), the arrays and tensors reachable from it, and
     the bytes the allocator got back when it went (what it really held)."""
     import gc
 
@@ -145,12 +145,13 @@ def _dismantle(store: object) -> list[dict[str, object]]:
         keys = list(store._entries)  # type: ignore[attr-defined]
     for key in keys:
         with store._lock:  # type: ignore[attr-defined]
-            value, counted, _ = store._entries[key]  # type: ignore[attr-defined]
+            entry = store._entries[key]  # type: ignore[attr-defined]
+        value, counted = entry.value, sum(entry.blocks.values())
         reachable, kind_of = _payload_bytes(value, set()) / 2**20, type(value).__name__
         before = _in_use()
         with store._lock:  # type: ignore[attr-defined]
             del store._entries[key]  # type: ignore[attr-defined]
-        del value
+        del value, entry
         gc.collect()
         entries.append(
             {
@@ -163,6 +164,7 @@ def _dismantle(store: object) -> list[dict[str, object]]:
                 "freed_mb": before - _in_use(),
             }
         )
+    store.clear()  # type: ignore[attr-defined]
     return entries
 
 
