@@ -168,6 +168,47 @@ def _dismantle(store: object) -> list[dict[str, object]]:
     return entries
 
 
+def _garbage() -> dict[str, object]:
+    """Collect the cyclic garbage, keeping it (`gc.DEBUG_SAVEALL`) to say what it was: object
+    counts by type, and the large payloads in it with the types of the objects around them."""
+    import collections
+    import gc
+
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        collected = gc.collect()
+        garbage = list(gc.garbage)
+    finally:
+        gc.garbage.clear()
+        gc.set_debug(0)
+    kinds = collections.Counter(type(item).__qualname__ for item in garbage)
+    heavy = {"AttentionResult", "MethodResult", "ndarray", "Tensor", "DataFrame"}
+    payloads = [
+        (type(item).__qualname__, _payload_bytes(item, set()) / 2**20)
+        for item in garbage
+        if type(item).__qualname__ in heavy
+    ]
+    exceptions = [
+        f"{type(item).__qualname__}: {str(item)[:80]}"
+        for item in garbage
+        if isinstance(item, BaseException)
+    ]
+    frames = collections.Counter(
+        f"{item.f_code.co_filename.rsplit('/', 2)[-1]}:{item.f_code.co_name}"
+        for item in garbage
+        if type(item).__name__ == "frame"
+    )
+    del garbage
+    gc.collect()
+    return {
+        "collected": collected,
+        "by_type": kinds.most_common(25),
+        "payloads_mb": sorted(payloads, key=lambda p: -p[1])[:12],
+        "exceptions": exceptions[:12],
+        "frames": frames.most_common(25),
+    }
+
+
 def _report() -> dict[str, object]:
     import ctypes
     import gc
@@ -200,7 +241,7 @@ def _report() -> dict[str, object]:
     report["result_store_mb"] = store.bytes_held / 2**20 if store is not None else None
     report["result_store_entries"] = len(store) if store is not None else None
     steps = [_state("as left")]
-    report["gc_collected"] = gc.collect()
+    report["garbage"] = _garbage()
     steps.append(_state("gc.collect()"))
     # What the TTL's expiry does: the stored SessionInfo goes, nothing else.
     for session_id in [s.id for s in kept]:

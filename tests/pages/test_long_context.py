@@ -67,6 +67,43 @@ def test_epsilon_window_and_measure_change_the_map(tiny_model_path):
     assert "retrieval" not in at.selectbox(key="w_sink_measure").options
 
 
+def click_head_map(at, selection: object):
+    """The next run as after a click on the head map: the browser sends the chart's selection
+    (`ui.long_context.OPEN_HEAD`) as the chart widget's JSON value, as Vega-Lite reports it."""
+    from ui.long_context import OPEN_HEAD
+
+    chart = at.get("vega_lite_chart")[0]
+    states = at._tree.get_widget_states()
+    widget = states.widgets.add()
+    widget.id = chart.proto.id
+    widget.string_value = json.dumps({"selection": {OPEN_HEAD: selection}})
+    return at._run(states)
+
+
+def test_a_click_on_the_head_map_opens_that_head_on_the_attention_page(tiny_model_path):
+    path = str(tiny_model_path("gpt2"))
+    at = on_page(PAGE, model=path, text=TEXT)
+    click_head_map(at, [{"layer": 1, "head": 2}])
+    assert_clean(at)
+    assert at.title[0].value == "Attention"
+    assert at.selectbox(key="w_layer").value == 1 and at.selectbox(key="w_head").value == 2
+    link = link_of(at)
+    assert link["layer"] == "1" and link["head"] == "2"
+    assert link["text"] == TEXT and link["model"] == path  # the same text and model
+
+
+@pytest.mark.parametrize(
+    "selection",
+    [[], {}, [{"layer": 99, "head": 0}], [{"layer": "1", "head": 0}], [{"layer": 0}], "x"],
+)
+def test_a_click_on_no_head_or_nonsense_from_the_browser_opens_nothing(tiny_model_path, selection):
+    at = on_page(PAGE, model=str(tiny_model_path("gpt2")), text=TEXT)
+    click_head_map(at, selection)
+    assert_clean(at)
+    assert at.title[0].value == "Long context"
+    assert titles(at)[0] == "First-token share"
+
+
 def test_a_needle_search_shows_heads_depths_positions_and_probabilities(
     tiny_model_path, progress_texts
 ):
