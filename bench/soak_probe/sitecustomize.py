@@ -173,6 +173,7 @@ def _garbage() -> dict[str, object]:
     counts by type, and the large payloads in it with the types of the objects around them."""
     import collections
     import gc
+    import time
 
     gc.set_debug(gc.DEBUG_SAVEALL)
     try:
@@ -200,8 +201,14 @@ def _garbage() -> dict[str, object]:
     )
     del garbage
     gc.collect()
+    started = time.perf_counter()
+    gc.collect()  # nothing left to free: what a full collection costs in this process
+    seconds = time.perf_counter() - started
     return {
         "collected": collected,
+        "full_collection_ms": seconds * 1000,
+        "tracked_objects": len(gc.get_objects()),
+        "frozen_objects": gc.get_freeze_count(),
         "by_type": kinds.most_common(25),
         "payloads_mb": sorted(payloads, key=lambda p: -p[1])[:12],
         "exceptions": exceptions[:12],
