@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from server import idle
 from ui import cache, runtime, session, sidebar
 
 PAGE_FILES = {
@@ -19,6 +20,15 @@ def main() -> None:
     st.set_page_config(page_title="Attention Atlas", page_icon="🔭", layout="wide")
     # Runs first on every page, before any model or result is allocated.
     runtime.tune_process()
+    # Memory: cyclic garbage (Altair's caught errors keep a page's result alive through their
+    # frames) is collected once no page has run for a while, not after every run (130-240 ms
+    # each); `server.idle` says why and what it measured.
+    idle.start_collecting()
+    with idle.COLLECTOR.page_running():
+        run_page()
+
+
+def run_page() -> None:
     session.view()  # reads the link on a session's first run
     sidebar.render()
     navigation = st.navigation(

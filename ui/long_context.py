@@ -268,7 +268,7 @@ def head_map_chart(table: pd.DataFrame, measure: str, epsilon: float) -> alt.Cha
             color=color,
             tooltip=tooltip,
         )
-        .add_params(alt.selection_point(name=OPEN_HEAD, fields=["layer", "head"], on="click"))
+        .add_params(alt.selection_point(name=OPEN_HEAD, fields=["layer", "head"]))
         .properties(autosize=PAD, width=cell * heads, height=cell * layers)
     )
 
