@@ -16,6 +16,7 @@ for them.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -55,7 +56,10 @@ def freeze(value: T) -> T:
 
 Blocks = dict[int, int]
 """Memory blocks a value holds: `{address (or id) of the block: bytes}`."""
-_SCALARS = (str, bytes, int, float, bool, type(None))
+_NUMBERS = (int, float, bool, type(None))
+_SMALL_TEXT = 1024
+"""Strings and bytes shorter than this (token texts, labels) are not counted: small beside
+the arrays, and skipping them keeps weighing a result of thousands of tokens quick."""
 _MAX_DEPTH = 6
 """An attention result's captured tensors sit 5 levels down (result → stacks → stack → layers
 → layer → tensor)."""
@@ -65,12 +69,15 @@ def blocks_of(value: Any, depth: int = 0) -> Blocks:
     """The memory blocks `value` holds, each once: `{address: bytes}`.
 
     An array counts the block of its base (views of one array are one block), a torch tensor
-    its storage, a DataFrame its `memory_usage` (keyed by its id). They are found through
+    its storage, a DataFrame its `memory_usage` and a string or bytes of 1 kB or more its size
+    (keyed by their ids). They are found through
     dataclass fields, dict values, list and tuple items, and the attributes of `core`'s own
     objects: an attention result's captured tensors, and the whole array it builds when a page
     first asks for it, which a method result may share (then counted once in the store).
     """
-    if depth > _MAX_DEPTH or isinstance(value, _SCALARS):
+    if isinstance(value, str | bytes | bytearray):  # an encoded image, a file's text
+        return {id(value): sys.getsizeof(value)} if len(value) >= _SMALL_TEXT else {}
+    if depth > _MAX_DEPTH or isinstance(value, _NUMBERS):
         return {}
     if isinstance(value, np.ndarray):
         root = value
@@ -95,7 +102,7 @@ def blocks_of(value: Any, depth: int = 0) -> Blocks:
         return {}
     blocks: Blocks = {}
     for child in children:
-        if not isinstance(child, _SCALARS):
+        if not isinstance(child, _NUMBERS):
             blocks.update(blocks_of(child, depth + 1))
     return blocks
 

@@ -102,6 +102,12 @@ def test_stored_arrays_are_read_only_and_weighed():
     assert sum(blocks_of(value).values()) == 4 * 4 * 8 + 8 * 4
 
 
+def test_large_strings_and_bytes_are_weighed_short_ones_not():
+    image = b"\x89PNG" + bytes(2**20)
+    blocks = blocks_of({"png": image, "url": "data:" + "A" * 2**20, "label": "the cat"})
+    assert 2 * 2**20 < sum(blocks.values()) < 2 * 2**20 + 1024
+
+
 def test_views_of_one_array_count_once_across_entries():
     shared = megabytes(1)
     store = ResultStore(max_bytes=10 * 2**20)
