@@ -201,13 +201,16 @@ def _routes(page: Page) -> core.RouteContributions | None:
     if stoppable.stopped(GRAPH_CONTROL, inputs):
         st.info("Stopped: the routes are computed in one piece, so nothing of them was kept.")
         return None
-    stoppable.stop_button(
-        GRAPH_CONTROL, inputs, help="Stops now; the routes are computed in one piece."
-    )
+    stop = st.empty()  # emptied when the routes are done: no Stop is left behind
+    with stop:
+        stoppable.stop_button(
+            GRAPH_CONTROL, inputs, help="Stops now; the routes are computed in one piece."
+        )
     layers = page.model.num_layers
     bar = stoppable.ProgressBar("the routes", layers, unit="layers")
     contributions = cache.route_contributions(inputs, bar.part(layers))
     bar.close()
+    stop.empty()
     return contributions
 
 

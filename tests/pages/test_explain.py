@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import core
 from tests.pages.conftest import assert_clean, chart_specs, on_page, start
-from ui.explain import AGREEMENT_CONTROL
+from ui.explain import AGREEMENT_CONTROL, GRAPH_CONTROL
 from ui.stoppable import STOPPED_KEY
 
 PAGE = "pages/explain.py"
@@ -140,9 +140,12 @@ def test_the_graph_shows_progress_by_layer_and_stop_keeps_nothing_half_made(
     assert progress_texts[0] == "Computing the routes…"
     assert f"the routes: {layers} of {layers} layers done" in progress_texts[-1]
     assert is_route_contributions_stored(inputs)
+    # The run is over: its Stop button is gone with it.
+    assert not [b for b in at.button if b.key == "graph_stop"]
     # As if Stop interrupted the run: the routes are one piece, so nothing is kept.
     result_store().clear()
-    at.button(key="graph_stop").click().run()
+    at.session_state[f"{STOPPED_KEY}_{GRAPH_CONTROL}"] = inputs
+    at.run()
     assert_clean(at)
     assert any("Stopped: the routes" in i.value for i in at.info)
     assert len(chart_specs(at)) == 1  # the logit lens; no graph
