@@ -32,7 +32,12 @@ def test_masked_lm_explains_its_mask(tiny_model_path):
     assert rho.dropna().between(-1, 1).all()
     # Best first, and the page says which way is better.
     assert rho.dropna().is_monotonic_decreasing
-    assert "Higher is better" in " ".join(c.value for c in at.caption)
+    captions = " ".join(c.value for c in at.caption)
+    assert "Higher is better" in captions
+    # k and the tokens compared are the same for every method: said once, not as columns
+    # (at 1024 px they pushed "Tokens compared" out of the table's width).
+    assert not {"k", "Tokens compared"} & set(table.columns)
+    assert "k = 3 tokens" in captions and "tokens left out in turn" in captions
     assert not [b for b in at.button if b.key == "agreement_stop"]  # nothing left to stop
 
 
