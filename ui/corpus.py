@@ -46,6 +46,7 @@ from core.corpus.tables import corpus_example_rows, corpus_head_rows
 from ui import cache, session
 from ui import store as stores
 from ui.deploy import deploy_policy
+from ui.layout import table_height
 from ui.state import MAX_CORPUS_SENTENCES, MAX_CORPUS_TOKENS, MIN_CORPUS_TOKENS, ViewState
 from ui.text import plain
 from ui.widgets import bound, label_from, show_chart, show_error
@@ -369,7 +370,7 @@ def head_table(result: CorpusResult) -> None:
         rows,
         hide_index=True,
         column_config=config,
-        height=420,
+        height=table_height(len(rows), most=420),
         on_select="rerun",
         selection_mode="single-row",
         key="corpus_heads",
