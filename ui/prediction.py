@@ -162,17 +162,17 @@ def mask_section(
         result.attentions, position, result.labels, DETAIL_LIMIT, OVERVIEW_BLOCKS
     )
     with st.container():
-        show_chart(
-            charts.layer_head_profile(
-                profile,
-                labels,
-                title=f"Attention of position {position} in every layer and head",
-                column_width=PAGE_PX,
-                scale=scale_of(page),
-            ),
-            theme="streamlit",
-            width="content",
+        chart = charts.layer_head_profile(
+            profile,
+            labels,
+            title=f"Attention of position {position} in every layer and head",
+            column_width=PAGE_PX,
+            scale=scale_of(page),
+            fill=True,
         )
+        # Many keys fill the column at every window width; a few keep 22 px each.
+        filled = chart.width == "container"
+        show_chart(chart, theme="streamlit", width="stretch" if filled else "content")
         if len(result.labels) > DETAIL_LIMIT:
             st.caption(
                 f"Keys averaged into {profile.shape[-1]} blocks of about "

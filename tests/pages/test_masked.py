@@ -68,3 +68,14 @@ def test_masked_page_gallery_caption_counts_from_zero(tiny_model_path):
     captions = " ".join(c.value for c in at.caption)
     assert "attention_L0_H0.png" in captions and "Layer1" not in captions
     assert [r.label for r in at.radio] == ["PNG colours"]
+
+
+def test_a_long_inputs_mask_profile_fills_the_column():
+    # At 128 tokens the profile was 330 px wide whatever the window; 13 tokens keep 22 px a key.
+    from tests.e2e.harness import long_text
+    from tests.pages.conftest import chart_specs
+
+    at = on_page("pages/masked.py", text=long_text(128, mask=True))
+    assert chart_specs(at)[0]["width"] == "container"
+    at = on_page("pages/masked.py", text="The cat sat on the [MASK].")
+    assert isinstance(chart_specs(at)[0]["width"], int)
