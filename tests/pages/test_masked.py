@@ -76,6 +76,10 @@ def test_a_long_inputs_mask_profile_fills_the_column():
     from tests.pages.conftest import chart_specs
 
     at = on_page("pages/masked.py", text=long_text(128, mask=True))
-    assert chart_specs(at)[0]["width"] == "container"
+    spec = chart_specs(at)[0]
+    assert spec["width"] == "container"
+    # Every key exact: 128 keys on the axis, not 64 blocks of two.
+    assert len(spec["layer"][0]["encoding"]["x"]["scale"]["domain"]) == 128
+    assert not [c for c in at.caption if "blocks" in c.value]
     at = on_page("pages/masked.py", text="The cat sat on the [MASK].")
     assert isinstance(chart_specs(at)[0]["width"], int)
