@@ -18,6 +18,7 @@ import streamlit as st
 import core
 from core import AtlasError, ModelKind, charts
 from core.agreement import part_passes
+from core.tokens import token_labels
 from server.policy import check_agreement_request
 from ui import cache, stoppable
 from ui.agreement_view import show_agreement
@@ -52,7 +53,7 @@ def position_picker(page: Page) -> int:
     # a visitor came to explain: start from the mask or the last token instead.
     if chosen == DEFAULT.token or tokens[chosen].is_special:
         chosen = default_position(page)
-    labels = [f"{i}: {t.text}" for i, t in enumerate(tokens)]
+    labels = [f"{i}: {label}" for i, label in enumerate(token_labels(tokens, "marked"))]
     what = "next token after" if page.model.kind is ModelKind.CAUSAL_LM else "prediction at"
     return bound(
         st.selectbox,
@@ -178,7 +179,7 @@ def graph_panel(page: Page, position: int) -> None:
     except AtlasError as error:
         show_error(str(error))
         return
-    labels = [t.text for t in page.result.tokens]
+    labels = token_labels(page.result.tokens, "marked")
     show_chart(
         charts.contribution_graph_chart(graph, labels, max_width=PAGE_PX, fill=True),
         theme="streamlit",

@@ -14,6 +14,7 @@ from core.layer_views import generated_rows
 from core.masking import mask_profile, maskable_positions
 from core.pooling import thumbnail_size
 from core.scales import ScaleMode
+from core.tokens import token_labels
 from ui import cache, exports, session
 from ui.deploy import deploy_policy, model_label, offered_models
 from ui.layout import PAGE_PX
@@ -164,7 +165,11 @@ def mask_section(
             theme="streamlit",
         )
     profile, labels = mask_profile(
-        result.attentions, position, result.labels, PROFILE_KEYS, PROFILE_KEYS
+        result.attentions,
+        position,
+        token_labels(result.tokens, "marked"),
+        PROFILE_KEYS,
+        PROFILE_KEYS,
     )
     with st.container():
         chart = charts.layer_head_profile(

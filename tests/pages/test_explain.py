@@ -158,3 +158,13 @@ def test_the_graph_shows_progress_by_layer_and_stop_keeps_nothing_half_made(
     at.button(key="graph_continue").click().run()
     assert_clean(at)
     assert len(chart_specs(at)) == 2 and is_route_contributions_stored(inputs)
+
+
+def test_word_pieces_are_marked_as_on_every_other_page(tiny_model_path):
+    # The graph and the position picker showed "em bed ding s" where the other views show
+    # "em ##bed ##ding ##s".
+    at = on_page(PAGE, model=tiny_model_path("bert"), text="The embeddings were [MASK] quickly.")
+    graph = chart_specs(at)[-1]
+    labels = next(p["value"] for p in graph["params"] if p["name"].startswith("tok_"))
+    assert "##bed" in labels
+    assert any(option.endswith(": ##bed") for option in at.selectbox(key="w_token").options)

@@ -83,3 +83,14 @@ def test_a_long_inputs_mask_profile_fills_the_column():
     assert not [c for c in at.caption if "blocks" in c.value]
     at = on_page("pages/masked.py", text="The cat sat on the [MASK].")
     assert isinstance(chart_specs(at)[0]["width"], int)
+
+
+def test_the_mask_profile_marks_word_pieces(tiny_model_path):
+    from tests.pages.conftest import chart_specs
+
+    at = on_page(
+        "pages/masked.py", model=tiny_model_path("bert"), text="The embeddings were [MASK]."
+    )
+    profile = chart_specs(at)[1]
+    labels = next(p["value"] for p in profile["params"] if p["name"].startswith("tok_"))
+    assert "##bed" in labels
