@@ -84,7 +84,7 @@ def show_agreement(table: pd.DataFrame) -> None:
     )
     said = []
     if "k" in constants:
-        said.append(f"top-k overlap over k = {constants['k']} tokens")
+        said.append(f"Top-k overlap over k = {constants['k']} tokens")
     if "Tokens compared" in constants:
         said.append(f"{constants['Tokens compared']} tokens left out in turn")
-    st.caption(DIRECTION_NOTE + (f" ({'; '.join(said)}.)" if said else ""))
+    st.caption(" ".join([DIRECTION_NOTE, *(f"{part}." for part in said)]))
