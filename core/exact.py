@@ -351,6 +351,38 @@ class _Stack:
         """`[first, last)`: the keys a block of rows may compute."""
         return 0, self._keys_reached(layer, rows)
 
+    def head_mean_block(
+        self, layer: int, rows: range, heads: Sequence[int] | None = None
+    ) -> tuple[int, torch.Tensor]:
+        """The mean over `heads` (default all) of contiguous `rows`' weights, in one torch pass
+        over the heads: `(first, float32 [len(rows), last − first])` over keys `first … last − 1`,
+        every key these rows may compute (keys outside it and cells the model never computes
+        are 0). Query heads read their key-value group, with the masks, windows, soft-caps
+        and biases of `tile`; memory is about two `[heads, len(rows), last − first]` blocks.
+        """
+        layer, _ = self._check(layer)
+        positions = _positions(rows, self.queries, "query position")
+        if positions.size == 0 or np.any(np.diff(positions) != 1):
+            raise InvalidSelectionError("A head-mean block needs a nonempty range of rows.")
+        chosen = list(range(self.num_heads)) if heads is None else [int(h) for h in heads]
+        if not chosen:
+            raise InvalidSelectionError("The head mean needs at least one head.")
+        for head in chosen:
+            check_index(head, self.num_heads, "head")
+        first, last = self._span(layer, positions)
+        # No inference mode: the caller may change the block in place.
+        with torch.no_grad():
+            weights = self._summed_block(layer, positions, first, last, chosen)
+            return first, weights.div_(len(chosen))
+
+    def _summed_block(
+        self, layer: int, rows: np.ndarray, first: int, last: int, heads: list[int]
+    ) -> torch.Tensor:
+        """Float32 `[len(rows), last − first]`: the sum over `heads` of their weights, 0 where
+        not computed (override: a pass without the logarithms)."""
+        weights, _ = self._block(layer, rows, first, last)
+        return weights[heads].sum(0)
+
     def _block(
         self, layer: int, rows: np.ndarray, first: int, last: int
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -497,6 +529,20 @@ class CapturedStack(_Stack):
         logs = _all_scores(record, rows_t, cols_t).sub_(record.lse[:, rows_t, None])
         logs.masked_fill_(~record.allowed(rows_t, cols_t), _NEVER)
         return torch.exp(logs), logs
+
+    def _summed_block(
+        self, layer: int, rows: np.ndarray, first: int, last: int, heads: list[int]
+    ) -> torch.Tensor:
+        record = self.layers[layer]
+        device = record.queries.device
+        rows_t = torch.from_numpy(rows).to(device)
+        cols_t = torch.arange(first, last, device=device)
+        # exp(s − lse) in place, then 0 where not computed: one block, no logarithm kept.
+        weights = _all_scores(record, rows_t, cols_t).sub_(record.lse[:, rows_t, None]).exp_()
+        weights.masked_fill_(~record.allowed(rows_t, cols_t), 0.0)
+        if len(heads) == self.num_heads:
+            return weights.sum(0)
+        return weights[heads].sum(0)
 
     def _layer_values(
         self, layer: int, names: tuple[str, ...], window: int, key_sets: dict[str, torch.Tensor]

@@ -81,3 +81,30 @@ def test_bad_requests_are_refused_with_typed_errors(pair):
         rollout_rows(result, [0], layer=result.num_layers)
     with pytest.raises(InvalidSelectionError):
         rollout_rows(result, [0], heads=[])
+
+
+@pytest.mark.parametrize("family", ["gemma2", "mistral"])
+def test_head_mean_block_is_the_mean_of_the_heads_tiles(loaded_tiny, family):
+    """Grouped-query heads, sliding windows (and Gemma 2's soft-cap) in one torch pass."""
+    model = loaded_tiny(family)
+    result = run_attention(model, TEXT[:200], budget=0)
+    pieces = result.pieces()
+    n = len(result.tokens)
+    assert pieces.keys_per_query_head > 1
+    assert any(pieces.window(layer) for layer in range(result.num_layers))
+    rows = range(12, n - 2)  # past the first window of 8 keys
+    for layer, heads in itertools.product(range(result.num_layers), (None, [0, 3])):
+        first, mean = pieces.head_mean_block(layer, rows, heads)
+        chosen = range(result.num_heads) if heads is None else heads
+        tiles = np.nan_to_num([pieces.tile(layer, h, rows, range(n)) for h in chosen])
+        expected = tiles.mean(axis=0)
+        np.testing.assert_allclose(
+            mean.numpy(), expected[:, first : first + mean.shape[1]], atol=1e-6
+        )
+        assert not expected[:, :first].any() and not expected[:, first + mean.shape[1] :].any()
+        if pieces.window(layer):
+            assert first > 0  # a windowed layer's block reads only the keys in its window
+    with pytest.raises(InvalidSelectionError):
+        pieces.head_mean_block(0, range(0), None)
+    with pytest.raises(core.PositionOutOfRangeError):
+        pieces.head_mean_block(0, range(2), [result.num_heads])

@@ -1,0 +1,119 @@
+"""`core.rollout_rows` before and after the head mean of a block in one torch pass (issue 21).
+
+    flock /work/bench.lock nice -n 5 python bench/bench_rollout_rows.py            # 1,024, 4,096
+    flock /work/bench.lock nice -n 5 python bench/bench_rollout_rows.py --tokens 1024 --skip-old
+
+Model: `bench/bench_long_context.py`'s Llama shape (random weights, hidden 896, 14 query heads
+in 2 key-value groups, 4 layers, float32). Each measurement is a fresh process: the model and
+the text's capturing `run_attention` first, then the timed calls, with the peak RSS growth
+(VmHWM reset before them). "old" is `core/long_rollout.py` as it is on `--base` (default
+`main`), loaded from git beside the tree's `core` (it reads `CapturedStack.tile`, unchanged);
+"new" is the tree's. The parent compares the two implementations' rows (max |difference|).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from bench.bench_browser import load_average, rss_mb  # noqa: E402
+from bench.bench_long_context import build_checkpoint, reset_peak, text_of  # noqa: E402
+
+
+def implementation(which: str, base: str):
+    """`rollout_rows` of the tree ("new") or of `base`'s `core/long_rollout.py` ("old")."""
+    if which == "new":
+        from core.long_rollout import rollout_rows
+
+        return rollout_rows
+    source = subprocess.run(
+        ["git", "show", f"{base}:core/long_rollout.py"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
+        handle.write(source)
+    spec = importlib.util.spec_from_file_location("old_long_rollout", handle.name)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    os.unlink(handle.name)
+    return module.rollout_rows
+
+
+def child(path: str, which: str, tokens: int, base: str, eight: bool) -> dict:
+    import core
+
+    rollout_rows = implementation(which, base)
+    model = core.load_model(path)
+    result = core.run_attention(model, text_of(model.tokenizer, tokens), budget=0)
+    n = len(result.tokens)
+    figures: dict = {"impl": which, "tokens": n}
+    before = reset_peak()
+    start = time.perf_counter()
+    one = rollout_rows(result, [n - 1])
+    figures["one_row_s"] = round(time.perf_counter() - start, 2)
+    if eight:
+        start = time.perf_counter()
+        rollout_rows(result, list(range(n - 8, n)))
+        figures["eight_rows_s"] = round(time.perf_counter() - start, 2)
+    figures["rss_growth_mb"] = round(rss_mb(os.getpid())["VmHWM"] - before, 1)
+    figures["row_sum_minus_1"] = float(one.sum() - 1.0)
+    figures["row"] = one[0].tolist()
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tokens", type=int, nargs="*", default=[1024, 4096])
+    parser.add_argument("--base", default="main")
+    parser.add_argument("--skip-old", action="store_true")
+    parser.add_argument("--child", nargs=5, metavar=("PATH", "IMPL", "TOKENS", "BASE", "EIGHT"))
+    args = parser.parse_args()
+    if args.child:
+        path, which, tokens, base, eight = args.child
+        print(json.dumps(child(path, which, int(tokens), base, eight == "1")))
+        return
+    print("load average before:", load_average(), flush=True)
+    with tempfile.TemporaryDirectory() as directory:
+        path = build_checkpoint(Path(directory))
+        for tokens in args.tokens:
+            rows = {}
+            for which in ("new",) if args.skip_old else ("old", "new"):
+                # The old code's 8 rows at 4,096 took two minutes on a busy machine: 1 row there.
+                eight = "1" if which == "new" or tokens <= 1024 else "0"
+                command = [sys.executable, __file__, "--child", str(path), which, str(tokens)]
+                run = subprocess.run(
+                    [*command, args.base, eight], capture_output=True, text=True, check=False
+                )
+                lines = run.stdout.strip().splitlines()
+                if run.returncode != 0 or not lines:
+                    print(which, tokens, "failed:", run.stderr.strip()[-600:], flush=True)
+                    continue
+                figures = json.loads(lines[-1])
+                rows[which] = figures.pop("row")
+                print(json.dumps(figures), "| load", load_average(), flush=True)
+            if len(rows) == 2:
+                worst = max(abs(a - b) for a, b in zip(rows["old"], rows["new"], strict=True))
+                print(f"{tokens} tokens: max |old − new| over the row = {worst:.3g}", flush=True)
+    print("load average after:", load_average())
+
+
+if __name__ == "__main__":
+    main()
