@@ -34,27 +34,31 @@ from bench.bench_browser import load_average, rss_mb  # noqa: E402
 from bench.bench_long_context import build_checkpoint, reset_peak, text_of  # noqa: E402
 
 
+def module_at(base: str, path: str, name: str):
+    """The module of `path` (e.g. "core/long_rollout.py") as it is on git revision `base`,
+    imported as `name` beside this tree's `core`."""
+    source = subprocess.run(
+        ["git", "show", f"{base}:{path}"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
+        handle.write(source)
+    try:
+        spec = importlib.util.spec_from_file_location(name, handle.name)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        os.unlink(handle.name)
+    return module
+
+
 def implementation(which: str, base: str):
     """`rollout_rows` of the tree ("new") or of `base`'s `core/long_rollout.py` ("old")."""
     if which == "new":
         from core.long_rollout import rollout_rows
 
         return rollout_rows
-    source = subprocess.run(
-        ["git", "show", f"{base}:core/long_rollout.py"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
-        handle.write(source)
-    spec = importlib.util.spec_from_file_location("old_long_rollout", handle.name)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    os.unlink(handle.name)
-    return module.rollout_rows
+    return module_at(base, "core/long_rollout.py", "old_long_rollout").rollout_rows
 
 
 def child(path: str, which: str, tokens: int, base: str, eight: bool) -> dict:
