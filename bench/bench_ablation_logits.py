@@ -1,4 +1,4 @@
-"""Memory of `core.ablate_answer`: the answer rows' logits only (this tree) or all of them (`--base`).
+"""Memory of `core.ablate_answer`: the answer rows' logits only (this tree) or all (`--base`).
 
     python bench/bench_ablation_logits.py [--tokens 2048] [--base main]
 
@@ -39,6 +39,12 @@ def one_run(path: str, tokens: int, which: str, base: str) -> dict[str, float]:
     if which == "new":
         ablate_answer = core.ablate_answer
     else:
+        import core.retrieval
+
+        # The old module reads `answer_logprob`, since removed from `core.retrieval`: lend it
+        # `base`'s.
+        old_retrieval = module_at(base, "core/retrieval.py", "old_retrieval")
+        core.retrieval.answer_logprob = old_retrieval.answer_logprob
         ablate_answer = module_at(base, "core/ablation.py", "old_ablation").ablate_answer
     model = core.load_model(path)
     overhead = len(model.tokenizer(f" {NEEDLE} {QUESTION} {NEEDLE}").input_ids) + 2

@@ -2,6 +2,7 @@
 
     flock /work/bench.lock nice -n 5 python bench/bench_rollout_rows.py            # 1,024, 4,096
     flock /work/bench.lock nice -n 5 python bench/bench_rollout_rows.py --tokens 1024 --skip-old
+    flock /work/bench.lock nice -n 5 python bench/bench_rollout_rows.py --skip-old --neuron
 
 Model: `bench/bench_long_context.py`'s Llama shape (random weights, hidden 896, 14 query heads
 in 2 key-value groups, 4 layers, float32). Each measurement is a fresh process: the model and
@@ -9,6 +10,8 @@ the text's capturing `run_attention` first, then the timed calls, with the peak 
 (VmHWM reset before them). "old" is `core/long_rollout.py` as it is on `--base` (default
 `main`), loaded from git beside the tree's `core` (it reads `CapturedStack.tile`, unchanged);
 "new" is the tree's. The parent compares the two implementations' rows (max |difference|).
+With `--neuron`, one more process times `core.neuron_view` (its own capturing pass) against
+`core.neuron_view_of` (the result's capture reused) on the last head's last query.
 """
 
 from __future__ import annotations
@@ -64,12 +67,15 @@ def implementation(which: str, base: str):
 def child(path: str, which: str, tokens: int, base: str, eight: bool) -> dict:
     import core
 
-    rollout_rows = implementation(which, base)
     model = core.load_model(path)
-    result = core.run_attention(model, text_of(model.tokenizer, tokens), budget=0)
+    text = text_of(model.tokenizer, tokens)
+    result = core.run_attention(model, text, budget=0)
     n = len(result.tokens)
     figures: dict = {"impl": which, "tokens": n}
     before = reset_peak()
+    if which == "neuron":
+        return neuron_figures(model, text, result, figures, before)
+    rollout_rows = implementation(which, base)
     start = time.perf_counter()
     one = rollout_rows(result, [n - 1])
     figures["one_row_s"] = round(time.perf_counter() - start, 2)
@@ -83,11 +89,33 @@ def child(path: str, which: str, tokens: int, base: str, eight: bool) -> dict:
     return figures
 
 
+def neuron_figures(model, text: str, result, figures: dict, before: float) -> dict:
+    """The last layer's last head at the last query: `neuron_view` (its own capturing pass)
+    against `neuron_view_of` (the result's capture), and how far apart their weights are."""
+    import numpy as np
+
+    import core
+
+    case = (result.num_layers - 1, result.num_heads - 1, len(result.tokens) - 1)
+    start = time.perf_counter()
+    reused = core.neuron_view_of(result, *case)
+    figures["neuron_view_of_s"] = round(time.perf_counter() - start, 3)
+    figures["neuron_view_of_rss_growth_mb"] = round(rss_mb(os.getpid())["VmHWM"] - before, 1)
+    start = time.perf_counter()
+    own = core.neuron_view(model, text, *case)
+    figures["neuron_view_s"] = round(time.perf_counter() - start, 2)
+    figures["max_weight_gap"] = float(np.max(np.abs(own.weights - reused.weights)))
+    figures["rss_growth_mb"] = round(rss_mb(os.getpid())["VmHWM"] - before, 1)
+    figures["row"] = []
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, nargs="*", default=[1024, 4096])
     parser.add_argument("--base", default="main")
     parser.add_argument("--skip-old", action="store_true")
+    parser.add_argument("--neuron", action="store_true", help="also the neuron view, reused")
     parser.add_argument("--child", nargs=5, metavar=("PATH", "IMPL", "TOKENS", "BASE", "EIGHT"))
     args = parser.parse_args()
     if args.child:
@@ -99,7 +127,8 @@ def main() -> None:
         path = build_checkpoint(Path(directory))
         for tokens in args.tokens:
             rows = {}
-            for which in ("new",) if args.skip_old else ("old", "new"):
+            kinds = ("new",) if args.skip_old else ("old", "new")
+            for which in (*kinds, "neuron") if args.neuron else kinds:
                 # The old code's 8 rows at 4,096 took two minutes on a busy machine: 1 row there.
                 eight = "1" if which == "new" or tokens <= 1024 else "0"
                 command = [sys.executable, __file__, "--child", str(path), which, str(tokens)]
@@ -113,7 +142,7 @@ def main() -> None:
                 figures = json.loads(lines[-1])
                 rows[which] = figures.pop("row")
                 print(json.dumps(figures), "| load", load_average(), flush=True)
-            if len(rows) == 2:
+            if "old" in rows and "new" in rows:
                 worst = max(abs(a - b) for a, b in zip(rows["old"], rows["new"], strict=True))
                 print(f"{tokens} tokens: max |old − new| over the row = {worst:.3g}", flush=True)
     print("load average after:", load_average())
