@@ -539,7 +539,7 @@ class CapturedStack(_Stack):
         cols_t = torch.arange(first, last, device=device)
         # exp(s − lse) in place, then 0 where not computed: one block, no logarithm kept.
         weights = _all_scores(record, rows_t, cols_t).sub_(record.lse[:, rows_t, None]).exp_()
-        weights.masked_fill_(~record.allowed(rows_t, cols_t), 0.0)
+        _zero_uncomputed(record, weights, rows_t, first, last)
         if len(heads) == self.num_heads:
             return weights.sum(0)
         return weights[heads].sum(0)
@@ -618,6 +618,31 @@ def _all_scores(record: LayerCapture, rows: torch.Tensor, cols: torch.Tensor) ->
     if record.bias is not None:
         scores += record.bias_block(rows, cols)
     return scores
+
+
+def _zero_uncomputed(
+    record: LayerCapture, weights: torch.Tensor, rows: torch.Tensor, first: int, last: int
+) -> None:
+    """Set to 0, in place, the weights of `weights` `[heads, len(rows), last − first]` (contiguous
+    `rows` on keys `first … last − 1`) that the model never computes.
+
+    Without an explicit mask, a causal layer computes every key between the last row's first
+    key and the first row's own position for all rows of the block: only the columns on either
+    side of that band are masked, not the whole block.
+    """
+    if record.mask is None and not record.causal:
+        return  # every key is computed
+    start, stop = int(rows[0]), int(rows[-1]) + 1
+    band = (start + 1, start + 1)  # an empty band: mask everything
+    if record.mask is None:
+        band = (max(first, stop - record.window) if record.window else first, start + 1)
+    if band[0] >= band[1]:  # a window narrower than the block
+        band = (last, last)
+    for low, high in ((first, band[0]), (max(band[1], first), last)):
+        if high > low:
+            cols = torch.arange(low, high, device=rows.device)
+            part = weights[..., low - first : high - first]
+            part.masked_fill_(~record.allowed(rows, cols), 0.0)
 
 
 def _near_values(
