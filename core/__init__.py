@@ -108,7 +108,7 @@ from core.methods import (
 )
 from core.methods.alti import compute_alti
 from core.models import EMBEDDED_MODEL, PRESETS, LoadedModel, Preset, load_model
-from core.neuron import NeuronView, neuron_view, supports_neuron_view
+from core.neuron import NeuronView, neuron_view, neuron_view_of, supports_neuron_view
 from core.predictions import Prediction, predict_masked
 from core.retrieval import needle_input, retrieval_scores
 from core.rollout import attention_rollout, residual_attention, row_sum_tolerance
@@ -209,6 +209,7 @@ __all__ = [
     "method_names",
     "needle_input",
     "neuron_view",
+    "neuron_view_of",
     "pooling_edges",
     "predict_masked",
     "predict_next",

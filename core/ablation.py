@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core.capture import fast_attention, zeroed_heads
+from core.capture import zeroed_heads
 from core.errors import InvalidSelectionError, UnsupportedModelError
 from core.exact import check_index
-from core.inference import encode, guarded
+from core.inference import encode, predict_logits
 from core.models import LoadedModel, ModelKind
-from core.retrieval import answer_logprob
+from core.retrieval import answer_rows, mean_logprob
 
 Head = tuple[int, int]
 """`(layer, head)`, both counted from 0; a query head for grouped-query models."""
@@ -48,25 +48,26 @@ def checked_heads(model: LoadedModel, heads: Iterable[Head]) -> dict[int, tuple[
 
 
 def _logits(
-    model: LoadedModel, input_ids: torch.Tensor, heads: dict[int, tuple[int, ...]]
+    model: LoadedModel,
+    input_ids: torch.Tensor,
+    heads: dict[int, tuple[int, ...]],
+    positions: Sequence[int],
 ) -> torch.Tensor:
-    """Float32 `[n, vocab]` next-token logits of `input_ids` `[1, n]` with `heads`
-    (`{layer: (head, …)}`) zeroed, from one fast pass."""
+    """Float32 `[len(positions), vocab]` next-token logits at `positions` of `input_ids`
+    `[1, n]` with `heads` (`{layer: (head, …)}`) zeroed, from one fast pass that unembeds only
+    those rows (`core.inference.predict_logits`: all `n` with Qwen's vocabulary at 2,048
+    tokens would be 1.2 GB)."""
     members = {id(module) for module in model.family.self_attention_root(model.model).modules()}
     inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
-    with (
-        guarded(model, int(input_ids.shape[-1])),
-        torch.inference_mode(),
-        fast_attention(),
-        zeroed_heads(heads, lambda module: id(module) in members) as ablation,
-    ):
-        logits = model.family.run(model.model, inputs).logits
+    with zeroed_heads(heads, lambda module: id(module) in members) as ablation:
+        logits = predict_logits(model, inputs, positions)
     if ablation.calls != model.num_layers:
         raise UnsupportedModelError(
             f"{model.name} ran its attention {ablation.calls} times for {model.num_layers} "
             "layers, so heads cannot be matched to layers."
         )
-    return logits[0].float().cpu()
+    assert logits is not None  # a causal language model has its head
+    return logits
 
 
 def _require_causal(model: LoadedModel) -> None:
@@ -96,7 +97,8 @@ def ablate_heads(
         length - 1 if position is None else check_index(position, length, "position", "the text")
     )
     before, after = (
-        torch.softmax(_logits(model, ids, zeroed)[where].double(), -1) for zeroed in ({}, chosen)
+        torch.softmax(_logits(model, ids, zeroed, [where])[0].double(), -1)
+        for zeroed in ({}, chosen)
     )
     token_id = int(before.argmax())
     frame = pd.DataFrame(
@@ -134,8 +136,10 @@ def ablate_answer(
                 f"The answer {start}..{end} is not a range of the {ids.shape[-1]} input tokens "
                 "after the first."
             )
+        targets = list(entry["input_ids"])[start:end]
+        predicting = answer_rows(range(start, end))  # only these rows are unembedded
         means = [
-            answer_logprob(_logits(model, ids, zeroed), entry["input_ids"], range(start, end))
+            mean_logprob(_logits(model, ids, zeroed, predicting), targets)
             for zeroed in ({}, chosen)
         ]
         rows.append(

@@ -351,6 +351,38 @@ class _Stack:
         """`[first, last)`: the keys a block of rows may compute."""
         return 0, self._keys_reached(layer, rows)
 
+    def head_mean_block(
+        self, layer: int, rows: range, heads: Sequence[int] | None = None
+    ) -> tuple[int, torch.Tensor]:
+        """The mean over `heads` (default all) of contiguous `rows`' weights, in one torch pass
+        over the heads: `(first, float32 [len(rows), last − first])` over keys `first … last − 1`,
+        every key these rows may compute (keys outside it and cells the model never computes
+        are 0). Query heads read their key-value group, with the masks, windows, soft-caps
+        and biases of `tile`; memory is about two `[heads, len(rows), last − first]` blocks.
+        """
+        layer, _ = self._check(layer)
+        positions = _positions(rows, self.queries, "query position")
+        if positions.size == 0 or np.any(np.diff(positions) != 1):
+            raise InvalidSelectionError("A head-mean block needs a nonempty range of rows.")
+        chosen = list(range(self.num_heads)) if heads is None else [int(h) for h in heads]
+        if not chosen:
+            raise InvalidSelectionError("The head mean needs at least one head.")
+        for head in chosen:
+            check_index(head, self.num_heads, "head")
+        first, last = self._span(layer, positions)
+        # No inference mode: the caller may change the block in place.
+        with torch.no_grad():
+            weights = self._summed_block(layer, positions, first, last, chosen)
+            return first, weights.div_(len(chosen))
+
+    def _summed_block(
+        self, layer: int, rows: np.ndarray, first: int, last: int, heads: list[int]
+    ) -> torch.Tensor:
+        """Float32 `[len(rows), last − first]`: the sum over `heads` of their weights, 0 where
+        not computed (override: a pass without the logarithms)."""
+        weights, _ = self._block(layer, rows, first, last)
+        return weights[heads].sum(0)
+
     def _block(
         self, layer: int, rows: np.ndarray, first: int, last: int
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -498,6 +530,20 @@ class CapturedStack(_Stack):
         logs.masked_fill_(~record.allowed(rows_t, cols_t), _NEVER)
         return torch.exp(logs), logs
 
+    def _summed_block(
+        self, layer: int, rows: np.ndarray, first: int, last: int, heads: list[int]
+    ) -> torch.Tensor:
+        record = self.layers[layer]
+        device = record.queries.device
+        rows_t = torch.from_numpy(rows).to(device)
+        cols_t = torch.arange(first, last, device=device)
+        # exp(s − lse) in place, then 0 where not computed: one block, no logarithm kept.
+        weights = _all_scores(record, rows_t, cols_t).sub_(record.lse[:, rows_t, None]).exp_()
+        _zero_uncomputed(record, weights, rows_t, first, last)
+        if len(heads) == self.num_heads:
+            return weights.sum(0)
+        return weights[heads].sum(0)
+
     def _layer_values(
         self, layer: int, names: tuple[str, ...], window: int, key_sets: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
@@ -572,6 +618,31 @@ def _all_scores(record: LayerCapture, rows: torch.Tensor, cols: torch.Tensor) ->
     if record.bias is not None:
         scores += record.bias_block(rows, cols)
     return scores
+
+
+def _zero_uncomputed(
+    record: LayerCapture, weights: torch.Tensor, rows: torch.Tensor, first: int, last: int
+) -> None:
+    """Set to 0, in place, the weights of `weights` `[heads, len(rows), last − first]` (contiguous
+    `rows` on keys `first … last − 1`) that the model never computes.
+
+    Without an explicit mask, a causal layer computes every key between the last row's first
+    key and the first row's own position for all rows of the block: only the columns on either
+    side of that band are masked, not the whole block.
+    """
+    if record.mask is None and not record.causal:
+        return  # every key is computed
+    start, stop = int(rows[0]), int(rows[-1]) + 1
+    band = (start + 1, start + 1)  # an empty band: mask everything
+    if record.mask is None:
+        band = (max(first, stop - record.window) if record.window else first, start + 1)
+    if band[0] >= band[1]:  # a window narrower than the block
+        band = (last, last)
+    for low, high in ((first, band[0]), (max(band[1], first), last)):
+        if high > low:
+            cols = torch.arange(low, high, device=rows.device)
+            part = weights[..., low - first : high - first]
+            part.masked_fill_(~record.allowed(rows, cols), 0.0)
 
 
 def _near_values(

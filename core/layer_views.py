@@ -14,7 +14,7 @@ import numpy as np
 
 from core.errors import PositionOutOfRangeError
 from core.methods import MethodResult
-from core.tokens import Token
+from core.tokens import Token, token_labels
 
 
 def select_heads(attentions: np.ndarray, layer: int, heads: Sequence[int] | None) -> np.ndarray:
@@ -122,10 +122,13 @@ def token_bars(
 def generated_rows(
     attentions: np.ndarray, tokens: Sequence[Token], start: int, layer: int, head: Head
 ) -> tuple[np.ndarray, list[str], list[str]]:
-    """What each generated token attends to in the prompt: `[generated, prompt]` and labels.
+    """What each generated token attends to in the prompt: `[generated, prompt]` and labels
+    (word pieces marked, `core.tokens.token_labels`).
 
     `attentions` `[layers, heads, n, n]` of prompt + continuation; the prompt is `tokens[:start]`.
     """
     matrix = head_matrix(attentions, layer, head if isinstance(head, int) else "mean")
-    rows = [f"{i}·{t.text}" for i, t in enumerate(tokens[start:], start=1)]
-    return matrix[start:, :start], rows, [t.text for t in tokens[:start]]
+    # Word pieces marked as in every other view ("##ing"), across prompt and continuation.
+    labels = token_labels(tokens, "marked")
+    rows = [f"{i}·{label}" for i, label in enumerate(labels[start:], start=1)]
+    return matrix[start:, :start], rows, labels[:start]

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from core.attention import AttentionResult
 from core.capture import BLOCK_ELEMENTS
@@ -82,50 +83,47 @@ def rollout_rows(
     ignored = np.zeros(n, dtype=bool)
     if ignore_tokens is not None:
         ignored[check_indices(ignore_tokens, n, "ignore_tokens")] = True
-    causal = result.is_causal(stack)
-    # Rows per block: the heads' float32 tiles and their float64 mean stay near one capture
-    # block, whatever the length.
-    step = max(1, BLOCK_ELEMENTS // ((len(head_idx) + 2) * n))
+    # Rows per block: every head's float32 weights of a block (and a temporary) stay near one
+    # capture block, whatever the length.
+    step = max(1, BLOCK_ELEMENTS // ((n_heads + 2) * n))
+    head_list = None if head_idx.size == n_heads else head_idx.tolist()
 
-    shares = np.zeros((chosen.size, n))
-    shares[np.arange(chosen.size), chosen] = 1.0
+    shares = torch.zeros((chosen.size, n), dtype=torch.float64)
+    shares[torch.arange(chosen.size), torch.from_numpy(chosen)] = 1.0
     total, done = (top + 1) * n, 0
     checkpoint(0, total, "The rollout", progress, cancel)
     for current in range(top, -1, -1):
         # Only rows that hold a share move it on: with a causal model none past the last one.
-        reached = int(np.flatnonzero(shares.any(axis=0))[-1]) + 1
-        moved = np.zeros_like(shares)
+        held = torch.nonzero(shares.any(dim=0)).flatten()
+        reached = int(held[-1]) + 1
+        moved = torch.zeros_like(shares)
         for start in range(0, reached, step):
-            block = range(start, min(reached, start + step))
-            weight = shares[:, block.start : block.stop]
-            if weight.any():
-                # A causal row computes no key after itself: leave those columns out.
-                cols = range(block.stop if causal else n)
-                mixed = _residual_block(pieces, current, head_idx, block, cols, ignored)
-                moved[:, : cols.stop] += weight @ mixed
-            done += len(block)
+            stop = min(reached, start + step)
+            # The rows of this block that hold a share (the top layer: the chosen rows only).
+            inside = held[(held >= start) & (held < stop)]
+            if inside.numel():
+                block = range(int(inside[0]), int(inside[-1]) + 1)
+                first, mean = pieces.head_mean_block(current, block, head_list)
+                mixed = _residual(mean.double(), block, first, ignored)
+                moved[:, first : first + mixed.shape[1]] += (
+                    shares[:, block.start : block.stop] @ mixed
+                )
+            done += stop - start
             checkpoint(done, total, "The rollout", progress, cancel)
         done += n - reached
         shares = moved
     checkpoint(total, total, "The rollout", progress, cancel)
-    return shares
+    return shares.numpy()
 
 
-def _residual_block(
-    pieces, layer: int, heads: np.ndarray, rows: range, cols: range, ignored: np.ndarray
-) -> np.ndarray:
-    """Float64 `[len(rows), len(cols)]`: rows of `A_layer` (`core.rollout.residual_attention`),
-    `cols` holding every key these rows compute."""
-    mean = np.zeros((len(rows), len(cols)))
-    for head in heads:
-        mean += np.nan_to_num(pieces.tile(layer, int(head), rows, cols), nan=0.0)
-    mean /= len(heads)
-    dropped = ignored[cols.start : cols.stop]
-    if dropped.any():
+def _residual(mean: torch.Tensor, rows: range, first: int, ignored: np.ndarray) -> torch.Tensor:
+    """Float64 `[len(rows), keys]`: rows of `A_layer` (`core.rollout.residual_attention`) from
+    the head mean of the same rows over keys `first …` (`mean`, changed in place)."""
+    dropped = torch.from_numpy(ignored[first : first + mean.shape[1]])
+    if bool(dropped.any()):
         mean[:, dropped] = 0.0
-        totals = mean.sum(axis=1, keepdims=True)
-        np.divide(mean, totals, out=mean, where=totals > 0)
-    diagonal = np.arange(rows.start, rows.stop)
-    mean[diagonal - rows.start, diagonal - cols.start] += 1.0
-    mean /= mean.sum(axis=1, keepdims=True)
-    return mean
+        totals = mean.sum(dim=1, keepdim=True)
+        mean = torch.where(totals > 0, mean / totals, mean)
+    diagonal = torch.arange(rows.start, rows.stop)
+    mean[diagonal - rows.start, diagonal - first] += 1.0
+    return mean.div_(mean.sum(dim=1, keepdim=True))

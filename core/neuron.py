@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from core.attention import AttentionResult
 from core.capture import ATTENTION_IMPLEMENTATION
 from core.errors import InvalidSelectionError, NeuronViewUnsupportedError
 from core.exact import CapturedStack, check_index
@@ -169,13 +170,50 @@ def neuron_view(
     output = forward(model, encoded.inputs, capture=True)
     stack = output.stacks[SELF]
     assert isinstance(stack, CapturedStack)  # forward(capture=True) keeps the self stack so
+    return _view(stack, encoded.tokens, encoded.dropped_tokens, model.name, layer, head, query)
+
+
+def neuron_view_of(result: AttentionResult, layer: int, head: int, query: int) -> NeuronView:
+    """`neuron_view` of the text `result` (`core.run_attention`) was run on, from the queries
+    and keys its capture already holds: no forward pass (at 4,096 tokens the pass is what
+    the view costs).
+
+    Equal to `neuron_view(model, result.text, layer, head, query, result.text_pair)`. Raises
+    `NeuronViewUnsupportedError` for a result whose self-attention is held as weights rather
+    than captured vectors (results built by hand from an array), and `PositionOutOfRangeError`
+    for a layer, head or token outside it.
+    """
+    stack = result.pieces(SELF)
+    if not isinstance(stack, CapturedStack):
+        raise NeuronViewUnsupportedError(
+            "This result holds its attention as weights, not the query and key vectors they "
+            "came from: run core.neuron_view(model, text, layer, head, query) instead."
+        )
+    name = result.model_name
+    layer = check_index(layer, stack.num_layers, "layer", name)
+    head = check_index(head, stack.num_heads, "head", name)
+    query = check_index(query, stack.queries, "token", "the input")
+    return _view(stack, result.tokens, result.dropped_tokens, name, layer, head, query)
+
+
+def _view(
+    stack: CapturedStack,
+    tokens: list[Token],
+    dropped_tokens: int,
+    model_name: str,
+    layer: int,
+    head: int,
+    query: int,
+) -> NeuronView:
+    """The view of one (checked) layer, head and query of a captured self-attention stack."""
+    n = stack.queries
     record = stack.layers[layer]
     key_head = head // record.group_size
     query_vector = record.queries[head, query].to(torch.float64).numpy()
     key_vectors = record.keys[key_head].to(torch.float64).numpy()
     if key_vectors.shape[0] != n:
         raise NeuronViewUnsupportedError(
-            f"Layer {layer} of {model.name} produced {key_vectors.shape[0]} keys for {n} tokens."
+            f"Layer {layer} of {model_name} produced {key_vectors.shape[0]} keys for {n} tokens."
         )
 
     products = query_vector[None, :] * key_vectors
@@ -198,12 +236,12 @@ def neuron_view(
     difference = float(np.max(np.abs(weights - attention)))
     if not difference <= tolerance:
         raise NeuronViewUnsupportedError(
-            f"The scores rebuilt from the query and key vectors of {model.name} do not reproduce "
+            f"The scores rebuilt from the query and key vectors of {model_name} do not reproduce "
             f"its attention (they differ by up to {difference:.2g}): this model's attention adds "
             "something the neuron view cannot see, so it is not shown."
         )
     return NeuronView(
-        tokens=encoded.tokens,
+        tokens=tokens,
         layer=layer,
         head=head,
         query=query,
@@ -216,7 +254,7 @@ def neuron_view(
         scale=record.scale,
         bias=np.where(masked, 0.0, bias),
         masked=masked,
-        dropped_tokens=encoded.dropped_tokens,
+        dropped_tokens=dropped_tokens,
         key_head=key_head,
         softcap=record.softcap,
         window=record.window,

@@ -54,6 +54,32 @@ def _pool_chunk(chunk: np.ndarray, size: int) -> np.ndarray:
     return np.where(counts > 0, pooled, np.nan)
 
 
+def pool_extremes(matrix: np.ndarray, size: int) -> np.ndarray:
+    """The signed value of largest magnitude in each block of `[n, k]`, blocks as `pool_matrix`.
+
+    For a difference of two attention maps: a block mean cancels a few large changes against
+    many near-zero ones (a 512-token difference's overview was a blank square on its ±0.04
+    scale), the block's largest change keeps them visible with their sign. NaN cells are left
+    out; an all-NaN block is NaN. Returns float64 `[min(n, size), min(k, size)]`.
+    """
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    a = np.asarray(matrix, dtype=np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"matrix must be [n, k], got shape {a.shape}")
+    finite = np.isfinite(a)
+    high = np.where(finite, a, -np.inf)
+    low = np.where(finite, a, np.inf)
+    for axis in (0, 1):
+        length = a.shape[axis]
+        if length > size:
+            starts = (np.arange(size) * length) // size
+            high = np.maximum.reduceat(high, starts, axis=axis)
+            low = np.minimum.reduceat(low, starts, axis=axis)
+    pooled = np.where(np.abs(low) > np.abs(high), low, high)
+    return np.where(np.isfinite(pooled), pooled, np.nan)
+
+
 def block_edges(n: int, size: int) -> np.ndarray:
     """Start positions of the `min(n, size)` blocks `pool_matrix` averages over, plus `n`.
 

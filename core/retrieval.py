@@ -139,13 +139,6 @@ def answer_rows(answer: range) -> range:
     return range(answer.start - 1, answer.stop - 1)
 
 
-def answer_logprob(logits: torch.Tensor, ids: Sequence[int], answer: range) -> float:
-    """Mean natural-log probability of the answer tokens, each given everything before it:
-    `logits` `[n, vocab]` of the input `ids`, `answer` a range of positions after the first."""
-    rows = answer_rows(answer)
-    return mean_logprob(logits[rows.start : rows.stop], ids[answer.start : answer.stop])
-
-
 def mean_logprob(logits: torch.Tensor, targets: Sequence[int]) -> float:
     """Mean natural-log probability of `targets` under `logits` `[len(targets), vocab]`, row i
     predicting target i (float64 softmax)."""

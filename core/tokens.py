@@ -10,7 +10,8 @@ from typing import Any, Literal
 
 # Markers tokenizers put on word pieces: WordPiece continuation, byte-level BPE space,
 # SentencePiece space. They are shown stripped.
-_SPACE_MARKERS = ("Ġ", "▁", "Ċ")
+SENTENCEPIECE_SPACE = "▁"
+_SPACE_MARKERS = ("Ġ", SENTENCEPIECE_SPACE, "Ċ")
 _MASK_SPELLINGS = re.compile(r"\[mask\]|<mask>", re.IGNORECASE)
 VISIBLE_SPACE = "␣"
 _TOKENIZER_LOCK = threading.Lock()
@@ -156,7 +157,9 @@ def build_tokens(encoding: Any, tokenizer: Any) -> list[Token]:
     content_specials = {tokenizer.mask_token_id, tokenizer.unk_token_id} - {None}
     offsets = encoding.get("offset_mapping")
     offsets = offsets[0].tolist() if offsets is not None else [(0, 0)] * len(ids)
-    word_ids, sequence_ids = _word_and_sequence_ids(encoding, raws, special_ids, ids)
+    word_ids, sequence_ids = _word_and_sequence_ids(
+        encoding, raws, special_ids - content_specials, ids
+    )
 
     segment_a_words = max(
         (w for w, s in zip(word_ids, sequence_ids, strict=True) if w is not None and s == 0),
@@ -195,10 +198,16 @@ def _word_and_sequence_ids(
     encoding: Any, raws: list[str], special_ids: set[int], ids: list[int]
 ) -> tuple[list[int | None], list[int | None]]:
     try:
-        return encoding.word_ids(0), encoding.sequence_ids(0)
+        word_ids, sequence_ids = encoding.word_ids(0), encoding.sequence_ids(0)
     except (ValueError, AttributeError):
         # Slow tokenizers keep no alignment: rebuild words from the piece markers.
         return _words_from_markers(raws, special_ids, ids)
+    if any(raw.startswith(SENTENCEPIECE_SPACE) for raw in raws):
+        # Llama-2, Mistral and Gemma tokenizers replace spaces with "▁" in a normalizer and
+        # have no pre-tokenizer, so their word ids call the whole text one word (every piece
+        # then read as a continuation, "##cat"): the "▁" that starts each word says better.
+        word_ids = _words_from_markers(raws, special_ids, ids)[0]
+    return word_ids, sequence_ids
 
 
 def _words_from_markers(

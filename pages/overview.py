@@ -13,6 +13,7 @@ from core.pooling import thumbnail_size
 from ui import cache, exports, panels
 from ui import head_grid as head_grid_ui
 from ui import page as pages
+from ui.layout import table_height
 from ui.state import HEAD_MEASURES
 from ui.widgets import bound, export_buttons
 
@@ -129,7 +130,7 @@ def render(page: pages.Page) -> None:
                 )
                 for name, text in STAT_DESCRIPTIONS.items()
             },
-            height=520,
+            height=table_height(len(stats), most=520),
         )
         rows = table.selection.rows if table is not None else []
         if rows:

@@ -37,6 +37,11 @@ DIRECTION_NOTE = (
 )
 
 
+CONSTANT_COLUMNS = ("k", "Tokens compared")
+"""Columns that hold one value for every method of a table: said once in the caption rather
+than repeated down the rows (at 1024 px the table had no room left for "Tokens compared")."""
+
+
 def readable_agreement(table: pd.DataFrame) -> pd.DataFrame:
     """`table` (`core.agreement_table`) with the columns of `SHOWN_COLUMNS`, renamed, best
     rank agreement first (methods without a ρ last), index 0..n-1."""
@@ -48,9 +53,21 @@ def readable_agreement(table: pd.DataFrame) -> pd.DataFrame:
     return shown.reset_index(drop=True)
 
 
+def constant_columns(shown: pd.DataFrame) -> dict[str, object]:
+    """The `CONSTANT_COLUMNS` of `shown` (`readable_agreement`) that hold one value, and it."""
+    return {
+        name: shown[name].iloc[0]
+        for name in CONSTANT_COLUMNS
+        if name in shown and len(shown) and shown[name].nunique(dropna=False) == 1
+    }
+
+
 def show_agreement(table: pd.DataFrame) -> None:
-    """Draw `table` readable (`readable_agreement`) with the direction note."""
+    """Draw `table` readable (`readable_agreement`), the columns that hold one value said in
+    the caption, with the direction note."""
     shown = readable_agreement(table)
+    constants = constant_columns(shown)
+    shown = shown.drop(columns=list(constants))
     number = {"Rank agreement ρ ↑": "%.2f", "Top-k overlap ↑": "%.2f"}
     st.dataframe(
         shown,
@@ -65,4 +82,9 @@ def show_agreement(table: pd.DataFrame) -> None:
             for name in shown.columns
         },
     )
-    st.caption(DIRECTION_NOTE)
+    said = []
+    if "k" in constants:
+        said.append(f"Top-k overlap over k = {constants['k']} tokens")
+    if "Tokens compared" in constants:
+        said.append(f"{constants['Tokens compared']} tokens left out in turn")
+    st.caption(" ".join([DIRECTION_NOTE, *(f"{part}." for part in said)]))

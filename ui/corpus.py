@@ -46,6 +46,7 @@ from core.corpus.tables import corpus_example_rows, corpus_head_rows
 from ui import cache, session
 from ui import store as stores
 from ui.deploy import deploy_policy
+from ui.layout import table_height
 from ui.state import MAX_CORPUS_SENTENCES, MAX_CORPUS_TOKENS, MIN_CORPUS_TOKENS, ViewState
 from ui.text import plain
 from ui.widgets import bound, label_from, show_chart, show_error
@@ -67,6 +68,9 @@ SOURCE_LABELS = {
 }
 MODE_LABELS = {"default": "Default", "clark": "Clark et al."}
 EXAMPLES_SHOWN = 10
+PINNED_SHARE = 0.6
+"""Streamlit's `st.dataframe` pins no column when its pinned columns take more than this share
+of the table's width (its frontend's rule)."""
 TIE_DECIMALS = 3
 """Examples whose values agree to this many decimals (as shown) tie."""
 GLOBAL_POINTS = 1200
@@ -369,7 +373,7 @@ def head_table(result: CorpusResult) -> None:
         rows,
         hide_index=True,
         column_config=config,
-        height=420,
+        height=table_height(len(rows), most=420),
         on_select="rerun",
         selection_mode="single-row",
         key="corpus_heads",
@@ -389,15 +393,19 @@ def head_table(result: CorpusResult) -> None:
 
 
 def head_table_config(statistics: dict[str, str]) -> dict[str, Any]:
-    """`st.dataframe` column settings of `corpus_head_rows`: layer, head and labels pinned
-    (they stay in view while the many number columns scroll; labels wide enough for three rule
-    names, "previous-token, same word / duplicate"), every statistic named, its interval column
-    after it naming it too."""
+    """`st.dataframe` column settings of `corpus_head_rows`: layer and head pinned (they stay
+    in view while the many number columns scroll), the labels beside them wide enough for three
+    rule names ("previous-token, same word / duplicate token"), every statistic named, its
+    interval column after it naming it too.
+
+    The labels are not pinned: Streamlit pins nothing when the pinned columns take more than
+    `PINNED_SHARE` of the table's width, and with them the pinned columns took 362 of the 560 px
+    a 1024 px window gives the table, so nothing stayed in view as it scrolled."""
     config: dict[str, Any] = {
         "layer": st.column_config.NumberColumn("layer", pinned=True, width=48),
         "head": st.column_config.NumberColumn("head", pinned=True, width=44),
         "labels": st.column_config.TextColumn(
-            "labels", pinned=True, width=270, help="The rules the head's means pass."
+            "labels", width=270, help="The rules the head's means pass."
         ),
         "sentences": st.column_config.NumberColumn("sentences", help="Sentences measured."),
     }

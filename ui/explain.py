@@ -18,6 +18,7 @@ import streamlit as st
 import core
 from core import AtlasError, ModelKind, charts
 from core.agreement import part_passes
+from core.tokens import token_labels
 from server.policy import check_agreement_request
 from ui import cache, stoppable
 from ui.agreement_view import show_agreement
@@ -52,7 +53,7 @@ def position_picker(page: Page) -> int:
     # a visitor came to explain: start from the mask or the last token instead.
     if chosen == DEFAULT.token or tokens[chosen].is_special:
         chosen = default_position(page)
-    labels = [f"{i}: {t.text}" for i, t in enumerate(tokens)]
+    labels = [f"{i}: {label}" for i, label in enumerate(token_labels(tokens, "marked"))]
     what = "next token after" if page.model.kind is ModelKind.CAUSAL_LM else "prediction at"
     return bound(
         st.selectbox,
@@ -178,7 +179,7 @@ def graph_panel(page: Page, position: int) -> None:
     except AtlasError as error:
         show_error(str(error))
         return
-    labels = [t.text for t in page.result.tokens]
+    labels = token_labels(page.result.tokens, "marked")
     show_chart(
         charts.contribution_graph_chart(graph, labels, max_width=PAGE_PX, fill=True),
         theme="streamlit",
@@ -201,13 +202,16 @@ def _routes(page: Page) -> core.RouteContributions | None:
     if stoppable.stopped(GRAPH_CONTROL, inputs):
         st.info("Stopped: the routes are computed in one piece, so nothing of them was kept.")
         return None
-    stoppable.stop_button(
-        GRAPH_CONTROL, inputs, help="Stops now; the routes are computed in one piece."
-    )
+    stop = st.empty()  # emptied when the routes are done: no Stop is left behind
+    with stop:
+        stoppable.stop_button(
+            GRAPH_CONTROL, inputs, help="Stops now; the routes are computed in one piece."
+        )
     layers = page.model.num_layers
     bar = stoppable.ProgressBar("the routes", layers, unit="layers")
     contributions = cache.route_contributions(inputs, bar.part(layers))
     bar.close()
+    stop.empty()
     return contributions
 
 

@@ -8,3 +8,12 @@ COLUMN_PX = 272
 the main area is about 560 px; 424 px with the sidebar closed, 632 px at 1440)."""
 PAGE_PX = 560
 """The main area at a 1024 px window with the sidebar open."""
+
+TABLE_ROW_PX = 35
+"""Height of a row (and of the header) of `st.dataframe` (Streamlit's default row height)."""
+
+
+def table_height(rows: int, most: int) -> int:
+    """px of an `st.dataframe` showing `rows` rows and its header: every row, up to `most` px
+    (then it scrolls); a fixed height left empty rows under a short table."""
+    return min(int(most), TABLE_ROW_PX * (int(rows) + 1) + 3)

@@ -1,7 +1,8 @@
 """Matrix views that stay fast at the model's full length.
 
 Up to `DETAIL_LIMIT` tokens a matrix is drawn whole. Beyond, the page gets an overview of the
-whole matrix averaged over blocks (a few thousand cells) and a detail window of exact values
+whole matrix averaged over blocks (a few thousand cells; a difference keeps each block's
+largest change instead) and a detail window of exact values
 around the selected token; the window can be moved with sliders or by clicking the overview.
 A click on a cell selects its row's token (`pick_groups`: the input positions of each row).
 """
@@ -16,7 +17,7 @@ import streamlit as st
 
 from core import charts
 from core.display_matrix import WITHOUT_FIRST_NOTE, without_first_token
-from core.pooling import block_edges, block_labels, pool_matrix, window
+from core.pooling import block_edges, block_labels, pool_extremes, pool_matrix, window
 from core.scales import ScaleMode
 from ui import session
 from ui.layout import PAGE_PX
@@ -85,7 +86,9 @@ def show_matrix(
         _heatmap(matrix, labels, key_labels, key, title, selected, groups, 0, empty_mask, whole)
         return None
 
-    overview = pool_matrix(matrix, OVERVIEW_BLOCKS)
+    # A difference keeps each block's largest change: block means cancel a sparse one out.
+    overview = (pool_extremes if diverging else pool_matrix)(matrix, OVERVIEW_BLOCKS)
+    pooling = "largest change per block" if diverging else "block means"
     overview_empty = None
     if empty_mask is not None:
         # A block is empty only when all of its cells are: a block straddling the diagonal
@@ -99,7 +102,7 @@ def show_matrix(
             overview,
             block_labels(labels, OVERVIEW_BLOCKS),
             block_labels(key_labels, OVERVIEW_BLOCKS),
-            title=f"{title}: overview of all {q}×{k} (block means)",
+            title=f"{title}: overview of all {q}×{k} ({pooling})",
             empty_mask=overview_empty,
             **options,
         ),
@@ -109,10 +112,14 @@ def show_matrix(
         selection_mode="cell",
         key=f"{key}_overview",
     )
+    block = f"a block of about {q / overview.shape[0]:.1f} × {k / overview.shape[1]:.1f} tokens"
     st.caption(
-        f"Each overview cell averages a block of about {q / overview.shape[0]:.1f} × "
-        f"{k / overview.shape[1]:.1f} tokens. Click a block to move the detail window there; "
-        "the detail below shows exact values."
+        (
+            f"Each overview cell is the largest change (by size, with its sign) in {block}."
+            if diverging
+            else f"Each overview cell averages {block}."
+        )
+        + " Click a block to move the detail window there; the detail below shows exact values."
     )
     default_center = st.session_state.get(center_key) or (selected or 0, selected or 0)
     row_start, row_stop = window(q, default_center[0], WINDOW)

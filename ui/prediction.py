@@ -14,15 +14,21 @@ from core.layer_views import generated_rows
 from core.masking import mask_profile, maskable_positions
 from core.pooling import thumbnail_size
 from core.scales import ScaleMode
+from core.tokens import token_labels
 from ui import cache, exports, session
 from ui.deploy import deploy_policy, model_label, offered_models
 from ui.layout import PAGE_PX
-from ui.matrix import DETAIL_LIMIT, OVERVIEW_BLOCKS, show_matrix, view_options
+from ui.matrix import show_matrix, view_options
 from ui.page import Page
 from ui.sidebar import CUSTOM_MODE_KEY
 from ui.state import MAX_GENERATE, MAX_TOP_K
 from ui.text import plain
 from ui.widgets import bound, label_from, show_chart, show_error
+
+PROFILE_KEYS = 128
+"""A mask profile shows up to this many keys exactly (beyond, as many blocks): at most 18,432
+cells for a 12 × 12 model, and the profile fills its column, so a 128-token input's keys are no
+longer averaged in pairs."""
 
 
 def no_head_notice(model: core.LoadedModel) -> None:
@@ -159,21 +165,25 @@ def mask_section(
             theme="streamlit",
         )
     profile, labels = mask_profile(
-        result.attentions, position, result.labels, DETAIL_LIMIT, OVERVIEW_BLOCKS
+        result.attentions,
+        position,
+        token_labels(result.tokens, "marked"),
+        PROFILE_KEYS,
+        PROFILE_KEYS,
     )
     with st.container():
-        show_chart(
-            charts.layer_head_profile(
-                profile,
-                labels,
-                title=f"Attention of position {position} in every layer and head",
-                column_width=PAGE_PX,
-                scale=scale_of(page),
-            ),
-            theme="streamlit",
-            width="content",
+        chart = charts.layer_head_profile(
+            profile,
+            labels,
+            title=f"Attention of position {position} in every layer and head",
+            column_width=PAGE_PX,
+            scale=scale_of(page),
+            fill=True,
         )
-        if len(result.labels) > DETAIL_LIMIT:
+        # Many keys fill the column at every window width; a few keep 22 px each.
+        filled = chart.width == "container"
+        show_chart(chart, theme="streamlit", width="stretch" if filled else "content")
+        if len(result.labels) > PROFILE_KEYS:
             st.caption(
                 f"Keys averaged into {profile.shape[-1]} blocks of about "
                 f"{len(result.labels) / profile.shape[-1]:.0f} tokens."

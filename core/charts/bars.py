@@ -161,6 +161,14 @@ def percent(value: float) -> str:
     return f"{pct:.0f}%" if pct >= 10 else f"{pct:.2g}%"
 
 
+def probability_label(value: float) -> str:
+    """A predicted token's probability as its bar's label: one decimal ("56.7%", "0.4%"), or two
+    significant digits below 0.1 % ("0.0053%"), where one decimal said "0.0%" for every bar of
+    a model unsure of its guess."""
+    pct = 100 * value
+    return f"{pct:.1f}%" if pct >= 0.1 or pct == 0 else f"{pct:.2g}%"
+
+
 def prediction_bars(
     tokens: Sequence[str],
     scores: Sequence[float],
@@ -203,7 +211,7 @@ def prediction_bars(
     data = pd.DataFrame(
         {"rank": np.arange(k, dtype=np.int16), "p": round_sig(p[order]), "token": ranked}
     )
-    prob_param = array_param("prob", [float(v) for v in data["p"]])
+    prob_param = array_param("prob", [probability_label(v) for v in data["p"]])
     rank_scale = alt.Scale(domain=list(range(k)))
     domain = value_domain(p, scale, shared=shared_max)
     p_scale = alt.Scale(domainMin=0) if scale == "chart" else alt.Scale(domain=list(domain))
@@ -238,7 +246,7 @@ def prediction_bars(
     percent_axis = alt.Axis(
         orient="right",
         title=None,
-        labelExpr=f"format({prob_param.name}[datum.value], '.1%')",
+        labelExpr=f"{prob_param.name}[datum.value]",
         values=rank_values,
         labelOverlap=False,
         ticks=False,

@@ -219,7 +219,14 @@ def contribution_graph_chart(
         alt.Chart(edges)
         .mark_rule(strokeWidth=EDGE_HIT_PX, opacity=0.001, cursor="pointer")
         .transform_calculate(**endpoints)
-        .encode(x="x:Q", y="y:Q", x2="x2:Q", y2="y2:Q", tooltip=edge_tooltip)
+        .encode(
+            # The edges' axes: a default axis merged with theirs dropped every other label.
+            x=alt.X("x:Q", scale=x_scale, axis=x_axis),
+            y=alt.Y("y:Q", scale=y_scale, axis=y_axis),
+            x2="x2:Q",
+            y2="y2:Q",
+            tooltip=edge_tooltip,
+        )
         .add_params(hovered)
     )
     shapes = [kind for kind in NODE_KINDS.values() if kind in set(nodes["kind"])]

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from core.chart_layout import (
+    BAR_PX,
     LABEL_FONT_SIZE,
     LABEL_PX,
     LEGEND_BELOW_PX,
@@ -376,6 +377,7 @@ def layer_head_profile(
     column_width: int | None = None,
     scale: ScaleMode = "chart",
     shared_max: float | None = None,
+    fill: bool = False,
 ) -> alt.Chart:
     """For one query position: every head's attention over the keys, one row per head.
 
@@ -388,6 +390,11 @@ def layer_head_profile(
             `column_width` allows.
         column_width: px of the column the chart must fit in, head labels and legend included.
         scale, shared_max: colour domain, as in `attention_heatmap`.
+        fill: when the keys want more room than `column_width` leaves them (22 px a key), the
+            chart is as wide as its container (Vega-Lite's ``"container"`` width; draw it with
+            ``width="stretch"``): a long input's keys get the whole column at every window
+            width, labelled as planned for `column_width`, the narrowest. Fewer keys keep
+            their 22 px.
 
     Rows are ``L{layer} H{head}`` (layer-major), columns the key positions; a faint rule
     separates the layers. Keys are labelled like a heatmap's columns (thinned with a note).
@@ -488,7 +495,11 @@ def layer_head_profile(
             # The same axis as the cells': a layer with axis None would remove it.
             .encode(y=row_y.to_dict() | {"bandPosition": 0})
         )
+    width_spec: int | str = plot_w
+    autosize: dict = PAD
+    if fill and width is None and plot_w < BAR_PX * nk:
+        width_spec, autosize = "container", {"type": "fit-x", "contains": "padding"}
     chart = alt.layer(*layers).properties(
-        height=max(row_px * n_rows, 60), width=plot_w, autosize=PAD
+        height=max(row_px * n_rows, 60), width=width_spec, autosize=autosize
     )
     return finish(chart, title, [x_plan.note])

@@ -245,3 +245,21 @@ def test_controls_draw_from_the_other_chosen_layers_when_a_layer_runs_out():
     assert controls == {"retrieval": [(0, 0), (0, 1), (1, 0)], "random": [(1, 1)], "sinks": []}
     with pytest.raises(InvalidSelectionError):
         ablation_controls(retrieval, profile, k=0)
+
+
+def test_answer_ablation_unembeds_only_the_answer_rows(loaded_tiny):
+    """Each pass hands the output layer the rows that predict the answer, not all n."""
+    model = loaded_tiny("qwen2")
+    haystack = "The garden is quiet. The river is wide. " * 4
+    entry = needle_input(model, haystack, "The word is lantern.", "What is the word?", 0.5)
+    seen: list[int] = []
+    head = model.model.get_output_embeddings()
+    hook = head.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[-2]))
+    try:
+        ablate_answer(model, [entry], [(0, 1)])
+        ablate_heads(model, haystack, [(0, 1)])
+    finally:
+        hook.remove()
+    start, end = entry["answer"]
+    assert len(entry["input_ids"]) > 2 * (end - start)
+    assert seen == [end - start, end - start, 1, 1]

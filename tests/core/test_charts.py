@@ -418,10 +418,8 @@ def test_prediction_bars_best_first_with_percent_labels():
         "the",
     ]
     (prob_name, probs) = next(iter(label_params(spec, "prob").items()))
-    assert probs == [0.5, 0.2, 0.1, 0.05]
-    assert (
-        percents["encoding"]["y"]["axis"]["labelExpr"] == f"format({prob_name}[datum.value], '.1%')"
-    )
+    assert probs == ["50.0%", "20.0%", "10.0%", "5.0%"]
+    assert percents["encoding"]["y"]["axis"]["labelExpr"] == f"{prob_name}[datum.value]"
     assert percents["encoding"]["y"]["axis"]["orient"] == "right"
 
 

@@ -95,3 +95,8 @@ def test_generated_rows():
     assert rows == ["1·d", "2·e"] and keys == ["a", "b", "c"]
     mean, _, _ = generated_rows(weights, tokens, 3, 1, "all")
     np.testing.assert_allclose(mean, weights[1].mean(0)[3:, :3])
+    # Word pieces are marked as in every other view, also where the continuation goes on a
+    # prompt's word.
+    pieces = tokens_of([(t, w, False, 0) for t, w in zip("abcde", [0, 0, 1, 1, 2], strict=True)])
+    _, rows, keys = generated_rows(weights, pieces, 3, 1, 0)
+    assert keys == ["a", "##b", "c"] and rows == ["1·##d", "2·e"]

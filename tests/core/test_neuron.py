@@ -20,6 +20,7 @@ from core.neuron import (
     NeuronView,
     NeuronViewUnsupportedError,
     neuron_view,
+    neuron_view_of,
     supports_neuron_view,
 )
 from tests.tiny_models import MODERN_FAMILIES, NUM_HEADS, NUM_KV_HEADS, SLIDING_WINDOW
@@ -457,3 +458,47 @@ def test_concurrent_views_and_forwards_on_one_model(loaded_tiny):
     for job, view in results:
         _same(view, expected[job])
     assert hook_snapshot(model.model) == before
+
+
+# --------------------------------------------------------------------------------------------
+# From a result's capture, without a second pass.
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2", "t5", "gemma2", "qwen3"])
+def test_a_results_capture_gives_the_same_view_without_a_pass(loaded_tiny, family, monkeypatch):
+    """BERT with a pair, GPT-2, T5's bias, Gemma 2's soft-cap, window and key groups, Qwen3's
+    q/k norms: every field equal to the view of its own pass."""
+    model = loaded_tiny(family)
+    pair = PAIR if family == "bert" else None
+    result = run_attention(model, TEXT, pair)
+    n = len(result.tokens)
+    expected = {case: neuron_view(model, TEXT, *case, pair) for case in cases(model, n)}
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("neuron_view_of ran a forward pass")
+
+    monkeypatch.setattr("core.neuron.forward", no_pass)
+    for (layer, head, query), want in expected.items():
+        got = neuron_view_of(result, layer, head, query)
+        assert (got.layer, got.head, got.query, got.key_head) == (layer, head, query, want.key_head)
+        assert got.labels == want.labels and got.dropped_tokens == want.dropped_tokens
+        assert (got.scale, got.softcap, got.window) == (want.scale, want.softcap, want.window)
+        for name in ("query_vector", "key_vectors", "products", "scores", "weights", "bias"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+        np.testing.assert_array_equal(got.masked, want.masked)
+        np.testing.assert_allclose(got.attention, want.attention, atol=1e-7)
+
+
+def test_a_result_without_a_capture_or_out_of_range_is_refused(loaded_tiny):
+    import dataclasses
+
+    result = run_attention(loaded_tiny("gpt2"), TEXT)
+    n = len(result.tokens)
+    with pytest.raises(PositionOutOfRangeError, match="token"):
+        neuron_view_of(result, 0, 0, n)
+    with pytest.raises(PositionOutOfRangeError, match="head"):
+        neuron_view_of(result, 0, NUM_HEADS, 0)
+    dense = dataclasses.replace(result, attention_stacks={"self": result.attentions})
+    with pytest.raises(NeuronViewUnsupportedError, match=r"core\.neuron_view"):
+        neuron_view_of(dense, 0, 0, 0)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.pooling import block_edges, block_labels, pool_keys, pool_matrix, thumbnail_size, window
+from core.pooling import (
+    block_edges,
+    block_labels,
+    pool_extremes,
+    pool_keys,
+    pool_matrix,
+    thumbnail_size,
+    window,
+)
 
 
 def test_block_edges_match_pool_matrix():
@@ -81,3 +89,19 @@ def test_pool_matrix_leading_axes_and_nan():
     assert np.isnan(out[1, 0]) and np.isnan(out[1, 1])  # all-NaN block
     with pytest.raises(ValueError):
         pool_matrix(c, 0)
+
+
+def test_extremes_keep_a_sparse_change_with_its_sign():
+    change = np.zeros((120, 120))
+    change[5, 7], change[60, 61], change[61, 60] = 0.3, -0.5, 0.4
+    change[100:, :3] = np.nan
+    pooled = pool_extremes(change, 40)
+    assert pooled.shape == (40, 40)
+    # Blocks of 3 × 3: each change stays whole in its block, the larger one in a shared block.
+    assert pooled[1, 2] == 0.3 and pooled[20, 20] == -0.5
+    assert np.count_nonzero(np.nan_to_num(pooled)) == 2
+    assert np.isnan(pooled[34, 0])  # an all-NaN block
+    assert pool_matrix(change, 40)[20, 20] == pytest.approx(-0.1 / 9)  # a mean cancels it
+    np.testing.assert_array_equal(pool_extremes(change[:30, :30], 40), change[:30, :30])
+    with pytest.raises(ValueError):
+        pool_extremes(np.zeros((2, 3, 3)), 2)

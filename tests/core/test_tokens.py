@@ -19,7 +19,10 @@ SENTENCE = "the hippopotamus was extraordinarily unbelievable and the cat slept"
 WORDS = SENTENCE.split()
 
 
-@pytest.mark.parametrize("family", ["bert", "roberta", "distilbert", "albert", "gpt2"])
+@pytest.mark.parametrize(
+    "family",
+    ["bert", "roberta", "distilbert", "albert", "gpt2", "llama", "mistral", "qwen2", "gemma2"],
+)
 def test_word_pieces_are_grouped_into_words(loaded_tiny, family):
     result = run_attention(loaded_tiny(family), SENTENCE)
     content = [t for t in result.tokens if not t.is_special]

@@ -84,7 +84,8 @@ class State:
     """The overview's head grid (a component): wait for its thumbnails and check that its
     canvas fills its column."""
     fills: bool = False
-    """The page's widest Vega chart (Explain's contribution graph) fills its column."""
+    """The page's widest Vega chart (Explain's contribution graph, a long input's mask profile)
+    fills its column."""
 
 
 BERT, GPT2, BART = Tiny("bert"), Tiny("gpt2"), Tiny("bart")
@@ -135,7 +136,13 @@ STATES = [
     ),
     State("masked-no-head", "/masked", {"text": MASKED}),
     State("masked-mlm", "/masked", {"model": BERT, "text": MASKED}, 3),
-    State("masked-512", "/masked", {"model": BERT, "text": long_text(512, mask=True)}, 3),
+    State(
+        "masked-512",
+        "/masked",
+        {"model": BERT, "text": long_text(512, mask=True)},
+        3,
+        fills=True,
+    ),
     State("masked-causal", "/masked", {"model": GPT2, "text": TEXT}, 2),
     State("compare-replace", "/compare", {"text": TEXT, "replacement": "dog"}, 3),
     State(

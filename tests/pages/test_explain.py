@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import core
 from tests.pages.conftest import assert_clean, chart_specs, on_page, start
-from ui.explain import AGREEMENT_CONTROL
+from ui.explain import AGREEMENT_CONTROL, GRAPH_CONTROL
 from ui.stoppable import STOPPED_KEY
 
 PAGE = "pages/explain.py"
@@ -32,7 +32,12 @@ def test_masked_lm_explains_its_mask(tiny_model_path):
     assert rho.dropna().between(-1, 1).all()
     # Best first, and the page says which way is better.
     assert rho.dropna().is_monotonic_decreasing
-    assert "Higher is better" in " ".join(c.value for c in at.caption)
+    captions = " ".join(c.value for c in at.caption)
+    assert "Higher is better" in captions
+    # k and the tokens compared are the same for every method: said once, not as columns
+    # (at 1024 px they pushed "Tokens compared" out of the table's width).
+    assert not {"k", "Tokens compared"} & set(table.columns)
+    assert "k = 3 tokens" in captions and "tokens left out in turn" in captions
     assert not [b for b in at.button if b.key == "agreement_stop"]  # nothing left to stop
 
 
@@ -140,9 +145,12 @@ def test_the_graph_shows_progress_by_layer_and_stop_keeps_nothing_half_made(
     assert progress_texts[0] == "Computing the routes…"
     assert f"the routes: {layers} of {layers} layers done" in progress_texts[-1]
     assert is_route_contributions_stored(inputs)
+    # The run is over: its Stop button is gone with it.
+    assert not [b for b in at.button if b.key == "graph_stop"]
     # As if Stop interrupted the run: the routes are one piece, so nothing is kept.
     result_store().clear()
-    at.button(key="graph_stop").click().run()
+    at.session_state[f"{STOPPED_KEY}_{GRAPH_CONTROL}"] = inputs
+    at.run()
     assert_clean(at)
     assert any("Stopped: the routes" in i.value for i in at.info)
     assert len(chart_specs(at)) == 1  # the logit lens; no graph
@@ -150,3 +158,13 @@ def test_the_graph_shows_progress_by_layer_and_stop_keeps_nothing_half_made(
     at.button(key="graph_continue").click().run()
     assert_clean(at)
     assert len(chart_specs(at)) == 2 and is_route_contributions_stored(inputs)
+
+
+def test_word_pieces_are_marked_as_on_every_other_page(tiny_model_path):
+    # The graph and the position picker showed "em bed ding s" where the other views show
+    # "em ##bed ##ding ##s".
+    at = on_page(PAGE, model=tiny_model_path("bert"), text="The embeddings were [MASK] quickly.")
+    graph = chart_specs(at)[-1]
+    labels = next(p["value"] for p in graph["params"] if p["name"].startswith("tok_"))
+    assert "##bed" in labels
+    assert any(option.endswith(": ##bed") for option in at.selectbox(key="w_token").options)

@@ -68,3 +68,29 @@ def test_masked_page_gallery_caption_counts_from_zero(tiny_model_path):
     captions = " ".join(c.value for c in at.caption)
     assert "attention_L0_H0.png" in captions and "Layer1" not in captions
     assert [r.label for r in at.radio] == ["PNG colours"]
+
+
+def test_a_long_inputs_mask_profile_fills_the_column():
+    # At 128 tokens the profile was 330 px wide whatever the window; 13 tokens keep 22 px a key.
+    from tests.e2e.harness import long_text
+    from tests.pages.conftest import chart_specs
+
+    at = on_page("pages/masked.py", text=long_text(128, mask=True))
+    spec = chart_specs(at)[0]
+    assert spec["width"] == "container"
+    # Every key exact: 128 keys on the axis, not 64 blocks of two.
+    assert len(spec["layer"][0]["encoding"]["x"]["scale"]["domain"]) == 128
+    assert not [c for c in at.caption if "blocks" in c.value]
+    at = on_page("pages/masked.py", text="The cat sat on the [MASK].")
+    assert isinstance(chart_specs(at)[0]["width"], int)
+
+
+def test_the_mask_profile_marks_word_pieces(tiny_model_path):
+    from tests.pages.conftest import chart_specs
+
+    at = on_page(
+        "pages/masked.py", model=tiny_model_path("bert"), text="The embeddings were [MASK]."
+    )
+    profile = chart_specs(at)[1]
+    labels = next(p["value"] for p in profile["params"] if p["name"].startswith("tok_"))
+    assert "##bed" in labels

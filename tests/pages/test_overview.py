@@ -152,3 +152,23 @@ def test_overview_beyond_the_dense_budget_measures_every_head_in_pieces(beyond_t
         for head in range(4):
             one = result.pooled(layer, head, 16)[0]
             np.testing.assert_allclose(thumbnails[layer, head], one, rtol=1e-5, atol=1e-7)
+
+
+def test_a_short_statistics_table_leaves_no_empty_rows(tiny_model_path, monkeypatch):
+    # The table had a fixed 520 px: a model of 8 heads showed 8 rows over 6 empty ones.
+    import streamlit as st
+
+    from ui.layout import TABLE_ROW_PX
+
+    drawn = []
+    dataframe = st.dataframe
+
+    def recording(data, *args, **kwargs):
+        drawn.append((len(data), kwargs.get("height")))
+        return dataframe(data, *args, **kwargs)
+
+    monkeypatch.setattr(st, "dataframe", recording)
+    on_page("pages/overview.py", model=str(tiny_model_path("llama")), text="The cat sat.")
+    rows, height = drawn[-1]
+    assert rows == 2 * 4
+    assert TABLE_ROW_PX * (rows + 1) <= height < TABLE_ROW_PX * (rows + 2)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from core.corpus import TOP_K, statistic_descriptions
-from ui.corpus import all_rows_tie, head_table_config, tie_note, tie_order
+from ui.corpus import PINNED_SHARE, all_rows_tie, head_table_config, tie_note, tie_order
+from ui.layout import PAGE_PX
 
 
 def test_ties_are_ordered_longest_sentence_first_and_the_rest_by_value():
@@ -33,4 +34,13 @@ def test_every_interval_column_names_its_statistic():
     for name in statistics:
         label = config[f"{name} ±"]["label"]
         assert label != "±" and label.startswith(name.replace("_", " "))
-    assert config["labels"]["pinned"] and config["layer"]["pinned"]
+    assert config["layer"]["pinned"] and config["head"]["pinned"]
+
+
+def test_the_pinned_columns_stay_pinned_in_a_1024_px_window():
+    # Beyond PINNED_SHARE of the table's width Streamlit pins nothing: with the 270 px labels
+    # pinned too, the table at 1024 px scrolled layer and head out of view.
+    config = head_table_config(statistic_descriptions("default"))
+    pinned = [column for column in config.values() if column.get("pinned")]
+    assert sum(column["width"] for column in pinned) <= PINNED_SHARE * PAGE_PX
+    assert config["labels"]["width"] >= 270  # three rule names, whole

@@ -8,7 +8,7 @@ import pytest
 
 from core.chart_layout import BAR_AXIS_PX, BAR_PX, LABEL_PX
 from core.charts import attention_bars, chart_notes, prediction_bars
-from core.charts.bars import percent
+from core.charts.bars import percent, probability_label
 
 
 def labels(n):
@@ -154,3 +154,10 @@ def test_token_bars_without_a_column_keep_the_old_layout(valid_spec):
 )
 def test_probability_bounds_read_as_short_percentages(top, text):
     assert percent(top) == text
+
+
+def test_small_probabilities_keep_two_significant_digits():
+    # A random model's guesses (≈ 0.005 %) were all labelled "0.0%".
+    assert probability_label(0.567) == "56.7%" and probability_label(0.004) == "0.4%"
+    assert probability_label(0.000053) == "0.0053%" and probability_label(0.0) == "0.0%"
+    assert probability_label(1.0) == "100.0%"

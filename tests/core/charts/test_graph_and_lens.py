@@ -179,3 +179,14 @@ def test_information_flow_graph_draws_feed_forward_nodes_and_a_legend_from_the_t
         == "square"
     )
     assert len(spec["datasets"][edges["data"]["name"]]) == graph.number_of_edges()
+
+
+def test_every_layer_of_the_graph_shares_the_labelled_axes():
+    # Vega-Lite merges the layers' axes: one default axis among them (the hover hits had one)
+    # brought back label overlap and dropped every other token label in the browser.
+    graph, labels = chain_graph(13)
+    spec = spec_dict(contribution_graph_chart(graph, labels, max_width=560, fill=True))
+    for channel in ("x", "y"):
+        axes = [layer["encoding"][channel].get("axis") for layer in spec["layer"]]
+        assert all(axis == axes[0] for axis in axes), channel
+    assert spec["layer"][0]["encoding"]["x"]["axis"]["values"] == list(range(13))

@@ -235,3 +235,19 @@ def test_a_linear_heatmap_has_no_log_and_a_signed_one_says_log_does_not_apply(va
     color = heat_layer(spec)["encoding"]["color"]
     assert "type" not in color["scale"] and color["field"] == "v"
     assert "log does not apply" in " ".join(color["title"])
+
+
+def test_a_long_profile_fills_its_column_and_a_short_one_keeps_its_cells(valid_spec):
+    # The profile of a 128-token mask was 330 px wide in a 1,140 px column at 1440 px.
+    rng = np.random.default_rng(0)
+    long = valid_spec(layer_head_profile(rng.random((2, 3, 64)), labels(64), column_width=560))
+    filled = layer_head_profile(rng.random((2, 3, 64)), labels(64), column_width=560, fill=True)
+    spec = valid_spec(filled)
+    assert spec["width"] == "container" and spec["autosize"]["type"] == "fit-x"
+    # Labelled as planned for the narrowest column: the same keys as the fixed-width chart.
+    axis = spec["layer"][0]["encoding"]["x"]["axis"]
+    assert axis["values"] == long["layer"][0]["encoding"]["x"]["axis"]["values"]
+    short = valid_spec(
+        layer_head_profile(rng.random((2, 3, 8)), labels(8), column_width=560, fill=True)
+    )
+    assert isinstance(short["width"], int)
