@@ -268,6 +268,9 @@ def head_map_chart(table: pd.DataFrame, measure: str, epsilon: float) -> alt.Cha
             color=color,
             tooltip=tooltip,
         )
+        # A point selection fires on a click by default. Spelled out, `on="click"` is parsed by
+        # Altair through schemas that fail, and their caught errors keep this run's frames (the
+        # page's result among them) in reference cycles until a full collection (server.idle).
         .add_params(alt.selection_point(name=OPEN_HEAD, fields=["layer", "head"]))
         .properties(autosize=PAD, width=cell * heads, height=cell * layers)
     )
