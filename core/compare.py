@@ -92,6 +92,29 @@ class Comparison:
         merge = _merged_without_first if without_first else merge_groups
         return merge(after, self.alignment.after) - merge(before, self.alignment.before)
 
+    def layer_difference(self, layer: int, *, without_first: bool = False) -> np.ndarray:
+        """After minus before for every head of one layer, `[heads, units, units]`.
+
+        Head `h` equals `difference_for(layer, h, without_first=without_first)`; all heads are
+        merged in one batch (the Compare explorer ships the whole layer, and the export of
+        every layer without the first token is built layer by layer from this).
+        """
+        before = select_heads(self.before.attentions, layer, None)
+        after = select_heads(self.after.attentions, layer, None)
+        merge = _merged_without_first if without_first else merge_groups
+        return merge(after, self.alignment.after) - merge(before, self.alignment.before)
+
+    def shown_difference(self, *, without_first: bool = False) -> np.ndarray:
+        """`difference` as the page draws it, `[layers, heads, units, units]`: with
+        `without_first`, of each head's matrices without the first token (`layer_difference`),
+        else `difference` itself."""
+        if not without_first:
+            return self.difference
+        layers = self.before.attentions.shape[0]
+        return np.stack(
+            [self.layer_difference(layer, without_first=True) for layer in range(layers)]
+        )
+
     @property
     def before_predictions(self) -> list[list[Prediction]]:
         return self.before.predictions
