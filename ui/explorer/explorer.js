@@ -1981,7 +1981,7 @@ export default function explorer(component) {
 // row r is panel B's row B.unitRow[A.rowUnit[r]] (word units of the replacement, or the
 // characters two tokenizers share).
 
-const COMPARE_MIN_PANEL_PX = 340; // narrower panels stack instead of standing side by side
+const COMPARE_MIN_PANEL_PX = 300; // narrower panels stack instead of standing side by side
 const COMPARE_GAP_PX = 16;
 
 class LinkedExplorer extends Explorer {
@@ -2067,6 +2067,12 @@ class LinkedExplorer extends Explorer {
     this.root.dataset.legend = text;
   }
 
+  paintBars(ctx) {
+    super.paintBars(ctx);
+    // No row selected: no empty bars' box under every panel (the title says how to get them).
+    this.bars.style.display = this.sel === null ? "none" : "";
+  }
+
   exportPng() {
     this.group.exportPng();
   }
@@ -2078,7 +2084,11 @@ class LinkedExplorer extends Explorer {
   /** Height of this panel in an export: title and legend, column labels, matrix, bars. */
   exportHeight() {
     const g = this.geometry;
-    return 44 + g.headerHeight + g.height + 8 + parseFloat(this.bars.style.height);
+    return 44 + g.headerHeight + g.height + 8 + this.exportBarsHeight();
+  }
+
+  exportBarsHeight() {
+    return this.sel === null ? 0 : parseFloat(this.bars.style.height);
   }
 }
 
@@ -2122,8 +2132,12 @@ class CompareGroup {
         this.grid.append(panelRoot);
         return new LinkedExplorer(panelRoot, this, index);
       });
-      // The lead panel's legend options (scale, colours, log) are every panel's.
-      this.panels[0].controls.addEventListener("change", () => this.followOptions(this.panels[0]));
+      // The lead panel's head chips and legend options (scale, colours, log) are every
+      // panel's: its bar and help stand above the panels.
+      const lead = this.panels[0];
+      lead.controls.addEventListener("change", () => this.followOptions(lead));
+      this.root.insertBefore(lead.bar, this.grid);
+      this.root.append(lead.help);
       this.arrange();
     }
     this.root.dataset.link = meta.link;
@@ -2290,9 +2304,9 @@ class CompareGroup {
         [panel.colCanvas, 44, g.headerHeight],
         [panel.matrix, 44 + g.headerHeight, g.height],
         [panel.overlay, 44 + g.headerHeight, g.height],
-        [panel.bars, 44 + g.headerHeight + g.height + 8, parseFloat(panel.bars.style.height)],
+        [panel.bars, 44 + g.headerHeight + g.height + 8, panel.exportBarsHeight()],
       ];
-      for (const [source, top, h] of layers) ctx.drawImage(source, 0, top, g.width, h);
+      for (const [source, top, h] of layers) if (h > 0) ctx.drawImage(source, 0, top, g.width, h);
       ctx.restore();
     }
     canvas.toBlob((blob) => {
@@ -2320,7 +2334,7 @@ class CompareGroup {
       panel.paintOverlay(svg);
       svg.layer = false;
       svg.translate(0, g.height + 8);
-      panel.paintBars(svg);
+      if (panel.sel !== null) panel.paintBars(svg);
       svg.restore();
     }
     this.download(new Blob([svg.text()], { type: "image/svg+xml" }), "svg");
