@@ -23,17 +23,27 @@ REPLACE_KEY = "compare_replace"
 MODELS_KEY = "compare_models"
 
 
-def apply_change(key: str) -> None:
+def apply_change(key: str) -> bool:
     """The explorer's `on_change`: its head and (Page Up / Page Down) layer become the view's,
-    so the Layer and Head pickers and the link follow."""
+    so the Layer and Head pickers and the link follow. Returns whether the view changed."""
     change = change_in_callback(key)
     if change is None:
-        return
+        return False
     current = session.view()
     updates = {field: change[field] for field in ("head", "layer") if field in change}
     updates = {f: v for f, v in updates.items() if v is not None and getattr(current, f) != v}
     if updates:
         session.update(**updates)
+    return bool(updates)
+
+
+def show_explorer(payload: dict, key: str) -> None:
+    """`payload` in the compare explorer under `key`, its changes applied to the view."""
+    compare_explorer(payload, key=key, on_change=functools.partial(apply_change, key))
+    if apply_change(key):
+        # Defensive, as on the Attention page: a change that reached the run without its
+        # callback is applied here and the page drawn again.
+        st.rerun()
 
 
 def replace_word(page: pages.Page) -> None:
@@ -51,9 +61,7 @@ def replace_word(page: pages.Page) -> None:
     result, view = page.result, page.view
     layer, head = compare.layer_and_head(result.num_layers, result.num_heads)
     payload = compare.replacement_payload(comparison, view, layer, head)
-    compare_explorer(
-        payload, key=REPLACE_KEY, on_change=functools.partial(apply_change, REPLACE_KEY)
-    )
+    show_explorer(payload, REPLACE_KEY)
     units = len(comparison.alignment.labels)
     prov = exports.provenance(view, page.inputs, method="difference")
     data = functools.partial(
@@ -92,7 +100,7 @@ def two_models(page: pages.Page) -> None:
     layer, head = compare.layer_and_head(layers, heads, key_suffix="_models")
     shown = [(page.model.name, result), (other.name, other_result)]
     payload = compare.models_payload(shown, view, layer, head)
-    compare_explorer(payload, key=MODELS_KEY, on_change=functools.partial(apply_change, MODELS_KEY))
+    show_explorer(payload, MODELS_KEY)
 
 
 def render(page: pages.Page) -> None:
