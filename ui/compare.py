@@ -364,7 +364,7 @@ def difference_panel(comparison: Comparison, view: ViewState, layer: int, head: 
         layer,
         comparison.before.num_layers,
         head,
-        "Difference (after − before), word level",
+        "Difference (after − before)",
     )
     payload = build_payload(
         values[:-1],

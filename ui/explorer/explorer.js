@@ -2081,10 +2081,43 @@ class LinkedExplorer extends Explorer {
     this.group.exportSvg();
   }
 
+  /** The legend's text in lines that fit the panel's width (an export shows all of it). */
+  legendLines(ctx) {
+    ctx.font = `11px ${this.font}`;
+    const room = this.geometry.width - 8;
+    const lines = [];
+    let line = "";
+    for (const word of this.legendText.textContent.split(" ")) {
+      const longer = line ? `${line} ${word}` : word;
+      if (line && ctx.measureText(longer).width > room) {
+        lines.push(line);
+        line = word;
+      } else line = longer;
+    }
+    if (line) lines.push(line);
+    return lines;
+  }
+
+  headingHeight() {
+    return 26 + 14 * this.legendLines(this.colCanvas.getContext("2d")).length;
+  }
+
+  paintHeading(ctx) {
+    // An export's heading: the title, then the whole legend text, wrapped.
+    ctx.fillStyle = this.text;
+    ctx.font = `bold 13px ${this.font}`;
+    ctx.textBaseline = "top";
+    ctx.fillText(this.clip(ctx, this.titleLine.textContent, this.geometry.width - 8), 4, 2);
+    this.legendLines(ctx).forEach((line, i) => {
+      ctx.font = `11px ${this.font}`;
+      ctx.fillText(line, 4, 20 + 14 * i);
+    });
+  }
+
   /** Height of this panel in an export: title and legend, column labels, matrix, bars. */
   exportHeight() {
     const g = this.geometry;
-    return 44 + g.headerHeight + g.height + 8 + this.exportBarsHeight();
+    return this.headingHeight() + g.headerHeight + g.height + 8 + this.exportBarsHeight();
   }
 
   exportBarsHeight() {
@@ -2149,6 +2182,28 @@ class CompareGroup {
     }
     this.followOptions(this.panels[0]);
     this.followView(this.panels[0]);
+    this.alignTops();
+  }
+
+  alignTops() {
+    // Panels side by side start their matrices at one height: a shorter title, legend and
+    // column labels get the room longer ones take (under the legend).
+    const header = (panel) => (panel.geometry ? panel.geometry.headerHeight : 0);
+    this.headers = this.panels.map(header).join(",");
+    const heads = this.panels.map((panel) => {
+      panel.legendBox.style.minHeight = "";
+      return panel.titleLine.offsetHeight + header(panel);
+    });
+    const rows = new Map();
+    this.panels.forEach((panel, index) => {
+      const top = panel.root.offsetTop;
+      const height = heads[index] + panel.legendBox.offsetHeight;
+      rows.set(top, Math.max(rows.get(top) || 0, height));
+    });
+    this.panels.forEach((panel, index) => {
+      const room = rows.get(panel.root.offsetTop) - heads[index];
+      if (room > panel.legendBox.offsetHeight) panel.legendBox.style.minHeight = `${room}px`;
+    });
   }
 
   arrange() {
@@ -2157,6 +2212,7 @@ class CompareGroup {
     const width = this.root.clientWidth;
     const n = this.panels.length;
     if (!n || !width) return;
+    requestAnimationFrame(() => this.alignTops()); // the legends' text wraps anew
     const columns = Math.max(1, Math.min(n, Math.floor((width + COMPARE_GAP_PX) / (COMPARE_MIN_PANEL_PX + COMPARE_GAP_PX))));
     if (columns === this.columns) return;
     this.columns = columns;
@@ -2189,6 +2245,9 @@ class CompareGroup {
         panel.paintView();
       }
     });
+    // Zooming grows the column labels' band: the panels' tops align again when it did.
+    if (this.panels.map((p) => (p.geometry ? p.geometry.headerHeight : 0)).join(",") !== this.headers)
+      this.alignTops();
     const d = this.root.dataset;
     d.zooms = this.panels.map((p) => p.zoom.toFixed(2)).join(",");
     d.views = this.panels.map((p) => p.root.dataset.view || "").join(",");
@@ -2246,6 +2305,7 @@ class CompareGroup {
       }
     });
     this.followView(leader);
+    this.alignTops();
   }
 
   followOptions(leader) {
@@ -2296,17 +2356,18 @@ class CompareGroup {
     ctx.fillRect(0, 0, width, height);
     for (const { panel, x, y } of placed) {
       const g = panel.geometry;
+      const top = panel.headingHeight();
       ctx.save();
       ctx.translate(x, y);
       panel.paintHeading(ctx);
       // Column labels, then the matrix with its overlay on top, then the bars.
       const layers = [
-        [panel.colCanvas, 44, g.headerHeight],
-        [panel.matrix, 44 + g.headerHeight, g.height],
-        [panel.overlay, 44 + g.headerHeight, g.height],
-        [panel.bars, 44 + g.headerHeight + g.height + 8, panel.exportBarsHeight()],
+        [panel.colCanvas, top, g.headerHeight],
+        [panel.matrix, top + g.headerHeight, g.height],
+        [panel.overlay, top + g.headerHeight, g.height],
+        [panel.bars, top + g.headerHeight + g.height + 8, panel.exportBarsHeight()],
       ];
-      for (const [source, top, h] of layers) if (h > 0) ctx.drawImage(source, 0, top, g.width, h);
+      for (const [source, at, h] of layers) if (h > 0) ctx.drawImage(source, 0, at, g.width, h);
       ctx.restore();
     }
     canvas.toBlob((blob) => {
@@ -2326,7 +2387,7 @@ class CompareGroup {
       svg.save();
       svg.translate(x, y);
       panel.paintHeading(svg);
-      svg.translate(0, 44);
+      svg.translate(0, panel.headingHeight());
       panel.paintColumns(svg);
       svg.translate(0, g.headerHeight);
       panel.paintMatrix(svg);
