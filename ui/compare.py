@@ -190,10 +190,7 @@ def _type_second() -> None:
 
 # ---------------------------------------------------------------------- the explorer's panels
 WITHOUT_FIRST = "without the first token (each row renormalised over the rest)"
-DIVERGING = (
-    "blue: less attention after, red: more (diverging, colour-blind safe); the background "
-    "colour: no change"
-)
+DIVERGING = "blue: less attention after, red: more (colour-blind safe); background: no change"
 REPLACE_CAPTION = (
     "Before, after and their difference share one view: zoom (Ctrl + wheel, + and −), pan "
     "(drag, Shift + arrows), hover and the selected row move all three. Rows and columns are "
@@ -379,8 +376,8 @@ def difference_panel(comparison: Comparison, view: ViewState, layer: int, head: 
         unit_rows(rows, len(alignment.labels)),
         notes=notes,
         scale_names={
-            "shared": "symmetric, ±the largest |change| of this layer's heads",
-            "chart": "symmetric, ±this matrix's largest |change|",
+            "shared": "±the largest |change| of this layer's heads",
+            "chart": "±this matrix's largest |change|",
             "fixed": "fixed ±1",
         },
     )
