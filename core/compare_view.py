@@ -30,24 +30,27 @@ def token_units(groups: Sequence[Sequence[int]], n_tokens: int) -> np.ndarray:
 def character_units(tokens: Sequence[Token]) -> tuple[np.ndarray, int]:
     """int64 `[n_tokens]` link units of two tokenizations of one text, and how many there are.
 
-    A token's unit is the character it starts at (a pair's second segment counted after the
-    first's end), so two models' tokens covering the same character meet whatever their
-    tokenizers; a special token takes the character of the next ordinary token (the end of
-    the text after the last), so a leading [CLS] meets the other model's first token.
+    Unit 0 is before the text; unit ``c + 1`` is character `c` (a pair's second segment
+    counted after the first's end). An ordinary token's unit is the character it starts at, so
+    two models' tokens covering the same character meet whatever their tokenizers; a special
+    token's is the character after the ordinary token before it (unit 0 for a leading [CLS]),
+    a unit no ordinary token takes, so a [SEP] never stands in for the next word.
     """
     tokens = list(tokens)
     first_length = max((t.end for t in tokens if t.segment == 0 and not t.is_special), default=0)
-    starts = [
-        None if t.is_special else t.start + (first_length + 1 if t.segment == 1 else 0)
-        for t in tokens
-    ]
-    total = max((t.end + (first_length + 1 if t.segment == 1 else 0)) for t in tokens) + 1
+
+    def offset(token: Token) -> int:
+        return first_length + 2 if token.segment == 1 else 1
+
     units = np.empty(len(tokens), dtype=np.int64)
-    following = total - 1
-    for i in range(len(tokens) - 1, -1, -1):
-        if starts[i] is not None:
-            following = starts[i]
-        units[i] = following
+    after_previous = 0
+    for i, token in enumerate(tokens):
+        if token.is_special:
+            units[i] = after_previous
+        else:
+            units[i] = token.start + offset(token)
+            after_previous = token.end + offset(token)
+    total = int(max(units.max(initial=0), after_previous)) + 1
     return units, total
 
 

@@ -200,7 +200,7 @@ REPLACE_CAPTION = (
 MODELS_CAPTION = (
     "Both models share one view: zoom, pan, hover and the selected row move both. Tokens are "
     "matched by character offsets: a token meets the other model's token that covers its first "
-    "character (special tokens meet the next word's)."
+    "character (a special token meets the token before it, a leading one the first)."
 )
 
 

@@ -170,3 +170,28 @@ def test_without_the_first_token_the_export_is_the_shown_difference(comparison, 
         exports.difference_data(Inputs("m", TEXT), 1, "hippopotamus", prov, False, "json")
     )
     np.testing.assert_allclose(layers_of(plain), comparison.difference, atol=1e-6)
+
+
+def test_hidden_special_tokens_and_a_pairs_sentence_b_in_every_panel(embedded):
+    pair = compare_replacement(embedded, "The cat sat.", 1, "hippopotamus")
+    payload = ui.compare.replacement_payload(pair, view(hide_special=True), 1, "mean")
+    before, after, difference = payload["panels"]
+    for panel in payload["panels"]:
+        assert "[CLS]" not in panel["rows"] and "[SEP]" not in panel["rows"]
+    assert before["rows"] == ["the", "cat", "sat", "."]
+    assert difference["rows"] == ["the", "cat→hippopotamus", "sat", "."]
+    # Rows still link: "sat" is row 2 before, 5 after (4 pieces), unit row 2 of the difference.
+    assert after["rows"][5] == "sat" and after["unitRow"][before["rowUnit"][2]] == 5
+    assert difference["unitRow"][before["rowUnit"][2]] == 2
+    # Before and after renormalise over the tokens shown; the difference says it does not.
+    np.testing.assert_allclose(np.nansum(decode_codes(before)[-1], axis=-1), 1.0, atol=1e-2)
+    assert any("special tokens hidden" in note for note in difference["notes"])
+
+
+def test_a_pairs_sentence_b_is_marked_in_both_models(embedded):
+    result = run_attention(embedded, "The cat sat.", "It was warm.")
+    payload = ui.compare.models_payload([("a", result), ("b", result)], view(), 0, 1)
+    first_b = next(i for i, t in enumerate(result.tokens) if t.segment == 1)
+    assert [p["segB"] for p in payload["panels"]] == [first_b, first_b]
+    # The same tokenizer: every row links to itself.
+    assert payload["panels"][1]["unitRow"][payload["panels"][0]["rowUnit"][first_b]] == first_b
