@@ -189,7 +189,10 @@ def test_the_svg_export_holds_all_three_panels(open_compare, tmp_path):
     path = tmp_path / "compare.svg"
     download.value.save_as(path)
     svg = path.read_text(encoding="utf-8")
-    assert svg.startswith("<svg") and download.value.suggested_filename.endswith(".svg")
+    assert (
+        svg.startswith("<svg")
+        and download.value.suggested_filename == "attention_compare_head_mean.svg"
+    )
     for title in ("Before", "After: cat → hippopotamus", "Difference (after − before)"):
         assert title in svg
     assert "max-|Δ|" not in svg and "colour-blind safe" in svg  # 38 words: not pooled

@@ -1913,8 +1913,16 @@ class Explorer {
       background: `rgb(${this.background.join(",")})`,
       hatch: this.dark ? "rgba(255,255,255,0.28)" : "rgba(0,0,0,0.22)",
     });
+    this.paintSvg(svg, titleHeight);
+    this.download(new Blob([svg.text()], { type: "image/svg+xml" }), "svg");
+  }
+
+  /** What is shown, into `svg` by the painters: the heading (`headingHeight` px), the column
+   * labels, the matrix and its overlay, the bars. */
+  paintSvg(svg, headingHeight) {
+    const g = this.geometry;
     this.paintHeading(svg);
-    svg.translate(0, titleHeight);
+    svg.translate(0, headingHeight);
     this.paintColumns(svg);
     svg.translate(0, g.headerHeight);
     this.paintMatrix(svg);
@@ -1923,7 +1931,6 @@ class Explorer {
     svg.layer = false;
     svg.translate(0, g.height + 8);
     this.paintBars(svg);
-    this.download(new Blob([svg.text()], { type: "image/svg+xml" }), "svg");
   }
 
   download(blob, extension) {
@@ -1950,16 +1957,18 @@ export default function explorer(component) {
   const { data, parentElement, setTriggerValue } = component;
   const arrived = performance.now();
   const payload = typeof data === "string" ? JSON.parse(data) : unpack(data);
-  if (payload.compare) return mountCompare(parentElement, setTriggerValue, payload, arrived);
-  let root = parentElement.querySelector(".ex-root");
+  // Compare mode (payload.compare): a group of linked explorers in its own root.
+  const kind = payload.compare ? "ex-compare" : "ex-root";
+  let root = parentElement.querySelector(`.${kind}`);
   if (!root) {
     root = document.createElement("div");
-    root.className = "ex-root";
+    root.className = kind;
     parentElement.append(root);
   }
   // One explorer per mounted component: a rerun updates it in place, so the legend's options,
   // the scroll position and a selection made since the last run survive.
-  if (!root.__explorer) root.__explorer = new Explorer(root, setTriggerValue);
+  if (!root.__explorer)
+    root.__explorer = payload.compare ? new CompareGroup(root, setTriggerValue) : new Explorer(root, setTriggerValue);
   const view = root.__explorer;
   view.setTriggerValue = setTriggerValue;
   view.update(payload);
@@ -2383,56 +2392,23 @@ class CompareGroup {
       hatch: lead.dark ? "rgba(255,255,255,0.28)" : "rgba(0,0,0,0.22)",
     });
     for (const { panel, x, y } of placed) {
-      const g = panel.geometry;
       svg.save();
       svg.translate(x, y);
-      panel.paintHeading(svg);
-      svg.translate(0, panel.headingHeight());
-      panel.paintColumns(svg);
-      svg.translate(0, g.headerHeight);
-      panel.paintMatrix(svg);
-      svg.layer = true;
-      panel.paintOverlay(svg);
-      svg.layer = false;
-      svg.translate(0, g.height + 8);
-      if (panel.sel !== null) panel.paintBars(svg);
+      panel.paintSvg(svg, panel.headingHeight());
       svg.restore();
     }
     this.download(new Blob([svg.text()], { type: "image/svg+xml" }), "svg");
   }
 
   download(blob, extension) {
+    // The explorer's download, named for the comparison and marked on the group's root.
     const lead = this.panels[0];
-    const link = document.createElement("a");
-    link.href = URL.createObjectURL(blob);
-    link.download = `compare_head_${lead.payload.names[lead.head]}.${extension}`;
-    document.body.append(link);
-    link.click();
-    link.remove();
-    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
-    this.root.dataset.exported = String(blob.size);
-    this.root.dataset.exportedType = extension;
+    const named = { payload: { title: "compare", names: lead.payload.names }, head: lead.head, root: this.root };
+    Explorer.prototype.download.call(named, blob, extension);
   }
 
   destroy() {
     this.resizeObserver.disconnect();
     for (const panel of this.panels) panel.destroy();
   }
-}
-
-function mountCompare(parentElement, setTriggerValue, payload, arrived) {
-  let root = parentElement.querySelector(".ex-compare");
-  if (!root) {
-    root = el("div", "ex-compare");
-    parentElement.append(root);
-  }
-  if (!root.__compare) root.__compare = new CompareGroup(root, setTriggerValue);
-  const group = root.__compare;
-  group.setTriggerValue = setTriggerValue;
-  group.update(payload);
-  root.dataset.arrivedAt = String(arrived);
-  root.dataset.updateMs = (performance.now() - arrived).toFixed(1);
-  return () => {
-    if (!root.isConnected) group.destroy();
-  };
 }
