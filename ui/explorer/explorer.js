@@ -2080,6 +2080,12 @@ class LinkedExplorer extends Explorer {
     super.paintBars(ctx);
     // No row selected: no empty bars' box under every panel (the title says how to get them).
     this.bars.style.display = this.sel === null ? "none" : "";
+    if (this.payload.signed && this.sel !== null) {
+      // The difference's bars are changes of attention, not attention.
+      this.barsTitle.textContent = this.barsTitle.textContent
+        .replace("the attention it pays", "the change (after − before) of the attention it pays")
+        .replace("the attention each token pays", "of the attention each token pays");
+    }
   }
 
   exportPng() {
