@@ -6,40 +6,17 @@ import re
 import numpy as np
 
 from core.tokens import PIECE_MARKER
-from tests.pages.conftest import assert_clean, chart_specs, find_all, on_page
+from tests.pages.conftest import assert_clean, chart_specs, compare_explorers, find_all, on_page
 from ui.explorer import decode_codes, decode_values
 
 
 def compare_payloads(at) -> dict[str, dict]:
-    """Each compare explorer of the last run by its key (`pages/compare.py`), decoded, with
-    every panel's matrices (a run that showed them before ships keys only: the test asks
-    again, as the browser's ``need`` would)."""
-    from ui.explorer.component import COMPONENT_NAME
-    from ui.explorer.payload import unpack_compare
-
-    def found() -> dict[str, dict]:
-        return {
-            key: unpack_compare(el.proto.bytes)
-            for el in at.get("bidi_component")
-            if el.proto.component_name == COMPONENT_NAME
-            for key in [compare_key(el)]
-        }
-
-    payloads = found()
-    if any(p["codes"] is None for c in payloads.values() for p in c["panels"]):
-        for name in [k for k in at.session_state if str(k).endswith("__sent_data")]:
-            del at.session_state[name]
-        at.run()
-        payloads = found()
-    return payloads
-
-
-def compare_key(element) -> str:
-    """Which tab's explorer `element` is: its panels' first title says."""
-    from ui.explorer.payload import unpack_compare
-
-    titles = [p["title"] for p in unpack_compare(element.proto.bytes)["panels"]]
-    return "replace" if titles[0] == "Before" else "models"
+    """Each compare explorer of the last run by its tab: "replace" (its first panel is Before)
+    or "models"."""
+    return {
+        "replace" if payload["panels"][0]["title"] == "Before" else "models": payload
+        for payload in compare_explorers(at)
+    }
 
 
 def panel_values(panel: dict) -> np.ndarray:
