@@ -16,7 +16,9 @@ from core import EMBEDDED_MODEL, compare_replacement, load_model
 from tests.e2e.harness import (
     SCREENSHOTS,
     block_external_requests,
+    full_page_screenshot,
     start_counting_runs,
+    wait_for_next_run,
     wait_for_run,
 )
 
@@ -196,3 +198,31 @@ def test_the_svg_export_holds_all_three_panels(open_compare, tmp_path):
     for title in ("Before", "After: cat → hippopotamus", "Difference (after − before)"):
         assert title in svg
     assert "max-|Δ|" not in svg and "colour-blind safe" in svg  # 38 words: not pooled
+
+
+def test_a_head_chip_and_a_click_repaint_every_panel_then_reach_the_pickers(open_compare):
+    page = open_compare(1440)
+    start_counting_runs(page)
+    bar = page.locator("[data-testid='stBidiComponentIsolated'] .ex-compare > .ex-bar")
+    bar.locator(".ex-chip").filter(has_text="3").first.click()
+    # A click on "sat" (row 6) in After selects "sat" everywhere (row 3 before, unit 3).
+    after = state(page)["panels"][1]
+    sat_after = 6  # [CLS] the hip ##pop ##ota ##mus sat
+    page.mouse.click(
+        after["matrix"]["x"] + after["matrix"]["width"] / 2,
+        after["matrix"]["y"] + (sat_after + 0.5) * float(after["rowPx"]),
+    )
+    s = state(page)
+    # Painted in the browser before any run: every panel shows head 3 and the selected word.
+    assert [p["head"] for p in s["panels"]] == ["3", "3", "3"] and s["runs"] == 0
+    assert [p["selected"] for p in s["panels"]] == ["3", "6", "3"]
+    # Once the keys rest, one run brings the link (and the Head picker: tests/pages) along.
+    wait_for_next_run(page)
+    page.wait_for_timeout(500)
+    full_page_screenshot(page, SCREENSHOTS / "compare-explorer-after-head.png")
+    assert "head=3" in page.url
+    # The selection and the zoom are the browser's: the run keeps them (even when Streamlit
+    # mounts the component anew, as the first run's spinners leave).
+    after_run = state(page)["panels"]
+    assert [p["head"] for p in after_run] == ["3", "3", "3"]
+    assert [p["selected"] for p in after_run] == ["3", "6", "3"]

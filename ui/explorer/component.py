@@ -177,7 +177,12 @@ def compare_explorer(
     several matrices sharing one view. Each panel's matrices travel once per layer as in
     :func:`explorer` (its own sent-state, ``"<key>:<panel>"``); the view trigger is the same
     (:func:`change_in_callback` with `key`)."""
-    payload = {**payload, "panels": [dict(panel) for panel in payload["panels"]]}
+    payload = {
+        **payload,
+        # The browser keeps each panel's matrices and the view by this key (explorer.js).
+        "compare": {**payload["compare"], "key": key},
+        "panels": [dict(panel) for panel in payload["panels"]],
+    }
     for index, panel in enumerate(payload["panels"]):
         _send_layer_once(panel, _panel_key(key, index))
     _mount()(

@@ -1998,7 +1998,7 @@ class LinkedExplorer extends Explorer {
     super(root, (name, value) => group.trigger(name, value));
     this.group = group;
     this.index = index;
-    this.dataStore = { key: null };
+    this.dataStore = group.dataStore(index);
     root.classList.add("ex-linked");
     if (index === 0) root.classList.add("ex-lead");
   }
@@ -2154,6 +2154,44 @@ class CompareGroup {
     this.resizeObserver.observe(root);
   }
 
+  /** Panel `index`'s data store, kept on the window by the explorer's key: Streamlit mounts
+   * the component anew when an element above it comes or goes (a spinner of the first run),
+   * and the new one keeps the matrices instead of asking for them again. */
+  dataStore(index) {
+    const all = window.__atlasCompareData || (window.__atlasCompareData = {});
+    const stores = all[this.key] || (all[this.key] = []);
+    return stores[index] || (stores[index] = { key: null });
+  }
+
+  /** The view (zoom, pan, selected rows, the lead's options) kept for a component mounted
+   * anew, like the data. */
+  saveView() {
+    const views = window.__atlasCompareViews || (window.__atlasCompareViews = {});
+    views[this.key] = {
+      shapes: this.panels.map((p) => (p.payload ? p.payload.shape.join("x") : "")).join(","),
+      panels: this.panels.map((p) => ({ zoom: p.zoom, panX: p.panX, panY: p.panY, sel: p.sel })),
+      options: { ...this.panels[0].options },
+    };
+  }
+
+  restoreView() {
+    const saved = (window.__atlasCompareViews || {})[this.key];
+    const shapes = this.panels.map((p) => (p.payload ? p.payload.shape.join("x") : "")).join(",");
+    if (!saved || saved.shapes !== shapes) return;
+    this.synced(() => {
+      this.panels.forEach((panel, index) => {
+        Object.assign(panel, saved.panels[index]);
+        if (index === 0) {
+          Object.assign(panel.options, saved.options);
+          panel.scaleBox.value = panel.options.scale;
+          panel.paletteBox.value = panel.options.palette;
+          panel.logBox.checked = panel.options.log;
+        }
+        panel.repaint(false);
+      });
+    });
+  }
+
   trigger(name, value) {
     // One panel's view change speaks for all: the others follow in the browser.
     if (name === "view" && !value.need) {
@@ -2171,6 +2209,8 @@ class CompareGroup {
       return own;
     });
     const meta = payload.compare;
+    const mounted = this.panels.length > 0;
+    this.key = meta.key;
     this.caption.textContent = meta.caption;
     this.root.setAttribute("aria-label", `Compare: ${panels.map((p) => p.title).join("; ")}`);
     if (this.panels.length !== panels.length) {
@@ -2195,6 +2235,7 @@ class CompareGroup {
     } finally {
       this.syncing = false;
     }
+    if (!mounted) this.restoreView();
     this.followOptions(this.panels[0]);
     this.followView(this.panels[0]);
     this.alignTops();
@@ -2263,6 +2304,7 @@ class CompareGroup {
     // Zooming grows the column labels' band: the panels' tops align again when it did.
     if (this.panels.map((p) => (p.geometry ? p.geometry.headerHeight : 0)).join(",") !== this.headers)
       this.alignTops();
+    this.saveView();
     const d = this.root.dataset;
     d.zooms = this.panels.map((p) => p.zoom.toFixed(2)).join(",");
     d.views = this.panels.map((p) => p.root.dataset.view || "").join(",");
@@ -2308,6 +2350,7 @@ class CompareGroup {
         panel.root.dataset.selected = panel.sel === null ? "" : String(panel.sel);
       }
     });
+    this.saveView();
   }
 
   followHead(leader) {
