@@ -249,17 +249,20 @@ def check_layout(page) -> list[str]:
     return layout_problems(page.evaluate(_BOXES))
 
 
+def width_problems(what: str, box: dict, column: dict) -> list[str]:
+    """`what` (its `box`) must be as wide as its column, to 2 px."""
+    if abs(box["width"] - column["width"]) <= 2:
+        return []
+    return [f"{what} is {box['width']:.0f} px wide in a {column['width']:.0f} px column"]
+
+
 def explorer_problems(page) -> list[str]:
     """The explorer must fill its column (it has no fixed size) and stay inside it."""
     found = explorer_state(page)
     if found is None:
         return ["the explorer is missing"]
     root, column = found["root"], found["column"]
-    problems = []
-    if abs(root["width"] - column["width"]) > 2:
-        problems.append(
-            f"the explorer is {root['width']:.0f} px wide in a {column['width']:.0f} px column"
-        )
+    problems = width_problems("the explorer", root, column)
     for part in ("matrix", "bars"):
         if found[part]["r"] > column["r"] + 1:
             problems.append(
@@ -292,12 +295,7 @@ def compare_problems(page) -> list[str]:
     if found is None or not found["panels"]:
         return ["the compare explorer is missing"]
     group, column = found["group"], found["column"]
-    problems = []
-    if abs(group["width"] - column["width"]) > 2:
-        problems.append(
-            f"the compare explorer is {group['width']:.0f} px wide in a "
-            f"{column['width']:.0f} px column"
-        )
+    problems = width_problems("the compare explorer", group, column)
     rows: dict[int, list[dict]] = {}
     for panel in found["panels"]:
         rows.setdefault(round(panel["y"]), []).append(panel)
