@@ -53,3 +53,47 @@ def test_a_compare_payload_is_checked():
     )
     with pytest.raises(InvalidSelectionError):
         build_compare_payload([good, other_heads], link="words", units=3)
+
+
+def compare_script() -> None:
+    import numpy as np
+    import streamlit as st
+
+    from ui.explorer import build_payload, compare_explorer
+    from ui.explorer.component import _on_compare_view
+    from ui.explorer.payload import build_compare_payload, link_panel
+
+    if st.session_state.get("simulate_need"):
+        # What Streamlit runs before a run the browser's {"need": true} started.
+        st.session_state["cx"] = {"view": {"need": True}}
+        _on_compare_view("cx", 2, lambda: None)
+    weights = np.array([[[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]]] * 2)
+    panels = [
+        link_panel(
+            build_payload(weights, ["a", "b", "c"], mean=weights.mean(0)), [0, 1, 2], [0, 1, 2]
+        )
+        for _ in range(2)
+    ]
+    compare_explorer(build_compare_payload(panels, link="words", units=3), key="cx")
+
+
+def test_each_panel_travels_once_and_again_when_the_browser_asks():
+    from streamlit.testing.v1 import AppTest
+
+    from ui.explorer.component import COMPONENT_NAME
+
+    def sent(at) -> dict:
+        [element] = [
+            e for e in at.get("bidi_component") if e.proto.component_name == COMPONENT_NAME
+        ]
+        return unpack_compare(element.proto.bytes)
+
+    at = AppTest.from_function(compare_script, default_timeout=60).run()
+    first = sent(at)
+    assert first["compare"]["key"] == "cx"  # the browser keeps its copies by it
+    assert all(p["codes"] and p["exact"] for p in first["panels"])
+    at.run()
+    assert all(p["codes"] is None and p["exact"] is None for p in sent(at)["panels"])
+    at.session_state["simulate_need"] = True
+    at.run()
+    assert all(p["codes"] and p["exact"] for p in sent(at)["panels"])
