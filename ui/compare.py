@@ -27,7 +27,7 @@ from core.tokens import unit_labels
 from ui import cache, prediction, session
 from ui.deploy import CUSTOM_CHOICE, deploy_policy, model_label, picker_options
 from ui.explorer import MAX_TOKENS, build_payload
-from ui.explorer.payload import build_compare_payload, link_panel
+from ui.explorer.payload import build_compare_payload, link_panel, outside_window
 from ui.layout import COLUMN_PX
 from ui.page import Page
 from ui.state import ViewState
@@ -204,6 +204,17 @@ MODELS_CAPTION = (
 )
 
 
+def never_computed(
+    result: AttentionResult, groups: list[list[int]], layer: int
+) -> np.ndarray | None:
+    """bool `[units, units]`: display cells of `layer` the model never computes (a causal
+    model's later keys; keys outside a sliding-window layer's window), or None (none)."""
+    window = result.window(layer)
+    if window is not None:
+        return outside_window(groups, window, causal=result.is_causal())
+    return causal_display_mask(groups) if result.is_causal() else None
+
+
 def _layer_stack(result: AttentionResult, layer: int, heads: int) -> np.ndarray:
     """`[heads + 1, n, n]`: the first `heads` heads of `layer`, then the mean of all its heads."""
     weights = result.attentions[layer]
@@ -225,7 +236,7 @@ def _panel(
         stack, tokens, hide_special=view.hide_special, merge_words=view.merge_words
     )
     values = without_first_token(shown.matrix) if view.without_first else shown.matrix
-    empty = causal_display_mask(shown.groups) if result.is_causal() else None
+    empty = never_computed(result, shown.groups, light["layer"])
     labels = unit_labels(tokens, shown.groups, "marked")
     rows = row_units(shown.groups, units_of_tokens)
     segment = segment_b_start(tokens, shown.groups)
@@ -313,7 +324,7 @@ def replacement_payload(
 
 def difference_panel(comparison: Comparison, view: ViewState, layer: int, head: int | str) -> dict:
     """The Difference panel: after − before on word units, every head and the mean (each as
-    `Comparison.difference_for` draws it), causal cells empty, special units hidden when the
+    `Comparison.difference_for` draws it), cells never computed empty, special units hidden when the
     view hides special tokens (not renormalised: a difference does not sum to 1)."""
     alignment = comparison.alignment
     first = view.without_first
@@ -323,13 +334,11 @@ def difference_panel(comparison: Comparison, view: ViewState, layer: int, head: 
             comparison.difference_for(layer, None, without_first=first)[None],
         ]
     )
-    if comparison.before.is_causal():
+    before = never_computed(comparison.before, alignment.before, layer)
+    if before is not None:
         # A unit cell is empty where neither side computed any of its token pairs.
-        values = np.where(
-            causal_display_mask(alignment.before) & causal_display_mask(alignment.after),
-            np.nan,
-            values,
-        )
+        after = never_computed(comparison.after, alignment.after, layer)
+        values = np.where(before & after, np.nan, values)
     tokens = comparison.before.tokens
     kept = list(range(len(alignment.labels)))
     if view.hide_special:

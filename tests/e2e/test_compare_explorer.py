@@ -182,8 +182,16 @@ def test_zoom_and_hover_in_before_move_after_and_difference_without_a_page_run(
     )
 
 
-def test_the_svg_export_holds_all_three_panels(open_compare, tmp_path):
+def test_the_svg_and_png_exports_hold_all_three_panels(open_compare, tmp_path):
     page = open_compare(1440, "dark")
+    buttons = page.locator(
+        "[data-testid='stBidiComponentIsolated'] .ex-compare > .ex-bar .ex-button"
+    )
+    with page.expect_download() as png:
+        buttons.filter(has_text="PNG").click()
+    assert png.value.suggested_filename == "attention_compare_head_mean.png"
+    png.value.save_as(tmp_path / "compare.png")
+    assert (tmp_path / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with page.expect_download() as download:
         page.locator(
             "[data-testid='stBidiComponentIsolated'] .ex-compare > .ex-bar .ex-button"

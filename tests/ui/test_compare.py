@@ -195,3 +195,20 @@ def test_a_pairs_sentence_b_is_marked_in_both_models(embedded):
     assert [p["segB"] for p in payload["panels"]] == [first_b, first_b]
     # The same tokenizer: every row links to itself.
     assert payload["panels"][1]["unitRow"][payload["panels"][0]["rowUnit"][first_b]] == first_b
+
+
+def test_keys_outside_a_sliding_window_are_empty_before_and_after(tiny_model_path):
+    mistral = load_model(str(tiny_model_path("mistral")))
+    text = "the cat sat on the mat and the dog sat on the rug by the door"
+    # (The tiny tokenizer reads the text as one word: word 0 is all of it.)
+    comparison = compare_replacement(mistral, text, 0, "a hippopotamus sat on the mat all day")
+    window = comparison.before.window(0)
+    assert window is not None and window < len(comparison.before.tokens)
+    before, after, _ = ui.compare.replacement_payload(comparison, view(), 0, "mean")["panels"]
+    for panel in (before, after):
+        values = decode_codes(panel)
+        n = values.shape[-1]
+        q, k = np.indices((n, n))
+        outside = (k > q) | (q - k >= window)
+        assert outside.any() and np.isnan(values[:, outside]).all()
+        assert np.isfinite(values[:, ~outside]).all()
