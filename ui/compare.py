@@ -348,8 +348,8 @@ def difference_panel(comparison: Comparison, view: ViewState, layer: int, head: 
         values = values[:, kept][:, :, kept]
     labels = [alignment.labels[u] for u in kept]
     notes = [DIVERGING]
-    if view.log_scale:
-        notes.append("linear: a signed difference has no log scale")
+    # Said whatever the sidebar's log setting: the legend's Log box turns it on in the browser.
+    notes.append("linear (the log scale applies to before and after only)")
     if first:
         notes.append("of the matrices without the first token")
     if view.hide_special and len(kept) < len(alignment.labels):
