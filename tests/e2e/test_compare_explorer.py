@@ -158,6 +158,7 @@ def test_zoom_and_hover_in_before_move_after_and_difference_without_a_page_run(
     assert [p["zoom"] for p in state(page)["panels"]] == ["1.00"] * 3
     # Hover "mat" → "sat" in Before: the same words light up in After and Difference.
     mat, sat = 6, 3
+    page.locator(PANELS).first.locator(".ex-matrix").scroll_into_view_if_needed()
     panel = state(page)["panels"][0]
     x = panel["matrix"]["x"] + float(panel["gutter"]) + (sat + 0.5) * float(panel["colLabelPx"])
     y = panel["matrix"]["y"] + (mat + 0.5) * float(panel["rowPx"])
@@ -213,7 +214,9 @@ def test_a_head_chip_and_a_click_repaint_every_panel_then_reach_the_pickers(open
     start_counting_runs(page)
     bar = page.locator("[data-testid='stBidiComponentIsolated'] .ex-compare > .ex-bar")
     bar.locator(".ex-chip").filter(has_text="3").first.click()
+    page.wait_for_timeout(150)  # the panels' titles and legends settle (well within the delay)
     # A click on "sat" (row 6) in After selects "sat" everywhere (row 3 before, unit 3).
+    page.locator(PANELS).nth(1).locator(".ex-matrix").scroll_into_view_if_needed()
     after = state(page)["panels"][1]
     sat_after = 6  # [CLS] the hip ##pop ##ota ##mus sat
     page.mouse.click(
