@@ -61,12 +61,12 @@ class Comparison:
     @cached_property
     def before_words(self) -> np.ndarray:
         """Word-level attention before, `[layers, heads, units, units]`."""
-        return merge_groups(self.before.attentions, self.alignment.before)
+        return _merge(self.before.attentions, self.alignment.before)
 
     @cached_property
     def after_words(self) -> np.ndarray:
         """Word-level attention after, `[layers, heads, units, units]`."""
-        return merge_groups(self.after.attentions, self.alignment.after)
+        return _merge(self.after.attentions, self.alignment.after)
 
     @cached_property
     def difference(self) -> np.ndarray:
@@ -89,8 +89,31 @@ class Comparison:
         heads = None if head is None else [head]
         before = select_heads(self.before.attentions, layer, heads).mean(axis=0)
         after = select_heads(self.after.attentions, layer, heads).mean(axis=0)
-        merge = _merged_without_first if without_first else merge_groups
+        merge = _merged_without_first if without_first else _merge
         return merge(after, self.alignment.after) - merge(before, self.alignment.before)
+
+    def layer_difference(self, layer: int, *, without_first: bool = False) -> np.ndarray:
+        """After minus before for every head of one layer, `[heads, units, units]`.
+
+        Head `h` equals `difference_for(layer, h, without_first=without_first)`; all heads are
+        merged in one batch (the Compare explorer ships the whole layer, and the export of
+        every layer without the first token is built layer by layer from this).
+        """
+        before = select_heads(self.before.attentions, layer, None)
+        after = select_heads(self.after.attentions, layer, None)
+        merge = _merged_without_first if without_first else _merge
+        return merge(after, self.alignment.after) - merge(before, self.alignment.before)
+
+    def shown_difference(self, *, without_first: bool = False) -> np.ndarray:
+        """`difference` as the page draws it, `[layers, heads, units, units]`: with
+        `without_first`, of each head's matrices without the first token (`layer_difference`),
+        else `difference` itself."""
+        if not without_first:
+            return self.difference
+        layers = self.before.attentions.shape[0]
+        return np.stack(
+            [self.layer_difference(layer, without_first=True) for layer in range(layers)]
+        )
 
     @property
     def before_predictions(self) -> list[list[Prediction]]:
@@ -120,6 +143,23 @@ class Comparison:
         return pairs
 
 
+def _merge(attentions: np.ndarray, groups: list[list[int]]) -> np.ndarray:
+    """`merge_groups` of `[..., n, n]`, by sums over runs: where the groups share out the
+    positions 0..n-1 (each once, as an alignment's do), the positions are put in group order
+    and each group's run summed; a layer's 12 heads at 512 tokens take milliseconds instead
+    of two dense products of 0.3 s. Other groups go to `merge_groups`."""
+    n = attentions.shape[-1]
+    order = [p for group in groups for p in group]
+    if not all(groups) or sorted(order) != list(range(n)):
+        return merge_groups(attentions, groups)
+    sizes = np.array([len(group) for group in groups])
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    ordered = attentions[..., order][..., order, :].astype(np.float64)
+    keys = np.add.reduceat(ordered, starts, axis=-1)
+    merged = np.add.reduceat(keys, starts, axis=-2) / sizes[:, None]
+    return merged.astype(attentions.dtype, copy=False)
+
+
 def _merged_without_first(matrix: np.ndarray, groups: list[list[int]]) -> np.ndarray:
     """`merge_groups` of `without_first_token(matrix)` `[n, n]` -> `[units, units]`.
 
@@ -128,8 +168,8 @@ def _merged_without_first(matrix: np.ndarray, groups: list[list[int]]) -> np.nda
     """
     shown = without_first_token(matrix)
     kept = np.isfinite(shown)
-    merged = merge_groups(np.where(kept, shown, 0.0), groups)
-    merged[merge_groups(kept.astype(np.float64), groups) == 0] = np.nan
+    merged = _merge(np.where(kept, shown, 0.0), groups)
+    merged[_merge(kept.astype(np.float64), groups) == 0] = np.nan
     return merged
 
 

@@ -14,7 +14,8 @@ Uses the same harness as the end-to-end tests (`tests/e2e/harness.py`): `streaml
 model except Explain: it needs a model with a language-model head, and no such checkpoint is
 offline, so the script builds a tiny *random* masked-LM checkpoint (`tests/tiny_models.py`;
 its predictions are random); Long context needs a causal LM and shows a tiny random Llama
-(its needle run and ablation show the layout, not a finding). The Corpus shot is taken after
+(its needle run and ablation show the layout, not a finding), and so does Compare's "Two
+models" tab beside the embedded model (`compare_models_*`). The Corpus shot is taken after
 a run of the bundled corpus, kept in a temporary store that the dark theme's server reopens at
 once.
 """
@@ -79,7 +80,20 @@ SHOTS = (
         {"head_grid": True},
     ),
     ("masked", "/masked", {"text": MASKED}, 1, {}),
-    ("compare", "/compare", {"text": TEXT, "word": "1", "replacement": "dog"}, 3, {}),
+    (
+        "compare",
+        "/compare",
+        {"text": TEXT, "word": "1", "replacement": "hippopotamus", "head": "3"},
+        0,
+        {"explorer": True},
+    ),
+    (
+        "compare_models",
+        "/compare",
+        {"text": TEXT, "second_model": TINY_LM},
+        0,
+        {"explorer": True, "tab": "Two models"},
+    ),
     ("explain", "/explain", {"model": TINY_MLM, "text": MASKED}, 2, {}),
     (
         "corpus",

@@ -4,33 +4,46 @@ import functools
 
 import streamlit as st
 
-from core import AtlasError, AttentionResult
-from core.display_matrix import blank_causal, without_first_token
-from core.layer_views import head_matrix
-from core.scales import shared_max
-from core.selection import segment_b_start
-from core.tokens import token_labels
-from ui import cache, compare, exports
+from core import AtlasError
+from ui import cache, compare, exports, session
 from ui import page as pages
-from ui.matrix import show_matrix, view_options
+from ui.explorer import change_in_callback, compare_explorer
 from ui.widgets import export_buttons, file_stem, show_error
 
 ABOUT = (
-    "**Replace a word**: the same layer and head before and after the replacement. The "
-    "difference heatmap subtracts *before* from *after* on shared words (a replacement that "
-    "splits into several pieces counts as one word: keys summed, queries averaged), so orange "
-    "cells gained attention and blue cells lost it. Include a [MASK] in the text to see how "
-    "the predictions move. **Two models**: the same text in two models side by side."
+    "**Replace a word**: the same layer and head before and after the replacement, and their "
+    "difference, in one explorer: zoom, pan and hover move all three. The difference subtracts "
+    "*before* from *after* on shared words (a replacement that splits into several pieces "
+    "counts as one word: keys summed, queries averaged), on its own symmetric scale: red cells "
+    "gained attention and blue cells lost it. Include a [MASK] in the text to see how the "
+    "predictions move. **Two models**: the same text in two models side by side, tokens "
+    "matched by character offsets."
 )
+REPLACE_KEY = "compare_replace"
+MODELS_KEY = "compare_models"
 
 
-def marked(result: AttentionResult) -> dict:
-    """`show_matrix`'s axis labels (word pieces marked) and where a pair's sentence B starts."""
-    groups = [[t.index] for t in result.tokens]
-    return {
-        "labels": token_labels(result.tokens, "marked"),
-        "segment_b_start": segment_b_start(result.tokens, groups),
-    }
+def apply_change(key: str) -> bool:
+    """The explorer's `on_change`: its head and (Page Up / Page Down) layer become the view's,
+    so the Layer and Head pickers and the link follow. Returns whether the view changed."""
+    change = change_in_callback(key)
+    if change is None:
+        return False
+    current = session.view()
+    updates = {field: change[field] for field in ("head", "layer") if field in change}
+    updates = {f: v for f, v in updates.items() if v is not None and getattr(current, f) != v}
+    if updates:
+        session.update(**updates)
+    return bool(updates)
+
+
+def show_explorer(payload: dict, key: str) -> None:
+    """`payload` in the compare explorer under `key`, its changes applied to the view."""
+    compare_explorer(payload, key=key, on_change=functools.partial(apply_change, key))
+    if apply_change(key):
+        # Defensive, as on the Attention page: a change that reached the run without its
+        # callback is applied here and the page drawn again.
+        st.rerun()
 
 
 def replace_word(page: pages.Page) -> None:
@@ -47,45 +60,13 @@ def replace_word(page: pages.Page) -> None:
         return
     result, view = page.result, page.view
     layer, head = compare.layer_and_head(result.num_layers, result.num_heads)
-    before = head_matrix(comparison.before.attentions, layer, head)
-    after = head_matrix(comparison.after.attentions, layer, head)
-    if view.without_first:
-        # Transformed here so the shared scale spans what is drawn (show_matrix's is idempotent).
-        before, after = without_first_token(before), without_first_token(after)
-    # Stacked, not side by side: the server cannot know the window's width, and two heatmaps
-    # in columns are clipped below about 1200 px.
-    scale = view.colour_scale()
-    heat = view_options(view)
-    shared = {"scale": scale, "shared_max": shared_max([before, after]), **heat}
-    show_matrix(before, **marked(comparison.before), key="before", title="Before", **shared)
-    title = f"After: {comparison.original_word} → {comparison.replacement}"
-    show_matrix(after, **marked(comparison.after), key="after", title=title, **shared)
-    difference = comparison.difference_for(
-        layer, head if isinstance(head, int) else None, without_first=view.without_first
-    )
-    # Only the shown head is merged to word level: the whole stack takes seconds at 512 tokens
-    # and is built only if the difference is downloaded.
-    show_matrix(
-        difference,
-        comparison.alignment.labels,
-        key="difference",
-        title="Difference (after − before), word level",
-        value_label="change",
-        diverging=True,
-        # A difference is signed: fixed 0–1 would hide it, so "fixed" draws it on ±1.
-        scale=scale,
-        shared_max=shared_max([difference], absolute=True),
-        # Signed: the legend says the log scale does not apply; the difference is already of
-        # the matrices without the first token.
-        **heat,
-    )
-    st.caption(
-        "Word level: attention to a word is summed over its pieces, attention from a word is "
-        "averaged; the replaced word is one unit."
-    )
+    payload = compare.replacement_payload(comparison, view, layer, head)
+    show_explorer(payload, REPLACE_KEY)
     units = len(comparison.alignment.labels)
     prov = exports.provenance(view, page.inputs, method="difference")
-    data = functools.partial(exports.difference_data, page.inputs, word, replacement, prov)
+    data = functools.partial(
+        exports.difference_data, page.inputs, word, replacement, prov, view.without_first
+    )
     export_buttons(
         "Difference",
         csv=functools.partial(data, "csv"),
@@ -94,7 +75,7 @@ def replace_word(page: pages.Page) -> None:
         cells=result.num_layers * result.num_heads * units * units,
         stem=f"{exports.stem(prov, kind='difference')}_word{word}-{file_stem(replacement)}",
     )
-    compare.predictions(comparison, scale)
+    compare.predictions(comparison, view.colour_scale())
 
 
 def two_models(page: pages.Page) -> None:
@@ -114,25 +95,12 @@ def two_models(page: pages.Page) -> None:
         st.caption(
             f"Shapes differ ({result.num_layers}×{result.num_heads} vs "
             f"{other_result.num_layers}×{other_result.num_heads}): pickers cover the layers and "
-            "heads both have."
+            "heads both have; each model's mean is of all its own heads."
         )
     layer, head = compare.layer_and_head(layers, heads, key_suffix="_models")
     shown = [(page.model.name, result), (other.name, other_result)]
-    # A causal model never computes its later keys: empty cells (NaN), as on the Attention
-    # page, not zeros that read as measured "no attention".
-    matrices = [
-        blank_causal(head_matrix(res.attentions, layer, head))
-        if res.is_causal()
-        else head_matrix(res.attentions, layer, head)
-        for _, res in shown
-    ]
-    if view.without_first:
-        matrices = [without_first_token(matrix) for matrix in matrices]
-    heat = view_options(view)
-    shared = {"scale": view.colour_scale(), "shared_max": shared_max(matrices), **heat}
-    # Stacked for the same reason as before/after: side by side they clip below ~1200 px.
-    for (label, res), matrix in zip(shown, matrices, strict=True):
-        show_matrix(matrix, **marked(res), key=f"model_{label}", title=label, **shared)
+    payload = compare.models_payload(shown, view, layer, head)
+    show_explorer(payload, MODELS_KEY)
 
 
 def render(page: pages.Page) -> None:

@@ -99,14 +99,22 @@ def head_stats_data(inputs: Inputs, stack: str, prov: core.Provenance, fmt: str)
 
 
 def difference_data(
-    inputs: Inputs, word: int, replacement: str, prov: core.Provenance, fmt: str
+    inputs: Inputs,
+    word: int,
+    replacement: str,
+    prov: core.Provenance,
+    without_first: bool,
+    fmt: str,
 ) -> str:
-    """The word-level difference (after − before) of every layer and head."""
+    """The word-level difference (after − before) of every layer and head, as the page shows
+    it: with `without_first`, of the matrices without the first token
+    (`Comparison.shown_difference`)."""
     comparison = cache.comparison(inputs, word, replacement)
     labels = comparison.alignment.labels
+    difference = comparison.shown_difference(without_first=without_first)
     if fmt == "csv":
-        return core.attention_csv(labels, comparison.difference, provenance=prov)
-    return core.attention_json(labels, comparison.difference, method="difference", provenance=prov)
+        return core.attention_csv(labels, difference, provenance=prov)
+    return core.attention_json(labels, difference, method="difference", provenance=prov)
 
 
 def predictions_data(

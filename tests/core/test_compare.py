@@ -136,3 +136,37 @@ def test_difference_without_the_first_token_is_of_the_transformed_matrices(embed
     assert np.isnan(shown[:, 0]).all()
     np.testing.assert_allclose(shown[:, 1:], (sides[1] - sides[0])[:, 1:], atol=1e-6)
     assert not np.allclose(shown[:, 1:], comparison.difference_for(2, head)[:, 1:])
+
+
+@pytest.mark.parametrize(
+    "groups",
+    [
+        [[0], [1, 2, 3], [4], [5, 6]],  # runs in order: summed over runs
+        [[0], [1, 3], [2], [4, 5, 6]],  # not runs (a truncated text's replaced unit): reordered
+        [[0], [1, 3], [2], [4, 5]],  # position 6 in no group: the dense product
+    ],
+)
+def test_the_fast_merge_equals_merge_groups(groups):
+    from core.compare import _merge
+
+    rng = np.random.default_rng(0)
+    attentions = rng.dirichlet(np.ones(7), size=(2, 3, 7)).astype(np.float32)
+    merged = _merge(attentions, groups)
+    assert merged.dtype == np.float32 and merged.shape == (2, 3, 4, 4)
+    np.testing.assert_allclose(merged, merge_groups(attentions, groups), rtol=1e-6, atol=1e-7)
+
+
+def test_layer_difference_is_difference_for_of_each_head(embedded):
+    comparison = compare_replacement(embedded, "The cat sat on the mat.", 1, "hippopotamus")
+    for without_first in (False, True):
+        layer = comparison.layer_difference(3, without_first=without_first)
+        assert layer.shape == (12, 9, 9)
+        for head in (0, 11):
+            np.testing.assert_allclose(
+                layer[head],
+                comparison.difference_for(3, head, without_first=without_first),
+                atol=1e-6,
+            )
+    np.testing.assert_allclose(comparison.shown_difference()[3], comparison.layer_difference(3))
+    shown = comparison.shown_difference(without_first=True)
+    assert shown.shape == comparison.difference.shape and np.isnan(shown[:, :, :, 0]).all()

@@ -87,10 +87,11 @@ def test_compare_draws_after_a_replacement(page, app, blocked_requests):
     replacement.fill("dog")
     replacement.press("Enter")
     wait_for_next_run(page)
-    state = wait_for_charts(page, minimum=3)
+    # Before, after and the word-level difference: one explorer, three painted panels.
+    panels = page.locator("[data-testid='stBidiComponentIsolated'] .ex-compare .ex-root")
+    panels.nth(2).and_(page.locator("[data-draws]")).wait_for()
     full_page_screenshot(page, SCREENSHOTS / "compare.png")
-    # Before, after and the word-level difference.
-    assert state["drawn"] >= 3
+    assert panels.count() == 3
     assert page.get_by_text("→ dog").first.is_visible()
     assert_no_failure(page, errors, blocked_requests)
 

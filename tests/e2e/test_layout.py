@@ -86,6 +86,9 @@ class State:
     fills: bool = False
     """The page's widest Vega chart (Explain's contribution graph, a long input's mask profile)
     fills its column."""
+    compare: bool = False
+    """Compare's explorer (the explorer's compare mode): wait for its panels to paint and check
+    that they fill their column, side by side or stacked."""
 
 
 BERT, GPT2, BART = Tiny("bert"), Tiny("gpt2"), Tiny("bart")
@@ -144,17 +147,24 @@ STATES = [
         fills=True,
     ),
     State("masked-causal", "/masked", {"model": GPT2, "text": TEXT}, 2),
-    State("compare-replace", "/compare", {"text": TEXT, "replacement": "dog"}, 3),
+    State("compare-replace", "/compare", {"text": TEXT, "replacement": "dog"}, 0, compare=True),
     State(
-        "compare-replace-mask", "/compare", {"model": BERT, "text": MASKED, "replacement": "dog"}, 5
+        "compare-replace-mask",
+        "/compare",
+        {"model": BERT, "text": MASKED, "replacement": "dog"},
+        2,  # the predictions before and after
+        compare=True,
     ),
-    State("compare-120", "/compare", {"text": long_text(120), "replacement": "dog"}, 3),
+    State(
+        "compare-120", "/compare", {"text": long_text(120), "replacement": "dog"}, 0, compare=True
+    ),
     State(
         "compare-two-models",
         "/compare",
         {"text": TEXT, "second_model": GPT2},
-        2,
+        0,
         tab="Two models",
+        compare=True,
     ),
     State("explain-mlm", "/explain", {"model": BERT, "text": MASKED}, 2, fills=True),
     State("explain-causal", "/explain", {"model": GPT2, "text": TEXT}, 2, fills=True),
@@ -246,22 +256,62 @@ def check_layout(page) -> list[str]:
     return layout_problems(page.evaluate(_BOXES))
 
 
+def width_problems(what: str, box: dict, column: dict) -> list[str]:
+    """`what` (its `box`) must be as wide as its column, to 2 px."""
+    if abs(box["width"] - column["width"]) <= 2:
+        return []
+    return [f"{what} is {box['width']:.0f} px wide in a {column['width']:.0f} px column"]
+
+
 def explorer_problems(page) -> list[str]:
     """The explorer must fill its column (it has no fixed size) and stay inside it."""
     found = explorer_state(page)
     if found is None:
         return ["the explorer is missing"]
     root, column = found["root"], found["column"]
-    problems = []
-    if abs(root["width"] - column["width"]) > 2:
-        problems.append(
-            f"the explorer is {root['width']:.0f} px wide in a {column['width']:.0f} px column"
-        )
+    problems = width_problems("the explorer", root, column)
     for part in ("matrix", "bars"):
         if found[part]["r"] > column["r"] + 1:
             problems.append(
                 f"the explorer's {part} ends at {found[part]['r']:.0f} px, past its column"
             )
+    return problems
+
+
+# Compare's explorer on the tab shown: its group's box, its painted panels' boxes and the
+# column's; page.evaluate does not pierce shadow roots, so it finds the host.
+_COMPARE_STATE = """() => {
+    const host = [...document.querySelectorAll("[data-testid='stBidiComponentIsolated']")]
+        .find((h) => h.offsetParent !== null && h.shadowRoot
+            && h.shadowRoot.querySelector('.ex-compare'));
+    if (!host) return null;
+    const group = host.shadowRoot.querySelector('.ex-compare');
+    const box = (el) => { const r = el.getBoundingClientRect();
+        return {x: r.left, r: r.right, y: r.top, width: r.width}; };
+    const column = host.closest("[data-testid='stColumn']")
+        || host.closest("[data-testid='stVerticalBlock']");
+    const panels = [...group.querySelectorAll('.ex-root')].filter((p) => p.dataset.draws);
+    return {group: box(group), column: box(column), panels: panels.map(box),
+            matrices: panels.map((p) => box(p.querySelector('.ex-matrix')))};
+}"""
+
+
+def compare_problems(page) -> list[str]:
+    """Compare's panels fill their column (each row of panels spans it) and stay inside it."""
+    found = page.evaluate(_COMPARE_STATE)
+    if found is None or not found["panels"]:
+        return ["the compare explorer is missing"]
+    group, column = found["group"], found["column"]
+    problems = width_problems("the compare explorer", group, column)
+    rows: dict[int, list[dict]] = {}
+    for panel in found["panels"]:
+        rows.setdefault(round(panel["y"]), []).append(panel)
+    for row in rows.values():
+        left, right = min(p["x"] for p in row), max(p["r"] for p in row)
+        if abs(left - column["x"]) > 2 or abs(right - column["r"]) > 2:
+            problems.append(f"a row of panels spans {left:.0f}–{right:.0f} px, not its column")
+    if any(m["r"] > column["r"] + 1 for m in found["matrices"]):
+        problems.append("a compare matrix ends past its column")
     return problems
 
 
@@ -332,6 +382,8 @@ def open_state(page, url: str, state: State) -> None:
         wait_for_explorer(page)
     if state.head_grid:
         wait_for_head_grid(page)
+    if state.compare:
+        page.wait_for_function(f"() => ({_COMPARE_STATE})()?.panels.length >= 2", timeout=120_000)
 
 
 def check_state(page, url: str, state: State, theme: str) -> list[str]:
@@ -347,6 +399,7 @@ def check_state(page, url: str, state: State, theme: str) -> list[str]:
         layout = check_layout(page) + clipped_texts(page)
         layout += explorer_problems(page) if state.explorer else []
         layout += head_grid_problems(page) if state.head_grid else []
+        layout += compare_problems(page) if state.compare else []
         layout += fill_problems(page) if state.fills else []
         found = [f"{width}×{height}: {problem}" for problem in layout]
         if found:

@@ -93,6 +93,35 @@ def explorer_payload(at: AppTest) -> dict:
     return component_payload(at, COMPONENT_NAME)
 
 
+def compare_explorers(at: AppTest) -> list[dict]:
+    """The Compare page's explorers in compare mode (`ui.explorer.compare_explorer`) of the last
+    run, decoded, in page order: each ``{"compare": ..., "panels": [...]}``. A run that showed
+    the same matrices before ships their keys only (the browser keeps them): then the test asks
+    again, as the browser's ``need`` would, so every panel holds its matrices."""
+    from ui.explorer.component import COMPONENT_NAME
+    from ui.explorer.payload import unpack_compare
+
+    def found() -> list[dict]:
+        return [
+            unpack_compare(el.proto.bytes)
+            for el in at.get("bidi_component")
+            if el.proto.component_name == COMPONENT_NAME and el.proto.bytes
+        ]
+
+    payloads = found()
+    if any(p["codes"] is None or p["exact"] is None for c in payloads for p in c["panels"]):
+        for name in [k for k in at.session_state if str(k).endswith("__sent_data")]:
+            del at.session_state[name]
+        at.run()
+        payloads = found()
+    return payloads
+
+
+def compare_panels(at: AppTest) -> int:
+    """How many matrices the Compare page's explorers draw."""
+    return sum(len(payload["panels"]) for payload in compare_explorers(at))
+
+
 def head_grid_drawn(at: AppTest) -> bool:
     """Whether the overview drew its head grid (`ui.head_grid`) with an atlas image."""
     from ui.head_grid import COMPONENT_NAME

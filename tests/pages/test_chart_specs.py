@@ -40,10 +40,10 @@ def page_specs(page: str | None, **query) -> list[dict]:
 VIEWS = {
     # The Attention page's matrix and bars are the explorer (a component, `tests/ui/explorer`);
     # its Vega charts are the neuron view and, beyond the explorer's length, the long-input path.
-    # The overview's grid is a component too (`ui.head_grid`, `tests/ui/head_grid`).
+    # The overview's grid is a component too (`ui.head_grid`, `tests/ui/head_grid`), and so
+    # are Compare's matrices (the explorer's compare mode): its Vega charts are the predictions.
     "attention, neuron view": (None, {"neuron": "1", "head": "0"}),
     "masked": ("pages/masked.py", {}),
-    "compare": ("pages/compare.py", {}),
 }
 
 
@@ -68,6 +68,7 @@ def test_the_long_input_path_sends_valid_specs(monkeypatch):
     ("family", "page", "query"),
     [
         ("bert", "pages/masked.py", {}),
+        ("roberta", "pages/compare.py", {}),  # the predictions before and after
         ("gpt2", None, {"neuron": "1", "head": "0"}),
         ("gpt2", "pages/masked.py", {}),
         ("gpt2", "pages/explain.py", {}),
@@ -79,7 +80,7 @@ def test_model_family_views_send_valid_specs(tiny_model_path, family, page, quer
 
 
 def test_the_check_rejects_an_invalid_spec():
-    spec = copy.deepcopy(page_specs("pages/compare.py", text=TEXT)[0])
+    spec = copy.deepcopy(page_specs("pages/masked.py", text=TEXT)[0])
     spec["width"] = "as wide as you like"  # a number, "container" or a step
     with pytest.raises(jsonschema.ValidationError):
         validate(spec)

@@ -4,18 +4,26 @@ import json
 import re
 
 import numpy as np
-import pytest
 
-from core.charts._common import DIVERGING_SCHEME
 from core.tokens import PIECE_MARKER
-from tests.pages.conftest import (
-    assert_clean,
-    chart_specs,
-    colour_domains,
-    find_all,
-    on_page,
-    table_with,
-)
+from tests.pages.conftest import assert_clean, chart_specs, compare_explorers, find_all, on_page
+from ui.explorer import decode_codes, decode_values
+
+
+def compare_payloads(at) -> dict[str, dict]:
+    """Each compare explorer of the last run by its tab: "replace" (its first panel is Before)
+    or "models"."""
+    return {
+        "replace" if payload["panels"][0]["title"] == "Before" else "models": payload
+        for payload in compare_explorers(at)
+    }
+
+
+def panel_values(panel: dict) -> np.ndarray:
+    """Every matrix of a panel as the browser decodes it, the shown one in float16."""
+    values = decode_codes(panel)
+    values[panel["exactOf"]] = decode_values(panel["exact"], panel["shape"][1:])
+    return values
 
 
 def test_compare_replacement_draws_before_after_and_difference():
@@ -23,16 +31,29 @@ def test_compare_replacement_draws_before_after_and_difference():
     assert any("replacement" in i.value for i in at.info)
     at.text_input(key="w_replacement").set_value("hippopotamus").run()
     assert_clean(at)
-    charts = at.get("vega_lite_chart")
-    assert len(charts) >= 3
-    before = table_with(at, 0, {"q", "k", "v"})
-    after = table_with(at, 1, {"q", "k", "v"})
-    difference = table_with(at, 2, {"q", "k", "v"})
+    # One explorer in compare mode, no Vega heatmap.
+    assert not at.get("vega_lite_chart")
+    before, after, difference = compare_payloads(at)["replace"]["panels"]
     # 9 tokens before; "hippopotamus" adds 3 pieces after; 9 word units in the difference.
-    assert before.num_rows == 9 * 9
-    assert after.num_rows == 12 * 12
-    assert difference.num_rows == 9 * 9
-    assert (difference["v"].to_numpy() < 0).any() and (difference["v"].to_numpy() > 0).any()
+    assert [p["shape"][1:] for p in (before, after, difference)] == [[9, 9], [12, 12], [9, 9]]
+    shown = panel_values(difference)[difference["head"]]
+    assert (shown < 0).any() and (shown > 0).any()
+
+
+def test_a_change_in_the_compare_explorer_moves_the_pickers_and_the_link():
+    at = on_page("pages/compare.py", text="The cat sat on the mat.")
+    at.text_input(key="w_replacement").set_value("dog").run()
+    at.session_state["compare_replace"] = {"view": {"head": 3, "token": 2}}
+    at.run()
+    assert_clean(at)
+    assert next(s.value for s in at.selectbox if s.label == "Head") == 3
+    assert at.query_params["head"] == "3"
+    assert {p["head"] for p in compare_payloads(at)["replace"]["panels"]} == {3}
+    # Page Down in the browser: the next layer for every panel.
+    at.session_state["compare_replace"] = {"view": {"head": 3, "layer": 2}}
+    at.run()
+    assert next(s.value for s in at.selectbox if s.label == "Layer") == 2
+    assert {p["layer"] for p in compare_payloads(at)["replace"]["panels"]} == {2}
 
 
 def test_compare_empty_replacement_keeps_asking():
@@ -50,8 +71,8 @@ def test_compare_two_models_side_by_side(tiny_model_path):
     at.text_input(key="w_second_custom").set_value(str(tiny_model_path("bert"))).run()
     assert_clean(at)
     assert not at.error
-    specs = chart_specs(at)
-    assert len(specs) == 2
+    models = compare_payloads(at)["models"]
+    assert len(models["panels"]) == 2 and models["compare"]["link"] == "characters"
     assert any("Shapes differ" in c.value for c in at.caption)
 
 
@@ -59,15 +80,18 @@ def test_compare_before_and_after_share_one_colour_scale_and_mark_word_pieces():
     at = on_page("pages/compare.py", text="The cat sat on the mat.")
     at.text_input(key="w_replacement").set_value("hippopotamus").run()
     assert_clean(at)
-    before, after, difference = chart_specs(at)[:3]
-    # Shared is the Compare page's default: one domain for both, named in the legend.
-    assert colour_domains(before) == colour_domains(after)
-    assert "shared" in json.dumps(before) and "shared" in json.dumps(after)
-    # The difference is signed: its domain is symmetric around 0.
-    [low, high] = colour_domains(difference)[0][:1] + colour_domains(difference)[0][-1:]
-    assert low == -high
+    before, after, difference = compare_payloads(at)["replace"]["panels"]
+    # Shared is the Compare page's default: one top for both, named in the legend.
+    assert before["scale"] == after["scale"] == "shared"
+    assert before["shared"] == after["shared"]
+    assert "before and after" in before["scaleNames"]["shared"]
+    # The difference is signed, on its own symmetric scale: ±its largest |change|.
+    assert difference["signed"] and difference["shared"] < before["shared"]
+    assert np.nanmax(np.abs(decode_codes(difference))) <= difference["shared"] * (1 + 1e-6)
+    assert difference["scaleNames"]["shared"].startswith("±")  # the legend: −top…0…top
     # "hippopotamus" is several word pieces: the continuations carry the marker.
-    assert PIECE_MARKER not in json.dumps(before) and PIECE_MARKER in json.dumps(after)
+    assert PIECE_MARKER not in json.dumps(before["rows"])
+    assert PIECE_MARKER in json.dumps(after["rows"])
 
 
 def test_compare_predictions_before_and_after_share_the_probability_axis(tiny_model_path):
@@ -98,7 +122,8 @@ def test_a_replacement_and_a_second_model_together(tiny_model_path):
     at.text_input(key="w_replacement").set_value("dog").run()
     choose_second_model(at, tiny_model_path("bert"))
     assert_clean(at)
-    assert len(chart_specs(at)) == 3 + 2  # before, after, difference; the two models
+    explorers = compare_payloads(at)
+    assert [len(explorers[k]["panels"]) for k in ("replace", "models")] == [3, 2]
     # Either tab's layer picker moves both: one view, one layer.
     layer_pickers = [s for s in at.selectbox if s.label == "Layer"]
     assert len(layer_pickers) == 2
@@ -164,12 +189,13 @@ def test_a_causal_second_model_leaves_its_later_keys_empty(tiny_model_path):
     at = on_page("pages/compare.py", text="the cat sat on the mat")
     choose_second_model(at, tiny_model_path("gpt2"))
     assert_clean(at)
-    gpt2 = table_with(at, len(chart_specs(at)) - 1, {"q", "k", "v"})
-    q, k, v = (gpt2[c].to_numpy(zero_copy_only=False) for c in ("q", "k", "v"))
-    later = k > q
-    # Every later key is empty (no value drawn), never a zero that reads as "no attention".
-    assert not np.isfinite(v[later].astype(float)).any()
-    assert np.isfinite(v[~later].astype(float)).all() and (~later).any()
+    gpt2 = compare_payloads(at)["models"]["panels"][1]
+    values = panel_values(gpt2)
+    n = values.shape[-1]
+    later = np.triu(np.ones((n, n), dtype=bool), 1)
+    # Every later key is empty (never computed), never a zero that reads as "no attention".
+    assert np.isnan(values[:, later]).all()
+    assert np.isfinite(values[:, ~later]).all()
 
 
 def test_the_help_names_the_difference_scales_colours():
@@ -177,41 +203,34 @@ def test_the_help_names_the_difference_scales_colours():
     at.text_input(key="w_replacement").set_value("dog").run()
     assert_clean(at)
     about = " ".join(e.value for e in at.expander[0].markdown)
-    difference = chart_specs(at)[2]
-    assert f'"scheme": "{DIVERGING_SCHEME}"' in json.dumps(difference)
-    assert DIVERGING_SCHEME == "blueorange"  # the help below names its two ends
-    assert "orange cells gained" in about and "blue cells lost" in about
-    assert not re.search(r"\bred\b", about)
+    difference = compare_payloads(at)["replace"]["panels"][2]
+    # The explorer draws a signed matrix blue (below 0) to red (above): the help says so.
+    assert "red cells gained" in about and "blue cells lost" in about
+    assert any("blue: less attention after, red: more" in n for n in difference["notes"])
+    assert not re.search(r"\borange\b", about)
 
 
-def test_log_scale_and_without_the_first_token_change_every_heatmap_and_travel_in_the_link():
+def test_log_scale_and_without_the_first_token_change_every_panel_and_travel_in_the_link():
     at = on_page("pages/compare.py", text="The cat sat on the mat.")
     at.text_input(key="w_replacement").set_value("hippopotamus").run()
-    linear_before = table_with(at, 0, {"q", "k", "v"})
+    linear = compare_payloads(at)["replace"]["panels"]
+    assert not any(p["log"] for p in linear)
     at.toggle(key="w_log_scale").set_value(True).run()
     at.toggle(key="w_without_first").set_value(True).run()
     assert_clean(at)
     assert at.query_params["log_scale"] == "1" and at.query_params["without_first"] == "1"
-    before, after, difference = chart_specs(at)[:3]
-    for spec in (before, after):
-        color = spec["layer"][0]["encoding"]["color"]
-        assert color["scale"]["type"] == "log"
-        low, high = color["scale"]["domain"]
-        assert low == pytest.approx(high / 1000)
-        legend = " ".join(color["title"])
-        assert "log scale, 3 decades" in legend
-        assert "without the first token, rows renormalised" in legend
-    # Before: the first key ([CLS]) is left out and each row renormalised over the rest.
-    cells = table_with(at, 0, {"q", "k", "v"}).to_pandas()
-    assert 0 not in set(cells["k"]) and 0 in set(linear_before["k"].to_pylist())
-    np.testing.assert_allclose(cells.groupby("q")["v"].sum(), 1.0, atol=1e-3)
+    before, after, difference = compare_payloads(at)["replace"]["panels"]
+    for panel in (before, after):
+        assert panel["log"] and any("without the first token" in n for n in panel["notes"])
+        values = panel_values(panel)
+        # The first key ([CLS]) is left out and each row renormalised over the rest.
+        assert np.isnan(values[:, :, 0]).all()
+        np.testing.assert_allclose(np.nansum(values[-1], axis=-1), 1.0, atol=2e-2)
     # The difference stays linear (signed), says so, and is of the transformed matrices.
-    color = difference["layer"][0]["encoding"]["color"]
-    assert "type" not in color["scale"]
-    legend = " ".join(color["title"])
-    assert "log does not apply" in legend and "without the first token" in legend
-    assert 0 not in set(table_with(at, 2, {"q", "k", "v"})["k"].to_pylist())
+    notes = " ".join(difference["notes"])
+    assert "linear" in notes and "without the first token" in notes
+    assert np.isnan(panel_values(difference)[:, :, 0]).all()
     # The link opens the same view.
     again = on_page("pages/compare.py", **{key: at.query_params[key] for key in at.query_params})
     assert again.toggle(key="w_log_scale").value and again.toggle(key="w_without_first").value
-    assert chart_specs(again)[0]["layer"][0]["encoding"]["color"]["scale"]["type"] == "log"
+    assert compare_payloads(again)["replace"]["panels"][0]["log"]

@@ -91,40 +91,41 @@ def test_a_heavy_pages_downloads_wait_in_the_heavy_line(tiny_model_path, monkeyp
         admission.configure()
 
 
-def _recording_show_matrix(monkeypatch) -> list[tuple[int, int]]:
-    """(ordinary work in flight, heavy slots held) at each heatmap Compare builds."""
-    import ui.matrix
+def _recording_compare_payloads(monkeypatch) -> list[tuple[int, int]]:
+    """(ordinary work in flight, heavy slots held) at each explorer payload Compare builds."""
+    import ui.compare
 
     seen: list[tuple[int, int]] = []
-    real = ui.matrix.show_matrix
+    real = ui.compare.replacement_payload
 
-    def show_matrix(*args, **kwargs):
+    def replacement_payload(*args, **kwargs):
         limiter = admission.limiter()
         seen.append((limiter.ordinary_in_flight, limiter.running_heavy))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ui.matrix, "show_matrix", show_matrix)
+    monkeypatch.setattr(ui.compare, "replacement_payload", replacement_payload)
     return seen
 
 
-def test_compare_heatmaps_are_ordinary_work_or_in_the_heavy_pages_slot(
+def test_compare_matrices_are_ordinary_work_or_in_the_heavy_pages_slot(
     tiny_model_path, monkeypatch
 ):
-    """Compare's three heatmaps are drawn inside the page's admission: as ordinary work (heavy
-    work gives way to it) or, for a heavy view, in its heavy slot."""
+    """Compare's before, after and difference (one explorer payload) are built inside the
+    page's admission: as ordinary work (heavy work gives way to it) or, for a heavy view, in
+    its heavy slot."""
     admission.configure(slots=2, timeout=WAIT, heavy_slots=1)
     try:
-        seen = _recording_show_matrix(monkeypatch)
+        seen = _recording_compare_payloads(monkeypatch)
         path = tiny_model_path("bert")
         at = start("pages/compare.py", model=path, text="The cat sat on the mat.")
         at.text_input(key="w_replacement").set_value("dog").run()
         assert_clean(at)
-        assert len(seen) == 3 and all(ordinary >= 1 and heavy == 0 for ordinary, heavy in seen)
+        assert len(seen) == 1 and all(ordinary >= 1 and heavy == 0 for ordinary, heavy in seen)
         seen.clear()
         monkeypatch.setattr(admission, "HEAVY_ATTENTION_CELLS", 1)  # every view is heavy now
         at.run()
         assert_clean(at)
-        assert len(seen) == 3 and all(ordinary == 0 and heavy == 1 for ordinary, heavy in seen)
+        assert len(seen) == 1 and all(ordinary == 0 and heavy == 1 for ordinary, heavy in seen)
     finally:
         admission.configure()
 

@@ -21,12 +21,14 @@ from tests.pages.conftest import (
     APP,
     assert_clean,
     chart_specs,
+    compare_explorers,
+    compare_panels,
     explorer_drawn,
     explorer_payload,
     start,
-    table_with,
 )
 from ui.deploy import CUSTOM_CHOICE
+from ui.explorer import decode_codes
 
 GOOD_TEXT = "A quiet dog slept by the door."
 HTML_TEXT = "<script>alert('x')</script> <b>bold</b> <img src=x onerror=alert(1)> ${y} \"q\""
@@ -220,7 +222,7 @@ def test_empty_replacement_keeps_asking(replacement):
     at.text_input(key="w_replacement").set_value(replacement).run()
     assert_clean(at)
     assert "Type a replacement" in messages(at, "info")
-    assert len(at.get("vega_lite_chart")) == 0
+    assert compare_panels(at) == 0
 
 
 def test_many_words_as_the_replacement():
@@ -228,7 +230,7 @@ def test_many_words_as_the_replacement():
     at.text_input(key="w_replacement").set_value("big fluffy <b>dog</b> 🍕").run()
     assert_clean(at)
     assert not at.error
-    assert len(at.get("vega_lite_chart")) == 3
+    assert compare_panels(at) == 3
     assert at.text_input(key="w_replacement").value == "big fluffy <b>dog</b> 🍕"
 
 
@@ -237,9 +239,11 @@ def test_the_same_word_as_the_replacement_changes_nothing():
     next(s for s in at.selectbox if s.label == "Word to replace").set_value(1).run()
     at.text_input(key="w_replacement").set_value("cat").run()
     assert_clean(at)
-    assert any("cat → cat" in json.dumps(spec, ensure_ascii=False) for spec in chart_specs(at))
-    difference = table_with(at, 2, {"v"})["v"].to_numpy()
-    assert difference.size and (abs(difference) < 1e-6).all()
+    [explorer] = compare_explorers(at)
+    _, after, difference = explorer["panels"]
+    assert after["title"] == "After: cat → cat"
+    values = decode_codes(difference)
+    assert values.size and (abs(values) < 1e-6).all()
 
 
 @pytest.mark.parametrize("replacement", ["\x00", "\u200b"], ids=["NUL", "zero-width space"])
@@ -249,12 +253,12 @@ def test_a_replacement_with_nothing_readable(replacement):
     assert_clean(at)
     error = messages(at, "error").replace("\\", "")  # shown Markdown-escaped
     assert "no characters the model's tokenizer can read" in error, error
-    assert len(at.get("vega_lite_chart")) == 0
+    assert compare_panels(at) == 0
     assert at.text_input(key="w_replacement").value == replacement
     at.text_input(key="w_replacement").set_value("dog").run()
     assert_clean(at)
     assert not at.error, messages(at, "error")
-    assert len(at.get("vega_lite_chart")) == 3
+    assert compare_panels(at) == 3
 
 
 MARKDOWN_ERROR = "[Log in](https://evil.example/a) ![x](https://evil.example/pixel.png)"

@@ -1,6 +1,11 @@
 """Attention explorer on canvases as a Streamlit component: ``from ui.explorer import explorer``."""
 
-from ui.explorer.component import change_in_callback, checked_change, explorer
+from ui.explorer.component import (
+    change_in_callback,
+    checked_change,
+    compare_explorer,
+    explorer,
+)
 from ui.explorer.payload import (
     MAX_TOKENS,
     build_long_payload,
@@ -18,6 +23,7 @@ __all__ = [
     "build_payload",
     "change_in_callback",
     "checked_change",
+    "compare_explorer",
     "decode_codes",
     "decode_values",
     "explorer",

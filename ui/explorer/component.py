@@ -20,7 +20,7 @@ from typing import Any
 
 import streamlit as st
 
-from ui.explorer.payload import pack
+from ui.explorer.payload import pack, pack_compare
 
 COMPONENT_NAME = "attention_atlas.explorer"
 HERE = Path(__file__).parent
@@ -164,3 +164,47 @@ def checked_change(trigger: Any) -> dict[str, Any] | None:
     if whole(trigger.get("layer")):
         change["layer"] = trigger["layer"]
     return change or None
+
+
+# ---------------------------------------------------------------------- compare
+def compare_explorer(
+    payload: dict[str, Any],
+    *,
+    key: str,
+    on_change: Callable[[], None] | None = None,
+) -> None:
+    """Mount the explorer in its compare mode (:func:`ui.explorer.payload.build_compare_payload`):
+    several matrices sharing one view. Each panel's matrices travel once per layer as in
+    :func:`explorer` (its own sent-state, ``"<key>:<panel>"``); the view trigger is the same
+    (:func:`change_in_callback` with `key`)."""
+    payload = {
+        **payload,
+        # The browser keeps each panel's matrices and the view by this key (explorer.js).
+        "compare": {**payload["compare"], "key": key},
+        "panels": [dict(panel) for panel in payload["panels"]],
+    }
+    for index, panel in enumerate(payload["panels"]):
+        _send_layer_once(panel, _panel_key(key, index))
+    _mount()(
+        key=key,
+        data=pack_compare(payload),
+        on_view_change=functools.partial(
+            _on_compare_view, key, len(payload["panels"]), on_change or _ignore_change
+        ),
+        on_tiles_change=_ignore_change,
+    )
+
+
+def _panel_key(key: str, index: int) -> str:
+    return f"{key}:{index}"
+
+
+def _on_compare_view(key: str, panels: int, on_change: Callable[[], None]) -> None:
+    state = st.session_state.get(key)
+    trigger = state.get(VIEW_EVENT) if isinstance(state, dict) else None
+    if isinstance(trigger, dict) and trigger.get("need") is True:
+        # The browser lost its copies: this run sends every panel's again.
+        for index in range(panels):
+            st.session_state.pop(_sent_key(_panel_key(key, index)), None)
+        return
+    on_change()

@@ -598,7 +598,9 @@ class Explorer {
   adoptLayer(payload) {
     // The codes come once per layer and each head's float16 once; later runs send their keys
     // only (null arrays). One layer is kept: 13.6 MB of float32 at 512 tokens.
-    const store = window.__atlasExplorerData || (window.__atlasExplorerData = { key: null });
+    // A compare panel keeps its own (`dataStore`); the Attention page's one explorer the window's.
+    const store =
+      this.dataStore || window.__atlasExplorerData || (window.__atlasExplorerData = { key: null });
     if (payload.codes !== null) {
       const scales = new Float32Array(payload.scales.buffer, payload.scales.byteOffset, payload.scales.byteLength / 4);
       store.key = payload.key;
@@ -1911,8 +1913,16 @@ class Explorer {
       background: `rgb(${this.background.join(",")})`,
       hatch: this.dark ? "rgba(255,255,255,0.28)" : "rgba(0,0,0,0.22)",
     });
+    this.paintSvg(svg, titleHeight);
+    this.download(new Blob([svg.text()], { type: "image/svg+xml" }), "svg");
+  }
+
+  /** What is shown, into `svg` by the painters: the heading (`headingHeight` px), the column
+   * labels, the matrix and its overlay, the bars. */
+  paintSvg(svg, headingHeight) {
+    const g = this.geometry;
     this.paintHeading(svg);
-    svg.translate(0, titleHeight);
+    svg.translate(0, headingHeight);
     this.paintColumns(svg);
     svg.translate(0, g.headerHeight);
     this.paintMatrix(svg);
@@ -1921,7 +1931,6 @@ class Explorer {
     svg.layer = false;
     svg.translate(0, g.height + 8);
     this.paintBars(svg);
-    this.download(new Blob([svg.text()], { type: "image/svg+xml" }), "svg");
   }
 
   download(blob, extension) {
@@ -1948,15 +1957,18 @@ export default function explorer(component) {
   const { data, parentElement, setTriggerValue } = component;
   const arrived = performance.now();
   const payload = typeof data === "string" ? JSON.parse(data) : unpack(data);
-  let root = parentElement.querySelector(".ex-root");
+  // Compare mode (payload.compare): a group of linked explorers in its own root.
+  const kind = payload.compare ? "ex-compare" : "ex-root";
+  let root = parentElement.querySelector(`.${kind}`);
   if (!root) {
     root = document.createElement("div");
-    root.className = "ex-root";
+    root.className = kind;
     parentElement.append(root);
   }
   // One explorer per mounted component: a rerun updates it in place, so the legend's options,
   // the scroll position and a selection made since the last run survive.
-  if (!root.__explorer) root.__explorer = new Explorer(root, setTriggerValue);
+  if (!root.__explorer)
+    root.__explorer = payload.compare ? new CompareGroup(root, setTriggerValue) : new Explorer(root, setTriggerValue);
   const view = root.__explorer;
   view.setTriggerValue = setTriggerValue;
   view.update(payload);
@@ -1967,4 +1979,485 @@ export default function explorer(component) {
   return () => {
     if (!root.isConnected) view.destroy();
   };
+}
+
+// ====================================================================== compare
+// Compare mode (payload.compare, ui/explorer/payload.py build_compare_payload): several
+// matrices of one text (Before, After, Difference; or two models) drawn as panels side by side
+// (stacked where the column is narrow) sharing one view. Each panel is a full Explorer with
+// its own data store, legend and scale; zoom, pan, hover, the selected row, the head and the
+// legend's options move all of them. Rows map between panels through link units: panel A's
+// row r is panel B's row B.unitRow[A.rowUnit[r]] (word units of the replacement, or the
+// characters two tokenizers share).
+
+const COMPARE_MIN_PANEL_PX = 300; // narrower panels stack instead of standing side by side
+const COMPARE_GAP_PX = 16;
+
+class LinkedExplorer extends Explorer {
+  constructor(root, group, index) {
+    super(root, (name, value) => group.trigger(name, value));
+    this.group = group;
+    this.index = index;
+    this.dataStore = group.dataStore(index);
+    root.classList.add("ex-linked");
+    if (index === 0) root.classList.add("ex-lead");
+  }
+
+  adopt(payload) {
+    super.adopt(payload);
+    // Without the first token is applied by the server to every panel (the difference is of
+    // the transformed matrices): the sidebar sets it.
+    this.dropBox.checked = Boolean(payload.notes && payload.notes.some((n) => n.startsWith("without the first token")));
+    this.dropBox.disabled = true;
+    this.dropBox.parentElement.title = "Set in the sidebar: the difference is computed on the server";
+  }
+
+  /** Row of this panel that `leader`'s row `row` maps to (-1: none). */
+  mapRow(leader, row) {
+    if (leader === this) return row;
+    const unit = leader.payload.rowUnit[row];
+    if (unit === undefined || unit < 0) return -1;
+    const mapped = this.payload.unitRow[unit];
+    return mapped === undefined ? -1 : mapped;
+  }
+
+  /** Fractional position `p` of `leader`'s rows (or columns) in this panel's. */
+  mapPosition(leader, p) {
+    const n = leader.nRows;
+    const row = Math.max(0, Math.min(n - 1, Math.floor(p)));
+    const mapped = this.mapRow(leader, row);
+    if (mapped < 0) return (p / n) * this.nRows;
+    return Math.min(this.nRows, mapped + (p - row));
+  }
+
+  /** Shows what `leader` shows: the same first row and column and the same span of columns. */
+  alignView(leader) {
+    const g = leader.geometry;
+    const mine = this.geometry;
+    if (!g || !mine) return;
+    const x0 = this.mapPosition(leader, leader.panX / g.colPitch);
+    const x1 = this.mapPosition(leader, (leader.panX + g.gridWidth) / g.colPitch);
+    const y0 = this.mapPosition(leader, leader.panY / g.rowPitch);
+    const span = Math.max(1e-6, x1 - x0);
+    this.zoom = leader.zoom === 1 ? 1 : mine.gridWidth / span / mine.colPitch0;
+    this.zoom = Math.max(1, Math.min(this.maxZoom(), this.zoom));
+    this.panX = x0 * mine.colPitch0 * this.zoom;
+    this.panY = y0 * mine.rowPitch0 * this.zoom;
+  }
+
+  paintView() {
+    super.paintView();
+    if (!this.group.syncing) this.group.followView(this);
+  }
+
+  setHover(hover, event) {
+    super.setHover(hover, event);
+    if (!this.group.syncing) this.group.followHover(this, hover);
+  }
+
+  select(row) {
+    super.select(row);
+    if (!this.group.syncing) this.group.followSelection(this);
+  }
+
+  setHead(index) {
+    super.setHead(index);
+    if (!this.group.syncing) this.group.followHead(this);
+  }
+
+  paintLegend() {
+    super.paintLegend();
+    const p = this.payload;
+    let text = this.legendText.textContent;
+    const renamed = (p.scaleNames || {})[this.options.scale];
+    if (renamed) text = text.replace(SCALE_NAMES[this.options.scale], renamed);
+    if (p.notes && p.notes.length) text += ` · ${p.notes.join(" · ")}`;
+    this.legendText.textContent = text;
+    this.root.dataset.legend = text;
+  }
+
+  paintBars(ctx) {
+    super.paintBars(ctx);
+    // No row selected: no empty bars' box under every panel (the title says how to get them).
+    this.bars.style.display = this.sel === null ? "none" : "";
+    if (this.payload.signed && this.sel !== null) {
+      // The difference's bars are changes of attention, not attention.
+      this.barsTitle.textContent = this.barsTitle.textContent
+        .replace("the attention it pays", "the change (after − before) of the attention it pays")
+        .replace("the attention each token pays", "of the attention each token pays");
+    }
+  }
+
+  exportPng() {
+    this.group.exportPng();
+  }
+
+  exportSvg() {
+    this.group.exportSvg();
+  }
+
+  /** The legend's text in lines that fit the panel's width (an export shows all of it). */
+  legendLines(ctx) {
+    ctx.font = `11px ${this.font}`;
+    const room = this.geometry.width - 8;
+    const lines = [];
+    let line = "";
+    for (const word of this.legendText.textContent.split(" ")) {
+      const longer = line ? `${line} ${word}` : word;
+      if (line && ctx.measureText(longer).width > room) {
+        lines.push(line);
+        line = word;
+      } else line = longer;
+    }
+    if (line) lines.push(line);
+    return lines;
+  }
+
+  headingHeight() {
+    return 26 + 14 * this.legendLines(this.colCanvas.getContext("2d")).length;
+  }
+
+  paintHeading(ctx) {
+    // An export's heading: the title, then the whole legend text, wrapped.
+    ctx.fillStyle = this.text;
+    ctx.font = `bold 13px ${this.font}`;
+    ctx.textBaseline = "top";
+    ctx.fillText(this.clip(ctx, this.titleLine.textContent, this.geometry.width - 8), 4, 2);
+    this.legendLines(ctx).forEach((line, i) => {
+      ctx.font = `11px ${this.font}`;
+      ctx.fillText(line, 4, 20 + 14 * i);
+    });
+  }
+
+  /** Height of this panel in an export: title and legend, column labels, matrix, bars. */
+  exportHeight() {
+    const g = this.geometry;
+    return this.headingHeight() + g.headerHeight + g.height + 8 + this.exportBarsHeight();
+  }
+
+  exportBarsHeight() {
+    return this.sel === null ? 0 : parseFloat(this.bars.style.height);
+  }
+}
+
+class CompareGroup {
+  constructor(root, setTriggerValue) {
+    this.root = root;
+    this.setTriggerValue = setTriggerValue;
+    this.panels = [];
+    this.syncing = false;
+    root.setAttribute("role", "group");
+    this.caption = el("div", "ex-compare-caption");
+    this.grid = el("div", "ex-compare-grid");
+    root.append(this.caption, this.grid);
+    this.resizeObserver = new ResizeObserver(() => this.arrange());
+    this.resizeObserver.observe(root);
+  }
+
+  /** Panel `index`'s data store, kept on the window by the explorer's key: Streamlit mounts
+   * the component anew when an element above it comes or goes (a spinner of the first run),
+   * and the new one keeps the matrices instead of asking for them again. */
+  dataStore(index) {
+    const all = window.__atlasCompareData || (window.__atlasCompareData = {});
+    const stores = all[this.key] || (all[this.key] = []);
+    return stores[index] || (stores[index] = { key: null });
+  }
+
+  /** The view (zoom, pan, selected rows, the lead's options) kept for a component mounted
+   * anew, like the data. */
+  saveView() {
+    const views = window.__atlasCompareViews || (window.__atlasCompareViews = {});
+    views[this.key] = {
+      shapes: this.panels.map((p) => (p.payload ? p.payload.shape.join("x") : "")).join(","),
+      panels: this.panels.map((p) => ({ zoom: p.zoom, panX: p.panX, panY: p.panY, sel: p.sel })),
+      options: { ...this.panels[0].options },
+    };
+  }
+
+  restoreView() {
+    const saved = (window.__atlasCompareViews || {})[this.key];
+    const shapes = this.panels.map((p) => (p.payload ? p.payload.shape.join("x") : "")).join(",");
+    if (!saved || saved.shapes !== shapes) return;
+    this.synced(() => {
+      this.panels.forEach((panel, index) => {
+        Object.assign(panel, saved.panels[index]);
+        if (index === 0) {
+          Object.assign(panel.options, saved.options);
+          panel.scaleBox.value = panel.options.scale;
+          panel.paletteBox.value = panel.options.palette;
+          panel.logBox.checked = panel.options.log;
+        }
+        panel.repaint(false);
+      });
+    });
+  }
+
+  trigger(name, value) {
+    // One panel's view change speaks for all: the others follow in the browser.
+    if (name === "view" && !value.need) {
+      for (const panel of this.panels) panel.sent = { head: panel.head, sel: panel.sel };
+    }
+    this.setTriggerValue(name, value);
+  }
+
+  update(payload) {
+    const panels = payload.panels.map((panel, index) => {
+      const own = { ...panel };
+      for (const [name, value] of Object.entries(panel)) {
+        if (value === "$blob") own[name] = payload[`${index}:${name}`];
+      }
+      return own;
+    });
+    const meta = payload.compare;
+    const mounted = this.panels.length > 0;
+    this.key = meta.key;
+    this.caption.textContent = meta.caption;
+    this.root.setAttribute("aria-label", `Compare: ${panels.map((p) => p.title).join("; ")}`);
+    if (this.panels.length !== panels.length) {
+      this.grid.textContent = "";
+      this.panels = panels.map((_, index) => {
+        const panelRoot = el("div", "ex-root");
+        this.grid.append(panelRoot);
+        return new LinkedExplorer(panelRoot, this, index);
+      });
+      // The lead panel's head chips and legend options (scale, colours, log) are every
+      // panel's: its bar and help stand above the panels.
+      const lead = this.panels[0];
+      lead.controls.addEventListener("change", () => this.followOptions(lead));
+      this.root.insertBefore(lead.bar, this.grid);
+      this.root.append(lead.help);
+      this.arrange();
+    }
+    this.root.dataset.link = meta.link;
+    this.syncing = true;
+    try {
+      panels.forEach((panel, index) => this.panels[index].update(panel));
+    } finally {
+      this.syncing = false;
+    }
+    if (!mounted) this.restoreView();
+    this.followOptions(this.panels[0]);
+    this.followView(this.panels[0]);
+    this.alignTops();
+  }
+
+  alignTops() {
+    // Panels side by side start their matrices at one height: a shorter title, legend and
+    // column labels get the room longer ones take (under the legend).
+    const header = (panel) => (panel.geometry ? panel.geometry.headerHeight : 0);
+    this.headers = this.panels.map(header).join(",");
+    const heads = this.panels.map((panel) => {
+      panel.legendBox.style.minHeight = "";
+      return panel.titleLine.offsetHeight + header(panel);
+    });
+    const rows = new Map();
+    this.panels.forEach((panel, index) => {
+      const top = panel.root.offsetTop;
+      const height = heads[index] + panel.legendBox.offsetHeight;
+      rows.set(top, Math.max(rows.get(top) || 0, height));
+    });
+    this.panels.forEach((panel, index) => {
+      const room = rows.get(panel.root.offsetTop) - heads[index];
+      if (room > panel.legendBox.offsetHeight) panel.legendBox.style.minHeight = `${room}px`;
+    });
+  }
+
+  arrange() {
+    // As many panels side by side as COMPARE_MIN_PANEL_PX allows; a last panel alone in its
+    // row (the difference below before and after) takes the whole width.
+    const width = this.root.clientWidth;
+    const n = this.panels.length;
+    if (!n || !width) return;
+    requestAnimationFrame(() => this.alignTops()); // the legends' text wraps anew
+    const columns = Math.max(1, Math.min(n, Math.floor((width + COMPARE_GAP_PX) / (COMPARE_MIN_PANEL_PX + COMPARE_GAP_PX))));
+    if (columns === this.columns) return;
+    this.columns = columns;
+    this.grid.style.gridTemplateColumns = `repeat(${columns}, minmax(0, 1fr))`;
+    this.panels.forEach((panel, index) => {
+      const alone = index === n - 1 && n % columns === 1 && columns > 1;
+      panel.root.style.gridColumn = alone ? "1 / -1" : "";
+    });
+    this.root.dataset.columns = String(columns);
+  }
+
+  others(leader) {
+    return this.panels.filter((panel) => panel !== leader && panel.payload && panel.geometry);
+  }
+
+  synced(f) {
+    this.syncing = true;
+    try {
+      f();
+    } finally {
+      this.syncing = false;
+    }
+  }
+
+  followView(leader) {
+    if (!leader.geometry) return;
+    this.synced(() => {
+      for (const panel of this.others(leader)) {
+        panel.alignView(leader);
+        panel.paintView();
+      }
+    });
+    // Zooming grows the column labels' band: the panels' tops align again when it did.
+    if (this.panels.map((p) => (p.geometry ? p.geometry.headerHeight : 0)).join(",") !== this.headers)
+      this.alignTops();
+    this.saveView();
+    const d = this.root.dataset;
+    d.zooms = this.panels.map((p) => p.zoom.toFixed(2)).join(",");
+    d.views = this.panels.map((p) => p.root.dataset.view || "").join(",");
+  }
+
+  followHover(leader, hover) {
+    const lines = [];
+    const cells = [];
+    this.synced(() => {
+      for (const panel of this.panels) {
+        if (!panel.payload) continue;
+        let cell = null;
+        if (hover) {
+          const row = panel.mapRow(leader, hover.row);
+          const col = panel.mapRow(leader, hover.col);
+          if (row >= 0 && col >= 0) cell = { row, col };
+        }
+        cells.push(cell ? [cell.row, cell.col] : null);
+        if (panel === leader) {
+          if (cell) lines.push(`${panel.payload.title}: ${panel.rows[cell.row]} → ${panel.cols[cell.col]}: ${panel.valueText(cell.row, cell.col)}`);
+          continue;
+        }
+        panel.hover = cell ? { where: "matrix", row: cell.row, col: cell.col } : null;
+        panel.root.dataset.hover = cell
+          ? `${panel.rows[cell.row]} → ${panel.cols[cell.col]}: ${panel.valueText(cell.row, cell.col)}`
+          : "";
+        panel.paintOverlay();
+        if (cell) lines.push(`${panel.payload.title}: ${panel.rows[cell.row]} → ${panel.cols[cell.col]}: ${panel.valueText(cell.row, cell.col)}`);
+        else if (hover) lines.push(`${panel.payload.title}: no counterpart`);
+      }
+    });
+    if (hover && lines.length) leader.tip.textContent = lines.join("\n");
+    this.root.dataset.hover = JSON.stringify(cells);
+  }
+
+  followSelection(leader) {
+    this.synced(() => {
+      for (const panel of this.others(leader)) {
+        const row = leader.sel === null ? null : panel.mapRow(leader, leader.sel);
+        panel.sel = row === null || row < 0 ? null : row;
+        panel.paintView();
+        panel.describe();
+        panel.root.dataset.selected = panel.sel === null ? "" : String(panel.sel);
+      }
+    });
+    this.saveView();
+  }
+
+  followHead(leader) {
+    this.synced(() => {
+      for (const panel of this.others(leader)) {
+        if (leader.head >= panel.count) continue;
+        panel.head = leader.head;
+        panel.buildHeads();
+        panel.repaint(false);
+      }
+    });
+    this.followView(leader);
+    this.alignTops();
+  }
+
+  followOptions(leader) {
+    // Scale and colours for all; log only where it applies (never a signed difference).
+    this.synced(() => {
+      for (const panel of this.others(leader)) {
+        const options = { scale: leader.options.scale, palette: leader.options.palette };
+        if (options.scale === "shared" && panel.payload.shared === null) options.scale = "chart";
+        if (!panel.payload.signed) options.log = leader.options.log;
+        const changed = Object.entries(options).some(([name, value]) => panel.options[name] !== value);
+        if (!changed) continue;
+        Object.assign(panel.options, options);
+        panel.scaleBox.value = panel.options.scale;
+        panel.logBox.checked = panel.options.log;
+        panel.repaint(false);
+      }
+    });
+  }
+
+  /** Where each panel goes in an export: the grid as laid out (x, y), and the size. */
+  exportLayout() {
+    const origin = this.grid.getBoundingClientRect();
+    const placed = this.panels.map((panel) => {
+      const box = panel.root.getBoundingClientRect();
+      return { panel, x: Math.round(box.left - origin.left), top: Math.round(box.top - origin.top) };
+    });
+    // Panels of one grid row start at one height: the row is as tall as its tallest export.
+    const rows = [...new Set(placed.map((p) => p.top))].sort((a, b) => a - b);
+    let y = 0;
+    for (const top of rows) {
+      const inRow = placed.filter((p) => p.top === top);
+      for (const p of inRow) p.y = y;
+      y += Math.max(...inRow.map((p) => p.panel.exportHeight())) + 12;
+    }
+    return { placed, width: Math.round(origin.width), height: y };
+  }
+
+  exportPng() {
+    const { placed, width, height } = this.exportLayout();
+    const lead = this.panels[0];
+    const ratio = window.devicePixelRatio || 1;
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.round(width * ratio);
+    canvas.height = Math.round(height * ratio);
+    const ctx = canvas.getContext("2d");
+    ctx.scale(ratio, ratio);
+    ctx.fillStyle = `rgb(${lead.background.join(",")})`;
+    ctx.fillRect(0, 0, width, height);
+    for (const { panel, x, y } of placed) {
+      const g = panel.geometry;
+      const top = panel.headingHeight();
+      ctx.save();
+      ctx.translate(x, y);
+      panel.paintHeading(ctx);
+      // Column labels, then the matrix with its overlay on top, then the bars.
+      const layers = [
+        [panel.colCanvas, top, g.headerHeight],
+        [panel.matrix, top + g.headerHeight, g.height],
+        [panel.overlay, top + g.headerHeight, g.height],
+        [panel.bars, top + g.headerHeight + g.height + 8, panel.exportBarsHeight()],
+      ];
+      for (const [source, at, h] of layers) if (h > 0) ctx.drawImage(source, 0, at, g.width, h);
+      ctx.restore();
+    }
+    canvas.toBlob((blob) => {
+      if (blob) this.download(blob, "png");
+    }, "image/png");
+  }
+
+  exportSvg() {
+    const { placed, width, height } = this.exportLayout();
+    const lead = this.panels[0];
+    const svg = new SvgContext(width, height, lead.colCanvas.getContext("2d"), {
+      background: `rgb(${lead.background.join(",")})`,
+      hatch: lead.dark ? "rgba(255,255,255,0.28)" : "rgba(0,0,0,0.22)",
+    });
+    for (const { panel, x, y } of placed) {
+      svg.save();
+      svg.translate(x, y);
+      panel.paintSvg(svg, panel.headingHeight());
+      svg.restore();
+    }
+    this.download(new Blob([svg.text()], { type: "image/svg+xml" }), "svg");
+  }
+
+  download(blob, extension) {
+    // The explorer's download, named for the comparison and marked on the group's root.
+    const lead = this.panels[0];
+    const named = { payload: { title: "compare", names: lead.payload.names }, head: lead.head, root: this.root };
+    Explorer.prototype.download.call(named, blob, extension);
+  }
+
+  destroy() {
+    this.resizeObserver.disconnect();
+    for (const panel of this.panels) panel.destroy();
+  }
 }

@@ -424,3 +424,90 @@ def checked_tiles(request: Any, n: int, size: int, limit: int = 64) -> list[tupl
         ):
             origins.append((row, col))
     return origins[:limit]
+
+
+# ---------------------------------------------------------------------- compare
+COMPARE_LINKS = ("words", "characters")
+"""How a compare payload's panels find each other's rows: the replacement's word units, or
+two tokenizations' characters (`core.compare_view`)."""
+
+
+def link_panel(
+    payload: dict[str, Any],
+    row_units: Sequence[int],
+    unit_rows: Sequence[int],
+    *,
+    notes: Sequence[str] = (),
+    scale_names: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """`payload` (:func:`build_payload`) as one panel of a compare payload: its rows' link
+    units (``rowUnit``, -1: none) and each unit's row (``unitRow``), the legend's extra
+    `notes` (pooling, what the difference is of) and `scale_names` naming a scale otherwise
+    than the explorer's words (the difference's "shared" is the layer's heads)."""
+    n_rows = payload["shape"][1]
+    if len(row_units) != n_rows:
+        raise InvalidSelectionError(f"row_units must give each of the {n_rows} rows its unit.")
+    if any(not -1 <= int(r) < n_rows for r in unit_rows):
+        raise InvalidSelectionError("unit_rows must name rows of the panel (or -1).")
+    if payload["cols"] is not None:
+        raise InvalidSelectionError("A compare panel is self attention (square).")
+    return {
+        **payload,
+        "rowUnit": [int(u) for u in row_units],
+        "unitRow": [int(r) for r in unit_rows],
+        "notes": [str(note) for note in notes],
+        "scaleNames": dict(scale_names or {}),
+    }
+
+
+def build_compare_payload(
+    panels: Sequence[dict[str, Any]], *, link: str, units: int, caption: str = ""
+) -> dict[str, Any]:
+    """The browser's data for matrices drawn together (Before, After, Difference; or two
+    models) sharing one view: zoom, pan, hover and the selected row move them all, mapped
+    through the link units (`link` one of `COMPARE_LINKS`, `units` of them). Each panel is
+    :func:`link_panel`'s, with the same head names (the head chips drive every panel)."""
+    if link not in COMPARE_LINKS:
+        raise InvalidSelectionError(f"link must be one of {', '.join(COMPARE_LINKS)}.")
+    if not 2 <= len(panels) <= 4:
+        raise InvalidSelectionError("A compare payload draws 2 to 4 matrices.")
+    names = panels[0]["names"]
+    if any(p["names"] != names for p in panels) or any("rowUnit" not in p for p in panels):
+        raise InvalidSelectionError("Compare panels need the same heads and their link units.")
+    if any(len(p["unitRow"]) != units for p in panels):
+        raise InvalidSelectionError(f"Every panel maps each of the {units} link units to a row.")
+    return {
+        "v": PAYLOAD_VERSION,
+        "compare": {"link": link, "units": int(units), "caption": str(caption)},
+        "panels": [dict(p) for p in panels],
+    }
+
+
+def pack_compare(payload: dict[str, Any]) -> bytes:
+    """:func:`pack` of a compare payload: each panel's bytes fields travel as top-level
+    blobs named ``"<panel>:<field>"`` (the panel keeps the field, as ``"$blob"``)."""
+    flat: dict[str, Any] = {name: value for name, value in payload.items() if name != "panels"}
+    headers = []
+    for index, panel in enumerate(payload["panels"]):
+        header = {}
+        for name, value in panel.items():
+            if isinstance(value, bytes):
+                flat[f"{index}:{name}"] = value
+                header[name] = "$blob"
+            else:
+                header[name] = value
+        headers.append(header)
+    flat["panels"] = headers
+    return pack(flat)
+
+
+def unpack_compare(message: bytes) -> dict[str, Any]:
+    """The inverse of :func:`pack_compare` (what the browser reads)."""
+    flat = unpack(message)
+    panels = flat.pop("panels")
+    for index, panel in enumerate(panels):
+        for name, value in panel.items():
+            if value == "$blob":
+                panel[name] = flat.pop(f"{index}:{name}")
+    flat["panels"] = panels
+    return flat
