@@ -85,28 +85,3 @@ def pooled_row_units(rows_of_units: Sequence[int], size: int) -> list[int]:
     each block's first row's unit."""
     edges = block_edges(len(rows_of_units), size)
     return [int(rows_of_units[start]) for start in edges[:-1]]
-
-
-def pool_signed_max(matrix: np.ndarray, size: int) -> np.ndarray:
-    """Block-pool the last two axes of `[..., n, k]` to at most `size` × `size` keeping each
-    block's value of largest magnitude, sign included (blocks as `core.pooling.pool_matrix`).
-
-    A mean would dilute one changed cell among a block's unchanged ones (a single ±0.04 in an
-    8 × 8 block reads as ±0.0006); the signed maximum keeps it. NaN cells are left out; an
-    all-NaN block is NaN. Returns float64 `[..., min(n, size), min(k, size)]`.
-    """
-    if size < 1:
-        raise ValueError(f"size must be >= 1, got {size}")
-    values = np.asarray(matrix, dtype=np.float64)
-    if values.ndim < 2:
-        raise ValueError(f"matrix must have at least 2 axes, got shape {values.shape}")
-    high, low = values, values
-    for axis in (-2, -1):
-        length = values.shape[axis]
-        if length > size:
-            starts = block_edges(length, size)[:-1]
-            # fmax / fmin skip NaN unless a whole block is NaN.
-            high = np.fmax.reduceat(high, starts, axis=axis)
-            low = np.fmin.reduceat(low, starts, axis=axis)
-    with np.errstate(invalid="ignore"):
-        return np.where(-low > high, low, high)

@@ -12,7 +12,6 @@ import streamlit as st
 from core import AttentionResult, Comparison, MaskPair, charts
 from core.compare_view import (
     character_units,
-    pool_signed_max,
     pooled_row_units,
     row_units,
     token_units,
@@ -20,7 +19,7 @@ from core.compare_view import (
 )
 from core.display_matrix import causal_display_mask, prepare_display, without_first_token
 from core.masking import replaceable_words
-from core.pooling import block_labels, pool_matrix
+from core.pooling import block_labels, pool_matrix, pool_signed_max
 from core.scales import ScaleMode
 from core.selection import segment_b_start
 from core.tokens import unit_labels

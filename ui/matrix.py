@@ -17,7 +17,7 @@ import streamlit as st
 
 from core import charts
 from core.display_matrix import WITHOUT_FIRST_NOTE, without_first_token
-from core.pooling import block_edges, block_labels, pool_extremes, pool_matrix, window
+from core.pooling import block_edges, block_labels, pool_matrix, pool_signed_max, window
 from core.scales import ScaleMode
 from ui import session
 from ui.layout import PAGE_PX
@@ -87,7 +87,7 @@ def show_matrix(
         return None
 
     # A difference keeps each block's largest change: block means cancel a sparse one out.
-    overview = (pool_extremes if diverging else pool_matrix)(matrix, OVERVIEW_BLOCKS)
+    overview = (pool_signed_max if diverging else pool_matrix)(matrix, OVERVIEW_BLOCKS)
     pooling = "largest change per block" if diverging else "block means"
     overview_empty = None
     if empty_mask is not None:

@@ -1,35 +1,7 @@
 """Link units between matrices drawn side by side, and the signed pooling of a difference."""
 
-import numpy as np
-import pytest
-
 from core import compare_replacement, run_attention
 from core import compare_view as links
-from core.pooling import pool_matrix
-
-
-def test_a_single_change_survives_signed_max_pooling_where_a_mean_washes_it_out():
-    difference = np.zeros((64, 64))
-    difference[37, 5] = -0.04
-    difference[3, 60] = 0.01
-    pooled = links.pool_signed_max(difference, 8)
-    assert pooled.shape == (8, 8)
-    assert pooled[4, 0] == -0.04 and pooled[0, 7] == 0.01  # sign and size kept
-    assert np.count_nonzero(pooled) == 2
-    # The block mean of the same cell is 64 times smaller: next to nothing on a ±0.04 scale.
-    assert abs(pool_matrix(difference, 8)[4, 0]) == pytest.approx(0.04 / 64)
-
-
-def test_signed_max_pooling_leaves_out_nan_and_keeps_short_axes():
-    values = np.array([[np.nan, np.nan, 0.5], [np.nan, np.nan, -0.7]])
-    pooled = links.pool_signed_max(values, 2)  # 3 columns to 2 blocks (0:1, 1:3); 2 rows kept
-    assert pooled.shape == (2, 2)
-    assert np.isnan(pooled[0, 0]) and np.isnan(pooled[1, 0])
-    assert pooled[0, 1] == 0.5 and pooled[1, 1] == -0.7
-    stacked = links.pool_signed_max(np.ones((3, 10, 10)), 5)
-    assert stacked.shape == (3, 5, 5)
-    with pytest.raises(ValueError):
-        links.pool_signed_max(np.ones(4), 2)
 
 
 def test_unit_rows_fill_units_without_a_row_from_their_neighbours():

@@ -8,9 +8,9 @@ import pytest
 from core.pooling import (
     block_edges,
     block_labels,
-    pool_extremes,
     pool_keys,
     pool_matrix,
+    pool_signed_max,
     thumbnail_size,
     window,
 )
@@ -95,13 +95,37 @@ def test_extremes_keep_a_sparse_change_with_its_sign():
     change = np.zeros((120, 120))
     change[5, 7], change[60, 61], change[61, 60] = 0.3, -0.5, 0.4
     change[100:, :3] = np.nan
-    pooled = pool_extremes(change, 40)
+    pooled = pool_signed_max(change, 40)
     assert pooled.shape == (40, 40)
     # Blocks of 3 × 3: each change stays whole in its block, the larger one in a shared block.
     assert pooled[1, 2] == 0.3 and pooled[20, 20] == -0.5
     assert np.count_nonzero(np.nan_to_num(pooled)) == 2
     assert np.isnan(pooled[34, 0])  # an all-NaN block
     assert pool_matrix(change, 40)[20, 20] == pytest.approx(-0.1 / 9)  # a mean cancels it
-    np.testing.assert_array_equal(pool_extremes(change[:30, :30], 40), change[:30, :30])
+    np.testing.assert_array_equal(pool_signed_max(change[:30, :30], 40), change[:30, :30])
     with pytest.raises(ValueError):
-        pool_extremes(np.zeros((2, 3, 3)), 2)
+        pool_signed_max(np.zeros(3), 2)
+
+
+def test_a_single_change_survives_signed_max_pooling_where_a_mean_washes_it_out():
+    difference = np.zeros((64, 64))
+    difference[37, 5] = -0.04
+    difference[3, 60] = 0.01
+    pooled = pool_signed_max(difference, 8)
+    assert pooled.shape == (8, 8)
+    assert pooled[4, 0] == -0.04 and pooled[0, 7] == 0.01  # sign and size kept
+    assert np.count_nonzero(pooled) == 2
+    # The block mean of the same cell is 64 times smaller: next to nothing on a ±0.04 scale.
+    assert abs(pool_matrix(difference, 8)[4, 0]) == pytest.approx(0.04 / 64)
+
+
+def test_signed_max_pooling_leaves_out_nan_and_keeps_short_axes():
+    values = np.array([[np.nan, np.nan, 0.5], [np.nan, np.nan, -0.7]])
+    pooled = pool_signed_max(values, 2)  # 3 columns to 2 blocks (0:1, 1:3); 2 rows kept
+    assert pooled.shape == (2, 2)
+    assert np.isnan(pooled[0, 0]) and np.isnan(pooled[1, 0])
+    assert pooled[0, 1] == 0.5 and pooled[1, 1] == -0.7
+    stacked = pool_signed_max(np.ones((3, 10, 10)), 5)
+    assert stacked.shape == (3, 5, 5)
+    with pytest.raises(ValueError):
+        pool_signed_max(np.ones(4), 2)
