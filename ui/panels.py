@@ -43,9 +43,6 @@ UNFOCUSED_KEY = "atlas_head_view_unfocused"
 Escape): the line view then draws every line until another token is selected. Otherwise it
 opens on the selected token's lines, from a click, a control or a link alike."""
 EXPLORER_KEY = "explorer"
-LINE_SETTINGS_KEY = "line_settings_open"
-EXPORTS_KEY = "exports_open"
-"""Session: whether the line view's settings and the exports are open (drawn only then)."""
 SCALE_NAMES = {"shared": "shared across the model's heads and layers", "fixed": "fixed scale"}
 """What the line view's full opacity is, per colour scale (`scale_top`)."""
 
@@ -229,19 +226,11 @@ def line_view(
 
 
 def _line_settings(edges: int | None, threshold: float, units: int) -> tuple[int, float]:
-    """The line view's strongest lines per token and minimum weight: the view's, and its two
-    sliders in an expander that names both and draws them only when opened (a slider on the
-    page makes the browser fetch Streamlit's slider and number-format code before the first
-    view is painted)."""
+    """The line view's strongest lines per token and minimum weight: two sliders in a popover
+    whose button names both. The browser draws a popover's content when it opens, so the first
+    view does not wait for Streamlit's slider and number-format code."""
     top_k = edges or (3 if units > LONG_INPUT else MAX_EDGES)
-    box = st.expander(
-        f"Lines: the strongest {top_k} per token, minimum weight {threshold:.2f}",
-        key=LINE_SETTINGS_KEY,
-        on_change="rerun",
-    )
-    with box:
-        if not box.open:
-            return top_k, threshold
+    with st.popover(f"Lines: the strongest {top_k} per token, minimum weight {threshold:.2f}"):
         top_k = bound(
             st.slider,
             "Strongest lines per token",
@@ -540,16 +529,10 @@ def exports_panel(page: Page, stack: str, rows: tuple[int, ...] | None, cells: i
     """One layer (every head, or the method's matrix) and, for raw weights, everything.
 
     Every file carries its provenance (model, text, options, layer, head, method) and is
-    named after it (`core.export_file_name`). The buttons are drawn once the expander is
-    opened: a download button makes the browser fetch its code before the first view."""
-    box = st.expander(
-        "CSV and JSON downloads",
-        key=EXPORTS_KEY,
-        on_change="rerun",
-    )
-    with box:
-        if box.open:
-            _export_buttons(page, stack, rows, cells)
+    named after it (`core.export_file_name`). The buttons are in a popover, drawn when it
+    opens: the first view does not wait for the download button's code."""
+    with st.popover("CSV and JSON downloads"):
+        _export_buttons(page, stack, rows, cells)
 
 
 def _export_buttons(page: Page, stack: str, rows: tuple[int, ...] | None, cells: int) -> None:
