@@ -145,7 +145,7 @@ def _send_layer_once(payload: dict[str, Any], key: str) -> LayerCodes | None:
         sent = {"codes": payload["key"], "exact": [], "heads": later is None}
     else:
         payload["codes"] = payload["scales"] = None
-    payload["later"] = not sent["heads"]
+    payload["later"] = not sent.get("heads", True)
     if payload["exactKey"] in sent["exact"]:
         payload["exact"] = None
     else:

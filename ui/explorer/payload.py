@@ -18,7 +18,10 @@ hover reads its value itself; another head's hover says its 8-bit step until the
 follows the keys (`ui.explorer.component`) brings that head's float16.
 
 The component sends all of it as one binary message (:func:`pack`: a JSON header and the
-arrays), with no base64 and no JSON string of megabytes to parse.
+arrays), with no base64 and no JSON string of megabytes to parse. A page that builds with
+``heads_later`` gets the codes encoded later in its run (:class:`LayerCodes`): a layer change
+sends the shown matrix's float16 first (0.53 MB at 512 tokens) and every matrix's codes after
+the page's other views (3.4 MB), so the explorer paints before they travel.
 
 A self-attention longer than `MAX_TOKENS` (:func:`build_long_payload`) travels as one head's
 pooled overview (float16 blocks between edges), the selected token's exact row, and the exact
