@@ -43,6 +43,11 @@ UNFOCUSED_KEY = "atlas_head_view_unfocused"
 Escape): the line view then draws every line until another token is selected. Otherwise it
 opens on the selected token's lines, from a click, a control or a link alike."""
 EXPLORER_KEY = "explorer"
+HEADS_LATER_CELLS = 1_000_000
+"""A layer of at least this many cells (every head and the mean: 278 tokens at 13 matrices)
+sends its shown matrix first and the codes after the page (`ui.explorer.explorer`); a smaller
+one travels in one message (at 128 tokens 0.25 MB, where a second message cost a
+control-started run 30–50 ms: bench/RESULTS.md)."""
 SCALE_NAMES = {"shared": "shared across the model's heads and layers", "fixed": "fixed scale"}
 """What the line view's full opacity is, per colour scale (`scale_top`)."""
 
@@ -313,8 +318,8 @@ def matrix_explorer(
     `labels` are the rows' and (cross attention) the columns' marked labels; `empty` bool
     `[q, k]` the cells the model never computes (causal future; a sliding window's outside).
 
-    A new layer's shown matrix goes first; the returned function sends the other matrices:
-    call it at the end of the page, so they follow every other view of the run.
+    A large layer's shown matrix goes first (`HEADS_LATER_CELLS`); the returned function sends
+    the other matrices: call it at the end of the page, so they follow every other view.
     """
     view = page.view
     tokens, _ = page.result.stack_tokens(stack)
@@ -357,7 +362,7 @@ def matrix_explorer(
     payload = build_payload(
         shown.matrix[:-1] if has_heads else shown.matrix,
         mean=shown.matrix[-1] if has_heads else None,
-        heads_later=True,
+        heads_later=shown.matrix.size >= HEADS_LATER_CELLS,
         **light,
     )
     apply_change = functools.partial(

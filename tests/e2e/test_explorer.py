@@ -50,13 +50,13 @@ def expected(text):
 def open_page(browser, app, text):
     contexts = []
 
-    def open_(width: int, scheme: str = "light", **query):
+    def open_(width: int, scheme: str = "light", words: str | None = None, **query):
         context = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme)
         contexts.append(context)
         block_external_requests(context)
         page = context.new_page()
         page.set_default_timeout(120_000)
-        page.goto(app.url("/", text=text, **query))
+        page.goto(app.url("/", text=words or text, **query))
         wait_for_run(page)
         wait_for_explorer(page)
         page.wait_for_timeout(300)  # the resize observer settles the width
@@ -377,10 +377,21 @@ _RELEASE_CODES = """() => {
 }"""
 
 
+LONG = 512
+"""Tokens of the input whose layer is large enough to send its shown matrix first
+(`ui.panels.HEADS_LATER_CELLS`: 13 matrices of 512 × 512)."""
+
+
+@pytest.fixture(scope="module")
+def long_expected():
+    return run_attention(load_model(EMBEDDED_MODEL), long_text(LONG))
+
+
 def test_a_layer_change_paints_its_shown_head_first_and_other_heads_wait_for_their_data(
-    open_page, expected
+    open_page, long_expected
 ):
-    page = open_page(1440, head="2")
+    expected = long_expected
+    page = open_page(1440, words=long_text(LONG), head="2")
     page.evaluate(_HOLD_CODES)
     draws = int(explorer_state(page)["draws"])
     start_counting_runs(page)
@@ -434,7 +445,7 @@ def test_a_layer_change_paints_its_shown_head_first_and_other_heads_wait_for_the
 
 
 def test_a_waiting_head_is_painted_from_its_own_float16_by_the_run_its_view_starts(open_page):
-    page = open_page(1024)
+    page = open_page(1024, words=long_text(LONG))
     page.evaluate(_HOLD_CODES)
     start_counting_runs(page)
     page.locator(EXPLORER).focus()
