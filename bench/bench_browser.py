@@ -628,6 +628,24 @@ def bertviz_cases(playwright, cases, timeout: float) -> list[dict]:
     return rows
 
 
+def route_bertviz_assets(context, assets: dict[str, Path]) -> None:
+    """BertViz's CDN scripts answered from local copies (`ensure_js_assets`); the local static
+    server reached; anything else refused."""
+
+    def handle(route) -> None:
+        request_url = route.request.url
+        if request_url.startswith("http://127.0.0.1"):
+            route.continue_()
+            return
+        for suffix, path in assets.items():
+            if request_url.endswith(suffix):
+                route.fulfill(path=str(path), content_type="application/javascript")
+                return
+        route.abort()
+
+    context.route("**/*", handle)
+
+
 def load_bertviz(playwright, url: str, assets: dict[str, Path], timeout: float) -> dict:
     """Open a BertViz HTML file; drawn = its SVG has attention lines and a frame was painted
     after they were added. A fresh browser each time: a crash or hang stays contained."""
@@ -639,19 +657,7 @@ def load_bertviz(playwright, url: str, assets: dict[str, Path], timeout: float) 
     started = time.monotonic()
     try:
         context = browser.new_context(viewport=VIEWPORT)
-
-        def handle(route) -> None:
-            request_url = route.request.url
-            if request_url.startswith("http://127.0.0.1"):
-                route.continue_()
-                return
-            for suffix, path in assets.items():
-                if request_url.endswith(suffix):
-                    route.fulfill(path=str(path), content_type="application/javascript")
-                    return
-            route.abort()
-
-        context.route("**/*", handle)
+        route_bertviz_assets(context, assets)
         page = context.new_page()
         page.on("crash", lambda *_: crashed.append(time.monotonic() - started))
         started = time.monotonic()

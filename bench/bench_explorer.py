@@ -276,17 +276,23 @@ def measure(browser, app, model: str, text: str, presses: int, layers: int) -> d
         context.close()
 
 
-def payload_size(n: int) -> int:
-    """Bytes of the message a layer change sends the explorer for `n` tokens, 12 heads and
-    their mean (8-bit codes of every matrix, the shown one in float16)."""
+def payload_sizes(n: int) -> tuple[int, int]:
+    """Bytes of the two messages a layer change sends for `n` tokens, 12 heads and their mean:
+    the explorer's (the shown matrix in float16), then the hidden element's (8-bit codes of
+    every matrix), as `ui.explorer.component` packs them."""
     import numpy as np
 
     from ui.explorer import build_payload, pack
 
     weights = np.random.default_rng(0).dirichlet(np.ones(n), size=(12, n)).astype(np.float32)
     labels = [f"t{i}" for i in range(n)]
-    payload = build_payload(weights, labels, mean=weights.mean(0), shared_max=1.0)
-    return len(pack(payload))
+    payload = build_payload(weights, labels, mean=weights.mean(0), shared_max=1.0, heads_later=True)
+    later = payload.pop("later")
+    first = pack({**payload, "key": later.key(), "exactKey": "0" * 16, "later": True})
+    codes = pack(
+        {"v": payload["v"], "headsOf": later.key(), "shape": payload["shape"], **later.encode()}
+    )
+    return len(first), len(codes)
 
 
 def report(results: dict[int, dict], args, info: dict) -> str:
@@ -330,11 +336,15 @@ def report(results: dict[int, dict], args, info: dict) -> str:
                 f"(min {layer[0]:.0f}; message in {arrived:.0f}, read and painted in "
                 f"{update:.0f}) | – | 1 each | – | ≤ {target} | {verdict} |"
             )
+    sizes = {n: payload_sizes(n) for n in results}
     lines += [
         "",
-        "Message of one layer change (12 heads + mean as 8-bit codes, the shown one in "
-        "float16, binary): "
-        + ", ".join(f"{n} tokens {payload_size(n) / 1e6:.2f} MB" for n in results)
+        "Messages of one layer change: the explorer's (the shown matrix in float16, painted "
+        "from), then the hidden element's (12 heads + mean as 8-bit codes): "
+        + ", ".join(
+            f"{n} tokens {first / 1e6:.2f} + {codes / 1e6:.2f} MB"
+            for n, (first, codes) in sizes.items()
+        )
         + ".",
     ]
     return "\n".join(lines) + "\n"

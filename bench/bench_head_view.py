@@ -48,6 +48,7 @@ from bench.bench_browser import (  # noqa: E402
     ensure_js_assets,
     load_average,
     machine,
+    route_bertviz_assets,
     static_server,
     write_section,
 )
@@ -264,19 +265,7 @@ def bench_bertviz(playwright, text: str, repeat: int, timeout_s: float) -> dict:
         browser = launch_browser(playwright)
         try:
             context = browser.new_context(viewport=VIEWPORT)
-
-            def handle(route) -> None:
-                url = route.request.url
-                if url.startswith("http://127.0.0.1"):
-                    route.continue_()
-                    return
-                for suffix, path in assets.items():
-                    if url.endswith(suffix):
-                        route.fulfill(path=str(path), content_type="application/javascript")
-                        return
-                route.abort()
-
-            context.route("**/*", handle)
+            route_bertviz_assets(context, assets)
             page = context.new_page()
             page.set_default_timeout(timeout_s * 1000)
             started = time.monotonic()

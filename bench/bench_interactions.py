@@ -27,11 +27,18 @@ explorer painted.
 Head switches inside the line view, hover and legend toggles run in the browser and are measured
 by `bench/bench_head_view.py` (with BertViz); this script measures what still goes to the
 server.
+
+*BertViz* (``--bertviz-sizes``, 128 tokens by default), in the same run: BertViz 1.4.1's head
+view of the same model and text with every layer (its Layer menu), served from a local static
+server: the first view (navigation → its lines drawn and two frames), a layer change (the menu
+→ two frames after its synchronous redraw) and a hover on a token, each on a new browser
+context. At 512 tokens its HTML of every layer is ≈ 0.9 GB (bench/RESULTS.md): not drawn.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -49,7 +56,11 @@ from bench.bench_browser import (  # noqa: E402
     block_external_requests,
     choose_option,
     click_segment,
+    ensure_bertviz,
+    ensure_js_assets,
     load_average,
+    route_bertviz_assets,
+    static_server,
     texts_for,
     wait_for_run,
 )
@@ -188,6 +199,64 @@ def measure(browser, app, model: str, n: int, text: str, repeat: int, timeout: f
     return {"cold_s": cold, "warm_s": warm, "returning_s": returning, "steps": rows}
 
 
+def bertviz(browser, model: str, text: str, repeat: int, timeout: float) -> dict:
+    """BertViz's head view of `model` on `text`, every layer: first view (s), layer change and
+    hover (ms), `repeat` times each on a new browser context."""
+    import tempfile
+
+    import torch
+
+    import core
+    from bench.bench_head_view import ARM_BERTVIZ, hover_to, measured
+
+    head_view, _ = ensure_bertviz()
+    assets = ensure_js_assets()
+    loaded = core.load_model(model)
+    result = core.run_attention(loaded, text)
+    tokens = loaded.tokenizer.convert_ids_to_tokens(loaded.tokenizer(text)["input_ids"])
+    attention = tuple(torch.from_numpy(layer[None]) for layer in result.attentions)
+    html = head_view(attention, tokens, html_action="return").data
+    row: dict = {"tokens": len(tokens), "html_mb": len(html.encode()) / 1e6}
+    row.update(first_s=[], layer_ms=[], hover_ms=[])
+    with (
+        tempfile.TemporaryDirectory(prefix="atlas-bertviz-") as tmp,
+        static_server(Path(tmp)) as base,
+    ):
+        (Path(tmp) / "head_view.html").write_text(html, encoding="utf-8")
+        del html
+        for i in range(repeat):
+            context = browser.new_context(viewport=VIEWPORT)
+            route_bertviz_assets(context, assets)
+            page = context.new_page()
+            page.set_default_timeout(timeout * 1000)
+            try:
+                started = time.monotonic()
+                page.goto(f"{base}/head_view.html", wait_until="commit")
+                page.wait_for_function(
+                    "() => document.querySelector('#vis svg line') !== null", polling=20
+                )
+                page.evaluate(TWO_FRAMES)
+                row["first_s"].append(time.monotonic() - started)
+                layer = str(1 + i % (len(attention) - 1))
+                row["layer_ms"].append(
+                    measured(
+                        page,
+                        ARM_BERTVIZ,
+                        "change",
+                        functools.partial(page.select_option, "#layer", layer),
+                        timeout,
+                    )
+                )
+                side = page.locator("#vis svg #left text").nth(len(tokens) // 2 + i)
+                row["hover_ms"].append(
+                    measured(page, ARM_BERTVIZ, "mouseover", hover_to(page, side), timeout)
+                )
+            finally:
+                context.close()
+    print(f"  BertViz {row['tokens']} tokens: {row}", flush=True)
+    return row
+
+
 def _median(rows: list[dict], key: str) -> float | None:
     values = [r[key] for r in rows if r.get("status") == "ok"]
     return statistics.median(values) if values else None
@@ -207,6 +276,8 @@ def report(results: dict[int, dict], args, info: dict) -> str:
         "| ---: | --- | --- | ---: | ---: | ---: | --- |",
     ]
     for n, result in results.items():
+        if n == "bertviz":
+            continue
         for name, rows in result["steps"].items():
             target = TARGET_MS.get(n) if name in TARGETED_STEPS else None
             ok = [r["painted_ms"] for r in rows if r.get("status") == "ok"]
@@ -239,6 +310,8 @@ def report(results: dict[int, dict], args, info: dict) -> str:
         "| ---: | ---: | --- | --- | --- |",
     ]
     for n, result in results.items():
+        if n == "bertviz":
+            continue
         cold = result["cold_s"]
         cold_text = f"{cold:.2f} s" if isinstance(cold, float) else str(cold)
         cells, verdicts = [], []
@@ -253,6 +326,26 @@ def report(results: dict[int, dict], args, info: dict) -> str:
             verdicts.append("met" if median <= FIRST_LOAD_TARGET_S else "missed")
         verdict = f"new: {verdicts[0]}; returning: {verdicts[1]}"
         lines.append(f"| {n} | {cold_text} | {cells[0]} | {cells[1]} | {verdict} |")
+    if results.get("bertviz"):
+        lines += [
+            "",
+            "| BertViz head view (every layer), tokens | HTML | first view, median (min–max) "
+            "| layer change ms | hover ms |",
+            "| ---: | ---: | --- | --- | --- |",
+        ]
+
+        def spread(values: list, unit: str = "", digits: int = 0) -> str:
+            done = [v for v in values if v is not None]
+            if not done:
+                return "not painted"
+            low, mid, high = min(done), statistics.median(done), max(done)
+            return f"{mid:.{digits}f}{unit} ({low:.{digits}f}–{high:.{digits}f})"
+
+        for row in results["bertviz"]:
+            lines.append(
+                f"| {row['tokens']} | {row['html_mb']:.1f} MB | {spread(row['first_s'], ' s', 2)} "
+                f"| {spread(row['layer_ms'])} | {spread(row['hover_ms'])} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -261,12 +354,23 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 512])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--bertviz-sizes",
+        type=int,
+        nargs="*",
+        default=[128],
+        help="token counts to time BertViz's head view at, in the same run (none: skip)",
+    )
     args = parser.parse_args()
-    texts = texts_for(args.sizes)
-    results: dict[int, dict] = {}
+    texts = texts_for([*args.sizes, *args.bertviz_sizes])
+    results: dict = {}
     with bert_base_session() as (app, browser, model, info):
         for n in args.sizes:
             results[n] = measure(browser, app, model, n, texts[n], args.repeats, args.timeout)
+        results["bertviz"] = [
+            bertviz(browser, model, texts[n], args.repeats, args.timeout)
+            for n in args.bertviz_sizes
+        ]
     info["load_end"] = load_average()
     print(report(results, args, info))
 

@@ -89,8 +89,10 @@ def render(page: pages.Page) -> None:
     if selected is None:
         caption.append(f"The selected token '{plain(tokens[view.token].text)}' is hidden.")
     st.subheader("Matrix")
+    send_heads = None
     if max(display.matrix.shape) <= MAX_TOKENS:
-        panels.matrix_explorer(page, scores, stack, selected, (labels, key_labels), empty)
+        explorer_labels = (labels, key_labels)
+        send_heads = panels.matrix_explorer(page, scores, stack, selected, explorer_labels, empty)
         st.caption(" ".join(caption))
         st.subheader("Line view")
         panels.line_view(page, scores, display, selected, stack)
@@ -113,6 +115,10 @@ def render(page: pages.Page) -> None:
     panels.neuron_panel(page, stack)
     st.subheader("Export")
     panels.exports_panel(page, stack, rows, int(np.prod(result.pieces(stack).shape)))
+    if send_heads is not None:
+        # The explorer's other matrices after everything else the run draws: a layer change
+        # paints the shown one first.
+        send_heads()
 
 
 def long_input(display, labels, empty, selected, view, seg_b, title) -> None:

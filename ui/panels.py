@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import weakref
+from collections.abc import Callable
 
 import numpy as np
 import streamlit as st
@@ -42,6 +43,11 @@ UNFOCUSED_KEY = "atlas_head_view_unfocused"
 Escape): the line view then draws every line until another token is selected. Otherwise it
 opens on the selected token's lines, from a click, a control or a link alike."""
 EXPLORER_KEY = "explorer"
+HEADS_LATER_CELLS = 1_000_000
+"""A layer of at least this many cells (every head and the mean: 278 tokens at 13 matrices)
+sends its shown matrix first and the codes after the page (`ui.explorer.explorer`); a smaller
+one travels in one message (at 128 tokens 0.25 MB, where a second message cost a
+control-started run 30–50 ms: bench/RESULTS.md)."""
 SCALE_NAMES = {"shared": "shared across the model's heads and layers", "fixed": "fixed scale"}
 """What the line view's full opacity is, per colour scale (`scale_top`)."""
 
@@ -168,23 +174,7 @@ def line_view(
     tokens, key_tokens = result.stack_tokens(stack)
     spec = result.stack_spec(stack)
     cross = stack == CROSS
-    default_edges = 3 if len(display.labels) > LONG_INPUT else MAX_EDGES
-    top_k = bound(
-        st.slider,
-        "Strongest lines per token",
-        "edges",
-        value=current.edges or default_edges,
-        min_value=1,
-        max_value=MAX_EDGES,
-    )
-    threshold = bound(
-        st.slider,
-        "Minimum weight",
-        "threshold",
-        min_value=0.0,
-        max_value=MAX_THRESHOLD,
-        step=0.01,
-    )
+    top_k, threshold = _line_settings(current.edges, current.threshold, len(display.labels))
     weights, head_ids = head_view_weights(scores, current.layer)
     # Rows a stopped flow has not computed (NaN) draw no lines.
     weights = np.nan_to_num(weights, nan=0.0, posinf=0.0, neginf=0.0)
@@ -238,6 +228,31 @@ def line_view(
     # The component says how many lines it draws and how to use it; only the sides are new.
     if cross:
         st.caption("Left: target tokens, right: source tokens.")
+
+
+def _line_settings(edges: int | None, threshold: float, units: int) -> tuple[int, float]:
+    """The line view's strongest lines per token and minimum weight: two sliders in a popover
+    whose button names both. The browser draws a popover's content when it opens, so the first
+    view does not wait for Streamlit's slider and number-format code."""
+    top_k = edges or (3 if units > LONG_INPUT else MAX_EDGES)
+    with st.popover(f"Lines: the strongest {top_k} per token, minimum weight {threshold:.2f}"):
+        top_k = bound(
+            st.slider,
+            "Strongest lines per token",
+            "edges",
+            value=top_k,
+            min_value=1,
+            max_value=MAX_EDGES,
+        )
+        threshold = bound(
+            st.slider,
+            "Minimum weight",
+            "threshold",
+            min_value=0.0,
+            max_value=MAX_THRESHOLD,
+            step=0.01,
+        )
+    return top_k, threshold
 
 
 def scale_top(page: Page, scores: MethodResult) -> float | None:
@@ -296,12 +311,15 @@ def matrix_explorer(
     selected: int | None,
     labels: tuple[list[str], list[str] | None],
     empty: np.ndarray | None,
-) -> None:
+) -> Callable[[], None]:
     """Every head of the layer (and their mean) as one canvas explorer; head, token, hover and
     the legend change in the browser, and the view reaches the controls and the link after.
 
     `labels` are the rows' and (cross attention) the columns' marked labels; `empty` bool
     `[q, k]` the cells the model never computes (causal future; a sliding window's outside).
+
+    A large layer's shown matrix goes first (`HEADS_LATER_CELLS`); the returned function sends
+    the other matrices: call it at the end of the page, so they follow every other view.
     """
     view = page.view
     tokens, _ = page.result.stack_tokens(stack)
@@ -344,16 +362,18 @@ def matrix_explorer(
     payload = build_payload(
         shown.matrix[:-1] if has_heads else shown.matrix,
         mean=shown.matrix[-1] if has_heads else None,
+        heads_later=shown.matrix.size >= HEADS_LATER_CELLS,
         **light,
     )
     apply_change = functools.partial(
         _apply_explorer_change, tuple(g[0] for g in shown.groups), has_heads
     )
-    explorer(payload, key=EXPLORER_KEY, on_change=apply_change)
+    send_heads = explorer(payload, key=EXPLORER_KEY, on_change=apply_change)
     if apply_change():
         # Defensive: the callback applies every change before the run; one that reached the
         # page without it is applied here and the views redrawn.
         st.rerun()
+    return send_heads
 
 
 def _sliding_window(page: Page, stack: str, layer: int, scores: MethodResult) -> int | None:
@@ -514,7 +534,13 @@ def exports_panel(page: Page, stack: str, rows: tuple[int, ...] | None, cells: i
     """One layer (every head, or the method's matrix) and, for raw weights, everything.
 
     Every file carries its provenance (model, text, options, layer, head, method) and is
-    named after it (`core.export_file_name`)."""
+    named after it (`core.export_file_name`). The buttons are in a popover, drawn when it
+    opens: the first view does not wait for the download button's code."""
+    with st.popover("CSV and JSON downloads"):
+        _export_buttons(page, stack, rows, cells)
+
+
+def _export_buttons(page: Page, stack: str, rows: tuple[int, ...] | None, cells: int) -> None:
     view = page.view
     has_heads = core.get_method(view.method).has_heads
     layer_prov = exports.provenance(

@@ -50,13 +50,13 @@ def expected(text):
 def open_page(browser, app, text):
     contexts = []
 
-    def open_(width: int, scheme: str = "light", **query):
+    def open_(width: int, scheme: str = "light", words: str | None = None, **query):
         context = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme)
         contexts.append(context)
         block_external_requests(context)
         page = context.new_page()
         page.set_default_timeout(120_000)
-        page.goto(app.url("/", text=text, **query))
+        page.goto(app.url("/", text=words or text, **query))
         wait_for_run(page)
         wait_for_explorer(page)
         page.wait_for_timeout(300)  # the resize observer settles the width
@@ -358,3 +358,106 @@ def test_the_line_view_opens_on_the_selected_token_and_escape_shows_every_line(o
     # The run the Escape started keeps every line (the token stays selected elsewhere).
     assert page.locator(LINE_VIEW).get_attribute("data-focus") == ""
     assert explorer_state(page)["selected"] == "2"
+
+
+# Holds the hidden element's codes back, as if they were still on their way (what its script
+# stores for the explorer goes nowhere); `_RELEASE_CODES` hands over the last one.
+_HOLD_CODES = """() => {
+    window.__heldCodes = [];
+    Object.defineProperty(window, '__atlasExplorerHeadsMessage', {
+        configurable: true,
+        get: () => null,
+        set: (data) => { window.__heldCodes.push(data); },
+    });
+}"""
+_RELEASE_CODES = """() => {
+    delete window.__atlasExplorerHeadsMessage;
+    window.__atlasExplorerHeadsMessage = window.__heldCodes.at(-1);
+    window.dispatchEvent(new CustomEvent('atlas-explorer-heads-message'));
+}"""
+
+
+LONG = 512
+"""Tokens of the input whose layer is large enough to send its shown matrix first
+(`ui.panels.HEADS_LATER_CELLS`: 13 matrices of 512 × 512)."""
+
+
+@pytest.fixture(scope="module")
+def long_expected():
+    return run_attention(load_model(EMBEDDED_MODEL), long_text(LONG))
+
+
+def test_a_layer_change_paints_its_shown_head_first_and_other_heads_wait_for_their_data(
+    open_page, long_expected
+):
+    expected = long_expected
+    page = open_page(1440, words=long_text(LONG), head="2")
+    page.evaluate(_HOLD_CODES)
+    draws = int(explorer_state(page)["draws"])
+    start_counting_runs(page)
+    page.locator(EXPLORER).focus()
+    page.keyboard.press("PageDown")
+    # Layer 1 is painted from head 2's own float16, the other heads' codes still held back.
+    page.locator(f"{EXPLORER}[data-layer='1'][data-head='2']").wait_for(state="attached")
+    wait_for_next_run(page)
+    state = explorer_state(page)
+    assert int(state["draws"]) > draws and "waiting" not in state
+    assert page.evaluate("() => window.__heldCodes.length") >= 1
+    labels = [t.text for t in expected.tokens]
+
+    def hover_value(row: int, column: int) -> str:
+        state = explorer_state(page)
+        pitch, row_px = float(state["colLabelPx"]), float(state["rowPx"])
+        x = state["matrix"]["x"] + int(state["gutter"]) + (column + 0.5) * pitch
+        page.mouse.move(x, state["matrix"]["y"] + (row + 0.5) * row_px)
+        hover = explorer_state(page)["hover"]
+        page.mouse.move(0, 0)
+        return hover
+
+    hover = hover_value(3, 5)
+    assert hover.startswith(f"{labels[3]} → {labels[5]}: ")
+    truth = float(expected.attentions[1][2, 3, 5])
+    assert float(hover.rsplit(": ", 1)[1]) == pytest.approx(truth, rel=2**-11 + 5e-4, abs=1e-7)
+    # Head 3 has no data yet: it waits, drawing nothing of head 2 (no repaint, no hover).
+    painted = int(explorer_state(page)["draws"])
+    page.locator(EXPLORER).focus()
+    page.keyboard.press("]")
+    state = explorer_state(page)
+    assert state["waiting"] == "3" and state["head"] == "3"
+    assert int(state["draws"]) == painted and not hover_value(3, 5)
+    # The codes come: head 3 is painted from them (its 8-bit value, said so).
+    page.evaluate(_RELEASE_CODES)
+    page.wait_for_function(
+        "(painted) => { const host = [...document.querySelectorAll("
+        "\"[data-testid='stBidiComponentIsolated']\")].find((h) => h.shadowRoot && "
+        "h.shadowRoot.querySelector('.ex-root')); return Number(host.shadowRoot"
+        ".querySelector('.ex-root').dataset.draws) > painted; }",
+        arg=painted,
+        polling=20,
+        timeout=10_000,
+    )
+    state = explorer_state(page)
+    assert "waiting" not in state and state["head"] == "3"
+    hover = hover_value(3, 5)
+    value = float(re.search(r"≈?(-?[\d.e-]+)", hover.rsplit(": ", 1)[1]).group(1))
+    truth = float(expected.attentions[1][3, 3, 5])
+    assert value == pytest.approx(truth, abs=float(expected.attentions[1][3, 3].max()) / 254)
+
+
+def test_a_waiting_head_is_painted_from_its_own_float16_by_the_run_its_view_starts(open_page):
+    page = open_page(1024, words=long_text(LONG))
+    page.evaluate(_HOLD_CODES)
+    start_counting_runs(page)
+    page.locator(EXPLORER).focus()
+    page.keyboard.press("PageDown")
+    page.locator(f"{EXPLORER}[data-layer='1']").wait_for(state="attached")
+    wait_for_next_run(page)
+    start_counting_runs(page)
+    page.locator(EXPLORER).focus()
+    page.keyboard.press("]")
+    assert explorer_state(page)["waiting"] == "0"
+    # Once the keys rest the view goes to Python; its run brings head 0's float16, drawn
+    # although the layer's codes are still held back.
+    wait_for_next_run(page)
+    page.locator(f"{EXPLORER}:not([data-waiting])[data-head='0']").wait_for(state="attached")
+    assert page.evaluate("() => window.__atlasExplorerData.codes === null")

@@ -149,10 +149,17 @@ def explorer_values(at: AppTest) -> np.ndarray:
     from ui.explorer import decode_codes, decode_values
 
     payload = explorer_payload(at)
-    if payload["codes"] is None or payload["exact"] is None:
+    if payload["exact"] is None or (payload["codes"] is None and not payload.get("later")):
         del at.session_state["explorer__sent_data"]  # what the `need` trigger's callback does
         at.run()
         payload = explorer_payload(at)
+    if payload["codes"] is None:
+        # A new layer's shown matrix went first; the hidden element carried the codes.
+        from ui.explorer.component import HEADS_NAME
+
+        heads = component_payload(at, HEADS_NAME)
+        assert heads["headsOf"] == payload["key"]
+        payload = {**payload, "codes": heads["codes"], "scales": heads["scales"]}
     values = decode_codes(payload)
     values[payload["exactOf"]] = decode_values(payload["exact"], payload["shape"][1:])
     return values

@@ -489,3 +489,26 @@ def test_the_sidebar_log_scale_reaches_a_long_inputs_explorer(pieces_only):
     assert_clean(at)
     payload = explorer_payload(at)
     assert "long" in payload and payload["log"] is True
+
+
+def test_line_settings_and_downloads_are_in_popovers_that_name_the_settings():
+    # In popovers, drawn by the browser when opened: the first view does not load their code.
+    at = start(edges=4, threshold=0.05)
+    assert_clean(at)
+    labels = [p.proto.popover.label for p in at.get("popover")]
+    assert "Lines: the strongest 4 per token, minimum weight 0.05" in labels
+    assert "CSV and JSON downloads" in labels
+    lines = head_view_payload(at)
+    assert lines["topK"] == 4 and lines["thr"] == pytest.approx(0.05)
+    at.slider(key="w_edges").set_value(6).run()
+    assert head_view_payload(at)["topK"] == 6 and at.query_params["edges"] == "6"
+    assert "Lines: the strongest 6 per token, minimum weight 0.05" in [
+        p.proto.popover.label for p in at.get("popover")
+    ]
+    downloads = [b.proto.label for b in at.get("download_button")]
+    assert downloads == [
+        "Layer 0 as CSV",
+        "Layer 0 as JSON",
+        "All layers and heads as CSV",
+        "All layers and heads as JSON",
+    ]

@@ -20,11 +20,18 @@ from typing import Any
 
 import streamlit as st
 
-from ui.explorer.payload import pack, pack_compare
+from ui.explorer.payload import PAYLOAD_VERSION, LayerCodes, pack, pack_compare
 
 COMPONENT_NAME = "attention_atlas.explorer"
 HERE = Path(__file__).parent
 VIEW_EVENT = "view"
+HEADS_NAME = "attention_atlas.explorer_heads"
+HEADS_JS = """export default function heads({ data }) {
+  // The explorer's codes, for ui/explorer/explorer.js to read: nothing is drawn here.
+  window.__atlasExplorerHeadsMessage = data;
+  window.dispatchEvent(new CustomEvent("atlas-explorer-heads-message"));
+}"""
+"""The hidden element that carries a layer's codes after the explorer's shown matrix."""
 TILES_EVENT = "tiles"
 """A long input's browser asks for exact tiles: ``{"tiles": [[row, col], ...]}``."""
 
@@ -39,6 +46,11 @@ def _mount():
     )
 
 
+@cache
+def _mount_heads():
+    return st.components.v2.component(HEADS_NAME, js=HEADS_JS)
+
+
 def _ignore_change() -> None:
     """The ``view`` trigger needs a callback to be registered."""
 
@@ -48,7 +60,7 @@ def explorer(
     *,
     key: str = "explorer",
     on_change: Callable[[], None] | None = None,
-) -> None:
+) -> Callable[[], None]:
     """Mount the explorer with `payload` (:func:`ui.explorer.payload.build_payload`, or
     :func:`~ui.explorer.payload.build_long_payload` for a long input, whose browser asks for
     exact tiles with the ``tiles`` trigger: :func:`requested_tiles`).
@@ -61,18 +73,42 @@ def explorer(
     copy (3.4 MB at 512 tokens, which a token or head change must not send again). Each head's
     float16 (``"exact"``, keyed by ``"exactKey"``) travels once too while the layer stays. A
     browser without a copy (a reload of the component) asks for it with ``{"need": true}``.
+
+    A payload built with ``heads_later`` (:func:`~ui.explorer.payload.build_payload`) sends a
+    new layer's shown matrix first (its float16: 0.5 MB at 512 tokens, against 4 MB for the
+    layer) with ``"later": true``; the returned function, called once later in the run (after
+    the page's other views), sends the codes of every matrix in a second, hidden element
+    (:func:`_send_heads`). Until they come the browser draws the shown matrix and waits for
+    any other. For other payloads the function does nothing; calling it is harmless.
     """
     payload = dict(payload)
+    later = None
     if "long" in payload:
         _send_overview_once(payload, key)
     else:
-        _send_layer_once(payload, key)
+        later = _send_layer_once(payload, key)
     _mount()(
         key=key,
         data=pack(payload),
         on_view_change=functools.partial(_on_view, key, on_change or _ignore_change),
         on_tiles_change=_ignore_change,
     )
+    if later is None:
+        return _ignore_change
+    return functools.partial(_send_heads, key, later)
+
+
+def _send_heads(key: str, later: LayerCodes) -> None:
+    """The codes of every matrix of the layer `later`, in a hidden element keyed after the
+    explorer `key`, when this session has not sent them since the layer changed (an empty
+    message otherwise: the element stays in place, so nothing below it moves)."""
+    sent = st.session_state.get(_sent_key(key))
+    message: dict[str, Any] = {"v": PAYLOAD_VERSION, "headsOf": None}
+    if sent is not None and not sent.get("heads", True):
+        message = {**message, "headsOf": sent["codes"], "shape": list(later.values.shape)}
+        message.update(later.encode())
+        st.session_state[_sent_key(key)] = {**sent, "heads": True}
+    _mount_heads()(key=f"{key}_heads", data=pack(message), height=0)
 
 
 def requested_tiles(key: str = "explorer") -> Any:
@@ -93,20 +129,29 @@ def _send_overview_once(payload: dict[str, Any], key: str) -> None:
     state[_sent_key(key)] = {"overview": payload["key"]}
 
 
-def _send_layer_once(payload: dict[str, Any], key: str) -> None:
-    payload["key"] = _digest(payload["codes"], payload["scales"])
+def _send_layer_once(payload: dict[str, Any], key: str) -> LayerCodes | None:
+    """Drops from `payload` what this session's browser has; the layer's codes still to send
+    after the shown matrix (a ``heads_later`` payload), else None."""
+    later = payload.pop("later", None)
+    if later is None:
+        payload["key"] = _digest(payload["codes"], payload["scales"])
+    else:
+        payload["key"] = later.key()
     payload["exactKey"] = _digest(payload["exact"], str(payload["exactOf"]).encode())
     state = st.session_state
     sent = state.get(_sent_key(key))
     if sent is None or sent["codes"] != payload["key"]:
-        sent = {"codes": payload["key"], "exact": []}
+        # "heads": whether the codes of a heads_later layer went out (they follow this run).
+        sent = {"codes": payload["key"], "exact": [], "heads": later is None}
     else:
         payload["codes"] = payload["scales"] = None
+    payload["later"] = not sent.get("heads", True)
     if payload["exactKey"] in sent["exact"]:
         payload["exact"] = None
     else:
         sent["exact"] = [*sent["exact"], payload["exactKey"]]
     state[_sent_key(key)] = sent
+    return later
 
 
 def _digest(*parts: bytes) -> str:

@@ -9,11 +9,19 @@
 // at once ({layer}). Python's own changes (its Layer, Head and Selected token controls) come
 // back as a new payload and are adopted, unless they only echo what this component sent.
 //
+// A layer change sends the shown matrix first (its float16, payload.later) and the codes of
+// every matrix later in the same run, through a second, hidden element of this component
+// (payload.headsOf): until they come, another head waits (never drawn from other data) and,
+// if they never come (HEADS_WAIT_MS), the explorer asks for them ({need: true}).
+//
 // A long input (payload.long) holds one head's pooled overview instead; zoomed in, the
 // explorer asks for exact tiles (the trigger "tiles") and draws them over the blocks.
 
 const VIEW_DELAY_MS = 600;
 const EXPLORER_EVENT = "atlas-explorer"; // the line view (ui/head_view) listens on window
+const HEADS_MESSAGE_EVENT = "atlas-explorer-heads-message"; // the hidden element has them
+const HEADS_EVENT = "atlas-explorer-heads"; // the layer's codes reached the shared store
+const HEADS_WAIT_MS = 4000; // a head waits this long for the codes before asking again
 const MIN_ROW_PX = 11; // every row gets a label: a long input makes the matrix taller
 const MAX_ROW_PX = 36; // a short input's cells stop growing in height (they stay wide)
 const MIN_LABEL_PX = 7; // rotated column labels need this much width each (a 7 px font);
@@ -117,6 +125,35 @@ function unpack(message) {
   }
   delete payload.$blobs;
   return payload;
+}
+
+/** The layer's codes from the hidden element (ui/explorer/component.py HEADS_JS, a message
+ * with `headsOf`): into the store when it holds that layer (the explorer adopted its own
+ * message), else kept until it does. */
+function readHeadsMessage() {
+  const data = window.__atlasExplorerHeadsMessage;
+  if (!data) return;
+  window.__atlasExplorerHeadsMessage = null;
+  const payload = unpack(data);
+  if (payload.headsOf === null) return;
+  window.__atlasExplorerHeads = payload;
+  const store = window.__atlasExplorerData;
+  if (store && takeHeads(store)) window.dispatchEvent(new CustomEvent(HEADS_EVENT));
+}
+
+/** Moves waiting codes of the store's layer into it; whether it did. */
+function takeHeads(store) {
+  const heads = window.__atlasExplorerHeads;
+  if (!heads || heads.headsOf !== store.key) return false;
+  window.__atlasExplorerHeads = null;
+  if (store.codes) return false;
+  setCodes(store, heads.codes, heads.scales);
+  return true;
+}
+
+function setCodes(store, codes, scales) {
+  store.codes = codes;
+  store.scales = new Float32Array(scales.buffer, scales.byteOffset, scales.byteLength / 4);
 }
 
 function float16Table() {
@@ -394,6 +431,12 @@ class Explorer {
       if (window.innerHeight !== this.windowHeight) this.repaint(true);
     };
     window.addEventListener("resize", this.onWindowResize);
+    // The codes of a layer whose shown matrix came first: a waiting head is drawn.
+    this.onHeads = () => {
+      if (this.waiting !== null) this.repaint(false);
+    };
+    window.addEventListener(HEADS_EVENT, this.onHeads);
+    this.waiting = null;
   }
 
   // ------------------------------------------------------------------ DOM
@@ -601,11 +644,11 @@ class Explorer {
     // A compare panel keeps its own (`dataStore`); the Attention page's one explorer the window's.
     const store =
       this.dataStore || window.__atlasExplorerData || (window.__atlasExplorerData = { key: null });
-    if (payload.codes !== null) {
-      const scales = new Float32Array(payload.scales.buffer, payload.scales.byteOffset, payload.scales.byteLength / 4);
+    const newLayer = payload.codes !== null || (payload.later && store.key !== payload.key);
+    if (newLayer) {
       store.key = payload.key;
-      store.codes = payload.codes;
-      store.scales = scales;
+      store.codes = store.scales = null; // a head-first message: the codes follow (takeHeads)
+      if (payload.codes !== null) setCodes(store, payload.codes, payload.scales);
       store.signed = payload.signed;
       store.shape = payload.shape;
       // Each matrix is decoded when first drawn: a layer change decodes the shown one only.
@@ -624,10 +667,41 @@ class Explorer {
       store.matrices[payload.exactOf] = decodeFloat16(payload.exact);
       store.exact.set(payload.exactKey, payload.exactOf);
     }
+    readHeadsMessage(); // they may have come before this message was adopted
+    takeHeads(store);
     this.exactHeads = new Set(store.exact.values());
     this.store = store;
-    this.scales = store.scales;
     return true;
+  }
+
+  /** Whether matrix `m`'s values are here (its float16, or the layer's codes). */
+  hasValues(m) {
+    return Boolean(this.long || this.store.matrices[m] || this.store.codes);
+  }
+
+  /** The shown head has no values yet (its codes follow the shown matrix): nothing of another
+   * head stays drawn; the codes repaint it (HEADS_EVENT), or it asks for them. */
+  wait() {
+    const name = this.payload.names[this.head];
+    if (this.waiting === null) {
+      clearTimeout(this.waitTimer);
+      this.waitTimer = setTimeout(() => {
+        if (this.waiting !== null) this.setTriggerValue("view", { need: true });
+      }, HEADS_WAIT_MS);
+    }
+    this.waiting = name;
+    this.root.dataset.waiting = name;
+    this.root.dataset.head = name;
+    this.hover = null;
+    this.tip.style.display = "none";
+    for (const canvas of [this.matrix, this.overlay, this.bars, this.minimap]) {
+      canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+    }
+    const ctx = this.matrix.getContext("2d");
+    ctx.fillStyle = this.text;
+    ctx.font = `13px ${this.font}`;
+    ctx.fillText(`Head ${name}: loading…`, 12, 24);
+    this.summary.textContent = `Head ${name}: loading its weights.`;
   }
 
   /** Matrix `m`'s values, `[rows × columns]` row-major (decoded from its codes at first use). */
@@ -960,6 +1034,14 @@ class Explorer {
   // ------------------------------------------------------------------ painting
   repaint(relayout) {
     if (!this.payload) return;
+    if (!this.hasValues(this.head)) {
+      this.readTheme();
+      if (relayout || !this.geometry) this.layout();
+      this.wait();
+      return;
+    }
+    this.waiting = null;
+    delete this.root.dataset.waiting;
     const started = performance.now();
     const steps = [];
     const step = (name, f) => {
@@ -986,6 +1068,7 @@ class Explorer {
 
   paintView() {
     // Everything the zoom and pan move: cheap (no cell is recoloured), once a frame at most.
+    if (this.waiting !== null) return;
     this.frame(false);
     this.paintMatrix();
     this.paintColumns();
@@ -1718,13 +1801,14 @@ class Explorer {
       );
     }
     if (this.exactHeads.has(this.head) || !Number.isFinite(v)) return formatValue(v);
-    const scale = this.scales[this.head * this.nRows + row];
+    const scale = this.store.scales[this.head * this.nRows + row];
     let half = scale / (this.payload.signed ? STEPS : 2 * STEPS);
     if (this.options.dropFirst) half /= this.rowRest[row];
     return `≈${formatValue(v)} ± ${formatValue(half)} (8-bit)`;
   }
 
   setHover(hover, event) {
+    if (this.waiting !== null) return; // no values to show yet
     this.hover = hover;
     if (!hover) {
       this.tip.style.display = "none";
@@ -1862,6 +1946,7 @@ class Explorer {
   }
 
   exportPng() {
+    if (this.waiting !== null) return;
     // Exactly what is shown: title, legend, the whole matrix with its labels, the bars.
     const g = this.geometry;
     const ratio = window.devicePixelRatio || 1;
@@ -1902,6 +1987,7 @@ class Explorer {
   }
 
   exportSvg() {
+    if (this.waiting !== null) return;
     // Exactly what is shown, drawn by the same painters into an SVG: labels, bars, outlines
     // and rules as vector text and shapes, the cells as an embedded image of one pixel a cell
     // (a long input's blocks and exact tiles likewise).
@@ -1948,6 +2034,8 @@ class Explorer {
 
   destroy() {
     window.removeEventListener("resize", this.onWindowResize);
+    window.removeEventListener(HEADS_EVENT, this.onHeads);
+    clearTimeout(this.waitTimer);
     clearTimeout(this.timer);
     this.resizeObserver.disconnect();
   }
@@ -1957,6 +2045,11 @@ export default function explorer(component) {
   const { data, parentElement, setTriggerValue } = component;
   const arrived = performance.now();
   const payload = typeof data === "string" ? JSON.parse(data) : unpack(data);
+  if (!window.__atlasExplorerHeadsListener) {
+    // Once per page: the hidden element's codes (readHeadsMessage).
+    window.__atlasExplorerHeadsListener = true;
+    window.addEventListener(HEADS_MESSAGE_EVENT, () => readHeadsMessage());
+  }
   // Compare mode (payload.compare): a group of linked explorers in its own root.
   const kind = payload.compare ? "ex-compare" : "ex-root";
   let root = parentElement.querySelector(`.${kind}`);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -140,3 +141,91 @@ def test_a_long_input_sends_its_overview_once_and_the_tiles_asked_for():
     at.session_state["reduce"] = "max"
     at.run()
     assert payload_of(at)["overview"] and payload_of(at)["key"] != first["key"]
+
+
+def head_first_script() -> None:
+    import numpy as np
+    import streamlit as st
+
+    from ui.explorer import build_payload, explorer
+
+    rng = np.random.default_rng(int(st.session_state.get("layer", 0)))
+    weights = rng.random((3, 4, 4)).astype(np.float32)
+    st.session_state["weights"] = weights
+    payload = build_payload(
+        weights,
+        ["a", "b", "c", "d"],
+        mean=weights.mean(0),
+        head=st.session_state.get("head", 1),
+        heads_later=True,
+    )
+    send_heads = explorer(payload, key="ex")
+    st.write("the page's other views")
+    send_heads()
+
+
+def heads_of(at: AppTest) -> dict:
+    from ui.explorer.component import HEADS_NAME
+
+    return component_payload(at, HEADS_NAME)
+
+
+def test_a_new_layer_sends_its_shown_matrix_first_and_every_matrix_after_it():
+    from ui.explorer import decode_codes, decode_values
+
+    at = AppTest.from_function(head_first_script, default_timeout=60).run()
+    assert not at.exception
+    first = payload_of(at)
+    weights = at.session_state["weights"]
+    # The explorer's message: the shown head's float16 only, and word that the rest follows.
+    assert first["codes"] is None and first["scales"] is None and first["later"] is True
+    assert first["exactOf"] == 1
+    shown = decode_values(first["exact"], first["shape"][1:])
+    np.testing.assert_allclose(shown, weights[1], rtol=2**-11, atol=6e-8)
+    # After the page's other views, the hidden element: every matrix's codes, this layer's key.
+    elements = [e.proto.component_name for e in at.get("bidi_component")]
+    assert elements == [COMPONENT_NAME, "attention_atlas.explorer_heads"]
+    heads = heads_of(at)
+    assert heads["headsOf"] == first["key"] and heads["shape"] == [4, 4, 4]
+    decoded = decode_codes({**first, **heads})
+    np.testing.assert_allclose(decoded[:3], weights, atol=weights.max() / 254)
+    np.testing.assert_allclose(decoded[3], weights.mean(0), atol=weights.max() / 254)
+    # The same layer again: nothing travels, the hidden element stays (empty).
+    at.run()
+    again = payload_of(at)
+    assert again["codes"] is None and again["exact"] is None and again["later"] is False
+    assert again["key"] == first["key"] and heads_of(at)["headsOf"] is None
+    # Another head of the layer: its float16 only; the codes are the browser's already.
+    at.session_state["head"] = 2
+    at.run()
+    head_2 = payload_of(at)
+    assert head_2["exactOf"] == 2 and head_2["later"] is False and heads_of(at)["headsOf"] is None
+    # Another layer: its shown matrix first again, then its codes.
+    at.session_state["layer"] = 1
+    at.run()
+    second = payload_of(at)
+    assert second["key"] != first["key"] and second["later"] is True and second["exact"]
+    assert heads_of(at)["headsOf"] == second["key"] and heads_of(at)["codes"]
+
+
+def test_codes_a_run_did_not_send_go_with_the_next_and_again_if_the_browser_asks():
+    at = AppTest.from_function(head_first_script, default_timeout=60).run()
+    key = payload_of(at)["key"]
+    # A run stopped between the explorer and its hidden element (a new trigger): the session
+    # still owes the browser the codes, and the next run sends them.
+    at.session_state["ex__sent_data"] = {**at.session_state["ex__sent_data"], "heads": False}
+    at.run()
+    assert payload_of(at)["later"] is True and payload_of(at)["codes"] is None
+    assert heads_of(at)["headsOf"] == key and heads_of(at)["codes"]
+    assert at.session_state["ex__sent_data"]["heads"] is True
+    # A browser whose codes never came asks ({need: true}): the shown matrix and the codes again.
+    del at.session_state["ex__sent_data"]  # what `_on_view` does for `need` (tested above)
+    at.run()
+    assert payload_of(at)["exact"] and payload_of(at)["later"] is True
+    assert heads_of(at)["headsOf"] == key and heads_of(at)["codes"]
+
+
+def test_a_payload_without_heads_later_keeps_one_message():
+    at = AppTest.from_function(demo_script, default_timeout=60).run()
+    assert payload_of(at)["codes"] and payload_of(at)["later"] is False
+    assert [e.proto.component_name for e in at.get("bidi_component")] == [COMPONENT_NAME]
