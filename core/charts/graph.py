@@ -22,6 +22,7 @@ from core.charts._common import (
     add_params,
     finish,
     labels_param,
+    point_selection,
     round_sig,
 )
 from core.graph import AFTER_ATTENTION, AFTER_LAYER, FFN, INPUT
@@ -180,9 +181,7 @@ def contribution_graph_chart(
         "source": f"{tok.name}[round(datum.x - {FFN_OFFSET})]",
         "target": f"{tok.name}[round(datum.x2 - {FFN_OFFSET})]",
     }
-    hovered = alt.selection_point(
-        name="edge", on="pointerover", clear="pointerout", fields=["x", "y", "x2", "y2"]
-    )
+    hovered = point_selection("edge", ["x", "y", "x2", "y2"], on="pointerover", clear="pointerout")
     # Shift + wheel zooms: the plain wheel keeps scrolling the page past a chart this large.
     zoom = alt.selection_interval(name="zoom", bind="scales", zoom="wheel![event.shiftKey]")
     lines = (

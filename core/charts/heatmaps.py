@@ -28,6 +28,7 @@ from core.charts._common import (
     finish,
     heat_size,
     labels_param,
+    point_selection,
     position_axis,
     position_dtype,
     round_sig,
@@ -419,9 +420,7 @@ def layer_head_profile(
         }
     )
     tok_param = labels_param(tokens)
-    head_sel = alt.selection_point(
-        name="head", fields=["layer", "head"], on="click", clear="dblclick"
-    )
+    head_sel = point_selection("head", ["layer", "head"])
     n_rows = n_layers * n_heads
     row_px = max(int(row_height), LABEL_PX)
     available = None
