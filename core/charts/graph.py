@@ -209,7 +209,11 @@ def contribution_graph_chart(
                 title=["share", f"(from {threshold:.2f})"],
             ),
             # While an edge is hovered the others fade, so its route stands out.
-            opacity=alt.condition(hovered, alt.value(1.0), alt.value(0.25), empty=True),
+            # Value objects, not alt.condition / alt.value dicts: Altair parses those by trying
+            # schemas that fail, and the caught errors keep this call's frames in cycles.
+            opacity=alt.OpacityValue(
+                0.25, condition={"param": hovered.name, "value": 1.0, "empty": True}
+            ),
             tooltip=edge_tooltip,
         )
         .add_params(zoom)
@@ -248,7 +252,7 @@ def contribution_graph_chart(
                 title="node",
                 legend=alt.Legend(labelLimit=NODE_LEGEND_PX - 40),
             ),
-            color=alt.value(NODE_COLOUR),
+            color=alt.ColorValue(NODE_COLOUR),
             tooltip=[
                 alt.Tooltip("text:N", title="token"),
                 alt.Tooltip("layer:O", title="layer"),

@@ -487,12 +487,16 @@ def layer_head_profile(
     )
     layers: list[alt.Chart] = [heat]
     if n_layers > 1 and n_heads > 1:
+        # A channel object, not a dict: Altair parses an encoding dict by trying schemas that
+        # fail, and the caught errors keep this call's frames in reference cycles.
+        band_start = row_y.copy()
+        band_start.bandPosition = 0
         starts = pd.DataFrame({"row": np.arange(1, n_layers) * n_heads})
         layers.append(
             alt.Chart(starts)
             .mark_rule(strokeWidth=1, opacity=0.6)
             # The same axis as the cells': a layer with axis None would remove it.
-            .encode(y=row_y.to_dict() | {"bandPosition": 0})
+            .encode(y=band_start)
         )
     width_spec: int | str = plot_w
     autosize: dict = PAD

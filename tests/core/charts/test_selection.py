@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 import altair as alt
 import numpy as np
 import pytest
+from altair.utils.schemapi import debug_mode
 
 import core
 from core.charts import (
@@ -97,7 +99,37 @@ def test_point_selection_spec_and_no_garbage(case):
     assert made.to_dict() == old.to_dict()
     assert made.param.to_dict() == old.param.to_dict()
     assert made.empty == old.empty
-    # The constructor form leaves some 150 objects (caught ValidationErrors and their frames)
-    # to the cycle collector; the helper leaves a handful.
-    assert garbage_of(lambda: constructor_selection(**case)) > 100
-    assert garbage_of(lambda: _common.point_selection(**case)) <= 10
+    # Validating as it builds (Altair's default; the app turns it off, `ui.runtime`), the
+    # constructor form leaves some 150 objects (caught ValidationErrors and their frames) to
+    # the cycle collector; the helper leaves a handful.
+    with debug_mode(True):
+        assert garbage_of(lambda: constructor_selection(**case)) > 100
+        assert garbage_of(lambda: _common.point_selection(**case)) <= 10
+
+
+class Sentinel:
+    """Stands for the page's result: a local of the frame that builds the chart."""
+
+
+def build_beside_a_sentinel(build: Callable[[], alt.TopLevelMixin]) -> weakref.ref:
+    sentinel = Sentinel()
+    build()
+    return weakref.ref(sentinel)
+
+
+@pytest.mark.parametrize("debug", [True, False], ids=["validating", "as in the app"])
+@pytest.mark.parametrize("name", BUILDERS)
+def test_building_a_chart_keeps_no_caller_frame_alive(name, debug):
+    """Altair errors caught while a chart is built keep the frames they passed through, and
+    those reach the caller's (f_back): the page's result would live until a full collection.
+    The layer-head profile's dict encoding and the graph's alt.condition/alt.value did so."""
+    _, build = BUILDERS[name]
+    with debug_mode(debug):
+        build()
+        gc.collect()
+        gc.disable()
+        try:
+            held = build_beside_a_sentinel(build)() is not None
+        finally:
+            gc.enable()
+    assert not held
