@@ -477,20 +477,28 @@ def comparison(inputs: Inputs, word: int, replacement: str) -> core.Comparison:
 
 
 def neuron_view(inputs: Inputs, layer: int, head: int, query: int) -> core.NeuronView:
-    """Query and key vectors of one head for one query token (self-attention)."""
-    return _stored(
-        store_key("neuron", inputs, layer, head, query),
-        lambda: _quietly(
-            core.neuron_view,
-            cached_model(inputs.model),
-            inputs.text,
-            layer,
-            head,
-            query,
-            inputs.pair or None,
-        ),
-        passes_of(inputs, 1),
-    )
+    """Query and key vectors of one head for one query token (self-attention).
+
+    Read from the queries and keys `attention(inputs)` captured (`core.neuron_view_of`): no
+    forward pass of its own, so none is weighed here (`attention` weighs its pass). A result
+    holding its attention as weights has no vectors to read; then a capturing pass runs.
+    """
+
+    def view() -> core.NeuronView:
+        try:
+            return core.neuron_view_of(attention(inputs), layer, head, query)
+        except core.NeuronViewUnsupportedError:
+            return _quietly(
+                core.neuron_view,
+                cached_model(inputs.model),
+                inputs.text,
+                layer,
+                head,
+                query,
+                inputs.pair or None,
+            )
+
+    return _stored(store_key("neuron", inputs, layer, head, query), view)
 
 
 def logit_lens(inputs: Inputs, position: int, top_k: int) -> pd.DataFrame:

@@ -105,12 +105,22 @@ def picker_options(policy: DeployPolicy, exclude: str | None = None) -> list[str
 
 
 def model_label(name: str) -> str:
-    """A picker's label for model `name`: presets say whether they need a download."""
-    if name == CUSTOM_CHOICE:
+    """A picker's label for model `name`: a preset's short name (its Hub id without the owner,
+    unless another preset shares it), which fits a 1024 px window's sidebar; `model_note`
+    gives the full id and the download. Other names are shown as typed."""
+    if name not in PRESETS:
         return name
+    short = name.rsplit("/", 1)[-1]
+    clashes = [other for other in PRESETS if other.rsplit("/", 1)[-1] == short]
+    return short if len(clashes) == 1 else name
+
+
+def model_note(name: str) -> str:
+    """What the short `model_label` leaves out: the preset's full Hub id and what it downloads
+    (empty for names that are not presets; the embedded model's description says it is)."""
     preset = PRESETS.get(name)
     if preset is None:
-        return name
+        return ""
     if not preset.needs_download:
-        return f"{name} (embedded, offline)"
-    return f"{name} (download ≈{preset.download_mb} MB)"
+        return name
+    return f"{name} · ≈{preset.download_mb} MB download on first use"

@@ -25,7 +25,7 @@ import streamlit as st
 
 import core
 from core import AtlasError, LoadedModel, ModelKind
-from core.charts._common import PAD
+from core.charts._common import PAD, point_selection
 from core.corpus import BUNDLED_CORPORA, bundled_corpus
 from core.costs import ABLATION, NEEDLE_DEPTH, SINK_PROFILE
 from core.export import csv_with_provenance, json_with_provenance
@@ -268,10 +268,7 @@ def head_map_chart(table: pd.DataFrame, measure: str, epsilon: float) -> alt.Cha
             color=color,
             tooltip=tooltip,
         )
-        # A point selection fires on a click by default. Spelled out, `on="click"` is parsed by
-        # Altair through schemas that fail, and their caught errors keep this run's frames (the
-        # page's result among them) in reference cycles until a full collection (server.idle).
-        .add_params(alt.selection_point(name=OPEN_HEAD, fields=["layer", "head"]))
+        .add_params(point_selection(OPEN_HEAD, ["layer", "head"]))
         .properties(autosize=PAD, width=cell * heads, height=cell * layers)
     )
 

@@ -12,6 +12,7 @@ from ui.deploy import (
     CUSTOM_CHOICE,
     mode_notice,
     model_label,
+    model_note,
     offered_models,
     read_deploy_policy,
 )
@@ -102,8 +103,8 @@ def model_picker() -> None:
         key="w_model_choice",
         on_change=choose_model,
         format_func=model_label,
-        help="Presets marked 'download' need the network the first time; the embedded model "
-        "works offline.",
+        help="The line under the box gives the model's full Hub id and its download, which "
+        "needs the network the first time; the embedded model works offline.",
     )
     if choice == CUSTOM_CHOICE:
         if "w_custom_model" not in st.session_state:
@@ -121,7 +122,7 @@ def model_picker() -> None:
     else:
         preset = PRESETS.get(choice)
         if preset is not None:
-            st.caption(preset.description)
+            st.caption(f"{model_note(choice)}. {preset.description}")
     if not policy.offers_any_model:
         st.caption(
             "This public deployment offers these models only; typing other Hub ids or local "

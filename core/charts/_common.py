@@ -108,6 +108,32 @@ def array_param_spec(stem: str, values: list[Any]) -> Spec:
     return {"name": f"{stem}_{digest}", "value": values}
 
 
+def point_selection(
+    name: str,
+    fields: list[str],
+    *,
+    on: str = "click",
+    clear: str = "dblclick",
+    value: Any = None,
+    empty: bool | None = None,
+) -> alt.Parameter:
+    """A point selection on `fields`, fired by the event `on` and emptied by `clear`.
+
+    The spec equals ``alt.selection_point(name=..., fields=..., on=..., clear=..., ...)``. Given
+    to the constructor, a string `on`/`clear` (or a `value`) is validated by Altair against
+    schemas that fail first, and the caught errors hold the calling frames (the page's result
+    among them) in reference cycles until a full garbage collection. Set on the built object,
+    they skip that validation.
+    """
+    options = {} if empty is None else {"empty": empty}
+    selection = alt.selection_point(name=name, fields=fields, **options)
+    selection.param.select.on = on
+    selection.param.select.clear = clear
+    if value is not None:
+        selection.param.value = value
+    return selection
+
+
 def position_dtype(n: int) -> type[np.integer]:
     # Narrow integers keep the Arrow tables Streamlit ships small.
     return np.int16 if n < np.iinfo(np.int16).max else np.int32

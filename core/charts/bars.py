@@ -16,6 +16,7 @@ from core.charts._common import (
     check_labels,
     finish,
     labels_param,
+    point_selection,
     position_axis,
     position_dtype,
     round_sig,
@@ -103,7 +104,7 @@ def attention_bars(
     value_scale = alt.Scale(domainMin=0) if scale == "chart" else alt.Scale(domain=list(domain))
     value_title = scale_caption(value_label, scale, domain)
     tok_param = labels_param(tokens)
-    token = alt.selection_point(name="token", fields=["pos"], on="click", clear="dblclick")
+    token = point_selection("token", ["pos"])
     weight_expr = (
         None if selected is None else f"datum.value === {int(selected)} ? 'bold' : 'normal'"
     )

@@ -22,6 +22,7 @@ from core.charts._common import (
     add_params,
     finish,
     labels_param,
+    point_selection,
     round_sig,
 )
 from core.graph import AFTER_ATTENTION, AFTER_LAYER, FFN, INPUT
@@ -180,9 +181,7 @@ def contribution_graph_chart(
         "source": f"{tok.name}[round(datum.x - {FFN_OFFSET})]",
         "target": f"{tok.name}[round(datum.x2 - {FFN_OFFSET})]",
     }
-    hovered = alt.selection_point(
-        name="edge", on="pointerover", clear="pointerout", fields=["x", "y", "x2", "y2"]
-    )
+    hovered = point_selection("edge", ["x", "y", "x2", "y2"], on="pointerover", clear="pointerout")
     # Shift + wheel zooms: the plain wheel keeps scrolling the page past a chart this large.
     zoom = alt.selection_interval(name="zoom", bind="scales", zoom="wheel![event.shiftKey]")
     lines = (
@@ -210,7 +209,11 @@ def contribution_graph_chart(
                 title=["share", f"(from {threshold:.2f})"],
             ),
             # While an edge is hovered the others fade, so its route stands out.
-            opacity=alt.condition(hovered, alt.value(1.0), alt.value(0.25), empty=True),
+            # Value objects, not alt.condition / alt.value dicts: Altair parses those by trying
+            # schemas that fail, and the caught errors keep this call's frames in cycles.
+            opacity=alt.OpacityValue(
+                0.25, condition={"param": hovered.name, "value": 1.0, "empty": True}
+            ),
             tooltip=edge_tooltip,
         )
         .add_params(zoom)
@@ -249,7 +252,7 @@ def contribution_graph_chart(
                 title="node",
                 legend=alt.Legend(labelLimit=NODE_LEGEND_PX - 40),
             ),
-            color=alt.value(NODE_COLOUR),
+            color=alt.ColorValue(NODE_COLOUR),
             tooltip=[
                 alt.Tooltip("text:N", title="token"),
                 alt.Tooltip("layer:O", title="layer"),

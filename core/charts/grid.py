@@ -15,6 +15,7 @@ from core.charts._common import (
     add_params,
     check_labels,
     labels_param,
+    point_selection,
     round_sig,
 )
 from core.charts._raster import png_data_url
@@ -168,9 +169,7 @@ def head_grid(
             labelOverlap=label_overlap,
         ),
     )
-    head_sel = alt.selection_point(
-        name="head", fields=["layer", "head"], on="click", clear="dblclick"
-    )
+    head_sel = point_selection("head", ["layer", "head"])
     images = (
         alt.Chart(data)
         .mark_image(width=side, height=side)

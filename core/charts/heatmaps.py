@@ -28,6 +28,7 @@ from core.charts._common import (
     finish,
     heat_size,
     labels_param,
+    point_selection,
     position_axis,
     position_dtype,
     round_sig,
@@ -419,9 +420,7 @@ def layer_head_profile(
         }
     )
     tok_param = labels_param(tokens)
-    head_sel = alt.selection_point(
-        name="head", fields=["layer", "head"], on="click", clear="dblclick"
-    )
+    head_sel = point_selection("head", ["layer", "head"])
     n_rows = n_layers * n_heads
     row_px = max(int(row_height), LABEL_PX)
     available = None
@@ -488,12 +487,16 @@ def layer_head_profile(
     )
     layers: list[alt.Chart] = [heat]
     if n_layers > 1 and n_heads > 1:
+        # A channel object, not a dict: Altair parses an encoding dict by trying schemas that
+        # fail, and the caught errors keep this call's frames in reference cycles.
+        band_start = row_y.copy()
+        band_start.bandPosition = 0
         starts = pd.DataFrame({"row": np.arange(1, n_layers) * n_heads})
         layers.append(
             alt.Chart(starts)
             .mark_rule(strokeWidth=1, opacity=0.6)
             # The same axis as the cells': a layer with axis None would remove it.
-            .encode(y=row_y.to_dict() | {"bandPosition": 0})
+            .encode(y=band_start)
         )
     width_spec: int | str = plot_w
     autosize: dict = PAD

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import altair as alt
 import numpy as np
@@ -16,6 +15,7 @@ from core.charts._common import (
     add_params,
     check_labels,
     labels_param,
+    point_selection,
     position_axis,
     position_dtype,
     round_sig,
@@ -137,14 +137,9 @@ def head_view_lines(
     tok_param = labels_param(tokens)
     max_w = float(edges["w"].max()) if len(edges) else 1.0
 
-    hover = alt.selection_point(
-        name="hover", fields=["src"], on="pointerover", clear="pointerout", empty=True
-    )
-    token_kwargs: dict[str, Any] = {}
-    if selected is not None:
-        token_kwargs["value"] = [{"src": int(selected)}]
-    token = alt.selection_point(
-        name="token", fields=["src"], on="click", clear="dblclick", **token_kwargs
+    hover = point_selection("hover", ["src"], on="pointerover", clear="pointerout", empty=True)
+    token = point_selection(
+        "token", ["src"], value=None if selected is None else [{"src": int(selected)}]
     )
     # The hovered token wins over the clicked one, which wins over "show everything". Point
     # selection params evaluate to {src: [positions], ...}, or {} when empty.

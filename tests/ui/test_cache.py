@@ -16,8 +16,10 @@ from core.pooling import pool_matrix
 from ui.cache import (
     Inputs,
     attention,
+    cached_model,
     inputs_of,
     method_settings,
+    neuron_view,
     result_store,
     store_key,
     thumbnails,
@@ -102,3 +104,41 @@ def test_token_estimate_before_tokenizing():
     assert estimated_tokens(Inputs("m", "The cat sat on the mat."), 512) == 13
     assert estimated_tokens(Inputs("m", " ".join(["word"] * 600)), 512) == 512
     assert estimated_tokens(Inputs("m", "One.", "Two."), 512) == 9
+
+
+def same_view(a: core.NeuronView, b: core.NeuronView) -> None:
+    np.testing.assert_allclose(a.query_vector, b.query_vector, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a.key_vectors, b.key_vectors, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a.weights, b.weights, rtol=1e-5, atol=1e-6)
+
+
+def test_the_neuron_view_reads_the_stored_attention_without_a_forward_pass(
+    tiny_model_path, monkeypatch
+):
+    inputs = Inputs(str(tiny_model_path("llama")), "the cat sat on the mat")
+    result_store().clear()
+    expected = core.neuron_view(cached_model(inputs.model), inputs.text, 1, 0, 3)
+    attention(inputs)
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("a second forward pass")
+
+    monkeypatch.setattr(cached_model(inputs.model).model, "forward", no_pass)
+    view = neuron_view(inputs, 1, 0, 3)
+    same_view(view, expected)
+    assert store_key("neuron", inputs, 1, 0, 3) in result_store()
+
+
+def test_a_result_held_as_weights_takes_its_own_pass_for_the_neuron_view(
+    tiny_model_path, monkeypatch
+):
+    inputs = Inputs(str(tiny_model_path("llama")), "the cat sat on the mat")
+    result_store().clear()
+    expected = core.neuron_view(cached_model(inputs.model), inputs.text, 0, 1, 2)
+
+    def held_as_weights(*args, **kwargs):
+        raise core.NeuronViewUnsupportedError("weights only")
+
+    monkeypatch.setattr(core, "neuron_view_of", held_as_weights)
+    same_view(neuron_view(inputs, 0, 1, 2), expected)

@@ -2,7 +2,7 @@
 
 from core import EMBEDDED_MODEL, PRESETS
 from server.settings import DeployPolicy
-from ui.deploy import CUSTOM_CHOICE, model_label, offered_models, picker_options
+from ui.deploy import CUSTOM_CHOICE, model_label, model_note, offered_models, picker_options
 
 
 def test_a_private_install_lists_every_preset_and_the_free_text_choice():
@@ -18,12 +18,29 @@ def test_a_public_deployment_lists_its_allowlist_only():
     assert picker_options(policy, exclude=EMBEDDED_MODEL) == []
 
 
-def test_model_labels_say_what_a_preset_costs():
-    assert "embedded" in model_label(EMBEDDED_MODEL)
-    downloads = [name for name, preset in PRESETS.items() if preset.needs_download]
-    assert all("download" in model_label(name) for name in downloads)
-    assert model_label("someone/model") == "someone/model"
+def test_model_labels_are_short_and_the_note_keeps_the_id_and_the_cost():
+    assert model_label(EMBEDDED_MODEL) == "all-MiniLM-L6-v2"
+    assert model_label("huawei-noah/TinyBERT_General_4L_312D") == "TinyBERT_General_4L_312D"
+    labels = [model_label(name) for name in PRESETS]
+    # Each fits the sidebar's box at 1024 px (27 characters were shown there) and still tells
+    # the presets apart.
+    assert max(map(len, labels)) <= 26 and len(set(labels)) == len(PRESETS)
+    assert model_note(EMBEDDED_MODEL) == EMBEDDED_MODEL
+    assert PRESETS[EMBEDDED_MODEL].description.startswith("Embedded, works offline")
+    for name, preset in PRESETS.items():
+        if preset.needs_download:
+            assert model_note(name) == f"{name} · ≈{preset.download_mb} MB download on first use"
+    # Names that are not presets are shown as typed, with no note.
+    assert model_label("someone/model") == "someone/model" and model_note("someone/model") == ""
     assert model_label(CUSTOM_CHOICE) == CUSTOM_CHOICE
+
+
+def test_presets_sharing_a_short_name_keep_their_owner(monkeypatch):
+    import ui.deploy
+
+    twins = {name: PRESETS["bert-base-uncased"] for name in ("a/bert", "b/bert", "c/solo")}
+    monkeypatch.setattr(ui.deploy, "PRESETS", twins)
+    assert [model_label(name) for name in twins] == ["a/bert", "b/bert", "solo"]
 
 
 def test_reached_remotely_reads_the_visitor_then_the_listening_address(monkeypatch):
