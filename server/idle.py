@@ -1,9 +1,10 @@
 """Cyclic garbage collected once the server is idle (no page running for a while).
 
-Why. Altair raises and catches jsonschema errors while it builds some charts (a selection given
-`on="click"` or `clear="dblclick"` as strings); those errors form reference cycles with their
-tracebacks, whose frames keep the page's locals, an attention result among them, until
-Python's full collection runs. With ≈250 k tracked objects that collection is rare on its own
+Why. Altair raises and catches errors while it builds some charts; those errors form
+reference cycles with their tracebacks, whose frames can keep the page's locals, an attention
+result among them, until Python's full collection runs. The chart builders known to do it were
+changed (tests/core/charts/test_selection.py checks no builder keeps its caller's frame), but
+every other chart still leaves hundreds of cyclic objects a build, and a new builder may again. With ≈250 k tracked objects that collection is rare on its own
 and costs 130–240 ms on this 2-core VM under load, which is why Streamlit's collection after
 every run is off (`runner.postScriptGC` in .streamlit/config.toml). Measured after the CI soak
 (bench/soak.py --probe, bench/RESULTS.md "CI soak margin"): in two runs of six a 22.6 MB
