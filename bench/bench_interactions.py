@@ -102,6 +102,9 @@ def _pick_token(index: int):
     def act(page) -> None:
         box = page.locator("[data-testid='stSelectbox']").filter(has_text="Selected token").first
         box.click()
+        # The open list draws only the options in view (a virtual list): typing filters it
+        # so the option exists to click, as a visitor looking for token 11 would do.
+        page.keyboard.type(f"{index}: ")
         page.get_by_role("option", name=f"{index}: ", exact=False).first.click()
 
     return act
