@@ -96,10 +96,16 @@ def _listed(labels: list[str]) -> str:
     return labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
 
 
-def controls(page: Page, stack: str, token_labels: list[str]) -> None:
-    """Layer, head, method and selected-token controls, bound to the view."""
+def controls(page: Page, stack: str, units: list[list[int]], unit_texts: list[str]) -> None:
+    """Layer, head, method and selected-token controls, bound to the view.
+
+    The token box lists the display units drawn (`units`: each unit's input positions, e.g.
+    a merged word's pieces; `unit_texts` their labels), each by its first position: the view's
+    `token` stays an input position (a link's ``token`` names a piece), and the box shows the
+    unit that holds it."""
     layers, heads, _, _ = page.result.pieces(stack).shape
     methods = core.list_methods(page.model, stack)
+    method = core.get_method(session.view().method)
     method_help = " ".join(
         f"{core.get_method(m).label}: {core.get_method(m).help}" for m in methods
     )
@@ -115,8 +121,11 @@ def controls(page: Page, stack: str, token_labels: list[str]) -> None:
             "Head",
             "head",
             options=[*HEADS, *range(heads)],
-            format_func=functools.partial(_head_label),
-            disabled=not core.get_method(session.view().method).has_heads,
+            # A method without heads has one matrix: the box says so, not "all heads".
+            format_func=functools.partial(_head_label)
+            if method.has_heads
+            else functools.partial(_no_heads_label, method.label),
+            disabled=not method.has_heads,
             help="Methods without heads combine all heads of every layer.",
         )
     with method_column:
@@ -130,17 +139,24 @@ def controls(page: Page, stack: str, token_labels: list[str]) -> None:
             help=method_help,
         )
     with token_column:
+        firsts = [unit[0] for unit in units]
+        token = page.view.token
         bound(
             st.selectbox,
             "Selected token",
             "token",
-            options=list(range(len(token_labels))),
-            format_func=label_from([f"{i}: {t}" for i, t in enumerate(token_labels)]),
+            value=next((unit[0] for unit in units if token in unit), token),
+            options=firsts,
+            format_func=label_from({f: f"{f}: {t}" for f, t in zip(firsts, unit_texts)}),
         )
 
 
 def _head_label(head: int | str) -> str:
     return HEAD_LABELS.get(head, str(head)) if isinstance(head, str) else str(head)
+
+
+def _no_heads_label(method_label: str, _head: int | str) -> str:
+    return f"— ({method_label} has no heads)"
 
 
 def head_view_weights(scores: MethodResult, layer: int) -> tuple[np.ndarray, list[int]]:
