@@ -140,6 +140,7 @@ def controls(page: Page, stack: str, units: list[list[int]], unit_texts: list[st
         )
     with token_column:
         firsts = [unit[0] for unit in units]
+        texts = dict(zip(firsts, unit_texts, strict=True))
         token = page.view.token
         bound(
             st.selectbox,
@@ -147,7 +148,7 @@ def controls(page: Page, stack: str, units: list[list[int]], unit_texts: list[st
             "token",
             value=next((unit[0] for unit in units if token in unit), token),
             options=firsts,
-            format_func=label_from({f: f"{f}: {t}" for f, t in zip(firsts, unit_texts)}),
+            format_func=label_from({f: f"{f}: {t}" for f, t in texts.items()}),
         )
 
 
