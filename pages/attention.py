@@ -94,7 +94,9 @@ def render(page: pages.Page) -> None:
     send_heads = None
     if max(display.matrix.shape) <= MAX_TOKENS:
         explorer_labels = (labels, key_labels)
-        send_heads = panels.matrix_explorer(page, scores, stack, selected, explorer_labels, empty)
+        send_heads = panels.matrix_explorer(
+            page, scores, stack, selected, explorer_labels, empty, display
+        )
         st.caption(" ".join(caption))
         st.subheader("Line view")
         panels.line_view(page, scores, display, selected, stack)
