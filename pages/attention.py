@@ -10,7 +10,7 @@ from core.display_matrix import causal_display_mask, prepare_cross_display, prep
 from core.families import CROSS
 from core.layer_views import layer_view
 from core.selection import segment_b_start, shown_selection
-from core.tokens import unit_labels
+from core.tokens import unit_labels, word_groups
 from ui import costly, long_view, panels, session
 from ui import page as pages
 from ui.explorer import MAX_TOKENS
@@ -58,7 +58,9 @@ def render(page: pages.Page) -> None:
         view = session.update(token=shown_token)
         page = pages.Page(view=view, model=page.model, inputs=page.inputs, result=result)
     note = panels.unavailable_note(page, stack)
-    panels.controls(page, stack, [t.text for t in tokens])
+    # The token box lists the units drawn: merged words when word pieces are merged.
+    units = word_groups(tokens) if view.merge_words else [[t.index] for t in tokens]
+    panels.controls(page, stack, units, unit_labels(tokens, units, "clean"))
     if note:
         st.caption(note)
     if long_view.in_pieces(page, stack, MAX_TOKENS):
@@ -92,7 +94,9 @@ def render(page: pages.Page) -> None:
     send_heads = None
     if max(display.matrix.shape) <= MAX_TOKENS:
         explorer_labels = (labels, key_labels)
-        send_heads = panels.matrix_explorer(page, scores, stack, selected, explorer_labels, empty)
+        send_heads = panels.matrix_explorer(
+            page, scores, stack, selected, explorer_labels, empty, display
+        )
         st.caption(" ".join(caption))
         st.subheader("Line view")
         panels.line_view(page, scores, display, selected, stack)

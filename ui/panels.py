@@ -96,10 +96,16 @@ def _listed(labels: list[str]) -> str:
     return labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
 
 
-def controls(page: Page, stack: str, token_labels: list[str]) -> None:
-    """Layer, head, method and selected-token controls, bound to the view."""
+def controls(page: Page, stack: str, units: list[list[int]], unit_texts: list[str]) -> None:
+    """Layer, head, method and selected-token controls, bound to the view.
+
+    The token box lists the display units drawn (`units`: each unit's input positions, e.g.
+    a merged word's pieces; `unit_texts` their labels), each by its first position: the view's
+    `token` stays an input position (a link's ``token`` names a piece), and the box shows the
+    unit that holds it."""
     layers, heads, _, _ = page.result.pieces(stack).shape
     methods = core.list_methods(page.model, stack)
+    method = core.get_method(session.view().method)
     method_help = " ".join(
         f"{core.get_method(m).label}: {core.get_method(m).help}" for m in methods
     )
@@ -115,8 +121,11 @@ def controls(page: Page, stack: str, token_labels: list[str]) -> None:
             "Head",
             "head",
             options=[*HEADS, *range(heads)],
-            format_func=functools.partial(_head_label),
-            disabled=not core.get_method(session.view().method).has_heads,
+            # A method without heads has one matrix: the box says so, not "all heads".
+            format_func=functools.partial(_head_label)
+            if method.has_heads
+            else functools.partial(_no_heads_label, method.label),
+            disabled=not method.has_heads,
             help="Methods without heads combine all heads of every layer.",
         )
     with method_column:
@@ -130,17 +139,25 @@ def controls(page: Page, stack: str, token_labels: list[str]) -> None:
             help=method_help,
         )
     with token_column:
+        firsts = [unit[0] for unit in units]
+        texts = dict(zip(firsts, unit_texts, strict=True))
+        token = page.view.token
         bound(
             st.selectbox,
             "Selected token",
             "token",
-            options=list(range(len(token_labels))),
-            format_func=label_from([f"{i}: {t}" for i, t in enumerate(token_labels)]),
+            value=next((unit[0] for unit in units if token in unit), token),
+            options=firsts,
+            format_func=label_from({f: f"{f}: {t}" for f, t in texts.items()}),
         )
 
 
 def _head_label(head: int | str) -> str:
     return HEAD_LABELS.get(head, str(head)) if isinstance(head, str) else str(head)
+
+
+def _no_heads_label(method_label: str, _head: int | str) -> str:
+    return f"— ({method_label} has no heads)"
 
 
 def head_view_weights(scores: MethodResult, layer: int) -> tuple[np.ndarray, list[int]]:
@@ -176,10 +193,12 @@ def line_view(
     cross = stack == CROSS
     top_k, threshold = _line_settings(current.edges, current.threshold, len(display.labels))
     weights, head_ids = head_view_weights(scores, current.layer)
-    # Rows a stopped flow has not computed (NaN) draw no lines.
-    weights = np.nan_to_num(weights, nan=0.0, posinf=0.0, neginf=0.0)
+    # Rows a stopped flow has not computed (NaN) draw no lines. Checked first: the copy is
+    # 12.6 MB for a layer at 512 tokens, and most methods leave nothing to replace.
+    if not np.isfinite(weights).all():
+        weights = np.nan_to_num(weights, nan=0.0, posinf=0.0, neginf=0.0)
     # Plain unit texts: the component marks word pieces itself (`piece_marks`).
-    shown = displayed(page, weights, stack)
+    shown = displayed(page, weights, stack, like=display)
     if cross:
         key_groups = shown.key_groups or []
         right: list[str] | None = shown.key_labels
@@ -281,13 +300,16 @@ def scores_max(scores: MethodResult) -> float:
     return top
 
 
-def displayed(page: Page, matrices: np.ndarray, stack: str) -> DisplayMatrix:
+def displayed(
+    page: Page, matrices: np.ndarray, stack: str, like: DisplayMatrix | None = None
+) -> DisplayMatrix:
     """`matrices` ``[m, q, k]`` (one layer's) under the view's display options
     (`core.display_matrix.prepare_display`, or `prepare_cross_display` for `stack` CROSS).
 
     With no option set and no NaN, preparing changes nothing but the dtype (float64, 27 MB
-    for a layer at 512 tokens): only the first matrix is prepared, for the labels and groups,
-    and the layer's own values are kept (every component reads them as float32 anyway)."""
+    for a layer at 512 tokens): the layer's own values are kept (every component reads them
+    as float32 anyway), with the labels and groups of `like` (the page's display of the same
+    tokens and options) or, without it, of the first matrix prepared."""
     view = page.view
     options = {"hide_special": view.hide_special, "merge_words": view.merge_words}
     tokens, key_tokens = page.result.stack_tokens(stack)
@@ -301,7 +323,7 @@ def displayed(page: Page, matrices: np.ndarray, stack: str) -> DisplayMatrix:
     floating = np.issubdtype(matrices.dtype, np.floating)
     if any(options.values()) or not floating or np.isnan(matrices).any():
         return prepare(matrices)
-    return dataclasses.replace(prepare(matrices[:1]), matrix=matrices)
+    return dataclasses.replace(prepare(matrices[:1]) if like is None else like, matrix=matrices)
 
 
 def matrix_explorer(
@@ -311,12 +333,14 @@ def matrix_explorer(
     selected: int | None,
     labels: tuple[list[str], list[str] | None],
     empty: np.ndarray | None,
+    like: DisplayMatrix | None = None,
 ) -> Callable[[], None]:
     """Every head of the layer (and their mean) as one canvas explorer; head, token, hover and
     the legend change in the browser, and the view reaches the controls and the link after.
 
     `labels` are the rows' and (cross attention) the columns' marked labels; `empty` bool
-    `[q, k]` the cells the model never computes (causal future; a sliding window's outside).
+    `[q, k]` the cells the model never computes (causal future; a sliding window's outside);
+    `like` the page's display of the tokens (`displayed`).
 
     A large layer's shown matrix goes first (`HEADS_LATER_CELLS`); the returned function sends
     the other matrices: call it at the end of the page, so they follow every other view.
@@ -331,13 +355,14 @@ def matrix_explorer(
         what = f"{page.result.stack_spec(stack).label} attention, {what}"
     sides = "rows: target, columns: source" if cross else "rows: from, columns: to"
     title = f"{what} ({sides})"
-    layer_matrices = (
-        np.concatenate([scores.per_head[view.layer], scores.per_layer[view.layer][None]])
-        if has_heads
-        else scores.per_layer[view.layer][None]
-    )
+    # Heads and mean prepared apart (each matrix is prepared on its own): `build_payload`
+    # stacks them, the one copy of the layer a run makes.
+    shown = displayed(page, scores.per_layer[view.layer][None], stack, like)
+    mean = None
+    if has_heads:
+        mean = shown.matrix[0]
+        shown = displayed(page, scores.per_head[view.layer], stack, like)
     window = _sliding_window(page, stack, view.layer, scores)
-    shown = displayed(page, layer_matrices, stack)
     if window is not None:
         # Keys outside a sliding-window layer's window are never computed: empty, not zero.
         outside = outside_window(shown.groups, window, causal=page.result.is_causal(stack))
@@ -359,10 +384,11 @@ def matrix_explorer(
         "log": view.log_scale,
         "drop_first": view.without_first,
     }
+    cells = shown.matrix.size + (0 if mean is None else mean.size)
     payload = build_payload(
-        shown.matrix[:-1] if has_heads else shown.matrix,
-        mean=shown.matrix[-1] if has_heads else None,
-        heads_later=shown.matrix.size >= HEADS_LATER_CELLS,
+        shown.matrix,
+        mean=mean,
+        heads_later=cells >= HEADS_LATER_CELLS,
         **light,
     )
     apply_change = functools.partial(

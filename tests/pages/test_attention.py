@@ -144,6 +144,29 @@ def test_merge_word_pieces():
     assert any("merged" in c.value for c in at.caption)
 
 
+def test_the_token_box_lists_merged_words_and_keeps_the_links_position():
+    # [CLS] un ##bel ##ie ##va ##bly good [SEP]: a link's token 3 names a piece of the word.
+    at = start(text="Unbelievably good", token=3)
+    at.toggle(key="w_merge_words").set_value(True).run()
+    assert_clean(at)
+    box = at.selectbox(key="w_token")
+    assert box.options == ["0: [CLS]", "1: unbelievably", "6: good", "7: [SEP]"]
+    # The box shows the word holding the piece; the link still names the piece.
+    assert box.value == 1 and at.query_params["token"] == "3"
+    box.set_value(6).run()
+    assert_clean(at)
+    assert at.query_params["token"] == "6" and explorer_payload(at)["sel"] == 2
+    at.toggle(key="w_merge_words").set_value(False).run()
+    assert at.selectbox(key="w_token").options[3] == "3: ie"
+
+
+def test_the_head_box_of_a_method_without_heads_says_so():
+    at = start(method="rollout")
+    box = at.selectbox(key="w_head")
+    assert box.disabled and box.options[box.index] == "— (rollout has no heads)"
+    assert not any("all heads" in option for option in box.options)
+
+
 def test_rollout_and_flow(expected):
     at = start(method="rollout", layer=5)
     assert_clean(at)

@@ -51,6 +51,24 @@ def test_displayed_keeps_the_layer_without_options_and_prepares_nan_rows() -> No
     np.testing.assert_array_equal(shown.matrix, prepare_display(weights, tokens).matrix)
 
 
+@pytest.mark.parametrize("hide_special", [False, True])
+def test_displayed_like_the_pages_display_prepares_nothing_more(hide_special: bool) -> None:
+    tokens = _tokens(7)
+    weights = np.random.default_rng(3).dirichlet(np.ones(7), size=(4, 7)).astype(np.float32)
+    page = _page(tokens, hide_special)
+    like = prepare_display(weights[0], tokens, hide_special=hide_special)
+    shown = panels.displayed(page, weights, "self", like)
+    expected = panels.displayed(page, weights, "self")
+    np.testing.assert_array_equal(shown.matrix, expected.matrix)
+    assert (shown.labels, shown.groups, shown.notes) == (
+        expected.labels,
+        expected.groups,
+        expected.notes,
+    )
+    # With no option the layer's own array is kept, with the labels of the page's display.
+    assert (shown.matrix is weights) == (not hide_special)
+
+
 def test_scores_max_is_the_model_max_of_the_same_array() -> None:
     per_head = np.random.default_rng(2).random((2, 3, 4, 4)).astype(np.float32)
     scores = SimpleNamespace(per_head=per_head, per_layer=per_head.mean(1))

@@ -198,8 +198,18 @@ def encode_codes(values: np.ndarray, signed: bool) -> dict[str, bytes]:
     """``codes`` (uint8, `values`' shape) and ``scales`` (little-endian float32, one per row
     of the last axis) of `values` ``[..., columns]``; see the module's encoding."""
     with np.errstate(invalid="ignore"):  # an all-NaN row has no scale (0); NaN cells: empty
-        scales = np.nan_to_num(np.fmax.reduce(np.abs(values), axis=-1), nan=0.0)
-        scales = scales.astype(np.float32)
+        # Per-row reductions instead of abs() and a mask of every cell (two 3.4 M-cell copies
+        # a layer at 512 tokens): max propagates NaN, so a non-finite row max finds the rows
+        # with empty cells, and only those are masked cell by cell.
+        top = np.max(values, axis=-1)
+        bottom = np.min(values, axis=-1) if signed else None
+        gaps = ~np.isfinite(top) if bottom is None else ~np.isfinite(top + bottom)
+        if gaps.any():
+            top[gaps] = np.fmax.reduce(values[gaps], axis=-1)
+            if bottom is not None:
+                bottom[gaps] = np.fmin.reduce(values[gaps], axis=-1)
+        magnitude = np.abs(top) if bottom is None else np.fmax(np.abs(top), np.abs(bottom))
+        scales = np.nan_to_num(magnitude, nan=0.0).astype(np.float32)
         safe = np.where(scales > 0, scales, 1.0)[..., None]
         # In place on one temporary: 3.4 M cells a layer at 512 tokens.
         unit = values / safe
@@ -207,7 +217,8 @@ def encode_codes(values: np.ndarray, signed: bool) -> dict[str, bytes]:
         codes = np.multiply(steps, STEPS // 2 if signed else STEPS, out=unit)
         np.clip(np.rint(codes, out=codes), 0, STEPS, out=codes)
         encoded = codes.astype(np.uint8)
-    encoded[~np.isfinite(values)] = EMPTY_CODE
+    if gaps.any():
+        encoded[gaps] = np.where(np.isfinite(values[gaps]), encoded[gaps], EMPTY_CODE)
     return {"codes": encoded.tobytes(), "scales": scales.astype("<f4").tobytes()}
 
 
