@@ -1,16 +1,17 @@
 """Cyclic garbage collected once the server is idle (no page running for a while).
 
-Why. Altair raises and catches errors while it builds some charts; those errors form
-reference cycles with their tracebacks, whose frames can keep the page's locals, an attention
-result among them, until Python's full collection runs. The chart builders known to do it were
-changed (tests/core/charts/test_selection.py checks no builder keeps its caller's frame), but
-every other chart still leaves hundreds of cyclic objects a build, and a new builder may again. With ≈250 k tracked objects that collection is rare on its own
-and costs 130–240 ms on this 2-core VM under load, which is why Streamlit's collection after
-every run is off (`runner.postScriptGC` in .streamlit/config.toml). Measured after the CI soak
-(bench/soak.py --probe, bench/RESULTS.md "CI soak margin"): in two runs of six a 22.6 MB
-attention result the store had already let go was still held this way, 60 s after the visitors
-left. Here one collection runs when no page has run for `IDLE_SECONDS`, so no visitor's page
-waits for it, and glibc then hands its free heap blocks back (`malloc_trim`, 4–6 MB).
+Why. Altair raises and catches errors while it builds some charts; those errors form reference
+cycles with their tracebacks, whose frames can keep the page's locals, an attention result among
+them, until Python's full collection runs. The chart builders known to do it were changed
+(tests/core/charts/test_selection.py checks no builder keeps its caller's frame), but every
+other chart still leaves hundreds of cyclic objects a build, and a new builder may again. With
+≈250 k tracked objects that collection is rare on its own and costs 130–240 ms on this 2-core VM
+under load, which is why Streamlit's collection after every run is off (`runner.postScriptGC` in
+.streamlit/config.toml). Measured after the CI soak (bench/soak.py --probe, bench/RESULTS.md "CI
+soak margin"): in two runs of six a 22.6 MB attention result the store had already let go was
+still held this way, 60 s after the visitors left. Here one collection runs when no page has run
+for `IDLE_SECONDS`, so no visitor's page waits for it, and glibc then hands its free heap blocks
+back (`malloc_trim`, 4–6 MB).
 """
 
 from __future__ import annotations
