@@ -409,6 +409,8 @@ def models_payload(
             view,
             _light(view, layer, layers, head, name),
         )
+        # The chips show the heads both have; each "mean" is of every head its model has.
+        panel["payload"]["meanOf"] = result.num_heads
         panels.append(panel)
         tops.append(top)
     linked = _linked(panels, tops, n_units, "shared by both models (this layer's heads)")

@@ -139,6 +139,13 @@ def test_two_models_are_linked_by_characters_and_keep_causal_cells_empty(embedde
     assert payload["compare"]["link"] == "characters"
     heads = min(result.num_heads for _, result in named)
     assert bert["names"] == gpt2["names"] == [*map(str, range(heads)), "mean"]
+    # Each "mean" is of all its model's heads, and the panel says how many (the title's count).
+    assert [panel["meanOf"] for panel in (bert, gpt2)] == [r.num_heads for _, r in named]
+    for panel, (_, result) in zip((bert, gpt2), named, strict=True):
+        mean = decode_codes(panel)[-1]
+        expected = result.attentions[0].mean(axis=0)
+        shown = np.isfinite(mean)
+        np.testing.assert_allclose(mean[shown], expected[shown], atol=2 / 255)
     values = decode_codes(gpt2)
     n = values.shape[-1]
     assert np.isnan(values[:, np.triu(np.ones((n, n), dtype=bool), 1)]).all()

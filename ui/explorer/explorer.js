@@ -1675,7 +1675,8 @@ class Explorer {
     // The text alternative: the selected row's strongest weights (and column's, if square).
     const p = this.payload;
     const name = p.names[this.head];
-    const heads = p.names.length - 1;
+    // A panel beside a model with fewer heads shows only the heads both have (meanOf: all).
+    const heads = p.meanOf || p.names.length - 1;
     const what = name === "mean" ? `mean of ${heads} heads` : p.names.length > 1 ? `head ${name}` : "";
     this.titleLine.textContent = `${p.title}${what ? `, ${what}` : ""}`;
     this.matrix.setAttribute(
