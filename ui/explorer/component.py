@@ -90,7 +90,7 @@ def explorer(
     _mount()(
         key=key,
         data=pack(payload),
-        on_view_change=functools.partial(_on_view, key, on_change or _ignore_change),
+        on_view_change=functools.partial(_on_view, key, (key,), on_change or _ignore_change),
         on_tiles_change=_ignore_change,
     )
     if later is None:
@@ -167,12 +167,15 @@ def _sent_key(key: str) -> str:
     return f"{key}__sent_data"
 
 
-def _on_view(key: str, on_change: Callable[[], None]) -> None:
+def _on_view(key: str, sent_keys: tuple[str, ...], on_change: Callable[[], None]) -> None:
+    """The view trigger of the explorer `key`: a browser that lost its copies of the matrices
+    (``{"need": true}``) has this run send them again (the sent-state of each of `sent_keys`
+    is forgotten); any other change goes to `on_change`."""
     state = st.session_state.get(key)
     trigger = state.get(VIEW_EVENT) if isinstance(state, dict) else None
     if isinstance(trigger, dict) and trigger.get("need") is True:
-        # The browser lost its copy of the matrices: this run sends them again.
-        st.session_state.pop(_sent_key(key), None)
+        for sent_key in sent_keys:
+            st.session_state.pop(_sent_key(sent_key), None)
         return
     on_change()
 
@@ -234,7 +237,10 @@ def compare_explorer(
         key=key,
         data=pack_compare(payload),
         on_view_change=functools.partial(
-            _on_compare_view, key, len(payload["panels"]), on_change or _ignore_change
+            _on_view,
+            key,
+            tuple(_panel_key(key, index) for index in range(len(payload["panels"]))),
+            on_change or _ignore_change,
         ),
         on_tiles_change=_ignore_change,
     )
@@ -242,14 +248,3 @@ def compare_explorer(
 
 def _panel_key(key: str, index: int) -> str:
     return f"{key}:{index}"
-
-
-def _on_compare_view(key: str, panels: int, on_change: Callable[[], None]) -> None:
-    state = st.session_state.get(key)
-    trigger = state.get(VIEW_EVENT) if isinstance(state, dict) else None
-    if isinstance(trigger, dict) and trigger.get("need") is True:
-        # The browser lost its copies: this run sends every panel's again.
-        for index in range(panels):
-            st.session_state.pop(_sent_key(_panel_key(key, index)), None)
-        return
-    on_change()

@@ -60,13 +60,13 @@ def compare_script() -> None:
     import streamlit as st
 
     from ui.explorer import build_payload, compare_explorer
-    from ui.explorer.component import _on_compare_view
+    from ui.explorer.component import _on_view
     from ui.explorer.payload import build_compare_payload, link_panel
 
     if st.session_state.get("simulate_need"):
         # What Streamlit runs before a run the browser's {"need": true} started.
         st.session_state["cx"] = {"view": {"need": True}}
-        _on_compare_view("cx", 2, lambda: None)
+        _on_view("cx", ("cx:0", "cx:1"), lambda: None)
     weights = np.array([[[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]]] * 2)
     panels = [
         link_panel(

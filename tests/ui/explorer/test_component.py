@@ -19,7 +19,7 @@ def demo_script() -> None:
 
     if st.session_state.get("simulate_callback"):
         # What Streamlit does before a run a trigger started: the component's callback.
-        _on_view("ex", lambda: st.session_state.update(called=True))
+        _on_view("ex", ("ex",), lambda: st.session_state.update(called=True))
     weights = np.array([[[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]]] * 2)
     head = st.session_state.get("head", "mean")
     payload = build_payload(
