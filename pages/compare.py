@@ -60,7 +60,12 @@ def replace_word(page: pages.Page) -> None:
         return
     result, view = page.result, page.view
     layer, head = compare.layer_and_head(result.num_layers, result.num_heads)
-    payload = compare.replacement_payload(comparison, view, layer, head)
+    try:
+        # A long input's whole attention may be over its budget (AttentionTooLargeError).
+        payload = compare.replacement_payload(comparison, view, layer, head)
+    except AtlasError as error:
+        show_error(str(error))
+        return
     show_explorer(payload, REPLACE_KEY)
     units = len(comparison.alignment.labels)
     prov = exports.provenance(view, page.inputs, method="difference")
@@ -99,7 +104,11 @@ def two_models(page: pages.Page) -> None:
         )
     layer, head = compare.layer_and_head(layers, heads, key_suffix="_models")
     shown = [(page.model.name, result), (other.name, other_result)]
-    payload = compare.models_payload(shown, view, layer, head)
+    try:
+        payload = compare.models_payload(shown, view, layer, head)
+    except AtlasError as error:
+        show_error(str(error))
+        return
     show_explorer(payload, MODELS_KEY)
 
 

@@ -234,3 +234,15 @@ def test_log_scale_and_without_the_first_token_change_every_panel_and_travel_in_
     again = on_page("pages/compare.py", **{key: at.query_params[key] for key in at.query_params})
     assert again.toggle(key="w_log_scale").value and again.toggle(key="w_without_first").value
     assert compare_payloads(again)["replace"]["panels"][0]["log"]
+
+
+def test_an_attention_over_its_budget_is_a_message_not_a_traceback(monkeypatch):
+    # As a long input's would: every captured stack's whole array is said to be too large.
+    from core.exact import CapturedStack
+
+    at = on_page("pages/compare.py", text="The cat sat on the mat.")
+    monkeypatch.setattr(CapturedStack, "dense_nbytes", property(lambda self: 2**40))
+    at.text_input(key="w_replacement").set_value("dog").run()
+    assert not at.exception
+    assert any("over the" in error.value and "budget" in error.value for error in at.error)
+    assert at.text_input(key="w_replacement").value == "dog"  # the typed text is kept
