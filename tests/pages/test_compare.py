@@ -240,7 +240,8 @@ def test_an_attention_over_its_budget_is_a_message_not_a_traceback(monkeypatch):
     # As a long input's would: every captured stack's whole array is said to be too large.
     from core.exact import CapturedStack
 
-    at = on_page("pages/compare.py", text="The cat sat on the mat.")
+    # A text of its own: a stored result whose whole array was built would not be asked again.
+    at = on_page("pages/compare.py", text="A budget test sentence about a small red fox.")
     monkeypatch.setattr(CapturedStack, "dense_nbytes", property(lambda self: 2**40))
     at.text_input(key="w_replacement").set_value("dog").run()
     assert not at.exception
