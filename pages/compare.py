@@ -1,6 +1,7 @@
 """Compare: replace a word and see the attention change, or put two models side by side."""
 
 import functools
+from collections.abc import Callable
 
 import streamlit as st
 
@@ -37,13 +38,21 @@ def apply_change(key: str) -> bool:
     return bool(updates)
 
 
-def show_explorer(payload: dict, key: str) -> None:
-    """`payload` in the compare explorer under `key`, its changes applied to the view."""
+def show_explorer(build: Callable[[], dict], key: str) -> bool:
+    """The payload `build` makes, in the compare explorer under `key`, its changes applied to
+    the view; whether it was shown. Building reads each result's whole attention: a long
+    input's may be over its budget (`AttentionTooLargeError`), shown as a message."""
+    try:
+        payload = build()
+    except AtlasError as error:
+        show_error(str(error))
+        return False
     compare_explorer(payload, key=key, on_change=functools.partial(apply_change, key))
     if apply_change(key):
         # Defensive, as on the Attention page: a change that reached the run without its
         # callback is applied here and the page drawn again.
         st.rerun()
+    return True
 
 
 def replace_word(page: pages.Page) -> None:
@@ -60,13 +69,9 @@ def replace_word(page: pages.Page) -> None:
         return
     result, view = page.result, page.view
     layer, head = compare.layer_and_head(result.num_layers, result.num_heads)
-    try:
-        # A long input's whole attention may be over its budget (AttentionTooLargeError).
-        payload = compare.replacement_payload(comparison, view, layer, head)
-    except AtlasError as error:
-        show_error(str(error))
+    build = functools.partial(compare.replacement_payload, comparison, view, layer, head)
+    if not show_explorer(build, REPLACE_KEY):
         return
-    show_explorer(payload, REPLACE_KEY)
     units = len(comparison.alignment.labels)
     prov = exports.provenance(view, page.inputs, method="difference")
     data = functools.partial(
@@ -104,12 +109,7 @@ def two_models(page: pages.Page) -> None:
         )
     layer, head = compare.layer_and_head(layers, heads, key_suffix="_models")
     shown = [(page.model.name, result), (other.name, other_result)]
-    try:
-        payload = compare.models_payload(shown, view, layer, head)
-    except AtlasError as error:
-        show_error(str(error))
-        return
-    show_explorer(payload, MODELS_KEY)
+    show_explorer(functools.partial(compare.models_payload, shown, view, layer, head), MODELS_KEY)
 
 
 def render(page: pages.Page) -> None:
